@@ -1,0 +1,235 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The public interface of the condafs store: package sets and their hashes, the
+ * content-addressed object store, ingesting a conda prefix, and reading environments back.
+ * The daemon (fs/) and the CLI (tools/) use the store only through this header; nothing
+ * here knows about FUSE.
+ *
+ * Errors: every action returns 0 or a negative errno and, when given a struct cfs_err,
+ * fills it with one line a user can read, naming the file and the reason. The mapping is
+ * fixed: corrupt object -EBADMSG, catalog inconsistency -EUCLEAN, unknown environment or
+ * path -ENOENT, database busy past its timeout -EBUSY, bad input -EINVAL, a prefix that
+ * does not fit a binary slot -ENOSPC, a store of an unknown format -EPROTO.
+ *
+ * Threads: a struct store is used by one thread at a time; open one per thread (they
+ * share the files and see each other's committed work).
+ */
+#ifndef CONDAFS_STORE_H
+#define CONDAFS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One line for the user; caller-owned, may be NULL wherever it is accepted. */
+struct cfs_err {
+	char msg[1024];
+};
+
+/* ---- package sets: the solved set that names an environment (lock.c, pkgset.c) ---- */
+
+enum pkg_kind {
+	PKG_CONDA = 0,
+	PKG_PYPI = 1,
+};
+
+/* Strings are owned by the set they came from. Unknown fields are NULL. */
+struct pkg {
+	enum pkg_kind kind;
+	const char *name; /* conda: as is; pypi: normalised per PEP 503 */
+	const char *version;
+	const char *build;   /* conda only */
+	const char *channel; /* canonical channel URL or name, without the subdir */
+	const char *subdir;  /* conda only */
+	const char *md5;     /* lowercase hex */
+	const char *sha256;  /* lowercase hex */
+};
+
+struct pkgset;
+
+/*
+ * Read a lock file: `conda list --explicit`, a fully pinned environment.yml,
+ * conda-lock.yml v1 or pixi.lock v5-v7. platform may be NULL (the lock's only platform,
+ * else the host's); environment is pixi's environment name (NULL = "default").
+ * A file that is not a lock is -EINVAL with a message saying what it is.
+ */
+int pkgset_from_lock(const char *path, const char *platform, const char *environment,
+		     struct pkgset **ret, struct cfs_err *err);
+
+/* The set installed in a conda prefix: conda-meta records plus pip dist-info not owned
+ * by a conda record. */
+int pkgset_from_prefix(const char *prefix, struct pkgset **ret, struct cfs_err *err);
+
+void pkgset_free(struct pkgset *set);
+const char *pkgset_platform(const struct pkgset *set);
+size_t pkgset_count(const struct pkgset *set);
+/* Packages are sorted by (kind, name); valid while the set lives. */
+const struct pkg *pkgset_at(const struct pkgset *set, size_t i);
+
+/* XXH3-128 of the canonical set (platform, (name, version, build) / (name, version)),
+ * as 32 lowercase hex digits and a NUL. */
+void pkgset_hash(const struct pkgset *set, char ret[33]);
+
+/* 0 when lock describes exactly the packages of have, with equal channels and archive
+ * hashes wherever both carry them; else -EINVAL and a message listing the differences. */
+int pkgset_match(const struct pkgset *have, const struct pkgset *lock, struct cfs_err *err);
+
+/* ---- the store ---- */
+
+enum store_flags {
+	STORE_CREATE = 1 << 0,   /* create the store if the directory holds none */
+	STORE_READONLY = 1 << 1, /* never write (the daemon) */
+};
+
+struct store;
+
+int store_open(const char *dir, unsigned flags, struct store **ret, struct cfs_err *err);
+void store_close(struct store *st);
+
+/* ---- ingest (ingest.c) ---- */
+
+struct ingest_progress {
+	uint64_t files_done, files_total;
+	uint64_t bytes_done, bytes_total;
+};
+
+enum ingest_result {
+	INGEST_NEW,      /* stored */
+	INGEST_PRESENT,  /* already stored with the same tree: nothing changed */
+	INGEST_REPLACED, /* --replace swapped in a differing tree */
+};
+
+struct ingest_opts {
+	const char *lock_path;     /* NULL: no lock to check against */
+	const char *lock_platform; /* as pkgset_from_lock */
+	const char *lock_env;
+	bool replace;      /* swap in a tree that differs from the stored one */
+	bool skip_special; /* warn and skip fifos, sockets, devices instead of failing */
+	/* Called from the ingesting thread; may be NULL. */
+	void (*progress)(void *ctx, const struct ingest_progress *p);
+	/* Warnings (stripped setuid bits, skipped special files); may be NULL. */
+	void (*warn)(void *ctx, const char *msg);
+	void *ctx;
+};
+
+/*
+ * Store the conda prefix at path. On success *ret_hash names the environment.
+ * All or nothing: on any error the catalog is unchanged.
+ */
+int store_ingest(struct store *st, const char *prefix, const struct ingest_opts *opts,
+		 char ret_hash[33], enum ingest_result *ret_result, struct cfs_err *err);
+
+/* ---- environments ---- */
+
+struct store_env {
+	int64_t id;
+	char hash[33];
+	char platform[32];
+	char source_prefix[4096];
+	int64_t created;   /* seconds since the epoch */
+	int64_t last_used; /* seconds since the epoch */
+	int64_t root;      /* node id of the environment's top directory */
+	uint64_t files;
+	uint64_t logical_bytes; /* sum of file sizes as ingested */
+};
+
+/* *ret is a malloc'd array the caller frees. Sorted by hash. */
+int store_env_list(struct store *st, struct store_env **ret, size_t *ret_n, struct cfs_err *err);
+/* Find by full hash or a unique prefix of it (at least 4 hex digits). */
+int store_env_find(struct store *st, const char *name, struct store_env *ret,
+		   struct cfs_err *err);
+int store_env_packages(struct store *st, const struct store_env *env, struct pkgset **ret,
+		       struct cfs_err *err);
+/* Bytes stored only for this environment: what removing it would free. */
+int store_env_unique_bytes(struct store *st, const struct store_env *env, uint64_t *ret,
+			   struct cfs_err *err);
+
+/* ---- the tree of an environment ---- */
+
+enum node_type {
+	NODE_DIR = 1,
+	NODE_FILE = 2,
+	NODE_SYMLINK = 3,
+};
+
+/*
+ * One path of an environment. Node ids are unique across the store. A directory's
+ * children have the consecutive ids [first_child, first_child + nchildren), sorted by
+ * name. Regular files that are served with identical bytes and attributes in every
+ * environment (same object, no prefix inside, same mode and mtime) share a group id > 0.
+ */
+struct store_node {
+	int64_t id;
+	int64_t env_id;
+	int64_t parent; /* 0 for an environment's top directory */
+	enum node_type type;
+	uint32_t mode;    /* permission bits only */
+	int64_t mtime_ns; /* nanoseconds since the epoch */
+	uint64_t size_neutral; /* stored size; see store_node_size */
+	uint32_t text_inserts; /* prefix occurrences that change the size */
+	bool relocated;        /* served bytes depend on the prefix */
+	int64_t group;
+	int64_t hardlink; /* first node of the same source inode in this env, else 0 */
+	int64_t first_child;
+	uint32_t nchildren;
+	uint16_t namelen;
+	char name[256]; /* not NUL-terminated beyond namelen; "" for a top directory */
+};
+
+/* The size served for prefix length plen. */
+static inline uint64_t store_node_size(const struct store_node *n, size_t plen)
+{
+	return n->size_neutral + (uint64_t)n->text_inserts * plen;
+}
+
+int store_node_get(struct store *st, int64_t id, struct store_node *ret, struct cfs_err *err);
+/* -ENOENT when the directory has no such name. */
+int store_node_lookup(struct store *st, int64_t dir, const char *name, size_t len,
+		      struct store_node *ret, struct cfs_err *err);
+/* Calls fn for the children of dir from index start on, until fn returns non-zero
+ * (which is then returned; 1 means "stop, no error"). */
+int store_dir_iter(struct store *st, const struct store_node *dir, uint32_t start,
+		   int (*fn)(void *ctx, const struct store_node *child), void *ctx,
+		   struct cfs_err *err);
+/* The path of a node relative to its environment ("" for the top). */
+int store_node_path(struct store *st, int64_t id, char *buf, size_t size, struct cfs_err *err);
+/* The link target as served under prefix; *ret is malloc'd, the caller frees it. */
+int store_readlink(struct store *st, const struct store_node *n, const char *prefix, char **ret,
+		   struct cfs_err *err);
+/*
+ * Read up to len bytes at off of a file as served under prefix. *ret_n is short only
+ * at the end of the file. -EBADMSG for a corrupt or missing object, -ENOSPC when the
+ * prefix does not fit a binary slot of the file.
+ */
+int store_read(struct store *st, const struct store_node *n, const char *prefix, uint64_t off,
+	       size_t len, void *buf, size_t *ret_n, struct cfs_err *err);
+
+/* ---- whole-store reports ---- */
+
+struct store_stats {
+	uint64_t envs;
+	uint64_t objects;
+	uint64_t logical_bytes; /* sum over environments of their file sizes */
+	uint64_t content_bytes; /* sum of distinct objects' uncompressed sizes */
+	uint64_t stored_bytes;  /* bytes the objects take in the store */
+};
+int store_stats(struct store *st, struct store_stats *ret, struct cfs_err *err);
+
+/* One problem found by verify: the object and one user of it (env hash and path may be
+ * NULL for an object nobody uses). */
+struct verify_problem {
+	const char *key;     /* 32 hex */
+	const char *problem; /* "missing", "corrupt: ...", "unreferenced" */
+	const char *env;
+	const char *path;
+};
+struct verify_result {
+	uint64_t objects_checked;
+	uint64_t corrupt;      /* missing or corrupt objects */
+	uint64_t unreferenced; /* objects no environment uses (harmless, freed by gc) */
+};
+/* Re-hash every object. fn is called for every problem and every user of a bad object. */
+int store_verify(struct store *st, void (*fn)(void *ctx, const struct verify_problem *p),
+		 void *ctx, struct verify_result *ret, struct cfs_err *err);
+
+#endif

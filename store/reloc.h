@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Prefix relocation: finding the build prefix inside a file, storing the file without it
+ * ("neutral" content, so environments that differ only by prefix share one object), and
+ * serving it back under any other prefix.
+ *
+ * Text mode: every occurrence anywhere is removed; reading inserts the new prefix at each
+ * recorded offset, so the size changes by (new - old length) per occurrence.
+ * Binary mode (conda's rule): only occurrences inside a NUL-terminated string count. The
+ * occurrences are removed and as many NULs put right after the string, so the neutral
+ * content keeps the file's size. Reading inserts the new prefix and takes the same number
+ * of bytes back out of the NULs after the string: the size never changes, and a prefix
+ * that does not fit the slot is -ENOSPC.
+ *
+ * Offsets in a struct reloc are in neutral coordinates, sorted.
+ */
+#ifndef CONDAFS_RELOC_H
+#define CONDAFS_RELOC_H
+
+#include "condafs/store.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum reloc_mode {
+	RELOC_NONE = 0, /* never rewritten (.pyc, zip-like archives) */
+	RELOC_TEXT = 1,
+	RELOC_BINARY = 2,
+};
+
+struct reloc;
+
+/* The mode conda would use for a file it has no record for: none for length-prefixed
+ * formats (.pyc, zip, wheel, egg, jar), binary if the content holds a NUL, else text. */
+enum reloc_mode reloc_mode_guess(const char *relpath, const uint8_t *data, size_t len);
+
+/*
+ * Find prefix (plen bytes) in data. When nothing is found *ret and *ret_neutral are NULL.
+ * Otherwise *ret_neutral (malloc'd, *ret_neutral_len bytes) is the neutral content and
+ * *ret the record; the caller frees both. placeholder_len, when not 0, is the length of
+ * the placeholder conda-meta recorded for the file: a binary slot holds at most that many
+ * bytes per occurrence (without it the slot ends at the last NUL before the next
+ * non-NUL byte).
+ */
+int reloc_scan(const uint8_t *data, size_t len, const char *prefix, size_t plen,
+	       enum reloc_mode mode, size_t placeholder_len, uint8_t **ret_neutral,
+	       size_t *ret_neutral_len, struct reloc **ret, struct cfs_err *err);
+
+void reloc_free(struct reloc *r);
+
+/* Occurrences that change the size (text mode), else 0. */
+uint32_t reloc_text_inserts(const struct reloc *r);
+
+/* 0 if a prefix of plen bytes fits every binary slot, else -ENOSPC. */
+int reloc_fits(const struct reloc *r, size_t plen);
+
+/* Read callback for the neutral content: fill buf with len bytes at off; 0 or -errno. */
+typedef int (*reloc_source_fn)(void *ctx, uint64_t off, size_t len, uint8_t *buf);
+
+/*
+ * Bytes [off, off + len) of the content as served under prefix, clipped to its end;
+ * *ret_n is the count written. -ENOSPC when the prefix does not fit a binary slot.
+ */
+int reloc_read(const struct reloc *r, uint64_t neutral_len, const char *prefix, size_t plen,
+	       uint64_t off, size_t len, uint8_t *buf, size_t *ret_n, reloc_source_fn src,
+	       void *ctx);
+
+/* A compact, portable encoding for the catalog. *ret is malloc'd. */
+int reloc_encode(const struct reloc *r, uint8_t **ret, size_t *ret_len);
+/* -EBADMSG on a malformed blob. */
+int reloc_decode(const uint8_t *blob, size_t len, struct reloc **ret);
+
+#endif
