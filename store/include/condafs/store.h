@@ -169,7 +169,8 @@ struct store_node {
 	uint32_t text_inserts; /* prefix occurrences that change the size */
 	bool relocated;        /* served bytes depend on the prefix */
 	int64_t group;
-	int64_t hardlink; /* first node of the same source inode in this env, else 0 */
+	int64_t hardlink; /* first node of the same source inode in this env (itself for
+			   * the first), 0 when the inode had one path */
 	int64_t first_child;
 	uint32_t nchildren;
 	uint16_t namelen;

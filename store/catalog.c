@@ -1,0 +1,884 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The catalog in SQLite: schema, prepared statements, and every query the store makes.
+ * WAL lets the daemon read while an ingest writes; a busy timeout lets two ingests queue.
+ *
+ * Invariants (with object.c's O1/O2):
+ * C1: an environment row exists only together with all its nodes and packages: they are
+ *     inserted in one transaction, and deleted in one.
+ * C2: objects.refs is the number of nodes naming the object; a node names only an object
+ *     whose image is durable (a file fsynced and linked, its directory fsynced, or a blob
+ *     in the same transaction).
+ * C3: a directory's children have the ids [first_child, first_child + nchildren), sorted
+ *     by name bytes, so a listing is a range scan on the primary key.
+ */
+#include "catalog.h"
+
+#include "err.h"
+#include "pkgset.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CATALOG_VERSION "1"
+#define BUSY_TIMEOUT_MS 60000
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+	" WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS envs("
+	" id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE, platform TEXT NOT NULL,"
+	" source_prefix BLOB NOT NULL, created INTEGER NOT NULL, last_used INTEGER NOT NULL,"
+	" root INTEGER NOT NULL, files INTEGER NOT NULL, logical_bytes INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS packages("
+	" env INTEGER NOT NULL, kind INTEGER NOT NULL, name TEXT NOT NULL,"
+	" version TEXT NOT NULL, build TEXT, channel TEXT, subdir TEXT, md5 TEXT, sha256 TEXT);"
+	"CREATE INDEX IF NOT EXISTS packages_env ON packages(env);"
+	"CREATE TABLE IF NOT EXISTS objects("
+	" id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE, size INTEGER NOT NULL,"
+	" stored INTEGER NOT NULL, refs INTEGER NOT NULL, data BLOB);"
+	"CREATE TABLE IF NOT EXISTS groups("
+	" id INTEGER PRIMARY KEY, obj INTEGER NOT NULL, mode INTEGER NOT NULL,"
+	" mtime_ns INTEGER NOT NULL, UNIQUE(obj, mode, mtime_ns));"
+	"CREATE TABLE IF NOT EXISTS nodes("
+	" id INTEGER PRIMARY KEY, env INTEGER NOT NULL, parent INTEGER NOT NULL,"
+	" name BLOB NOT NULL, type INTEGER NOT NULL, mode INTEGER NOT NULL,"
+	" mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, inserts INTEGER NOT NULL,"
+	" obj INTEGER, grp INTEGER, hardlink INTEGER, first_child INTEGER,"
+	" nchildren INTEGER, target BLOB, reloc BLOB);"
+	"CREATE UNIQUE INDEX IF NOT EXISTS nodes_lookup ON nodes(parent, name);"
+	"CREATE INDEX IF NOT EXISTS nodes_env ON nodes(env);"
+	"CREATE INDEX IF NOT EXISTS nodes_obj ON nodes(obj);";
+
+enum stmt_id {
+	S_OBJ_BY_KEY,
+	S_OBJ_BY_ID,
+	S_OBJ_INSERT,
+	S_OBJ_ADDREF,
+	S_OBJ_EACH,
+	S_OBJ_USERS,
+	S_GROUP_FIND,
+	S_GROUP_INSERT,
+	S_ENV_BY_HASH,
+	S_ENV_BY_PREFIX,
+	S_ENV_LIST,
+	S_ENV_INSERT,
+	S_PKG_INSERT,
+	S_PKG_LIST,
+	S_ENV_UNREF,
+	S_ENV_DEL_NODES,
+	S_ENV_DEL_PKGS,
+	S_ENV_DEL,
+	S_ENV_UNIQUE,
+	S_NODE_MAX,
+	S_NODE_INSERT,
+	S_NODE_GET,
+	S_NODE_LOOKUP,
+	S_NODE_CONTENT,
+	S_NODE_RANGE,
+	S_ENV_TREE,
+	S_STATS_ENVS,
+	S_STATS_OBJS,
+	S_COUNT,
+};
+
+#define ENV_COLS "id, hash, platform, source_prefix, created, last_used, root, files, logical_bytes"
+#define NODE_COLS                                                                              \
+	"id, env, parent, name, type, mode, mtime_ns, size, inserts, grp, hardlink, first_child," \
+	" nchildren, reloc IS NOT NULL"
+#define OBJ_COLS "id, key, size, stored, refs, data"
+
+static const char *const stmt_sql[S_COUNT] = {
+	[S_OBJ_BY_KEY] = "SELECT " OBJ_COLS " FROM objects WHERE key = ?1",
+	[S_OBJ_BY_ID] = "SELECT " OBJ_COLS " FROM objects WHERE id = ?1",
+	[S_OBJ_INSERT] = "INSERT INTO objects(key, size, stored, refs, data)"
+			 " VALUES (?1, ?2, ?3, 0, ?4) ON CONFLICT(key) DO NOTHING",
+	[S_OBJ_ADDREF] = "UPDATE objects SET refs = refs + ?2 WHERE key = ?1 RETURNING id",
+	[S_OBJ_EACH] = "SELECT " OBJ_COLS " FROM objects ORDER BY key",
+	[S_OBJ_USERS] = "SELECT e.hash, n.id FROM nodes n JOIN envs e ON e.id = n.env"
+			" WHERE n.obj = ?1 ORDER BY e.hash, n.id",
+	[S_GROUP_FIND] = "SELECT id FROM groups WHERE obj = ?1 AND mode = ?2 AND mtime_ns = ?3",
+	[S_GROUP_INSERT] = "INSERT INTO groups(obj, mode, mtime_ns) VALUES (?1, ?2, ?3)",
+	[S_ENV_BY_HASH] = "SELECT " ENV_COLS " FROM envs WHERE hash = ?1",
+	[S_ENV_BY_PREFIX] = "SELECT " ENV_COLS " FROM envs WHERE hash >= ?1 AND hash < ?1 || 'g'"
+			    " ORDER BY hash LIMIT 2",
+	[S_ENV_LIST] = "SELECT " ENV_COLS " FROM envs ORDER BY hash",
+	[S_ENV_INSERT] = "INSERT INTO envs(hash, platform, source_prefix, created, last_used,"
+			 " root, files, logical_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[S_PKG_INSERT] = "INSERT INTO packages(env, kind, name, version, build, channel, subdir,"
+			 " md5, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[S_PKG_LIST] = "SELECT kind, name, version, build, channel, subdir, md5, sha256"
+		       " FROM packages WHERE env = ?1",
+	[S_ENV_UNREF] = "UPDATE objects SET refs = refs - c.n FROM"
+			" (SELECT obj, count(*) AS n FROM nodes WHERE env = ?1 AND obj IS NOT NULL"
+			" GROUP BY obj) AS c WHERE objects.id = c.obj",
+	[S_ENV_DEL_NODES] = "DELETE FROM nodes WHERE env = ?1",
+	[S_ENV_DEL_PKGS] = "DELETE FROM packages WHERE env = ?1",
+	[S_ENV_DEL] = "DELETE FROM envs WHERE id = ?1",
+	[S_ENV_UNIQUE] = "SELECT coalesce(sum(o.stored), 0) FROM objects o WHERE o.id IN"
+			 " (SELECT DISTINCT obj FROM nodes WHERE env = ?1 AND obj IS NOT NULL)"
+			 " AND NOT EXISTS (SELECT 1 FROM nodes m WHERE m.obj = o.id"
+			 " AND m.env != ?1)",
+	[S_NODE_MAX] = "SELECT coalesce(max(id), 0) FROM nodes",
+	[S_NODE_INSERT] = "INSERT INTO nodes(id, env, parent, name, type, mode, mtime_ns, size,"
+			  " inserts, obj, grp, hardlink, first_child, nchildren, target, reloc)"
+			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+			  " ?15, ?16)",
+	[S_NODE_GET] = "SELECT " NODE_COLS " FROM nodes WHERE id = ?1",
+	[S_NODE_LOOKUP] = "SELECT " NODE_COLS " FROM nodes WHERE parent = ?1 AND name = ?2",
+	[S_NODE_CONTENT] = "SELECT o.id, o.key, o.size, o.stored, o.refs, o.data, n.reloc,"
+			   " n.target FROM nodes n LEFT JOIN objects o ON o.id = n.obj"
+			   " WHERE n.id = ?1",
+	[S_NODE_RANGE] = "SELECT " NODE_COLS " FROM nodes WHERE id >= ?1 AND id < ?2 ORDER BY id",
+	[S_ENV_TREE] = "SELECT n.id, n.env, n.parent, n.name, n.type, n.mode, n.mtime_ns, n.size,"
+		       " n.inserts, n.grp, n.hardlink, n.first_child, n.nchildren,"
+		       " n.reloc IS NOT NULL, o.key, n.target FROM nodes n"
+		       " LEFT JOIN objects o ON o.id = n.obj WHERE n.env = ?1 ORDER BY n.id",
+	[S_STATS_ENVS] = "SELECT count(*), coalesce(sum(logical_bytes), 0) FROM envs",
+	[S_STATS_OBJS] = "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(stored), 0)"
+			 " FROM objects",
+};
+
+struct catalog {
+	sqlite3 *db;
+	char *path;
+	sqlite3_stmt *stmt[S_COUNT];
+};
+
+static int db_err(struct catalog *c, int rc, const char *what, struct cfs_err *err)
+{
+	int e = rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? -EBUSY
+		: rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB ? -EUCLEAN
+		: rc == SQLITE_FULL			      ? -ENOSPC
+		: rc == SQLITE_NOMEM			      ? -ENOMEM
+		: rc == SQLITE_READONLY			      ? -EROFS
+							      : -EIO;
+
+	return err_set(err, e, "%s: %s: %s", c->path, what, sqlite3_errmsg(c->db));
+}
+
+/* The statement id, reset and with its bindings cleared. */
+static int stmt(struct catalog *c, enum stmt_id id, sqlite3_stmt **ret, struct cfs_err *err)
+{
+	int rc;
+
+	if (!c->stmt[id]) {
+		rc = sqlite3_prepare_v3(c->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+					&c->stmt[id], NULL);
+		if (rc != SQLITE_OK)
+			return db_err(c, rc, "cannot prepare a query", err);
+	}
+	sqlite3_reset(c->stmt[id]);
+	sqlite3_clear_bindings(c->stmt[id]);
+	*ret = c->stmt[id];
+	return 0;
+}
+
+/* Step a statement that returns no row (or whose row is not wanted). */
+static int step_done(struct catalog *c, sqlite3_stmt *s, struct cfs_err *err)
+{
+	int rc = sqlite3_step(s);
+
+	if (rc == SQLITE_DONE || rc == SQLITE_ROW) {
+		sqlite3_reset(s);
+		return 0;
+	}
+	rc = db_err(c, rc, "write failed", err);
+	sqlite3_reset(s);
+	return rc;
+}
+
+/* Step for one row: 0 with a row, -ENOENT without. */
+static int step_row(struct catalog *c, sqlite3_stmt *s, struct cfs_err *err)
+{
+	int rc = sqlite3_step(s);
+
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	return db_err(c, rc, "query failed", err);
+}
+
+static int exec(struct catalog *c, const char *sql, struct cfs_err *err)
+{
+	int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? 0 : db_err(c, rc, sql, err);
+}
+
+int catalog_open(const char *path, bool create, struct catalog **ret, struct cfs_err *err)
+{
+	struct catalog *c = calloc(1, sizeof(*c));
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+	sqlite3_stmt *s = NULL;
+	int rc, r;
+
+	if (!c || !(c->path = strdup(path))) {
+		free(c);
+		return -ENOMEM;
+	}
+	rc = sqlite3_open_v2(path, &c->db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		r = db_err(c, rc, "cannot open the catalog", err);
+		goto fail;
+	}
+	sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+	r = exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;",
+		 err);
+	if (r)
+		goto fail;
+	if (create) {
+		r = exec(c, "BEGIN IMMEDIATE", err);
+		if (r)
+			goto fail;
+		r = exec(c, schema, err);
+		if (!r)
+			r = exec(c,
+				 "INSERT INTO meta(key, value) VALUES ('catalog_version', '"
+				 CATALOG_VERSION "') ON CONFLICT DO NOTHING",
+				 err);
+		if (r) {
+			exec(c, "ROLLBACK", NULL);
+			goto fail;
+		}
+		r = exec(c, "COMMIT", err);
+		if (r)
+			goto fail;
+	}
+	rc = sqlite3_prepare_v2(c->db, "SELECT value FROM meta WHERE key = 'catalog_version'", -1,
+				&s, NULL);
+	if (rc != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW) {
+		r = err_set(err, -EPROTO, "%s: not a condafs catalog", path);
+		goto fail;
+	}
+	if (strcmp((const char *)sqlite3_column_text(s, 0), CATALOG_VERSION) != 0) {
+		r = err_set(err, -EPROTO, "%s: catalog version %s is not one this condafs knows (%s)",
+			    path, sqlite3_column_text(s, 0), CATALOG_VERSION);
+		goto fail;
+	}
+	sqlite3_finalize(s);
+	*ret = c;
+	return 0;
+fail:
+	sqlite3_finalize(s);
+	catalog_close(c);
+	return r;
+}
+
+void catalog_close(struct catalog *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(c->stmt[i]);
+	sqlite3_close(c->db);
+	free(c->path);
+	free(c);
+}
+
+int catalog_begin(struct catalog *c, bool write, struct cfs_err *err)
+{
+	return exec(c, write ? "BEGIN IMMEDIATE" : "BEGIN", err);
+}
+
+int catalog_commit(struct catalog *c, struct cfs_err *err)
+{
+	return exec(c, "COMMIT", err);
+}
+
+void catalog_rollback(struct catalog *c)
+{
+	if (!sqlite3_get_autocommit(c->db))
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* ---- objects ---- */
+
+static void object_row(sqlite3_stmt *s, struct catalog_object *ret)
+{
+	const void *key = sqlite3_column_blob(s, 1);
+
+	ret->id = sqlite3_column_int64(s, 0);
+	memset(ret->key.b, 0, 16);
+	if (key && sqlite3_column_bytes(s, 1) == 16)
+		memcpy(ret->key.b, key, 16);
+	ret->size = (uint64_t)sqlite3_column_int64(s, 2);
+	ret->stored = (uint64_t)sqlite3_column_int64(s, 3);
+	ret->refs = sqlite3_column_int64(s, 4);
+	ret->blob = sqlite3_column_blob(s, 5);
+	ret->bloblen = (size_t)sqlite3_column_bytes(s, 5);
+}
+
+int catalog_object_by_key(struct catalog *c, const struct objkey *key, struct catalog_object *ret,
+			  struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_OBJ_BY_KEY, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_blob(s, 1, key->b, 16, SQLITE_STATIC);
+	r = step_row(c, s, err);
+	if (r == 0)
+		object_row(s, ret);
+	return r;
+}
+
+int catalog_object_by_id(struct catalog *c, int64_t id, struct catalog_object *ret,
+			 struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_OBJ_BY_ID, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, id);
+	r = step_row(c, s, err);
+	if (r == 0)
+		object_row(s, ret);
+	return r;
+}
+
+int catalog_object_ref(struct catalog *c, const struct objkey *key, uint64_t size,
+		       uint64_t stored, const uint8_t *blob, size_t bloblen, int64_t refs,
+		       int64_t *ret_id, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_OBJ_INSERT, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_blob(s, 1, key->b, 16, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, (int64_t)size);
+	sqlite3_bind_int64(s, 3, (int64_t)stored);
+	if (blob)
+		sqlite3_bind_blob(s, 4, blob, (int)bloblen, SQLITE_STATIC);
+	r = step_done(c, s, err);
+	if (r)
+		return r;
+	r = stmt(c, S_OBJ_ADDREF, &s, err);
+	if (r)
+		return r;
+	sqlite3_bind_blob(s, 1, key->b, 16, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, refs);
+	r = step_row(c, s, err);
+	if (r == -ENOENT)
+		return err_set(err, -EUCLEAN, "%s: object vanished while referenced", c->path);
+	if (r == 0)
+		*ret_id = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return r;
+}
+
+int catalog_object_each(struct catalog *c,
+			int (*fn)(void *ctx, const struct catalog_object *o), void *ctx,
+			struct cfs_err *err)
+{
+	struct catalog_object o;
+	sqlite3_stmt *s;
+	int r = stmt(c, S_OBJ_EACH, &s, err);
+
+	while (r == 0 && (r = step_row(c, s, err)) == 0) {
+		object_row(s, &o);
+		r = fn(ctx, &o);
+	}
+	sqlite3_reset(s);
+	return r == -ENOENT ? 0 : r;
+}
+
+int catalog_object_users(struct catalog *c, int64_t id,
+			 int (*fn)(void *ctx, const char *env, int64_t node), void *ctx,
+			 struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_OBJ_USERS, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, id);
+	while ((r = step_row(c, s, err)) == 0) {
+		r = fn(ctx, (const char *)sqlite3_column_text(s, 0), sqlite3_column_int64(s, 1));
+		if (r)
+			break;
+	}
+	sqlite3_reset(s);
+	return r == -ENOENT ? 0 : r;
+}
+
+int catalog_group(struct catalog *c, int64_t obj, uint32_t mode, int64_t mtime_ns,
+		  int64_t *ret_id, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_GROUP_FIND, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, obj);
+	sqlite3_bind_int64(s, 2, mode);
+	sqlite3_bind_int64(s, 3, mtime_ns);
+	r = step_row(c, s, err);
+	if (r == 0) {
+		*ret_id = sqlite3_column_int64(s, 0);
+		sqlite3_reset(s);
+		return 0;
+	}
+	if (r != -ENOENT)
+		return r;
+	r = stmt(c, S_GROUP_INSERT, &s, err);
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, obj);
+	sqlite3_bind_int64(s, 2, mode);
+	sqlite3_bind_int64(s, 3, mtime_ns);
+	r = step_done(c, s, err);
+	if (r == 0)
+		*ret_id = sqlite3_last_insert_rowid(c->db);
+	return r;
+}
+
+/* ---- environments ---- */
+
+static void copy_text(char *dst, size_t size, const unsigned char *src, int len)
+{
+	size_t n = src && len > 0 ? (size_t)len : 0;
+
+	if (n >= size)
+		n = size - 1;
+	if (n)
+		memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+static void env_row(sqlite3_stmt *s, struct store_env *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->id = sqlite3_column_int64(s, 0);
+	copy_text(ret->hash, sizeof(ret->hash), sqlite3_column_text(s, 1),
+		  sqlite3_column_bytes(s, 1));
+	copy_text(ret->platform, sizeof(ret->platform), sqlite3_column_text(s, 2),
+		  sqlite3_column_bytes(s, 2));
+	copy_text(ret->source_prefix, sizeof(ret->source_prefix), sqlite3_column_blob(s, 3),
+		  sqlite3_column_bytes(s, 3));
+	ret->created = sqlite3_column_int64(s, 4);
+	ret->last_used = sqlite3_column_int64(s, 5);
+	ret->root = sqlite3_column_int64(s, 6);
+	ret->files = (uint64_t)sqlite3_column_int64(s, 7);
+	ret->logical_bytes = (uint64_t)sqlite3_column_int64(s, 8);
+}
+
+int catalog_env_by_hash(struct catalog *c, const char *hash, struct store_env *ret,
+			struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_ENV_BY_HASH, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_text(s, 1, hash, -1, SQLITE_STATIC);
+	r = step_row(c, s, err);
+	if (r == 0)
+		env_row(s, ret);
+	sqlite3_reset(s);
+	return r;
+}
+
+int catalog_env_by_prefix(struct catalog *c, const char *prefix, struct store_env *ret,
+			  struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_ENV_BY_PREFIX, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_text(s, 1, prefix, -1, SQLITE_STATIC);
+	r = step_row(c, s, err);
+	if (r == 0) {
+		env_row(s, ret);
+		if (step_row(c, s, err) == 0)
+			r = -EINVAL;
+	}
+	sqlite3_reset(s);
+	return r;
+}
+
+int catalog_env_list(struct catalog *c, struct store_env **ret, size_t *ret_n,
+		     struct cfs_err *err)
+{
+	struct store_env *v = NULL;
+	size_t n = 0, cap = 0;
+	sqlite3_stmt *s;
+	int r = stmt(c, S_ENV_LIST, &s, err);
+
+	while (r == 0 && (r = step_row(c, s, err)) == 0) {
+		if (n == cap) {
+			struct store_env *nv;
+
+			cap = cap ? 2 * cap : 16;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				r = -ENOMEM;
+				break;
+			}
+			v = nv;
+		}
+		env_row(s, &v[n++]);
+	}
+	sqlite3_reset(s);
+	if (r != -ENOENT) {
+		free(v);
+		return r;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+static void bind_text_or_null(sqlite3_stmt *s, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+int catalog_env_insert(struct catalog *c, const struct store_env *env,
+		       const struct pkgset *set, int64_t *ret_id, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int64_t id;
+	int r = stmt(c, S_ENV_INSERT, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_text(s, 1, env->hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, env->platform, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 3, env->source_prefix, (int)strlen(env->source_prefix),
+			  SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, env->created);
+	sqlite3_bind_int64(s, 5, env->last_used);
+	sqlite3_bind_int64(s, 6, env->root);
+	sqlite3_bind_int64(s, 7, (int64_t)env->files);
+	sqlite3_bind_int64(s, 8, (int64_t)env->logical_bytes);
+	r = step_done(c, s, err);
+	if (r)
+		return r;
+	id = sqlite3_last_insert_rowid(c->db);
+	for (size_t i = 0; i < pkgset_count(set); i++) {
+		const struct pkg *p = pkgset_at(set, i);
+
+		r = stmt(c, S_PKG_INSERT, &s, err);
+		if (r)
+			return r;
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_int(s, 2, p->kind);
+		sqlite3_bind_text(s, 3, p->name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 4, p->version, -1, SQLITE_STATIC);
+		bind_text_or_null(s, 5, p->build);
+		bind_text_or_null(s, 6, p->channel);
+		bind_text_or_null(s, 7, p->subdir);
+		bind_text_or_null(s, 8, p->md5);
+		bind_text_or_null(s, 9, p->sha256);
+		r = step_done(c, s, err);
+		if (r)
+			return r;
+	}
+	*ret_id = id;
+	return 0;
+}
+
+int catalog_env_delete(struct catalog *c, int64_t id, struct cfs_err *err)
+{
+	static const enum stmt_id steps[] = {S_ENV_UNREF, S_ENV_DEL_NODES, S_ENV_DEL_PKGS,
+					     S_ENV_DEL};
+
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		sqlite3_stmt *s;
+		int r = stmt(c, steps[i], &s, err);
+
+		if (r)
+			return r;
+		sqlite3_bind_int64(s, 1, id);
+		r = step_done(c, s, err);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static const char *col_text(sqlite3_stmt *s, int i)
+{
+	return (const char *)sqlite3_column_text(s, i);
+}
+
+int catalog_env_packages(struct catalog *c, int64_t id, const char *platform,
+			 struct pkgset **ret, struct cfs_err *err)
+{
+	struct pkgset *set = NULL;
+	sqlite3_stmt *s;
+	int r = stmt(c, S_PKG_LIST, &s, err);
+
+	if (r)
+		return r;
+	r = pkgset_new(&set);
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, id);
+	while ((r = step_row(c, s, err)) == 0) {
+		struct pkg p = {
+			.kind = (enum pkg_kind)sqlite3_column_int(s, 0),
+			.name = col_text(s, 1),
+			.version = col_text(s, 2),
+			.build = col_text(s, 3),
+			.channel = col_text(s, 4),
+			.subdir = col_text(s, 5),
+			.md5 = col_text(s, 6),
+			.sha256 = col_text(s, 7),
+		};
+		r = pkgset_add(set, &p, c->path, err);
+		if (r)
+			break;
+	}
+	sqlite3_reset(s);
+	if (r == -ENOENT)
+		r = pkgset_finish(set, platform, c->path, err);
+	if (r) {
+		pkgset_free(set);
+		return r;
+	}
+	*ret = set;
+	return 0;
+}
+
+int catalog_env_unique_bytes(struct catalog *c, int64_t id, uint64_t *ret, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_ENV_UNIQUE, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, id);
+	r = step_row(c, s, err);
+	if (r == 0)
+		*ret = (uint64_t)sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return r;
+}
+
+/* ---- nodes ---- */
+
+int catalog_node_max_id(struct catalog *c, int64_t *ret, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_NODE_MAX, &s, err);
+
+	if (r)
+		return r;
+	r = step_row(c, s, err);
+	if (r == 0)
+		*ret = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return r;
+}
+
+static void bind_blob_or_null(sqlite3_stmt *s, int i, const void *p, size_t n)
+{
+	if (p)
+		sqlite3_bind_blob(s, i, p, (int)n, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+static void bind_id_or_null(sqlite3_stmt *s, int i, int64_t v)
+{
+	if (v)
+		sqlite3_bind_int64(s, i, v);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+int catalog_node_insert(struct catalog *c, const struct catalog_node_row *row,
+			struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_NODE_INSERT, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, row->id);
+	sqlite3_bind_int64(s, 2, row->env);
+	sqlite3_bind_int64(s, 3, row->parent);
+	sqlite3_bind_blob(s, 4, row->name, (int)row->namelen, SQLITE_STATIC);
+	sqlite3_bind_int(s, 5, row->type);
+	sqlite3_bind_int64(s, 6, row->mode);
+	sqlite3_bind_int64(s, 7, row->mtime_ns);
+	sqlite3_bind_int64(s, 8, (int64_t)row->size);
+	sqlite3_bind_int64(s, 9, row->inserts);
+	bind_id_or_null(s, 10, row->obj);
+	bind_id_or_null(s, 11, row->group);
+	bind_id_or_null(s, 12, row->hardlink);
+	if (row->type == NODE_DIR) {
+		sqlite3_bind_int64(s, 13, row->first_child);
+		sqlite3_bind_int64(s, 14, row->nchildren);
+	}
+	bind_blob_or_null(s, 15, row->target, row->target_len);
+	bind_blob_or_null(s, 16, row->reloc, row->reloc_len);
+	return step_done(c, s, err);
+}
+
+static void node_row(sqlite3_stmt *s, struct store_node *ret)
+{
+	int namelen = sqlite3_column_bytes(s, 3);
+
+	ret->id = sqlite3_column_int64(s, 0);
+	ret->env_id = sqlite3_column_int64(s, 1);
+	ret->parent = sqlite3_column_int64(s, 2);
+	if (namelen > 255)
+		namelen = 255;
+	ret->namelen = (uint16_t)namelen;
+	if (namelen)
+		memcpy(ret->name, sqlite3_column_blob(s, 3), (size_t)namelen);
+	ret->name[namelen] = '\0';
+	ret->type = (enum node_type)sqlite3_column_int(s, 4);
+	ret->mode = (uint32_t)sqlite3_column_int64(s, 5);
+	ret->mtime_ns = sqlite3_column_int64(s, 6);
+	ret->size_neutral = (uint64_t)sqlite3_column_int64(s, 7);
+	ret->text_inserts = (uint32_t)sqlite3_column_int64(s, 8);
+	ret->group = sqlite3_column_int64(s, 9);
+	ret->hardlink = sqlite3_column_int64(s, 10);
+	ret->first_child = sqlite3_column_int64(s, 11);
+	ret->nchildren = (uint32_t)sqlite3_column_int64(s, 12);
+	ret->relocated = sqlite3_column_int(s, 13) != 0;
+}
+
+int catalog_node_get(struct catalog *c, int64_t id, struct store_node *ret, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_NODE_GET, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, id);
+	r = step_row(c, s, err);
+	if (r == 0)
+		node_row(s, ret);
+	sqlite3_reset(s);
+	return r;
+}
+
+int catalog_node_lookup(struct catalog *c, int64_t dir, const void *name, size_t len,
+			struct store_node *ret, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_NODE_LOOKUP, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, dir);
+	sqlite3_bind_blob(s, 2, name, (int)len, SQLITE_STATIC);
+	r = step_row(c, s, err);
+	if (r == 0)
+		node_row(s, ret);
+	sqlite3_reset(s);
+	return r;
+}
+
+int catalog_node_range(struct catalog *c, int64_t first, int64_t end,
+		       int (*fn)(void *ctx, const struct store_node *n), void *ctx,
+		       struct cfs_err *err)
+{
+	struct store_node n;
+	sqlite3_stmt *s;
+	int r = stmt(c, S_NODE_RANGE, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, first);
+	sqlite3_bind_int64(s, 2, end);
+	while ((r = step_row(c, s, err)) == 0) {
+		node_row(s, &n);
+		r = fn(ctx, &n);
+		if (r)
+			break;
+	}
+	sqlite3_reset(s);
+	return r == -ENOENT ? 0 : r;
+}
+
+int catalog_node_content(struct catalog *c, int64_t id, struct catalog_content *ret,
+			 struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_NODE_CONTENT, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, id);
+	r = step_row(c, s, err);
+	if (r)
+		return r;
+	/* The row stays current, so the blobs stay valid until the next call. */
+	object_row(s, &ret->obj);
+	ret->reloc = sqlite3_column_blob(s, 6);
+	ret->reloc_len = (size_t)sqlite3_column_bytes(s, 6);
+	ret->target = sqlite3_column_blob(s, 7);
+	ret->target_len = (size_t)sqlite3_column_bytes(s, 7);
+	return 0;
+}
+
+int catalog_env_tree(struct catalog *c, int64_t env,
+		     int (*fn)(void *ctx, const struct store_node *n, const struct objkey *key,
+			       const void *target, size_t target_len),
+		     void *ctx, struct cfs_err *err)
+{
+	struct store_node n;
+	struct objkey key;
+	sqlite3_stmt *s;
+	int r = stmt(c, S_ENV_TREE, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, env);
+	while ((r = step_row(c, s, err)) == 0) {
+		const void *k = sqlite3_column_blob(s, 14);
+		bool has_key = k && sqlite3_column_bytes(s, 14) == 16;
+
+		node_row(s, &n);
+		if (has_key)
+			memcpy(key.b, k, 16);
+		r = fn(ctx, &n, has_key ? &key : NULL, sqlite3_column_blob(s, 15),
+		       (size_t)sqlite3_column_bytes(s, 15));
+		if (r)
+			break;
+	}
+	sqlite3_reset(s);
+	return r == -ENOENT ? 0 : r;
+}
+
+int catalog_stats(struct catalog *c, struct store_stats *ret, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_STATS_ENVS, &s, err);
+
+	if (r)
+		return r;
+	r = step_row(c, s, err);
+	if (r)
+		return r;
+	ret->envs = (uint64_t)sqlite3_column_int64(s, 0);
+	ret->logical_bytes = (uint64_t)sqlite3_column_int64(s, 1);
+	sqlite3_reset(s);
+	r = stmt(c, S_STATS_OBJS, &s, err);
+	if (r)
+		return r;
+	r = step_row(c, s, err);
+	if (r)
+		return r;
+	ret->objects = (uint64_t)sqlite3_column_int64(s, 0);
+	ret->content_bytes = (uint64_t)sqlite3_column_int64(s, 1);
+	ret->stored_bytes = (uint64_t)sqlite3_column_int64(s, 2);
+	sqlite3_reset(s);
+	return 0;
+}

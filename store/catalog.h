@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The catalog: the SQLite database that says which environments exist, their trees and
+ * packages, and which objects are stored. All SQL of the store lives in catalog.c.
+ */
+#ifndef CONDAFS_CATALOG_H
+#define CONDAFS_CATALOG_H
+
+#include "condafs/store.h"
+#include "object.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct catalog;
+
+/* Opens (and with create, makes) the database at path: WAL, a busy timeout. */
+int catalog_open(const char *path, bool create, struct catalog **ret, struct cfs_err *err);
+void catalog_close(struct catalog *c);
+
+/* Transactions. A write transaction takes the write lock at once (BEGIN IMMEDIATE). */
+int catalog_begin(struct catalog *c, bool write, struct cfs_err *err);
+int catalog_commit(struct catalog *c, struct cfs_err *err);
+void catalog_rollback(struct catalog *c);
+
+/* ---- objects ---- */
+
+/* The stored image of an object as the catalog has it. blob is valid until the next call
+ * on c, NULL when the image is a file. */
+struct catalog_object {
+	int64_t id;
+	struct objkey key;
+	uint64_t size;
+	uint64_t stored;
+	int64_t refs;
+	const uint8_t *blob;
+	size_t bloblen;
+};
+
+/* -ENOENT when no object has key. */
+int catalog_object_by_key(struct catalog *c, const struct objkey *key, struct catalog_object *ret,
+			  struct cfs_err *err);
+int catalog_object_by_id(struct catalog *c, int64_t id, struct catalog_object *ret,
+			 struct cfs_err *err);
+/* Insert the object if new, then add refs references; *ret_id is its id. */
+int catalog_object_ref(struct catalog *c, const struct objkey *key, uint64_t size,
+		       uint64_t stored, const uint8_t *blob, size_t bloblen, int64_t refs,
+		       int64_t *ret_id, struct cfs_err *err);
+/* Calls fn for every object; fn returning non-zero stops the walk with that value. */
+int catalog_object_each(struct catalog *c,
+			int (*fn)(void *ctx, const struct catalog_object *o), void *ctx,
+			struct cfs_err *err);
+/* Calls fn with the env hash and node id of every node that uses object id. */
+int catalog_object_users(struct catalog *c, int64_t id,
+			 int (*fn)(void *ctx, const char *env, int64_t node), void *ctx,
+			 struct cfs_err *err);
+
+/* The group of files served identically: found or made. */
+int catalog_group(struct catalog *c, int64_t obj, uint32_t mode, int64_t mtime_ns,
+		  int64_t *ret_id, struct cfs_err *err);
+
+/* ---- environments ---- */
+
+int catalog_env_by_hash(struct catalog *c, const char *hash, struct store_env *ret,
+			struct cfs_err *err);
+/* Unique match of a hash prefix: -ENOENT none, -EINVAL ambiguous. */
+int catalog_env_by_prefix(struct catalog *c, const char *prefix, struct store_env *ret,
+			  struct cfs_err *err);
+int catalog_env_list(struct catalog *c, struct store_env **ret, size_t *ret_n,
+		     struct cfs_err *err);
+/* Insert the environment row and its packages: *ret_id. env->root must be set. */
+int catalog_env_insert(struct catalog *c, const struct store_env *env,
+		       const struct pkgset *set, int64_t *ret_id, struct cfs_err *err);
+/* Delete an environment, its packages and nodes, and drop the references they held. */
+int catalog_env_delete(struct catalog *c, int64_t id, struct cfs_err *err);
+/* Packages of an environment in pkgset form. */
+int catalog_env_packages(struct catalog *c, int64_t id, const char *platform,
+			 struct pkgset **ret, struct cfs_err *err);
+int catalog_env_unique_bytes(struct catalog *c, int64_t id, uint64_t *ret, struct cfs_err *err);
+
+/* ---- nodes ---- */
+
+/* A node as inserted; ids are the final ones. */
+struct catalog_node_row {
+	int64_t id, env, parent;
+	const void *name;
+	size_t namelen;
+	enum node_type type;
+	uint32_t mode;
+	int64_t mtime_ns;
+	uint64_t size;
+	uint32_t inserts;
+	int64_t obj; /* 0: none (directories, symlinks) */
+	int64_t group;
+	int64_t hardlink;
+	int64_t first_child;
+	uint32_t nchildren;
+	const void *target; /* symlinks */
+	size_t target_len;
+	const void *reloc;
+	size_t reloc_len;
+};
+
+/* The largest node id in use (0 if none): new ids start above it. */
+int catalog_node_max_id(struct catalog *c, int64_t *ret, struct cfs_err *err);
+int catalog_node_insert(struct catalog *c, const struct catalog_node_row *row,
+			struct cfs_err *err);
+int catalog_node_get(struct catalog *c, int64_t id, struct store_node *ret, struct cfs_err *err);
+int catalog_node_lookup(struct catalog *c, int64_t dir, const void *name, size_t len,
+			struct store_node *ret, struct cfs_err *err);
+/* Calls fn for nodes with ids in [first, end) in id order, until fn returns non-zero. */
+int catalog_node_range(struct catalog *c, int64_t first, int64_t end,
+		       int (*fn)(void *ctx, const struct store_node *n), void *ctx,
+		       struct cfs_err *err);
+/* What reading a node needs: its object and relocation record (blob and reloc valid until
+ * the next call on c; target for symlinks). */
+struct catalog_content {
+	struct catalog_object obj; /* obj.id == 0 for none */
+	const uint8_t *reloc;
+	size_t reloc_len;
+	const uint8_t *target;
+	size_t target_len;
+};
+int catalog_node_content(struct catalog *c, int64_t id, struct catalog_content *ret,
+			 struct cfs_err *err);
+
+/* Calls fn for every node of an environment in id order, with its object key (NULL for
+ * none) and link target (pointers valid during the call). */
+int catalog_env_tree(struct catalog *c, int64_t env,
+		     int (*fn)(void *ctx, const struct store_node *n, const struct objkey *key,
+			       const void *target, size_t target_len),
+		     void *ctx, struct cfs_err *err);
+
+/* Totals for store_stats. */
+int catalog_stats(struct catalog *c, struct store_stats *ret, struct cfs_err *err);
+
+#endif

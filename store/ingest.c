@@ -1,0 +1,1079 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Ingest: walk a solved conda prefix, store every file's prefix-neutral content once, and
+ * commit the environment (tree, packages, object references) in one transaction.
+ *
+ * Invariants:
+ * I1: no catalog row names an object that is not durable: objects are fsynced and linked
+ *     (object.c O1), their directories fsynced, before the transaction that names them.
+ * I2: an environment is in the catalog whole or not at all (catalog.c C1): kill -9 at any
+ *     moment leaves at most unreferenced objects, which verify reports and gc frees.
+ * I3: what is stored is what was read: a file whose size or mtime differs after reading
+ *     fails the ingest.
+ *
+ * Phases: walk (one thread, breadth first, children sorted by name so that a directory's
+ * children get consecutive ids), store (one worker per core: read, relocate, hash, compare
+ * or compress), commit (one thread, one transaction).
+ */
+#include "store_impl.h"
+
+#include "condameta.h"
+#include "err.h"
+#include "pkgset.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_WORKERS 8
+#define DIFF_SHOWN  8
+
+/* One path of the prefix, by its index in the walk. */
+struct inode {
+	char *rel; /* relative to the prefix, "" for the top; owned */
+	const char *name;
+	size_t namelen;
+	uint32_t parent;
+	enum node_type type;
+	uint32_t mode;
+	int64_t mtime_ns;
+	uint64_t size; /* as on disk */
+	dev_t dev;
+	ino_t ino;
+	nlink_t nlink;
+	uint32_t first_child, nchildren;
+	uint32_t hardlink; /* index + 1 of the first path of the same inode (its own for the
+			    * first), 0 when the inode has one path */
+	/* Filled by the store phase (files) or the walk (symlinks). */
+	struct objkey key;
+	uint64_t neutral_size;
+	uint32_t inserts;
+	uint8_t *reloc; /* encoded relocation record, owned */
+	size_t reloc_len;
+	uint8_t *blob; /* inline image, owned */
+	size_t bloblen;
+	uint64_t stored;
+	char *target; /* symlinks: neutral target, owned */
+	size_t target_len;
+};
+
+struct ingest {
+	struct store *st;
+	const struct ingest_opts *opts;
+	const char *prefix; /* as the environment knows itself: realpath */
+	size_t plen;
+	int root_fd;
+	struct condameta *meta;
+	struct inode *nodes;
+	size_t n, cap;
+	bool dry; /* hash only: the environment exists and may not be replaced */
+	/* The store phase. */
+	uint32_t *work;
+	size_t nwork;
+	atomic_size_t next;
+	atomic_bool failed;
+	atomic_uint_fast64_t files_done, bytes_done;
+	uint64_t bytes_total;
+	pthread_mutex_t lock; /* guards err_rc, err */
+	int err_rc;
+	struct cfs_err *err;
+	struct object_writer *writers[MAX_WORKERS];
+};
+
+static void warn(struct ingest *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warn(struct ingest *in, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (!in->opts->warn)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	in->opts->warn(in->opts->ctx, msg);
+}
+
+static void inode_release(struct inode *n)
+{
+	free(n->rel);
+	free(n->reloc);
+	free(n->blob);
+	free(n->target);
+}
+
+/* ---- walk ---- */
+
+static int add_node(struct ingest *in, struct inode **ret)
+{
+	if (in->n == in->cap) {
+		size_t cap = in->cap ? 2 * in->cap : 1024;
+		struct inode *v = realloc(in->nodes, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		in->nodes = v;
+		in->cap = cap;
+	}
+	*ret = &in->nodes[in->n++];
+	memset(*ret, 0, sizeof(**ret));
+	return 0;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	const struct inode *x = a, *y = b;
+	size_t n = x->namelen < y->namelen ? x->namelen : y->namelen;
+	int c = memcmp(x->name, y->name, n);
+
+	return c ? c : (x->namelen > y->namelen) - (x->namelen < y->namelen);
+}
+
+static const char *special_kind(mode_t m)
+{
+	return S_ISFIFO(m) ? "fifo" : S_ISSOCK(m) ? "socket" : S_ISCHR(m) ? "character device"
+			      : S_ISBLK(m)	      ? "block device"
+							      : "special file";
+}
+
+/* Fill the attributes of n from st; -EINVAL for special files the caller must skip. */
+static int set_attrs(struct ingest *in, struct inode *n, const struct stat *sb)
+{
+	uint32_t mode = sb->st_mode & 07777;
+
+	if (S_ISDIR(sb->st_mode))
+		n->type = NODE_DIR;
+	else if (S_ISREG(sb->st_mode))
+		n->type = NODE_FILE;
+	else if (S_ISLNK(sb->st_mode))
+		n->type = NODE_SYMLINK;
+	else
+		return -EINVAL;
+	if (mode & 07000) {
+		warn(in, "%s/%s: setuid, setgid and sticky bits are not kept", in->prefix, n->rel);
+		mode &= 0777;
+	}
+	n->mode = mode;
+	n->mtime_ns = (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
+	n->size = S_ISREG(sb->st_mode) ? (uint64_t)sb->st_size : 0;
+	n->dev = sb->st_dev;
+	n->ino = sb->st_ino;
+	n->nlink = sb->st_nlink;
+	return 0;
+}
+
+static int read_symlink(struct ingest *in, int dfd, struct inode *n, struct cfs_err *err)
+{
+	char buf[PATH_MAX];
+	uint8_t *neutral = NULL;
+	size_t nlen = 0;
+	struct reloc *rl = NULL;
+	ssize_t len = readlinkat(dfd, n->name, buf, sizeof(buf));
+	int r;
+
+	if (len < 0)
+		return err_set(err, -errno, "%s/%s: %s", in->prefix, n->rel, strerror(errno));
+	if ((size_t)len == sizeof(buf))
+		return err_set(err, -ENAMETOOLONG, "%s/%s: link target too long", in->prefix,
+			       n->rel);
+	/* Absolute targets into the prefix follow the environment to wherever it is served. */
+	r = reloc_scan((const uint8_t *)buf, (size_t)len, in->prefix, in->plen, RELOC_TEXT, 0,
+		       &neutral, &nlen, &rl, err);
+	if (r)
+		return r;
+	if (rl) {
+		r = reloc_encode(rl, &n->reloc, &n->reloc_len);
+		n->inserts = reloc_text_inserts(rl);
+		reloc_free(rl);
+		n->target = (char *)neutral;
+		n->target_len = nlen;
+		return r;
+	}
+	n->target = malloc((size_t)len + 1);
+	if (!n->target)
+		return -ENOMEM;
+	memcpy(n->target, buf, (size_t)len);
+	n->target_len = (size_t)len;
+	return 0;
+}
+
+/* List directory i, append its children sorted by name. */
+static int walk_dir(struct ingest *in, uint32_t i, struct cfs_err *err)
+{
+	const char *rel = in->nodes[i].rel;
+	int dfd = openat(in->root_fd, *rel ? rel : ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+						       O_CLOEXEC);
+	size_t first = in->n;
+	struct dirent *de;
+	DIR *d;
+	int r = 0;
+
+	if (dfd < 0)
+		return err_set(err, -errno, "%s/%s: %s", in->prefix, rel, strerror(errno));
+	d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return -ENOMEM;
+	}
+	while ((errno = 0, de = readdir(d))) {
+		struct inode *n;
+		struct stat sb;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (fstatat(dfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+			r = err_set(err, -errno, "%s/%s%s%s: %s", in->prefix, rel, *rel ? "/" : "",
+				    de->d_name, strerror(errno));
+			goto out;
+		}
+		r = add_node(in, &n);
+		if (r)
+			goto out;
+		if (asprintf(&n->rel, "%s%s%s", rel, *rel ? "/" : "", de->d_name) < 0) {
+			n->rel = NULL;
+			in->n--;
+			r = -ENOMEM;
+			goto out;
+		}
+		n->name = n->rel + strlen(n->rel) - strlen(de->d_name);
+		n->namelen = strlen(de->d_name);
+		n->parent = i;
+		if (set_attrs(in, n, &sb)) {
+			if (!in->opts->skip_special) {
+				r = err_set(err, -EINVAL, "%s/%s: special file (%s) cannot be stored",
+					    in->prefix, n->rel, special_kind(sb.st_mode));
+				goto out;
+			}
+			warn(in, "%s/%s: special file (%s) skipped", in->prefix, n->rel,
+			     special_kind(sb.st_mode));
+			free(n->rel);
+			in->n--;
+			continue;
+		}
+		if (n->type == NODE_SYMLINK) {
+			r = read_symlink(in, dfd, n, err);
+			if (r)
+				goto out;
+		}
+	}
+	if (errno) {
+		r = err_set(err, -errno, "%s/%s: %s", in->prefix, rel, strerror(errno));
+		goto out;
+	}
+	/* name pointers point into rel, which does not move with the array */
+	qsort(in->nodes + first, in->n - first, sizeof(*in->nodes), name_cmp);
+	in->nodes[i].first_child = (uint32_t)first;
+	in->nodes[i].nchildren = (uint32_t)(in->n - first);
+out:
+	closedir(d);
+	return r;
+}
+
+static int ino_cmp(const void *a, const void *b, void *ctx)
+{
+	const struct inode *nodes = ctx;
+	const struct inode *x = &nodes[*(const uint32_t *)a], *y = &nodes[*(const uint32_t *)b];
+
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return (*(const uint32_t *)a > *(const uint32_t *)b) -
+	       (*(const uint32_t *)a < *(const uint32_t *)b);
+}
+
+/* Hard links are one object: every path of an inode but the first points at the first. */
+static int find_hardlinks(struct ingest *in)
+{
+	uint32_t *v = malloc((in->n ? in->n : 1) * sizeof(*v));
+	size_t k = 0;
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < in->n; i++)
+		if (in->nodes[i].type == NODE_FILE && in->nodes[i].nlink > 1)
+			v[k++] = (uint32_t)i;
+	qsort_r(v, k, sizeof(*v), ino_cmp, in->nodes);
+	for (size_t j = 1; j < k; j++) {
+		struct inode *a = &in->nodes[v[j - 1]], *b = &in->nodes[v[j]];
+
+		if (a->dev == b->dev && a->ino == b->ino) {
+			if (!a->hardlink)
+				a->hardlink = v[j - 1] + 1;
+			b->hardlink = a->hardlink;
+		}
+	}
+	free(v);
+	return 0;
+}
+
+static int walk(struct ingest *in, struct cfs_err *err)
+{
+	struct inode *top;
+	struct stat sb;
+	int r;
+
+	if (fstat(in->root_fd, &sb) < 0)
+		return err_set(err, -errno, "%s: %s", in->prefix, strerror(errno));
+	r = add_node(in, &top);
+	if (r)
+		return r;
+	top->rel = strdup("");
+	if (!top->rel)
+		return -ENOMEM;
+	top->name = top->rel;
+	set_attrs(in, top, &sb);
+	/* The array grows behind us: breadth first, by index. */
+	for (uint32_t i = 0; i < in->n; i++) {
+		if (in->nodes[i].type != NODE_DIR)
+			continue;
+		r = walk_dir(in, i, err);
+		if (r)
+			return r;
+		if (in->n > UINT32_MAX / 2)
+			return err_set(err, -EFBIG, "%s: too many files", in->prefix);
+	}
+	return find_hardlinks(in);
+}
+
+/* A later path of a hard-linked inode: its content is the first path's. */
+static bool is_secondary(const struct ingest *in, const struct inode *n)
+{
+	return n->hardlink && &in->nodes[n->hardlink - 1] != n;
+}
+
+static const struct inode *content_of(const struct ingest *in, const struct inode *n)
+{
+	return n->hardlink ? &in->nodes[n->hardlink - 1] : n;
+}
+
+/* ---- store: one file ---- */
+
+struct fileread {
+	int fd;
+	uint8_t *map;
+	uint64_t len;
+	uint64_t (*extents)[2];
+	size_t nextents;
+};
+
+static void fileread_close(struct fileread *f)
+{
+	if (f->map)
+		munmap(f->map, f->len);
+	if (f->fd >= 0)
+		close(f->fd);
+	free(f->extents);
+}
+
+/* The data extents of a sparse file, so holes are never read. */
+static int find_extents(struct fileread *f)
+{
+	size_t cap = 0;
+	off_t pos = 0;
+
+	for (;;) {
+		off_t data = lseek(f->fd, pos, SEEK_DATA), hole;
+
+		if (data < 0)
+			return errno == ENXIO ? 0 : -errno;
+		hole = lseek(f->fd, data, SEEK_HOLE);
+		if (hole < 0)
+			return -errno;
+		if (f->nextents == cap) {
+			void *v;
+
+			cap = cap ? 2 * cap : 16;
+			v = realloc(f->extents, cap * sizeof(*f->extents));
+			if (!v)
+				return -ENOMEM;
+			f->extents = v;
+		}
+		f->extents[f->nextents][0] = (uint64_t)data;
+		f->extents[f->nextents][1] = (uint64_t)hole;
+		f->nextents++;
+		pos = hole;
+	}
+}
+
+static bool same_stat(const struct inode *n, const struct stat *sb)
+{
+	return (uint64_t)sb->st_size == n->size &&
+	       (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec == n->mtime_ns;
+}
+
+static int open_file(struct ingest *in, struct inode *n, struct fileread *f,
+		     struct cfs_err *err)
+{
+	struct stat sb;
+	int r;
+
+	f->fd = openat(in->root_fd, n->rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (f->fd < 0)
+		return err_set(err, -errno, "%s/%s: cannot read: %s", in->prefix, n->rel,
+			       strerror(errno));
+	if (fstat(f->fd, &sb) < 0)
+		return err_set(err, -errno, "%s/%s: %s", in->prefix, n->rel, strerror(errno));
+	if (!same_stat(n, &sb))
+		return err_set(err, -EAGAIN, "%s/%s: file changed while the prefix was read",
+			       in->prefix, n->rel);
+	f->len = n->size;
+	if (f->len == 0)
+		return 0;
+	if ((uint64_t)sb.st_blocks * 512 < f->len) {
+		r = find_extents(f);
+		if (r)
+			return err_set(err, r, "%s/%s: cannot find holes: %s", in->prefix, n->rel,
+				       strerror(-r));
+	}
+	f->map = mmap(NULL, f->len, PROT_READ, MAP_PRIVATE, f->fd, 0);
+	if (f->map == MAP_FAILED) {
+		f->map = NULL;
+		return err_set(err, -errno, "%s/%s: cannot map: %s", in->prefix, n->rel,
+			       strerror(errno));
+	}
+	madvise(f->map, f->len, MADV_SEQUENTIAL);
+	return 0;
+}
+
+static enum reloc_mode file_mode(struct ingest *in, const struct inode *n,
+				 const struct fileread *f, size_t *ret_placeholder)
+{
+	bool binary;
+	size_t len;
+	enum reloc_mode guess;
+
+	*ret_placeholder = 0;
+	/* A sparse file's holes are never read, so neither is it searched for the prefix. */
+	if (f->nextents || f->len == 0)
+		return RELOC_NONE;
+	guess = reloc_mode_guess(n->rel, f->map, f->len);
+	if (guess == RELOC_NONE)
+		return RELOC_NONE;
+	if (condameta_placeholder(in->meta, n->rel, &binary, &len)) {
+		*ret_placeholder = len;
+		return binary ? RELOC_BINARY : RELOC_TEXT;
+	}
+	return guess;
+}
+
+/* An object with this key is stored already: it must hold exactly src. */
+static int compare_stored(struct ingest *in, struct catalog *cat, ZSTD_DCtx *dctx,
+			  const struct inode *n, const struct object_src *src,
+			  const struct catalog_object *co, struct cfs_err *err)
+{
+	struct object *o = NULL;
+	int r = object_open(in->st->fd, &co->key, co->blob, co->bloblen, &o, err);
+
+	(void)cat;
+	if (r == 0)
+		r = object_compare(o, dctx, src, err);
+	object_close(o);
+	if (r == -EBADMSG)
+		return err_set(err, r,
+			       "%s/%s: a stored object has the same key but other content "
+			       "(a hash collision or a corrupt store: run condafs verify)",
+			       in->prefix, n->rel);
+	return r;
+}
+
+static int store_file(struct ingest *in, struct catalog *cat, struct object_writer *w,
+		      ZSTD_DCtx *dctx, struct inode *n, struct cfs_err *err)
+{
+	struct fileread f = {.fd = -1};
+	struct object_src src;
+	struct reloc *rl = NULL;
+	struct catalog_object co;
+	uint8_t *neutral = NULL;
+	size_t nlen = 0, placeholder;
+	enum reloc_mode mode;
+	struct stat sb;
+	int r;
+
+	r = open_file(in, n, &f, err);
+	if (r)
+		goto out;
+	mode = file_mode(in, n, &f, &placeholder);
+	if (mode != RELOC_NONE) {
+		r = reloc_scan(f.map, f.len, in->prefix, in->plen, mode, placeholder, &neutral,
+			       &nlen, &rl, err);
+		if (r)
+			goto out;
+	}
+	if (rl) {
+		src = (struct object_src){.data = neutral, .len = nlen};
+		n->inserts = reloc_text_inserts(rl);
+		r = reloc_encode(rl, &n->reloc, &n->reloc_len);
+		if (r)
+			goto out;
+	} else {
+		src = (struct object_src){.data = f.map,
+					  .len = f.len,
+					  .extents = (const uint64_t(*)[2])f.extents,
+					  .nextents = f.nextents};
+	}
+	n->neutral_size = src.len;
+	object_hash(&src, &n->key);
+	r = catalog_object_by_key(cat, &n->key, &co, err);
+	if (r == 0) {
+		r = compare_stored(in, cat, dctx, n, &src, &co, err);
+		n->stored = co.stored;
+	} else if (r == -ENOENT && in->dry) {
+		r = 0;
+	} else if (r == -ENOENT) {
+		r = object_write(w, in->st->fd, &n->key, &src, &n->blob, &n->stored, err);
+		if (r == 0 && n->blob)
+			n->bloblen = n->stored;
+	}
+	if (r)
+		goto out;
+	/* I3: the bytes we stored are the bytes the file had. */
+	if (fstat(f.fd, &sb) < 0 || !same_stat(n, &sb))
+		r = err_set(err, -EAGAIN, "%s/%s: file changed while it was read", in->prefix,
+			    n->rel);
+out:
+	reloc_free(rl);
+	free(neutral);
+	fileread_close(&f);
+	return r;
+}
+
+struct worker {
+	struct ingest *in;
+	int index;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *wk = arg;
+	struct ingest *in = wk->in;
+	struct catalog *cat = NULL;
+	ZSTD_DCtx *dctx = ZSTD_createDCtx();
+	struct cfs_err err;
+	char db[PATH_MAX];
+	int r = 0;
+
+	err.msg[0] = '\0';
+	snprintf(db, sizeof(db), "%s/catalog.db", in->st->dir);
+	if (!dctx)
+		r = -ENOMEM;
+	if (!r)
+		r = catalog_open(db, false, &cat, &err);
+	while (!r && !atomic_load(&in->failed)) {
+		size_t k = atomic_fetch_add(&in->next, 1);
+		struct inode *n;
+
+		if (k >= in->nwork)
+			break;
+		n = &in->nodes[in->work[k]];
+		r = store_file(in, cat, in->writers[wk->index], dctx, n, &err);
+		atomic_fetch_add(&in->files_done, 1);
+		atomic_fetch_add(&in->bytes_done, n->size);
+	}
+	if (r) {
+		pthread_mutex_lock(&in->lock);
+		if (!in->err_rc) {
+			in->err_rc = r;
+			if (in->err)
+				*in->err = err;
+		}
+		pthread_mutex_unlock(&in->lock);
+		atomic_store(&in->failed, true);
+	}
+	catalog_close(cat);
+	ZSTD_freeDCtx(dctx);
+	return NULL;
+}
+
+static int size_desc(const void *a, const void *b, void *ctx)
+{
+	const struct inode *nodes = ctx;
+	uint64_t x = nodes[*(const uint32_t *)a].size, y = nodes[*(const uint32_t *)b].size;
+
+	return (x < y) - (x > y);
+}
+
+static void report_progress(struct ingest *in)
+{
+	struct ingest_progress p = {
+		.files_done = atomic_load(&in->files_done),
+		.files_total = in->nwork,
+		.bytes_done = atomic_load(&in->bytes_done),
+		.bytes_total = in->bytes_total,
+	};
+
+	if (in->opts->progress)
+		in->opts->progress(in->opts->ctx, &p);
+}
+
+static int store_files(struct ingest *in, struct cfs_err *err)
+{
+	struct worker wk[MAX_WORKERS];
+	pthread_t tid[MAX_WORKERS];
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int nthreads = ncpu < 1 ? 1 : ncpu > MAX_WORKERS ? MAX_WORKERS : (int)ncpu;
+	int started = 0, r = 0;
+
+	in->work = malloc((in->n ? in->n : 1) * sizeof(*in->work));
+	if (!in->work)
+		return -ENOMEM;
+	for (size_t i = 0; i < in->n; i++) {
+		if (in->nodes[i].type != NODE_FILE || is_secondary(in, &in->nodes[i]))
+			continue;
+		in->work[in->nwork++] = (uint32_t)i;
+		in->bytes_total += in->nodes[i].size;
+	}
+	/* Largest first, so the last file to finish is a small one. */
+	qsort_r(in->work, in->nwork, sizeof(*in->work), size_desc, in->nodes);
+	in->err = err;
+	for (int i = 0; i < nthreads; i++) {
+		r = object_writer_new(&in->writers[i]);
+		if (r)
+			break;
+		wk[i] = (struct worker){in, i};
+		if (pthread_create(&tid[i], NULL, worker_main, &wk[i])) {
+			r = -EAGAIN;
+			break;
+		}
+		started++;
+	}
+	if (r)
+		atomic_store(&in->failed, true);
+	while (started && atomic_load(&in->files_done) < in->nwork && !atomic_load(&in->failed)) {
+		struct timespec ts = {0, 100 * 1000 * 1000};
+
+		report_progress(in);
+		nanosleep(&ts, NULL);
+	}
+	for (int i = 0; i < started; i++)
+		pthread_join(tid[i], NULL);
+	report_progress(in);
+	if (!r)
+		r = in->err_rc;
+	/* I1: the directories the objects were linked into are durable before the commit. */
+	for (int i = 0; !r && i < nthreads; i++)
+		if (in->writers[i])
+			r = object_sync_dirs(in->writers[i], in->st->fd, err);
+	return r;
+}
+
+/* ---- commit ---- */
+
+
+/* An inline image made here whose key another ingest stored first must hold the same
+ * content (the catalog keeps the first blob). */
+static int check_inline_race(struct ingest *in, const struct inode *n, struct cfs_err *err)
+{
+	struct catalog_object co;
+	struct object *a = NULL, *b = NULL;
+	uint8_t *x = NULL, *y = NULL;
+	size_t gx, gy;
+	int r = catalog_object_by_key(in->st->cat, &n->key, &co, err);
+
+	if (r)
+		return r;
+	if (co.blob && co.bloblen == n->bloblen && !memcmp(co.blob, n->blob, n->bloblen))
+		return 0;
+	r = object_open(in->st->fd, &co.key, co.blob, co.bloblen, &a, err);
+	if (!r)
+		r = object_open(in->st->fd, &n->key, n->blob, n->bloblen, &b, err);
+	if (!r && object_size(a) != object_size(b))
+		r = -EBADMSG;
+	if (!r) {
+		x = malloc(object_size(a) + 1);
+		y = malloc(object_size(b) + 1);
+		r = x && y ? 0 : -ENOMEM;
+	}
+	if (!r)
+		r = object_read(a, in->st->dctx, 0, object_size(a), x, &gx, err);
+	if (!r)
+		r = object_read(b, in->st->dctx, 0, object_size(b), y, &gy, err);
+	if (!r && (gx != gy || memcmp(x, y, gx)))
+		r = -EBADMSG;
+	if (r == -EBADMSG)
+		err_set(err, r, "%s/%s: a stored object has the same key but other content",
+			in->prefix, n->rel);
+	free(x);
+	free(y);
+	object_close(a);
+	object_close(b);
+	return r;
+}
+
+static int insert_tree(struct ingest *in, int64_t env_id, int64_t base, const char *hash,
+		       struct cfs_err *err)
+{
+	int r;
+
+	for (size_t i = 0; i < in->n; i++) {
+		const struct inode *n = &in->nodes[i], *c = content_of(in, n);
+		struct catalog_node_row row = {
+			.id = base + (int64_t)i,
+			.env = env_id,
+			.parent = i ? base + n->parent : 0,
+			/* The top directory is named by the environment hash. */
+			.name = i ? n->name : hash,
+			.namelen = i ? n->namelen : strlen(hash),
+			.type = n->type,
+			.mode = n->mode,
+			.mtime_ns = n->mtime_ns,
+			.size = n->type == NODE_FILE ? c->neutral_size : n->target_len,
+			.inserts = c->inserts,
+			.hardlink = n->hardlink ? base + n->hardlink - 1 : 0,
+			.first_child = base + n->first_child,
+			.nchildren = n->nchildren,
+			.target = n->target,
+			.target_len = n->target_len,
+			.reloc = c->reloc,
+			.reloc_len = c->reloc_len,
+		};
+
+		if (n->type == NODE_FILE) {
+			r = catalog_object_ref(in->st->cat, &c->key, c->neutral_size, c->stored,
+					       c->blob, c->bloblen, 1, &row.obj, err);
+			if (!r && c->blob && !is_secondary(in, n))
+				r = check_inline_race(in, c, err);
+			if (!r && !c->reloc)
+				r = catalog_group(in->st->cat, row.obj, n->mode, n->mtime_ns,
+						  &row.group, err);
+			if (r)
+				return r;
+		}
+		r = catalog_node_insert(in->st->cat, &row, err);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/* ---- an environment that is stored already ---- */
+
+/* What the store has of one path, for the comparison. */
+struct old_node {
+	char *path;
+	struct store_node n;
+	bool has_key;
+	struct objkey key;
+	char *target;
+	size_t target_len;
+};
+
+struct old_tree {
+	struct old_node *v;
+	size_t n, cap;
+	int64_t root;
+};
+
+static int old_add(void *ctx, const struct store_node *n, const struct objkey *key,
+		   const void *target, size_t target_len)
+{
+	struct old_tree *t = ctx;
+	struct old_node *o;
+	const char *parent = "";
+	size_t pi;
+
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? 2 * t->cap : 1024;
+		void *v = realloc(t->v, cap * sizeof(*t->v));
+
+		if (!v)
+			return -ENOMEM;
+		t->v = v;
+		t->cap = cap;
+	}
+	if (t->n == 0)
+		t->root = n->id;
+	/* Parents come before their children in id order. */
+	pi = (size_t)(n->parent - t->root);
+	if (n->parent && pi < t->n)
+		parent = t->v[pi].path;
+	o = &t->v[t->n];
+	memset(o, 0, sizeof(*o));
+	o->n = *n;
+	if (!n->parent)
+		o->path = strdup("");
+	else if (asprintf(&o->path, "%s%s%.*s", parent, *parent ? "/" : "", (int)n->namelen,
+			  n->name) < 0)
+		o->path = NULL;
+	if (!o->path)
+		return -ENOMEM;
+	if (key) {
+		o->has_key = true;
+		o->key = *key;
+	}
+	if (target_len) {
+		o->target = malloc(target_len);
+		if (!o->target) {
+			free(o->path);
+			return -ENOMEM;
+		}
+		memcpy(o->target, target, target_len);
+		o->target_len = target_len;
+	}
+	t->n++;
+	return 0;
+}
+
+static void old_tree_release(struct old_tree *t)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		free(t->v[i].path);
+		free(t->v[i].target);
+	}
+	free(t->v);
+}
+
+static int old_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct old_node *)a)->path, ((const struct old_node *)b)->path);
+}
+
+static int new_cmp(const void *a, const void *b, void *ctx)
+{
+	const struct inode *nodes = ctx;
+
+	return strcmp(nodes[*(const uint32_t *)a].rel, nodes[*(const uint32_t *)b].rel);
+}
+
+/* What differs between one path of the prefix and the store, or NULL. */
+static const char *node_diff(const struct ingest *in, const struct inode *n,
+			     const struct old_node *o)
+{
+	const struct inode *c = content_of(in, n);
+
+	if (n->type != o->n.type)
+		return "type";
+	if (n->mode != o->n.mode)
+		return "mode";
+	if (n->mtime_ns != o->n.mtime_ns)
+		return "mtime";
+	if (n->type == NODE_FILE &&
+	    (!o->has_key || memcmp(c->key.b, o->key.b, 16) || c->neutral_size != o->n.size_neutral ||
+	     c->inserts != o->n.text_inserts || !!c->reloc != o->n.relocated))
+		return "content";
+	if (n->type == NODE_SYMLINK &&
+	    (n->target_len != o->target_len || memcmp(n->target, o->target, n->target_len) ||
+	     !!n->reloc != o->n.relocated))
+		return "link target";
+	return NULL;
+}
+
+struct diff_text {
+	char buf[700];
+	size_t len;
+	unsigned count;
+};
+
+static void diff_add(struct diff_text *d, const char *path, const char *what)
+{
+	if (d->count++ < DIFF_SHOWN) {
+		int k = snprintf(d->buf + d->len, sizeof(d->buf) - d->len, "%s%s (%s)",
+				 d->len ? ", " : "", *path ? path : ".", what);
+
+		if (k > 0)
+			d->len += (size_t)k < sizeof(d->buf) - d->len ? (size_t)k
+								      : sizeof(d->buf) - d->len - 1;
+	}
+}
+
+/* 0 if the prefix's tree is the stored one; -EEXIST with the differences if not. */
+static int compare_tree(struct ingest *in, const struct store_env *env, struct cfs_err *err)
+{
+	struct old_tree t = {0};
+	struct diff_text d = {0};
+	uint32_t *order = NULL;
+	size_t i = 0, j = 0;
+	int r;
+
+	r = catalog_env_tree(in->st->cat, env->id, old_add, &t, err);
+	if (r)
+		goto out;
+	order = malloc((in->n ? in->n : 1) * sizeof(*order));
+	if (!order) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t k = 0; k < in->n; k++)
+		order[k] = (uint32_t)k;
+	qsort_r(order, in->n, sizeof(*order), new_cmp, in->nodes);
+	qsort(t.v, t.n, sizeof(*t.v), old_cmp);
+	while (i < in->n || j < t.n) {
+		const struct inode *n = i < in->n ? &in->nodes[order[i]] : NULL;
+		int c = !n ? 1 : j >= t.n ? -1 : strcmp(n->rel, t.v[j].path);
+
+		if (c < 0) {
+			diff_add(&d, n->rel, "only in the prefix");
+			i++;
+		} else if (c > 0) {
+			diff_add(&d, t.v[j].path, "only in the store");
+			j++;
+		} else {
+			const char *what = node_diff(in, n, &t.v[j]);
+
+			if (what)
+				diff_add(&d, n->rel, what);
+			i++;
+			j++;
+		}
+	}
+	if (d.count)
+		r = err_set(err, -EEXIST,
+			    "%s: differs from the stored environment %s in %u path%s: %s%s; "
+			    "--replace stores this tree instead",
+			    in->prefix, env->hash, d.count, d.count == 1 ? "" : "s", d.buf,
+			    d.count > DIFF_SHOWN ? ", ..." : "");
+out:
+	free(order);
+	old_tree_release(&t);
+	return r;
+}
+
+/* ---- the whole ingest ---- */
+
+static int commit(struct ingest *in, const char *hash, const struct pkgset *set,
+		  enum ingest_result *ret_result, struct cfs_err *err)
+{
+	struct store_env env = {0}, old;
+	int64_t base, env_id;
+	bool replacing = false;
+	int r;
+
+	r = catalog_begin(in->st->cat, true, err);
+	if (r)
+		return r;
+	r = catalog_env_by_hash(in->st->cat, hash, &old, err);
+	if (r == 0) {
+		/* Stored meanwhile by a concurrent ingest, or stored before and replaced now. */
+		if (!in->opts->replace) {
+			catalog_rollback(in->st->cat);
+			r = compare_tree(in, &old, err);
+			if (r == 0)
+				*ret_result = INGEST_PRESENT;
+			return r;
+		}
+		r = catalog_env_delete(in->st->cat, old.id, err);
+		replacing = true;
+	} else if (r == -ENOENT) {
+		r = 0;
+	}
+	if (!r)
+		r = catalog_node_max_id(in->st->cat, &base, err);
+	if (r)
+		goto fail;
+	base++;
+	memcpy(env.hash, hash, 33);
+	snprintf(env.platform, sizeof(env.platform), "%s", pkgset_platform(set));
+	snprintf(env.source_prefix, sizeof(env.source_prefix), "%s", in->prefix);
+	env.created = env.last_used = time(NULL);
+	env.root = base;
+	for (size_t i = 0; i < in->n; i++) {
+		if (in->nodes[i].type != NODE_FILE)
+			continue;
+		env.files++;
+		env.logical_bytes += in->nodes[i].size;
+	}
+	r = catalog_env_insert(in->st->cat, &env, set, &env_id, err);
+	if (!r)
+		r = insert_tree(in, env_id, base, hash, err);
+	if (!r)
+		r = catalog_commit(in->st->cat, err);
+	if (r)
+		goto fail;
+	*ret_result = replacing ? INGEST_REPLACED : INGEST_NEW;
+	return 0;
+fail:
+	catalog_rollback(in->st->cat);
+	return r;
+}
+
+int store_ingest(struct store *st, const char *prefix, const struct ingest_opts *opts,
+		 char ret_hash[33], enum ingest_result *ret_result, struct cfs_err *err)
+{
+	static const struct ingest_opts no_opts;
+	struct ingest in = {.st = st, .opts = opts ? opts : &no_opts, .root_fd = -1};
+	struct pkgset *lock = NULL;
+	struct store_env old;
+	char *real = NULL, hash[33];
+	bool exists;
+	int r;
+
+	pthread_mutex_init(&in.lock, NULL);
+	if (st->flags & STORE_READONLY) {
+		r = err_set(err, -EROFS, "%s: store opened read-only", st->dir);
+		goto out;
+	}
+	real = realpath(prefix, NULL);
+	if (!real) {
+		r = err_set(err, -errno, "%s: %s", prefix, strerror(errno));
+		goto out;
+	}
+	in.prefix = real;
+	in.plen = strlen(real);
+	in.root_fd = open(real, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (in.root_fd < 0) {
+		r = err_set(err, -errno, "%s: %s", real, strerror(errno));
+		goto out;
+	}
+	r = condameta_read(real, &in.meta, err);
+	if (r)
+		goto out;
+	if (in.opts->lock_path) {
+		r = pkgset_from_lock(in.opts->lock_path, in.opts->lock_platform,
+				     in.opts->lock_env, &lock, err);
+		if (!r)
+			r = pkgset_match(condameta_pkgset(in.meta), lock, err);
+		if (r)
+			goto out;
+	}
+	pkgset_hash(condameta_pkgset(in.meta), hash);
+	r = catalog_env_by_hash(st->cat, hash, &old, err);
+	if (r && r != -ENOENT)
+		goto out;
+	exists = r == 0;
+	in.dry = exists && !in.opts->replace;
+	r = walk(&in, err);
+	if (!r)
+		r = store_files(&in, err);
+	if (r)
+		goto out;
+	if (exists) {
+		r = compare_tree(&in, &old, err);
+		if (r == 0) {
+			*ret_result = INGEST_PRESENT;
+			goto done;
+		}
+		if (r != -EEXIST || !in.opts->replace)
+			goto out;
+	}
+	r = commit(&in, hash, condameta_pkgset(in.meta), ret_result, err);
+	if (r)
+		goto out;
+done:
+	memcpy(ret_hash, hash, 33);
+	r = 0;
+out:
+	for (int i = 0; i < MAX_WORKERS; i++)
+		object_writer_free(in.writers[i]);
+	for (size_t i = 0; i < in.n; i++)
+		inode_release(&in.nodes[i]);
+	free(in.nodes);
+	free(in.work);
+	pkgset_free(lock);
+	condameta_free(in.meta);
+	if (in.root_fd >= 0)
+		close(in.root_fd);
+	free(real);
+	pthread_mutex_destroy(&in.lock);
+	return r;
+}

@@ -1,0 +1,328 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Reading environments back: finding environments, walking their trees, and serving a
+ * file's bytes under any prefix. This is the daemon's hot path: a read reuses the opened
+ * object and decoded relocation record of the last few nodes read on this handle.
+ */
+#include "store_impl.h"
+
+#include "err.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool is_hex(const char *s)
+{
+	for (; *s; s++)
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+			return false;
+	return true;
+}
+
+int store_env_list(struct store *st, struct store_env **ret, size_t *ret_n, struct cfs_err *err)
+{
+	return catalog_env_list(st->cat, ret, ret_n, err);
+}
+
+int store_env_find(struct store *st, const char *name, struct store_env *ret,
+		   struct cfs_err *err)
+{
+	size_t len = strlen(name);
+	int r;
+
+	if (len < 4 || len > 32 || !is_hex(name))
+		return err_set(err, -ENOENT, "%s: no such environment", name);
+	if (len == 32)
+		r = catalog_env_by_hash(st->cat, name, ret, err);
+	else
+		r = catalog_env_by_prefix(st->cat, name, ret, err);
+	if (r == -ENOENT)
+		return err_set(err, r, "%s: no such environment", name);
+	if (r == -EINVAL)
+		return err_set(err, r, "%s: more than one environment starts with it", name);
+	return r;
+}
+
+int store_env_packages(struct store *st, const struct store_env *env, struct pkgset **ret,
+		       struct cfs_err *err)
+{
+	return catalog_env_packages(st->cat, env->id, env->platform, ret, err);
+}
+
+int store_env_unique_bytes(struct store *st, const struct store_env *env, uint64_t *ret,
+			   struct cfs_err *err)
+{
+	return catalog_env_unique_bytes(st->cat, env->id, ret, err);
+}
+
+int store_stats(struct store *st, struct store_stats *ret, struct cfs_err *err)
+{
+	memset(ret, 0, sizeof(*ret));
+	return catalog_stats(st->cat, ret, err);
+}
+
+int store_node_get(struct store *st, int64_t id, struct store_node *ret, struct cfs_err *err)
+{
+	int r = catalog_node_get(st->cat, id, ret, err);
+
+	if (r == -ENOENT)
+		return err_set(err, r, "node %lld: no such node", (long long)id);
+	return r;
+}
+
+int store_node_lookup(struct store *st, int64_t dir, const char *name, size_t len,
+		      struct store_node *ret, struct cfs_err *err)
+{
+	return catalog_node_lookup(st->cat, dir, name, len, ret, err);
+}
+
+struct child_list {
+	struct store_node *v;
+	size_t n;
+};
+
+static int collect_child(void *ctx, const struct store_node *n)
+{
+	struct child_list *l = ctx;
+
+	l->v[l->n++] = *n;
+	return 0;
+}
+
+int store_dir_iter(struct store *st, const struct store_node *dir, uint32_t start,
+		   int (*fn)(void *ctx, const struct store_node *child), void *ctx,
+		   struct cfs_err *err)
+{
+	struct child_list l = {0};
+	int r;
+
+	if (dir->type != NODE_DIR)
+		return -ENOTDIR;
+	if (start >= dir->nchildren)
+		return 0;
+	/* Collected first: fn may walk further down on this same handle. */
+	l.v = malloc((dir->nchildren - start) * sizeof(*l.v));
+	if (!l.v)
+		return -ENOMEM;
+	r = catalog_node_range(st->cat, dir->first_child + start,
+			       dir->first_child + dir->nchildren, collect_child, &l, err);
+	if (!r && l.n != dir->nchildren - start)
+		r = err_set(err, -EUCLEAN, "directory %lld: %u children listed, %zu found",
+			    (long long)dir->id, dir->nchildren - start, l.n);
+	for (size_t i = 0; !r && i < l.n; i++)
+		r = fn(ctx, &l.v[i]);
+	free(l.v);
+	return r;
+}
+
+int store_node_path(struct store *st, int64_t id, char *buf, size_t size, struct cfs_err *err)
+{
+	struct store_node n;
+	size_t len = 0;
+	int r;
+
+	if (size == 0)
+		return -ENAMETOOLONG;
+	buf[0] = '\0';
+	for (;;) {
+		r = catalog_node_get(st->cat, id, &n, err);
+		if (r)
+			return r;
+		if (n.parent == 0)
+			return 0;
+		/* Prepend "name/" (or "name" for the first). */
+		size_t add = n.namelen + (len ? 1 : 0);
+		if (len + add + 1 > size)
+			return -ENAMETOOLONG;
+		memmove(buf + add, buf, len + 1);
+		memcpy(buf, n.name, n.namelen);
+		if (len)
+			buf[n.namelen] = '/';
+		len += add;
+		id = n.parent;
+	}
+}
+
+/* Prefix err's message with "<env>/<path>: " so the user learns which file failed. */
+static int err_with_path(struct store *st, const struct store_node *n, int r,
+			 struct cfs_err *err)
+{
+	char path[4096], msg[sizeof(err->msg)];
+	struct store_node top;
+	int64_t id = n->id;
+
+	if (!err)
+		return r;
+	memcpy(msg, err->msg, sizeof(msg));
+	if (store_node_path(st, n->id, path, sizeof(path), NULL))
+		strcpy(path, "?");
+	/* The top node's name is the environment hash. */
+	while (catalog_node_get(st->cat, id, &top, NULL) == 0 && top.parent)
+		id = top.parent;
+	return err_set(err, r, "%.*s/%s: %s", (int)top.namelen, top.name, path, msg);
+}
+
+struct mem_src {
+	const uint8_t *p;
+	size_t len;
+};
+
+static int mem_read(void *ctx, uint64_t off, size_t len, uint8_t *buf)
+{
+	struct mem_src *m = ctx;
+
+	if (off > m->len || len > m->len - off)
+		return -EBADMSG;
+	memcpy(buf, m->p + off, len);
+	return 0;
+}
+
+int store_readlink(struct store *st, const struct store_node *n, const char *prefix, char **ret,
+		   struct cfs_err *err)
+{
+	struct catalog_content c;
+	struct reloc *rl = NULL;
+	size_t plen = strlen(prefix), out_len, got;
+	char *out = NULL;
+	int r;
+
+	if (n->type != NODE_SYMLINK)
+		return -EINVAL;
+	r = catalog_node_content(st->cat, n->id, &c, err);
+	if (r)
+		return r;
+	if (c.reloc) {
+		r = reloc_decode(c.reloc, c.reloc_len, &rl);
+		if (r)
+			return err_with_path(st, n,
+					     err_set(err, -EUCLEAN, "bad relocation record"), err);
+	}
+	out_len = c.target_len + (rl ? reloc_text_inserts(rl) * plen : 0);
+	out = malloc(out_len + 1);
+	if (!out) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (rl) {
+		struct mem_src m = {c.target, c.target_len};
+
+		r = reloc_read(rl, c.target_len, prefix, plen, 0, out_len, (uint8_t *)out, &got,
+			       mem_read, &m);
+		if (r)
+			goto out;
+	} else if (c.target_len) {
+		memcpy(out, c.target, c.target_len);
+	}
+	out[out_len] = '\0';
+	*ret = out;
+	out = NULL;
+out:
+	free(out);
+	reloc_free(rl);
+	return r;
+}
+
+static void slot_clear(struct read_slot *s)
+{
+	object_close(s->obj);
+	reloc_free(s->reloc);
+	free(s->blob);
+	memset(s, 0, sizeof(*s));
+}
+
+/* The opened content of node n, from the cache or the catalog. */
+static int slot_get(struct store *st, const struct store_node *n, struct read_slot **ret,
+		    struct cfs_err *err)
+{
+	struct read_slot *s = &st->slots[0];
+	struct catalog_content c;
+	int r;
+
+	for (int i = 0; i < READ_CACHE_SLOTS; i++) {
+		if (st->slots[i].node == n->id) {
+			s = &st->slots[i];
+			goto hit;
+		}
+		if (st->slots[i].used < s->used)
+			s = &st->slots[i];
+	}
+	slot_clear(s);
+	r = catalog_node_content(st->cat, n->id, &c, err);
+	if (r)
+		return r;
+	if (!c.obj.id)
+		return err_set(err, -EUCLEAN, "file has no object in the catalog");
+	if (c.reloc) {
+		r = reloc_decode(c.reloc, c.reloc_len, &s->reloc);
+		if (r)
+			return err_set(err, -EUCLEAN, "bad relocation record");
+	}
+	if (c.obj.blob) {
+		/* The catalog's pointer dies with the next query: keep a copy. */
+		s->blob = malloc(c.obj.bloblen ? c.obj.bloblen : 1);
+		if (!s->blob) {
+			slot_clear(s);
+			return -ENOMEM;
+		}
+		memcpy(s->blob, c.obj.blob, c.obj.bloblen);
+	}
+	r = object_open(st->fd, &c.obj.key, s->blob, c.obj.bloblen, &s->obj, err);
+	if (r) {
+		slot_clear(s);
+		return r;
+	}
+	s->node = n->id;
+hit:
+	s->used = ++st->clock;
+	*ret = s;
+	return 0;
+}
+
+struct obj_src {
+	struct store *st;
+	struct object *obj;
+	struct cfs_err *err;
+};
+
+static int obj_read(void *ctx, uint64_t off, size_t len, uint8_t *buf)
+{
+	struct obj_src *o = ctx;
+	size_t got;
+	int r = object_read(o->obj, o->st->dctx, off, len, buf, &got, o->err);
+
+	if (r == 0 && got != len)
+		r = -EBADMSG;
+	return r;
+}
+
+int store_read(struct store *st, const struct store_node *n, const char *prefix, uint64_t off,
+	       size_t len, void *buf, size_t *ret_n, struct cfs_err *err)
+{
+	struct read_slot *s = NULL;
+	int r;
+
+	if (n->type != NODE_FILE)
+		return -EISDIR;
+	r = slot_get(st, n, &s, err);
+	if (r == 0 && s->reloc) {
+		struct obj_src src = {st, s->obj, err};
+
+		r = reloc_read(s->reloc, object_size(s->obj), prefix, strlen(prefix), off, len, buf,
+			       ret_n, obj_read, &src);
+		if (r == -ENOSPC)
+			err_set(err, r,
+				"prefix %s (%zu bytes) does not fit a binary slot of this file",
+				prefix, strlen(prefix));
+	} else if (r == 0) {
+		r = object_read(s->obj, st->dctx, off, len, buf, ret_n, err);
+	}
+	if (r) {
+		/* A failed object is dropped so the next read tries afresh. */
+		for (int i = 0; i < READ_CACHE_SLOTS; i++)
+			if (st->slots[i].node == n->id)
+				slot_clear(&st->slots[i]);
+		return err_with_path(st, n, r, err);
+	}
+	return 0;
+}

@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Whole-file reads for the small text inputs the store parses: lock files, conda-meta
+ * records and dist-info METADATA. One read path, so every such file gets the same
+ * O_CLOEXEC open, regular-file check, size cap and EINTR handling.
+ */
+#include "textfile.h"
+
+#include "err.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int textfile_read(int dirfd, const char *path, const char *display, size_t max, char **ret,
+		  size_t *ret_len, struct cfs_err *err)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t size, done = 0;
+	int fd, r;
+
+	fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return err_set(err, -errno, "%s: %s", display, strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		r = err_set(err, -errno, "%s: %s", display, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		r = err_set(err, -EINVAL, "%s: not a regular file", display);
+		goto out;
+	}
+	if ((uintmax_t)st.st_size > max) {
+		r = err_set(err, -EFBIG, "%s: %jd bytes is more than the %zu a text input may have",
+			    display, (intmax_t)st.st_size, max);
+		goto out;
+	}
+	size = (size_t)st.st_size;
+	buf = malloc(size + 1);
+	if (!buf) {
+		r = err_set(err, -ENOMEM, "%s: out of memory", display);
+		goto out;
+	}
+	/* The size from fstat is only a hint: a file that grows while we read is cut at the
+	 * size we saw, one that shrinks ends early. */
+	while (done < size) {
+		ssize_t n = read(fd, buf + done, size - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = err_set(err, -errno, "%s: %s", display, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	buf[done] = '\0';
+	*ret = buf;
+	*ret_len = done;
+	buf = NULL;
+	r = 0;
+out:
+	free(buf);
+	close(fd);
+	return r;
+}

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Reading a whole small file (a lock file, a conda-meta record, a METADATA file) into
+ * memory in one go, with a size cap so a wrong path to a huge file fails cleanly.
+ */
+#ifndef CONDAFS_TEXTFILE_H
+#define CONDAFS_TEXTFILE_H
+
+#include "condafs/store.h"
+
+#include <stddef.h>
+
+/*
+ * Read the regular file path (relative to dirfd, or AT_FDCWD) into *ret, NUL-terminated,
+ * *ret_len bytes without the NUL; the caller frees *ret. display names the file in
+ * messages. -EFBIG when it is larger than max bytes, -EINVAL when it is not a regular
+ * file, else the errno of open/read.
+ */
+int textfile_read(int dirfd, const char *path, const char *display, size_t max, char **ret,
+		  size_t *ret_len, struct cfs_err *err);
+
+#endif

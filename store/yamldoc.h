@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A YAML or JSON file as a small read-only tree of mappings, sequences and scalars, for
+ * the lock file parsers and the conda-meta reader. JSON goes through libyaml too, after a
+ * pass that rewrites the few things valid JSON may hold that libyaml rejects.
+ */
+#ifndef CONDAFS_YAMLDOC_H
+#define CONDAFS_YAMLDOC_H
+
+#include "condafs/store.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct yamldoc;
+struct ynode;
+
+enum ynode_kind {
+	YNODE_SCALAR = 1,
+	YNODE_SEQ = 2,
+	YNODE_MAP = 3,
+};
+
+/*
+ * Parse text (len bytes, need not be NUL-terminated) as one YAML document; text whose
+ * first character is '{' or '[' is read as JSON. name is used in messages, which read
+ * "<name>:<line>: invalid YAML: <libyaml's reason>". The text is not referenced after
+ * the call.
+ */
+int yamldoc_parse(const char *name, const char *text, size_t len, struct yamldoc **ret,
+		  struct cfs_err *err);
+
+/* Read path (relative to dirfd, or AT_FDCWD) and parse it; display names it in messages. */
+int yamldoc_load(int dirfd, const char *path, const char *display, struct yamldoc **ret,
+		 struct cfs_err *err);
+
+void yamldoc_free(struct yamldoc *doc);
+
+/* NULL when the text holds no document (empty, or only comments). Nodes live as long as
+ * the document. */
+const struct ynode *yamldoc_root(const struct yamldoc *doc);
+
+/* Every accessor below takes NULL and then answers NULL, 0 or false, so lookups chain:
+ * ynode_str(ynode_get(ynode_get(root, "metadata"), "platforms")). */
+enum ynode_kind ynode_kind(const struct ynode *n);
+bool ynode_is_map(const struct ynode *n);
+bool ynode_is_seq(const struct ynode *n);
+/* 1-based line where the node starts. */
+size_t ynode_line(const struct ynode *n);
+/* The text of a scalar; NULL for a null (plain "", "~", "null") and for collections. */
+const char *ynode_str(const struct ynode *n);
+/* Items of a sequence, pairs of a mapping, 0 for a scalar. */
+size_t ynode_count(const struct ynode *n);
+/* The i-th item of a sequence. */
+const struct ynode *ynode_item(const struct ynode *n, size_t i);
+/* The key and the value of the i-th pair of a mapping. */
+const struct ynode *ynode_key(const struct ynode *n, size_t i);
+const struct ynode *ynode_value(const struct ynode *n, size_t i);
+/* The value for a scalar key in a mapping (the first, if the key repeats). */
+const struct ynode *ynode_get(const struct ynode *n, const char *key);
+
+#endif

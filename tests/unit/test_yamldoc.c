@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: MIT
+/*
+ * yamldoc: YAML and JSON into a node tree. Covers lookups and scalar text as written,
+ * the JSON that libyaml alone would refuse or change (surrogate pairs, raw control and
+ * line-separator characters, tabs, a newline before ':'), error lines, and every real
+ * conda-meta record in the fixtures, the 728 KB python one included.
+ */
+#include "test.h"
+#include "testfs.h"
+#include "yamldoc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+
+static struct yamldoc *parse(const char *text, struct cfs_err *err)
+{
+	struct yamldoc *doc = NULL;
+
+	if (yamldoc_parse("t", text, strlen(text), &doc, err) < 0)
+		return NULL;
+	return doc;
+}
+
+static void test_yaml(void)
+{
+	struct cfs_err err = {{0}};
+	struct yamldoc *doc = parse("# a comment\n"
+				    "name: env\n"
+				    "version: 1.10\n"
+				    "quoted: '1.10'\n"
+				    "nothing:\n"
+				    "tilde: ~\n"
+				    "word: \"null\"\n"
+				    "empty: ''\n"
+				    "list:\n"
+				    "  - a\n"
+				    "  - {pip: [x, y]}\n",
+				    &err);
+	const struct ynode *root, *list;
+
+	CHECK(doc != NULL);
+	if (!doc)
+		return;
+	root = yamldoc_root(doc);
+	CHECK(ynode_is_map(root));
+	CHECK(ynode_count(root) == 8);
+	CHECK_STR(ynode_str(ynode_get(root, "name")), "env");
+	CHECK(ynode_line(ynode_get(root, "name")) == 2);
+	/* text as written: no YAML 1.1 float typing */
+	CHECK_STR(ynode_str(ynode_get(root, "version")), "1.10");
+	CHECK_STR(ynode_str(ynode_get(root, "quoted")), "1.10");
+	CHECK(ynode_get(root, "nothing") != NULL);
+	CHECK(ynode_str(ynode_get(root, "nothing")) == NULL);
+	CHECK(ynode_str(ynode_get(root, "tilde")) == NULL);
+	CHECK_STR(ynode_str(ynode_get(root, "word")), "null");
+	CHECK_STR(ynode_str(ynode_get(root, "empty")), "");
+	CHECK(ynode_get(root, "missing") == NULL);
+	list = ynode_get(root, "list");
+	CHECK(ynode_is_seq(list));
+	CHECK(ynode_count(list) == 2);
+	CHECK_STR(ynode_str(ynode_item(list, 0)), "a");
+	CHECK(ynode_item(list, 2) == NULL);
+	CHECK_STR(ynode_str(ynode_item(ynode_get(ynode_item(list, 1), "pip"), 1)), "y");
+	CHECK(ynode_line(ynode_item(list, 1)) == 11);
+	CHECK_STR(ynode_str(ynode_key(root, 0)), "name");
+	CHECK_STR(ynode_str(ynode_value(root, 0)), "env");
+	CHECK(ynode_key(list, 0) == NULL);
+	/* NULL propagates through chained lookups */
+	CHECK(ynode_get(ynode_get(root, "nope"), "deeper") == NULL);
+	CHECK(ynode_str(NULL) == NULL && ynode_count(NULL) == 0 && !ynode_is_map(NULL));
+	yamldoc_free(doc);
+
+	doc = parse("", &err);
+	CHECK(doc != NULL && yamldoc_root(doc) == NULL);
+	yamldoc_free(doc);
+	doc = parse("# only a comment\n", &err);
+	CHECK(doc != NULL && yamldoc_root(doc) == NULL);
+	yamldoc_free(doc);
+}
+
+static void test_json(void)
+{
+	struct cfs_err err = {{0}};
+	struct yamldoc *doc;
+	const struct ynode *root;
+
+	/* "\/" escapes, tabs (a leading one too), no blank after ':' */
+	doc = parse("\t{\n\t\"url\":\t\"https:\\/\\/channel.example.invalid\\/main\",\n"
+		    "\t\"n\":[1,\t2]}",
+		    &err);
+	CHECK(doc != NULL);
+	root = yamldoc_root(doc);
+	CHECK_STR(ynode_str(ynode_get(root, "url")), "https://channel.example.invalid/main");
+	CHECK(ynode_count(ynode_get(root, "n")) == 2);
+	CHECK(ynode_line(ynode_get(root, "n")) == 3);
+	yamldoc_free(doc);
+
+	/* Python's json.dump writes astral characters as surrogate pairs. */
+	doc = parse("{\"a\": \"x\\ud83d\\ude00y\", \"b\": \"\\u00e9\\uD834\\uDD1E\"}", &err);
+	CHECK(doc != NULL);
+	root = yamldoc_root(doc);
+	CHECK_STR(ynode_str(ynode_get(root, "a")), "x\xf0\x9f\x98\x80y");
+	CHECK_STR(ynode_str(ynode_get(root, "b")), "\xc3\xa9\xf0\x9d\x84\x9e");
+	yamldoc_free(doc);
+
+	/* Raw characters JSON allows in strings and libyaml refuses or folds. */
+	doc = parse("{\"del\": \"a\x7f\", \"c1\": \"\xc2\x80\xc2\x9f\", \"nel\": \"a\xc2\x85"
+		    "b\",\n \"ls\": \"a\xe2\x80\xa8\xe2\x80\xa9\", \"nc\": \"\xef\xbf\xbe\xef\xbf\xbf\"}",
+		    &err);
+	CHECK(doc != NULL);
+	root = yamldoc_root(doc);
+	CHECK_STR(ynode_str(ynode_get(root, "del")), "a\x7f");
+	CHECK_STR(ynode_str(ynode_get(root, "c1")), "\xc2\x80\xc2\x9f");
+	CHECK_STR(ynode_str(ynode_get(root, "nel")), "a\xc2\x85"
+						      "b");
+	CHECK_STR(ynode_str(ynode_get(root, "ls")), "a\xe2\x80\xa8\xe2\x80\xa9");
+	CHECK_STR(ynode_str(ynode_get(root, "nc")), "\xef\xbf\xbe\xef\xbf\xbf");
+	CHECK(ynode_line(ynode_get(root, "ls")) == 2);
+	yamldoc_free(doc);
+
+	/* Whitespace, even a newline, between a key and its ':' */
+	doc = parse("{\"a\"\n  : 1, \"b\" :\n2,\n\"c\": {\"d\"\t: [\"e\"\n]}}\n", &err);
+	CHECK(doc != NULL);
+	root = yamldoc_root(doc);
+	CHECK_STR(ynode_str(ynode_get(root, "a")), "1");
+	CHECK_STR(ynode_str(ynode_get(root, "b")), "2");
+	CHECK(ynode_line(ynode_get(root, "b")) == 3);
+	CHECK_STR(ynode_str(ynode_item(ynode_get(ynode_get(root, "c"), "d"), 0)), "e");
+	yamldoc_free(doc);
+
+	/* JSON null, numbers, booleans keep their text; null is no string */
+	doc = parse("[null, 1e5, true, \"\"]", &err);
+	CHECK(doc != NULL);
+	root = yamldoc_root(doc);
+	CHECK(ynode_str(ynode_item(root, 0)) == NULL);
+	CHECK_STR(ynode_str(ynode_item(root, 1)), "1e5");
+	CHECK_STR(ynode_str(ynode_item(root, 2)), "true");
+	CHECK_STR(ynode_str(ynode_item(root, 3)), "");
+	yamldoc_free(doc);
+
+	/* Quotes inside strings and escaped quotes do not confuse the rewriting. */
+	doc = parse("{\"a\": \"it's \\\"x\\\"\\t\", \"b\"\n: \"#c\"}", &err);
+	CHECK(doc != NULL);
+	root = yamldoc_root(doc);
+	CHECK_STR(ynode_str(ynode_get(root, "a")), "it's \"x\"\t");
+	CHECK_STR(ynode_str(ynode_get(root, "b")), "#c");
+	yamldoc_free(doc);
+}
+
+static void check_error(const char *text, const char *want, int want_rc)
+{
+	struct cfs_err err = {{0}};
+	struct yamldoc *doc = NULL;
+	int r = yamldoc_parse("t.yml", text, strlen(text), &doc, &err);
+
+	CHECK(r == want_rc);
+	CHECK(doc == NULL);
+	if (!strstr(err.msg, want)) {
+		test_failures++;
+		fprintf(stderr, "error \"%s\" lacks \"%s\"\n", err.msg, want);
+	}
+}
+
+static void test_errors(void)
+{
+	check_error("a: 1\nb: [1, 2\nc: 3\n", "t.yml:3: invalid YAML: did not find expected ',' or ']'",
+		    -EINVAL);
+	check_error("a: 1\n b: 2\n", "t.yml:2: invalid YAML: mapping values are not allowed",
+		    -EINVAL);
+	/* the reader reports an offset; the line is still right */
+	check_error("a: 1\nb: 2\nc: \xff\n", "t.yml:3: invalid YAML: invalid leading UTF-8 octet",
+		    -EINVAL);
+	check_error("{\n\"a\": 1,\n\"b\" 2\n}", "t.yml:3: invalid JSON:", -EINVAL);
+	check_error("{\"a\": \"x\\u0000y\"}", "t.yml:1: a NUL character", -EINVAL);
+	check_error("a: 1\n---\nb: 2\n", "t.yml:2: a second YAML document", -EINVAL);
+	check_error("a: *nope\n", "t.yml:1: invalid YAML: found undefined alias", -EINVAL);
+}
+
+static void test_load(void)
+{
+	static const char *const records[] = {
+		"conda/conda-meta/conda-25.1_osx-arm64/bzip2-1.0.8-h99b78c6_7.json",
+		"conda/conda-meta/conda-25.1_osx-arm64/libffi-3.4.2-h3422bc3_5.json",
+		"conda/conda-meta/conda-25.1_osx-arm64/libzlib-1.3.1-h8359307_2.json",
+		"conda/conda-meta/conda-25.1_osx-arm64/pip-25.0.1-pyh145f28c_0.json",
+		"conda/conda-meta/conda-25.1_osx-arm64/python-3.13.2-hfd29fff_1_cp313t.json",
+		"conda/conda-meta/conda-4.x_osx-64/pip-10.0.1-py27_0.json",
+		"conda/conda-meta/conda-4.x_osx-64/zlib-1.2.11-hf3cbc9b_2.json",
+		"conda/conda-meta/micromamba_win-64/requests-2.28.2-pyhd8ed1ab_0.json",
+		"conda/conda-meta/rattler_osx-arm64/libsqlite-3.45.3-h091b4b1_0.json",
+	};
+	struct cfs_err err = {{0}};
+	struct yamldoc *doc;
+	char *path;
+
+	for (size_t i = 0; i < sizeof(records) / sizeof(records[0]); i++) {
+		const struct ynode *root;
+		const char *file = strrchr(records[i], '/') + 1, *name;
+
+		path = testfs_fixture(records[i]);
+		doc = NULL;
+		CHECK(yamldoc_load(AT_FDCWD, path, path, &doc, &err) == 0);
+		free(path);
+		if (!doc)
+			continue;
+		root = yamldoc_root(doc);
+		CHECK(ynode_is_map(root));
+		/* the file is named <name>-<version>-<build>.json */
+		name = ynode_str(ynode_get(root, "name"));
+		CHECK(name && strncmp(file, name, strlen(name)) == 0);
+		CHECK(ynode_count(ynode_get(root, "files")) ==
+		      ynode_count(ynode_get(ynode_get(root, "paths_data"), "paths")));
+		yamldoc_free(doc);
+	}
+
+	path = testfs_fixture("conda/conda-meta/conda-25.1_osx-arm64/python-3.13.2-hfd29fff_1_cp313t.json");
+	doc = NULL;
+	CHECK(yamldoc_load(AT_FDCWD, path, path, &doc, &err) == 0);
+	if (doc) {
+		const struct ynode *root = yamldoc_root(doc);
+		const struct ynode *paths = ynode_get(ynode_get(root, "paths_data"), "paths");
+
+		CHECK(ynode_count(ynode_get(root, "files")) == 1875);
+		CHECK(ynode_count(paths) == 1875);
+		CHECK_STR(ynode_str(ynode_get(root, "python_site_packages_path")),
+			  "lib/python3.13t/site-packages");
+		CHECK_STR(ynode_str(ynode_get(root, "requested_spec")), "python=3.13");
+	}
+	yamldoc_free(doc);
+	free(path);
+
+	/* micromamba writes Windows paths with escaped backslashes, and JSON nulls */
+	path = testfs_fixture("conda/conda-meta/micromamba_win-64/requests-2.28.2-pyhd8ed1ab_0.json");
+	doc = NULL;
+	CHECK(yamldoc_load(AT_FDCWD, path, path, &doc, &err) == 0);
+	if (doc) {
+		const struct ynode *root = yamldoc_root(doc);
+
+		CHECK_STR(ynode_str(ynode_item(ynode_get(root, "files"), 0)),
+			  "Lib\\site-packages\\requests-2.28.2.dist-info\\INSTALLER");
+		CHECK(ynode_get(root, "requested_spec") != NULL);
+		CHECK(ynode_str(ynode_get(root, "requested_spec")) == NULL);
+	}
+	yamldoc_free(doc);
+	free(path);
+
+	doc = NULL;
+	CHECK(yamldoc_load(AT_FDCWD, "/nonexistent/x.json", "/nonexistent/x.json", &doc, &err) ==
+	      -ENOENT);
+	CHECK(strstr(err.msg, "/nonexistent/x.json: No such file") != NULL);
+	CHECK(yamldoc_load(AT_FDCWD, "/", "/", &doc, &err) == -EINVAL);
+	CHECK(strstr(err.msg, "/: not a regular file") != NULL);
+}
+
+int main(void)
+{
+	test_yaml();
+	test_json();
+	test_errors();
+	test_load();
+	return test_exit();
+}

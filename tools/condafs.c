@@ -1,0 +1,576 @@
+// SPDX-License-Identifier: MIT
+/*
+ * condafs: the command line. Parses options, opens the store (--store, $CONDAFS_STORE,
+ * else /var/lib/condafs) and runs one command through the store's public API. Errors are
+ * one line on stderr, "condafs: <command>: <file>: <reason>", and a non-zero exit.
+ */
+#include "export.h"
+#include "out.h"
+
+#include <condafs/store.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DEFAULT_STORE "/var/lib/condafs"
+
+/* Exit codes: 0 fine, 1 the command failed, 2 bad usage; verify: 1 problems found. */
+enum { EXIT_FAILED = 1, EXIT_USAGE = 2 };
+
+struct cli {
+	const char *cmd;
+	const char *store_dir;
+	bool json;
+	const char *lock, *platform, *environment, *prefix;
+	bool replace, skip_special;
+	int argc;
+	char **argv; /* positional arguments */
+};
+
+static const char usage[] =
+	"usage: condafs [--store DIR] COMMAND [ARGS]\n"
+	"\n"
+	"  hash LOCK|PREFIX [--platform P] [--environment E]\n"
+	"                      print the environment hash of a lock file or a conda prefix\n"
+	"  ingest PREFIX [--lock LOCK] [--platform P] [--environment E] [--replace]\n"
+	"         [--skip-special]\n"
+	"                      store a solved conda prefix and print its hash\n"
+	"  export ENV DIR [--prefix P]\n"
+	"                      write an environment to DIR, its prefix served as P (default DIR)\n"
+	"  ls                  list environments\n"
+	"  show ENV            list an environment's packages\n"
+	"  cat ENV PATH [--prefix P]\n"
+	"                      print a file (prefix default: the one it was built at)\n"
+	"  stats               logical and stored bytes, dedup ratio, bytes unique to each env\n"
+	"  verify              re-hash every object; exit 1 if any is missing or corrupt\n"
+	"\n"
+	"  --json              machine-readable output (hash, ingest, ls, show, stats, verify)\n"
+	"  --store DIR         the store (default $CONDAFS_STORE, else " DEFAULT_STORE ")\n";
+
+static int die(const struct cli *c, const struct cfs_err *err, int r)
+{
+	fprintf(stderr, "condafs: %s: %s\n", c->cmd,
+		err && err->msg[0] ? err->msg : strerror(-r));
+	return EXIT_FAILED;
+}
+
+static int open_store(const struct cli *c, unsigned flags, struct store **st)
+{
+	struct cfs_err err = {{0}};
+	int r = store_open(c->store_dir, flags, st, &err);
+
+	return r ? die(c, &err, r) : 0;
+}
+
+static int need_args(const struct cli *c, int n)
+{
+	if (c->argc == n)
+		return 0;
+	fprintf(stderr, "condafs: %s: expected %d argument%s, got %d\n%s", c->cmd, n,
+		n == 1 ? "" : "s", c->argc, usage);
+	return EXIT_USAGE;
+}
+
+static int cmd_hash(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	struct pkgset *set = NULL;
+	struct stat sb;
+	char hash[33];
+	int r;
+
+	if ((r = need_args(c, 1)))
+		return r;
+	if (stat(c->argv[0], &sb) == 0 && S_ISDIR(sb.st_mode))
+		r = pkgset_from_prefix(c->argv[0], &set, &err);
+	else
+		r = pkgset_from_lock(c->argv[0], c->platform, c->environment, &set, &err);
+	if (r)
+		return die(c, &err, r);
+	pkgset_hash(set, hash);
+	if (c->json) {
+		printf("{\"hash\": \"%s\", \"platform\": ", hash);
+		out_json_str(stdout, pkgset_platform(set), strlen(pkgset_platform(set)));
+		printf(", \"packages\": %zu}\n", pkgset_count(set));
+	} else {
+		printf("%s\n", hash);
+	}
+	pkgset_free(set);
+	return 0;
+}
+
+static void print_warning(void *ctx, const char *msg)
+{
+	(void)ctx;
+	fprintf(stderr, "condafs: ingest: warning: %s\n", msg);
+}
+
+static int cmd_ingest(const struct cli *c)
+{
+	static const char *const what[] = {
+		[INGEST_NEW] = "stored",
+		[INGEST_PRESENT] = "already stored",
+		[INGEST_REPLACED] = "replaced",
+	};
+	struct cfs_err err = {{0}};
+	struct progress prog;
+	struct ingest_opts o = {
+		.lock_path = c->lock,
+		.lock_platform = c->platform,
+		.lock_env = c->environment,
+		.replace = c->replace,
+		.skip_special = c->skip_special,
+		.progress = progress_update,
+		.warn = print_warning,
+		.ctx = &prog,
+	};
+	enum ingest_result res;
+	struct store *st;
+	char hash[33];
+	int r;
+
+	if ((r = need_args(c, 1)))
+		return r;
+	if ((r = open_store(c, STORE_CREATE, &st)))
+		return r;
+	progress_init(&prog);
+	r = store_ingest(st, c->argv[0], &o, hash, &res, &err);
+	progress_done(&prog);
+	store_close(st);
+	if (r)
+		return die(c, &err, r);
+	if (c->json)
+		printf("{\"hash\": \"%s\", \"result\": \"%s\"}\n", hash, what[res]);
+	else if (res == INGEST_NEW)
+		printf("%s\n", hash);
+	else
+		printf("%s (%s)\n", hash, what[res]);
+	return 0;
+}
+
+static int find_env(const struct cli *c, struct store *st, const char *name,
+		    struct store_env *env)
+{
+	struct cfs_err err = {{0}};
+	int r = store_env_find(st, name, env, &err);
+
+	return r ? die(c, &err, r) : 0;
+}
+
+static int cmd_export(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	struct store_env env;
+	struct store *st;
+	char *prefix = NULL;
+	int r;
+
+	if ((r = need_args(c, 2)))
+		return r;
+	if ((r = open_store(c, STORE_READONLY, &st)))
+		return r;
+	if ((r = find_env(c, st, c->argv[0], &env)))
+		goto out;
+	if (c->prefix) {
+		prefix = strdup(c->prefix);
+	} else {
+		/* The default prefix is where the tree lands: it must be absolute. */
+		if (mkdir(c->argv[1], 0700) < 0 && errno != EEXIST) {
+			fprintf(stderr, "condafs: export: %s: %s\n", c->argv[1], strerror(errno));
+			r = EXIT_FAILED;
+			goto out;
+		}
+		prefix = realpath(c->argv[1], NULL);
+	}
+	if (!prefix) {
+		fprintf(stderr, "condafs: export: %s: %s\n", c->argv[1], strerror(errno));
+		r = EXIT_FAILED;
+		goto out;
+	}
+	r = export_env(st, &env, c->argv[1], prefix, &err);
+	if (r)
+		r = die(c, &err, r);
+out:
+	free(prefix);
+	store_close(st);
+	return r;
+}
+
+static int cmd_ls(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	struct store_env *v = NULL;
+	struct store *st;
+	size_t n = 0;
+	int r;
+
+	if ((r = need_args(c, 0)))
+		return r;
+	if ((r = open_store(c, STORE_READONLY, &st)))
+		return r;
+	r = store_env_list(st, &v, &n, &err);
+	if (r) {
+		r = die(c, &err, r);
+		goto out;
+	}
+	if (c->json)
+		printf("[");
+	else
+		printf("%-32s  %-10s %8s %10s %10s  %-16s  %-16s  %s\n", "HASH", "PLATFORM", "FILES",
+		       "SIZE", "UNIQUE", "CREATED", "LAST USED", "SOURCE");
+	for (size_t i = 0; i < n; i++) {
+		char size[32], uniq[32], created[32], used[32];
+		uint64_t unique = 0;
+
+		r = store_env_unique_bytes(st, &v[i], &unique, &err);
+		if (r) {
+			r = die(c, &err, r);
+			goto out;
+		}
+		if (c->json) {
+			printf("%s\n {\"hash\": \"%s\", \"platform\": ", i ? "," : "", v[i].hash);
+			out_json_str(stdout, v[i].platform, strlen(v[i].platform));
+			printf(", \"files\": %llu, \"logical_bytes\": %llu, \"unique_bytes\": %llu,"
+			       " \"created\": %lld, \"last_used\": %lld, \"source_prefix\": ",
+			       (unsigned long long)v[i].files, (unsigned long long)v[i].logical_bytes,
+			       (unsigned long long)unique, (long long)v[i].created,
+			       (long long)v[i].last_used);
+			out_json_str(stdout, v[i].source_prefix, strlen(v[i].source_prefix));
+			printf("}");
+		} else {
+			printf("%-32s  %-10s %8llu %10s %10s  %-16s  %-16s  %s\n", v[i].hash,
+			       v[i].platform, (unsigned long long)v[i].files,
+			       out_size(v[i].logical_bytes, size), out_size(unique, uniq),
+			       out_time(v[i].created, created), out_time(v[i].last_used, used),
+			       v[i].source_prefix);
+		}
+	}
+	if (c->json)
+		printf("%s]\n", n ? "\n" : "");
+out:
+	free(v);
+	store_close(st);
+	return r;
+}
+
+static void json_field(const char *name, const char *v, bool comma)
+{
+	printf("%s\"%s\": ", comma ? ", " : "", name);
+	if (v)
+		out_json_str(stdout, v, strlen(v));
+	else
+		printf("null");
+}
+
+static int cmd_show(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	struct pkgset *set = NULL;
+	struct store_env env;
+	struct store *st;
+	int r;
+
+	if ((r = need_args(c, 1)))
+		return r;
+	if ((r = open_store(c, STORE_READONLY, &st)))
+		return r;
+	if ((r = find_env(c, st, c->argv[0], &env)))
+		goto out;
+	r = store_env_packages(st, &env, &set, &err);
+	if (r) {
+		r = die(c, &err, r);
+		goto out;
+	}
+	if (c->json)
+		printf("{\"hash\": \"%s\", \"platform\": \"%s\", \"packages\": [", env.hash,
+		       env.platform);
+	else
+		printf("# %s  %s  %s\n", env.hash, env.platform, env.source_prefix);
+	for (size_t i = 0; i < pkgset_count(set); i++) {
+		const struct pkg *p = pkgset_at(set, i);
+		const char *kind = p->kind == PKG_CONDA ? "conda" : "pypi";
+
+		if (c->json) {
+			printf("%s\n {", i ? "," : "");
+			json_field("kind", kind, false);
+			json_field("name", p->name, true);
+			json_field("version", p->version, true);
+			json_field("build", p->build, true);
+			json_field("channel", p->channel, true);
+			json_field("subdir", p->subdir, true);
+			json_field("md5", p->md5, true);
+			json_field("sha256", p->sha256, true);
+			printf("}");
+		} else {
+			printf("%-5s  %-32s %-20s %-24s %s\n", kind, p->name, p->version,
+			       p->build ? p->build : "", p->channel ? p->channel : "");
+		}
+	}
+	if (c->json)
+		printf("\n]}\n");
+out:
+	pkgset_free(set);
+	store_close(st);
+	return r;
+}
+
+static int cmd_cat(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	struct store_env env;
+	struct store_node n;
+	struct store *st;
+	const char *prefix;
+	char *path = NULL, *tok, *save = NULL;
+	uint8_t *buf = NULL;
+	uint64_t off = 0, size;
+	int r;
+
+	if ((r = need_args(c, 2)))
+		return r;
+	if ((r = open_store(c, STORE_READONLY, &st)))
+		return r;
+	if ((r = find_env(c, st, c->argv[0], &env)))
+		goto out;
+	prefix = c->prefix ? c->prefix : env.source_prefix;
+	r = store_node_get(st, env.root, &n, &err);
+	path = strdup(c->argv[1]);
+	buf = malloc(1 << 20);
+	if (!path || !buf)
+		r = -ENOMEM;
+	for (tok = r ? NULL : strtok_r(path, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
+		if (!strcmp(tok, "."))
+			continue;
+		r = store_node_lookup(st, n.id, tok, strlen(tok), &n, &err);
+		if (r == -ENOENT)
+			snprintf(err.msg, sizeof(err.msg), "%s/%s: no such file", env.hash,
+				 c->argv[1]);
+		if (r)
+			break;
+	}
+	if (!r && n.type != NODE_FILE) {
+		snprintf(err.msg, sizeof(err.msg), "%s/%s: not a regular file", env.hash,
+			 c->argv[1]);
+		r = -EISDIR;
+	}
+	size = r ? 0 : store_node_size(&n, strlen(prefix));
+	while (!r && off < size) {
+		size_t got;
+
+		r = store_read(st, &n, prefix, off, 1 << 20, buf, &got, &err);
+		if (!r && fwrite(buf, 1, got, stdout) != got)
+			r = -EIO;
+		off += got;
+		if (!r && got == 0)
+			break;
+	}
+	if (r)
+		r = die(c, &err, r);
+out:
+	free(path);
+	free(buf);
+	store_close(st);
+	return r;
+}
+
+static int cmd_stats(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	struct store_stats s;
+	struct store_env *v = NULL;
+	struct store *st;
+	size_t n = 0;
+	double ratio;
+	int r;
+
+	if ((r = need_args(c, 0)))
+		return r;
+	if ((r = open_store(c, STORE_READONLY, &st)))
+		return r;
+	r = store_stats(st, &s, &err);
+	if (!r)
+		r = store_env_list(st, &v, &n, &err);
+	if (r) {
+		r = die(c, &err, r);
+		goto out;
+	}
+	ratio = s.stored_bytes ? (double)s.logical_bytes / (double)s.stored_bytes : 0;
+	if (c->json) {
+		printf("{\"environments\": %llu, \"objects\": %llu, \"logical_bytes\": %llu,"
+		       " \"content_bytes\": %llu, \"stored_bytes\": %llu, \"dedup_ratio\": %.3f,"
+		       " \"unique_bytes\": {",
+		       (unsigned long long)s.envs, (unsigned long long)s.objects,
+		       (unsigned long long)s.logical_bytes, (unsigned long long)s.content_bytes,
+		       (unsigned long long)s.stored_bytes, ratio);
+	} else {
+		char a[32], b[32], d[32];
+
+		printf("environments   %llu\nobjects        %llu\n", (unsigned long long)s.envs,
+		       (unsigned long long)s.objects);
+		printf("logical bytes  %s (what the environments hold)\n",
+		       out_size(s.logical_bytes, a));
+		printf("content bytes  %s (distinct contents, uncompressed)\n",
+		       out_size(s.content_bytes, b));
+		printf("stored bytes   %s (compressed)\n", out_size(s.stored_bytes, d));
+		printf("dedup ratio    %.2fx (logical / stored)\n", ratio);
+		printf("unique to each environment:\n");
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint64_t u = 0;
+		char sz[32];
+
+		r = store_env_unique_bytes(st, &v[i], &u, &err);
+		if (r) {
+			r = die(c, &err, r);
+			goto out;
+		}
+		if (c->json)
+			printf("%s\"%s\": %llu", i ? ", " : "", v[i].hash, (unsigned long long)u);
+		else
+			printf("  %s  %s\n", v[i].hash, out_size(u, sz));
+	}
+	if (c->json)
+		printf("}}\n");
+out:
+	free(v);
+	store_close(st);
+	return r;
+}
+
+struct verify_out {
+	const struct cli *c;
+	bool first;
+};
+
+static void verify_report(void *ctx, const struct verify_problem *p)
+{
+	struct verify_out *vo = ctx;
+
+	if (vo->c->json) {
+		printf("%s\n {", vo->first ? "" : ",");
+		json_field("object", p->key, false);
+		json_field("problem", p->problem, true);
+		json_field("environment", p->env, true);
+		json_field("path", p->path, true);
+		printf("}");
+		vo->first = false;
+	} else if (p->env) {
+		printf("object %s: %s: used by %s/%s\n", p->key, p->problem, p->env, p->path);
+	} else {
+		printf("object %s: %s\n", p->key, p->problem);
+	}
+}
+
+static int cmd_verify(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	struct verify_out vo = {c, true};
+	struct verify_result res;
+	struct store *st;
+	int r;
+
+	if ((r = need_args(c, 0)))
+		return r;
+	if ((r = open_store(c, STORE_READONLY, &st)))
+		return r;
+	if (c->json)
+		printf("{\"problems\": [");
+	r = store_verify(st, verify_report, &vo, &res, &err);
+	store_close(st);
+	if (r)
+		return die(c, &err, r);
+	if (c->json)
+		printf("%s], \"objects_checked\": %llu, \"corrupt\": %llu, \"unreferenced\": %llu}\n",
+		       vo.first ? "" : "\n", (unsigned long long)res.objects_checked,
+		       (unsigned long long)res.corrupt, (unsigned long long)res.unreferenced);
+	else
+		printf("%llu objects checked, %llu missing or corrupt, %llu unreferenced\n",
+		       (unsigned long long)res.objects_checked, (unsigned long long)res.corrupt,
+		       (unsigned long long)res.unreferenced);
+	return res.corrupt ? EXIT_FAILED : 0;
+}
+
+static const struct command {
+	const char *name;
+	int (*run)(const struct cli *c);
+} commands[] = {
+	{"hash", cmd_hash},   {"ingest", cmd_ingest}, {"export", cmd_export},
+	{"ls", cmd_ls},       {"show", cmd_show},     {"cat", cmd_cat},
+	{"stats", cmd_stats}, {"verify", cmd_verify},
+};
+
+int main(int argc, char **argv)
+{
+	enum { O_STORE = 256, O_JSON, O_LOCK, O_PLATFORM, O_ENV, O_PREFIX, O_REPLACE, O_SKIP };
+	static const struct option opts[] = {
+		{"store", required_argument, NULL, O_STORE},
+		{"json", no_argument, NULL, O_JSON},
+		{"lock", required_argument, NULL, O_LOCK},
+		{"platform", required_argument, NULL, O_PLATFORM},
+		{"environment", required_argument, NULL, O_ENV},
+		{"prefix", required_argument, NULL, O_PREFIX},
+		{"replace", no_argument, NULL, O_REPLACE},
+		{"skip-special", no_argument, NULL, O_SKIP},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct cli c = {0};
+	int o;
+
+	c.store_dir = getenv("CONDAFS_STORE");
+	if (!c.store_dir || !*c.store_dir)
+		c.store_dir = DEFAULT_STORE;
+	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (o) {
+		case O_STORE:
+			c.store_dir = optarg;
+			break;
+		case O_JSON:
+			c.json = true;
+			break;
+		case O_LOCK:
+			c.lock = optarg;
+			break;
+		case O_PLATFORM:
+			c.platform = optarg;
+			break;
+		case O_ENV:
+			c.environment = optarg;
+			break;
+		case O_PREFIX:
+			c.prefix = optarg;
+			break;
+		case O_REPLACE:
+			c.replace = true;
+			break;
+		case O_SKIP:
+			c.skip_special = true;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		default:
+			fputs(usage, stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		fputs(usage, stderr);
+		return EXIT_USAGE;
+	}
+	c.cmd = argv[optind];
+	c.argc = argc - optind - 1;
+	c.argv = argv + optind + 1;
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(commands[i].name, c.cmd))
+			return commands[i].run(&c);
+	fprintf(stderr, "condafs: %s: unknown command\n%s", c.cmd, usage);
+	return EXIT_USAGE;
+}

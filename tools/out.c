@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Formatting for the CLI: JSON strings, sizes, times, and the ingest progress display.
+ */
+#include "out.h"
+
+#include <string.h>
+#include <unistd.h>
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	size_t len = s[0] < 0xc2 ? 0 : s[0] < 0xe0 ? 2 : s[0] < 0xf0 ? 3 : s[0] < 0xf5 ? 4 : 0;
+
+	if (!len || len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return len;
+}
+
+void out_json_str(FILE *f, const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	fputc('"', f);
+	for (size_t i = 0; i < len;) {
+		unsigned char c = p[i];
+
+		if (c == '"' || c == '\\') {
+			fprintf(f, "\\%c", c);
+		} else if (c < 0x20) {
+			fprintf(f, "\\u%04x", c);
+		} else if (c < 0x80) {
+			fputc(c, f);
+		} else {
+			size_t k = utf8_len(p + i, len - i);
+
+			if (k) {
+				fwrite(p + i, 1, k, f);
+				i += k;
+				continue;
+			}
+			fputs("\\ufffd", f);
+		}
+		i++;
+	}
+	fputc('"', f);
+}
+
+const char *out_size(uint64_t bytes, char buf[32])
+{
+	static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+	double v = (double)bytes;
+	int u = 0;
+
+	while (v >= 1024 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, 32, "%llu B", (unsigned long long)bytes);
+	else
+		snprintf(buf, 32, "%.1f %s", v, unit[u]);
+	return buf;
+}
+
+const char *out_time(int64_t t, char buf[32])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (!t || !gmtime_r(&tt, &tm))
+		return strcpy(buf, "-");
+	strftime(buf, 32, "%Y-%m-%d %H:%M", &tm);
+	return buf;
+}
+
+static double since(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+void progress_init(struct progress *p)
+{
+	p->tty = isatty(STDERR_FILENO);
+	clock_gettime(CLOCK_MONOTONIC, &p->start);
+	p->last = p->start;
+}
+
+void progress_update(void *ctx, const struct ingest_progress *ip)
+{
+	struct progress *p = ctx;
+	struct timespec now;
+	char done[32], total[32], rate[32], eta[32] = "-";
+	double t, bps;
+	int width = 24, fill;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	/* Without a terminal, a line every 5 s keeps logs short. */
+	if (!p->tty && since(&p->last, &now) < 5.0)
+		return;
+	p->last = now;
+	t = since(&p->start, &now);
+	bps = t > 0 ? (double)ip->bytes_done / t : 0;
+	if (bps > 0 && ip->bytes_total >= ip->bytes_done) {
+		long s = (long)((double)(ip->bytes_total - ip->bytes_done) / bps);
+
+		snprintf(eta, sizeof(eta), "%ld:%02ld", s / 60, s % 60);
+	}
+	out_size(ip->bytes_done, done);
+	out_size(ip->bytes_total, total);
+	out_size((uint64_t)bps, rate);
+	fill = ip->bytes_total ? (int)((double)width * (double)ip->bytes_done /
+				       (double)ip->bytes_total)
+			       : width;
+	if (fill > width)
+		fill = width;
+	if (p->tty)
+		fprintf(stderr, "\r[%.*s%*s] %llu/%llu files  %s/%s  %s/s  ETA %s\033[K", fill,
+			"########################", width - fill, "",
+			(unsigned long long)ip->files_done, (unsigned long long)ip->files_total,
+			done, total, rate, eta);
+	else
+		fprintf(stderr, "condafs: ingest: %llu/%llu files, %s/%s, %s/s, ETA %s\n",
+			(unsigned long long)ip->files_done, (unsigned long long)ip->files_total,
+			done, total, rate, eta);
+}
+
+void progress_done(struct progress *p)
+{
+	if (p->tty)
+		fputc('\n', stderr);
+}
