@@ -50,7 +50,8 @@ static const char schema[] =
 	" nchildren INTEGER, target BLOB, reloc BLOB);"
 	"CREATE UNIQUE INDEX IF NOT EXISTS nodes_lookup ON nodes(parent, name);"
 	"CREATE INDEX IF NOT EXISTS nodes_env ON nodes(env);"
-	"CREATE INDEX IF NOT EXISTS nodes_obj ON nodes(obj);";
+	"CREATE INDEX IF NOT EXISTS nodes_obj ON nodes(obj);"
+	"CREATE INDEX IF NOT EXISTS nodes_grp ON nodes(grp);";
 
 enum stmt_id {
 	S_OBJ_BY_KEY,
@@ -79,6 +80,9 @@ enum stmt_id {
 	S_NODE_CONTENT,
 	S_NODE_RANGE,
 	S_ENV_TREE,
+	S_GROUP_NODE,
+	S_GROUP_COUNT,
+	S_DATA_VERSION,
 	S_STATS_ENVS,
 	S_STATS_OBJS,
 	S_COUNT,
@@ -136,6 +140,9 @@ static const char *const stmt_sql[S_COUNT] = {
 		       " n.inserts, n.grp, n.hardlink, n.first_child, n.nchildren,"
 		       " n.reloc IS NOT NULL, o.key, n.target FROM nodes n"
 		       " LEFT JOIN objects o ON o.id = n.obj WHERE n.env = ?1 ORDER BY n.id",
+	[S_GROUP_NODE] = "SELECT " NODE_COLS " FROM nodes WHERE grp = ?1 LIMIT 1",
+	[S_GROUP_COUNT] = "SELECT count(*) FROM nodes WHERE grp = ?1",
+	[S_DATA_VERSION] = "PRAGMA data_version",
 	[S_STATS_ENVS] = "SELECT count(*), coalesce(sum(logical_bytes), 0) FROM envs",
 	[S_STATS_OBJS] = "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(stored), 0)"
 			 " FROM objects",
@@ -855,6 +862,46 @@ int catalog_env_tree(struct catalog *c, int64_t env,
 	}
 	sqlite3_reset(s);
 	return r == -ENOENT ? 0 : r;
+}
+
+int catalog_group_get(struct catalog *c, int64_t group, struct store_node *ret,
+		      uint32_t *ret_nlink, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_GROUP_NODE, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, group);
+	r = step_row(c, s, err);
+	if (r == 0)
+		node_row(s, ret);
+	sqlite3_reset(s);
+	if (r)
+		return r;
+	r = stmt(c, S_GROUP_COUNT, &s, err);
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, group);
+	r = step_row(c, s, err);
+	if (r == 0)
+		*ret_nlink = (uint32_t)sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return r;
+}
+
+int catalog_data_version(struct catalog *c, uint64_t *ret, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_DATA_VERSION, &s, err);
+
+	if (r)
+		return r;
+	r = step_row(c, s, err);
+	if (r == 0)
+		*ret = (uint64_t)sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return r;
 }
 
 int catalog_stats(struct catalog *c, struct store_stats *ret, struct cfs_err *err)

@@ -131,6 +131,11 @@ int catalog_env_tree(struct catalog *c, int64_t env,
 			       const void *target, size_t target_len),
 		     void *ctx, struct cfs_err *err);
 
+int catalog_group_get(struct catalog *c, int64_t group, struct store_node *ret,
+		      uint32_t *ret_nlink, struct cfs_err *err);
+/* PRAGMA data_version: changes when another connection commits. */
+int catalog_data_version(struct catalog *c, uint64_t *ret, struct cfs_err *err);
+
 /* Totals for store_stats. */
 int catalog_stats(struct catalog *c, struct store_stats *ret, struct cfs_err *err);
 

@@ -71,6 +71,21 @@ int store_node_get(struct store *st, int64_t id, struct store_node *ret, struct 
 	return r;
 }
 
+int store_group_get(struct store *st, int64_t group, struct store_node *ret, uint32_t *ret_nlink,
+		    struct cfs_err *err)
+{
+	int r = catalog_group_get(st->cat, group, ret, ret_nlink, err);
+
+	if (r == -ENOENT)
+		return err_set(err, r, "group %lld: no such group", (long long)group);
+	return r;
+}
+
+int store_changes(struct store *st, uint64_t *ret, struct cfs_err *err)
+{
+	return catalog_data_version(st->cat, ret, err);
+}
+
 int store_node_lookup(struct store *st, int64_t dir, const char *name, size_t len,
 		      struct store_node *ret, struct cfs_err *err)
 {

@@ -184,6 +184,9 @@ static inline uint64_t store_node_size(const struct store_node *n, size_t plen)
 }
 
 int store_node_get(struct store *st, int64_t id, struct store_node *ret, struct cfs_err *err);
+/* A node of group (any one: they are served identically) and how many nodes it has. */
+int store_group_get(struct store *st, int64_t group, struct store_node *ret, uint32_t *ret_nlink,
+		    struct cfs_err *err);
 /* -ENOENT when the directory has no such name. */
 int store_node_lookup(struct store *st, int64_t dir, const char *name, size_t len,
 		      struct store_node *ret, struct cfs_err *err);
@@ -204,6 +207,10 @@ int store_readlink(struct store *st, const struct store_node *n, const char *pre
  */
 int store_read(struct store *st, const struct store_node *n, const char *prefix, uint64_t off,
 	       size_t len, void *buf, size_t *ret_n, struct cfs_err *err);
+
+/* A number that changes whenever another handle commits to the catalog: a cheap way to
+ * notice environments added or removed. */
+int store_changes(struct store *st, uint64_t *ret, struct cfs_err *err);
 
 /* ---- whole-store reports ---- */
 
