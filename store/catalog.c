@@ -38,7 +38,8 @@ static const char schema[] =
 	"CREATE INDEX IF NOT EXISTS packages_env ON packages(env);"
 	"CREATE TABLE IF NOT EXISTS objects("
 	" id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE, size INTEGER NOT NULL,"
-	" stored INTEGER NOT NULL, refs INTEGER NOT NULL, data BLOB);"
+	" stored INTEGER NOT NULL, refs INTEGER NOT NULL, kind INTEGER NOT NULL,"
+	" pack INTEGER, pack_off INTEGER);"
 	"CREATE TABLE IF NOT EXISTS groups("
 	" id INTEGER PRIMARY KEY, obj INTEGER NOT NULL, mode INTEGER NOT NULL,"
 	" mtime_ns INTEGER NOT NULL, UNIQUE(obj, mode, mtime_ns));"
@@ -51,7 +52,8 @@ static const char schema[] =
 	"CREATE UNIQUE INDEX IF NOT EXISTS nodes_lookup ON nodes(parent, name);"
 	"CREATE INDEX IF NOT EXISTS nodes_env ON nodes(env);"
 	"CREATE INDEX IF NOT EXISTS nodes_obj ON nodes(obj);"
-	"CREATE INDEX IF NOT EXISTS nodes_grp ON nodes(grp);";
+	"CREATE INDEX IF NOT EXISTS nodes_grp ON nodes(grp);"
+	"CREATE INDEX IF NOT EXISTS objects_pack ON objects(pack) WHERE pack IS NOT NULL;";
 
 enum stmt_id {
 	S_OBJ_BY_KEY,
@@ -59,6 +61,7 @@ enum stmt_id {
 	S_OBJ_INSERT,
 	S_OBJ_ADDREF,
 	S_OBJ_EACH,
+	S_OBJ_PACKREF,
 	S_OBJ_USERS,
 	S_GROUP_FIND,
 	S_GROUP_INSERT,
@@ -92,15 +95,18 @@ enum stmt_id {
 #define NODE_COLS                                                                              \
 	"id, env, parent, name, type, mode, mtime_ns, size, inserts, grp, hardlink, first_child," \
 	" nchildren, reloc IS NOT NULL"
-#define OBJ_COLS "id, key, size, stored, refs, data"
+#define OBJ_COLS "id, key, size, stored, refs, kind, pack, pack_off"
 
 static const char *const stmt_sql[S_COUNT] = {
 	[S_OBJ_BY_KEY] = "SELECT " OBJ_COLS " FROM objects WHERE key = ?1",
 	[S_OBJ_BY_ID] = "SELECT " OBJ_COLS " FROM objects WHERE id = ?1",
-	[S_OBJ_INSERT] = "INSERT INTO objects(key, size, stored, refs, data)"
-			 " VALUES (?1, ?2, ?3, 0, ?4) ON CONFLICT(key) DO NOTHING",
+	[S_OBJ_INSERT] = "INSERT INTO objects(key, size, stored, refs, kind, pack, pack_off)"
+			 " VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6) ON CONFLICT(key) DO NOTHING",
 	[S_OBJ_ADDREF] = "UPDATE objects SET refs = refs + ?2 WHERE key = ?1 RETURNING id",
-	[S_OBJ_EACH] = "SELECT " OBJ_COLS " FROM objects ORDER BY key",
+	/* A pack, then its members in pack order: each frame is decoded once. */
+	[S_OBJ_EACH] = "SELECT " OBJ_COLS " FROM objects"
+		       " ORDER BY coalesce(pack, id), kind DESC, pack_off",
+	[S_OBJ_PACKREF] = "UPDATE objects SET refs = refs + ?2 WHERE id = ?1",
 	[S_OBJ_USERS] = "SELECT e.hash, n.id FROM nodes n JOIN envs e ON e.id = n.env"
 			" WHERE n.obj = ?1 ORDER BY e.hash, n.id",
 	[S_GROUP_FIND] = "SELECT id FROM groups WHERE obj = ?1 AND mode = ?2 AND mtime_ns = ?3",
@@ -132,8 +138,9 @@ static const char *const stmt_sql[S_COUNT] = {
 			  " ?15, ?16)",
 	[S_NODE_GET] = "SELECT " NODE_COLS " FROM nodes WHERE id = ?1",
 	[S_NODE_LOOKUP] = "SELECT " NODE_COLS " FROM nodes WHERE parent = ?1 AND name = ?2",
-	[S_NODE_CONTENT] = "SELECT o.id, o.key, o.size, o.stored, o.refs, o.data, n.reloc,"
-			   " n.target FROM nodes n LEFT JOIN objects o ON o.id = n.obj"
+	[S_NODE_CONTENT] = "SELECT o.id, o.key, o.size, o.stored, o.refs, o.kind, o.pack,"
+			   " o.pack_off, n.reloc, n.target, p.key FROM nodes n"
+			   " LEFT JOIN objects o ON o.id = n.obj LEFT JOIN objects p ON p.id = o.pack"
 			   " WHERE n.id = ?1",
 	[S_NODE_RANGE] = "SELECT " NODE_COLS " FROM nodes WHERE id >= ?1 AND id < ?2 ORDER BY id",
 	[S_ENV_TREE] = "SELECT n.id, n.env, n.parent, n.name, n.type, n.mode, n.mtime_ns, n.size,"
@@ -145,7 +152,7 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_DATA_VERSION] = "PRAGMA data_version",
 	[S_STATS_ENVS] = "SELECT count(*), coalesce(sum(logical_bytes), 0) FROM envs",
 	[S_STATS_OBJS] = "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(stored), 0)"
-			 " FROM objects",
+			 " FROM objects WHERE kind = 0",
 };
 
 struct catalog {
@@ -315,8 +322,9 @@ static void object_row(sqlite3_stmt *s, struct catalog_object *ret)
 	ret->size = (uint64_t)sqlite3_column_int64(s, 2);
 	ret->stored = (uint64_t)sqlite3_column_int64(s, 3);
 	ret->refs = sqlite3_column_int64(s, 4);
-	ret->blob = sqlite3_column_blob(s, 5);
-	ret->bloblen = (size_t)sqlite3_column_bytes(s, 5);
+	ret->kind = (enum object_kind)sqlite3_column_int(s, 5);
+	ret->pack = sqlite3_column_int64(s, 6);
+	ret->pack_off = (uint64_t)sqlite3_column_int64(s, 7);
 }
 
 int catalog_object_by_key(struct catalog *c, const struct objkey *key, struct catalog_object *ret,
@@ -349,27 +357,41 @@ int catalog_object_by_id(struct catalog *c, int64_t id, struct catalog_object *r
 	return r;
 }
 
-int catalog_object_ref(struct catalog *c, const struct objkey *key, uint64_t size,
-		       uint64_t stored, const uint8_t *blob, size_t bloblen, int64_t refs,
-		       int64_t *ret_id, struct cfs_err *err)
+int catalog_object_ref(struct catalog *c, const struct catalog_object *o, int64_t refs,
+		       int64_t *ret_id, bool *ret_new, struct cfs_err *err)
 {
 	sqlite3_stmt *s;
 	int r = stmt(c, S_OBJ_INSERT, &s, err);
 
 	if (r)
 		return r;
-	sqlite3_bind_blob(s, 1, key->b, 16, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, (int64_t)size);
-	sqlite3_bind_int64(s, 3, (int64_t)stored);
-	if (blob)
-		sqlite3_bind_blob(s, 4, blob, (int)bloblen, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 1, o->key.b, 16, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, (int64_t)o->size);
+	sqlite3_bind_int64(s, 3, (int64_t)o->stored);
+	sqlite3_bind_int(s, 4, o->kind);
+	if (o->pack) {
+		sqlite3_bind_int64(s, 5, o->pack);
+		sqlite3_bind_int64(s, 6, (int64_t)o->pack_off);
+	}
 	r = step_done(c, s, err);
 	if (r)
 		return r;
+	*ret_new = sqlite3_changes(c->db) > 0;
+	/* A new member holds a reference on its pack. */
+	if (*ret_new && o->pack) {
+		r = stmt(c, S_OBJ_PACKREF, &s, err);
+		if (r)
+			return r;
+		sqlite3_bind_int64(s, 1, o->pack);
+		sqlite3_bind_int64(s, 2, 1);
+		r = step_done(c, s, err);
+		if (r)
+			return r;
+	}
 	r = stmt(c, S_OBJ_ADDREF, &s, err);
 	if (r)
 		return r;
-	sqlite3_bind_blob(s, 1, key->b, 16, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 1, o->key.b, 16, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, refs);
 	r = step_row(c, s, err);
 	if (r == -ENOENT)
@@ -818,6 +840,7 @@ int catalog_node_content(struct catalog *c, int64_t id, struct catalog_content *
 			 struct cfs_err *err)
 {
 	sqlite3_stmt *s;
+	const void *pk;
 	int r = stmt(c, S_NODE_CONTENT, &s, err);
 
 	if (r)
@@ -828,10 +851,17 @@ int catalog_node_content(struct catalog *c, int64_t id, struct catalog_content *
 		return r;
 	/* The row stays current, so the blobs stay valid until the next call. */
 	object_row(s, &ret->obj);
-	ret->reloc = sqlite3_column_blob(s, 6);
-	ret->reloc_len = (size_t)sqlite3_column_bytes(s, 6);
-	ret->target = sqlite3_column_blob(s, 7);
-	ret->target_len = (size_t)sqlite3_column_bytes(s, 7);
+	ret->reloc = sqlite3_column_blob(s, 8);
+	ret->reloc_len = (size_t)sqlite3_column_bytes(s, 8);
+	ret->target = sqlite3_column_blob(s, 9);
+	ret->target_len = (size_t)sqlite3_column_bytes(s, 9);
+	pk = sqlite3_column_blob(s, 10);
+	ret->image_key = ret->obj.key;
+	ret->image_off = 0;
+	if (ret->obj.pack && pk && sqlite3_column_bytes(s, 10) == 16) {
+		memcpy(ret->image_key.b, pk, 16);
+		ret->image_off = ret->obj.pack_off;
+	}
 	return 0;
 }
 

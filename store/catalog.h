@@ -25,16 +25,21 @@ void catalog_rollback(struct catalog *c);
 
 /* ---- objects ---- */
 
-/* The stored image of an object as the catalog has it. blob is valid until the next call
- * on c, NULL when the image is a file. */
+enum object_kind {
+	OBJECT_CONTENT = 0, /* a file's content: its own image, or a member of a pack */
+	OBJECT_PACK = 1,    /* an image holding members */
+};
+
+/* An object as the catalog has it. */
 struct catalog_object {
 	int64_t id;
 	struct objkey key;
 	uint64_t size;
-	uint64_t stored;
-	int64_t refs;
-	const uint8_t *blob;
-	size_t bloblen;
+	uint64_t stored; /* image bytes; a member's share of its pack's */
+	int64_t refs;    /* nodes naming a content; members naming a pack */
+	enum object_kind kind;
+	int64_t pack; /* a member's pack, else 0 */
+	uint64_t pack_off;
 };
 
 /* -ENOENT when no object has key. */
@@ -42,11 +47,13 @@ int catalog_object_by_key(struct catalog *c, const struct objkey *key, struct ca
 			  struct cfs_err *err);
 int catalog_object_by_id(struct catalog *c, int64_t id, struct catalog_object *ret,
 			 struct cfs_err *err);
-/* Insert the object if new, then add refs references; *ret_id is its id. */
-int catalog_object_ref(struct catalog *c, const struct objkey *key, uint64_t size,
-		       uint64_t stored, const uint8_t *blob, size_t bloblen, int64_t refs,
-		       int64_t *ret_id, struct cfs_err *err);
-/* Calls fn for every object; fn returning non-zero stops the walk with that value. */
+/* Insert o (id and refs ignored) unless its key is there, then add refs references.
+ * *ret_id is its id, *ret_new whether this call inserted it (a new member also takes a
+ * reference on its pack). */
+int catalog_object_ref(struct catalog *c, const struct catalog_object *o, int64_t refs,
+		       int64_t *ret_id, bool *ret_new, struct cfs_err *err);
+/* Calls fn for every object, each pack followed by its members in pack order; fn
+ * returning non-zero stops the walk with that value. */
 int catalog_object_each(struct catalog *c,
 			int (*fn)(void *ctx, const struct catalog_object *o), void *ctx,
 			struct cfs_err *err);
@@ -112,10 +119,12 @@ int catalog_node_lookup(struct catalog *c, int64_t dir, const void *name, size_t
 int catalog_node_range(struct catalog *c, int64_t first, int64_t end,
 		       int (*fn)(void *ctx, const struct store_node *n), void *ctx,
 		       struct cfs_err *err);
-/* What reading a node needs: its object and relocation record (blob and reloc valid until
- * the next call on c; target for symlinks). */
+/* What reading a node needs: its object, the image holding it and where, its relocation
+ * record (valid until the next call on c) and, for symlinks, the target. */
 struct catalog_content {
 	struct catalog_object obj; /* obj.id == 0 for none */
+	struct objkey image_key;   /* the pack for a member, else obj.key */
+	uint64_t image_off;
 	const uint8_t *reloc;
 	size_t reloc_len;
 	const uint8_t *target;

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * Reading a solved prefix's conda-meta: one package per conda-meta/<name>.json record
- * (parsed leniently, as conda, micromamba and rattler each write them differently), plus one pip
- * package per site-packages *.dist-info directory that no record owns; and, per file, the
- * prefix placeholder a record lists, for relocation at ingest.
+ * (parsed leniently, as conda, micromamba and rattler each write them differently), plus
+ * one pip package per site-packages *.dist-info directory that no record owns; and, per
+ * file, the prefix placeholder a record lists, for relocation at ingest.
  */
 #include "condameta.h"
 
@@ -144,7 +144,7 @@ static const char *record_python_dir(const struct ynode *files, size_t *ret_len)
 }
 
 static int record_placeholders(struct reader *rd, const struct ynode *rec, const char *display,
-			       struct cfs_err *err)
+                               struct cfs_err *err)
 {
 	const struct ynode *paths = ynode_get(ynode_get(rec, "paths_data"), "paths");
 	const char *pydir = NULL;
@@ -163,17 +163,19 @@ static int record_placeholders(struct reader *rd, const struct ynode *rec, const
 		if (!ph)
 			continue;
 		if (!path || !*ph)
-			return err_set(err, -EINVAL,
-				       "%s:%zu: a paths_data entry with a prefix_placeholder needs a "
-				       "_path and a non-empty placeholder",
-				       display, ynode_line(e));
+			return err_set(
+			        err, -EINVAL,
+			        "%s:%zu: a paths_data entry with a prefix_placeholder needs a "
+			        "_path and a non-empty placeholder",
+			        display, ynode_line(e));
 		if (!mode || strcmp(mode, "text") == 0)
 			binary = false;
 		else if (strcmp(mode, "binary") == 0)
 			binary = true;
 		else
-			return err_set(err, -EINVAL, "%s:%zu: file_mode '%s' is neither text nor binary",
-				       display, ynode_line(e), mode);
+			return err_set(err, -EINVAL,
+			               "%s:%zu: file_mode '%s' is neither text nor binary", display,
+			               ynode_line(e), mode);
 		if (strncmp(path, "site-packages/", 14) == 0) {
 			if (!looked)
 				pydir = record_python_dir(ynode_get(rec, "files"), &pydir_len);
@@ -191,7 +193,7 @@ static int record_placeholders(struct reader *rd, const struct ynode *rec, const
 
 /* Remember "<...>.dist-info" directories that a record installed. */
 static int record_owned(struct reader *rd, const struct ynode *rec, const char *display,
-			struct cfs_err *err)
+                        struct cfs_err *err)
 {
 	const struct ynode *files = ynode_get(rec, "files");
 	const char *last = NULL;
@@ -236,7 +238,8 @@ static int record_read(struct reader *rd, int metafd, const char *file, struct c
 		p.build = ynode_str(ynode_get(rec, "build_string"));
 	if (!ynode_is_map(rec) || !p.name || !p.version || !p.build) {
 		r = err_set(err, -EINVAL,
-			    "%s: not a conda-meta record: it needs name, version and build", display);
+		            "%s: not a conda-meta record: it needs name, version and build",
+		            display);
 		goto out;
 	}
 	p.md5 = ynode_str(ynode_get(rec, "md5"));
@@ -270,7 +273,7 @@ static int record_read(struct reader *rd, int metafd, const char *file, struct c
 			}
 		} else if (strcmp(rd->vote.subdir, p.subdir) != 0) {
 			r = err_set(err, -EINVAL, "%s: a package for %s, but %s is for %s", display,
-				    p.subdir, rd->vote.from, rd->vote.subdir);
+			            p.subdir, rd->vote.from, rd->vote.subdir);
 			goto out;
 		}
 	}
@@ -305,7 +308,7 @@ static void metadata_fields(char *text, const char **ret_name, const char **ret_
 }
 
 static int distinfo_read(struct reader *rd, int spfd, const char *pydir, const char *entry,
-			 struct cfs_err *err)
+                         struct cfs_err *err)
 {
 	struct pkg p = {.kind = PKG_PYPI};
 	char *rel = NULL, *display = NULL, *meta = NULL, *text = NULL, *stem = NULL;
@@ -347,10 +350,11 @@ static int distinfo_read(struct reader *rd, int spfd, const char *pydir, const c
 			goto nomem;
 		dash = strrchr(stem, '-');
 		if (!dash) {
-			r = err_set(err, -EINVAL,
-				    "%s: no Name and Version in METADATA, and the directory name is "
-				    "not <name>-<version>.dist-info",
-				    display);
+			r = err_set(
+			        err, -EINVAL,
+			        "%s: no Name and Version in METADATA, and the directory name is "
+			        "not <name>-<version>.dist-info",
+			        display);
 			goto out;
 		}
 		*dash = '\0';
@@ -488,16 +492,17 @@ int condameta_read(const char *prefix, struct condameta **ret, struct cfs_err *e
 		return err_set(err, -errno, "%s: %s", prefix, strerror(errno));
 	if (fstatat(pfd, "conda-meta/history", &st, 0) < 0) {
 		if (errno == ENOENT || errno == ENOTDIR)
-			r = err_set(err, -EINVAL, "not a conda prefix: %s/conda-meta/history: missing",
-				    prefix);
+			r = err_set(err, -EINVAL,
+			            "not a conda prefix: %s/conda-meta/history: missing", prefix);
 		else
 			r = err_set(err, -errno, "%s/conda-meta/history: %s", prefix,
-				    strerror(errno));
+			            strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
 		r = err_set(err, -EINVAL,
-			    "not a conda prefix: %s/conda-meta/history: not a regular file", prefix);
+		            "not a conda prefix: %s/conda-meta/history: not a regular file",
+		            prefix);
 		goto out;
 	}
 	rd.m = calloc(1, sizeof(*rd.m));
@@ -528,9 +533,9 @@ int condameta_read(const char *prefix, struct condameta **ret, struct cfs_err *e
 	platform = rd.vote.subdir ? rd.vote.subdir : pkgset_host_platform();
 	if (!platform) {
 		r = err_set(err, -EINVAL,
-			    "%s: every package is noarch and this machine has no conda platform "
-			    "name",
-			    prefix);
+		            "%s: every package is noarch and this machine has no conda platform "
+		            "name",
+		            prefix);
 		goto out;
 	}
 	r = pkgset_finish(rd.m->set, platform, prefix, err);
@@ -590,7 +595,7 @@ struct pkgset *condameta_take_pkgset(struct condameta *m)
 }
 
 bool condameta_placeholder(const struct condameta *m, const char *relpath, bool *ret_binary,
-			   size_t *ret_len)
+                           size_t *ret_len)
 {
 	struct placeholder key = {.path = (char *)relpath};
 	const struct placeholder *ph;
@@ -607,7 +612,7 @@ bool condameta_placeholder(const struct condameta *m, const char *relpath, bool 
 
 int pkgset_from_prefix(const char *prefix, struct pkgset **ret, struct cfs_err *err)
 {
-	struct condameta *m;
+	struct condameta *m = NULL;
 	int r;
 
 	r = condameta_read(prefix, &m, err);

@@ -19,6 +19,7 @@
 
 #include "condameta.h"
 #include "err.h"
+#include "pack.h"
 #include "pkgset.h"
 
 #include <dirent.h>
@@ -61,9 +62,8 @@ struct inode {
 	uint32_t inserts;
 	uint8_t *reloc; /* encoded relocation record, owned */
 	size_t reloc_len;
-	uint8_t *blob; /* inline image, owned */
-	size_t bloblen;
-	uint64_t stored;
+	bool packed;     /* a new content that went to the packer */
+	uint64_t stored; /* image bytes of a content with an image of its own */
 	char *target; /* symlinks: neutral target, owned */
 	size_t target_len;
 };
@@ -79,13 +79,23 @@ struct ingest {
 	size_t n, cap;
 	bool dry; /* hash only: the environment exists and may not be replaced */
 	/* The store phase. */
+	int tmp_fd; /* this ingest's temporary directory */
+	char tmp_name[64];
+	struct packer *packer;
+	struct deferred *deferred; /* stored members to compare, guarded by lock */
+	size_t ndeferred, capdeferred;
+	size_t *compare_starts; /* deferred grouped by pack: ncompare + 1 bounds */
+	size_t ncompare;
+	size_t npacks;
+	struct objkey *pack_keys;
+	uint64_t *pack_stored;
 	uint32_t *work;
 	size_t nwork;
 	atomic_size_t next;
 	atomic_bool failed;
 	atomic_uint_fast64_t files_done, bytes_done;
 	uint64_t bytes_total;
-	pthread_mutex_t lock; /* guards err_rc, err */
+	pthread_mutex_t lock; /* guards err_rc, err, deferred */
 	int err_rc;
 	struct cfs_err *err;
 	struct object_writer *writers[MAX_WORKERS];
@@ -109,7 +119,6 @@ static void inode_release(struct inode *n)
 {
 	free(n->rel);
 	free(n->reloc);
-	free(n->blob);
 	free(n->target);
 }
 
@@ -360,18 +369,39 @@ static const struct inode *content_of(const struct ingest *in, const struct inod
 
 /* ---- store: one file ---- */
 
+/* A small content whose key is stored already, as a member of a pack: compared after the
+ * store phase, in pack order, so each frame of a pack is decoded once. */
+struct deferred {
+	uint32_t node;
+	int64_t pack;
+	uint64_t off;
+	uint8_t *data; /* owned copy of the content */
+	size_t len;
+};
+
+/* Files up to this size are read into a buffer: mapping them costs more in page faults
+ * and TLB shootdowns than copying. */
+#define READ_MAX (1u << 20)
+
 struct fileread {
 	int fd;
-	uint8_t *map;
+	const uint8_t *data;
 	uint64_t len;
+	bool mapped;
 	uint64_t (*extents)[2];
 	size_t nextents;
 };
 
+/* A worker's read buffer. */
+struct rbuf {
+	uint8_t *p;
+	size_t cap;
+};
+
 static void fileread_close(struct fileread *f)
 {
-	if (f->map)
-		munmap(f->map, f->len);
+	if (f->mapped)
+		munmap((void *)f->data, f->len);
 	if (f->fd >= 0)
 		close(f->fd);
 	free(f->extents);
@@ -413,10 +443,38 @@ static bool same_stat(const struct inode *n, const struct stat *sb)
 	       (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec == n->mtime_ns;
 }
 
-static int open_file(struct ingest *in, struct inode *n, struct fileread *f,
+static int read_small(struct fileread *f, struct rbuf *b)
+{
+	size_t done = 0;
+
+	if (b->cap < f->len) {
+		uint8_t *p = realloc(b->p, READ_MAX);
+
+		if (!p)
+			return -ENOMEM;
+		b->p = p;
+		b->cap = READ_MAX;
+	}
+	while (done < f->len) {
+		ssize_t r = pread(f->fd, b->p + done, f->len - done, (off_t)done);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -EAGAIN; /* shorter than it was: it changed */
+		done += (size_t)r;
+	}
+	f->data = b->p;
+	return 0;
+}
+
+static int open_file(struct ingest *in, struct inode *n, struct fileread *f, struct rbuf *b,
 		     struct cfs_err *err)
 {
 	struct stat sb;
+	void *map;
 	int r;
 
 	f->fd = openat(in->root_fd, n->rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -431,19 +489,30 @@ static int open_file(struct ingest *in, struct inode *n, struct fileread *f,
 	f->len = n->size;
 	if (f->len == 0)
 		return 0;
+	if (f->len <= READ_MAX) {
+		r = read_small(f, b);
+		if (r == -EAGAIN)
+			return err_set(err, r, "%s/%s: file changed while it was read", in->prefix,
+				       n->rel);
+		if (r)
+			return err_set(err, r, "%s/%s: cannot read: %s", in->prefix, n->rel,
+				       strerror(-r));
+		return 0;
+	}
 	if ((uint64_t)sb.st_blocks * 512 < f->len) {
 		r = find_extents(f);
 		if (r)
 			return err_set(err, r, "%s/%s: cannot find holes: %s", in->prefix, n->rel,
 				       strerror(-r));
 	}
-	f->map = mmap(NULL, f->len, PROT_READ, MAP_PRIVATE, f->fd, 0);
-	if (f->map == MAP_FAILED) {
-		f->map = NULL;
+	/* Populated in one call: faulting page by page costs more than the hash. */
+	map = mmap(NULL, f->len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, f->fd, 0);
+	if (map == MAP_FAILED)
 		return err_set(err, -errno, "%s/%s: cannot map: %s", in->prefix, n->rel,
 			       strerror(errno));
-	}
-	madvise(f->map, f->len, MADV_SEQUENTIAL);
+	f->data = map;
+	f->mapped = true;
+	madvise(map, f->len, MADV_SEQUENTIAL);
 	return 0;
 }
 
@@ -458,7 +527,7 @@ static enum reloc_mode file_mode(struct ingest *in, const struct inode *n,
 	/* A sparse file's holes are never read, so neither is it searched for the prefix. */
 	if (f->nextents || f->len == 0)
 		return RELOC_NONE;
-	guess = reloc_mode_guess(n->rel, f->map, f->len);
+	guess = reloc_mode_guess(n->rel, f->data, f->len);
 	if (guess == RELOC_NONE)
 		return RELOC_NONE;
 	if (condameta_placeholder(in->meta, n->rel, &binary, &len)) {
@@ -468,29 +537,51 @@ static enum reloc_mode file_mode(struct ingest *in, const struct inode *n,
 	return guess;
 }
 
-/* An object with this key is stored already: it must hold exactly src. */
-static int compare_stored(struct ingest *in, struct catalog *cat, ZSTD_DCtx *dctx,
-			  const struct inode *n, const struct object_src *src,
-			  const struct catalog_object *co, struct cfs_err *err)
+static int collision(struct ingest *in, const char *rel, int r, struct cfs_err *err)
 {
-	struct object *o = NULL;
-	int r = object_open(in->st->fd, &co->key, co->blob, co->bloblen, &o, err);
+	if (r != -EBADMSG)
+		return r;
+	return err_set(err, r,
+		       "%s/%s: a stored object has the same key but other content "
+		       "(a hash collision or a corrupt store: run condafs verify)",
+		       in->prefix, rel);
+}
 
-	(void)cat;
-	if (r == 0)
-		r = object_compare(o, dctx, src, err);
-	object_close(o);
-	if (r == -EBADMSG)
-		return err_set(err, r,
-			       "%s/%s: a stored object has the same key but other content "
-			       "(a hash collision or a corrupt store: run condafs verify)",
-			       in->prefix, n->rel);
+static int defer_compare(struct ingest *in, uint32_t node, const struct catalog_object *co,
+			 const struct object_src *src)
+{
+	struct deferred d = {node, co->pack, co->pack_off, malloc(src->len ? src->len : 1),
+			     src->len};
+	int r = 0;
+
+	if (!d.data)
+		return -ENOMEM;
+	memcpy(d.data, src->data, src->len);
+	pthread_mutex_lock(&in->lock);
+	if (in->ndeferred == in->capdeferred) {
+		size_t cap = in->capdeferred ? 2 * in->capdeferred : 1024;
+		void *v = realloc(in->deferred, cap * sizeof(*in->deferred));
+
+		if (v) {
+			in->deferred = v;
+			in->capdeferred = cap;
+		} else {
+			r = -ENOMEM;
+		}
+	}
+	if (!r)
+		in->deferred[in->ndeferred++] = d;
+	pthread_mutex_unlock(&in->lock);
+	if (r)
+		free(d.data);
 	return r;
 }
 
+/* Store (or find) the content of node k. */
 static int store_file(struct ingest *in, struct catalog *cat, struct object_writer *w,
-		      ZSTD_DCtx *dctx, struct inode *n, struct cfs_err *err)
+		      ZSTD_DCtx *dctx, struct rbuf *b, uint32_t k, struct cfs_err *err)
 {
+	struct inode *n = &in->nodes[k];
 	struct fileread f = {.fd = -1};
 	struct object_src src;
 	struct reloc *rl = NULL;
@@ -501,12 +592,12 @@ static int store_file(struct ingest *in, struct catalog *cat, struct object_writ
 	struct stat sb;
 	int r;
 
-	r = open_file(in, n, &f, err);
+	r = open_file(in, n, &f, b, err);
 	if (r)
 		goto out;
 	mode = file_mode(in, n, &f, &placeholder);
 	if (mode != RELOC_NONE) {
-		r = reloc_scan(f.map, f.len, in->prefix, in->plen, mode, placeholder, &neutral,
+		r = reloc_scan(f.data, f.len, in->prefix, in->plen, mode, placeholder, &neutral,
 			       &nlen, &rl, err);
 		if (r)
 			goto out;
@@ -518,7 +609,7 @@ static int store_file(struct ingest *in, struct catalog *cat, struct object_writ
 		if (r)
 			goto out;
 	} else {
-		src = (struct object_src){.data = f.map,
+		src = (struct object_src){.data = f.data,
 					  .len = f.len,
 					  .extents = (const uint64_t(*)[2])f.extents,
 					  .nextents = f.nextents};
@@ -526,15 +617,23 @@ static int store_file(struct ingest *in, struct catalog *cat, struct object_writ
 	n->neutral_size = src.len;
 	object_hash(&src, &n->key);
 	r = catalog_object_by_key(cat, &n->key, &co, err);
-	if (r == 0) {
-		r = compare_stored(in, cat, dctx, n, &src, &co, err);
+	if (r == 0 && co.pack) {
+		r = defer_compare(in, k, &co, &src);
+	} else if (r == 0) {
+		struct object *o = NULL;
+
+		r = object_open(in->st->fd, &co.key, &o, err);
+		if (r == 0)
+			r = collision(in, n->rel, object_compare(o, dctx, 0, &src, err), err);
+		object_close(o);
 		n->stored = co.stored;
 	} else if (r == -ENOENT && in->dry) {
 		r = 0;
+	} else if (r == -ENOENT && src.len <= PACK_MEMBER_MAX && !src.nextents) {
+		r = packer_add(in->packer, &n->key, src.data, src.len, n->rel);
+		n->packed = true;
 	} else if (r == -ENOENT) {
-		r = object_write(w, in->st->fd, &n->key, &src, &n->blob, &n->stored, err);
-		if (r == 0 && n->blob)
-			n->bloblen = n->stored;
+		r = collision(in, n->rel, object_write(w, &n->key, &src, &n->stored, err), err);
 	}
 	if (r)
 		goto out;
@@ -549,10 +648,91 @@ out:
 	return r;
 }
 
+/* ---- store: all files, then the packs ---- */
+
+/* What a round of workers does. */
+enum phase {
+	PHASE_FILES,   /* read, relocate, hash, find or store every file */
+	PHASE_COMPARE, /* compare stored members, one pack each */
+	PHASE_PACKS,   /* compress and write the new packs */
+};
+
 struct worker {
 	struct ingest *in;
 	int index;
+	enum phase phase;
 };
+
+static void record_error(struct ingest *in, int r, const struct cfs_err *err)
+{
+	pthread_mutex_lock(&in->lock);
+	if (!in->err_rc) {
+		in->err_rc = r;
+		if (in->err)
+			*in->err = *err;
+	}
+	pthread_mutex_unlock(&in->lock);
+	atomic_store(&in->failed, true);
+}
+
+static int write_pack(struct ingest *in, struct object_writer *w, size_t i, struct cfs_err *err)
+{
+	struct object_src src = {0};
+	size_t len;
+
+	packer_pack(in->packer, i, &src.data, &len);
+	src.len = len;
+	object_hash(&src, &in->pack_keys[i]);
+	return object_write(w, &in->pack_keys[i], &src, &in->pack_stored[i], err);
+}
+
+static int by_pack(const void *a, const void *b)
+{
+	const struct deferred *x = a, *y = b;
+
+	if (x->pack != y->pack)
+		return x->pack < y->pack ? -1 : 1;
+	return (x->off > y->off) - (x->off < y->off);
+}
+
+/* O2 for the stored members of one pack: deferred[first, end), in pack order, so each
+ * frame is decoded once. */
+static int compare_pack(struct ingest *in, struct catalog *cat, ZSTD_DCtx *dctx, size_t first,
+			size_t end, struct cfs_err *err)
+{
+	struct catalog_object pack;
+	struct object *o = NULL;
+	int r = catalog_object_by_id(cat, in->deferred[first].pack, &pack, err);
+
+	if (r == -ENOENT)
+		r = err_set(err, -EUCLEAN, "%s: a member names a missing pack", in->st->dir);
+	if (!r)
+		r = object_open(in->st->fd, &pack.key, &o, err);
+	for (size_t i = first; !r && i < end; i++) {
+		const struct deferred *d = &in->deferred[i];
+		struct object_src src = {.data = d->data, .len = d->len};
+
+		r = collision(in, in->nodes[d->node].rel,
+			      object_compare(o, dctx, d->off, &src, err), err);
+	}
+	object_close(o);
+	return r;
+}
+
+/* Group the deferred comparisons by pack: pack_starts[k] is where pack k's begin. */
+static int group_deferred(struct ingest *in)
+{
+	qsort(in->deferred, in->ndeferred, sizeof(*in->deferred), by_pack);
+	in->compare_starts = malloc((in->ndeferred + 1) * sizeof(*in->compare_starts));
+	if (!in->compare_starts)
+		return -ENOMEM;
+	in->ncompare = 0;
+	for (size_t i = 0; i < in->ndeferred; i++)
+		if (i == 0 || in->deferred[i].pack != in->deferred[i - 1].pack)
+			in->compare_starts[in->ncompare++] = i;
+	in->compare_starts[in->ncompare] = in->ndeferred;
+	return 0;
+}
 
 static void *worker_main(void *arg)
 {
@@ -560,6 +740,7 @@ static void *worker_main(void *arg)
 	struct ingest *in = wk->in;
 	struct catalog *cat = NULL;
 	ZSTD_DCtx *dctx = ZSTD_createDCtx();
+	struct rbuf b = {0};
 	struct cfs_err err;
 	char db[PATH_MAX];
 	int r = 0;
@@ -568,29 +749,33 @@ static void *worker_main(void *arg)
 	snprintf(db, sizeof(db), "%s/catalog.db", in->st->dir);
 	if (!dctx)
 		r = -ENOMEM;
-	if (!r)
+	if (!r && wk->phase != PHASE_PACKS)
 		r = catalog_open(db, false, &cat, &err);
 	while (!r && !atomic_load(&in->failed)) {
 		size_t k = atomic_fetch_add(&in->next, 1);
-		struct inode *n;
 
+		if (wk->phase == PHASE_PACKS) {
+			if (k >= in->npacks)
+				break;
+			r = write_pack(in, in->writers[wk->index], k, &err);
+			continue;
+		}
+		if (wk->phase == PHASE_COMPARE) {
+			if (k >= in->ncompare)
+				break;
+			r = compare_pack(in, cat, dctx, in->compare_starts[k],
+					 in->compare_starts[k + 1], &err);
+			continue;
+		}
 		if (k >= in->nwork)
 			break;
-		n = &in->nodes[in->work[k]];
-		r = store_file(in, cat, in->writers[wk->index], dctx, n, &err);
+		r = store_file(in, cat, in->writers[wk->index], dctx, &b, in->work[k], &err);
 		atomic_fetch_add(&in->files_done, 1);
-		atomic_fetch_add(&in->bytes_done, n->size);
+		atomic_fetch_add(&in->bytes_done, in->nodes[in->work[k]].size);
 	}
-	if (r) {
-		pthread_mutex_lock(&in->lock);
-		if (!in->err_rc) {
-			in->err_rc = r;
-			if (in->err)
-				*in->err = err;
-		}
-		pthread_mutex_unlock(&in->lock);
-		atomic_store(&in->failed, true);
-	}
+	if (r)
+		record_error(in, r, &err);
+	free(b.p);
 	catalog_close(cat);
 	ZSTD_freeDCtx(dctx);
 	return NULL;
@@ -617,13 +802,57 @@ static void report_progress(struct ingest *in)
 		in->opts->progress(in->opts->ctx, &p);
 }
 
-static int store_files(struct ingest *in, struct cfs_err *err)
+/* Run nthreads workers through one phase. */
+static int run_workers(struct ingest *in, int nthreads, enum phase phase)
 {
 	struct worker wk[MAX_WORKERS];
 	pthread_t tid[MAX_WORKERS];
+	bool files = phase == PHASE_FILES;
+	int started = 0, r = 0;
+
+	atomic_store(&in->next, 0);
+	for (int i = 0; i < nthreads; i++) {
+		wk[i] = (struct worker){in, i, phase};
+		if (pthread_create(&tid[i], NULL, worker_main, &wk[i])) {
+			r = -EAGAIN;
+			atomic_store(&in->failed, true);
+			break;
+		}
+		started++;
+	}
+	while (files && started && atomic_load(&in->files_done) < in->nwork &&
+	       !atomic_load(&in->failed)) {
+		struct timespec ts = {0, 100 * 1000 * 1000};
+
+		report_progress(in);
+		nanosleep(&ts, NULL);
+	}
+	for (int i = 0; i < started; i++)
+		pthread_join(tid[i], NULL);
+	return r ? r : in->err_rc;
+}
+
+/* Everything written so far durable, then published, then durable again (I1). */
+static int publish(struct ingest *in, int nthreads, struct cfs_err *err)
+{
+	int r = 0;
+
+	if (syncfs(in->tmp_fd) < 0)
+		return err_set(err, -errno, "%s: cannot sync the store: %s", in->st->dir,
+			       strerror(errno));
+	for (int i = 0; !r && i < nthreads; i++)
+		r = object_publish(in->writers[i], err);
+	if (!r && syncfs(in->st->fd) < 0)
+		r = err_set(err, -errno, "%s: cannot sync the store: %s", in->st->dir,
+			    strerror(errno));
+	return r;
+}
+
+static int store_files(struct ingest *in, struct cfs_err *err)
+{
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	int nthreads = ncpu < 1 ? 1 : ncpu > MAX_WORKERS ? MAX_WORKERS : (int)ncpu;
-	int started = 0, r = 0;
+	int r;
 
 	in->work = malloc((in->n ? in->n : 1) * sizeof(*in->work));
 	if (!in->work)
@@ -637,86 +866,114 @@ static int store_files(struct ingest *in, struct cfs_err *err)
 	/* Largest first, so the last file to finish is a small one. */
 	qsort_r(in->work, in->nwork, sizeof(*in->work), size_desc, in->nodes);
 	in->err = err;
-	for (int i = 0; i < nthreads; i++) {
-		r = object_writer_new(&in->writers[i]);
-		if (r)
-			break;
-		wk[i] = (struct worker){in, i};
-		if (pthread_create(&tid[i], NULL, worker_main, &wk[i])) {
-			r = -EAGAIN;
-			break;
-		}
-		started++;
-	}
-	if (r)
-		atomic_store(&in->failed, true);
-	while (started && atomic_load(&in->files_done) < in->nwork && !atomic_load(&in->failed)) {
-		struct timespec ts = {0, 100 * 1000 * 1000};
-
-		report_progress(in);
-		nanosleep(&ts, NULL);
-	}
-	for (int i = 0; i < started; i++)
-		pthread_join(tid[i], NULL);
+	r = packer_new(&in->packer);
+	if (!in->dry && !r)
+		r = object_tmp_open(in->st->fd, &in->tmp_fd, in->tmp_name, err);
+	for (int i = 0; !r && i < nthreads; i++)
+		r = object_writer_new(in->st->fd, in->tmp_fd, &in->writers[i]);
+	if (!r)
+		r = run_workers(in, nthreads, PHASE_FILES);
 	report_progress(in);
 	if (!r)
-		r = in->err_rc;
-	/* I1: the directories the objects were linked into are durable before the commit. */
-	for (int i = 0; !r && i < nthreads; i++)
-		if (in->writers[i])
-			r = object_sync_dirs(in->writers[i], in->st->fd, err);
+		r = group_deferred(in);
+	if (!r)
+		r = run_workers(in, nthreads, PHASE_COMPARE);
+	if (r || in->dry)
+		return r;
+	r = packer_layout(in->packer, &in->npacks);
+	if (!r && in->npacks) {
+		in->pack_keys = calloc(in->npacks, sizeof(*in->pack_keys));
+		in->pack_stored = calloc(in->npacks, sizeof(*in->pack_stored));
+		r = in->pack_keys && in->pack_stored ? 0 : -ENOMEM;
+		if (!r)
+			r = run_workers(in, nthreads, PHASE_PACKS);
+	}
+	if (!r)
+		r = publish(in, nthreads, err);
 	return r;
 }
 
 /* ---- commit ---- */
 
-
-/* An inline image made here whose key another ingest stored first must hold the same
- * content (the catalog keeps the first blob). */
-static int check_inline_race(struct ingest *in, const struct inode *n, struct cfs_err *err)
+/* A member this commit finds stored by a concurrent ingest must hold our content. */
+static int check_member_race(struct ingest *in, const struct inode *c, int64_t obj,
+			     struct cfs_err *err)
 {
-	struct catalog_object co;
-	struct object *a = NULL, *b = NULL;
-	uint8_t *x = NULL, *y = NULL;
-	size_t gx, gy;
-	int r = catalog_object_by_key(in->st->cat, &n->key, &co, err);
+	struct catalog_object mine, pack;
+	struct object *o = NULL;
+	struct object_src src = {0};
+	size_t pi;
+	uint64_t off, len;
+	int r = catalog_object_by_id(in->st->cat, obj, &mine, err);
 
+	if (!r)
+		r = packer_find(in->packer, &c->key, &pi, &off, &len);
 	if (r)
 		return r;
-	if (co.blob && co.bloblen == n->bloblen && !memcmp(co.blob, n->blob, n->bloblen))
-		return 0;
-	r = object_open(in->st->fd, &co.key, co.blob, co.bloblen, &a, err);
-	if (!r)
-		r = object_open(in->st->fd, &n->key, n->blob, n->bloblen, &b, err);
-	if (!r && object_size(a) != object_size(b))
-		r = -EBADMSG;
-	if (!r) {
-		x = malloc(object_size(a) + 1);
-		y = malloc(object_size(b) + 1);
-		r = x && y ? 0 : -ENOMEM;
+	src.data = packer_member_data(in->packer, pi, off);
+	src.len = len;
+	if (mine.pack) {
+		r = catalog_object_by_id(in->st->cat, mine.pack, &pack, err);
+		if (!r)
+			r = object_open(in->st->fd, &pack.key, &o, err);
+		if (!r)
+			r = object_compare(o, in->st->dctx, mine.pack_off, &src, err);
+	} else {
+		r = object_open(in->st->fd, &mine.key, &o, err);
+		if (!r)
+			r = object_compare(o, in->st->dctx, 0, &src, err);
 	}
-	if (!r)
-		r = object_read(a, in->st->dctx, 0, object_size(a), x, &gx, err);
-	if (!r)
-		r = object_read(b, in->st->dctx, 0, object_size(b), y, &gy, err);
-	if (!r && (gx != gy || memcmp(x, y, gx)))
-		r = -EBADMSG;
-	if (r == -EBADMSG)
-		err_set(err, r, "%s/%s: a stored object has the same key but other content",
-			in->prefix, n->rel);
-	free(x);
-	free(y);
-	object_close(a);
-	object_close(b);
+	object_close(o);
+	return collision(in, c->rel, r, err);
+}
+
+/* The catalog row for a file's content: its own image, or a member of one of our packs. */
+static int ref_content(struct ingest *in, const struct inode *c, const int64_t *pack_ids,
+		       int64_t *ret_obj, struct cfs_err *err)
+{
+	struct catalog_object o = {.key = c->key, .size = c->neutral_size, .stored = c->stored};
+	size_t pi = 0;
+	uint64_t len, plen;
+	bool fresh;
+	int r;
+
+	if (c->packed) {
+		r = packer_find(in->packer, &c->key, &pi, &o.pack_off, &len);
+		if (r)
+			return err_set(err, -EUCLEAN, "%s/%s: packed content lost", in->prefix,
+				       c->rel);
+		o.pack = pack_ids[pi];
+		/* A member's share of its pack, for per-environment accounting. */
+		plen = packer_pack_len(in->packer, pi);
+		o.stored = plen ? len * in->pack_stored[pi] / plen : 0;
+	}
+	r = catalog_object_ref(in->st->cat, &o, 1, ret_obj, &fresh, err);
+	if (!r && c->packed && !fresh) {
+		struct catalog_object now;
+
+		/* Ours unless a concurrent ingest stored the same key first. */
+		r = catalog_object_by_id(in->st->cat, *ret_obj, &now, err);
+		if (!r && now.pack != o.pack)
+			r = check_member_race(in, c, *ret_obj, err);
+	}
 	return r;
 }
 
 static int insert_tree(struct ingest *in, int64_t env_id, int64_t base, const char *hash,
 		       struct cfs_err *err)
 {
-	int r;
+	int64_t *pack_ids = calloc(in->npacks ? in->npacks : 1, sizeof(*pack_ids));
+	int r = pack_ids ? 0 : -ENOMEM;
 
-	for (size_t i = 0; i < in->n; i++) {
+	for (size_t i = 0; !r && i < in->npacks; i++) {
+		struct catalog_object o = {.key = in->pack_keys[i], .kind = OBJECT_PACK,
+					   .stored = in->pack_stored[i],
+					   .size = packer_pack_len(in->packer, i)};
+		bool fresh;
+
+		r = catalog_object_ref(in->st->cat, &o, 0, &pack_ids[i], &fresh, err);
+	}
+	for (size_t i = 0; !r && i < in->n; i++) {
 		const struct inode *n = &in->nodes[i], *c = content_of(in, n);
 		struct catalog_node_row row = {
 			.id = base + (int64_t)i,
@@ -740,21 +997,16 @@ static int insert_tree(struct ingest *in, int64_t env_id, int64_t base, const ch
 		};
 
 		if (n->type == NODE_FILE) {
-			r = catalog_object_ref(in->st->cat, &c->key, c->neutral_size, c->stored,
-					       c->blob, c->bloblen, 1, &row.obj, err);
-			if (!r && c->blob && !is_secondary(in, n))
-				r = check_inline_race(in, c, err);
+			r = ref_content(in, c, pack_ids, &row.obj, err);
 			if (!r && !c->reloc)
 				r = catalog_group(in->st->cat, row.obj, n->mode, n->mtime_ns,
 						  &row.group, err);
-			if (r)
-				return r;
 		}
-		r = catalog_node_insert(in->st->cat, &row, err);
-		if (r)
-			return r;
+		if (!r)
+			r = catalog_node_insert(in->st->cat, &row, err);
 	}
-	return 0;
+	free(pack_ids);
+	return r;
 }
 
 /* ---- an environment that is stored already ---- */
@@ -1001,7 +1253,7 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 		 char ret_hash[33], enum ingest_result *ret_result, struct cfs_err *err)
 {
 	static const struct ingest_opts no_opts;
-	struct ingest in = {.st = st, .opts = opts ? opts : &no_opts, .root_fd = -1};
+	struct ingest in = {.st = st, .opts = opts ? opts : &no_opts, .root_fd = -1, .tmp_fd = -1};
 	struct pkgset *lock = NULL;
 	struct store_env old;
 	char *real = NULL, hash[33];
@@ -1065,6 +1317,14 @@ done:
 out:
 	for (int i = 0; i < MAX_WORKERS; i++)
 		object_writer_free(in.writers[i]);
+	object_tmp_close(st->fd, in.tmp_fd, in.tmp_name);
+	for (size_t i = 0; i < in.ndeferred; i++)
+		free(in.deferred[i].data);
+	free(in.deferred);
+	free(in.compare_starts);
+	free(in.pack_keys);
+	free(in.pack_stored);
+	packer_free(in.packer);
 	for (size_t i = 0; i < in.n; i++)
 		inode_release(&in.nodes[i]);
 	free(in.nodes);

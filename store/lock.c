@@ -83,14 +83,14 @@ static char *trim(char *s)
 
 /* The platform for a file that names none. */
 static int default_platform(const char *path, const char *platform, const char **ret,
-			    struct cfs_err *err)
+                            struct cfs_err *err)
 {
 	*ret = platform ? platform : pkgset_host_platform();
 	if (!*ret)
 		return err_set(err, -EINVAL,
-			       "%s: the file names no platform and this machine has no conda "
-			       "platform name; give the platform",
-			       path);
+		               "%s: the file names no platform and this machine has no conda "
+		               "platform name; give the platform",
+		               path);
 	return 0;
 }
 
@@ -131,7 +131,7 @@ static int explicit_pip(struct pkgset *set, char *s, const char *where, struct c
 
 	if (!at)
 		return err_set(err, -EINVAL, "%s: '# pip %s' is not '# pip <name> @ <url>'", where,
-			       s);
+		               s);
 	*at = '\0';
 	p.name = trim(s);
 	url = trim(at + 3);
@@ -147,15 +147,15 @@ static int explicit_pip(struct pkgset *set, char *s, const char *where, struct c
 	p.version = pip_file_version(file);
 	if (!p.version)
 		return err_set(err, -EINVAL,
-			       "%s: pip package %s: cannot tell its version from '%s' (not a "
-			       "wheel or sdist file name)",
-			       where, p.name, file);
+		               "%s: pip package %s: cannot tell its version from '%s' (not a "
+		               "wheel or sdist file name)",
+		               where, p.name, file);
 	return pkgset_add(set, &p, where, err);
 }
 
 /* A package line: "<channel>/<subdir>/<file>[#<md5>|#<sha256>|#sha256:<hex>]". */
-static int explicit_url(struct pkgset *set, char *s, const char *where,
-			const char **url_platform, struct cfs_err *err)
+static int explicit_url(struct pkgset *set, char *s, const char *where, const char **url_platform,
+                        struct cfs_err *err)
 {
 	struct pkg p = {.kind = PKG_CONDA};
 	char *hash = strchr(s, '#'), *url = s, *file;
@@ -170,31 +170,31 @@ static int explicit_url(struct pkgset *set, char *s, const char *where,
 			p.sha256 = hash;
 		else
 			return err_set(err, -EINVAL, "%s: '#%s' is neither an md5 nor a sha256",
-				       where, hash);
+			               where, hash);
 	}
 	if (!pkgset_split_url(url, &p.channel, &p.subdir, &file))
 		return err_set(err, -EINVAL, "%s: '%s' is not a package URL", where, s);
 	if (!pkgset_split_filename(file, &p.name, &p.version, &p.build))
 		return err_set(err, -EINVAL,
-			       "%s: '%s' is not <name>-<version>-<build>.conda or .tar.bz2",
-			       where, file);
+		               "%s: '%s' is not <name>-<version>-<build>.conda or .tar.bz2", where,
+		               file);
 	if (strcmp(p.subdir, "noarch") != 0) {
 		if (*url_platform && strcmp(*url_platform, p.subdir) != 0)
 			return err_set(err, -EINVAL, "%s: a package for %s among packages for %s",
-				       where, p.subdir, *url_platform);
+			               where, p.subdir, *url_platform);
 		*url_platform = p.subdir;
 	}
 	return pkgset_add(set, &p, where, err);
 }
 
-static int parse_explicit(const char *path, char *text, const char *platform,
-			  struct pkgset **ret, struct cfs_err *err)
+static int parse_explicit(const char *path, char *text, const char *platform, struct pkgset **ret,
+                          struct cfs_err *err)
 {
 	const char *header = NULL, *url_platform = NULL, *final;
 	struct pkgset *set = NULL;
 	bool explicit = false;
 	size_t lineno = 0;
-	struct whereline w;
+	struct whereline w = {.s = ""};
 	char *next;
 	int r;
 
@@ -228,7 +228,7 @@ static int parse_explicit(const char *path, char *text, const char *platform,
 		}
 		if (!explicit) {
 			r = err_set(err, -EINVAL, "%s:%zu: '%s' comes before @EXPLICIT", path,
-				    lineno, s);
+			            lineno, s);
 			goto out;
 		}
 		r = explicit_url(set, s, where_at(&w, path, lineno), &url_platform, err);
@@ -237,7 +237,7 @@ static int parse_explicit(const char *path, char *text, const char *platform,
 	}
 	if (header && url_platform && strcmp(header, url_platform) != 0) {
 		r = err_set(err, -EINVAL, "%s: '# platform: %s' but the packages are for %s", path,
-			    header, url_platform);
+		            header, url_platform);
 		goto out;
 	}
 	final = header ? header : url_platform;
@@ -262,8 +262,8 @@ out:
 
 /* ---- environment.yml ---- */
 
-static int envyml_conda(struct pkgset *set, const char *path, const char *spec,
-			const char *where, struct cfs_err *err)
+static int envyml_conda(struct pkgset *set, const char *path, const char *spec, const char *where,
+                        struct cfs_err *err)
 {
 	struct pkg p = {.kind = PKG_CONDA};
 	char *copy = strdup(spec), *s, *sep, *v, *b;
@@ -281,16 +281,16 @@ static int envyml_conda(struct pkgset *set, const char *path, const char *spec,
 	v = strchr(s, '=');
 	b = v ? strchr(v + 1, '=') : NULL;
 	if (!b || strchr(b + 1, '=')) {
-		r = err_set(err, -EINVAL, "%s: not a lock: '%s' is not pinned to name=version=build",
-			    path, spec);
+		r = err_set(err, -EINVAL,
+		            "%s: not a lock: '%s' is not pinned to name=version=build", path, spec);
 		goto out;
 	}
 	*v++ = '\0';
 	*b++ = '\0';
 	if (!*s || !*v || !*b || s[strcspn(s, SPEC_NOT_PINNED)] || v[strcspn(v, SPEC_NOT_PINNED)] ||
 	    b[strcspn(b, SPEC_NOT_PINNED)] || (p.channel && !*p.channel)) {
-		r = err_set(err, -EINVAL, "%s: not a lock: '%s' is not pinned to name=version=build",
-			    path, spec);
+		r = err_set(err, -EINVAL,
+		            "%s: not a lock: '%s' is not pinned to name=version=build", path, spec);
 		goto out;
 	}
 	p.name = s;
@@ -303,7 +303,7 @@ out:
 }
 
 static int envyml_pip(struct pkgset *set, const char *path, const char *spec, const char *where,
-		      struct cfs_err *err)
+                      struct cfs_err *err)
 {
 	struct pkg p = {.kind = PKG_PYPI};
 	char *copy = strdup(spec), *s, *eq, *extras;
@@ -315,21 +315,22 @@ static int envyml_pip(struct pkgset *set, const char *path, const char *spec, co
 	eq = strstr(s, "==");
 	if (!eq) {
 		r = err_set(err, -EINVAL, "%s: not a lock: pip '%s' is not pinned to name==version",
-			    path, spec);
+		            path, spec);
 		goto out;
 	}
 	*eq = '\0';
 	p.version = trim(eq + 2);
+	s = trim(s);
 	/* "name[extra]==1.0" installs the same distribution as "name==1.0". */
 	extras = strchr(s, '[');
 	if (extras && extras[strcspn(extras, "]")] == ']' &&
 	    extras[strcspn(extras, "]") + 1] == '\0')
 		*extras = '\0';
-	p.name = trim(s);
+	p.name = s;
 	if (!*p.name || !*p.version || p.name[strcspn(p.name, SPEC_NOT_PINNED)] ||
 	    p.version[strcspn(p.version, SPEC_NOT_PINNED)]) {
 		r = err_set(err, -EINVAL, "%s: not a lock: pip '%s' is not pinned to name==version",
-			    path, spec);
+		            path, spec);
 		goto out;
 	}
 	r = pkgset_add(set, &p, where, err);
@@ -339,19 +340,19 @@ out:
 }
 
 static int parse_envyml(const char *path, const struct ynode *root, const char *platform,
-			struct pkgset **ret, struct cfs_err *err)
+                        struct pkgset **ret, struct cfs_err *err)
 {
 	const struct ynode *deps = ynode_get(root, "dependencies");
 	const struct ynode *platforms = ynode_get(root, "platforms");
 	struct pkgset *set = NULL;
 	const char *final;
 	char list[512];
-	struct whereline w;
+	struct whereline w = {.s = ""};
 	int r;
 
 	if (!ynode_is_seq(deps))
 		return err_set(err, -EINVAL, "%s:%zu: not a lock: dependencies is not a list", path,
-			       ynode_line(deps));
+		               ynode_line(deps));
 	r = pkgset_new(&set);
 	if (r < 0)
 		return err_set(err, r, "%s: out of memory", path);
@@ -361,22 +362,23 @@ static int parse_envyml(const char *path, const struct ynode *root, const char *
 
 		if (ynode_str(dep)) {
 			r = envyml_conda(set, path, ynode_str(dep),
-					 where_at(&w, path, ynode_line(dep)), err);
+			                 where_at(&w, path, ynode_line(dep)), err);
 		} else if (ynode_is_seq(pip) && ynode_count(dep) == 1) {
 			for (size_t j = 0; j < ynode_count(pip) && r == 0; j++) {
 				const struct ynode *item = ynode_item(pip, j);
 
 				if (!ynode_str(item))
-					r = err_set(err, -EINVAL, "%s:%zu: a pip entry that is not a string",
-						    path, ynode_line(item));
+					r = err_set(err, -EINVAL,
+					            "%s:%zu: a pip entry that is not a string",
+					            path, ynode_line(item));
 				else
 					r = envyml_pip(set, path, ynode_str(item),
-						       where_at(&w, path, ynode_line(item)), err);
+					               where_at(&w, path, ynode_line(item)), err);
 			}
 		} else {
 			r = err_set(err, -EINVAL,
-				    "%s:%zu: a dependency that is neither a string nor a pip: list",
-				    path, ynode_line(dep));
+			            "%s:%zu: a dependency that is neither a string nor a pip: list",
+			            path, ynode_line(dep));
 		}
 		if (r < 0)
 			goto out;
@@ -384,12 +386,12 @@ static int parse_envyml(const char *path, const struct ynode *root, const char *
 	/* conda-lock reads a "platforms" list from environment.yml; conda ignores it. */
 	if (ynode_is_seq(platforms) && platform && !seq_has(platforms, platform)) {
 		r = err_set(err, -EINVAL, "%s: platform %s is not in its platforms (%s)", path,
-			    platform, join(list, sizeof(list), platforms));
+		            platform, join(list, sizeof(list), platforms));
 		goto out;
 	}
 	if (ynode_is_seq(platforms) && !platform && ynode_count(platforms) > 1) {
 		r = err_set(err, -EINVAL, "%s: it lists several platforms (%s): choose one", path,
-			    join(list, sizeof(list), platforms));
+		            join(list, sizeof(list), platforms));
 		goto out;
 	}
 	if (ynode_is_seq(platforms) && !platform && ynode_str(ynode_item(platforms, 0)))
@@ -411,37 +413,37 @@ out:
 /* ---- conda-lock.yml ---- */
 
 static int condalock_conda(struct pkgset *set, const struct ynode *rec, const char *where,
-			   struct cfs_err *err)
+                           struct cfs_err *err)
 {
 	const struct ynode *hash = ynode_get(rec, "hash");
 	const char *url = get_str(rec, "url"), *fname, *fversion;
 	struct pkg p = {
-		.kind = PKG_CONDA,
-		.name = get_str(rec, "name"),
-		.version = get_str(rec, "version"),
-		.md5 = get_str(hash, "md5"),
-		.sha256 = get_str(hash, "sha256"),
+	        .kind = PKG_CONDA,
+	        .name = get_str(rec, "name"),
+	        .version = get_str(rec, "version"),
+	        .md5 = get_str(hash, "md5"),
+	        .sha256 = get_str(hash, "sha256"),
 	};
 	char *copy, *file;
 	int r;
 
 	if (!url || !p.name || !p.version)
 		return err_set(err, -EINVAL, "%s: a conda package needs name, version and url",
-			       where);
+		               where);
 	copy = strdup(url);
 	if (!copy)
 		return err_set(err, -ENOMEM, "%s: out of memory", where);
 	if (!pkgset_split_url(copy, &p.channel, &p.subdir, &file) ||
 	    !pkgset_split_filename(file, &fname, &fversion, &p.build)) {
 		r = err_set(err, -EINVAL,
-			    "%s: %s: url '%s' does not end in <name>-<version>-<build>.conda or "
-			    ".tar.bz2",
-			    where, p.name, url);
+		            "%s: %s: url '%s' does not end in <name>-<version>-<build>.conda or "
+		            ".tar.bz2",
+		            where, p.name, url);
 		goto out;
 	}
 	if (strcmp(fname, p.name) != 0 || strcmp(fversion, p.version) != 0) {
 		r = err_set(err, -EINVAL, "%s: %s %s: url '%s' is for %s %s", where, p.name,
-			    p.version, url, fname, fversion);
+		            p.version, url, fname, fversion);
 		goto out;
 	}
 	r = pkgset_add(set, &p, where, err);
@@ -451,40 +453,41 @@ out:
 }
 
 static int parse_condalock(const char *path, const struct ynode *root, const char *platform,
-			   struct pkgset **ret, struct cfs_err *err)
+                           struct pkgset **ret, struct cfs_err *err)
 {
 	const struct ynode *version = ynode_get(root, "version");
 	const struct ynode *platforms = ynode_get(ynode_get(root, "metadata"), "platforms");
 	const struct ynode *pkgs = ynode_get(root, "package");
 	struct pkgset *set = NULL;
 	const char *final = platform;
+	size_t matched = 0;
 	char list[512];
-	struct whereline w;
+	struct whereline w = {.s = ""};
 	int r;
 
 	/* Files from before conda-lock wrote "version: 1" have the same layout. */
 	if (version && (!ynode_str(version) || strcmp(ynode_str(version), "1") != 0))
 		return err_set(err, -EINVAL,
-			       "%s:%zu: conda-lock.yml version %s is not supported (only 1)", path,
-			       ynode_line(version), ynode_str(version) ? ynode_str(version) : "?");
+		               "%s:%zu: conda-lock.yml version %s is not supported (only 1)", path,
+		               ynode_line(version), ynode_str(version) ? ynode_str(version) : "?");
 	if (!ynode_is_seq(pkgs))
 		return err_set(err, -EINVAL, "%s:%zu: conda-lock.yml: package is not a list", path,
-			       ynode_line(pkgs));
+		               ynode_line(pkgs));
 	if (platform && ynode_is_seq(platforms) && !seq_has(platforms, platform))
 		return err_set(err, -EINVAL, "%s: platform %s is not in the lock (it has %s)", path,
-			       platform, join(list, sizeof(list), platforms));
+		               platform, join(list, sizeof(list), platforms));
 	if (!platform && !ynode_is_seq(platforms))
 		return err_set(err, -EINVAL, "%s: metadata.platforms is missing: give the platform",
-			       path);
+		               path);
 	if (!platform && ynode_count(platforms) != 1)
 		return err_set(err, -EINVAL,
-			       "%s: the lock is for several platforms (%s): choose one", path,
-			       join(list, sizeof(list), platforms));
+		               "%s: the lock is for several platforms (%s): choose one", path,
+		               join(list, sizeof(list), platforms));
 	if (!final)
 		final = ynode_str(ynode_item(platforms, 0));
 	if (!final)
 		return err_set(err, -EINVAL, "%s:%zu: metadata.platforms holds no platform name",
-			       path, ynode_line(platforms));
+		               path, ynode_line(platforms));
 	r = pkgset_new(&set);
 	if (r < 0)
 		return err_set(err, r, "%s: out of memory", path);
@@ -495,11 +498,13 @@ static int parse_condalock(const char *path, const struct ynode *root, const cha
 		const char *pl = get_str(rec, "platform");
 
 		if (!pl || !manager) {
-			r = err_set(err, -EINVAL, "%s: a package needs platform and manager", where);
+			r = err_set(err, -EINVAL, "%s: a package needs platform and manager",
+			            where);
 			goto out;
 		}
 		if (strcmp(pl, final) != 0)
 			continue;
+		matched++;
 		/* What `conda-lock install` installs by default: main and dev, no extras. */
 		if (cat && strcmp(cat, "main") != 0 && strcmp(cat, "dev") != 0)
 			continue;
@@ -508,20 +513,25 @@ static int parse_condalock(const char *path, const struct ynode *root, const cha
 		} else if (strcmp(manager, "pip") == 0) {
 			const struct ynode *hash = ynode_get(rec, "hash");
 			struct pkg p = {
-				.kind = PKG_PYPI,
-				.name = get_str(rec, "name"),
-				.version = get_str(rec, "version"),
-				.md5 = get_str(hash, "md5"),
-				.sha256 = get_str(hash, "sha256"),
+			        .kind = PKG_PYPI,
+			        .name = get_str(rec, "name"),
+			        .version = get_str(rec, "version"),
+			        .md5 = get_str(hash, "md5"),
+			        .sha256 = get_str(hash, "sha256"),
 			};
 
 			r = pkgset_add(set, &p, where, err);
 		} else {
-			r = err_set(err, -EINVAL, "%s: manager '%s' is neither conda nor pip", where,
-				    manager);
+			r = err_set(err, -EINVAL, "%s: manager '%s' is neither conda nor pip",
+			            where, manager);
 		}
 		if (r < 0)
 			goto out;
+	}
+	/* Without metadata.platforms a mistyped platform would give an empty set. */
+	if (!matched && ynode_count(pkgs)) {
+		r = err_set(err, -EINVAL, "%s: no package in the lock is for %s", path, final);
+		goto out;
 	}
 	r = pkgset_finish(set, final, path, err);
 	if (r < 0)
@@ -576,14 +586,14 @@ static int pixi_rec_cmp(const void *a, const void *b)
 /* Records are keyed by kind and location: v5 by "kind" and url/path, v6 and v7 by a
  * "conda:" or "pypi:" key. */
 static int pixi_index(const char *path, int version, const struct ynode *pkgs,
-		      struct pixi_rec **ret, size_t *ret_n, struct cfs_err *err)
+                      struct pixi_rec **ret, size_t *ret_n, struct cfs_err *err)
 {
 	size_t n = ynode_count(pkgs);
 	struct pixi_rec *recs;
 
 	if (!ynode_is_seq(pkgs))
 		return err_set(err, -EINVAL, "%s:%zu: pixi.lock: packages is not a list", path,
-			       ynode_line(pkgs));
+		               ynode_line(pkgs));
 	recs = calloc(n ? n : 1, sizeof(*recs));
 	if (!recs)
 		return err_set(err, -ENOMEM, "%s: out of memory", path);
@@ -593,7 +603,8 @@ static int pixi_index(const char *path, int version, const struct ynode *pkgs,
 
 		recs[i].node = rec;
 		if (version == 5) {
-			recs[i].loc = get_str(rec, "url") ? get_str(rec, "url") : get_str(rec, "path");
+			recs[i].loc =
+			        get_str(rec, "url") ? get_str(rec, "url") : get_str(rec, "path");
 			recs[i].kind = kind && strcmp(kind, "pypi") == 0 ? PKG_PYPI : PKG_CONDA;
 			if (!kind || (strcmp(kind, "conda") != 0 && strcmp(kind, "pypi") != 0))
 				recs[i].loc = NULL;
@@ -607,10 +618,11 @@ static int pixi_index(const char *path, int version, const struct ynode *pkgs,
 		if (!recs[i].loc) {
 			free(recs);
 			return err_set(err, -EINVAL,
-				       version == 5 ? "%s:%zu: a package without kind (conda or pypi) "
-						      "and url or path"
-						    : "%s:%zu: a package without conda: or pypi:",
-				       path, ynode_line(rec));
+			               version == 5
+			                       ? "%s:%zu: a package without kind (conda or pypi) "
+			                         "and url or path"
+			                       : "%s:%zu: a package without conda: or pypi:",
+			               path, ynode_line(rec));
 		}
 	}
 	qsort(recs, n, sizeof(*recs), pixi_rec_cmp);
@@ -626,7 +638,7 @@ static bool yaml_true(const struct ynode *n)
 
 /* Does a selector's optional field agree with the record (or what its location says)? */
 static bool sel_agrees(const struct ynode *sel, const struct ynode *rec, const char *key,
-		       const char *derived)
+                       const char *derived)
 {
 	const char *want = get_str(sel, key), *have = get_str(rec, key);
 
@@ -641,10 +653,9 @@ static bool sel_agrees(const struct ynode *sel, const struct ynode *rec, const c
  * name/version/build/subdir; v7 binaries must be for the platform or noarch, v7 sources
  * must carry the selector's variants. */
 static bool pixi_selects(int version, const struct ynode *sel, const struct ynode *rec,
-			 const struct condaloc *cl, const char *subdir)
+                         const struct condaloc *cl, const char *subdir)
 {
 	const struct ynode *variants = ynode_get(sel, "variants");
-	const char *rec_subdir;
 
 	if (!sel_agrees(sel, rec, "name", cl->name))
 		return false;
@@ -655,7 +666,9 @@ static bool pixi_selects(int version, const struct ynode *sel, const struct ynod
 	if (version != 7)
 		return true;
 	if (cl->name) {
-		rec_subdir = get_str(rec, "subdir") ? get_str(rec, "subdir") : cl->subdir;
+		const char *rec_subdir =
+		        get_str(rec, "subdir") ? get_str(rec, "subdir") : cl->subdir;
+
 		return rec_subdir &&
 		       (strcmp(rec_subdir, subdir) == 0 || strcmp(rec_subdir, "noarch") == 0);
 	}
@@ -673,22 +686,22 @@ static bool pixi_selects(int version, const struct ynode *sel, const struct ynod
 }
 
 static int pixi_conda(struct pkgset *set, const struct ynode *rec, const struct condaloc *cl,
-		      const char *loc, const char *where, struct cfs_err *err)
+                      const char *loc, const char *where, struct cfs_err *err)
 {
 	struct pkg p = {
-		.kind = PKG_CONDA,
-		.name = get_str(rec, "name") ? get_str(rec, "name") : cl->name,
-		.version = get_str(rec, "version") ? get_str(rec, "version") : cl->version,
-		.build = get_str(rec, "build") ? get_str(rec, "build") : cl->build,
-		.subdir = get_str(rec, "subdir") ? get_str(rec, "subdir") : cl->subdir,
-		.channel = cl->channel,
+	        .kind = PKG_CONDA,
+	        .name = get_str(rec, "name") ? get_str(rec, "name") : cl->name,
+	        .version = get_str(rec, "version") ? get_str(rec, "version") : cl->version,
+	        .build = get_str(rec, "build") ? get_str(rec, "build") : cl->build,
+	        .subdir = get_str(rec, "subdir") ? get_str(rec, "subdir") : cl->subdir,
+	        .channel = cl->channel,
 	};
 
 	if (!p.name || !p.version)
 		return err_set(err, -EINVAL,
-			       "%s: %s: the record has no name and version, and the location is "
-			       "not a conda file name",
-			       where, loc);
+		               "%s: %s: the record has no name and version, and the location is "
+		               "not a conda file name",
+		               where, loc);
 	if (cl->name) {
 		p.md5 = get_str(rec, "md5");
 		p.sha256 = get_str(rec, "sha256");
@@ -701,12 +714,12 @@ static int pixi_conda(struct pkgset *set, const struct ynode *rec, const struct 
 }
 
 static int pixi_entry(struct pkgset *set, const char *path, int version,
-		      const struct pixi_rec *recs, size_t nrecs, const struct ynode *sel,
-		      const char *subdir, struct cfs_err *err)
+                      const struct pixi_rec *recs, size_t nrecs, const struct ynode *sel,
+                      const char *subdir, struct cfs_err *err)
 {
 	struct pixi_rec key = {.kind = PKG_CONDA, .loc = get_str(sel, "conda")};
 	size_t lo = 0, hi = nrecs;
-	struct whereline w;
+	struct whereline w = {.s = ""};
 	const char *where;
 
 	if (!key.loc) {
@@ -732,11 +745,11 @@ static int pixi_entry(struct pkgset *set, const char *path, int version,
 		where = where_at(&w, path, ynode_line(rec));
 		if (key.kind == PKG_PYPI) {
 			struct pkg p = {
-				.kind = PKG_PYPI,
-				.name = get_str(rec, "name"),
-				.version = get_str(rec, "version"),
-				.md5 = get_str(rec, "md5"),
-				.sha256 = get_str(rec, "sha256"),
+			        .kind = PKG_PYPI,
+			        .name = get_str(rec, "name"),
+			        .version = get_str(rec, "version"),
+			        .md5 = get_str(rec, "md5"),
+			        .sha256 = get_str(rec, "sha256"),
 			};
 
 			return pkgset_add(set, &p, where, err);
@@ -751,11 +764,11 @@ static int pixi_entry(struct pkgset *set, const char *path, int version,
 			return r;
 	}
 	return err_set(err, -EINVAL, "%s:%zu: %s has no matching record in packages", path,
-		       ynode_line(sel), key.loc);
+	               ynode_line(sel), key.loc);
 }
 
 static int parse_pixi(const char *path, const struct ynode *root, const char *platform,
-		      const char *environment, struct pkgset **ret, struct cfs_err *err)
+                      const char *environment, struct pkgset **ret, struct cfs_err *err)
 {
 	const char *vs = get_str(root, "version"), *subdir, *envname;
 	const struct ynode *envs = ynode_get(root, "environments"), *env, *byplat, *list;
@@ -767,32 +780,34 @@ static int parse_pixi(const char *path, const struct ynode *root, const char *pl
 
 	if (!vs || (strcmp(vs, "5") != 0 && strcmp(vs, "6") != 0 && strcmp(vs, "7") != 0))
 		return err_set(err, -EINVAL, "%s: pixi.lock version %s is not supported (5 to 7)",
-			       path, vs ? vs : "(none)");
+		               path, vs ? vs : "(none)");
 	version = vs[0] - '0';
 	envname = environment ? environment : "default";
 	env = ynode_get(envs, envname);
 	if (!env)
-		return err_set(err, -EINVAL,
-			       "%s: no environment '%s' in the lock (it has: %s)", path, envname,
-			       join(names, sizeof(names), envs));
+		return err_set(err, -EINVAL, "%s: no environment '%s' in the lock (it has: %s)",
+		               path, envname, join(names, sizeof(names), envs));
 	byplat = ynode_get(env, "packages");
 	if (byplat && !ynode_is_map(byplat))
 		return err_set(err, -EINVAL, "%s:%zu: environment '%s': packages is not a mapping",
-			       path, ynode_line(byplat), envname);
+		               path, ynode_line(byplat), envname);
 	if (!ynode_count(byplat))
-		return err_set(err, -EINVAL, "%s: environment '%s' has no packages", path,
-			       envname);
+		return err_set(err, -EINVAL, "%s: environment '%s' has no packages", path, envname);
 	if (!platform && ynode_count(byplat) != 1)
 		return err_set(err, -EINVAL,
-			       "%s: environment '%s' is for several platforms (%s): choose one",
-			       path, envname, join(names, sizeof(names), byplat));
+		               "%s: environment '%s' is for several platforms (%s): choose one",
+		               path, envname, join(names, sizeof(names), byplat));
 	if (!platform)
 		platform = ynode_str(ynode_key(byplat, 0));
-	list = ynode_get(byplat, platform ? platform : "");
+	if (!platform)
+		return err_set(err, -EINVAL,
+		               "%s:%zu: environment '%s': a platform that is not a name", path,
+		               ynode_line(byplat), envname);
+	list = ynode_get(byplat, platform);
 	if (!ynode_is_seq(list))
 		return err_set(err, -EINVAL,
-			       "%s: environment '%s' has no platform '%s' (it has: %s)", path,
-			       envname, platform ? platform : "", join(names, sizeof(names), byplat));
+		               "%s: environment '%s' has no platform '%s' (it has: %s)", path,
+		               envname, platform, join(names, sizeof(names), byplat));
 	/* v7 names platforms ("linux-64-cuda") and gives each its conda subdir. */
 	subdir = platform;
 	for (size_t i = 0; version == 7 && i < ynode_count(ynode_get(root, "platforms")); i++) {
@@ -853,13 +868,15 @@ static bool looks_like_export(const char *text)
 	size_t pins = 0;
 
 	for (const char *s = text; *s;) {
-		size_t len = strcspn(s, "\n"), i = 0, e = len, eq = 0;
+		size_t len = strcspn(s, "\n"), i = 0, e = len;
 
 		while (i < e && (s[i] == ' ' || s[i] == '\t'))
 			i++;
 		while (e > i && (s[e - 1] == ' ' || s[e - 1] == '\t' || s[e - 1] == '\r'))
 			e--;
 		if (i < e && s[i] != '#') {
+			size_t eq = 0;
+
 			for (size_t j = i; j < e; j++) {
 				if (s[j] == ' ' || s[j] == '\t')
 					return false;
@@ -881,7 +898,7 @@ static bool looks_like_export(const char *text)
 }
 
 int pkgset_from_lock(const char *path, const char *platform, const char *environment,
-		     struct pkgset **ret, struct cfs_err *err)
+                     struct pkgset **ret, struct cfs_err *err)
 {
 	struct yamldoc *doc = NULL;
 	const struct ynode *root;
@@ -902,10 +919,10 @@ int pkgset_from_lock(const char *path, const char *platform, const char *environ
 	}
 	if (looks_like_export(text)) {
 		r = err_set(err, -EINVAL,
-			    "%s: not a lock: `conda list --export` output (name=version=build "
-			    "lines without @EXPLICIT) has no package URLs; use `conda list "
-			    "--explicit --md5`",
-			    path);
+		            "%s: not a lock: `conda list --export` output (name=version=build "
+		            "lines without @EXPLICIT) has no package URLs; use `conda list "
+		            "--explicit --md5`",
+		            path);
 		goto out;
 	}
 	r = yamldoc_parse(path, text, len, &doc, err);
@@ -924,10 +941,10 @@ int pkgset_from_lock(const char *path, const char *platform, const char *environ
 		r = err_set(err, -EINVAL, "%s: not a lock: a JSON Schema", path);
 	else
 		r = err_set(err, -EINVAL,
-			    "%s: not a lock: neither @EXPLICIT, environment.yml (dependencies), "
-			    "conda-lock.yml (package, metadata) nor pixi.lock (environments, "
-			    "packages)",
-			    path);
+		            "%s: not a lock: neither @EXPLICIT, environment.yml (dependencies), "
+		            "conda-lock.yml (package, metadata) nor pixi.lock (environments, "
+		            "packages)",
+		            path);
 out:
 	yamldoc_free(doc);
 	free(text);

@@ -2,11 +2,12 @@
 /*
  * Object images: writing a content as independent zstd frames with a frame table, reading
  * any byte range back, and checking an image against its key. Images are written the way
- * git writes objects: to an unnamed file in the store, fsynced, then linked into place.
+ * git writes objects: to a temporary file in the store, made durable, then moved into
+ * place — in batches, so that an ingest syncs twice instead of once per file.
  *
  * Invariants:
- * O1: a file at objects/xx/yyy is complete and fsynced: it is linked only after fsync, and
- *     an existing path is never rewritten.
+ * O1: a file at objects/xx/yyy is complete and durable: it is renamed there only after the
+ *     ingest's syncfs, and an existing path is never replaced (RENAME_NOREPLACE).
  * O2: a path that exists when we want to write it holds the same content, or we fail:
  *     it is compared byte for byte, so a hash collision can never merge two contents.
  *
@@ -22,6 +23,7 @@
 
 #include "err.h"
 
+#include <dirent.h>
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 /* Inlined: the hash runs over every byte ingested. */
@@ -185,29 +188,134 @@ static int copy_piece(void *ctx, const uint8_t *p, size_t n, bool hole)
 	return 0;
 }
 
+/* ---- temporary directories ---- */
+
+/* Empty and remove the directory name in dir_fd (whose fd is fd, consumed). */
+static void remove_tmpdir(int dir_fd, const char *name, int fd)
+{
+	DIR *d = fdopendir(fd);
+	struct dirent *de;
+
+	if (!d) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			unlinkat(fd, de->d_name, 0);
+	closedir(d);
+	if (name)
+		unlinkat(dir_fd, name, AT_REMOVEDIR);
+}
+
+/* Remove the temporary directories of dead ingests: nobody holds their lock. */
+static void clean_tmp(int tmp_root)
+{
+	int fd = dup(tmp_root);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d))) {
+		int dfd;
+
+		if (strncmp(de->d_name, "ingest-", 7) != 0)
+			continue;
+		dfd = openat(tmp_root, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0)
+			continue;
+		if (flock(dfd, LOCK_EX | LOCK_NB) == 0)
+			remove_tmpdir(tmp_root, de->d_name, dfd);
+		else
+			close(dfd);
+	}
+	closedir(d);
+}
+
+int object_tmp_open(int store_fd, int *ret_fd, char ret_name[64], struct cfs_err *err)
+{
+	static unsigned counter;
+	char fresh[64], name[64];
+	int root, fd = -1, r;
+
+	if (mkdirat(store_fd, "tmp", 0700) < 0 && errno != EEXIST)
+		return err_set(err, -errno, "tmp: %s", strerror(errno));
+	root = openat(store_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		return err_set(err, -errno, "tmp: %s", strerror(errno));
+	clean_tmp(root);
+	/* Made under another name and locked before it is renamed to where cleaners look. */
+	unsigned n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+	snprintf(fresh, sizeof(fresh), ".new-%d-%u", (int)getpid(), n);
+	snprintf(name, sizeof(name), "ingest-%d-%u", (int)getpid(), n);
+	if (mkdirat(root, fresh, 0700) < 0) {
+		r = err_set(err, -errno, "tmp/%s: %s", fresh, strerror(errno));
+		goto out;
+	}
+	fd = openat(root, fresh, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || flock(fd, LOCK_EX) < 0 || renameat(root, fresh, root, name) < 0) {
+		r = err_set(err, -errno, "tmp/%s: %s", name, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		unlinkat(root, fresh, AT_REMOVEDIR);
+		goto out;
+	}
+	*ret_fd = fd;
+	memcpy(ret_name, name, sizeof(name));
+	r = 0;
+out:
+	close(root);
+	return r;
+}
+
+void object_tmp_close(int store_fd, int tmp_fd, const char *name)
+{
+	int root;
+
+	if (tmp_fd < 0)
+		return;
+	root = openat(store_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0) {
+		close(tmp_fd);
+		return;
+	}
+	remove_tmpdir(root, name, tmp_fd);
+	close(root);
+}
+
 /* ---- writing ---- */
 
 struct object_writer {
+	int store_fd, tmp_fd;
 	ZSTD_CCtx *cctx;
-	uint8_t *frame;  /* one frame of content, for sources with holes */
-	uint8_t *cbuf;   /* ZSTD_compressBound(frame size) */
+	ZSTD_DCtx *dctx;  /* for comparisons with stored images */
+	uint8_t *frame;   /* one frame of content, for sources with holes */
+	uint8_t *cbuf;    /* ZSTD_compressBound(frame size) */
 	size_t cbuf_size;
-	uint8_t *out;    /* the image being assembled */
+	uint8_t *out;     /* frames waiting to be written */
 	size_t out_len, out_cap;
-	uint8_t dirs_touched[256];
+	struct objkey *pending; /* written to tmp_fd, not yet published */
+	size_t npending, cappending;
 };
 
-int object_writer_new(struct object_writer **ret)
+int object_writer_new(int store_fd, int tmp_fd, struct object_writer **ret)
 {
 	struct object_writer *w = calloc(1, sizeof(*w));
 
 	if (!w)
 		return -ENOMEM;
+	w->store_fd = store_fd;
+	w->tmp_fd = tmp_fd;
 	w->cctx = ZSTD_createCCtx();
+	w->dctx = ZSTD_createDCtx();
 	w->frame = malloc(OBJECT_FRAME_SIZE);
 	w->cbuf_size = ZSTD_compressBound(OBJECT_FRAME_SIZE);
 	w->cbuf = malloc(w->cbuf_size);
-	if (!w->cctx || !w->frame || !w->cbuf) {
+	if (!w->cctx || !w->dctx || !w->frame || !w->cbuf) {
 		object_writer_free(w);
 		return -ENOMEM;
 	}
@@ -221,9 +329,11 @@ void object_writer_free(struct object_writer *w)
 	if (!w)
 		return;
 	ZSTD_freeCCtx(w->cctx);
+	ZSTD_freeDCtx(w->dctx);
 	free(w->frame);
 	free(w->cbuf);
 	free(w->out);
+	free(w->pending);
 	free(w);
 }
 
@@ -317,7 +427,7 @@ static int compress_frame(struct object_writer *w, const struct object_src *src,
 	return r;
 }
 
-/* A header and table for src with all entries zero, in little endian. */
+/* A header and a zeroed table for src, in little endian. */
 static int image_header(const struct objkey *key, const struct object_src *src,
 			uint64_t nframes, uint8_t **ret, size_t *ret_len)
 {
@@ -341,121 +451,83 @@ static int image_header(const struct objkey *key, const struct object_src *src,
 	return 0;
 }
 
-static int link_tmpfile(struct object_writer *w, int store_fd, int fd, const struct objkey *key,
-			const struct object_src *src, struct cfs_err *err)
+/* O2 for a key whose image exists already. */
+static int compare_existing(struct object_writer *w, const struct objkey *key,
+			    const struct object_src *src, uint64_t *ret_stored, struct cfs_err *err)
 {
-	char proc[64], path[48];
 	struct object *o = NULL;
-	ZSTD_DCtx *dctx = NULL;
-	int r;
+	int r = object_open(w->store_fd, key, &o, err);
 
-	objkey_path(key, path);
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	w->dirs_touched[key->b[0]] = 1;
-	if (linkat(AT_FDCWD, proc, store_fd, path, AT_SYMLINK_FOLLOW) == 0)
-		return 0;
-	if (errno != EEXIST)
-		return err_set(err, -errno, "%s: cannot link object: %s", path, strerror(errno));
-	/* O2: somebody stored this key first; it must be our content. */
-	dctx = ZSTD_createDCtx();
-	if (!dctx)
-		return -ENOMEM;
-	r = object_open(store_fd, key, NULL, 0, &o, err);
 	if (r == 0)
-		r = object_compare(o, dctx, src, err);
+		r = object_compare(o, w->dctx, 0, src, err);
+	if (r == 0)
+		*ret_stored = object_image_size(o);
 	object_close(o);
-	ZSTD_freeDCtx(dctx);
 	return r;
 }
 
-int object_write(struct object_writer *w, int store_fd, const struct objkey *key,
-		 const struct object_src *src, uint8_t **ret_blob, uint64_t *ret_stored,
-		 struct cfs_err *err)
+static int add_pending(struct object_writer *w, const struct objkey *key)
+{
+	if (w->npending == w->cappending) {
+		size_t cap = w->cappending ? 2 * w->cappending : 256;
+		void *v = realloc(w->pending, cap * sizeof(*w->pending));
+
+		if (!v)
+			return -ENOMEM;
+		w->pending = v;
+		w->cappending = cap;
+	}
+	w->pending[w->npending++] = *key;
+	return 0;
+}
+
+int object_write(struct object_writer *w, const struct objkey *key, const struct object_src *src,
+		 uint64_t *ret_stored, struct cfs_err *err)
 {
 	uint64_t nframes = (src->len + OBJECT_FRAME_SIZE - 1) >> OBJECT_FRAME_SHIFT;
 	uint8_t *hdr = NULL;
 	size_t hdr_len;
 	off_t file_off;
-	char path[48];
+	char path[48], hex[33];
 	int fd = -1, r;
 
 	objkey_path(key, path);
+	objkey_hex(key, hex);
 	if (nframes > UINT32_MAX)
 		return err_set(err, -EFBIG, "%s: content too large", path);
+	if (faccessat(w->store_fd, path, F_OK, AT_EACCESS) == 0)
+		return compare_existing(w, key, src, ret_stored, err);
+	fd = openat(w->tmp_fd, hex, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+	if (fd < 0 && errno == EEXIST)
+		fd = -2; /* another worker of this ingest writes the same content */
+	else if (fd < 0)
+		return err_set(err, -errno, "%s: cannot create a temporary file: %s", path,
+			       strerror(errno));
 	r = image_header(key, src, nframes, &hdr, &hdr_len);
 	if (r)
-		return r;
+		goto out;
+	/* The table is written last, when every frame's length is known. */
+	file_off = (off_t)hdr_len;
 	w->out_len = 0;
-	r = out_append(w, hdr, hdr_len);
-	if (r)
-		goto out;
+	for (uint64_t i = 0; i < nframes; i++) {
+		uint32_t entry;
 
-	/* Small contents are assembled in memory: most become catalog blobs. */
-	if (nframes <= 1) {
-		uint32_t entry = 0;
-
-		if (nframes == 1) {
-			r = compress_frame(w, src, 0, &entry);
-			if (r)
-				goto out;
-			entry = htole32(entry);
-			memcpy(w->out + HDR_SIZE, &entry, 4);
-		}
-		if (w->out_len <= OBJECT_INLINE_MAX) {
-			*ret_blob = malloc(w->out_len);
-			if (!*ret_blob) {
-				r = -ENOMEM;
-				goto out;
-			}
-			memcpy(*ret_blob, w->out, w->out_len);
-			*ret_stored = w->out_len;
+		r = compress_frame(w, src, i, &entry);
+		if (r)
 			goto out;
+		entry = htole32(entry);
+		memcpy(hdr + HDR_SIZE + 4 * i, &entry, 4);
+		if (w->out_len >= WRITE_BUF_MAX || i + 1 == nframes) {
+			if (fd >= 0 && (r = write_all(fd, w->out, w->out_len, file_off)))
+				goto io_err;
+			file_off += (off_t)w->out_len;
+			w->out_len = 0;
 		}
 	}
-
-	fd = openat(store_fd, "objects", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0444);
-	if (fd < 0) {
-		r = err_set(err, -errno, "objects: cannot create a temporary file: %s",
-			    strerror(errno));
-		goto out;
-	}
-	file_off = 0;
-	if (nframes > 1) {
-		/* The table is written last, when every frame's length is known. */
-		file_off = (off_t)hdr_len;
-		w->out_len = 0;
-		for (uint64_t i = 0; i < nframes; i++) {
-			uint32_t entry;
-
-			r = compress_frame(w, src, i, &entry);
-			if (r)
-				goto out;
-			entry = htole32(entry);
-			memcpy(hdr + HDR_SIZE + 4 * i, &entry, 4);
-			if (w->out_len >= WRITE_BUF_MAX || i + 1 == nframes) {
-				r = write_all(fd, w->out, w->out_len, file_off);
-				if (r)
-					goto io_err;
-				file_off += (off_t)w->out_len;
-				w->out_len = 0;
-			}
-		}
-		r = write_all(fd, hdr, hdr_len, 0);
-	} else {
-		r = write_all(fd, w->out, w->out_len, 0);
-		file_off = (off_t)w->out_len;
-	}
-	if (r)
+	if (fd >= 0 && (r = write_all(fd, hdr, hdr_len, 0)))
 		goto io_err;
-	/* O1: durable before it has a name. */
-	if (fsync(fd) < 0) {
-		r = -errno;
-		goto io_err;
-	}
-	r = link_tmpfile(w, store_fd, fd, key, src, err);
-	if (r)
+	if (fd >= 0 && (r = add_pending(w, key)))
 		goto out;
-	*ret_blob = NULL;
 	*ret_stored = (uint64_t)file_off;
 	goto out;
 io_err:
@@ -467,24 +539,62 @@ out:
 	return r;
 }
 
-int object_sync_dirs(struct object_writer *w, int store_fd, struct cfs_err *err)
+/* Move one durable temporary image into place, or compare it with the one there. */
+static int publish_one(struct object_writer *w, const struct objkey *key, struct cfs_err *err)
 {
-	for (int i = 0; i < 256; i++) {
-		char dir[16];
-		int fd, r = 0;
+	struct object *mine = NULL, *theirs = NULL;
+	uint8_t *a = NULL, *b = NULL;
+	char path[48], hex[33];
+	size_t ga, gb;
+	int r;
 
-		if (!w->dirs_touched[i])
-			continue;
-		snprintf(dir, sizeof(dir), "objects/%02x", i);
-		fd = openat(store_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0 || fsync(fd) < 0)
-			r = -errno;
-		if (fd >= 0)
-			close(fd);
-		if (r)
-			return err_set(err, r, "%s: cannot sync: %s", dir, strerror(-r));
-		w->dirs_touched[i] = 0;
+	objkey_path(key, path);
+	objkey_hex(key, hex);
+	if (renameat2(w->tmp_fd, hex, w->store_fd, path, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return err_set(err, -errno, "%s: cannot publish object: %s", path, strerror(errno));
+	/* Stored meanwhile: O2, then ours goes. */
+	r = object_open(w->store_fd, key, &theirs, err);
+	if (!r) {
+		int fd = openat(w->tmp_fd, hex, O_RDONLY | O_CLOEXEC);
+
+		r = fd < 0 ? -errno : object_open_fd(fd, key, &mine, err);
 	}
+	if (!r && object_size(mine) != object_size(theirs))
+		r = -EBADMSG;
+	if (!r) {
+		a = malloc(OBJECT_FRAME_SIZE);
+		b = malloc(OBJECT_FRAME_SIZE);
+		r = a && b ? 0 : -ENOMEM;
+	}
+	for (uint64_t off = 0; !r && off < object_size(mine); off += ga) {
+		r = object_read(mine, w->dctx, off, OBJECT_FRAME_SIZE, a, &ga, err);
+		if (!r)
+			r = object_read(theirs, w->dctx, off, OBJECT_FRAME_SIZE, b, &gb, err);
+		if (!r && (ga != gb || memcmp(a, b, ga)))
+			r = -EBADMSG;
+	}
+	if (r == -EBADMSG)
+		err_set(err, r, "%s: stored content differs from a file with the same key", path);
+	if (!r)
+		unlinkat(w->tmp_fd, hex, 0);
+	free(a);
+	free(b);
+	object_close(mine);
+	object_close(theirs);
+	return r;
+}
+
+int object_publish(struct object_writer *w, struct cfs_err *err)
+{
+	for (size_t i = 0; i < w->npending; i++) {
+		int r = publish_one(w, &w->pending[i], err);
+
+		if (r)
+			return r;
+	}
+	w->npending = 0;
 	return 0;
 }
 
@@ -492,8 +602,7 @@ int object_sync_dirs(struct object_writer *w, int store_fd, struct cfs_err *err)
 
 struct object {
 	struct objkey key;
-	int fd;             /* -1 for a blob */
-	const uint8_t *blob;
+	int fd;
 	uint64_t size;
 	uint32_t shift;
 	uint32_t nframes;
@@ -505,17 +614,7 @@ struct object {
 	int64_t frame_index; /* which one, -1 none */
 };
 
-static int image_read(struct object *o, uint8_t *p, size_t n, uint64_t off)
-{
-	if (o->fd < 0) {
-		memcpy(p, o->blob + off, n);
-		return 0;
-	}
-	return read_all(o->fd, p, n, (off_t)off);
-}
-
-int object_open(int store_fd, const struct objkey *key, const uint8_t *blob, size_t bloblen,
-		struct object **ret, struct cfs_err *err)
+int object_open_fd(int fd, const struct objkey *key, struct object **ret, struct cfs_err *err)
 {
 	struct object *o = calloc(1, sizeof(*o));
 	uint8_t hdr[HDR_SIZE];
@@ -526,28 +625,19 @@ int object_open(int store_fd, const struct objkey *key, const uint8_t *blob, siz
 	int r;
 
 	objkey_path(key, path);
-	if (!o)
+	if (!o) {
+		close(fd);
 		return -ENOMEM;
-	o->key = *key;
-	o->fd = -1;
-	o->frame_index = -1;
-	if (blob) {
-		o->blob = blob;
-		image_len = bloblen;
-	} else {
-		o->fd = openat(store_fd, path, O_RDONLY | O_CLOEXEC);
-		if (o->fd < 0) {
-			r = err_set(err, -EBADMSG, "%s: missing object: %s", path,
-				    strerror(errno));
-			goto fail;
-		}
-		if (fstat(o->fd, &sb) < 0) {
-			r = err_set(err, -errno, "%s: %s", path, strerror(errno));
-			goto fail;
-		}
-		image_len = (uint64_t)sb.st_size;
 	}
-	if (image_len < HDR_SIZE || image_read(o, hdr, HDR_SIZE, 0))
+	o->key = *key;
+	o->fd = fd;
+	o->frame_index = -1;
+	if (fstat(o->fd, &sb) < 0) {
+		r = err_set(err, -errno, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	image_len = (uint64_t)sb.st_size;
+	if (image_len < HDR_SIZE || read_all(o->fd, hdr, HDR_SIZE, 0))
 		goto bad;
 	memcpy(&v32, hdr + 8, 4);
 	o->shift = le32toh(v32);
@@ -556,7 +646,7 @@ int object_open(int store_fd, const struct objkey *key, const uint8_t *blob, siz
 	memcpy(&v64, hdr + 16, 8);
 	o->size = le64toh(v64);
 	if (memcmp(hdr, object_magic, 8) || memcmp(hdr + 24, key->b, 16) || o->shift < 12 ||
-	    o->shift > 26 ||
+	    o->shift > 26 || o->size > (1ull << 50) ||
 	    o->nframes != ((o->size + (1ull << o->shift) - 1) >> o->shift) ||
 	    image_len < HDR_SIZE + 4ull * o->nframes)
 		goto bad;
@@ -566,7 +656,7 @@ int object_open(int store_fd, const struct objkey *key, const uint8_t *blob, siz
 		r = -ENOMEM;
 		goto fail;
 	}
-	if (image_read(o, (uint8_t *)o->entries, 4ull * o->nframes, HDR_SIZE))
+	if (read_all(o->fd, (uint8_t *)o->entries, 4ull * o->nframes, HDR_SIZE))
 		goto bad;
 	o->offsets[0] = HDR_SIZE + 4ull * o->nframes;
 	for (uint32_t i = 0; i < o->nframes; i++) {
@@ -591,6 +681,23 @@ bad:
 fail:
 	object_close(o);
 	return r;
+}
+
+int object_open(int store_fd, const struct objkey *key, struct object **ret, struct cfs_err *err)
+{
+	char path[48];
+	int fd;
+
+	objkey_path(key, path);
+	fd = openat(store_fd, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_set(err, -EBADMSG, "%s: missing object: %s", path, strerror(errno));
+	return object_open_fd(fd, key, ret, err);
+}
+
+uint64_t object_image_size(const struct object *o)
+{
+	return o->offsets[o->nframes];
 }
 
 void object_close(struct object *o)
@@ -625,18 +732,14 @@ static int frame_decode(struct object *o, ZSTD_DCtx *dctx, uint32_t i, uint8_t *
 		memset(dst, 0, raw);
 		return 0;
 	}
-	if (o->fd < 0) {
-		src = o->blob + o->offsets[i];
-	} else {
-		if (!o->cbuf) {
-			o->cbuf = malloc(o->cbuf_size ? o->cbuf_size : 1);
-			if (!o->cbuf)
-				return -ENOMEM;
-		}
-		if (read_all(o->fd, o->cbuf, len, (off_t)o->offsets[i]))
-			goto bad;
-		src = o->cbuf;
+	if (!o->cbuf) {
+		o->cbuf = malloc(o->cbuf_size ? o->cbuf_size : 1);
+		if (!o->cbuf)
+			return -ENOMEM;
 	}
+	if (read_all(o->fd, o->cbuf, len, (off_t)o->offsets[i]))
+		goto bad;
+	src = o->cbuf;
 	if (kind == KIND_RAW) {
 		memcpy(dst, src, raw);
 		return 0;
@@ -722,33 +825,36 @@ static int cmp_piece(void *ctx, const uint8_t *p, size_t n, bool hole)
 	return r;
 }
 
-int object_compare(struct object *o, ZSTD_DCtx *dctx, const struct object_src *src,
+int object_compare(struct object *o, ZSTD_DCtx *dctx, uint64_t off, const struct object_src *src,
 		   struct cfs_err *err)
 {
+	uint64_t fsz = 1ull << o->shift, done = 0;
 	char path[48];
 
 	objkey_path(&o->key, path);
-	if (o->size != src->len)
-		return err_set(err, -EBADMSG,
-			       "%s: stored content differs from a file with the same key", path);
-	for (uint32_t i = 0; i < o->nframes; i++) {
-		uint64_t off = (uint64_t)i << o->shift;
-		uint64_t raw = i + 1 == o->nframes ? o->size - off : 1ull << o->shift;
+	if (off > o->size || src->len > o->size - off)
+		goto differs;
+	while (done < src->len) {
+		uint32_t i = (uint32_t)((off + done) >> o->shift);
+		uint64_t in = (off + done) & (fsz - 1);
+		uint64_t raw = i + 1 == o->nframes ? o->size - ((uint64_t)i << o->shift) : fsz;
+		uint64_t n = raw - in < src->len - done ? raw - in : src->len - done;
 		struct cmp_ctx c;
 		const uint8_t *f;
 		int r;
 
 		if ((o->entries[i] >> 30) == KIND_ZERO) {
-			if (!src_is_zero(src, off, raw))
+			if (!src_is_zero(src, done, n))
 				goto differs;
-			continue;
+		} else {
+			r = frame_get(o, dctx, i, &f, err);
+			if (r)
+				return r;
+			c.content = f + in;
+			if (src_walk(src, done, n, cmp_piece, &c))
+				goto differs;
 		}
-		r = frame_get(o, dctx, i, &f, err);
-		if (r)
-			return r;
-		c.content = f;
-		if (src_walk(src, off, raw, cmp_piece, &c))
-			goto differs;
+		done += n;
 	}
 	return 0;
 differs:

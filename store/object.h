@@ -1,9 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Objects: one stored content, compressed as independent zstd frames with a frame table so
- * that any byte range decompresses only the frames it touches. An object image is either a
- * file under objects/ or, for small contents, a blob inlined in the catalog; both have the
- * same layout (see object.c).
+ * Object images: one content compressed as independent zstd frames with a frame table, so
+ * that any byte range decompresses only the frames it touches. An image is a file under
+ * objects/; it holds one large content, or a pack of many small ones (see pack.c).
  */
 #ifndef CONDAFS_OBJECT_H
 #define CONDAFS_OBJECT_H
@@ -15,8 +14,6 @@
 
 #define OBJECT_FRAME_SHIFT 18 /* 256 KiB frames: see README, "Frame size" */
 #define OBJECT_FRAME_SIZE  (1u << OBJECT_FRAME_SHIFT)
-/* Images up to this size live in the catalog instead of a file: see README, "Tiny files". */
-#define OBJECT_INLINE_MAX 3072
 
 struct objkey {
 	uint8_t b[16];
@@ -38,35 +35,51 @@ struct object_src {
 	size_t nextents;
 };
 
-/* Compression state for one thread; the caller keeps one per worker. */
+/*
+ * An ingest's temporary directory, tmp/ingest-<pid>-<n>, locked (flock) while the ingest
+ * lives. Opening one first removes those whose ingest died: their lock is free.
+ * *ret_fd is the directory, ret_name its name in tmp/; object_tmp_close removes it with
+ * whatever is left in it.
+ */
+int object_tmp_open(int store_fd, int *ret_fd, char ret_name[64], struct cfs_err *err);
+void object_tmp_close(int store_fd, int tmp_fd, const char *name);
+
+/*
+ * Writing images for one ingest, from one thread. Images are written to the ingest's
+ * temporary directory tmp_fd without fsync; object_publish moves them into place once the
+ * caller has made them durable (syncfs), so an ingest costs two syncs, not one per file.
+ */
 struct object_writer;
-int object_writer_new(struct object_writer **ret);
+int object_writer_new(int store_fd, int tmp_fd, struct object_writer **ret);
 void object_writer_free(struct object_writer *w);
 
 void object_hash(const struct object_src *src, struct objkey *ret);
 
 /*
- * Compress src into an image. If the image fits OBJECT_INLINE_MAX it is returned in
- * *ret_blob (malloc'd, the caller frees) and nothing is written. Otherwise it is written to
- * an unnamed file in objects_fd's tree, fsynced and linked at objkey_path(key): *ret_blob is
- * NULL. If that path exists already (a concurrent ingest, or an orphan of a crashed one)
- * the existing file is compared byte for byte with src and -EBADMSG returned if it differs.
- * *ret_stored is the image size.
+ * Compress src into an image in the temporary directory, to be published. If key is
+ * stored already (a concurrent ingest, or an orphan of a crashed one) the stored image is
+ * compared byte for byte with src instead: -EBADMSG if it differs. *ret_stored is the
+ * image size.
  */
-int object_write(struct object_writer *w, int store_fd, const struct objkey *key,
-		 const struct object_src *src, uint8_t **ret_blob, uint64_t *ret_stored,
-		 struct cfs_err *err);
+int object_write(struct object_writer *w, const struct objkey *key, const struct object_src *src,
+		 uint64_t *ret_stored, struct cfs_err *err);
 
-/* fsync every objects/ subdirectory an object was linked into since the last call. */
-int object_sync_dirs(struct object_writer *w, int store_fd, struct cfs_err *err);
+/*
+ * Move every image written since the last call into objects/ (never replacing one: a key
+ * that appeared meanwhile is compared instead) and fsync the directories that changed.
+ * Call after the images are durable.
+ */
+int object_publish(struct object_writer *w, struct cfs_err *err);
 
-/* An opened image, file or blob, ready for range reads. */
+/* An opened image, ready for range reads. */
 struct object;
 
-/* Open the image of key: blob (borrowed; must live as long as the object) if not NULL,
- * else the file. -EBADMSG if missing or malformed. */
-int object_open(int store_fd, const struct objkey *key, const uint8_t *blob, size_t bloblen,
-		struct object **ret, struct cfs_err *err);
+/* Open the image of key. -EBADMSG if missing or malformed. */
+int object_open(int store_fd, const struct objkey *key, struct object **ret, struct cfs_err *err);
+/* The same for an image open at fd, which the object then owns (and closes). */
+int object_open_fd(int fd, const struct objkey *key, struct object **ret, struct cfs_err *err);
+/* Bytes the image takes on disk. */
+uint64_t object_image_size(const struct object *o);
 void object_close(struct object *o);
 uint64_t object_size(const struct object *o);
 
@@ -75,8 +88,8 @@ uint64_t object_size(const struct object *o);
 int object_read(struct object *o, ZSTD_DCtx *dctx, uint64_t off, size_t len, uint8_t *buf,
 		size_t *ret_n, struct cfs_err *err);
 
-/* 0 if the content of o equals src byte for byte, -EBADMSG if not. */
-int object_compare(struct object *o, ZSTD_DCtx *dctx, const struct object_src *src,
+/* 0 if bytes [off, off + src->len) of o equal src byte for byte, -EBADMSG if not. */
+int object_compare(struct object *o, ZSTD_DCtx *dctx, uint64_t off, const struct object_src *src,
 		   struct cfs_err *err);
 
 /* Re-read the whole content and check it hashes to its key: 0 or -EBADMSG. */

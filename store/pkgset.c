@@ -42,18 +42,16 @@ struct pkgset {
 	bool finished;
 };
 
-/* conda's known subdirs (conda/base/constants.py KNOWN_SUBDIRS). */
-static const char *const subdirs[] = {
-	"noarch",	 "emscripten-wasm32", "wasi-wasm32",   "freebsd-64",	"linux-32",
-	"linux-64",	 "linux-aarch64",     "linux-armv6l",  "linux-armv7l", "linux-ppc64",
-	"linux-ppc64le", "linux-riscv64",     "linux-s390x",   "osx-64",	"osx-arm64",
-	"win-32",	 "win-64",	      "win-arm64",     "zos-z",
-};
+/* conda's known subdirs (conda/base/constants.py KNOWN_SUBDIRS), each between blanks. */
+static const char subdirs[] = " noarch emscripten-wasm32 wasi-wasm32 freebsd-64 linux-32 linux-64"
+                              " linux-aarch64 linux-armv6l linux-armv7l linux-ppc64 linux-ppc64le"
+                              " linux-riscv64 linux-s390x osx-64 osx-arm64 win-32 win-64 win-arm64"
+                              " zos-z ";
 
-bool pkgset_is_subdir(const char *s, size_t len)
+static bool is_subdir(const char *s, size_t len)
 {
-	for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++)
-		if (strlen(subdirs[i]) == len && memcmp(subdirs[i], s, len) == 0)
+	for (const char *p = subdirs + 1; *p; p += strcspn(p, " ") + 1)
+		if (strcspn(p, " ") == len && memcmp(p, s, len) == 0)
 			return true;
 	return false;
 }
@@ -87,7 +85,7 @@ const char *pkgset_host_platform(void)
 }
 
 bool pkgset_split_filename(char *file, const char **ret_name, const char **ret_version,
-			   const char **ret_build)
+                           const char **ret_build)
 {
 	size_t len = strlen(file), stem;
 	char *build, *version;
@@ -113,8 +111,7 @@ bool pkgset_split_filename(char *file, const char **ret_name, const char **ret_v
 	return true;
 }
 
-bool pkgset_split_url(char *url, const char **ret_channel, const char **ret_subdir,
-		      char **ret_file)
+bool pkgset_split_url(char *url, const char **ret_channel, const char **ret_subdir, char **ret_file)
 {
 	size_t len = strcspn(url, "#?");
 	char *file, *subdir;
@@ -191,7 +188,7 @@ static char *channel_canon(const char *channel)
 	while (len > 1 && channel[len - 1] == '/')
 		len--;
 	slash = memrchr(channel, '/', len);
-	if (slash && pkgset_is_subdir(slash + 1, len - (size_t)(slash + 1 - channel))) {
+	if (slash && is_subdir(slash + 1, len - (size_t)(slash + 1 - channel))) {
 		len = (size_t)(slash - channel);
 		while (len > 1 && channel[len - 1] == '/')
 			len--;
@@ -217,8 +214,7 @@ int pkgset_new(struct pkgset **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
-int pkgset_add(struct pkgset *set, const struct pkg *p, const char *where,
-	       struct cfs_err *err)
+int pkgset_add(struct pkgset *set, const struct pkg *p, const char *where, struct cfs_err *err)
 {
 	struct pkg c = {.kind = p->kind};
 	char *md5 = NULL, *sha256 = NULL;
@@ -226,17 +222,17 @@ int pkgset_add(struct pkgset *set, const struct pkg *p, const char *where,
 
 	if (!p->name || !*p->name || !word_ok(p->name)) {
 		return err_set(err, -EINVAL, "%s: '%s' is not a package name", where,
-			       p->name ? p->name : "");
+		               p->name ? p->name : "");
 	}
 	if (!p->version || !*p->version || !word_ok(p->version))
 		return err_set(err, -EINVAL, "%s: %s: '%s' is not a version", where, p->name,
-			       p->version ? p->version : "");
+		               p->version ? p->version : "");
 	if (p->kind == PKG_CONDA && (!p->build || !word_ok(p->build)))
-		return err_set(err, -EINVAL, "%s: %s: '%s' is not a build string", where,
-			       p->name, p->build ? p->build : "");
+		return err_set(err, -EINVAL, "%s: %s: '%s' is not a build string", where, p->name,
+		               p->build ? p->build : "");
 	if (p->kind == PKG_PYPI && p->build)
 		return err_set(err, -EINVAL, "%s: %s: a pip package has no build string", where,
-			       p->name);
+		               p->name);
 	if (set->n == set->cap) {
 		size_t cap = set->cap ? set->cap * 2 : 64;
 		struct pkg *pkgs;
@@ -265,8 +261,8 @@ int pkgset_add(struct pkgset *set, const struct pkg *p, const char *where,
 		if (r == -ENOMEM)
 			goto nomem;
 		if (r < 0) {
-			r = err_set(err, r, "%s: %s: md5 '%s' is not 32 hex digits", where,
-				    p->name, p->md5);
+			r = err_set(err, r, "%s: %s: md5 '%s' is not 32 hex digits", where, p->name,
+			            p->md5);
 			goto out;
 		}
 	}
@@ -277,7 +273,7 @@ int pkgset_add(struct pkgset *set, const struct pkg *p, const char *where,
 			goto nomem;
 		if (r < 0) {
 			r = err_set(err, r, "%s: %s: sha256 '%s' is not 64 hex digits", where,
-				    p->name, p->sha256);
+			            p->name, p->sha256);
 			goto out;
 		}
 	}
@@ -304,8 +300,7 @@ static const char *kind_label(const struct pkg *p)
 	return p->kind == PKG_PYPI ? "pypi:" : "";
 }
 
-int pkgset_finish(struct pkgset *set, const char *platform, const char *where,
-		  struct cfs_err *err)
+int pkgset_finish(struct pkgset *set, const char *platform, const char *where, struct cfs_err *err)
 {
 	assert(!set->finished);
 	/* The catalog keeps the platform in 32 bytes (struct store_env). */
@@ -317,7 +312,7 @@ int pkgset_finish(struct pkgset *set, const char *platform, const char *where,
 		if (p->subdir && strcmp(p->subdir, "noarch") != 0 &&
 		    strcmp(p->subdir, platform) != 0)
 			return err_set(err, -EINVAL, "%s: %s is a package for %s, not for %s",
-				       where, p->name, p->subdir, platform);
+			               where, p->name, p->subdir, platform);
 	}
 	set->platform = strdup(platform);
 	if (!set->platform)
@@ -329,7 +324,7 @@ int pkgset_finish(struct pkgset *set, const char *platform, const char *where,
 
 		if (pkg_cmp(a, b) == 0)
 			return err_set(err, -EINVAL, "%s: %s%s is listed twice (%s and %s)", where,
-				       kind_label(a), a->name, a->version, b->version);
+			               kind_label(a), a->name, a->version, b->version);
 	}
 	set->finished = true;
 	return 0;
@@ -409,8 +404,7 @@ struct diffs {
 /* Room kept for " (and 123456 more)". */
 #define DIFFS_TAIL 24
 
-__attribute__((format(printf, 2, 3))) static void diff_add(struct diffs *d, const char *fmt,
-							    ...)
+__attribute__((format(printf, 2, 3))) static void diff_add(struct diffs *d, const char *fmt, ...)
 {
 	char item[sizeof(d->buf)];
 	size_t need, sep = d->shown ? 2 : 0;
@@ -457,19 +451,31 @@ static void pkg_compare(struct diffs *d, const struct pkg *h, const struct pkg *
 	if (strcmp(h->version, l->version) != 0 ||
 	    (h->kind == PKG_CONDA && strcmp(h->build, l->build) != 0)) {
 		diff_add(d, "%s%s: %s%s%s in the environment, %s%s%s in the lock", k, h->name,
-			 h->version, h->build ? " " : "", h->build ? h->build : "", l->version,
-			 l->build ? " " : "", l->build ? l->build : "");
+		         h->version, h->build ? " " : "", h->build ? h->build : "", l->version,
+		         l->build ? " " : "", l->build ? l->build : "");
 		return;
 	}
 	if (h->channel && l->channel && !channel_equal(h->channel, l->channel))
 		diff_add(d, "%s%s: channel %s in the environment, %s in the lock", k, h->name,
-			 h->channel, l->channel);
+		         h->channel, l->channel);
 	if (h->md5 && l->md5 && strcmp(h->md5, l->md5) != 0)
 		diff_add(d, "%s%s: md5 %s in the environment, %s in the lock", k, h->name, h->md5,
-			 l->md5);
+		         l->md5);
 	if (h->sha256 && l->sha256 && strcmp(h->sha256, l->sha256) != 0)
 		diff_add(d, "%s%s: sha256 %s in the environment, %s in the lock", k, h->name,
-			 h->sha256, l->sha256);
+		         h->sha256, l->sha256);
+}
+
+static void diff_missing(struct diffs *d, const struct pkg *h)
+{
+	diff_add(d, "%s%s %s%s%s: missing from the lock", kind_label(h), h->name, h->version,
+	         h->build ? " " : "", h->build ? h->build : "");
+}
+
+static void diff_extra(struct diffs *d, const struct pkg *l)
+{
+	diff_add(d, "%s%s %s%s%s: in the lock, not in the environment", kind_label(l), l->name,
+	         l->version, l->build ? " " : "", l->build ? l->build : "");
 }
 
 int pkgset_match(const struct pkgset *have, const struct pkgset *lock, struct cfs_err *err)
@@ -481,27 +487,23 @@ int pkgset_match(const struct pkgset *have, const struct pkgset *lock, struct cf
 
 	if (strcmp(have->platform, lock->platform) != 0)
 		diff_add(&d, "platform: %s in the environment, %s in the lock", have->platform,
-			 lock->platform);
-	while (i < have->n || j < lock->n) {
-		const struct pkg *h = i < have->n ? &have->pkgs[i] : NULL;
-		const struct pkg *l = j < lock->n ? &lock->pkgs[j] : NULL;
-		int c = !h ? 1 : !l ? -1 : pkg_cmp(h, l);
+		         lock->platform);
+	/* A merge of two sorted lists; what is left of either after the other ends still
+	 * comes in name order. */
+	while (i < have->n && j < lock->n) {
+		int c = pkg_cmp(&have->pkgs[i], &lock->pkgs[j]);
 
-		if (c < 0) {
-			diff_add(&d, "%s%s %s%s%s: missing from the lock", kind_label(h), h->name,
-				 h->version, h->build ? " " : "", h->build ? h->build : "");
-			i++;
-		} else if (c > 0) {
-			diff_add(&d, "%s%s %s%s%s: in the lock, not in the environment",
-				 kind_label(l), l->name, l->version, l->build ? " " : "",
-				 l->build ? l->build : "");
-			j++;
-		} else {
-			pkg_compare(&d, h, l);
-			i++;
-			j++;
-		}
+		if (c < 0)
+			diff_missing(&d, &have->pkgs[i++]);
+		else if (c > 0)
+			diff_extra(&d, &lock->pkgs[j++]);
+		else
+			pkg_compare(&d, &have->pkgs[i++], &lock->pkgs[j++]);
 	}
+	while (i < have->n)
+		diff_missing(&d, &have->pkgs[i++]);
+	while (j < lock->n)
+		diff_extra(&d, &lock->pkgs[j++]);
 	if (!d.shown && !d.hidden)
 		return 0;
 	if (d.hidden)

@@ -21,8 +21,7 @@ int pkgset_new(struct pkgset **ret);
  * and lowercased, channel stripped of a trailing '/' and a trailing subdir. where names
  * the source in messages ("<where>: <reason>"). -EINVAL or -ENOMEM.
  */
-int pkgset_add(struct pkgset *set, const struct pkg *p, const char *where,
-	       struct cfs_err *err);
+int pkgset_add(struct pkgset *set, const struct pkg *p, const char *where, struct cfs_err *err);
 
 /*
  * Give the set its platform (copied; a source may only know it after its last package)
@@ -30,15 +29,11 @@ int pkgset_add(struct pkgset *set, const struct pkg *p, const char *where,
  * when a conda package's subdir is neither the platform nor noarch, or when platform is
  * no platform name. Call once, after the last pkgset_add and before any reader.
  */
-int pkgset_finish(struct pkgset *set, const char *platform, const char *where,
-		  struct cfs_err *err);
+int pkgset_finish(struct pkgset *set, const char *platform, const char *where, struct cfs_err *err);
 
 /* "linux-64", "osx-arm64", ... for the machine we run on; NULL when conda has no name
  * for it. */
 const char *pkgset_host_platform(void);
-
-/* True for conda's known subdirs ("noarch", "linux-64", ...); len bytes of s. */
-bool pkgset_is_subdir(const char *s, size_t len);
 
 /*
  * Split a conda archive file name "<name>-<version>-<build>.conda" (or .tar.bz2) in place,
@@ -46,7 +41,7 @@ bool pkgset_is_subdir(const char *s, size_t len);
  * false when file is not such a name.
  */
 bool pkgset_split_filename(char *file, const char **ret_name, const char **ret_version,
-			   const char **ret_build);
+                           const char **ret_build);
 
 /*
  * Split a package URL or path "<channel>/<subdir>/<file>" in place, cutting a "#..." or
@@ -54,6 +49,6 @@ bool pkgset_split_filename(char *file, const char **ret_name, const char **ret_v
  * when url has fewer than three non-empty parts.
  */
 bool pkgset_split_url(char *url, const char **ret_channel, const char **ret_subdir,
-		      char **ret_file);
+                      char **ret_file);
 
 #endif

@@ -238,55 +238,61 @@ out:
 	return r;
 }
 
-static void slot_clear(struct read_slot *s)
+/* The opened image of key, from the cache or the store. */
+static int image_get(struct store *st, const struct objkey *key, struct object **ret,
+		     struct cfs_err *err)
 {
+	struct read_image *s = &st->images[0];
+	int r;
+
+	for (int i = 0; i < READ_IMAGES; i++) {
+		if (st->images[i].obj && !memcmp(st->images[i].key.b, key->b, 16)) {
+			s = &st->images[i];
+			goto hit;
+		}
+		if (st->images[i].used < s->used)
+			s = &st->images[i];
+	}
 	object_close(s->obj);
-	reloc_free(s->reloc);
-	free(s->blob);
-	memset(s, 0, sizeof(*s));
+	s->obj = NULL;
+	r = object_open(st->fd, key, &s->obj, err);
+	if (r)
+		return r;
+	s->key = *key;
+hit:
+	s->used = ++st->clock;
+	*ret = s->obj;
+	return 0;
 }
 
-/* The opened content of node n, from the cache or the catalog. */
-static int slot_get(struct store *st, const struct store_node *n, struct read_slot **ret,
+/* Where the content of node n is, from the cache or the catalog. */
+static int node_get(struct store *st, const struct store_node *n, struct read_node **ret,
 		    struct cfs_err *err)
 {
-	struct read_slot *s = &st->slots[0];
+	struct read_node *s = &st->nodes[0];
 	struct catalog_content c;
 	int r;
 
-	for (int i = 0; i < READ_CACHE_SLOTS; i++) {
-		if (st->slots[i].node == n->id) {
-			s = &st->slots[i];
+	for (int i = 0; i < READ_NODES; i++) {
+		if (st->nodes[i].node == n->id) {
+			s = &st->nodes[i];
 			goto hit;
 		}
-		if (st->slots[i].used < s->used)
-			s = &st->slots[i];
+		if (st->nodes[i].used < s->used)
+			s = &st->nodes[i];
 	}
-	slot_clear(s);
+	reloc_free(s->reloc);
+	memset(s, 0, sizeof(*s));
 	r = catalog_node_content(st->cat, n->id, &c, err);
 	if (r)
 		return r;
 	if (!c.obj.id)
 		return err_set(err, -EUCLEAN, "file has no object in the catalog");
-	if (c.reloc) {
-		r = reloc_decode(c.reloc, c.reloc_len, &s->reloc);
-		if (r)
-			return err_set(err, -EUCLEAN, "bad relocation record");
-	}
-	if (c.obj.blob) {
-		/* The catalog's pointer dies with the next query: keep a copy. */
-		s->blob = malloc(c.obj.bloblen ? c.obj.bloblen : 1);
-		if (!s->blob) {
-			slot_clear(s);
-			return -ENOMEM;
-		}
-		memcpy(s->blob, c.obj.blob, c.obj.bloblen);
-	}
-	r = object_open(st->fd, &c.obj.key, s->blob, c.obj.bloblen, &s->obj, err);
-	if (r) {
-		slot_clear(s);
-		return r;
-	}
+	if (c.reloc && reloc_decode(c.reloc, c.reloc_len, &s->reloc))
+		return err_set(err, -EUCLEAN, "bad relocation record");
+	s->image = c.image_key;
+	s->base = c.image_off;
+	s->len = c.obj.size;
 	s->node = n->id;
 hit:
 	s->used = ++st->clock;
@@ -294,49 +300,72 @@ hit:
 	return 0;
 }
 
-struct obj_src {
+struct content_src {
 	struct store *st;
 	struct object *obj;
+	uint64_t base, len;
 	struct cfs_err *err;
 };
 
-static int obj_read(void *ctx, uint64_t off, size_t len, uint8_t *buf)
+/* Bytes of a content within its image, clipped to the content's end. */
+static int content_read(struct content_src *c, uint64_t off, size_t len, uint8_t *buf,
+			size_t *ret_n)
 {
-	struct obj_src *o = ctx;
-	size_t got;
-	int r = object_read(o->obj, o->st->dctx, off, len, buf, &got, o->err);
+	if (off >= c->len) {
+		*ret_n = 0;
+		return 0;
+	}
+	if (len > c->len - off)
+		len = (size_t)(c->len - off);
+	return object_read(c->obj, c->st->dctx, c->base + off, len, buf, ret_n, c->err);
+}
 
-	if (r == 0 && got != len)
-		r = -EBADMSG;
-	return r;
+static int reloc_source(void *ctx, uint64_t off, size_t len, uint8_t *buf)
+{
+	size_t got;
+	int r = content_read(ctx, off, len, buf, &got);
+
+	return r ? r : got == len ? 0 : -EBADMSG;
 }
 
 int store_read(struct store *st, const struct store_node *n, const char *prefix, uint64_t off,
 	       size_t len, void *buf, size_t *ret_n, struct cfs_err *err)
 {
-	struct read_slot *s = NULL;
+	struct read_node *rn = NULL;
+	struct content_src c = {.st = st, .err = err};
 	int r;
 
 	if (n->type != NODE_FILE)
 		return -EISDIR;
-	r = slot_get(st, n, &s, err);
-	if (r == 0 && s->reloc) {
-		struct obj_src src = {st, s->obj, err};
-
-		r = reloc_read(s->reloc, object_size(s->obj), prefix, strlen(prefix), off, len, buf,
-			       ret_n, obj_read, &src);
-		if (r == -ENOSPC)
-			err_set(err, r,
-				"prefix %s (%zu bytes) does not fit a binary slot of this file",
-				prefix, strlen(prefix));
-	} else if (r == 0) {
-		r = object_read(s->obj, st->dctx, off, len, buf, ret_n, err);
+	r = node_get(st, n, &rn, err);
+	if (!r)
+		r = image_get(st, &rn->image, &c.obj, err);
+	if (!r) {
+		c.base = rn->base;
+		c.len = rn->len;
+		if (rn->reloc) {
+			r = reloc_read(rn->reloc, c.len, prefix, strlen(prefix), off, len, buf,
+				       ret_n, reloc_source, &c);
+			if (r == -ENOSPC)
+				err_set(err, r,
+					"prefix %s (%zu bytes) does not fit a binary slot of this "
+					"file",
+					prefix, strlen(prefix));
+		} else {
+			r = content_read(&c, off, len, buf, ret_n);
+		}
 	}
 	if (r) {
-		/* A failed object is dropped so the next read tries afresh. */
-		for (int i = 0; i < READ_CACHE_SLOTS; i++)
-			if (st->slots[i].node == n->id)
-				slot_clear(&st->slots[i]);
+		/* Whatever failed is dropped so the next read tries afresh. */
+		if (rn) {
+			reloc_free(rn->reloc);
+			memset(rn, 0, sizeof(*rn));
+		}
+		for (int i = 0; i < READ_IMAGES; i++)
+			if (st->images[i].obj && c.obj == st->images[i].obj) {
+				object_close(st->images[i].obj);
+				st->images[i].obj = NULL;
+			}
 		return err_with_path(st, n, r, err);
 	}
 	return 0;

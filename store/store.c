@@ -5,6 +5,7 @@
  *   FORMAT         "condafs-store 1": a store of another format is refused
  *   catalog.db     the SQLite catalog (with -wal and -shm beside it)
  *   objects/xx/    object images, by the first byte of their key
+ *   tmp/           ingests' temporary directories (ingest.c, object.c)
  */
 #include "store_impl.h"
 
@@ -50,6 +51,8 @@ static int store_create(int fd, const char *dir, struct cfs_err *err)
 	char name[16];
 	int r, ffd;
 
+	if (mkdirat(fd, "tmp", 0700) < 0 && errno != EEXIST)
+		return err_set(err, -errno, "%s/tmp: %s", dir, strerror(errno));
 	if (mkdirat(fd, "objects", 0755) < 0 && errno != EEXIST)
 		return err_set(err, -errno, "%s/objects: %s", dir, strerror(errno));
 	for (int i = 0; i < 256; i++) {
@@ -154,11 +157,10 @@ void store_close(struct store *st)
 {
 	if (!st)
 		return;
-	for (int i = 0; i < READ_CACHE_SLOTS; i++) {
-		object_close(st->slots[i].obj);
-		reloc_free(st->slots[i].reloc);
-		free(st->slots[i].blob);
-	}
+	for (int i = 0; i < READ_NODES; i++)
+		reloc_free(st->nodes[i].reloc);
+	for (int i = 0; i < READ_IMAGES; i++)
+		object_close(st->images[i].obj);
 	catalog_close(st->cat);
 	ZSTD_freeDCtx(st->dctx);
 	if (st->fd >= 0)

@@ -12,15 +12,24 @@
 
 #include <zstd.h>
 
-#define READ_CACHE_SLOTS 16
+#define READ_NODES  16
+#define READ_IMAGES 8
 
-/* An opened file content kept between reads of the same node. */
-struct read_slot {
-	int64_t node;           /* 0: empty */
-	uint64_t used;          /* for LRU */
-	struct object *obj;
-	struct reloc *reloc;    /* NULL when not relocated */
-	uint8_t *blob;          /* owned copy of an inline image */
+/* Where the content of a recently read node is: kept between reads of the same file. */
+struct read_node {
+	int64_t node; /* 0: empty */
+	uint64_t used;
+	struct objkey image;
+	uint64_t base, len; /* the content within the image */
+	struct reloc *reloc; /* NULL when not relocated */
+};
+
+/* A recently read image, with its last decoded frame: the small files of one package
+ * share a pack frame, so an import decodes it once. */
+struct read_image {
+	struct object *obj; /* NULL: empty */
+	struct objkey key;
+	uint64_t used;
 };
 
 struct store {
@@ -30,7 +39,8 @@ struct store {
 	struct catalog *cat;
 	ZSTD_DCtx *dctx;
 	uint64_t clock;
-	struct read_slot slots[READ_CACHE_SLOTS];
+	struct read_node nodes[READ_NODES];
+	struct read_image images[READ_IMAGES];
 };
 
 #endif

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 int textfile_read(int dirfd, const char *path, const char *display, size_t max, char **ret,
-		  size_t *ret_len, struct cfs_err *err)
+                  size_t *ret_len, struct cfs_err *err)
 {
 	struct stat st;
 	char *buf = NULL;
@@ -37,7 +37,7 @@ int textfile_read(int dirfd, const char *path, const char *display, size_t max, 
 	}
 	if ((uintmax_t)st.st_size > max) {
 		r = err_set(err, -EFBIG, "%s: %jd bytes is more than the %zu a text input may have",
-			    display, (intmax_t)st.st_size, max);
+		            display, (intmax_t)st.st_size, max);
 		goto out;
 	}
 	size = (size_t)st.st_size;

@@ -17,6 +17,6 @@
  * file, else the errno of open/read.
  */
 int textfile_read(int dirfd, const char *path, const char *display, size_t max, char **ret,
-		  size_t *ret_len, struct cfs_err *err);
+                  size_t *ret_len, struct cfs_err *err);
 
 #endif

@@ -7,6 +7,7 @@
 #include "store_impl.h"
 
 #include "err.h"
+#include "pack.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -24,6 +25,12 @@ struct verify {
 	char key[33];
 	const char *problem;
 	struct cfs_err *err;
+	/* The pack being walked: objects come pack first, then its members. */
+	int64_t pack_id;
+	struct object *pack;
+	int pack_rc;
+	char pack_msg[sizeof(((struct cfs_err *)0)->msg)];
+	uint8_t *buf;
 };
 
 static int report_user(void *ctx, const char *env, int64_t node)
@@ -38,6 +45,31 @@ static int report_user(void *ctx, const char *env, int64_t node)
 	return 0;
 }
 
+/* A member's bytes, read from its pack, must hash to its key. */
+static int check_member(struct verify *v, const struct catalog_object *co, struct cfs_err *e)
+{
+	struct object_src src = {0};
+	struct objkey k;
+	size_t got;
+	int r;
+
+	if (co->pack != v->pack_id)
+		return err_set(e, -EBADMSG, "its pack is missing");
+	if (v->pack_rc)
+		return err_set(e, v->pack_rc, "in a bad pack: %s", v->pack_msg);
+	if (co->size > PACK_MEMBER_MAX)
+		return err_set(e, -EBADMSG, "member of %llu bytes", (unsigned long long)co->size);
+	r = object_read(v->pack, v->st->dctx, co->pack_off, (size_t)co->size, v->buf, &got, e);
+	if (r)
+		return r;
+	src.data = v->buf;
+	src.len = got;
+	object_hash(&src, &k);
+	if (got != co->size || memcmp(k.b, co->key.b, 16))
+		return err_set(e, -EBADMSG, "corrupt object: content does not match its key");
+	return 0;
+}
+
 static int check_object(void *ctx, const struct catalog_object *co)
 {
 	struct verify *v = ctx;
@@ -47,19 +79,33 @@ static int check_object(void *ctx, const struct catalog_object *co)
 
 	v->res.objects_checked++;
 	objkey_hex(&co->key, v->key);
-	r = object_open(v->st->fd, &co->key, co->blob, co->bloblen, &o, &e);
-	if (r == 0)
-		r = object_check(o, v->st->dctx, &e);
-	if (r == 0 && object_size(o) != co->size)
-		r = err_set(&e, -EBADMSG, "size %llu, catalog says %llu",
-			    (unsigned long long)object_size(o), (unsigned long long)co->size);
+	if (co->pack) {
+		r = check_member(v, co, &e);
+	} else {
+		r = object_open(v->st->fd, &co->key, &o, &e);
+		if (r == 0)
+			r = object_check(o, v->st->dctx, &e);
+		if (r == 0 && object_size(o) != co->size)
+			r = err_set(&e, -EBADMSG, "size %llu, catalog says %llu",
+				    (unsigned long long)object_size(o), (unsigned long long)co->size);
+		if (co->kind == OBJECT_PACK) {
+			/* Kept open for the members that follow. */
+			object_close(v->pack);
+			v->pack = o;
+			o = NULL;
+			v->pack_id = co->id;
+			v->pack_rc = r;
+			snprintf(v->pack_msg, sizeof(v->pack_msg), "%s", r ? e.msg : "");
+		}
+	}
 	object_close(o);
 	if (r == -EBADMSG) {
 		v->res.corrupt++;
 		v->problem = e.msg;
-		if (co->refs == 0) {
+		if (co->refs == 0 || co->kind == OBJECT_PACK) {
 			struct verify_problem p = {v->key, e.msg, NULL, NULL};
 
+			/* A bad pack is named here; its members name their users next. */
 			v->fn(v->ctx, &p);
 			return 0;
 		}
@@ -128,6 +174,9 @@ int store_verify(struct store *st, void (*fn)(void *ctx, const struct verify_pro
 	struct verify v = {.st = st, .fn = fn, .ctx = ctx, .err = err};
 	int r;
 
+	v.buf = malloc(PACK_MEMBER_MAX);
+	if (!v.buf)
+		return -ENOMEM;
 	/* One read transaction: a consistent view while ingests commit beside us. */
 	r = catalog_begin(st->cat, false, err);
 	if (r)
@@ -136,6 +185,8 @@ int store_verify(struct store *st, void (*fn)(void *ctx, const struct verify_pro
 	if (!r)
 		r = find_orphans(&v);
 	catalog_rollback(st->cat);
+	object_close(v.pack);
+	free(v.buf);
 	if (!r)
 		*ret = v.res;
 	return r;

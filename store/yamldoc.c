@@ -21,6 +21,12 @@
 /* conda-meta records reach a few MB (python's is 0.7 MB); lock files less. */
 #define YAMLDOC_MAX_BYTES (256u << 20)
 
+enum ynode_kind {
+	YNODE_SCALAR = 1,
+	YNODE_SEQ = 2,
+	YNODE_MAP = 3,
+};
+
 struct ynode {
 	enum ynode_kind kind;
 	bool null;
@@ -91,10 +97,9 @@ static int json_prepare(const char *in, size_t len, char **ret, size_t *ret_len)
 		if (in_dq) {
 			unsigned hi, lo;
 
-			if (c == '\\' && json_u_escape(in + i, len - i, &hi) &&
-			    hi >= 0xd800 && hi <= 0xdbff &&
-			    json_u_escape(in + i + 6, len - i - 6, &lo) && lo >= 0xdc00 &&
-			    lo <= 0xdfff) {
+			if (c == '\\' && json_u_escape(in + i, len - i, &hi) && hi >= 0xd800 &&
+			    hi <= 0xdbff && json_u_escape(in + i + 6, len - i - 6, &lo) &&
+			    lo >= 0xdc00 && lo <= 0xdfff) {
 				unsigned cp = 0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00);
 
 				o += (size_t)snprintf(out + o, cap - o, "\\U%08x", cp);
@@ -111,21 +116,21 @@ static int json_prepare(const char *in, size_t len, char **ret, size_t *ret_len)
 				o += (size_t)snprintf(out + o, cap - o, "\\x7f");
 				i++;
 			} else if (c == 0xc2 && i + 1 < len && (unsigned char)in[i + 1] >= 0x80 &&
-				   (unsigned char)in[i + 1] <= 0x9f) {
+			           (unsigned char)in[i + 1] <= 0x9f) {
 				o += (size_t)snprintf(out + o, cap - o, "\\x%02x",
-						      (unsigned char)in[i + 1]);
+				                      (unsigned char)in[i + 1]);
 				i += 2;
 			} else if (c == 0xe2 && i + 2 < len && (unsigned char)in[i + 1] == 0x80 &&
-				   ((unsigned char)in[i + 2] == 0xa8 ||
-				    (unsigned char)in[i + 2] == 0xa9)) {
+			           ((unsigned char)in[i + 2] == 0xa8 ||
+			            (unsigned char)in[i + 2] == 0xa9)) {
 				o += (size_t)snprintf(out + o, cap - o, "\\u20%02x",
-						      (unsigned char)in[i + 2] - 0x80u);
+				                      (unsigned char)in[i + 2] - 0x80u);
 				i += 3;
 			} else if (c == 0xef && i + 2 < len && (unsigned char)in[i + 1] == 0xbf &&
-				   ((unsigned char)in[i + 2] == 0xbe ||
-				    (unsigned char)in[i + 2] == 0xbf)) {
+			           ((unsigned char)in[i + 2] == 0xbe ||
+			            (unsigned char)in[i + 2] == 0xbf)) {
 				o += (size_t)snprintf(out + o, cap - o, "\\uff%02x",
-						      (unsigned char)in[i + 2] - 0x80u + 0xc0u);
+				                      (unsigned char)in[i + 2] - 0x80u + 0xc0u);
 				i += 3;
 			} else {
 				out[o++] = in[i++];
@@ -143,7 +148,7 @@ static int json_prepare(const char *in, size_t len, char **ret, size_t *ret_len)
 			continue;
 		}
 		if (c == '#' && (i == 0 || in[i - 1] == ' ' || in[i - 1] == '\t' ||
-				 in[i - 1] == '\n' || in[i - 1] == '\r')) {
+		                 in[i - 1] == '\n' || in[i - 1] == '\r')) {
 			while (i < len && in[i] != '\n')
 				out[o++] = in[i++];
 			key_end = SIZE_MAX;
@@ -200,8 +205,9 @@ static bool scalar_is_null(const yaml_node_t *node)
 }
 
 static int parse_error(const char *name, const char *kind, const yaml_parser_t *parser,
-		       const char *text, struct cfs_err *err)
+                       const char *text, struct cfs_err *err)
 {
+	const char *problem = parser->problem ? parser->problem : "cannot parse";
 	size_t line;
 
 	if (parser->error == YAML_MEMORY_ERROR)
@@ -211,13 +217,15 @@ static int parse_error(const char *name, const char *kind, const yaml_parser_t *
 		line = 1;
 		for (size_t i = 0; i < parser->problem_offset && text[i]; i++)
 			line += text[i] == '\n';
-	} else {
-		line = parser->problem_mark.line + 1;
+		return err_set(err, -EINVAL, "%s:%zu: invalid %s: %s", name, line, kind, problem);
 	}
-	return err_set(err, -EINVAL, "%s:%zu: invalid %s: %s%s%s%s", name, line, kind,
-		       parser->problem ? parser->problem : "cannot parse",
-		       parser->context ? " (" : "", parser->context ? parser->context : "",
-		       parser->context ? ")" : "");
+	line = parser->problem_mark.line + 1;
+	/* The problem is often found far from its cause (an unclosed '[' shows at the end of
+	 * the file): say where the construct began. */
+	if (parser->context)
+		return err_set(err, -EINVAL, "%s:%zu: invalid %s: %s (%s at line %zu)", name, line,
+		               kind, problem, parser->context, parser->context_mark.line + 1);
+	return err_set(err, -EINVAL, "%s:%zu: invalid %s: %s", name, line, kind, problem);
 }
 
 /* Build the ynode tree from the loaded libyaml document. */
@@ -235,9 +243,9 @@ static int build_tree(const char *name, struct yamldoc *d, struct cfs_err *err)
 		if (y->type == YAML_SEQUENCE_NODE)
 			add = (size_t)(y->data.sequence.items.top - y->data.sequence.items.start);
 		else if (y->type == YAML_MAPPING_NODE &&
-			 __builtin_mul_overflow(
-				 (size_t)(y->data.mapping.pairs.top - y->data.mapping.pairs.start),
-				 2, &add))
+		         __builtin_mul_overflow(
+		                 (size_t)(y->data.mapping.pairs.top - y->data.mapping.pairs.start),
+		                 2, &add))
 			return err_set(err, -ENOMEM, "%s: out of memory", name);
 		if (__builtin_add_overflow(nkids, add, &nkids))
 			return err_set(err, -ENOMEM, "%s: out of memory", name);
@@ -260,9 +268,9 @@ static int build_tree(const char *name, struct yamldoc *d, struct cfs_err *err)
 			/* A "\0" escape would silently cut every C string we hand out. */
 			if (memchr(y->data.scalar.value, 0, y->data.scalar.length))
 				return err_set(err, -EINVAL,
-					       "%s:%zu: a NUL character inside a string is not "
-					       "supported",
-					       name, n->line);
+				               "%s:%zu: a NUL character inside a string is not "
+				               "supported",
+				               name, n->line);
 			break;
 		case YAML_SEQUENCE_NODE:
 			n->kind = YNODE_SEQ;
@@ -290,7 +298,7 @@ static int build_tree(const char *name, struct yamldoc *d, struct cfs_err *err)
 }
 
 int yamldoc_parse(const char *name, const char *text, size_t len, struct yamldoc **ret,
-		  struct cfs_err *err)
+                  struct cfs_err *err)
 {
 	yaml_parser_t parser;
 	yaml_document_t extra;
@@ -331,7 +339,7 @@ int yamldoc_parse(const char *name, const char *text, size_t len, struct yamldoc
 
 		yaml_document_delete(&extra);
 		r = err_set(err, -EINVAL, "%s:%zu: a second YAML document; expected one", name,
-			    line);
+		            line);
 		goto out;
 	}
 	yaml_document_delete(&extra);
@@ -349,7 +357,7 @@ out:
 }
 
 int yamldoc_load(int dirfd, const char *path, const char *display, struct yamldoc **ret,
-		 struct cfs_err *err)
+                 struct cfs_err *err)
 {
 	char *text;
 	size_t len;
@@ -376,12 +384,7 @@ void yamldoc_free(struct yamldoc *doc)
 
 const struct ynode *yamldoc_root(const struct yamldoc *doc)
 {
-	return doc->root;
-}
-
-enum ynode_kind ynode_kind(const struct ynode *n)
-{
-	return n ? n->kind : 0;
+	return doc ? doc->root : NULL;
 }
 
 bool ynode_is_map(const struct ynode *n)

@@ -15,12 +15,6 @@
 struct yamldoc;
 struct ynode;
 
-enum ynode_kind {
-	YNODE_SCALAR = 1,
-	YNODE_SEQ = 2,
-	YNODE_MAP = 3,
-};
-
 /*
  * Parse text (len bytes, need not be NUL-terminated) as one YAML document; text whose
  * first character is '{' or '[' is read as JSON. name is used in messages, which read
@@ -28,21 +22,20 @@ enum ynode_kind {
  * the call.
  */
 int yamldoc_parse(const char *name, const char *text, size_t len, struct yamldoc **ret,
-		  struct cfs_err *err);
+                  struct cfs_err *err);
 
 /* Read path (relative to dirfd, or AT_FDCWD) and parse it; display names it in messages. */
 int yamldoc_load(int dirfd, const char *path, const char *display, struct yamldoc **ret,
-		 struct cfs_err *err);
+                 struct cfs_err *err);
 
 void yamldoc_free(struct yamldoc *doc);
 
-/* NULL when the text holds no document (empty, or only comments). Nodes live as long as
- * the document. */
+/* NULL when the text holds no document (empty, or only comments), or doc is NULL. Nodes
+ * live as long as the document. */
 const struct ynode *yamldoc_root(const struct yamldoc *doc);
 
 /* Every accessor below takes NULL and then answers NULL, 0 or false, so lookups chain:
  * ynode_str(ynode_get(ynode_get(root, "metadata"), "platforms")). */
-enum ynode_kind ynode_kind(const struct ynode *n);
 bool ynode_is_map(const struct ynode *n);
 bool ynode_is_seq(const struct ynode *n);
 /* 1-based line where the node starts. */

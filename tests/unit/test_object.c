@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
  * Object images: round trips of every frame kind (zstd, raw, zero, holes), range reads at
- * every frame boundary, inline versus file images, byte-for-byte comparison, and detection
- * of a corrupt or truncated image.
+ * every frame boundary, the temporary-directory write protocol, byte-for-byte comparison,
+ * detection of a corrupt or truncated image, and the packer's layout.
  */
 #include "object.h"
+#include "pack.h"
 #include "test.h"
 
 #include <errno.h>
@@ -15,7 +16,8 @@
 #include <unistd.h>
 
 static char dir[] = "/tmp/condafs-test-object-XXXXXX";
-static int store_fd;
+static int store_fd, tmp_fd = -1;
+static char tmp_name[64];
 
 static uint64_t rng = 88172645463325252ull;
 static uint64_t next(void)
@@ -37,30 +39,32 @@ static void make_store(void)
 		snprintf(name, sizeof(name), "objects/%02x", i);
 		CHECK(mkdirat(store_fd, name, 0755) == 0);
 	}
+	CHECK(object_tmp_open(store_fd, &tmp_fd, tmp_name, NULL) == 0);
 }
 
-/* Store src, read it back whole and in random ranges, and compare. */
+/* Write src, publish it, read it back whole and in random ranges, and compare. */
 static void round_trip(struct object_writer *w, ZSTD_DCtx *dctx, const struct object_src *src,
-		       const uint8_t *expect, bool want_inline)
+		       const uint8_t *expect)
 {
 	struct cfs_err err = {{0}};
 	struct objkey key;
 	struct object *o = NULL;
-	uint8_t *blob = NULL, *buf = malloc(src->len + 1);
-	uint64_t stored = 0;
+	uint8_t *buf = malloc(src->len + 1);
+	uint64_t stored = 0, again = 0;
 	size_t got = 0;
 	int r;
 
 	object_hash(src, &key);
-	r = object_write(w, store_fd, &key, src, &blob, &stored, &err);
+	r = object_write(w, &key, src, &stored, &err);
 	CHECK(r == 0);
-	if (r) {
+	CHECK(object_publish(w, &err) == 0);
+	if (r || object_open(store_fd, &key, &o, &err)) {
 		fprintf(stderr, "%s\n", err.msg);
+		CHECK(0);
 		free(buf);
 		return;
 	}
-	CHECK((blob != NULL) == want_inline);
-	CHECK(object_open(store_fd, &key, blob, blob ? stored : 0, &o, &err) == 0);
+	CHECK(object_image_size(o) == stored);
 	CHECK(object_size(o) == src->len);
 	CHECK(object_read(o, dctx, 0, src->len, buf, &got, &err) == 0);
 	CHECK(got == src->len);
@@ -73,17 +77,12 @@ static void round_trip(struct object_writer *w, ZSTD_DCtx *dctx, const struct ob
 		CHECK(got == (len < src->len - off ? len : src->len - off));
 		CHECK(memcmp(buf, expect + off, got) == 0);
 	}
-	CHECK(object_compare(o, dctx, src, &err) == 0);
+	CHECK(object_compare(o, dctx, 0, src, &err) == 0);
 	CHECK(object_check(o, dctx, &err) == 0);
-	/* Writing the same key again finds the file and compares it. */
-	if (!blob) {
-		uint8_t *blob2 = NULL;
-
-		CHECK(object_write(w, store_fd, &key, src, &blob2, &stored, &err) == 0);
-		CHECK(blob2 == NULL);
-	}
+	/* Writing the same key again finds the stored image and compares it. */
+	CHECK(object_write(w, &key, src, &again, &err) == 0);
+	CHECK(again == stored);
 	object_close(o);
-	free(blob);
 	free(buf);
 }
 
@@ -101,17 +100,14 @@ static void test_kinds(struct object_writer *w, ZSTD_DCtx *dctx)
 	memset(data + 2 * OBJECT_FRAME_SIZE, 0, OBJECT_FRAME_SIZE);
 	for (size_t i = 4 * OBJECT_FRAME_SIZE; i < len; i++)
 		data[i] = (uint8_t)next();
-	round_trip(w, dctx, &src, data, false);
-
-	/* small contents are inline, empty too */
+	round_trip(w, dctx, &src, data);
 	src.len = 100;
-	round_trip(w, dctx, &src, data, true);
+	round_trip(w, dctx, &src, data);
 	src.len = 0;
-	round_trip(w, dctx, &src, data, true);
-	/* a small incompressible content is too big to inline */
+	round_trip(w, dctx, &src, data);
 	src.data = data + OBJECT_FRAME_SIZE;
 	src.len = 8000;
-	round_trip(w, dctx, &src, data + OBJECT_FRAME_SIZE, false);
+	round_trip(w, dctx, &src, data + OBJECT_FRAME_SIZE);
 	free(data);
 }
 
@@ -127,7 +123,7 @@ static void test_holes(struct object_writer *w, ZSTD_DCtx *dctx)
 	for (int e = 0; e < 2; e++)
 		for (uint64_t i = ext[e][0]; i < ext[e][1]; i++)
 			data[i] = expect[i] = (uint8_t)(i * 7);
-	round_trip(w, dctx, &src, expect, false);
+	round_trip(w, dctx, &src, expect);
 	free(data);
 	free(expect);
 }
@@ -135,7 +131,7 @@ static void test_holes(struct object_writer *w, ZSTD_DCtx *dctx)
 static void test_corrupt(struct object_writer *w, ZSTD_DCtx *dctx)
 {
 	size_t len = 3 * OBJECT_FRAME_SIZE;
-	uint8_t *data = malloc(len), *blob = NULL;
+	uint8_t *data = malloc(len), b;
 	struct object_src src = {data, len, NULL, 0};
 	struct cfs_err err = {{0}};
 	struct object *o = NULL;
@@ -143,40 +139,111 @@ static void test_corrupt(struct object_writer *w, ZSTD_DCtx *dctx)
 	uint64_t stored;
 	char path[48];
 	struct stat sb;
+	off_t at;
 	int fd;
 
 	for (size_t i = 0; i < len; i++)
 		data[i] = (uint8_t)(i % 251 < 100 ? 'a' : next());
 	object_hash(&src, &key);
-	CHECK(object_write(w, store_fd, &key, &src, &blob, &stored, &err) == 0);
+	CHECK(object_write(w, &key, &src, &stored, &err) == 0);
+	CHECK(object_publish(w, &err) == 0);
 	objkey_path(&key, path);
 	/* Flip one byte in the middle of the second frame's compressed data. */
-	CHECK(fchmodat(store_fd, path, 0644, 0) == 0);
 	fd = openat(store_fd, path, O_RDWR);
 	CHECK(fd >= 0);
 	CHECK(fstat(fd, &sb) == 0);
-	uint8_t b;
-	off_t at = sb.st_size / 2;
+	at = sb.st_size / 2;
 	CHECK(pread(fd, &b, 1, at) == 1);
 	b ^= 0x55;
 	CHECK(pwrite(fd, &b, 1, at) == 1);
-	CHECK(object_open(store_fd, &key, NULL, 0, &o, &err) == 0);
+	CHECK(object_open(store_fd, &key, &o, &err) == 0);
 	CHECK(object_check(o, dctx, &err) == -EBADMSG);
 	CHECK(strstr(err.msg, path) != NULL);
 	object_close(o);
 	/* Truncated: refused at open. */
 	CHECK(ftruncate(fd, sb.st_size - 10) == 0);
-	CHECK(object_open(store_fd, &key, NULL, 0, &o, &err) == -EBADMSG);
+	CHECK(object_open(store_fd, &key, &o, &err) == -EBADMSG);
 	close(fd);
 	/* Missing. */
 	CHECK(unlinkat(store_fd, path, 0) == 0);
-	CHECK(object_open(store_fd, &key, NULL, 0, &o, &err) == -EBADMSG);
+	CHECK(object_open(store_fd, &key, &o, &err) == -EBADMSG);
 	CHECK(strstr(err.msg, "missing") != NULL);
-	/* A different content under an existing key is refused, never merged. */
-	CHECK(object_write(w, store_fd, &key, &src, &blob, &stored, &err) == 0);
+	/* A different content under a stored key is refused, never merged: when it is
+	 * written, and when it is published after the other appeared. */
+	CHECK(object_write(w, &key, &src, &stored, &err) == 0);
+	CHECK(object_publish(w, &err) == 0);
 	data[5] ^= 1;
-	CHECK(object_write(w, store_fd, &key, &src, &blob, &stored, &err) == -EBADMSG);
+	CHECK(object_write(w, &key, &src, &stored, &err) == -EBADMSG);
+	CHECK(unlinkat(store_fd, path, 0) == 0);
+	CHECK(object_write(w, &key, &src, &stored, &err) == 0);
+	data[5] ^= 1;
+	/* The same key written twice into one temporary directory: the second is skipped. */
+	CHECK(object_write(w, &key, &src, &stored, &err) == 0);
+	CHECK(object_publish(w, &err) == 0);
 	free(data);
+}
+
+static void test_publish_race(void)
+{
+	uint8_t data[5000];
+	struct object_src src = {data, sizeof(data), NULL, 0};
+	struct object_writer *a = NULL, *b = NULL;
+	char name_b[64];
+	int tmp_b = -1;
+	struct objkey key;
+	uint64_t stored;
+	struct cfs_err err;
+	char hex[33];
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 13);
+	object_hash(&src, &key);
+	/* Two ingests write the same content; the second to publish compares, keeps one. */
+	CHECK(object_tmp_open(store_fd, &tmp_b, name_b, NULL) == 0);
+	CHECK(object_writer_new(store_fd, tmp_fd, &a) == 0);
+	CHECK(object_writer_new(store_fd, tmp_b, &b) == 0);
+	CHECK(object_write(a, &key, &src, &stored, &err) == 0);
+	CHECK(object_write(b, &key, &src, &stored, &err) == 0);
+	CHECK(object_publish(a, &err) == 0);
+	CHECK(object_publish(b, &err) == 0);
+	objkey_hex(&key, hex);
+	CHECK(faccessat(tmp_b, hex, F_OK, 0) != 0); /* b's copy compared, then dropped */
+	object_writer_free(a);
+	object_writer_free(b);
+	object_tmp_close(store_fd, tmp_b, name_b);
+	CHECK(faccessat(store_fd, "tmp", F_OK, 0) == 0);
+}
+
+static void test_packer(void)
+{
+	struct packer *p = NULL;
+	struct objkey k[4];
+	const char *names[4] = {"lib/a.py", "bin/x", "lib/b.py", "lib/c.txt"};
+	uint8_t content[4][100];
+	size_t npacks, pack;
+	uint64_t off, len;
+
+	CHECK(packer_new(&p) == 0);
+	for (int i = 0; i < 4; i++) {
+		struct object_src s = {content[i], 50 + (size_t)i, NULL, 0};
+
+		memset(content[i], 'a' + i, sizeof(content[i]));
+		object_hash(&s, &k[i]);
+		CHECK(packer_add(p, &k[i], content[i], s.len, names[i]) == 0);
+	}
+	CHECK(packer_add(p, &k[2], content[2], 52, "other/name.py") == 0); /* duplicate */
+	CHECK(packer_layout(p, &npacks) == 0);
+	CHECK(npacks == 1);
+	CHECK(packer_pack_len(p, 0) == 50 + 51 + 52 + 53);
+	for (int i = 0; i < 4; i++) {
+		CHECK(packer_find(p, &k[i], &pack, &off, &len) == 0);
+		CHECK(len == 50 + (size_t)i);
+		CHECK(memcmp(packer_member_data(p, pack, off), content[i], len) == 0);
+	}
+	/* Ordered by extension then name: bin/x (no extension), a.py, b.py, c.txt. */
+	CHECK(packer_find(p, &k[1], &pack, &off, &len) == 0 && off == 0);
+	CHECK(packer_find(p, &k[0], &pack, &off, &len) == 0 && off == 51);
+	packer_free(p);
 }
 
 int main(void)
@@ -186,11 +253,14 @@ int main(void)
 	char cmd[128];
 
 	make_store();
-	CHECK(object_writer_new(&w) == 0);
+	CHECK(object_writer_new(store_fd, tmp_fd, &w) == 0);
 	test_kinds(w, dctx);
 	test_holes(w, dctx);
 	test_corrupt(w, dctx);
+	test_publish_race();
+	test_packer();
 	object_writer_free(w);
+	object_tmp_close(store_fd, tmp_fd, tmp_name);
 	ZSTD_freeDCtx(dctx);
 	close(store_fd);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

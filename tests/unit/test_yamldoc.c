@@ -25,17 +25,17 @@ static void test_yaml(void)
 {
 	struct cfs_err err = {{0}};
 	struct yamldoc *doc = parse("# a comment\n"
-				    "name: env\n"
-				    "version: 1.10\n"
-				    "quoted: '1.10'\n"
-				    "nothing:\n"
-				    "tilde: ~\n"
-				    "word: \"null\"\n"
-				    "empty: ''\n"
-				    "list:\n"
-				    "  - a\n"
-				    "  - {pip: [x, y]}\n",
-				    &err);
+	                            "name: env\n"
+	                            "version: 1.10\n"
+	                            "quoted: '1.10'\n"
+	                            "nothing:\n"
+	                            "tilde: ~\n"
+	                            "word: \"null\"\n"
+	                            "empty: ''\n"
+	                            "list:\n"
+	                            "  - a\n"
+	                            "  - {pip: [x, y]}\n",
+	                            &err);
 	const struct ynode *root, *list;
 
 	CHECK(doc != NULL);
@@ -86,8 +86,8 @@ static void test_json(void)
 
 	/* "\/" escapes, tabs (a leading one too), no blank after ':' */
 	doc = parse("\t{\n\t\"url\":\t\"https:\\/\\/channel.example.invalid\\/main\",\n"
-		    "\t\"n\":[1,\t2]}",
-		    &err);
+	            "\t\"n\":[1,\t2]}",
+	            &err);
 	CHECK(doc != NULL);
 	root = yamldoc_root(doc);
 	CHECK_STR(ynode_str(ynode_get(root, "url")), "https://channel.example.invalid/main");
@@ -105,14 +105,15 @@ static void test_json(void)
 
 	/* Raw characters JSON allows in strings and libyaml refuses or folds. */
 	doc = parse("{\"del\": \"a\x7f\", \"c1\": \"\xc2\x80\xc2\x9f\", \"nel\": \"a\xc2\x85"
-		    "b\",\n \"ls\": \"a\xe2\x80\xa8\xe2\x80\xa9\", \"nc\": \"\xef\xbf\xbe\xef\xbf\xbf\"}",
-		    &err);
+	            "b\",\n \"ls\": \"a\xe2\x80\xa8\xe2\x80\xa9\", \"nc\": "
+	            "\"\xef\xbf\xbe\xef\xbf\xbf\"}",
+	            &err);
 	CHECK(doc != NULL);
 	root = yamldoc_root(doc);
 	CHECK_STR(ynode_str(ynode_get(root, "del")), "a\x7f");
 	CHECK_STR(ynode_str(ynode_get(root, "c1")), "\xc2\x80\xc2\x9f");
 	CHECK_STR(ynode_str(ynode_get(root, "nel")), "a\xc2\x85"
-						      "b");
+	                                             "b");
 	CHECK_STR(ynode_str(ynode_get(root, "ls")), "a\xe2\x80\xa8\xe2\x80\xa9");
 	CHECK_STR(ynode_str(ynode_get(root, "nc")), "\xef\xbf\xbe\xef\xbf\xbf");
 	CHECK(ynode_line(ynode_get(root, "ls")) == 2);
@@ -163,13 +164,15 @@ static void check_error(const char *text, const char *want, int want_rc)
 
 static void test_errors(void)
 {
-	check_error("a: 1\nb: [1, 2\nc: 3\n", "t.yml:3: invalid YAML: did not find expected ',' or ']'",
-		    -EINVAL);
+	check_error("a: 1\nb: [1, 2\nc: 3\n",
+	            "t.yml:3: invalid YAML: did not find expected ',' or ']' (while parsing a flow "
+	            "sequence at line 2)",
+	            -EINVAL);
 	check_error("a: 1\n b: 2\n", "t.yml:2: invalid YAML: mapping values are not allowed",
-		    -EINVAL);
+	            -EINVAL);
 	/* the reader reports an offset; the line is still right */
 	check_error("a: 1\nb: 2\nc: \xff\n", "t.yml:3: invalid YAML: invalid leading UTF-8 octet",
-		    -EINVAL);
+	            -EINVAL);
 	check_error("{\n\"a\": 1,\n\"b\" 2\n}", "t.yml:3: invalid JSON:", -EINVAL);
 	check_error("{\"a\": \"x\\u0000y\"}", "t.yml:1: a NUL character", -EINVAL);
 	check_error("a: 1\n---\nb: 2\n", "t.yml:2: a second YAML document", -EINVAL);
@@ -179,15 +182,15 @@ static void test_errors(void)
 static void test_load(void)
 {
 	static const char *const records[] = {
-		"conda/conda-meta/conda-25.1_osx-arm64/bzip2-1.0.8-h99b78c6_7.json",
-		"conda/conda-meta/conda-25.1_osx-arm64/libffi-3.4.2-h3422bc3_5.json",
-		"conda/conda-meta/conda-25.1_osx-arm64/libzlib-1.3.1-h8359307_2.json",
-		"conda/conda-meta/conda-25.1_osx-arm64/pip-25.0.1-pyh145f28c_0.json",
-		"conda/conda-meta/conda-25.1_osx-arm64/python-3.13.2-hfd29fff_1_cp313t.json",
-		"conda/conda-meta/conda-4.x_osx-64/pip-10.0.1-py27_0.json",
-		"conda/conda-meta/conda-4.x_osx-64/zlib-1.2.11-hf3cbc9b_2.json",
-		"conda/conda-meta/micromamba_win-64/requests-2.28.2-pyhd8ed1ab_0.json",
-		"conda/conda-meta/rattler_osx-arm64/libsqlite-3.45.3-h091b4b1_0.json",
+	        "conda/conda-meta/conda-25.1_osx-arm64/bzip2-1.0.8-h99b78c6_7.json",
+	        "conda/conda-meta/conda-25.1_osx-arm64/libffi-3.4.2-h3422bc3_5.json",
+	        "conda/conda-meta/conda-25.1_osx-arm64/libzlib-1.3.1-h8359307_2.json",
+	        "conda/conda-meta/conda-25.1_osx-arm64/pip-25.0.1-pyh145f28c_0.json",
+	        "conda/conda-meta/conda-25.1_osx-arm64/python-3.13.2-hfd29fff_1_cp313t.json",
+	        "conda/conda-meta/conda-4.x_osx-64/pip-10.0.1-py27_0.json",
+	        "conda/conda-meta/conda-4.x_osx-64/zlib-1.2.11-hf3cbc9b_2.json",
+	        "conda/conda-meta/micromamba_win-64/requests-2.28.2-pyhd8ed1ab_0.json",
+	        "conda/conda-meta/rattler_osx-arm64/libsqlite-3.45.3-h091b4b1_0.json",
 	};
 	struct cfs_err err = {{0}};
 	struct yamldoc *doc;
@@ -213,7 +216,8 @@ static void test_load(void)
 		yamldoc_free(doc);
 	}
 
-	path = testfs_fixture("conda/conda-meta/conda-25.1_osx-arm64/python-3.13.2-hfd29fff_1_cp313t.json");
+	path = testfs_fixture(
+	        "conda/conda-meta/conda-25.1_osx-arm64/python-3.13.2-hfd29fff_1_cp313t.json");
 	doc = NULL;
 	CHECK(yamldoc_load(AT_FDCWD, path, path, &doc, &err) == 0);
 	if (doc) {
@@ -223,21 +227,22 @@ static void test_load(void)
 		CHECK(ynode_count(ynode_get(root, "files")) == 1875);
 		CHECK(ynode_count(paths) == 1875);
 		CHECK_STR(ynode_str(ynode_get(root, "python_site_packages_path")),
-			  "lib/python3.13t/site-packages");
+		          "lib/python3.13t/site-packages");
 		CHECK_STR(ynode_str(ynode_get(root, "requested_spec")), "python=3.13");
 	}
 	yamldoc_free(doc);
 	free(path);
 
 	/* micromamba writes Windows paths with escaped backslashes, and JSON nulls */
-	path = testfs_fixture("conda/conda-meta/micromamba_win-64/requests-2.28.2-pyhd8ed1ab_0.json");
+	path = testfs_fixture(
+	        "conda/conda-meta/micromamba_win-64/requests-2.28.2-pyhd8ed1ab_0.json");
 	doc = NULL;
 	CHECK(yamldoc_load(AT_FDCWD, path, path, &doc, &err) == 0);
 	if (doc) {
 		const struct ynode *root = yamldoc_root(doc);
 
 		CHECK_STR(ynode_str(ynode_item(ynode_get(root, "files"), 0)),
-			  "Lib\\site-packages\\requests-2.28.2.dist-info\\INSTALLER");
+		          "Lib\\site-packages\\requests-2.28.2.dist-info\\INSTALLER");
 		CHECK(ynode_get(root, "requested_spec") != NULL);
 		CHECK(ynode_str(ynode_get(root, "requested_spec")) == NULL);
 	}

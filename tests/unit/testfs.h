@@ -26,10 +26,10 @@ static inline void testfs_die(const char *what, const char *path)
 /* A new directory under $TMPDIR (or /tmp); the caller frees the string. */
 static inline char *testfs_mkdtemp(void)
 {
-	const char *tmp = getenv("TMPDIR");
+	const char *base = getenv("TMPDIR");
 	char *dir;
 
-	if (asprintf(&dir, "%s/condafs-test-XXXXXX", tmp && *tmp ? tmp : "/tmp") < 0)
+	if (asprintf(&dir, "%s/condafs-test-XXXXXX", base && *base ? base : "/tmp") < 0)
 		testfs_die("asprintf", "");
 	if (!mkdtemp(dir))
 		testfs_die("mkdtemp", dir);
@@ -80,7 +80,7 @@ testfs_write(const char *dir, const char *text, const char *fmt, ...)
 
 /* "<dir>/<name>", malloc'd. */
 __attribute__((format(printf, 2, 3))) static inline char *testfs_path(const char *dir,
-								       const char *fmt, ...)
+                                                                      const char *fmt, ...)
 {
 	char *name, *path;
 	va_list ap;
