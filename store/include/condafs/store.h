@@ -140,6 +140,9 @@ int store_env_find(struct store *st, const char *name, struct store_env *ret,
 		   struct cfs_err *err);
 int store_env_packages(struct store *st, const struct store_env *env, struct pkgset **ret,
 		       struct cfs_err *err);
+/* Take an environment out of the catalog in one transaction; readers see it whole or not
+ * at all. Its objects stay until garbage collection frees those nobody uses. */
+int store_env_remove(struct store *st, const struct store_env *env, struct cfs_err *err);
 /* Bytes stored only for this environment: what removing it would free. */
 int store_env_unique_bytes(struct store *st, const struct store_env *env, uint64_t *ret,
 			   struct cfs_err *err);
