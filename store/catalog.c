@@ -178,6 +178,7 @@ static int stmt(struct catalog *c, enum stmt_id id, sqlite3_stmt **ret, struct c
 {
 	int rc;
 
+	*ret = NULL;
 	if (!c->stmt[id]) {
 		rc = sqlite3_prepare_v3(c->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
 					&c->stmt[id], NULL);

@@ -384,10 +384,10 @@ static int dir_names(int fd, const char *suffix, struct strlist *names)
 	int r = 0;
 
 	if (fd < 0)
-		return -errno;
+		return neg_errno();
 	d = fdopendir(fd);
 	if (!d) {
-		r = -errno;
+		r = neg_errno();
 		close(fd);
 		return r;
 	}
@@ -401,7 +401,7 @@ static int dir_names(int fd, const char *suffix, struct strlist *names)
 			break;
 	}
 	if (!r && errno)
-		r = -errno;
+		r = neg_errno();
 	closedir(d);
 	if (!r && names->n)
 		qsort(names->v, names->n, sizeof(*names->v), str_cmp);
@@ -429,7 +429,7 @@ static int scan_pip(struct reader *rd, int pfd, struct cfs_err *err)
 	if (libfd < 0 && (errno == ENOENT || errno == ENOTDIR))
 		return 0;
 	if (libfd < 0)
-		return err_set(err, -errno, "%s/lib: %s", rd->prefix, strerror(errno));
+		return err_set(err, neg_errno(), "%s/lib: %s", rd->prefix, strerror(errno));
 	r = dir_names(libfd, "", &pydirs);
 	if (r < 0) {
 		r = err_set(err, r, "%s/lib: %s", rd->prefix, strerror(-r));
@@ -452,7 +452,7 @@ static int scan_pip(struct reader *rd, int pfd, struct cfs_err *err)
 			continue;
 		}
 		if (spfd < 0) {
-			r = err_set(err, -errno, "%s/%s: %s", rd->prefix, sp, strerror(errno));
+			r = err_set(err, neg_errno(), "%s/%s: %s", rd->prefix, sp, strerror(errno));
 			free(sp);
 			goto out;
 		}
@@ -489,13 +489,13 @@ int condameta_read(const char *prefix, struct condameta **ret, struct cfs_err *e
 
 	pfd = open(prefix, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (pfd < 0)
-		return err_set(err, -errno, "%s: %s", prefix, strerror(errno));
+		return err_set(err, neg_errno(), "%s: %s", prefix, strerror(errno));
 	if (fstatat(pfd, "conda-meta/history", &st, 0) < 0) {
 		if (errno == ENOENT || errno == ENOTDIR)
 			r = err_set(err, -EINVAL,
 			            "not a conda prefix: %s/conda-meta/history: missing", prefix);
 		else
-			r = err_set(err, -errno, "%s/conda-meta/history: %s", prefix,
+			r = err_set(err, neg_errno(), "%s/conda-meta/history: %s", prefix,
 			            strerror(errno));
 		goto out;
 	}
@@ -512,7 +512,7 @@ int condameta_read(const char *prefix, struct condameta **ret, struct cfs_err *e
 	}
 	metafd = open_dir(pfd, "conda-meta");
 	if (metafd < 0) {
-		r = err_set(err, -errno, "%s/conda-meta: %s", prefix, strerror(errno));
+		r = err_set(err, neg_errno(), "%s/conda-meta: %s", prefix, strerror(errno));
 		goto out;
 	}
 	r = dir_names(dup_cloexec(metafd), ".json", &records);

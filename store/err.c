@@ -7,14 +7,13 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-int err_set(struct cfs_err *err, int rc, const char *fmt, ...)
+void err_format(struct cfs_err *err, const char *fmt, ...)
 {
 	va_list ap;
 
 	if (!err)
-		return rc;
+		return;
 	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
-	return rc;
 }

@@ -7,8 +7,30 @@
 
 #include "condafs/store.h"
 
-/* Formats the message into err (if not NULL) and returns rc, so callers can write
- * `return err_set(err, -EINVAL, "%s: not a lock", path);`. */
-int err_set(struct cfs_err *err, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#include <errno.h>
+#include <stdarg.h>
+
+/* Formats the message into err (if not NULL). */
+void err_format(struct cfs_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Formats the message and yields rc, so callers can write
+ * `return err_set(err, -EINVAL, "%s: not a lock", path);`. rc is evaluated first, before
+ * formatting can change errno; a macro so that static analysis sees the value is rc.
+ */
+#define err_set(err, rc, ...)                        \
+	__extension__({                              \
+		int err_set_rc_ = (rc);              \
+		err_format((err), __VA_ARGS__);      \
+		err_set_rc_;                         \
+	})
+
+/* -errno after a failed call, never 0: what every error path returns. */
+static inline int neg_errno(void)
+{
+	int e = errno;
+
+	return e > 0 && e < 4096 ? -e : -EIO;
+}
 
 #endif

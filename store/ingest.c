@@ -192,7 +192,7 @@ static int read_symlink(struct ingest *in, int dfd, struct inode *n, struct cfs_
 	int r;
 
 	if (len < 0)
-		return err_set(err, -errno, "%s/%s: %s", in->prefix, n->rel, strerror(errno));
+		return err_set(err, neg_errno(), "%s/%s: %s", in->prefix, n->rel, strerror(errno));
 	if ((size_t)len == sizeof(buf))
 		return err_set(err, -ENAMETOOLONG, "%s/%s: link target too long", in->prefix,
 			       n->rel);
@@ -229,7 +229,7 @@ static int walk_dir(struct ingest *in, uint32_t i, struct cfs_err *err)
 	int r = 0;
 
 	if (dfd < 0)
-		return err_set(err, -errno, "%s/%s: %s", in->prefix, rel, strerror(errno));
+		return err_set(err, neg_errno(), "%s/%s: %s", in->prefix, rel, strerror(errno));
 	d = fdopendir(dfd);
 	if (!d) {
 		close(dfd);
@@ -242,7 +242,7 @@ static int walk_dir(struct ingest *in, uint32_t i, struct cfs_err *err)
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
 		if (fstatat(dfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
-			r = err_set(err, -errno, "%s/%s%s%s: %s", in->prefix, rel, *rel ? "/" : "",
+			r = err_set(err, neg_errno(), "%s/%s%s%s: %s", in->prefix, rel, *rel ? "/" : "",
 				    de->d_name, strerror(errno));
 			goto out;
 		}
@@ -277,7 +277,7 @@ static int walk_dir(struct ingest *in, uint32_t i, struct cfs_err *err)
 		}
 	}
 	if (errno) {
-		r = err_set(err, -errno, "%s/%s: %s", in->prefix, rel, strerror(errno));
+		r = err_set(err, neg_errno(), "%s/%s: %s", in->prefix, rel, strerror(errno));
 		goto out;
 	}
 	/* name pointers point into rel, which does not move with the array */
@@ -334,7 +334,7 @@ static int walk(struct ingest *in, struct cfs_err *err)
 	int r;
 
 	if (fstat(in->root_fd, &sb) < 0)
-		return err_set(err, -errno, "%s: %s", in->prefix, strerror(errno));
+		return err_set(err, neg_errno(), "%s: %s", in->prefix, strerror(errno));
 	r = add_node(in, &top);
 	if (r)
 		return r;
@@ -417,10 +417,10 @@ static int find_extents(struct fileread *f)
 		off_t data = lseek(f->fd, pos, SEEK_DATA), hole;
 
 		if (data < 0)
-			return errno == ENXIO ? 0 : -errno;
+			return errno == ENXIO ? 0 : neg_errno();
 		hole = lseek(f->fd, data, SEEK_HOLE);
 		if (hole < 0)
-			return -errno;
+			return neg_errno();
 		if (f->nextents == cap) {
 			void *v;
 
@@ -461,7 +461,7 @@ static int read_small(struct fileread *f, struct rbuf *b)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
-			return -errno;
+			return neg_errno();
 		if (r == 0)
 			return -EAGAIN; /* shorter than it was: it changed */
 		done += (size_t)r;
@@ -479,10 +479,10 @@ static int open_file(struct ingest *in, struct inode *n, struct fileread *f, str
 
 	f->fd = openat(in->root_fd, n->rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (f->fd < 0)
-		return err_set(err, -errno, "%s/%s: cannot read: %s", in->prefix, n->rel,
+		return err_set(err, neg_errno(), "%s/%s: cannot read: %s", in->prefix, n->rel,
 			       strerror(errno));
 	if (fstat(f->fd, &sb) < 0)
-		return err_set(err, -errno, "%s/%s: %s", in->prefix, n->rel, strerror(errno));
+		return err_set(err, neg_errno(), "%s/%s: %s", in->prefix, n->rel, strerror(errno));
 	if (!same_stat(n, &sb))
 		return err_set(err, -EAGAIN, "%s/%s: file changed while the prefix was read",
 			       in->prefix, n->rel);
@@ -508,7 +508,7 @@ static int open_file(struct ingest *in, struct inode *n, struct fileread *f, str
 	/* Populated in one call: faulting page by page costs more than the hash. */
 	map = mmap(NULL, f->len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, f->fd, 0);
 	if (map == MAP_FAILED)
-		return err_set(err, -errno, "%s/%s: cannot map: %s", in->prefix, n->rel,
+		return err_set(err, neg_errno(), "%s/%s: cannot map: %s", in->prefix, n->rel,
 			       strerror(errno));
 	f->data = map;
 	f->mapped = true;
@@ -556,7 +556,8 @@ static int defer_compare(struct ingest *in, uint32_t node, const struct catalog_
 
 	if (!d.data)
 		return -ENOMEM;
-	memcpy(d.data, src->data, src->len);
+	if (src->len)
+		memcpy(d.data, src->data, src->len);
 	pthread_mutex_lock(&in->lock);
 	if (in->ndeferred == in->capdeferred) {
 		size_t cap = in->capdeferred ? 2 * in->capdeferred : 1024;
@@ -838,12 +839,12 @@ static int publish(struct ingest *in, int nthreads, struct cfs_err *err)
 	int r = 0;
 
 	if (syncfs(in->tmp_fd) < 0)
-		return err_set(err, -errno, "%s: cannot sync the store: %s", in->st->dir,
+		return err_set(err, neg_errno(), "%s: cannot sync the store: %s", in->st->dir,
 			       strerror(errno));
 	for (int i = 0; !r && i < nthreads; i++)
 		r = object_publish(in->writers[i], err);
 	if (!r && syncfs(in->st->fd) < 0)
-		r = err_set(err, -errno, "%s: cannot sync the store: %s", in->st->dir,
+		r = err_set(err, neg_errno(), "%s: cannot sync the store: %s", in->st->dir,
 			    strerror(errno));
 	return r;
 }
@@ -1111,11 +1112,12 @@ static const char *node_diff(const struct ingest *in, const struct inode *n,
 	if (n->mtime_ns != o->n.mtime_ns)
 		return "mtime";
 	if (n->type == NODE_FILE &&
-	    (!o->has_key || memcmp(c->key.b, o->key.b, 16) || c->neutral_size != o->n.size_neutral ||
+	    (!o->has_key || memcmp(c->key.b, o->key.b, 16) != 0 || c->neutral_size != o->n.size_neutral ||
 	     c->inserts != o->n.text_inserts || !!c->reloc != o->n.relocated))
 		return "content";
 	if (n->type == NODE_SYMLINK &&
-	    (n->target_len != o->target_len || memcmp(n->target, o->target, n->target_len) ||
+	    (n->target_len != o->target_len ||
+	     memcmp(n->target, o->target, n->target_len) != 0 ||
 	     !!n->reloc != o->n.relocated))
 		return "link target";
 	return NULL;
@@ -1267,14 +1269,14 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 	}
 	real = realpath(prefix, NULL);
 	if (!real) {
-		r = err_set(err, -errno, "%s: %s", prefix, strerror(errno));
+		r = err_set(err, neg_errno(), "%s: %s", prefix, strerror(errno));
 		goto out;
 	}
 	in.prefix = real;
 	in.plen = strlen(real);
 	in.root_fd = open(real, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (in.root_fd < 0) {
-		r = err_set(err, -errno, "%s: %s", real, strerror(errno));
+		r = err_set(err, neg_errno(), "%s: %s", real, strerror(errno));
 		goto out;
 	}
 	r = condameta_read(real, &in.meta, err);

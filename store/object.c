@@ -23,6 +23,7 @@
 
 #include "err.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <endian.h>
 #include <errno.h>
@@ -201,7 +202,7 @@ static void remove_tmpdir(int dir_fd, const char *name, int fd)
 		return;
 	}
 	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
 			unlinkat(fd, de->d_name, 0);
 	closedir(d);
 	if (name)
@@ -243,22 +244,22 @@ int object_tmp_open(int store_fd, int *ret_fd, char ret_name[64], struct cfs_err
 	int root, fd = -1, r;
 
 	if (mkdirat(store_fd, "tmp", 0700) < 0 && errno != EEXIST)
-		return err_set(err, -errno, "tmp: %s", strerror(errno));
+		return err_set(err, neg_errno(), "tmp: %s", strerror(errno));
 	root = openat(store_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (root < 0)
-		return err_set(err, -errno, "tmp: %s", strerror(errno));
+		return err_set(err, neg_errno(), "tmp: %s", strerror(errno));
 	clean_tmp(root);
 	/* Made under another name and locked before it is renamed to where cleaners look. */
 	unsigned n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
 	snprintf(fresh, sizeof(fresh), ".new-%d-%u", (int)getpid(), n);
 	snprintf(name, sizeof(name), "ingest-%d-%u", (int)getpid(), n);
 	if (mkdirat(root, fresh, 0700) < 0) {
-		r = err_set(err, -errno, "tmp/%s: %s", fresh, strerror(errno));
+		r = err_set(err, neg_errno(), "tmp/%s: %s", fresh, strerror(errno));
 		goto out;
 	}
 	fd = openat(root, fresh, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || flock(fd, LOCK_EX) < 0 || renameat(root, fresh, root, name) < 0) {
-		r = err_set(err, -errno, "tmp/%s: %s", name, strerror(errno));
+		r = err_set(err, neg_errno(), "tmp/%s: %s", name, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		unlinkat(root, fresh, AT_REMOVEDIR);
@@ -363,7 +364,7 @@ static int write_all(int fd, const uint8_t *p, size_t n, off_t off)
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			return -errno;
+			return neg_errno();
 		}
 		p += r;
 		n -= (size_t)r;
@@ -380,7 +381,7 @@ static int read_all(int fd, uint8_t *p, size_t n, off_t off)
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			return -errno;
+			return neg_errno();
 		}
 		if (r == 0)
 			return -EBADMSG;
@@ -501,7 +502,7 @@ int object_write(struct object_writer *w, const struct objkey *key, const struct
 	if (fd < 0 && errno == EEXIST)
 		fd = -2; /* another worker of this ingest writes the same content */
 	else if (fd < 0)
-		return err_set(err, -errno, "%s: cannot create a temporary file: %s", path,
+		return err_set(err, neg_errno(), "%s: cannot create a temporary file: %s", path,
 			       strerror(errno));
 	r = image_header(key, src, nframes, &hdr, &hdr_len);
 	if (r)
@@ -545,40 +546,46 @@ static int publish_one(struct object_writer *w, const struct objkey *key, struct
 	struct object *mine = NULL, *theirs = NULL;
 	uint8_t *a = NULL, *b = NULL;
 	char path[48], hex[33];
-	size_t ga, gb;
-	int r;
+	size_t ga = 0, gb = 0;
+	int fd, r;
 
 	objkey_path(key, path);
 	objkey_hex(key, hex);
 	if (renameat2(w->tmp_fd, hex, w->store_fd, path, RENAME_NOREPLACE) == 0)
 		return 0;
 	if (errno != EEXIST)
-		return err_set(err, -errno, "%s: cannot publish object: %s", path, strerror(errno));
+		return err_set(err, neg_errno(), "%s: cannot publish object: %s", path, strerror(errno));
 	/* Stored meanwhile: O2, then ours goes. */
 	r = object_open(w->store_fd, key, &theirs, err);
-	if (!r) {
-		int fd = openat(w->tmp_fd, hex, O_RDONLY | O_CLOEXEC);
-
-		r = fd < 0 ? -errno : object_open_fd(fd, key, &mine, err);
+	if (r)
+		goto out;
+	fd = openat(w->tmp_fd, hex, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = err_set(err, neg_errno(), "%s: %s", hex, strerror(errno));
+		goto out;
 	}
-	if (!r && object_size(mine) != object_size(theirs))
-		r = -EBADMSG;
-	if (!r) {
-		a = malloc(OBJECT_FRAME_SIZE);
-		b = malloc(OBJECT_FRAME_SIZE);
-		r = a && b ? 0 : -ENOMEM;
+	r = object_open_fd(fd, key, &mine, err);
+	if (r)
+		goto out;
+	a = malloc(OBJECT_FRAME_SIZE);
+	b = malloc(OBJECT_FRAME_SIZE);
+	if (!a || !b) {
+		r = -ENOMEM;
+		goto out;
 	}
+	r = object_size(mine) == object_size(theirs) ? 0 : -EBADMSG;
 	for (uint64_t off = 0; !r && off < object_size(mine); off += ga) {
 		r = object_read(mine, w->dctx, off, OBJECT_FRAME_SIZE, a, &ga, err);
 		if (!r)
 			r = object_read(theirs, w->dctx, off, OBJECT_FRAME_SIZE, b, &gb, err);
-		if (!r && (ga != gb || memcmp(a, b, ga)))
+		if (!r && (ga == 0 || ga != gb || memcmp(a, b, ga) != 0))
 			r = -EBADMSG;
 	}
 	if (r == -EBADMSG)
 		err_set(err, r, "%s: stored content differs from a file with the same key", path);
 	if (!r)
 		unlinkat(w->tmp_fd, hex, 0);
+out:
 	free(a);
 	free(b);
 	object_close(mine);
@@ -633,7 +640,7 @@ int object_open_fd(int fd, const struct objkey *key, struct object **ret, struct
 	o->fd = fd;
 	o->frame_index = -1;
 	if (fstat(o->fd, &sb) < 0) {
-		r = err_set(err, -errno, "%s: %s", path, strerror(errno));
+		r = err_set(err, neg_errno(), "%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	image_len = (uint64_t)sb.st_size;
@@ -645,13 +652,14 @@ int object_open_fd(int fd, const struct objkey *key, struct object **ret, struct
 	o->nframes = le32toh(v32);
 	memcpy(&v64, hdr + 16, 8);
 	o->size = le64toh(v64);
-	if (memcmp(hdr, object_magic, 8) || memcmp(hdr + 24, key->b, 16) || o->shift < 12 ||
+	if (memcmp(hdr, object_magic, 8) != 0 || memcmp(hdr + 24, key->b, 16) != 0 ||
+	    o->shift < 12 ||
 	    o->shift > 26 || o->size > (1ull << 50) ||
 	    o->nframes != ((o->size + (1ull << o->shift) - 1) >> o->shift) ||
 	    image_len < HDR_SIZE + 4ull * o->nframes)
 		goto bad;
-	o->entries = malloc(4ull * o->nframes + 1);
-	o->offsets = malloc(8ull * (o->nframes + 1ull));
+	o->entries = calloc(o->nframes ? o->nframes : 1, sizeof(*o->entries));
+	o->offsets = calloc(o->nframes + 1ull, sizeof(*o->offsets));
 	if (!o->entries || !o->offsets) {
 		r = -ENOMEM;
 		goto fail;
@@ -679,6 +687,7 @@ int object_open_fd(int fd, const struct objkey *key, struct object **ret, struct
 bad:
 	r = err_set(err, -EBADMSG, "%s: corrupt object: malformed image", path);
 fail:
+	assert(r < 0);
 	object_close(o);
 	return r;
 }

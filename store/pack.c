@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,11 +78,8 @@ static char *order_key(const char *name)
 	dot = dot && dot != base ? dot + 1 : "";
 	n = strlen(dot) + 1 + strlen(base) + 1;
 	k = malloc(n);
-	if (k) {
-		strcpy(k, dot);
-		strcat(k, "/");
-		strcat(k, base);
-	}
+	if (k)
+		snprintf(k, n, "%s/%s", dot, base);
 	return k;
 }
 
@@ -98,7 +96,8 @@ int packer_add(struct packer *p, const struct objkey *key, const uint8_t *data, 
 		free(m.order);
 		return -ENOMEM;
 	}
-	memcpy(m.data, data, len);
+	if (len)
+		memcpy(m.data, data, len);
 	pthread_mutex_lock(&p->lock);
 	if (p->n == p->cap) {
 		size_t cap = p->cap ? 2 * p->cap : 1024;
@@ -188,12 +187,12 @@ int packer_layout(struct packer *p, size_t *ret_npacks)
 		p->m[i].data = dst;
 	}
 	p->laid_out = true;
-	p->by_key = malloc((p->n ? p->n : 1) * sizeof(*p->by_key));
+	p->by_key = malloc((p->n ? p->n : 1) * sizeof(struct member *));
 	if (!p->by_key)
 		return -ENOMEM;
 	for (size_t i = 0; i < p->n; i++)
 		p->by_key[i] = &p->m[i];
-	qsort(p->by_key, p->n, sizeof(*p->by_key), by_key);
+	qsort(p->by_key, p->n, sizeof(struct member *), by_key);
 	*ret_npacks = p->npacks;
 	return 0;
 }

@@ -33,13 +33,13 @@ static int mkdir_p(const char *path)
 			continue;
 		*s = '\0';
 		if (mkdir(p, 0755) < 0 && errno != EEXIST)
-			r = -errno;
+			r = neg_errno();
 		*s = '/';
 		if (r)
 			break;
 	}
 	if (!r && mkdir(p, 0755) < 0 && errno != EEXIST)
-		r = -errno;
+		r = neg_errno();
 	free(p);
 	return r;
 }
@@ -52,31 +52,31 @@ static int store_create(int fd, const char *dir, struct cfs_err *err)
 	int r, ffd;
 
 	if (mkdirat(fd, "tmp", 0700) < 0 && errno != EEXIST)
-		return err_set(err, -errno, "%s/tmp: %s", dir, strerror(errno));
+		return err_set(err, neg_errno(), "%s/tmp: %s", dir, strerror(errno));
 	if (mkdirat(fd, "objects", 0755) < 0 && errno != EEXIST)
-		return err_set(err, -errno, "%s/objects: %s", dir, strerror(errno));
+		return err_set(err, neg_errno(), "%s/objects: %s", dir, strerror(errno));
 	for (int i = 0; i < 256; i++) {
 		snprintf(name, sizeof(name), "objects/%02x", i);
 		if (mkdirat(fd, name, 0755) < 0 && errno != EEXIST)
-			return err_set(err, -errno, "%s/%s: %s", dir, name, strerror(errno));
+			return err_set(err, neg_errno(), "%s/%s: %s", dir, name, strerror(errno));
 	}
 	ffd = openat(fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0444);
 	if (ffd < 0)
-		return err_set(err, -errno, "%s: cannot write FORMAT: %s", dir, strerror(errno));
+		return err_set(err, neg_errno(), "%s: cannot write FORMAT: %s", dir, strerror(errno));
 	r = write(ffd, FORMAT_LINE, strlen(FORMAT_LINE)) == (ssize_t)strlen(FORMAT_LINE) &&
 			    fsync(ffd) == 0
 		    ? 0
-		    : -errno;
+		    : neg_errno();
 	if (!r) {
 		char proc[64];
 
 		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", ffd);
 		if (linkat(AT_FDCWD, proc, fd, "FORMAT", AT_SYMLINK_FOLLOW) < 0 && errno != EEXIST)
-			r = -errno;
+			r = neg_errno();
 	}
 	close(ffd);
 	if (!r && fsync(fd) < 0)
-		r = -errno;
+		r = neg_errno();
 	if (r)
 		return err_set(err, r, "%s/FORMAT: %s", dir, strerror(-r));
 	return 0;
@@ -89,11 +89,11 @@ static int check_format(int fd, const char *dir, struct cfs_err *err)
 	int ffd = openat(fd, "FORMAT", O_RDONLY | O_CLOEXEC);
 
 	if (ffd < 0)
-		return -errno;
+		return neg_errno();
 	n = read(ffd, buf, sizeof(buf) - 1);
 	close(ffd);
 	if (n < 0)
-		return err_set(err, -errno, "%s/FORMAT: %s", dir, strerror(errno));
+		return err_set(err, neg_errno(), "%s/FORMAT: %s", dir, strerror(errno));
 	if (strcmp(buf, FORMAT_LINE) != 0) {
 		buf[strcspn(buf, "\n")] = '\0';
 		return err_set(err, -EPROTO,
@@ -126,7 +126,7 @@ int store_open(const char *dir, unsigned flags, struct store **ret, struct cfs_e
 	}
 	st->fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (st->fd < 0) {
-		r = err_set(err, -errno, "%s: cannot open the store: %s", dir, strerror(errno));
+		r = err_set(err, neg_errno(), "%s: cannot open the store: %s", dir, strerror(errno));
 		goto fail;
 	}
 	r = check_format(st->fd, dir, err);

@@ -26,9 +26,9 @@ int textfile_read(int dirfd, const char *path, const char *display, size_t max, 
 
 	fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
-		return err_set(err, -errno, "%s: %s", display, strerror(errno));
+		return err_set(err, neg_errno(), "%s: %s", display, strerror(errno));
 	if (fstat(fd, &st) < 0) {
-		r = err_set(err, -errno, "%s: %s", display, strerror(errno));
+		r = err_set(err, neg_errno(), "%s: %s", display, strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
@@ -54,7 +54,7 @@ int textfile_read(int dirfd, const char *path, const char *display, size_t max, 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			r = err_set(err, -errno, "%s: %s", display, strerror(errno));
+			r = err_set(err, neg_errno(), "%s: %s", display, strerror(errno));
 			goto out;
 		}
 		if (n == 0)

@@ -65,7 +65,7 @@ static int check_member(struct verify *v, const struct catalog_object *co, struc
 	src.data = v->buf;
 	src.len = got;
 	object_hash(&src, &k);
-	if (got != co->size || memcmp(k.b, co->key.b, 16))
+	if (got != co->size || memcmp(k.b, co->key.b, 16) != 0)
 		return err_set(e, -EBADMSG, "corrupt object: content does not match its key");
 	return 0;
 }
@@ -134,7 +134,7 @@ static int find_orphans(struct verify *v)
 		snprintf(dir, sizeof(dir), "objects/%02x", i);
 		fd = openat(v->st->fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0)
-			return err_set(v->err, -errno, "%s/%s: %s", v->st->dir, dir,
+			return err_set(v->err, neg_errno(), "%s/%s: %s", v->st->dir, dir,
 				       strerror(errno));
 		d = fdopendir(fd);
 		if (!d) {
@@ -179,9 +179,8 @@ int store_verify(struct store *st, void (*fn)(void *ctx, const struct verify_pro
 		return -ENOMEM;
 	/* One read transaction: a consistent view while ingests commit beside us. */
 	r = catalog_begin(st->cat, false, err);
-	if (r)
-		return r;
-	r = catalog_object_each(st->cat, check_object, &v, err);
+	if (!r)
+		r = catalog_object_each(st->cat, check_object, &v, err);
 	if (!r)
 		r = find_orphans(&v);
 	catalog_rollback(st->cat);

@@ -71,8 +71,10 @@ const char *out_time(int64_t t, char buf[32])
 	time_t tt = (time_t)t;
 	struct tm tm;
 
-	if (!t || !gmtime_r(&tt, &tm))
-		return strcpy(buf, "-");
+	if (!t || !gmtime_r(&tt, &tm)) {
+		snprintf(buf, 32, "-");
+		return buf;
+	}
 	strftime(buf, 32, "%Y-%m-%d %H:%M", &tm);
 	return buf;
 }
