@@ -53,7 +53,11 @@ static const char schema[] =
 	"CREATE INDEX IF NOT EXISTS nodes_env ON nodes(env);"
 	"CREATE INDEX IF NOT EXISTS nodes_obj ON nodes(obj);"
 	"CREATE INDEX IF NOT EXISTS nodes_grp ON nodes(grp);"
-	"CREATE INDEX IF NOT EXISTS objects_pack ON objects(pack) WHERE pack IS NOT NULL;";
+	"CREATE INDEX IF NOT EXISTS objects_pack ON objects(pack) WHERE pack IS NOT NULL;"
+	"CREATE INDEX IF NOT EXISTS objects_unused ON objects(refs) WHERE refs = 0;"
+	"CREATE TABLE IF NOT EXISTS tags(name TEXT PRIMARY KEY, env INTEGER NOT NULL)"
+	" WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS tags_env ON tags(env);";
 
 enum stmt_id {
 	S_OBJ_BY_KEY,
@@ -86,6 +90,17 @@ enum stmt_id {
 	S_GROUP_NODE,
 	S_GROUP_COUNT,
 	S_DATA_VERSION,
+	S_TAG_SET,
+	S_TAG_DEL,
+	S_TAG_LIST,
+	S_TAG_LIST_ENV,
+	S_TAG_ENV,
+	S_ENV_DEL_TAGS,
+	S_ENV_TOUCH,
+	S_GC_ENVS,
+	S_GC_UNUSED,
+	S_OBJ_DEL,
+	S_GROUPS_PRUNE,
 	S_STATS_ENVS,
 	S_STATS_OBJS,
 	S_COUNT,
@@ -150,6 +165,22 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_GROUP_NODE] = "SELECT " NODE_COLS " FROM nodes WHERE grp = ?1 LIMIT 1",
 	[S_GROUP_COUNT] = "SELECT count(*) FROM nodes WHERE grp = ?1",
 	[S_DATA_VERSION] = "PRAGMA data_version",
+	[S_TAG_SET] = "INSERT INTO tags(name, env) VALUES (?1, ?2)"
+		      " ON CONFLICT(name) DO UPDATE SET env = excluded.env",
+	[S_TAG_DEL] = "DELETE FROM tags WHERE name = ?1",
+	[S_TAG_LIST] = "SELECT t.name, e.hash FROM tags t JOIN envs e ON e.id = t.env ORDER BY t.name",
+	[S_TAG_LIST_ENV] = "SELECT t.name, e.hash FROM tags t JOIN envs e ON e.id = t.env"
+			   " WHERE e.hash = ?1 ORDER BY t.name",
+	[S_TAG_ENV] = "SELECT " ENV_COLS " FROM envs WHERE id = (SELECT env FROM tags WHERE name = ?1)",
+	[S_ENV_DEL_TAGS] = "DELETE FROM tags WHERE env = ?1",
+	[S_ENV_TOUCH] = "UPDATE envs SET last_used = max(last_used, ?2) WHERE id = ?1",
+	[S_GC_ENVS] = "SELECT " ENV_COLS " FROM envs WHERE last_used < ?1"
+		      " AND id NOT IN (SELECT env FROM tags) ORDER BY hash",
+	/* Members before packs: deleting a member releases its pack. */
+	[S_GC_UNUSED] = "SELECT " OBJ_COLS " FROM objects WHERE refs = 0 ORDER BY kind, id LIMIT 1",
+	[S_OBJ_DEL] = "DELETE FROM objects WHERE id = ?1",
+	[S_GROUPS_PRUNE] = "DELETE FROM groups WHERE NOT EXISTS"
+			   " (SELECT 1 FROM nodes WHERE nodes.grp = groups.id)",
 	[S_STATS_ENVS] = "SELECT count(*), coalesce(sum(logical_bytes), 0) FROM envs",
 	[S_STATS_OBJS] = "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(stored), 0)"
 			 " FROM objects WHERE kind = 0",
@@ -622,7 +653,7 @@ int catalog_env_insert(struct catalog *c, const struct store_env *env,
 int catalog_env_delete(struct catalog *c, int64_t id, struct cfs_err *err)
 {
 	static const enum stmt_id steps[] = {S_ENV_UNREF, S_ENV_DEL_NODES, S_ENV_DEL_PKGS,
-					     S_ENV_DEL};
+					     S_ENV_DEL_TAGS, S_ENV_DEL};
 
 	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
 		sqlite3_stmt *s;
@@ -933,6 +964,174 @@ int catalog_data_version(struct catalog *c, uint64_t *ret, struct cfs_err *err)
 		*ret = (uint64_t)sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
 	return r;
+}
+
+int catalog_tag_set(struct catalog *c, const char *name, int64_t env, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_TAG_SET, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, env);
+	return step_done(c, s, err);
+}
+
+int catalog_tag_remove(struct catalog *c, const char *name, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_TAG_DEL, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	r = step_done(c, s, err);
+	return r ? r : sqlite3_changes(c->db) ? 0 : -ENOENT;
+}
+
+int catalog_tag_list(struct catalog *c, const char *env_hash, struct store_tag **ret,
+		     size_t *ret_n, struct cfs_err *err)
+{
+	struct store_tag *v = NULL;
+	size_t n = 0, cap = 0;
+	sqlite3_stmt *s;
+	int r = stmt(c, env_hash ? S_TAG_LIST_ENV : S_TAG_LIST, &s, err);
+
+	if (!r && env_hash)
+		sqlite3_bind_text(s, 1, env_hash, -1, SQLITE_STATIC);
+	while (!r && (r = step_row(c, s, err)) == 0) {
+		if (n == cap) {
+			void *nv;
+
+			cap = cap ? 2 * cap : 16;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				r = -ENOMEM;
+				break;
+			}
+			v = nv;
+		}
+		copy_text(v[n].name, sizeof(v[n].name), sqlite3_column_text(s, 0),
+			  sqlite3_column_bytes(s, 0));
+		copy_text(v[n].hash, sizeof(v[n].hash), sqlite3_column_text(s, 1),
+			  sqlite3_column_bytes(s, 1));
+		n++;
+	}
+	if (s)
+		sqlite3_reset(s);
+	if (r != -ENOENT) {
+		free(v);
+		return r;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+int catalog_env_by_tag(struct catalog *c, const char *name, struct store_env *ret,
+		       struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_TAG_ENV, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	r = step_row(c, s, err);
+	if (r == 0)
+		env_row(s, ret);
+	sqlite3_reset(s);
+	return r;
+}
+
+int catalog_env_touch(struct catalog *c, int64_t id, int64_t t, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_ENV_TOUCH, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, t);
+	return step_done(c, s, err);
+}
+
+int catalog_gc_envs(struct catalog *c, int64_t before, struct store_env **ret, size_t *ret_n,
+		    struct cfs_err *err)
+{
+	struct store_env *v = NULL;
+	size_t n = 0, cap = 0;
+	sqlite3_stmt *s;
+	int r = stmt(c, S_GC_ENVS, &s, err);
+
+	if (!r)
+		sqlite3_bind_int64(s, 1, before);
+	while (!r && (r = step_row(c, s, err)) == 0) {
+		if (n == cap) {
+			void *nv;
+
+			cap = cap ? 2 * cap : 16;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				r = -ENOMEM;
+				break;
+			}
+			v = nv;
+		}
+		env_row(s, &v[n++]);
+	}
+	if (s)
+		sqlite3_reset(s);
+	if (r != -ENOENT) {
+		free(v);
+		return r;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+int catalog_unused_object(struct catalog *c, struct catalog_object *ret, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_GC_UNUSED, &s, err);
+
+	if (r)
+		return r;
+	r = step_row(c, s, err);
+	if (r == 0)
+		object_row(s, ret);
+	sqlite3_reset(s);
+	return r;
+}
+
+int catalog_object_delete(struct catalog *c, const struct catalog_object *o, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_OBJ_DEL, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, o->id);
+	r = step_done(c, s, err);
+	if (r || !o->pack)
+		return r;
+	/* A member held a reference on its pack. */
+	r = stmt(c, S_OBJ_PACKREF, &s, err);
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, o->pack);
+	sqlite3_bind_int64(s, 2, -1);
+	return step_done(c, s, err);
+}
+
+int catalog_groups_prune(struct catalog *c, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_GROUPS_PRUNE, &s, err);
+
+	return r ? r : step_done(c, s, err);
 }
 
 int catalog_stats(struct catalog *c, struct store_stats *ret, struct cfs_err *err)

@@ -145,6 +145,26 @@ int catalog_group_get(struct catalog *c, int64_t group, struct store_node *ret,
 /* PRAGMA data_version: changes when another connection commits. */
 int catalog_data_version(struct catalog *c, uint64_t *ret, struct cfs_err *err);
 
+/* ---- tags, last use, garbage ---- */
+
+int catalog_tag_set(struct catalog *c, const char *name, int64_t env, struct cfs_err *err);
+/* -ENOENT if there is no such tag. */
+int catalog_tag_remove(struct catalog *c, const char *name, struct cfs_err *err);
+int catalog_tag_list(struct catalog *c, const char *env_hash, struct store_tag **ret,
+		     size_t *ret_n, struct cfs_err *err);
+int catalog_env_by_tag(struct catalog *c, const char *name, struct store_env *ret,
+		       struct cfs_err *err);
+int catalog_env_touch(struct catalog *c, int64_t id, int64_t t, struct cfs_err *err);
+/* Untagged environments last used before a time; *ret malloc'd. */
+int catalog_gc_envs(struct catalog *c, int64_t before, struct store_env **ret, size_t *ret_n,
+		    struct cfs_err *err);
+/* One object no row references (members first): -ENOENT when there is none. */
+int catalog_unused_object(struct catalog *c, struct catalog_object *ret, struct cfs_err *err);
+/* Delete an object's row; a member's pack loses its reference. */
+int catalog_object_delete(struct catalog *c, const struct catalog_object *o, struct cfs_err *err);
+/* Drop groups no node belongs to. */
+int catalog_groups_prune(struct catalog *c, struct cfs_err *err);
+
 /* Totals for store_stats. */
 int catalog_stats(struct catalog *c, struct store_stats *ret, struct cfs_err *err);
 

@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -1260,7 +1261,7 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 	struct store_env old;
 	char *real = NULL, hash[33];
 	bool exists;
-	int r;
+	int held = -1, r;
 
 	pthread_mutex_init(&in.lock, NULL);
 	if (st->flags & STORE_READONLY) {
@@ -1291,6 +1292,10 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 			goto out;
 	}
 	pkgset_hash(condameta_pkgset(in.meta), hash);
+	/* gc.c G2: nothing this ingest finds stored may vanish before it commits. */
+	r = store_lock(st, LOCK_SH, &held, err);
+	if (r)
+		goto out;
 	r = catalog_env_by_hash(st->cat, hash, &old, err);
 	if (r && r != -ENOENT)
 		goto out;
@@ -1335,6 +1340,8 @@ out:
 	condameta_free(in.meta);
 	if (in.root_fd >= 0)
 		close(in.root_fd);
+	if (held >= 0)
+		close(held);
 	free(real);
 	pthread_mutex_destroy(&in.lock);
 	return r;

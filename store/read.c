@@ -29,10 +29,15 @@ int store_env_find(struct store *st, const char *name, struct store_env *ret,
 		   struct cfs_err *err)
 {
 	size_t len = strlen(name);
-	int r;
+	int r = -ENOENT;
 
+	if (store_tag_valid(name)) {
+		r = catalog_env_by_tag(st->cat, name, ret, err);
+		if (r != -ENOENT)
+			return r;
+	}
 	if (len < 4 || len > 32 || !is_hex(name))
-		return err_set(err, -ENOENT, "%s: no such environment", name);
+		return err_set(err, -ENOENT, "%s: no such environment or tag", name);
 	if (len == 32)
 		r = catalog_env_by_hash(st->cat, name, ret, err);
 	else

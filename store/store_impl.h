@@ -43,4 +43,8 @@ struct store {
 	struct read_image images[READ_IMAGES];
 };
 
+/* Take the store lock (LOCK_SH for ingests, LOCK_EX for gc's deletions, gc.c G2);
+ * *ret_fd holds it until closed. */
+int store_lock(struct store *st, int how, int *ret_fd, struct cfs_err *err);
+
 #endif

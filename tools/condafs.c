@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * condafs: the command line. Parses options, opens the store (--store, $CONDAFS_STORE,
- * else /var/lib/condafs) and runs one command through the store's public API. Errors are
- * one line on stderr, "condafs: <command>: <file>: <reason>", and a non-zero exit.
+ * else the config file's, else /var/lib/condafs) and runs one command through the store's
+ * public API. Errors are one line on stderr, "condafs: <command>: <file>: <reason>", and a
+ * non-zero exit.
  */
 #include "export.h"
 #include "out.h"
@@ -17,9 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
-
-#define DEFAULT_STORE "/var/lib/condafs"
 
 /* Exit codes: 0 fine, 1 the command failed, 2 bad usage; verify: 1 problems found. */
 enum { EXIT_FAILED = 1, EXIT_USAGE = 2 };
@@ -27,9 +27,10 @@ enum { EXIT_FAILED = 1, EXIT_USAGE = 2 };
 struct cli {
 	const char *cmd;
 	const char *store_dir;
+	struct config config;
 	bool json;
-	const char *lock, *platform, *environment, *prefix;
-	bool replace, skip_special;
+	const char *lock, *platform, *environment, *prefix, *unused_for;
+	bool replace, skip_special, force, dry_run;
 	int argc;
 	char **argv; /* positional arguments */
 };
@@ -44,15 +45,24 @@ static const char usage[] =
 	"                      store a solved conda prefix and print its hash\n"
 	"  export ENV DIR [--prefix P]\n"
 	"                      write an environment to DIR, its prefix served as P (default DIR)\n"
-	"  ls                  list environments\n"
+	"  ls                  list environments: tags, size, unique bytes, last use\n"
+	"  tag NAME ENV        point the name NAME at an environment (moves an existing one)\n"
+	"  untag NAME          remove a name\n"
+	"  rm ENV [--force]    remove an environment (refused while tagged, unless --force)\n"
+	"  gc [--unused-for DURATION] [--dry-run]\n"
+	"                      remove untagged environments unused for DURATION (config:\n"
+	"                      gc.unused_for, 30d) and every object nothing uses\n"
 	"  show ENV            list an environment's packages\n"
 	"  cat ENV PATH [--prefix P]\n"
 	"                      print a file (prefix default: the one it was built at)\n"
 	"  stats               logical and stored bytes, dedup ratio, bytes unique to each env\n"
 	"  verify              re-hash every object; exit 1 if any is missing or corrupt\n"
 	"\n"
-	"  --json              machine-readable output (hash, ingest, ls, show, stats, verify)\n"
-	"  --store DIR         the store (default $CONDAFS_STORE, else " DEFAULT_STORE ")\n";
+	"  --json              machine-readable output (hash, ingest, ls, show, stats, verify, gc)\n"
+	"  --store DIR         the store (default $CONDAFS_STORE, else the config's store)\n"
+	"  --config FILE       settings (default " CONFIG_PATH ")\n"
+	"\n"
+	"ENV is a tag, an environment hash, or a unique prefix of one.\n";
 
 static int die(const struct cli *c, const struct cfs_err *err, int r)
 {
@@ -224,18 +234,30 @@ static int cmd_ls(const struct cli *c)
 		printf("[");
 	else
 		printf("%-32s  %-10s %8s %10s %10s  %-16s  %-16s  %s\n", "HASH", "PLATFORM", "FILES",
-		       "SIZE", "UNIQUE", "CREATED", "LAST USED", "SOURCE");
+		       "SIZE", "UNIQUE", "CREATED", "LAST USED", "TAGS");
 	for (size_t i = 0; i < n; i++) {
-		char size[32], uniq[32], created[32], used[32];
+		char size[32], uniq[32], created[32], used[32], names[512] = "";
+		struct store_tag *tags = NULL;
+		size_t ntags = 0, len = 0;
 		uint64_t unique = 0;
 
 		r = store_env_unique_bytes(st, &v[i], &unique, &err);
+		if (!r)
+			r = store_tag_list(st, v[i].hash, &tags, &ntags, &err);
 		if (r) {
 			r = die(c, &err, r);
 			goto out;
 		}
+		for (size_t t = 0; t < ntags && len < sizeof(names); t++)
+			len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s",
+						t ? "," : "", tags[t].name);
 		if (c->json) {
-			printf("%s\n {\"hash\": \"%s\", \"platform\": ", i ? "," : "", v[i].hash);
+			printf("%s\n {\"hash\": \"%s\", \"tags\": [", i ? "," : "", v[i].hash);
+			for (size_t t = 0; t < ntags; t++) {
+				printf("%s", t ? ", " : "");
+				out_json_str(stdout, tags[t].name, strlen(tags[t].name));
+			}
+			printf("], \"platform\": ");
 			out_json_str(stdout, v[i].platform, strlen(v[i].platform));
 			printf(", \"files\": %llu, \"logical_bytes\": %llu, \"unique_bytes\": %llu,"
 			       " \"created\": %lld, \"last_used\": %lld, \"source_prefix\": ",
@@ -249,8 +271,9 @@ static int cmd_ls(const struct cli *c)
 			       v[i].platform, (unsigned long long)v[i].files,
 			       out_size(v[i].logical_bytes, size), out_size(unique, uniq),
 			       out_time(v[i].created, created), out_time(v[i].last_used, used),
-			       v[i].source_prefix);
+			       ntags ? names : "-");
 		}
+		free(tags);
 	}
 	if (c->json)
 		printf("%s]\n", n ? "\n" : "");
@@ -380,6 +403,138 @@ out:
 	return r;
 }
 
+static int cmd_tag(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	struct store_env env;
+	struct store *st;
+	int r;
+
+	if ((r = need_args(c, 2)))
+		return r;
+	if ((r = open_store(c, 0, &st)))
+		return r;
+	if (!(r = find_env(c, st, c->argv[1], &env))) {
+		r = store_tag_set(st, c->argv[0], &env, &err);
+		r = r ? die(c, &err, r) : 0;
+	}
+	store_close(st);
+	return r;
+}
+
+static int cmd_untag(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	struct store *st;
+	int r;
+
+	if ((r = need_args(c, 1)))
+		return r;
+	if ((r = open_store(c, 0, &st)))
+		return r;
+	r = store_tag_remove(st, c->argv[0], &err);
+	store_close(st);
+	return r ? die(c, &err, r) : 0;
+}
+
+static int cmd_rm(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	struct store_tag *tags = NULL;
+	struct store_env env;
+	struct store *st;
+	size_t ntags = 0;
+	int r;
+
+	if ((r = need_args(c, 1)))
+		return r;
+	if ((r = open_store(c, 0, &st)))
+		return r;
+	if ((r = find_env(c, st, c->argv[0], &env)))
+		goto out;
+	r = store_tag_list(st, env.hash, &tags, &ntags, &err);
+	if (!r && ntags && !c->force) {
+		fprintf(stderr, "condafs: rm: %s: tagged %s%s; untag it first or use --force\n",
+			env.hash, tags[0].name, ntags > 1 ? " and more" : "");
+		r = EXIT_FAILED;
+		goto out;
+	}
+	if (!r)
+		r = store_env_remove(st, &env, &err);
+	if (r)
+		r = die(c, &err, r);
+	else
+		printf("removed %s\n", env.hash);
+out:
+	free(tags);
+	store_close(st);
+	return r;
+}
+
+struct gc_out {
+	const struct cli *c;
+	bool first;
+};
+
+static void gc_report(void *ctx, const struct store_env *env)
+{
+	struct gc_out *g = ctx;
+	char used[32];
+
+	if (g->c->json) {
+		printf("%s\n {\"hash\": \"%s\", \"last_used\": %lld, \"source_prefix\": ",
+		       g->first ? "" : ",", env->hash, (long long)env->last_used);
+		out_json_str(stdout, env->source_prefix, strlen(env->source_prefix));
+		printf("}");
+		g->first = false;
+	} else {
+		printf("%s %s (last used %s, %s)\n", g->c->dry_run ? "would remove" : "removing",
+		       env->hash, out_time(env->last_used, used), env->source_prefix);
+	}
+}
+
+static int cmd_gc(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	struct gc_out g = {c, true};
+	struct gc_opts o = {.now = time(NULL), .dry_run = c->dry_run};
+	struct gc_result res;
+	struct store *st;
+	char freed[32];
+	int r;
+
+	if ((r = need_args(c, 0)))
+		return r;
+	o.unused_for = c->config.gc_unused_for;
+	if (c->unused_for && config_duration(c->unused_for, &o.unused_for)) {
+		fprintf(stderr, "condafs: gc: --unused-for %s: not a duration (30d, 12h, 90m, 45s)\n",
+			c->unused_for);
+		return EXIT_USAGE;
+	}
+	/* Whatever was used within the grace window stays. */
+	if (o.unused_for < c->config.gc_grace)
+		o.unused_for = c->config.gc_grace;
+	if ((r = open_store(c, 0, &st)))
+		return r;
+	if (c->json)
+		printf("{\"dry_run\": %s, \"removed\": [", c->dry_run ? "true" : "false");
+	r = store_gc(st, &o, gc_report, &g, &res, &err);
+	store_close(st);
+	if (r)
+		return die(c, &err, r);
+	if (c->json)
+		printf("%s], \"environments_removed\": %llu, \"objects_freed\": %llu,"
+		       " \"bytes_freed\": %llu}\n",
+		       g.first ? "" : "\n", (unsigned long long)res.envs_removed,
+		       (unsigned long long)res.objects_freed, (unsigned long long)res.bytes_freed);
+	else
+		printf("%s%llu environment%s removed, %llu objects and %s freed\n",
+		       c->dry_run ? "dry run: " : "", (unsigned long long)res.envs_removed,
+		       res.envs_removed == 1 ? "" : "s", (unsigned long long)res.objects_freed,
+		       out_size(res.bytes_freed, freed));
+	return 0;
+}
+
 static int cmd_stats(const struct cli *c)
 {
 	struct cfs_err err = {{0}};
@@ -503,12 +658,26 @@ static const struct command {
 } commands[] = {
 	{"hash", cmd_hash},   {"ingest", cmd_ingest}, {"export", cmd_export},
 	{"ls", cmd_ls},       {"show", cmd_show},     {"cat", cmd_cat},
-	{"stats", cmd_stats}, {"verify", cmd_verify},
+	{"stats", cmd_stats}, {"verify", cmd_verify}, {"tag", cmd_tag},
+	{"untag", cmd_untag}, {"rm", cmd_rm},         {"gc", cmd_gc},
 };
 
 int main(int argc, char **argv)
 {
-	enum { O_STORE = 256, O_JSON, O_LOCK, O_PLATFORM, O_ENV, O_PREFIX, O_REPLACE, O_SKIP };
+	enum {
+		O_STORE = 256,
+		O_JSON,
+		O_LOCK,
+		O_PLATFORM,
+		O_ENV,
+		O_PREFIX,
+		O_REPLACE,
+		O_SKIP,
+		O_FORCE,
+		O_DRY,
+		O_UNUSED,
+		O_CONFIG,
+	};
 	static const struct option opts[] = {
 		{"store", required_argument, NULL, O_STORE},
 		{"json", no_argument, NULL, O_JSON},
@@ -518,15 +687,18 @@ int main(int argc, char **argv)
 		{"prefix", required_argument, NULL, O_PREFIX},
 		{"replace", no_argument, NULL, O_REPLACE},
 		{"skip-special", no_argument, NULL, O_SKIP},
+		{"force", no_argument, NULL, O_FORCE},
+		{"dry-run", no_argument, NULL, O_DRY},
+		{"unused-for", required_argument, NULL, O_UNUSED},
+		{"config", required_argument, NULL, O_CONFIG},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
+	const char *config_path = CONFIG_PATH;
+	struct cfs_err err = {{0}};
 	struct cli c = {0};
 	int o;
 
-	c.store_dir = getenv("CONDAFS_STORE");
-	if (!c.store_dir || !*c.store_dir)
-		c.store_dir = DEFAULT_STORE;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (o) {
 		case O_STORE:
@@ -553,6 +725,18 @@ int main(int argc, char **argv)
 		case O_SKIP:
 			c.skip_special = true;
 			break;
+		case O_FORCE:
+			c.force = true;
+			break;
+		case O_DRY:
+			c.dry_run = true;
+			break;
+		case O_UNUSED:
+			c.unused_for = optarg;
+			break;
+		case O_CONFIG:
+			config_path = optarg;
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			return 0;
@@ -566,6 +750,14 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	c.cmd = argv[optind];
+	if (config_load(config_path, &c.config, &err)) {
+		fprintf(stderr, "condafs: %s\n", err.msg);
+		return EXIT_FAILED;
+	}
+	if (!c.store_dir)
+		c.store_dir = getenv("CONDAFS_STORE");
+	if (!c.store_dir || !*c.store_dir)
+		c.store_dir = c.config.store;
 	c.argc = argc - optind - 1;
 	c.argv = argv + optind + 1;
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)

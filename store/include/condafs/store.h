@@ -135,14 +135,64 @@ struct store_env {
 
 /* *ret is a malloc'd array the caller frees. Sorted by hash. */
 int store_env_list(struct store *st, struct store_env **ret, size_t *ret_n, struct cfs_err *err);
-/* Find by full hash or a unique prefix of it (at least 4 hex digits). */
+/* Find by tag, full hash, or a unique prefix of a hash (at least 4 hex digits). */
 int store_env_find(struct store *st, const char *name, struct store_env *ret,
 		   struct cfs_err *err);
 int store_env_packages(struct store *st, const struct store_env *env, struct pkgset **ret,
 		       struct cfs_err *err);
-/* Take an environment out of the catalog in one transaction; readers see it whole or not
- * at all. Its objects stay until garbage collection frees those nobody uses. */
+/* Take an environment and the tags on it out of the catalog in one transaction; readers
+ * see it whole or not at all. Its objects stay until garbage collection frees those
+ * nobody uses. */
 int store_env_remove(struct store *st, const struct store_env *env, struct cfs_err *err);
+
+/* ---- tags: names for environments (gc.c) ---- */
+
+/* A tag name: 1-128 bytes of [A-Za-z0-9._+-], not starting with '.' or '-', and not
+ * 32 hex digits (a hash). */
+bool store_tag_valid(const char *name);
+/* Point name at env, creating or moving it in one step. -EINVAL for a bad name. */
+int store_tag_set(struct store *st, const char *name, const struct store_env *env,
+		  struct cfs_err *err);
+/* -ENOENT if there is no such tag. */
+int store_tag_remove(struct store *st, const char *name, struct cfs_err *err);
+
+struct store_tag {
+	char name[129];
+	char hash[33];
+};
+/* All tags sorted by name (env_hash NULL) or those on one environment; *ret is malloc'd,
+ * the caller frees it. */
+int store_tag_list(struct store *st, const char *env_hash, struct store_tag **ret, size_t *ret_n,
+		   struct cfs_err *err);
+
+/* ---- last use and garbage collection (gc.c) ---- */
+
+/* Record that environments were used at time t (seconds): last_used only moves forward.
+ * One transaction for all of them. */
+int store_env_touch(struct store *st, const int64_t *env_ids, size_t n, int64_t t,
+		    struct cfs_err *err);
+
+struct gc_opts {
+	int64_t now;        /* seconds since the epoch */
+	int64_t unused_for; /* remove untagged environments not used for this long */
+	bool dry_run;       /* report what would go, change nothing */
+};
+
+struct gc_result {
+	uint64_t envs_removed;
+	uint64_t objects_freed;
+	uint64_t bytes_freed; /* on disk */
+};
+
+/*
+ * Remove untagged environments unused for longer than opts->unused_for (fn is told of each,
+ * may be NULL), then delete the objects no environment uses. Catalog rows go before files:
+ * a crash at any point leaves a store verify passes, and the next gc finishes the job.
+ * Waits for running ingests before deleting objects; ingests wait for it.
+ */
+int store_gc(struct store *st, const struct gc_opts *opts,
+	     void (*fn)(void *ctx, const struct store_env *env), void *ctx,
+	     struct gc_result *ret, struct cfs_err *err);
 /* Bytes stored only for this environment: what removing it would free. */
 int store_env_unique_bytes(struct store *st, const struct store_env *env, uint64_t *ret,
 			   struct cfs_err *err);
@@ -242,5 +292,25 @@ struct verify_result {
 /* Re-hash every object. fn is called for every problem and every user of a bad object. */
 int store_verify(struct store *st, void (*fn)(void *ctx, const struct verify_problem *p),
 		 void *ctx, struct verify_result *ret, struct cfs_err *err);
+
+/* ---- configuration: /etc/condafs/condafs.yml (config.c) ---- */
+
+#define CONFIG_PATH "/etc/condafs/condafs.yml"
+
+struct config {
+	char store[4096];      /* default /var/lib/condafs */
+	char mountpoint[4096]; /* default /envs */
+	int64_t gc_unused_for; /* seconds, default 30 days */
+	int64_t gc_grace;      /* seconds, default 1 hour: used this recently, never collected */
+	int threads;           /* daemon worker threads, 0 = its own choice */
+	int log_level;         /* syslog levels: 3 err ... 7 debug, default 6 */
+};
+
+/* The defaults, then path's settings over them. A missing file at the default path is not
+ * an error (defaults stand); any other problem, or an unknown key or bad value, is -EINVAL
+ * naming the file and line. */
+int config_load(const char *path, struct config *ret, struct cfs_err *err);
+/* "30d", "12h", "90m", "45s", "2w" or plain seconds; -EINVAL otherwise. */
+int config_duration(const char *s, int64_t *ret);
 
 #endif
