@@ -21,43 +21,44 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CATALOG_VERSION "1"
 #define BUSY_TIMEOUT_MS 60000
 
 static const char schema[] =
-	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-	" WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS envs("
-	" id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE, platform TEXT NOT NULL,"
-	" source_prefix BLOB NOT NULL, created INTEGER NOT NULL, last_used INTEGER NOT NULL,"
-	" root INTEGER NOT NULL, files INTEGER NOT NULL, logical_bytes INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS packages("
-	" env INTEGER NOT NULL, kind INTEGER NOT NULL, name TEXT NOT NULL,"
-	" version TEXT NOT NULL, build TEXT, channel TEXT, subdir TEXT, md5 TEXT, sha256 TEXT);"
-	"CREATE INDEX IF NOT EXISTS packages_env ON packages(env);"
-	"CREATE TABLE IF NOT EXISTS objects("
-	" id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE, size INTEGER NOT NULL,"
-	" stored INTEGER NOT NULL, refs INTEGER NOT NULL, kind INTEGER NOT NULL,"
-	" pack INTEGER, pack_off INTEGER);"
-	"CREATE TABLE IF NOT EXISTS groups("
-	" id INTEGER PRIMARY KEY, obj INTEGER NOT NULL, mode INTEGER NOT NULL,"
-	" mtime_ns INTEGER NOT NULL, UNIQUE(obj, mode, mtime_ns));"
-	"CREATE TABLE IF NOT EXISTS nodes("
-	" id INTEGER PRIMARY KEY, env INTEGER NOT NULL, parent INTEGER NOT NULL,"
-	" name BLOB NOT NULL, type INTEGER NOT NULL, mode INTEGER NOT NULL,"
-	" mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, inserts INTEGER NOT NULL,"
-	" obj INTEGER, grp INTEGER, hardlink INTEGER, first_child INTEGER,"
-	" nchildren INTEGER, target BLOB, reloc BLOB);"
-	"CREATE UNIQUE INDEX IF NOT EXISTS nodes_lookup ON nodes(parent, name);"
-	"CREATE INDEX IF NOT EXISTS nodes_env ON nodes(env);"
-	"CREATE INDEX IF NOT EXISTS nodes_obj ON nodes(obj);"
-	"CREATE INDEX IF NOT EXISTS nodes_grp ON nodes(grp);"
-	"CREATE INDEX IF NOT EXISTS objects_pack ON objects(pack) WHERE pack IS NOT NULL;"
-	"CREATE INDEX IF NOT EXISTS objects_unused ON objects(refs) WHERE refs = 0;"
-	"CREATE TABLE IF NOT EXISTS tags(name TEXT PRIMARY KEY, env INTEGER NOT NULL)"
-	" WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS tags_env ON tags(env);";
+        "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        " WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS envs("
+        " id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE, platform TEXT NOT NULL,"
+        " source_prefix BLOB NOT NULL, created INTEGER NOT NULL, last_used INTEGER NOT NULL,"
+        " root INTEGER NOT NULL, files INTEGER NOT NULL, logical_bytes INTEGER NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS packages("
+        " env INTEGER NOT NULL, kind INTEGER NOT NULL, name TEXT NOT NULL,"
+        " version TEXT NOT NULL, build TEXT, channel TEXT, subdir TEXT, md5 TEXT, sha256 TEXT);"
+        "CREATE INDEX IF NOT EXISTS packages_env ON packages(env);"
+        "CREATE TABLE IF NOT EXISTS objects("
+        " id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE, size INTEGER NOT NULL,"
+        " stored INTEGER NOT NULL, refs INTEGER NOT NULL, kind INTEGER NOT NULL,"
+        " pack INTEGER, pack_off INTEGER);"
+        "CREATE TABLE IF NOT EXISTS groups("
+        " id INTEGER PRIMARY KEY, obj INTEGER NOT NULL, mode INTEGER NOT NULL,"
+        " mtime_ns INTEGER NOT NULL, UNIQUE(obj, mode, mtime_ns));"
+        "CREATE TABLE IF NOT EXISTS nodes("
+        " id INTEGER PRIMARY KEY, env INTEGER NOT NULL, parent INTEGER NOT NULL,"
+        " name BLOB NOT NULL, type INTEGER NOT NULL, mode INTEGER NOT NULL,"
+        " mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, inserts INTEGER NOT NULL,"
+        " obj INTEGER, grp INTEGER, hardlink INTEGER, first_child INTEGER,"
+        " nchildren INTEGER, target BLOB, reloc BLOB);"
+        "CREATE UNIQUE INDEX IF NOT EXISTS nodes_lookup ON nodes(parent, name);"
+        "CREATE INDEX IF NOT EXISTS nodes_env ON nodes(env);"
+        "CREATE INDEX IF NOT EXISTS nodes_obj ON nodes(obj);"
+        "CREATE INDEX IF NOT EXISTS nodes_grp ON nodes(grp);"
+        "CREATE INDEX IF NOT EXISTS objects_pack ON objects(pack) WHERE pack IS NOT NULL;"
+        "CREATE INDEX IF NOT EXISTS objects_unused ON objects(refs) WHERE refs = 0;"
+        "CREATE TABLE IF NOT EXISTS tags(name TEXT PRIMARY KEY, env INTEGER NOT NULL)"
+        " WITHOUT ROWID;"
+        "CREATE INDEX IF NOT EXISTS tags_env ON tags(env);";
 
 enum stmt_id {
 	S_OBJ_BY_KEY,
@@ -81,6 +82,7 @@ enum stmt_id {
 	S_ENV_DEL,
 	S_ENV_UNIQUE,
 	S_NODE_MAX,
+	S_NODE_LAST,
 	S_NODE_INSERT,
 	S_NODE_GET,
 	S_NODE_LOOKUP,
@@ -107,83 +109,91 @@ enum stmt_id {
 };
 
 #define ENV_COLS "id, hash, platform, source_prefix, created, last_used, root, files, logical_bytes"
-#define NODE_COLS                                                                              \
-	"id, env, parent, name, type, mode, mtime_ns, size, inserts, grp, hardlink, first_child," \
+#define NODE_COLS                                                                                  \
+	"id, env, parent, name, type, mode, mtime_ns, size, inserts, grp, hardlink, first_child,"  \
 	" nchildren, reloc IS NOT NULL"
 #define OBJ_COLS "id, key, size, stored, refs, kind, pack, pack_off"
 
 static const char *const stmt_sql[S_COUNT] = {
-	[S_OBJ_BY_KEY] = "SELECT " OBJ_COLS " FROM objects WHERE key = ?1",
-	[S_OBJ_BY_ID] = "SELECT " OBJ_COLS " FROM objects WHERE id = ?1",
-	[S_OBJ_INSERT] = "INSERT INTO objects(key, size, stored, refs, kind, pack, pack_off)"
-			 " VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6) ON CONFLICT(key) DO NOTHING",
-	[S_OBJ_ADDREF] = "UPDATE objects SET refs = refs + ?2 WHERE key = ?1 RETURNING id",
-	/* A pack, then its members in pack order: each frame is decoded once. */
-	[S_OBJ_EACH] = "SELECT " OBJ_COLS " FROM objects"
-		       " ORDER BY coalesce(pack, id), kind DESC, pack_off",
-	[S_OBJ_PACKREF] = "UPDATE objects SET refs = refs + ?2 WHERE id = ?1",
-	[S_OBJ_USERS] = "SELECT e.hash, n.id FROM nodes n JOIN envs e ON e.id = n.env"
-			" WHERE n.obj = ?1 ORDER BY e.hash, n.id",
-	[S_GROUP_FIND] = "SELECT id FROM groups WHERE obj = ?1 AND mode = ?2 AND mtime_ns = ?3",
-	[S_GROUP_INSERT] = "INSERT INTO groups(obj, mode, mtime_ns) VALUES (?1, ?2, ?3)",
-	[S_ENV_BY_HASH] = "SELECT " ENV_COLS " FROM envs WHERE hash = ?1",
-	[S_ENV_BY_PREFIX] = "SELECT " ENV_COLS " FROM envs WHERE hash >= ?1 AND hash < ?1 || 'g'"
-			    " ORDER BY hash LIMIT 2",
-	[S_ENV_LIST] = "SELECT " ENV_COLS " FROM envs ORDER BY hash",
-	[S_ENV_INSERT] = "INSERT INTO envs(hash, platform, source_prefix, created, last_used,"
-			 " root, files, logical_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-	[S_PKG_INSERT] = "INSERT INTO packages(env, kind, name, version, build, channel, subdir,"
-			 " md5, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-	[S_PKG_LIST] = "SELECT kind, name, version, build, channel, subdir, md5, sha256"
-		       " FROM packages WHERE env = ?1",
-	[S_ENV_UNREF] = "UPDATE objects SET refs = refs - c.n FROM"
-			" (SELECT obj, count(*) AS n FROM nodes WHERE env = ?1 AND obj IS NOT NULL"
-			" GROUP BY obj) AS c WHERE objects.id = c.obj",
-	[S_ENV_DEL_NODES] = "DELETE FROM nodes WHERE env = ?1",
-	[S_ENV_DEL_PKGS] = "DELETE FROM packages WHERE env = ?1",
-	[S_ENV_DEL] = "DELETE FROM envs WHERE id = ?1",
-	[S_ENV_UNIQUE] = "SELECT coalesce(sum(o.stored), 0) FROM objects o WHERE o.id IN"
-			 " (SELECT DISTINCT obj FROM nodes WHERE env = ?1 AND obj IS NOT NULL)"
-			 " AND NOT EXISTS (SELECT 1 FROM nodes m WHERE m.obj = o.id"
-			 " AND m.env != ?1)",
-	[S_NODE_MAX] = "SELECT coalesce(max(id), 0) FROM nodes",
-	[S_NODE_INSERT] = "INSERT INTO nodes(id, env, parent, name, type, mode, mtime_ns, size,"
-			  " inserts, obj, grp, hardlink, first_child, nchildren, target, reloc)"
-			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-			  " ?15, ?16)",
-	[S_NODE_GET] = "SELECT " NODE_COLS " FROM nodes WHERE id = ?1",
-	[S_NODE_LOOKUP] = "SELECT " NODE_COLS " FROM nodes WHERE parent = ?1 AND name = ?2",
-	[S_NODE_CONTENT] = "SELECT o.id, o.key, o.size, o.stored, o.refs, o.kind, o.pack,"
-			   " o.pack_off, n.reloc, n.target, p.key FROM nodes n"
-			   " LEFT JOIN objects o ON o.id = n.obj LEFT JOIN objects p ON p.id = o.pack"
-			   " WHERE n.id = ?1",
-	[S_NODE_RANGE] = "SELECT " NODE_COLS " FROM nodes WHERE id >= ?1 AND id < ?2 ORDER BY id",
-	[S_ENV_TREE] = "SELECT n.id, n.env, n.parent, n.name, n.type, n.mode, n.mtime_ns, n.size,"
-		       " n.inserts, n.grp, n.hardlink, n.first_child, n.nchildren,"
-		       " n.reloc IS NOT NULL, o.key, n.target FROM nodes n"
-		       " LEFT JOIN objects o ON o.id = n.obj WHERE n.env = ?1 ORDER BY n.id",
-	[S_GROUP_NODE] = "SELECT " NODE_COLS " FROM nodes WHERE grp = ?1 LIMIT 1",
-	[S_GROUP_COUNT] = "SELECT count(*) FROM nodes WHERE grp = ?1",
-	[S_DATA_VERSION] = "PRAGMA data_version",
-	[S_TAG_SET] = "INSERT INTO tags(name, env) VALUES (?1, ?2)"
-		      " ON CONFLICT(name) DO UPDATE SET env = excluded.env",
-	[S_TAG_DEL] = "DELETE FROM tags WHERE name = ?1",
-	[S_TAG_LIST] = "SELECT t.name, e.hash FROM tags t JOIN envs e ON e.id = t.env ORDER BY t.name",
-	[S_TAG_LIST_ENV] = "SELECT t.name, e.hash FROM tags t JOIN envs e ON e.id = t.env"
-			   " WHERE e.hash = ?1 ORDER BY t.name",
-	[S_TAG_ENV] = "SELECT " ENV_COLS " FROM envs WHERE id = (SELECT env FROM tags WHERE name = ?1)",
-	[S_ENV_DEL_TAGS] = "DELETE FROM tags WHERE env = ?1",
-	[S_ENV_TOUCH] = "UPDATE envs SET last_used = max(last_used, ?2) WHERE id = ?1",
-	[S_GC_ENVS] = "SELECT " ENV_COLS " FROM envs WHERE last_used < ?1"
-		      " AND id NOT IN (SELECT env FROM tags) ORDER BY hash",
-	/* Members before packs: deleting a member releases its pack. */
-	[S_GC_UNUSED] = "SELECT " OBJ_COLS " FROM objects WHERE refs = 0 ORDER BY kind, id LIMIT 1",
-	[S_OBJ_DEL] = "DELETE FROM objects WHERE id = ?1",
-	[S_GROUPS_PRUNE] = "DELETE FROM groups WHERE NOT EXISTS"
-			   " (SELECT 1 FROM nodes WHERE nodes.grp = groups.id)",
-	[S_STATS_ENVS] = "SELECT count(*), coalesce(sum(logical_bytes), 0) FROM envs",
-	[S_STATS_OBJS] = "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(stored), 0)"
-			 " FROM objects WHERE kind = 0",
+        [S_OBJ_BY_KEY] = "SELECT " OBJ_COLS " FROM objects WHERE key = ?1",
+        [S_OBJ_BY_ID] = "SELECT " OBJ_COLS " FROM objects WHERE id = ?1",
+        [S_OBJ_INSERT] = "INSERT INTO objects(key, size, stored, refs, kind, pack, pack_off)"
+                         " VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6) ON CONFLICT(key) DO NOTHING",
+        [S_OBJ_ADDREF] = "UPDATE objects SET refs = refs + ?2 WHERE key = ?1 RETURNING id",
+        /* A pack, then its members in pack order: each frame is decoded once. */
+        [S_OBJ_EACH] = "SELECT " OBJ_COLS " FROM objects"
+                       " ORDER BY coalesce(pack, id), kind DESC, pack_off",
+        [S_OBJ_PACKREF] = "UPDATE objects SET refs = refs + ?2 WHERE id = ?1",
+        [S_OBJ_USERS] = "SELECT e.hash, n.id FROM nodes n JOIN envs e ON e.id = n.env"
+                        " WHERE n.obj = ?1 ORDER BY e.hash, n.id",
+        [S_GROUP_FIND] = "SELECT id FROM groups WHERE obj = ?1 AND mode = ?2 AND mtime_ns = ?3",
+        [S_GROUP_INSERT] = "INSERT INTO groups(obj, mode, mtime_ns) VALUES (?1, ?2, ?3)",
+        [S_ENV_BY_HASH] = "SELECT " ENV_COLS " FROM envs WHERE hash = ?1",
+        [S_ENV_BY_PREFIX] = "SELECT " ENV_COLS " FROM envs WHERE hash >= ?1 AND hash < ?1 || 'g'"
+                            " ORDER BY hash LIMIT 2",
+        [S_ENV_LIST] = "SELECT " ENV_COLS " FROM envs ORDER BY hash",
+        [S_ENV_INSERT] = "INSERT INTO envs(hash, platform, source_prefix, created, last_used,"
+                         " root, files, logical_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        [S_PKG_INSERT] = "INSERT INTO packages(env, kind, name, version, build, channel, subdir,"
+                         " md5, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        [S_PKG_LIST] = "SELECT kind, name, version, build, channel, subdir, md5, sha256"
+                       " FROM packages WHERE env = ?1",
+        [S_ENV_UNREF] = "UPDATE objects SET refs = refs - c.n FROM"
+                        " (SELECT obj, count(*) AS n FROM nodes WHERE env = ?1 AND obj IS NOT NULL"
+                        " GROUP BY obj) AS c WHERE objects.id = c.obj",
+        [S_ENV_DEL_NODES] = "DELETE FROM nodes WHERE env = ?1",
+        [S_ENV_DEL_PKGS] = "DELETE FROM packages WHERE env = ?1",
+        [S_ENV_DEL] = "DELETE FROM envs WHERE id = ?1",
+        [S_ENV_UNIQUE] = "SELECT coalesce(sum(o.stored), 0) FROM objects o WHERE o.id IN"
+                         " (SELECT DISTINCT obj FROM nodes WHERE env = ?1 AND obj IS NOT NULL)"
+                         " AND NOT EXISTS (SELECT 1 FROM nodes m WHERE m.obj = o.id"
+                         " AND m.env != ?1)",
+        /* Ids are never reused: the daemon hands them to the kernel as inode numbers. */
+        [S_NODE_MAX] = "SELECT max(coalesce((SELECT max(id) FROM nodes), 0),"
+                       " coalesce((SELECT CAST(value AS INTEGER) FROM meta"
+                       " WHERE key = 'last_node_id'), 0))",
+        [S_NODE_LAST] = "INSERT INTO meta(key, value) VALUES ('last_node_id', ?1)"
+                        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [S_NODE_INSERT] = "INSERT INTO nodes(id, env, parent, name, type, mode, mtime_ns, size,"
+                          " inserts, obj, grp, hardlink, first_child, nchildren, target, reloc)"
+                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+                          " ?15, ?16)",
+        [S_NODE_GET] = "SELECT " NODE_COLS " FROM nodes WHERE id = ?1",
+        [S_NODE_LOOKUP] = "SELECT " NODE_COLS " FROM nodes WHERE parent = ?1 AND name = ?2",
+        [S_NODE_CONTENT] =
+                "SELECT o.id, o.key, o.size, o.stored, o.refs, o.kind, o.pack,"
+                " o.pack_off, n.reloc, n.target, p.key FROM nodes n"
+                " LEFT JOIN objects o ON o.id = n.obj LEFT JOIN objects p ON p.id = o.pack"
+                " WHERE n.id = ?1",
+        [S_NODE_RANGE] = "SELECT " NODE_COLS " FROM nodes WHERE id >= ?1 AND id < ?2 ORDER BY id",
+        [S_ENV_TREE] = "SELECT n.id, n.env, n.parent, n.name, n.type, n.mode, n.mtime_ns, n.size,"
+                       " n.inserts, n.grp, n.hardlink, n.first_child, n.nchildren,"
+                       " n.reloc IS NOT NULL, o.key, n.target FROM nodes n"
+                       " LEFT JOIN objects o ON o.id = n.obj WHERE n.env = ?1 ORDER BY n.id",
+        [S_GROUP_NODE] = "SELECT " NODE_COLS " FROM nodes WHERE grp = ?1 LIMIT 1",
+        [S_GROUP_COUNT] = "SELECT count(*) FROM nodes WHERE grp = ?1",
+        [S_DATA_VERSION] = "PRAGMA data_version",
+        [S_TAG_SET] = "INSERT INTO tags(name, env) VALUES (?1, ?2)"
+                      " ON CONFLICT(name) DO UPDATE SET env = excluded.env",
+        [S_TAG_DEL] = "DELETE FROM tags WHERE name = ?1",
+        [S_TAG_LIST] =
+                "SELECT t.name, e.hash FROM tags t JOIN envs e ON e.id = t.env ORDER BY t.name",
+        [S_TAG_LIST_ENV] = "SELECT t.name, e.hash FROM tags t JOIN envs e ON e.id = t.env"
+                           " WHERE e.hash = ?1 ORDER BY t.name",
+        [S_TAG_ENV] =
+                "SELECT " ENV_COLS " FROM envs WHERE id = (SELECT env FROM tags WHERE name = ?1)",
+        [S_ENV_DEL_TAGS] = "DELETE FROM tags WHERE env = ?1",
+        [S_ENV_TOUCH] = "UPDATE envs SET last_used = max(last_used, ?2) WHERE id = ?1",
+        [S_GC_ENVS] = "SELECT " ENV_COLS " FROM envs WHERE last_used < ?1"
+                      " AND id NOT IN (SELECT env FROM tags) ORDER BY hash",
+        /* Members before packs: deleting a member releases its pack. */
+        [S_GC_UNUSED] = "SELECT " OBJ_COLS " FROM objects WHERE refs = 0 ORDER BY kind, id LIMIT 1",
+        [S_OBJ_DEL] = "DELETE FROM objects WHERE id = ?1",
+        [S_GROUPS_PRUNE] = "DELETE FROM groups WHERE NOT EXISTS"
+                           " (SELECT 1 FROM nodes WHERE nodes.grp = groups.id)",
+        [S_STATS_ENVS] = "SELECT count(*), coalesce(sum(logical_bytes), 0) FROM envs",
+        [S_STATS_OBJS] = "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(stored), 0)"
+                         " FROM objects WHERE kind = 0",
 };
 
 struct catalog {
@@ -194,12 +204,12 @@ struct catalog {
 
 static int db_err(struct catalog *c, int rc, const char *what, struct cfs_err *err)
 {
-	int e = rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? -EBUSY
-		: rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB ? -EUCLEAN
-		: rc == SQLITE_FULL			      ? -ENOSPC
-		: rc == SQLITE_NOMEM			      ? -ENOMEM
-		: rc == SQLITE_READONLY			      ? -EROFS
-							      : -EIO;
+	int e = rc == SQLITE_BUSY || rc == SQLITE_LOCKED      ? -EBUSY
+	        : rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB ? -EUCLEAN
+	        : rc == SQLITE_FULL                           ? -ENOSPC
+	        : rc == SQLITE_NOMEM                          ? -ENOMEM
+	        : rc == SQLITE_READONLY                       ? -EROFS
+	                                                      : -EIO;
 
 	return err_set(err, e, "%s: %s: %s", c->path, what, sqlite3_errmsg(c->db));
 }
@@ -212,7 +222,7 @@ static int stmt(struct catalog *c, enum stmt_id id, sqlite3_stmt **ret, struct c
 	*ret = NULL;
 	if (!c->stmt[id]) {
 		rc = sqlite3_prepare_v3(c->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
-					&c->stmt[id], NULL);
+		                        &c->stmt[id], NULL);
 		if (rc != SQLITE_OK)
 			return db_err(c, rc, "cannot prepare a query", err);
 	}
@@ -272,8 +282,16 @@ int catalog_open(const char *path, bool create, struct catalog **ret, struct cfs
 		goto fail;
 	}
 	sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
-	r = exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;",
-		 err);
+	/* Two processes opening a new catalog race to switch it to WAL; SQLite answers busy
+	 * at once there instead of waiting, so wait here. */
+	for (int tries = 0;; tries++) {
+		r = exec(c, "PRAGMA journal_mode=WAL", err);
+		if (r != -EBUSY || tries * 10 >= BUSY_TIMEOUT_MS)
+			break;
+		usleep(10000);
+	}
+	if (!r)
+		r = exec(c, "PRAGMA synchronous=FULL", err);
 	if (r)
 		goto fail;
 	if (create) {
@@ -283,9 +301,9 @@ int catalog_open(const char *path, bool create, struct catalog **ret, struct cfs
 		r = exec(c, schema, err);
 		if (!r)
 			r = exec(c,
-				 "INSERT INTO meta(key, value) VALUES ('catalog_version', '"
-				 CATALOG_VERSION "') ON CONFLICT DO NOTHING",
-				 err);
+			         "INSERT INTO meta(key, value) VALUES ('catalog_version', "
+			         "'" CATALOG_VERSION "') ON CONFLICT DO NOTHING",
+			         err);
 		if (r) {
 			exec(c, "ROLLBACK", NULL);
 			goto fail;
@@ -295,14 +313,15 @@ int catalog_open(const char *path, bool create, struct catalog **ret, struct cfs
 			goto fail;
 	}
 	rc = sqlite3_prepare_v2(c->db, "SELECT value FROM meta WHERE key = 'catalog_version'", -1,
-				&s, NULL);
+	                        &s, NULL);
 	if (rc != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW) {
 		r = err_set(err, -EPROTO, "%s: not a condafs catalog", path);
 		goto fail;
 	}
 	if (strcmp((const char *)sqlite3_column_text(s, 0), CATALOG_VERSION) != 0) {
-		r = err_set(err, -EPROTO, "%s: catalog version %s is not one this condafs knows (%s)",
-			    path, sqlite3_column_text(s, 0), CATALOG_VERSION);
+		r = err_set(err, -EPROTO,
+		            "%s: catalog version %s is not one this condafs knows (%s)", path,
+		            sqlite3_column_text(s, 0), CATALOG_VERSION);
 		goto fail;
 	}
 	sqlite3_finalize(s);
@@ -360,7 +379,7 @@ static void object_row(sqlite3_stmt *s, struct catalog_object *ret)
 }
 
 int catalog_object_by_key(struct catalog *c, const struct objkey *key, struct catalog_object *ret,
-			  struct cfs_err *err)
+                          struct cfs_err *err)
 {
 	sqlite3_stmt *s;
 	int r = stmt(c, S_OBJ_BY_KEY, &s, err);
@@ -375,7 +394,7 @@ int catalog_object_by_key(struct catalog *c, const struct objkey *key, struct ca
 }
 
 int catalog_object_by_id(struct catalog *c, int64_t id, struct catalog_object *ret,
-			 struct cfs_err *err)
+                         struct cfs_err *err)
 {
 	sqlite3_stmt *s;
 	int r = stmt(c, S_OBJ_BY_ID, &s, err);
@@ -390,7 +409,7 @@ int catalog_object_by_id(struct catalog *c, int64_t id, struct catalog_object *r
 }
 
 int catalog_object_ref(struct catalog *c, const struct catalog_object *o, int64_t refs,
-		       int64_t *ret_id, bool *ret_new, struct cfs_err *err)
+                       int64_t *ret_id, bool *ret_new, struct cfs_err *err)
 {
 	sqlite3_stmt *s;
 	int r = stmt(c, S_OBJ_INSERT, &s, err);
@@ -434,9 +453,8 @@ int catalog_object_ref(struct catalog *c, const struct catalog_object *o, int64_
 	return r;
 }
 
-int catalog_object_each(struct catalog *c,
-			int (*fn)(void *ctx, const struct catalog_object *o), void *ctx,
-			struct cfs_err *err)
+int catalog_object_each(struct catalog *c, int (*fn)(void *ctx, const struct catalog_object *o),
+                        void *ctx, struct cfs_err *err)
 {
 	struct catalog_object o;
 	sqlite3_stmt *s;
@@ -451,8 +469,8 @@ int catalog_object_each(struct catalog *c,
 }
 
 int catalog_object_users(struct catalog *c, int64_t id,
-			 int (*fn)(void *ctx, const char *env, int64_t node), void *ctx,
-			 struct cfs_err *err)
+                         int (*fn)(void *ctx, const char *env, int64_t node), void *ctx,
+                         struct cfs_err *err)
 {
 	sqlite3_stmt *s;
 	int r = stmt(c, S_OBJ_USERS, &s, err);
@@ -469,8 +487,8 @@ int catalog_object_users(struct catalog *c, int64_t id,
 	return r == -ENOENT ? 0 : r;
 }
 
-int catalog_group(struct catalog *c, int64_t obj, uint32_t mode, int64_t mtime_ns,
-		  int64_t *ret_id, struct cfs_err *err)
+int catalog_group(struct catalog *c, int64_t obj, uint32_t mode, int64_t mtime_ns, int64_t *ret_id,
+                  struct cfs_err *err)
 {
 	sqlite3_stmt *s;
 	int r = stmt(c, S_GROUP_FIND, &s, err);
@@ -518,11 +536,11 @@ static void env_row(sqlite3_stmt *s, struct store_env *ret)
 	memset(ret, 0, sizeof(*ret));
 	ret->id = sqlite3_column_int64(s, 0);
 	copy_text(ret->hash, sizeof(ret->hash), sqlite3_column_text(s, 1),
-		  sqlite3_column_bytes(s, 1));
+	          sqlite3_column_bytes(s, 1));
 	copy_text(ret->platform, sizeof(ret->platform), sqlite3_column_text(s, 2),
-		  sqlite3_column_bytes(s, 2));
+	          sqlite3_column_bytes(s, 2));
 	copy_text(ret->source_prefix, sizeof(ret->source_prefix), sqlite3_column_blob(s, 3),
-		  sqlite3_column_bytes(s, 3));
+	          sqlite3_column_bytes(s, 3));
 	ret->created = sqlite3_column_int64(s, 4);
 	ret->last_used = sqlite3_column_int64(s, 5);
 	ret->root = sqlite3_column_int64(s, 6);
@@ -531,7 +549,7 @@ static void env_row(sqlite3_stmt *s, struct store_env *ret)
 }
 
 int catalog_env_by_hash(struct catalog *c, const char *hash, struct store_env *ret,
-			struct cfs_err *err)
+                        struct cfs_err *err)
 {
 	sqlite3_stmt *s;
 	int r = stmt(c, S_ENV_BY_HASH, &s, err);
@@ -547,7 +565,7 @@ int catalog_env_by_hash(struct catalog *c, const char *hash, struct store_env *r
 }
 
 int catalog_env_by_prefix(struct catalog *c, const char *prefix, struct store_env *ret,
-			  struct cfs_err *err)
+                          struct cfs_err *err)
 {
 	sqlite3_stmt *s;
 	int r = stmt(c, S_ENV_BY_PREFIX, &s, err);
@@ -565,8 +583,7 @@ int catalog_env_by_prefix(struct catalog *c, const char *prefix, struct store_en
 	return r;
 }
 
-int catalog_env_list(struct catalog *c, struct store_env **ret, size_t *ret_n,
-		     struct cfs_err *err)
+int catalog_env_list(struct catalog *c, struct store_env **ret, size_t *ret_n, struct cfs_err *err)
 {
 	struct store_env *v = NULL;
 	size_t n = 0, cap = 0;
@@ -605,8 +622,8 @@ static void bind_text_or_null(sqlite3_stmt *s, int i, const char *v)
 		sqlite3_bind_null(s, i);
 }
 
-int catalog_env_insert(struct catalog *c, const struct store_env *env,
-		       const struct pkgset *set, int64_t *ret_id, struct cfs_err *err)
+int catalog_env_insert(struct catalog *c, const struct store_env *env, const struct pkgset *set,
+                       int64_t *ret_id, struct cfs_err *err)
 {
 	sqlite3_stmt *s;
 	int64_t id;
@@ -616,8 +633,7 @@ int catalog_env_insert(struct catalog *c, const struct store_env *env,
 		return r;
 	sqlite3_bind_text(s, 1, env->hash, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, env->platform, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(s, 3, env->source_prefix, (int)strlen(env->source_prefix),
-			  SQLITE_STATIC);
+	sqlite3_bind_blob(s, 3, env->source_prefix, (int)strlen(env->source_prefix), SQLITE_STATIC);
 	sqlite3_bind_int64(s, 4, env->created);
 	sqlite3_bind_int64(s, 5, env->last_used);
 	sqlite3_bind_int64(s, 6, env->root);
@@ -653,7 +669,7 @@ int catalog_env_insert(struct catalog *c, const struct store_env *env,
 int catalog_env_delete(struct catalog *c, int64_t id, struct cfs_err *err)
 {
 	static const enum stmt_id steps[] = {S_ENV_UNREF, S_ENV_DEL_NODES, S_ENV_DEL_PKGS,
-					     S_ENV_DEL_TAGS, S_ENV_DEL};
+	                                     S_ENV_DEL_TAGS, S_ENV_DEL};
 
 	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
 		sqlite3_stmt *s;
@@ -674,8 +690,8 @@ static const char *col_text(sqlite3_stmt *s, int i)
 	return (const char *)sqlite3_column_text(s, i);
 }
 
-int catalog_env_packages(struct catalog *c, int64_t id, const char *platform,
-			 struct pkgset **ret, struct cfs_err *err)
+int catalog_env_packages(struct catalog *c, int64_t id, const char *platform, struct pkgset **ret,
+                         struct cfs_err *err)
 {
 	struct pkgset *set = NULL;
 	sqlite3_stmt *s;
@@ -689,14 +705,14 @@ int catalog_env_packages(struct catalog *c, int64_t id, const char *platform,
 	sqlite3_bind_int64(s, 1, id);
 	while ((r = step_row(c, s, err)) == 0) {
 		struct pkg p = {
-			.kind = (enum pkg_kind)sqlite3_column_int(s, 0),
-			.name = col_text(s, 1),
-			.version = col_text(s, 2),
-			.build = col_text(s, 3),
-			.channel = col_text(s, 4),
-			.subdir = col_text(s, 5),
-			.md5 = col_text(s, 6),
-			.sha256 = col_text(s, 7),
+		        .kind = (enum pkg_kind)sqlite3_column_int(s, 0),
+		        .name = col_text(s, 1),
+		        .version = col_text(s, 2),
+		        .build = col_text(s, 3),
+		        .channel = col_text(s, 4),
+		        .subdir = col_text(s, 5),
+		        .md5 = col_text(s, 6),
+		        .sha256 = col_text(s, 7),
 		};
 		r = pkgset_add(set, &p, c->path, err);
 		if (r)
@@ -760,8 +776,24 @@ static void bind_id_or_null(sqlite3_stmt *s, int i, int64_t v)
 		sqlite3_bind_null(s, i);
 }
 
-int catalog_node_insert(struct catalog *c, const struct catalog_node_row *row,
-			struct cfs_err *err)
+int catalog_node_reserve(struct catalog *c, int64_t last, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_NODE_LAST, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, last);
+	return step_done(c, s, err);
+}
+
+void catalog_content_done(struct catalog *c)
+{
+	if (c->stmt[S_NODE_CONTENT])
+		sqlite3_reset(c->stmt[S_NODE_CONTENT]);
+}
+
+int catalog_node_insert(struct catalog *c, const struct catalog_node_row *row, struct cfs_err *err)
 {
 	sqlite3_stmt *s;
 	int r = stmt(c, S_NODE_INSERT, &s, err);
@@ -830,7 +862,7 @@ int catalog_node_get(struct catalog *c, int64_t id, struct store_node *ret, stru
 }
 
 int catalog_node_lookup(struct catalog *c, int64_t dir, const void *name, size_t len,
-			struct store_node *ret, struct cfs_err *err)
+                        struct store_node *ret, struct cfs_err *err)
 {
 	sqlite3_stmt *s;
 	int r = stmt(c, S_NODE_LOOKUP, &s, err);
@@ -847,8 +879,8 @@ int catalog_node_lookup(struct catalog *c, int64_t dir, const void *name, size_t
 }
 
 int catalog_node_range(struct catalog *c, int64_t first, int64_t end,
-		       int (*fn)(void *ctx, const struct store_node *n), void *ctx,
-		       struct cfs_err *err)
+                       int (*fn)(void *ctx, const struct store_node *n), void *ctx,
+                       struct cfs_err *err)
 {
 	struct store_node n;
 	sqlite3_stmt *s;
@@ -869,7 +901,7 @@ int catalog_node_range(struct catalog *c, int64_t first, int64_t end,
 }
 
 int catalog_node_content(struct catalog *c, int64_t id, struct catalog_content *ret,
-			 struct cfs_err *err)
+                         struct cfs_err *err)
 {
 	sqlite3_stmt *s;
 	const void *pk;
@@ -898,9 +930,9 @@ int catalog_node_content(struct catalog *c, int64_t id, struct catalog_content *
 }
 
 int catalog_env_tree(struct catalog *c, int64_t env,
-		     int (*fn)(void *ctx, const struct store_node *n, const struct objkey *key,
-			       const void *target, size_t target_len),
-		     void *ctx, struct cfs_err *err)
+                     int (*fn)(void *ctx, const struct store_node *n, const struct objkey *key,
+                               const void *target, size_t target_len),
+                     void *ctx, struct cfs_err *err)
 {
 	struct store_node n;
 	struct objkey key;
@@ -926,8 +958,8 @@ int catalog_env_tree(struct catalog *c, int64_t env,
 	return r == -ENOENT ? 0 : r;
 }
 
-int catalog_group_get(struct catalog *c, int64_t group, struct store_node *ret,
-		      uint32_t *ret_nlink, struct cfs_err *err)
+int catalog_group_get(struct catalog *c, int64_t group, struct store_node *ret, uint32_t *ret_nlink,
+                      struct cfs_err *err)
 {
 	sqlite3_stmt *s;
 	int r = stmt(c, S_GROUP_NODE, &s, err);
@@ -990,8 +1022,8 @@ int catalog_tag_remove(struct catalog *c, const char *name, struct cfs_err *err)
 	return r ? r : sqlite3_changes(c->db) ? 0 : -ENOENT;
 }
 
-int catalog_tag_list(struct catalog *c, const char *env_hash, struct store_tag **ret,
-		     size_t *ret_n, struct cfs_err *err)
+int catalog_tag_list(struct catalog *c, const char *env_hash, struct store_tag **ret, size_t *ret_n,
+                     struct cfs_err *err)
 {
 	struct store_tag *v = NULL;
 	size_t n = 0, cap = 0;
@@ -1013,9 +1045,9 @@ int catalog_tag_list(struct catalog *c, const char *env_hash, struct store_tag *
 			v = nv;
 		}
 		copy_text(v[n].name, sizeof(v[n].name), sqlite3_column_text(s, 0),
-			  sqlite3_column_bytes(s, 0));
+		          sqlite3_column_bytes(s, 0));
 		copy_text(v[n].hash, sizeof(v[n].hash), sqlite3_column_text(s, 1),
-			  sqlite3_column_bytes(s, 1));
+		          sqlite3_column_bytes(s, 1));
 		n++;
 	}
 	if (s)
@@ -1030,7 +1062,7 @@ int catalog_tag_list(struct catalog *c, const char *env_hash, struct store_tag *
 }
 
 int catalog_env_by_tag(struct catalog *c, const char *name, struct store_env *ret,
-		       struct cfs_err *err)
+                       struct cfs_err *err)
 {
 	sqlite3_stmt *s;
 	int r = stmt(c, S_TAG_ENV, &s, err);
@@ -1058,7 +1090,7 @@ int catalog_env_touch(struct catalog *c, int64_t id, int64_t t, struct cfs_err *
 }
 
 int catalog_gc_envs(struct catalog *c, int64_t before, struct store_env **ret, size_t *ret_n,
-		    struct cfs_err *err)
+                    struct cfs_err *err)
 {
 	struct store_env *v = NULL;
 	size_t n = 0, cap = 0;

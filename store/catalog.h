@@ -44,45 +44,43 @@ struct catalog_object {
 
 /* -ENOENT when no object has key. */
 int catalog_object_by_key(struct catalog *c, const struct objkey *key, struct catalog_object *ret,
-			  struct cfs_err *err);
+                          struct cfs_err *err);
 int catalog_object_by_id(struct catalog *c, int64_t id, struct catalog_object *ret,
-			 struct cfs_err *err);
+                         struct cfs_err *err);
 /* Insert o (id and refs ignored) unless its key is there, then add refs references.
  * *ret_id is its id, *ret_new whether this call inserted it (a new member also takes a
  * reference on its pack). */
 int catalog_object_ref(struct catalog *c, const struct catalog_object *o, int64_t refs,
-		       int64_t *ret_id, bool *ret_new, struct cfs_err *err);
+                       int64_t *ret_id, bool *ret_new, struct cfs_err *err);
 /* Calls fn for every object, each pack followed by its members in pack order; fn
  * returning non-zero stops the walk with that value. */
-int catalog_object_each(struct catalog *c,
-			int (*fn)(void *ctx, const struct catalog_object *o), void *ctx,
-			struct cfs_err *err);
+int catalog_object_each(struct catalog *c, int (*fn)(void *ctx, const struct catalog_object *o),
+                        void *ctx, struct cfs_err *err);
 /* Calls fn with the env hash and node id of every node that uses object id. */
 int catalog_object_users(struct catalog *c, int64_t id,
-			 int (*fn)(void *ctx, const char *env, int64_t node), void *ctx,
-			 struct cfs_err *err);
+                         int (*fn)(void *ctx, const char *env, int64_t node), void *ctx,
+                         struct cfs_err *err);
 
 /* The group of files served identically: found or made. */
-int catalog_group(struct catalog *c, int64_t obj, uint32_t mode, int64_t mtime_ns,
-		  int64_t *ret_id, struct cfs_err *err);
+int catalog_group(struct catalog *c, int64_t obj, uint32_t mode, int64_t mtime_ns, int64_t *ret_id,
+                  struct cfs_err *err);
 
 /* ---- environments ---- */
 
 int catalog_env_by_hash(struct catalog *c, const char *hash, struct store_env *ret,
-			struct cfs_err *err);
+                        struct cfs_err *err);
 /* Unique match of a hash prefix: -ENOENT none, -EINVAL ambiguous. */
 int catalog_env_by_prefix(struct catalog *c, const char *prefix, struct store_env *ret,
-			  struct cfs_err *err);
-int catalog_env_list(struct catalog *c, struct store_env **ret, size_t *ret_n,
-		     struct cfs_err *err);
+                          struct cfs_err *err);
+int catalog_env_list(struct catalog *c, struct store_env **ret, size_t *ret_n, struct cfs_err *err);
 /* Insert the environment row and its packages: *ret_id. env->root must be set. */
-int catalog_env_insert(struct catalog *c, const struct store_env *env,
-		       const struct pkgset *set, int64_t *ret_id, struct cfs_err *err);
+int catalog_env_insert(struct catalog *c, const struct store_env *env, const struct pkgset *set,
+                       int64_t *ret_id, struct cfs_err *err);
 /* Delete an environment, its packages and nodes, and drop the references they held. */
 int catalog_env_delete(struct catalog *c, int64_t id, struct cfs_err *err);
 /* Packages of an environment in pkgset form. */
-int catalog_env_packages(struct catalog *c, int64_t id, const char *platform,
-			 struct pkgset **ret, struct cfs_err *err);
+int catalog_env_packages(struct catalog *c, int64_t id, const char *platform, struct pkgset **ret,
+                         struct cfs_err *err);
 int catalog_env_unique_bytes(struct catalog *c, int64_t id, uint64_t *ret, struct cfs_err *err);
 
 /* ---- nodes ---- */
@@ -110,15 +108,16 @@ struct catalog_node_row {
 
 /* The largest node id in use (0 if none): new ids start above it. */
 int catalog_node_max_id(struct catalog *c, int64_t *ret, struct cfs_err *err);
-int catalog_node_insert(struct catalog *c, const struct catalog_node_row *row,
-			struct cfs_err *err);
+/* Record that ids up to last are taken, so that they are never handed out again. */
+int catalog_node_reserve(struct catalog *c, int64_t last, struct cfs_err *err);
+int catalog_node_insert(struct catalog *c, const struct catalog_node_row *row, struct cfs_err *err);
 int catalog_node_get(struct catalog *c, int64_t id, struct store_node *ret, struct cfs_err *err);
 int catalog_node_lookup(struct catalog *c, int64_t dir, const void *name, size_t len,
-			struct store_node *ret, struct cfs_err *err);
+                        struct store_node *ret, struct cfs_err *err);
 /* Calls fn for nodes with ids in [first, end) in id order, until fn returns non-zero. */
 int catalog_node_range(struct catalog *c, int64_t first, int64_t end,
-		       int (*fn)(void *ctx, const struct store_node *n), void *ctx,
-		       struct cfs_err *err);
+                       int (*fn)(void *ctx, const struct store_node *n), void *ctx,
+                       struct cfs_err *err);
 /* What reading a node needs: its object, the image holding it and where, its relocation
  * record (valid until the next call on c) and, for symlinks, the target. */
 struct catalog_content {
@@ -131,17 +130,20 @@ struct catalog_content {
 	size_t target_len;
 };
 int catalog_node_content(struct catalog *c, int64_t id, struct catalog_content *ret,
-			 struct cfs_err *err);
+                         struct cfs_err *err);
+/* Done with what catalog_node_content returned: releases the row, so this handle's read
+ * snapshot does not stay pinned (it would miss later commits and hold up checkpoints). */
+void catalog_content_done(struct catalog *c);
 
 /* Calls fn for every node of an environment in id order, with its object key (NULL for
  * none) and link target (pointers valid during the call). */
 int catalog_env_tree(struct catalog *c, int64_t env,
-		     int (*fn)(void *ctx, const struct store_node *n, const struct objkey *key,
-			       const void *target, size_t target_len),
-		     void *ctx, struct cfs_err *err);
+                     int (*fn)(void *ctx, const struct store_node *n, const struct objkey *key,
+                               const void *target, size_t target_len),
+                     void *ctx, struct cfs_err *err);
 
-int catalog_group_get(struct catalog *c, int64_t group, struct store_node *ret,
-		      uint32_t *ret_nlink, struct cfs_err *err);
+int catalog_group_get(struct catalog *c, int64_t group, struct store_node *ret, uint32_t *ret_nlink,
+                      struct cfs_err *err);
 /* PRAGMA data_version: changes when another connection commits. */
 int catalog_data_version(struct catalog *c, uint64_t *ret, struct cfs_err *err);
 
@@ -150,14 +152,14 @@ int catalog_data_version(struct catalog *c, uint64_t *ret, struct cfs_err *err);
 int catalog_tag_set(struct catalog *c, const char *name, int64_t env, struct cfs_err *err);
 /* -ENOENT if there is no such tag. */
 int catalog_tag_remove(struct catalog *c, const char *name, struct cfs_err *err);
-int catalog_tag_list(struct catalog *c, const char *env_hash, struct store_tag **ret,
-		     size_t *ret_n, struct cfs_err *err);
+int catalog_tag_list(struct catalog *c, const char *env_hash, struct store_tag **ret, size_t *ret_n,
+                     struct cfs_err *err);
 int catalog_env_by_tag(struct catalog *c, const char *name, struct store_env *ret,
-		       struct cfs_err *err);
+                       struct cfs_err *err);
 int catalog_env_touch(struct catalog *c, int64_t id, int64_t t, struct cfs_err *err);
 /* Untagged environments last used before a time; *ret malloc'd. */
 int catalog_gc_envs(struct catalog *c, int64_t before, struct store_env **ret, size_t *ret_n,
-		    struct cfs_err *err);
+                    struct cfs_err *err);
 /* One object no row references (members first): -ENOENT when there is none. */
 int catalog_unused_object(struct catalog *c, struct catalog_object *ret, struct cfs_err *err);
 /* Delete an object's row; a member's pack loses its reference. */

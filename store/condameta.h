@@ -26,6 +26,6 @@ struct pkgset *condameta_take_pkgset(struct condameta *m);
 /* What the records say of relpath (relative to the prefix): true with the placeholder's
  * length and mode when a record lists a prefix_placeholder for it. */
 bool condameta_placeholder(const struct condameta *m, const char *relpath, bool *ret_binary,
-			   size_t *ret_len);
+                           size_t *ret_len);
 
 #endif

@@ -54,8 +54,8 @@ static void config_defaults(struct config *c)
 /* Apply one "section.key: value" setting; -EINVAL with the reason in why. */
 static int apply(struct config *c, const char *key, const char *v, const char **why)
 {
-	static const char *const levels[] = {"emerg", "alert", "crit", "err",
-					     "warning", "notice", "info", "debug"};
+	static const char *const levels[] = {"emerg",   "alert",  "crit", "err",
+	                                     "warning", "notice", "info", "debug"};
 	char *end;
 
 	if (!strcmp(key, "store") || !strcmp(key, "mountpoint")) {
@@ -125,8 +125,8 @@ int config_load(const char *path, struct config *ret, struct cfs_err *err)
 
 		if (!yaml_parser_parse(&p, &ev)) {
 			r = err_set(err, -EINVAL, "%s:%lu: %s", path,
-				    (unsigned long)p.problem_mark.line + 1,
-				    p.problem ? p.problem : "not YAML");
+			            (unsigned long)p.problem_mark.line + 1,
+			            p.problem ? p.problem : "not YAML");
 			break;
 		}
 		line = (unsigned long)ev.start_mark.line + 1;
@@ -140,7 +140,7 @@ int config_load(const char *path, struct config *ret, struct cfs_err *err)
 				have_key = false;
 			} else if (depth >= 1) {
 				r = err_set(err, -EINVAL, "%s:%lu: %s: not a section", path, line,
-					    have_key ? key : "mapping");
+				            have_key ? key : "mapping");
 			}
 			depth++;
 			break;
@@ -150,14 +150,14 @@ int config_load(const char *path, struct config *ret, struct cfs_err *err)
 			break;
 		case YAML_SEQUENCE_START_EVENT:
 			r = err_set(err, -EINVAL, "%s:%lu: %s: a list is not a value here", path,
-				    line, have_key ? key : "document");
+			            line, have_key ? key : "document");
 			break;
 		case YAML_SCALAR_EVENT: {
 			const char *v = (const char *)ev.data.scalar.value;
 
 			if (depth == 0) {
 				r = err_set(err, -EINVAL, "%s:%lu: expected a mapping of settings",
-					    path, line);
+				            path, line);
 			} else if (!have_key) {
 				if (section[0])
 					snprintf(key, sizeof(key), "%s.%s", section, v);
@@ -169,7 +169,7 @@ int config_load(const char *path, struct config *ret, struct cfs_err *err)
 
 				if (apply(&c, key, v, &why))
 					r = err_set(err, -EINVAL, "%s:%lu: %s: %s", path, line, key,
-						    why);
+					            why);
 				have_key = false;
 			}
 			break;

@@ -18,11 +18,11 @@ void err_format(struct cfs_err *err, const char *fmt, ...) __attribute__((format
  * `return err_set(err, -EINVAL, "%s: not a lock", path);`. rc is evaluated first, before
  * formatting can change errno; a macro so that static analysis sees the value is rc.
  */
-#define err_set(err, rc, ...)                        \
-	__extension__({                              \
-		int err_set_rc_ = (rc);              \
-		err_format((err), __VA_ARGS__);      \
-		err_set_rc_;                         \
+#define err_set(err, rc, ...)                                                                      \
+	__extension__({                                                                            \
+		int err_set_rc_ = (rc);                                                            \
+		err_format((err), __VA_ARGS__);                                                    \
+		err_set_rc_;                                                                       \
 	})
 
 /* -errno after a failed call, never 0: what every error path returns. */

@@ -103,13 +103,13 @@ bool store_tag_valid(const char *name)
 static int bad_tag(const char *name, struct cfs_err *err)
 {
 	return err_set(err, -EINVAL,
-		       "'%s': not a valid tag name (1-128 of A-Z a-z 0-9 . _ + -, not starting "
-		       "with '.' or '-', and not a 32-digit hash)",
-		       name);
+	               "'%s': not a valid tag name (1-128 of A-Z a-z 0-9 . _ + -, not starting "
+	               "with '.' or '-', and not a 32-digit hash)",
+	               name);
 }
 
 int store_tag_set(struct store *st, const char *name, const struct store_env *env,
-		  struct cfs_err *err)
+                  struct cfs_err *err)
 {
 	int r = writable(st, err);
 
@@ -132,7 +132,7 @@ int store_tag_remove(struct store *st, const char *name, struct cfs_err *err)
 }
 
 int store_tag_list(struct store *st, const char *env_hash, struct store_tag **ret, size_t *ret_n,
-		   struct cfs_err *err)
+                   struct cfs_err *err)
 {
 	return catalog_tag_list(st->cat, env_hash, ret, ret_n, err);
 }
@@ -140,7 +140,7 @@ int store_tag_list(struct store *st, const char *env_hash, struct store_tag **re
 /* ---- last use ---- */
 
 int store_env_touch(struct store *st, const int64_t *env_ids, size_t n, int64_t t,
-		    struct cfs_err *err)
+                    struct cfs_err *err)
 {
 	int r = writable(st, err);
 
@@ -189,7 +189,7 @@ static uint64_t file_bytes(int dir_fd, const char *path)
 /* Delete the rows of every object nobody references, members before their packs; the
  * image files to unlink afterwards (G1) go to d. */
 static int drop_unused(struct store *st, struct doomed *d, struct gc_result *res,
-		       struct cfs_err *err)
+                       struct cfs_err *err)
 {
 	struct catalog_object o;
 	int r;
@@ -215,8 +215,7 @@ static int drop_unused(struct store *st, struct doomed *d, struct gc_result *res
 
 /* Object files no row names: left by an ingest or a gc killed between its steps. Only
  * under the exclusive lock (G2): no ingest is between linking and committing. */
-static int sweep_orphans(struct store *st, bool dry_run, struct gc_result *res,
-			 struct cfs_err *err)
+static int sweep_orphans(struct store *st, bool dry_run, struct gc_result *res, struct cfs_err *err)
 {
 	for (int i = 0; i < 256; i++) {
 		char dir[16];
@@ -262,8 +261,8 @@ static int sweep_orphans(struct store *st, bool dry_run, struct gc_result *res,
 }
 
 int store_gc(struct store *st, const struct gc_opts *opts,
-	     void (*fn)(void *ctx, const struct store_env *env), void *ctx,
-	     struct gc_result *ret, struct cfs_err *err)
+             void (*fn)(void *ctx, const struct store_env *env), void *ctx, struct gc_result *ret,
+             struct cfs_err *err)
 {
 	struct gc_result res = {0};
 	struct store_env *envs = NULL;

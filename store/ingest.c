@@ -56,7 +56,7 @@ struct inode {
 	nlink_t nlink;
 	uint32_t first_child, nchildren;
 	uint32_t hardlink; /* index + 1 of the first path of the same inode (its own for the
-			    * first), 0 when the inode has one path */
+	                    * first), 0 when the inode has one path */
 	/* Filled by the store phase (files) or the walk (symlinks). */
 	struct objkey key;
 	uint64_t neutral_size;
@@ -65,7 +65,7 @@ struct inode {
 	size_t reloc_len;
 	bool packed;     /* a new content that went to the packer */
 	uint64_t stored; /* image bytes of a content with an image of its own */
-	char *target; /* symlinks: neutral target, owned */
+	char *target;    /* symlinks: neutral target, owned */
 	size_t target_len;
 };
 
@@ -152,9 +152,11 @@ static int name_cmp(const void *a, const void *b)
 
 static const char *special_kind(mode_t m)
 {
-	return S_ISFIFO(m) ? "fifo" : S_ISSOCK(m) ? "socket" : S_ISCHR(m) ? "character device"
-			      : S_ISBLK(m)	      ? "block device"
-							      : "special file";
+	return S_ISFIFO(m)   ? "fifo"
+	       : S_ISSOCK(m) ? "socket"
+	       : S_ISCHR(m)  ? "character device"
+	       : S_ISBLK(m)  ? "block device"
+	                     : "special file";
 }
 
 /* Fill the attributes of n from st; -EINVAL for special files the caller must skip. */
@@ -196,12 +198,29 @@ static int read_symlink(struct ingest *in, int dfd, struct inode *n, struct cfs_
 		return err_set(err, neg_errno(), "%s/%s: %s", in->prefix, n->rel, strerror(errno));
 	if ((size_t)len == sizeof(buf))
 		return err_set(err, -ENAMETOOLONG, "%s/%s: link target too long", in->prefix,
-			       n->rel);
-	/* Absolute targets into the prefix follow the environment to wherever it is served. */
-	r = reloc_scan((const uint8_t *)buf, (size_t)len, in->prefix, in->plen, RELOC_TEXT, 0,
-		       &neutral, &nlen, &rl, err);
-	if (r)
-		return r;
+		               n->rel);
+	/* Absolute targets into the prefix follow the environment to wherever it is served;
+	 * anything else (a sibling of the prefix, a system path) is kept as it is. */
+	if ((size_t)len >= in->plen && memcmp(buf, in->prefix, in->plen) == 0 &&
+	    ((size_t)len == in->plen || buf[in->plen] == '/')) {
+		r = reloc_scan((const uint8_t *)buf, in->plen, in->prefix, in->plen, RELOC_TEXT, 0,
+		               &neutral, &nlen, &rl, err);
+		if (r)
+			return r;
+		if (rl) {
+			/* The prefix, then the rest of the target unchanged. */
+			uint8_t *t = realloc(neutral, nlen + (size_t)len - in->plen + 1);
+
+			if (!t) {
+				free(neutral);
+				reloc_free(rl);
+				return -ENOMEM;
+			}
+			neutral = t;
+			memcpy(neutral + nlen, buf + in->plen, (size_t)len - in->plen);
+			nlen += (size_t)len - in->plen;
+		}
+	}
 	if (rl) {
 		r = reloc_encode(rl, &n->reloc, &n->reloc_len);
 		n->inserts = reloc_text_inserts(rl);
@@ -218,12 +237,53 @@ static int read_symlink(struct ingest *in, int dfd, struct inode *n, struct cfs_
 	return 0;
 }
 
+/* openat for a path relative to the prefix; one component at a time when the path is
+ * longer than the kernel takes in one call (deep trees are kept too). */
+static int open_rel(int root_fd, const char *rel, int flags)
+{
+	char *copy, *save = NULL, *comp, *next;
+	int dfd, fd = -1, e;
+
+	if (strlen(rel) < PATH_MAX)
+		return openat(root_fd, rel, flags);
+	copy = strdup(rel);
+	dfd = copy ? dup(root_fd) : -1;
+	if (dfd < 0) {
+		free(copy);
+		errno = ENOMEM;
+		return -1;
+	}
+	comp = strtok_r(copy, "/", &save);
+	while (comp) {
+		next = strtok_r(NULL, "/", &save);
+		if (!next) {
+			fd = openat(dfd, comp, flags);
+			break;
+		}
+		fd = openat(dfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		e = errno;
+		close(dfd);
+		errno = e;
+		if (fd < 0)
+			break;
+		dfd = fd;
+		fd = -1;
+		comp = next;
+	}
+	e = errno;
+	if (fd >= 0 || comp)
+		close(dfd);
+	free(copy);
+	errno = e;
+	return fd;
+}
+
 /* List directory i, append its children sorted by name. */
 static int walk_dir(struct ingest *in, uint32_t i, struct cfs_err *err)
 {
 	const char *rel = in->nodes[i].rel;
-	int dfd = openat(in->root_fd, *rel ? rel : ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-						       O_CLOEXEC);
+	int dfd = open_rel(in->root_fd, *rel ? rel : ".",
+	                   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	size_t first = in->n;
 	struct dirent *de;
 	DIR *d;
@@ -243,8 +303,8 @@ static int walk_dir(struct ingest *in, uint32_t i, struct cfs_err *err)
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
 		if (fstatat(dfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
-			r = err_set(err, neg_errno(), "%s/%s%s%s: %s", in->prefix, rel, *rel ? "/" : "",
-				    de->d_name, strerror(errno));
+			r = err_set(err, neg_errno(), "%s/%s%s%s: %s", in->prefix, rel,
+			            *rel ? "/" : "", de->d_name, strerror(errno));
 			goto out;
 		}
 		r = add_node(in, &n);
@@ -261,8 +321,9 @@ static int walk_dir(struct ingest *in, uint32_t i, struct cfs_err *err)
 		n->parent = i;
 		if (set_attrs(in, n, &sb)) {
 			if (!in->opts->skip_special) {
-				r = err_set(err, -EINVAL, "%s/%s: special file (%s) cannot be stored",
-					    in->prefix, n->rel, special_kind(sb.st_mode));
+				r = err_set(err, -EINVAL,
+				            "%s/%s: special file (%s) cannot be stored", in->prefix,
+				            n->rel, special_kind(sb.st_mode));
 				goto out;
 			}
 			warn(in, "%s/%s: special file (%s) skipped", in->prefix, n->rel,
@@ -314,7 +375,8 @@ static int find_hardlinks(struct ingest *in)
 	for (size_t i = 0; i < in->n; i++)
 		if (in->nodes[i].type == NODE_FILE && in->nodes[i].nlink > 1)
 			v[k++] = (uint32_t)i;
-	qsort_r(v, k, sizeof(*v), ino_cmp, in->nodes);
+	if (k)
+		qsort_r(v, k, sizeof(*v), ino_cmp, in->nodes);
 	for (size_t j = 1; j < k; j++) {
 		struct inode *a = &in->nodes[v[j - 1]], *b = &in->nodes[v[j]];
 
@@ -472,21 +534,21 @@ static int read_small(struct fileread *f, struct rbuf *b)
 }
 
 static int open_file(struct ingest *in, struct inode *n, struct fileread *f, struct rbuf *b,
-		     struct cfs_err *err)
+                     struct cfs_err *err)
 {
 	struct stat sb;
 	void *map;
 	int r;
 
-	f->fd = openat(in->root_fd, n->rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	f->fd = open_rel(in->root_fd, n->rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (f->fd < 0)
 		return err_set(err, neg_errno(), "%s/%s: cannot read: %s", in->prefix, n->rel,
-			       strerror(errno));
+		               strerror(errno));
 	if (fstat(f->fd, &sb) < 0)
 		return err_set(err, neg_errno(), "%s/%s: %s", in->prefix, n->rel, strerror(errno));
 	if (!same_stat(n, &sb))
 		return err_set(err, -EAGAIN, "%s/%s: file changed while the prefix was read",
-			       in->prefix, n->rel);
+		               in->prefix, n->rel);
 	f->len = n->size;
 	if (f->len == 0)
 		return 0;
@@ -494,31 +556,31 @@ static int open_file(struct ingest *in, struct inode *n, struct fileread *f, str
 		r = read_small(f, b);
 		if (r == -EAGAIN)
 			return err_set(err, r, "%s/%s: file changed while it was read", in->prefix,
-				       n->rel);
+			               n->rel);
 		if (r)
 			return err_set(err, r, "%s/%s: cannot read: %s", in->prefix, n->rel,
-				       strerror(-r));
+			               strerror(-r));
 		return 0;
 	}
 	if ((uint64_t)sb.st_blocks * 512 < f->len) {
 		r = find_extents(f);
 		if (r)
 			return err_set(err, r, "%s/%s: cannot find holes: %s", in->prefix, n->rel,
-				       strerror(-r));
+			               strerror(-r));
 	}
 	/* Populated in one call: faulting page by page costs more than the hash. */
 	map = mmap(NULL, f->len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, f->fd, 0);
 	if (map == MAP_FAILED)
 		return err_set(err, neg_errno(), "%s/%s: cannot map: %s", in->prefix, n->rel,
-			       strerror(errno));
+		               strerror(errno));
 	f->data = map;
 	f->mapped = true;
 	madvise(map, f->len, MADV_SEQUENTIAL);
 	return 0;
 }
 
-static enum reloc_mode file_mode(struct ingest *in, const struct inode *n,
-				 const struct fileread *f, size_t *ret_placeholder)
+static enum reloc_mode file_mode(struct ingest *in, const struct inode *n, const struct fileread *f,
+                                 size_t *ret_placeholder)
 {
 	bool binary;
 	size_t len;
@@ -543,16 +605,16 @@ static int collision(struct ingest *in, const char *rel, int r, struct cfs_err *
 	if (r != -EBADMSG)
 		return r;
 	return err_set(err, r,
-		       "%s/%s: a stored object has the same key but other content "
-		       "(a hash collision or a corrupt store: run condafs verify)",
-		       in->prefix, rel);
+	               "%s/%s: a stored object has the same key but other content "
+	               "(a hash collision or a corrupt store: run condafs verify)",
+	               in->prefix, rel);
 }
 
 static int defer_compare(struct ingest *in, uint32_t node, const struct catalog_object *co,
-			 const struct object_src *src)
+                         const struct object_src *src)
 {
 	struct deferred d = {node, co->pack, co->pack_off, malloc(src->len ? src->len : 1),
-			     src->len};
+	                     src->len};
 	int r = 0;
 
 	if (!d.data)
@@ -581,7 +643,7 @@ static int defer_compare(struct ingest *in, uint32_t node, const struct catalog_
 
 /* Store (or find) the content of node k. */
 static int store_file(struct ingest *in, struct catalog *cat, struct object_writer *w,
-		      ZSTD_DCtx *dctx, struct rbuf *b, uint32_t k, struct cfs_err *err)
+                      ZSTD_DCtx *dctx, struct rbuf *b, uint32_t k, struct cfs_err *err)
 {
 	struct inode *n = &in->nodes[k];
 	struct fileread f = {.fd = -1};
@@ -600,7 +662,7 @@ static int store_file(struct ingest *in, struct catalog *cat, struct object_writ
 	mode = file_mode(in, n, &f, &placeholder);
 	if (mode != RELOC_NONE) {
 		r = reloc_scan(f.data, f.len, in->prefix, in->plen, mode, placeholder, &neutral,
-			       &nlen, &rl, err);
+		               &nlen, &rl, err);
 		if (r)
 			goto out;
 	}
@@ -612,9 +674,9 @@ static int store_file(struct ingest *in, struct catalog *cat, struct object_writ
 			goto out;
 	} else {
 		src = (struct object_src){.data = f.data,
-					  .len = f.len,
-					  .extents = (const uint64_t(*)[2])f.extents,
-					  .nextents = f.nextents};
+		                          .len = f.len,
+		                          .extents = (const uint64_t(*)[2])f.extents,
+		                          .nextents = f.nextents};
 	}
 	n->neutral_size = src.len;
 	object_hash(&src, &n->key);
@@ -642,7 +704,7 @@ static int store_file(struct ingest *in, struct catalog *cat, struct object_writ
 	/* I3: the bytes we stored are the bytes the file had. */
 	if (fstat(f.fd, &sb) < 0 || !same_stat(n, &sb))
 		r = err_set(err, -EAGAIN, "%s/%s: file changed while it was read", in->prefix,
-			    n->rel);
+		            n->rel);
 out:
 	reloc_free(rl);
 	free(neutral);
@@ -700,7 +762,7 @@ static int by_pack(const void *a, const void *b)
 /* O2 for the stored members of one pack: deferred[first, end), in pack order, so each
  * frame is decoded once. */
 static int compare_pack(struct ingest *in, struct catalog *cat, ZSTD_DCtx *dctx, size_t first,
-			size_t end, struct cfs_err *err)
+                        size_t end, struct cfs_err *err)
 {
 	struct catalog_object pack;
 	struct object *o = NULL;
@@ -715,7 +777,7 @@ static int compare_pack(struct ingest *in, struct catalog *cat, ZSTD_DCtx *dctx,
 		struct object_src src = {.data = d->data, .len = d->len};
 
 		r = collision(in, in->nodes[d->node].rel,
-			      object_compare(o, dctx, d->off, &src, err), err);
+		              object_compare(o, dctx, d->off, &src, err), err);
 	}
 	object_close(o);
 	return r;
@@ -724,7 +786,8 @@ static int compare_pack(struct ingest *in, struct catalog *cat, ZSTD_DCtx *dctx,
 /* Group the deferred comparisons by pack: pack_starts[k] is where pack k's begin. */
 static int group_deferred(struct ingest *in)
 {
-	qsort(in->deferred, in->ndeferred, sizeof(*in->deferred), by_pack);
+	if (in->ndeferred)
+		qsort(in->deferred, in->ndeferred, sizeof(*in->deferred), by_pack);
 	in->compare_starts = malloc((in->ndeferred + 1) * sizeof(*in->compare_starts));
 	if (!in->compare_starts)
 		return -ENOMEM;
@@ -766,7 +829,7 @@ static void *worker_main(void *arg)
 			if (k >= in->ncompare)
 				break;
 			r = compare_pack(in, cat, dctx, in->compare_starts[k],
-					 in->compare_starts[k + 1], &err);
+			                 in->compare_starts[k + 1], &err);
 			continue;
 		}
 		if (k >= in->nwork)
@@ -794,10 +857,10 @@ static int size_desc(const void *a, const void *b, void *ctx)
 static void report_progress(struct ingest *in)
 {
 	struct ingest_progress p = {
-		.files_done = atomic_load(&in->files_done),
-		.files_total = in->nwork,
-		.bytes_done = atomic_load(&in->bytes_done),
-		.bytes_total = in->bytes_total,
+	        .files_done = atomic_load(&in->files_done),
+	        .files_total = in->nwork,
+	        .bytes_done = atomic_load(&in->bytes_done),
+	        .bytes_total = in->bytes_total,
 	};
 
 	if (in->opts->progress)
@@ -841,12 +904,12 @@ static int publish(struct ingest *in, int nthreads, struct cfs_err *err)
 
 	if (syncfs(in->tmp_fd) < 0)
 		return err_set(err, neg_errno(), "%s: cannot sync the store: %s", in->st->dir,
-			       strerror(errno));
+		               strerror(errno));
 	for (int i = 0; !r && i < nthreads; i++)
 		r = object_publish(in->writers[i], err);
 	if (!r && syncfs(in->st->fd) < 0)
 		r = err_set(err, neg_errno(), "%s: cannot sync the store: %s", in->st->dir,
-			    strerror(errno));
+		            strerror(errno));
 	return r;
 }
 
@@ -866,7 +929,8 @@ static int store_files(struct ingest *in, struct cfs_err *err)
 		in->bytes_total += in->nodes[i].size;
 	}
 	/* Largest first, so the last file to finish is a small one. */
-	qsort_r(in->work, in->nwork, sizeof(*in->work), size_desc, in->nodes);
+	if (in->nwork)
+		qsort_r(in->work, in->nwork, sizeof(*in->work), size_desc, in->nodes);
 	in->err = err;
 	r = packer_new(&in->packer);
 	if (!in->dry && !r)
@@ -899,7 +963,7 @@ static int store_files(struct ingest *in, struct cfs_err *err)
 
 /* A member this commit finds stored by a concurrent ingest must hold our content. */
 static int check_member_race(struct ingest *in, const struct inode *c, int64_t obj,
-			     struct cfs_err *err)
+                             struct cfs_err *err)
 {
 	struct catalog_object mine, pack;
 	struct object *o = NULL;
@@ -931,7 +995,7 @@ static int check_member_race(struct ingest *in, const struct inode *c, int64_t o
 
 /* The catalog row for a file's content: its own image, or a member of one of our packs. */
 static int ref_content(struct ingest *in, const struct inode *c, const int64_t *pack_ids,
-		       int64_t *ret_obj, struct cfs_err *err)
+                       int64_t *ret_obj, struct cfs_err *err)
 {
 	struct catalog_object o = {.key = c->key, .size = c->neutral_size, .stored = c->stored};
 	size_t pi = 0;
@@ -943,7 +1007,7 @@ static int ref_content(struct ingest *in, const struct inode *c, const int64_t *
 		r = packer_find(in->packer, &c->key, &pi, &o.pack_off, &len);
 		if (r)
 			return err_set(err, -EUCLEAN, "%s/%s: packed content lost", in->prefix,
-				       c->rel);
+			               c->rel);
 		o.pack = pack_ids[pi];
 		/* A member's share of its pack, for per-environment accounting. */
 		plen = packer_pack_len(in->packer, pi);
@@ -962,15 +1026,16 @@ static int ref_content(struct ingest *in, const struct inode *c, const int64_t *
 }
 
 static int insert_tree(struct ingest *in, int64_t env_id, int64_t base, const char *hash,
-		       struct cfs_err *err)
+                       struct cfs_err *err)
 {
 	int64_t *pack_ids = calloc(in->npacks ? in->npacks : 1, sizeof(*pack_ids));
 	int r = pack_ids ? 0 : -ENOMEM;
 
 	for (size_t i = 0; !r && i < in->npacks; i++) {
-		struct catalog_object o = {.key = in->pack_keys[i], .kind = OBJECT_PACK,
-					   .stored = in->pack_stored[i],
-					   .size = packer_pack_len(in->packer, i)};
+		struct catalog_object o = {.key = in->pack_keys[i],
+		                           .kind = OBJECT_PACK,
+		                           .stored = in->pack_stored[i],
+		                           .size = packer_pack_len(in->packer, i)};
 		bool fresh;
 
 		r = catalog_object_ref(in->st->cat, &o, 0, &pack_ids[i], &fresh, err);
@@ -978,31 +1043,31 @@ static int insert_tree(struct ingest *in, int64_t env_id, int64_t base, const ch
 	for (size_t i = 0; !r && i < in->n; i++) {
 		const struct inode *n = &in->nodes[i], *c = content_of(in, n);
 		struct catalog_node_row row = {
-			.id = base + (int64_t)i,
-			.env = env_id,
-			.parent = i ? base + n->parent : 0,
-			/* The top directory is named by the environment hash. */
-			.name = i ? n->name : hash,
-			.namelen = i ? n->namelen : strlen(hash),
-			.type = n->type,
-			.mode = n->mode,
-			.mtime_ns = n->mtime_ns,
-			.size = n->type == NODE_FILE ? c->neutral_size : n->target_len,
-			.inserts = c->inserts,
-			.hardlink = n->hardlink ? base + n->hardlink - 1 : 0,
-			.first_child = base + n->first_child,
-			.nchildren = n->nchildren,
-			.target = n->target,
-			.target_len = n->target_len,
-			.reloc = c->reloc,
-			.reloc_len = c->reloc_len,
+		        .id = base + (int64_t)i,
+		        .env = env_id,
+		        .parent = i ? base + n->parent : 0,
+		        /* The top directory is named by the environment hash. */
+		        .name = i ? n->name : hash,
+		        .namelen = i ? n->namelen : strlen(hash),
+		        .type = n->type,
+		        .mode = n->mode,
+		        .mtime_ns = n->mtime_ns,
+		        .size = n->type == NODE_FILE ? c->neutral_size : n->target_len,
+		        .inserts = c->inserts,
+		        .hardlink = n->hardlink ? base + n->hardlink - 1 : 0,
+		        .first_child = base + n->first_child,
+		        .nchildren = n->nchildren,
+		        .target = n->target,
+		        .target_len = n->target_len,
+		        .reloc = c->reloc,
+		        .reloc_len = c->reloc_len,
 		};
 
 		if (n->type == NODE_FILE) {
 			r = ref_content(in, c, pack_ids, &row.obj, err);
 			if (!r && !c->reloc)
 				r = catalog_group(in->st->cat, row.obj, n->mode, n->mtime_ns,
-						  &row.group, err);
+				                  &row.group, err);
 		}
 		if (!r)
 			r = catalog_node_insert(in->st->cat, &row, err);
@@ -1030,7 +1095,7 @@ struct old_tree {
 };
 
 static int old_add(void *ctx, const struct store_node *n, const struct objkey *key,
-		   const void *target, size_t target_len)
+                   const void *target, size_t target_len)
 {
 	struct old_tree *t = ctx;
 	struct old_node *o;
@@ -1058,7 +1123,7 @@ static int old_add(void *ctx, const struct store_node *n, const struct objkey *k
 	if (!n->parent)
 		o->path = strdup("");
 	else if (asprintf(&o->path, "%s%s%.*s", parent, *parent ? "/" : "", (int)n->namelen,
-			  n->name) < 0)
+	                  n->name) < 0)
 		o->path = NULL;
 	if (!o->path)
 		return -ENOMEM;
@@ -1102,7 +1167,7 @@ static int new_cmp(const void *a, const void *b, void *ctx)
 
 /* What differs between one path of the prefix and the store, or NULL. */
 static const char *node_diff(const struct ingest *in, const struct inode *n,
-			     const struct old_node *o)
+                             const struct old_node *o)
 {
 	const struct inode *c = content_of(in, n);
 
@@ -1113,12 +1178,12 @@ static const char *node_diff(const struct ingest *in, const struct inode *n,
 	if (n->mtime_ns != o->n.mtime_ns)
 		return "mtime";
 	if (n->type == NODE_FILE &&
-	    (!o->has_key || memcmp(c->key.b, o->key.b, 16) != 0 || c->neutral_size != o->n.size_neutral ||
-	     c->inserts != o->n.text_inserts || !!c->reloc != o->n.relocated))
+	    (!o->has_key || memcmp(c->key.b, o->key.b, 16) != 0 ||
+	     c->neutral_size != o->n.size_neutral || c->inserts != o->n.text_inserts ||
+	     !!c->reloc != o->n.relocated))
 		return "content";
 	if (n->type == NODE_SYMLINK &&
-	    (n->target_len != o->target_len ||
-	     memcmp(n->target, o->target, n->target_len) != 0 ||
+	    (n->target_len != o->target_len || memcmp(n->target, o->target, n->target_len) != 0 ||
 	     !!n->reloc != o->n.relocated))
 		return "link target";
 	return NULL;
@@ -1134,11 +1199,11 @@ static void diff_add(struct diff_text *d, const char *path, const char *what)
 {
 	if (d->count++ < DIFF_SHOWN) {
 		int k = snprintf(d->buf + d->len, sizeof(d->buf) - d->len, "%s%s (%s)",
-				 d->len ? ", " : "", *path ? path : ".", what);
+		                 d->len ? ", " : "", *path ? path : ".", what);
 
 		if (k > 0)
 			d->len += (size_t)k < sizeof(d->buf) - d->len ? (size_t)k
-								      : sizeof(d->buf) - d->len - 1;
+			                                              : sizeof(d->buf) - d->len - 1;
 	}
 }
 
@@ -1162,7 +1227,8 @@ static int compare_tree(struct ingest *in, const struct store_env *env, struct c
 	for (size_t k = 0; k < in->n; k++)
 		order[k] = (uint32_t)k;
 	qsort_r(order, in->n, sizeof(*order), new_cmp, in->nodes);
-	qsort(t.v, t.n, sizeof(*t.v), old_cmp);
+	if (t.n)
+		qsort(t.v, t.n, sizeof(*t.v), old_cmp);
 	while (i < in->n || j < t.n) {
 		const struct inode *n = i < in->n ? &in->nodes[order[i]] : NULL;
 		int c = !n ? 1 : j >= t.n ? -1 : strcmp(n->rel, t.v[j].path);
@@ -1184,10 +1250,10 @@ static int compare_tree(struct ingest *in, const struct store_env *env, struct c
 	}
 	if (d.count)
 		r = err_set(err, -EEXIST,
-			    "%s: differs from the stored environment %s in %u path%s: %s%s; "
-			    "--replace stores this tree instead",
-			    in->prefix, env->hash, d.count, d.count == 1 ? "" : "s", d.buf,
-			    d.count > DIFF_SHOWN ? ", ..." : "");
+		            "%s: differs from the stored environment %s in %u path%s: %s%s; "
+		            "--replace stores this tree instead",
+		            in->prefix, env->hash, d.count, d.count == 1 ? "" : "s", d.buf,
+		            d.count > DIFF_SHOWN ? ", ..." : "");
 out:
 	free(order);
 	old_tree_release(&t);
@@ -1197,7 +1263,7 @@ out:
 /* ---- the whole ingest ---- */
 
 static int commit(struct ingest *in, const char *hash, const struct pkgset *set,
-		  enum ingest_result *ret_result, struct cfs_err *err)
+                  enum ingest_result *ret_result, struct cfs_err *err)
 {
 	struct store_env env = {0}, old;
 	int64_t base, env_id;
@@ -1238,7 +1304,9 @@ static int commit(struct ingest *in, const char *hash, const struct pkgset *set,
 		env.files++;
 		env.logical_bytes += in->nodes[i].size;
 	}
-	r = catalog_env_insert(in->st->cat, &env, set, &env_id, err);
+	r = catalog_node_reserve(in->st->cat, base + (int64_t)in->n - 1, err);
+	if (!r)
+		r = catalog_env_insert(in->st->cat, &env, set, &env_id, err);
 	if (!r)
 		r = insert_tree(in, env_id, base, hash, err);
 	if (!r)
@@ -1253,7 +1321,7 @@ fail:
 }
 
 int store_ingest(struct store *st, const char *prefix, const struct ingest_opts *opts,
-		 char ret_hash[33], enum ingest_result *ret_result, struct cfs_err *err)
+                 char ret_hash[33], enum ingest_result *ret_result, struct cfs_err *err)
 {
 	static const struct ingest_opts no_opts;
 	struct ingest in = {.st = st, .opts = opts ? opts : &no_opts, .root_fd = -1, .tmp_fd = -1};
@@ -1284,10 +1352,17 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 	if (r)
 		goto out;
 	if (in.opts->lock_path) {
-		r = pkgset_from_lock(in.opts->lock_path, in.opts->lock_platform,
-				     in.opts->lock_env, &lock, err);
-		if (!r)
+		r = pkgset_from_lock(in.opts->lock_path, in.opts->lock_platform, in.opts->lock_env,
+		                     &lock, err);
+		if (!r) {
 			r = pkgset_match(condameta_pkgset(in.meta), lock, err);
+			if (r && err) {
+				char msg[sizeof(err->msg)];
+
+				memcpy(msg, err->msg, sizeof(msg));
+				err_set(err, r, "%s: %s", in.opts->lock_path, msg);
+			}
+		}
 		if (r)
 			goto out;
 	}

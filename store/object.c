@@ -102,7 +102,7 @@ void objkey_path(const struct objkey *k, char ret[48])
 /* Calls fn for each piece of [off, off + len) of src: data pieces point into src->data,
  * hole pieces point at zeros (at most sizeof(zeros) at a time). */
 static int src_walk(const struct object_src *src, uint64_t off, uint64_t len,
-		    int (*fn)(void *ctx, const uint8_t *p, size_t n, bool hole), void *ctx)
+                    int (*fn)(void *ctx, const uint8_t *p, size_t n, bool hole), void *ctx)
 {
 	uint64_t end = off + len;
 	size_t e = 0;
@@ -121,8 +121,8 @@ static int src_walk(const struct object_src *src, uint64_t off, uint64_t len,
 		} else {
 			hole = true;
 			piece_end = e < src->nextents && src->extents[e][0] < end
-					    ? src->extents[e][0]
-					    : end;
+			                    ? src->extents[e][0]
+			                    : end;
 			if (piece_end - off > sizeof(zeros))
 				piece_end = off + sizeof(zeros);
 		}
@@ -293,11 +293,11 @@ void object_tmp_close(int store_fd, int tmp_fd, const char *name)
 struct object_writer {
 	int store_fd, tmp_fd;
 	ZSTD_CCtx *cctx;
-	ZSTD_DCtx *dctx;  /* for comparisons with stored images */
-	uint8_t *frame;   /* one frame of content, for sources with holes */
-	uint8_t *cbuf;    /* ZSTD_compressBound(frame size) */
+	ZSTD_DCtx *dctx; /* for comparisons with stored images */
+	uint8_t *frame;  /* one frame of content, for sources with holes */
+	uint8_t *cbuf;   /* ZSTD_compressBound(frame size) */
 	size_t cbuf_size;
-	uint8_t *out;     /* frames waiting to be written */
+	uint8_t *out; /* frames waiting to be written */
 	size_t out_len, out_cap;
 	struct objkey *pending; /* written to tmp_fd, not yet published */
 	size_t npending, cappending;
@@ -394,10 +394,11 @@ static int read_all(int fd, uint8_t *p, size_t n, off_t off)
 
 /* Compress frame i of src, appending it to w->out; *ret_entry is its table entry. */
 static int compress_frame(struct object_writer *w, const struct object_src *src, uint64_t i,
-			  uint32_t *ret_entry)
+                          uint32_t *ret_entry)
 {
 	uint64_t off = i << OBJECT_FRAME_SHIFT;
-	size_t n = src->len - off < OBJECT_FRAME_SIZE ? (size_t)(src->len - off) : OBJECT_FRAME_SIZE;
+	size_t n =
+	        src->len - off < OBJECT_FRAME_SIZE ? (size_t)(src->len - off) : OBJECT_FRAME_SIZE;
 	const uint8_t *p;
 	size_t c;
 	int r;
@@ -429,8 +430,8 @@ static int compress_frame(struct object_writer *w, const struct object_src *src,
 }
 
 /* A header and a zeroed table for src, in little endian. */
-static int image_header(const struct objkey *key, const struct object_src *src,
-			uint64_t nframes, uint8_t **ret, size_t *ret_len)
+static int image_header(const struct objkey *key, const struct object_src *src, uint64_t nframes,
+                        uint8_t **ret, size_t *ret_len)
 {
 	size_t len = HDR_SIZE + 4 * (size_t)nframes;
 	uint8_t *h = calloc(1, len);
@@ -454,7 +455,7 @@ static int image_header(const struct objkey *key, const struct object_src *src,
 
 /* O2 for a key whose image exists already. */
 static int compare_existing(struct object_writer *w, const struct objkey *key,
-			    const struct object_src *src, uint64_t *ret_stored, struct cfs_err *err)
+                            const struct object_src *src, uint64_t *ret_stored, struct cfs_err *err)
 {
 	struct object *o = NULL;
 	int r = object_open(w->store_fd, key, &o, err);
@@ -483,7 +484,7 @@ static int add_pending(struct object_writer *w, const struct objkey *key)
 }
 
 int object_write(struct object_writer *w, const struct objkey *key, const struct object_src *src,
-		 uint64_t *ret_stored, struct cfs_err *err)
+                 uint64_t *ret_stored, struct cfs_err *err)
 {
 	uint64_t nframes = (src->len + OBJECT_FRAME_SIZE - 1) >> OBJECT_FRAME_SHIFT;
 	uint8_t *hdr = NULL;
@@ -503,7 +504,7 @@ int object_write(struct object_writer *w, const struct objkey *key, const struct
 		fd = -2; /* another worker of this ingest writes the same content */
 	else if (fd < 0)
 		return err_set(err, neg_errno(), "%s: cannot create a temporary file: %s", path,
-			       strerror(errno));
+		               strerror(errno));
 	r = image_header(key, src, nframes, &hdr, &hdr_len);
 	if (r)
 		goto out;
@@ -554,7 +555,8 @@ static int publish_one(struct object_writer *w, const struct objkey *key, struct
 	if (renameat2(w->tmp_fd, hex, w->store_fd, path, RENAME_NOREPLACE) == 0)
 		return 0;
 	if (errno != EEXIST)
-		return err_set(err, neg_errno(), "%s: cannot publish object: %s", path, strerror(errno));
+		return err_set(err, neg_errno(), "%s: cannot publish object: %s", path,
+		               strerror(errno));
 	/* Stored meanwhile: O2, then ours goes. */
 	r = object_open(w->store_fd, key, &theirs, err);
 	if (r)
@@ -613,11 +615,11 @@ struct object {
 	uint64_t size;
 	uint32_t shift;
 	uint32_t nframes;
-	uint32_t *entries;  /* host order */
-	uint64_t *offsets;  /* nframes + 1 image offsets */
-	uint8_t *cbuf;      /* compressed frame scratch */
+	uint32_t *entries; /* host order */
+	uint64_t *offsets; /* nframes + 1 image offsets */
+	uint8_t *cbuf;     /* compressed frame scratch */
 	size_t cbuf_size;
-	uint8_t *frame;     /* the last decompressed frame */
+	uint8_t *frame;      /* the last decompressed frame */
 	int64_t frame_index; /* which one, -1 none */
 };
 
@@ -653,8 +655,7 @@ int object_open_fd(int fd, const struct objkey *key, struct object **ret, struct
 	memcpy(&v64, hdr + 16, 8);
 	o->size = le64toh(v64);
 	if (memcmp(hdr, object_magic, 8) != 0 || memcmp(hdr + 24, key->b, 16) != 0 ||
-	    o->shift < 12 ||
-	    o->shift > 26 || o->size > (1ull << 50) ||
+	    o->shift < 12 || o->shift > 26 || o->size > (1ull << 50) ||
 	    o->nframes != ((o->size + (1ull << o->shift) - 1) >> o->shift) ||
 	    image_len < HDR_SIZE + 4ull * o->nframes)
 		goto bad;
@@ -670,7 +671,7 @@ int object_open_fd(int fd, const struct objkey *key, struct object **ret, struct
 	for (uint32_t i = 0; i < o->nframes; i++) {
 		uint32_t e = le32toh(o->entries[i]), kind = e >> 30, len = e & LEN_MASK;
 		uint64_t raw = i + 1 == o->nframes ? o->size - ((uint64_t)i << o->shift)
-						  : 1ull << o->shift;
+		                                   : 1ull << o->shift;
 
 		o->entries[i] = e;
 		if (kind > KIND_ZERO || (kind == KIND_RAW && len != raw) ||
@@ -729,7 +730,7 @@ uint64_t object_size(const struct object *o)
 
 /* Decompress frame i into dst (which holds the frame's content size). */
 static int frame_decode(struct object *o, ZSTD_DCtx *dctx, uint32_t i, uint8_t *dst,
-			struct cfs_err *err)
+                        struct cfs_err *err)
 {
 	uint32_t kind = o->entries[i] >> 30, len = o->entries[i] & LEN_MASK;
 	uint64_t raw = i + 1 == o->nframes ? o->size - ((uint64_t)i << o->shift) : 1ull << o->shift;
@@ -763,7 +764,7 @@ bad:
 
 /* The content of frame i, decoded into the object's frame buffer (kept for the next read). */
 static int frame_get(struct object *o, ZSTD_DCtx *dctx, uint32_t i, const uint8_t **ret,
-		     struct cfs_err *err)
+                     struct cfs_err *err)
 {
 	int r;
 
@@ -784,7 +785,7 @@ static int frame_get(struct object *o, ZSTD_DCtx *dctx, uint32_t i, const uint8_
 }
 
 int object_read(struct object *o, ZSTD_DCtx *dctx, uint64_t off, size_t len, uint8_t *buf,
-		size_t *ret_n, struct cfs_err *err)
+                size_t *ret_n, struct cfs_err *err)
 {
 	uint64_t fsz = 1ull << o->shift;
 	size_t done = 0;
@@ -835,7 +836,7 @@ static int cmp_piece(void *ctx, const uint8_t *p, size_t n, bool hole)
 }
 
 int object_compare(struct object *o, ZSTD_DCtx *dctx, uint64_t off, const struct object_src *src,
-		   struct cfs_err *err)
+                   struct cfs_err *err)
 {
 	uint64_t fsz = 1ull << o->shift, done = 0;
 	char path[48];
@@ -868,7 +869,7 @@ int object_compare(struct object *o, ZSTD_DCtx *dctx, uint64_t off, const struct
 	return 0;
 differs:
 	return err_set(err, -EBADMSG, "%s: stored content differs from a file with the same key",
-		       path);
+	               path);
 }
 
 int object_check(struct object *o, ZSTD_DCtx *dctx, struct cfs_err *err)
@@ -880,7 +881,7 @@ int object_check(struct object *o, ZSTD_DCtx *dctx, struct cfs_err *err)
 	XXH3_128bits_reset(&st);
 	for (uint32_t i = 0; i < o->nframes; i++) {
 		uint64_t raw = i + 1 == o->nframes ? o->size - ((uint64_t)i << o->shift)
-						  : 1ull << o->shift;
+		                                   : 1ull << o->shift;
 		const uint8_t *f;
 		int r = frame_get(o, dctx, i, &f, err);
 

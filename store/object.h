@@ -62,7 +62,7 @@ void object_hash(const struct object_src *src, struct objkey *ret);
  * image size.
  */
 int object_write(struct object_writer *w, const struct objkey *key, const struct object_src *src,
-		 uint64_t *ret_stored, struct cfs_err *err);
+                 uint64_t *ret_stored, struct cfs_err *err);
 
 /*
  * Move every image written since the last call into objects/ (never replacing one: a key
@@ -86,11 +86,11 @@ uint64_t object_size(const struct object *o);
 /* Read [off, off + len) of the content (clipped to its end) into buf, using dctx.
  * -EBADMSG on a frame that does not decompress to its size. */
 int object_read(struct object *o, ZSTD_DCtx *dctx, uint64_t off, size_t len, uint8_t *buf,
-		size_t *ret_n, struct cfs_err *err);
+                size_t *ret_n, struct cfs_err *err);
 
 /* 0 if bytes [off, off + src->len) of o equal src byte for byte, -EBADMSG if not. */
 int object_compare(struct object *o, ZSTD_DCtx *dctx, uint64_t off, const struct object_src *src,
-		   struct cfs_err *err);
+                   struct cfs_err *err);
 
 /* Re-read the whole content and check it hashes to its key: 0 or -EBADMSG. */
 int object_check(struct object *o, ZSTD_DCtx *dctx, struct cfs_err *err);

@@ -18,7 +18,7 @@ struct member {
 	struct objkey key;
 	uint8_t *data; /* owned until layout, then points into a pack */
 	size_t len;
-	char *order;   /* "<extension>/<name>", owned */
+	char *order; /* "<extension>/<name>", owned */
 	size_t pack;
 	uint64_t off;
 };
@@ -84,7 +84,7 @@ static char *order_key(const char *name)
 }
 
 int packer_add(struct packer *p, const struct objkey *key, const uint8_t *data, size_t len,
-	       const char *name)
+               const char *name)
 {
 	struct member m = {.key = *key, .len = len};
 	int r = 0;
@@ -143,6 +143,8 @@ int packer_layout(struct packer *p, size_t *ret_npacks)
 	size_t k = 0, cap = 0;
 
 	/* Two files of the ingest may have the same content: keep one. */
+	if (!p->n)
+		goto laid;
 	qsort(p->m, p->n, sizeof(*p->m), member_by_key);
 	for (size_t i = 0; i < p->n; i++) {
 		if (k && !memcmp(p->m[k - 1].key.b, p->m[i].key.b, 16)) {
@@ -187,12 +189,14 @@ int packer_layout(struct packer *p, size_t *ret_npacks)
 		p->m[i].data = dst;
 	}
 	p->laid_out = true;
+laid:
 	p->by_key = malloc((p->n ? p->n : 1) * sizeof(struct member *));
 	if (!p->by_key)
 		return -ENOMEM;
 	for (size_t i = 0; i < p->n; i++)
 		p->by_key[i] = &p->m[i];
-	qsort(p->by_key, p->n, sizeof(struct member *), by_key);
+	if (p->n)
+		qsort(p->by_key, p->n, sizeof(struct member *), by_key);
 	*ret_npacks = p->npacks;
 	return 0;
 }
@@ -209,7 +213,7 @@ uint64_t packer_pack_len(const struct packer *p, size_t i)
 }
 
 int packer_find(const struct packer *p, const struct objkey *key, size_t *ret_pack,
-		uint64_t *ret_off, uint64_t *ret_len)
+                uint64_t *ret_off, uint64_t *ret_len)
 {
 	size_t lo = 0, hi = p->n;
 

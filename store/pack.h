@@ -26,7 +26,7 @@ void packer_free(struct packer *p);
 /* Add a copy of a content, unless its key is there already. name (the file's name) orders
  * similar contents together. Safe to call from several threads. */
 int packer_add(struct packer *p, const struct objkey *key, const uint8_t *data, size_t len,
-	       const char *name);
+               const char *name);
 
 /* Sort the members and cut them into packs; no packer_add after this. */
 int packer_layout(struct packer *p, size_t *ret_npacks);
@@ -39,7 +39,7 @@ uint64_t packer_pack_len(const struct packer *p, size_t i);
 
 /* Where a member went: its pack index and offset. -ENOENT if key was never added. */
 int packer_find(const struct packer *p, const struct objkey *key, size_t *ret_pack,
-		uint64_t *ret_off, uint64_t *ret_len);
+                uint64_t *ret_off, uint64_t *ret_len);
 
 /* The bytes of a member (valid while p lives). */
 const uint8_t *packer_member_data(const struct packer *p, size_t pack, uint64_t off);

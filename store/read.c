@@ -25,8 +25,7 @@ int store_env_list(struct store *st, struct store_env **ret, size_t *ret_n, stru
 	return catalog_env_list(st->cat, ret, ret_n, err);
 }
 
-int store_env_find(struct store *st, const char *name, struct store_env *ret,
-		   struct cfs_err *err)
+int store_env_find(struct store *st, const char *name, struct store_env *ret, struct cfs_err *err)
 {
 	size_t len = strlen(name);
 	int r = -ENOENT;
@@ -50,13 +49,13 @@ int store_env_find(struct store *st, const char *name, struct store_env *ret,
 }
 
 int store_env_packages(struct store *st, const struct store_env *env, struct pkgset **ret,
-		       struct cfs_err *err)
+                       struct cfs_err *err)
 {
 	return catalog_env_packages(st->cat, env->id, env->platform, ret, err);
 }
 
 int store_env_unique_bytes(struct store *st, const struct store_env *env, uint64_t *ret,
-			   struct cfs_err *err)
+                           struct cfs_err *err)
 {
 	return catalog_env_unique_bytes(st->cat, env->id, ret, err);
 }
@@ -77,7 +76,7 @@ int store_node_get(struct store *st, int64_t id, struct store_node *ret, struct 
 }
 
 int store_group_get(struct store *st, int64_t group, struct store_node *ret, uint32_t *ret_nlink,
-		    struct cfs_err *err)
+                    struct cfs_err *err)
 {
 	int r = catalog_group_get(st->cat, group, ret, ret_nlink, err);
 
@@ -92,7 +91,7 @@ int store_changes(struct store *st, uint64_t *ret, struct cfs_err *err)
 }
 
 int store_node_lookup(struct store *st, int64_t dir, const char *name, size_t len,
-		      struct store_node *ret, struct cfs_err *err)
+                      struct store_node *ret, struct cfs_err *err)
 {
 	return catalog_node_lookup(st->cat, dir, name, len, ret, err);
 }
@@ -111,8 +110,8 @@ static int collect_child(void *ctx, const struct store_node *n)
 }
 
 int store_dir_iter(struct store *st, const struct store_node *dir, uint32_t start,
-		   int (*fn)(void *ctx, const struct store_node *child), void *ctx,
-		   struct cfs_err *err)
+                   int (*fn)(void *ctx, const struct store_node *child), void *ctx,
+                   struct cfs_err *err)
 {
 	struct child_list l = {0};
 	int r;
@@ -125,11 +124,11 @@ int store_dir_iter(struct store *st, const struct store_node *dir, uint32_t star
 	l.v = malloc((dir->nchildren - start) * sizeof(*l.v));
 	if (!l.v)
 		return -ENOMEM;
-	r = catalog_node_range(st->cat, dir->first_child + start,
-			       dir->first_child + dir->nchildren, collect_child, &l, err);
+	r = catalog_node_range(st->cat, dir->first_child + start, dir->first_child + dir->nchildren,
+	                       collect_child, &l, err);
 	if (!r && l.n != dir->nchildren - start)
 		r = err_set(err, -EUCLEAN, "directory %lld: %u children listed, %zu found",
-			    (long long)dir->id, dir->nchildren - start, l.n);
+		            (long long)dir->id, dir->nchildren - start, l.n);
 	for (size_t i = 0; !r && i < l.n; i++)
 		r = fn(ctx, &l.v[i]);
 	free(l.v);
@@ -165,8 +164,7 @@ int store_node_path(struct store *st, int64_t id, char *buf, size_t size, struct
 }
 
 /* Prefix err's message with "<env>/<path>: " so the user learns which file failed. */
-static int err_with_path(struct store *st, const struct store_node *n, int r,
-			 struct cfs_err *err)
+static int err_with_path(struct store *st, const struct store_node *n, int r, struct cfs_err *err)
 {
 	char path[4096], msg[sizeof(err->msg)];
 	struct store_node top;
@@ -199,7 +197,7 @@ static int mem_read(void *ctx, uint64_t off, size_t len, uint8_t *buf)
 }
 
 int store_readlink(struct store *st, const struct store_node *n, const char *prefix, char **ret,
-		   struct cfs_err *err)
+                   struct cfs_err *err)
 {
 	struct catalog_content c;
 	struct reloc *rl = NULL;
@@ -214,9 +212,11 @@ int store_readlink(struct store *st, const struct store_node *n, const char *pre
 		return r;
 	if (c.reloc) {
 		r = reloc_decode(c.reloc, c.reloc_len, &rl);
-		if (r)
-			return err_with_path(st, n,
-					     err_set(err, -EUCLEAN, "bad relocation record"), err);
+		if (r) {
+			catalog_content_done(st->cat);
+			return err_with_path(st, n, err_set(err, -EUCLEAN, "bad relocation record"),
+			                     err);
+		}
 	}
 	out_len = c.target_len + (rl ? reloc_text_inserts(rl) * plen : 0);
 	out = malloc(out_len + 1);
@@ -228,7 +228,7 @@ int store_readlink(struct store *st, const struct store_node *n, const char *pre
 		struct mem_src m = {c.target, c.target_len};
 
 		r = reloc_read(rl, c.target_len, prefix, plen, 0, out_len, (uint8_t *)out, &got,
-			       mem_read, &m);
+		               mem_read, &m);
 		if (r)
 			goto out;
 	} else if (c.target_len) {
@@ -238,6 +238,7 @@ int store_readlink(struct store *st, const struct store_node *n, const char *pre
 	*ret = out;
 	out = NULL;
 out:
+	catalog_content_done(st->cat);
 	free(out);
 	reloc_free(rl);
 	return r;
@@ -245,7 +246,7 @@ out:
 
 /* The opened image of key, from the cache or the store. */
 static int image_get(struct store *st, const struct objkey *key, struct object **ret,
-		     struct cfs_err *err)
+                     struct cfs_err *err)
 {
 	struct read_image *s = &st->images[0];
 	int r;
@@ -272,7 +273,7 @@ hit:
 
 /* Where the content of node n is, from the cache or the catalog. */
 static int node_get(struct store *st, const struct store_node *n, struct read_node **ret,
-		    struct cfs_err *err)
+                    struct cfs_err *err)
 {
 	struct read_node *s = &st->nodes[0];
 	struct catalog_content c;
@@ -292,12 +293,15 @@ static int node_get(struct store *st, const struct store_node *n, struct read_no
 	if (r)
 		return r;
 	if (!c.obj.id)
-		return err_set(err, -EUCLEAN, "file has no object in the catalog");
-	if (c.reloc && reloc_decode(c.reloc, c.reloc_len, &s->reloc))
-		return err_set(err, -EUCLEAN, "bad relocation record");
+		r = err_set(err, -EUCLEAN, "file has no object in the catalog");
+	else if (c.reloc && reloc_decode(c.reloc, c.reloc_len, &s->reloc))
+		r = err_set(err, -EUCLEAN, "bad relocation record");
 	s->image = c.image_key;
 	s->base = c.image_off;
 	s->len = c.obj.size;
+	catalog_content_done(st->cat);
+	if (r)
+		return r;
 	s->node = n->id;
 hit:
 	s->used = ++st->clock;
@@ -314,7 +318,7 @@ struct content_src {
 
 /* Bytes of a content within its image, clipped to the content's end. */
 static int content_read(struct content_src *c, uint64_t off, size_t len, uint8_t *buf,
-			size_t *ret_n)
+                        size_t *ret_n)
 {
 	if (off >= c->len) {
 		*ret_n = 0;
@@ -334,7 +338,7 @@ static int reloc_source(void *ctx, uint64_t off, size_t len, uint8_t *buf)
 }
 
 int store_read(struct store *st, const struct store_node *n, const char *prefix, uint64_t off,
-	       size_t len, void *buf, size_t *ret_n, struct cfs_err *err)
+               size_t len, void *buf, size_t *ret_n, struct cfs_err *err)
 {
 	struct read_node *rn = NULL;
 	struct content_src c = {.st = st, .err = err};
@@ -350,12 +354,12 @@ int store_read(struct store *st, const struct store_node *n, const char *prefix,
 		c.len = rn->len;
 		if (rn->reloc) {
 			r = reloc_read(rn->reloc, c.len, prefix, strlen(prefix), off, len, buf,
-				       ret_n, reloc_source, &c);
+			               ret_n, reloc_source, &c);
 			if (r == -ENOSPC)
 				err_set(err, r,
-					"prefix %s (%zu bytes) does not fit a binary slot of this "
-					"file",
-					prefix, strlen(prefix));
+				        "prefix %s (%zu bytes) does not fit a binary slot of this "
+				        "file",
+				        prefix, strlen(prefix));
 		} else {
 			r = content_read(&c, off, len, buf, ret_n);
 		}

@@ -43,8 +43,8 @@ enum reloc_mode reloc_mode_guess(const char *relpath, const uint8_t *data, size_
  * non-NUL byte).
  */
 int reloc_scan(const uint8_t *data, size_t len, const char *prefix, size_t plen,
-	       enum reloc_mode mode, size_t placeholder_len, uint8_t **ret_neutral,
-	       size_t *ret_neutral_len, struct reloc **ret, struct cfs_err *err);
+               enum reloc_mode mode, size_t placeholder_len, uint8_t **ret_neutral,
+               size_t *ret_neutral_len, struct reloc **ret, struct cfs_err *err);
 
 void reloc_free(struct reloc *r);
 
@@ -62,8 +62,8 @@ typedef int (*reloc_source_fn)(void *ctx, uint64_t off, size_t len, uint8_t *buf
  * *ret_n is the count written. -ENOSPC when the prefix does not fit a binary slot.
  */
 int reloc_read(const struct reloc *r, uint64_t neutral_len, const char *prefix, size_t plen,
-	       uint64_t off, size_t len, uint8_t *buf, size_t *ret_n, reloc_source_fn src,
-	       void *ctx);
+               uint64_t off, size_t len, uint8_t *buf, size_t *ret_n, reloc_source_fn src,
+               void *ctx);
 
 /* A compact, portable encoding for the catalog. *ret is malloc'd. */
 int reloc_encode(const struct reloc *r, uint8_t **ret, size_t *ret_len);

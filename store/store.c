@@ -62,11 +62,12 @@ static int store_create(int fd, const char *dir, struct cfs_err *err)
 	}
 	ffd = openat(fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0444);
 	if (ffd < 0)
-		return err_set(err, neg_errno(), "%s: cannot write FORMAT: %s", dir, strerror(errno));
+		return err_set(err, neg_errno(), "%s: cannot write FORMAT: %s", dir,
+		               strerror(errno));
 	r = write(ffd, FORMAT_LINE, strlen(FORMAT_LINE)) == (ssize_t)strlen(FORMAT_LINE) &&
-			    fsync(ffd) == 0
-		    ? 0
-		    : neg_errno();
+	                    fsync(ffd) == 0
+	            ? 0
+	            : neg_errno();
 	if (!r) {
 		char proc[64];
 
@@ -97,9 +98,9 @@ static int check_format(int fd, const char *dir, struct cfs_err *err)
 	if (strcmp(buf, FORMAT_LINE) != 0) {
 		buf[strcspn(buf, "\n")] = '\0';
 		return err_set(err, -EPROTO,
-			       "%s/FORMAT: store format '%s' is not one this condafs knows "
-			       "(it reads '%.*s')",
-			       dir, buf, (int)strlen(FORMAT_LINE) - 1, FORMAT_LINE);
+		               "%s/FORMAT: store format '%s' is not one this condafs knows "
+		               "(it reads '%.*s')",
+		               dir, buf, (int)strlen(FORMAT_LINE) - 1, FORMAT_LINE);
 	}
 	return 0;
 }
@@ -126,7 +127,8 @@ int store_open(const char *dir, unsigned flags, struct store **ret, struct cfs_e
 	}
 	st->fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (st->fd < 0) {
-		r = err_set(err, neg_errno(), "%s: cannot open the store: %s", dir, strerror(errno));
+		r = err_set(err, neg_errno(), "%s: cannot open the store: %s", dir,
+		            strerror(errno));
 		goto fail;
 	}
 	r = check_format(st->fd, dir, err);

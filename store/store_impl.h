@@ -20,7 +20,7 @@ struct read_node {
 	int64_t node; /* 0: empty */
 	uint64_t used;
 	struct objkey image;
-	uint64_t base, len; /* the content within the image */
+	uint64_t base, len;  /* the content within the image */
 	struct reloc *reloc; /* NULL when not relocated */
 };
 

@@ -87,7 +87,8 @@ static int check_object(void *ctx, const struct catalog_object *co)
 			r = object_check(o, v->st->dctx, &e);
 		if (r == 0 && object_size(o) != co->size)
 			r = err_set(&e, -EBADMSG, "size %llu, catalog says %llu",
-				    (unsigned long long)object_size(o), (unsigned long long)co->size);
+			            (unsigned long long)object_size(o),
+			            (unsigned long long)co->size);
 		if (co->kind == OBJECT_PACK) {
 			/* Kept open for the members that follow. */
 			object_close(v->pack);
@@ -135,7 +136,7 @@ static int find_orphans(struct verify *v)
 		fd = openat(v->st->fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0)
 			return err_set(v->err, neg_errno(), "%s/%s: %s", v->st->dir, dir,
-				       strerror(errno));
+			               strerror(errno));
 		d = fdopendir(fd);
 		if (!d) {
 			close(fd);
@@ -168,8 +169,8 @@ static int find_orphans(struct verify *v)
 	return 0;
 }
 
-int store_verify(struct store *st, void (*fn)(void *ctx, const struct verify_problem *p),
-		 void *ctx, struct verify_result *ret, struct cfs_err *err)
+int store_verify(struct store *st, void (*fn)(void *ctx, const struct verify_problem *p), void *ctx,
+                 struct verify_result *ret, struct cfs_err *err)
 {
 	struct verify v = {.st = st, .fn = fn, .ctx = ctx, .err = err};
 	int r;

@@ -36,38 +36,38 @@ struct cli {
 };
 
 static const char usage[] =
-	"usage: condafs [--store DIR] COMMAND [ARGS]\n"
-	"\n"
-	"  hash LOCK|PREFIX [--platform P] [--environment E]\n"
-	"                      print the environment hash of a lock file or a conda prefix\n"
-	"  ingest PREFIX [--lock LOCK] [--platform P] [--environment E] [--replace]\n"
-	"         [--skip-special]\n"
-	"                      store a solved conda prefix and print its hash\n"
-	"  export ENV DIR [--prefix P]\n"
-	"                      write an environment to DIR, its prefix served as P (default DIR)\n"
-	"  ls                  list environments: tags, size, unique bytes, last use\n"
-	"  tag NAME ENV        point the name NAME at an environment (moves an existing one)\n"
-	"  untag NAME          remove a name\n"
-	"  rm ENV [--force]    remove an environment (refused while tagged, unless --force)\n"
-	"  gc [--unused-for DURATION] [--dry-run]\n"
-	"                      remove untagged environments unused for DURATION (config:\n"
-	"                      gc.unused_for, 30d) and every object nothing uses\n"
-	"  show ENV            list an environment's packages\n"
-	"  cat ENV PATH [--prefix P]\n"
-	"                      print a file (prefix default: the one it was built at)\n"
-	"  stats               logical and stored bytes, dedup ratio, bytes unique to each env\n"
-	"  verify              re-hash every object; exit 1 if any is missing or corrupt\n"
-	"\n"
-	"  --json              machine-readable output (hash, ingest, ls, show, stats, verify, gc)\n"
-	"  --store DIR         the store (default $CONDAFS_STORE, else the config's store)\n"
-	"  --config FILE       settings (default " CONFIG_PATH ")\n"
-	"\n"
-	"ENV is a tag, an environment hash, or a unique prefix of one.\n";
+        "usage: condafs [--store DIR] COMMAND [ARGS]\n"
+        "\n"
+        "  hash LOCK|PREFIX [--platform P] [--environment E]\n"
+        "                      print the environment hash of a lock file or a conda prefix\n"
+        "  ingest PREFIX [--lock LOCK] [--platform P] [--environment E] [--replace]\n"
+        "         [--skip-special]\n"
+        "                      store a solved conda prefix and print its hash\n"
+        "  export ENV DIR [--prefix P]\n"
+        "                      write an environment to DIR, its prefix served as P (default DIR)\n"
+        "  ls                  list environments: tags, size, unique bytes, last use\n"
+        "  tag NAME ENV        point the name NAME at an environment (moves an existing one)\n"
+        "  untag NAME          remove a name\n"
+        "  rm ENV [--force]    remove an environment (refused while tagged, unless --force)\n"
+        "  gc [--unused-for DURATION] [--dry-run]\n"
+        "                      remove untagged environments unused for DURATION (config:\n"
+        "                      gc.unused_for, 30d) and every object nothing uses\n"
+        "  show ENV            list an environment's packages\n"
+        "  cat ENV PATH [--prefix P]\n"
+        "                      print a file (prefix default: the one it was built at)\n"
+        "  stats               logical and stored bytes, dedup ratio, bytes unique to each env\n"
+        "  verify              re-hash every object; exit 1 if any is missing or corrupt\n"
+        "\n"
+        "  --json              machine-readable output (hash, ingest, ls, show, stats, verify, "
+        "gc)\n"
+        "  --store DIR         the store (default $CONDAFS_STORE, else the config's store)\n"
+        "  --config FILE       settings (default " CONFIG_PATH ")\n"
+        "\n"
+        "ENV is a tag, an environment hash, or a unique prefix of one.\n";
 
 static int die(const struct cli *c, const struct cfs_err *err, int r)
 {
-	fprintf(stderr, "condafs: %s: %s\n", c->cmd,
-		err && err->msg[0] ? err->msg : strerror(-r));
+	fprintf(stderr, "condafs: %s: %s\n", c->cmd, err && err->msg[0] ? err->msg : strerror(-r));
 	return EXIT_FAILED;
 }
 
@@ -84,7 +84,7 @@ static int need_args(const struct cli *c, int n)
 	if (c->argc == n)
 		return 0;
 	fprintf(stderr, "condafs: %s: expected %d argument%s, got %d\n%s", c->cmd, n,
-		n == 1 ? "" : "s", c->argc, usage);
+	        n == 1 ? "" : "s", c->argc, usage);
 	return EXIT_USAGE;
 }
 
@@ -125,21 +125,21 @@ static void print_warning(void *ctx, const char *msg)
 static int cmd_ingest(const struct cli *c)
 {
 	static const char *const what[] = {
-		[INGEST_NEW] = "stored",
-		[INGEST_PRESENT] = "already stored",
-		[INGEST_REPLACED] = "replaced",
+	        [INGEST_NEW] = "stored",
+	        [INGEST_PRESENT] = "already stored",
+	        [INGEST_REPLACED] = "replaced",
 	};
 	struct cfs_err err = {{0}};
 	struct progress prog;
 	struct ingest_opts o = {
-		.lock_path = c->lock,
-		.lock_platform = c->platform,
-		.lock_env = c->environment,
-		.replace = c->replace,
-		.skip_special = c->skip_special,
-		.progress = progress_update,
-		.warn = print_warning,
-		.ctx = &prog,
+	        .lock_path = c->lock,
+	        .lock_platform = c->platform,
+	        .lock_env = c->environment,
+	        .replace = c->replace,
+	        .skip_special = c->skip_special,
+	        .progress = progress_update,
+	        .warn = print_warning,
+	        .ctx = &prog,
 	};
 	enum ingest_result res;
 	struct store *st;
@@ -165,8 +165,7 @@ static int cmd_ingest(const struct cli *c)
 	return 0;
 }
 
-static int find_env(const struct cli *c, struct store *st, const char *name,
-		    struct store_env *env)
+static int find_env(const struct cli *c, struct store *st, const char *name, struct store_env *env)
 {
 	struct cfs_err err = {{0}};
 	int r = store_env_find(st, name, env, &err);
@@ -233,8 +232,8 @@ static int cmd_ls(const struct cli *c)
 	if (c->json)
 		printf("[");
 	else
-		printf("%-32s  %-10s %8s %10s %10s  %-16s  %-16s  %s\n", "HASH", "PLATFORM", "FILES",
-		       "SIZE", "UNIQUE", "CREATED", "LAST USED", "TAGS");
+		printf("%-32s  %-10s %8s %10s %10s  %-16s  %-16s  %s\n", "HASH", "PLATFORM",
+		       "FILES", "SIZE", "UNIQUE", "CREATED", "LAST USED", "TAGS");
 	for (size_t i = 0; i < n; i++) {
 		char size[32], uniq[32], created[32], used[32], names[512] = "";
 		struct store_tag *tags = NULL;
@@ -250,7 +249,7 @@ static int cmd_ls(const struct cli *c)
 		}
 		for (size_t t = 0; t < ntags && len < sizeof(names); t++)
 			len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s",
-						t ? "," : "", tags[t].name);
+			                        t ? "," : "", tags[t].name);
 		if (c->json) {
 			printf("%s\n {\"hash\": \"%s\", \"tags\": [", i ? "," : "", v[i].hash);
 			for (size_t t = 0; t < ntags; t++) {
@@ -261,9 +260,9 @@ static int cmd_ls(const struct cli *c)
 			out_json_str(stdout, v[i].platform, strlen(v[i].platform));
 			printf(", \"files\": %llu, \"logical_bytes\": %llu, \"unique_bytes\": %llu,"
 			       " \"created\": %lld, \"last_used\": %lld, \"source_prefix\": ",
-			       (unsigned long long)v[i].files, (unsigned long long)v[i].logical_bytes,
-			       (unsigned long long)unique, (long long)v[i].created,
-			       (long long)v[i].last_used);
+			       (unsigned long long)v[i].files,
+			       (unsigned long long)v[i].logical_bytes, (unsigned long long)unique,
+			       (long long)v[i].created, (long long)v[i].last_used);
 			out_json_str(stdout, v[i].source_prefix, strlen(v[i].source_prefix));
 			printf("}");
 		} else {
@@ -374,13 +373,13 @@ static int cmd_cat(const struct cli *c)
 		r = store_node_lookup(st, n.id, tok, strlen(tok), &n, &err);
 		if (r == -ENOENT)
 			snprintf(err.msg, sizeof(err.msg), "%s/%s: no such file", env.hash,
-				 c->argv[1]);
+			         c->argv[1]);
 		if (r)
 			break;
 	}
 	if (!r && n.type != NODE_FILE) {
 		snprintf(err.msg, sizeof(err.msg), "%s/%s: not a regular file", env.hash,
-			 c->argv[1]);
+		         c->argv[1]);
 		r = -EISDIR;
 	}
 	size = r ? 0 : store_node_size(&n, strlen(prefix));
@@ -455,7 +454,7 @@ static int cmd_rm(const struct cli *c)
 	r = store_tag_list(st, env.hash, &tags, &ntags, &err);
 	if (!r && ntags && !c->force) {
 		fprintf(stderr, "condafs: rm: %s: tagged %s%s; untag it first or use --force\n",
-			env.hash, tags[0].name, ntags > 1 ? " and more" : "");
+		        env.hash, tags[0].name, ntags > 1 ? " and more" : "");
 		r = EXIT_FAILED;
 		goto out;
 	}
@@ -507,8 +506,9 @@ static int cmd_gc(const struct cli *c)
 		return r;
 	o.unused_for = c->config.gc_unused_for;
 	if (c->unused_for && config_duration(c->unused_for, &o.unused_for)) {
-		fprintf(stderr, "condafs: gc: --unused-for %s: not a duration (30d, 12h, 90m, 45s)\n",
-			c->unused_for);
+		fprintf(stderr,
+		        "condafs: gc: --unused-for %s: not a duration (30d, 12h, 90m, 45s)\n",
+		        c->unused_for);
 		return EXIT_USAGE;
 	}
 	/* Whatever was used within the grace window stays. */
@@ -642,7 +642,8 @@ static int cmd_verify(const struct cli *c)
 	if (r)
 		return die(c, &err, r);
 	if (c->json)
-		printf("%s], \"objects_checked\": %llu, \"corrupt\": %llu, \"unreferenced\": %llu}\n",
+		printf("%s], \"objects_checked\": %llu, \"corrupt\": %llu, \"unreferenced\": "
+		       "%llu}\n",
 		       vo.first ? "" : "\n", (unsigned long long)res.objects_checked,
 		       (unsigned long long)res.corrupt, (unsigned long long)res.unreferenced);
 	else
@@ -656,10 +657,9 @@ static const struct command {
 	const char *name;
 	int (*run)(const struct cli *c);
 } commands[] = {
-	{"hash", cmd_hash},   {"ingest", cmd_ingest}, {"export", cmd_export},
-	{"ls", cmd_ls},       {"show", cmd_show},     {"cat", cmd_cat},
-	{"stats", cmd_stats}, {"verify", cmd_verify}, {"tag", cmd_tag},
-	{"untag", cmd_untag}, {"rm", cmd_rm},         {"gc", cmd_gc},
+        {"hash", cmd_hash}, {"ingest", cmd_ingest}, {"export", cmd_export}, {"ls", cmd_ls},
+        {"show", cmd_show}, {"cat", cmd_cat},       {"stats", cmd_stats},   {"verify", cmd_verify},
+        {"tag", cmd_tag},   {"untag", cmd_untag},   {"rm", cmd_rm},         {"gc", cmd_gc},
 };
 
 int main(int argc, char **argv)
@@ -679,20 +679,20 @@ int main(int argc, char **argv)
 		O_CONFIG,
 	};
 	static const struct option opts[] = {
-		{"store", required_argument, NULL, O_STORE},
-		{"json", no_argument, NULL, O_JSON},
-		{"lock", required_argument, NULL, O_LOCK},
-		{"platform", required_argument, NULL, O_PLATFORM},
-		{"environment", required_argument, NULL, O_ENV},
-		{"prefix", required_argument, NULL, O_PREFIX},
-		{"replace", no_argument, NULL, O_REPLACE},
-		{"skip-special", no_argument, NULL, O_SKIP},
-		{"force", no_argument, NULL, O_FORCE},
-		{"dry-run", no_argument, NULL, O_DRY},
-		{"unused-for", required_argument, NULL, O_UNUSED},
-		{"config", required_argument, NULL, O_CONFIG},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"store", required_argument, NULL, O_STORE},
+	        {"json", no_argument, NULL, O_JSON},
+	        {"lock", required_argument, NULL, O_LOCK},
+	        {"platform", required_argument, NULL, O_PLATFORM},
+	        {"environment", required_argument, NULL, O_ENV},
+	        {"prefix", required_argument, NULL, O_PREFIX},
+	        {"replace", no_argument, NULL, O_REPLACE},
+	        {"skip-special", no_argument, NULL, O_SKIP},
+	        {"force", no_argument, NULL, O_FORCE},
+	        {"dry-run", no_argument, NULL, O_DRY},
+	        {"unused-for", required_argument, NULL, O_UNUSED},
+	        {"config", required_argument, NULL, O_CONFIG},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *config_path = CONFIG_PATH;
 	struct cfs_err err = {{0}};

@@ -19,13 +19,15 @@
 #define CHUNK (1u << 20)
 #define BLOCK 4096
 
-/* Where the first path of a hard-linked inode was written, by node id. */
+/* The first exported path of a hard-linked inode, by node id: an O_PATH fd, so that deep
+ * trees need no path strings. */
 struct link_seen {
 	int64_t id;
-	char *path;
+	int fd;
 };
 
-struct export {
+struct export
+{
 	struct store *st;
 	const char *dir;
 	const char *prefix;
@@ -40,7 +42,7 @@ static int fail(struct export *ex, int r, const char *path, const char *what)
 {
 	if (ex->err && !ex->err->msg[0])
 		snprintf(ex->err->msg, sizeof(ex->err->msg), "%s/%s: %s: %s", ex->dir, path, what,
-			 strerror(-r));
+		         strerror(-r));
 	return r;
 }
 
@@ -60,8 +62,7 @@ static bool all_zero(const uint8_t *p, size_t n)
 }
 
 /* Copy the file's content, leaving holes where whole blocks are zero. */
-static int write_content(struct export *ex, const struct store_node *n, int fd,
-			 const char *path)
+static int write_content(struct export *ex, const struct store_node *n, int fd, const char *path)
 {
 	uint64_t size = store_node_size(n, strlen(ex->prefix)), off = 0;
 
@@ -88,7 +89,7 @@ static int write_content(struct export *ex, const struct store_node *n, int fd,
 	return 0;
 }
 
-static int remember_link(struct export *ex, int64_t id, const char *path)
+static int remember_link(struct export *ex, int64_t id, int dfd, const char *name)
 {
 	if (ex->nlinks == ex->caplinks) {
 		size_t cap = ex->caplinks ? 2 * ex->caplinks : 64;
@@ -100,31 +101,34 @@ static int remember_link(struct export *ex, int64_t id, const char *path)
 		ex->caplinks = cap;
 	}
 	ex->links[ex->nlinks].id = id;
-	ex->links[ex->nlinks].path = strdup(path);
-	if (!ex->links[ex->nlinks].path)
-		return -ENOMEM;
+	ex->links[ex->nlinks].fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (ex->links[ex->nlinks].fd < 0)
+		return -errno;
 	ex->nlinks++;
 	return 0;
 }
 
-static const char *seen_link(struct export *ex, int64_t id)
+static int seen_link(struct export *ex, int64_t id)
 {
 	for (size_t i = 0; i < ex->nlinks; i++)
 		if (ex->links[i].id == id)
-			return ex->links[i].path;
-	return NULL;
+			return ex->links[i].fd;
+	return -1;
 }
 
 static int export_file(struct export *ex, int dfd, const struct store_node *n, const char *path)
 {
 	/* Paths of one source inode share one exported inode, whichever comes first. */
 	int64_t inode = n->hardlink;
-	const char *first = inode ? seen_link(ex, inode) : NULL;
+	int first = inode ? seen_link(ex, inode) : -1;
 	struct timespec ts[2];
 	int fd, r;
 
-	if (first) {
-		if (linkat(ex->root_fd, first, dfd, n->name, 0) < 0)
+	if (first >= 0) {
+		char proc[64];
+
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", first);
+		if (linkat(AT_FDCWD, proc, dfd, n->name, AT_SYMLINK_FOLLOW) < 0)
 			return fail(ex, -errno, path, "link");
 		return 0;
 	}
@@ -139,12 +143,11 @@ static int export_file(struct export *ex, int dfd, const struct store_node *n, c
 		r = fail(ex, -errno, path, "set mtime");
 	close(fd);
 	if (!r && n->hardlink)
-		r = remember_link(ex, inode, path);
+		r = remember_link(ex, inode, dfd, n->name);
 	return r;
 }
 
-static int export_dir(struct export *ex, int dfd, const struct store_node *dir,
-		      const char *path);
+static int export_dir(struct export *ex, int dfd, const struct store_node *dir, const char *path);
 
 struct iter_ctx {
 	struct export *ex;
@@ -162,7 +165,7 @@ static int export_child(void *ctx, const struct store_node *n)
 	int r;
 
 	snprintf(path, sizeof(path), "%s%s%.*s", c->path, *c->path ? "/" : "", (int)n->namelen,
-		 n->name);
+	         n->name);
 	switch (n->type) {
 	case NODE_DIR:
 		if (mkdirat(c->dfd, n->name, 0700) < 0)
@@ -186,11 +189,10 @@ static int export_child(void *ctx, const struct store_node *n)
 }
 
 /* Fill the directory dir (created, named in dfd) and then set its mode and mtime. */
-static int export_dir(struct export *ex, int dfd, const struct store_node *dir,
-		      const char *path)
+static int export_dir(struct export *ex, int dfd, const struct store_node *dir, const char *path)
 {
 	int fd = *path ? openat(dfd, dir->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-		       : dup(dfd);
+	               : dup(dfd);
 	struct iter_ctx c = {ex, fd, path};
 	struct timespec ts[2];
 	int r;
@@ -207,8 +209,8 @@ static int export_dir(struct export *ex, int dfd, const struct store_node *dir,
 	return r;
 }
 
-int export_env(struct store *st, const struct store_env *env, const char *dir,
-	       const char *prefix, struct cfs_err *err)
+int export_env(struct store *st, const struct store_env *env, const char *dir, const char *prefix,
+               struct cfs_err *err)
 {
 	struct export ex = {.st = st, .dir = dir, .prefix = prefix, .root_fd = -1, .err = err};
 	struct store_node top;
@@ -231,7 +233,7 @@ int export_env(struct store *st, const struct store_env *env, const char *dir,
 		r = export_dir(&ex, ex.root_fd, &top, "");
 out:
 	for (size_t i = 0; i < ex.nlinks; i++)
-		free(ex.links[i].path);
+		close(ex.links[i].fd);
 	free(ex.links);
 	free(ex.buf);
 	close(ex.root_fd);

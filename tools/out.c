@@ -114,20 +114,20 @@ void progress_update(void *ctx, const struct ingest_progress *ip)
 	out_size(ip->bytes_done, done);
 	out_size(ip->bytes_total, total);
 	out_size((uint64_t)bps, rate);
-	fill = ip->bytes_total ? (int)((double)width * (double)ip->bytes_done /
-				       (double)ip->bytes_total)
-			       : width;
+	fill = ip->bytes_total
+	               ? (int)((double)width * (double)ip->bytes_done / (double)ip->bytes_total)
+	               : width;
 	if (fill > width)
 		fill = width;
 	if (p->tty)
 		fprintf(stderr, "\r[%.*s%*s] %llu/%llu files  %s/%s  %s/s  ETA %s\033[K", fill,
-			"########################", width - fill, "",
-			(unsigned long long)ip->files_done, (unsigned long long)ip->files_total,
-			done, total, rate, eta);
+		        "########################", width - fill, "",
+		        (unsigned long long)ip->files_done, (unsigned long long)ip->files_total,
+		        done, total, rate, eta);
 	else
 		fprintf(stderr, "condafs: ingest: %llu/%llu files, %s/%s, %s/s, ETA %s\n",
-			(unsigned long long)ip->files_done, (unsigned long long)ip->files_total,
-			done, total, rate, eta);
+		        (unsigned long long)ip->files_done, (unsigned long long)ip->files_total,
+		        done, total, rate, eta);
 }
 
 void progress_done(struct progress *p)

@@ -72,7 +72,8 @@ int main(int argc, char **argv)
 		for (int i = 0; i < nfiles; i++) {
 			for (size_t off = 0; off < files[i].len; off += fsz) {
 				size_t n = files[i].len - off < fsz ? files[i].len - off : fsz;
-				size_t c = ZSTD_compressCCtx(cctx, cbuf, cap, files[i].p + off, n, 3);
+				size_t c =
+				        ZSTD_compressCCtx(cctx, cbuf, cap, files[i].p + off, n, 3);
 
 				csum += c < n ? c : n;
 			}

@@ -44,7 +44,7 @@ static void make_store(void)
 
 /* Write src, publish it, read it back whole and in random ranges, and compare. */
 static void round_trip(struct object_writer *w, ZSTD_DCtx *dctx, const struct object_src *src,
-		       const uint8_t *expect)
+                       const uint8_t *expect)
 {
 	struct cfs_err err = {{0}};
 	struct objkey key;
@@ -115,7 +115,8 @@ static void test_holes(struct object_writer *w, ZSTD_DCtx *dctx)
 {
 	size_t len = 9 * OBJECT_FRAME_SIZE + 77;
 	uint8_t *data = calloc(1, len), *expect = calloc(1, len);
-	const uint64_t ext[2][2] = {{100, 5000}, {4 * OBJECT_FRAME_SIZE + 10, 6 * OBJECT_FRAME_SIZE}};
+	const uint64_t ext[2][2] = {{100, 5000},
+	                            {4 * OBJECT_FRAME_SIZE + 10, 6 * OBJECT_FRAME_SIZE}};
 	struct object_src src = {data, len, ext, 2};
 
 	/* Bytes outside the extents must never be read: poison them. */

@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * condafsd's insides, shared by its modules and by nothing else: the daemon's one state
+ * struct (each field says which lock protects it) and the functions each module offers the
+ * others. The store is reached only through <condafs/store.h>.
+ */
+#ifndef CONDAFS_FSD_H
+#define CONDAFS_FSD_H
+
+#include <condafs/store.h>
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#define FSD_NAME "condafsd"
+
+/* ---- the daemon's state (main.c owns it) ---- */
+
+struct envtab;
+struct cache;
+struct prefetch;
+
+struct fsd {
+	/* Set before the session starts and only read afterwards: no lock. */
+	char *store_dir;  /* realpath */
+	char *mountpoint; /* realpath: environment H is served at <mountpoint>/H */
+	struct fuse_session *se;
+	struct cache *cache;       /* NULL: no block cache; locks itself */
+	struct prefetch *prefetch; /* NULL: no reading ahead; locks itself */
+
+	/* Written by the init handler, which libfuse runs before any other request: no lock. */
+	bool no_open;    /* open replies ENOSYS: the kernel stops sending OPEN/RELEASE */
+	bool no_opendir; /* the same for OPENDIR/RELEASEDIR */
+
+	/* The environment table: the pointer under envtab_lock (tables are immutable and
+	 * reference-counted, see envtab.c); envtab_version is atomic and changes after the
+	 * pointer does, so a worker can tell cheaply that its reference is old. */
+	pthread_mutex_t envtab_lock;
+	struct envtab *envtab;
+	_Atomic uint64_t envtab_version;
+
+	/* The watcher thread (watch.c): watch_stop under watch_lock, signalled by
+	 * watch_cond; watch_thread and watch_running are touched by the main thread only. */
+	pthread_mutex_t watch_lock;
+	pthread_cond_t watch_cond;
+	bool watch_stop;
+	pthread_t watch_thread;
+	bool watch_running;
+};
+
+/* ---- log.c: levelled logging to stderr, the journal or syslog ---- */
+
+enum log_level {
+	LOG_LEVEL_ERR = 3,
+	LOG_LEVEL_WARNING = 4,
+	LOG_LEVEL_NOTICE = 5,
+	LOG_LEVEL_INFO = 6,
+	LOG_LEVEL_DEBUG = 7,
+};
+
+/* Before anything logs: stderr (with "<N>" level prefixes when systemd reads it). */
+void log_init(enum log_level max);
+/* After fuse_daemonize has pointed stderr at /dev/null: syslog from now on. */
+void log_to_syslog(void);
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+        __attribute__((format(printf, 2, 0)));
+/* An error serving one file: logged the first time per key (a nodeid), and no more than a
+ * few per second in all, so a corrupt object cannot flood the journal. */
+void log_file_error(uint64_t key, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- inode.c: the nodeid space and attributes ---- */
+
+/*
+ * nodeid = (id << 2) | kind, id >= 1:
+ *   kind 0  a store node (directory, symlink, relocated or unshared file): id = node id
+ *   kind 1  a group of identical regular files (hard-link semantics): id = group id
+ *   kind 2  a tag symlink in the root (issue 4): id = tag id
+ *   kind 3  reserved
+ * and FUSE's root, nodeid 1 (kind 1 with id 0, which no group has).
+ */
+enum ino_kind {
+	INO_NODE = 0,
+	INO_GROUP = 1,
+	INO_TAG = 2,
+	INO_RESERVED = 3,
+};
+
+#define INO_ROOT ((fuse_ino_t)FUSE_ROOT_ID)
+
+/* -EOVERFLOW for an id that does not fit (never, below 2^61 ids). */
+int ino_make(enum ino_kind kind, int64_t id, fuse_ino_t *ret);
+/* -ESTALE for a nodeid no kind can have made (0, or a reserved kind). */
+int ino_split(fuse_ino_t ino, enum ino_kind *ret_kind, int64_t *ret_id);
+/* The nodeid a node is served under: its group's, its first hard link's, or its own. */
+int ino_of_node(const struct store_node *n, fuse_ino_t *ret);
+/* The attributes of a node served at nodeid ino under a prefix of plen bytes. */
+void ino_attr(const struct store_node *n, fuse_ino_t ino, size_t plen, uint32_t nlink,
+              struct stat *ret);
+/* The generation for nodes of an environment: from its hash, so a node id that the store
+ * reuses for another environment reaches the kernel as a new inode. */
+uint64_t ino_generation(const char *hash);
+
+/* ---- envtab.c: the environments being served ---- */
+
+struct fsd_env {
+	int64_t id;
+	char hash[33];
+	fuse_ino_t ino;      /* its top directory's nodeid */
+	uint64_t generation; /* of every nodeid of this environment (ino_generation) */
+	struct store_node top;
+	char *prefix; /* <mountpoint>/<hash>: what the build prefix is served as */
+	size_t prefix_len;
+};
+
+/* Immutable once published. */
+struct envtab {
+	_Atomic unsigned refs;
+	uint64_t version;
+	struct timespec changed; /* the root directory's mtime */
+	size_t n;
+	struct fsd_env *by_hash; /* sorted by hash: the root directory's order */
+	struct fsd_env **by_id;  /* sorted by id */
+};
+
+/* Build a table of every environment in the store, with refs = 1. */
+int envtab_load(struct fsd *fs, struct store *st, uint64_t version, struct envtab **ret,
+                struct cfs_err *err);
+void envtab_put(struct envtab *t); /* drops a reference; NULL is fine */
+/* A new reference to the current table. */
+struct envtab *envtab_get(struct fsd *fs);
+/* Make t current (the caller's reference moves to fs) and drop the old one. */
+void envtab_publish(struct fsd *fs, struct envtab *t);
+/* NULL when absent. Valid as long as the caller's reference to t. */
+const struct fsd_env *envtab_by_hash(const struct envtab *t, const char *name, size_t len);
+const struct fsd_env *envtab_by_id(const struct envtab *t, int64_t id);
+
+/* ---- worker.c: what each FUSE worker thread keeps ---- */
+
+/* A node as the worker resolved it from a nodeid. */
+struct wnode {
+	fuse_ino_t ino;
+	struct store_node n;
+	uint32_t nlink;
+	const struct fsd_env *env; /* NULL for a group whose users are not in the table */
+};
+
+struct worker;
+
+/* This thread's worker, opened on first use (a store handle of its own). */
+int worker_get(struct fsd *fs, struct worker **ret);
+/* Close this thread's worker now (the main thread, before it closes the session). */
+void worker_release_self(void);
+struct store *worker_store(struct worker *w);
+const struct envtab *worker_envtab(struct worker *w);
+/* The version of the table this worker serves from (for the block cache). */
+uint64_t worker_version(const struct worker *w);
+/* A buffer of at least size bytes, valid until the next call on w. */
+int worker_buf(struct worker *w, size_t size, void **ret);
+/* Resolve a nodeid (not the root): -ESTALE when it names nothing any more. The result
+ * is valid until the next worker_node or worker_remember call on w. */
+int worker_node(struct worker *w, fuse_ino_t ino, const struct wnode **ret, struct cfs_err *err);
+/* Keep what a lookup or a listing found as nodeid ino, for the requests that follow. */
+void worker_remember(struct worker *w, fuse_ino_t ino, const struct store_node *n,
+                     const struct fsd_env *env, uint32_t nlink);
+/* How many names a group has: cached per thread until the environment table changes. */
+int worker_group_nlink(struct worker *w, int64_t group, uint32_t *ret, struct cfs_err *err);
+
+/* ---- cache.c: served blocks shared by the workers ---- */
+
+/* Blocks are aligned to the store's frame size (256 KiB, store/object.h), so filling one
+ * decompresses one frame; any other size would still be correct, only slower. */
+#define CACHE_BLOCK_SHIFT 18
+#define CACHE_BLOCK_SIZE  ((size_t)1 << CACHE_BLOCK_SHIFT)
+
+struct cache_block;
+
+int cache_new(size_t max_bytes, struct cache **ret);
+void cache_free(struct cache *c);
+/*
+ * Block index of nodeid ino, holding cap bytes, as of environment table version. Found:
+ * *ret_fill false, the block is ready. Not found: a new block, *ret_fill true, and the
+ * caller must fill it and call cache_filled (others wait for it meanwhile). -ENOBUFS when
+ * it cannot be cached (everything held, or an older table's reader): read around it.
+ * Every block got is given back with cache_put.
+ */
+int cache_get(struct cache *c, fuse_ino_t ino, uint64_t index, uint64_t version, size_t cap,
+              struct cache_block **ret, bool *ret_fill);
+/* Reserve a block for filling (as cache_get's *ret_fill) without ever waiting: -EEXIST when
+ * the block is there in any state, -ENOBUFS when there is no room. */
+int cache_reserve(struct cache *c, fuse_ino_t ino, uint64_t index, uint64_t version, size_t cap,
+                  struct cache_block **ret);
+uint8_t *cache_block_data(struct cache_block *b);
+size_t cache_block_len(const struct cache_block *b);
+/* r: 0, or the fill's error (the block then leaves the cache); len: bytes filled. */
+void cache_filled(struct cache *c, struct cache_block *b, int r, size_t len);
+void cache_put(struct cache *c, struct cache_block *b);
+void cache_stats(struct cache *c, uint64_t *ret_hits, uint64_t *ret_misses,
+                 uint64_t *ret_prefetched, size_t *ret_bytes);
+
+/* ---- prefetch.c: reading ahead of sequential readers ---- */
+
+struct prefetch;
+
+/* One thread filling blocks ahead of sequential readers (needs fs->cache). */
+int prefetch_start(struct fsd *fs, struct prefetch **ret);
+/* Stops the thread; blocks still queued leave the cache unfilled. NULL is fine. */
+void prefetch_stop(struct prefetch *p);
+/* A read of [off, end) of nodeid ino (size fsize) was served: when it continues the
+ * previous one, queue the blocks that follow. NULL p: nothing. */
+void prefetch_note(struct prefetch *p, fuse_ino_t ino, const struct store_node *n,
+                   const char *prefix, uint64_t version, uint64_t off, uint64_t end,
+                   uint64_t fsize);
+
+/* ---- ops.c: the low-level handlers ---- */
+
+extern const struct fuse_lowlevel_ops fsd_ops;
+
+/* ---- watch.c: environments added and removed while mounted ---- */
+
+int watch_start(struct fsd *fs);
+void watch_stop(struct fsd *fs);
+
+/* ---- mountpoint.c: checking the mount point before mounting ---- */
+
+/* 0 when MOUNTPOINT can be mounted on, after clearing a dead condafs mount (statfs gives
+ * ENOTCONN) left by a killed daemon; otherwise logs what is wrong and how to fix it. */
+int mountpoint_check(const char *path);
+/* Raise the mount's readahead (KiB) through /sys/class/bdi; 0 or -errno. */
+int mountpoint_set_readahead(const char *path, unsigned kib);
+
+#endif

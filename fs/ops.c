@@ -1,0 +1,649 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The FUSE low-level handlers. Everything served is immutable, so every reply tells the
+ * kernel to keep it for ever (entries, attributes, misses, pages, listings, link targets)
+ * and most requests are asked once per boot. Each handler computes one result and replies
+ * exactly once: an error is turned into fuse_reply_err at the end, in one place.
+ */
+#include "fsd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <float.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+/* Never expires: nothing served ever changes (additions and removals are notified). */
+#define FOREVER DBL_MAX
+
+static struct fsd *req_fsd(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* The one place a failure becomes a reply. Store failures that are not the caller's doing
+ * (corrupt or missing object -EBADMSG, prefix too long for a binary slot -ENOSPC, catalog
+ * trouble, I/O errors) are logged, rate-limited and once per file, and reach the caller as
+ * EIO. */
+static void reply_err(fuse_req_t req, fuse_ino_t ino, const char *op, int r,
+                      const struct cfs_err *err)
+{
+	switch (r) {
+	case -ENOENT:
+	case -ESTALE:
+	case -ENOTDIR:
+	case -EISDIR:
+	case -EINVAL:
+	case -ENOMEM:
+		/* The caller's doing, or passing: nothing to log. */
+		break;
+	default:
+		log_file_error(ino, "%s: %s", op, err && err->msg[0] ? err->msg : strerror(-r));
+		r = -EIO;
+		break;
+	}
+	fuse_reply_err(req, -r);
+}
+
+static void entry_init(struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->attr_timeout = FOREVER;
+	e->entry_timeout = FOREVER;
+}
+
+static void root_attr(const struct envtab *t, struct stat *ret)
+{
+	*ret = (struct stat){
+	        .st_ino = INO_ROOT,
+	        .st_mode = S_IFDIR | 0755,
+	        .st_nlink = 2 + t->n,
+	        .st_size = 4096,
+	        .st_blocks = 8,
+	        .st_blksize = 4096,
+	        .st_mtim = t->changed,
+	        .st_ctim = t->changed,
+	        .st_atim = t->changed,
+	};
+}
+
+static void env_entry(const struct fsd_env *env, struct fuse_entry_param *e)
+{
+	entry_init(e);
+	e->ino = env->ino;
+	e->generation = env->generation;
+	ino_attr(&env->top, env->ino, env->prefix_len, 1, &e->attr);
+}
+
+/* The entry of child n (of environment env); with_nlink: also count a group's names. */
+static int child_entry(struct worker *w, const struct fsd_env *env, const struct store_node *n,
+                       bool with_nlink, struct fuse_entry_param *e, struct cfs_err *err)
+{
+	uint32_t nlink = 1;
+	int r;
+
+	entry_init(e);
+	r = ino_of_node(n, &e->ino);
+	if (r)
+		return r;
+	if (n->type == NODE_FILE && n->group > 0) {
+		/* Shared by environments: the same generation whichever names it. */
+		if (with_nlink && (r = worker_group_nlink(w, n->group, &nlink, err)))
+			return r;
+	} else {
+		e->generation = env->generation;
+	}
+	ino_attr(n, e->ino, env->prefix_len, nlink, &e->attr);
+	/* Asked about next, most likely (a read, a listing); a group's only with its count. */
+	if (with_nlink || !(n->type == NODE_FILE && n->group > 0))
+		worker_remember(w, e->ino, n, env, nlink);
+	return 0;
+}
+
+/* ---- lookups and attributes ---- */
+
+static int lookup_in(struct worker *w, fuse_ino_t parent, const char *name,
+                     struct fuse_entry_param *e, struct cfs_err *err)
+{
+	const struct fsd_env *env;
+	struct store_node n;
+	enum ino_kind kind;
+	int64_t id;
+	int r;
+
+	if (parent == INO_ROOT) {
+		env = envtab_by_hash(worker_envtab(w), name, strlen(name));
+		/* Tag names (issue 4) will be looked up here too. */
+		if (env)
+			env_entry(env, e);
+		else
+			entry_init(e); /* ino 0: the kernel caches the miss */
+		return 0;
+	}
+	r = ino_split(parent, &kind, &id);
+	if (r)
+		return r;
+	if (kind != INO_NODE)
+		return -ENOTDIR;
+	r = store_node_lookup(worker_store(w), id, name, strlen(name), &n, err);
+	if (r == -ENOENT) {
+		entry_init(e);
+		return 0;
+	}
+	if (r)
+		return r;
+	env = envtab_by_id(worker_envtab(w), n.env_id);
+	if (!env)
+		return -ESTALE;
+	return child_entry(w, env, &n, true, e, err);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct cfs_err err = {{0}};
+	struct fuse_entry_param e;
+	struct worker *w;
+	int r;
+
+	r = worker_get(req_fsd(req), &w);
+	if (!r)
+		r = lookup_in(w, parent, name, &e, &err);
+	if (r)
+		reply_err(req, parent, "lookup", r, &err);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct cfs_err err = {{0}};
+	const struct wnode *wn;
+	struct worker *w;
+	struct stat st;
+	int r;
+
+	(void)fi;
+	r = worker_get(req_fsd(req), &w);
+	if (!r && ino == INO_ROOT) {
+		root_attr(worker_envtab(w), &st);
+	} else if (!r) {
+		r = worker_node(w, ino, &wn, &err);
+		if (!r)
+			ino_attr(&wn->n, ino, wn->env ? wn->env->prefix_len : 0, wn->nlink, &st);
+	}
+	if (r)
+		reply_err(req, ino, "getattr", r, &err);
+	else
+		fuse_reply_attr(req, &st, FOREVER);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct cfs_err err = {{0}};
+	const struct wnode *wn;
+	struct worker *w;
+	char *target = NULL;
+	int r;
+
+	r = worker_get(req_fsd(req), &w);
+	if (!r)
+		r = worker_node(w, ino, &wn, &err);
+	if (!r && wn->n.type != NODE_SYMLINK)
+		r = -EINVAL;
+	if (!r && !wn->env)
+		r = -ESTALE;
+	if (!r)
+		r = store_readlink(worker_store(w), &wn->n, wn->env->prefix, &target, &err);
+	if (r)
+		reply_err(req, ino, "readlink", r, &err);
+	else
+		fuse_reply_readlink(req, target);
+	free(target);
+}
+
+/* ---- opening: nothing to do, so ideally never asked ---- */
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	/* ENOSYS is success that also tells the kernel to stop sending OPEN and RELEASE and
+	 * to keep the page cache (a NULL handler would reply without keep_cache). */
+	if (req_fsd(req)->no_open) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	fi->keep_cache = 1;
+	fuse_reply_open(req, fi);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	if (req_fsd(req)->no_opendir) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	fi->keep_cache = 1;
+	fi->cache_readdir = 1;
+	fuse_reply_open(req, fi);
+}
+
+/* ---- reading ---- */
+
+#define READ_MAX_BLOCKS 8
+
+/*
+ * Reply to a read from the block cache: the blocks it spans, each filled on first use,
+ * go out as one iovec straight from the cache. 0 when replied; -ENOBUFS when the cache
+ * cannot take it (the caller then reads around it); other errors for reply_err.
+ */
+static int read_cached(fuse_req_t req, struct worker *w, const struct wnode *wn, fuse_ino_t ino,
+                       const char *prefix, uint64_t off, size_t size, struct cfs_err *err)
+{
+	struct fsd *fs = req_fsd(req); /* req is gone once replied to */
+	struct cache *c = fs->cache;
+	struct cache_block *b[READ_MAX_BLOCKS] = {0};
+	struct iovec iov[READ_MAX_BLOCKS];
+	uint64_t fsize = store_node_size(&wn->n, wn->n.relocated ? strlen(prefix) : 0), end;
+	uint64_t first, n = 0;
+	int r = 0;
+
+	if (!c)
+		return -ENOBUFS;
+	if (off >= fsize || size == 0) {
+		fuse_reply_buf(req, NULL, 0);
+		return 0;
+	}
+	end = off + size < fsize ? off + size : fsize;
+	first = off >> CACHE_BLOCK_SHIFT;
+	if (((end - 1) >> CACHE_BLOCK_SHIFT) - first + 1 > READ_MAX_BLOCKS)
+		return -ENOBUFS;
+	for (uint64_t i = first; i <= (end - 1) >> CACHE_BLOCK_SHIFT; i++, n++) {
+		uint64_t start = i << CACHE_BLOCK_SHIFT, from, to;
+		size_t cap = fsize - start < CACHE_BLOCK_SIZE ? (size_t)(fsize - start)
+		                                              : CACHE_BLOCK_SIZE;
+		bool fill;
+
+		r = cache_get(c, ino, i, worker_version(w), cap, &b[n], &fill);
+		if (r)
+			goto out;
+		if (fill) {
+			size_t got = 0;
+
+			r = store_read(worker_store(w), &wn->n, prefix, start, cap,
+			               cache_block_data(b[n]), &got, err);
+			cache_filled(c, b[n], r, got);
+			if (r)
+				goto out;
+		}
+		/* A block shorter than the catalog said: the file ends there. */
+		from = i == first ? off - start : 0;
+		to = end - start < cache_block_len(b[n]) ? end - start : cache_block_len(b[n]);
+		iov[n].iov_base = cache_block_data(b[n]) + from;
+		iov[n].iov_len = to > from ? (size_t)(to - from) : 0;
+		if (cache_block_len(b[n]) < cap) {
+			n++;
+			break;
+		}
+	}
+	fuse_reply_iov(req, iov, (int)n);
+	prefetch_note(fs->prefetch, ino, &wn->n, prefix, worker_version(w), off, end, fsize);
+out:
+	for (unsigned i = 0; i < READ_MAX_BLOCKS; i++)
+		cache_put(c, b[i]);
+	return r;
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+	struct cfs_err err = {{0}};
+	const struct wnode *wn;
+	const char *prefix;
+	struct worker *w;
+	size_t got = 0;
+	void *buf = NULL;
+	int r;
+
+	(void)fi; /* fh is 0 with no-open: the nodeid says everything */
+	r = worker_get(req_fsd(req), &w);
+	if (!r)
+		r = worker_node(w, ino, &wn, &err);
+	if (!r && wn->n.type != NODE_FILE)
+		r = wn->n.type == NODE_DIR ? -EISDIR : -EINVAL;
+	if (!r && wn->n.relocated && !wn->env)
+		r = -ESTALE;
+	if (!r && off < 0)
+		r = -EINVAL;
+	if (r)
+		goto out;
+	prefix = wn->env ? wn->env->prefix : "";
+	r = read_cached(req, w, wn, ino, prefix, (uint64_t)off, size, &err);
+	if (r != -ENOBUFS)
+		goto out;
+	r = worker_buf(w, size, &buf);
+	if (!r)
+		r = store_read(worker_store(w), &wn->n, prefix, (uint64_t)off, size, buf, &got,
+		               &err);
+	if (!r)
+		fuse_reply_buf(req, buf, got);
+out:
+	if (r)
+		reply_err(req, ino, "read", r, &err);
+}
+
+/* ---- listing ---- */
+
+struct dirfill {
+	fuse_req_t req;
+	struct worker *w;
+	const struct fsd_env *env;
+	bool plus;
+	char *buf;
+	size_t size, pos;
+	off_t next; /* the offset of the entry being added: its index + 1 */
+	struct cfs_err *err;
+	int r;
+};
+
+/* Add one entry; 1 when the buffer is full (the entry is then left for the next call). */
+static int dir_add(struct dirfill *d, const char *name, const struct fuse_entry_param *e)
+{
+	size_t room = d->size - d->pos, need;
+
+	if (d->plus)
+		need = fuse_add_direntry_plus(d->req, d->buf + d->pos, room, name, e, d->next);
+	else
+		need = fuse_add_direntry(d->req, d->buf + d->pos, room, name, &e->attr, d->next);
+	if (need > room)
+		return 1;
+	d->pos += need;
+	d->next++;
+	return 0;
+}
+
+/* "." and "..": attributes for their type and number only, no lookup. */
+static int dir_add_dot(struct dirfill *d, const char *name, fuse_ino_t ino)
+{
+	struct fuse_entry_param e;
+
+	entry_init(&e);
+	e.attr.st_ino = ino;
+	e.attr.st_mode = S_IFDIR;
+	return dir_add(d, name, &e);
+}
+
+static int dir_add_child(void *ctx, const struct store_node *n)
+{
+	struct dirfill *d = ctx;
+	struct fuse_entry_param e;
+	char name[sizeof(n->name) + 1];
+
+	d->r = child_entry(d->w, d->env, n, d->plus, &e, d->err);
+	if (d->r)
+		return d->r;
+	memcpy(name, n->name, n->namelen);
+	name[n->namelen] = '\0';
+	return dir_add(d, name, &e);
+}
+
+static int list_root(struct dirfill *d)
+{
+	const struct envtab *t = worker_envtab(d->w);
+
+	if (d->next == 1 && dir_add_dot(d, ".", INO_ROOT))
+		return 0;
+	if (d->next == 2 && dir_add_dot(d, "..", INO_ROOT))
+		return 0;
+	/* Tag symlinks (issue 4) will follow the environments. */
+	for (size_t i = (size_t)d->next - 3; i < t->n; i++) {
+		struct fuse_entry_param e;
+
+		env_entry(&t->by_hash[i], &e);
+		if (dir_add(d, t->by_hash[i].hash, &e))
+			break;
+	}
+	return 0;
+}
+
+/* The smallest entry the kernel's protocol allows: a 24-byte header and a name padded to
+ * 8 bytes; with attributes, a 128-byte entry before it. */
+#define DIRENT_MIN     32
+#define DIRENTPLUS_MIN 160
+
+static int list_dir(struct dirfill *d, fuse_ino_t ino)
+{
+	const struct wnode *wn;
+	struct store_node dir;
+	uint64_t start, fit;
+	fuse_ino_t parent = INO_ROOT;
+	int r;
+
+	r = worker_node(d->w, ino, &wn, d->err);
+	if (r)
+		return r;
+	if (wn->n.type != NODE_DIR)
+		return -ENOTDIR;
+	dir = wn->n;
+	d->env = wn->env;
+	if (dir.parent && (r = ino_make(INO_NODE, dir.parent, &parent)))
+		return r;
+	if (d->next == 1 && dir_add_dot(d, ".", ino))
+		return 0;
+	if (d->next == 2 && dir_add_dot(d, "..", parent))
+		return 0;
+	start = (uint64_t)d->next - 3;
+	if (start >= dir.nchildren)
+		return 0;
+	/* Ask the store for no more children than can fit: store_dir_iter fetches its whole
+	 * range first, and a large directory is listed in many calls. */
+	fit = d->size / (d->plus ? DIRENTPLUS_MIN : DIRENT_MIN) + 1;
+	if (dir.nchildren - start > fit)
+		dir.nchildren = (uint32_t)(start + fit);
+	r = store_dir_iter(worker_store(d->w), &dir, (uint32_t)start, dir_add_child, d, d->err);
+	if (r == 1)
+		r = 0;
+	return r < 0 ? r : d->r;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
+{
+	struct cfs_err err = {{0}};
+	struct dirfill d = {.req = req, .plus = plus, .size = size, .next = off + 1, .err = &err};
+	void *buf = NULL;
+	int r;
+
+	r = worker_get(req_fsd(req), &d.w);
+	if (!r && off < 0)
+		r = -EINVAL;
+	if (!r)
+		r = worker_buf(d.w, size, &buf);
+	d.buf = buf;
+	if (!r)
+		r = ino == INO_ROOT ? list_root(&d) : list_dir(&d, ino);
+	if (r)
+		reply_err(req, ino, plus ? "readdirplus" : "readdir", r, &err);
+	else
+		fuse_reply_buf(req, d.buf, d.pos);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                           struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, true);
+}
+
+/* ---- the connection ---- */
+
+static void want(struct fuse_conn_info *conn, unsigned cap)
+{
+	if (conn->capable & cap)
+		conn->want |= cap;
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct fsd *fs = userdata;
+
+	fs->no_open = conn->capable & FUSE_CAP_NO_OPEN_SUPPORT;
+	fs->no_opendir = conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT;
+	want(conn, FUSE_CAP_CACHE_SYMLINKS);
+	want(conn, FUSE_CAP_ASYNC_READ);
+	want(conn, FUSE_CAP_PARALLEL_DIROPS);
+	want(conn, FUSE_CAP_READDIRPLUS);
+	want(conn, FUSE_CAP_READDIRPLUS_AUTO);
+	/* Pages are dropped only when we say so (never: contents do not change), not
+	 * whenever an mtime seems to move. */
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	want(conn, FUSE_CAP_EXPLICIT_INVAL_DATA);
+	/* Nothing here writes or locks remotely. */
+	conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+	/* Readahead and parallel page faults keep many reads in flight. */
+	conn->max_background = 64;
+	conn->congestion_threshold = 48;
+	conn->time_gran = 1;
+	log_msg(LOG_LEVEL_DEBUG,
+	        "init: protocol 7.%u, no-open %s, no-opendir %s, max_readahead %u, want %#x",
+	        conn->proto_minor, fs->no_open ? "yes" : "no", fs->no_opendir ? "yes" : "no",
+	        conn->max_readahead, conn->want);
+}
+
+/* ---- everything that would write: a read-only file system ---- */
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+	(void)ino, (void)buf, (void)size, (void)off, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi)
+{
+	(void)parent, (void)name, (void)mode, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	(void)parent, (void)name, (void)mode, (void)rdev;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	(void)parent, (void)name, (void)mode;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent, (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent, (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+	(void)parent, (void)name, (void)newparent, (void)newname, (void)flags;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino, (void)newparent, (void)newname;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	(void)link, (void)parent, (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+	(void)ino, (void)attr, (void)to_set, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                        size_t size, int flags)
+{
+	(void)ino, (void)name, (void)value, (void)size, (void)flags;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino, (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                         struct fuse_file_info *fi)
+{
+	(void)ino, (void)mode, (void)offset, (void)length, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+                               struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+                               struct fuse_file_info *fi_out, size_t len, int flags)
+{
+	(void)ino_in, (void)off_in, (void)fi_in, (void)ino_out, (void)off_out, (void)fi_out;
+	(void)len, (void)flags;
+	fuse_reply_err(req, EROFS);
+}
+
+/*
+ * Left NULL on purpose: forget (nodeids are computed, nothing to free), getxattr,
+ * listxattr, flush and access (the kernel gets ENOSYS once and stops asking: one round
+ * trip less per ls -l, exec and close; default_permissions checks modes in the kernel),
+ * release/releasedir (never sent with no-open), statfs (libfuse's default), locks (local).
+ */
+const struct fuse_lowlevel_ops fsd_ops = {
+        .init = op_init,
+        .lookup = op_lookup,
+        .getattr = op_getattr,
+        .readlink = op_readlink,
+        .open = op_open,
+        .read = op_read,
+        .opendir = op_opendir,
+        .readdir = op_readdir,
+        .readdirplus = op_readdirplus,
+        .write = op_write,
+        .create = op_create,
+        .mknod = op_mknod,
+        .mkdir = op_mkdir,
+        .unlink = op_unlink,
+        .rmdir = op_rmdir,
+        .rename = op_rename,
+        .link = op_link,
+        .symlink = op_symlink,
+        .setattr = op_setattr,
+        .setxattr = op_setxattr,
+        .removexattr = op_removexattr,
+        .fallocate = op_fallocate,
+        .copy_file_range = op_copy_file_range,
+};

@@ -1,0 +1,647 @@
+# SPDX-License-Identifier: MIT
+"""Shared helpers for the condafs store integration and crash tests (suites integ, crash).
+
+Each test script makes a Harness, which parses the paths meson passes (the condafs binary,
+the corpus builder, where the shared corpus lives, the fixtures), runs condafs and checks
+what it prints, compares an exported tree with its source under a reference relocation
+written here from conda's rules, and ends with "N passed, N failed" (exit 1 on a failure).
+The corpus is built once per build directory and shared by every test (corpus()).
+"""
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+CORPUS_ENVS = ("small", "sci", "torch", "small-rebuild")
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+# Lines condafs prints on stderr that are not errors.
+PROGRESS_RE = re.compile(r"^condafs: ingest: \d+/\d+ files, ")
+WARNING_RE = re.compile(r"^condafs: \w+: warning: ")
+SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|"
+                          r"runtime error: |ThreadSanitizer")
+HASH_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def show(b, limit=300):
+    """bytes or str for a message: printable, cut to limit."""
+    if isinstance(b, bytes):
+        b = b.decode("utf-8", "backslashreplace")
+    b = b.replace("\n", "\\n") if "\n" in b.rstrip("\n") else b.rstrip("\n")
+    return b if len(b) <= limit else b[:limit] + "..."
+
+
+class Result:
+    def __init__(self, args, rc, out, err, secs):
+        self.args, self.rc, self.out, self.err, self.secs = args, rc, out, err, secs
+
+    def errors(self):
+        """stderr lines that are neither progress nor warnings."""
+        return [l for l in self.err.splitlines()
+                if l and not PROGRESS_RE.match(l) and not WARNING_RE.match(l)]
+
+    def warnings(self):
+        return [l for l in self.err.splitlines() if WARNING_RE.match(l)]
+
+    def __str__(self):
+        return (f"$ {' '.join(show(a, 120) for a in self.args)}\n"
+                f"     rc={self.rc} ({self.secs:.2f}s) stdout={show(self.out)!s}\n"
+                f"     stderr={show(self.err, 600)}")
+
+
+class Harness:
+    def __init__(self, title):
+        ap = argparse.ArgumentParser()
+        here = os.path.dirname(os.path.abspath(__file__))
+        ap.add_argument("--condafs", default=os.environ.get("CONDAFS"))
+        ap.add_argument("--mkcorpus", default=os.environ.get(
+            "MKCORPUS", os.path.join(here, "..", "corpus", "mkcorpus")))
+        ap.add_argument("--corpus-dir", default=os.environ.get("CORPUS_DIR"))
+        ap.add_argument("--fixtures", default=os.environ.get(
+            "FIXTURES", os.path.join(here, "..", "..", "..", "shared", "fixtures")))
+        self.args = ap.parse_args()
+        if not self.args.condafs:
+            sys.exit("usage: --condafs PATH (or $CONDAFS) is required")
+        self.condafs = os.path.abspath(self.args.condafs)
+        self.fixtures = os.path.abspath(self.args.fixtures)
+        self.passed = self.failed = 0
+        self.t0 = time.monotonic()
+        name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+        self.tmp = tempfile.mkdtemp(prefix=f"cfs-{name}-")
+        os.chmod(self.tmp, 0o755)   # tests that run condafs as nobody need to get in
+        self._corpus = None
+        print(f"# {title}", flush=True)
+
+    # ---- reporting ----
+
+    def check(self, what, ok, detail=None):
+        if ok:
+            self.passed += 1
+            print(f"ok    {what}", flush=True)
+        else:
+            self.failed += 1
+            print(f"FAIL  {what}", flush=True)
+            if detail is not None:
+                for line in str(detail).splitlines():
+                    print(f"      {line}", flush=True)
+        return bool(ok)
+
+    def eq(self, what, got, want, detail=None):
+        ok = got == want
+        d = f"got  {show(repr(got), 800)}\nwant {show(repr(want), 800)}"
+        if detail is not None:
+            d += f"\n{detail}"
+        return self.check(what, ok, None if ok else d)
+
+    @contextlib.contextmanager
+    def section(self, name):
+        """A group of checks; an unexpected exception inside is one failure, not the end."""
+        print(f"## {name}", flush=True)
+        t = time.monotonic()
+        try:
+            yield
+        except Exception:
+            self.failed += 1
+            print(f"FAIL  {name}: unexpected exception", flush=True)
+            for line in traceback.format_exc().splitlines():
+                print(f"      {line}", flush=True)
+        print(f"   ({name}: {time.monotonic() - t:.1f}s)", flush=True)
+
+    def finish(self):
+        if os.environ.get("CFS_KEEP_TMP"):
+            print(f"# kept {self.tmp}")
+        else:
+            self.rmtree(self.tmp)
+        print(f"# {time.monotonic() - self.t0:.1f}s")
+        print(f"{self.passed} passed, {self.failed} failed", flush=True)
+        sys.exit(1 if self.failed or not self.passed else 0)
+
+    # ---- files ----
+
+    def path(self, *parts):
+        """A fresh path under this test's temporary directory."""
+        return os.path.join(self.tmp, *parts)
+
+    @staticmethod
+    def rmtree(path):
+        def onerror(fn, p, exc):
+            # Modes like 000 on directories we made; root can fix them and retry.
+            try:
+                os.chmod(p, 0o700)
+                fn(p)
+            except OSError:
+                pass
+        if os.path.lexists(path):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, onerror=onerror)
+            else:
+                os.unlink(path)
+
+    # ---- running condafs ----
+
+    def run(self, args, env=None, user=None, timeout=600, input=None):
+        cmd = (NOBODY if user == "nobody" else []) + [str(a) for a in args]
+        e = dict(os.environ)
+        e.pop("CONDAFS_STORE", None)
+        if env:
+            e.update(env)
+        t = time.monotonic()
+        p = subprocess.run(cmd, env=e, capture_output=True, timeout=timeout, input=input)
+        r = Result(cmd, p.returncode,
+                   p.stdout.decode("utf-8", "surrogateescape"),
+                   p.stderr.decode("utf-8", "surrogateescape"),
+                   time.monotonic() - t)
+        self.sane(r)
+        return r
+
+    def sane(self, r):
+        """Every run: no crash, no sanitizer report. Counted only when broken."""
+        if r.rc is not None and r.rc < 0 and r.rc != -9:
+            self.check(f"condafs killed by signal {-r.rc}", False, r)
+        if SANITIZER_RE.search(r.err):
+            self.check("sanitizer report on stderr", False, r)
+
+    def cfs(self, store, *args, **kw):
+        pre = [self.condafs] + (["--store", store] if store else [])
+        return self.run(pre + list(args), **kw)
+
+    def ok(self, what, r):
+        """Check that a command succeeded."""
+        return self.check(what, r.rc == 0, None if r.rc == 0 else r)
+
+    def fails_clearly(self, what, r, *needles):
+        """A failed command: exit 1, exactly one error line on stderr, "condafs: " first,
+        naming every needle (file names, reasons)."""
+        errs = r.errors()
+        ok = r.rc not in (0, None) and r.rc > 0 and len(errs) == 1 and \
+            errs[0].startswith("condafs: ") and all(n in errs[0] for n in needles)
+        missing = [n for n in needles if not errs or n not in errs[0]]
+        return self.check(what, ok, None if ok else
+                          f"{r}\n     want: exit != 0, one line naming {needles!r}; "
+                          f"error lines={len(errs)}, missing={missing!r}")
+
+    def ingest(self, store, prefix, *extra, **kw):
+        return self.cfs(store, "ingest", prefix, *extra, **kw)
+
+    def ls(self, store, **kw):
+        r = self.cfs(store, "--json", "ls", **kw)
+        if r.rc != 0:
+            self.check("ls --json", False, r)
+            return None
+        return json.loads(r.out)
+
+    def stats(self, store):
+        r = self.cfs(store, "--json", "stats")
+        if r.rc != 0:
+            self.check("stats --json", False, r)
+            return None
+        return json.loads(r.out)
+
+    def verify_clean(self, what, store, **kw):
+        """condafs verify exits 0 and reports nothing missing or corrupt."""
+        r = self.cfs(store, "--json", "verify", **kw)
+        try:
+            v = json.loads(r.out)
+        except ValueError:
+            v = None
+        ok = r.rc == 0 and v is not None and v.get("corrupt") == 0 and \
+            not [p for p in v["problems"] if p["problem"] != "unreferenced"]
+        self.check(what, ok, None if ok else r)
+        return v
+
+    def hashes(self, store):
+        v = self.ls(store)
+        return None if v is None else sorted(e["hash"] for e in v)
+
+    def export(self, store, env, dest, prefix=None):
+        return self.cfs(store, "export", env, dest, *(["--prefix", prefix] if prefix else []))
+
+    # ---- the shared corpus ----
+
+    def corpus(self):
+        """The manifest of the shared corpus, building it on first use (under a lock, so
+        parallel tests build it once), keyed by a hash of the builder's sources."""
+        if self._corpus:
+            return self._corpus
+        script = os.path.abspath(self.args.mkcorpus)
+        if not os.path.isfile(script):
+            raise RuntimeError(f"{script}: the corpus builder is missing")
+        h = hashlib.sha256()
+        srcdir = os.path.dirname(script)
+        for fn in sorted(os.listdir(srcdir)):
+            if fn == "mkcorpus" or fn.endswith((".c", ".h", ".py")):
+                h.update(fn.encode() + b"\0")
+                with open(os.path.join(srcdir, fn), "rb") as f:
+                    h.update(hashlib.sha256(f.read()).digest())
+        key = h.hexdigest()[:12]
+        base = self.corpus_base()
+        os.makedirs(base, exist_ok=True)
+        out = os.path.join(base, key)
+        done = os.path.join(out, ".built")
+        # base/.lock serialises building and cleaning; base/<key>.inuse is held shared by
+        # every test using corpus <key>, so a corpus is removed only when nobody uses it
+        # (the builder may change while tests run).
+        with open(os.path.join(base, ".lock"), "w") as lock:
+            t = time.monotonic()
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            waited = time.monotonic() - t
+            if not os.path.exists(done):
+                self.clean_corpora(base, key)
+                self.rmtree(out)
+                t = time.monotonic()
+                print(f"# building the corpus in {out} ...", flush=True)
+                p = subprocess.run([sys.executable, script, out, "-q",
+                                    "--envs", ",".join(CORPUS_ENVS)],
+                                   capture_output=True, text=True)
+                if p.returncode != 0:
+                    raise RuntimeError(f"mkcorpus failed (exit {p.returncode}): "
+                                       f"{p.stderr.strip()[-2000:]}")
+                with open(done, "w") as f:
+                    f.write(key + "\n")
+                print(f"# corpus built in {time.monotonic() - t:.1f}s", flush=True)
+            elif waited > 1:
+                print(f"# waited {waited:.1f}s for the corpus", flush=True)
+            self._inuse = open(os.path.join(base, key + ".inuse"), "a")
+            fcntl.flock(self._inuse, fcntl.LOCK_SH)
+        with open(os.path.join(out, "manifest.json")) as f:
+            self._corpus = json.load(f)
+        return self._corpus
+
+    def clean_corpora(self, base, key):
+        """Remove corpora of other builder versions that no test is using."""
+        for n in os.listdir(base):
+            old = n[:-len(".inuse")] if n.endswith(".inuse") else n
+            if n == ".lock" or old == key or not os.path.exists(os.path.join(base, n)):
+                continue
+            with open(os.path.join(base, old + ".inuse"), "a") as f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue
+                self.rmtree(os.path.join(base, old))
+                os.unlink(os.path.join(base, old + ".inuse"))
+
+    def corpus_base(self):
+        """--corpus-dir, unless it is inside a git work tree (mkcorpus refuses those):
+        then a directory outside it, named after the build directory."""
+        d = os.path.abspath(self.args.corpus_dir or os.path.join(self.tmp, "..", "cfs-corpus"))
+        p = d
+        while p != "/":
+            if os.path.exists(os.path.join(p, ".git")):
+                tag = hashlib.sha256(d.encode()).hexdigest()[:8]
+                return os.path.join(os.environ.get("TMPDIR", "/var/tmp"), f"condafs-corpus-{tag}")
+            p = os.path.dirname(p)
+        return d
+
+    def env(self, name):
+        return self.corpus()["envs"][name]
+
+
+# ---- hand-made prefixes ----
+
+def make_prefix(path, pkgs=(("demo", "1.0", "h0_0"),), files=None, history=True):
+    """A minimal solved prefix: conda-meta/history and one record per (name, version,
+    build[, paths_data entries]). files: {relpath: bytes} written with parents."""
+    os.makedirs(os.path.join(path, "conda-meta"), exist_ok=True)
+    if history:
+        with open(os.path.join(path, "conda-meta", "history"), "w") as f:
+            f.write("==> 2024-01-01 00:00:00 <==\n# cmd: conda create\n+conda-forge/linux-64::"
+                    + "\n+conda-forge/linux-64::".join(f"{p[0]}-{p[1]}-{p[2]}" for p in pkgs)
+                    + "\n")
+    for p in pkgs:
+        name, version, build = p[:3]
+        paths = p[3] if len(p) > 3 else []
+        fn = f"{name}-{version}-{build}"
+        rec = {
+            "name": name, "version": version, "build": build, "build_number": 0,
+            "subdir": "linux-64", "channel": "https://conda.anaconda.org/conda-forge/linux-64",
+            "url": f"https://conda.anaconda.org/conda-forge/linux-64/{fn}.tar.bz2",
+            "fn": f"{fn}.tar.bz2",
+            "md5": hashlib.md5(fn.encode()).hexdigest(),
+            "sha256": hashlib.sha256(fn.encode()).hexdigest(),
+            "files": [e["_path"] for e in paths],
+            "paths_data": {"paths_version": 1, "paths": paths},
+            "requested_spec": "None",
+        }
+        with open(os.path.join(path, "conda-meta", fn + ".json"), "w") as f:
+            json.dump(rec, f, indent=1)
+    for rel, data in (files or {}).items():
+        write(os.path.join(path, rel), data)
+    return os.path.realpath(path)
+
+
+def write(path, data, mode=None, mtime_ns=None):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+    if mode is not None:
+        os.chmod(path, mode)
+    if mtime_ns is not None:
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def explicit_lock(pkgs, platform="linux-64"):
+    """`conda list --explicit --md5` text for make_prefix's packages."""
+    lines = [f"# platform: {platform}", "@EXPLICIT"]
+    for p in pkgs:
+        fn = f"{p[0]}-{p[1]}-{p[2]}"
+        lines.append(f"https://conda.anaconda.org/conda-forge/{platform}/{fn}.tar.bz2"
+                     f"#{hashlib.md5(fn.encode()).hexdigest()}")
+    return "\n".join(lines) + "\n"
+
+
+# ---- conda's relocation, the reference the export is compared with ----
+
+NEVER_RELOCATED = (b".pyc", b".pyo", b".whl", b".zip", b".egg", b".jar")
+
+
+class SlotTooShort(Exception):
+    pass
+
+
+def placeholders(prefix):
+    """{relpath bytes: (file_mode, placeholder length)} from conda-meta paths_data, with
+    noarch-python site-packages/ paths mapped to where files[] says they went."""
+    out = {}
+    cm = os.path.join(prefix, "conda-meta")
+    for fn in sorted(os.listdir(cm)):
+        if not fn.endswith(".json"):
+            continue
+        with open(os.path.join(cm, fn), "rb") as f:
+            rec = json.loads(f.read())
+        pydir = None
+        for f_ in rec.get("files") or []:
+            m = re.match(r"(lib/python[^/]*/)site-packages/", f_)
+            if m:
+                pydir = m.group(1)
+                break
+        for e in ((rec.get("paths_data") or {}).get("paths") or []):
+            ph = e.get("prefix_placeholder")
+            if not ph:
+                continue
+            p = e["_path"]
+            if p.startswith("site-packages/") and pydir:
+                p = pydir + p
+            mode = "binary" if e.get("file_mode") == "binary" else "text"
+            out.setdefault(p.encode("utf-8", "surrogateescape"), (mode, len(ph)))
+    return out
+
+
+def reloc_mode(rel, data, meta):
+    """None (never rewritten), "text" or "binary", and the placeholder length (0: none)."""
+    if rel.lower().endswith(NEVER_RELOCATED) or data[:4] == b"PK\x03\x04":
+        return None, 0
+    if meta and rel in meta:
+        return meta[rel]
+    return ("binary" if b"\0" in data else "text"), 0
+
+
+def relocate(data, old, new, mode, placeholder_len=0):
+    """conda's replacement of old by new. Binary: in each NUL-terminated string holding old,
+    every occurrence replaced, the size kept by taking or giving NULs after the string;
+    SlotTooShort if the string's NUL run (keeping one), or the placeholder, cannot hold new."""
+    if mode is None or old == new or old not in data:
+        return data
+    if mode == "text":
+        return data.replace(old, new)
+    if placeholder_len >= len(old) and len(new) > placeholder_len:
+        raise SlotTooShort(f"{len(new)} > placeholder {placeholder_len}")
+    out = bytearray()
+    pos = 0
+    pat = re.compile(re.escape(old) + rb"[^\0]*\0", re.S)
+    while True:
+        m = pat.search(data, pos)
+        if not m:
+            break
+        h, t = m.start(), m.end() - 1           # t: the terminating NUL
+        u = t
+        while u < len(data) and data[u] == 0:
+            u += 1
+        s = data[h:t].replace(old, new)
+        nuls = (u - h) - len(s)
+        if nuls < 1:
+            raise SlotTooShort(f"string at {h}: {len(s)} bytes in a slot of {u - h - 1}")
+        out += data[pos:h] + s + b"\0" * nuls
+        pos = u
+    out += data[pos:]
+    assert len(out) == len(data)
+    return bytes(out)
+
+
+def relink(target, old, new):
+    """An absolute symlink into the prefix follows it; anything else is kept."""
+    if target == old or target.startswith(old + b"/"):
+        return new + target[len(old):]
+    return target
+
+
+# ---- trees ----
+
+def _ftype(m):
+    return "dir" if stat.S_ISDIR(m) else "file" if stat.S_ISREG(m) else \
+        "symlink" if stat.S_ISLNK(m) else "special"
+
+
+def read_at(dfd, name):
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dfd)
+    try:
+        chunks = []
+        while True:
+            b = os.read(fd, 1 << 24)
+            if not b:
+                break
+            chunks.append(b)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def compare_trees(src, dst, old=None, new=None, meta=None, skip=(), sparse_ok=True,
+                  content=True):
+    """Differences between the source prefix src and the export dst, where dst should be
+    src with the prefix old replaced by new: names, types, modes (setuid/setgid/sticky
+    stripped), mtimes in ns, sizes, bytes (reference relocation), symlink targets, hard
+    links (one inode in dst per inode in src), for every path including the top. Works on
+    directory fds, so paths may be longer than PATH_MAX. Returns (problems, counts)."""
+    old = os.fsencode(old) if old is not None else None
+    new = os.fsencode(new) if new is not None else None
+    if meta is None and old is not None and os.path.isdir(os.path.join(src, "conda-meta")):
+        meta = placeholders(src)
+    problems, counts = [], {"files": 0, "dirs": 0, "symlinks": 0, "relocated": 0, "bytes": 0,
+                            "relocated_paths": []}
+    src_inodes, dst_inodes = {}, {}
+
+    def bad(rel, msg):
+        problems.append(f"{show(rel or b'.', 200)}: {msg}")
+
+    def attrs(rel, s, d):
+        if _ftype(s.st_mode) != _ftype(d.st_mode):
+            bad(rel, f"type {_ftype(d.st_mode)}, source {_ftype(s.st_mode)}")
+            return False
+        want = stat.S_IMODE(s.st_mode)
+        if want & 0o7000:
+            want &= 0o777
+        if not stat.S_ISLNK(s.st_mode) and stat.S_IMODE(d.st_mode) != want:
+            bad(rel, f"mode {stat.S_IMODE(d.st_mode):o}, want {want:o}")
+        if d.st_mtime_ns != s.st_mtime_ns:
+            bad(rel, f"mtime_ns {d.st_mtime_ns}, source {s.st_mtime_ns}")
+        return True
+
+    def walk(sfd, dfd, rel):
+        snames = sorted(os.fsencode(n) for n in os.listdir(sfd))
+        dnames = set(os.fsencode(n) for n in os.listdir(dfd))
+        for n in snames:
+            r = rel + b"/" + n if rel else n
+            if r in skip:
+                if n in dnames:
+                    bad(r, "exported, but it should have been skipped")
+                dnames.discard(n)
+                continue
+            if n not in dnames:
+                bad(r, "missing from the export")
+                continue
+            dnames.discard(n)
+            s = os.stat(n, dir_fd=sfd, follow_symlinks=False)
+            d = os.stat(n, dir_fd=dfd, follow_symlinks=False)
+            if not attrs(r, s, d):
+                continue
+            if stat.S_ISDIR(s.st_mode):
+                counts["dirs"] += 1
+                a = os.open(n, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=sfd)
+                b = os.open(n, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dfd)
+                try:
+                    walk(a, b, r)
+                finally:
+                    os.close(a)
+                    os.close(b)
+            elif stat.S_ISLNK(s.st_mode):
+                counts["symlinks"] += 1
+                st_, dt = os.readlink(n, dir_fd=sfd), os.readlink(n, dir_fd=dfd)
+                st_, dt = os.fsencode(st_), os.fsencode(dt)
+                want = relink(st_, old, new) if old is not None else st_
+                if dt != want:
+                    bad(r, f"symlink -> {show(dt)}, want {show(want)}")
+            elif stat.S_ISREG(s.st_mode):
+                counts["files"] += 1
+                counts["bytes"] += s.st_size
+                src_inodes.setdefault((s.st_dev, s.st_ino), []).append(r)
+                dst_inodes[r] = (d.st_dev, d.st_ino, d.st_nlink)
+                if s.st_blocks * 512 < s.st_size and d.st_blocks * 512 > s.st_blocks * 512 + \
+                        (1 << 20) and sparse_ok:
+                    bad(r, f"sparse source ({s.st_blocks * 512} bytes allocated) exported "
+                        f"with {d.st_blocks * 512} bytes allocated")
+                if not content:
+                    if d.st_size != s.st_size:
+                        bad(r, f"size {d.st_size}, source {s.st_size}")
+                    continue
+                data = read_at(sfd, n)
+                mode, phlen = reloc_mode(r, data, meta)
+                try:
+                    want = relocate(data, old, new, mode, phlen) if old is not None else data
+                except SlotTooShort as e:
+                    bad(r, f"the reference relocation does not fit: {e}")
+                    continue
+                if want != data:
+                    counts["relocated"] += 1
+                    counts["relocated_paths"].append(r)
+                if d.st_size != len(want):
+                    bad(r, f"size {d.st_size}, want {len(want)}")
+                got = read_at(dfd, n)
+                if got != want:
+                    i = next((k for k in range(min(len(got), len(want)))
+                              if got[k] != want[k]), min(len(got), len(want)))
+                    bad(r, f"content differs at byte {i} ({mode or 'not relocated'}): "
+                        f"got {show(got[max(0, i - 20):i + 40], 120)!r}, "
+                        f"want {show(want[max(0, i - 20):i + 40], 120)!r}")
+            else:
+                bad(r, "special file in the source")
+        for n in sorted(dnames):
+            bad(rel + b"/" + n if rel else n, "only in the export")
+
+    a = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
+    b = os.open(dst, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        attrs(b"", os.fstat(a), os.fstat(b))
+        walk(a, b, b"")
+    finally:
+        os.close(a)
+        os.close(b)
+    # Hard links: the paths of one source inode share one export inode, and only they.
+    owner = {}
+    for paths in src_inodes.values():
+        ino = {dst_inodes[p][:2] for p in paths if p in dst_inodes}
+        if len(ino) > 1:
+            bad(paths[0], f"hard links {[show(p) for p in paths]} are {len(ino)} inodes in "
+                "the export")
+        for p in paths:
+            if p in dst_inodes:
+                if dst_inodes[p][2] != len(paths):
+                    bad(p, f"nlink {dst_inodes[p][2]} in the export, {len(paths)} paths "
+                        "in the source")
+                k = dst_inodes[p][:2]
+                if owner.setdefault(k, paths[0]) != paths[0]:
+                    bad(p, f"shares an inode with {show(owner[k])} in the export only")
+    return problems, counts
+
+
+def report_tree(t, what, problems, counts=None):
+    detail = "\n".join(problems[:25]) + (f"\n... {len(problems) - 25} more"
+                                         if len(problems) > 25 else "")
+    extra = f" ({counts['files']} files, {counts['dirs']} dirs, {counts['symlinks']} " \
+            f"symlinks, {counts['relocated']} relocated)" if counts else ""
+    return t.check(what + extra, not problems, detail if problems else None)
+
+
+# ---- the catalog, read directly (only to find and damage objects) ----
+
+def catalog_nodes(store, env_hash):
+    """{relpath bytes: row dict} of one environment, from catalog.db."""
+    db = sqlite3.connect(f"file:{os.path.join(store, 'catalog.db')}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    try:
+        env = db.execute("SELECT id, root FROM envs WHERE hash = ?", (env_hash,)).fetchone()
+        rows = {r["id"]: dict(r) for r in db.execute("SELECT * FROM nodes WHERE env = ?",
+                                                      (env["id"],))}
+    finally:
+        db.close()
+    paths = {}
+
+    def path_of(i):
+        if i in paths:
+            return paths[i]
+        r = rows[i]
+        if r["parent"] == 0:
+            p = b""
+        else:
+            pp = path_of(r["parent"])
+            name = r["name"] if isinstance(r["name"], bytes) else r["name"].encode()
+            p = pp + b"/" + name if pp else name
+        paths[i] = p
+        return p
+    return {path_of(i): r for i, r in rows.items()}
+
+
+def catalog_object(store, obj_id):
+    db = sqlite3.connect(f"file:{os.path.join(store, 'catalog.db')}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    try:
+        r = db.execute("SELECT * FROM objects WHERE id = ?", (obj_id,)).fetchone()
+        return dict(r) if r else None
+    finally:
+        db.close()
+
+
+def object_file(store, key):
+    h = key.hex()
+    return os.path.join(store, "objects", h[:2], h[2:])
