@@ -258,6 +258,24 @@ static int step_row(struct catalog *c, sqlite3_stmt *s, struct cfs_err *err)
 	return db_err(c, rc, "query failed", err);
 }
 
+/* Run statement id, with ?1 bound to *arg when arg is not NULL, for one integer. */
+static int query_int(struct catalog *c, enum stmt_id id, const int64_t *arg, int64_t *ret,
+                     struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, id, &s, err);
+
+	if (r)
+		return r;
+	if (arg)
+		sqlite3_bind_int64(s, 1, *arg);
+	r = step_row(c, s, err);
+	if (r == 0)
+		*ret = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return r;
+}
+
 static int exec(struct catalog *c, const char *sql, struct cfs_err *err)
 {
 	int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
@@ -731,16 +749,11 @@ int catalog_env_packages(struct catalog *c, int64_t id, const char *platform, st
 
 int catalog_env_unique_bytes(struct catalog *c, int64_t id, uint64_t *ret, struct cfs_err *err)
 {
-	sqlite3_stmt *s;
-	int r = stmt(c, S_ENV_UNIQUE, &s, err);
+	int64_t v;
+	int r = query_int(c, S_ENV_UNIQUE, &id, &v, err);
 
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, id);
-	r = step_row(c, s, err);
 	if (r == 0)
-		*ret = (uint64_t)sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
+		*ret = (uint64_t)v;
 	return r;
 }
 
@@ -748,16 +761,7 @@ int catalog_env_unique_bytes(struct catalog *c, int64_t id, uint64_t *ret, struc
 
 int catalog_node_max_id(struct catalog *c, int64_t *ret, struct cfs_err *err)
 {
-	sqlite3_stmt *s;
-	int r = stmt(c, S_NODE_MAX, &s, err);
-
-	if (r)
-		return r;
-	r = step_row(c, s, err);
-	if (r == 0)
-		*ret = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	return r;
+	return query_int(c, S_NODE_MAX, NULL, ret, err);
 }
 
 static void bind_blob_or_null(sqlite3_stmt *s, int i, const void *p, size_t n)
@@ -961,6 +965,7 @@ int catalog_env_tree(struct catalog *c, int64_t env,
 int catalog_group_get(struct catalog *c, int64_t group, struct store_node *ret, uint32_t *ret_nlink,
                       struct cfs_err *err)
 {
+	int64_t nlink;
 	sqlite3_stmt *s;
 	int r = stmt(c, S_GROUP_NODE, &s, err);
 
@@ -973,28 +978,19 @@ int catalog_group_get(struct catalog *c, int64_t group, struct store_node *ret, 
 	sqlite3_reset(s);
 	if (r)
 		return r;
-	r = stmt(c, S_GROUP_COUNT, &s, err);
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, group);
-	r = step_row(c, s, err);
+	r = query_int(c, S_GROUP_COUNT, &group, &nlink, err);
 	if (r == 0)
-		*ret_nlink = (uint32_t)sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
+		*ret_nlink = (uint32_t)nlink;
 	return r;
 }
 
 int catalog_data_version(struct catalog *c, uint64_t *ret, struct cfs_err *err)
 {
-	sqlite3_stmt *s;
-	int r = stmt(c, S_DATA_VERSION, &s, err);
+	int64_t v;
+	int r = query_int(c, S_DATA_VERSION, NULL, &v, err);
 
-	if (r)
-		return r;
-	r = step_row(c, s, err);
 	if (r == 0)
-		*ret = (uint64_t)sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
+		*ret = (uint64_t)v;
 	return r;
 }
 
