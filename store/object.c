@@ -325,6 +325,11 @@ int object_writer_new(int store_fd, int tmp_fd, struct object_writer **ret)
 	return 0;
 }
 
+void object_writer_level(struct object_writer *w, int level)
+{
+	ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, level);
+}
+
 void object_writer_free(struct object_writer *w)
 {
 	if (!w)
@@ -554,6 +559,16 @@ static int publish_one(struct object_writer *w, const struct objkey *key, struct
 	objkey_hex(key, hex);
 	if (renameat2(w->tmp_fd, hex, w->store_fd, path, RENAME_NOREPLACE) == 0)
 		return 0;
+	if (errno == ENOENT) {
+		/* objects/xx/ is made on first use: with packing most would stay empty. */
+		char dir[16];
+
+		snprintf(dir, sizeof(dir), "objects/%.2s", hex);
+		if (mkdirat(w->store_fd, dir, 0755) < 0 && errno != EEXIST)
+			return err_set(err, neg_errno(), "%s: %s", dir, strerror(errno));
+		if (renameat2(w->tmp_fd, hex, w->store_fd, path, RENAME_NOREPLACE) == 0)
+			return 0;
+	}
 	if (errno != EEXIST)
 		return err_set(err, neg_errno(), "%s: cannot publish object: %s", path,
 		               strerror(errno));

@@ -15,6 +15,9 @@
 
 /* Contents up to this size are packed; larger ones get an image of their own. */
 #define PACK_MEMBER_MAX (256u * 1024)
+/* Packs hold many small files that share a frame: one level above the default buys ~3%
+ * for their part of the ingest only (README, "Packs"). */
+#define PACK_ZSTD_LEVEL 4
 /* Raw bytes per pack: large enough to amortise a file, small enough for gc to free. */
 #define PACK_TARGET (8u << 20)
 

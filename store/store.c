@@ -4,7 +4,7 @@
  *
  *   FORMAT         "condafs-store 1": a store of another format is refused
  *   catalog.db     the SQLite catalog (with -wal and -shm beside it)
- *   objects/xx/    object images, by the first byte of their key
+ *   objects/xx/    object images, by the first byte of their key (made on first use)
  *   tmp/           ingests' temporary directories (ingest.c, object.c)
  */
 #include "store_impl.h"
@@ -48,18 +48,12 @@ static int mkdir_p(const char *path)
  * FORMAT appears last, atomically. */
 static int store_create(int fd, const char *dir, struct cfs_err *err)
 {
-	char name[16];
 	int r, ffd;
 
 	if (mkdirat(fd, "tmp", 0700) < 0 && errno != EEXIST)
 		return err_set(err, neg_errno(), "%s/tmp: %s", dir, strerror(errno));
 	if (mkdirat(fd, "objects", 0755) < 0 && errno != EEXIST)
 		return err_set(err, neg_errno(), "%s/objects: %s", dir, strerror(errno));
-	for (int i = 0; i < 256; i++) {
-		snprintf(name, sizeof(name), "objects/%02x", i);
-		if (mkdirat(fd, name, 0755) < 0 && errno != EEXIST)
-			return err_set(err, neg_errno(), "%s/%s: %s", dir, name, strerror(errno));
-	}
 	ffd = openat(fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0444);
 	if (ffd < 0)
 		return err_set(err, neg_errno(), "%s: cannot write FORMAT: %s", dir,

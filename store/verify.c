@@ -134,6 +134,8 @@ static int find_orphans(struct verify *v)
 
 		snprintf(dir, sizeof(dir), "objects/%02x", i);
 		fd = openat(v->st->fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0 && errno == ENOENT)
+			continue;
 		if (fd < 0)
 			return err_set(v->err, neg_errno(), "%s/%s: %s", v->st->dir, dir,
 			               strerror(errno));
