@@ -566,20 +566,27 @@ static void env_row(sqlite3_stmt *s, struct store_env *ret)
 	ret->logical_bytes = (uint64_t)sqlite3_column_int64(s, 8);
 }
 
-int catalog_env_by_hash(struct catalog *c, const char *hash, struct store_env *ret,
-                        struct cfs_err *err)
+/* One environment from statement id with ?1 bound to text. */
+static int env_by_text(struct catalog *c, enum stmt_id id, const char *text, struct store_env *ret,
+                       struct cfs_err *err)
 {
 	sqlite3_stmt *s;
-	int r = stmt(c, S_ENV_BY_HASH, &s, err);
+	int r = stmt(c, id, &s, err);
 
 	if (r)
 		return r;
-	sqlite3_bind_text(s, 1, hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 1, text, -1, SQLITE_STATIC);
 	r = step_row(c, s, err);
 	if (r == 0)
 		env_row(s, ret);
 	sqlite3_reset(s);
 	return r;
+}
+
+int catalog_env_by_hash(struct catalog *c, const char *hash, struct store_env *ret,
+                        struct cfs_err *err)
+{
+	return env_by_text(c, S_ENV_BY_HASH, hash, ret, err);
 }
 
 int catalog_env_by_prefix(struct catalog *c, const char *prefix, struct store_env *ret,
@@ -601,14 +608,15 @@ int catalog_env_by_prefix(struct catalog *c, const char *prefix, struct store_en
 	return r;
 }
 
-int catalog_env_list(struct catalog *c, struct store_env **ret, size_t *ret_n, struct cfs_err *err)
+/* Every environment a prepared statement yields; *ret malloc'd. */
+static int env_rows(struct catalog *c, sqlite3_stmt *s, struct store_env **ret, size_t *ret_n,
+                    struct cfs_err *err)
 {
 	struct store_env *v = NULL;
 	size_t n = 0, cap = 0;
-	sqlite3_stmt *s;
-	int r = stmt(c, S_ENV_LIST, &s, err);
+	int r;
 
-	while (r == 0 && (r = step_row(c, s, err)) == 0) {
+	while ((r = step_row(c, s, err)) == 0) {
 		if (n == cap) {
 			struct store_env *nv;
 
@@ -630,6 +638,14 @@ int catalog_env_list(struct catalog *c, struct store_env **ret, size_t *ret_n, s
 	*ret = v;
 	*ret_n = n;
 	return 0;
+}
+
+int catalog_env_list(struct catalog *c, struct store_env **ret, size_t *ret_n, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_ENV_LIST, &s, err);
+
+	return r ? r : env_rows(c, s, ret, ret_n, err);
 }
 
 static void bind_text_or_null(sqlite3_stmt *s, int i, const char *v)
@@ -1060,17 +1076,7 @@ int catalog_tag_list(struct catalog *c, const char *env_hash, struct store_tag *
 int catalog_env_by_tag(struct catalog *c, const char *name, struct store_env *ret,
                        struct cfs_err *err)
 {
-	sqlite3_stmt *s;
-	int r = stmt(c, S_TAG_ENV, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	r = step_row(c, s, err);
-	if (r == 0)
-		env_row(s, ret);
-	sqlite3_reset(s);
-	return r;
+	return env_by_text(c, S_TAG_ENV, name, ret, err);
 }
 
 int catalog_env_touch(struct catalog *c, int64_t id, int64_t t, struct cfs_err *err)
@@ -1088,36 +1094,13 @@ int catalog_env_touch(struct catalog *c, int64_t id, int64_t t, struct cfs_err *
 int catalog_gc_envs(struct catalog *c, int64_t before, struct store_env **ret, size_t *ret_n,
                     struct cfs_err *err)
 {
-	struct store_env *v = NULL;
-	size_t n = 0, cap = 0;
 	sqlite3_stmt *s;
 	int r = stmt(c, S_GC_ENVS, &s, err);
 
-	if (!r)
-		sqlite3_bind_int64(s, 1, before);
-	while (!r && (r = step_row(c, s, err)) == 0) {
-		if (n == cap) {
-			void *nv;
-
-			cap = cap ? 2 * cap : 16;
-			nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				r = -ENOMEM;
-				break;
-			}
-			v = nv;
-		}
-		env_row(s, &v[n++]);
-	}
-	if (s)
-		sqlite3_reset(s);
-	if (r != -ENOENT) {
-		free(v);
+	if (r)
 		return r;
-	}
-	*ret = v;
-	*ret_n = n;
-	return 0;
+	sqlite3_bind_int64(s, 1, before);
+	return env_rows(c, s, ret, ret_n, err);
 }
 
 int catalog_unused_object(struct catalog *c, struct catalog_object *ret, struct cfs_err *err)

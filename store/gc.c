@@ -284,10 +284,12 @@ int store_gc(struct store *st, const struct gc_opts *opts,
 		r = catalog_env_delete(st->cat, envs[i].id, err);
 		res.envs_removed++;
 	}
-	if (!r)
-		r = drop_unused(st, &d, &res, err);
+	/* Orphans first: files that had no row before this transaction (G1 holds for them
+	 * whatever becomes of it), not the ones whose rows it is about to delete. */
 	if (!r)
 		r = sweep_orphans(st, opts->dry_run, &res, err);
+	if (!r)
+		r = drop_unused(st, &d, &res, err);
 	/* A dry run makes every change a real run would, then throws them away. */
 	if (r || opts->dry_run)
 		catalog_rollback(st->cat);

@@ -54,7 +54,7 @@ struct pkgset;
  * A file that is not a lock is -EINVAL with a message saying what it is.
  */
 int pkgset_from_lock(const char *path, const char *platform, const char *environment,
-		     struct pkgset **ret, struct cfs_err *err);
+                     struct pkgset **ret, struct cfs_err *err);
 
 /* The set installed in a conda prefix: conda-meta records plus pip dist-info not owned
  * by a conda record. */
@@ -117,7 +117,7 @@ struct ingest_opts {
  * All or nothing: on any error the catalog is unchanged.
  */
 int store_ingest(struct store *st, const char *prefix, const struct ingest_opts *opts,
-		 char ret_hash[33], enum ingest_result *ret_result, struct cfs_err *err);
+                 char ret_hash[33], enum ingest_result *ret_result, struct cfs_err *err);
 
 /* ---- environments ---- */
 
@@ -136,10 +136,9 @@ struct store_env {
 /* *ret is a malloc'd array the caller frees. Sorted by hash. */
 int store_env_list(struct store *st, struct store_env **ret, size_t *ret_n, struct cfs_err *err);
 /* Find by tag, full hash, or a unique prefix of a hash (at least 4 hex digits). */
-int store_env_find(struct store *st, const char *name, struct store_env *ret,
-		   struct cfs_err *err);
+int store_env_find(struct store *st, const char *name, struct store_env *ret, struct cfs_err *err);
 int store_env_packages(struct store *st, const struct store_env *env, struct pkgset **ret,
-		       struct cfs_err *err);
+                       struct cfs_err *err);
 /* Take an environment and the tags on it out of the catalog in one transaction; readers
  * see it whole or not at all. Its objects stay until garbage collection frees those
  * nobody uses. */
@@ -152,7 +151,7 @@ int store_env_remove(struct store *st, const struct store_env *env, struct cfs_e
 bool store_tag_valid(const char *name);
 /* Point name at env, creating or moving it in one step. -EINVAL for a bad name. */
 int store_tag_set(struct store *st, const char *name, const struct store_env *env,
-		  struct cfs_err *err);
+                  struct cfs_err *err);
 /* -ENOENT if there is no such tag. */
 int store_tag_remove(struct store *st, const char *name, struct cfs_err *err);
 
@@ -163,14 +162,14 @@ struct store_tag {
 /* All tags sorted by name (env_hash NULL) or those on one environment; *ret is malloc'd,
  * the caller frees it. */
 int store_tag_list(struct store *st, const char *env_hash, struct store_tag **ret, size_t *ret_n,
-		   struct cfs_err *err);
+                   struct cfs_err *err);
 
 /* ---- last use and garbage collection (gc.c) ---- */
 
 /* Record that environments were used at time t (seconds): last_used only moves forward.
  * One transaction for all of them. */
 int store_env_touch(struct store *st, const int64_t *env_ids, size_t n, int64_t t,
-		    struct cfs_err *err);
+                    struct cfs_err *err);
 
 struct gc_opts {
 	int64_t now;        /* seconds since the epoch */
@@ -191,11 +190,11 @@ struct gc_result {
  * Waits for running ingests before deleting objects; ingests wait for it.
  */
 int store_gc(struct store *st, const struct gc_opts *opts,
-	     void (*fn)(void *ctx, const struct store_env *env), void *ctx,
-	     struct gc_result *ret, struct cfs_err *err);
+             void (*fn)(void *ctx, const struct store_env *env), void *ctx, struct gc_result *ret,
+             struct cfs_err *err);
 /* Bytes stored only for this environment: what removing it would free. */
 int store_env_unique_bytes(struct store *st, const struct store_env *env, uint64_t *ret,
-			   struct cfs_err *err);
+                           struct cfs_err *err);
 
 /* ---- the tree of an environment ---- */
 
@@ -216,14 +215,14 @@ struct store_node {
 	int64_t env_id;
 	int64_t parent; /* 0 for an environment's top directory */
 	enum node_type type;
-	uint32_t mode;    /* permission bits only */
-	int64_t mtime_ns; /* nanoseconds since the epoch */
+	uint32_t mode;         /* permission bits only */
+	int64_t mtime_ns;      /* nanoseconds since the epoch */
 	uint64_t size_neutral; /* stored size; see store_node_size */
 	uint32_t text_inserts; /* prefix occurrences that change the size */
 	bool relocated;        /* served bytes depend on the prefix */
 	int64_t group;
 	int64_t hardlink; /* first node of the same source inode in this env (itself for
-			   * the first), 0 when the inode had one path */
+	                   * the first), 0 when the inode had one path */
 	int64_t first_child;
 	uint32_t nchildren;
 	uint16_t namelen;
@@ -239,27 +238,27 @@ static inline uint64_t store_node_size(const struct store_node *n, size_t plen)
 int store_node_get(struct store *st, int64_t id, struct store_node *ret, struct cfs_err *err);
 /* A node of group (any one: they are served identically) and how many nodes it has. */
 int store_group_get(struct store *st, int64_t group, struct store_node *ret, uint32_t *ret_nlink,
-		    struct cfs_err *err);
+                    struct cfs_err *err);
 /* -ENOENT when the directory has no such name. */
 int store_node_lookup(struct store *st, int64_t dir, const char *name, size_t len,
-		      struct store_node *ret, struct cfs_err *err);
+                      struct store_node *ret, struct cfs_err *err);
 /* Calls fn for the children of dir from index start on, until fn returns non-zero
  * (which is then returned; 1 means "stop, no error"). */
 int store_dir_iter(struct store *st, const struct store_node *dir, uint32_t start,
-		   int (*fn)(void *ctx, const struct store_node *child), void *ctx,
-		   struct cfs_err *err);
+                   int (*fn)(void *ctx, const struct store_node *child), void *ctx,
+                   struct cfs_err *err);
 /* The path of a node relative to its environment ("" for the top). */
 int store_node_path(struct store *st, int64_t id, char *buf, size_t size, struct cfs_err *err);
 /* The link target as served under prefix; *ret is malloc'd, the caller frees it. */
 int store_readlink(struct store *st, const struct store_node *n, const char *prefix, char **ret,
-		   struct cfs_err *err);
+                   struct cfs_err *err);
 /*
  * Read up to len bytes at off of a file as served under prefix. *ret_n is short only
  * at the end of the file. -EBADMSG for a corrupt or missing object, -ENOSPC when the
  * prefix does not fit a binary slot of the file.
  */
 int store_read(struct store *st, const struct store_node *n, const char *prefix, uint64_t off,
-	       size_t len, void *buf, size_t *ret_n, struct cfs_err *err);
+               size_t len, void *buf, size_t *ret_n, struct cfs_err *err);
 
 /* A number that changes whenever another handle commits to the catalog: a cheap way to
  * notice environments added or removed. */
@@ -290,8 +289,8 @@ struct verify_result {
 	uint64_t unreferenced; /* objects no environment uses (harmless, freed by gc) */
 };
 /* Re-hash every object. fn is called for every problem and every user of a bad object. */
-int store_verify(struct store *st, void (*fn)(void *ctx, const struct verify_problem *p),
-		 void *ctx, struct verify_result *ret, struct cfs_err *err);
+int store_verify(struct store *st, void (*fn)(void *ctx, const struct verify_problem *p), void *ctx,
+                 struct verify_result *ret, struct cfs_err *err);
 
 /* ---- configuration: /etc/condafs/condafs.yml (config.c) ---- */
 
