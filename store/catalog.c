@@ -11,6 +11,9 @@
  *     in the same transaction).
  * C3: a directory's children have the ids [first_child, first_child + nchildren), sorted
  *     by name bytes, so a listing is a range scan on the primary key.
+ * C4: at most one live environment (removed = 0) per hash. A removed environment keeps
+ *     its rows, hidden from every lookup by name, until gc reaps it (gc.c G4), so a mount
+ *     can go on serving its open files; the rows are never shown by hash or tag again.
  */
 #include "catalog.h"
 
@@ -23,16 +26,20 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CATALOG_VERSION "1"
+#define CATALOG_VERSION "2"
 #define BUSY_TIMEOUT_MS 60000
 
 static const char schema[] =
         "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)"
         " WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS envs("
-        " id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE, platform TEXT NOT NULL,"
+        " id INTEGER PRIMARY KEY, hash TEXT NOT NULL, platform TEXT NOT NULL,"
         " source_prefix BLOB NOT NULL, created INTEGER NOT NULL, last_used INTEGER NOT NULL,"
-        " root INTEGER NOT NULL, files INTEGER NOT NULL, logical_bytes INTEGER NOT NULL);"
+        " root INTEGER NOT NULL, files INTEGER NOT NULL, logical_bytes INTEGER NOT NULL,"
+        " removed INTEGER NOT NULL DEFAULT 0, broken INTEGER NOT NULL DEFAULT 0);"
+        /* C4: one live environment per hash; removed ones wait for gc to reap them. */
+        "CREATE UNIQUE INDEX IF NOT EXISTS envs_live ON envs(hash) WHERE removed = 0;"
+        "CREATE INDEX IF NOT EXISTS envs_removed ON envs(removed) WHERE removed != 0;"
         "CREATE TABLE IF NOT EXISTS packages("
         " env INTEGER NOT NULL, kind INTEGER NOT NULL, name TEXT NOT NULL,"
         " version TEXT NOT NULL, build TEXT, channel TEXT, subdir TEXT, md5 TEXT, sha256 TEXT);"
@@ -56,8 +63,8 @@ static const char schema[] =
         "CREATE INDEX IF NOT EXISTS nodes_grp ON nodes(grp);"
         "CREATE INDEX IF NOT EXISTS objects_pack ON objects(pack) WHERE pack IS NOT NULL;"
         "CREATE INDEX IF NOT EXISTS objects_unused ON objects(refs) WHERE refs = 0;"
-        "CREATE TABLE IF NOT EXISTS tags(name TEXT PRIMARY KEY, env INTEGER NOT NULL)"
-        " WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS tags(name TEXT PRIMARY KEY, env INTEGER NOT NULL,"
+        " id INTEGER NOT NULL UNIQUE, set_at INTEGER NOT NULL) WITHOUT ROWID;"
         "CREATE INDEX IF NOT EXISTS tags_env ON tags(env);";
 
 enum stmt_id {
@@ -73,6 +80,9 @@ enum stmt_id {
 	S_ENV_BY_HASH,
 	S_ENV_BY_PREFIX,
 	S_ENV_LIST,
+	S_ENV_LIST_ALL,
+	S_ENV_HIDE,
+	S_ENV_REMOVED,
 	S_ENV_INSERT,
 	S_PKG_INSERT,
 	S_PKG_LIST,
@@ -92,12 +102,14 @@ enum stmt_id {
 	S_GROUP_NODE,
 	S_GROUP_COUNT,
 	S_DATA_VERSION,
+	S_TAG_NEXT,
 	S_TAG_SET,
 	S_TAG_DEL,
 	S_TAG_LIST,
 	S_TAG_LIST_ENV,
 	S_TAG_ENV,
 	S_ENV_DEL_TAGS,
+	S_TAG_MOVE_ENV,
 	S_ENV_TOUCH,
 	S_GC_ENVS,
 	S_GC_UNUSED,
@@ -108,10 +120,13 @@ enum stmt_id {
 	S_COUNT,
 };
 
-#define ENV_COLS "id, hash, platform, source_prefix, created, last_used, root, files, logical_bytes"
-#define NODE_COLS                                                                                  \
-	"id, env, parent, name, type, mode, mtime_ns, size, inserts, grp, hardlink, first_child,"  \
-	" nchildren, reloc IS NOT NULL"
+#define ENV_COLS                                                                                   \
+	"id, hash, platform, source_prefix, created, last_used, root, files, logical_bytes,"       \
+	" removed, broken"
+#define NODE_COLS_OF(n)                                                                            \
+	n "id, " n "env, " n "parent, " n "name, " n "type, " n "mode, " n "mtime_ns, " n "size, " \
+	n "inserts, " n "grp, " n "hardlink, " n "first_child, " n "nchildren, " n "reloc IS NOT NULL"
+#define NODE_COLS NODE_COLS_OF("")
 #define OBJ_COLS "id, key, size, stored, refs, kind, pack, pack_off"
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -128,10 +143,13 @@ static const char *const stmt_sql[S_COUNT] = {
                         " WHERE n.obj = ?1 ORDER BY e.hash, n.id",
         [S_GROUP_FIND] = "SELECT id FROM groups WHERE obj = ?1 AND mode = ?2 AND mtime_ns = ?3",
         [S_GROUP_INSERT] = "INSERT INTO groups(obj, mode, mtime_ns) VALUES (?1, ?2, ?3)",
-        [S_ENV_BY_HASH] = "SELECT " ENV_COLS " FROM envs WHERE hash = ?1",
+        [S_ENV_BY_HASH] = "SELECT " ENV_COLS " FROM envs WHERE hash = ?1 AND removed = 0",
         [S_ENV_BY_PREFIX] = "SELECT " ENV_COLS " FROM envs WHERE hash >= ?1 AND hash < ?1 || 'g'"
-                            " ORDER BY hash LIMIT 2",
-        [S_ENV_LIST] = "SELECT " ENV_COLS " FROM envs ORDER BY hash",
+                            " AND removed = 0 ORDER BY hash LIMIT 2",
+        [S_ENV_LIST] = "SELECT " ENV_COLS " FROM envs WHERE removed = 0 ORDER BY hash",
+        [S_ENV_LIST_ALL] = "SELECT " ENV_COLS " FROM envs ORDER BY hash, removed",
+        [S_ENV_HIDE] = "UPDATE envs SET removed = max(?2, 1) WHERE id = ?1 AND removed = 0",
+        [S_ENV_REMOVED] = "SELECT " ENV_COLS " FROM envs WHERE removed != 0 ORDER BY id",
         [S_ENV_INSERT] = "INSERT INTO envs(hash, platform, source_prefix, created, last_used,"
                          " root, files, logical_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         [S_PKG_INSERT] = "INSERT INTO packages(env, kind, name, version, build, channel, subdir,"
@@ -170,28 +188,42 @@ static const char *const stmt_sql[S_COUNT] = {
                        " n.inserts, n.grp, n.hardlink, n.first_child, n.nchildren,"
                        " n.reloc IS NOT NULL, o.key, n.target FROM nodes n"
                        " LEFT JOIN objects o ON o.id = n.obj WHERE n.env = ?1 ORDER BY n.id",
-        [S_GROUP_NODE] = "SELECT " NODE_COLS " FROM nodes WHERE grp = ?1 LIMIT 1",
-        [S_GROUP_COUNT] = "SELECT count(*) FROM nodes WHERE grp = ?1",
+        /* A live environment's node first: it outlives a removed one's. */
+        [S_GROUP_NODE] = "SELECT " NODE_COLS_OF("n.") " FROM nodes n JOIN envs e ON e.id = n.env"
+                         " WHERE n.grp = ?1 ORDER BY e.removed != 0 LIMIT 1",
+        [S_GROUP_COUNT] = "SELECT count(*) FROM nodes n JOIN envs e ON e.id = n.env"
+                          " WHERE n.grp = ?1 AND e.removed = 0",
         [S_DATA_VERSION] = "PRAGMA data_version",
-        [S_TAG_SET] = "INSERT INTO tags(name, env) VALUES (?1, ?2)"
-                      " ON CONFLICT(name) DO UPDATE SET env = excluded.env",
+        /* Tag ids are never reused, and a moved tag gets a new one: the daemon serves a
+         * tag as a symlink whose nodeid is its id, and the kernel caches link targets. */
+        [S_TAG_NEXT] = "INSERT INTO meta(key, value) VALUES ('last_tag_id',"
+                       " coalesce((SELECT max(id) FROM tags), 0) + 1)"
+                       " ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                       " RETURNING CAST(value AS INTEGER)",
+        [S_TAG_SET] = "INSERT INTO tags(name, env, id, set_at) VALUES (?1, ?2, ?3, ?4)"
+                      " ON CONFLICT(name) DO UPDATE SET env = excluded.env, id = excluded.id,"
+                      " set_at = excluded.set_at WHERE env != excluded.env",
         [S_TAG_DEL] = "DELETE FROM tags WHERE name = ?1",
-        [S_TAG_LIST] =
-                "SELECT t.name, e.hash FROM tags t JOIN envs e ON e.id = t.env ORDER BY t.name",
-        [S_TAG_LIST_ENV] = "SELECT t.name, e.hash FROM tags t JOIN envs e ON e.id = t.env"
-                           " WHERE e.hash = ?1 ORDER BY t.name",
+        [S_TAG_LIST] = "SELECT t.name, e.hash, t.id, t.set_at FROM tags t"
+                       " JOIN envs e ON e.id = t.env ORDER BY t.name",
+        [S_TAG_LIST_ENV] = "SELECT t.name, e.hash, t.id, t.set_at FROM tags t"
+                           " JOIN envs e ON e.id = t.env WHERE e.hash = ?1 AND e.removed = 0"
+                           " ORDER BY t.name",
         [S_TAG_ENV] =
                 "SELECT " ENV_COLS " FROM envs WHERE id = (SELECT env FROM tags WHERE name = ?1)",
         [S_ENV_DEL_TAGS] = "DELETE FROM tags WHERE env = ?1",
+        /* Same hash, same link target: the tags keep their ids. */
+        [S_TAG_MOVE_ENV] = "UPDATE tags SET env = ?2 WHERE env = ?1",
         [S_ENV_TOUCH] = "UPDATE envs SET last_used = max(last_used, ?2) WHERE id = ?1",
-        [S_GC_ENVS] = "SELECT " ENV_COLS " FROM envs WHERE last_used < ?1"
+        [S_GC_ENVS] = "SELECT " ENV_COLS " FROM envs WHERE last_used < ?1 AND removed = 0"
                       " AND id NOT IN (SELECT env FROM tags) ORDER BY hash",
         /* Members before packs: deleting a member releases its pack. */
         [S_GC_UNUSED] = "SELECT " OBJ_COLS " FROM objects WHERE refs = 0 ORDER BY kind, id LIMIT 1",
         [S_OBJ_DEL] = "DELETE FROM objects WHERE id = ?1",
         [S_GROUPS_PRUNE] = "DELETE FROM groups WHERE NOT EXISTS"
                            " (SELECT 1 FROM nodes WHERE nodes.grp = groups.id)",
-        [S_STATS_ENVS] = "SELECT count(*), coalesce(sum(logical_bytes), 0) FROM envs",
+        [S_STATS_ENVS] =
+                "SELECT count(*), coalesce(sum(logical_bytes), 0) FROM envs WHERE removed = 0",
         [S_STATS_OBJS] = "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(stored), 0)"
                          " FROM objects WHERE kind = 0",
 };
@@ -564,6 +596,8 @@ static void env_row(sqlite3_stmt *s, struct store_env *ret)
 	ret->root = sqlite3_column_int64(s, 6);
 	ret->files = (uint64_t)sqlite3_column_int64(s, 7);
 	ret->logical_bytes = (uint64_t)sqlite3_column_int64(s, 8);
+	ret->removed = sqlite3_column_int64(s, 9);
+	ret->broken = sqlite3_column_int(s, 10) != 0;
 }
 
 /* One environment from statement id with ?1 bound to text. */
@@ -640,10 +674,16 @@ static int env_rows(struct catalog *c, sqlite3_stmt *s, struct store_env **ret, 
 	return 0;
 }
 
-int catalog_env_list(struct catalog *c, struct store_env **ret, size_t *ret_n, struct cfs_err *err)
+int catalog_env_list(struct catalog *c, enum catalog_envs which, struct store_env **ret,
+                     size_t *ret_n, struct cfs_err *err)
 {
+	static const enum stmt_id ids[] = {
+	        [CATALOG_ENVS_LIVE] = S_ENV_LIST,
+	        [CATALOG_ENVS_ALL] = S_ENV_LIST_ALL,
+	        [CATALOG_ENVS_REMOVED] = S_ENV_REMOVED,
+	};
 	sqlite3_stmt *s;
-	int r = stmt(c, S_ENV_LIST, &s, err);
+	int r = stmt(c, ids[which], &s, err);
 
 	return r ? r : env_rows(c, s, ret, ret_n, err);
 }
@@ -698,6 +738,31 @@ int catalog_env_insert(struct catalog *c, const struct store_env *env, const str
 	}
 	*ret_id = id;
 	return 0;
+}
+
+int catalog_env_hide(struct catalog *c, int64_t id, int64_t t, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_ENV_HIDE, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, t);
+	return step_done(c, s, err);
+}
+
+int catalog_env_retag(struct catalog *c, int64_t from, int64_t to, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, to ? S_TAG_MOVE_ENV : S_ENV_DEL_TAGS, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, from);
+	if (to)
+		sqlite3_bind_int64(s, 2, to);
+	return step_done(c, s, err);
 }
 
 int catalog_env_delete(struct catalog *c, int64_t id, struct cfs_err *err)
@@ -1010,15 +1075,21 @@ int catalog_data_version(struct catalog *c, uint64_t *ret, struct cfs_err *err)
 	return r;
 }
 
-int catalog_tag_set(struct catalog *c, const char *name, int64_t env, struct cfs_err *err)
+int catalog_tag_set(struct catalog *c, const char *name, int64_t env, int64_t t,
+                    struct cfs_err *err)
 {
 	sqlite3_stmt *s;
-	int r = stmt(c, S_TAG_SET, &s, err);
+	int64_t id;
+	int r = query_int(c, S_TAG_NEXT, NULL, &id, err);
 
+	if (!r)
+		r = stmt(c, S_TAG_SET, &s, err);
 	if (r)
 		return r;
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, env);
+	sqlite3_bind_int64(s, 3, id);
+	sqlite3_bind_int64(s, 4, t);
 	return step_done(c, s, err);
 }
 
@@ -1060,6 +1131,8 @@ int catalog_tag_list(struct catalog *c, const char *env_hash, struct store_tag *
 		          sqlite3_column_bytes(s, 0));
 		copy_text(v[n].hash, sizeof(v[n].hash), sqlite3_column_text(s, 1),
 		          sqlite3_column_bytes(s, 1));
+		v[n].id = sqlite3_column_int64(s, 2);
+		v[n].set_at = sqlite3_column_int64(s, 3);
 		n++;
 	}
 	if (s)

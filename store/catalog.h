@@ -72,10 +72,20 @@ int catalog_env_by_hash(struct catalog *c, const char *hash, struct store_env *r
 /* Unique match of a hash prefix: -ENOENT none, -EINVAL ambiguous. */
 int catalog_env_by_prefix(struct catalog *c, const char *prefix, struct store_env *ret,
                           struct cfs_err *err);
-int catalog_env_list(struct catalog *c, struct store_env **ret, size_t *ret_n, struct cfs_err *err);
+enum catalog_envs {
+	CATALOG_ENVS_LIVE,    /* by hash */
+	CATALOG_ENVS_ALL,     /* live and removed, by hash */
+	CATALOG_ENVS_REMOVED, /* removed, waiting for gc to reap them */
+};
+int catalog_env_list(struct catalog *c, enum catalog_envs which, struct store_env **ret,
+                     size_t *ret_n, struct cfs_err *err);
 /* Insert the environment row and its packages: *ret_id. env->root must be set. */
 int catalog_env_insert(struct catalog *c, const struct store_env *env, const struct pkgset *set,
                        int64_t *ret_id, struct cfs_err *err);
+/* Remove an environment from view at time t (C4): its rows stay. */
+int catalog_env_hide(struct catalog *c, int64_t id, int64_t t, struct cfs_err *err);
+/* Move the tags of environment from to environment to, or delete them (to 0). */
+int catalog_env_retag(struct catalog *c, int64_t from, int64_t to, struct cfs_err *err);
 /* Delete an environment, its packages and nodes, and drop the references they held. */
 int catalog_env_delete(struct catalog *c, int64_t id, struct cfs_err *err);
 /* Packages of an environment in pkgset form. */
@@ -149,7 +159,10 @@ int catalog_data_version(struct catalog *c, uint64_t *ret, struct cfs_err *err);
 
 /* ---- tags, last use, garbage ---- */
 
-int catalog_tag_set(struct catalog *c, const char *name, int64_t env, struct cfs_err *err);
+/* Point name at env (set at time t), with a new tag id when it moves. Two statements:
+ * call inside a write transaction. */
+int catalog_tag_set(struct catalog *c, const char *name, int64_t env, int64_t t,
+                    struct cfs_err *err);
 /* -ENOENT if there is no such tag. */
 int catalog_tag_remove(struct catalog *c, const char *name, struct cfs_err *err);
 int catalog_tag_list(struct catalog *c, const char *env_hash, struct store_tag **ret, size_t *ret_n,

@@ -11,6 +11,12 @@
  *     found stored (and will name) cannot vanish under it.
  * G3: only objects with no references are deleted: an environment still in the catalog
  *     never loses a byte.
+ * G4: removing an environment hides it (catalog.c C4); gc reaps its rows only while it
+ *     holds the write lock on the environment's byte of the holds file. A mount takes a
+ *     read lock on that byte before it hands the kernel anything of the environment and
+ *     keeps it while the kernel may still ask, so an open file of a removed environment is
+ *     served until it is closed. The locks are open file description locks: a process
+ *     that dies lets go of them, and they do not touch the store lock (flock).
  */
 #include "store_impl.h"
 
@@ -22,8 +28,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int store_lock(struct store *st, int how, int *ret_fd, struct cfs_err *err)
@@ -64,7 +72,9 @@ int store_env_remove(struct store *st, const struct store_env *env, struct cfs_e
 	if (r == -ENOENT)
 		err_set(err, r, "%s: no such environment", env->hash);
 	if (!r)
-		r = catalog_env_delete(st->cat, now.id, err);
+		r = catalog_env_hide(st->cat, now.id, time(NULL), err);
+	if (!r)
+		r = catalog_env_retag(st->cat, now.id, 0, err);
 	if (!r)
 		r = catalog_commit(st->cat, err);
 	if (r)
@@ -117,7 +127,15 @@ int store_tag_set(struct store *st, const char *name, const struct store_env *en
 		return r;
 	if (!store_tag_valid(name))
 		return bad_tag(name, err);
-	return catalog_tag_set(st->cat, name, env->id, err);
+	r = catalog_begin(st->cat, true, err);
+	if (r)
+		return r;
+	r = catalog_tag_set(st->cat, name, env->id, time(NULL), err);
+	if (!r)
+		r = catalog_commit(st->cat, err);
+	if (r)
+		catalog_rollback(st->cat);
+	return r;
 }
 
 int store_tag_remove(struct store *st, const char *name, struct cfs_err *err)
@@ -135,6 +153,71 @@ int store_tag_list(struct store *st, const char *env_hash, struct store_tag **re
                    struct cfs_err *err)
 {
 	return catalog_tag_list(st->cat, env_hash, ret, ret_n, err);
+}
+
+/* ---- holds (G4) ---- */
+
+struct store_hold {
+	int fd;
+};
+
+static int holds_open(int dir_fd, bool write)
+{
+	int fd = openat(dir_fd, "holds", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+
+	if (fd < 0 && !write && (errno == EROFS || errno == EACCES))
+		fd = openat(dir_fd, "holds", O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? neg_errno() : fd;
+}
+
+/* Lock (F_RDLCK, F_WRLCK) or unlock (F_UNLCK) the byte of env_id without waiting; with
+ * test, only ask whether it could be locked. -EBUSY: another process holds it. */
+static int hold_lock(int fd, int64_t env_id, short type, bool test)
+{
+	struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = env_id, .l_len = 1};
+
+	if (fcntl(fd, test ? F_OFD_GETLK : F_OFD_SETLK, &fl) < 0)
+		return errno == EAGAIN || errno == EACCES ? -EBUSY : neg_errno();
+	return test && fl.l_type != F_UNLCK ? -EBUSY : 0;
+}
+
+int store_hold_open(const char *dir, struct store_hold **ret, struct cfs_err *err)
+{
+	struct store_hold *h;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd;
+
+	if (dfd < 0)
+		return err_set(err, neg_errno(), "%s: %s", dir, strerror(errno));
+	fd = holds_open(dfd, false);
+	close(dfd);
+	if (fd < 0)
+		return err_set(err, fd, "%s/holds: %s", dir, strerror(-fd));
+	h = malloc(sizeof(*h));
+	if (!h) {
+		close(fd);
+		return -ENOMEM;
+	}
+	h->fd = fd;
+	*ret = h;
+	return 0;
+}
+
+void store_hold_close(struct store_hold *h)
+{
+	if (!h)
+		return;
+	close(h->fd);
+	free(h);
+}
+
+int store_hold_env(struct store_hold *h, int64_t env_id)
+{
+	return hold_lock(h->fd, env_id, F_RDLCK, false);
+}
+
+void store_hold_release(struct store_hold *h, int64_t env_id)
+{
+	hold_lock(h->fd, env_id, F_UNLCK, false);
 }
 
 /* ---- last use ---- */
@@ -260,6 +343,35 @@ static int sweep_orphans(struct store *st, bool dry_run, struct gc_result *res, 
 	return 0;
 }
 
+/* Delete the rows of every removed environment that no mount holds, keeping its byte
+ * write-locked in *ret_holds until the caller has committed (G4). A dry run only asks. */
+static int reap(struct store *st, bool dry_run, int *ret_holds, struct gc_result *res,
+                struct cfs_err *err)
+{
+	struct store_env *v = NULL;
+	size_t n = 0;
+	int r = holds_open(st->fd, true);
+
+	if (r < 0)
+		return err_set(err, r, "%s/holds: %s", st->dir, strerror(-r));
+	*ret_holds = r;
+	r = catalog_env_list(st->cat, CATALOG_ENVS_REMOVED, &v, &n, err);
+	for (size_t i = 0; !r && i < n; i++) {
+		r = hold_lock(*ret_holds, v[i].id, F_WRLCK, dry_run);
+		if (r == -EBUSY) {
+			res->envs_held++;
+			r = 0;
+			continue;
+		}
+		if (!r)
+			r = catalog_env_delete(st->cat, v[i].id, err);
+		else
+			err_set(err, r, "%s/holds: %s", st->dir, strerror(-r));
+	}
+	free(v);
+	return r;
+}
+
 int store_gc(struct store *st, const struct gc_opts *opts,
              void (*fn)(void *ctx, const struct store_env *env), void *ctx, struct gc_result *ret,
              struct cfs_err *err)
@@ -268,7 +380,7 @@ int store_gc(struct store *st, const struct gc_opts *opts,
 	struct store_env *envs = NULL;
 	struct doomed d = {0};
 	size_t n = 0;
-	int lock = -1, r = writable(st, err);
+	int lock = -1, holds = -1, r = writable(st, err);
 
 	/* Objects only go while no ingest is running (G2); environments go with them. */
 	if (!r)
@@ -281,9 +393,11 @@ int store_gc(struct store *st, const struct gc_opts *opts,
 	for (size_t i = 0; !r && i < n; i++) {
 		if (fn)
 			fn(ctx, &envs[i]);
-		r = catalog_env_delete(st->cat, envs[i].id, err);
+		r = catalog_env_hide(st->cat, envs[i].id, opts->now, err);
 		res.envs_removed++;
 	}
+	if (!r)
+		r = reap(st, opts->dry_run, &holds, &res, err);
 	/* Orphans first: files that had no row before this transaction (G1 holds for them
 	 * whatever becomes of it), not the ones whose rows it is about to delete. */
 	if (!r)
@@ -311,6 +425,9 @@ out:
 		*ret = res;
 	free(envs);
 	free(d.keys);
+	/* The reaped environments' write locks end here, after the commit (G4). */
+	if (holds >= 0)
+		close(holds);
 	if (lock >= 0)
 		close(lock);
 	return r;

@@ -1285,7 +1285,8 @@ static int commit(struct ingest *in, const char *hash, const struct pkgset *set,
 				*ret_result = INGEST_PRESENT;
 			return r;
 		}
-		r = catalog_env_delete(in->st->cat, old.id, err);
+		/* Hidden, not deleted: a mount may be serving its open files (gc.c G4). */
+		r = catalog_env_hide(in->st->cat, old.id, time(NULL), err);
 		replacing = true;
 	} else if (r == -ENOENT) {
 		r = 0;
@@ -1311,6 +1312,8 @@ static int commit(struct ingest *in, const char *hash, const struct pkgset *set,
 		r = catalog_env_insert(in->st->cat, &env, set, &env_id, err);
 	if (!r)
 		r = insert_tree(in, env_id, base, hash, err);
+	if (!r && replacing)
+		r = catalog_env_retag(in->st->cat, old.id, env_id, err);
 	if (!r)
 		r = catalog_commit(in->st->cat, err);
 	if (r)

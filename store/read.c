@@ -22,7 +22,13 @@ static bool is_hex(const char *s)
 
 int store_env_list(struct store *st, struct store_env **ret, size_t *ret_n, struct cfs_err *err)
 {
-	return catalog_env_list(st->cat, ret, ret_n, err);
+	return catalog_env_list(st->cat, CATALOG_ENVS_LIVE, ret, ret_n, err);
+}
+
+int store_env_list_all(struct store *st, struct store_env **ret, size_t *ret_n,
+                       struct cfs_err *err)
+{
+	return catalog_env_list(st->cat, CATALOG_ENVS_ALL, ret, ret_n, err);
 }
 
 int store_env_find(struct store *st, const char *name, struct store_env *ret, struct cfs_err *err)

@@ -131,17 +131,23 @@ struct store_env {
 	int64_t root;      /* node id of the environment's top directory */
 	uint64_t files;
 	uint64_t logical_bytes; /* sum of file sizes as ingested */
+	int64_t removed;        /* 0, or when it was removed (its rows wait for gc) */
+	bool broken;            /* verify --repair found missing or corrupt objects in it */
 };
 
 /* *ret is a malloc'd array the caller frees. Sorted by hash. */
 int store_env_list(struct store *st, struct store_env **ret, size_t *ret_n, struct cfs_err *err);
+/* The same, plus removed environments whose rows gc has not reaped yet (a mount still
+ * serves their open files): sorted by hash, a live one before removed ones. */
+int store_env_list_all(struct store *st, struct store_env **ret, size_t *ret_n,
+                       struct cfs_err *err);
 /* Find by tag, full hash, or a unique prefix of a hash (at least 4 hex digits). */
 int store_env_find(struct store *st, const char *name, struct store_env *ret, struct cfs_err *err);
 int store_env_packages(struct store *st, const struct store_env *env, struct pkgset **ret,
                        struct cfs_err *err);
-/* Take an environment and the tags on it out of the catalog in one transaction; readers
- * see it whole or not at all. Its objects stay until garbage collection frees those
- * nobody uses. */
+/* Take an environment and the tags on it out of view in one transaction: no name finds it
+ * any more. Its rows and objects stay until garbage collection reaps it, once no mount
+ * holds it (store_hold). */
 int store_env_remove(struct store *st, const struct store_env *env, struct cfs_err *err);
 
 /* ---- tags: names for environments (gc.c) ---- */
@@ -158,6 +164,8 @@ int store_tag_remove(struct store *st, const char *name, struct cfs_err *err);
 struct store_tag {
 	char name[129];
 	char hash[33];
+	int64_t id;     /* unique for ever; a moved tag gets a new one */
+	int64_t set_at; /* seconds since the epoch */
 };
 /* All tags sorted by name (env_hash NULL) or those on one environment; *ret is malloc'd,
  * the caller frees it. */
@@ -179,19 +187,34 @@ struct gc_opts {
 
 struct gc_result {
 	uint64_t envs_removed;
+	uint64_t envs_held; /* removed, but a mount still serves them: reaped by a later gc */
 	uint64_t objects_freed;
 	uint64_t bytes_freed; /* on disk */
 };
 
 /*
  * Remove untagged environments unused for longer than opts->unused_for (fn is told of each,
- * may be NULL), then delete the objects no environment uses. Catalog rows go before files:
- * a crash at any point leaves a store verify passes, and the next gc finishes the job.
- * Waits for running ingests before deleting objects; ingests wait for it.
+ * may be NULL), reap the rows of every removed environment no mount holds, then delete the
+ * objects no environment uses. Catalog rows go before files: a crash at any point leaves a
+ * store verify passes, and the next gc finishes the job. Waits for running ingests before
+ * deleting objects; ingests wait for it.
  */
 int store_gc(struct store *st, const struct gc_opts *opts,
              void (*fn)(void *ctx, const struct store_env *env), void *ctx, struct gc_result *ret,
              struct cfs_err *err);
+/*
+ * Holding environments: a mount holds every environment the kernel may still ask about
+ * (it has inodes of it), and gc reaps a removed environment's rows only when nothing
+ * holds it, so open files of a removed environment keep being served until they close.
+ * Holds are locks: a process that dies lets go of them. Thread-safe.
+ */
+struct store_hold;
+int store_hold_open(const char *dir, struct store_hold **ret, struct cfs_err *err);
+void store_hold_close(struct store_hold *h); /* lets go of everything; NULL is fine */
+/* -EBUSY when gc is reaping the environment at this moment (it was removed). */
+int store_hold_env(struct store_hold *h, int64_t env_id);
+void store_hold_release(struct store_hold *h, int64_t env_id);
+
 /* Bytes stored only for this environment: what removing it would free. */
 int store_env_unique_bytes(struct store *st, const struct store_env *env, uint64_t *ret,
                            struct cfs_err *err);
