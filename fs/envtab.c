@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
- * The environment table: every environment being served, by hash (the root directory) and
- * by id (a node's environment, hence its prefix). A table is immutable once published and
- * reference-counted: the watcher builds a new one when the store changes and swaps it in,
- * while requests keep using the one they hold until they finish.
+ * The environment table: every environment being served, by id (a node's environment,
+ * hence its prefix), and the root directory's names: live environments by hash and tags.
+ * Removed environments whose rows gc has not reaped are served by id only, for the files
+ * the kernel still has open. A table is immutable once published and reference-counted:
+ * the watcher builds a new one when the store changes and swaps it in, while requests
+ * keep using the one they hold until they finish.
  */
 #include "fsd.h"
 
@@ -18,9 +20,10 @@ static void envtab_free(struct envtab *t)
 	if (!t)
 		return;
 	for (size_t i = 0; i < t->n; i++)
-		free(t->by_hash[i].prefix);
-	free(t->by_hash);
+		free(t->envs[i].prefix);
+	free(t->envs);
 	free(t->by_id);
+	free(t->root);
 	free(t);
 }
 
@@ -60,6 +63,62 @@ static int cmp_id(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+static int cmp_name(const char *a, size_t alen, const char *b, size_t blen)
+{
+	int c = memcmp(a, b, alen < blen ? alen : blen);
+
+	return c ? c : (alen > blen) - (alen < blen);
+}
+
+static int cmp_root(const void *a, const void *b)
+{
+	const struct fsd_root *x = a, *y = b;
+
+	return cmp_name(x->name, x->len, y->name, y->len);
+}
+
+/* The root's names: the live environments, then the tags, sorted together. */
+static int load_root(struct store *st, struct envtab *t, struct cfs_err *err)
+{
+	struct store_tag *tags = NULL;
+	size_t ntags = 0;
+	int r = store_tag_list(st, NULL, &tags, &ntags, err);
+
+	if (r)
+		return r;
+	t->root = calloc(t->nlive + ntags + 1, sizeof(*t->root));
+	if (!t->root) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		struct fsd_root *e = &t->root[t->nroot];
+
+		if (t->envs[i].removed)
+			continue;
+		memcpy(e->name, t->envs[i].hash, 33);
+		e->len = 32;
+		e->ino = t->envs[i].ino;
+		e->env = &t->envs[i];
+		t->nroot++;
+	}
+	for (size_t i = 0; i < ntags; i++) {
+		struct fsd_root *e = &t->root[t->nroot];
+
+		if (ino_make(INO_TAG, tags[i].id, &e->ino))
+			continue;
+		memcpy(e->name, tags[i].name, sizeof(e->name));
+		e->len = (uint8_t)strlen(e->name);
+		memcpy(e->target, tags[i].hash, sizeof(e->target));
+		e->mtime.tv_sec = tags[i].set_at;
+		t->nroot++;
+	}
+	qsort(t->root, t->nroot, sizeof(*t->root), cmp_root);
+out:
+	free(tags);
+	return r;
+}
+
 int envtab_load(struct fsd *fs, struct store *st, uint64_t version, struct envtab **ret,
                 struct cfs_err *err)
 {
@@ -74,17 +133,17 @@ int envtab_load(struct fsd *fs, struct store *st, uint64_t version, struct envta
 	atomic_init(&t->refs, 1);
 	t->version = version;
 	clock_gettime(CLOCK_REALTIME, &t->changed);
-	r = store_env_list(st, &v, &n, err);
+	r = store_env_list_all(st, &v, &n, err);
 	if (r)
 		goto out;
-	t->by_hash = calloc(n ? n : 1, sizeof(*t->by_hash));
+	t->envs = calloc(n ? n : 1, sizeof(*t->envs));
 	t->by_id = calloc(n ? n : 1, sizeof(*t->by_id));
-	if (!t->by_hash || !t->by_id) {
+	if (!t->envs || !t->by_id) {
 		r = -ENOMEM;
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct fsd_env *e = &t->by_hash[t->n];
+		struct fsd_env *e = &t->envs[t->n];
 
 		r = store_node_get(st, v[i].root, &e->top, err);
 		if (r == -ENOENT) {
@@ -99,6 +158,8 @@ int envtab_load(struct fsd *fs, struct store *st, uint64_t version, struct envta
 			goto out;
 		e->id = v[i].id;
 		memcpy(e->hash, v[i].hash, sizeof(e->hash));
+		e->removed = v[i].removed != 0;
+		t->nlive += !e->removed;
 		e->generation = ino_generation(e->hash);
 		if (asprintf(&e->prefix, "%s/%s", fs->mountpoint, e->hash) < 0) {
 			e->prefix = NULL;
@@ -110,6 +171,7 @@ int envtab_load(struct fsd *fs, struct store *st, uint64_t version, struct envta
 		t->n++;
 	}
 	qsort(t->by_id, t->n, sizeof(*t->by_id), cmp_id);
+	r = load_root(st, t, err);
 out:
 	free(v);
 	if (r) {
@@ -120,23 +182,30 @@ out:
 	return 0;
 }
 
-const struct fsd_env *envtab_by_hash(const struct envtab *t, const char *name, size_t len)
+const struct fsd_root *envtab_root_find(const struct envtab *t, const char *name, size_t len)
 {
-	size_t lo = 0, hi = t->n;
+	size_t lo = 0, hi = t->nroot;
 
-	if (len != 32)
-		return NULL;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = memcmp(t->by_hash[mid].hash, name, 32);
+		int c = cmp_name(t->root[mid].name, t->root[mid].len, name, len);
 
 		if (c == 0)
-			return &t->by_hash[mid];
+			return &t->root[mid];
 		if (c < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
+	return NULL;
+}
+
+const struct fsd_root *envtab_tag_by_ino(const struct envtab *t, fuse_ino_t ino)
+{
+	/* Tags are few, and the kernel asks for each once (it caches link targets). */
+	for (size_t i = 0; i < t->nroot; i++)
+		if (t->root[i].ino == ino)
+			return &t->root[i];
 	return NULL;
 }
 

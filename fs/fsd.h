@@ -24,6 +24,7 @@
 struct envtab;
 struct cache;
 struct prefetch;
+struct use;
 
 struct fsd {
 	/* Set before the session starts and only read afterwards: no lock. */
@@ -32,6 +33,7 @@ struct fsd {
 	struct fuse_session *se;
 	struct cache *cache;       /* NULL: no block cache; locks itself */
 	struct prefetch *prefetch; /* NULL: no reading ahead; locks itself */
+	struct use *use;           /* locks itself */
 
 	/* Written by the init handler, which libfuse runs before any other request: no lock. */
 	bool no_open;    /* open replies ENOSYS: the kernel stops sending OPEN/RELEASE */
@@ -80,7 +82,7 @@ void log_file_error(uint64_t key, const char *fmt, ...) __attribute__((format(pr
  * nodeid = (id << 2) | kind, id >= 1:
  *   kind 0  a store node (directory, symlink, relocated or unshared file): id = node id
  *   kind 1  a group of identical regular files (hard-link semantics): id = group id
- *   kind 2  a tag symlink in the root (issue 4): id = tag id
+ *   kind 2  a tag symlink in the root: id = tag id (never reused; a moved tag gets a new one)
  *   kind 3  reserved
  * and FUSE's root, nodeid 1 (kind 1 with id 0, which no group has).
  */
@@ -111,6 +113,7 @@ uint64_t ino_generation(const char *hash);
 struct fsd_env {
 	int64_t id;
 	char hash[33];
+	bool removed;        /* not in the root any more; served while the kernel holds it */
 	fuse_ino_t ino;      /* its top directory's nodeid */
 	uint64_t generation; /* of every nodeid of this environment (ino_generation) */
 	struct store_node top;
@@ -118,14 +121,26 @@ struct fsd_env {
 	size_t prefix_len;
 };
 
+/* A name in the root directory: a live environment, or a tag (a symlink to a hash). */
+struct fsd_root {
+	char name[129];
+	uint8_t len;
+	fuse_ino_t ino;
+	const struct fsd_env *env; /* NULL for a tag */
+	char target[33];           /* a tag's environment hash */
+	struct timespec mtime;     /* a tag's: when it was set */
+};
+
 /* Immutable once published. */
 struct envtab {
 	_Atomic unsigned refs;
 	uint64_t version;
 	struct timespec changed; /* the root directory's mtime */
-	size_t n;
-	struct fsd_env *by_hash; /* sorted by hash: the root directory's order */
-	struct fsd_env **by_id;  /* sorted by id */
+	size_t n, nlive;
+	struct fsd_env *envs;   /* live and removed-but-not-reaped environments */
+	struct fsd_env **by_id; /* sorted by id */
+	size_t nroot;
+	struct fsd_root *root; /* sorted by name bytes: the root directory's order */
 };
 
 /* Build a table of every environment in the store, with refs = 1. */
@@ -137,7 +152,8 @@ struct envtab *envtab_get(struct fsd *fs);
 /* Make t current (the caller's reference moves to fs) and drop the old one. */
 void envtab_publish(struct fsd *fs, struct envtab *t);
 /* NULL when absent. Valid as long as the caller's reference to t. */
-const struct fsd_env *envtab_by_hash(const struct envtab *t, const char *name, size_t len);
+const struct fsd_root *envtab_root_find(const struct envtab *t, const char *name, size_t len);
+const struct fsd_root *envtab_tag_by_ino(const struct envtab *t, fuse_ino_t ino);
 const struct fsd_env *envtab_by_id(const struct envtab *t, int64_t id);
 
 /* ---- worker.c: what each FUSE worker thread keeps ---- */
@@ -216,6 +232,28 @@ void prefetch_stop(struct prefetch *p);
 void prefetch_note(struct prefetch *p, fuse_ino_t ino, const struct store_node *n,
                    const char *prefix, uint64_t version, uint64_t off, uint64_t end,
                    uint64_t fsize);
+
+/* ---- use.c: what the kernel holds of each environment, and its last use ---- */
+
+int use_new(const char *store_dir, struct use **ret, struct cfs_err *err);
+void use_free(struct use *u);
+/* Entry ino of environment env_id is about to reach the kernel (a lookup reply, a
+ * readdirplus entry): its lookup count grows by one. -EBUSY: gc is reaping the
+ * environment (it was removed); the entry must not be sent. */
+int use_entry(struct use *u, fuse_ino_t ino, int64_t env_id);
+/* The kernel dropped nlookup of its references to ino (FORGET, or a reply not sent). */
+void use_forget(struct use *u, fuse_ino_t ino, uint64_t nlookup);
+/* A request used environment env_id now. */
+void use_mark(struct use *u, int64_t env_id);
+/* The environments used since the last call: *ret is malloc'd, the caller frees it. */
+int use_take(struct use *u, int64_t **ret, size_t *ret_n);
+/* The nodeids of kind charged to environments that t does not serve as live; *ret is
+ * malloc'd, the caller frees it. */
+int use_list_removed(struct use *u, const struct envtab *t, enum ino_kind kind, fuse_ino_t **ret,
+                     size_t *ret_n);
+/* Charge group nodeids of environments t no longer serves as live to a live environment
+ * with a node in the group (the watcher, after publishing t). */
+void use_rehome(struct use *u, struct store *st, const struct envtab *t);
 
 /* ---- ops.c: the low-level handlers ---- */
 

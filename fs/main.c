@@ -265,6 +265,7 @@ static int fsd_init(struct fsd *fs)
 static void fsd_release(struct fsd *fs)
 {
 	envtab_put(fs->envtab);
+	use_free(fs->use);
 	cache_free(fs->cache);
 	pthread_cond_destroy(&fs->watch_cond);
 	pthread_mutex_destroy(&fs->watch_lock);
@@ -295,6 +296,7 @@ static int run_loop(struct fsd *fs, unsigned threads)
 
 int main(int argc, char **argv)
 {
+	struct cfs_err err = {{0}};
 	struct opts o = {0};
 	struct fsd fs;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -364,6 +366,11 @@ int main(int argc, char **argv)
 	}
 	if (!o.foreground)
 		log_to_syslog();
+	r = use_new(fs.store_dir, &fs.use, &err);
+	if (r) {
+		log_msg(LOG_LEVEL_ERR, "%s", err.msg[0] ? err.msg : strerror(-r));
+		goto out;
+	}
 	/* After the fork: threads do not survive it. */
 	r = watch_start(&fs);
 	if (r) {

@@ -16,6 +16,11 @@
 
 /* Never expires: nothing served ever changes (additions and removals are notified). */
 #define FOREVER DBL_MAX
+/* The names at the top of an environment (bin, lib, ...) are looked up again after this
+ * long: every path into an environment passes one of them, so a used environment sends
+ * one lookup a minute, which records its last use (use.c), while a `stat` or `ls -l` of
+ * the environment's own directory does not count as use. */
+#define USE_RECHECK 60.0
 
 static struct fsd *req_fsd(fuse_req_t req)
 {
@@ -58,7 +63,7 @@ static void root_attr(const struct envtab *t, struct stat *ret)
 	*ret = (struct stat){
 	        .st_ino = INO_ROOT,
 	        .st_mode = S_IFDIR | 0755,
-	        .st_nlink = 2 + t->n,
+	        .st_nlink = 2 + t->nlive,
 	        .st_size = 4096,
 	        .st_blocks = 8,
 	        .st_blksize = 4096,
@@ -94,6 +99,8 @@ static int child_entry(struct worker *w, const struct fsd_env *env, const struct
 	} else {
 		e->generation = env->generation;
 	}
+	if (n->parent == env->top.id)
+		e->entry_timeout = USE_RECHECK;
 	ino_attr(n, e->ino, env->prefix_len, nlink, &e->attr);
 	/* Asked about next, most likely (a read, a listing); a group's only with its count. */
 	if (with_nlink || !(n->type == NODE_FILE && n->group > 0))
@@ -101,10 +108,42 @@ static int child_entry(struct worker *w, const struct fsd_env *env, const struct
 	return 0;
 }
 
+static void tag_attr(const struct fsd_root *tag, struct stat *ret)
+{
+	*ret = (struct stat){
+	        .st_ino = tag->ino,
+	        .st_mode = S_IFLNK | 0777,
+	        .st_nlink = 1,
+	        .st_size = 32,
+	        .st_blocks = 0,
+	        .st_blksize = 4096,
+	        .st_mtim = tag->mtime,
+	        .st_ctim = tag->mtime,
+	        .st_atim = tag->mtime,
+	};
+}
+
+/* The entry of a name in the root; *ret_env the environment it charges (0: none). */
+static void root_entry(const struct fsd_root *re, struct fuse_entry_param *e, int64_t *ret_env)
+{
+	*ret_env = 0;
+	if (re && re->env) {
+		env_entry(re->env, e);
+		*ret_env = re->env->id;
+	} else if (re) {
+		entry_init(e);
+		e->ino = re->ino;
+		tag_attr(re, &e->attr);
+	} else {
+		entry_init(e); /* ino 0: the kernel caches the miss */
+	}
+}
+
 /* ---- lookups and attributes ---- */
 
+/* *ret_env: the environment the entry is charged to (use.c), 0 for none. */
 static int lookup_in(struct worker *w, fuse_ino_t parent, const char *name,
-                     struct fuse_entry_param *e, struct cfs_err *err)
+                     struct fuse_entry_param *e, int64_t *ret_env, struct cfs_err *err)
 {
 	const struct fsd_env *env;
 	struct store_node n;
@@ -112,13 +151,9 @@ static int lookup_in(struct worker *w, fuse_ino_t parent, const char *name,
 	int64_t id;
 	int r;
 
+	*ret_env = 0;
 	if (parent == INO_ROOT) {
-		env = envtab_by_hash(worker_envtab(w), name, strlen(name));
-		/* Tag names (issue 4) will be looked up here too. */
-		if (env)
-			env_entry(env, e);
-		else
-			entry_init(e); /* ino 0: the kernel caches the miss */
+		root_entry(envtab_root_find(worker_envtab(w), name, strlen(name)), e, ret_env);
 		return 0;
 	}
 	r = ino_split(parent, &kind, &id);
@@ -136,23 +171,35 @@ static int lookup_in(struct worker *w, fuse_ino_t parent, const char *name,
 	env = envtab_by_id(worker_envtab(w), n.env_id);
 	if (!env)
 		return -ESTALE;
+	*ret_env = env->id;
 	return child_entry(w, env, &n, true, e, err);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	struct use *use = req_fsd(req)->use;
 	struct cfs_err err = {{0}};
 	struct fuse_entry_param e;
 	struct worker *w;
+	int64_t env = 0;
 	int r;
 
 	r = worker_get(req_fsd(req), &w);
 	if (!r)
-		r = lookup_in(w, parent, name, &e, &err);
+		r = lookup_in(w, parent, name, &e, &env, &err);
+	/* A file's environment is held before the kernel has the file (use.c U1); -EBUSY:
+	 * gc is reaping it, so it was removed: a miss, but not one to cache. */
+	if (!r && env && parent != INO_ROOT)
+		use_mark(use, env);
+	if (!r && env && S_ISREG(e.attr.st_mode)) {
+		r = use_entry(use, e.ino, env);
+		if (r == -EBUSY)
+			r = -ENOENT;
+	}
 	if (r)
 		reply_err(req, parent, "lookup", r, &err);
-	else
-		fuse_reply_entry(req, &e);
+	else if (fuse_reply_entry(req, &e) && env && S_ISREG(e.attr.st_mode))
+		use_forget(use, e.ino, 1);
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -167,6 +214,13 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	r = worker_get(req_fsd(req), &w);
 	if (!r && ino == INO_ROOT) {
 		root_attr(worker_envtab(w), &st);
+	} else if (!r && (ino & 3) == INO_TAG) {
+		const struct fsd_root *tag = envtab_tag_by_ino(worker_envtab(w), ino);
+
+		if (tag)
+			tag_attr(tag, &st);
+		else
+			r = -ESTALE;
 	} else if (!r) {
 		r = worker_node(w, ino, &wn, &err);
 		if (!r)
@@ -187,6 +241,15 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	int r;
 
 	r = worker_get(req_fsd(req), &w);
+	if (!r && (ino & 3) == INO_TAG) {
+		const struct fsd_root *tag = envtab_tag_by_ino(worker_envtab(w), ino);
+
+		if (tag)
+			fuse_reply_readlink(req, tag->target);
+		else
+			reply_err(req, ino, "readlink", -ESTALE, NULL);
+		return;
+	}
 	if (!r)
 		r = worker_node(w, ino, &wn, &err);
 	if (!r && wn->n.type != NODE_SYMLINK)
@@ -322,6 +385,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		r = -EINVAL;
 	if (r)
 		goto out;
+	if (wn->env)
+		use_mark(req_fsd(req)->use, wn->env->id);
 	prefix = wn->env ? wn->env->prefix : "";
 	r = read_cached(req, w, wn, ino, prefix, (uint64_t)off, size, &err);
 	if (r != -ENOBUFS)
@@ -349,19 +414,55 @@ struct dirfill {
 	off_t next; /* the offset of the entry being added: its index + 1 */
 	struct cfs_err *err;
 	int r;
+	/* readdirplus entries count as lookups (use.c): what this reply charged, to undo
+	 * if it is not sent. */
+	fuse_ino_t *charged;
+	size_t ncharged, capcharged;
 };
 
-/* Add one entry; 1 when the buffer is full (the entry is then left for the next call). */
-static int dir_add(struct dirfill *d, const char *name, const struct fuse_entry_param *e)
+static int dir_charge(struct dirfill *d, fuse_ino_t ino, int64_t env)
 {
-	size_t room = d->size - d->pos, need;
+	int r;
 
+	if (d->ncharged == d->capcharged) {
+		size_t cap = d->capcharged ? 2 * d->capcharged : 64;
+		void *v = realloc(d->charged, cap * sizeof(*d->charged));
+
+		if (!v)
+			return -ENOMEM;
+		d->charged = v;
+		d->capcharged = cap;
+	}
+	r = use_entry(req_fsd(d->req)->use, ino, env);
+	if (r)
+		return r == -EBUSY ? -ENOENT : r;
+	d->charged[d->ncharged++] = ino;
+	return 0;
+}
+
+static void dir_uncharge(struct dirfill *d, size_t keep)
+{
+	while (d->ncharged > keep)
+		use_forget(req_fsd(d->req)->use, d->charged[--d->ncharged], 1);
+}
+
+/* Add one entry, charged to environment env (0: none); 1 when the buffer is full (the
+ * entry is then left for the next call), a negative errno (also in d->r) on an error. */
+static int dir_add(struct dirfill *d, const char *name, const struct fuse_entry_param *e,
+                   int64_t env)
+{
+	size_t room = d->size - d->pos, need, before = d->ncharged;
+
+	if (d->plus && env && S_ISREG(e->attr.st_mode) && (d->r = dir_charge(d, e->ino, env)))
+		return d->r;
 	if (d->plus)
 		need = fuse_add_direntry_plus(d->req, d->buf + d->pos, room, name, e, d->next);
 	else
 		need = fuse_add_direntry(d->req, d->buf + d->pos, room, name, &e->attr, d->next);
-	if (need > room)
+	if (need > room) {
+		dir_uncharge(d, before);
 		return 1;
+	}
 	d->pos += need;
 	d->next++;
 	return 0;
@@ -375,7 +476,7 @@ static int dir_add_dot(struct dirfill *d, const char *name, fuse_ino_t ino)
 	entry_init(&e);
 	e.attr.st_ino = ino;
 	e.attr.st_mode = S_IFDIR;
-	return dir_add(d, name, &e);
+	return dir_add(d, name, &e, 0);
 }
 
 static int dir_add_child(void *ctx, const struct store_node *n)
@@ -389,7 +490,7 @@ static int dir_add_child(void *ctx, const struct store_node *n)
 		return d->r;
 	memcpy(name, n->name, n->namelen);
 	name[n->namelen] = '\0';
-	return dir_add(d, name, &e);
+	return dir_add(d, name, &e, d->env->id);
 }
 
 static int list_root(struct dirfill *d)
@@ -400,15 +501,15 @@ static int list_root(struct dirfill *d)
 		return 0;
 	if (d->next == 2 && dir_add_dot(d, "..", INO_ROOT))
 		return 0;
-	/* Tag symlinks (issue 4) will follow the environments. */
-	for (size_t i = (size_t)d->next - 3; i < t->n; i++) {
+	for (size_t i = (size_t)d->next - 3; i < t->nroot; i++) {
 		struct fuse_entry_param e;
+		int64_t env;
 
-		env_entry(&t->by_hash[i], &e);
-		if (dir_add(d, t->by_hash[i].hash, &e))
+		root_entry(&t->root[i], &e, &env);
+		if (dir_add(d, t->root[i].name, &e, env))
 			break;
 	}
-	return 0;
+	return d->r;
 }
 
 /* The smallest entry the kernel's protocol allows: a 24-byte header and a name padded to
@@ -431,6 +532,9 @@ static int list_dir(struct dirfill *d, fuse_ino_t ino)
 		return -ENOTDIR;
 	dir = wn->n;
 	d->env = wn->env;
+	if (!d->env)
+		return -ESTALE;
+	use_mark(req_fsd(d->req)->use, d->env->id);
 	if (dir.parent && (r = ino_make(INO_NODE, dir.parent, &parent)))
 		return r;
 	if (d->next == 1 && dir_add_dot(d, ".", ino))
@@ -466,10 +570,13 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 	d.buf = buf;
 	if (!r)
 		r = ino == INO_ROOT ? list_root(&d) : list_dir(&d, ino);
-	if (r)
+	if (r) {
+		dir_uncharge(&d, 0);
 		reply_err(req, ino, plus ? "readdirplus" : "readdir", r, &err);
-	else
-		fuse_reply_buf(req, d.buf, d.pos);
+	} else if (fuse_reply_buf(req, d.buf, d.pos)) {
+		dir_uncharge(&d, 0);
+	}
+	free(d.charged);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -484,6 +591,21 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 {
 	(void)fi;
 	do_readdir(req, ino, size, off, true);
+}
+
+/* ---- forgetting: the kernel lets go of nodeids (use.c) ---- */
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	use_forget(req_fsd(req)->use, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	for (size_t i = 0; i < count; i++)
+		use_forget(req_fsd(req)->use, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
 }
 
 /* ---- the connection ---- */
@@ -617,7 +739,7 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 }
 
 /*
- * Left NULL on purpose: forget (nodeids are computed, nothing to free), getxattr,
+ * Left NULL on purpose: getxattr,
  * listxattr, flush and access (the kernel gets ENOSYS once and stops asking: one round
  * trip less per ls -l, exec and close; default_permissions checks modes in the kernel),
  * release/releasedir (never sent with no-open), statfs (libfuse's default), locks (local).
@@ -625,6 +747,8 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 const struct fuse_lowlevel_ops fsd_ops = {
         .init = op_init,
         .lookup = op_lookup,
+        .forget = op_forget,
+        .forget_multi = op_forget_multi,
         .getattr = op_getattr,
         .readlink = op_readlink,
         .open = op_open,

@@ -4,33 +4,43 @@
  * never come from a request handler) polls the store's change counter; when another
  * process has committed, it loads the environment list, swaps in a new table, and tells
  * the kernel: a new name drops a cached miss, a removed one is deleted, and the root's
- * cached listing and attributes are dropped.
+ * cached listing and attributes are dropped. Once a minute, and when it stops, it writes
+ * the environments' last use to the catalog (use.c), off every request's path.
  */
 #include "fsd.h"
 
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #define WATCH_INTERVAL_MS 250
+#define USE_FLUSH_SECS    60
 
-/* Names in a but not in b (or there with another top directory), by hash order. */
+/* Root names in a but not in b (or there with another nodeid), in name order. */
 static void diff(const struct envtab *a, const struct envtab *b,
-                 void (*fn)(struct fsd *fs, const struct fsd_env *e), struct fsd *fs, size_t *ret_n)
+                 void (*fn)(struct fsd *fs, const struct fsd_root *e), struct fsd *fs,
+                 size_t *ret_n)
 {
 	size_t i = 0, j = 0, n = 0;
 
-	while (i < a->n) {
-		int c = j < b->n ? memcmp(a->by_hash[i].hash, b->by_hash[j].hash, 32) : -1;
+	while (i < a->nroot) {
+		const struct fsd_root *x = &a->root[i], *y = j < b->nroot ? &b->root[j] : NULL;
+		int c = -1;
 
+		if (y) {
+			c = memcmp(x->name, y->name, x->len < y->len ? x->len : y->len);
+			if (!c)
+				c = (x->len > y->len) - (x->len < y->len);
+		}
 		if (c > 0) {
 			j++;
 			continue;
 		}
-		if (c < 0 || a->by_hash[i].ino != b->by_hash[j].ino) {
+		if (c < 0 || x->ino != y->ino) {
 			if (fn)
-				fn(fs, &a->by_hash[i]);
+				fn(fs, x);
 			n++;
 		}
 		i++;
@@ -40,23 +50,82 @@ static void diff(const struct envtab *a, const struct envtab *b,
 	*ret_n = n;
 }
 
-static void notify_removed(struct fsd *fs, const struct fsd_env *e)
+static const char *what(const struct fsd_root *e)
 {
-	int r = fuse_lowlevel_notify_delete(fs->se, INO_ROOT, e->ino, e->hash, 32);
+	return e->env ? "environment" : "tag";
+}
+
+static void notify_removed(struct fsd *fs, const struct fsd_root *e)
+{
+	int r = fuse_lowlevel_notify_delete(fs->se, INO_ROOT, e->ino, e->name, e->len);
 
 	/* -ENOENT: the kernel did not know the name; nothing to drop. */
 	if (r && r != -ENOENT)
-		log_msg(LOG_LEVEL_DEBUG, "notify_delete %s: %s", e->hash, strerror(-r));
-	log_msg(LOG_LEVEL_NOTICE, "environment %s removed", e->hash);
+		log_msg(LOG_LEVEL_DEBUG, "notify_delete %s: %s", e->name, strerror(-r));
+	log_msg(LOG_LEVEL_NOTICE, "%s %s removed", what(e), e->name);
 }
 
-static void notify_added(struct fsd *fs, const struct fsd_env *e)
+static void notify_added(struct fsd *fs, const struct fsd_root *e)
 {
-	int r = fuse_lowlevel_notify_inval_entry(fs->se, INO_ROOT, e->hash, 32);
+	int r = fuse_lowlevel_notify_inval_entry(fs->se, INO_ROOT, e->name, e->len);
 
 	if (r && r != -ENOENT)
-		log_msg(LOG_LEVEL_DEBUG, "notify_inval_entry %s: %s", e->hash, strerror(-r));
-	log_msg(LOG_LEVEL_NOTICE, "environment %s added", e->hash);
+		log_msg(LOG_LEVEL_DEBUG, "notify_inval_entry %s: %s", e->name, strerror(-r));
+	if (e->env)
+		log_msg(LOG_LEVEL_NOTICE, "environment %s added", e->name);
+	else
+		log_msg(LOG_LEVEL_NOTICE, "tag %s -> %s", e->name, e->target);
+}
+
+/*
+ * Tell the kernel that the files it holds of removed environments are deleted, before
+ * their directories go (it finds a file by its parent's name): a file not open is
+ * forgotten at once, an open one as soon as it is closed (its link count is now 0),
+ * rather than whenever memory gets short. Then nothing holds the environment (use.c) and
+ * gc can reap it.
+ */
+static void evict_removed(struct fsd *fs, struct store *st, const struct envtab *t)
+{
+	static const enum ino_kind kinds[] = {INO_NODE, INO_GROUP};
+	struct cfs_err err = {{0}};
+
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		fuse_ino_t *inos = NULL;
+		size_t n = 0;
+
+		if (use_list_removed(fs->use, t, kinds[k], &inos, &n))
+			return;
+		for (size_t i = 0; i < n; i++) {
+			int64_t id = (int64_t)(inos[i] >> 2);
+			struct store_node node;
+			fuse_ino_t parent;
+			uint32_t nlink;
+			int r = kinds[k] == INO_GROUP ? store_group_get(st, id, &node, &nlink, &err)
+			                              : store_node_get(st, id, &node, &err);
+
+			if (r || !node.parent || ino_make(INO_NODE, node.parent, &parent))
+				continue;
+			fuse_lowlevel_notify_delete(fs->se, parent, inos[i], node.name,
+			                            node.namelen);
+		}
+		free(inos);
+	}
+}
+
+/* Write the last use of the environments used since the last flush. */
+static void flush_use(struct fsd *fs, struct store *st)
+{
+	struct cfs_err err = {{0}};
+	int64_t *ids = NULL;
+	size_t n = 0;
+	int r = use_take(fs->use, &ids, &n);
+
+	if (!r && n)
+		r = store_env_touch(st, ids, n, time(NULL), &err);
+	if (r)
+		log_file_error(INO_ROOT, "cannot record last use: %s",
+		               err.msg[0] ? err.msg : strerror(-r));
+	free(ids);
 }
 
 static int reload(struct fsd *fs, struct store *st)
@@ -74,13 +143,16 @@ static int reload(struct fsd *fs, struct store *st)
 	}
 	diff(old, t, NULL, fs, &gone);
 	diff(t, old, NULL, fs, &added);
-	if (!gone && !added) {
+	if (!gone && !added && t->n == old->n) {
 		/* Another commit (say, a last-used time): nothing the mount shows changed. */
 		envtab_put(t);
 		goto out;
 	}
 	/* Publish first, so a lookup that follows a notification finds the new table. */
 	envtab_publish(fs, t);
+	/* Shared files seen through a removed environment now keep a live one (use.c U2). */
+	use_rehome(fs->use, st, t);
+	evict_removed(fs, st, t);
 	diff(old, t, notify_removed, fs, &gone);
 	diff(t, old, notify_added, fs, &added);
 	r = fuse_lowlevel_notify_inval_inode(fs->se, INO_ROOT, 0, 0);
@@ -118,12 +190,19 @@ static void *watch_main(void *arg)
 	struct fsd *fs = arg;
 	struct cfs_err err = {{0}};
 	struct store *st = NULL;
+	struct timespec flushed;
 	uint64_t seen = 0, v;
 	bool logged = false;
 	int r;
 
 	for (;;) {
-		r = store_open(fs->store_dir, STORE_READONLY, &st, &err);
+		/* Writable to record last use; a read-only store is still served. */
+		r = store_open(fs->store_dir, 0, &st, &err);
+		if (r == -EROFS || r == -EACCES) {
+			log_msg(LOG_LEVEL_WARNING, "%s: last use is not recorded",
+			        err.msg[0] ? err.msg : strerror(-r));
+			r = store_open(fs->store_dir, STORE_READONLY, &st, &err);
+		}
 		if (!r)
 			break;
 		if (!logged)
@@ -135,7 +214,15 @@ static void *watch_main(void *arg)
 	/* The table was loaded before the daemon forked: catch up with what came since. */
 	if (store_changes(st, &seen, &err) == 0)
 		reload(fs, st);
+	clock_gettime(CLOCK_MONOTONIC, &flushed);
 	while (!watch_wait(fs)) {
+		struct timespec now;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - flushed.tv_sec >= USE_FLUSH_SECS) {
+			flush_use(fs, st);
+			flushed = now;
+		}
 		r = store_changes(st, &v, &err);
 		if (r) {
 			log_file_error(INO_ROOT, "watcher: %s",
@@ -148,6 +235,7 @@ static void *watch_main(void *arg)
 		if (reload(fs, st) == 0)
 			seen = v;
 	}
+	flush_use(fs, st);
 	store_close(st);
 	return NULL;
 }

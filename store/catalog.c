@@ -57,7 +57,10 @@ static const char schema[] =
         " mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, inserts INTEGER NOT NULL,"
         " obj INTEGER, grp INTEGER, hardlink INTEGER, first_child INTEGER,"
         " nchildren INTEGER, target BLOB, reloc BLOB);"
-        "CREATE UNIQUE INDEX IF NOT EXISTS nodes_lookup ON nodes(parent, name);"
+        /* Top directories (parent 0) are named by their hash, which a removed environment
+         * and its replacement share: they are never looked up by name. */
+        "CREATE UNIQUE INDEX IF NOT EXISTS nodes_lookup ON nodes(parent, name)"
+        " WHERE parent > 0;"
         "CREATE INDEX IF NOT EXISTS nodes_env ON nodes(env);"
         "CREATE INDEX IF NOT EXISTS nodes_obj ON nodes(obj);"
         "CREATE INDEX IF NOT EXISTS nodes_grp ON nodes(grp);"
@@ -123,10 +126,9 @@ enum stmt_id {
 #define ENV_COLS                                                                                   \
 	"id, hash, platform, source_prefix, created, last_used, root, files, logical_bytes,"       \
 	" removed, broken"
-#define NODE_COLS_OF(n)                                                                            \
-	n "id, " n "env, " n "parent, " n "name, " n "type, " n "mode, " n "mtime_ns, " n "size, " \
-	n "inserts, " n "grp, " n "hardlink, " n "first_child, " n "nchildren, " n "reloc IS NOT NULL"
-#define NODE_COLS NODE_COLS_OF("")
+#define NODE_COLS                                                                                  \
+	"id, env, parent, name, type, mode, mtime_ns, size, inserts, grp, hardlink, first_child,"  \
+	" nchildren, reloc IS NOT NULL"
 #define OBJ_COLS "id, key, size, stored, refs, kind, pack, pack_off"
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -177,7 +179,8 @@ static const char *const stmt_sql[S_COUNT] = {
                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
                           " ?15, ?16)",
         [S_NODE_GET] = "SELECT " NODE_COLS " FROM nodes WHERE id = ?1",
-        [S_NODE_LOOKUP] = "SELECT " NODE_COLS " FROM nodes WHERE parent = ?1 AND name = ?2",
+        [S_NODE_LOOKUP] = "SELECT " NODE_COLS " FROM nodes WHERE parent = ?1 AND name = ?2"
+                          " AND parent > 0",
         [S_NODE_CONTENT] =
                 "SELECT o.id, o.key, o.size, o.stored, o.refs, o.kind, o.pack,"
                 " o.pack_off, n.reloc, n.target, p.key FROM nodes n"
@@ -189,8 +192,9 @@ static const char *const stmt_sql[S_COUNT] = {
                        " n.reloc IS NOT NULL, o.key, n.target FROM nodes n"
                        " LEFT JOIN objects o ON o.id = n.obj WHERE n.env = ?1 ORDER BY n.id",
         /* A live environment's node first: it outlives a removed one's. */
-        [S_GROUP_NODE] = "SELECT " NODE_COLS_OF("n.") " FROM nodes n JOIN envs e ON e.id = n.env"
-                         " WHERE n.grp = ?1 ORDER BY e.removed != 0 LIMIT 1",
+        [S_GROUP_NODE] = "SELECT " NODE_COLS " FROM nodes WHERE id = (SELECT n.id FROM nodes n"
+                         " JOIN envs e ON e.id = n.env WHERE n.grp = ?1"
+                         " ORDER BY e.removed != 0 LIMIT 1)",
         [S_GROUP_COUNT] = "SELECT count(*) FROM nodes n JOIN envs e ON e.id = n.env"
                           " WHERE n.grp = ?1 AND e.removed = 0",
         [S_DATA_VERSION] = "PRAGMA data_version",

@@ -25,8 +25,7 @@ int store_env_list(struct store *st, struct store_env **ret, size_t *ret_n, stru
 	return catalog_env_list(st->cat, CATALOG_ENVS_LIVE, ret, ret_n, err);
 }
 
-int store_env_list_all(struct store *st, struct store_env **ret, size_t *ret_n,
-                       struct cfs_err *err)
+int store_env_list_all(struct store *st, struct store_env **ret, size_t *ret_n, struct cfs_err *err)
 {
 	return catalog_env_list(st->cat, CATALOG_ENVS_ALL, ret, ret_n, err);
 }

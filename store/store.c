@@ -125,19 +125,23 @@ int store_open(const char *dir, unsigned flags, struct store **ret, struct cfs_e
 		            strerror(errno));
 		goto fail;
 	}
-	r = check_format(st->fd, dir, err);
-	if (r == -ENOENT && (flags & STORE_CREATE))
-		r = store_create(st->fd, dir, err);
-	else if (r == -ENOENT)
-		r = err_set(err, -ENOENT, "%s: no condafs store here (FORMAT missing)", dir);
-	if (r)
-		goto fail;
 	if (asprintf(&db, "%s/catalog.db", dir) < 0) {
 		db = NULL;
 		r = -ENOMEM;
 		goto fail;
 	}
-	r = catalog_open(db, !(flags & STORE_READONLY), &st->cat, err);
+	r = check_format(st->fd, dir, err);
+	if (r == -ENOENT && (flags & STORE_CREATE)) {
+		/* The catalog before FORMAT: a store whose FORMAT exists has a catalog, even
+		 * when its creator was killed in between. */
+		r = catalog_open(db, true, &st->cat, err);
+		if (!r)
+			r = store_create(st->fd, dir, err);
+	} else if (r == -ENOENT) {
+		r = err_set(err, -ENOENT, "%s: no condafs store here (FORMAT missing)", dir);
+	} else if (!r) {
+		r = catalog_open(db, !(flags & STORE_READONLY), &st->cat, err);
+	}
 	if (r)
 		goto fail;
 	free(db);

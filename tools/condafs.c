@@ -523,15 +523,21 @@ static int cmd_gc(const struct cli *c)
 	if (r)
 		return die(c, &err, r);
 	if (c->json)
-		printf("%s], \"environments_removed\": %llu, \"objects_freed\": %llu,"
-		       " \"bytes_freed\": %llu}\n",
+		printf("%s], \"environments_removed\": %llu, \"environments_held\": %llu,"
+		       " \"objects_freed\": %llu, \"bytes_freed\": %llu}\n",
 		       g.first ? "" : "\n", (unsigned long long)res.envs_removed,
-		       (unsigned long long)res.objects_freed, (unsigned long long)res.bytes_freed);
+		       (unsigned long long)res.envs_held, (unsigned long long)res.objects_freed,
+		       (unsigned long long)res.bytes_freed);
 	else
 		printf("%s%llu environment%s removed, %llu objects and %s freed\n",
 		       c->dry_run ? "dry run: " : "", (unsigned long long)res.envs_removed,
 		       res.envs_removed == 1 ? "" : "s", (unsigned long long)res.objects_freed,
 		       out_size(res.bytes_freed, freed));
+	/* Their rows and objects stay until the mount lets go of them. */
+	if (!c->json && res.envs_held)
+		printf("%llu removed environment%s still open through a mount: freed by a later "
+		       "gc\n",
+		       (unsigned long long)res.envs_held, res.envs_held == 1 ? " is" : "s are");
 	return 0;
 }
 

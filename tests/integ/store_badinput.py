@@ -149,7 +149,10 @@ while True:
 
 
 def while_ingesting(p, path, what):
-    """Run ingest while another process rewrites path's mtime or appends to it in a loop."""
+    """Run ingest while another process rewrites path's mtime or appends to it in a loop.
+    strace stalls each of the ingest's stat calls, so that the file does change between
+    the walk and the end of its read even when the machine is too busy to run the
+    mutator often (otherwise an ingest that never saw a change would rightly succeed)."""
     before = os.stat(path)
     m = subprocess.Popen([sys.executable, "-c", MUTATOR, path, what])
     try:
@@ -159,7 +162,10 @@ def while_ingesting(p, path, what):
             if (st.st_size, st.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
                 break
             time.sleep(0.001)
-        return t.ingest(store, p)
+        return t.run(["strace", "-f", "-qq", "-o", "/dev/null",
+                      "-e", "trace=fstat,newfstatat,statx",
+                      "-e", "inject=fstat,newfstatat,statx:delay_enter=50000",
+                      t.condafs, "--store", store, "ingest", p])
     finally:
         m.kill()
         m.wait()
