@@ -148,6 +148,7 @@ with t.section("a small content's catalog row damaged (sqlite3)"):
 
 with t.section("an object file that no environment uses"):
     stray = os.path.join(store, "objects", "ab", "cd" * 15)
+    os.makedirs(os.path.dirname(stray), exist_ok=True)   # objects/xx/ is made on first use
     with open(big_file, "rb") as f, open(stray, "wb") as g:
         g.write(f.read())
     r = t.cfs(store, "verify")
