@@ -24,6 +24,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,20 +62,22 @@ struct verify {
 	size_t norphans, caporphans;
 };
 
-/* Append one element of size to the array *v of *n (capacity *cap). */
-static int grow(void **v, size_t *n, size_t *cap, size_t size)
+/* Make room for one more element of size in the array v of *n (capacity *cap): the array,
+ * moved perhaps, with *n counting the new element; NULL when out of memory (v stays). */
+static void *grow(void *v, size_t *n, size_t *cap, size_t size)
 {
 	if (*n == *cap) {
 		size_t c = *cap ? 2 * *cap : 64;
-		void *nv = realloc(*v, c * size);
 
-		if (!nv)
-			return -ENOMEM;
-		*v = nv;
+		if (c > SIZE_MAX / size)
+			return NULL;
+		v = realloc(v, c * size);
+		if (!v)
+			return NULL;
 		*cap = c;
 	}
 	(*n)++;
-	return 0;
+	return v;
 }
 
 static int report_user(void *ctx, const char *env, int64_t node)
@@ -145,8 +148,11 @@ static int check_object(void *ctx, const struct catalog_object *co)
 	}
 	object_close(o);
 	if (r == -EBADMSG && v->collect) {
-		if (grow((void **)&v->bad, &v->nbad, &v->capbad, sizeof(*v->bad)))
+		struct bad_object *b = grow(v->bad, &v->nbad, &v->capbad, sizeof(*v->bad));
+
+		if (!b)
 			return err_set(v->err, -ENOMEM, "out of memory");
+		v->bad = b;
 		v->bad[v->nbad - 1] =
 		        (struct bad_object){co->id, co->kind, co->key, !co->pack, false};
 	}
@@ -211,15 +217,17 @@ static int find_orphans(struct verify *v)
 
 				v->res.unreferenced++;
 				v->fn(v->ctx, &p);
-				r = v->collect ? grow((void **)&v->orphans, &v->norphans,
-				                      &v->caporphans, sizeof(*v->orphans))
-				               : 0;
-				if (r) {
-					closedir(d);
-					return err_set(v->err, r, "out of memory");
+				if (v->collect) {
+					struct objkey *o = grow(v->orphans, &v->norphans,
+					                        &v->caporphans, sizeof(*o));
+
+					if (!o) {
+						closedir(d);
+						return err_set(v->err, -ENOMEM, "out of memory");
+					}
+					v->orphans = o;
+					o[v->norphans - 1] = k;
 				}
-				if (v->collect)
-					v->orphans[v->norphans - 1] = k;
 			} else if (r) {
 				closedir(d);
 				return r;
@@ -298,10 +306,12 @@ static void ignore_problem(void *ctx, const struct verify_problem *p)
 static int add_broken(void *ctx, int64_t env)
 {
 	struct repair *rp = ctx;
+	int64_t *b = grow(rp->broken, &rp->nbroken, &rp->capbroken, sizeof(*b));
 
-	if (grow((void **)&rp->broken, &rp->nbroken, &rp->capbroken, sizeof(*rp->broken)))
+	if (!b)
 		return -ENOMEM;
-	rp->broken[rp->nbroken - 1] = env;
+	rp->broken = b;
+	b[rp->nbroken - 1] = env;
 	return 0;
 }
 
