@@ -120,6 +120,10 @@ enum stmt_id {
 	S_GROUPS_PRUNE,
 	S_STATS_ENVS,
 	S_STATS_OBJS,
+	S_REFS_WRONG,
+	S_OBJ_SETREFS,
+	S_OBJ_ENVS,
+	S_ENV_BROKEN,
 	S_COUNT,
 };
 
@@ -230,6 +234,15 @@ static const char *const stmt_sql[S_COUNT] = {
                 "SELECT count(*), coalesce(sum(logical_bytes), 0) FROM envs WHERE removed = 0",
         [S_STATS_OBJS] = "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(stored), 0)"
                          " FROM objects WHERE kind = 0",
+        /* C2 recounted: a content's nodes, a pack's member rows. */
+        [S_REFS_WRONG] = "SELECT id, key, refs, n FROM (SELECT o.id, o.key, o.refs,"
+                         " CASE o.kind WHEN 1 THEN (SELECT count(*) FROM objects m"
+                         " WHERE m.pack = o.id) ELSE (SELECT count(*) FROM nodes"
+                         " WHERE nodes.obj = o.id) END AS n FROM objects o)"
+                         " WHERE refs != n ORDER BY id",
+        [S_OBJ_SETREFS] = "UPDATE objects SET refs = ?2 WHERE id = ?1",
+        [S_OBJ_ENVS] = "SELECT DISTINCT env FROM nodes WHERE obj = ?1",
+        [S_ENV_BROKEN] = "UPDATE envs SET broken = ?2 WHERE id = ?1",
 };
 
 struct catalog {
@@ -570,6 +583,91 @@ int catalog_group(struct catalog *c, int64_t obj, uint32_t mode, int64_t mtime_n
 	if (r == 0)
 		*ret_id = sqlite3_last_insert_rowid(c->db);
 	return r;
+}
+
+/* ---- repair: reference counts, environments that lost bytes ---- */
+
+int catalog_refs_wrong(struct catalog *c, struct catalog_refs **ret, size_t *ret_n,
+                       struct cfs_err *err)
+{
+	struct catalog_refs *v = NULL;
+	size_t n = 0, cap = 0;
+	sqlite3_stmt *s;
+	int r = stmt(c, S_REFS_WRONG, &s, err);
+
+	while (!r && (r = step_row(c, s, err)) == 0) {
+		const void *key = sqlite3_column_blob(s, 1);
+
+		if (n == cap) {
+			void *nv;
+
+			cap = cap ? 2 * cap : 16;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				r = -ENOMEM;
+				break;
+			}
+			v = nv;
+		}
+		v[n].id = sqlite3_column_int64(s, 0);
+		memset(v[n].key.b, 0, 16);
+		if (key && sqlite3_column_bytes(s, 1) == 16)
+			memcpy(v[n].key.b, key, 16);
+		v[n].had = sqlite3_column_int64(s, 2);
+		v[n].want = sqlite3_column_int64(s, 3);
+		n++;
+	}
+	if (s)
+		sqlite3_reset(s);
+	if (r != -ENOENT) {
+		free(v);
+		return r;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+int catalog_object_set_refs(struct catalog *c, int64_t id, int64_t refs, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_OBJ_SETREFS, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, refs);
+	return step_done(c, s, err);
+}
+
+int catalog_object_envs(struct catalog *c, int64_t id, int (*fn)(void *ctx, int64_t env), void *ctx,
+                        struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_OBJ_ENVS, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, id);
+	while ((r = step_row(c, s, err)) == 0) {
+		r = fn(ctx, sqlite3_column_int64(s, 0));
+		if (r)
+			break;
+	}
+	sqlite3_reset(s);
+	return r == -ENOENT ? 0 : r;
+}
+
+int catalog_env_set_broken(struct catalog *c, int64_t id, bool broken, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_ENV_BROKEN, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int(s, 2, broken);
+	return step_done(c, s, err);
 }
 
 /* ---- environments ---- */

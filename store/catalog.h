@@ -61,6 +61,22 @@ int catalog_object_users(struct catalog *c, int64_t id,
                          int (*fn)(void *ctx, const char *env, int64_t node), void *ctx,
                          struct cfs_err *err);
 
+/* An object whose refs disagree with C2: had is the row's count, want the true one. */
+struct catalog_refs {
+	int64_t id;
+	struct objkey key;
+	int64_t had, want;
+};
+/* Every object whose refs is not what C2 says, by id; *ret is malloc'd, the caller frees
+ * it. Call inside a transaction, so that the counts still hold when they are written. */
+int catalog_refs_wrong(struct catalog *c, struct catalog_refs **ret, size_t *ret_n,
+                       struct cfs_err *err);
+int catalog_object_set_refs(struct catalog *c, int64_t id, int64_t refs, struct cfs_err *err);
+/* Calls fn once with the id of every environment (live or removed) with a node naming
+ * object id. */
+int catalog_object_envs(struct catalog *c, int64_t id, int (*fn)(void *ctx, int64_t env), void *ctx,
+                        struct cfs_err *err);
+
 /* The group of files served identically: found or made. */
 int catalog_group(struct catalog *c, int64_t obj, uint32_t mode, int64_t mtime_ns, int64_t *ret_id,
                   struct cfs_err *err);
@@ -92,6 +108,8 @@ int catalog_env_delete(struct catalog *c, int64_t id, struct cfs_err *err);
 int catalog_env_packages(struct catalog *c, int64_t id, const char *platform, struct pkgset **ret,
                          struct cfs_err *err);
 int catalog_env_unique_bytes(struct catalog *c, int64_t id, uint64_t *ret, struct cfs_err *err);
+/* Set envs.broken: the environment uses a missing or corrupt object (verify --repair). */
+int catalog_env_set_broken(struct catalog *c, int64_t id, bool broken, struct cfs_err *err);
 
 /* ---- nodes ---- */
 

@@ -191,50 +191,76 @@ static int copy_piece(void *ctx, const uint8_t *p, size_t n, bool hole)
 
 /* ---- temporary directories ---- */
 
-/* Empty and remove the directory name in dir_fd (whose fd is fd, consumed). */
-static void remove_tmpdir(int dir_fd, const char *name, int fd)
+/* Empty and remove the directory name in dir_fd (whose fd is fd, consumed): 0 once it is
+ * gone. */
+static int remove_tmpdir(int dir_fd, const char *name, int fd)
 {
 	DIR *d = fdopendir(fd);
 	struct dirent *de;
 
 	if (!d) {
 		close(fd);
-		return;
+		return -ENOMEM;
 	}
 	while ((de = readdir(d)))
 		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
 			unlinkat(fd, de->d_name, 0);
 	closedir(d);
-	if (name)
-		unlinkat(dir_fd, name, AT_REMOVEDIR);
+	if (name && unlinkat(dir_fd, name, AT_REMOVEDIR) < 0)
+		return neg_errno();
+	return 0;
 }
 
-/* Remove the temporary directories of dead ingests: nobody holds their lock. */
-static void clean_tmp(int tmp_root)
+/*
+ * Remove the temporary directories of dead ingests: nobody holds their lock. A ".new-"
+ * directory is unlocked for a moment while its ingest makes it, so it is taken for dead
+ * only with exclusive, when the store lock keeps every ingest out (gc.c G2).
+ */
+static int clean_tmp(int tmp_root, bool exclusive, void (*fn)(void *ctx, const char *name),
+                     void *ctx)
 {
-	int fd = dup(tmp_root);
+	int fd = dup(tmp_root), r;
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
 
 	if (!d) {
+		r = fd >= 0 ? -ENOMEM : neg_errno();
 		if (fd >= 0)
 			close(fd);
-		return;
+		return r;
 	}
 	while ((de = readdir(d))) {
 		int dfd;
 
-		if (strncmp(de->d_name, "ingest-", 7) != 0)
+		if (strncmp(de->d_name, "ingest-", 7) != 0 &&
+		    !(exclusive && strncmp(de->d_name, ".new-", 5) == 0))
 			continue;
 		dfd = openat(tmp_root, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (dfd < 0)
 			continue;
-		if (flock(dfd, LOCK_EX | LOCK_NB) == 0)
-			remove_tmpdir(tmp_root, de->d_name, dfd);
-		else
+		if (flock(dfd, LOCK_EX | LOCK_NB) < 0) {
 			close(dfd);
+			continue;
+		}
+		if (remove_tmpdir(tmp_root, de->d_name, dfd) == 0 && fn)
+			fn(ctx, de->d_name);
 	}
 	closedir(d);
+	return 0;
+}
+
+int object_tmp_clean(int store_fd, bool exclusive, void (*fn)(void *ctx, const char *name),
+                     void *ctx, struct cfs_err *err)
+{
+	int root = openat(store_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC), r;
+
+	if (root < 0 && errno == ENOENT)
+		return 0;
+	if (root < 0)
+		return err_set(err, neg_errno(), "tmp: %s", strerror(errno));
+	r = clean_tmp(root, exclusive, fn, ctx);
+	close(root);
+	return r ? err_set(err, r, "tmp: %s", strerror(-r)) : 0;
 }
 
 int object_tmp_open(int store_fd, int *ret_fd, char ret_name[64], struct cfs_err *err)
@@ -248,7 +274,7 @@ int object_tmp_open(int store_fd, int *ret_fd, char ret_name[64], struct cfs_err
 	root = openat(store_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (root < 0)
 		return err_set(err, neg_errno(), "tmp: %s", strerror(errno));
-	clean_tmp(root);
+	clean_tmp(root, false, NULL, NULL);
 	/* Made under another name and locked before it is renamed to where cleaners look. */
 	unsigned n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
 	snprintf(fresh, sizeof(fresh), ".new-%d-%u", (int)getpid(), n);

@@ -9,6 +9,7 @@
 
 #include "condafs/store.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <zstd.h>
 
@@ -43,6 +44,13 @@ struct object_src {
  */
 int object_tmp_open(int store_fd, int *ret_fd, char ret_name[64], struct cfs_err *err);
 void object_tmp_close(int store_fd, int tmp_fd, const char *name);
+/*
+ * Remove the temporary directories of dead ingests (their lock is free), calling fn with
+ * the name of each one removed. With exclusive (the caller holds the store lock
+ * exclusively: no ingest is making one), also those a dead ingest left half made.
+ */
+int object_tmp_clean(int store_fd, bool exclusive, void (*fn)(void *ctx, const char *name),
+                     void *ctx, struct cfs_err *err);
 
 /*
  * Writing images for one ingest, from one thread. Images are written to the ingest's

@@ -3,6 +3,18 @@
  * Verify: re-read every object the catalog names and check it hashes to its key, name the
  * environments and paths that use a missing or corrupt one, and list object files that no
  * catalog row names (left by an ingest killed before its commit: harmless, gc frees them).
+ * Repair: the same, then mend what needs no lost bytes (see store_repair in store.h).
+ *
+ * Invariants of the repair (with gc.c's G1-G2 and catalog.c's C2):
+ * R1: it runs under the store lock held exclusively, so no ingest is between publishing
+ *     an object and committing its row, and no object or node row comes or goes: the
+ *     rows the re-hash saw are the rows the repair changes, and a file no row names is
+ *     an orphan.
+ * R2: every catalog change is one transaction, committed before any file is removed; a
+ *     file is removed only when no row names it (G1). A crash leaves the old catalog or
+ *     the new one, plus at worst files no row names.
+ * R3: broken is set from what the re-hash found, for every environment, every run: an
+ *     environment whose objects were restored is cleared by the next repair.
  */
 #include "store_impl.h"
 
@@ -12,10 +24,21 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
+
+/* A missing or corrupt object found by the re-hash, for the repair. */
+struct bad_object {
+	int64_t id;
+	enum object_kind kind;
+	struct objkey key;
+	bool image;   /* it has a file of its own: a pack or a large content */
+	bool dropped; /* its row was deleted: nothing used it */
+};
 
 struct verify {
 	struct store *st;
@@ -31,7 +54,31 @@ struct verify {
 	int pack_rc;
 	char pack_msg[sizeof(((struct cfs_err *)0)->msg)];
 	uint8_t *buf;
+	/* store_repair only: what the walks found, to mend afterwards. */
+	bool collect;
+	struct bad_object *bad;
+	size_t nbad, capbad;
+	struct objkey *orphans;
+	size_t norphans, caporphans;
 };
+
+/* Make room for one more element of size in the array v of *n (capacity *cap): the array,
+ * moved perhaps, with *n counting the new element; NULL when out of memory (v stays). */
+static void *grow(void *v, size_t *n, size_t *cap, size_t size)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? 2 * *cap : 64;
+
+		if (c > SIZE_MAX / size)
+			return NULL;
+		v = realloc(v, c * size);
+		if (!v)
+			return NULL;
+		*cap = c;
+	}
+	(*n)++;
+	return v;
+}
 
 static int report_user(void *ctx, const char *env, int64_t node)
 {
@@ -100,6 +147,15 @@ static int check_object(void *ctx, const struct catalog_object *co)
 		}
 	}
 	object_close(o);
+	if (r == -EBADMSG && v->collect) {
+		struct bad_object *b = grow(v->bad, &v->nbad, &v->capbad, sizeof(*v->bad));
+
+		if (!b)
+			return err_set(v->err, -ENOMEM, "out of memory");
+		v->bad = b;
+		v->bad[v->nbad - 1] =
+		        (struct bad_object){co->id, co->kind, co->key, !co->pack, false};
+	}
 	if (r == -EBADMSG) {
 		v->res.corrupt++;
 		v->problem = e.msg;
@@ -161,6 +217,17 @@ static int find_orphans(struct verify *v)
 
 				v->res.unreferenced++;
 				v->fn(v->ctx, &p);
+				if (v->collect) {
+					struct objkey *o = grow(v->orphans, &v->norphans,
+					                        &v->caporphans, sizeof(*o));
+
+					if (!o) {
+						closedir(d);
+						return err_set(v->err, -ENOMEM, "out of memory");
+					}
+					v->orphans = o;
+					o[v->norphans - 1] = k;
+				}
 			} else if (r) {
 				closedir(d);
 				return r;
@@ -171,25 +238,269 @@ static int find_orphans(struct verify *v)
 	return 0;
 }
 
+/* The walks over objects and object files, in one read transaction: a consistent view
+ * while ingests commit beside us. */
+static int verify_walk(struct verify *v)
+{
+	int r;
+
+	v->buf = malloc(PACK_MEMBER_MAX);
+	if (!v->buf)
+		return -ENOMEM;
+	r = catalog_begin(v->st->cat, false, v->err);
+	if (!r)
+		r = catalog_object_each(v->st->cat, check_object, v, v->err);
+	if (!r)
+		r = find_orphans(v);
+	catalog_rollback(v->st->cat);
+	object_close(v->pack);
+	v->pack = NULL;
+	free(v->buf);
+	v->buf = NULL;
+	return r;
+}
+
 int store_verify(struct store *st, void (*fn)(void *ctx, const struct verify_problem *p), void *ctx,
                  struct verify_result *ret, struct cfs_err *err)
 {
 	struct verify v = {.st = st, .fn = fn, .ctx = ctx, .err = err};
-	int r;
+	int r = verify_walk(&v);
 
-	v.buf = malloc(PACK_MEMBER_MAX);
-	if (!v.buf)
-		return -ENOMEM;
-	/* One read transaction: a consistent view while ingests commit beside us. */
-	r = catalog_begin(st->cat, false, err);
-	if (!r)
-		r = catalog_object_each(st->cat, check_object, &v, err);
-	if (!r)
-		r = find_orphans(&v);
-	catalog_rollback(st->cat);
-	object_close(v.pack);
-	free(v.buf);
 	if (!r)
 		*ret = v.res;
+	return r;
+}
+
+/* ---- repair ---- */
+
+struct repair {
+	struct store *st;
+	void (*done)(void *ctx, const struct repair_action *a);
+	void *ctx;
+	struct repair_result res;
+	int64_t *broken; /* environments using a missing or corrupt object */
+	size_t nbroken, capbroken;
+};
+
+static void repair_done(struct repair *rp, enum repair_kind kind, const struct objkey *key,
+                        const char *name, const char *env, int64_t had, int64_t now)
+{
+	struct repair_action a = {kind, NULL, name, env, had, now};
+	char hex[33];
+
+	if (!rp->done)
+		return;
+	if (key) {
+		objkey_hex(key, hex);
+		a.key = hex;
+	}
+	rp->done(rp->ctx, &a);
+}
+
+static void ignore_problem(void *ctx, const struct verify_problem *p)
+{
+	(void)ctx;
+	(void)p;
+}
+
+static int add_broken(void *ctx, int64_t env)
+{
+	struct repair *rp = ctx;
+	int64_t *b = grow(rp->broken, &rp->nbroken, &rp->capbroken, sizeof(*b));
+
+	if (!b)
+		return -ENOMEM;
+	rp->broken = b;
+	b[rp->nbroken - 1] = env;
+	return 0;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* C2 again: every reference count recounted from the rows. */
+static int fix_refs(struct repair *rp, struct cfs_err *err)
+{
+	struct catalog_refs *v = NULL;
+	size_t n = 0;
+	int r = catalog_refs_wrong(rp->st->cat, &v, &n, err);
+
+	for (size_t i = 0; !r && i < n; i++) {
+		r = catalog_object_set_refs(rp->st->cat, v[i].id, v[i].want, err);
+		if (r)
+			break;
+		rp->res.refs_fixed++;
+		repair_done(rp, REPAIR_REFS, &v[i].key, NULL, NULL, v[i].had, v[i].want);
+	}
+	free(v);
+	return r;
+}
+
+/* Delete the rows of missing or corrupt objects nothing uses, as gc would: contents
+ * first, since deleting a member releases its pack. Their files go after the commit. */
+static int drop_unused(struct repair *rp, struct verify *v, struct cfs_err *err)
+{
+	static const enum object_kind order[] = {OBJECT_CONTENT, OBJECT_PACK};
+	int r = 0;
+
+	for (size_t k = 0; k < 2; k++) {
+		for (size_t i = 0; !r && i < v->nbad; i++) {
+			struct bad_object *b = &v->bad[i];
+			struct catalog_object o;
+
+			if (b->kind != order[k])
+				continue;
+			r = catalog_object_by_id(rp->st->cat, b->id, &o, err);
+			if (r == -ENOENT)
+				r = err_set(err, -EUCLEAN, "%s: object %lld vanished during repair",
+				            rp->st->dir, (long long)b->id);
+			if (r || o.refs != 0)
+				continue;
+			r = catalog_object_delete(rp->st->cat, &o, err);
+			if (r)
+				break;
+			b->dropped = true;
+			rp->res.dropped++;
+			repair_done(rp, REPAIR_DROPPED, &b->key, NULL, NULL, 0, 0);
+		}
+	}
+	return r ? r : catalog_groups_prune(rp->st->cat, err);
+}
+
+/* R3: broken is whether an environment uses an object that is still missing or corrupt. */
+static int mark_envs(struct repair *rp, struct verify *v, struct cfs_err *err)
+{
+	struct store_env *envs = NULL;
+	size_t n = 0;
+	int r = 0;
+
+	for (size_t i = 0; !r && i < v->nbad; i++) {
+		if (v->bad[i].dropped)
+			continue;
+		rp->res.corrupt_left++;
+		/* A pack has no users of its own: its members are in the list too. */
+		if (v->bad[i].kind == OBJECT_CONTENT)
+			r = catalog_object_envs(rp->st->cat, v->bad[i].id, add_broken, rp, err);
+	}
+	if (rp->nbroken)
+		qsort(rp->broken, rp->nbroken, sizeof(*rp->broken), cmp_id);
+	if (!r)
+		r = catalog_env_list(rp->st->cat, CATALOG_ENVS_ALL, &envs, &n, err);
+	for (size_t i = 0; !r && i < n; i++) {
+		bool want = rp->nbroken && bsearch(&envs[i].id, rp->broken, rp->nbroken,
+		                                   sizeof(*rp->broken), cmp_id);
+
+		if (want && !envs[i].removed)
+			rp->res.envs_broken++;
+		if (want == envs[i].broken)
+			continue;
+		r = catalog_env_set_broken(rp->st->cat, envs[i].id, want, err);
+		if (r)
+			break;
+		if (want)
+			rp->res.envs_marked++;
+		else
+			rp->res.envs_cleared++;
+		repair_done(rp, want ? REPAIR_BROKEN : REPAIR_UNBROKEN, NULL, NULL, envs[i].hash, 0,
+		            0);
+	}
+	free(envs);
+	return r;
+}
+
+/* R2: every row change in one transaction. */
+static int mend_catalog(struct repair *rp, struct verify *v, struct cfs_err *err)
+{
+	int r = catalog_begin(rp->st->cat, true, err);
+
+	if (r)
+		return r;
+	r = fix_refs(rp, err);
+	if (!r)
+		r = drop_unused(rp, v, err);
+	if (!r)
+		r = mark_envs(rp, v, err);
+	if (!r)
+		r = catalog_commit(rp->st->cat, err);
+	if (r)
+		catalog_rollback(rp->st->cat);
+	return r;
+}
+
+/* After the commit (R2): the files no row names, which R1 keeps that way. */
+static int unlink_object(struct repair *rp, const struct objkey *key, bool orphan,
+                         struct cfs_err *err)
+{
+	char path[48];
+
+	objkey_path(key, path);
+	if (unlinkat(rp->st->fd, path, 0) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return err_set(err, neg_errno(), "%s/%s: %s", rp->st->dir, path, strerror(errno));
+	}
+	if (orphan) {
+		rp->res.orphans_removed++;
+		repair_done(rp, REPAIR_ORPHAN, key, NULL, NULL, 0, 0);
+	}
+	return 0;
+}
+
+static void tmp_removed(void *ctx, const char *name)
+{
+	struct repair *rp = ctx;
+
+	rp->res.tmp_removed++;
+	repair_done(rp, REPAIR_TMP, NULL, name, NULL, 0, 0);
+}
+
+int store_repair(struct store *st, void (*fn)(void *ctx, const struct verify_problem *p),
+                 void (*done)(void *ctx, const struct repair_action *a), void *ctx,
+                 struct repair_result *ret, struct cfs_err *err)
+{
+	struct verify v = {
+	        .st = st, .fn = fn ? fn : ignore_problem, .ctx = ctx, .err = err, .collect = true};
+	struct repair rp = {.st = st, .done = done, .ctx = ctx};
+	int lock = -1, r;
+
+	if (st->flags & STORE_READONLY)
+		return err_set(err, -EROFS, "%s: store opened read-only", st->dir);
+	/* R1: held to the end, over the file removals too. */
+	r = store_lock(st, LOCK_EX, &lock, err);
+	if (r)
+		return r;
+	/* The re-hash takes long, so it reads without the write lock: the daemon's last-use
+	 * updates and tag changes are not held up, and R1 keeps what it sees current. */
+	r = verify_walk(&v);
+	if (r)
+		goto out;
+	rp.res.found = v.res;
+	r = mend_catalog(&rp, &v, err);
+	for (size_t i = 0; !r && i < v.norphans; i++)
+		r = unlink_object(&rp, &v.orphans[i], true, err);
+	/* A dropped pack or large content leaves its image; members have none. */
+	for (size_t i = 0; !r && i < v.nbad; i++)
+		if (v.bad[i].dropped && v.bad[i].image)
+			r = unlink_object(&rp, &v.bad[i].key, false, err);
+	if (!r) {
+		r = object_tmp_clean(st->fd, true, tmp_removed, &rp, err);
+		if (r && err) {
+			char msg[sizeof(err->msg)];
+
+			memcpy(msg, err->msg, sizeof(msg));
+			err_set(err, r, "%s/%s", st->dir, msg);
+		}
+	}
+out:
+	if (!r)
+		*ret = rp.res;
+	free(v.bad);
+	free(v.orphans);
+	free(rp.broken);
+	close(lock);
 	return r;
 }

@@ -21,8 +21,19 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Exit codes: 0 fine, 1 the command failed, 2 bad usage; verify: 1 problems found. */
-enum { EXIT_FAILED = 1, EXIT_USAGE = 2 };
+/*
+ * Exit codes: 0 fine, 1 the command failed, 2 bad usage. verify: 1 also when it found
+ * missing or corrupt objects. verify --repair follows fsck(8), so that a timer can tell
+ * "mended" from "needs a person" from "did not run": 0 nothing found, 1 problems found and
+ * all repaired, 4 problems left (missing or corrupt objects still used), 8 could not run.
+ */
+enum {
+	EXIT_FAILED = 1,
+	EXIT_USAGE = 2,
+	EXIT_REPAIRED = 1,
+	EXIT_UNREPAIRED = 4,
+	EXIT_OPERATIONAL = 8,
+};
 
 struct cli {
 	const char *cmd;
@@ -30,7 +41,7 @@ struct cli {
 	struct config config;
 	bool json;
 	const char *lock, *platform, *environment, *prefix, *unused_for;
-	bool replace, skip_special, force, dry_run;
+	bool replace, skip_special, force, dry_run, repair;
 	int argc;
 	char **argv; /* positional arguments */
 };
@@ -45,7 +56,8 @@ static const char usage[] =
         "                      store a solved conda prefix and print its hash\n"
         "  export ENV DIR [--prefix P]\n"
         "                      write an environment to DIR, its prefix served as P (default DIR)\n"
-        "  ls                  list environments: tags, size, unique bytes, last use\n"
+        "  ls                  list environments: tags, size, unique bytes, last use,\n"
+        "                      broken (verify --repair found objects of it lost)\n"
         "  tag NAME ENV        point the name NAME at an environment (moves an existing one)\n"
         "  untag NAME          remove a name\n"
         "  rm ENV [--force]    remove an environment (refused while tagged, unless --force)\n"
@@ -56,7 +68,13 @@ static const char usage[] =
         "  cat ENV PATH [--prefix P]\n"
         "                      print a file (prefix default: the one it was built at)\n"
         "  stats               logical and stored bytes, dedup ratio, bytes unique to each env\n"
-        "  verify              re-hash every object; exit 1 if any is missing or corrupt\n"
+        "  verify [--repair]   re-hash every object; exit 1 if any is missing or corrupt\n"
+        "                      (or verify could not run). --repair also removes object files\n"
+        "                      no catalog row names and dead ingests' temporary directories,\n"
+        "                      sets reference counts right and marks environments that use\n"
+        "                      a missing or corrupt object broken; it exits 0 nothing found,\n"
+        "                      1 problems found and all repaired, 4 missing or corrupt\n"
+        "                      objects remain, 8 could not run\n"
         "\n"
         "  --json              machine-readable output (hash, ingest, ls, show, stats, verify, "
         "gc)\n"
@@ -232,8 +250,8 @@ static int cmd_ls(const struct cli *c)
 	if (c->json)
 		printf("[");
 	else
-		printf("%-32s  %-10s %8s %10s %10s  %-16s  %-16s  %s\n", "HASH", "PLATFORM",
-		       "FILES", "SIZE", "UNIQUE", "CREATED", "LAST USED", "TAGS");
+		printf("%-32s  %-10s %8s %10s %10s  %-16s  %-16s  %-6s  %s\n", "HASH", "PLATFORM",
+		       "FILES", "SIZE", "UNIQUE", "CREATED", "LAST USED", "STATE", "TAGS");
 	for (size_t i = 0; i < n; i++) {
 		char size[32], uniq[32], created[32], used[32], names[512] = "";
 		struct store_tag *tags = NULL;
@@ -264,13 +282,13 @@ static int cmd_ls(const struct cli *c)
 			       (unsigned long long)v[i].logical_bytes, (unsigned long long)unique,
 			       (long long)v[i].created, (long long)v[i].last_used);
 			out_json_str(stdout, v[i].source_prefix, strlen(v[i].source_prefix));
-			printf("}");
+			printf(", \"broken\": %s}", v[i].broken ? "true" : "false");
 		} else {
-			printf("%-32s  %-10s %8llu %10s %10s  %-16s  %-16s  %s\n", v[i].hash,
+			printf("%-32s  %-10s %8llu %10s %10s  %-16s  %-16s  %-6s  %s\n", v[i].hash,
 			       v[i].platform, (unsigned long long)v[i].files,
 			       out_size(v[i].logical_bytes, size), out_size(unique, uniq),
 			       out_time(v[i].created, created), out_time(v[i].last_used, used),
-			       ntags ? names : "-");
+			       v[i].broken ? "broken" : "ok", ntags ? names : "-");
 		}
 		free(tags);
 	}
@@ -608,6 +626,8 @@ out:
 struct verify_out {
 	const struct cli *c;
 	bool first;
+	bool repairs; /* --json: the "repairs" list is open */
+	uint64_t nrepairs;
 };
 
 static void verify_report(void *ctx, const struct verify_problem *p)
@@ -629,16 +649,115 @@ static void verify_report(void *ctx, const struct verify_problem *p)
 	}
 }
 
+/* --json: store_repair reports every problem before its first change, so the list of
+ * problems is closed once, when the first change (or the summary) comes. */
+static void json_open_repairs(struct verify_out *vo)
+{
+	if (vo->repairs)
+		return;
+	printf("%s], \"repairs\": [", vo->first ? "" : "\n");
+	vo->repairs = true;
+}
+
+static void repair_report(void *ctx, const struct repair_action *a)
+{
+	static const char *const what[] = {
+	        [REPAIR_ORPHAN] = "orphan removed",
+	        [REPAIR_TMP] = "temporary directory removed",
+	        [REPAIR_REFS] = "reference count fixed",
+	        [REPAIR_DROPPED] = "unused row deleted",
+	        [REPAIR_BROKEN] = "marked broken",
+	        [REPAIR_UNBROKEN] = "no longer broken",
+	};
+	struct verify_out *vo = ctx;
+
+	if (vo->c->json) {
+		json_open_repairs(vo);
+		printf("%s\n {", vo->nrepairs++ ? "," : "");
+		json_field("action", what[a->kind], false);
+		json_field("object", a->key, true);
+		json_field("environment", a->env, true);
+		json_field("tmp", a->name, true);
+		if (a->kind == REPAIR_REFS)
+			printf(", \"refs_had\": %lld, \"refs_now\": %lld", (long long)a->refs_had,
+			       (long long)a->refs_now);
+		printf("}");
+	} else if (a->kind == REPAIR_REFS) {
+		printf("object %s: %s: %lld, now %lld\n", a->key, what[a->kind],
+		       (long long)a->refs_had, (long long)a->refs_now);
+	} else if (a->key) {
+		printf("object %s: %s\n", a->key, what[a->kind]);
+	} else if (a->env) {
+		printf("environment %s: %s\n", a->env, what[a->kind]);
+	} else {
+		printf("tmp/%s: %s\n", a->name, what[a->kind]);
+	}
+}
+
+static int cmd_repair(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	struct verify_out vo = {c, true, false, 0};
+	struct repair_result res;
+	const struct verify_result *f = &res.found;
+	struct store *st;
+	uint64_t fixed;
+	int r;
+
+	if (open_store(c, 0, &st))
+		return EXIT_OPERATIONAL;
+	if (c->json)
+		printf("{\"problems\": [");
+	r = store_repair(st, verify_report, repair_report, &vo, &res, &err);
+	store_close(st);
+	if (r) {
+		die(c, &err, r);
+		return EXIT_OPERATIONAL;
+	}
+	fixed = res.orphans_removed + res.tmp_removed + res.refs_fixed + res.dropped +
+	        res.envs_marked + res.envs_cleared;
+	if (c->json)
+		json_open_repairs(&vo);
+	if (c->json)
+		printf("%s], \"objects_checked\": %llu, \"corrupt\": %llu, \"unreferenced\": %llu,"
+		       " \"orphans_removed\": %llu, \"tmp_removed\": %llu, \"refs_fixed\": %llu,"
+		       " \"dropped\": %llu, \"envs_marked\": %llu, \"envs_cleared\": %llu,"
+		       " \"envs_broken\": %llu, \"corrupt_left\": %llu}\n",
+		       vo.nrepairs ? "\n" : "", (unsigned long long)f->objects_checked,
+		       (unsigned long long)f->corrupt, (unsigned long long)f->unreferenced,
+		       (unsigned long long)res.orphans_removed, (unsigned long long)res.tmp_removed,
+		       (unsigned long long)res.refs_fixed, (unsigned long long)res.dropped,
+		       (unsigned long long)res.envs_marked, (unsigned long long)res.envs_cleared,
+		       (unsigned long long)res.envs_broken, (unsigned long long)res.corrupt_left);
+	else
+		printf("%llu objects checked, %llu missing or corrupt, %llu unreferenced; "
+		       "repaired: %llu orphans and %llu temporary directories removed, "
+		       "%llu reference counts fixed, %llu unused rows deleted, %llu environments "
+		       "marked broken, %llu no longer broken; left: %llu missing or corrupt "
+		       "objects, %llu broken environments\n",
+		       (unsigned long long)f->objects_checked, (unsigned long long)f->corrupt,
+		       (unsigned long long)f->unreferenced, (unsigned long long)res.orphans_removed,
+		       (unsigned long long)res.tmp_removed, (unsigned long long)res.refs_fixed,
+		       (unsigned long long)res.dropped, (unsigned long long)res.envs_marked,
+		       (unsigned long long)res.envs_cleared, (unsigned long long)res.corrupt_left,
+		       (unsigned long long)res.envs_broken);
+	if (res.corrupt_left)
+		return EXIT_UNREPAIRED;
+	return fixed ? EXIT_REPAIRED : 0;
+}
+
 static int cmd_verify(const struct cli *c)
 {
 	struct cfs_err err = {{0}};
-	struct verify_out vo = {c, true};
+	struct verify_out vo = {c, true, false, 0};
 	struct verify_result res;
 	struct store *st;
 	int r;
 
 	if ((r = need_args(c, 0)))
 		return r;
+	if (c->repair)
+		return cmd_repair(c);
 	if ((r = open_store(c, STORE_READONLY, &st)))
 		return r;
 	if (c->json)
@@ -683,6 +802,7 @@ int main(int argc, char **argv)
 		O_DRY,
 		O_UNUSED,
 		O_CONFIG,
+		O_REPAIR,
 	};
 	static const struct option opts[] = {
 	        {"store", required_argument, NULL, O_STORE},
@@ -697,6 +817,7 @@ int main(int argc, char **argv)
 	        {"dry-run", no_argument, NULL, O_DRY},
 	        {"unused-for", required_argument, NULL, O_UNUSED},
 	        {"config", required_argument, NULL, O_CONFIG},
+	        {"repair", no_argument, NULL, O_REPAIR},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -743,6 +864,9 @@ int main(int argc, char **argv)
 		case O_CONFIG:
 			config_path = optarg;
 			break;
+		case O_REPAIR:
+			c.repair = true;
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			return 0;
@@ -758,7 +882,7 @@ int main(int argc, char **argv)
 	c.cmd = argv[optind];
 	if (config_load(config_path, &c.config, &err)) {
 		fprintf(stderr, "condafs: %s\n", err.msg);
-		return EXIT_FAILED;
+		return c.repair && !strcmp(c.cmd, "verify") ? EXIT_OPERATIONAL : EXIT_FAILED;
 	}
 	if (!c.store_dir)
 		c.store_dir = getenv("CONDAFS_STORE");
