@@ -136,6 +136,13 @@ int use_new(const char *store_dir, struct use **ret, struct cfs_err *err)
 	if (!u)
 		return -ENOMEM;
 	r = store_hold_open(store_dir, &u->hold, err);
+	/* A store nobody can write (a read-only file system, another owner) has no gc to
+	 * hold environments against: serve it all the same. */
+	if (r == -EROFS || r == -EACCES || r == -ENOENT) {
+		log_msg(LOG_LEVEL_WARNING, "%s: removed environments are not held",
+		        err && err->msg[0] ? err->msg : strerror(-r));
+		r = 0;
+	}
 	if (r) {
 		free(u);
 		return r;
@@ -164,14 +171,15 @@ static int charge(struct use *u, int64_t env_id, int delta)
 
 	if (r)
 		return r;
-	if (delta > 0 && e->count == 0 && (r = store_hold_env(u->hold, env_id))) {
+	if (delta > 0 && e->count == 0 && u->hold && (r = store_hold_env(u->hold, env_id))) {
 		if (!e->a)
 			table_del(&u->envs, e);
 		return r;
 	}
 	e->count += (uint64_t)(int64_t)delta;
 	if (e->count == 0) {
-		store_hold_release(u->hold, env_id);
+		if (u->hold)
+			store_hold_release(u->hold, env_id);
 		/* Kept while it has a use to write. */
 		if (e->a <= e->b)
 			table_del(&u->envs, e);
