@@ -935,6 +935,10 @@ static int store_files(struct ingest *in, struct cfs_err *err)
 	r = packer_new(&in->packer);
 	if (!in->dry && !r)
 		r = object_tmp_open(in->st->fd, &in->tmp_fd, in->tmp_name, err);
+	/* Storing nothing, it still clears what dead ingests left, as opening a directory
+	 * of its own would; failing to is no reason to fail. */
+	else if (!r)
+		object_tmp_clean(in->st->fd, false, NULL, NULL, NULL);
 	for (int i = 0; !r && i < nthreads; i++)
 		r = object_writer_new(in->st->fd, in->tmp_fd, &in->writers[i]);
 	if (!r)

@@ -645,3 +645,58 @@ def catalog_object(store, obj_id):
 def object_file(store, key):
     h = key.hex()
     return os.path.join(store, "objects", h[:2], h[2:])
+
+
+# ---- the catalog, written directly (to age environments for gc) ----
+
+def catalog_version(store):
+    db = sqlite3.connect(f"file:{os.path.join(store, 'catalog.db')}?mode=ro", uri=True)
+    try:
+        r = db.execute("SELECT value FROM meta WHERE key = 'catalog_version'").fetchone()
+        return r[0] if r else None
+    finally:
+        db.close()
+
+
+def set_last_used(store, env_hash, when):
+    """Make a live environment look last used at when (seconds since the epoch), as if
+    nothing had read it since: gc decides on envs.last_used alone."""
+    db = sqlite3.connect(os.path.join(store, "catalog.db"), timeout=60)
+    try:
+        with db:
+            n = db.execute("UPDATE envs SET last_used = ? WHERE hash = ? AND removed = 0",
+                           (int(when), env_hash)).rowcount
+    finally:
+        db.close()
+    if n != 1:
+        raise RuntimeError(f"{env_hash}: {n} live environments with this hash in {store}")
+
+
+def catalog_rows(store, sql, args=()):
+    db = sqlite3.connect(f"file:{os.path.join(store, 'catalog.db')}?mode=ro", uri=True,
+                         timeout=60)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def env_images(store, env_hash=None, env_id=None):
+    """The object image files (paths under the store) an environment's files need: each
+    node's own image, or the pack it lives in."""
+    where = "e.hash = ? AND e.removed = 0" if env_id is None else "e.id = ?"
+    rows = catalog_rows(store, "SELECT DISTINCT coalesce(p.key, o.key) FROM nodes n"
+                        " JOIN envs e ON e.id = n.env JOIN objects o ON o.id = n.obj"
+                        " LEFT JOIN objects p ON p.id = o.pack WHERE " + where,
+                        (env_hash if env_id is None else env_id,))
+    return {object_file(store, bytes(k)) for (k,) in rows}
+
+
+def image_files(store):
+    """{path: bytes allocated} of every file under objects/."""
+    out = {}
+    for d, _, fs in os.walk(os.path.join(store, "objects")):
+        for f in fs:
+            p = os.path.join(d, f)
+            out[p] = os.lstat(p).st_blocks * 512
+    return out
