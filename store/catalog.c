@@ -325,6 +325,20 @@ static int query_int(struct catalog *c, enum stmt_id id, const int64_t *arg, int
 	return r;
 }
 
+/* Run statement id, which returns no row, with ?1 and ?2 bound to a and b. */
+static int exec_int2(struct catalog *c, enum stmt_id id, int64_t a, int64_t b,
+                     struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, id, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, a);
+	sqlite3_bind_int64(s, 2, b);
+	return step_done(c, s, err);
+}
+
 static int exec(struct catalog *c, const char *sql, struct cfs_err *err)
 {
 	int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
@@ -496,16 +510,8 @@ int catalog_object_ref(struct catalog *c, const struct catalog_object *o, int64_
 		return r;
 	*ret_new = sqlite3_changes(c->db) > 0;
 	/* A new member holds a reference on its pack. */
-	if (*ret_new && o->pack) {
-		r = stmt(c, S_OBJ_PACKREF, &s, err);
-		if (r)
-			return r;
-		sqlite3_bind_int64(s, 1, o->pack);
-		sqlite3_bind_int64(s, 2, 1);
-		r = step_done(c, s, err);
-		if (r)
-			return r;
-	}
+	if (*ret_new && o->pack && (r = exec_int2(c, S_OBJ_PACKREF, o->pack, 1, err)))
+		return r;
 	r = stmt(c, S_OBJ_ADDREF, &s, err);
 	if (r)
 		return r;
@@ -630,14 +636,7 @@ int catalog_refs_wrong(struct catalog *c, struct catalog_refs **ret, size_t *ret
 
 int catalog_object_set_refs(struct catalog *c, int64_t id, int64_t refs, struct cfs_err *err)
 {
-	sqlite3_stmt *s;
-	int r = stmt(c, S_OBJ_SETREFS, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, id);
-	sqlite3_bind_int64(s, 2, refs);
-	return step_done(c, s, err);
+	return exec_int2(c, S_OBJ_SETREFS, id, refs, err);
 }
 
 int catalog_object_envs(struct catalog *c, int64_t id, int (*fn)(void *ctx, int64_t env), void *ctx,
@@ -844,14 +843,7 @@ int catalog_env_insert(struct catalog *c, const struct store_env *env, const str
 
 int catalog_env_hide(struct catalog *c, int64_t id, int64_t t, struct cfs_err *err)
 {
-	sqlite3_stmt *s;
-	int r = stmt(c, S_ENV_HIDE, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, id);
-	sqlite3_bind_int64(s, 2, t);
-	return step_done(c, s, err);
+	return exec_int2(c, S_ENV_HIDE, id, t, err);
 }
 
 int catalog_env_retag(struct catalog *c, int64_t from, int64_t to, struct cfs_err *err)
@@ -1256,14 +1248,7 @@ int catalog_env_by_tag(struct catalog *c, const char *name, struct store_env *re
 
 int catalog_env_touch(struct catalog *c, int64_t id, int64_t t, struct cfs_err *err)
 {
-	sqlite3_stmt *s;
-	int r = stmt(c, S_ENV_TOUCH, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, id);
-	sqlite3_bind_int64(s, 2, t);
-	return step_done(c, s, err);
+	return exec_int2(c, S_ENV_TOUCH, id, t, err);
 }
 
 int catalog_gc_envs(struct catalog *c, int64_t before, struct store_env **ret, size_t *ret_n,
@@ -1304,12 +1289,7 @@ int catalog_object_delete(struct catalog *c, const struct catalog_object *o, str
 	if (r || !o->pack)
 		return r;
 	/* A member held a reference on its pack. */
-	r = stmt(c, S_OBJ_PACKREF, &s, err);
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, o->pack);
-	sqlite3_bind_int64(s, 2, -1);
-	return step_done(c, s, err);
+	return exec_int2(c, S_OBJ_PACKREF, o->pack, -1, err);
 }
 
 int catalog_groups_prune(struct catalog *c, struct cfs_err *err)

@@ -38,6 +38,25 @@ atexit.register(_cleanup)
 signal.signal(signal.SIGTERM, _on_term)
 
 
+def errno_of(fn):
+    """The errno fn() fails with, 0 when it does not."""
+    try:
+        fn()
+        return 0
+    except OSError as e:
+        return e.errno
+
+
+def wait_for(cond, timeout=10):
+    """Seconds until cond() held, or None when it did not within timeout."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if cond():
+            return time.monotonic() - t0
+        time.sleep(0.02)
+    return None
+
+
 def mounts(path):
     """[(mount id, file system type)] of the mounts at path, bottom to top."""
     path = os.path.abspath(path)

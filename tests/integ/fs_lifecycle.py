@@ -7,6 +7,7 @@ reads one of its files keeps serving that file until it is closed, while gc leav
 alone, and once closed the next gc reaps it; --replace keeps tags."""
 
 import errno
+import json
 import os
 import sqlite3
 import time
@@ -16,24 +17,12 @@ import lib
 
 t = fs_lib.FsHarness("fs_lifecycle: tags, last use, removal while open")
 
+errno_of = fs_lib.errno_of
 BIG = os.urandom(6 << 20)  # incompressible: every later read reaches the daemon
 
 
-def wait_for(cond, timeout=10):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def errno_of(fn):
-    try:
-        fn()
-        return 0
-    except OSError as e:
-        return e.errno
+def wait_for(cond):
+    return fs_lib.wait_for(cond) is not None
 
 
 def prefix(name, extra=b""):
@@ -59,7 +48,6 @@ def gc(store, *args):
     r = t.cfs(store, "gc", "--json", *args)
     if r.rc != 0:
         raise RuntimeError(f"gc failed: {r}")
-    import json
     return json.loads(r.out)
 
 

@@ -17,24 +17,9 @@ import fs_lib
 
 t = fs_lib.FsHarness("fs_live: environments added and removed while mounted, daemon life")
 RMENV = os.environ.get("FS_RMENV")
+errno_of, wait_for = fs_lib.errno_of, fs_lib.wait_for
 
 
-def errno_of(fn):
-    try:
-        fn()
-        return 0
-    except OSError as e:
-        return e.errno
-
-
-def wait_for(cond, timeout=10):
-    """Seconds until cond() held, or None."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if cond():
-            return time.monotonic() - t0
-        time.sleep(0.02)
-    return None
 
 
 small = t.env("small")["prefix"]
