@@ -326,8 +326,7 @@ static int query_int(struct catalog *c, enum stmt_id id, const int64_t *arg, int
 }
 
 /* Run statement id, which returns no row, with ?1 and ?2 bound to a and b. */
-static int exec_int2(struct catalog *c, enum stmt_id id, int64_t a, int64_t b,
-                     struct cfs_err *err)
+static int exec_int2(struct catalog *c, enum stmt_id id, int64_t a, int64_t b, struct cfs_err *err)
 {
 	sqlite3_stmt *s;
 	int r = stmt(c, id, &s, err);
