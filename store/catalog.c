@@ -307,6 +307,42 @@ static int step_row(struct catalog *c, sqlite3_stmt *s, struct cfs_err *err)
 	return db_err(c, rc, "query failed", err);
 }
 
+/*
+ * Every row statement s yields, each turned into an element of size bytes by fn, into a
+ * malloc'd array *ret the caller frees. s is reset in any case.
+ */
+static int collect(struct catalog *c, sqlite3_stmt *s, size_t size,
+                   void (*fn)(sqlite3_stmt *s, void *dst), void **ret, size_t *ret_n,
+                   struct cfs_err *err)
+{
+	uint8_t *v = NULL;
+	size_t n = 0, cap = 0;
+	int r;
+
+	while ((r = step_row(c, s, err)) == 0) {
+		if (n == cap) {
+			void *nv;
+
+			cap = cap ? 2 * cap : 16;
+			nv = cap <= SIZE_MAX / size ? realloc(v, cap * size) : NULL;
+			if (!nv) {
+				r = -ENOMEM;
+				break;
+			}
+			v = nv;
+		}
+		fn(s, v + n++ * size);
+	}
+	sqlite3_reset(s);
+	if (r != -ENOENT) {
+		free(v);
+		return r;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
 /* Run statement id, with ?1 bound to *arg when arg is not NULL, for one integer. */
 static int query_int(struct catalog *c, enum stmt_id id, const int64_t *arg, int64_t *ret,
                      struct cfs_err *err)
@@ -592,45 +628,31 @@ int catalog_group(struct catalog *c, int64_t obj, uint32_t mode, int64_t mtime_n
 
 /* ---- repair: reference counts, environments that lost bytes ---- */
 
+static void refs_row(sqlite3_stmt *s, void *dst)
+{
+	struct catalog_refs *v = dst;
+	const void *key = sqlite3_column_blob(s, 1);
+
+	v->id = sqlite3_column_int64(s, 0);
+	memset(v->key.b, 0, 16);
+	if (key && sqlite3_column_bytes(s, 1) == 16)
+		memcpy(v->key.b, key, 16);
+	v->had = sqlite3_column_int64(s, 2);
+	v->want = sqlite3_column_int64(s, 3);
+}
+
 int catalog_refs_wrong(struct catalog *c, struct catalog_refs **ret, size_t *ret_n,
                        struct cfs_err *err)
 {
-	struct catalog_refs *v = NULL;
-	size_t n = 0, cap = 0;
 	sqlite3_stmt *s;
+	void *v;
 	int r = stmt(c, S_REFS_WRONG, &s, err);
 
-	while (!r && (r = step_row(c, s, err)) == 0) {
-		const void *key = sqlite3_column_blob(s, 1);
-
-		if (n == cap) {
-			void *nv;
-
-			cap = cap ? 2 * cap : 16;
-			nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				r = -ENOMEM;
-				break;
-			}
-			v = nv;
-		}
-		v[n].id = sqlite3_column_int64(s, 0);
-		memset(v[n].key.b, 0, 16);
-		if (key && sqlite3_column_bytes(s, 1) == 16)
-			memcpy(v[n].key.b, key, 16);
-		v[n].had = sqlite3_column_int64(s, 2);
-		v[n].want = sqlite3_column_int64(s, 3);
-		n++;
-	}
-	if (s)
-		sqlite3_reset(s);
-	if (r != -ENOENT) {
-		free(v);
-		return r;
-	}
-	*ret = v;
-	*ret_n = n;
-	return 0;
+	if (!r)
+		r = collect(c, s, sizeof(**ret), refs_row, &v, ret_n, err);
+	if (!r)
+		*ret = v;
+	return r;
 }
 
 int catalog_object_set_refs(struct catalog *c, int64_t id, int64_t refs, struct cfs_err *err)
@@ -681,8 +703,11 @@ static void copy_text(char *dst, size_t size, const unsigned char *src, int len)
 	dst[n] = '\0';
 }
 
-static void env_row(sqlite3_stmt *s, struct store_env *ret)
+/* Also a collect() row: dst is a struct store_env. */
+static void env_row(sqlite3_stmt *s, void *dst)
 {
+	struct store_env *ret = dst;
+
 	memset(ret, 0, sizeof(*ret));
 	ret->id = sqlite3_column_int64(s, 0);
 	copy_text(ret->hash, sizeof(ret->hash), sqlite3_column_text(s, 1),
@@ -746,32 +771,12 @@ int catalog_env_by_prefix(struct catalog *c, const char *prefix, struct store_en
 static int env_rows(struct catalog *c, sqlite3_stmt *s, struct store_env **ret, size_t *ret_n,
                     struct cfs_err *err)
 {
-	struct store_env *v = NULL;
-	size_t n = 0, cap = 0;
-	int r;
+	void *v;
+	int r = collect(c, s, sizeof(**ret), env_row, &v, ret_n, err);
 
-	while ((r = step_row(c, s, err)) == 0) {
-		if (n == cap) {
-			struct store_env *nv;
-
-			cap = cap ? 2 * cap : 16;
-			nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				r = -ENOMEM;
-				break;
-			}
-			v = nv;
-		}
-		env_row(s, &v[n++]);
-	}
-	sqlite3_reset(s);
-	if (r != -ENOENT) {
-		free(v);
-		return r;
-	}
-	*ret = v;
-	*ret_n = n;
-	return 0;
+	if (!r)
+		*ret = v;
+	return r;
 }
 
 int catalog_env_list(struct catalog *c, enum catalog_envs which, struct store_env **ret,
@@ -1198,45 +1203,31 @@ int catalog_tag_remove(struct catalog *c, const char *name, struct cfs_err *err)
 	return r ? r : sqlite3_changes(c->db) ? 0 : -ENOENT;
 }
 
+static void tag_row(sqlite3_stmt *s, void *dst)
+{
+	struct store_tag *v = dst;
+
+	copy_text(v->name, sizeof(v->name), sqlite3_column_text(s, 0), sqlite3_column_bytes(s, 0));
+	copy_text(v->hash, sizeof(v->hash), sqlite3_column_text(s, 1), sqlite3_column_bytes(s, 1));
+	v->id = sqlite3_column_int64(s, 2);
+	v->set_at = sqlite3_column_int64(s, 3);
+}
+
 int catalog_tag_list(struct catalog *c, const char *env_hash, struct store_tag **ret, size_t *ret_n,
                      struct cfs_err *err)
 {
-	struct store_tag *v = NULL;
-	size_t n = 0, cap = 0;
 	sqlite3_stmt *s;
+	void *v;
 	int r = stmt(c, env_hash ? S_TAG_LIST_ENV : S_TAG_LIST, &s, err);
 
-	if (!r && env_hash)
-		sqlite3_bind_text(s, 1, env_hash, -1, SQLITE_STATIC);
-	while (!r && (r = step_row(c, s, err)) == 0) {
-		if (n == cap) {
-			void *nv;
-
-			cap = cap ? 2 * cap : 16;
-			nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				r = -ENOMEM;
-				break;
-			}
-			v = nv;
-		}
-		copy_text(v[n].name, sizeof(v[n].name), sqlite3_column_text(s, 0),
-		          sqlite3_column_bytes(s, 0));
-		copy_text(v[n].hash, sizeof(v[n].hash), sqlite3_column_text(s, 1),
-		          sqlite3_column_bytes(s, 1));
-		v[n].id = sqlite3_column_int64(s, 2);
-		v[n].set_at = sqlite3_column_int64(s, 3);
-		n++;
-	}
-	if (s)
-		sqlite3_reset(s);
-	if (r != -ENOENT) {
-		free(v);
+	if (r)
 		return r;
-	}
-	*ret = v;
-	*ret_n = n;
-	return 0;
+	if (env_hash)
+		sqlite3_bind_text(s, 1, env_hash, -1, SQLITE_STATIC);
+	r = collect(c, s, sizeof(**ret), tag_row, &v, ret_n, err);
+	if (!r)
+		*ret = v;
+	return r;
 }
 
 int catalog_env_by_tag(struct catalog *c, const char *name, struct store_env *ret,

@@ -313,6 +313,22 @@ class Harness:
 
 # ---- hand-made prefixes ----
 
+STORE_FILE = re.compile(r"^(FORMAT|lock|holds|catalog\.db(-wal|-shm|-journal)?|tmp|objects|"
+                        r"objects/[0-9a-f]{2}|objects/[0-9a-f]{2}/[0-9a-f]{30})$")
+
+
+def litter(store, tmp_ok=False):
+    """Paths in the store that are neither the catalog nor an object (nor, with tmp_ok,
+    under tmp/: a killed ingest's temporary directory, for the next ingest to clean)."""
+    out = []
+    for d, dirs, files in os.walk(store):
+        for n in dirs + files:
+            rel = os.path.relpath(os.path.join(d, n), store)
+            if not STORE_FILE.match(rel) and not (tmp_ok and rel.startswith("tmp/")):
+                out.append(rel)
+    return out
+
+
 def make_prefix(path, pkgs=(("demo", "1.0", "h0_0"),), files=None, history=True):
     """A minimal solved prefix: conda-meta/history and one record per (name, version,
     build[, paths_data entries]). files: {relpath: bytes} written with parents."""

@@ -10,7 +10,6 @@ verify is clean."""
 
 import os
 import random
-import re
 import signal
 import subprocess
 import time
@@ -21,20 +20,7 @@ t = lib.Harness("store_crash: kill -9 during ingest, concurrent ingests")
 seed = int(os.environ.get("CRASH_SEED", time.time_ns() % 1000000))
 rnd = random.Random(seed)
 print(f"# CRASH_SEED={seed}")
-STORE_FILE = re.compile(r"^(FORMAT|lock|catalog\.db(-wal|-shm|-journal)?|tmp|objects|objects/[0-9a-f]{2}|"
-                        r"objects/[0-9a-f]{2}/[0-9a-f]{30})$")
 
-
-def litter(store, tmp_ok=False):
-    """Paths in the store that are neither the catalog nor an object (nor, with tmp_ok,
-    under tmp/: a killed ingest's temporary directory, for the next ingest to clean)."""
-    out = []
-    for d, dirs, files in os.walk(store):
-        for n in dirs + files:
-            rel = os.path.relpath(os.path.join(d, n), store)
-            if not STORE_FILE.match(rel) and not (tmp_ok and rel.startswith("tmp/")):
-                out.append(rel)
-    return out
 
 
 def start_ingest(store, prefix, *extra):
@@ -111,14 +97,14 @@ for i, delay in enumerate(kills):
                 lib.report_tree(t, "...and equals the source", *lib.compare_trees(src, d, src, d))
                 t.rmtree(d)
         t.eq("the store holds only its catalog, objects and temporary files",
-             litter(store, tmp_ok=True) if os.path.exists(store) else [], [])
+             lib.litter(store, tmp_ok=True) if os.path.exists(store) else [], [])
         r = t.ingest(store, src)
         t.check("a re-run of the ingest succeeds",
                 r.rc == 0 and r.out.strip() in (h, f"{h} (already stored)"), r)
         t.verify_clean("verify exits 0 after the re-run", store)
         t.eq("ls shows the env", t.hashes(store), [h])
         t.eq("no litter after the re-run (the killed ingest's temporary files are gone)",
-             litter(store), [])
+             lib.litter(store), [])
         if i == len(kills) - 1:
             d = t.path("export-last")
             t.ok("export of the re-run env succeeds", t.export(store, h, d))
@@ -199,7 +185,7 @@ with t.section("two ingests of one env at once, into a store that does not exist
              ([hs, f"{hs} (already stored)"], [hs, hs]), True, [r.out for r in rs])
         t.verify_clean(f"try {k + 1}: verify exits 0", store)
         t.eq(f"try {k + 1}: ls shows it once", t.hashes(store), [hs])
-        t.eq(f"try {k + 1}: no litter", litter(store), [])
+        t.eq(f"try {k + 1}: no litter", lib.litter(store), [])
     d = t.path("export-same")
     t.ok("export succeeds", t.export(store, hs, d))
     lib.report_tree(t, "...and equals the source",
@@ -215,7 +201,7 @@ with t.section("two ingests of different envs at once"):
     hashes = [r.out.strip() for r in rs]
     t.eq("ls shows both", t.hashes(store), sorted(hashes))
     t.verify_clean("verify exits 0", store)
-    t.eq("no litter", litter(store), [])
+    t.eq("no litter", lib.litter(store), [])
     for e, hh in zip(pair, hashes):
         d = t.path("export-two-" + hh[:8])
         t.ok("export succeeds", t.export(store, hh, d))

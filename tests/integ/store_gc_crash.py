@@ -31,8 +31,6 @@ NOW = int(time.time())
 CONF = t.path("condafs.yml")
 with open(CONF, "w") as f:
     f.write("gc:\n  unused_for: 30d\n  grace: 1h\n")
-STORE_FILE = re.compile(r"^(FORMAT|lock|holds|catalog\.db(-wal|-shm|-journal)?|tmp|objects|"
-                        r"objects/[0-9a-f]{2}|objects/[0-9a-f]{2}/[0-9a-f]{30})$")
 
 
 def make_env(name, seed, big=6, small=20):
@@ -57,17 +55,6 @@ def ingest(store, prefix):
 def gc_cmd(store):
     return [t.condafs, "--store", store, "--config", CONF, "--json", "gc"]
 
-
-def litter(store, tmp_ok=True):
-    """Paths that are neither catalog nor objects (nor, with tmp_ok, a killed ingest's
-    temporary files under tmp/, which the next ingest removes)."""
-    out = []
-    for d, dirs, files in os.walk(store):
-        for n in dirs + files:
-            rel = os.path.relpath(os.path.join(d, n), store)
-            if not STORE_FILE.match(rel) and not (tmp_ok and rel.startswith("tmp/")):
-                out.append(rel)
-    return out
 
 
 def catalog_images(store):
@@ -164,7 +151,7 @@ def gc_finishes(store, what, also_kept=()):
     on_disk, named = set(lib.image_files(store)), catalog_images(store)
     t.eq(f"{what}: objects/ holds exactly the images the catalog names",
          (sorted(on_disk - named), sorted(named - on_disk)), ([], []))
-    t.eq(f"{what}: no litter", litter(store), [])
+    t.eq(f"{what}: no litter", lib.litter(store, tmp_ok=True), [])
     return want
 
 
@@ -304,7 +291,7 @@ for i, (victims, delay) in enumerate(races):
         # An ingest that finds the environment stored writes nothing and leaves dead
         # ingests' directories (checked on its own below).
         t.eq("no litter after it (the killed ingest's temporary files are gone, unless the "
-             "re-run found N stored)", litter(store, tmp_ok="already stored" in r.out), [])
+             "re-run found N stored)", lib.litter(store, tmp_ok="already stored" in r.out), [])
         v = t.verify_clean("verify exits 0", store)
         t.eq("nothing unreferenced", v and v["unreferenced"], 0)
         exports_equal(store, [hn] + (kept if i % 3 == 0 else []), "after the re-run")
@@ -320,16 +307,16 @@ with t.section("kill -9 between an ingest's commit and the removal of its tempor
                "ingest", N])
     t.eq("the ingest is killed", r.rc, -signal.SIGKILL, r)
     t.check("after its commit: N is listed", hn in (t.hashes(store) or []))
-    t.check("its temporary directory is left", litter(store, tmp_ok=False) != [],
-            litter(store, tmp_ok=False))
+    t.check("its temporary directory is left", lib.litter(store, tmp_ok=False) != [],
+            lib.litter(store, tmp_ok=False))
     t.verify_clean("verify exits 0", store)
     r = t.ingest(store, N)
     t.eq("a re-run finds N stored", (r.rc, r.out.strip()), (0, f"{hn} (already stored)"))
     t.eq("...and removes the dead ingest's directory (\"the next ingest removes those of "
-         "dead ones\")", litter(store, tmp_ok=False), [])
+         "dead ones\")", lib.litter(store, tmp_ok=False), [])
     r = t.ingest(store, make_env("Z", 123, big=1, small=2))
     t.ok("an ingest of another environment (one that writes)", r)
-    t.eq("after it: no litter", litter(store, tmp_ok=False), [])
+    t.eq("after it: no litter", lib.litter(store, tmp_ok=False), [])
     t.rmtree(store)
 
 t.finish()
