@@ -175,6 +175,15 @@ class Harness:
         if SANITIZER_RE.search(r.err):
             self.check("sanitizer report on stderr", False, r)
 
+    def finish_proc(self, p):
+        """Wait for a condafs started with subprocess.Popen (pipes): its Result, checked
+        like every run."""
+        out, err = p.communicate()
+        r = Result(p.args, p.returncode, out.decode(errors="surrogateescape"),
+                   err.decode(errors="surrogateescape"), 0)
+        self.sane(r)
+        return r
+
     def cfs(self, store, *args, **kw):
         pre = [self.condafs] + (["--store", store] if store else [])
         return self.run(pre + list(args), **kw)
@@ -358,6 +367,15 @@ def make_prefix(path, pkgs=(("demo", "1.0", "h0_0"),), files=None, history=True)
     for rel, data in (files or {}).items():
         write(os.path.join(path, rel), data)
     return os.path.realpath(path)
+
+
+def flip(path, off):
+    """Corrupt one byte of a file in place."""
+    with open(path, "r+b") as f:
+        f.seek(off)
+        b = f.read(1)
+        f.seek(off)
+        f.write(bytes([b[0] ^ 0x5a]))
 
 
 def write(path, data, mode=None, mtime_ns=None):

@@ -44,13 +44,6 @@ def start_together(n, store, prefix):
     return ps
 
 
-def finish(p):
-    out, err = p.communicate()
-    r = lib.Result(p.args, p.returncode, out.decode(errors="surrogateescape"),
-                   err.decode(errors="surrogateescape"), 0)
-    t.sane(r)
-    return r
-
 
 def kill_after(store, prefix, delay, *extra):
     """Start an ingest, SIGKILL it after delay seconds; True if the kill landed."""
@@ -60,7 +53,7 @@ def kill_after(store, prefix, delay, *extra):
         p.send_signal(signal.SIGKILL)
     except ProcessLookupError:
         pass
-    r = finish(p)
+    r = t.finish_proc(p)
     return r.rc == -signal.SIGKILL, r
 
 
@@ -163,7 +156,7 @@ with t.section("three ingests at once creating one store, 30 times (a tiny prefi
     failed = []
     for k in range(30):
         store = t.path(f"store-race-{k}")
-        rs = [finish(p) for p in start_together(3, store, tiny)]
+        rs = [t.finish_proc(p) for p in start_together(3, store, tiny)]
         failed += [r for r in rs if r.rc != 0]
         if any(r.rc != 0 for r in rs) or k == 29:
             t.verify_clean(f"try {k + 1}: verify exits 0", store)
@@ -177,7 +170,7 @@ with t.section("two ingests of one env at once, into a store that does not exist
     for k in range(2):
         store = t.path(f"store-same-{k}")
         ps = start_together(2, store, small["prefix"])
-        rs = [finish(p) for p in ps]
+        rs = [t.finish_proc(p) for p in ps]
         t.check(f"try {k + 1}: both succeed", all(r.rc == 0 for r in rs),
                 "\n".join(str(r) for r in rs))
         t.eq(f"try {k + 1}: one stored it, the other found it stored (or both stored it)",
@@ -196,7 +189,7 @@ with t.section("two ingests of different envs at once"):
     store = t.path("store-two")
     pair = [t.env("small"), t.env("sci")]
     ps = [start_ingest(store, e["prefix"]) for e in pair]
-    rs = [finish(p) for p in ps]
+    rs = [t.finish_proc(p) for p in ps]
     t.check("both succeed", all(r.rc == 0 for r in rs), "\n".join(str(r) for r in rs))
     hashes = [r.out.strip() for r in rs]
     t.eq("ls shows both", t.hashes(store), sorted(hashes))

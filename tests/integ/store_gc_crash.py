@@ -73,13 +73,6 @@ def exports_equal(store, hashes, what):
         t.rmtree(d)
 
 
-def finish(p):
-    out, err = p.communicate()
-    r = lib.Result(p.args, p.returncode, out.decode(errors="surrogateescape"),
-                   err.decode(errors="surrogateescape"), 0)
-    t.sane(r)
-    return r
-
 
 SRC, NAMES = {}, {}
 template = t.path("template")
@@ -208,7 +201,7 @@ for i, (how, arg) in enumerate(kills):
             cmd = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", f"trace={arg[0]}", "-e",
                    f"inject={arg[0]}:signal=SIGKILL:when={arg[1]}"] + gc_cmd(store)
             p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            r = finish(p)
+            r = t.finish_proc(p)
             landed = r.rc == -signal.SIGKILL
             t.check("strace's SIGKILL lands", landed, r)
         else:
@@ -221,7 +214,7 @@ for i, (how, arg) in enumerate(kills):
                 p.send_signal(signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            r = finish(p)
+            r = t.finish_proc(p)
             landed = r.rc == -signal.SIGKILL
             if not landed:
                 t.check("gc finished before the kill (no crash to test)", r.rc == 0, r)
@@ -274,7 +267,7 @@ for i, (victims, delay) in enumerate(races):
                 p.send_signal(signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        ri, rg = finish(pi), finish(pg)
+        ri, rg = t.finish_proc(pi), t.finish_proc(pg)
         t.check("the ingest succeeded or was killed", ri.rc in (0, -signal.SIGKILL), ri)
         if victims == "ingest":
             t.ok("gc succeeds (it waits for the ingest, or the ingest for it)", rg)

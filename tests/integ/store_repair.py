@@ -76,13 +76,6 @@ def broken(store_, h):
     return js.get(h), state
 
 
-def flip(path, off):
-    with open(path, "r+b") as f:
-        f.seek(off)
-        b = f.read(1)
-        f.seek(off)
-        f.write(bytes([b[0] ^ 0x5a]))
-
 
 with t.section("two environments sharing objects; a clean store"):
     A = prefix("env-a", [("ra", "1.0", "h0_0")], {
@@ -209,7 +202,7 @@ with t.section("an object file deleted: its environment is broken until it is ba
 
 with t.section("a shared object corrupted, with an orphan beside it"):
     size = os.path.getsize(big_file)
-    flip(big_file, size // 2)
+    lib.flip(big_file, size // 2)
     shutil.copyfile(uniq_file, orphan)
     v = repair("problems left win over problems repaired", 4)
     t.eq("both environments marked, the orphan removed", [
@@ -217,18 +210,18 @@ with t.section("a shared object corrupted, with an orphan beside it"):
         v.get("orphans_removed"), os.path.exists(orphan)], [sorted([ha, hb]), 1, False])
     t.eq("ls: both broken", [broken(store, ha)[0], broken(store, hb)[0]], [True, True])
     t.check("the corrupt file is kept (its bytes may yet be salvaged)", os.path.isfile(big_file))
-    flip(big_file, size // 2)
+    lib.flip(big_file, size // 2)
     v = repair("byte restored", 1)
     t.eq("both cleared", [v.get("envs_cleared"), broken(store, ha)[0], broken(store, hb)[0]],
          [2, False, False])
 
 with t.section("a flipped byte in a pack"):
     size = os.path.getsize(pack_file)
-    flip(pack_file, size - size // 3)
+    lib.flip(pack_file, size - size // 3)
     v = repair("a corrupt pack", 4)
     t.eq("every environment using a member is broken", [broken(store, ha)[0],
                                                        broken(store, hb)[0]], [True, True])
-    flip(pack_file, size - size // 3)
+    lib.flip(pack_file, size - size // 3)
     repair("restored", 1)
     t.eq("both clear", [broken(store, ha)[0], broken(store, hb)[0]], [False, False])
 
@@ -244,7 +237,7 @@ with t.section("a corrupt object nothing uses: its row and file go"):
     sql("DELETE FROM nodes WHERE env = ?", (env_id,))
     sql("DELETE FROM packages WHERE env = ?", (env_id,))
     sql("DELETE FROM envs WHERE id = ?", (env_id,))
-    flip(c_file, os.path.getsize(c_file) // 2)
+    lib.flip(c_file, os.path.getsize(c_file) // 2)
     r = t.cfs(store, "verify")
     t.check("plain verify: exits 1 (corrupt)", r.rc == 1 and "1 missing or corrupt" in r.out, r)
     v = repair("an unused corrupt object", 1)

@@ -71,25 +71,18 @@ def verify_finds(what, key, problem, users, count=1):
          (1, sorted(users), count or 1))
 
 
-def flip(path, off):
-    with open(path, "r+b") as f:
-        f.seek(off)
-        b = f.read(1)
-        f.seek(off)
-        f.write(bytes([b[0] ^ 0x5a]))
-
 
 with t.section("one flipped byte in a large object file"):
     size = os.path.getsize(big_file)
-    flip(big_file, size // 2)
+    lib.flip(big_file, size // 2)
     verify_finds("raw frames", big_obj["key"], "corrupt",
                  [(ha, "share/big.bin"), (hb, "lib/other-name.bin")])
-    flip(big_file, size // 2)
+    lib.flip(big_file, size // 2)
     t.verify_clean("byte restored: verify is clean", store)
     size = os.path.getsize(text_file)
-    flip(text_file, size // 2)
+    lib.flip(text_file, size // 2)
     verify_finds("zstd frames", text_obj["key"], "corrupt", [(ha, "share/text.txt")])
-    flip(text_file, size // 2)
+    lib.flip(text_file, size // 2)
     t.verify_clean("byte restored: verify is clean", store)
 
 with t.section("a truncated object file"):
@@ -118,12 +111,12 @@ with t.section("a deleted object file"):
 
 with t.section("a flipped byte in a pack of small contents"):
     size = os.path.getsize(pack_file)
-    flip(pack_file, size - size // 3)
+    lib.flip(pack_file, size - size // 3)
     verify_finds("pack", small_obj["key"], "corrupt",
                  [(ha, "share/small.txt"), (hb, "share/small.txt")], count=None)
     r = t.cfs(store, "verify")
     t.check("the pack itself is named too", f"object {pack_obj['key'].hex()}: " in r.out, r)
-    flip(pack_file, size - size // 3)
+    lib.flip(pack_file, size - size // 3)
     t.verify_clean("byte restored: verify is clean", store)
 
 with t.section("a small content's catalog row damaged (sqlite3)"):
