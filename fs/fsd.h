@@ -7,6 +7,7 @@
 #ifndef CONDAFS_FSD_H
 #define CONDAFS_FSD_H
 
+#include <condafs/cache.h>
 #include <condafs/store.h>
 
 #include <fuse_lowlevel.h>
@@ -22,7 +23,6 @@
 /* ---- the daemon's state (main.c owns it) ---- */
 
 struct envtab;
-struct cache;
 struct prefetch;
 struct use;
 
@@ -32,6 +32,7 @@ struct fsd {
 	char *mountpoint; /* realpath: environment H is served at <mountpoint>/H */
 	struct fuse_session *se;
 	struct cache *cache;       /* NULL: no block cache; locks itself */
+	struct cache *frames;      /* the store handles' shared decoded frames, or NULL */
 	struct prefetch *prefetch; /* NULL: no reading ahead; locks itself */
 	struct use *use;           /* locks itself */
 
@@ -170,6 +171,8 @@ struct worker;
 
 /* This thread's worker, opened on first use (a store handle of its own). */
 int worker_get(struct fsd *fs, struct worker **ret);
+/* A read-only store handle for a thread of the daemon, sharing fs's decoded frames. */
+int worker_store_open(struct fsd *fs, struct store **ret, struct cfs_err *err);
 /* Close this thread's worker now (the main thread, before it closes the session). */
 void worker_release_self(void);
 struct store *worker_store(struct worker *w);
@@ -187,37 +190,12 @@ void worker_remember(struct worker *w, fuse_ino_t ino, const struct store_node *
 /* How many names a group has: cached per thread until the environment table changes. */
 int worker_group_nlink(struct worker *w, int64_t group, uint32_t *ret, struct cfs_err *err);
 
-/* ---- cache.c: served blocks shared by the workers ---- */
+/* ---- the block cache of served blocks (condafs/cache.h), shared by the workers ---- */
 
 /* Blocks are aligned to the store's frame size (256 KiB, store/object.h), so filling one
  * decompresses one frame; any other size would still be correct, only slower. */
 #define CACHE_BLOCK_SHIFT 18
 #define CACHE_BLOCK_SIZE  ((size_t)1 << CACHE_BLOCK_SHIFT)
-
-struct cache_block;
-
-int cache_new(size_t max_bytes, struct cache **ret);
-void cache_free(struct cache *c);
-/*
- * Block index of nodeid ino, holding cap bytes, as of environment table version. Found:
- * *ret_fill false, the block is ready. Not found: a new block, *ret_fill true, and the
- * caller must fill it and call cache_filled (others wait for it meanwhile). -ENOBUFS when
- * it cannot be cached (everything held, or an older table's reader): read around it.
- * Every block got is given back with cache_put.
- */
-int cache_get(struct cache *c, fuse_ino_t ino, uint64_t index, uint64_t version, size_t cap,
-              struct cache_block **ret, bool *ret_fill);
-/* Reserve a block for filling (as cache_get's *ret_fill) without ever waiting: -EEXIST when
- * the block is there in any state, -ENOBUFS when there is no room. */
-int cache_reserve(struct cache *c, fuse_ino_t ino, uint64_t index, uint64_t version, size_t cap,
-                  struct cache_block **ret);
-uint8_t *cache_block_data(struct cache_block *b);
-size_t cache_block_len(const struct cache_block *b);
-/* r: 0, or the fill's error (the block then leaves the cache); len: bytes filled. */
-void cache_filled(struct cache *c, struct cache_block *b, int r, size_t len);
-void cache_put(struct cache *c, struct cache_block *b);
-void cache_stats(struct cache *c, uint64_t *ret_hits, uint64_t *ret_misses,
-                 uint64_t *ret_prefetched, size_t *ret_bytes);
 
 /* ---- prefetch.c: reading ahead of sequential readers ---- */
 

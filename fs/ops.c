@@ -332,7 +332,7 @@ static int read_cached(fuse_req_t req, struct worker *w, const struct wnode *wn,
 		                                              : CACHE_BLOCK_SIZE;
 		bool fill;
 
-		r = cache_get(c, ino, i, worker_version(w), cap, &b[n], &fill);
+		r = cache_get(c, ino, worker_version(w), i, cap, &b[n], &fill);
 		if (r)
 			goto out;
 		if (fill) {

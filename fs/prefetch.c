@@ -59,7 +59,7 @@ static void job_run(struct prefetch *p, struct store **st, uint64_t *st_version,
 	if (!*st || *st_version != j->version) {
 		store_close(*st);
 		*st = NULL;
-		r = store_open(p->fs->store_dir, STORE_READONLY, st, &err);
+		r = worker_store_open(p->fs, st, &err);
 		*st_version = j->version;
 	}
 	if (!r)
@@ -163,7 +163,7 @@ static void queue_block(struct prefetch *p, fuse_ino_t ino, const struct store_n
 	if (!j->prefix)
 		return;
 	/* Never waits: cached, being filled, or no room all mean "leave it". */
-	if (cache_reserve(p->fs->cache, ino, index, version, cap, &j->block)) {
+	if (cache_reserve(p->fs->cache, ino, version, index, cap, &j->block)) {
 		free(j->prefix);
 		return;
 	}

@@ -53,6 +53,15 @@ static void worker_key_init(void)
 	worker_key_err = -pthread_key_create(&worker_key, worker_free);
 }
 
+int worker_store_open(struct fsd *fs, struct store **ret, struct cfs_err *err)
+{
+	int r = store_open(fs->store_dir, STORE_READONLY, ret, err);
+
+	if (!r && fs->frames)
+		store_share_frames(*ret, fs->frames);
+	return r;
+}
+
 /* Forget everything that came from the old table: nodes and link counts of removed or
  * replaced environments must not be served from here. The store handle is opened afresh
  * too: a handle can keep reading the catalog as it was (a statement left on its row pins
@@ -62,7 +71,7 @@ static void worker_refresh(struct worker *w)
 	if (w->tab) {
 		struct cfs_err err = {{0}};
 		struct store *st;
-		int r = store_open(w->fs->store_dir, STORE_READONLY, &st, &err);
+		int r = worker_store_open(w->fs, &st, &err);
 
 		if (r) {
 			log_msg(LOG_LEVEL_ERR, "%s", err.msg[0] ? err.msg : strerror(-r));
@@ -93,7 +102,7 @@ int worker_get(struct fsd *fs, struct worker **ret)
 		if (!w)
 			return -ENOMEM;
 		w->fs = fs;
-		r = store_open(fs->store_dir, STORE_READONLY, &w->st, &err);
+		r = worker_store_open(fs, &w->st, &err);
 		if (r) {
 			log_msg(LOG_LEVEL_ERR, "%s", err.msg[0] ? err.msg : strerror(-r));
 			free(w);

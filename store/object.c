@@ -23,6 +23,8 @@
 
 #include "err.h"
 
+#include <condafs/cache.h>
+
 #include <assert.h>
 #include <dirent.h>
 #include <endian.h>
@@ -660,8 +662,9 @@ struct object {
 	uint64_t *offsets; /* nframes + 1 image offsets */
 	uint8_t *cbuf;     /* compressed frame scratch */
 	size_t cbuf_size;
-	uint8_t *frame;      /* the last decompressed frame */
-	int64_t frame_index; /* which one, -1 none */
+	uint8_t *frame;       /* the last decompressed frame */
+	int64_t frame_index;  /* which one, -1 none */
+	struct cache *frames; /* shared decoded frames, or NULL */
 };
 
 int object_open_fd(int fd, const struct objkey *key, struct object **ret, struct cfs_err *err)
@@ -825,6 +828,37 @@ static int frame_get(struct object *o, ZSTD_DCtx *dctx, uint32_t i, const uint8_
 	return 0;
 }
 
+void object_share_frames(struct object *o, struct cache *frames)
+{
+	o->frames = frames;
+}
+
+/* n bytes at in of frame i (raw bytes long) from the shared frames, decoded by whichever thread
+ * wanted it first: the small contents packed in one frame cost one decompression between them.
+ * -ENOBUFS: not cached. */
+static int frame_copy_shared(struct object *o, ZSTD_DCtx *dctx, uint32_t i, uint64_t raw,
+                             uint64_t in, size_t n, uint8_t *dst, struct cfs_err *err)
+{
+	struct cache_block *b;
+	uint64_t lo, hi;
+	bool fill;
+	int r;
+
+	memcpy(&lo, o->key.b, 8);
+	memcpy(&hi, o->key.b + 8, 8);
+	r = cache_get(o->frames, lo, hi, i, (size_t)raw, &b, &fill);
+	if (r)
+		return r;
+	if (fill) {
+		r = frame_decode(o, dctx, i, cache_block_data(b), err);
+		cache_filled(o->frames, b, r, r ? 0 : (size_t)raw);
+	}
+	if (!r)
+		memcpy(dst, cache_block_data(b) + in, n);
+	cache_put(o->frames, b);
+	return r;
+}
+
 int object_read(struct object *o, ZSTD_DCtx *dctx, uint64_t off, size_t len, uint8_t *buf,
                 size_t *ret_n, struct cfs_err *err)
 {
@@ -848,9 +882,13 @@ int object_read(struct object *o, ZSTD_DCtx *dctx, uint64_t off, size_t len, uin
 		if (in == 0 && n == raw && o->frame_index != i) {
 			r = frame_decode(o, dctx, i, buf + done, err);
 		} else {
-			r = frame_get(o, dctx, i, &f, err);
-			if (r == 0)
-				memcpy(buf + done, f + in, n);
+			r = o->frames ? frame_copy_shared(o, dctx, i, raw, in, n, buf + done, err)
+			              : -ENOBUFS;
+			if (r == -ENOBUFS) {
+				r = frame_get(o, dctx, i, &f, err);
+				if (r == 0)
+					memcpy(buf + done, f + in, n);
+			}
 		}
 		if (r)
 			return r;

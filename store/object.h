@@ -84,6 +84,7 @@ int object_publish(struct object_writer *w, struct cfs_err *err);
 
 /* An opened image, ready for range reads. */
 struct object;
+struct cache;
 
 /* Open the image of key. -EBADMSG if missing or malformed. */
 int object_open(int store_fd, const struct objkey *key, struct object **ret, struct cfs_err *err);
@@ -93,6 +94,10 @@ int object_open_fd(int fd, const struct objkey *key, struct object **ret, struct
 uint64_t object_image_size(const struct object *o);
 void object_close(struct object *o);
 uint64_t object_size(const struct object *o);
+
+/* From now on, reads that want part of a frame take the decoded frame from frames, shared
+ * with other threads' objects, instead of decoding it into a buffer of this object's own. */
+void object_share_frames(struct object *o, struct cache *frames);
 
 /* Read [off, off + len) of the content (clipped to its end) into buf, using dctx.
  * -EBADMSG on a frame that does not decompress to its size. */

@@ -249,6 +249,14 @@ out:
 	return r;
 }
 
+void store_share_frames(struct store *st, struct cache *frames)
+{
+	st->frames = frames;
+	for (int i = 0; i < READ_IMAGES; i++)
+		if (st->images[i].obj)
+			object_share_frames(st->images[i].obj, frames);
+}
+
 /* The opened image of key, from the cache or the store. */
 static int image_get(struct store *st, const struct objkey *key, struct object **ret,
                      struct cfs_err *err)
@@ -269,6 +277,8 @@ static int image_get(struct store *st, const struct objkey *key, struct object *
 	r = object_open(st->fd, key, &s->obj, err);
 	if (r)
 		return r;
+	if (st->frames)
+		object_share_frames(s->obj, st->frames);
 	s->key = *key;
 hit:
 	s->used = ++st->clock;

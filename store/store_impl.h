@@ -38,6 +38,7 @@ struct store {
 	unsigned flags;
 	struct catalog *cat;
 	ZSTD_DCtx *dctx;
+	struct cache *frames; /* shared decoded frames for reads, or NULL */
 	uint64_t clock;
 	struct read_node nodes[READ_NODES];
 	struct read_image images[READ_IMAGES];

@@ -1,15 +1,18 @@
 // SPDX-License-Identifier: MIT
 /*
  * Object images: round trips of every frame kind (zstd, raw, zero, holes), range reads at
- * every frame boundary, the temporary-directory write protocol, byte-for-byte comparison,
- * detection of a corrupt or truncated image, and the packer's layout.
+ * every frame boundary, also through decoded frames shared by threads, the
+ * temporary-directory write protocol, byte-for-byte comparison, detection of a corrupt or
+ * truncated image, and the packer's layout.
  */
 #include "object.h"
 #include "pack.h"
 #include "test.h"
 
+#include <condafs/cache.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -40,6 +43,76 @@ static void make_store(void)
 		CHECK(mkdirat(store_fd, name, 0755) == 0);
 	}
 	CHECK(object_tmp_open(store_fd, &tmp_fd, tmp_name, NULL) == 0);
+}
+
+struct reader {
+	const struct objkey *key;
+	struct cache *frames;
+	const uint8_t *expect;
+	size_t len;
+	uint64_t seed;
+	int bad; /* reads that failed or gave other bytes */
+};
+
+/* Random reads, most of them inside one frame, on an object of its own sharing frames. */
+static void *reader_main(void *arg)
+{
+	struct reader *rd = arg;
+	ZSTD_DCtx *dctx = ZSTD_createDCtx();
+	uint8_t *buf = malloc(2 * OBJECT_FRAME_SIZE);
+	struct object *o = NULL;
+	uint64_t x = rd->seed;
+
+	if (!dctx || !buf || object_open(store_fd, rd->key, &o, NULL)) {
+		rd->bad++;
+		goto out;
+	}
+	object_share_frames(o, rd->frames);
+	for (int i = 0; i < 300; i++) {
+		uint64_t off;
+		size_t len, got = 0;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		off = x % rd->len;
+		len = (size_t)(x >> 40) % (i % 4 ? 6000 : 2 * OBJECT_FRAME_SIZE);
+		if (object_read(o, dctx, off, len, buf, &got, NULL) ||
+		    got != (len < rd->len - off ? len : rd->len - off) ||
+		    memcmp(buf, rd->expect + off, got) != 0)
+			rd->bad++;
+	}
+out:
+	object_close(o);
+	free(buf);
+	ZSTD_freeDCtx(dctx);
+	return NULL;
+}
+
+/* Four threads reading one object through a cache of two frames: frames are decoded,
+ * shared, evicted and decoded again while others read them, and every byte is right. */
+static void shared_reads(const struct objkey *key, size_t len, const uint8_t *expect)
+{
+	struct reader rd[4];
+	pthread_t tid[4];
+	struct cache *frames;
+	uint64_t hits, misses, ahead;
+	size_t bytes;
+
+	if (len == 0)
+		return;
+	CHECK(cache_new(2 * OBJECT_FRAME_SIZE, &frames) == 0);
+	for (int i = 0; i < 4; i++) {
+		rd[i] = (struct reader){key, frames, expect, len, next() | 1, 0};
+		CHECK(pthread_create(&tid[i], NULL, reader_main, &rd[i]) == 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(tid[i], NULL);
+		CHECK(rd[i].bad == 0);
+	}
+	cache_stats(frames, &hits, &misses, &ahead, &bytes);
+	CHECK(hits > 0 && misses > 0 && bytes <= 2 * OBJECT_FRAME_SIZE);
+	cache_free(frames);
 }
 
 /* Write src, publish it, read it back whole and in random ranges, and compare. */
@@ -79,6 +152,7 @@ static void round_trip(struct object_writer *w, ZSTD_DCtx *dctx, const struct ob
 	}
 	CHECK(object_compare(o, dctx, 0, src, &err) == 0);
 	CHECK(object_check(o, dctx, &err) == 0);
+	shared_reads(&key, src->len, expect);
 	/* Writing the same key again finds the stored image and compares it. */
 	CHECK(object_write(w, &key, src, &again, &err) == 0);
 	CHECK(again == stored);
@@ -184,6 +258,62 @@ static void test_corrupt(struct object_writer *w, ZSTD_DCtx *dctx)
 	free(data);
 }
 
+/* A frame that does not decode, read through shared frames: it fails every time (it is
+ * never kept), and the frames around it are served. */
+static void test_corrupt_shared(struct object_writer *w, ZSTD_DCtx *dctx)
+{
+	static const uint8_t magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
+	size_t len = 3 * OBJECT_FRAME_SIZE, got;
+	uint8_t *data = malloc(len), *image, buf[100];
+	struct object_src src = {data, len, NULL, 0};
+	struct cfs_err err = {{0}};
+	struct cache *frames = NULL;
+	struct object *o = NULL;
+	int fd, seen = 0;
+	struct objkey key;
+	uint64_t stored;
+	char path[48];
+	struct stat sb;
+
+	for (size_t i = 0; i < len; i++)
+		data[i] = (uint8_t)(i % 97 < 60 ? 'b' : next());
+	object_hash(&src, &key);
+	CHECK(object_write(w, &key, &src, &stored, &err) == 0);
+	CHECK(object_publish(w, &err) == 0);
+	objkey_path(&key, path);
+	/* Break the magic number of the second zstd frame. */
+	fd = openat(store_fd, path, O_RDWR);
+	CHECK(fd >= 0 && fstat(fd, &sb) == 0);
+	image = malloc((size_t)sb.st_size);
+	CHECK(pread(fd, image, (size_t)sb.st_size, 0) == sb.st_size);
+	for (off_t at = 0; at + 4 <= sb.st_size; at++) {
+		if (memcmp(image + at, magic, 4) == 0 && ++seen == 2) {
+			uint8_t x = 0;
+
+			CHECK(pwrite(fd, &x, 1, at) == 1);
+			break;
+		}
+	}
+	CHECK(seen == 2);
+	close(fd);
+	free(image);
+	CHECK(cache_new(4 * OBJECT_FRAME_SIZE, &frames) == 0);
+	CHECK(object_open(store_fd, &key, &o, &err) == 0);
+	object_share_frames(o, frames);
+	for (int i = 0; i < 2; i++) {
+		CHECK(object_read(o, dctx, OBJECT_FRAME_SIZE + 10, sizeof(buf), buf, &got, &err) ==
+		      -EBADMSG);
+		CHECK(object_read(o, dctx, 10, sizeof(buf), buf, &got, &err) == 0 &&
+		      memcmp(buf, data + 10, sizeof(buf)) == 0);
+		CHECK(object_read(o, dctx, 2 * OBJECT_FRAME_SIZE + 10, sizeof(buf), buf, &got,
+		                  &err) == 0 &&
+		      memcmp(buf, data + 2 * OBJECT_FRAME_SIZE + 10, sizeof(buf)) == 0);
+	}
+	object_close(o);
+	cache_free(frames);
+	free(data);
+}
+
 static void test_publish_race(void)
 {
 	uint8_t data[5000];
@@ -258,6 +388,7 @@ int main(void)
 	test_kinds(w, dctx);
 	test_holes(w, dctx);
 	test_corrupt(w, dctx);
+	test_corrupt_shared(w, dctx);
 	test_publish_race();
 	test_packer();
 	object_writer_free(w);

@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct cache;
+
 /* One line for the user; caller-owned, may be NULL wherever it is accepted. */
 struct cfs_err {
 	char msg[1024];
@@ -275,6 +277,13 @@ int store_node_path(struct store *st, int64_t id, char *buf, size_t size, struct
 /* The link target as served under prefix; *ret is malloc'd, the caller frees it. */
 int store_readlink(struct store *st, const struct store_node *n, const char *prefix, char **ret,
                    struct cfs_err *err);
+/*
+ * Reads on st then take the frames they decode in part (the small files packed together,
+ * relocated files read piecewise) from frames, a cache (condafs/cache.h) that the
+ * handles of other threads share: each frame is decompressed once between them. frames
+ * must outlive st's use of it.
+ */
+void store_share_frames(struct store *st, struct cache *frames);
 /*
  * Read up to len bytes at off of a file as served under prefix. *ret_n is short only
  * at the end of the file. -EBADMSG for a corrupt or missing object, -ENOSPC when the

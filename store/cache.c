@@ -1,21 +1,24 @@
 // SPDX-License-Identifier: MIT
 /*
- * The block cache: recently served 256 KiB blocks of files, shared by every worker, so
- * that a frame is decompressed (and a relocated file rewritten) once however the kernel
- * slices its reads: 128 KiB readahead halves, page faults around an mmap, two threads
- * asking for neighbouring ranges at once. Blocks are aligned to the store's frame size, so
- * filling one decompresses exactly one frame. Bounded in bytes, least recently used out.
+ * A block cache shared by threads: blocks named by (id, version, index), each filled once
+ * by the thread that asked first while the others wait for it. Bounded in bytes, least
+ * recently used out. The daemon keeps the blocks it serves in one (so a frame is
+ * decompressed, and a relocated file rewritten, once however the kernel slices its reads);
+ * the store keeps decoded frames of its images in another (read.c), so the small files
+ * packed in one frame cost one decompression between them.
  *
  * Invariants:
- * C1: a block is found only if its version is the environment table's current one: a
- *     nodeid the store gives to another file after a removal never serves old bytes.
+ * C1: a block is found only by its exact name: a user that changes what an id means
+ *     (the daemon, when a nodeid is given to another file) changes the version with it,
+ *     and the old blocks are never served again; they age out.
  * C2: a block being filled (LOADING) is waited for, never read; a failed fill leaves the
  *     table, so the next reader tries again (and gets the error itself).
  * C3: a block is freed only when it is out of the table and nobody holds it.
  */
-#include "fsd.h"
+#include <condafs/cache.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,9 +33,7 @@ enum block_state {
 struct cache_block {
 	/* All fields but data under cache->lock; data is written by the filler while
 	 * LOADING and only read once READY. */
-	fuse_ino_t ino;
-	uint64_t index;
-	uint64_t version;
+	uint64_t id, version, index;
 	size_t cap, len;
 	enum block_state state;
 	unsigned refs;
@@ -80,9 +81,10 @@ void cache_free(struct cache *c)
 	free(c);
 }
 
-static size_t bucket(fuse_ino_t ino, uint64_t index)
+static size_t bucket(uint64_t id, uint64_t version, uint64_t index)
 {
-	uint64_t h = (ino * 0x9e3779b97f4a7c15ull) ^ (index * 0xc2b2ae3d27d4eb4full);
+	uint64_t h = (id * 0x9e3779b97f4a7c15ull) ^ (index * 0xc2b2ae3d27d4eb4full) ^
+	             (version * 0x165667b19e3779f9ull);
 
 	return (size_t)(h >> 52) & (CACHE_BUCKETS - 1);
 }
@@ -114,7 +116,7 @@ static void lru_push(struct cache *c, struct cache_block *b)
 /* Under lock: take b out of the table (C3: freed here only if nobody holds it). */
 static void unhash(struct cache *c, struct cache_block *b)
 {
-	struct cache_block **p = &c->buckets[bucket(b->ino, b->index)];
+	struct cache_block **p = &c->buckets[bucket(b->id, b->version, b->index)];
 
 	while (*p != b)
 		p = &(*p)->hnext;
@@ -139,7 +141,39 @@ static bool make_room(struct cache *c, size_t need)
 	return c->bytes + need <= c->max_bytes;
 }
 
-int cache_get(struct cache *c, fuse_ino_t ino, uint64_t index, uint64_t version, size_t cap,
+static struct cache_block *find(struct cache *c, uint64_t id, uint64_t version, uint64_t index)
+{
+	struct cache_block *b = c->buckets[bucket(id, version, index)];
+
+	while (b && (b->id != id || b->version != version || b->index != index))
+		b = b->hnext;
+	return b;
+}
+
+/* Under lock: a new LOADING block, held once, in the table. */
+static struct cache_block *add(struct cache *c, uint64_t id, uint64_t version, uint64_t index,
+                               size_t cap)
+{
+	size_t h = bucket(id, version, index);
+	struct cache_block *b = malloc(sizeof(*b) + cap);
+
+	if (!b)
+		return NULL;
+	*b = (struct cache_block){.id = id,
+	                          .version = version,
+	                          .index = index,
+	                          .cap = cap,
+	                          .state = BLOCK_LOADING,
+	                          .refs = 1,
+	                          .hashed = true};
+	b->hnext = c->buckets[h];
+	c->buckets[h] = b;
+	lru_push(c, b);
+	c->bytes += cap;
+	return b;
+}
+
+int cache_get(struct cache *c, uint64_t id, uint64_t version, uint64_t index, size_t cap,
               struct cache_block **ret, bool *ret_fill)
 {
 	struct cache_block *b;
@@ -147,17 +181,8 @@ int cache_get(struct cache *c, fuse_ino_t ino, uint64_t index, uint64_t version,
 
 	pthread_mutex_lock(&c->lock);
 again:
-	for (b = c->buckets[bucket(ino, index)]; b; b = b->hnext) {
-		if (b->ino != ino || b->index != index)
-			continue;
-		if (b->version != version) {
-			/* C1: from an older table; a newer one replaces it. */
-			if (version > b->version) {
-				unhash(c, b);
-				b = NULL;
-			}
-			break;
-		}
+	b = find(c, id, version, index);
+	if (b) {
 		b->refs++;
 		lru_unlink(c, b);
 		lru_push(c, b);
@@ -174,26 +199,15 @@ again:
 		*ret_fill = false;
 		goto out;
 	}
-	if (b || cap > c->max_bytes || !make_room(c, cap)) {
+	if (cap > c->max_bytes || !make_room(c, cap)) {
 		r = -ENOBUFS; /* the caller reads around the cache */
 		goto out;
 	}
-	b = malloc(sizeof(*b) + cap);
+	b = add(c, id, version, index, cap);
 	if (!b) {
 		r = -ENOMEM;
 		goto out;
 	}
-	*b = (struct cache_block){.ino = ino,
-	                          .index = index,
-	                          .version = version,
-	                          .cap = cap,
-	                          .state = BLOCK_LOADING,
-	                          .refs = 1,
-	                          .hashed = true};
-	b->hnext = c->buckets[bucket(ino, index)];
-	c->buckets[bucket(ino, index)] = b;
-	lru_push(c, b);
-	c->bytes += cap;
 	c->misses++;
 	*ret = b;
 	*ret_fill = true;
@@ -202,42 +216,26 @@ out:
 	return r;
 }
 
-int cache_reserve(struct cache *c, fuse_ino_t ino, uint64_t index, uint64_t version, size_t cap,
+int cache_reserve(struct cache *c, uint64_t id, uint64_t version, uint64_t index, size_t cap,
                   struct cache_block **ret)
 {
-	struct cache_block *b;
 	int r = 0;
 
 	pthread_mutex_lock(&c->lock);
-	for (b = c->buckets[bucket(ino, index)]; b; b = b->hnext)
-		if (b->ino == ino && b->index == index)
-			break;
-	if (b) {
-		r = -EEXIST; /* whatever its state or version: nothing to read ahead */
+	if (find(c, id, version, index)) {
+		r = -EEXIST; /* whatever its state: nothing to read ahead */
 		goto out;
 	}
 	if (cap > c->max_bytes || !make_room(c, cap)) {
 		r = -ENOBUFS;
 		goto out;
 	}
-	b = malloc(sizeof(*b) + cap);
-	if (!b) {
+	*ret = add(c, id, version, index, cap);
+	if (!*ret) {
 		r = -ENOMEM;
 		goto out;
 	}
-	*b = (struct cache_block){.ino = ino,
-	                          .index = index,
-	                          .version = version,
-	                          .cap = cap,
-	                          .state = BLOCK_LOADING,
-	                          .refs = 1,
-	                          .hashed = true};
-	b->hnext = c->buckets[bucket(ino, index)];
-	c->buckets[bucket(ino, index)] = b;
-	lru_push(c, b);
-	c->bytes += cap;
 	c->prefetched++;
-	*ret = b;
 out:
 	pthread_mutex_unlock(&c->lock);
 	return r;
