@@ -31,8 +31,10 @@ struct fsd {
 	char *store_dir;  /* realpath */
 	char *mountpoint; /* realpath: environment H is served at <mountpoint>/H */
 	struct fuse_session *se;
-	struct cache *cache;       /* NULL: no block cache; locks itself */
-	struct cache *frames;      /* the store handles' shared decoded frames, or NULL */
+	struct cache *cache;   /* NULL: no block cache; locks itself */
+	struct cache *frames;  /* the store handles' shared decoded frames, or NULL */
+	unsigned readahead_kb; /* 0: the kernel's */
+	atomic_bool readahead_raised;
 	struct prefetch *prefetch; /* NULL: no reading ahead; locks itself */
 	struct use *use;           /* locks itself */
 
@@ -171,7 +173,8 @@ struct worker;
 
 /* This thread's worker, opened on first use (a store handle of its own). */
 int worker_get(struct fsd *fs, struct worker **ret);
-/* A read-only store handle for a thread of the daemon, sharing fs's decoded frames. */
+/* A read-only store handle for a thread of the daemon, sharing fs's decoded frames. It
+ * reads one snapshot of the catalog: reopen it when the environment table changes. */
 int worker_store_open(struct fsd *fs, struct store **ret, struct cfs_err *err);
 /* Close this thread's worker now (the main thread, before it closes the session). */
 void worker_release_self(void);
@@ -247,7 +250,9 @@ void watch_stop(struct fsd *fs);
 /* 0 when MOUNTPOINT can be mounted on, after clearing a dead condafs mount (statfs gives
  * ENOTCONN) left by a killed daemon; otherwise logs what is wrong and how to fix it. */
 int mountpoint_check(const char *path);
-/* Raise the mount's readahead (KiB) through /sys/class/bdi; 0 or -errno. */
-int mountpoint_set_readahead(const char *path, unsigned kib);
+/* Raise the mount's readahead to fs->readahead_kb through /sys/class/bdi, once. The
+ * kernel applies the INIT reply's readahead (never more than it offered, 128 KiB) when
+ * that reply arrives, so this is called by the first request after it. */
+void mountpoint_raise_readahead(struct fsd *fs);
 
 #endif

@@ -343,6 +343,7 @@ int main(int argc, char **argv)
 	}
 	if (load_store(&fs))
 		goto out;
+	fs.readahead_kb = o.readahead_kb;
 	/* A MiB of decoded frames saves more decompression than a MiB of served blocks
 	 * (README, "Threads, caches and memory"), so they get three quarters. */
 	if (o.cache_mb && (cache_new((size_t)o.cache_mb << 18, &fs.cache) ||
@@ -374,9 +375,6 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	mounted = true;
-	if (o.readahead_kb && (r = mountpoint_set_readahead(fs.mountpoint, o.readahead_kb)))
-		log_msg(LOG_LEVEL_WARNING, "%s: cannot set readahead to %u KiB: %s", fs.mountpoint,
-		        o.readahead_kb, strerror(-r));
 	if (fuse_daemonize(o.foreground)) {
 		log_msg(LOG_LEVEL_ERR, "cannot detach");
 		goto out;

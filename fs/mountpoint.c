@@ -146,22 +146,29 @@ int mountpoint_check(const char *path)
 	return S_ISDIR(sb.st_mode) ? 0 : -ENOTDIR;
 }
 
-int mountpoint_set_readahead(const char *path, unsigned kib)
+void mountpoint_raise_readahead(struct fsd *fs)
 {
 	char type[64], sys[96], val[32];
 	unsigned maj, min;
 	int fd, r;
 
-	/* From mountinfo, not stat: stat would ask this very daemon, not serving yet. */
-	r = find_mount(path, type, sizeof(type), &maj, &min);
+	if (!fs->readahead_kb ||
+	    atomic_load_explicit(&fs->readahead_raised, memory_order_relaxed) ||
+	    atomic_exchange(&fs->readahead_raised, true))
+		return;
+	/* From mountinfo, not stat: stat of the mount point would ask this very daemon. */
+	r = find_mount(fs->mountpoint, type, sizeof(type), &maj, &min);
+	if (!r) {
+		snprintf(sys, sizeof(sys), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
+		snprintf(val, sizeof(val), "%u\n", fs->readahead_kb);
+		fd = open(sys, O_WRONLY | O_CLOEXEC);
+		r = fd < 0                                                ? -errno
+		    : write(fd, val, strlen(val)) == (ssize_t)strlen(val) ? 0
+		                                                          : -errno;
+		if (fd >= 0)
+			close(fd);
+	}
 	if (r)
-		return r;
-	snprintf(sys, sizeof(sys), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
-	snprintf(val, sizeof(val), "%u\n", kib);
-	fd = open(sys, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	r = write(fd, val, strlen(val)) == (ssize_t)strlen(val) ? 0 : -errno;
-	close(fd);
-	return r;
+		log_msg(LOG_LEVEL_WARNING, "%s: cannot set readahead to %u KiB: %s", fs->mountpoint,
+		        fs->readahead_kb, strerror(-r));
 }

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Resolved nodeids, direct-mapped: what lookups and listings just returned is what the
  * kernel asks about next (a read after a lookup, the listing of a subdirectory). */
@@ -21,6 +22,7 @@
 struct worker {
 	struct fsd *fs;
 	struct store *st;
+	time_t snapshot;    /* when st's catalog snapshot was last renewed */
 	struct envtab *tab; /* a reference; replaced when fs->envtab_version moves */
 	uint64_t tab_version;
 	void *buf;
@@ -53,9 +55,17 @@ static void worker_key_init(void)
 	worker_key_err = -pthread_key_create(&worker_key, worker_free);
 }
 
+static time_t coarse_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return ts.tv_sec;
+}
+
 int worker_store_open(struct fsd *fs, struct store **ret, struct cfs_err *err)
 {
-	int r = store_open(fs->store_dir, STORE_READONLY, ret, err);
+	int r = store_open(fs->store_dir, STORE_READONLY | STORE_SNAPSHOT, ret, err);
 
 	if (!r && fs->frames)
 		store_share_frames(*ret, fs->frames);
@@ -93,6 +103,7 @@ int worker_get(struct fsd *fs, struct worker **ret)
 	struct worker *w;
 	int r;
 
+	mountpoint_raise_readahead(fs);
 	pthread_once(&worker_once, worker_key_init);
 	if (worker_key_err)
 		return worker_key_err;
@@ -114,8 +125,17 @@ int worker_get(struct fsd *fs, struct worker **ret)
 			return r;
 		}
 	}
-	if (!w->tab || atomic_load(&fs->envtab_version) != w->tab_version)
+	if (!w->tab || atomic_load(&fs->envtab_version) != w->tab_version) {
 		worker_refresh(w);
+		w->snapshot = coarse_now();
+	} else if (coarse_now() != w->snapshot) {
+		/* Whatever else commits (last-use times), SQLite's log can restart past a
+		 * snapshot at most a second old. */
+		r = store_snapshot_renew(w->st, &err);
+		if (r)
+			log_msg(LOG_LEVEL_ERR, "%s", err.msg[0] ? err.msg : strerror(-r));
+		w->snapshot = coarse_now();
+	}
 	*ret = w;
 	return 0;
 }

@@ -142,6 +142,8 @@ int store_open(const char *dir, unsigned flags, struct store **ret, struct cfs_e
 	} else if (!r) {
 		r = catalog_open(db, !(flags & STORE_READONLY), &st->cat, err);
 	}
+	if (!r && (flags & STORE_SNAPSHOT))
+		r = catalog_begin(st->cat, false, err);
 	if (r)
 		goto fail;
 	free(db);
@@ -151,6 +153,13 @@ fail:
 	free(db);
 	store_close(st);
 	return r;
+}
+
+int store_snapshot_renew(struct store *st, struct cfs_err *err)
+{
+	int r = catalog_commit(st->cat, err);
+
+	return r ? r : catalog_begin(st->cat, false, err);
 }
 
 void store_close(struct store *st)

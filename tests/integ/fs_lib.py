@@ -20,6 +20,8 @@ import lib
 
 CONDAFSD = os.environ.get("CONDAFSD")
 FUSE_TYPE = "fuse.condafs"
+# What condafsd sets the mount's readahead to (KiB) when not told (fs/main.c).
+DEFAULT_READAHEAD_KB = 128
 
 _daemons = []
 

@@ -68,6 +68,18 @@ with t.section("imports through the mount, no write attempts"):
         t.eq("corpus-hello-bin finds its data through its compiled-in prefix", r.out,
              spec["verify"]["corpus_hello_bin"]["stdout"], r)
 
+with t.section("the mount's readahead"):
+    # The kernel sets it from the INIT reply (at most the 128 KiB it offered); condafsd
+    # raises it through sysfs after that reply, or the raise would be undone.
+    for args, want in (([], fs_lib.DEFAULT_READAHEAD_KB), (["--readahead", "1536"], 1536)):
+        with t.daemon(store, args=args) as d:
+            os.listdir(d.mnt)
+            with open("/proc/self/mountinfo") as f:
+                dev = next(line.split()[2] for line in f if line.split()[4] == d.mnt)
+            with open(f"/sys/class/bdi/{dev}/read_ahead_kb") as f:
+                got = int(f.read())
+            t.eq(f"condafsd {' '.join(args) or '(default)'}: read_ahead_kb", got, want)
+
 with t.section("bind-mounted into a new mount namespace at the same path"):
     with t.daemon(store) as d:
         h = hashes["torch"]
