@@ -955,8 +955,6 @@ static int store_files(struct ingest *in, struct cfs_err *err)
 		in->pack_keys = calloc(in->npacks, sizeof(*in->pack_keys));
 		in->pack_stored = calloc(in->npacks, sizeof(*in->pack_stored));
 		r = in->pack_keys && in->pack_stored ? 0 : -ENOMEM;
-		for (int i = 0; i < nthreads; i++)
-			object_writer_level(in->writers[i], PACK_ZSTD_LEVEL);
 		if (!r)
 			r = run_workers(in, nthreads, PHASE_PACKS);
 	}

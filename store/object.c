@@ -351,11 +351,6 @@ int object_writer_new(int store_fd, int tmp_fd, struct object_writer **ret)
 	return 0;
 }
 
-void object_writer_level(struct object_writer *w, int level)
-{
-	ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, level);
-}
-
 void object_writer_free(struct object_writer *w)
 {
 	if (!w)

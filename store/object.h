@@ -61,9 +61,6 @@ struct object_writer;
 int object_writer_new(int store_fd, int tmp_fd, struct object_writer **ret);
 void object_writer_free(struct object_writer *w);
 
-/* The zstd level of the images written from now on (3 unless set). */
-void object_writer_level(struct object_writer *w, int level);
-
 void object_hash(const struct object_src *src, struct objkey *ret);
 
 /*

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * The packer: collects the small contents an ingest has to store, orders them by file
- * extension and name (sources next to sources, metadata next to metadata: zstd finds far
- * more to share within a frame that way), and lays them out as packs of about PACK_TARGET
- * bytes. Members never straddle packs.
+ * extension, then path (sources next to sources, metadata next to metadata, and within a
+ * kind the files of one package directory together: zstd finds far more to share within
+ * a frame that way), and lays them out as packs of about PACK_TARGET bytes. Members never
+ * straddle packs.
  */
 #include "pack.h"
 
@@ -18,7 +19,7 @@ struct member {
 	struct objkey key;
 	uint8_t *data; /* owned until layout, then points into a pack */
 	size_t len;
-	char *order; /* "<extension>/<name>", owned */
+	char *order; /* "<extension>/<path>", owned */
 	size_t pack;
 	uint64_t off;
 };
@@ -67,6 +68,7 @@ void packer_free(struct packer *p)
 	free(p);
 }
 
+/* "<extension>/<path>": by kind first, then by directory. */
 static char *order_key(const char *name)
 {
 	const char *base = strrchr(name, '/'), *dot;
@@ -76,10 +78,10 @@ static char *order_key(const char *name)
 	base = base ? base + 1 : name;
 	dot = strrchr(base, '.');
 	dot = dot && dot != base ? dot + 1 : "";
-	n = strlen(dot) + 1 + strlen(base) + 1;
+	n = strlen(dot) + 1 + strlen(name) + 1;
 	k = malloc(n);
 	if (k)
-		snprintf(k, n, "%s/%s", dot, base);
+		snprintf(k, n, "%s/%s", dot, name);
 	return k;
 }
 

@@ -15,9 +15,6 @@
 
 /* Contents up to this size are packed; larger ones get an image of their own. */
 #define PACK_MEMBER_MAX (256u * 1024)
-/* Packs hold many small files that share a frame: one level above the default buys ~3%
- * for their part of the ingest only (README, "Packs"). */
-#define PACK_ZSTD_LEVEL 4
 /* Raw bytes per pack: large enough to amortise a file, small enough for gc to free. */
 #define PACK_TARGET (8u << 20)
 
@@ -26,7 +23,7 @@ struct packer;
 int packer_new(struct packer **ret);
 void packer_free(struct packer *p);
 
-/* Add a copy of a content, unless its key is there already. name (the file's name) orders
+/* Add a copy of a content, unless its key is there already. name (the file's path) orders
  * similar contents together. Safe to call from several threads. */
 int packer_add(struct packer *p, const struct objkey *key, const uint8_t *data, size_t len,
                const char *name);

@@ -241,7 +241,7 @@ static void test_packer(void)
 		CHECK(len == 50 + (size_t)i);
 		CHECK(memcmp(packer_member_data(p, pack, off), content[i], len) == 0);
 	}
-	/* Ordered by extension then name: bin/x (no extension), a.py, b.py, c.txt. */
+	/* Ordered by extension then path: bin/x (no extension), a.py, b.py, c.txt. */
 	CHECK(packer_find(p, &k[1], &pack, &off, &len) == 0 && off == 0);
 	CHECK(packer_find(p, &k[0], &pack, &off, &len) == 0 && off == 51);
 	packer_free(p);
