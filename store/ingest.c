@@ -90,13 +90,19 @@ struct ingest {
 	size_t npacks;
 	struct objkey *pack_keys;
 	uint64_t *pack_stored;
+	struct object_frames **pack_frames;
+	size_t *frame_starts; /* the packs' frame tasks: npacks + 1 bounds */
 	uint32_t *work;
 	size_t nwork;
-	atomic_size_t next;
+	atomic_size_t next, next_late;
 	atomic_bool failed;
+	atomic_size_t files_finished;
 	atomic_uint_fast64_t files_done, bytes_done;
 	uint64_t bytes_total;
-	pthread_mutex_t lock; /* guards err_rc, err, deferred */
+	pthread_mutex_t lock; /* guards err_rc, err, deferred, late_ready, running */
+	pthread_cond_t cond;  /* late_ready or failed set, or a worker done */
+	bool late_ready;      /* the late tasks are laid out */
+	int running;
 	int err_rc;
 	struct cfs_err *err;
 	struct object_writer *writers[MAX_WORKERS];
@@ -455,10 +461,9 @@ struct fileread {
 	size_t nextents;
 };
 
-/* A worker's read buffer. */
+/* A worker's read buffer, READ_MAX bytes. */
 struct rbuf {
 	uint8_t *p;
-	size_t cap;
 };
 
 static void fileread_close(struct fileread *f)
@@ -510,14 +515,6 @@ static int read_small(struct fileread *f, struct rbuf *b)
 {
 	size_t done = 0;
 
-	if (b->cap < f->len) {
-		uint8_t *p = realloc(b->p, READ_MAX);
-
-		if (!p)
-			return -ENOMEM;
-		b->p = p;
-		b->cap = READ_MAX;
-	}
 	while (done < f->len) {
 		ssize_t r = pread(f->fd, b->p + done, f->len - done, (off_t)done);
 
@@ -714,17 +711,18 @@ out:
 
 /* ---- store: all files, then the packs ---- */
 
-/* What a round of workers does. */
-enum phase {
-	PHASE_FILES,   /* read, relocate, hash, find or store every file */
-	PHASE_COMPARE, /* compare stored members, one pack each */
-	PHASE_PACKS,   /* compress and write the new packs */
-};
+/*
+ * One pool of workers, two rounds of tasks. First every file, largest first (so the last
+ * to finish are small ones). The worker that finishes the last file lays out what the
+ * second round needs: the stored members to compare, grouped by pack, and the new packs.
+ * Then the late tasks: compare one stored pack's members (each of its frames decoded
+ * once), or compress one frame of a new pack; whoever compresses a pack's last frame
+ * writes the pack. Frames are small tasks, so the workers run out of work together.
+ */
 
 struct worker {
 	struct ingest *in;
 	int index;
-	enum phase phase;
 };
 
 static void record_error(struct ingest *in, int r, const struct cfs_err *err)
@@ -735,19 +733,9 @@ static void record_error(struct ingest *in, int r, const struct cfs_err *err)
 		if (in->err)
 			*in->err = *err;
 	}
-	pthread_mutex_unlock(&in->lock);
 	atomic_store(&in->failed, true);
-}
-
-static int write_pack(struct ingest *in, struct object_writer *w, size_t i, struct cfs_err *err)
-{
-	struct object_src src = {0};
-	size_t len;
-
-	packer_pack(in->packer, i, &src.data, &len);
-	src.len = len;
-	object_hash(&src, &in->pack_keys[i]);
-	return object_write(w, &in->pack_keys[i], &src, &in->pack_stored[i], err);
+	pthread_cond_broadcast(&in->cond);
+	pthread_mutex_unlock(&in->lock);
 }
 
 static int by_pack(const void *a, const void *b)
@@ -783,7 +771,7 @@ static int compare_pack(struct ingest *in, struct catalog *cat, ZSTD_DCtx *dctx,
 	return r;
 }
 
-/* Group the deferred comparisons by pack: pack_starts[k] is where pack k's begin. */
+/* Group the deferred comparisons by pack: compare_starts[k] is where pack k's begin. */
 static int group_deferred(struct ingest *in)
 {
 	if (in->ndeferred)
@@ -799,50 +787,151 @@ static int group_deferred(struct ingest *in)
 	return 0;
 }
 
+/* Cut the new contents into packs, each a set of frame tasks. */
+static int layout_packs(struct ingest *in, struct cfs_err *err)
+{
+	int r = packer_layout(in->packer, &in->npacks);
+
+	if (r == -EBADMSG)
+		return err_set(err, r,
+		               "%s: two files have the same key but other content (a hash "
+		               "collision)",
+		               in->prefix);
+	if (r)
+		return r;
+	in->pack_keys = calloc(in->npacks ? in->npacks : 1, sizeof(*in->pack_keys));
+	in->pack_stored = calloc(in->npacks ? in->npacks : 1, sizeof(*in->pack_stored));
+	in->pack_frames = calloc(in->npacks ? in->npacks : 1, sizeof(*in->pack_frames));
+	in->frame_starts = malloc((in->npacks + 1) * sizeof(*in->frame_starts));
+	if (!in->pack_keys || !in->pack_stored || !in->pack_frames || !in->frame_starts)
+		return -ENOMEM;
+	in->frame_starts[0] = 0;
+	for (size_t i = 0; i < in->npacks; i++) {
+		r = object_frames_new(packer_pack_len(in->packer, i), &in->pack_frames[i]);
+		if (r)
+			return r;
+		in->frame_starts[i + 1] =
+		        in->frame_starts[i] + object_frames_tasks(in->pack_frames[i]);
+	}
+	return 0;
+}
+
+/* What the late tasks need, once every file is done; then the late tasks may start. */
+static int prepare_late(struct ingest *in, struct cfs_err *err)
+{
+	int r = group_deferred(in);
+
+	if (!r && !in->dry)
+		r = layout_packs(in, err);
+	if (r)
+		return r;
+	pthread_mutex_lock(&in->lock);
+	in->late_ready = true;
+	pthread_cond_broadcast(&in->cond);
+	pthread_mutex_unlock(&in->lock);
+	return 0;
+}
+
+/* Compress frame task k of the packs; the last frame of a pack writes it. */
+static int pack_frame(struct ingest *in, struct object_writer *w, struct rbuf *b, size_t k,
+                      struct cfs_err *err)
+{
+	size_t lo = 0, hi = in->npacks, p;
+	uint64_t off, len;
+	uint32_t i;
+	bool last;
+	int r;
+
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (in->frame_starts[mid] <= k)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	p = lo;
+	i = (uint32_t)(k - in->frame_starts[p]);
+	off = (uint64_t)i << OBJECT_FRAME_SHIFT;
+	len = packer_pack_len(in->packer, p);
+	len = off < len ? len - off : 0;
+	if (len > OBJECT_FRAME_SIZE)
+		len = OBJECT_FRAME_SIZE;
+	packer_gather(in->packer, p, off, (size_t)len, b->p);
+	r = object_frames_compress(w, in->pack_frames[p], i, b->p, &last);
+	if (r || !last)
+		return r;
+	r = packer_pack_key(in->packer, p, &in->pack_keys[p]);
+	if (!r)
+		r = object_frames_write(w, in->pack_frames[p], &in->pack_keys[p],
+		                        &in->pack_stored[p], err);
+	object_frames_free(in->pack_frames[p]);
+	in->pack_frames[p] = NULL;
+	return r;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *wk = arg;
 	struct ingest *in = wk->in;
+	struct object_writer *w = in->writers[wk->index];
 	struct catalog *cat = NULL;
 	ZSTD_DCtx *dctx = ZSTD_createDCtx();
-	struct rbuf b = {0};
+	struct rbuf b = {malloc(READ_MAX)};
 	struct cfs_err err;
 	char db[PATH_MAX];
+	size_t nlate;
 	int r = 0;
 
 	err.msg[0] = '\0';
 	snprintf(db, sizeof(db), "%s/catalog.db", in->st->dir);
-	if (!dctx)
+	if (!dctx || !b.p)
 		r = -ENOMEM;
-	if (!r && wk->phase != PHASE_PACKS)
+	if (!r)
 		r = catalog_open(db, false, &cat, &err);
+	/* One read transaction for every lookup: one snapshot, and no lock taken per query.
+	 * A key stored meanwhile by a concurrent ingest is found when its image is published
+	 * or its row inserted (object.c O2, check_member_race). */
+	if (!r)
+		r = catalog_begin(cat, false, &err);
 	while (!r && !atomic_load(&in->failed)) {
 		size_t k = atomic_fetch_add(&in->next, 1);
 
-		if (wk->phase == PHASE_PACKS) {
-			if (k >= in->npacks)
-				break;
-			r = write_pack(in, in->writers[wk->index], k, &err);
-			continue;
-		}
-		if (wk->phase == PHASE_COMPARE) {
-			if (k >= in->ncompare)
-				break;
-			r = compare_pack(in, cat, dctx, in->compare_starts[k],
-			                 in->compare_starts[k + 1], &err);
-			continue;
-		}
 		if (k >= in->nwork)
 			break;
-		r = store_file(in, cat, in->writers[wk->index], dctx, &b, in->work[k], &err);
+		r = store_file(in, cat, w, dctx, &b, in->work[k], &err);
 		atomic_fetch_add(&in->files_done, 1);
 		atomic_fetch_add(&in->bytes_done, in->nodes[in->work[k]].size);
+		if (!r && atomic_fetch_add(&in->files_finished, 1) + 1 == in->nwork)
+			r = prepare_late(in, &err);
+	}
+	pthread_mutex_lock(&in->lock);
+	while (!r && !in->late_ready && !atomic_load(&in->failed))
+		pthread_cond_wait(&in->cond, &in->lock);
+	pthread_mutex_unlock(&in->lock);
+	nlate = in->ncompare + (in->npacks ? in->frame_starts[in->npacks] : 0);
+	while (!r && !atomic_load(&in->failed)) {
+		size_t k = atomic_fetch_add(&in->next_late, 1);
+
+		if (k >= nlate)
+			break;
+		if (k < in->ncompare)
+			r = compare_pack(in, cat, dctx, in->compare_starts[k],
+			                 in->compare_starts[k + 1], &err);
+		else
+			r = pack_frame(in, w, &b, k - in->ncompare, &err);
 	}
 	if (r)
 		record_error(in, r, &err);
+	if (cat)
+		catalog_rollback(cat);
 	free(b.p);
 	catalog_close(cat);
 	ZSTD_freeDCtx(dctx);
+	pthread_mutex_lock(&in->lock);
+	in->running--;
+	pthread_cond_broadcast(&in->cond);
+	pthread_mutex_unlock(&in->lock);
 	return NULL;
 }
 
@@ -867,31 +956,43 @@ static void report_progress(struct ingest *in)
 		in->opts->progress(in->opts->ctx, &p);
 }
 
-/* Run nthreads workers through one phase. */
-static int run_workers(struct ingest *in, int nthreads, enum phase phase)
+/* Run nthreads workers through both rounds, reporting progress every 100 ms meanwhile. */
+static int run_workers(struct ingest *in, int nthreads, struct cfs_err *err)
 {
 	struct worker wk[MAX_WORKERS];
 	pthread_t tid[MAX_WORKERS];
-	bool files = phase == PHASE_FILES;
 	int started = 0, r = 0;
 
-	atomic_store(&in->next, 0);
-	for (int i = 0; i < nthreads; i++) {
-		wk[i] = (struct worker){in, i, phase};
+	if (!in->nwork)
+		r = prepare_late(in, err);
+	pthread_mutex_lock(&in->lock);
+	for (int i = 0; !r && i < nthreads; i++) {
+		wk[i] = (struct worker){in, i};
 		if (pthread_create(&tid[i], NULL, worker_main, &wk[i])) {
 			r = -EAGAIN;
 			atomic_store(&in->failed, true);
+			pthread_cond_broadcast(&in->cond);
 			break;
 		}
 		started++;
+		in->running++;
 	}
-	while (files && started && atomic_load(&in->files_done) < in->nwork &&
-	       !atomic_load(&in->failed)) {
-		struct timespec ts = {0, 100 * 1000 * 1000};
+	while (in->running) {
+		struct timespec ts;
 
+		pthread_mutex_unlock(&in->lock);
 		report_progress(in);
-		nanosleep(&ts, NULL);
+		pthread_mutex_lock(&in->lock);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		if (in->running)
+			pthread_cond_timedwait(&in->cond, &in->lock, &ts);
 	}
+	pthread_mutex_unlock(&in->lock);
 	for (int i = 0; i < started; i++)
 		pthread_join(tid[i], NULL);
 	return r ? r : in->err_rc;
@@ -942,25 +1043,11 @@ static int store_files(struct ingest *in, struct cfs_err *err)
 	for (int i = 0; !r && i < nthreads; i++)
 		r = object_writer_new(in->st->fd, in->tmp_fd, &in->writers[i]);
 	if (!r)
-		r = run_workers(in, nthreads, PHASE_FILES);
+		r = run_workers(in, nthreads, err);
 	report_progress(in);
-	if (!r)
-		r = group_deferred(in);
-	if (!r)
-		r = run_workers(in, nthreads, PHASE_COMPARE);
 	if (r || in->dry)
 		return r;
-	r = packer_layout(in->packer, &in->npacks);
-	if (!r && in->npacks) {
-		in->pack_keys = calloc(in->npacks, sizeof(*in->pack_keys));
-		in->pack_stored = calloc(in->npacks, sizeof(*in->pack_stored));
-		r = in->pack_keys && in->pack_stored ? 0 : -ENOMEM;
-		if (!r)
-			r = run_workers(in, nthreads, PHASE_PACKS);
-	}
-	if (!r)
-		r = publish(in, nthreads, err);
-	return r;
+	return publish(in, nthreads, err);
 }
 
 /* ---- commit ---- */
@@ -1339,6 +1426,7 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 	int held = -1, r;
 
 	pthread_mutex_init(&in.lock, NULL);
+	pthread_cond_init(&in.cond, NULL);
 	if (st->flags & STORE_READONLY) {
 		r = err_set(err, -EROFS, "%s: store opened read-only", st->dir);
 		goto out;
@@ -1413,6 +1501,10 @@ out:
 	free(in.compare_starts);
 	free(in.pack_keys);
 	free(in.pack_stored);
+	for (size_t i = 0; in.pack_frames && i < in.npacks; i++)
+		object_frames_free(in.pack_frames[i]);
+	free(in.pack_frames);
+	free(in.frame_starts);
 	packer_free(in.packer);
 	for (size_t i = 0; i < in.n; i++)
 		inode_release(&in.nodes[i]);
@@ -1425,6 +1517,7 @@ out:
 	if (held >= 0)
 		close(held);
 	free(real);
+	pthread_cond_destroy(&in.cond);
 	pthread_mutex_destroy(&in.lock);
 	return r;
 }

@@ -28,11 +28,16 @@ void packer_free(struct packer *p);
 int packer_add(struct packer *p, const struct objkey *key, const uint8_t *data, size_t len,
                const char *name);
 
-/* Sort the members and cut them into packs; no packer_add after this. */
+/* Sort the members and cut them into packs; no packer_add after this. -EBADMSG if two
+ * members have the same key but not the same bytes (a hash collision). */
 int packer_layout(struct packer *p, size_t *ret_npacks);
 
-/* The content of pack i (valid while p lives). */
-void packer_pack(const struct packer *p, size_t i, const uint8_t **ret_data, size_t *ret_len);
+/* Copy bytes [off, off + len) of pack i to dst. The content of a pack is never held in
+ * one piece: its frames are gathered from the members as they are compressed. */
+void packer_gather(const struct packer *p, size_t i, uint64_t off, size_t len, uint8_t *dst);
+
+/* The key of pack i's content. */
+int packer_pack_key(const struct packer *p, size_t i, struct objkey *ret);
 
 /* The content length of pack i. */
 uint64_t packer_pack_len(const struct packer *p, size_t i);
