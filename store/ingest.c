@@ -1086,7 +1086,7 @@ static int check_member_race(struct ingest *in, const struct inode *c, int64_t o
 
 /* The catalog row for a file's content: its own image, or a member of one of our packs. */
 static int ref_content(struct ingest *in, const struct inode *c, const int64_t *pack_ids,
-                       int64_t *ret_obj, struct cfs_err *err)
+                       int64_t *ret_obj, bool *ret_new, struct cfs_err *err)
 {
 	struct catalog_object o = {.key = c->key, .size = c->neutral_size, .stored = c->stored};
 	size_t pi = 0;
@@ -1105,6 +1105,8 @@ static int ref_content(struct ingest *in, const struct inode *c, const int64_t *
 		o.stored = plen ? len * in->pack_stored[pi] / plen : 0;
 	}
 	r = catalog_object_ref(in->st->cat, &o, 1, ret_obj, &fresh, err);
+	if (!r)
+		*ret_new = fresh;
 	if (!r && c->packed && !fresh) {
 		struct catalog_object now;
 
@@ -1155,9 +1157,11 @@ static int insert_tree(struct ingest *in, int64_t env_id, int64_t base, const ch
 		};
 
 		if (n->type == NODE_FILE) {
-			r = ref_content(in, c, pack_ids, &row.obj, err);
+			bool fresh;
+
+			r = ref_content(in, c, pack_ids, &row.obj, &fresh, err);
 			if (!r && !c->reloc)
-				r = catalog_group(in->st->cat, row.obj, n->mode, n->mtime_ns,
+				r = catalog_group(in->st->cat, row.obj, fresh, n->mode, n->mtime_ns,
 				                  &row.group, err);
 		}
 		if (!r)
