@@ -1357,6 +1357,43 @@ out:
 
 /* ---- the whole ingest ---- */
 
+struct meta_job {
+	const char *prefix;
+	struct condameta *meta;
+	struct cfs_err *err;
+	int r;
+};
+
+static void *meta_main(void *arg)
+{
+	struct meta_job *j = arg;
+
+	j->r = condameta_read(j->prefix, &j->meta, j->err);
+	return NULL;
+}
+
+/*
+ * Read conda-meta (into in->meta: 0 or its error in err) on a thread of its own while this
+ * one walks the tree (*ret_walked: 0 or the walk's error, in walk_err): neither needs the
+ * other, and each takes tens of milliseconds. The caller reports conda-meta's error first,
+ * then any lock file mismatch, then the walk's, as when they ran one after the other.
+ */
+static int read_prefix(struct ingest *in, int *ret_walked, struct cfs_err *walk_err,
+                       struct cfs_err *err)
+{
+	struct meta_job j = {.prefix = in->prefix, .err = err};
+	pthread_t tid;
+	bool threaded = pthread_create(&tid, NULL, meta_main, &j) == 0;
+
+	if (!threaded)
+		meta_main(&j);
+	*ret_walked = walk(in, walk_err);
+	if (threaded)
+		pthread_join(tid, NULL);
+	in->meta = j.meta;
+	return j.r;
+}
+
 static int commit(struct ingest *in, const char *hash, const struct pkgset *set,
                   enum ingest_result *ret_result, struct cfs_err *err)
 {
@@ -1425,9 +1462,10 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 	struct ingest in = {.st = st, .opts = opts ? opts : &no_opts, .root_fd = -1, .tmp_fd = -1};
 	struct pkgset *lock = NULL;
 	struct store_env old;
+	struct cfs_err walk_err;
 	char *real = NULL, hash[33];
 	bool exists;
-	int held = -1, r;
+	int held = -1, walked, r;
 
 	pthread_mutex_init(&in.lock, NULL);
 	pthread_cond_init(&in.cond, NULL);
@@ -1447,7 +1485,7 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 		r = err_set(err, neg_errno(), "%s: %s", real, strerror(errno));
 		goto out;
 	}
-	r = condameta_read(real, &in.meta, err);
+	r = read_prefix(&in, &walked, err ? &walk_err : NULL, err);
 	if (r)
 		goto out;
 	if (in.opts->lock_path) {
@@ -1465,6 +1503,12 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 		if (r)
 			goto out;
 	}
+	if (walked) {
+		r = walked;
+		if (err)
+			*err = walk_err;
+		goto out;
+	}
 	pkgset_hash(condameta_pkgset(in.meta), hash);
 	/* gc.c G2: nothing this ingest finds stored may vanish before it commits. */
 	r = store_lock(st, LOCK_SH, &held, err);
@@ -1475,9 +1519,7 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 		goto out;
 	exists = r == 0;
 	in.dry = exists && !in.opts->replace;
-	r = walk(&in, err);
-	if (!r)
-		r = store_files(&in, err);
+	r = store_files(&in, err);
 	if (r)
 		goto out;
 	if (exists) {
