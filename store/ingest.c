@@ -541,11 +541,8 @@ static int open_file(struct ingest *in, struct inode *n, struct fileread *f, str
 	if (f->fd < 0)
 		return err_set(err, neg_errno(), "%s/%s: cannot read: %s", in->prefix, n->rel,
 		               strerror(errno));
-	if (fstat(f->fd, &sb) < 0)
-		return err_set(err, neg_errno(), "%s/%s: %s", in->prefix, n->rel, strerror(errno));
-	if (!same_stat(n, &sb))
-		return err_set(err, -EAGAIN, "%s/%s: file changed while the prefix was read",
-		               in->prefix, n->rel);
+	/* A small file is read for the size the walk saw; store_file's check after reading
+	 * (I3) is what tells whether it changed. */
 	f->len = n->size;
 	if (f->len == 0)
 		return 0;
@@ -559,6 +556,11 @@ static int open_file(struct ingest *in, struct inode *n, struct fileread *f, str
 			               strerror(-r));
 		return 0;
 	}
+	if (fstat(f->fd, &sb) < 0)
+		return err_set(err, neg_errno(), "%s/%s: %s", in->prefix, n->rel, strerror(errno));
+	if (!same_stat(n, &sb))
+		return err_set(err, -EAGAIN, "%s/%s: file changed while the prefix was read",
+		               in->prefix, n->rel);
 	if ((uint64_t)sb.st_blocks * 512 < f->len) {
 		r = find_extents(f);
 		if (r)
