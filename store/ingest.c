@@ -12,8 +12,10 @@
  *     fails the ingest.
  *
  * Phases: walk (one thread, breadth first, children sorted by name so that a directory's
- * children get consecutive ids), store (one worker per core: read, relocate, hash, compare
- * or compress), commit (one thread, one transaction).
+ * children get consecutive ids; conda-meta is read meanwhile on another), store (one
+ * worker per core: every file read, relocated, hashed, then compared or compressed; then
+ * the stored packs compared and the new packs compressed frame by frame), publish (two
+ * syncfs), commit (one thread, one transaction).
  */
 #include "store_impl.h"
 
