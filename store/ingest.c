@@ -912,8 +912,10 @@ static void *worker_main(void *arg)
 	pthread_mutex_lock(&in->lock);
 	while (!r && !in->late_ready && !atomic_load(&in->failed))
 		pthread_cond_wait(&in->cond, &in->lock);
+	/* Not ready: another worker failed, maybe half way through laying them out. */
+	nlate = !in->late_ready ? 0
+	                        : in->ncompare + (in->npacks ? in->frame_starts[in->npacks] : 0);
 	pthread_mutex_unlock(&in->lock);
-	nlate = in->ncompare + (in->npacks ? in->frame_starts[in->npacks] : 0);
 	while (!r && !atomic_load(&in->failed)) {
 		size_t k = atomic_fetch_add(&in->next_late, 1);
 

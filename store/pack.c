@@ -140,24 +140,28 @@ static int by_key(const void *a, const void *b)
 int packer_layout(struct packer *p, size_t *ret_npacks)
 {
 	size_t k = 0, cap = 0;
+	bool collision = false;
 
 	/* Two files of the ingest may have the same content: keep one, once it is shown to
-	 * be the same content and not a hash collision. */
+	 * be the same content and not a hash collision (then both stay, to be freed). */
 	if (!p->n)
 		goto laid;
 	qsort(p->m, p->n, sizeof(*p->m), member_by_key);
 	for (size_t i = 0; i < p->n; i++) {
 		if (k && !memcmp(p->m[k - 1].key.b, p->m[i].key.b, 16)) {
-			if (p->m[k - 1].len != p->m[i].len ||
-			    memcmp(p->m[k - 1].data, p->m[i].data, p->m[i].len) != 0)
-				return -EBADMSG;
-			free(p->m[i].data);
-			free(p->m[i].order);
-			continue;
+			if (p->m[k - 1].len == p->m[i].len &&
+			    memcmp(p->m[k - 1].data, p->m[i].data, p->m[i].len) == 0) {
+				free(p->m[i].data);
+				free(p->m[i].order);
+				continue;
+			}
+			collision = true;
 		}
 		p->m[k++] = p->m[i];
 	}
 	p->n = k;
+	if (collision)
+		return -EBADMSG;
 	qsort(p->m, p->n, sizeof(*p->m), by_order);
 	for (size_t i = 0; i < p->n; i++) {
 		struct pack *pk;

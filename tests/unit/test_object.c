@@ -245,6 +245,14 @@ static void test_packer(void)
 	CHECK(packer_find(p, &k[1], &pack, &off, &len) == 0 && off == 0);
 	CHECK(packer_find(p, &k[0], &pack, &off, &len) == 0 && off == 51);
 	packer_free(p);
+
+	/* One key, two contents (a forged collision): refused, and all freed once. */
+	CHECK(packer_new(&p) == 0);
+	CHECK(packer_add(p, &k[0], content[0], 50, "a") == 0);
+	CHECK(packer_add(p, &k[0], content[1], 50, "b") == 0);
+	CHECK(packer_add(p, &k[1], content[1], 51, "c") == 0);
+	CHECK(packer_layout(p, &npacks) == -EBADMSG);
+	packer_free(p);
 }
 
 int main(void)
