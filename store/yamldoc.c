@@ -497,7 +497,9 @@ closed:
 	               sizeof(*j->kids)))
 		return false;
 	j->at[k] = j->nkids;
-	memcpy(j->kids + j->nkids, j->open + base, (j->nopen - base) * sizeof(*j->kids));
+	/* An empty one may come before anything was kept: no arrays yet. */
+	if (j->nopen > base)
+		memcpy(j->kids + j->nkids, j->open + base, (j->nopen - base) * sizeof(*j->kids));
 	j->nkids += j->nopen - base;
 	j->nodes[k].n = map ? (j->nopen - base) / 2 : j->nopen - base;
 	j->nopen = base;
