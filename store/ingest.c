@@ -893,9 +893,9 @@ static void *worker_main(void *arg)
 		r = -ENOMEM;
 	if (!r)
 		r = catalog_open(db, false, &cat, &err);
-	/* One read transaction for every lookup: one snapshot, and no lock taken per query.
-	 * A key stored meanwhile by a concurrent ingest is found when its image is published
-	 * or its row inserted (object.c O2, check_member_race). */
+	/* One read transaction per round: one snapshot, and no lock taken per query. A key
+	 * stored meanwhile by a concurrent ingest is found when its image is published or its
+	 * row inserted (object.c O2, check_member_race). */
 	if (!r)
 		r = catalog_begin(cat, false, &err);
 	while (!r && !atomic_load(&in->failed)) {
@@ -916,6 +916,13 @@ static void *worker_main(void *arg)
 	nlate = !in->late_ready ? 0
 	                        : in->ncompare + (in->npacks ? in->frame_starts[in->npacks] : 0);
 	pthread_mutex_unlock(&in->lock);
+	/* A stored member another worker found may be newer than this worker's snapshot:
+	 * the late round reads one taken after every lookup of the first, which holds the
+	 * member's pack too (gc.c G2 keeps it there). */
+	if (cat)
+		catalog_rollback(cat);
+	if (!r && nlate)
+		r = catalog_begin(cat, false, &err);
 	while (!r && !atomic_load(&in->failed)) {
 		size_t k = atomic_fetch_add(&in->next_late, 1);
 
