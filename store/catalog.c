@@ -73,8 +73,7 @@ static const char schema[] =
 enum stmt_id {
 	S_OBJ_BY_KEY,
 	S_OBJ_BY_ID,
-	S_OBJ_INSERT,
-	S_OBJ_ADDREF,
+	S_OBJ_REF,
 	S_OBJ_EACH,
 	S_OBJ_PACKREF,
 	S_OBJ_USERS,
@@ -138,9 +137,11 @@ enum stmt_id {
 static const char *const stmt_sql[S_COUNT] = {
         [S_OBJ_BY_KEY] = "SELECT " OBJ_COLS " FROM objects WHERE key = ?1",
         [S_OBJ_BY_ID] = "SELECT " OBJ_COLS " FROM objects WHERE id = ?1",
-        [S_OBJ_INSERT] = "INSERT INTO objects(key, size, stored, refs, kind, pack, pack_off)"
-                         " VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6) ON CONFLICT(key) DO NOTHING",
-        [S_OBJ_ADDREF] = "UPDATE objects SET refs = refs + ?2 WHERE key = ?1 RETURNING id",
+        /* One statement for both cases: catalog_object_ref tells them apart by the last
+         * insert rowid, which the update path leaves alone. */
+        [S_OBJ_REF] = "INSERT INTO objects(key, size, stored, refs, kind, pack, pack_off)"
+                      " VALUES (?1, ?2, ?3, ?7, ?4, ?5, ?6) ON CONFLICT(key) DO UPDATE"
+                      " SET refs = refs + excluded.refs RETURNING id",
         /* A pack, then its members in pack order: each frame is decoded once. */
         [S_OBJ_EACH] = "SELECT " OBJ_COLS " FROM objects"
                        " ORDER BY coalesce(pack, id), kind DESC, pack_off",
@@ -528,7 +529,9 @@ int catalog_object_ref(struct catalog *c, const struct catalog_object *o, int64_
                        int64_t *ret_id, bool *ret_new, struct cfs_err *err)
 {
 	sqlite3_stmt *s;
-	int r = stmt(c, S_OBJ_INSERT, &s, err);
+	int64_t id;
+	bool fresh;
+	int r = stmt(c, S_OBJ_REF, &s, err);
 
 	if (r)
 		return r;
@@ -540,25 +543,23 @@ int catalog_object_ref(struct catalog *c, const struct catalog_object *o, int64_
 		sqlite3_bind_int64(s, 5, o->pack);
 		sqlite3_bind_int64(s, 6, (int64_t)o->pack_off);
 	}
-	r = step_done(c, s, err);
-	if (r)
-		return r;
-	*ret_new = sqlite3_changes(c->db) > 0;
-	/* A new member holds a reference on its pack. */
-	if (*ret_new && o->pack && (r = exec_int2(c, S_OBJ_PACKREF, o->pack, 1, err)))
-		return r;
-	r = stmt(c, S_OBJ_ADDREF, &s, err);
-	if (r)
-		return r;
-	sqlite3_bind_blob(s, 1, o->key.b, 16, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, refs);
+	sqlite3_bind_int64(s, 7, refs);
+	/* No row has id 0: after the step it is the new row's id only if one was made. */
+	sqlite3_set_last_insert_rowid(c->db, 0);
 	r = step_row(c, s, err);
 	if (r == -ENOENT)
-		return err_set(err, -EUCLEAN, "%s: object vanished while referenced", c->path);
-	if (r == 0)
-		*ret_id = sqlite3_column_int64(s, 0);
+		r = err_set(err, -EUCLEAN, "%s: object vanished while referenced", c->path);
+	id = r ? 0 : sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
-	return r;
+	if (r)
+		return r;
+	fresh = sqlite3_last_insert_rowid(c->db) == id;
+	/* A new member holds a reference on its pack. */
+	if (fresh && o->pack && (r = exec_int2(c, S_OBJ_PACKREF, o->pack, 1, err)))
+		return r;
+	*ret_id = id;
+	*ret_new = fresh;
+	return 0;
 }
 
 int catalog_object_each(struct catalog *c, int (*fn)(void *ctx, const struct catalog_object *o),
@@ -595,25 +596,27 @@ int catalog_object_users(struct catalog *c, int64_t id,
 	return r == -ENOENT ? 0 : r;
 }
 
-int catalog_group(struct catalog *c, int64_t obj, uint32_t mode, int64_t mtime_ns, int64_t *ret_id,
-                  struct cfs_err *err)
+int catalog_group(struct catalog *c, int64_t obj, bool obj_is_new, uint32_t mode, int64_t mtime_ns,
+                  int64_t *ret_id, struct cfs_err *err)
 {
 	sqlite3_stmt *s;
-	int r = stmt(c, S_GROUP_FIND, &s, err);
+	int r;
 
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, obj);
-	sqlite3_bind_int64(s, 2, mode);
-	sqlite3_bind_int64(s, 3, mtime_ns);
-	r = step_row(c, s, err);
-	if (r == 0) {
-		*ret_id = sqlite3_column_int64(s, 0);
+	/* An object this transaction made has no group to find yet. */
+	if (!obj_is_new) {
+		r = stmt(c, S_GROUP_FIND, &s, err);
+		if (r)
+			return r;
+		sqlite3_bind_int64(s, 1, obj);
+		sqlite3_bind_int64(s, 2, mode);
+		sqlite3_bind_int64(s, 3, mtime_ns);
+		r = step_row(c, s, err);
+		if (r == 0)
+			*ret_id = sqlite3_column_int64(s, 0);
 		sqlite3_reset(s);
-		return 0;
+		if (r != -ENOENT)
+			return r;
 	}
-	if (r != -ENOENT)
-		return r;
 	r = stmt(c, S_GROUP_INSERT, &s, err);
 	if (r)
 		return r;

@@ -77,9 +77,10 @@ int catalog_object_set_refs(struct catalog *c, int64_t id, int64_t refs, struct 
 int catalog_object_envs(struct catalog *c, int64_t id, int (*fn)(void *ctx, int64_t env), void *ctx,
                         struct cfs_err *err);
 
-/* The group of files served identically: found or made. */
-int catalog_group(struct catalog *c, int64_t obj, uint32_t mode, int64_t mtime_ns, int64_t *ret_id,
-                  struct cfs_err *err);
+/* The group of files served identically: found or made. obj_is_new: this transaction
+ * inserted obj (catalog_object_ref said so), so it has no group yet and none is looked for. */
+int catalog_group(struct catalog *c, int64_t obj, bool obj_is_new, uint32_t mode, int64_t mtime_ns,
+                  int64_t *ret_id, struct cfs_err *err);
 
 /* ---- environments ---- */
 

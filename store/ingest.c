@@ -12,8 +12,10 @@
  *     fails the ingest.
  *
  * Phases: walk (one thread, breadth first, children sorted by name so that a directory's
- * children get consecutive ids), store (one worker per core: read, relocate, hash, compare
- * or compress), commit (one thread, one transaction).
+ * children get consecutive ids; conda-meta is read meanwhile on another), store (one
+ * worker per core: every file read, relocated, hashed, then compared or compressed; then
+ * the stored packs compared and the new packs compressed frame by frame), publish (two
+ * syncfs), commit (one thread, one transaction).
  */
 #include "store_impl.h"
 
@@ -90,13 +92,19 @@ struct ingest {
 	size_t npacks;
 	struct objkey *pack_keys;
 	uint64_t *pack_stored;
+	struct object_frames **pack_frames;
+	size_t *frame_starts; /* the packs' frame tasks: npacks + 1 bounds */
 	uint32_t *work;
 	size_t nwork;
-	atomic_size_t next;
+	atomic_size_t next, next_late;
 	atomic_bool failed;
+	atomic_size_t files_finished;
 	atomic_uint_fast64_t files_done, bytes_done;
 	uint64_t bytes_total;
-	pthread_mutex_t lock; /* guards err_rc, err, deferred */
+	pthread_mutex_t lock; /* guards err_rc, err, deferred, late_ready, running */
+	pthread_cond_t cond;  /* late_ready or failed set, or a worker done */
+	bool late_ready;      /* the late tasks are laid out */
+	int running;
 	int err_rc;
 	struct cfs_err *err;
 	struct object_writer *writers[MAX_WORKERS];
@@ -455,10 +463,9 @@ struct fileread {
 	size_t nextents;
 };
 
-/* A worker's read buffer. */
+/* A worker's read buffer, READ_MAX bytes. */
 struct rbuf {
 	uint8_t *p;
-	size_t cap;
 };
 
 static void fileread_close(struct fileread *f)
@@ -510,14 +517,6 @@ static int read_small(struct fileread *f, struct rbuf *b)
 {
 	size_t done = 0;
 
-	if (b->cap < f->len) {
-		uint8_t *p = realloc(b->p, READ_MAX);
-
-		if (!p)
-			return -ENOMEM;
-		b->p = p;
-		b->cap = READ_MAX;
-	}
 	while (done < f->len) {
 		ssize_t r = pread(f->fd, b->p + done, f->len - done, (off_t)done);
 
@@ -544,11 +543,8 @@ static int open_file(struct ingest *in, struct inode *n, struct fileread *f, str
 	if (f->fd < 0)
 		return err_set(err, neg_errno(), "%s/%s: cannot read: %s", in->prefix, n->rel,
 		               strerror(errno));
-	if (fstat(f->fd, &sb) < 0)
-		return err_set(err, neg_errno(), "%s/%s: %s", in->prefix, n->rel, strerror(errno));
-	if (!same_stat(n, &sb))
-		return err_set(err, -EAGAIN, "%s/%s: file changed while the prefix was read",
-		               in->prefix, n->rel);
+	/* A small file is read for the size the walk saw; store_file's check after reading
+	 * (I3) is what tells whether it changed. */
 	f->len = n->size;
 	if (f->len == 0)
 		return 0;
@@ -562,6 +558,11 @@ static int open_file(struct ingest *in, struct inode *n, struct fileread *f, str
 			               strerror(-r));
 		return 0;
 	}
+	if (fstat(f->fd, &sb) < 0)
+		return err_set(err, neg_errno(), "%s/%s: %s", in->prefix, n->rel, strerror(errno));
+	if (!same_stat(n, &sb))
+		return err_set(err, -EAGAIN, "%s/%s: file changed while the prefix was read",
+		               in->prefix, n->rel);
 	if ((uint64_t)sb.st_blocks * 512 < f->len) {
 		r = find_extents(f);
 		if (r)
@@ -714,17 +715,18 @@ out:
 
 /* ---- store: all files, then the packs ---- */
 
-/* What a round of workers does. */
-enum phase {
-	PHASE_FILES,   /* read, relocate, hash, find or store every file */
-	PHASE_COMPARE, /* compare stored members, one pack each */
-	PHASE_PACKS,   /* compress and write the new packs */
-};
+/*
+ * One pool of workers, two rounds of tasks. First every file, largest first (so the last
+ * to finish are small ones). The worker that finishes the last file lays out what the
+ * second round needs: the stored members to compare, grouped by pack, and the new packs.
+ * Then the late tasks: compare one stored pack's members (each of its frames decoded
+ * once), or compress one frame of a new pack; whoever compresses a pack's last frame
+ * writes the pack. Frames are small tasks, so the workers run out of work together.
+ */
 
 struct worker {
 	struct ingest *in;
 	int index;
-	enum phase phase;
 };
 
 static void record_error(struct ingest *in, int r, const struct cfs_err *err)
@@ -735,19 +737,9 @@ static void record_error(struct ingest *in, int r, const struct cfs_err *err)
 		if (in->err)
 			*in->err = *err;
 	}
-	pthread_mutex_unlock(&in->lock);
 	atomic_store(&in->failed, true);
-}
-
-static int write_pack(struct ingest *in, struct object_writer *w, size_t i, struct cfs_err *err)
-{
-	struct object_src src = {0};
-	size_t len;
-
-	packer_pack(in->packer, i, &src.data, &len);
-	src.len = len;
-	object_hash(&src, &in->pack_keys[i]);
-	return object_write(w, &in->pack_keys[i], &src, &in->pack_stored[i], err);
+	pthread_cond_broadcast(&in->cond);
+	pthread_mutex_unlock(&in->lock);
 }
 
 static int by_pack(const void *a, const void *b)
@@ -783,7 +775,7 @@ static int compare_pack(struct ingest *in, struct catalog *cat, ZSTD_DCtx *dctx,
 	return r;
 }
 
-/* Group the deferred comparisons by pack: pack_starts[k] is where pack k's begin. */
+/* Group the deferred comparisons by pack: compare_starts[k] is where pack k's begin. */
 static int group_deferred(struct ingest *in)
 {
 	if (in->ndeferred)
@@ -799,50 +791,160 @@ static int group_deferred(struct ingest *in)
 	return 0;
 }
 
+/* Cut the new contents into packs, each a set of frame tasks. */
+static int layout_packs(struct ingest *in, struct cfs_err *err)
+{
+	int r = packer_layout(in->packer, &in->npacks);
+
+	if (r == -EBADMSG)
+		return err_set(err, r,
+		               "%s: two files have the same key but other content (a hash "
+		               "collision)",
+		               in->prefix);
+	if (r)
+		return r;
+	in->pack_keys = calloc(in->npacks ? in->npacks : 1, sizeof(*in->pack_keys));
+	in->pack_stored = calloc(in->npacks ? in->npacks : 1, sizeof(*in->pack_stored));
+	in->pack_frames = calloc(in->npacks ? in->npacks : 1, sizeof(*in->pack_frames));
+	in->frame_starts = malloc((in->npacks + 1) * sizeof(*in->frame_starts));
+	if (!in->pack_keys || !in->pack_stored || !in->pack_frames || !in->frame_starts)
+		return -ENOMEM;
+	in->frame_starts[0] = 0;
+	for (size_t i = 0; i < in->npacks; i++) {
+		r = object_frames_new(packer_pack_len(in->packer, i), &in->pack_frames[i]);
+		if (r)
+			return r;
+		in->frame_starts[i + 1] =
+		        in->frame_starts[i] + object_frames_tasks(in->pack_frames[i]);
+	}
+	return 0;
+}
+
+/* What the late tasks need, once every file is done; then the late tasks may start. */
+static int prepare_late(struct ingest *in, struct cfs_err *err)
+{
+	int r = group_deferred(in);
+
+	if (!r && !in->dry)
+		r = layout_packs(in, err);
+	if (r)
+		return r;
+	pthread_mutex_lock(&in->lock);
+	in->late_ready = true;
+	pthread_cond_broadcast(&in->cond);
+	pthread_mutex_unlock(&in->lock);
+	return 0;
+}
+
+/* Compress frame task k of the packs; the last frame of a pack writes it. */
+static int pack_frame(struct ingest *in, struct object_writer *w, struct rbuf *b, size_t k,
+                      struct cfs_err *err)
+{
+	size_t lo = 0, hi = in->npacks, p;
+	uint64_t off, len;
+	uint32_t i;
+	bool last;
+	int r;
+
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (in->frame_starts[mid] <= k)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	p = lo;
+	i = (uint32_t)(k - in->frame_starts[p]);
+	off = (uint64_t)i << OBJECT_FRAME_SHIFT;
+	len = packer_pack_len(in->packer, p);
+	len = off < len ? len - off : 0;
+	if (len > OBJECT_FRAME_SIZE)
+		len = OBJECT_FRAME_SIZE;
+	packer_gather(in->packer, p, off, (size_t)len, b->p);
+	r = object_frames_compress(w, in->pack_frames[p], i, b->p, &last);
+	if (r || !last)
+		return r;
+	r = packer_pack_key(in->packer, p, &in->pack_keys[p]);
+	if (!r)
+		r = object_frames_write(w, in->pack_frames[p], &in->pack_keys[p],
+		                        &in->pack_stored[p], err);
+	object_frames_free(in->pack_frames[p]);
+	in->pack_frames[p] = NULL;
+	return r;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *wk = arg;
 	struct ingest *in = wk->in;
+	struct object_writer *w = in->writers[wk->index];
 	struct catalog *cat = NULL;
 	ZSTD_DCtx *dctx = ZSTD_createDCtx();
-	struct rbuf b = {0};
+	struct rbuf b = {malloc(READ_MAX)};
 	struct cfs_err err;
 	char db[PATH_MAX];
+	size_t nlate;
 	int r = 0;
 
 	err.msg[0] = '\0';
 	snprintf(db, sizeof(db), "%s/catalog.db", in->st->dir);
-	if (!dctx)
+	if (!dctx || !b.p)
 		r = -ENOMEM;
-	if (!r && wk->phase != PHASE_PACKS)
+	if (!r)
 		r = catalog_open(db, false, &cat, &err);
+	/* One read transaction per round: one snapshot, and no lock taken per query. A key
+	 * stored meanwhile by a concurrent ingest is found when its image is published or its
+	 * row inserted (object.c O2, check_member_race). */
+	if (!r)
+		r = catalog_begin(cat, false, &err);
 	while (!r && !atomic_load(&in->failed)) {
 		size_t k = atomic_fetch_add(&in->next, 1);
 
-		if (wk->phase == PHASE_PACKS) {
-			if (k >= in->npacks)
-				break;
-			r = write_pack(in, in->writers[wk->index], k, &err);
-			continue;
-		}
-		if (wk->phase == PHASE_COMPARE) {
-			if (k >= in->ncompare)
-				break;
-			r = compare_pack(in, cat, dctx, in->compare_starts[k],
-			                 in->compare_starts[k + 1], &err);
-			continue;
-		}
 		if (k >= in->nwork)
 			break;
-		r = store_file(in, cat, in->writers[wk->index], dctx, &b, in->work[k], &err);
+		r = store_file(in, cat, w, dctx, &b, in->work[k], &err);
 		atomic_fetch_add(&in->files_done, 1);
 		atomic_fetch_add(&in->bytes_done, in->nodes[in->work[k]].size);
+		if (!r && atomic_fetch_add(&in->files_finished, 1) + 1 == in->nwork)
+			r = prepare_late(in, &err);
+	}
+	pthread_mutex_lock(&in->lock);
+	while (!r && !in->late_ready && !atomic_load(&in->failed))
+		pthread_cond_wait(&in->cond, &in->lock);
+	/* Not ready: another worker failed, maybe half way through laying them out. */
+	nlate = !in->late_ready ? 0
+	                        : in->ncompare + (in->npacks ? in->frame_starts[in->npacks] : 0);
+	pthread_mutex_unlock(&in->lock);
+	/* A stored member another worker found may be newer than this worker's snapshot:
+	 * the late round reads one taken after every lookup of the first, which holds the
+	 * member's pack too (gc.c G2 keeps it there). */
+	if (cat)
+		catalog_rollback(cat);
+	if (!r && nlate)
+		r = catalog_begin(cat, false, &err);
+	while (!r && !atomic_load(&in->failed)) {
+		size_t k = atomic_fetch_add(&in->next_late, 1);
+
+		if (k >= nlate)
+			break;
+		if (k < in->ncompare)
+			r = compare_pack(in, cat, dctx, in->compare_starts[k],
+			                 in->compare_starts[k + 1], &err);
+		else
+			r = pack_frame(in, w, &b, k - in->ncompare, &err);
 	}
 	if (r)
 		record_error(in, r, &err);
+	if (cat)
+		catalog_rollback(cat);
 	free(b.p);
 	catalog_close(cat);
 	ZSTD_freeDCtx(dctx);
+	pthread_mutex_lock(&in->lock);
+	in->running--;
+	pthread_cond_broadcast(&in->cond);
+	pthread_mutex_unlock(&in->lock);
 	return NULL;
 }
 
@@ -867,31 +969,43 @@ static void report_progress(struct ingest *in)
 		in->opts->progress(in->opts->ctx, &p);
 }
 
-/* Run nthreads workers through one phase. */
-static int run_workers(struct ingest *in, int nthreads, enum phase phase)
+/* Run nthreads workers through both rounds, reporting progress every 100 ms meanwhile. */
+static int run_workers(struct ingest *in, int nthreads, struct cfs_err *err)
 {
 	struct worker wk[MAX_WORKERS];
 	pthread_t tid[MAX_WORKERS];
-	bool files = phase == PHASE_FILES;
 	int started = 0, r = 0;
 
-	atomic_store(&in->next, 0);
-	for (int i = 0; i < nthreads; i++) {
-		wk[i] = (struct worker){in, i, phase};
+	if (!in->nwork)
+		r = prepare_late(in, err);
+	pthread_mutex_lock(&in->lock);
+	for (int i = 0; !r && i < nthreads; i++) {
+		wk[i] = (struct worker){in, i};
 		if (pthread_create(&tid[i], NULL, worker_main, &wk[i])) {
 			r = -EAGAIN;
 			atomic_store(&in->failed, true);
+			pthread_cond_broadcast(&in->cond);
 			break;
 		}
 		started++;
+		in->running++;
 	}
-	while (files && started && atomic_load(&in->files_done) < in->nwork &&
-	       !atomic_load(&in->failed)) {
-		struct timespec ts = {0, 100 * 1000 * 1000};
+	while (in->running) {
+		struct timespec ts;
 
+		pthread_mutex_unlock(&in->lock);
 		report_progress(in);
-		nanosleep(&ts, NULL);
+		pthread_mutex_lock(&in->lock);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		if (in->running)
+			pthread_cond_timedwait(&in->cond, &in->lock, &ts);
 	}
+	pthread_mutex_unlock(&in->lock);
 	for (int i = 0; i < started; i++)
 		pthread_join(tid[i], NULL);
 	return r ? r : in->err_rc;
@@ -942,27 +1056,11 @@ static int store_files(struct ingest *in, struct cfs_err *err)
 	for (int i = 0; !r && i < nthreads; i++)
 		r = object_writer_new(in->st->fd, in->tmp_fd, &in->writers[i]);
 	if (!r)
-		r = run_workers(in, nthreads, PHASE_FILES);
+		r = run_workers(in, nthreads, err);
 	report_progress(in);
-	if (!r)
-		r = group_deferred(in);
-	if (!r)
-		r = run_workers(in, nthreads, PHASE_COMPARE);
 	if (r || in->dry)
 		return r;
-	r = packer_layout(in->packer, &in->npacks);
-	if (!r && in->npacks) {
-		in->pack_keys = calloc(in->npacks, sizeof(*in->pack_keys));
-		in->pack_stored = calloc(in->npacks, sizeof(*in->pack_stored));
-		r = in->pack_keys && in->pack_stored ? 0 : -ENOMEM;
-		for (int i = 0; i < nthreads; i++)
-			object_writer_level(in->writers[i], PACK_ZSTD_LEVEL);
-		if (!r)
-			r = run_workers(in, nthreads, PHASE_PACKS);
-	}
-	if (!r)
-		r = publish(in, nthreads, err);
-	return r;
+	return publish(in, nthreads, err);
 }
 
 /* ---- commit ---- */
@@ -1001,7 +1099,7 @@ static int check_member_race(struct ingest *in, const struct inode *c, int64_t o
 
 /* The catalog row for a file's content: its own image, or a member of one of our packs. */
 static int ref_content(struct ingest *in, const struct inode *c, const int64_t *pack_ids,
-                       int64_t *ret_obj, struct cfs_err *err)
+                       int64_t *ret_obj, bool *ret_new, struct cfs_err *err)
 {
 	struct catalog_object o = {.key = c->key, .size = c->neutral_size, .stored = c->stored};
 	size_t pi = 0;
@@ -1020,6 +1118,8 @@ static int ref_content(struct ingest *in, const struct inode *c, const int64_t *
 		o.stored = plen ? len * in->pack_stored[pi] / plen : 0;
 	}
 	r = catalog_object_ref(in->st->cat, &o, 1, ret_obj, &fresh, err);
+	if (!r)
+		*ret_new = fresh;
 	if (!r && c->packed && !fresh) {
 		struct catalog_object now;
 
@@ -1070,9 +1170,11 @@ static int insert_tree(struct ingest *in, int64_t env_id, int64_t base, const ch
 		};
 
 		if (n->type == NODE_FILE) {
-			r = ref_content(in, c, pack_ids, &row.obj, err);
+			bool fresh;
+
+			r = ref_content(in, c, pack_ids, &row.obj, &fresh, err);
 			if (!r && !c->reloc)
-				r = catalog_group(in->st->cat, row.obj, n->mode, n->mtime_ns,
+				r = catalog_group(in->st->cat, row.obj, fresh, n->mode, n->mtime_ns,
 				                  &row.group, err);
 		}
 		if (!r)
@@ -1268,6 +1370,43 @@ out:
 
 /* ---- the whole ingest ---- */
 
+struct meta_job {
+	const char *prefix;
+	struct condameta *meta;
+	struct cfs_err *err;
+	int r;
+};
+
+static void *meta_main(void *arg)
+{
+	struct meta_job *j = arg;
+
+	j->r = condameta_read(j->prefix, &j->meta, j->err);
+	return NULL;
+}
+
+/*
+ * Read conda-meta (into in->meta: 0 or its error in err) on a thread of its own while this
+ * one walks the tree (*ret_walked: 0 or the walk's error, in walk_err): neither needs the
+ * other, and each takes tens of milliseconds. The caller reports conda-meta's error first,
+ * then any lock file mismatch, then the walk's, as when they ran one after the other.
+ */
+static int read_prefix(struct ingest *in, int *ret_walked, struct cfs_err *walk_err,
+                       struct cfs_err *err)
+{
+	struct meta_job j = {.prefix = in->prefix, .err = err};
+	pthread_t tid;
+	bool threaded = pthread_create(&tid, NULL, meta_main, &j) == 0;
+
+	if (!threaded)
+		meta_main(&j);
+	*ret_walked = walk(in, walk_err);
+	if (threaded)
+		pthread_join(tid, NULL);
+	in->meta = j.meta;
+	return j.r;
+}
+
 static int commit(struct ingest *in, const char *hash, const struct pkgset *set,
                   enum ingest_result *ret_result, struct cfs_err *err)
 {
@@ -1336,11 +1475,13 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 	struct ingest in = {.st = st, .opts = opts ? opts : &no_opts, .root_fd = -1, .tmp_fd = -1};
 	struct pkgset *lock = NULL;
 	struct store_env old;
+	struct cfs_err walk_err;
 	char *real = NULL, hash[33];
 	bool exists;
-	int held = -1, r;
+	int held = -1, walked, r;
 
 	pthread_mutex_init(&in.lock, NULL);
+	pthread_cond_init(&in.cond, NULL);
 	if (st->flags & STORE_READONLY) {
 		r = err_set(err, -EROFS, "%s: store opened read-only", st->dir);
 		goto out;
@@ -1357,7 +1498,7 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 		r = err_set(err, neg_errno(), "%s: %s", real, strerror(errno));
 		goto out;
 	}
-	r = condameta_read(real, &in.meta, err);
+	r = read_prefix(&in, &walked, err ? &walk_err : NULL, err);
 	if (r)
 		goto out;
 	if (in.opts->lock_path) {
@@ -1375,6 +1516,12 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 		if (r)
 			goto out;
 	}
+	if (walked) {
+		r = walked;
+		if (err)
+			*err = walk_err;
+		goto out;
+	}
 	pkgset_hash(condameta_pkgset(in.meta), hash);
 	/* gc.c G2: nothing this ingest finds stored may vanish before it commits. */
 	r = store_lock(st, LOCK_SH, &held, err);
@@ -1385,9 +1532,7 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 		goto out;
 	exists = r == 0;
 	in.dry = exists && !in.opts->replace;
-	r = walk(&in, err);
-	if (!r)
-		r = store_files(&in, err);
+	r = store_files(&in, err);
 	if (r)
 		goto out;
 	if (exists) {
@@ -1415,6 +1560,10 @@ out:
 	free(in.compare_starts);
 	free(in.pack_keys);
 	free(in.pack_stored);
+	for (size_t i = 0; in.pack_frames && i < in.npacks; i++)
+		object_frames_free(in.pack_frames[i]);
+	free(in.pack_frames);
+	free(in.frame_starts);
 	packer_free(in.packer);
 	for (size_t i = 0; i < in.n; i++)
 		inode_release(&in.nodes[i]);
@@ -1427,6 +1576,7 @@ out:
 	if (held >= 0)
 		close(held);
 	free(real);
+	pthread_cond_destroy(&in.cond);
 	pthread_mutex_destroy(&in.lock);
 	return r;
 }

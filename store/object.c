@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,16 @@ void object_hash(const struct object_src *src, struct objkey *ret)
 
 	XXH3_128bits_reset(&st);
 	src_walk(src, 0, src->len, hash_piece, &st);
+	key_from_hash(XXH3_128bits_digest(&st), ret);
+}
+
+void object_hash_pieces(const struct iovec *v, size_t n, struct objkey *ret)
+{
+	XXH3_state_t st;
+
+	XXH3_128bits_reset(&st);
+	for (size_t i = 0; i < n; i++)
+		XXH3_128bits_update(&st, v[i].iov_base, v[i].iov_len);
 	key_from_hash(XXH3_128bits_digest(&st), ret);
 }
 
@@ -353,11 +364,6 @@ int object_writer_new(int store_fd, int tmp_fd, struct object_writer **ret)
 	return 0;
 }
 
-void object_writer_level(struct object_writer *w, int level)
-{
-	ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, level);
-}
-
 void object_writer_free(struct object_writer *w)
 {
 	if (!w)
@@ -425,15 +431,43 @@ static int read_all(int fd, uint8_t *p, size_t n, off_t off)
 	return 0;
 }
 
+/* The content bytes of frame i of a content of len bytes. */
+static size_t frame_len(uint64_t len, uint64_t i)
+{
+	uint64_t off = i << OBJECT_FRAME_SHIFT;
+
+	return len - off < OBJECT_FRAME_SIZE ? (size_t)(len - off) : OBJECT_FRAME_SIZE;
+}
+
+/* Compress one frame's n content bytes at p with w's context: *ret_entry is its table
+ * entry, *ret_out its stored bytes (p itself when raw, else w->cbuf), *ret_len long. */
+static int encode_frame(struct object_writer *w, const uint8_t *p, size_t n, uint32_t *ret_entry,
+                        const uint8_t **ret_out, size_t *ret_len)
+{
+	size_t c = ZSTD_compress2(w->cctx, w->cbuf, w->cbuf_size, p, n);
+
+	if (ZSTD_isError(c))
+		return -EIO;
+	/* Store raw when compression saves under 1/64: not worth a decompression per read. */
+	if (c >= n - n / 64) {
+		*ret_entry = KIND_RAW << 30 | (uint32_t)n;
+		*ret_out = p;
+		*ret_len = n;
+	} else {
+		*ret_entry = KIND_ZSTD << 30 | (uint32_t)c;
+		*ret_out = w->cbuf;
+		*ret_len = c;
+	}
+	return 0;
+}
+
 /* Compress frame i of src, appending it to w->out; *ret_entry is its table entry. */
 static int compress_frame(struct object_writer *w, const struct object_src *src, uint64_t i,
                           uint32_t *ret_entry)
 {
 	uint64_t off = i << OBJECT_FRAME_SHIFT;
-	size_t n =
-	        src->len - off < OBJECT_FRAME_SIZE ? (size_t)(src->len - off) : OBJECT_FRAME_SIZE;
-	const uint8_t *p;
-	size_t c;
+	size_t n = frame_len(src->len, i), len;
+	const uint8_t *p, *out;
 	int r;
 
 	if (src_is_zero(src, off, n)) {
@@ -448,22 +482,12 @@ static int compress_frame(struct object_writer *w, const struct object_src *src,
 	} else {
 		p = src->data + off;
 	}
-	c = ZSTD_compress2(w->cctx, w->cbuf, w->cbuf_size, p, n);
-	if (ZSTD_isError(c))
-		return -EIO;
-	/* Store raw when compression saves under 1/64: not worth a decompression per read. */
-	if (c >= n - n / 64) {
-		r = out_append(w, p, n);
-		*ret_entry = KIND_RAW << 30 | (uint32_t)n;
-	} else {
-		r = out_append(w, w->cbuf, c);
-		*ret_entry = KIND_ZSTD << 30 | (uint32_t)c;
-	}
-	return r;
+	r = encode_frame(w, p, n, ret_entry, &out, &len);
+	return r ? r : out_append(w, out, len);
 }
 
-/* A header and a zeroed table for src, in little endian. */
-static int image_header(const struct objkey *key, const struct object_src *src, uint64_t nframes,
+/* A header and a zeroed table for a content of len bytes, in little endian. */
+static int image_header(const struct objkey *key, uint64_t len_content, uint64_t nframes,
                         uint8_t **ret, size_t *ret_len)
 {
 	size_t len = HDR_SIZE + 4 * (size_t)nframes;
@@ -478,7 +502,7 @@ static int image_header(const struct objkey *key, const struct object_src *src, 
 	memcpy(h + 8, &v32, 4);
 	v32 = htole32((uint32_t)nframes);
 	memcpy(h + 12, &v32, 4);
-	v64 = htole64(src->len);
+	v64 = htole64(len_content);
 	memcpy(h + 16, &v64, 8);
 	memcpy(h + 24, key->b, 16);
 	*ret = h;
@@ -499,6 +523,13 @@ static int compare_existing(struct object_writer *w, const struct objkey *key,
 		*ret_stored = object_image_size(o);
 	object_close(o);
 	return r;
+}
+
+/* Start writing the image out now, so the ingest's syncfs finds little left to do. Only a
+ * head start: durability is the syncfs's, which reports any write error. */
+static void start_writeback(int fd)
+{
+	sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
 static int add_pending(struct object_writer *w, const struct objkey *key)
@@ -538,7 +569,7 @@ int object_write(struct object_writer *w, const struct objkey *key, const struct
 	else if (fd < 0)
 		return err_set(err, neg_errno(), "%s: cannot create a temporary file: %s", path,
 		               strerror(errno));
-	r = image_header(key, src, nframes, &hdr, &hdr_len);
+	r = image_header(key, src->len, nframes, &hdr, &hdr_len);
 	if (r)
 		goto out;
 	/* The table is written last, when every frame's length is known. */
@@ -563,7 +594,129 @@ int object_write(struct object_writer *w, const struct objkey *key, const struct
 		goto io_err;
 	if (fd >= 0 && (r = add_pending(w, key)))
 		goto out;
+	if (fd >= 0)
+		start_writeback(fd);
 	*ret_stored = (uint64_t)file_off;
+	goto out;
+io_err:
+	err_set(err, r, "%s: cannot write object: %s", path, strerror(-r));
+out:
+	if (fd >= 0)
+		close(fd);
+	free(hdr);
+	return r;
+}
+
+/* ---- images compressed frame by frame, by several threads ---- */
+
+struct object_frames {
+	uint64_t len;
+	uint32_t nframes;
+	atomic_uint left;  /* tasks not done yet */
+	uint32_t *entries; /* table entries, host order */
+	uint8_t **stored;  /* each frame's stored bytes, owned (NULL for a zero frame) */
+};
+
+int object_frames_new(uint64_t len, struct object_frames **ret)
+{
+	uint64_t nframes = (len + OBJECT_FRAME_SIZE - 1) >> OBJECT_FRAME_SHIFT;
+	struct object_frames *f;
+
+	if (nframes > UINT32_MAX)
+		return -EFBIG;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->len = len;
+	f->nframes = (uint32_t)nframes;
+	atomic_init(&f->left, object_frames_tasks(f));
+	f->entries = calloc(nframes ? nframes : 1, sizeof(*f->entries));
+	f->stored = calloc(nframes ? nframes : 1, sizeof(*f->stored));
+	if (!f->entries || !f->stored) {
+		object_frames_free(f);
+		return -ENOMEM;
+	}
+	*ret = f;
+	return 0;
+}
+
+void object_frames_free(struct object_frames *f)
+{
+	if (!f)
+		return;
+	for (uint32_t i = 0; i < f->nframes; i++)
+		free(f->stored[i]);
+	free(f->stored);
+	free(f->entries);
+	free(f);
+}
+
+uint32_t object_frames_tasks(const struct object_frames *f)
+{
+	/* An empty content has no frame, but its image must still be written. */
+	return f->nframes ? f->nframes : 1;
+}
+
+int object_frames_compress(struct object_writer *w, struct object_frames *f, uint32_t i,
+                           const uint8_t *data, bool *ret_last)
+{
+	struct object_src src = {.data = data, .len = i < f->nframes ? frame_len(f->len, i) : 0};
+	const uint8_t *out;
+	size_t len;
+	int r;
+
+	if (src.len && src_is_zero(&src, 0, src.len)) {
+		f->entries[i] = KIND_ZERO << 30;
+	} else if (src.len) {
+		r = encode_frame(w, data, src.len, &f->entries[i], &out, &len);
+		if (r)
+			return r;
+		f->stored[i] = malloc(len);
+		if (!f->stored[i])
+			return -ENOMEM;
+		memcpy(f->stored[i], out, len);
+	}
+	/* Sequentially consistent: the last one sees every other task's frame. */
+	*ret_last = atomic_fetch_sub(&f->left, 1) == 1;
+	return 0;
+}
+
+int object_frames_write(struct object_writer *w, struct object_frames *f, const struct objkey *key,
+                        uint64_t *ret_stored, struct cfs_err *err)
+{
+	uint8_t *hdr = NULL;
+	size_t hdr_len;
+	off_t off;
+	char path[48], hex[33];
+	int fd, r;
+
+	objkey_path(key, path);
+	objkey_hex(key, hex);
+	fd = openat(w->tmp_fd, hex, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+	if (fd < 0 && errno != EEXIST)
+		return err_set(err, neg_errno(), "%s: cannot create a temporary file: %s", path,
+		               strerror(errno));
+	r = image_header(key, f->len, f->nframes, &hdr, &hdr_len);
+	if (r)
+		goto out;
+	off = (off_t)hdr_len;
+	for (uint32_t i = 0; i < f->nframes; i++) {
+		uint32_t entry = htole32(f->entries[i]);
+		size_t len = f->entries[i] & LEN_MASK;
+
+		memcpy(hdr + HDR_SIZE + 4 * i, &entry, 4);
+		/* EEXIST: another worker of this ingest writes the same content. */
+		if (fd >= 0 && len && (r = write_all(fd, f->stored[i], len, off)))
+			goto io_err;
+		off += (off_t)len;
+	}
+	if (fd >= 0 && (r = write_all(fd, hdr, hdr_len, 0)))
+		goto io_err;
+	if (fd >= 0 && (r = add_pending(w, key)))
+		goto out;
+	if (fd >= 0)
+		start_writeback(fd);
+	*ret_stored = (uint64_t)off;
 	goto out;
 io_err:
 	err_set(err, r, "%s: cannot write object: %s", path, strerror(-r));

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <zstd.h>
 
 #define OBJECT_FRAME_SHIFT 18 /* 256 KiB frames: see README, "Frame size" */
@@ -61,10 +62,9 @@ struct object_writer;
 int object_writer_new(int store_fd, int tmp_fd, struct object_writer **ret);
 void object_writer_free(struct object_writer *w);
 
-/* The zstd level of the images written from now on (3 unless set). */
-void object_writer_level(struct object_writer *w, int level);
-
 void object_hash(const struct object_src *src, struct objkey *ret);
+/* The key of the concatenation of n pieces. */
+void object_hash_pieces(const struct iovec *v, size_t n, struct objkey *ret);
 
 /*
  * Compress src into an image in the temporary directory, to be published. If key is
@@ -74,6 +74,27 @@ void object_hash(const struct object_src *src, struct objkey *ret);
  */
 int object_write(struct object_writer *w, const struct objkey *key, const struct object_src *src,
                  uint64_t *ret_stored, struct cfs_err *err);
+
+/*
+ * An image whose frames several threads compress at once, for a content too large to
+ * wait for one thread. The content of len bytes is given frame by frame and is not kept.
+ * object_frames_tasks is how many object_frames_compress calls it takes (i from 0 below
+ * that, each once, in any order, from any threads, each with its own writer); the one
+ * that returns *ret_last true is the last, and its caller then writes the image with
+ * object_frames_write, as object_write would (the key is the caller's to compute). The
+ * frames are held in memory until object_frames_free.
+ */
+struct object_frames;
+int object_frames_new(uint64_t len, struct object_frames **ret);
+void object_frames_free(struct object_frames *f);
+uint32_t object_frames_tasks(const struct object_frames *f);
+/* data: the content of frame i, OBJECT_FRAME_SIZE bytes (the last frame: what is left). */
+int object_frames_compress(struct object_writer *w, struct object_frames *f, uint32_t i,
+                           const uint8_t *data, bool *ret_last);
+/* Unlike object_write, this does not look for a stored image first: a key stored already
+ * is compared when object_publish finds it there (O2). */
+int object_frames_write(struct object_writer *w, struct object_frames *f, const struct objkey *key,
+                        uint64_t *ret_stored, struct cfs_err *err);
 
 /*
  * Move every image written since the last call into objects/ (never replacing one: a key

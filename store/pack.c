@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * The packer: collects the small contents an ingest has to store, orders them by file
- * extension and name (sources next to sources, metadata next to metadata: zstd finds far
- * more to share within a frame that way), and lays them out as packs of about PACK_TARGET
- * bytes. Members never straddle packs.
+ * extension, then path (sources next to sources, metadata next to metadata, and within a
+ * kind the files of one package directory together: zstd finds far more to share within
+ * a frame that way), and lays them out as packs of about PACK_TARGET bytes. Members never
+ * straddle packs.
  */
 #include "pack.h"
 
@@ -16,16 +17,17 @@
 
 struct member {
 	struct objkey key;
-	uint8_t *data; /* owned until layout, then points into a pack */
+	uint8_t *data; /* owned */
 	size_t len;
-	char *order; /* "<extension>/<name>", owned */
+	char *order; /* "<extension>/<path>", owned */
 	size_t pack;
 	uint64_t off;
 };
 
+/* Members [first, first + n) of the sorted array, laid end to end. */
 struct pack {
-	uint8_t *data;
-	size_t len;
+	size_t first, n;
+	uint64_t len;
 };
 
 struct packer {
@@ -35,7 +37,6 @@ struct packer {
 	struct member **by_key; /* after layout */
 	struct pack *packs;
 	size_t npacks;
-	bool laid_out; /* member data points into packs */
 };
 
 int packer_new(struct packer **ret)
@@ -54,12 +55,9 @@ void packer_free(struct packer *p)
 	if (!p)
 		return;
 	for (size_t i = 0; i < p->n; i++) {
-		if (!p->laid_out)
-			free(p->m[i].data);
+		free(p->m[i].data);
 		free(p->m[i].order);
 	}
-	for (size_t i = 0; i < p->npacks; i++)
-		free(p->packs[i].data);
 	free(p->packs);
 	free(p->by_key);
 	free(p->m);
@@ -67,6 +65,7 @@ void packer_free(struct packer *p)
 	free(p);
 }
 
+/* "<extension>/<path>": by kind first, then by directory. */
 static char *order_key(const char *name)
 {
 	const char *base = strrchr(name, '/'), *dot;
@@ -76,10 +75,10 @@ static char *order_key(const char *name)
 	base = base ? base + 1 : name;
 	dot = strrchr(base, '.');
 	dot = dot && dot != base ? dot + 1 : "";
-	n = strlen(dot) + 1 + strlen(base) + 1;
+	n = strlen(dot) + 1 + strlen(name) + 1;
 	k = malloc(n);
 	if (k)
-		snprintf(k, n, "%s/%s", dot, base);
+		snprintf(k, n, "%s/%s", dot, name);
 	return k;
 }
 
@@ -141,20 +140,28 @@ static int by_key(const void *a, const void *b)
 int packer_layout(struct packer *p, size_t *ret_npacks)
 {
 	size_t k = 0, cap = 0;
+	bool collision = false;
 
-	/* Two files of the ingest may have the same content: keep one. */
+	/* Two files of the ingest may have the same content: keep one, once it is shown to
+	 * be the same content and not a hash collision (then both stay, to be freed). */
 	if (!p->n)
 		goto laid;
 	qsort(p->m, p->n, sizeof(*p->m), member_by_key);
 	for (size_t i = 0; i < p->n; i++) {
 		if (k && !memcmp(p->m[k - 1].key.b, p->m[i].key.b, 16)) {
-			free(p->m[i].data);
-			free(p->m[i].order);
-			continue;
+			if (p->m[k - 1].len == p->m[i].len &&
+			    memcmp(p->m[k - 1].data, p->m[i].data, p->m[i].len) == 0) {
+				free(p->m[i].data);
+				free(p->m[i].order);
+				continue;
+			}
+			collision = true;
 		}
 		p->m[k++] = p->m[i];
 	}
 	p->n = k;
+	if (collision)
+		return -EBADMSG;
 	qsort(p->m, p->n, sizeof(*p->m), by_order);
 	for (size_t i = 0; i < p->n; i++) {
 		struct pack *pk;
@@ -167,28 +174,15 @@ int packer_layout(struct packer *p, size_t *ret_npacks)
 					return -ENOMEM;
 				p->packs = v;
 			}
-			p->packs[p->npacks].data = NULL;
-			p->packs[p->npacks].len = 0;
+			p->packs[p->npacks] = (struct pack){.first = i};
 			p->npacks++;
 		}
 		pk = &p->packs[p->npacks - 1];
 		p->m[i].pack = p->npacks - 1;
 		p->m[i].off = pk->len;
 		pk->len += p->m[i].len;
+		pk->n++;
 	}
-	for (size_t i = 0; i < p->npacks; i++) {
-		p->packs[i].data = malloc(p->packs[i].len ? p->packs[i].len : 1);
-		if (!p->packs[i].data)
-			return -ENOMEM;
-	}
-	for (size_t i = 0; i < p->n; i++) {
-		uint8_t *dst = p->packs[p->m[i].pack].data + p->m[i].off;
-
-		memcpy(dst, p->m[i].data, p->m[i].len);
-		free(p->m[i].data);
-		p->m[i].data = dst;
-	}
-	p->laid_out = true;
 laid:
 	p->by_key = malloc((p->n ? p->n : 1) * sizeof(struct member *));
 	if (!p->by_key)
@@ -201,10 +195,46 @@ laid:
 	return 0;
 }
 
-void packer_pack(const struct packer *p, size_t i, const uint8_t **ret_data, size_t *ret_len)
+void packer_gather(const struct packer *p, size_t i, uint64_t off, size_t len, uint8_t *dst)
 {
-	*ret_data = p->packs[i].data;
-	*ret_len = p->packs[i].len;
+	const struct pack *pk = &p->packs[i];
+	size_t lo = pk->first, hi = pk->first + pk->n;
+
+	/* The last member that starts at or before off holds it (empty ones hold nothing). */
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (p->m[mid].off <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	for (size_t k = lo; len; k++) {
+		const struct member *m = &p->m[k];
+		uint64_t in = off - m->off;
+		size_t n = m->len - in < len ? (size_t)(m->len - in) : len;
+
+		memcpy(dst, m->data + in, n);
+		dst += n;
+		off += n;
+		len -= n;
+	}
+}
+
+int packer_pack_key(const struct packer *p, size_t i, struct objkey *ret)
+{
+	const struct pack *pk = &p->packs[i];
+	struct iovec *v = malloc((pk->n ? pk->n : 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t k = 0; k < pk->n; k++) {
+		v[k].iov_base = p->m[pk->first + k].data;
+		v[k].iov_len = p->m[pk->first + k].len;
+	}
+	object_hash_pieces(v, pk->n, ret);
+	free(v);
+	return 0;
 }
 
 uint64_t packer_pack_len(const struct packer *p, size_t i)
@@ -237,5 +267,17 @@ int packer_find(const struct packer *p, const struct objkey *key, size_t *ret_pa
 
 const uint8_t *packer_member_data(const struct packer *p, size_t pack, uint64_t off)
 {
-	return p->packs[pack].data + off;
+	const struct pack *pk = &p->packs[pack];
+	size_t lo = pk->first, hi = pk->first + pk->n;
+
+	/* By offset: the one that starts there and is not empty, if there is one. */
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (p->m[mid].off <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return p->m[lo].data;
 }

@@ -15,9 +15,6 @@
 
 /* Contents up to this size are packed; larger ones get an image of their own. */
 #define PACK_MEMBER_MAX (256u * 1024)
-/* Packs hold many small files that share a frame: one level above the default buys ~3%
- * for their part of the ingest only (README, "Packs"). */
-#define PACK_ZSTD_LEVEL 4
 /* Raw bytes per pack: large enough to amortise a file, small enough for gc to free. */
 #define PACK_TARGET (8u << 20)
 
@@ -26,16 +23,21 @@ struct packer;
 int packer_new(struct packer **ret);
 void packer_free(struct packer *p);
 
-/* Add a copy of a content, unless its key is there already. name (the file's name) orders
+/* Add a copy of a content, unless its key is there already. name (the file's path) orders
  * similar contents together. Safe to call from several threads. */
 int packer_add(struct packer *p, const struct objkey *key, const uint8_t *data, size_t len,
                const char *name);
 
-/* Sort the members and cut them into packs; no packer_add after this. */
+/* Sort the members and cut them into packs; no packer_add after this. -EBADMSG if two
+ * members have the same key but not the same bytes (a hash collision). */
 int packer_layout(struct packer *p, size_t *ret_npacks);
 
-/* The content of pack i (valid while p lives). */
-void packer_pack(const struct packer *p, size_t i, const uint8_t **ret_data, size_t *ret_len);
+/* Copy bytes [off, off + len) of pack i to dst. The content of a pack is never held in
+ * one piece: its frames are gathered from the members as they are compressed. */
+void packer_gather(const struct packer *p, size_t i, uint64_t off, size_t len, uint8_t *dst);
+
+/* The key of pack i's content. */
+int packer_pack_key(const struct packer *p, size_t i, struct objkey *ret);
 
 /* The content length of pack i. */
 uint64_t packer_pack_len(const struct packer *p, size_t i);

@@ -371,9 +371,17 @@ static void test_packer(void)
 		CHECK(len == 50 + (size_t)i);
 		CHECK(memcmp(packer_member_data(p, pack, off), content[i], len) == 0);
 	}
-	/* Ordered by extension then name: bin/x (no extension), a.py, b.py, c.txt. */
+	/* Ordered by extension then path: bin/x (no extension), a.py, b.py, c.txt. */
 	CHECK(packer_find(p, &k[1], &pack, &off, &len) == 0 && off == 0);
 	CHECK(packer_find(p, &k[0], &pack, &off, &len) == 0 && off == 51);
+	packer_free(p);
+
+	/* One key, two contents (a forged collision): refused, and all freed once. */
+	CHECK(packer_new(&p) == 0);
+	CHECK(packer_add(p, &k[0], content[0], 50, "a") == 0);
+	CHECK(packer_add(p, &k[0], content[1], 50, "b") == 0);
+	CHECK(packer_add(p, &k[1], content[1], 51, "c") == 0);
+	CHECK(packer_layout(p, &npacks) == -EBADMSG);
 	packer_free(p);
 }
 

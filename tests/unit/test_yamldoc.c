@@ -3,7 +3,8 @@
  * yamldoc: YAML and JSON into a node tree. Covers lookups and scalar text as written,
  * the JSON that libyaml alone would refuse or change (surrogate pairs, raw control and
  * line-separator characters, tabs, a newline before ':'), error lines, and every real
- * conda-meta record in the fixtures, the 728 KB python one included.
+ * conda-meta record in the fixtures, the 728 KB python one included, each read both as
+ * JSON (without libyaml) and as YAML (by libyaml) into the same tree.
  */
 #include "test.h"
 #include "testfs.h"
@@ -179,6 +180,52 @@ static void test_errors(void)
 	check_error("a: *nope\n", "t.yml:1: invalid YAML: found undefined alias", -EINVAL);
 }
 
+/* a and b are the same tree, b's lines shifted by shift. */
+static bool same_tree(const struct ynode *a, const struct ynode *b, size_t shift)
+{
+	if (ynode_is_map(a) != ynode_is_map(b) || ynode_is_seq(a) != ynode_is_seq(b) ||
+	    ynode_count(a) != ynode_count(b) || ynode_line(a) + shift != ynode_line(b))
+		return false;
+	if ((ynode_str(a) == NULL) != (ynode_str(b) == NULL) ||
+	    (ynode_str(a) && strcmp(ynode_str(a), ynode_str(b)) != 0))
+		return false;
+	for (size_t i = 0; i < ynode_count(a); i++) {
+		bool same = ynode_is_map(a)
+		                    ? same_tree(ynode_key(a, i), ynode_key(b, i), shift) &&
+		                              same_tree(ynode_value(a, i), ynode_value(b, i), shift)
+		                    : same_tree(ynode_item(a, i), ynode_item(b, i), shift);
+
+		if (!same)
+			return false;
+	}
+	return true;
+}
+
+/* JSON is read without libyaml when it is well-formed: the tree must be the one libyaml
+ * makes of the same text, which it reads as YAML when a document marker comes first. */
+static void check_as_yaml(const char *path)
+{
+	struct cfs_err err = {{0}};
+	struct yamldoc *json = NULL, *yaml = NULL;
+	char *text = NULL, *marked = NULL;
+	size_t len = 0;
+	FILE *f = fopen(path, "r");
+
+	CHECK(f != NULL);
+	if (!f)
+		return;
+	CHECK(getdelim(&text, &len, '\0', f) > 0);
+	fclose(f);
+	CHECK(asprintf(&marked, "---\n%s", text) > 0);
+	CHECK(yamldoc_parse("j", text, strlen(text), &json, &err) == 0);
+	CHECK(yamldoc_parse("y", marked, strlen(marked), &yaml, &err) == 0);
+	CHECK(json && yaml && same_tree(yamldoc_root(json), yamldoc_root(yaml), 1));
+	yamldoc_free(json);
+	yamldoc_free(yaml);
+	free(marked);
+	free(text);
+}
+
 static void test_load(void)
 {
 	static const char *const records[] = {
@@ -201,6 +248,7 @@ static void test_load(void)
 		const char *file = strrchr(records[i], '/') + 1, *name;
 
 		path = testfs_fixture(records[i]);
+		check_as_yaml(path);
 		doc = NULL;
 		CHECK(yamldoc_load(AT_FDCWD, path, path, &doc, &err) == 0);
 		free(path);
