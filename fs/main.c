@@ -19,6 +19,9 @@
 #define DEFAULT_THREADS  2
 #define MAX_THREADS      64
 #define DEFAULT_CACHE_MB 32
+/* Two workers decompress a sequential reader's frames in parallel only when the kernel
+ * asks for several at once: 2 MiB made a cold 120 MB read 1.7x faster (README). */
+#define DEFAULT_READAHEAD_KB 2048
 
 /* Always: nothing is writable, nothing is a device or setuid. */
 #define MOUNT_OPTS "ro,nosuid,nodev,default_permissions,fsname=condafs,subtype=condafs"
@@ -42,7 +45,7 @@ static const char usage[] =
         "  --cache MB      decompressed data kept for all threads (default 32; 0: none)\n"
         "  --[no-]prefetch a thread reading ahead of sequential readers (default: with\n"
         "                  3 cores or more)\n"
-        "  --readahead KB  the mount's readahead (default: the kernel's 128 KiB)\n"
+        "  --readahead KB  the mount's readahead (default 2048; 0: the kernel's 128)\n"
         "\n"
         "Run as root it mounts with allow_other: every user reads, nobody writes.\n";
 
@@ -116,6 +119,7 @@ static int parse_args(int argc, char **argv, struct opts *o, int *ret_exit)
 
 	o->config_path = CONFIG_PATH;
 	o->cache_mb = DEFAULT_CACHE_MB;
+	o->readahead_kb = DEFAULT_READAHEAD_KB;
 	/* Reading ahead takes a core besides the reader's and the worker's: on two cores it
 	 * only competes with them (measured: see README). */
 	o->prefetch = sysconf(_SC_NPROCESSORS_ONLN) >= 3;

@@ -21,7 +21,7 @@ import lib
 CONDAFSD = os.environ.get("CONDAFSD")
 FUSE_TYPE = "fuse.condafs"
 # What condafsd sets the mount's readahead to (KiB) when not told (fs/main.c).
-DEFAULT_READAHEAD_KB = 128
+DEFAULT_READAHEAD_KB = 2048
 
 _daemons = []
 
