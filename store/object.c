@@ -547,6 +547,25 @@ static int add_pending(struct object_writer *w, const struct objkey *key)
 	return 0;
 }
 
+/* The end of writing a temporary image at fd (negative: another worker of this ingest
+ * writes it): the header with its frame table, and the image queued for publishing, its
+ * writeback started. */
+static int finish_image(struct object_writer *w, int fd, const struct objkey *key,
+                        const uint8_t *hdr, size_t hdr_len, const char *path, struct cfs_err *err)
+{
+	int r;
+
+	if (fd < 0)
+		return 0;
+	r = write_all(fd, hdr, hdr_len, 0);
+	if (r)
+		return err_set(err, r, "%s: cannot write object: %s", path, strerror(-r));
+	r = add_pending(w, key);
+	if (!r)
+		start_writeback(fd);
+	return r;
+}
+
 int object_write(struct object_writer *w, const struct objkey *key, const struct object_src *src,
                  uint64_t *ret_stored, struct cfs_err *err)
 {
@@ -590,13 +609,9 @@ int object_write(struct object_writer *w, const struct objkey *key, const struct
 			w->out_len = 0;
 		}
 	}
-	if (fd >= 0 && (r = write_all(fd, hdr, hdr_len, 0)))
-		goto io_err;
-	if (fd >= 0 && (r = add_pending(w, key)))
-		goto out;
-	if (fd >= 0)
-		start_writeback(fd);
-	*ret_stored = (uint64_t)file_off;
+	r = finish_image(w, fd, key, hdr, hdr_len, path, err);
+	if (!r)
+		*ret_stored = (uint64_t)file_off;
 	goto out;
 io_err:
 	err_set(err, r, "%s: cannot write object: %s", path, strerror(-r));
@@ -710,13 +725,9 @@ int object_frames_write(struct object_writer *w, struct object_frames *f, const 
 			goto io_err;
 		off += (off_t)len;
 	}
-	if (fd >= 0 && (r = write_all(fd, hdr, hdr_len, 0)))
-		goto io_err;
-	if (fd >= 0 && (r = add_pending(w, key)))
-		goto out;
-	if (fd >= 0)
-		start_writeback(fd);
-	*ret_stored = (uint64_t)off;
+	r = finish_image(w, fd, key, hdr, hdr_len, path, err);
+	if (!r)
+		*ret_stored = (uint64_t)off;
 	goto out;
 io_err:
 	err_set(err, r, "%s: cannot write object: %s", path, strerror(-r));

@@ -195,12 +195,13 @@ laid:
 	return 0;
 }
 
-void packer_gather(const struct packer *p, size_t i, uint64_t off, size_t len, uint8_t *dst)
+/* The last member of pack i that starts at or before off: the one that holds it, as
+ * empty members hold nothing. */
+static size_t member_at(const struct packer *p, size_t i, uint64_t off)
 {
 	const struct pack *pk = &p->packs[i];
 	size_t lo = pk->first, hi = pk->first + pk->n;
 
-	/* The last member that starts at or before off holds it (empty ones hold nothing). */
 	while (hi - lo > 1) {
 		size_t mid = lo + (hi - lo) / 2;
 
@@ -209,7 +210,12 @@ void packer_gather(const struct packer *p, size_t i, uint64_t off, size_t len, u
 		else
 			hi = mid;
 	}
-	for (size_t k = lo; len; k++) {
+	return lo;
+}
+
+void packer_gather(const struct packer *p, size_t i, uint64_t off, size_t len, uint8_t *dst)
+{
+	for (size_t k = member_at(p, i, off); len; k++) {
 		const struct member *m = &p->m[k];
 		uint64_t in = off - m->off;
 		size_t n = m->len - in < len ? (size_t)(m->len - in) : len;
@@ -267,17 +273,5 @@ int packer_find(const struct packer *p, const struct objkey *key, size_t *ret_pa
 
 const uint8_t *packer_member_data(const struct packer *p, size_t pack, uint64_t off)
 {
-	const struct pack *pk = &p->packs[pack];
-	size_t lo = pk->first, hi = pk->first + pk->n;
-
-	/* By offset: the one that starts there and is not empty, if there is one. */
-	while (hi - lo > 1) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (p->m[mid].off <= off)
-			lo = mid;
-		else
-			hi = mid;
-	}
-	return p->m[lo].data;
+	return p->m[member_at(p, pack, off)].data;
 }
