@@ -149,7 +149,7 @@ int mountpoint_check(const char *path)
 void mountpoint_raise_readahead(struct fsd *fs)
 {
 	char type[64], sys[96], val[32];
-	unsigned maj, min;
+	unsigned maj = 0, min = 0;
 	int fd, r;
 
 	if (!fs->readahead_kb ||
@@ -162,11 +162,14 @@ void mountpoint_raise_readahead(struct fsd *fs)
 		snprintf(sys, sizeof(sys), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
 		snprintf(val, sizeof(val), "%u\n", fs->readahead_kb);
 		fd = open(sys, O_WRONLY | O_CLOEXEC);
-		r = fd < 0                                                ? -errno
-		    : write(fd, val, strlen(val)) == (ssize_t)strlen(val) ? 0
-		                                                          : -errno;
-		if (fd >= 0)
+		if (fd < 0) {
+			r = -errno;
+		} else {
+			errno = 0;
+			if (write(fd, val, strlen(val)) != (ssize_t)strlen(val))
+				r = errno ? -errno : -EIO;
 			close(fd);
+		}
 	}
 	if (r)
 		log_msg(LOG_LEVEL_WARNING, "%s: cannot set readahead to %u KiB: %s", fs->mountpoint,
