@@ -61,6 +61,8 @@ static void job_run(struct prefetch *p, struct store **st, uint64_t *st_version,
 		*st = NULL;
 		r = worker_store_open(p->fs, st, &err);
 		*st_version = j->version;
+	} else {
+		r = store_snapshot_refresh(*st, &err);
 	}
 	if (!r)
 		r = store_read(*st, &j->n, j->prefix, j->start, j->cap, cache_block_data(j->block),

@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* Resolved nodeids, direct-mapped: what lookups and listings just returned is what the
  * kernel asks about next (a read after a lookup, the listing of a subdirectory). */
@@ -22,7 +21,6 @@
 struct worker {
 	struct fsd *fs;
 	struct store *st;
-	time_t snapshot;    /* when st's catalog snapshot was last renewed */
 	struct envtab *tab; /* a reference; replaced when fs->envtab_version moves */
 	uint64_t tab_version;
 	void *buf;
@@ -53,14 +51,6 @@ static void worker_free(void *p)
 static void worker_key_init(void)
 {
 	worker_key_err = -pthread_key_create(&worker_key, worker_free);
-}
-
-static time_t coarse_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return ts.tv_sec;
 }
 
 int worker_store_open(struct fsd *fs, struct store **ret, struct cfs_err *err)
@@ -125,17 +115,10 @@ int worker_get(struct fsd *fs, struct worker **ret)
 			return r;
 		}
 	}
-	if (!w->tab || atomic_load(&fs->envtab_version) != w->tab_version) {
+	if (!w->tab || atomic_load(&fs->envtab_version) != w->tab_version)
 		worker_refresh(w);
-		w->snapshot = coarse_now();
-	} else if (coarse_now() != w->snapshot) {
-		/* Whatever else commits (last-use times), SQLite's log can restart past a
-		 * snapshot at most a second old. */
-		r = store_snapshot_renew(w->st, &err);
-		if (r)
-			log_msg(LOG_LEVEL_ERR, "%s", err.msg[0] ? err.msg : strerror(-r));
-		w->snapshot = coarse_now();
-	}
+	else if ((r = store_snapshot_refresh(w->st, &err)))
+		log_msg(LOG_LEVEL_ERR, "%s", err.msg[0] ? err.msg : strerror(-r));
 	*ret = w;
 	return 0;
 }

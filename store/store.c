@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define FORMAT_LINE "condafs-store 1\n"
@@ -99,6 +100,15 @@ static int check_format(int fd, const char *dir, struct cfs_err *err)
 	return 0;
 }
 
+/* Coarse, cheap: it is asked between every two requests of the daemon. */
+static time_t monotonic_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return ts.tv_sec;
+}
+
 int store_open(const char *dir, unsigned flags, struct store **ret, struct cfs_err *err)
 {
 	struct store *st = calloc(1, sizeof(*st));
@@ -142,8 +152,10 @@ int store_open(const char *dir, unsigned flags, struct store **ret, struct cfs_e
 	} else if (!r) {
 		r = catalog_open(db, !(flags & STORE_READONLY), &st->cat, err);
 	}
-	if (!r && (flags & STORE_SNAPSHOT))
+	if (!r && (flags & STORE_SNAPSHOT)) {
 		r = catalog_begin(st->cat, false, err);
+		st->snapshot_at = monotonic_s();
+	}
 	if (r)
 		goto fail;
 	free(db);
@@ -155,11 +167,18 @@ fail:
 	return r;
 }
 
-int store_snapshot_renew(struct store *st, struct cfs_err *err)
+int store_snapshot_refresh(struct store *st, struct cfs_err *err)
 {
-	int r = catalog_commit(st->cat, err);
+	time_t now = monotonic_s();
+	int r;
 
-	return r ? r : catalog_begin(st->cat, false, err);
+	if (!(st->flags & STORE_SNAPSHOT) || now == st->snapshot_at)
+		return 0;
+	r = catalog_commit(st->cat, err);
+	if (!r)
+		r = catalog_begin(st->cat, false, err);
+	st->snapshot_at = now;
+	return r;
 }
 
 void store_close(struct store *st)

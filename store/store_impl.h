@@ -10,6 +10,7 @@
 #include "object.h"
 #include "reloc.h"
 
+#include <time.h>
 #include <zstd.h>
 
 #define READ_NODES  16
@@ -39,6 +40,7 @@ struct store {
 	struct catalog *cat;
 	ZSTD_DCtx *dctx;
 	struct cache *frames; /* shared decoded frames for reads, or NULL */
+	time_t snapshot_at;   /* STORE_SNAPSHOT: when the read transaction began (monotonic s) */
 	uint64_t clock;
 	struct read_node nodes[READ_NODES];
 	struct read_image images[READ_IMAGES];

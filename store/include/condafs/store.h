@@ -81,10 +81,10 @@ int pkgset_match(const struct pkgset *have, const struct pkgset *lock, struct cf
 enum store_flags {
 	STORE_CREATE = 1 << 0,   /* create the store if the directory holds none */
 	STORE_READONLY = 1 << 1, /* never write (the daemon) */
-	/* Reads see the catalog as of the handle's first read until it is closed: one read
-	 * transaction instead of SQLite's locking around every query. For handles that are
-	 * reopened whenever what they serve changes (the daemon's workers); while one is
-	 * open, SQLite cannot restart its write-ahead log past that snapshot. */
+	/* Reads see the catalog as of the handle's first read, until store_snapshot_refresh
+	 * lets go of it: one read transaction instead of SQLite's locking around every query.
+	 * For handles that are reopened whenever what they serve changes (the daemon's
+	 * threads); while one is held, SQLite cannot restart its write-ahead log past it. */
 	STORE_SNAPSHOT = 1 << 2,
 };
 
@@ -92,8 +92,10 @@ struct store;
 
 int store_open(const char *dir, unsigned flags, struct store **ret, struct cfs_err *err);
 void store_close(struct store *st);
-/* A STORE_SNAPSHOT handle lets go of its snapshot; its next read takes a new one. */
-int store_snapshot_renew(struct store *st, struct cfs_err *err);
+/* A STORE_SNAPSHOT handle whose snapshot is a second old or more lets go of it (its next
+ * read takes a new one), so SQLite's log can restart; call it between requests. Nothing
+ * for other handles. */
+int store_snapshot_refresh(struct store *st, struct cfs_err *err);
 
 /* ---- ingest (ingest.c) ---- */
 
