@@ -14,6 +14,13 @@
  * C4: at most one live environment (removed = 0) per hash. A removed environment keeps
  *     its rows, hidden from every lookup by name, until gc reaps it (gc.c G4), so a mount
  *     can go on serving its open files; the rows are never shown by hash or tag again.
+ * C5: a sources row names a file (device, inode, ctime) whose bytes an ingest stored or
+ *     compared as the content of obj, a stored content: the row goes with the object (gc,
+ *     repair), and with any object found missing or corrupt (repair). A file that changed
+ *     since has another ctime, so its old rows never match again; they go with the object.
+ * C6: an environment's nodes have the ids from its root up to the next environment's root
+ *     (new ids start above every id ever used), so they are a range of the primary key
+ *     and nodes.env needs no index.
  */
 #include "catalog.h"
 
@@ -26,8 +33,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CATALOG_VERSION "2"
-#define BUSY_TIMEOUT_MS 60000
+/* Version 3 added the sources table and dropped two indexes (C6, and members by pack): a
+ * writable open upgrades a version 2 catalog, which a reader may still read. */
+#define CATALOG_VERSION          "3"
+#define CATALOG_VERSION_READABLE "2"
+#define BUSY_TIMEOUT_MS          60000
 
 static const char schema[] =
         "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -61,17 +71,21 @@ static const char schema[] =
          * and its replacement share: they are never looked up by name. */
         "CREATE UNIQUE INDEX IF NOT EXISTS nodes_lookup ON nodes(parent, name)"
         " WHERE parent > 0;"
-        "CREATE INDEX IF NOT EXISTS nodes_env ON nodes(env);"
         "CREATE INDEX IF NOT EXISTS nodes_obj ON nodes(obj);"
         "CREATE INDEX IF NOT EXISTS nodes_grp ON nodes(grp);"
-        "CREATE INDEX IF NOT EXISTS objects_pack ON objects(pack) WHERE pack IS NOT NULL;"
         "CREATE INDEX IF NOT EXISTS objects_unused ON objects(refs) WHERE refs = 0;"
         "CREATE TABLE IF NOT EXISTS tags(name TEXT PRIMARY KEY, env INTEGER NOT NULL,"
         " id INTEGER NOT NULL UNIQUE, set_at INTEGER NOT NULL) WITHOUT ROWID;"
-        "CREATE INDEX IF NOT EXISTS tags_env ON tags(env);";
+        "CREATE INDEX IF NOT EXISTS tags_env ON tags(env);"
+        /* By object first: found with the object, and forgotten with it, with no index
+         * of its own. */
+        "CREATE TABLE IF NOT EXISTS sources(obj INTEGER NOT NULL, dev INTEGER NOT NULL,"
+        " ino INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, PRIMARY KEY(obj, dev, ino))"
+        " WITHOUT ROWID;";
 
 enum stmt_id {
 	S_OBJ_BY_KEY,
+	S_OBJ_BY_FILE,
 	S_OBJ_BY_ID,
 	S_OBJ_REF,
 	S_OBJ_EACH,
@@ -123,6 +137,8 @@ enum stmt_id {
 	S_OBJ_SETREFS,
 	S_OBJ_ENVS,
 	S_ENV_BROKEN,
+	S_SOURCE_SET,
+	S_SOURCE_FORGET,
 	S_COUNT,
 };
 
@@ -133,9 +149,17 @@ enum stmt_id {
 	"id, env, parent, name, type, mode, mtime_ns, size, inserts, grp, hardlink, first_child,"  \
 	" nchildren, reloc IS NOT NULL"
 #define OBJ_COLS "id, key, size, stored, refs, kind, pack, pack_off"
+/* The nodes of environment ?1 (C6), t the nodes table's alias and a dot, or "". */
+#define ENV_NODES(t)                                                                               \
+	t "id >= (SELECT root FROM envs WHERE id = ?1) AND " t "id < coalesce((SELECT min(root)"   \
+	  " FROM envs WHERE root > (SELECT root FROM envs WHERE id = ?1)), 1 << 62) AND " t        \
+	  "env = ?1"
 
 static const char *const stmt_sql[S_COUNT] = {
         [S_OBJ_BY_KEY] = "SELECT " OBJ_COLS " FROM objects WHERE key = ?1",
+        [S_OBJ_BY_FILE] = "SELECT " OBJ_COLS ", EXISTS (SELECT 1 FROM sources s"
+                          " WHERE s.obj = objects.id AND s.dev = ?2 AND s.ino = ?3"
+                          " AND s.ctime_ns = ?4) FROM objects WHERE key = ?1",
         [S_OBJ_BY_ID] = "SELECT " OBJ_COLS " FROM objects WHERE id = ?1",
         /* One statement for both cases: catalog_object_ref tells them apart by the last
          * insert rowid, which the update path leaves alone. */
@@ -163,16 +187,18 @@ static const char *const stmt_sql[S_COUNT] = {
                          " md5, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         [S_PKG_LIST] = "SELECT kind, name, version, build, channel, subdir, md5, sha256"
                        " FROM packages WHERE env = ?1",
-        [S_ENV_UNREF] = "UPDATE objects SET refs = refs - c.n FROM"
-                        " (SELECT obj, count(*) AS n FROM nodes WHERE env = ?1 AND obj IS NOT NULL"
-                        " GROUP BY obj) AS c WHERE objects.id = c.obj",
-        [S_ENV_DEL_NODES] = "DELETE FROM nodes WHERE env = ?1",
+        [S_ENV_UNREF] =
+                "UPDATE objects SET refs = refs - c.n FROM"
+                " (SELECT obj, count(*) AS n FROM nodes WHERE " ENV_NODES(
+                        "") " AND obj IS NOT NULL GROUP BY obj) AS c WHERE objects.id = c.obj",
+        [S_ENV_DEL_NODES] = "DELETE FROM nodes WHERE " ENV_NODES(""),
         [S_ENV_DEL_PKGS] = "DELETE FROM packages WHERE env = ?1",
         [S_ENV_DEL] = "DELETE FROM envs WHERE id = ?1",
         [S_ENV_UNIQUE] = "SELECT coalesce(sum(o.stored), 0) FROM objects o WHERE o.id IN"
-                         " (SELECT DISTINCT obj FROM nodes WHERE env = ?1 AND obj IS NOT NULL)"
-                         " AND NOT EXISTS (SELECT 1 FROM nodes m WHERE m.obj = o.id"
-                         " AND m.env != ?1)",
+                         " (SELECT DISTINCT obj FROM nodes WHERE " ENV_NODES(
+                                 "") " AND obj IS NOT NULL)"
+                                     " AND NOT EXISTS (SELECT 1 FROM nodes m WHERE m.obj = o.id"
+                                     " AND m.env != ?1)",
         /* Ids are never reused: the daemon hands them to the kernel as inode numbers. */
         [S_NODE_MAX] = "SELECT max(coalesce((SELECT max(id) FROM nodes), 0),"
                        " coalesce((SELECT CAST(value AS INTEGER) FROM meta"
@@ -192,10 +218,11 @@ static const char *const stmt_sql[S_COUNT] = {
                 " LEFT JOIN objects o ON o.id = n.obj LEFT JOIN objects p ON p.id = o.pack"
                 " WHERE n.id = ?1",
         [S_NODE_RANGE] = "SELECT " NODE_COLS " FROM nodes WHERE id >= ?1 AND id < ?2 ORDER BY id",
-        [S_ENV_TREE] = "SELECT n.id, n.env, n.parent, n.name, n.type, n.mode, n.mtime_ns, n.size,"
-                       " n.inserts, n.grp, n.hardlink, n.first_child, n.nchildren,"
-                       " n.reloc IS NOT NULL, o.key, n.target FROM nodes n"
-                       " LEFT JOIN objects o ON o.id = n.obj WHERE n.env = ?1 ORDER BY n.id",
+        [S_ENV_TREE] =
+                "SELECT n.id, n.env, n.parent, n.name, n.type, n.mode, n.mtime_ns, n.size,"
+                " n.inserts, n.grp, n.hardlink, n.first_child, n.nchildren,"
+                " n.reloc IS NOT NULL, o.key, n.target FROM nodes n"
+                " LEFT JOIN objects o ON o.id = n.obj WHERE " ENV_NODES("n.") " ORDER BY n.id",
         /* A live environment's node first: it outlives a removed one's. */
         [S_GROUP_NODE] = "SELECT " NODE_COLS " FROM nodes WHERE id = (SELECT n.id FROM nodes n"
                          " JOIN envs e ON e.id = n.env WHERE n.grp = ?1"
@@ -237,13 +264,17 @@ static const char *const stmt_sql[S_COUNT] = {
                          " FROM objects WHERE kind = 0",
         /* C2 recounted: a content's nodes, a pack's member rows. */
         [S_REFS_WRONG] = "SELECT id, key, refs, n FROM (SELECT o.id, o.key, o.refs,"
-                         " CASE o.kind WHEN 1 THEN (SELECT count(*) FROM objects m"
-                         " WHERE m.pack = o.id) ELSE (SELECT count(*) FROM nodes"
-                         " WHERE nodes.obj = o.id) END AS n FROM objects o)"
+                         " CASE o.kind WHEN 1 THEN coalesce(m.n, 0) ELSE (SELECT count(*)"
+                         " FROM nodes WHERE nodes.obj = o.id) END AS n FROM objects o"
+                         " LEFT JOIN (SELECT pack, count(*) AS n FROM objects"
+                         " WHERE pack IS NOT NULL GROUP BY pack) m ON m.pack = o.id)"
                          " WHERE refs != n ORDER BY id",
         [S_OBJ_SETREFS] = "UPDATE objects SET refs = ?2 WHERE id = ?1",
         [S_OBJ_ENVS] = "SELECT DISTINCT env FROM nodes WHERE obj = ?1",
         [S_ENV_BROKEN] = "UPDATE envs SET broken = ?2 WHERE id = ?1",
+        [S_SOURCE_SET] = "INSERT INTO sources(dev, ino, ctime_ns, obj) VALUES (?1, ?2, ?3, ?4)"
+                         " ON CONFLICT(obj, dev, ino) DO UPDATE SET ctime_ns = excluded.ctime_ns",
+        [S_SOURCE_FORGET] = "DELETE FROM sources WHERE obj = ?1",
 };
 
 struct catalog {
@@ -421,6 +452,13 @@ int catalog_open(const char *path, bool create, struct catalog **ret, struct cfs
 			         "INSERT INTO meta(key, value) VALUES ('catalog_version', "
 			         "'" CATALOG_VERSION "') ON CONFLICT DO NOTHING",
 			         err);
+		if (!r)
+			r = exec(
+			        c,
+			        "DROP INDEX IF EXISTS nodes_env; DROP INDEX IF EXISTS objects_pack;"
+			        "UPDATE meta SET value = '" CATALOG_VERSION "' WHERE key = "
+			        "'catalog_version' AND value = '" CATALOG_VERSION_READABLE "'",
+			        err);
 		if (r) {
 			exec(c, "ROLLBACK", NULL);
 			goto fail;
@@ -435,7 +473,9 @@ int catalog_open(const char *path, bool create, struct catalog **ret, struct cfs
 		r = err_set(err, -EPROTO, "%s: not a condafs catalog", path);
 		goto fail;
 	}
-	if (strcmp((const char *)sqlite3_column_text(s, 0), CATALOG_VERSION) != 0) {
+	if (strcmp((const char *)sqlite3_column_text(s, 0), CATALOG_VERSION) != 0 &&
+	    (create ||
+	     strcmp((const char *)sqlite3_column_text(s, 0), CATALOG_VERSION_READABLE) != 0)) {
 		r = err_set(err, -EPROTO,
 		            "%s: catalog version %s is not one this condafs knows (%s)", path,
 		            sqlite3_column_text(s, 0), CATALOG_VERSION);
@@ -508,6 +548,56 @@ int catalog_object_by_key(struct catalog *c, const struct objkey *key, struct ca
 	if (r == 0)
 		object_row(s, ret);
 	return r;
+}
+
+static void bind_source(sqlite3_stmt *s, int first, const struct catalog_source *src)
+{
+	sqlite3_bind_int64(s, first, src->dev);
+	sqlite3_bind_int64(s, first + 1, src->ino);
+	sqlite3_bind_int64(s, first + 2, src->ctime_ns);
+}
+
+int catalog_object_for_file(struct catalog *c, const struct objkey *key,
+                            const struct catalog_source *src, struct catalog_object *ret,
+                            bool *ret_verified, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_OBJ_BY_FILE, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_blob(s, 1, key->b, 16, SQLITE_STATIC);
+	bind_source(s, 2, src);
+	r = step_row(c, s, err);
+	if (r == 0) {
+		object_row(s, ret);
+		*ret_verified = sqlite3_column_int(s, 8) != 0;
+	}
+	return r;
+}
+
+int catalog_source_set(struct catalog *c, const struct catalog_source *src, int64_t obj,
+                       struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_SOURCE_SET, &s, err);
+
+	if (r)
+		return r;
+	bind_source(s, 1, src);
+	sqlite3_bind_int64(s, 4, obj);
+	return step_done(c, s, err);
+}
+
+int catalog_source_forget(struct catalog *c, int64_t obj, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_SOURCE_FORGET, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, obj);
+	return step_done(c, s, err);
 }
 
 int catalog_object_by_id(struct catalog *c, int64_t id, struct catalog_object *ret,
@@ -1279,6 +1369,8 @@ int catalog_object_delete(struct catalog *c, const struct catalog_object *o, str
 		return r;
 	sqlite3_bind_int64(s, 1, o->id);
 	r = step_done(c, s, err);
+	if (!r && o->kind == OBJECT_CONTENT)
+		r = catalog_source_forget(c, o->id, err);
 	if (r || !o->pack)
 		return r;
 	/* A member held a reference on its pack. */

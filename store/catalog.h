@@ -47,6 +47,23 @@ int catalog_object_by_key(struct catalog *c, const struct objkey *key, struct ca
                           struct cfs_err *err);
 int catalog_object_by_id(struct catalog *c, int64_t id, struct catalog_object *ret,
                          struct cfs_err *err);
+
+/* A file as it was when an ingest read it: the sources table (C5). Its ctime says
+ * whether it changed since: the kernel sets it on every change, and no caller can set it
+ * back. */
+struct catalog_source {
+	int64_t dev, ino, ctime_ns;
+};
+/* The object with key, as catalog_object_by_key, and *ret_verified: whether src is a file
+ * whose bytes were stored or compared as that object's content before. */
+int catalog_object_for_file(struct catalog *c, const struct objkey *key,
+                            const struct catalog_source *src, struct catalog_object *ret,
+                            bool *ret_verified, struct cfs_err *err);
+/* Record that src's bytes are the content of obj (C5). */
+int catalog_source_set(struct catalog *c, const struct catalog_source *src, int64_t obj,
+                       struct cfs_err *err);
+/* Forget every file recorded as holding obj's content: the next ingest compares them. */
+int catalog_source_forget(struct catalog *c, int64_t obj, struct cfs_err *err);
 /* Insert o (id and refs ignored) unless its key is there, then add refs references.
  * *ret_id is its id, *ret_new whether this call inserted it (a new member also takes a
  * reference on its pack). */

@@ -10,6 +10,11 @@
  *     moment leaves at most unreferenced objects, which verify reports and gc frees.
  * I3: what is stored is what was read: a file whose size or mtime differs after reading
  *     fails the ingest.
+ * I4: a stored key is shared only after its bytes are compared with the file's (object.c
+ *     O2), or when the file is the very inode whose bytes were stored or compared as that
+ *     content before (catalog.c C5), with the ctime it had then, and kept it while it was
+ *     read. The kernel sets ctime on every change to an inode, and no caller can set it
+ *     back, so such a file still holds the bytes that were verified.
  *
  * Phases: walk (one thread, breadth first, children sorted by name so that a directory's
  * children get consecutive ids; conda-meta is read meanwhile on another), store (one
@@ -51,7 +56,7 @@ struct inode {
 	uint32_t parent;
 	enum node_type type;
 	uint32_t mode;
-	int64_t mtime_ns;
+	int64_t mtime_ns, ctime_ns;
 	uint64_t size; /* as on disk */
 	dev_t dev;
 	ino_t ino;
@@ -66,6 +71,8 @@ struct inode {
 	uint8_t *reloc; /* encoded relocation record, owned */
 	size_t reloc_len;
 	bool packed;     /* a new content that went to the packer */
+	bool unchanged;  /* kept its ctime while read, and was not relocated: a source (C5) */
+	bool verified;   /* a source recorded before as holding this content (I4) */
 	uint64_t stored; /* image bytes of a content with an image of its own */
 	char *target;    /* symlinks: neutral target, owned */
 	size_t target_len;
@@ -167,6 +174,11 @@ static const char *special_kind(mode_t m)
 	                     : "special file";
 }
 
+static int64_t ctime_ns(const struct stat *sb)
+{
+	return (int64_t)sb->st_ctim.tv_sec * 1000000000 + sb->st_ctim.tv_nsec;
+}
+
 /* Fill the attributes of n from st; -EINVAL for special files the caller must skip. */
 static int set_attrs(struct ingest *in, struct inode *n, const struct stat *sb)
 {
@@ -186,6 +198,7 @@ static int set_attrs(struct ingest *in, struct inode *n, const struct stat *sb)
 	}
 	n->mode = mode;
 	n->mtime_ns = (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
+	n->ctime_ns = ctime_ns(sb);
 	n->size = S_ISREG(sb->st_mode) ? (uint64_t)sb->st_size : 0;
 	n->dev = sb->st_dev;
 	n->ino = sb->st_ino;
@@ -642,6 +655,12 @@ static int defer_compare(struct ingest *in, uint32_t node, const struct catalog_
 	return r;
 }
 
+/* The file as the walk saw it, as the sources table knows files. */
+static struct catalog_source source_of(const struct inode *n)
+{
+	return (struct catalog_source){(int64_t)n->dev, (int64_t)n->ino, n->ctime_ns};
+}
+
 /* Store (or find) the content of node k. */
 static int store_file(struct ingest *in, struct catalog *cat, struct object_writer *w,
                       ZSTD_DCtx *dctx, struct rbuf *b, uint32_t k, struct cfs_err *err)
@@ -651,10 +670,12 @@ static int store_file(struct ingest *in, struct catalog *cat, struct object_writ
 	struct object_src src;
 	struct reloc *rl = NULL;
 	struct catalog_object co;
+	struct catalog_source file = source_of(n);
 	uint8_t *neutral = NULL;
 	size_t nlen = 0, placeholder;
 	enum reloc_mode mode;
 	struct stat sb;
+	bool verified;
 	int r;
 
 	r = open_file(in, n, &f, b, err);
@@ -681,8 +702,18 @@ static int store_file(struct ingest *in, struct catalog *cat, struct object_writ
 	}
 	n->neutral_size = src.len;
 	object_hash(&src, &n->key);
-	r = catalog_object_by_key(cat, &n->key, &co, err);
-	if (r == 0 && co.pack) {
+	/* I3 for what was read into memory; a mapped file is read again below. */
+	if (fstat(f.fd, &sb) < 0 || !same_stat(n, &sb)) {
+		r = err_set(err, -EAGAIN, "%s/%s: file changed while it was read", in->prefix,
+		            n->rel);
+		goto out;
+	}
+	n->unchanged = !rl && ctime_ns(&sb) == n->ctime_ns;
+	r = catalog_object_for_file(cat, &n->key, &file, &co, &verified, err);
+	n->verified = r == 0 && verified && n->unchanged;
+	if (n->verified) {
+		n->stored = co.stored;
+	} else if (r == 0 && co.pack) {
 		r = defer_compare(in, k, &co, &src);
 	} else if (r == 0) {
 		struct object *o = NULL;
@@ -700,12 +731,14 @@ static int store_file(struct ingest *in, struct catalog *cat, struct object_writ
 	} else if (r == -ENOENT) {
 		r = collision(in, n->rel, object_write(w, &n->key, &src, &n->stored, err), err);
 	}
-	if (r)
+	if (r || !f.mapped)
 		goto out;
 	/* I3: the bytes we stored are the bytes the file had. */
 	if (fstat(f.fd, &sb) < 0 || !same_stat(n, &sb))
 		r = err_set(err, -EAGAIN, "%s/%s: file changed while it was read", in->prefix,
 		            n->rel);
+	else if (ctime_ns(&sb) != n->ctime_ns)
+		n->unchanged = false;
 out:
 	reloc_free(rl);
 	free(neutral);
@@ -1131,6 +1164,14 @@ static int ref_content(struct ingest *in, const struct inode *c, const int64_t *
 	return r;
 }
 
+/* C5: file c's bytes are the content of obj. */
+static int record_source(struct ingest *in, const struct inode *c, int64_t obj, struct cfs_err *err)
+{
+	struct catalog_source file = source_of(c);
+
+	return catalog_source_set(in->st->cat, &file, obj, err);
+}
+
 static int insert_tree(struct ingest *in, int64_t env_id, int64_t base, const char *hash,
                        struct cfs_err *err)
 {
@@ -1173,6 +1214,8 @@ static int insert_tree(struct ingest *in, int64_t env_id, int64_t base, const ch
 			bool fresh;
 
 			r = ref_content(in, c, pack_ids, &row.obj, &fresh, err);
+			if (!r && c == n && c->unchanged && !c->verified)
+				r = record_source(in, c, row.obj, err);
 			if (!r && !c->reloc)
 				r = catalog_group(in->st->cat, row.obj, fresh, n->mode, n->mtime_ns,
 				                  &row.group, err);

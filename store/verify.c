@@ -412,6 +412,18 @@ static int mark_envs(struct repair *rp, struct verify *v, struct cfs_err *err)
 	return r;
 }
 
+/* C5: a file recorded as holding a missing or corrupt content is compared again by the
+ * next ingest, which then says the store is corrupt rather than share what is lost. */
+static int forget_sources(struct repair *rp, struct verify *v, struct cfs_err *err)
+{
+	int r = 0;
+
+	for (size_t i = 0; !r && i < v->nbad; i++)
+		if (v->bad[i].kind == OBJECT_CONTENT)
+			r = catalog_source_forget(rp->st->cat, v->bad[i].id, err);
+	return r;
+}
+
 /* R2: every row change in one transaction. */
 static int mend_catalog(struct repair *rp, struct verify *v, struct cfs_err *err)
 {
@@ -420,6 +432,8 @@ static int mend_catalog(struct repair *rp, struct verify *v, struct cfs_err *err
 	if (r)
 		return r;
 	r = fix_refs(rp, err);
+	if (!r)
+		r = forget_sources(rp, v, err);
 	if (!r)
 		r = drop_unused(rp, v, err);
 	if (!r)

@@ -1,0 +1,144 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""Files whose bytes were verified before (store/ingest.c I4, catalog.c C5): ingest records
+every file it stored or compared, by device, inode and ctime. A later ingest shares a
+stored key without decompressing it only for the very inode recorded, unchanged since:
+another inode with the same content is compared byte for byte, and so is the same inode
+once anything changed it, even with its mtime set back. A corrupt object is then still
+refused by every ingest that compares it, and verify --repair and gc forget what they
+drop. A version 2 catalog is read as it is and upgraded by the first writing command."""
+
+import os
+import shutil
+import sqlite3
+
+import lib
+
+t = lib.Harness("store_sources: a file verified before is not compared again, nothing else")
+MT = 1700000000123456789
+BIG = b"".join(b"line %06d of a large file that compresses\n" % i for i in range(9000))
+SMALL = b"a small file, a member of a pack\n" * 4
+
+
+def prefix(name, pkg, files=None, links_from=None, copies_from=None,
+           rels=("lib/big.bin", "share/small.txt")):
+    """A prefix of its own package; files rels hard-linked to (as conda links from its
+    package cache) or copied from another prefix's."""
+    root = t.path(name)
+    lib.make_prefix(root, pkgs=[(pkg, "1.0", "h0_0")], files=files)
+    for src, how in ((links_from, os.link), (copies_from, shutil.copy2)):
+        if src:
+            for rel in rels:
+                os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
+                how(os.path.join(src, rel), os.path.join(root, rel))
+    return os.path.realpath(root)
+
+
+def sources(store):
+    return lib.catalog_rows(store, "SELECT obj, dev, ino, ctime_ns FROM sources")
+
+
+def files_of(store, h):
+    """{path: object id} of an environment's files."""
+    return {rel.decode(): r["obj"] for rel, r in lib.catalog_nodes(store, h).items()
+            if r["type"] == 2}
+
+
+def ingest_refused(what, store, root, before):
+    r = t.ingest(store, root)
+    t.fails_clearly(what, r, root, "same key but other content", "condafs verify")
+    t.eq(f"{what}: nothing stored", sorted(t.hashes(store)), sorted(before))
+
+
+# Every prefix exists before the first ingest: linking a file changes its ctime.
+A = prefix("env-a", "a", {"lib/big.bin": BIG, "share/small.txt": SMALL,
+                          "lib/other.bin": BIG[::-1]})
+for rel in ("lib/big.bin", "share/small.txt"):
+    os.utime(os.path.join(A, rel), ns=(MT, MT))
+B = prefix("env-b", "b", links_from=A)
+D = prefix("env-d", "d", links_from=A)
+E = prefix("env-e", "e", links_from=A, rels=("lib/other.bin",))
+C = prefix("env-c", "c", copies_from=A)
+store = t.path("store")
+
+with t.section("ingest records every file it read"):
+    r = t.ingest(store, A)
+    t.ok("env-a stored", r)
+    ha = r.out.strip()
+    want = set()
+    for rel, obj in files_of(store, ha).items():
+        st = os.lstat(os.path.join(A, rel))
+        want.add((obj, st.st_dev, st.st_ino, st.st_ctime_ns))
+    t.eq("one sources row per file: its object, device, inode and ctime", set(sources(store)),
+         want)
+
+# Two images damaged: from now on comparing their contents fails.
+big_obj = files_of(store, ha)["lib/big.bin"]
+other_obj = files_of(store, ha)["lib/other.bin"]
+for obj in (big_obj, other_obj):
+    lib.flip(lib.object_file(store, lib.catalog_object(store, obj)["key"]), 200)
+
+with t.section("another inode with the same bytes is compared"):
+    ingest_refused("env-c (copies of env-a's files)", store, C, [ha])
+
+with t.section("the very inode, unchanged, is not compared again"):
+    r = t.ingest(store, B)
+    t.ok("env-b (hard links to env-a's files) is stored without reading the stored images", r)
+    hb = r.out.strip()
+    fa, fb = files_of(store, ha), files_of(store, hb)
+    t.eq("env-b's linked files name env-a's objects",
+         [fb[rel] for rel in ("lib/big.bin", "share/small.txt")],
+         [fa[rel] for rel in ("lib/big.bin", "share/small.txt")])
+    r = t.cfs(store, "verify")
+    t.check("verify still finds the damaged object, named with both environments",
+            r.rc != 0 and ha in r.out + r.err and hb in r.out + r.err, r)
+
+with t.section("the same inode, changed and its mtime set back, is compared"):
+    path = os.path.join(A, "lib/big.bin")
+    with open(path, "r+b") as f:
+        f.write(BIG[:10])
+    os.utime(path, ns=(MT, MT))
+    t.eq("the same bytes, size and mtime as when it was recorded",
+         (open(path, "rb").read() == BIG, os.lstat(path).st_mtime_ns), (True, MT))
+    ingest_refused("env-d (the same inodes, one written over in place)", store, D, [ha, hb])
+
+with t.section("verify --repair forgets the files of a damaged object"):
+    r = t.cfs(store, "verify", "--repair")
+    t.check("repair runs, and says the objects are still lost", r.rc != 0, r)
+    t.eq("no sources row names a damaged object",
+         [row for row in sources(store) if row[0] in (big_obj, other_obj)], [])
+    ingest_refused("env-e (an unchanged inode of the repaired object) is compared", store, E,
+                   [ha, hb])
+
+with t.section("gc forgets the files of the objects it deletes"):
+    for h in (ha, hb):
+        t.ok(f"rm {h[:8]}", t.cfs(store, "rm", h))
+    r = t.cfs(store, "gc", "--unused-for", "0s")
+    t.ok("gc", r)
+    t.eq("no sources row names a deleted object",
+         lib.catalog_rows(store, "SELECT count(*) FROM sources WHERE obj NOT IN"
+                          " (SELECT id FROM objects)"), [(0,)])
+    t.eq("...and none is left (nothing is stored)", sources(store), [])
+
+with t.section("a version 2 catalog is read as it is, and upgraded by the first write"):
+    old = t.path("store-v2")
+    t.ok("env-c stored", t.ingest(old, C))
+    db = sqlite3.connect(os.path.join(old, "catalog.db"))
+    with db:
+        db.executescript("DROP TABLE sources; CREATE INDEX nodes_env ON nodes(env);"
+                         "CREATE INDEX objects_pack ON objects(pack) WHERE pack IS NOT NULL;"
+                         "UPDATE meta SET value = '2' WHERE key = 'catalog_version'")
+    db.close()
+    hc = t.hashes(old)
+    t.eq("ls reads it (version 2)", (lib.catalog_version(old), len(hc)), ("2", 1))
+    r = t.cfs(old, "cat", hc[0], "share/small.txt")
+    t.eq("cat reads a file of it", (r.rc, r.out), (0, SMALL.decode()))
+    r = t.ingest(old, A)
+    t.ok("ingest into it succeeds", r)
+    t.eq("it is version 3 now, with sources and without the two dropped indexes",
+         (lib.catalog_version(old), sorted(n for (n,) in lib.catalog_rows(
+             old, "SELECT name FROM sqlite_schema WHERE name IN"
+             " ('sources', 'nodes_env', 'objects_pack')"))), ("3", ["sources"]))
+    t.verify_clean("verify after the upgrade", old)
+
+t.finish()
