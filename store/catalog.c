@@ -102,6 +102,7 @@ enum stmt_id {
 	S_ENV_INSERT,
 	S_PKG_INSERT,
 	S_PKG_LIST,
+	S_ENV_REF,
 	S_ENV_UNREF,
 	S_ENV_DEL_NODES,
 	S_ENV_DEL_PKGS,
@@ -154,12 +155,18 @@ enum stmt_id {
 	t "id >= (SELECT root FROM envs WHERE id = ?1) AND " t "id < coalesce((SELECT min(root)"   \
 	  " FROM envs WHERE root > (SELECT root FROM envs WHERE id = ?1)), 1 << 62) AND " t        \
 	  "env = ?1"
+/* How many nodes of environment ?1 name each object: c(obj, n). */
+#define ENV_OBJ_COUNTS                                                                             \
+	"(SELECT obj, count(*) AS n FROM nodes WHERE " ENV_NODES("") " AND obj IS NOT NULL"        \
+	                                                             " GROUP BY obj) AS c"
 
 static const char *const stmt_sql[S_COUNT] = {
         [S_OBJ_BY_KEY] = "SELECT " OBJ_COLS " FROM objects WHERE key = ?1",
         [S_OBJ_BY_FILE] = "SELECT " OBJ_COLS ", EXISTS (SELECT 1 FROM sources s"
                           " WHERE s.obj = objects.id AND s.dev = ?2 AND s.ino = ?3"
-                          " AND s.ctime_ns = ?4) FROM objects WHERE key = ?1",
+                          " AND s.ctime_ns = ?4), (SELECT g.id FROM groups g"
+                          " WHERE g.obj = objects.id AND g.mode = ?5 AND g.mtime_ns = ?6)"
+                          " FROM objects WHERE key = ?1",
         [S_OBJ_BY_ID] = "SELECT " OBJ_COLS " FROM objects WHERE id = ?1",
         /* One statement for both cases: catalog_object_ref tells them apart by the last
          * insert rowid, which the update path leaves alone. */
@@ -187,10 +194,10 @@ static const char *const stmt_sql[S_COUNT] = {
                          " md5, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         [S_PKG_LIST] = "SELECT kind, name, version, build, channel, subdir, md5, sha256"
                        " FROM packages WHERE env = ?1",
-        [S_ENV_UNREF] =
-                "UPDATE objects SET refs = refs - c.n FROM"
-                " (SELECT obj, count(*) AS n FROM nodes WHERE " ENV_NODES(
-                        "") " AND obj IS NOT NULL GROUP BY obj) AS c WHERE objects.id = c.obj",
+        [S_ENV_REF] = "UPDATE objects SET refs = refs + c.n FROM " ENV_OBJ_COUNTS
+                      " WHERE objects.id = c.obj",
+        [S_ENV_UNREF] = "UPDATE objects SET refs = refs - c.n FROM " ENV_OBJ_COUNTS
+                        " WHERE objects.id = c.obj",
         [S_ENV_DEL_NODES] = "DELETE FROM nodes WHERE " ENV_NODES(""),
         [S_ENV_DEL_PKGS] = "DELETE FROM packages WHERE env = ?1",
         [S_ENV_DEL] = "DELETE FROM envs WHERE id = ?1",
@@ -550,16 +557,16 @@ int catalog_object_by_key(struct catalog *c, const struct objkey *key, struct ca
 	return r;
 }
 
-static void bind_source(sqlite3_stmt *s, int first, const struct catalog_source *src)
+static void bind_source(sqlite3_stmt *s, int first, const struct catalog_file *f)
 {
-	sqlite3_bind_int64(s, first, src->dev);
-	sqlite3_bind_int64(s, first + 1, src->ino);
-	sqlite3_bind_int64(s, first + 2, src->ctime_ns);
+	sqlite3_bind_int64(s, first, f->dev);
+	sqlite3_bind_int64(s, first + 1, f->ino);
+	sqlite3_bind_int64(s, first + 2, f->ctime_ns);
 }
 
 int catalog_object_for_file(struct catalog *c, const struct objkey *key,
-                            const struct catalog_source *src, struct catalog_object *ret,
-                            bool *ret_verified, struct cfs_err *err)
+                            const struct catalog_file *f, struct catalog_found *ret,
+                            struct cfs_err *err)
 {
 	sqlite3_stmt *s;
 	int r = stmt(c, S_OBJ_BY_FILE, &s, err);
@@ -567,16 +574,19 @@ int catalog_object_for_file(struct catalog *c, const struct objkey *key,
 	if (r)
 		return r;
 	sqlite3_bind_blob(s, 1, key->b, 16, SQLITE_STATIC);
-	bind_source(s, 2, src);
+	bind_source(s, 2, f);
+	sqlite3_bind_int64(s, 5, f->mode);
+	sqlite3_bind_int64(s, 6, f->mtime_ns);
 	r = step_row(c, s, err);
 	if (r == 0) {
-		object_row(s, ret);
-		*ret_verified = sqlite3_column_int(s, 8) != 0;
+		object_row(s, &ret->o);
+		ret->verified = sqlite3_column_int(s, 8) != 0;
+		ret->group = sqlite3_column_int64(s, 9);
 	}
 	return r;
 }
 
-int catalog_source_set(struct catalog *c, const struct catalog_source *src, int64_t obj,
+int catalog_source_set(struct catalog *c, const struct catalog_file *f, int64_t obj,
                        struct cfs_err *err)
 {
 	sqlite3_stmt *s;
@@ -584,7 +594,7 @@ int catalog_source_set(struct catalog *c, const struct catalog_source *src, int6
 
 	if (r)
 		return r;
-	bind_source(s, 1, src);
+	bind_source(s, 1, f);
 	sqlite3_bind_int64(s, 4, obj);
 	return step_done(c, s, err);
 }
@@ -953,6 +963,17 @@ int catalog_env_retag(struct catalog *c, int64_t from, int64_t to, struct cfs_er
 	sqlite3_bind_int64(s, 1, from);
 	if (to)
 		sqlite3_bind_int64(s, 2, to);
+	return step_done(c, s, err);
+}
+
+int catalog_env_ref(struct catalog *c, int64_t id, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_ENV_REF, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, id);
 	return step_done(c, s, err);
 }
 

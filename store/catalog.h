@@ -48,19 +48,25 @@ int catalog_object_by_key(struct catalog *c, const struct objkey *key, struct ca
 int catalog_object_by_id(struct catalog *c, int64_t id, struct catalog_object *ret,
                          struct cfs_err *err);
 
-/* A file as it was when an ingest read it: the sources table (C5). Its ctime says
- * whether it changed since: the kernel sets it on every change, and no caller can set it
- * back. */
-struct catalog_source {
+/* A file as an ingest read it. (dev, ino, ctime_ns) name it in the sources table (C5):
+ * the kernel sets ctime on every change to an inode, and no caller can set it back. */
+struct catalog_file {
 	int64_t dev, ino, ctime_ns;
+	uint32_t mode;
+	int64_t mtime_ns;
 };
-/* The object with key, as catalog_object_by_key, and *ret_verified: whether src is a file
- * whose bytes were stored or compared as that object's content before. */
+/* What the store has for a file's content. */
+struct catalog_found {
+	struct catalog_object o;
+	bool verified; /* the file's bytes were stored or compared as o's content before */
+	int64_t group; /* the group of o with the file's mode and mtime, 0 if none yet */
+};
+/* The object with key, as catalog_object_by_key, and what it says of file f. */
 int catalog_object_for_file(struct catalog *c, const struct objkey *key,
-                            const struct catalog_source *src, struct catalog_object *ret,
-                            bool *ret_verified, struct cfs_err *err);
-/* Record that src's bytes are the content of obj (C5). */
-int catalog_source_set(struct catalog *c, const struct catalog_source *src, int64_t obj,
+                            const struct catalog_file *f, struct catalog_found *ret,
+                            struct cfs_err *err);
+/* Record that file f's bytes are the content of obj (C5). */
+int catalog_source_set(struct catalog *c, const struct catalog_file *f, int64_t obj,
                        struct cfs_err *err);
 /* Forget every file recorded as holding obj's content: the next ingest compares them. */
 int catalog_source_forget(struct catalog *c, int64_t obj, struct cfs_err *err);
@@ -120,6 +126,9 @@ int catalog_env_insert(struct catalog *c, const struct store_env *env, const str
 int catalog_env_hide(struct catalog *c, int64_t id, int64_t t, struct cfs_err *err);
 /* Move the tags of environment from to environment to, or delete them (to 0). */
 int catalog_env_retag(struct catalog *c, int64_t from, int64_t to, struct cfs_err *err);
+/* Add the references environment id's nodes hold to their objects (C2), once they are
+ * all inserted. */
+int catalog_env_ref(struct catalog *c, int64_t id, struct cfs_err *err);
 /* Delete an environment, its packages and nodes, and drop the references they held. */
 int catalog_env_delete(struct catalog *c, int64_t id, struct cfs_err *err);
 /* Packages of an environment in pkgset form. */

@@ -73,6 +73,8 @@ struct inode {
 	bool packed;     /* a new content that went to the packer */
 	bool unchanged;  /* kept its ctime while read, and was not relocated: a source (C5) */
 	bool verified;   /* a source recorded before as holding this content (I4) */
+	int64_t obj;     /* its content's object: found by the store phase, or made by commit */
+	int64_t group;   /* its group, when the store phase found one */
 	uint64_t stored; /* image bytes of a content with an image of its own */
 	char *target;    /* symlinks: neutral target, owned */
 	size_t target_len;
@@ -655,10 +657,11 @@ static int defer_compare(struct ingest *in, uint32_t node, const struct catalog_
 	return r;
 }
 
-/* The file as the walk saw it, as the sources table knows files. */
-static struct catalog_source source_of(const struct inode *n)
+/* The file as the walk saw it. */
+static struct catalog_file file_of(const struct inode *n)
 {
-	return (struct catalog_source){(int64_t)n->dev, (int64_t)n->ino, n->ctime_ns};
+	return (struct catalog_file){(int64_t)n->dev, (int64_t)n->ino, n->ctime_ns, n->mode,
+	                             n->mtime_ns};
 }
 
 /* Store (or find) the content of node k. */
@@ -669,13 +672,13 @@ static int store_file(struct ingest *in, struct catalog *cat, struct object_writ
 	struct fileread f = {.fd = -1};
 	struct object_src src;
 	struct reloc *rl = NULL;
-	struct catalog_object co;
-	struct catalog_source file = source_of(n);
+	struct catalog_found found;
+	const struct catalog_object *co = &found.o;
+	struct catalog_file file = file_of(n);
 	uint8_t *neutral = NULL;
 	size_t nlen = 0, placeholder;
 	enum reloc_mode mode;
 	struct stat sb;
-	bool verified;
 	int r;
 
 	r = open_file(in, n, &f, b, err);
@@ -709,20 +712,25 @@ static int store_file(struct ingest *in, struct catalog *cat, struct object_writ
 		goto out;
 	}
 	n->unchanged = !rl && ctime_ns(&sb) == n->ctime_ns;
-	r = catalog_object_for_file(cat, &n->key, &file, &co, &verified, err);
-	n->verified = r == 0 && verified && n->unchanged;
+	r = catalog_object_for_file(cat, &n->key, &file, &found, err);
+	if (r == 0) {
+		/* Still there at the commit (gc.c G2), which needs to look for neither. */
+		n->obj = co->id;
+		n->group = rl ? 0 : found.group;
+	}
+	n->verified = r == 0 && found.verified && n->unchanged;
 	if (n->verified) {
-		n->stored = co.stored;
-	} else if (r == 0 && co.pack) {
-		r = defer_compare(in, k, &co, &src);
+		n->stored = co->stored;
+	} else if (r == 0 && co->pack) {
+		r = defer_compare(in, k, co, &src);
 	} else if (r == 0) {
 		struct object *o = NULL;
 
-		r = object_open(in->st->fd, &co.key, &o, err);
+		r = object_open(in->st->fd, &co->key, &o, err);
 		if (r == 0)
 			r = collision(in, n->rel, object_compare(o, dctx, 0, &src, err), err);
 		object_close(o);
-		n->stored = co.stored;
+		n->stored = co->stored;
 	} else if (r == -ENOENT && in->dry) {
 		r = 0;
 	} else if (r == -ENOENT && src.len <= PACK_MEMBER_MAX && !src.nextents) {
@@ -1150,7 +1158,8 @@ static int ref_content(struct ingest *in, const struct inode *c, const int64_t *
 		plen = packer_pack_len(in->packer, pi);
 		o.stored = plen ? len * in->pack_stored[pi] / plen : 0;
 	}
-	r = catalog_object_ref(in->st->cat, &o, 1, ret_obj, &fresh, err);
+	/* The references come with catalog_env_ref, once the nodes are in. */
+	r = catalog_object_ref(in->st->cat, &o, 0, ret_obj, &fresh, err);
 	if (!r)
 		*ret_new = fresh;
 	if (!r && c->packed && !fresh) {
@@ -1167,7 +1176,7 @@ static int ref_content(struct ingest *in, const struct inode *c, const int64_t *
 /* C5: file c's bytes are the content of obj. */
 static int record_source(struct ingest *in, const struct inode *c, int64_t obj, struct cfs_err *err)
 {
-	struct catalog_source file = source_of(c);
+	struct catalog_file file = file_of(c);
 
 	return catalog_source_set(in->st->cat, &file, obj, err);
 }
@@ -1188,7 +1197,8 @@ static int insert_tree(struct ingest *in, int64_t env_id, int64_t base, const ch
 		r = catalog_object_ref(in->st->cat, &o, 0, &pack_ids[i], &fresh, err);
 	}
 	for (size_t i = 0; !r && i < in->n; i++) {
-		const struct inode *n = &in->nodes[i], *c = content_of(in, n);
+		const struct inode *n = &in->nodes[i];
+		struct inode *c = &in->nodes[content_of(in, n) - in->nodes];
 		struct catalog_node_row row = {
 		        .id = base + (int64_t)i,
 		        .env = env_id,
@@ -1211,18 +1221,25 @@ static int insert_tree(struct ingest *in, int64_t env_id, int64_t base, const ch
 		};
 
 		if (n->type == NODE_FILE) {
-			bool fresh;
+			bool fresh = false;
 
-			r = ref_content(in, c, pack_ids, &row.obj, &fresh, err);
+			/* A content the store phase found has its object, and maybe its group. */
+			if (!c->obj)
+				r = ref_content(in, c, pack_ids, &c->obj, &fresh, err);
+			row.obj = c->obj;
 			if (!r && c == n && c->unchanged && !c->verified)
 				r = record_source(in, c, row.obj, err);
-			if (!r && !c->reloc)
+			if (!r && !c->reloc && c == n && c->group)
+				row.group = c->group;
+			else if (!r && !c->reloc)
 				r = catalog_group(in->st->cat, row.obj, fresh, n->mode, n->mtime_ns,
 				                  &row.group, err);
 		}
 		if (!r)
 			r = catalog_node_insert(in->st->cat, &row, err);
 	}
+	if (!r)
+		r = catalog_env_ref(in->st->cat, env_id, err);
 	free(pack_ids);
 	return r;
 }

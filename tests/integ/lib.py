@@ -718,6 +718,14 @@ def catalog_rows(store, sql, args=()):
         db.close()
 
 
+def refs_wrong(store):
+    """Objects whose reference count is not what catalog.c C2 says: [(id, refs, want)]."""
+    return catalog_rows(store, "SELECT id, refs, n FROM (SELECT o.id, o.refs, CASE o.kind"
+                        " WHEN 1 THEN (SELECT count(*) FROM objects m WHERE m.pack = o.id)"
+                        " ELSE (SELECT count(*) FROM nodes WHERE nodes.obj = o.id) END AS n"
+                        " FROM objects o) WHERE refs != n")
+
+
 def env_images(store, env_hash=None, env_id=None):
     """The object image files (paths under the store) an environment's files need: each
     node's own image, or the pack it lives in."""

@@ -3,8 +3,9 @@
 """Deduplication: ingesting small and then small-rebuild (the same set with one package
 rebuilt, at a prefix of another length) stores the shared files once: stored bytes grow
 by a small fraction of what small-rebuild takes alone; every file that differs between the
-two only by the prefix (text or binary relocation) is one object; stats and ls agree on
-logical and unique bytes. The same on hand-made prefixes of different lengths."""
+two only by the prefix (text or binary relocation) is one object; every object's
+reference count is the number of files naming it; stats and ls agree on logical and
+unique bytes. The same on hand-made prefixes of different lengths."""
 
 import os
 
@@ -41,6 +42,8 @@ with t.section("small, then small-rebuild"):
     t.check(f"objects grew by {s2['objects'] - s1['objects']}, far fewer than its "
             f"{s_alone['objects']} objects", s2["objects"] - s1["objects"] <
             0.2 * s_alone["objects"], (s1, s2))
+    t.eq("every object's reference count is the number of files naming it",
+         lib.refs_wrong(store), [])
     envs = {e["hash"]: e for e in t.ls(store) or []}
     t.eq("stats logical bytes are the sum over the envs", s2["logical_bytes"],
          sum(e["logical_bytes"] for e in envs.values()))
