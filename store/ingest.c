@@ -846,7 +846,7 @@ static int layout_packs(struct ingest *in, struct cfs_err *err)
 		return r;
 	in->pack_keys = calloc(in->npacks ? in->npacks : 1, sizeof(*in->pack_keys));
 	in->pack_stored = calloc(in->npacks ? in->npacks : 1, sizeof(*in->pack_stored));
-	in->pack_frames = calloc(in->npacks ? in->npacks : 1, sizeof(*in->pack_frames));
+	in->pack_frames = calloc(in->npacks ? in->npacks : 1, sizeof(struct object_frames *));
 	in->frame_starts = malloc((in->npacks + 1) * sizeof(*in->frame_starts));
 	if (!in->pack_keys || !in->pack_stored || !in->pack_frames || !in->frame_starts)
 		return -ENOMEM;

@@ -659,7 +659,8 @@ void object_frames_free(struct object_frames *f)
 {
 	if (!f)
 		return;
-	for (uint32_t i = 0; i < f->nframes; i++)
+	/* Also when object_frames_new could not allocate stored. */
+	for (uint32_t i = 0; f->stored && i < f->nframes; i++)
 		free(f->stored[i]);
 	free(f->stored);
 	free(f->entries);
