@@ -400,6 +400,18 @@ static int query_int(struct catalog *c, enum stmt_id id, const int64_t *arg, int
 	return r;
 }
 
+/* Run statement id, which returns no row, with ?1 bound to a. */
+static int exec_int1(struct catalog *c, enum stmt_id id, int64_t a, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, id, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, a);
+	return step_done(c, s, err);
+}
+
 /* Run statement id, which returns no row, with ?1 and ?2 bound to a and b. */
 static int exec_int2(struct catalog *c, enum stmt_id id, int64_t a, int64_t b, struct cfs_err *err)
 {
@@ -601,13 +613,7 @@ int catalog_source_set(struct catalog *c, const struct catalog_file *f, int64_t 
 
 int catalog_source_forget(struct catalog *c, int64_t obj, struct cfs_err *err)
 {
-	sqlite3_stmt *s;
-	int r = stmt(c, S_SOURCE_FORGET, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, obj);
-	return step_done(c, s, err);
+	return exec_int1(c, S_SOURCE_FORGET, obj, err);
 }
 
 int catalog_object_by_id(struct catalog *c, int64_t id, struct catalog_object *ret,
@@ -968,13 +974,7 @@ int catalog_env_retag(struct catalog *c, int64_t from, int64_t to, struct cfs_er
 
 int catalog_env_ref(struct catalog *c, int64_t id, struct cfs_err *err)
 {
-	sqlite3_stmt *s;
-	int r = stmt(c, S_ENV_REF, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, id);
-	return step_done(c, s, err);
+	return exec_int1(c, S_ENV_REF, id, err);
 }
 
 int catalog_env_delete(struct catalog *c, int64_t id, struct cfs_err *err)
@@ -1075,13 +1075,7 @@ static void bind_id_or_null(sqlite3_stmt *s, int i, int64_t v)
 
 int catalog_node_reserve(struct catalog *c, int64_t last, struct cfs_err *err)
 {
-	sqlite3_stmt *s;
-	int r = stmt(c, S_NODE_LAST, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, last);
-	return step_done(c, s, err);
+	return exec_int1(c, S_NODE_LAST, last, err);
 }
 
 void catalog_content_done(struct catalog *c)
