@@ -150,15 +150,16 @@ enum stmt_id {
 	"id, env, parent, name, type, mode, mtime_ns, size, inserts, grp, hardlink, first_child,"  \
 	" nchildren, reloc IS NOT NULL"
 #define OBJ_COLS "id, key, size, stored, refs, kind, pack, pack_off"
-/* The nodes of environment ?1 (C6), t the nodes table's alias and a dot, or "". */
-#define ENV_NODES(t)                                                                               \
+/* The nodes of environment ?1 (C6), t the nodes table's alias and a dot. */
+#define ENV_NODES_OF(t)                                                                            \
 	t "id >= (SELECT root FROM envs WHERE id = ?1) AND " t "id < coalesce((SELECT min(root)"   \
 	  " FROM envs WHERE root > (SELECT root FROM envs WHERE id = ?1)), 1 << 62) AND " t        \
 	  "env = ?1"
+#define ENV_NODES ENV_NODES_OF("")
 /* How many nodes of environment ?1 name each object: c(obj, n). */
 #define ENV_OBJ_COUNTS                                                                             \
-	"(SELECT obj, count(*) AS n FROM nodes WHERE " ENV_NODES("") " AND obj IS NOT NULL"        \
-	                                                             " GROUP BY obj) AS c"
+	"(SELECT obj, count(*) AS n FROM nodes WHERE obj IS NOT NULL AND " ENV_NODES               \
+	" GROUP BY obj) AS c"
 
 static const char *const stmt_sql[S_COUNT] = {
         [S_OBJ_BY_KEY] = "SELECT " OBJ_COLS " FROM objects WHERE key = ?1",
@@ -198,14 +199,13 @@ static const char *const stmt_sql[S_COUNT] = {
                       " WHERE objects.id = c.obj",
         [S_ENV_UNREF] = "UPDATE objects SET refs = refs - c.n FROM " ENV_OBJ_COUNTS
                         " WHERE objects.id = c.obj",
-        [S_ENV_DEL_NODES] = "DELETE FROM nodes WHERE " ENV_NODES(""),
+        [S_ENV_DEL_NODES] = "DELETE FROM nodes WHERE " ENV_NODES,
         [S_ENV_DEL_PKGS] = "DELETE FROM packages WHERE env = ?1",
         [S_ENV_DEL] = "DELETE FROM envs WHERE id = ?1",
-        [S_ENV_UNIQUE] = "SELECT coalesce(sum(o.stored), 0) FROM objects o WHERE o.id IN"
-                         " (SELECT DISTINCT obj FROM nodes WHERE " ENV_NODES(
-                                 "") " AND obj IS NOT NULL)"
-                                     " AND NOT EXISTS (SELECT 1 FROM nodes m WHERE m.obj = o.id"
-                                     " AND m.env != ?1)",
+        [S_ENV_UNIQUE] = "SELECT coalesce(sum(o.stored), 0) FROM objects o"
+                         " WHERE NOT EXISTS (SELECT 1 FROM nodes m WHERE m.obj = o.id"
+                         " AND m.env != ?1) AND o.id IN (SELECT DISTINCT obj FROM nodes"
+                         " WHERE obj IS NOT NULL AND " ENV_NODES ")",
         /* Ids are never reused: the daemon hands them to the kernel as inode numbers. */
         [S_NODE_MAX] = "SELECT max(coalesce((SELECT max(id) FROM nodes), 0),"
                        " coalesce((SELECT CAST(value AS INTEGER) FROM meta"
@@ -229,7 +229,7 @@ static const char *const stmt_sql[S_COUNT] = {
                 "SELECT n.id, n.env, n.parent, n.name, n.type, n.mode, n.mtime_ns, n.size,"
                 " n.inserts, n.grp, n.hardlink, n.first_child, n.nchildren,"
                 " n.reloc IS NOT NULL, o.key, n.target FROM nodes n"
-                " LEFT JOIN objects o ON o.id = n.obj WHERE " ENV_NODES("n.") " ORDER BY n.id",
+                " LEFT JOIN objects o ON o.id = n.obj WHERE " ENV_NODES_OF("n.") " ORDER BY n.id",
         /* A live environment's node first: it outlives a removed one's. */
         [S_GROUP_NODE] = "SELECT " NODE_COLS " FROM nodes WHERE id = (SELECT n.id FROM nodes n"
                          " JOIN envs e ON e.id = n.env WHERE n.grp = ?1"
