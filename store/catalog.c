@@ -15,9 +15,11 @@
  *     its rows, hidden from every lookup by name, until gc reaps it (gc.c G4), so a mount
  *     can go on serving its open files; the rows are never shown by hash or tag again.
  * C5: a sources row names a file (device, inode, ctime) whose bytes an ingest stored or
- *     compared as the content of obj, a stored content: the row goes with the object (gc,
- *     repair), and with any object found missing or corrupt (repair). A file that changed
- *     since has another ctime, so its old rows never match again; they go with the object.
+ *     compared as the content of obj, a stored content. The row goes in the transaction
+ *     that deletes the object (gc, repair), and when the object is found missing or
+ *     corrupt (repair). One row per inode, the last content seen in it: a file that
+ *     changed since has another ctime and never matches, and the filesystem's reuse of
+ *     inode numbers keeps the table about as large as the files ingested from.
  * C6: an environment's nodes have the ids from its root up to the next environment's root
  *     (new ids start above every id ever used), so they are a range of the primary key
  *     and nodes.env needs no index.
@@ -29,6 +31,7 @@
 
 #include <errno.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -77,10 +80,9 @@ static const char schema[] =
         "CREATE TABLE IF NOT EXISTS tags(name TEXT PRIMARY KEY, env INTEGER NOT NULL,"
         " id INTEGER NOT NULL UNIQUE, set_at INTEGER NOT NULL) WITHOUT ROWID;"
         "CREATE INDEX IF NOT EXISTS tags_env ON tags(env);"
-        /* By object first: found with the object, and forgotten with it, with no index
-         * of its own. */
-        "CREATE TABLE IF NOT EXISTS sources(obj INTEGER NOT NULL, dev INTEGER NOT NULL,"
-        " ino INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, PRIMARY KEY(obj, dev, ino))"
+        /* No index by object: rows of deleted objects go in one sweep (C5). */
+        "CREATE TABLE IF NOT EXISTS sources(dev INTEGER NOT NULL, ino INTEGER NOT NULL,"
+        " ctime_ns INTEGER NOT NULL, obj INTEGER NOT NULL, PRIMARY KEY(dev, ino))"
         " WITHOUT ROWID;";
 
 enum stmt_id {
@@ -140,6 +142,7 @@ enum stmt_id {
 	S_ENV_BROKEN,
 	S_SOURCE_SET,
 	S_SOURCE_FORGET,
+	S_SOURCES_PRUNE,
 	S_COUNT,
 };
 
@@ -164,8 +167,8 @@ enum stmt_id {
 static const char *const stmt_sql[S_COUNT] = {
         [S_OBJ_BY_KEY] = "SELECT " OBJ_COLS " FROM objects WHERE key = ?1",
         [S_OBJ_BY_FILE] = "SELECT " OBJ_COLS ", EXISTS (SELECT 1 FROM sources s"
-                          " WHERE s.obj = objects.id AND s.dev = ?2 AND s.ino = ?3"
-                          " AND s.ctime_ns = ?4), (SELECT g.id FROM groups g"
+                          " WHERE s.dev = ?2 AND s.ino = ?3 AND s.ctime_ns = ?4"
+                          " AND s.obj = objects.id), (SELECT g.id FROM groups g"
                           " WHERE g.obj = objects.id AND g.mode = ?5 AND g.mtime_ns = ?6)"
                           " FROM objects WHERE key = ?1",
         [S_OBJ_BY_ID] = "SELECT " OBJ_COLS " FROM objects WHERE id = ?1",
@@ -280,8 +283,12 @@ static const char *const stmt_sql[S_COUNT] = {
         [S_OBJ_ENVS] = "SELECT DISTINCT env FROM nodes WHERE obj = ?1",
         [S_ENV_BROKEN] = "UPDATE envs SET broken = ?2 WHERE id = ?1",
         [S_SOURCE_SET] = "INSERT INTO sources(dev, ino, ctime_ns, obj) VALUES (?1, ?2, ?3, ?4)"
-                         " ON CONFLICT(obj, dev, ino) DO UPDATE SET ctime_ns = excluded.ctime_ns",
-        [S_SOURCE_FORGET] = "DELETE FROM sources WHERE obj = ?1",
+                         " ON CONFLICT(dev, ino) DO UPDATE SET ctime_ns = excluded.ctime_ns,"
+                         " obj = excluded.obj",
+        /* ?1: a JSON array of object ids. */
+        [S_SOURCE_FORGET] = "DELETE FROM sources WHERE obj IN (SELECT value FROM json_each(?1))",
+        [S_SOURCES_PRUNE] = "DELETE FROM sources WHERE NOT EXISTS"
+                            " (SELECT 1 FROM objects WHERE objects.id = sources.obj)",
 };
 
 struct catalog {
@@ -611,9 +618,27 @@ int catalog_source_set(struct catalog *c, const struct catalog_file *f, int64_t 
 	return step_done(c, s, err);
 }
 
-int catalog_source_forget(struct catalog *c, int64_t obj, struct cfs_err *err)
+int catalog_sources_forget(struct catalog *c, const int64_t *objs, size_t n, struct cfs_err *err)
 {
-	return exec_int1(c, S_SOURCE_FORGET, obj, err);
+	/* One pass over the table, whatever n is: an id takes at most 21 bytes. */
+	char *list = malloc(n * 21 + 3), *p;
+	sqlite3_stmt *s;
+	int r;
+
+	if (!list)
+		return -ENOMEM;
+	p = list;
+	*p++ = '[';
+	for (size_t i = 0; i < n; i++)
+		p += sprintf(p, "%s%lld", i ? "," : "", (long long)objs[i]);
+	strcpy(p, "]");
+	r = stmt(c, S_SOURCE_FORGET, &s, err);
+	if (!r) {
+		sqlite3_bind_text(s, 1, list, -1, SQLITE_STATIC);
+		r = step_done(c, s, err);
+	}
+	free(list);
+	return r;
 }
 
 int catalog_object_by_id(struct catalog *c, int64_t id, struct catalog_object *ret,
@@ -1384,20 +1409,25 @@ int catalog_object_delete(struct catalog *c, const struct catalog_object *o, str
 		return r;
 	sqlite3_bind_int64(s, 1, o->id);
 	r = step_done(c, s, err);
-	if (!r && o->kind == OBJECT_CONTENT)
-		r = catalog_source_forget(c, o->id, err);
 	if (r || !o->pack)
 		return r;
 	/* A member held a reference on its pack. */
 	return exec_int2(c, S_OBJ_PACKREF, o->pack, -1, err);
 }
 
-int catalog_groups_prune(struct catalog *c, struct cfs_err *err)
+int catalog_prune(struct catalog *c, struct cfs_err *err)
 {
-	sqlite3_stmt *s;
-	int r = stmt(c, S_GROUPS_PRUNE, &s, err);
+	static const enum stmt_id steps[] = {S_GROUPS_PRUNE, S_SOURCES_PRUNE};
+	int r = 0;
 
-	return r ? r : step_done(c, s, err);
+	for (size_t i = 0; !r && i < sizeof(steps) / sizeof(steps[0]); i++) {
+		sqlite3_stmt *s;
+
+		r = stmt(c, steps[i], &s, err);
+		if (!r)
+			r = step_done(c, s, err);
+	}
+	return r;
 }
 
 int catalog_stats(struct catalog *c, struct store_stats *ret, struct cfs_err *err)

@@ -68,8 +68,9 @@ int catalog_object_for_file(struct catalog *c, const struct objkey *key,
 /* Record that file f's bytes are the content of obj (C5). */
 int catalog_source_set(struct catalog *c, const struct catalog_file *f, int64_t obj,
                        struct cfs_err *err);
-/* Forget every file recorded as holding obj's content: the next ingest compares them. */
-int catalog_source_forget(struct catalog *c, int64_t obj, struct cfs_err *err);
+/* Forget every file recorded as holding the content of one of objs[0..n): the next
+ * ingest compares them. */
+int catalog_sources_forget(struct catalog *c, const int64_t *objs, size_t n, struct cfs_err *err);
 /* Insert o (id and refs ignored) unless its key is there, then add refs references.
  * *ret_id is its id, *ret_new whether this call inserted it (a new member also takes a
  * reference on its pack). */
@@ -222,8 +223,9 @@ int catalog_gc_envs(struct catalog *c, int64_t before, struct store_env **ret, s
 int catalog_unused_object(struct catalog *c, struct catalog_object *ret, struct cfs_err *err);
 /* Delete an object's row; a member's pack loses its reference. */
 int catalog_object_delete(struct catalog *c, const struct catalog_object *o, struct cfs_err *err);
-/* Drop groups no node belongs to. */
-int catalog_groups_prune(struct catalog *c, struct cfs_err *err);
+/* Drop groups no node belongs to, and the sources of objects deleted (C5): in the
+ * transaction that deleted them. */
+int catalog_prune(struct catalog *c, struct cfs_err *err);
 
 /* Totals for store_stats. */
 int catalog_stats(struct catalog *c, struct store_stats *ret, struct cfs_err *err);

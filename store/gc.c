@@ -292,7 +292,7 @@ static int drop_unused(struct store *st, struct doomed *d, struct gc_result *res
 		if (r)
 			return r;
 	}
-	return r == -ENOENT ? catalog_groups_prune(st->cat, err) : r;
+	return r == -ENOENT ? catalog_prune(st->cat, err) : r;
 }
 
 /* Object files no row names: left by an ingest or a gc killed between its steps. Only

@@ -368,7 +368,7 @@ static int drop_unused(struct repair *rp, struct verify *v, struct cfs_err *err)
 			repair_done(rp, REPAIR_DROPPED, &b->key, NULL, NULL, 0, 0);
 		}
 	}
-	return r ? r : catalog_groups_prune(rp->st->cat, err);
+	return r ? r : catalog_prune(rp->st->cat, err);
 }
 
 /* R3: broken is whether an environment uses an object that is still missing or corrupt. */
@@ -416,11 +416,17 @@ static int mark_envs(struct repair *rp, struct verify *v, struct cfs_err *err)
  * next ingest, which then says the store is corrupt rather than share what is lost. */
 static int forget_sources(struct repair *rp, struct verify *v, struct cfs_err *err)
 {
-	int r = 0;
+	int64_t *ids = malloc((v->nbad ? v->nbad : 1) * sizeof(*ids));
+	size_t n = 0;
+	int r;
 
-	for (size_t i = 0; !r && i < v->nbad; i++)
+	if (!ids)
+		return -ENOMEM;
+	for (size_t i = 0; i < v->nbad; i++)
 		if (v->bad[i].kind == OBJECT_CONTENT)
-			r = catalog_source_forget(rp->st->cat, v->bad[i].id, err);
+			ids[n++] = v->bad[i].id;
+	r = n ? catalog_sources_forget(rp->st->cat, ids, n, err) : 0;
+	free(ids);
 	return r;
 }
 

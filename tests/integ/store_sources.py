@@ -6,7 +6,7 @@ stored key without decompressing it only for the very inode recorded, unchanged 
 another inode with the same content is compared byte for byte, and so is the same inode
 once anything changed it, even with its mtime set back. A corrupt object is then still
 refused by every ingest that compares it, and verify --repair and gc forget what they
-drop. A version 2 catalog is read as it is and upgraded by the first writing command."""
+drop. An inode has one row, naming the last content seen in it. A version 2 catalog is read as it is and upgraded by the first writing command."""
 
 import os
 import shutil
@@ -59,6 +59,8 @@ B = prefix("env-b", "b", links_from=A)
 D = prefix("env-d", "d", links_from=A)
 E = prefix("env-e", "e", links_from=A, rels=("lib/other.bin",))
 C = prefix("env-c", "c", copies_from=A)
+G = prefix("env-g", "g", {"share/x.txt": b"first content of x\n" * 100})
+H = prefix("env-h", "h", links_from=G, rels=("share/x.txt",))
 store = t.path("store")
 
 with t.section("ingest records every file it read"):
@@ -101,6 +103,19 @@ with t.section("the same inode, changed and its mtime set back, is compared"):
     t.eq("the same bytes, size and mtime as when it was recorded",
          (open(path, "rb").read() == BIG, os.lstat(path).st_mtime_ns), (True, MT))
     ingest_refused("env-d (the same inodes, one written over in place)", store, D, [ha, hb])
+
+with t.section("one row per inode: the last content seen in it"):
+    other = t.path("store-gh")
+    r = t.ingest(other, G)
+    t.ok("env-g stored", r)
+    x = os.lstat(os.path.join(G, "share/x.txt"))
+    lib.write(os.path.join(G, "share/x.txt"), b"second content of x\n" * 100)
+    r = t.ingest(other, H)
+    t.ok("env-h (the same inode, written over since) stored", r)
+    rows = lib.catalog_rows(other, "SELECT obj FROM sources WHERE dev = ? AND ino = ?",
+                            (x.st_dev, x.st_ino))
+    t.eq("the inode has one row, naming env-h's content", rows,
+         [(files_of(other, r.out.strip())["share/x.txt"],)])
 
 with t.section("verify --repair forgets the files of a damaged object"):
     r = t.cfs(store, "verify", "--repair")
