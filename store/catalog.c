@@ -631,7 +631,8 @@ int catalog_sources_forget(struct catalog *c, const int64_t *objs, size_t n, str
 	*p++ = '[';
 	for (size_t i = 0; i < n; i++)
 		p += sprintf(p, "%s%lld", i ? "," : "", (long long)objs[i]);
-	strcpy(p, "]");
+	p[0] = ']';
+	p[1] = '\0';
 	r = stmt(c, S_SOURCE_FORGET, &s, err);
 	if (!r) {
 		sqlite3_bind_text(s, 1, list, -1, SQLITE_STATIC);
