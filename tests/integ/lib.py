@@ -69,7 +69,7 @@ class Harness:
             "MKCORPUS", os.path.join(here, "..", "corpus", "mkcorpus")))
         ap.add_argument("--corpus-dir", default=os.environ.get("CORPUS_DIR"))
         ap.add_argument("--fixtures", default=os.environ.get(
-            "FIXTURES", os.path.join(here, "..", "..", "..", "shared", "fixtures")))
+            "FIXTURES", os.path.join(here, "..", "fixtures")))
         self.args = ap.parse_args()
         if not self.args.condafs:
             sys.exit("usage: --condafs PATH (or $CONDAFS) is required")
