@@ -174,12 +174,16 @@ static int cmd_ingest(const struct cli *c)
 	store_close(st);
 	if (r)
 		return die(c, &err, r);
+	/* stdout is the hash alone, whatever happened: h=$(condafs ingest P) always works. */
 	if (c->json)
-		printf("{\"hash\": \"%s\", \"result\": \"%s\"}\n", hash, what[res]);
-	else if (res == INGEST_NEW)
-		printf("%s\n", hash);
+		printf("{\"hash\": \"%s\", \"result\": \"%s\", \"already_stored\": %s}\n", hash,
+		       what[res], res == INGEST_PRESENT ? "true" : "false");
 	else
-		printf("%s (%s)\n", hash, what[res]);
+		printf("%s\n", hash);
+	if (!c->json && res != INGEST_NEW)
+		fprintf(stderr, "condafs: ingest: note: %s %s\n", hash,
+		        res == INGEST_PRESENT ? "was already stored: nothing changed"
+		                              : "replaced (its tags kept)");
 	return 0;
 }
 

@@ -29,6 +29,8 @@ NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 # Lines condafs prints on stderr that are not errors.
 PROGRESS_RE = re.compile(r"^condafs: ingest: \d+/\d+ files, ")
 WARNING_RE = re.compile(r"^condafs: \w+: warning: ")
+# What a command says on stderr besides its output ("already stored", a platform taken).
+NOTE_RE = re.compile(r"^condafs: \w+: note: ")
 SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|"
                           r"runtime error: |ThreadSanitizer")
 HASH_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -47,9 +49,13 @@ class Result:
         self.args, self.rc, self.out, self.err, self.secs = args, rc, out, err, secs
 
     def errors(self):
-        """stderr lines that are neither progress nor warnings."""
+        """stderr lines that are neither progress, warnings nor notes."""
         return [l for l in self.err.splitlines()
-                if l and not PROGRESS_RE.match(l) and not WARNING_RE.match(l)]
+                if l and not PROGRESS_RE.match(l) and not WARNING_RE.match(l) and
+                not NOTE_RE.match(l)]
+
+    def notes(self):
+        return [l for l in self.err.splitlines() if NOTE_RE.match(l)]
 
     def warnings(self):
         return [l for l in self.err.splitlines() if WARNING_RE.match(l)]
@@ -58,6 +64,15 @@ class Result:
         return (f"$ {' '.join(show(a, 120) for a in self.args)}\n"
                 f"     rc={self.rc} ({self.secs:.2f}s) stdout={show(self.out)!s}\n"
                 f"     stderr={show(self.err, 600)}")
+
+
+def ingest_said(r):
+    """(exit code, stdout, what an ingest said on stderr besides its progress): stdout is
+    the hash alone whatever happened; "already stored" and "replaced" are notes."""
+    notes = r.notes()
+    said = ("already stored" if any("was already stored" in n for n in notes) else
+            "replaced" if any(" replaced " in n for n in notes) else None)
+    return r.rc, r.out.strip(), said
 
 
 class Harness:

@@ -41,7 +41,7 @@ with t.section("corpus: every lock form, the prefix and ingest give one hash"):
         for form in FORMS:
             r = t.ingest(store, prefix, "--lock", e["locks"][form])
             t.eq(f"{name}: ingest --lock {os.path.basename(e['locks'][form])} accepts it",
-                 (r.rc, r.out.strip()), (0, f"{want} (already stored)"), r)
+                 lib.ingest_said(r), (0, want, "already stored"), r)
         r = t.cfs(store, "--json", "show", want)
         pk = json.loads(r.out)["packages"] if r.rc == 0 else []
         got_conda = sorted([p["name"], p["version"], p["build"]] for p in pk if p["kind"] == "conda")
