@@ -343,10 +343,12 @@ static int sweep_orphans(struct store *st, bool dry_run, struct gc_result *res, 
 }
 
 /* Delete the rows of every removed environment that no mount holds, keeping its byte
- * write-locked in *ret_holds until the caller has committed (G4). A dry run only asks. */
-static int reap(struct store *st, bool dry_run, int *ret_holds, struct gc_result *res,
-                struct cfs_err *err)
+ * write-locked in *ret_holds until the caller has committed (G4); opts->kept hears of the
+ * held ones. A dry run only asks. */
+static int reap(struct store *st, const struct gc_opts *opts, void *ctx, int *ret_holds,
+                struct gc_result *res, struct cfs_err *err)
 {
+	bool dry_run = opts->dry_run;
 	struct store_env *v = NULL;
 	size_t n = 0;
 	int r = holds_open(st->fd, true);
@@ -359,6 +361,8 @@ static int reap(struct store *st, bool dry_run, int *ret_holds, struct gc_result
 		r = hold_lock(*ret_holds, v[i].id, F_WRLCK, dry_run);
 		if (r == -EBUSY) {
 			res->envs_held++;
+			if (opts->kept)
+				opts->kept(ctx, &v[i], GC_KEPT_HELD);
 			r = 0;
 			continue;
 		}
@@ -367,6 +371,41 @@ static int reap(struct store *st, bool dry_run, int *ret_holds, struct gc_result
 		else
 			err_set(err, r, "%s/holds: %s", st->dir, strerror(-r));
 	}
+	free(v);
+	return r;
+}
+
+static bool has_tag(const struct store_tag *tags, size_t n, const char *hash)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(tags[i].hash, hash) == 0)
+			return true;
+	return false;
+}
+
+/* Tell opts->kept of each live environment unused for opts->unused_for that a tag or the
+ * grace window keeps, so that a short --unused-for never silently removes nothing. */
+static int report_kept(struct store *st, const struct gc_opts *opts, void *ctx, struct cfs_err *err)
+{
+	struct store_env *v = NULL;
+	struct store_tag *tags = NULL;
+	size_t n = 0, ntags = 0;
+	int r;
+
+	if (!opts->kept)
+		return 0;
+	r = catalog_env_list(st->cat, CATALOG_ENVS_LIVE, &v, &n, err);
+	if (!r)
+		r = catalog_tag_list(st->cat, NULL, &tags, &ntags, err);
+	for (size_t i = 0; !r && i < n; i++) {
+		if (v[i].last_used >= opts->now - opts->unused_for)
+			continue;
+		if (has_tag(tags, ntags, v[i].hash))
+			opts->kept(ctx, &v[i], GC_KEPT_TAGGED);
+		else if (v[i].last_used >= opts->now - opts->grace)
+			opts->kept(ctx, &v[i], GC_KEPT_GRACE);
+	}
+	free(tags);
 	free(v);
 	return r;
 }
@@ -388,7 +427,13 @@ int store_gc(struct store *st, const struct gc_opts *opts,
 		r = catalog_begin(st->cat, true, err);
 	if (r)
 		goto out;
-	r = catalog_gc_envs(st->cat, opts->now - opts->unused_for, &envs, &n, err);
+	r = report_kept(st, opts, ctx, err);
+	/* Whatever was used within the grace window stays, whatever unused_for says. */
+	if (!r)
+		r = catalog_gc_envs(st->cat,
+		                    opts->now - (opts->unused_for > opts->grace ? opts->unused_for
+		                                                                : opts->grace),
+		                    &envs, &n, err);
 	for (size_t i = 0; !r && i < n; i++) {
 		if (fn)
 			fn(ctx, &envs[i]);
@@ -396,7 +441,7 @@ int store_gc(struct store *st, const struct gc_opts *opts,
 		res.envs_removed++;
 	}
 	if (!r)
-		r = reap(st, opts->dry_run, &holds, &res, err);
+		r = reap(st, opts, ctx, &holds, &res, err);
 	/* Orphans first: files that had no row before this transaction (G1 holds for them
 	 * whatever becomes of it), not the ones whose rows it is about to delete. */
 	if (!r)

@@ -94,6 +94,50 @@ static int default_platform(const char *path, const char *platform, const char *
 	return 0;
 }
 
+/*
+ * The platform to take from a lock that holds several (a sequence of names, or a mapping
+ * keyed by them) when none is asked for: the host's, as conda-lock and pixi install. NULL
+ * when the lock does not hold it; the caller then asks for a choice, naming them.
+ */
+static const char *host_among(const struct ynode *platforms)
+{
+	const char *host = pkgset_host_platform();
+
+	if (!host)
+		return NULL;
+	for (size_t i = 0; i < ynode_count(platforms); i++) {
+		const char *p = ynode_str(ynode_is_map(platforms) ? ynode_key(platforms, i)
+		                                                  : ynode_item(platforms, i));
+
+		if (p && strcmp(p, host) == 0)
+			return host;
+	}
+	return NULL;
+}
+
+/* A lock for several platforms, none of them this machine's: say which to choose from. */
+static int choose_one(const char *path, const char *what, const struct ynode *platforms,
+                      struct cfs_err *err)
+{
+	const char *host = pkgset_host_platform();
+	char list[512];
+
+	return err_set(err, -EINVAL,
+	               "%s: %s several platforms (%s), not this machine's (%s): "
+	               "choose one with --platform",
+	               path, what, join(list, sizeof(list), platforms), host ? host : "unknown");
+}
+
+/* Tell the set that its platform was the host's, taken among the lock's several. */
+static int note_choice(struct pkgset *set, const char *path, const struct ynode *platforms,
+                       struct cfs_err *err)
+{
+	char list[512];
+	int r = pkgset_note_choices(set, join(list, sizeof(list), platforms));
+
+	return r < 0 ? err_set(err, r, "%s: out of memory", path) : 0;
+}
+
 /* ---- conda list --explicit ---- */
 
 /* The version in a wheel ("<name>-<version>-<tags>.whl") or sdist ("<name>-<version>.tar.gz")
@@ -390,14 +434,14 @@ static int parse_envyml(const char *path, const struct ynode *root, const char *
 		goto out;
 	}
 	if (ynode_is_seq(platforms) && !platform && ynode_count(platforms) > 1) {
-		r = err_set(err, -EINVAL, "%s: it lists several platforms (%s): choose one", path,
-		            join(list, sizeof(list), platforms));
-		goto out;
-	}
-	if (ynode_is_seq(platforms) && !platform && ynode_str(ynode_item(platforms, 0)))
+		final = host_among(platforms);
+		r = final ? note_choice(set, path, platforms, err)
+		          : choose_one(path, "it lists", platforms, err);
+	} else if (ynode_is_seq(platforms) && !platform && ynode_str(ynode_item(platforms, 0))) {
 		final = ynode_str(ynode_item(platforms, 0));
-	else
+	} else {
 		r = default_platform(path, platform, &final, err);
+	}
 	if (r < 0)
 		goto out;
 	r = pkgset_finish(set, final, path, err);
@@ -479,10 +523,8 @@ static int parse_condalock(const char *path, const struct ynode *root, const cha
 	if (!platform && !ynode_is_seq(platforms))
 		return err_set(err, -EINVAL, "%s: metadata.platforms is missing: give the platform",
 		               path);
-	if (!platform && ynode_count(platforms) != 1)
-		return err_set(err, -EINVAL,
-		               "%s: the lock is for several platforms (%s): choose one", path,
-		               join(list, sizeof(list), platforms));
+	if (!platform && ynode_count(platforms) > 1 && !(final = host_among(platforms)))
+		return choose_one(path, "the lock is for", platforms, err);
 	if (!final)
 		final = ynode_str(ynode_item(platforms, 0));
 	if (!final)
@@ -491,6 +533,9 @@ static int parse_condalock(const char *path, const struct ynode *root, const cha
 	r = pkgset_new(&set);
 	if (r < 0)
 		return err_set(err, r, "%s: out of memory", path);
+	if (!platform && ynode_count(platforms) > 1 &&
+	    (r = note_choice(set, path, platforms, err)) < 0)
+		goto out;
 	for (size_t i = 0; i < ynode_count(pkgs); i++) {
 		const struct ynode *rec = ynode_item(pkgs, i);
 		const char *manager = get_str(rec, "manager"), *cat = get_str(rec, "category");
@@ -776,6 +821,7 @@ static int parse_pixi(const char *path, const struct ynode *root, const char *pl
 	struct pkgset *set = NULL;
 	size_t nrecs = 0;
 	char names[512];
+	bool chosen;
 	int version, r;
 
 	if (!vs || (strcmp(vs, "5") != 0 && strcmp(vs, "6") != 0 && strcmp(vs, "7") != 0))
@@ -793,10 +839,13 @@ static int parse_pixi(const char *path, const struct ynode *root, const char *pl
 		               path, ynode_line(byplat), envname);
 	if (!ynode_count(byplat))
 		return err_set(err, -EINVAL, "%s: environment '%s' has no packages", path, envname);
-	if (!platform && ynode_count(byplat) != 1)
-		return err_set(err, -EINVAL,
-		               "%s: environment '%s' is for several platforms (%s): choose one",
-		               path, envname, join(names, sizeof(names), byplat));
+	chosen = !platform && ynode_count(byplat) > 1;
+	if (chosen && !(platform = host_among(byplat))) {
+		char what[300];
+
+		snprintf(what, sizeof(what), "environment '%s' is for", envname);
+		return choose_one(path, what, byplat, err);
+	}
 	if (!platform)
 		platform = ynode_str(ynode_key(byplat, 0));
 	if (!platform)
@@ -825,6 +874,8 @@ static int parse_pixi(const char *path, const struct ynode *root, const char *pl
 		r = err_set(err, r, "%s: out of memory", path);
 		goto out;
 	}
+	if (chosen && (r = note_choice(set, path, byplat, err)) < 0)
+		goto out;
 	for (size_t i = 0; i < ynode_count(list); i++) {
 		r = pixi_entry(set, path, version, recs, nrecs, ynode_item(list, i), subdir, err);
 		if (r < 0)

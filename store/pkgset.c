@@ -37,6 +37,7 @@
 
 struct pkgset {
 	char *platform;
+	char *choices;    /* the lock's platforms, when the host's was taken among them */
 	struct pkg *pkgs; /* every string owned here */
 	size_t n, cap;
 	bool finished;
@@ -338,12 +339,29 @@ void pkgset_free(struct pkgset *set)
 		pkg_release(&set->pkgs[i]);
 	free(set->pkgs);
 	free(set->platform);
+	free(set->choices);
 	free(set);
 }
 
 const char *pkgset_platform(const struct pkgset *set)
 {
 	return set->platform;
+}
+
+int pkgset_note_choices(struct pkgset *set, const char *list)
+{
+	char *s = strdup(list);
+
+	if (!s)
+		return -ENOMEM;
+	free(set->choices);
+	set->choices = s;
+	return 0;
+}
+
+const char *pkgset_platform_choices(const struct pkgset *set)
+{
+	return set->choices;
 }
 
 size_t pkgset_count(const struct pkgset *set)

@@ -31,6 +31,10 @@ int pkgset_add(struct pkgset *set, const struct pkg *p, const char *where, struc
  */
 int pkgset_finish(struct pkgset *set, const char *platform, const char *where, struct cfs_err *err);
 
+/* The set's platform was the host's, taken among the lock's several (list: "a, b, c",
+ * copied), for pkgset_platform_choices. -ENOMEM. */
+int pkgset_note_choices(struct pkgset *set, const char *list);
+
 /* "linux-64", "osx-arm64", ... for the machine we run on; NULL when conda has no name
  * for it. */
 const char *pkgset_host_platform(void);

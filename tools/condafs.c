@@ -106,6 +106,18 @@ static int need_args(const struct cli *c, int n)
 	return EXIT_USAGE;
 }
 
+/* A lock for several platforms read without --platform took this machine's: say so. */
+static void say_platform(const struct cli *c, const char *path, const struct pkgset *set)
+{
+	const char *choices = pkgset_platform_choices(set);
+
+	if (choices)
+		fprintf(stderr,
+		        "condafs: %s: note: %s is for %s: took this machine's, %s (--platform to "
+		        "choose)\n",
+		        c->cmd, path, choices, pkgset_platform(set));
+}
+
 static int cmd_hash(const struct cli *c)
 {
 	struct cfs_err err = {{0}};
@@ -122,6 +134,7 @@ static int cmd_hash(const struct cli *c)
 		r = pkgset_from_lock(c->argv[0], c->platform, c->environment, &set, &err);
 	if (r)
 		return die(c, &err, r);
+	say_platform(c, c->argv[0], set);
 	pkgset_hash(set, hash);
 	if (c->json) {
 		printf("{\"hash\": \"%s\", \"platform\": ", hash);
@@ -160,20 +173,33 @@ static int cmd_ingest(const struct cli *c)
 	        .ctx = &prog,
 	};
 	enum ingest_result res;
+	struct pkgset *lock = NULL;
 	struct store *st;
 	char hash[33];
 	int r;
 
 	if ((r = need_args(c, 1)))
 		return r;
-	if ((r = open_store(c, STORE_CREATE, &st)))
-		return r;
-	progress_init(&prog);
-	r = store_ingest(st, c->argv[0], &o, hash, &res, &err);
-	progress_done(&prog);
-	store_close(st);
+	/* Which platform of the lock is checked is said before anything is stored. */
+	if (c->lock && !c->platform) {
+		r = pkgset_from_lock(c->lock, NULL, c->environment, &lock, &err);
+		if (r)
+			return die(c, &err, r);
+		say_platform(c, c->lock, lock);
+		if (pkgset_platform_choices(lock))
+			o.lock_platform = pkgset_platform(lock);
+	}
+	r = open_store(c, STORE_CREATE, &st);
+	if (!r) {
+		progress_init(&prog);
+		r = store_ingest(st, c->argv[0], &o, hash, &res, &err);
+		progress_done(&prog);
+		store_close(st);
+		r = r ? die(c, &err, r) : 0;
+	}
+	pkgset_free(lock);
 	if (r)
-		return die(c, &err, r);
+		return r;
 	/* stdout is the hash alone, whatever happened: h=$(condafs ingest P) always works. */
 	if (c->json)
 		printf("{\"hash\": \"%s\", \"result\": \"%s\", \"already_stored\": %s}\n", hash,
@@ -494,7 +520,13 @@ out:
 
 struct gc_out {
 	const struct cli *c;
+	struct store *st;
 	bool first;
+	/* --json: the kept environments, printed after the removed ones */
+	FILE *kept;
+	char *kept_buf;
+	size_t kept_len;
+	bool kept_first;
 };
 
 static void gc_report(void *ctx, const struct store_env *env)
@@ -514,11 +546,81 @@ static void gc_report(void *ctx, const struct store_env *env)
 	}
 }
 
+/* "1h", "30d", "90s": a duration as it would be written in the config. */
+static const char *duration(int64_t secs, char buf[32])
+{
+	static const struct {
+		char unit;
+		int64_t seconds;
+	} units[] = {{'w', 604800}, {'d', 86400}, {'h', 3600}, {'m', 60}};
+
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (secs && secs % units[i].seconds == 0) {
+			snprintf(buf, 32, "%lld%c", (long long)(secs / units[i].seconds),
+			         units[i].unit);
+			return buf;
+		}
+	snprintf(buf, 32, "%llds", (long long)secs);
+	return buf;
+}
+
+/* An environment the policy would have removed, kept: say why (a short --unused-for must
+ * not silently remove nothing). */
+static void gc_kept(void *ctx, const struct store_env *env, enum gc_kept why)
+{
+	static const char *const reason[] = {
+	        [GC_KEPT_TAGGED] = "tagged",
+	        [GC_KEPT_GRACE] = "grace",
+	        [GC_KEPT_HELD] = "held",
+	};
+	struct gc_out *g = ctx;
+	struct store_tag *tags = NULL;
+	struct cfs_err err = {{0}};
+	char used[32], grace[32];
+	size_t ntags = 0;
+
+	if (why == GC_KEPT_TAGGED && store_tag_list(g->st, env->hash, &tags, &ntags, &err))
+		ntags = 0;
+	if (g->c->json && g->kept) {
+		fprintf(g->kept, "%s\n {\"hash\": \"%s\", \"reason\": \"%s\", \"last_used\": %lld",
+		        g->kept_first ? "" : ",", env->hash, reason[why],
+		        (long long)env->last_used);
+		if (why == GC_KEPT_TAGGED) {
+			fprintf(g->kept, ", \"tags\": [");
+			for (size_t i = 0; i < ntags; i++) {
+				fprintf(g->kept, "%s", i ? ", " : "");
+				out_json_str(g->kept, tags[i].name, strlen(tags[i].name));
+			}
+			fprintf(g->kept, "]");
+		}
+		fprintf(g->kept, ", \"source_prefix\": ");
+		out_json_str(g->kept, env->source_prefix, strlen(env->source_prefix));
+		fprintf(g->kept, "}");
+		g->kept_first = false;
+	} else if (!g->c->json) {
+		printf("%s %s (last used %s, %s): ", g->c->dry_run ? "would keep" : "keeping",
+		       env->hash, out_time(env->last_used, used), env->source_prefix);
+		if (why == GC_KEPT_TAGGED) {
+			printf("tagged");
+			for (size_t i = 0; i < ntags; i++)
+				printf("%s%s", i ? ", " : " ", tags[i].name);
+			printf("\n");
+		} else if (why == GC_KEPT_GRACE) {
+			printf("used within the grace window (%s, gc.grace)\n",
+			       duration(g->c->config.gc_grace, grace));
+		} else {
+			printf("removed, but a mount holds it (files still open): freed by a later "
+			       "gc\n");
+		}
+	}
+	free(tags);
+}
+
 static int cmd_gc(const struct cli *c)
 {
 	struct cfs_err err = {{0}};
-	struct gc_out g = {c, true};
-	struct gc_opts o = {.now = time(NULL), .dry_run = c->dry_run};
+	struct gc_out g = {.c = c, .first = true, .kept_first = true};
+	struct gc_opts o = {.now = time(NULL), .dry_run = c->dry_run, .kept = gc_kept};
 	struct gc_result res;
 	struct store *st;
 	char freed[32];
@@ -533,28 +635,39 @@ static int cmd_gc(const struct cli *c)
 		        c->unused_for);
 		return EXIT_USAGE;
 	}
-	/* Whatever was used within the grace window stays. */
-	if (o.unused_for < c->config.gc_grace)
-		o.unused_for = c->config.gc_grace;
+	/* Whatever was used within the grace window stays (store_gc says which it kept). */
+	o.grace = c->config.gc_grace;
 	if ((r = open_store(c, 0, &st)))
 		return r;
+	g.st = st;
+	if (c->json && !(g.kept = open_memstream(&g.kept_buf, &g.kept_len))) {
+		store_close(st);
+		fprintf(stderr, "condafs: gc: out of memory\n");
+		return EXIT_FAILED;
+	}
 	if (c->json)
 		printf("{\"dry_run\": %s, \"removed\": [", c->dry_run ? "true" : "false");
 	r = store_gc(st, &o, gc_report, &g, &res, &err);
 	store_close(st);
-	if (r)
+	if (g.kept)
+		fclose(g.kept);
+	if (r) {
+		free(g.kept_buf);
 		return die(c, &err, r);
+	}
 	if (c->json)
-		printf("%s], \"environments_removed\": %llu, \"environments_held\": %llu,"
-		       " \"objects_freed\": %llu, \"bytes_freed\": %llu}\n",
-		       g.first ? "" : "\n", (unsigned long long)res.envs_removed,
-		       (unsigned long long)res.envs_held, (unsigned long long)res.objects_freed,
-		       (unsigned long long)res.bytes_freed);
+		printf("%s], \"kept\": [%s%s], \"environments_removed\": %llu, "
+		       "\"environments_held\": %llu, \"objects_freed\": %llu, \"bytes_freed\": "
+		       "%llu}\n",
+		       g.first ? "" : "\n", g.kept_buf ? g.kept_buf : "", g.kept_first ? "" : "\n",
+		       (unsigned long long)res.envs_removed, (unsigned long long)res.envs_held,
+		       (unsigned long long)res.objects_freed, (unsigned long long)res.bytes_freed);
 	else
 		printf("%s%llu environment%s removed, %llu objects and %s freed\n",
 		       c->dry_run ? "dry run: " : "", (unsigned long long)res.envs_removed,
 		       res.envs_removed == 1 ? "" : "s", (unsigned long long)res.objects_freed,
 		       out_size(res.bytes_freed, freed));
+	free(g.kept_buf);
 	/* Their rows and objects stay until the mount lets go of them. */
 	if (!c->json && res.envs_held)
 		printf("%llu removed environment%s still open through a mount: freed by a later "

@@ -8,7 +8,9 @@ A-Za-z0-9._+-, not starting with '.' or '-', never a 32-digit hash) and moving a
 step. For each gc: `--dry-run --json` changes nothing and reports exactly what the real run
 then reports; ls shows the kept set; the removed environments' rows and their images are
 gone while the kept ones' stay; objects/ shrinks by the bytes gc says it freed; verify is
-clean with nothing unreferenced; every kept environment exports equal to its source."""
+clean with nothing unreferenced; every kept environment exports equal to its source; and gc
+says, for each environment --unused-for alone would remove, why it kept it (tagged, used
+within the grace window)."""
 
 import json
 import os
@@ -93,10 +95,11 @@ def named(hs):
     return sorted(NAMES.get(h, h[:8]) for h in hs)
 
 
-def gc_round(title, config, extra, hidden, reaped_ids, kept):
+def gc_round(title, config, extra, hidden, reaped_ids, kept, why):
     """One gc: the dry run first, then the real one. hidden: the hashes gc should remove
     (untagged, unused); reaped_ids: catalog ids of environments already removed (by rm)
-    whose rows go too; kept: every hash that must stay."""
+    whose rows go too; kept: every hash that must stay; why: {name: reason} of the kept
+    ones that --unused-for alone would remove."""
     with t.section(title):
         before_ls = t.ls(store)
         before_rows = env_rows()
@@ -121,6 +124,8 @@ def gc_round(title, config, extra, hidden, reaped_ids, kept):
         t.eq("gc removes exactly the untagged environments unused long enough",
              named(e["hash"] for e in real["removed"]), named(hidden))
         t.eq("environments_removed counts them", real["environments_removed"], len(hidden))
+        t.eq("it says why it kept each one --unused-for alone would remove",
+             {NAMES.get(k["hash"], k["hash"]): k["reason"] for k in real.get("kept", [])}, why)
         t.eq("ls shows the kept environments", named(t.hashes(store) or []), named(kept))
         rows = env_rows()
         t.eq("every removed environment's rows are reaped (no mount holds any)",
@@ -163,7 +168,7 @@ with t.section("environments to collect"):
     t.eq("nine environments stored", len(t.hashes(store) or []), 9)
     t.eq("the catalog is version 3 (this test writes envs.last_used)",
          lib.catalog_version(store), "3")
-    ages = {"A": 60 * DAY, "C": 40 * DAY, "D": 1800, "F": 10 * DAY, "G": 3 * DAY}
+    ages = {"A": 60 * DAY, "B": 120, "C": 40 * DAY, "D": 1800, "F": 10 * DAY, "G": 3 * DAY}
     for n, age in ages.items():
         lib.set_last_used(store, H[n], NOW - age)
     last = {e["hash"]: e["last_used"] for e in t.ls(store) or []}
@@ -245,23 +250,44 @@ with t.section("rm"):
          H["H"] in (t.hashes(store) or []), h_back)
 
 gc_round("gc, config 30d: C goes; E, I and the removed H are reaped", CONF_DEFAULT, [],
-         [H["C"]], removed_ids, [H[n] for n in "ABDFG" + ("H" if h_back else "")])
+         [H["C"]], removed_ids, [H[n] for n in "ABDFG" + ("H" if h_back else "")],
+         {"A": "tagged"})
 if not h_back:
     with t.section("H ingested again once gc reaped the removed one"):
         r = t.ingest(store, SRC[H["H"]])
         t.eq("H is stored anew", (r.rc, r.out.strip(), r.errors()), (0, H["H"], []))
 gc_round("gc, config unused_for 7d: F (10 days) goes", CONF_WEEK, [], [H["F"]], [],
-         [H[n] for n in "ABDGH"])
+         [H[n] for n in "ABDGH"], {"A": "tagged"})
+
+with t.section("gc --unused-for 0s says why it keeps what the grace window and tags keep"):
+    lib.set_last_used(store, H["H"], NOW - 120)
+    r = t.cfs(store, "--config", CONF_DEFAULT, "gc", "--dry-run", "--unused-for", "0s")
+    t.ok("gc --dry-run --unused-for 0s exits 0", r)
+    lines = r.out.splitlines()
+    for n in "BDH":
+        t.check(f"{n}: 'would keep {n}: used within the grace window (1h, gc.grace)'",
+                any(l.startswith(f"would keep {H[n]} (") and
+                    l.endswith("): used within the grace window (1h, gc.grace)")
+                    for l in lines), r)
+    t.check("A: 'would keep A: tagged keep-me'",
+            any(l.startswith(f"would keep {H['A']} (") and l.endswith("): tagged keep-me")
+                for l in lines), r)
+    t.check("G: 'would remove G'", any(l.startswith(f"would remove {H['G']} (")
+                                        for l in lines), r)
+    t.eq("nothing else is kept or removed", len(lines), 6, r)
+
 gc_round("gc --unused-for 0, grace 1h: G (3 days) goes, D (30 min) stays", CONF_DEFAULT,
-         ["--unused-for", "0"], [H["G"]], [], [H[n] for n in "ABDH"])
+         ["--unused-for", "0"], [H["G"]], [], [H[n] for n in "ABDH"],
+         {"A": "tagged", "B": "grace", "D": "grace", "H": "grace"})
 gc_round("gc --unused-for 5m, grace 10m: D (30 min) goes", CONF_SHORT_GRACE,
-         ["--unused-for", "5m"], [H["D"]], [], [H[n] for n in "ABH"])
+         ["--unused-for", "5m"], [H["D"]], [], [H[n] for n in "ABH"], {"A": "tagged"})
 gc_round("gc with nothing to do", CONF_DEFAULT, ["--unused-for", "1d"], [], [],
-         [H[n] for n in "ABH"])
+         [H[n] for n in "ABH"], {"A": "tagged"})
 
 with t.section("untagged, the old A goes too"):
     t.ok("untag keep-me", t.cfs(store, "untag", "keep-me"))
-gc_round("gc, config 30d: A (60 days) goes", CONF_DEFAULT, [], [H["A"]], [], [H[n] for n in "BH"])
+gc_round("gc, config 30d: A (60 days) goes", CONF_DEFAULT, [], [H["A"]], [], [H[n] for n in "BH"],
+         {})
 
 with t.section("gc refuses a bad duration"):
     r = t.cfs(store, "--config", CONF_DEFAULT, "gc", "--unused-for", "3 days")

@@ -10,6 +10,7 @@ output, unpinned specs and garbage. (Parsing detail is store/lock.c's unit tests
 
 import json
 import os
+import re
 
 import lib
 
@@ -77,18 +78,24 @@ with t.section("real fixtures: each is a lock with a hash, or a clear error"):
         if rel in NOT_LOCKS:
             t.fails_clearly(f"{rel}: not a lock, said so", r, path, "not a lock", NOT_LOCKS[rel])
             continue
-        errs = r.errors()
-        if r.rc != 0 and errs and "several platforms" in errs[0]:
-            t.fails_clearly(f"{rel}: several platforms: the error names the file and them", r,
-                            path, "choose one")
-            plats = errs[0].split("(")[-1].split(")")[0].split(", ")
+        errs, notes = r.errors(), r.notes()
+        if r.rc == 0 and notes and "took this machine's" in notes[0]:
+            # Several platforms, none asked for: this machine's, as conda-lock and pixi.
+            m = re.match(r"condafs: hash: note: (.*) is for (.*): took this machine's, (\S+) "
+                         r"\(--platform to choose\)$", notes[0])
+            t.check(f"{rel}: several platforms: one note names the file, them and the one "
+                    "taken", m and m.group(1) == path and len(notes) == 1 and not errs, r)
+            if not m:
+                continue
+            plats, host = m.group(2).split(", "), m.group(3)
             per = {}
             for p in plats:
                 q = t.cfs(None, "hash", path, "--platform", p)
-                t.check(f"{rel} --platform {p}: a hash", q.rc == 0 and
-                        lib.HASH_RE.match(q.out.strip()), q)
+                t.check(f"{rel} --platform {p}: a hash, no note", q.rc == 0 and
+                        lib.HASH_RE.match(q.out.strip()) and not q.err, q)
                 per[p] = q.out.strip()
             t.eq(f"{rel}: each platform its own hash", len(set(per.values())), len(plats))
+            t.eq(f"{rel}: without --platform, {host}'s", r.out.strip(), per.get(host))
             hashes[rel] = per
             continue
         t.check(f"{rel}: a hash", r.rc == 0 and lib.HASH_RE.match(r.out.strip()) and not errs, r)
@@ -99,6 +106,24 @@ with t.section("real fixtures: each is a lock with a hash, or a clear error"):
     q = t.cfs(None, "hash", os.path.join(root, "pixi-lock/v6-deps_add/pixi.lock"),
               "--platform", "linux-64", "--environment", "no-such-env")
     t.fails_clearly("pixi.lock --environment that does not exist: names it", q, "no-such-env")
+
+with t.section("ingest --lock with a lock for several platforms takes this machine's"):
+    e = t.corpus()["envs"]["small"]
+    with open(e["locks"]["conda_lock"]) as f:
+        text = f.read()
+    two = t.path("two-platforms-conda-lock.yml")
+    with open(two, "w") as f:
+        f.write(re.sub(r"(?m)^(  platforms:\n)", r"\1  - osx-arm64\n", text, count=1))
+    want = t.cfs(None, "hash", e["prefix"]).out.strip()
+    r = t.ingest(t.path("store-two"), e["prefix"], "--lock", two)
+    t.eq("it is accepted, stdout the hash alone", (r.rc, r.out.strip(), r.errors()),
+         (0, want, []), r)
+    t.check("one note names the lock and the platform taken", len(r.notes()) == 1 and
+            f"{two} is for osx-arm64, {e['platform']}: took this machine's, {e['platform']}"
+            in r.notes()[0], r)
+    r = t.ingest(t.path("store-two"), e["prefix"], "--lock", two, "--platform", "osx-arm64")
+    t.fails_clearly("--platform osx-arm64 is checked as asked (the lock has no package for "
+                    "it)", r, two, "osx-arm64")
 
 with t.section("files that are not locks"):
     e = t.corpus()["envs"]["small"]

@@ -106,8 +106,6 @@ static const struct {
 } fixtures[] = {
         {"conda-lock/conda-lock-v1.schema.json", NULL, NULL, -EINVAL, "not a lock: a JSON Schema",
          0},
-        {"conda-lock/conda-lock.yml", NULL, NULL, -EINVAL,
-         "the lock is for several platforms (linux-64, linux-aarch64): choose one", 0},
         {"conda-lock/conda-lock.yml", "linux-64", NULL, 0, "linux-64", 28},
         {"conda-lock/conda-lock.yml", "linux-aarch64", NULL, 0, "linux-aarch64", 27},
         {"conda-lock/conda-lock.yml", "osx-64", NULL, -EINVAL,
@@ -115,8 +113,6 @@ static const struct {
         {"conda-lock/good_multiple_packages-lock.yaml", "linux-64", NULL, 0, "linux-64", 8},
         {"conda-lock/good_multiple_packages-lock.yaml", "osx-64", NULL, 0, "osx-64", 2},
         {"conda-lock/good_multiple_packages-lock.yaml", "win-64", NULL, 0, "win-64", 5},
-        {"conda-lock/good_multiple_packages-lock.yaml", NULL, NULL, -EINVAL,
-         "several platforms (linux-64, osx-64, win-64)", 0},
         {"conda-lock/python-conda-lock.yml", "linux-64", NULL, 0, "linux-64", 22},
         {"conda-lock/python-conda-lock.yml", "linux-aarch64", NULL, 0, "linux-aarch64", 21},
         {"conda-lock/python-conda-lock.yml", "linux-ppc64le", NULL, 0, "linux-ppc64le", 22},
@@ -137,10 +133,6 @@ static const struct {
         {"explicit/xtensor_linux-64.txt", "linux-64", NULL, 0, "linux-64", 7},
         {"pixi-lock/v5-flat-index-lock.yml", NULL, NULL, 0, "osx-arm64", 18},
         {"pixi-lock/v5-pypi-deps-not-in-lock/pixi.lock", NULL, "default", 0, "linux-64", 24},
-        {"pixi-lock/v6-deps_add/pixi.lock", NULL, NULL, -EINVAL,
-         "environment 'default' is for several platforms (linux-64, osx-arm64, win-64): choose "
-         "one",
-         0},
         {"pixi-lock/v6-deps_add/pixi.lock", "linux-64", NULL, 0, "linux-64", 23},
         {"pixi-lock/v6-deps_add/pixi.lock", "osx-arm64", NULL, 0, "osx-arm64", 16},
         {"pixi-lock/v6-deps_add/pixi.lock", "win-64", NULL, 0, "win-64", 17},
@@ -153,8 +145,6 @@ static const struct {
         {"pixi-lock/v6-mixed-pypi-conda/pixi.lock", NULL, NULL, 0, "win-64", 4},
         {"pixi-lock/v6-python-from-conda-only-lock.yml", NULL, NULL, 0, "osx-arm64", 19},
         {"pixi-lock/v6-source-dependency/pixi.lock", NULL, NULL, 0, "linux-64", 1},
-        {"pixi-lock/v7-conditional-dependency-cuda/pixi.lock", NULL, NULL, -EINVAL,
-         "several platforms (linux-64, linux-64-cuda)", 0},
         {"pixi-lock/v7-conditional-dependency-cuda/pixi.lock", "linux-64", NULL, 0, "linux-64", 1},
         /* a named platform; the set is for its subdir */
         {"pixi-lock/v7-conditional-dependency-cuda/pixi.lock", "linux-64-cuda", NULL, 0, "linux-64",
@@ -178,6 +168,7 @@ static void test_fixture_table(void)
 			        fixtures[i].rc, err.msg);
 		} else if (r == 0) {
 			CHECK_STR(pkgset_platform(set), fixtures[i].want);
+			CHECK(pkgset_platform_choices(set) == NULL);
 			test_checks++;
 			if (pkgset_count(set) != fixtures[i].count) {
 				test_failures++;
@@ -194,6 +185,45 @@ static void test_fixture_table(void)
 		}
 		pkgset_free(set);
 		free(path);
+	}
+}
+
+static bool host_is_linux64(void)
+{
+	const char *host = pkgset_host_platform();
+
+	return host && strcmp(host, "linux-64") == 0;
+}
+
+/* Locks for several platforms read with none asked for take this machine's, as conda-lock
+ * and pixi install (on linux-64, where the tests run; elsewhere these are skipped). */
+static const struct {
+	const char *file;
+	size_t count;
+	const char *choices;
+} host_rows[] = {
+        {"conda-lock/conda-lock.yml", 28, "linux-64, linux-aarch64"},
+        {"conda-lock/good_multiple_packages-lock.yaml", 8, "linux-64, osx-64, win-64"},
+        {"pixi-lock/v6-deps_add/pixi.lock", 23, "linux-64, osx-arm64, win-64"},
+        {"pixi-lock/v7-conditional-dependency-cuda/pixi.lock", 1, "linux-64, linux-64-cuda"},
+};
+
+static void test_host_rows(void)
+{
+	if (!host_is_linux64())
+		return;
+	for (size_t i = 0; i < sizeof(host_rows) / sizeof(host_rows[0]); i++) {
+		struct pkgset *set = load_fixture(host_rows[i].file, NULL, NULL);
+
+		CHECK(set != NULL);
+		if (!set)
+			continue;
+		CHECK_STR(pkgset_platform(set), "linux-64");
+		CHECK(pkgset_count(set) == host_rows[i].count);
+		CHECK(pkgset_platform_choices(set) != NULL);
+		if (pkgset_platform_choices(set))
+			CHECK_STR(pkgset_platform_choices(set), host_rows[i].choices);
+		pkgset_free(set);
 	}
 }
 
@@ -956,9 +986,10 @@ static void test_refusals(void)
 	              "environment 'default' is for several platforms (gnu64, osx-arm64)");
 
 	/* environment.yml with conda-lock's platforms list */
-	check_refused("plats.yml", "platforms: [linux-64, osx-arm64]\ndependencies:\n  - a=1=b\n",
+	check_refused("plats.yml", "platforms: [osx-64, osx-arm64]\ndependencies:\n  - a=1=b\n",
 	              NULL, NULL, -EINVAL,
-	              "plats.yml: it lists several platforms (linux-64, osx-arm64)");
+	              "plats.yml: it lists several platforms (osx-64, osx-arm64), not this "
+	              "machine's");
 	check_refused("plats2.yml", "platforms: [linux-64]\ndependencies:\n  - a=1=b\n", "win-64",
 	              NULL, -EINVAL,
 	              "plats2.yml: platform win-64 is not in its platforms (linux-64)");
@@ -983,6 +1014,24 @@ static void test_platform_from_file(void)
 	set = load_tmp("noarch.txt", NULL, NULL);
 	CHECK(set && strcmp(pkgset_platform(set), pkgset_host_platform()) == 0);
 	pkgset_free(set);
+
+	/* several platforms and none asked for: this machine's, as conda-lock and pixi
+	 * install, and the set says it was taken among which */
+	if (host_is_linux64()) {
+		write_tmp("two-plat.yml", "platforms: [osx-arm64, linux-64]\ndependencies:\n"
+		                          "  - a=1=b\n");
+		set = load_tmp("two-plat.yml", NULL, NULL);
+		CHECK(set && strcmp(pkgset_platform(set), "linux-64") == 0);
+		CHECK(set && pkgset_platform_choices(set) &&
+		      strcmp(pkgset_platform_choices(set), "osx-arm64, linux-64") == 0);
+		pkgset_free(set);
+		set = load_tmp("two-plat.yml", "osx-arm64", NULL);
+		CHECK(set && pkgset_platform_choices(set) == NULL);
+		pkgset_free(set);
+		set = load_tmp("one-plat.yml", NULL, NULL);
+		CHECK(set && pkgset_platform_choices(set) == NULL);
+		pkgset_free(set);
+	}
 }
 
 int main(void)
@@ -991,6 +1040,7 @@ int main(void)
 
 	tmp = testfs_mkdtemp();
 	test_fixture_table();
+	test_host_rows();
 	walk_fixtures(root, "");
 	test_fixture_contents();
 	test_one_set_every_form();

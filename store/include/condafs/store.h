@@ -51,8 +51,9 @@ struct pkgset;
 
 /*
  * Read a lock file: `conda list --explicit`, a fully pinned environment.yml,
- * conda-lock.yml v1 or pixi.lock v5-v7. platform may be NULL (the lock's only platform,
- * else the host's); environment is pixi's environment name (NULL = "default").
+ * conda-lock.yml v1 or pixi.lock v5-v7. platform may be NULL: the lock's only platform,
+ * else the host's when the lock holds it (pkgset_platform_choices says so); environment
+ * is pixi's environment name (NULL = "default").
  * A file that is not a lock is -EINVAL with a message saying what it is.
  */
 int pkgset_from_lock(const char *path, const char *platform, const char *environment,
@@ -64,6 +65,9 @@ int pkgset_from_prefix(const char *prefix, struct pkgset **ret, struct cfs_err *
 
 void pkgset_free(struct pkgset *set);
 const char *pkgset_platform(const struct pkgset *set);
+/* When no platform was asked for and the lock held several, the set took this machine's:
+ * the lock's platforms ("linux-64, osx-arm64"), valid while the set lives; else NULL. */
+const char *pkgset_platform_choices(const struct pkgset *set);
 size_t pkgset_count(const struct pkgset *set);
 /* Packages are sorted by (kind, name); valid while the set lives. */
 const struct pkg *pkgset_at(const struct pkgset *set, size_t i);
@@ -190,10 +194,21 @@ int store_tag_list(struct store *st, const char *env_hash, struct store_tag **re
 int store_env_touch(struct store *st, const int64_t *env_ids, size_t n, int64_t t,
                     struct cfs_err *err);
 
+/* Why gc kept an environment that unused_for alone would have removed. */
+enum gc_kept {
+	GC_KEPT_TAGGED, /* a tag names it */
+	GC_KEPT_GRACE,  /* used within the grace window */
+	GC_KEPT_HELD,   /* removed (now or before), but a mount holds it: reaped by a later gc */
+};
+
 struct gc_opts {
 	int64_t now;        /* seconds since the epoch */
 	int64_t unused_for; /* remove untagged environments not used for this long */
+	int64_t grace;      /* ...but never one used within this long (config gc.grace) */
 	bool dry_run;       /* report what would go, change nothing */
+	/* Told of each environment kept that unused_for alone would remove, and why; called
+	 * with store_gc's ctx. May be NULL. */
+	void (*kept)(void *ctx, const struct store_env *env, enum gc_kept why);
 };
 
 struct gc_result {
@@ -204,8 +219,8 @@ struct gc_result {
 };
 
 /*
- * Remove untagged environments unused for longer than opts->unused_for (fn is told of each,
- * may be NULL), reap the rows of every removed environment no mount holds, then delete the
+ * Remove untagged environments unused for longer than opts->unused_for and opts->grace (fn
+ * is told of each, may be NULL; opts->kept of the ones kept and why), reap the rows of every removed environment no mount holds, then delete the
  * objects no environment uses. Catalog rows go before files: a crash at any point leaves a
  * store verify passes, and the next gc finishes the job. Waits for running ingests before
  * deleting objects; ingests wait for it.
