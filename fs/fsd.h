@@ -49,11 +49,11 @@ struct fsd {
 	struct envtab *envtab;
 	_Atomic uint64_t envtab_version;
 
-	/* The watcher thread (watch.c): watch_stop under watch_lock, signalled by
-	 * watch_cond; watch_thread and watch_running are touched by the main thread only. */
-	pthread_mutex_t watch_lock;
-	pthread_cond_t watch_cond;
-	bool watch_stop;
+	/* The watcher thread (watch.c): watch_stopping is set, then watch_wake (an eventfd)
+	 * written, to stop it; watch_thread and watch_running are touched by the main thread
+	 * only. */
+	int watch_wake;
+	atomic_bool watch_stopping;
 	pthread_t watch_thread;
 	bool watch_running;
 };
@@ -242,8 +242,17 @@ extern const struct fuse_lowlevel_ops fsd_ops;
 
 /* ---- watch.c: environments added and removed while mounted ---- */
 
+/* The watcher thread: it follows the store's changes (polled, and told by writers through
+ * the store's listener socket, so a writer's command returns once the mount shows its
+ * change), and tells systemd the daemon is ready once the mount answers (notify.c). */
 int watch_start(struct fsd *fs);
 void watch_stop(struct fsd *fs);
+
+/* ---- notify.c: systemd's readiness protocol ---- */
+
+/* Send "READY=1" (and a status line) to $NOTIFY_SOCKET when it is set: one datagram.
+ * Logs and carries on when it cannot. */
+void notify_ready(const char *status);
 
 /* ---- mountpoint.c: checking the mount point before mounting ---- */
 

@@ -8,12 +8,14 @@
  */
 #include "fsd.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #define DEFAULT_THREADS  2
@@ -224,6 +226,82 @@ static int apply_config(struct opts *o)
 	return 0;
 }
 
+/* Whether dir holds nothing at all (1), something (0), or cannot be read (-errno). */
+static int dir_empty(const char *dir)
+{
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	int r = 1;
+
+	if (!d)
+		return -errno;
+	while (r == 1 && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			r = 0;
+	closedir(d);
+	return r;
+}
+
+/* dir as 0700, its missing parents as 0755. */
+static int mkdir_private(const char *dir)
+{
+	char *p = strdup(dir);
+	int r = 0;
+
+	if (!p)
+		return -ENOMEM;
+	for (char *s = p + 1; *s && !r; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST)
+			r = -errno;
+		*s = '/';
+	}
+	if (!r && mkdir(p, 0700) < 0 && errno != EEXIST)
+		r = -errno;
+	free(p);
+	return r;
+}
+
+/*
+ * On a fresh server the daemon starts before anything was ingested: a store that does not
+ * exist yet, or an empty directory, becomes an empty store (private to root, 0700, as
+ * every store: README, "Security model"), served as an empty root that shows environments
+ * as they arrive. A directory holding anything else is left alone: store_open says what
+ * is wrong with it.
+ */
+static int make_store(const char *dir)
+{
+	struct cfs_err err = {{0}};
+	struct store *st = NULL;
+	struct stat sb;
+	int r;
+
+	if (stat(dir, &sb) == 0) {
+		if (!S_ISDIR(sb.st_mode) || dir_empty(dir) <= 0)
+			return 0;
+		if ((sb.st_mode & 077) && chmod(dir, 0700) < 0) {
+			log_msg(LOG_LEVEL_ERR, "%s: cannot make it private: %s", dir,
+			        strerror(errno));
+			return -1;
+		}
+	} else if (errno != ENOENT) {
+		return 0;
+	} else if ((r = mkdir_private(dir))) {
+		log_msg(LOG_LEVEL_ERR, "%s: cannot create the store: %s", dir, strerror(-r));
+		return -1;
+	}
+	r = store_open(dir, STORE_CREATE, &st, &err);
+	store_close(st);
+	if (r) {
+		log_msg(LOG_LEVEL_ERR, "%s", err.msg[0] ? err.msg : strerror(-r));
+		return -1;
+	}
+	log_msg(LOG_LEVEL_NOTICE, "%s: created an empty store", dir);
+	return 0;
+}
+
 /* Open the store once, here, so that a wrong --store is said on the terminal, and load
  * the first environment table. The handle is closed again: SQLite connections must not
  * cross the fork of fuse_daemonize; every thread opens its own afterwards. */
@@ -250,20 +328,15 @@ static int load_store(struct fsd *fs)
 
 static int fsd_init(struct fsd *fs)
 {
-	pthread_condattr_t ca;
 	int r;
 
 	memset(fs, 0, sizeof(*fs));
+	fs->watch_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fs->watch_wake < 0)
+		return -errno;
 	if ((r = pthread_mutex_init(&fs->envtab_lock, NULL)))
 		return -r;
-	if ((r = pthread_mutex_init(&fs->watch_lock, NULL)))
-		return -r;
-	/* The watcher sleeps on the monotonic clock: setting the date must not wake it. */
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	r = pthread_cond_init(&fs->watch_cond, &ca);
-	pthread_condattr_destroy(&ca);
-	return -r;
+	return 0;
 }
 
 static void log_cache(const char *what, struct cache *c)
@@ -285,8 +358,8 @@ static void fsd_release(struct fsd *fs)
 	use_free(fs->use);
 	cache_free(fs->cache);
 	cache_free(fs->frames);
-	pthread_cond_destroy(&fs->watch_cond);
-	pthread_mutex_destroy(&fs->watch_lock);
+	if (fs->watch_wake >= 0)
+		close(fs->watch_wake);
 	pthread_mutex_destroy(&fs->envtab_lock);
 	free(fs->mountpoint);
 	free(fs->store_dir);
@@ -332,6 +405,8 @@ int main(int argc, char **argv)
 		log_msg(LOG_LEVEL_ERR, "cannot initialise: out of resources");
 		goto out;
 	}
+	if (make_store(o.store))
+		goto out;
 	/* Both absolute: the daemon changes to / when it detaches. */
 	fs.store_dir = realpath(o.store, NULL);
 	if (!fs.store_dir) {

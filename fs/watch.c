@@ -1,22 +1,33 @@
 // SPDX-License-Identifier: MIT
 /*
  * Environments added and removed while mounted. A thread of its own (notifications must
- * never come from a request handler) polls the store's change counter; when another
- * process has committed, it loads the environment list, swaps in a new table, and tells
- * the kernel: a new name drops a cached miss, a removed one is deleted, and the root's
- * cached listing and attributes are dropped. Once a minute, and when it stops, it writes
- * the environments' last use to the catalog (use.c), off every request's path.
+ * never come from a request handler) checks the store's change counter whenever a writer
+ * says it committed (the store's listener socket, mounts.c) and every quarter second;
+ * when another process has committed, it loads the environment list, swaps in a new
+ * table, and tells the kernel: a new name drops a cached miss, a removed one is deleted,
+ * and the root's cached listing and attributes are dropped. Only then does it answer the
+ * waiting writers, so that a command that returns has its change visible here. It also
+ * tells systemd the daemon is ready once the mount answers. Once a minute, and when it
+ * stops, it writes the environments' last use to the catalog (use.c), off every request's
+ * path.
  */
 #include "fsd.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
+#include <unistd.h>
 
+/* Changes made without telling the mount (another program on the store) show this late. */
 #define WATCH_INTERVAL_MS 250
 #define USE_FLUSH_SECS    60
+/* Writers answered together after one check; more wait in the socket's backlog. */
+#define WATCH_MAX_WAITING 64
 
 /* Root names in a but not in b (or there with another nodeid), in name order. */
 static void diff(const struct envtab *a, const struct envtab *b,
@@ -164,33 +175,78 @@ out:
 	return r;
 }
 
-/* Sleep one interval; true when asked to stop. */
-static bool watch_wait(struct fsd *fs)
+/* Sleep until woken (a writer waiting, or asked to stop) or timeout_ms passed; true when
+ * asked to stop. */
+static bool watch_wait(struct fsd *fs, struct store_listener *l, int timeout_ms)
 {
-	struct timespec until;
-	bool stop;
+	struct pollfd p[2] = {
+	        {.fd = fs->watch_wake, .events = POLLIN},
+	        {.fd = l ? store_listener_fd(l) : -1, .events = POLLIN},
+	};
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_nsec += WATCH_INTERVAL_MS * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
+	if (!atomic_load(&fs->watch_stopping))
+		poll(p, 2, timeout_ms);
+	return atomic_load(&fs->watch_stopping);
+}
+
+/* Writers waiting to hear that the mount shows their change (mounts.c). */
+struct waiting {
+	int conns[WATCH_MAX_WAITING];
+	size_t n;
+};
+
+static void take_writers(struct store_listener *l, struct waiting *w)
+{
+	while (l && w->n < WATCH_MAX_WAITING) {
+		int c = store_listener_accept(l);
+
+		if (c < 0)
+			break;
+		w->conns[w->n++] = c;
 	}
-	pthread_mutex_lock(&fs->watch_lock);
-	while (!fs->watch_stop &&
-	       pthread_cond_timedwait(&fs->watch_cond, &fs->watch_lock, &until) != ETIMEDOUT)
-		;
-	stop = fs->watch_stop;
-	pthread_mutex_unlock(&fs->watch_lock);
-	return stop;
+}
+
+static void answer_writers(struct waiting *w)
+{
+	for (size_t i = 0; i < w->n; i++)
+		store_listener_answer(w->conns[i]);
+	w->n = 0;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The mount answers (statfs always reaches the daemon): tell systemd. */
+static void say_ready(struct fsd *fs)
+{
+	struct envtab *t = envtab_get(fs);
+	struct statvfs sv;
+	char status[256];
+
+	if (statvfs(fs->mountpoint, &sv) < 0) {
+		log_msg(LOG_LEVEL_ERR, "%s: the mount does not answer: %s", fs->mountpoint,
+		        strerror(errno));
+	} else {
+		snprintf(status, sizeof(status), "serving %zu environment%s at %s", t->nlive,
+		         t->nlive == 1 ? "" : "s", fs->mountpoint);
+		notify_ready(status);
+	}
+	envtab_put(t);
 }
 
 static void *watch_main(void *arg)
 {
 	struct fsd *fs = arg;
+	struct store_listener *l = NULL;
+	struct waiting w = {.n = 0};
 	struct cfs_err err = {{0}};
 	struct store *st = NULL;
-	struct timespec flushed;
+	int64_t flushed, tick;
 	uint64_t seen = 0, v;
 	bool logged = false;
 	int r;
@@ -208,18 +264,35 @@ static void *watch_main(void *arg)
 		if (!logged)
 			log_msg(LOG_LEVEL_ERR, "watcher: %s", err.msg[0] ? err.msg : strerror(-r));
 		logged = true;
-		if (watch_wait(fs))
+		if (watch_wait(fs, NULL, WATCH_INTERVAL_MS))
 			return NULL;
 	}
+	/* Before catching up: a writer that commits from now on is heard. */
+	r = store_listen(fs->store_dir, &l, &err);
+	if (r)
+		log_msg(LOG_LEVEL_WARNING,
+		        "%s: writers cannot tell this mount of their changes, which it shows "
+		        "within %d ms instead",
+		        err.msg[0] ? err.msg : strerror(-r), WATCH_INTERVAL_MS);
 	/* The table was loaded before the daemon forked: catch up with what came since. */
 	if (store_changes(st, &seen, &err) == 0)
 		reload(fs, st);
-	clock_gettime(CLOCK_MONOTONIC, &flushed);
-	while (!watch_wait(fs)) {
-		struct timespec now;
+	say_ready(fs);
+	flushed = tick = now_ms();
+	for (;;) {
+		int64_t now = now_ms();
 
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec - flushed.tv_sec >= USE_FLUSH_SECS) {
+		if (now - tick < WATCH_INTERVAL_MS &&
+		    watch_wait(fs, w.n < WATCH_MAX_WAITING ? l : NULL,
+		               (int)(WATCH_INTERVAL_MS - (now - tick))))
+			break;
+		if (atomic_load(&fs->watch_stopping))
+			break;
+		take_writers(l, &w);
+		now = now_ms();
+		if (now - tick >= WATCH_INTERVAL_MS)
+			tick = now;
+		if (now - flushed >= USE_FLUSH_SECS * 1000) {
 			flush_use(fs, st);
 			flushed = now;
 		}
@@ -229,12 +302,15 @@ static void *watch_main(void *arg)
 			               err.msg[0] ? err.msg : strerror(-r));
 			continue;
 		}
-		if (v == seen)
-			continue;
-		/* On failure the counter is not taken: the next tick tries again. */
-		if (reload(fs, st) == 0)
+		/* On failure the counter is not taken and the writers keep waiting: the next
+		 * tick tries again. */
+		if (v != seen && reload(fs, st) == 0)
 			seen = v;
+		if (v == seen)
+			answer_writers(&w);
 	}
+	answer_writers(&w);
+	store_listener_close(l);
 	flush_use(fs, st);
 	store_close(st);
 	return NULL;
@@ -258,12 +334,13 @@ int watch_start(struct fsd *fs)
 
 void watch_stop(struct fsd *fs)
 {
+	uint64_t one = 1;
+
 	if (!fs->watch_running)
 		return;
-	pthread_mutex_lock(&fs->watch_lock);
-	fs->watch_stop = true;
-	pthread_cond_signal(&fs->watch_cond);
-	pthread_mutex_unlock(&fs->watch_lock);
+	atomic_store(&fs->watch_stopping, true);
+	if (write(fs->watch_wake, &one, sizeof(one)) < 0)
+		log_msg(LOG_LEVEL_DEBUG, "waking the watcher: %s", strerror(errno));
 	pthread_join(fs->watch_thread, NULL);
 	fs->watch_running = false;
 }

@@ -97,6 +97,28 @@ static int open_store(const struct cli *c, unsigned flags, struct store **st)
 	return r ? die(c, &err, r) : 0;
 }
 
+/* How long a writing command waits for the mounts of its store to show its change. */
+#define TELL_TIMEOUT_MS 2000
+
+/* After a commit that changes what a mount shows: once this returns, every condafsd
+ * serving the store shows it (h=$(condafs ingest P) && /envs/$h/bin/python works). */
+static void tell_mounts(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	unsigned late = 0;
+	int r = store_tell_mounts(c->store_dir, TELL_TIMEOUT_MS, &late, &err);
+
+	if (r)
+		fprintf(stderr, "condafs: %s: warning: cannot tell the mounts: %s\n", c->cmd,
+		        err.msg[0] ? err.msg : strerror(-r));
+	else if (late)
+		fprintf(stderr,
+		        "condafs: %s: warning: %u mount%s of the store did not confirm within %d "
+		        "ms; %s the change within a quarter second\n",
+		        c->cmd, late, late == 1 ? "" : "s", TELL_TIMEOUT_MS,
+		        late == 1 ? "it shows" : "they show");
+}
+
 static int need_args(const struct cli *c, int n)
 {
 	if (c->argc == n)
@@ -200,6 +222,8 @@ static int cmd_ingest(const struct cli *c)
 	pkgset_free(lock);
 	if (r)
 		return r;
+	if (res != INGEST_PRESENT)
+		tell_mounts(c);
 	/* stdout is the hash alone, whatever happened: h=$(condafs ingest P) always works. */
 	if (c->json)
 		printf("{\"hash\": \"%s\", \"result\": \"%s\", \"already_stored\": %s}\n", hash,
@@ -466,6 +490,8 @@ static int cmd_tag(const struct cli *c)
 		r = r ? die(c, &err, r) : 0;
 	}
 	store_close(st);
+	if (!r)
+		tell_mounts(c);
 	return r;
 }
 
@@ -481,7 +507,10 @@ static int cmd_untag(const struct cli *c)
 		return r;
 	r = store_tag_remove(st, c->argv[0], &err);
 	store_close(st);
-	return r ? die(c, &err, r) : 0;
+	if (r)
+		return die(c, &err, r);
+	tell_mounts(c);
+	return 0;
 }
 
 static int cmd_rm(const struct cli *c)
@@ -515,6 +544,8 @@ static int cmd_rm(const struct cli *c)
 out:
 	free(tags);
 	store_close(st);
+	if (!r)
+		tell_mounts(c);
 	return r;
 }
 
@@ -655,6 +686,8 @@ static int cmd_gc(const struct cli *c)
 		free(g.kept_buf);
 		return die(c, &err, r);
 	}
+	if (res.envs_removed && !c->dry_run)
+		tell_mounts(c);
 	if (c->json)
 		printf("%s], \"kept\": [%s%s], \"environments_removed\": %llu, "
 		       "\"environments_held\": %llu, \"objects_freed\": %llu, \"bytes_freed\": "

@@ -101,7 +101,8 @@ class Daemon:
         except FileExistsError:
             pass  # also a dead mount (ENOTCONN): condafsd is to deal with it
 
-    def start(self, timeout=20):
+    def start(self, timeout=20, wait=True):
+        """Start condafsd; with wait, return once it is mounted and answers."""
         if not CONDAFSD:
             raise RuntimeError("$CONDAFSD is not set")
         self.logpath = self.t.path(
@@ -115,6 +116,8 @@ class Daemon:
                                      [self.mnt], stdout=log, stderr=subprocess.STDOUT, env=e)
         log.close()
         _daemons.append(self)
+        if not wait:
+            return self
         t0 = time.monotonic()
         # Mounted, and answering (a dead mount left by a killed daemon is mounted too, but
         # gives ENOTCONN; mount ids are reused, so they cannot tell the two apart).

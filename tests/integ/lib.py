@@ -338,7 +338,8 @@ class Harness:
 # ---- hand-made prefixes ----
 
 STORE_FILE = re.compile(r"^(FORMAT|lock|holds|catalog\.db(-wal|-shm|-journal)?|tmp|objects|"
-                        r"objects/[0-9a-f]{2}|objects/[0-9a-f]{2}/[0-9a-f]{30})$")
+                        r"objects/[0-9a-f]{2}|objects/[0-9a-f]{2}/[0-9a-f]{30}|"
+                        r"mounts|mounts/\d+\.[0-9a-f]{16})$")
 
 
 def litter(store, tmp_ok=False):

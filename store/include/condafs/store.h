@@ -219,11 +219,12 @@ struct gc_result {
 };
 
 /*
- * Remove untagged environments unused for longer than opts->unused_for and opts->grace (fn
- * is told of each, may be NULL; opts->kept of the ones kept and why), reap the rows of every removed environment no mount holds, then delete the
- * objects no environment uses. Catalog rows go before files: a crash at any point leaves a
- * store verify passes, and the next gc finishes the job. Waits for running ingests before
- * deleting objects; ingests wait for it.
+ * Remove untagged environments unused for longer than opts->unused_for and opts->grace
+ * (fn is told of each, may be NULL; opts->kept of the ones kept and why), reap the rows of
+ * every removed environment no mount holds, then delete the objects no environment uses.
+ * Catalog rows go before files: a crash at any point leaves a store verify passes, and the
+ * next gc finishes the job. Waits for running ingests before deleting objects; ingests
+ * wait for it.
  */
 int store_gc(struct store *st, const struct gc_opts *opts,
              void (*fn)(void *ctx, const struct store_env *env), void *ctx, struct gc_result *ret,
@@ -319,6 +320,26 @@ int store_read(struct store *st, const struct store_node *n, const char *prefix,
 /* A number that changes whenever another handle commits to the catalog: a cheap way to
  * notice environments added or removed. */
 int store_changes(struct store *st, uint64_t *ret, struct cfs_err *err);
+
+/* ---- the daemons serving a store, told of changes (mounts.c) ---- */
+
+struct store_listener;
+/* A daemon listens for writers' changes on a socket of its own under dir/mounts/ (made
+ * 0700 if missing). Close with store_listener_close, which removes the name. */
+int store_listen(const char *dir, struct store_listener **ret, struct cfs_err *err);
+/* Poll it for POLLIN: a writer is waiting. */
+int store_listener_fd(const struct store_listener *l);
+/* A waiting writer's connection (an fd the caller owns), or -EAGAIN when none waits. */
+int store_listener_accept(struct store_listener *l);
+/* Tell the writer on conn that the mount now shows its change; closes conn. */
+void store_listener_answer(int conn);
+void store_listener_close(struct store_listener *l); /* NULL is fine */
+/*
+ * After a commit: tell every daemon serving the store at dir and wait, timeout_ms in all,
+ * until each answers that its mount shows the change. *ret_late counts the ones that did
+ * not answer in time (they catch up by themselves: they also poll the catalog).
+ */
+int store_tell_mounts(const char *dir, int timeout_ms, unsigned *ret_late, struct cfs_err *err);
 
 /* ---- whole-store reports ---- */
 
