@@ -244,15 +244,16 @@ extern const struct fuse_lowlevel_ops fsd_ops;
 
 /* The watcher thread: it follows the store's changes (polled, and told by writers through
  * the store's listener socket, so a writer's command returns once the mount shows its
- * change), and tells systemd the daemon is ready once the mount answers (notify.c). */
+ * change). */
 int watch_start(struct fsd *fs);
 void watch_stop(struct fsd *fs);
 
 /* ---- notify.c: systemd's readiness protocol ---- */
 
 /* Send "READY=1" (and a status line) to $NOTIFY_SOCKET when it is set: one datagram.
- * Logs and carries on when it cannot. */
-void notify_ready(const char *status);
+ * Logs and carries on when it cannot. Called by the INIT handler: the kernel holds every
+ * other request until INIT is answered, and serves them from then on. Never blocks. */
+void notify_ready(struct fsd *fs);
 
 /* ---- mountpoint.c: checking the mount point before mounting ---- */
 

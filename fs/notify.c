@@ -3,7 +3,7 @@
  * systemd's readiness protocol (sd_notify(3)), without libsystemd: one datagram to the
  * unix socket named by $NOTIFY_SOCKET, a path or, starting with '@', an abstract name.
  * condafsd.service is Type=notify, so units ordered after it start once the mount
- * answers, not merely once the daemon runs.
+ * answers (the INIT request is answered), not merely once the daemon runs.
  */
 #include "fsd.h"
 
@@ -16,10 +16,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-void notify_ready(const char *status)
+void notify_ready(struct fsd *fs)
 {
 	const char *path = getenv("NOTIFY_SOCKET");
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	struct envtab *t;
 	size_t len;
 	char msg[512];
 	int fd, n;
@@ -34,7 +35,10 @@ void notify_ready(const char *status)
 	memcpy(addr.sun_path, path, len);
 	if (path[0] == '@')
 		addr.sun_path[0] = '\0';
-	n = snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%s", status);
+	t = envtab_get(fs);
+	n = snprintf(msg, sizeof(msg), "READY=1\nSTATUS=serving %zu environment%s at %s", t->nlive,
+	             t->nlive == 1 ? "" : "s", fs->mountpoint);
+	envtab_put(t);
 	if (n < 0 || (size_t)n >= sizeof(msg))
 		n = (int)strlen("READY=1");
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);

@@ -641,6 +641,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	        "init: protocol 7.%u, no-open %s, no-opendir %s, max_readahead %u, want %#x",
 	        conn->proto_minor, fs->no_open ? "yes" : "no", fs->no_opendir ? "yes" : "no",
 	        conn->max_readahead, conn->want);
+	/* Requests are served from this reply on: units ordered after condafsd may start. */
+	notify_ready(fs);
 }
 
 /* ---- everything that would write: a read-only file system ---- */

@@ -6,20 +6,17 @@
  * when another process has committed, it loads the environment list, swaps in a new
  * table, and tells the kernel: a new name drops a cached miss, a removed one is deleted,
  * and the root's cached listing and attributes are dropped. Only then does it answer the
- * waiting writers, so that a command that returns has its change visible here. It also
- * tells systemd the daemon is ready once the mount answers. Once a minute, and when it
- * stops, it writes the environments' last use to the catalog (use.c), off every request's
- * path.
+ * waiting writers, so that a command that returns has its change visible here. Once a
+ * minute, and when it stops, it writes the environments' last use to the catalog (use.c),
+ * off every request's path.
  */
 #include "fsd.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -221,24 +218,6 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The mount answers (statfs always reaches the daemon): tell systemd. */
-static void say_ready(struct fsd *fs)
-{
-	struct envtab *t = envtab_get(fs);
-	struct statvfs sv;
-	char status[256];
-
-	if (statvfs(fs->mountpoint, &sv) < 0) {
-		log_msg(LOG_LEVEL_ERR, "%s: the mount does not answer: %s", fs->mountpoint,
-		        strerror(errno));
-	} else {
-		snprintf(status, sizeof(status), "serving %zu environment%s at %s", t->nlive,
-		         t->nlive == 1 ? "" : "s", fs->mountpoint);
-		notify_ready(status);
-	}
-	envtab_put(t);
-}
-
 static void *watch_main(void *arg)
 {
 	struct fsd *fs = arg;
@@ -277,7 +256,6 @@ static void *watch_main(void *arg)
 	/* The table was loaded before the daemon forked: catch up with what came since. */
 	if (store_changes(st, &seen, &err) == 0)
 		reload(fs, st);
-	say_ready(fs);
 	flushed = tick = now_ms();
 	for (;;) {
 		int64_t now = now_ms();
