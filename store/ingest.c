@@ -29,12 +29,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 void ingest_warn(struct ingest *in, const char *fmt, ...)
@@ -59,8 +61,64 @@ static void inode_release(struct inode *n)
 
 /* ---- the whole ingest ---- */
 
+/* The prefix's canonical path, from its descriptor: the path it was opened by, every link
+ * on the way resolved, as realpath would say it but without a second lookup. */
+static int fd_path(int fd, char **ret)
+{
+	static const char deleted[] = " (deleted)";
+	char link[64], buf[PATH_MAX];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, buf, sizeof(buf));
+	if (n < 0)
+		return neg_errno();
+	if ((size_t)n == sizeof(buf))
+		return -ENAMETOOLONG;
+	buf[n] = '\0';
+	if (buf[0] != '/' || ((size_t)n >= sizeof(deleted) - 1 &&
+	                      strcmp(buf + n - (sizeof(deleted) - 1), deleted) == 0))
+		return -ENOENT;
+	*ret = strdup(buf);
+	return *ret ? 0 : -ENOMEM;
+}
+
+static int creds_error(struct ingest *in, int r, bool entering, struct cfs_err *err)
+{
+	return err_set(err, r, "%s: cannot %s the credentials of its owner (uid %u): %s",
+	               in->prefix, entering ? "take" : "give back", (unsigned)in->creds.uid,
+	               strerror(-r));
+}
+
+/* fn(in, arg, err) on this thread with the credentials of the prefix's owner: what they
+ * cannot read fails the ingest, and root reads nothing on their behalf. */
+static int as_owner(struct ingest *in, int (*fn)(struct ingest *in, void *arg, struct cfs_err *err),
+                    void *arg, struct cfs_err *err)
+{
+	int r = fscreds_enter(&in->creds), left;
+
+	if (r)
+		return creds_error(in, r, true, err);
+	r = fn(in, arg, err);
+	left = fscreds_leave(&in->creds);
+	if (!r && left)
+		r = creds_error(in, left, false, err);
+	return r;
+}
+
+static int read_meta(struct ingest *in, void *arg, struct cfs_err *err)
+{
+	return condameta_read_at(in->root_fd, in->prefix, arg, err);
+}
+
+static int walk(struct ingest *in, void *arg, struct cfs_err *err)
+{
+	(void)arg;
+	return ingest_walk(in, err);
+}
+
 struct meta_job {
-	const char *prefix;
+	struct ingest *in;
 	struct condameta *meta;
 	struct cfs_err *err;
 	int r;
@@ -70,7 +128,7 @@ static void *meta_main(void *arg)
 {
 	struct meta_job *j = arg;
 
-	j->r = condameta_read(j->prefix, &j->meta, j->err);
+	j->r = as_owner(j->in, read_meta, &j->meta, j->err);
 	return NULL;
 }
 
@@ -83,13 +141,13 @@ static void *meta_main(void *arg)
 static int read_prefix(struct ingest *in, int *ret_walked, struct cfs_err *walk_err,
                        struct cfs_err *err)
 {
-	struct meta_job j = {.prefix = in->prefix, .err = err};
+	struct meta_job j = {.in = in, .err = err};
 	pthread_t tid;
 	bool threaded = pthread_create(&tid, NULL, meta_main, &j) == 0;
 
 	if (!threaded)
 		meta_main(&j);
-	*ret_walked = ingest_walk(in, walk_err);
+	*ret_walked = as_owner(in, walk, NULL, walk_err);
 	if (threaded)
 		pthread_join(tid, NULL);
 	in->meta = j.meta;
@@ -104,26 +162,39 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 	struct pkgset *lock = NULL;
 	struct store_env old;
 	struct cfs_err walk_err;
+	struct stat sb;
 	char *real = NULL, hash[33];
 	bool exists;
 	int held = -1, walked, r;
 
 	pthread_mutex_init(&in.lock, NULL);
+	pthread_mutex_init(&in.reloc_lock, NULL);
 	pthread_cond_init(&in.cond, NULL);
 	if (st->flags & STORE_READONLY) {
 		r = err_set(err, -EROFS, "%s: store opened read-only", st->dir);
 		goto out;
 	}
-	real = realpath(prefix, NULL);
-	if (!real) {
+	/* Resolved once: from here on the prefix is its descriptor. */
+	r = open_named(prefix, O_RDONLY | O_DIRECTORY);
+	if (r < 0) {
+		r = err_set(err, r, "%s: %s", prefix, strerror(-r));
+		goto out;
+	}
+	in.root_fd = r;
+	if (fstat(in.root_fd, &sb) < 0) {
 		r = err_set(err, neg_errno(), "%s: %s", prefix, strerror(errno));
+		goto out;
+	}
+	r = fd_path(in.root_fd, &real);
+	if (r) {
+		r = err_set(err, r, "%s: cannot tell its path: %s", prefix, strerror(-r));
 		goto out;
 	}
 	in.prefix = real;
 	in.plen = strlen(real);
-	in.root_fd = open(real, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (in.root_fd < 0) {
-		r = err_set(err, neg_errno(), "%s: %s", real, strerror(errno));
+	r = fscreds_init(&in.creds, sb.st_uid);
+	if (r) {
+		r = creds_error(&in, r, true, err);
 		goto out;
 	}
 	r = read_prefix(&in, &walked, err ? &walk_err : NULL, err);
@@ -201,10 +272,12 @@ out:
 	condameta_free(in.meta);
 	if (in.root_fd >= 0)
 		close(in.root_fd);
+	fscreds_release(&in.creds);
 	if (held >= 0)
 		close(held);
 	free(real);
 	pthread_cond_destroy(&in.cond);
+	pthread_mutex_destroy(&in.reloc_lock);
 	pthread_mutex_destroy(&in.lock);
 	return r;
 }

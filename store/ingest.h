@@ -11,7 +11,9 @@
 
 #include "condameta.h"
 #include "pack.h"
+#include "useropen.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -56,9 +58,10 @@ struct inode {
 struct ingest {
 	struct store *st;
 	const struct ingest_opts *opts;
-	const char *prefix; /* as the environment knows itself: realpath */
+	const char *prefix; /* as the environment knows itself: its canonical path */
 	size_t plen;
-	int root_fd;
+	int root_fd;          /* the prefix, opened once: every path is reached from it */
+	struct fscreds creds; /* its owner's: every open of the prefix is made with them */
 	struct condameta *meta;
 	struct inode *nodes;
 	size_t n, cap;
@@ -83,9 +86,11 @@ struct ingest {
 	atomic_size_t files_finished;
 	atomic_uint_fast64_t files_done, bytes_done;
 	uint64_t bytes_total;
-	pthread_mutex_t lock; /* guards err_rc, err, deferred, late_ready, running */
-	pthread_cond_t cond;  /* late_ready or failed set, or a worker done */
-	bool late_ready;      /* the late tasks are laid out */
+	pthread_mutex_t reloc_lock; /* held by the one worker reading a file whole */
+	atomic_uint_fast64_t held;  /* bytes of small contents held for the second round */
+	pthread_mutex_t lock;       /* guards err_rc, err, deferred, late_ready, running */
+	pthread_cond_t cond;        /* late_ready or failed set, or a worker done */
+	bool late_ready;            /* the late tasks are laid out */
 	int running;
 	int err_rc;
 	struct cfs_err *err;
@@ -101,6 +106,66 @@ struct deferred {
 	uint8_t *data; /* owned copy of the content */
 	size_t len;
 };
+
+/* Files up to this size without holes are read whole into a worker's buffer; larger and
+ * sparse ones are streamed through it in chunks of this size. */
+#define READ_MAX (1u << 20)
+/* A file that holds the prefix is read whole to be relocated, one at a time; a larger one
+ * fails the ingest. conda's own install reads such a file whole too. */
+#define RELOC_FILE_MAX (1024u << 20)
+
+/* One file of the prefix, open for the store phase (ingest_read.c). */
+struct fileread {
+	struct ingest *in;
+	struct inode *n;
+	int fd;
+	uint64_t len;
+	bool sparse;         /* it has holes: they are never read, nor is it relocated */
+	const uint8_t *data; /* the whole content (buf or whole), or NULL: streamed */
+	uint8_t *buf;        /* the worker's READ_MAX bytes */
+	uint8_t *whole;      /* a large file read whole to be relocated; owned */
+	bool reloc_held;     /* holds in->reloc_lock while whole is */
+	/* Streaming: the chunk in buf, the region of data or hole found last. */
+	uint64_t buf_off;
+	size_t buf_len;
+	uint64_t reg_start, reg_end;
+	bool reg_hole;
+	bool second;    /* the second pass: chunks are checked against the first's sums */
+	uint64_t *sums; /* per chunk: a sum of what the first pass read, 0: not read; owned */
+	uint8_t *seen;  /* per chunk: read by the second pass; owned */
+	size_t nsums, nseen;
+	int err; /* the first error of a read callback; -EAGAIN: the file changed */
+	/* The first pass: is the prefix in it, is it binary. */
+	bool scan, found, nul;
+	enum reloc_mode first_guess; /* reloc_mode_guess of the first chunk */
+	char carry[2 * PATH_MAX];    /* the end of the last chunk, for an occurrence across */
+	size_t ncarry;
+};
+
+/*
+ * Open node n's file (beneath the prefix, with the owner's credentials) and check it is
+ * the inode the walk saw, with its size and mtime. A small file without holes is read
+ * into buf (f->data); any other is left to stream. fileread_close whatever it returns.
+ */
+int fileread_open(struct ingest *in, struct inode *n, uint8_t *buf, struct fileread *f,
+                  struct cfs_err *err);
+void fileread_close(struct fileread *f);
+/* First pass over a streamed file: its key, and whether it holds the prefix and may be
+ * relocated (then fileread_whole). */
+int fileread_scan(struct fileread *f, struct objkey *ret_key, bool *ret_relocatable,
+                  struct cfs_err *err);
+/* The second pass: the content as a source for object_write or object_compare. */
+struct object_src fileread_src(struct fileread *f);
+/* After the second pass, which returned r: r if it read what the first did, else the
+ * error to report (the file changed, or could not be read). */
+int fileread_check(struct fileread *f, int r, struct cfs_err *err);
+/* A file that holds the prefix, read whole into f->data (at most RELOC_FILE_MAX bytes,
+ * one such file at a time). */
+int fileread_whole(struct fileread *f, struct cfs_err *err);
+/* The file of n still has the size and mtime the walk saw. */
+bool ingest_same_stat(const struct inode *n, const struct stat *sb);
+/* "file changed while it was read", naming n's path. */
+int ingest_changed(struct ingest *in, const struct inode *n, struct cfs_err *err);
 
 void ingest_warn(struct ingest *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -127,8 +192,11 @@ static inline struct catalog_file file_of(const struct inode *n)
 	                             n->mtime_ns};
 }
 
-/* openat for a path relative to the prefix, deep ones a component at a time. */
-int ingest_open_rel(int root_fd, const char *rel, int flags);
+/* The error of opening rel (open_beneath's r), naming it; EACCES says whose permissions
+ * the prefix is read with. */
+int ingest_open_error(struct ingest *in, const char *rel, int r, struct cfs_err *err);
+/* sb (of a descriptor just opened) is the inode the walk saw as n, of the same type. */
+bool ingest_same_inode(const struct inode *n, const struct stat *sb);
 /* The walk: every path of the prefix into in->nodes, parents before children. */
 int ingest_walk(struct ingest *in, struct cfs_err *err);
 /* The store phase: every file's content stored or found, the new images published (I1). */

@@ -17,141 +17,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 /* ---- store: one file ---- */
 
-/* Files up to this size are read into a buffer: mapping them costs more in page faults
- * and TLB shootdowns than copying. */
-#define READ_MAX (1u << 20)
-
-struct fileread {
-	int fd;
-	const uint8_t *data;
-	uint64_t len;
-	bool mapped;
-	uint64_t (*extents)[2];
-	size_t nextents;
-};
-
 /* A worker's read buffer, READ_MAX bytes. */
 struct rbuf {
 	uint8_t *p;
 };
 
-static void fileread_close(struct fileread *f)
+/*
+ * Small contents held in memory for the second round at most (new ones until they are
+ * packed, stored ones until they are compared): past it, a new one gets an image of its
+ * own and a stored one is compared at once, so the prefix's size bounds nothing here.
+ */
+#define HELD_MAX (512ull << 20)
+
+static bool hold(struct ingest *in, uint64_t len)
 {
-	if (f->mapped)
-		munmap((void *)f->data, f->len);
-	if (f->fd >= 0)
-		close(f->fd);
-	free(f->extents);
-}
+	uint64_t was = atomic_fetch_add(&in->held, len);
 
-/* The data extents of a sparse file, so holes are never read. */
-static int find_extents(struct fileread *f)
-{
-	size_t cap = 0;
-	off_t pos = 0;
-
-	for (;;) {
-		off_t data = lseek(f->fd, pos, SEEK_DATA), hole;
-
-		if (data < 0)
-			return errno == ENXIO ? 0 : neg_errno();
-		hole = lseek(f->fd, data, SEEK_HOLE);
-		if (hole < 0)
-			return neg_errno();
-		if (f->nextents == cap) {
-			void *v;
-
-			cap = cap ? 2 * cap : 16;
-			v = realloc(f->extents, cap * sizeof(*f->extents));
-			if (!v)
-				return -ENOMEM;
-			f->extents = v;
-		}
-		f->extents[f->nextents][0] = (uint64_t)data;
-		f->extents[f->nextents][1] = (uint64_t)hole;
-		f->nextents++;
-		pos = hole;
-	}
-}
-
-static bool same_stat(const struct inode *n, const struct stat *sb)
-{
-	return (uint64_t)sb->st_size == n->size &&
-	       (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec == n->mtime_ns;
-}
-
-static int read_small(struct fileread *f, struct rbuf *b)
-{
-	size_t done = 0;
-
-	while (done < f->len) {
-		ssize_t r = pread(f->fd, b->p + done, f->len - done, (off_t)done);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return neg_errno();
-		if (r == 0)
-			return -EAGAIN; /* shorter than it was: it changed */
-		done += (size_t)r;
-	}
-	f->data = b->p;
-	return 0;
-}
-
-static int open_file(struct ingest *in, struct inode *n, struct fileread *f, struct rbuf *b,
-                     struct cfs_err *err)
-{
-	struct stat sb;
-	void *map;
-	int r;
-
-	f->fd = ingest_open_rel(in->root_fd, n->rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (f->fd < 0)
-		return err_set(err, neg_errno(), "%s/%s: cannot read: %s", in->prefix, n->rel,
-		               strerror(errno));
-	/* A small file is read for the size the walk saw; store_file's check after reading
-	 * (I3) is what tells whether it changed. */
-	f->len = n->size;
-	if (f->len == 0)
-		return 0;
-	if (f->len <= READ_MAX) {
-		r = read_small(f, b);
-		if (r == -EAGAIN)
-			return err_set(err, r, "%s/%s: file changed while it was read", in->prefix,
-			               n->rel);
-		if (r)
-			return err_set(err, r, "%s/%s: cannot read: %s", in->prefix, n->rel,
-			               strerror(-r));
-		return 0;
-	}
-	if (fstat(f->fd, &sb) < 0)
-		return err_set(err, neg_errno(), "%s/%s: %s", in->prefix, n->rel, strerror(errno));
-	if (!same_stat(n, &sb))
-		return err_set(err, -EAGAIN, "%s/%s: file changed while the prefix was read",
-		               in->prefix, n->rel);
-	if ((uint64_t)sb.st_blocks * 512 < f->len) {
-		r = find_extents(f);
-		if (r)
-			return err_set(err, r, "%s/%s: cannot find holes: %s", in->prefix, n->rel,
-			               strerror(-r));
-	}
-	/* Populated in one call: faulting page by page costs more than the hash. */
-	map = mmap(NULL, f->len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, f->fd, 0);
-	if (map == MAP_FAILED)
-		return err_set(err, neg_errno(), "%s/%s: cannot map: %s", in->prefix, n->rel,
-		               strerror(errno));
-	f->data = map;
-	f->mapped = true;
-	madvise(map, f->len, MADV_SEQUENTIAL);
-	return 0;
+	if (was + len <= HELD_MAX)
+		return true;
+	atomic_fetch_sub(&in->held, len);
+	return false;
 }
 
 static enum reloc_mode file_mode(struct ingest *in, const struct inode *n, const struct fileread *f,
@@ -162,8 +53,7 @@ static enum reloc_mode file_mode(struct ingest *in, const struct inode *n, const
 	enum reloc_mode guess;
 
 	*ret_placeholder = 0;
-	/* A sparse file's holes are never read, so neither is it searched for the prefix. */
-	if (f->nextents || f->len == 0)
+	if (f->len == 0)
 		return RELOC_NONE;
 	guess = reloc_mode_guess(n->rel, f->data, f->len);
 	if (guess == RELOC_NONE)
@@ -216,51 +106,94 @@ static int defer_compare(struct ingest *in, uint32_t node, const struct catalog_
 	return r;
 }
 
+/* O2 now for a stored member of a pack (deferred: compare_pack). */
+static int compare_member(struct ingest *in, struct catalog *cat, ZSTD_DCtx *dctx,
+                          const struct inode *n, const struct catalog_object *co,
+                          const struct object_src *src, struct cfs_err *err)
+{
+	struct catalog_object pack;
+	struct object *o = NULL;
+	int r = catalog_object_by_id(cat, co->pack, &pack, err);
+
+	if (r == -ENOENT)
+		r = err_set(err, -EUCLEAN, "%s: a member names a missing pack", in->st->dir);
+	if (!r)
+		r = object_open(in->st->fd, &pack.key, &o, err);
+	if (!r)
+		r = ingest_collision(in, n->rel, object_compare(o, dctx, co->pack_off, src, err),
+		                     err);
+	object_close(o);
+	return r;
+}
+
+/* The content of node k in src (prefix-neutral), and its key. A file too large for the
+ * worker's buffer, or with holes, is streamed: hashed now, its bytes given again to
+ * whatever compares or compresses it (*ret_streamed). */
+static int read_file(struct ingest *in, struct inode *n, struct fileread *f, struct rbuf *b,
+                     struct object_src *src, struct reloc **ret_rl, uint8_t **ret_neutral,
+                     bool *ret_streamed, struct cfs_err *err)
+{
+	bool relocatable = false;
+	size_t nlen = 0, placeholder;
+	enum reloc_mode mode;
+	int r = fileread_open(in, n, b->p, f, err);
+
+	if (!r && !f->data && f->len) {
+		r = fileread_scan(f, &n->key, &relocatable, err);
+		if (!r && relocatable)
+			r = fileread_whole(f, err);
+	}
+	if (r)
+		return r;
+	*ret_streamed = !f->data && f->len;
+	if (*ret_streamed) {
+		*src = fileread_src(f);
+		n->neutral_size = src->len;
+		return 0;
+	}
+	mode = file_mode(in, n, f, &placeholder);
+	if (mode != RELOC_NONE) {
+		r = reloc_scan(f->data, f->len, in->prefix, in->plen, mode, placeholder,
+		               ret_neutral, &nlen, ret_rl, err);
+		if (r)
+			return r;
+	}
+	if (*ret_rl) {
+		*src = (struct object_src){.data = *ret_neutral, .len = nlen};
+		n->inserts = reloc_text_inserts(*ret_rl);
+		r = reloc_encode(*ret_rl, &n->reloc, &n->reloc_len);
+		if (r)
+			return r;
+	} else {
+		*src = (struct object_src){.data = f->data, .len = f->len};
+	}
+	n->neutral_size = src->len;
+	object_hash(src, &n->key);
+	return 0;
+}
+
 /* Store (or find) the content of node k. */
 static int store_file(struct ingest *in, struct catalog *cat, struct object_writer *w,
                       ZSTD_DCtx *dctx, struct rbuf *b, uint32_t k, struct cfs_err *err)
 {
 	struct inode *n = &in->nodes[k];
-	struct fileread f = {.fd = -1};
+	struct fileread f;
 	struct object_src src;
 	struct reloc *rl = NULL;
 	struct catalog_found found;
 	const struct catalog_object *co = &found.o;
 	struct catalog_file file = file_of(n);
 	uint8_t *neutral = NULL;
-	size_t nlen = 0, placeholder;
-	enum reloc_mode mode;
+	bool streamed = false, again = false;
 	struct stat sb;
 	int r;
 
-	r = open_file(in, n, &f, b, err);
+	r = read_file(in, n, &f, b, &src, &rl, &neutral, &streamed, err);
 	if (r)
 		goto out;
-	mode = file_mode(in, n, &f, &placeholder);
-	if (mode != RELOC_NONE) {
-		r = reloc_scan(f.data, f.len, in->prefix, in->plen, mode, placeholder, &neutral,
-		               &nlen, &rl, err);
-		if (r)
-			goto out;
-	}
-	if (rl) {
-		src = (struct object_src){.data = neutral, .len = nlen};
-		n->inserts = reloc_text_inserts(rl);
-		r = reloc_encode(rl, &n->reloc, &n->reloc_len);
-		if (r)
-			goto out;
-	} else {
-		src = (struct object_src){.data = f.data,
-		                          .len = f.len,
-		                          .extents = (const uint64_t(*)[2])f.extents,
-		                          .nextents = f.nextents};
-	}
-	n->neutral_size = src.len;
-	object_hash(&src, &n->key);
-	/* I3 for what was read into memory; a mapped file is read again below. */
-	if (fstat(f.fd, &sb) < 0 || !same_stat(n, &sb)) {
-		r = err_set(err, -EAGAIN, "%s/%s: file changed while it was read", in->prefix,
-		            n->rel);
+	/* I3 for what was read (or hashed) so far. */
+	if (fstat(f.fd, &sb) < 0 || !ingest_same_stat(n, &sb)) {
+		r = ingest_changed(in, n, err);
 		goto out;
 	}
 	n->unchanged = !rl && stat_ctime_ns(&sb) == n->ctime_ns;
@@ -273,8 +206,11 @@ static int store_file(struct ingest *in, struct catalog *cat, struct object_writ
 	n->verified = r == 0 && found.verified && n->unchanged;
 	if (n->verified) {
 		n->stored = co->stored;
-	} else if (r == 0 && co->pack) {
+	} else if (r == 0 && co->pack && src.data && hold(in, src.len)) {
 		r = defer_compare(in, k, co, &src);
+	} else if (r == 0 && co->pack) {
+		r = compare_member(in, cat, dctx, n, co, &src, err);
+		again = streamed;
 	} else if (r == 0) {
 		struct object *o = NULL;
 
@@ -284,21 +220,24 @@ static int store_file(struct ingest *in, struct catalog *cat, struct object_writ
 			                     err);
 		object_close(o);
 		n->stored = co->stored;
+		again = streamed;
 	} else if (r == -ENOENT && in->dry) {
 		r = 0;
-	} else if (r == -ENOENT && src.len <= PACK_MEMBER_MAX && !src.nextents) {
+	} else if (r == -ENOENT && src.data && src.len <= PACK_MEMBER_MAX && hold(in, src.len)) {
 		r = packer_add(in->packer, &n->key, src.data, src.len, n->rel);
 		n->packed = true;
 	} else if (r == -ENOENT) {
 		r = ingest_collision(in, n->rel, object_write(w, &n->key, &src, &n->stored, err),
 		                     err);
+		again = streamed;
 	}
-	if (r || !f.mapped)
+	if (again)
+		r = fileread_check(&f, r, err);
+	if (r || !again)
 		goto out;
 	/* I3: the bytes we stored are the bytes the file had. */
-	if (fstat(f.fd, &sb) < 0 || !same_stat(n, &sb))
-		r = err_set(err, -EAGAIN, "%s/%s: file changed while it was read", in->prefix,
-		            n->rel);
+	if (fstat(f.fd, &sb) < 0 || !ingest_same_stat(n, &sb))
+		r = ingest_changed(in, n, err);
 	else if (stat_ctime_ns(&sb) != n->ctime_ns)
 		n->unchanged = false;
 out:

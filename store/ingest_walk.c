@@ -3,11 +3,14 @@
  * The walk of an ingest: one thread lists the prefix breadth first, children sorted by
  * name so that a directory's children get consecutive ids, and records what each path is
  * (type, mode, times, size, inode); symlink targets are read here. Hard links are found
- * once the tree is known.
+ * once the tree is known. Every directory is opened beneath the prefix's descriptor with no
+ * symbolic link followed, and must be the inode its parent's listing saw: a user who
+ * swaps a directory for a link while the walk runs makes it fail, never wander.
  */
 #include "ingest.h"
 
 #include "err.h"
+#include "useropen.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -135,60 +138,41 @@ static int read_symlink(struct ingest *in, int dfd, struct inode *n, struct cfs_
 	return 0;
 }
 
-/* openat for a path relative to the prefix; one component at a time when the path is
- * longer than the kernel takes in one call (deep trees are kept too). */
-int ingest_open_rel(int root_fd, const char *rel, int flags)
+int ingest_open_error(struct ingest *in, const char *rel, int r, struct cfs_err *err)
 {
-	char *copy, *save = NULL, *comp, *next;
-	int dfd, fd = -1, e;
+	const char *sep = *rel ? "/" : "";
 
-	if (strlen(rel) < PATH_MAX)
-		return openat(root_fd, rel, flags);
-	copy = strdup(rel);
-	dfd = copy ? dup(root_fd) : -1;
-	if (dfd < 0) {
-		free(copy);
-		errno = ENOMEM;
-		return -1;
-	}
-	comp = strtok_r(copy, "/", &save);
-	while (comp) {
-		next = strtok_r(NULL, "/", &save);
-		if (!next) {
-			fd = openat(dfd, comp, flags);
-			break;
-		}
-		fd = openat(dfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		e = errno;
-		close(dfd);
-		errno = e;
-		if (fd < 0)
-			break;
-		dfd = fd;
-		fd = -1;
-		comp = next;
-	}
-	e = errno;
-	if (fd >= 0 || comp)
-		close(dfd);
-	free(copy);
-	errno = e;
-	return fd;
+	if (r == -EACCES && in->creds.active)
+		return err_set(err, r, "%s%s%s: cannot be read by the prefix's owner (uid %u): %s",
+		               in->prefix, sep, rel, (unsigned)in->creds.uid, strerror(-r));
+	return err_set(err, r, "%s%s%s: %s", in->prefix, sep, rel, beneath_strerror(r));
+}
+
+bool ingest_same_inode(const struct inode *n, const struct stat *sb)
+{
+	return sb->st_dev == n->dev && sb->st_ino == n->ino &&
+	       (n->type == NODE_DIR ? S_ISDIR(sb->st_mode) : S_ISREG(sb->st_mode));
 }
 
 /* List directory i, append its children sorted by name. */
 static int walk_dir(struct ingest *in, uint32_t i, struct cfs_err *err)
 {
 	const char *rel = in->nodes[i].rel;
-	int dfd = ingest_open_rel(in->root_fd, *rel ? rel : ".",
-	                          O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int dfd = open_beneath(in->root_fd, rel, O_RDONLY | O_DIRECTORY);
 	size_t first = in->n;
+	struct stat sb;
 	struct dirent *de;
 	DIR *d;
 	int r = 0;
 
 	if (dfd < 0)
-		return err_set(err, neg_errno(), "%s/%s: %s", in->prefix, rel, strerror(errno));
+		return ingest_open_error(in, rel, dfd, err);
+	/* The directory listed is the one its parent's listing saw, not one moved there. */
+	if (fstat(dfd, &sb) < 0 || !ingest_same_inode(&in->nodes[i], &sb)) {
+		close(dfd);
+		return err_set(err, -EAGAIN, "%s%s%s: changed while the prefix was read",
+		               in->prefix, *rel ? "/" : "", rel);
+	}
 	d = fdopendir(dfd);
 	if (!d) {
 		close(dfd);
@@ -196,7 +180,6 @@ static int walk_dir(struct ingest *in, uint32_t i, struct cfs_err *err)
 	}
 	while ((errno = 0, de = readdir(d))) {
 		struct inode *n;
-		struct stat sb;
 
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
