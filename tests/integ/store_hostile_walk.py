@@ -12,8 +12,8 @@ chosen directory, the user swaps something, then the ingest goes on. Cases:
   conda-meta record (ingest and hash): one line, no hang;
 - a prefix is read with its owner's permissions: a 0600 file of root or of another user,
   or a root-only directory, inside it fails the ingest naming it (the owner's own 0600
-  file is stored); a symlinked record or a prefix named through the user's symlink
-  leads nowhere the user could not read;
+  file is stored); a symlinked record, or a prefix or lock file named through the
+  user's symlink, leads nowhere the user could not read;
 - a 16 GiB sparse file (a few KiB on disk) ingests with a bounded max RSS (the child's,
   from os.wait4), and large, sparse and relocated files come back byte for byte."""
 
@@ -260,6 +260,18 @@ with t.section("no link leads a prefix where its owner could not go"):
         r, _ = run(store if cmd == "ingest" else None, cmd, os.path.join(home, "env"))
         t.fails_clearly(f"a prefix named through the user's link to a root-only one: {cmd} "
                         "fails", r, f"{home}/env", "Permission denied")
+    # A lock file someone names is looked up as the owner of each directory on the way.
+    lock = t.path("root-only/env.lock")
+    with open(lock, "w") as f:
+        f.write(lib.explicit_lock([("rootpkg", "9.9", "h0_0")]))
+    os.chmod(lock, 0o600)
+    as_user(ALICE, "ln", "-s", lock, "env.lock", cwd=home)
+    r, _ = run(None, "hash", os.path.join(home, "env.lock"))
+    t.fails_clearly("a lock named through the user's link to a root-only one: hash fails", r,
+                    f"{home}/env.lock", "Permission denied")
+    r, _ = run(store, "ingest", fresh_prefix("with-lock", ALICE), "--lock",
+               os.path.join(home, "env.lock"))
+    t.fails_clearly("... and ingest --lock fails", r, f"{home}/env.lock", "Permission denied")
     nothing_stored("links", store)
     # A link the administrator made is theirs: it is followed as root.
     os.symlink(R, t.path("admin-link"))
