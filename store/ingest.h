@@ -130,10 +130,13 @@ struct fileread {
 	size_t buf_len;
 	uint64_t reg_start, reg_end;
 	bool reg_hole;
-	bool second;    /* the second pass: chunks are checked against the first's sums */
-	uint64_t *sums; /* per chunk: a sum of what the first pass read, 0: not read; owned */
-	uint8_t *seen;  /* per chunk: read by the second pass; owned */
-	size_t nsums, nseen;
+	bool second; /* the second pass: chunks are checked against the first's sums */
+	/* Each chunk the first pass read, in order, with a sum of its bytes (owned); the
+	 * second pass must read the same ones: next is where it is. */
+	struct chunk_sum {
+		uint64_t chunk, sum;
+	} * sums;
+	size_t nsums, capsums, next;
 	int err; /* the first error of a read callback; -EAGAIN: the file changed */
 	/* The first pass: is the prefix in it, is it binary. */
 	bool scan, found, nul;

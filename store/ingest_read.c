@@ -130,7 +130,6 @@ void fileread_close(struct fileread *f)
 		close(f->fd);
 	free(f->whole);
 	free(f->sums);
-	free(f->seen);
 	if (f->reloc_held)
 		pthread_mutex_unlock(&f->in->reloc_lock);
 }
@@ -176,11 +175,24 @@ static void scan_chunk(struct fileread *f, const uint8_t *p, size_t n)
 	}
 }
 
-static uint64_t chunk_sum(const uint8_t *p, size_t n)
+/* The first pass reads chunks in increasing order; one read again replaces its sum. */
+static int add_sum(struct fileread *f, uint64_t c, uint64_t sum)
 {
-	uint64_t h = XXH3_64bits(p, n);
+	if (f->nsums && f->sums[f->nsums - 1].chunk == c) {
+		f->sums[f->nsums - 1].sum = sum;
+		return 0;
+	}
+	if (f->nsums == f->capsums) {
+		size_t cap = f->capsums ? 2 * f->capsums : 64;
+		void *v = realloc(f->sums, cap * sizeof(*f->sums));
 
-	return h ? h : 1; /* 0 marks a chunk the first pass did not read */
+		if (!v)
+			return stream_fail(f, -ENOMEM);
+		f->sums = v;
+		f->capsums = cap;
+	}
+	f->sums[f->nsums++] = (struct chunk_sum){c, sum};
+	return 0;
 }
 
 /* Bring chunk c (READ_MAX bytes at c * READ_MAX, or what is left) into the buffer. */
@@ -195,23 +207,20 @@ static int load_chunk(struct fileread *f, uint64_t c)
 		return stream_fail(f, r);
 	f->buf_off = off;
 	f->buf_len = n;
-	sum = chunk_sum(f->buf, n);
+	sum = XXH3_64bits(f->buf, n);
 	if (!f->second) {
 		if (c == 0)
 			f->first_guess = reloc_mode_guess(f->n->rel, f->buf, n);
 		f->scan = f->scan && f->first_guess != RELOC_NONE;
 		scan_chunk(f, f->buf, n);
-		if (!f->sums[c])
-			f->nsums++;
-		f->sums[c] = sum;
-		return 0;
+		return add_sum(f, c, sum);
 	}
-	if (f->sums[c] != sum)
+	/* The chunk read again right after, or the next one the first pass read. */
+	if (f->next && f->sums[f->next - 1].chunk == c)
+		return f->sums[f->next - 1].sum == sum ? 0 : stream_fail(f, -EAGAIN);
+	if (f->next == f->nsums || f->sums[f->next].chunk != c || f->sums[f->next].sum != sum)
 		return stream_fail(f, -EAGAIN);
-	if (!(f->seen[c / 8] & (1u << (c % 8)))) {
-		f->seen[c / 8] |= (uint8_t)(1u << (c % 8));
-		f->nseen++;
-	}
+	f->next++;
 	return 0;
 }
 
@@ -288,14 +297,8 @@ int fileread_scan(struct fileread *f, struct objkey *ret_key, bool *ret_relocata
                   struct cfs_err *err)
 {
 	struct ingest *in = f->in;
-	uint64_t nchunks = (f->len + READ_MAX - 1) / READ_MAX;
 	struct object_src src;
 
-	/* One sum per MiB: 8 bytes per MiB of the file's size, holes included. */
-	f->sums = calloc(nchunks ? nchunks : 1, sizeof(*f->sums));
-	f->seen = calloc(nchunks / 8 + 1, 1);
-	if (!f->sums || !f->seen)
-		return err_set(err, -ENOMEM, "%s/%s: out of memory", in->prefix, f->n->rel);
 	/* A sparse file's holes are never read, so neither is it searched for the prefix. */
 	f->scan = !f->sparse && in->plen > 0 && in->plen < sizeof(f->carry) / 2;
 	f->first_guess = RELOC_TEXT;
@@ -321,7 +324,7 @@ int fileread_check(struct fileread *f, int r, struct cfs_err *err)
 	struct ingest *in = f->in;
 
 	/* A second pass that ended early (r: a comparison failed) read less, and said why. */
-	if (f->err == -EAGAIN || (!f->err && !r && f->nseen != f->nsums))
+	if (f->err == -EAGAIN || (!f->err && !r && f->next != f->nsums))
 		return ingest_changed(in, f->n, err);
 	if (f->err)
 		return err_set(err, f->err, "%s/%s: cannot read: %s", in->prefix, f->n->rel,
