@@ -32,8 +32,10 @@ struct rbuf {
  * Small contents held in memory for the second round at most (new ones until they are
  * packed, stored ones until they are compared): past it, a new one gets an image of its
  * own and a stored one is compared at once, so the prefix's size bounds nothing here.
+ * Python-heavy trees hold about half their bytes in such files: only prefixes of more
+ * than about 2 GiB pack less than all of theirs.
  */
-#define HELD_MAX (512ull << 20)
+#define HELD_MAX (1024ull << 20)
 
 static bool hold(struct ingest *in, uint64_t len)
 {
@@ -206,7 +208,7 @@ static int store_file(struct ingest *in, struct catalog *cat, struct object_writ
 	n->verified = r == 0 && found.verified && n->unchanged;
 	if (n->verified) {
 		n->stored = co->stored;
-	} else if (r == 0 && co->pack && src.data && hold(in, src.len)) {
+	} else if (r == 0 && co->pack && !streamed && hold(in, src.len)) {
 		r = defer_compare(in, k, co, &src);
 	} else if (r == 0 && co->pack) {
 		r = compare_member(in, cat, dctx, n, co, &src, err);
@@ -223,7 +225,7 @@ static int store_file(struct ingest *in, struct catalog *cat, struct object_writ
 		again = streamed;
 	} else if (r == -ENOENT && in->dry) {
 		r = 0;
-	} else if (r == -ENOENT && src.data && src.len <= PACK_MEMBER_MAX && hold(in, src.len)) {
+	} else if (r == -ENOENT && !streamed && src.len <= PACK_MEMBER_MAX && hold(in, src.len)) {
 		r = packer_add(in->packer, &n->key, src.data, src.len, n->rel);
 		n->packed = true;
 	} else if (r == -ENOENT) {
