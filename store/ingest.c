@@ -8,8 +8,10 @@
  *     (object.c O1), their directories fsynced, before the transaction that names them.
  * I2: an environment is in the catalog whole or not at all (catalog.c C1): kill -9 at any
  *     moment leaves at most unreferenced objects, which verify reports and gc frees.
- * I3: what is stored is what was read: a file whose size or mtime differs after reading
- *     fails the ingest.
+ * I3: what is stored is what was read, from the file the walk saw: a file that is not
+ *     that inode (device, inode, type) when opened, whose size or mtime differs after
+ *     reading, or (read in two passes, ingest_read.c) whose chunks differ between the pass
+ *     that hashed them and the pass that stored them, fails the ingest.
  * I4: a stored key is shared only after its bytes are compared with the file's (object.c
  *     O2), or when the file is the very inode whose bytes were stored or compared as that
  *     content before (catalog.c C5), with the ctime it had then, and kept it while it was
@@ -21,6 +23,11 @@
  * worker per core: every file read, relocated, hashed, then compared or compressed; then
  * the stored packs compared and the new packs compressed frame by frame), publish (two
  * syncfs), commit (one thread, one transaction).
+ *
+ * The prefix may be a user's, changing while root reads it (README, "Security model"): it
+ * is opened once (open_named) and every path under it from that descriptor with no
+ * symbolic link followed (open_beneath), with its owner's fs credentials: the walk and
+ * conda-meta on their threads, the workers around each open.
  */
 #include "ingest.h"
 
