@@ -105,11 +105,13 @@ int fileread_open(struct ingest *in, struct inode *n, uint8_t *buf, struct filer
 	if (fstat(f->fd, &sb) < 0)
 		return err_set(err, neg_errno(), "%s/%s: %s", in->prefix, n->rel, strerror(errno));
 	/* The very file the walk saw: not another one moved there, nor a fifo. */
-	if (!ingest_same_inode(n, &sb) || !ingest_same_stat(n, &sb))
+	if (!ingest_same_inode(n, &sb))
 		return err_set(err, -EAGAIN,
 		               "%s/%s: changed while the prefix was read (it is %s%s)", in->prefix,
 		               n->rel, S_ISREG(sb.st_mode) ? "" : "now ",
 		               S_ISREG(sb.st_mode) ? "another file" : kind_of(sb.st_mode));
+	if (!ingest_same_stat(n, &sb))
+		return ingest_changed(in, n, err);
 	f->sparse = f->len && has_hole(f->fd, &sb);
 	if (f->len > READ_MAX || f->sparse)
 		return 0;
