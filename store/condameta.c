@@ -3,13 +3,16 @@
  * Reading a solved prefix's conda-meta: one package per conda-meta/<name>.json record
  * (parsed leniently, as conda, micromamba and rattler each write them differently), plus
  * one pip package per site-packages *.dist-info directory that no record owns; and, per
- * file, the prefix placeholder a record lists, for relocation at ingest.
+ * file, the prefix placeholder a record lists, for relocation at ingest. Everything is
+ * reached from the prefix's descriptor with no symbolic link followed (useropen.h): a
+ * link stands for itself in the stored tree, and nothing is read through one.
  */
 #include "condameta.h"
 
 #include "err.h"
 #include "pkgset.h"
 #include "textfile.h"
+#include "useropen.h"
 #include "yamldoc.h"
 
 #include <dirent.h>
@@ -336,7 +339,8 @@ static int distinfo_read(struct reader *rd, int spfd, const char *pydir, const c
 		r = 0;
 		goto out;
 	}
-	if (r < 0 && r != -ENOENT)
+	/* A link (the directory or its METADATA) is not followed: the name says it all. */
+	if (r < 0 && r != -ENOENT && r != -ELOOP)
 		goto out;
 	if (text)
 		metadata_fields(text, &p.name, &p.version);
@@ -408,9 +412,17 @@ static int dir_names(int fd, const char *suffix, struct strlist *names)
 	return r;
 }
 
+/* A directory of the prefix, or -errno (-ELOOP: a symbolic link on the way). */
 static int open_dir(int dirfd, const char *path)
 {
-	return openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return open_beneath(dirfd, path, O_RDONLY | O_DIRECTORY);
+}
+
+/* A directory the pip scan does not look into: missing, not a directory, or a symbolic
+ * link (whatever it points to is read where it is, if it is in the prefix). */
+static bool not_there(int r)
+{
+	return r == -ENOENT || r == -ENOTDIR || r == -ELOOP;
 }
 
 /* A second descriptor for a directory we keep using while dir_names reads it. */
@@ -426,10 +438,10 @@ static int scan_pip(struct reader *rd, int pfd, struct cfs_err *err)
 	int libfd, r;
 
 	libfd = open_dir(pfd, "lib");
-	if (libfd < 0 && (errno == ENOENT || errno == ENOTDIR))
+	if (libfd < 0 && not_there(libfd))
 		return 0;
 	if (libfd < 0)
-		return err_set(err, neg_errno(), "%s/lib: %s", rd->prefix, strerror(errno));
+		return err_set(err, libfd, "%s/lib: %s", rd->prefix, strerror(-libfd));
 	r = dir_names(libfd, "", &pydirs);
 	if (r < 0) {
 		r = err_set(err, r, "%s/lib: %s", rd->prefix, strerror(-r));
@@ -447,12 +459,12 @@ static int scan_pip(struct reader *rd, int pfd, struct cfs_err *err)
 			goto out;
 		}
 		spfd = open_dir(pfd, sp);
-		if (spfd < 0 && (errno == ENOENT || errno == ENOTDIR)) {
+		if (spfd < 0 && not_there(spfd)) {
 			free(sp);
 			continue;
 		}
 		if (spfd < 0) {
-			r = err_set(err, neg_errno(), "%s/%s: %s", rd->prefix, sp, strerror(errno));
+			r = err_set(err, spfd, "%s/%s: %s", rd->prefix, sp, strerror(-spfd));
 			free(sp);
 			goto out;
 		}
@@ -479,19 +491,22 @@ static int placeholder_cmp(const void *a, const void *b)
 	return strcmp(x->path, y->path);
 }
 
-int condameta_read(const char *prefix, struct condameta **ret, struct cfs_err *err)
+int condameta_read_at(int pfd, const char *prefix, struct condameta **ret, struct cfs_err *err)
 {
 	struct reader rd = {.prefix = prefix};
 	struct strlist records = {0};
 	const char *platform;
 	struct stat st;
-	int pfd, metafd = -1, r;
+	int metafd, r;
 
-	pfd = open(prefix, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (pfd < 0)
-		return err_set(err, neg_errno(), "%s: %s", prefix, strerror(errno));
-	if (fstatat(pfd, "conda-meta/history", &st, 0) < 0) {
-		if (errno == ENOENT || errno == ENOTDIR)
+	metafd = open_dir(pfd, "conda-meta");
+	if (metafd == -ENOENT || metafd == -ENOTDIR)
+		return err_set(err, -EINVAL, "not a conda prefix: %s/conda-meta/history: missing",
+		               prefix);
+	if (metafd < 0)
+		return err_set(err, metafd, "%s/conda-meta: %s", prefix, beneath_strerror(metafd));
+	if (fstatat(metafd, "history", &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno == ENOENT)
 			r = err_set(err, -EINVAL,
 			            "not a conda prefix: %s/conda-meta/history: missing", prefix);
 		else
@@ -508,11 +523,6 @@ int condameta_read(const char *prefix, struct condameta **ret, struct cfs_err *e
 	rd.m = calloc(1, sizeof(*rd.m));
 	if (!rd.m || pkgset_new(&rd.m->set) < 0) {
 		r = err_set(err, -ENOMEM, "%s: out of memory", prefix);
-		goto out;
-	}
-	metafd = open_dir(pfd, "conda-meta");
-	if (metafd < 0) {
-		r = err_set(err, neg_errno(), "%s/conda-meta: %s", prefix, strerror(errno));
 		goto out;
 	}
 	r = dir_names(dup_cloexec(metafd), ".json", &records);
@@ -564,8 +574,40 @@ out:
 	strlist_release(&rd.owned);
 	free(rd.vote.subdir);
 	free(rd.vote.from);
-	if (metafd >= 0)
-		close(metafd);
+	close(metafd);
+	return r;
+}
+
+int condameta_read(const char *prefix, struct condameta **ret, struct cfs_err *err)
+{
+	struct fscreds creds;
+	struct stat sb;
+	int pfd = open_named(prefix, O_RDONLY | O_DIRECTORY), r;
+
+	if (pfd < 0)
+		return err_set(err, pfd, "%s: %s", prefix, strerror(-pfd));
+	if (fstat(pfd, &sb) < 0) {
+		r = err_set(err, neg_errno(), "%s: %s", prefix, strerror(errno));
+		close(pfd);
+		return r;
+	}
+	r = fscreds_init(&creds, sb.st_uid);
+	if (!r)
+		r = fscreds_enter(&creds);
+	if (r) {
+		r = err_set(err, r, "%s: cannot take the credentials of its owner (uid %u): %s",
+		            prefix, (unsigned)sb.st_uid, strerror(-r));
+	} else {
+		r = condameta_read_at(pfd, prefix, ret, err);
+		int left = fscreds_leave(&creds);
+
+		if (!r && left) {
+			condameta_free(*ret);
+			r = err_set(err, left, "%s: cannot take back our own credentials: %s",
+			            prefix, strerror(-left));
+		}
+	}
+	fscreds_release(&creds);
 	close(pfd);
 	return r;
 }

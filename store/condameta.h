@@ -14,8 +14,12 @@
 struct condameta;
 
 /* -EINVAL when prefix is not a conda prefix (no conda-meta/history) or a record is
- * malformed, naming the file and the reason. */
+ * malformed, naming the file and the reason. The prefix is opened as open_named does,
+ * and read with the fs credentials of its owner (useropen.h). */
 int condameta_read(const char *prefix, struct condameta **ret, struct cfs_err *err);
+/* The same for the prefix open at pfd (named prefix in messages), with the calling
+ * thread's credentials: nothing under pfd is reached through a symbolic link. */
+int condameta_read_at(int pfd, const char *prefix, struct condameta **ret, struct cfs_err *err);
 void condameta_free(struct condameta *m);
 
 /* The package set; valid while m lives. */

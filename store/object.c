@@ -110,6 +110,26 @@ static int src_walk(const struct object_src *src, uint64_t off, uint64_t len,
 	uint64_t end = off + len;
 	size_t e = 0;
 
+	if (!src->data && src->read) {
+		while (off < end) {
+			const uint8_t *p = NULL;
+			uint64_t n = 0;
+			bool hole = false;
+			int r = src->read(src->ctx, off, end - off, &p, &n, &hole);
+
+			if (!r && (n == 0 || n > end - off))
+				r = -EIO;
+			if (r)
+				return r;
+			if (hole && n > sizeof(zeros))
+				n = sizeof(zeros);
+			r = fn(ctx, hole ? zeros : p, n, hole);
+			if (r)
+				return r;
+			off += n;
+		}
+		return 0;
+	}
 	if (src->nextents == 0)
 		return len ? fn(ctx, src->data + off, len, false) : 0;
 	while (off < end) {
@@ -474,10 +494,12 @@ static int compress_frame(struct object_writer *w, const struct object_src *src,
 		*ret_entry = KIND_ZERO << 30;
 		return 0;
 	}
-	if (src->nextents) {
+	if (src->nextents || !src->data) {
 		struct copy_ctx cc = {w->frame};
 
-		src_walk(src, off, n, copy_piece, &cc);
+		r = src_walk(src, off, n, copy_piece, &cc);
+		if (r)
+			return r;
 		p = w->frame;
 	} else {
 		p = src->data + off;

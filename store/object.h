@@ -29,12 +29,20 @@ void objkey_path(const struct objkey *k, char ret[48]);
 
 /* A content to store: len bytes at data, where the ranges outside the sorted data extents
  * (holes of a sparse file) read as zeros and are never touched. nextents == 0 means the
- * whole range is data. */
+ * whole range is data. Or, with data NULL, len bytes that read gives piece by piece, so a
+ * content of any size is handled in bounded memory. */
 struct object_src {
 	const uint8_t *data;
 	uint64_t len;
 	const uint64_t (*extents)[2]; /* [start, end) pairs */
 	size_t nextents;
+	/* The piece of the content at off, of at most max bytes (max > 0, off + max <= len):
+	 * *ret_hole for *ret_n bytes of zeros, else *ret_n bytes at *ret_p, valid until the
+	 * next call. Called with increasing offsets, except that a range may be asked for
+	 * again right after. 0 or -errno, which the call that asked returns. */
+	int (*read)(void *ctx, uint64_t off, uint64_t max, const uint8_t **ret_p, uint64_t *ret_n,
+	            bool *ret_hole);
+	void *ctx;
 };
 
 /*

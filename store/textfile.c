@@ -2,11 +2,13 @@
 /*
  * Whole-file reads for the small text inputs the store parses: lock files, conda-meta
  * records and dist-info METADATA. One read path, so every such file gets the same
- * O_CLOEXEC open, regular-file check, size cap and EINTR handling.
+ * open (no symbolic link followed under a prefix, never blocking: useropen.h),
+ * regular-file check, size cap and EINTR handling.
  */
 #include "textfile.h"
 
 #include "err.h"
+#include "useropen.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,15 +26,21 @@ int textfile_read(int dirfd, const char *path, const char *display, size_t max, 
 	size_t size, done = 0;
 	int fd, r;
 
-	fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO in place of a record opens at once, and is refused below. */
+	fd = dirfd == AT_FDCWD ? open_named(path, O_RDONLY) : open_beneath(dirfd, path, O_RDONLY);
 	if (fd < 0)
-		return err_set(err, neg_errno(), "%s: %s", display, strerror(errno));
+		return err_set(err, fd, "%s: %s", display,
+		               dirfd == AT_FDCWD ? strerror(-fd) : beneath_strerror(fd));
 	if (fstat(fd, &st) < 0) {
 		r = err_set(err, neg_errno(), "%s: %s", display, strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		r = err_set(err, -EINVAL, "%s: not a regular file", display);
+		r = err_set(err, -EINVAL, "%s: not a regular file (%s)", display,
+		            S_ISDIR(st.st_mode)    ? "a directory"
+		            : S_ISFIFO(st.st_mode) ? "a fifo"
+		            : S_ISSOCK(st.st_mode) ? "a socket"
+		                                   : "a device");
 		goto out;
 	}
 	if ((uintmax_t)st.st_size > max) {

@@ -11,8 +11,11 @@
 #include <stddef.h>
 
 /*
- * Read the regular file path (relative to dirfd, or AT_FDCWD) into *ret, NUL-terminated,
- * *ret_len bytes without the NUL; the caller frees *ret. display names the file in
+ * Read the regular file path into *ret, NUL-terminated, *ret_len bytes without the NUL;
+ * the caller frees *ret. With dirfd AT_FDCWD, path is one someone named (open_named: each
+ * directory on the way looked up as its owner); else path is under dirfd, a directory of
+ * a prefix, and no symbolic link on the way is followed (open_beneath: -ELOOP). Opens
+ * with the calling thread's fs credentials and never blocks. display names the file in
  * messages. -EFBIG when it is larger than max bytes, -EINVAL when it is not a regular
  * file, else the errno of open/read.
  */

@@ -36,28 +36,36 @@ static const struct pkg *find(const struct pkgset *set, enum pkg_kind kind, cons
 	return NULL;
 }
 
-static void link_fixture(const char *prefix, const char *rel, const char *as)
+/* A copy, not a link: no symbolic link inside a prefix is followed. */
+static void copy_fixture(const char *prefix, const char *rel, const char *as)
 {
-	char *src = testfs_fixture(rel), *dst = testfs_path(prefix, "conda-meta/%s", as);
+	char *src = testfs_fixture(rel), *text = NULL;
+	size_t len = 0;
+	FILE *f = fopen(src, "re"), *m = open_memstream(&text, &len);
+	int c;
 
-	testfs_parents(dst);
-	if (symlink(src, dst) < 0)
-		testfs_die("symlink", dst);
+	if (!f || !m)
+		testfs_die("fopen", src);
+	while ((c = getc(f)) != EOF)
+		putc(c, m);
+	fclose(f);
+	fclose(m);
+	testfs_write(prefix, text, "conda-meta/%s", as);
+	free(text);
 	free(src);
-	free(dst);
 }
 
-/* A prefix whose conda-meta links the named fixture records. */
+/* A prefix whose conda-meta holds copies of the named fixture records. */
 static char *fixture_prefix(const char *name, const char *history, const char *const *records)
 {
 	char *prefix = testfs_path(tmp, "%s", name);
 
 	if (history)
-		link_fixture(prefix, history, "history");
+		copy_fixture(prefix, history, "history");
 	else
 		testfs_write(prefix, "", "conda-meta/history");
 	for (; *records; records++)
-		link_fixture(prefix, *records, strrchr(*records, '/') + 1);
+		copy_fixture(prefix, *records, strrchr(*records, '/') + 1);
 	return prefix;
 }
 
@@ -327,7 +335,7 @@ static void check_read_fails(const char *prefix, int want_rc, const char *want)
 
 static void test_refusals(void)
 {
-	char *p, *want;
+	char *p, *want, *target;
 
 	p = testfs_path(tmp, "no-history");
 	testfs_write(p, "{}", "conda-meta/x-1-0.json");
@@ -376,6 +384,48 @@ static void test_refusals(void)
 	record(p, "x", "1", "\"build\": \"0\"", "", "");
 	record(p, "x", "2", "\"build\": \"0\"", "", "");
 	check_read_fails(p, -EINVAL, "twice: x is listed twice (1 and 2)");
+	free(p);
+
+	/* Nothing inside a prefix is read through a symbolic link (issue 11): not a record,
+	 * nor conda-meta itself. */
+	p = testfs_path(tmp, "linked-record");
+	testfs_write(p, "", "conda-meta/history");
+	testfs_write(tmp, "{\"name\": \"x\", \"version\": \"1\", \"build\": \"0\"}",
+	             "outside/x-1-0.json");
+	want = testfs_path(tmp, "outside/x-1-0.json");
+	target = testfs_path(p, "conda-meta/x-1-0.json");
+	if (symlink(want, target) < 0)
+		testfs_die("symlink", target);
+	check_read_fails(p, -ELOOP,
+	                 "linked-record/conda-meta/x-1-0.json: it is or passes through a "
+	                 "symbolic link, and none is followed inside a prefix");
+	free(target);
+	free(want);
+	free(p);
+
+	p = testfs_path(tmp, "linked-meta");
+	testfs_write(tmp, "", "outside/conda-meta/history");
+	want = testfs_path(tmp, "outside/conda-meta");
+	target = testfs_path(p, "conda-meta");
+	testfs_parents(target);
+	if (symlink(want, target) < 0)
+		testfs_die("symlink", target);
+	check_read_fails(p, -ELOOP,
+	                 "linked-meta/conda-meta: it is or passes through a symbolic link");
+	free(target);
+	free(want);
+	free(p);
+
+	/* A fifo in place of a record is refused at once: opening it never waits for a
+	 * writer (issue 11). */
+	p = testfs_path(tmp, "fifo-record");
+	testfs_write(p, "", "conda-meta/history");
+	target = testfs_path(p, "conda-meta/x-1-0.json");
+	if (mkfifo(target, 0644) < 0)
+		testfs_die("mkfifo", target);
+	check_read_fails(p, -EINVAL,
+	                 "fifo-record/conda-meta/x-1-0.json: not a regular file (a fifo)");
+	free(target);
 	free(p);
 
 	p = testfs_path(tmp, "bad-md5");

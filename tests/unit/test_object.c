@@ -164,7 +164,7 @@ static void test_kinds(struct object_writer *w, ZSTD_DCtx *dctx)
 {
 	size_t len = 5 * OBJECT_FRAME_SIZE + 1234;
 	uint8_t *data = malloc(len);
-	struct object_src src = {data, len, NULL, 0};
+	struct object_src src = {.data = data, .len = len};
 
 	/* text-like frame, random (raw) frame, zero frame, text again, random tail */
 	for (size_t i = 0; i < len; i++)
@@ -191,7 +191,7 @@ static void test_holes(struct object_writer *w, ZSTD_DCtx *dctx)
 	uint8_t *data = calloc(1, len), *expect = calloc(1, len);
 	const uint64_t ext[2][2] = {{100, 5000},
 	                            {4 * OBJECT_FRAME_SIZE + 10, 6 * OBJECT_FRAME_SIZE}};
-	struct object_src src = {data, len, ext, 2};
+	struct object_src src = {.data = data, .len = len, .extents = ext, .nextents = 2};
 
 	/* Bytes outside the extents must never be read: poison them. */
 	memset(data, 0xAA, len);
@@ -207,7 +207,7 @@ static void test_corrupt(struct object_writer *w, ZSTD_DCtx *dctx)
 {
 	size_t len = 3 * OBJECT_FRAME_SIZE;
 	uint8_t *data = malloc(len), b;
-	struct object_src src = {data, len, NULL, 0};
+	struct object_src src = {.data = data, .len = len};
 	struct cfs_err err = {{0}};
 	struct object *o = NULL;
 	struct objkey key;
@@ -265,7 +265,7 @@ static void test_corrupt_shared(struct object_writer *w, ZSTD_DCtx *dctx)
 	static const uint8_t magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
 	size_t len = 3 * OBJECT_FRAME_SIZE, got;
 	uint8_t *data = malloc(len), *image, buf[100];
-	struct object_src src = {data, len, NULL, 0};
+	struct object_src src = {.data = data, .len = len};
 	struct cfs_err err = {{0}};
 	struct cache *frames = NULL;
 	struct object *o = NULL;
@@ -317,7 +317,7 @@ static void test_corrupt_shared(struct object_writer *w, ZSTD_DCtx *dctx)
 static void test_publish_race(void)
 {
 	uint8_t data[5000];
-	struct object_src src = {data, sizeof(data), NULL, 0};
+	struct object_src src = {.data = data, .len = sizeof(data)};
 	struct object_writer *a = NULL, *b = NULL;
 	char name_b[64];
 	int tmp_b = -1;
@@ -356,7 +356,7 @@ static void test_packer(void)
 
 	CHECK(packer_new(&p) == 0);
 	for (int i = 0; i < 4; i++) {
-		struct object_src s = {content[i], 50 + (size_t)i, NULL, 0};
+		struct object_src s = {.data = content[i], .len = 50 + (size_t)i};
 
 		memset(content[i], 'a' + i, sizeof(content[i]));
 		object_hash(&s, &k[i]);
