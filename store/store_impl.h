@@ -50,4 +50,9 @@ struct store {
  * *ret_fd holds it until closed. */
 int store_lock(struct store *st, int how, int *ret_fd, struct cfs_err *err);
 
+/* store.c S1: 0, or -EUCLEAN naming catalog.db when the catalog names no object and never
+ * held an environment while objects/ holds images. gc and repair call it, under the store
+ * lock, before they delete anything the catalog does not name. */
+int store_check_catalog(struct store *st, struct cfs_err *err);
+
 #endif
