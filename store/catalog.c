@@ -144,7 +144,8 @@ enum stmt_id {
 	S_SOURCE_SET,
 	S_SOURCE_FORGET,
 	S_SOURCES_PRUNE,
-	S_NEVER_USED,
+	S_NAMES_NOTHING,
+	S_DANGLING,
 	S_ENV_LINKS,
 	S_COUNT,
 };
@@ -292,9 +293,13 @@ static const char *const stmt_sql[S_COUNT] = {
         [S_SOURCE_FORGET] = "DELETE FROM sources WHERE obj IN (SELECT value FROM json_each(?1))",
         [S_SOURCES_PRUNE] = "DELETE FROM sources WHERE NOT EXISTS"
                             " (SELECT 1 FROM objects WHERE objects.id = sources.obj)",
-        [S_NEVER_USED] = "SELECT NOT EXISTS (SELECT 1 FROM objects) AND NOT EXISTS"
-                         " (SELECT 1 FROM nodes) AND NOT EXISTS (SELECT 1 FROM meta"
-                         " WHERE key = 'last_node_id')",
+        /* No object row, and not the catalog of a store whose environments were all
+         * collected (no node left, but an ingest committed once). */
+        [S_NAMES_NOTHING] = "SELECT NOT EXISTS (SELECT 1 FROM objects) AND (EXISTS"
+                            " (SELECT 1 FROM nodes) OR NOT EXISTS (SELECT 1 FROM meta"
+                            " WHERE key = 'last_node_id'))",
+        [S_DANGLING] = "SELECT n.id, n.obj FROM nodes n WHERE n.obj IS NOT NULL AND NOT EXISTS"
+                       " (SELECT 1 FROM objects o WHERE o.id = n.obj) LIMIT 1",
         [S_ENV_LINKS] = "SELECT n.id, n.parent, n.name, n.type, n.size, n.obj, n.grp,"
                         " n.first_child, n.nchildren, n.target IS NOT NULL, o.id, o.size,"
                         " o.kind, o.key, g.obj FROM nodes n"
@@ -1391,13 +1396,30 @@ int catalog_env_links(struct catalog *c, int64_t env,
 	return r == -ENOENT ? 0 : r;
 }
 
-int catalog_never_used(struct catalog *c, bool *ret, struct cfs_err *err)
+int catalog_names_nothing(struct catalog *c, bool *ret, struct cfs_err *err)
 {
 	int64_t v;
-	int r = query_int(c, S_NEVER_USED, NULL, &v, err);
+	int r = query_int(c, S_NAMES_NOTHING, NULL, &v, err);
 
 	if (!r)
 		*ret = v != 0;
+	return r;
+}
+
+int catalog_dangling_node(struct catalog *c, int64_t *ret_node, int64_t *ret_obj,
+                          struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_DANGLING, &s, err);
+
+	if (r)
+		return r;
+	r = step_row(c, s, err);
+	if (r == 0) {
+		*ret_node = sqlite3_column_int64(s, 0);
+		*ret_obj = sqlite3_column_int64(s, 1);
+	}
+	sqlite3_reset(s);
 	return r;
 }
 

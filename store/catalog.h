@@ -21,9 +21,13 @@ int catalog_create(const char *path, struct catalog **ret, struct cfs_err *err);
  * empty, -EPROTO if it is not a catalog of a version this code reads. write: upgrade an
  * older version for writing. */
 int catalog_open(const char *path, bool write, struct catalog **ret, struct cfs_err *err);
-/* *ret: the catalog has no object row and never held a node (no ingest ever committed to
- * it): the catalog of a new store, or one put in place of a store's. */
-int catalog_never_used(struct catalog *c, bool *ret, struct cfs_err *err);
+/* *ret: the catalog has no object row, and is not that of a store whose environments were
+ * all collected (no node left, and an ingest committed once): a new store's, one put in
+ * place of a store's, or one that lost its rows. */
+int catalog_names_nothing(struct catalog *c, bool *ret, struct cfs_err *err);
+/* A node naming an object id that has no row: *ret_node, *ret_obj; -ENOENT if none. */
+int catalog_dangling_node(struct catalog *c, int64_t *ret_node, int64_t *ret_obj,
+                          struct cfs_err *err);
 void catalog_close(struct catalog *c);
 
 /* Transactions. A write transaction takes the write lock at once (BEGIN IMMEDIATE). */

@@ -384,9 +384,9 @@ int store_gc(struct store *st, const struct gc_opts *opts,
 	/* Objects only go while no ingest is running (G2); environments go with them. */
 	if (!r)
 		r = store_lock(st, LOCK_EX, &lock, err);
-	/* Never from a catalog that names nothing: its objects would all look unused (S1). */
+	/* Never from a catalog that names nothing, or lost rows: objects would look unused (S1). */
 	if (!r)
-		r = store_check_catalog(st, err);
+		r = store_check_catalog(st, true, err);
 	if (!r)
 		r = catalog_begin(st->cat, true, err);
 	if (r)

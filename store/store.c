@@ -11,9 +11,10 @@
  *
  * S1: the catalog is made only with a new store: before FORMAT, in a directory whose
  *     objects/ is empty. An existing store whose catalog is missing or empty is refused,
- *     never given a new one, and a catalog that names no object is never trusted to say
- *     that the images beside it are unreferenced (store_check_catalog): the objects of a
- *     store are never lost with its catalog.
+ *     never given a new one, and a catalog that names no object, or whose nodes name
+ *     object rows it lacks, is never trusted to say that the images beside it are
+ *     unreferenced (store_check_catalog): the objects of a store are never lost with its
+ *     catalog.
  */
 #include "store_impl.h"
 
@@ -187,24 +188,36 @@ static int any_image(int fd, bool *ret)
 	return 0;
 }
 
-int store_check_catalog(struct store *st, struct cfs_err *err)
+int store_check_catalog(struct store *st, bool links, struct cfs_err *err)
 {
-	bool unused, images;
-	int r = catalog_never_used(st->cat, &unused, err);
+	int64_t node, obj;
+	bool nothing, images;
+	int r = catalog_names_nothing(st->cat, &nothing, err);
 
-	if (r || !unused)
+	if (!r && nothing) {
+		r = any_image(st->fd, &images);
+		if (r)
+			return err_set(err, r, "%s/objects: %s", st->dir, strerror(-r));
+		if (images)
+			return err_set(
+			        err, -EUCLEAN,
+			        "%s/catalog.db: the catalog names no object, but objects/ "
+			        "holds images: not taking them for unreferenced (is this the "
+			        "store's catalog? restore it from a backup)",
+			        st->dir);
+	}
+	if (r || !links)
 		return r;
-	r = any_image(st->fd, &images);
-	if (r)
-		return err_set(err, r, "%s/objects: %s", st->dir, strerror(-r));
-	if (images)
-		return err_set(
-		        err, -EUCLEAN,
-		        "%s/catalog.db: the catalog names no object and never held an "
-		        "environment, but objects/ holds images: not taking them for "
-		        "unreferenced (is this the store's catalog? restore it from a backup)",
-		        st->dir);
-	return 0;
+	r = catalog_dangling_node(st->cat, &node, &obj, err);
+	if (r == -ENOENT)
+		return 0;
+	if (r == 0)
+		r = err_set(err, -EUCLEAN,
+		            "%s/catalog.db: node %lld names object %lld, which has no row: the "
+		            "catalog is damaged (see condafs verify); not deleting what it does "
+		            "not name",
+		            st->dir, (long long)node, (long long)obj);
+	return r;
 }
 
 /* Coarse, cheap: it is asked between every two requests of the daemon. */

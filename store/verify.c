@@ -555,7 +555,7 @@ static int verify_walk(struct verify *v)
 	r = catalog_begin(v->st->cat, false, v->err);
 	/* R4: before any image is taken for unreferenced. */
 	if (!r)
-		r = store_check_catalog(v->st, v->err);
+		r = store_check_catalog(v->st, false, v->err);
 	if (!r)
 		r = catalog_object_each(v->st->cat, check_object, v, v->err);
 	if (!r)

@@ -3,8 +3,10 @@
 """A lost catalog never costs the objects. A store whose catalog.db is missing, or empty (0
 bytes), is refused by every command, read or write, with one line naming the file; nothing
 recreates it, and no object file goes. A catalog that is whole but names no object while
-objects/ holds images (one that never held an environment, put in place of the store's) makes
-gc, verify and verify --repair refuse, deleting nothing. A directory holding objects but no
+objects/ holds images (one that never held an environment, put in place of the store's, or one
+whose object rows were deleted) makes gc, verify and verify --repair refuse, deleting nothing;
+so does gc when a node names an object row that is gone (verify --repair names the node, marks
+the environment broken and deletes nothing). A directory holding objects but no
 FORMAT and no catalog is not taken for an empty one: ingest refuses to create a store there.
 And the legitimate case still works: gc killed after deleting the last environment's rows
 leaves its files, which the next gc deletes."""
@@ -12,6 +14,7 @@ leaves its files, which the next gc deletes."""
 import os
 import random
 import shutil
+import sqlite3
 
 import lib
 
@@ -27,6 +30,15 @@ h = t.ingest(store, A).out.strip()
 t.check("ingested", lib.HASH_RE.match(h), h)
 images = lib.image_files(store)
 t.check("the store has image files", len(images) >= 2, images)
+
+
+def sql_exec(query, args=()):
+    c = sqlite3.connect(db)
+    try:
+        with c:
+            c.execute(query, args)
+    finally:
+        c.close()
 
 
 def aside(*names):
@@ -98,6 +110,30 @@ with t.section("a whole catalog that names no object, in front of the objects"):
                  lib.image_files(store), images)
     finally:
         back(moved)
+    t.verify_clean("put back: verify is clean", store)
+
+with t.section("object rows deleted with sqlite3, nodes still naming them"):
+    saved = t.path("catalog-saved.db")
+    shutil.copy(db, saved)
+    big = lib.catalog_nodes(store, h)[b"share/big.bin"]
+    sql_exec("DELETE FROM objects WHERE id = ?", (big["obj"],))
+    for args in (["gc"], ["gc", "--unused-for", "0s"]):
+        r = t.cfs(store, *args)
+        t.fails_clearly(f"one row gone: {' '.join(args)} refuses, naming catalog.db and the "
+                        f"node", r, "catalog.db", f"node {big['id']}")
+    r = t.cfs(store, "verify", "--repair")
+    t.check("one row gone: verify --repair names the file, exits 4", r.rc == 4 and
+            f"{h}/share/big.bin: no object row" in r.out, r)
+    t.eq("one row gone: every image file is still there", lib.image_files(store), images)
+    sql_exec("DELETE FROM objects")
+    for args in (["gc"], ["verify", "--repair"], ["verify"]):
+        r = t.cfs(store, *args)
+        t.fails_clearly(f"every row gone: {' '.join(args)} refuses, naming catalog.db", r,
+                        "catalog.db", "names no object")
+    t.eq("every row gone: every image file is still there", lib.image_files(store), images)
+    shutil.copy(saved, db)
+    t.ok("put back (the saved catalog, from before the mark): verify --repair finds nothing",
+         t.cfs(store, "verify", "--repair"))
     t.verify_clean("put back: verify is clean", store)
 
 with t.section("objects but no FORMAT and no catalog: not a place to create a store"):
