@@ -324,7 +324,8 @@ static const char *bad_name(const uint8_t *name, size_t len)
 /* Names in SQLite's order of blobs: bytes, then length. */
 static int name_cmp(const char *a, size_t an, const uint8_t *b, size_t bn)
 {
-	int c = memcmp(a, b, an < bn ? an : bn);
+	size_t n = an < bn ? an : bn;
+	int c = n ? memcmp(a, b, n) : 0; /* SQLite gives an empty blob as NULL */
 
 	return c ? c : (an > bn) - (an < bn);
 }
@@ -355,9 +356,15 @@ static int tree_row(void *ctx, const struct catalog_link *l)
 		t->names = v;
 		t->capnames = cap;
 	}
-	memcpy(t->names + t->nnames, l->name, keep);
-	t->n[k] = (struct tnode){l->id, l->parent, l->first_child, l->nchildren,
-	                         0,     l->type,   t->nnames,      keep};
+	if (keep)
+		memcpy(t->names + t->nnames, l->name, keep);
+	t->n[k] = (struct tnode){.id = l->id,
+	                         .parent = l->parent,
+	                         .first_child = l->first_child,
+	                         .nchildren = l->nchildren,
+	                         .type = l->type,
+	                         .name_off = t->nnames,
+	                         .namelen = keep};
 	t->nnames += keep;
 	prev = k ? &t->n[k - 1] : NULL;
 	if (l->parent && (why = bad_name(l->name, l->namelen)))
@@ -511,7 +518,9 @@ static int check_tree(struct verify *v, const struct store_env *env)
 		char path[4096], key[33];
 		struct verify_problem p = {NULL, t.p[i].msg, env->hash, path};
 
-		tree_path(&t, t.p[i].n < t.nn ? t.p[i].n : 0, path, sizeof(path));
+		path[0] = '\0';
+		if (t.p[i].n < t.nn)
+			tree_path(&t, t.p[i].n, path, sizeof(path));
 		if (t.p[i].has_key) {
 			objkey_hex(&t.p[i].key, key);
 			p.key = key;

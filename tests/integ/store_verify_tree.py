@@ -5,7 +5,7 @@ objects: catalog rows damaged with sqlite3 make it exit 1 naming the environment
 (or node) and what is wrong: a file whose object row is gone, a file whose size disagrees
 with its object, a file in a group of another object, names with '/', NUL, '.', '..' or
 nothing, a child listed before its parent, a directory that contains its own ancestor (a
-cycle), a directory whose children are not where it says. `verify --repair` marks such an
+cycle), a directory whose children are not where it says, a missing top directory. `verify --repair` marks such an
 environment broken and exits 4 (nothing it can mend). `cat` of a file whose object is shorter
 than its size fails instead of printing a short file with exit 0."""
 
@@ -104,6 +104,13 @@ with t.section("a child before its parent, and a cycle"):
     s = damage([("UPDATE nodes SET first_child = ?, nchildren = ? WHERE id = ?",
                  (top[0], top[1], a["id"]))])
     verify_names("cycle", s, [h, "lib/a"])
+
+with t.section("the top directory gone, and every node gone"):
+    root = lib.catalog_rows(clean, "SELECT root FROM envs WHERE hash = ?", (h,))[0][0]
+    s = damage([("DELETE FROM nodes WHERE id = ?", (root,))])
+    verify_names("top gone", s, [h, "top directory"])
+    s = damage([("DELETE FROM nodes", ())])
+    verify_names("every node gone", s, [h, "top directory"])
 
 with t.section("a directory whose children are not where it says"):
     s = damage([("UPDATE nodes SET nchildren = nchildren + 1 WHERE id = ?",
