@@ -5,9 +5,10 @@ objects: catalog rows damaged with sqlite3 make it exit 1 naming the environment
 (or node) and what is wrong: a file whose object row is gone, a file whose size disagrees
 with its object, a file in a group of another object, names with '/', NUL, '.', '..' or
 nothing, a child listed before its parent, a directory that contains its own ancestor (a
-cycle), a directory whose children are not where it says, a missing top directory. `verify --repair` marks such an
-environment broken and exits 4 (nothing it can mend). `cat` of a file whose object is shorter
-than its size fails instead of printing a short file with exit 0."""
+cycle), a directory whose children are not where it says, a missing top directory.
+`verify --repair` marks such an environment broken and exits 4 (nothing it can mend). `cat`
+of a file whose object is shorter than its size fails instead of printing a short file with
+exit 0."""
 
 import json
 import os
