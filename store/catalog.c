@@ -301,8 +301,8 @@ static const char *const stmt_sql[S_COUNT] = {
         [S_DANGLING] = "SELECT n.id, n.obj FROM nodes n WHERE n.obj IS NOT NULL AND NOT EXISTS"
                        " (SELECT 1 FROM objects o WHERE o.id = n.obj) LIMIT 1",
         [S_ENV_LINKS] = "SELECT n.id, n.parent, n.name, n.type, n.size, n.obj, n.grp,"
-                        " n.first_child, n.nchildren, n.target IS NOT NULL, o.id, o.size,"
-                        " o.kind, o.key, g.obj FROM nodes n"
+                        " n.first_child, n.nchildren, n.target IS NOT NULL, o.id, o.size, o.key,"
+                        " g.obj FROM nodes n"
                         " LEFT JOIN objects o ON o.id = n.obj LEFT JOIN groups g ON g.id = n.grp"
                         " WHERE " ENV_NODES_OF("n.") " ORDER BY n.id",
 };
@@ -1367,7 +1367,7 @@ int catalog_env_links(struct catalog *c, int64_t env,
 		return r;
 	sqlite3_bind_int64(s, 1, env);
 	while ((r = step_row(c, s, err)) == 0) {
-		const void *k = sqlite3_column_blob(s, 13);
+		const void *k = sqlite3_column_blob(s, 12);
 
 		memset(&l, 0, sizeof(l));
 		l.id = sqlite3_column_int64(s, 0);
@@ -1383,11 +1383,10 @@ int catalog_env_links(struct catalog *c, int64_t env,
 		l.has_target = sqlite3_column_int(s, 9) != 0;
 		l.obj_found = sqlite3_column_type(s, 10) != SQLITE_NULL;
 		l.obj_size = sqlite3_column_int64(s, 11);
-		l.obj_kind = sqlite3_column_int(s, 12);
-		if (k && sqlite3_column_bytes(s, 13) == 16)
+		if (k && sqlite3_column_bytes(s, 12) == 16)
 			memcpy(l.obj_key.b, k, 16);
-		l.group_found = sqlite3_column_type(s, 14) != SQLITE_NULL;
-		l.group_obj = sqlite3_column_int64(s, 14);
+		l.group_found = sqlite3_column_type(s, 13) != SQLITE_NULL;
+		l.group_obj = sqlite3_column_int64(s, 13);
 		r = fn(ctx, &l);
 		if (r)
 			break;

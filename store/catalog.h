@@ -223,7 +223,6 @@ struct catalog_link {
 	bool has_target;
 	bool obj_found; /* a row of id obj exists: */
 	int64_t obj_size;
-	int obj_kind;
 	struct objkey obj_key;
 	bool group_found; /* a row of id group exists, naming group_obj */
 	int64_t group_obj;

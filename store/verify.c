@@ -389,8 +389,8 @@ static int tree_row(void *ctx, const struct catalog_link *l)
 		else if (!l->obj_found)
 			r = tree_problem(t, k, NULL, "no object row (object %lld)",
 			                 (long long)l->obj);
-		else if (l->obj_kind != OBJECT_CONTENT)
-			r = tree_problem(t, k, key, "names a pack, not a content");
+		/* The object may be a pack row: a pack of one member has the member's bytes,
+		 * so its key, and is that member's row. */
 		else if (l->size != l->obj_size)
 			r = tree_problem(t, k, key, "size %lld, its object holds %lld bytes",
 			                 (long long)l->size, (long long)l->obj_size);

@@ -30,6 +30,19 @@ t.check("ingested", lib.HASH_RE.match(h), h)
 t.verify_clean("verify is clean to begin with", clean)
 n = 0
 
+with t.section("a file whose object is a pack of one member (the same row)"):
+    one = t.path("one-member")
+    shutil.copytree(clean, one, symlinks=True)
+    # The same environment with one small file changed: its only new content.
+    src2 = lib.make_prefix(t.path("p2"), pkgs=[("tree", "1.0", "h0_0")],
+                           files=dict(FILES, **{"share/small.txt": b"the only new content\n"}))
+    t.ok("ingest --replace", t.ingest(one, src2, "--replace"))
+    kinds = lib.catalog_rows(one, "SELECT o.kind FROM nodes n JOIN envs e ON e.id = n.env"
+                             " JOIN objects o ON o.id = n.obj WHERE e.hash = ? AND"
+                             " e.removed = 0 AND n.name = ?", (h, b"small.txt"))
+    t.eq("its node names a pack row", kinds, [(1,)])
+    t.verify_clean("verify is clean", one)
+
 
 def damage(sql_list):
     """A copy of the clean store with the given statements run on its catalog."""
