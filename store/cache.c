@@ -14,6 +14,10 @@
  * C2: a block being filled (LOADING) is waited for, never read; a failed fill leaves the
  *     table, so the next reader tries again (and gets the error itself).
  * C3: a block is freed only when it is out of the table and nobody holds it.
+ *
+ * A block is as good as its filler made it: the store checks a frame when it decodes it
+ * (object.c O3) and reports a mismatch as a failed fill, which C2 keeps from ever being
+ * READY; a READY block is served as it is, not checked again.
  */
 #include <condafs/cache.h>
 

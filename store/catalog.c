@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Version 3 added the sources table and dropped two indexes (C6, and members by pack): a
@@ -143,6 +144,9 @@ enum stmt_id {
 	S_SOURCE_SET,
 	S_SOURCE_FORGET,
 	S_SOURCES_PRUNE,
+	S_NAMES_NOTHING,
+	S_DANGLING,
+	S_ENV_LINKS,
 	S_COUNT,
 };
 
@@ -289,6 +293,18 @@ static const char *const stmt_sql[S_COUNT] = {
         [S_SOURCE_FORGET] = "DELETE FROM sources WHERE obj IN (SELECT value FROM json_each(?1))",
         [S_SOURCES_PRUNE] = "DELETE FROM sources WHERE NOT EXISTS"
                             " (SELECT 1 FROM objects WHERE objects.id = sources.obj)",
+        /* No object row, and not the catalog of a store whose environments were all
+         * collected (no node left, but an ingest committed once). */
+        [S_NAMES_NOTHING] = "SELECT NOT EXISTS (SELECT 1 FROM objects) AND (EXISTS"
+                            " (SELECT 1 FROM nodes) OR NOT EXISTS (SELECT 1 FROM meta"
+                            " WHERE key = 'last_node_id'))",
+        [S_DANGLING] = "SELECT n.id, n.obj FROM nodes n WHERE n.obj IS NOT NULL AND NOT EXISTS"
+                       " (SELECT 1 FROM objects o WHERE o.id = n.obj) LIMIT 1",
+        [S_ENV_LINKS] = "SELECT n.id, n.parent, n.name, n.type, n.size, n.obj, n.grp,"
+                        " n.first_child, n.nchildren, n.target IS NOT NULL, o.id, o.size, o.key,"
+                        " g.obj FROM nodes n"
+                        " LEFT JOIN objects o ON o.id = n.obj LEFT JOIN groups g ON g.id = n.grp"
+                        " WHERE " ENV_NODES_OF("n.") " ORDER BY n.id",
 };
 
 struct catalog {
@@ -439,7 +455,43 @@ static int exec(struct catalog *c, const char *sql, struct cfs_err *err)
 	return rc == SQLITE_OK ? 0 : db_err(c, rc, sql, err);
 }
 
-int catalog_open(const char *path, bool create, struct catalog **ret, struct cfs_err *err)
+/*
+ * An existing catalog must be there and hold tables before anything writes to it: SQLite
+ * would make an empty database of a missing or empty file, and an empty catalog in front
+ * of a store's objects makes every one of them look unreferenced (gc.c, verify.c).
+ */
+static int check_there(struct catalog *c, int rc, struct cfs_err *err)
+{
+	sqlite3_stmt *s = NULL;
+	struct stat sb;
+	int r;
+
+	if (rc != SQLITE_OK && stat(c->path, &sb) < 0 && errno == ENOENT)
+		return err_set(err, -EUCLEAN,
+		               "%s: the catalog is missing: restore it from a backup (condafs "
+		               "makes a catalog only with a new store)",
+		               c->path);
+	if (rc != SQLITE_OK)
+		return db_err(c, rc, "cannot open the catalog", err);
+	rc = sqlite3_prepare_v2(c->db, "SELECT count(*) FROM sqlite_master", -1, &s, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW)
+		r = db_err(c, rc, "cannot read the catalog", err);
+	else if (sqlite3_column_int64(s, 0) == 0)
+		r = err_set(err, -EUCLEAN,
+		            "%s: the catalog is empty: restore it from a backup (condafs makes a "
+		            "catalog only with a new store)",
+		            c->path);
+	else
+		r = 0;
+	sqlite3_finalize(s);
+	return r;
+}
+
+/* create: make the database (a new store); write: upgrade an older schema. */
+static int open_catalog(const char *path, bool create, bool write, struct catalog **ret,
+                        struct cfs_err *err)
 {
 	struct catalog *c = calloc(1, sizeof(*c));
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
@@ -451,11 +503,14 @@ int catalog_open(const char *path, bool create, struct catalog **ret, struct cfs
 		return -ENOMEM;
 	}
 	rc = sqlite3_open_v2(path, &c->db, flags, NULL);
-	if (rc != SQLITE_OK) {
-		r = db_err(c, rc, "cannot open the catalog", err);
+	if (c->db)
+		sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+	if (!create)
+		r = check_there(c, rc, err);
+	else
+		r = rc == SQLITE_OK ? 0 : db_err(c, rc, "cannot create the catalog", err);
+	if (r)
 		goto fail;
-	}
-	sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
 	/* Two processes opening a new catalog race to switch it to WAL; SQLite answers busy
 	 * at once there instead of waiting, so wait here. */
 	for (int tries = 0;; tries++) {
@@ -468,7 +523,24 @@ int catalog_open(const char *path, bool create, struct catalog **ret, struct cfs
 		r = exec(c, "PRAGMA synchronous=FULL", err);
 	if (r)
 		goto fail;
-	if (create) {
+	rc = sqlite3_prepare_v2(c->db, "SELECT value FROM meta WHERE key = 'catalog_version'", -1,
+	                        &s, NULL);
+	/* Only a new store's catalog may lack its version: it is being made. */
+	if (!create && (rc != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW)) {
+		r = err_set(err, -EPROTO, "%s: not a condafs catalog", path);
+		goto fail;
+	}
+	/* A writer upgrades a readable older version below. */
+	if (!create && strcmp((const char *)sqlite3_column_text(s, 0), CATALOG_VERSION) != 0 &&
+	    strcmp((const char *)sqlite3_column_text(s, 0), CATALOG_VERSION_READABLE) != 0) {
+		r = err_set(err, -EPROTO,
+		            "%s: catalog version %s is not one this condafs knows (%s)", path,
+		            sqlite3_column_text(s, 0), CATALOG_VERSION);
+		goto fail;
+	}
+	sqlite3_finalize(s);
+	s = NULL;
+	if (create || write) {
 		r = exec(c, "BEGIN IMMEDIATE", err);
 		if (r)
 			goto fail;
@@ -493,19 +565,17 @@ int catalog_open(const char *path, bool create, struct catalog **ret, struct cfs
 		if (r)
 			goto fail;
 	}
-	rc = sqlite3_prepare_v2(c->db, "SELECT value FROM meta WHERE key = 'catalog_version'", -1,
-	                        &s, NULL);
-	if (rc != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW) {
-		r = err_set(err, -EPROTO, "%s: not a condafs catalog", path);
-		goto fail;
-	}
-	if (strcmp((const char *)sqlite3_column_text(s, 0), CATALOG_VERSION) != 0 &&
-	    (create ||
-	     strcmp((const char *)sqlite3_column_text(s, 0), CATALOG_VERSION_READABLE) != 0)) {
-		r = err_set(err, -EPROTO,
-		            "%s: catalog version %s is not one this condafs knows (%s)", path,
-		            sqlite3_column_text(s, 0), CATALOG_VERSION);
-		goto fail;
+	if (create) {
+		/* Made by another creator meanwhile, perhaps of another version. */
+		rc = sqlite3_prepare_v2(c->db,
+		                        "SELECT value FROM meta WHERE key = 'catalog_version'", -1,
+		                        &s, NULL);
+		if (rc != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW ||
+		    strcmp((const char *)sqlite3_column_text(s, 0), CATALOG_VERSION) != 0) {
+			r = err_set(err, -EPROTO, "%s: not a condafs catalog of version %s", path,
+			            CATALOG_VERSION);
+			goto fail;
+		}
 	}
 	sqlite3_finalize(s);
 	*ret = c;
@@ -514,6 +584,16 @@ fail:
 	sqlite3_finalize(s);
 	catalog_close(c);
 	return r;
+}
+
+int catalog_create(const char *path, struct catalog **ret, struct cfs_err *err)
+{
+	return open_catalog(path, true, true, ret, err);
+}
+
+int catalog_open(const char *path, bool write, struct catalog **ret, struct cfs_err *err)
+{
+	return open_catalog(path, false, write, ret, err);
 }
 
 void catalog_close(struct catalog *c)
@@ -1273,6 +1353,73 @@ int catalog_env_tree(struct catalog *c, int64_t env,
 	}
 	sqlite3_reset(s);
 	return r == -ENOENT ? 0 : r;
+}
+
+int catalog_env_links(struct catalog *c, int64_t env,
+                      int (*fn)(void *ctx, const struct catalog_link *l), void *ctx,
+                      struct cfs_err *err)
+{
+	struct catalog_link l;
+	sqlite3_stmt *s;
+	int r = stmt(c, S_ENV_LINKS, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, env);
+	while ((r = step_row(c, s, err)) == 0) {
+		const void *k = sqlite3_column_blob(s, 12);
+
+		memset(&l, 0, sizeof(l));
+		l.id = sqlite3_column_int64(s, 0);
+		l.parent = sqlite3_column_int64(s, 1);
+		l.name = sqlite3_column_blob(s, 2);
+		l.namelen = (size_t)sqlite3_column_bytes(s, 2);
+		l.type = sqlite3_column_int(s, 3);
+		l.size = sqlite3_column_int64(s, 4);
+		l.obj = sqlite3_column_int64(s, 5);
+		l.group = sqlite3_column_int64(s, 6);
+		l.first_child = sqlite3_column_int64(s, 7);
+		l.nchildren = sqlite3_column_int64(s, 8);
+		l.has_target = sqlite3_column_int(s, 9) != 0;
+		l.obj_found = sqlite3_column_type(s, 10) != SQLITE_NULL;
+		l.obj_size = sqlite3_column_int64(s, 11);
+		if (k && sqlite3_column_bytes(s, 12) == 16)
+			memcpy(l.obj_key.b, k, 16);
+		l.group_found = sqlite3_column_type(s, 13) != SQLITE_NULL;
+		l.group_obj = sqlite3_column_int64(s, 13);
+		r = fn(ctx, &l);
+		if (r)
+			break;
+	}
+	sqlite3_reset(s);
+	return r == -ENOENT ? 0 : r;
+}
+
+int catalog_names_nothing(struct catalog *c, bool *ret, struct cfs_err *err)
+{
+	int64_t v;
+	int r = query_int(c, S_NAMES_NOTHING, NULL, &v, err);
+
+	if (!r)
+		*ret = v != 0;
+	return r;
+}
+
+int catalog_dangling_node(struct catalog *c, int64_t *ret_node, int64_t *ret_obj,
+                          struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_DANGLING, &s, err);
+
+	if (r)
+		return r;
+	r = step_row(c, s, err);
+	if (r == 0) {
+		*ret_node = sqlite3_column_int64(s, 0);
+		*ret_obj = sqlite3_column_int64(s, 1);
+	}
+	sqlite3_reset(s);
+	return r;
 }
 
 int catalog_group_get(struct catalog *c, int64_t group, struct store_node *ret, uint32_t *ret_nlink,

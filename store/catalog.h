@@ -14,8 +14,20 @@
 
 struct catalog;
 
-/* Opens (and with create, makes) the database at path: WAL, a busy timeout. */
-int catalog_open(const char *path, bool create, struct catalog **ret, struct cfs_err *err);
+/* Makes the database at path for a new store (or opens the one a creator killed before it
+ * wrote FORMAT left): WAL, a busy timeout. */
+int catalog_create(const char *path, struct catalog **ret, struct cfs_err *err);
+/* Opens an existing catalog, never making one: -EUCLEAN naming the file if it is missing or
+ * empty, -EPROTO if it is not a catalog of a version this code reads. write: upgrade an
+ * older version for writing. */
+int catalog_open(const char *path, bool write, struct catalog **ret, struct cfs_err *err);
+/* *ret: the catalog has no object row, and is not that of a store whose environments were
+ * all collected (no node left, and an ingest committed once): a new store's, one put in
+ * place of a store's, or one that lost its rows. */
+int catalog_names_nothing(struct catalog *c, bool *ret, struct cfs_err *err);
+/* A node naming an object id that has no row: *ret_node, *ret_obj; -ENOENT if none. */
+int catalog_dangling_node(struct catalog *c, int64_t *ret_node, int64_t *ret_obj,
+                          struct cfs_err *err);
 void catalog_close(struct catalog *c);
 
 /* Transactions. A write transaction takes the write lock at once (BEGIN IMMEDIATE). */
@@ -197,6 +209,29 @@ int catalog_env_tree(struct catalog *c, int64_t env,
                      int (*fn)(void *ctx, const struct store_node *n, const struct objkey *key,
                                const void *target, size_t target_len),
                      void *ctx, struct cfs_err *err);
+
+/* A node as verify checks it: its row as stored, and the rows it names. Pointers are valid
+ * during the call. */
+struct catalog_link {
+	int64_t id, parent;
+	const uint8_t *name;
+	size_t namelen;
+	int type; /* enum node_type, unless damaged */
+	int64_t size;
+	int64_t obj, group; /* 0: NULL */
+	int64_t first_child, nchildren;
+	bool has_target;
+	bool obj_found; /* a row of id obj exists: */
+	int64_t obj_size;
+	struct objkey obj_key;
+	bool group_found; /* a row of id group exists, naming group_obj */
+	int64_t group_obj;
+};
+/* Calls fn for every node of an environment (catalog.c C6: the ids from its root to the next
+ * environment's) in id order, until fn returns non-zero. */
+int catalog_env_links(struct catalog *c, int64_t env,
+                      int (*fn)(void *ctx, const struct catalog_link *l), void *ctx,
+                      struct cfs_err *err);
 
 int catalog_group_get(struct catalog *c, int64_t group, struct store_node *ret, uint32_t *ret_nlink,
                       struct cfs_err *err);

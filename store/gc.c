@@ -423,6 +423,9 @@ int store_gc(struct store *st, const struct gc_opts *opts,
 	/* Objects only go while no ingest is running (G2); environments go with them. */
 	if (!r)
 		r = store_lock(st, LOCK_EX, &lock, err);
+	/* Never from a catalog that names nothing, or lost rows: objects would look unused (S1). */
+	if (!r)
+		r = store_check_catalog(st, true, err);
 	if (!r)
 		r = catalog_begin(st->cat, true, err);
 	if (r)

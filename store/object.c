@@ -10,14 +10,22 @@
  *     ingest's syncfs, and an existing path is never replaced (RENAME_NOREPLACE).
  * O2: a path that exists when we want to write it holds the same content, or we fail:
  *     it is compared byte for byte, so a hash collision can never merge two contents.
+ * O3: no byte of a format 2 image reaches a caller unchecked: its header and frame table
+ *     are checked when it is opened, and every decode of a frame (zstd or raw) hashes the
+ *     bytes it decoded and compares them with the frame's checksum; a frame that fails is
+ *     -EBADMSG and never kept (cache.c C2). Format 1 images, written before frames had
+ *     checksums, are read as they are; verify checks them by their key.
  *
- * Image layout (little endian):
- *   0  8 magic "CFSOBJ1\n"      16  8 content size
- *   8  4 frame shift            24 16 key (XXH3-128 of the content)
- *  12  4 frame count            40  4 * frame count: frame table
- * then the frames back to back. A table entry holds the frame's stored length in its low
- * 30 bits and its kind in the top two: zstd, raw (incompressible) or zero (a hole: nothing
- * stored). Every frame but the last holds 1 << shift bytes of content.
+ * Image layout (docs/object-format.md has it in full), little endian:
+ *   0  8 magic "CFSOBJ2\n" ("CFSOBJ1\n": format 1)
+ *   8  4 frame shift          16  8 content size
+ *  12  4 frame count          24 16 key (XXH3-128 of the content)
+ *  40  8 XXH3-64 of bytes 0-39 and the frame table (format 1: absent)
+ *  48 12 * frame count: frame table (format 1: at 40, 4 bytes an entry)
+ * then the frames back to back. An entry holds the frame's stored length in the low 30 bits
+ * of its first 4 bytes and its kind in the top two: zstd, raw (incompressible) or zero (a
+ * hole: nothing stored); then (format 2) the XXH3-64 of the frame's decoded bytes. Every
+ * frame but the last holds 1 << shift bytes of content.
  */
 #include "object.h"
 
@@ -42,7 +50,10 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#define HDR_SIZE      40
+#define HDR1_SIZE     40 /* format 1: no checksums */
+#define ENTRY1_SIZE   4
+#define HDR_SIZE      48
+#define ENTRY_SIZE    12 /* kind and length, XXH3-64 of the frame's content */
 #define KIND_ZSTD     0u
 #define KIND_RAW      1u
 #define KIND_ZERO     2u
@@ -50,7 +61,8 @@
 #define ZSTD_LEVEL    3
 #define WRITE_BUF_MAX (4u << 20)
 
-static const char object_magic[8] = {'C', 'F', 'S', 'O', 'B', 'J', '1', '\n'};
+static const char object_magic[8] = {'C', 'F', 'S', 'O', 'B', 'J', '2', '\n'};
+static const char object_magic1[8] = {'C', 'F', 'S', 'O', 'B', 'J', '1', '\n'};
 static const uint8_t zeros[65536];
 
 void objkey_hex(const struct objkey *k, char ret[33])
@@ -460,14 +472,16 @@ static size_t frame_len(uint64_t len, uint64_t i)
 }
 
 /* Compress one frame's n content bytes at p with w's context: *ret_entry is its table
- * entry, *ret_out its stored bytes (p itself when raw, else w->cbuf), *ret_len long. */
+ * entry, *ret_sum its checksum (O3), *ret_out its stored bytes (p itself when raw, else
+ * w->cbuf), *ret_len long. */
 static int encode_frame(struct object_writer *w, const uint8_t *p, size_t n, uint32_t *ret_entry,
-                        const uint8_t **ret_out, size_t *ret_len)
+                        uint64_t *ret_sum, const uint8_t **ret_out, size_t *ret_len)
 {
 	size_t c = ZSTD_compress2(w->cctx, w->cbuf, w->cbuf_size, p, n);
 
 	if (ZSTD_isError(c))
 		return -EIO;
+	*ret_sum = XXH3_64bits(p, n);
 	/* Store raw when compression saves under 1/64: not worth a decompression per read. */
 	if (c >= n - n / 64) {
 		*ret_entry = KIND_RAW << 30 | (uint32_t)n;
@@ -481,9 +495,10 @@ static int encode_frame(struct object_writer *w, const uint8_t *p, size_t n, uin
 	return 0;
 }
 
-/* Compress frame i of src, appending it to w->out; *ret_entry is its table entry. */
+/* Compress frame i of src, appending it to w->out; *ret_entry and *ret_sum are its table
+ * entry. */
 static int compress_frame(struct object_writer *w, const struct object_src *src, uint64_t i,
-                          uint32_t *ret_entry)
+                          uint32_t *ret_entry, uint64_t *ret_sum)
 {
 	uint64_t off = i << OBJECT_FRAME_SHIFT;
 	size_t n = frame_len(src->len, i), len;
@@ -492,6 +507,7 @@ static int compress_frame(struct object_writer *w, const struct object_src *src,
 
 	if (src_is_zero(src, off, n)) {
 		*ret_entry = KIND_ZERO << 30;
+		*ret_sum = 0;
 		return 0;
 	}
 	if (src->nextents || !src->data) {
@@ -504,15 +520,16 @@ static int compress_frame(struct object_writer *w, const struct object_src *src,
 	} else {
 		p = src->data + off;
 	}
-	r = encode_frame(w, p, n, ret_entry, &out, &len);
+	r = encode_frame(w, p, n, ret_entry, ret_sum, &out, &len);
 	return r ? r : out_append(w, out, len);
 }
 
-/* A header and a zeroed table for a content of len bytes, in little endian. */
+/* A header and a zeroed table for a content of len bytes, in little endian; the table is
+ * filled by table_set and the whole sealed by finish_image. */
 static int image_header(const struct objkey *key, uint64_t len_content, uint64_t nframes,
                         uint8_t **ret, size_t *ret_len)
 {
-	size_t len = HDR_SIZE + 4 * (size_t)nframes;
+	size_t len = HDR_SIZE + ENTRY_SIZE * (size_t)nframes;
 	uint8_t *h = calloc(1, len);
 	uint32_t v32;
 	uint64_t v64;
@@ -530,6 +547,26 @@ static int image_header(const struct objkey *key, uint64_t len_content, uint64_t
 	*ret = h;
 	*ret_len = len;
 	return 0;
+}
+
+static void table_set(uint8_t *hdr, uint64_t i, uint32_t entry, uint64_t sum)
+{
+	uint32_t e = htole32(entry);
+	uint64_t s = htole64(sum);
+
+	memcpy(hdr + HDR_SIZE + ENTRY_SIZE * i, &e, 4);
+	memcpy(hdr + HDR_SIZE + ENTRY_SIZE * i + 4, &s, 8);
+}
+
+/* The checksum of a format 2 header (its first 40 bytes) and its frame table. */
+static uint64_t header_sum(const uint8_t *hdr, const uint8_t *table, size_t table_len)
+{
+	XXH3_state_t st;
+
+	XXH3_64bits_reset(&st);
+	XXH3_64bits_update(&st, hdr, HDR1_SIZE);
+	XXH3_64bits_update(&st, table, table_len);
+	return XXH3_64bits_digest(&st);
 }
 
 /* O2 for a key whose image exists already. */
@@ -570,15 +607,19 @@ static int add_pending(struct object_writer *w, const struct objkey *key)
 }
 
 /* The end of writing a temporary image at fd (negative: another worker of this ingest
- * writes it): the header with its frame table, and the image queued for publishing, its
- * writeback started. */
-static int finish_image(struct object_writer *w, int fd, const struct objkey *key,
-                        const uint8_t *hdr, size_t hdr_len, const char *path, struct cfs_err *err)
+ * writes it): the header with its frame table, sealed by its checksum, and the image queued
+ * for publishing, its writeback started. */
+static int finish_image(struct object_writer *w, int fd, const struct objkey *key, uint8_t *hdr,
+                        size_t hdr_len, const char *path, struct cfs_err *err)
 {
 	int r;
 
+	uint64_t sum;
+
 	if (fd < 0)
 		return 0;
+	sum = htole64(header_sum(hdr, hdr + HDR_SIZE, hdr_len - HDR_SIZE));
+	memcpy(hdr + HDR1_SIZE, &sum, 8);
 	r = write_all(fd, hdr, hdr_len, 0);
 	if (r)
 		return err_set(err, r, "%s: cannot write object: %s", path, strerror(-r));
@@ -618,12 +659,12 @@ int object_write(struct object_writer *w, const struct objkey *key, const struct
 	w->out_len = 0;
 	for (uint64_t i = 0; i < nframes; i++) {
 		uint32_t entry;
+		uint64_t sum;
 
-		r = compress_frame(w, src, i, &entry);
+		r = compress_frame(w, src, i, &entry, &sum);
 		if (r)
 			goto out;
-		entry = htole32(entry);
-		memcpy(hdr + HDR_SIZE + 4 * i, &entry, 4);
+		table_set(hdr, i, entry, sum);
 		if (w->out_len >= WRITE_BUF_MAX || i + 1 == nframes) {
 			if (fd >= 0 && (r = write_all(fd, w->out, w->out_len, file_off)))
 				goto io_err;
@@ -651,6 +692,7 @@ struct object_frames {
 	uint32_t nframes;
 	atomic_uint left;  /* tasks not done yet */
 	uint32_t *entries; /* table entries, host order */
+	uint64_t *sums;    /* each frame's checksum (O3) */
 	uint8_t **stored;  /* each frame's stored bytes, owned (NULL for a zero frame) */
 };
 
@@ -668,8 +710,9 @@ int object_frames_new(uint64_t len, struct object_frames **ret)
 	f->nframes = (uint32_t)nframes;
 	atomic_init(&f->left, object_frames_tasks(f));
 	f->entries = calloc(nframes ? nframes : 1, sizeof(*f->entries));
+	f->sums = calloc(nframes ? nframes : 1, sizeof(*f->sums));
 	f->stored = calloc(nframes ? nframes : 1, sizeof(*f->stored));
-	if (!f->entries || !f->stored) {
+	if (!f->entries || !f->sums || !f->stored) {
 		object_frames_free(f);
 		return -ENOMEM;
 	}
@@ -685,6 +728,7 @@ void object_frames_free(struct object_frames *f)
 	for (uint32_t i = 0; f->stored && i < f->nframes; i++)
 		free(f->stored[i]);
 	free(f->stored);
+	free(f->sums);
 	free(f->entries);
 	free(f);
 }
@@ -706,7 +750,7 @@ int object_frames_compress(struct object_writer *w, struct object_frames *f, uin
 	if (src.len && src_is_zero(&src, 0, src.len)) {
 		f->entries[i] = KIND_ZERO << 30;
 	} else if (src.len) {
-		r = encode_frame(w, data, src.len, &f->entries[i], &out, &len);
+		r = encode_frame(w, data, src.len, &f->entries[i], &f->sums[i], &out, &len);
 		if (r)
 			return r;
 		f->stored[i] = malloc(len);
@@ -739,10 +783,9 @@ int object_frames_write(struct object_writer *w, struct object_frames *f, const 
 		goto out;
 	off = (off_t)hdr_len;
 	for (uint32_t i = 0; i < f->nframes; i++) {
-		uint32_t entry = htole32(f->entries[i]);
 		size_t len = f->entries[i] & LEN_MASK;
 
-		memcpy(hdr + HDR_SIZE + 4 * i, &entry, 4);
+		table_set(hdr, i, f->entries[i], f->sums[i]);
 		/* EEXIST: another worker of this ingest writes the same content. */
 		if (fd >= 0 && len && (r = write_all(fd, f->stored[i], len, off)))
 			goto io_err;
@@ -845,7 +888,9 @@ struct object {
 	uint64_t size;
 	uint32_t shift;
 	uint32_t nframes;
+	unsigned format;   /* 1 or 2 */
 	uint32_t *entries; /* host order */
+	uint64_t *sums;    /* each frame's checksum (O3); NULL in format 1 */
 	uint64_t *offsets; /* nframes + 1 image offsets */
 	uint8_t *cbuf;     /* compressed frame scratch */
 	size_t cbuf_size;
@@ -857,8 +902,10 @@ struct object {
 int object_open_fd(int fd, const struct objkey *key, struct object **ret, struct cfs_err *err)
 {
 	struct object *o = calloc(1, sizeof(*o));
-	uint8_t hdr[HDR_SIZE];
-	uint64_t image_len, v64;
+	uint8_t hdr[HDR_SIZE], *table = NULL;
+	uint64_t image_len, v64, table_len;
+	size_t hdr_len, entry_size;
+	const char *why = "malformed image";
 	char path[48];
 	uint32_t v32;
 	struct stat sb;
@@ -877,49 +924,83 @@ int object_open_fd(int fd, const struct objkey *key, struct object **ret, struct
 		goto fail;
 	}
 	image_len = (uint64_t)sb.st_size;
-	if (image_len < HDR_SIZE || read_all(o->fd, hdr, HDR_SIZE, 0))
+	if (image_len < HDR1_SIZE || read_all(o->fd, hdr, HDR1_SIZE, 0))
 		goto bad;
+	if (memcmp(hdr, object_magic, 8) == 0) {
+		o->format = 2;
+		hdr_len = HDR_SIZE;
+		entry_size = ENTRY_SIZE;
+		if (image_len < HDR_SIZE || read_all(o->fd, hdr + HDR1_SIZE, 8, HDR1_SIZE))
+			goto bad;
+	} else if (memcmp(hdr, object_magic1, 8) == 0) {
+		o->format = 1;
+		hdr_len = HDR1_SIZE;
+		entry_size = ENTRY1_SIZE;
+	} else {
+		goto bad;
+	}
 	memcpy(&v32, hdr + 8, 4);
 	o->shift = le32toh(v32);
 	memcpy(&v32, hdr + 12, 4);
 	o->nframes = le32toh(v32);
 	memcpy(&v64, hdr + 16, 8);
 	o->size = le64toh(v64);
-	if (memcmp(hdr, object_magic, 8) != 0 || memcmp(hdr + 24, key->b, 16) != 0 ||
-	    o->shift < 12 || o->shift > 26 || o->size > (1ull << 50) ||
+	table_len = entry_size * (uint64_t)o->nframes;
+	if (memcmp(hdr + 24, key->b, 16) != 0 || o->shift < 12 || o->shift > 26 ||
+	    o->size > (1ull << 50) ||
 	    o->nframes != ((o->size + (1ull << o->shift) - 1) >> o->shift) ||
-	    image_len < HDR_SIZE + 4ull * o->nframes)
+	    image_len < hdr_len + table_len)
 		goto bad;
+	table = malloc(table_len ? table_len : 1);
 	o->entries = calloc(o->nframes ? o->nframes : 1, sizeof(*o->entries));
+	o->sums = o->format == 2 ? calloc(o->nframes ? o->nframes : 1, sizeof(*o->sums)) : NULL;
 	o->offsets = calloc(o->nframes + 1ull, sizeof(*o->offsets));
-	if (!o->entries || !o->offsets) {
+	if (!table || !o->entries || (o->format == 2 && !o->sums) || !o->offsets) {
 		r = -ENOMEM;
 		goto fail;
 	}
-	if (read_all(o->fd, (uint8_t *)o->entries, 4ull * o->nframes, HDR_SIZE))
+	if (read_all(o->fd, table, table_len, (off_t)hdr_len))
 		goto bad;
-	o->offsets[0] = HDR_SIZE + 4ull * o->nframes;
+	if (o->format == 2) {
+		memcpy(&v64, hdr + HDR1_SIZE, 8);
+		if (header_sum(hdr, table, table_len) != le64toh(v64)) {
+			why = "header or frame table fails its checksum";
+			goto bad;
+		}
+	}
+	o->offsets[0] = hdr_len + table_len;
 	for (uint32_t i = 0; i < o->nframes; i++) {
-		uint32_t e = le32toh(o->entries[i]), kind = e >> 30, len = e & LEN_MASK;
+		uint32_t e, kind, len;
 		uint64_t raw = i + 1 == o->nframes ? o->size - ((uint64_t)i << o->shift)
 		                                   : 1ull << o->shift;
 
+		memcpy(&v32, table + entry_size * i, 4);
+		e = le32toh(v32);
+		kind = e >> 30;
+		len = e & LEN_MASK;
+		if (o->sums) {
+			memcpy(&v64, table + entry_size * i + 4, 8);
+			o->sums[i] = le64toh(v64);
+		}
 		o->entries[i] = e;
 		if (kind > KIND_ZERO || (kind == KIND_RAW && len != raw) ||
 		    (kind == KIND_ZERO && len != 0))
 			goto bad;
 		o->offsets[i + 1] = o->offsets[i] + len;
-		if (len > o->cbuf_size)
+		/* Raw frames are read straight into their destination. */
+		if (kind == KIND_ZSTD && len > o->cbuf_size)
 			o->cbuf_size = len;
 	}
 	if (o->offsets[o->nframes] != image_len)
 		goto bad;
+	free(table);
 	*ret = o;
 	return 0;
 bad:
-	r = err_set(err, -EBADMSG, "%s: corrupt object: malformed image", path);
+	r = err_set(err, -EBADMSG, "%s: corrupt object: %s", path, why);
 fail:
 	assert(r < 0);
+	free(table);
 	object_close(o);
 	return r;
 }
@@ -948,6 +1029,7 @@ void object_close(struct object *o)
 	if (o->fd >= 0)
 		close(o->fd);
 	free(o->entries);
+	free(o->sums);
 	free(o->offsets);
 	free(o->cbuf);
 	free(o->frame);
@@ -959,38 +1041,47 @@ uint64_t object_size(const struct object *o)
 	return o->size;
 }
 
-/* Decompress frame i into dst (which holds the frame's content size). */
+unsigned object_format(const struct object *o)
+{
+	return o->format;
+}
+
+/* Decode frame i into dst (which holds the frame's content size) and check it (O3). */
 static int frame_decode(struct object *o, ZSTD_DCtx *dctx, uint32_t i, uint8_t *dst,
                         struct cfs_err *err)
 {
 	uint32_t kind = o->entries[i] >> 30, len = o->entries[i] & LEN_MASK;
 	uint64_t raw = i + 1 == o->nframes ? o->size - ((uint64_t)i << o->shift) : 1ull << o->shift;
-	const uint8_t *src;
+	const char *why = "does not decode";
 	char path[48];
 	size_t n;
 
 	if (kind == KIND_ZERO) {
+		/* Nothing stored: the entry itself is covered by the table's checksum. */
 		memset(dst, 0, raw);
 		return 0;
 	}
-	if (!o->cbuf) {
-		o->cbuf = malloc(o->cbuf_size ? o->cbuf_size : 1);
-		if (!o->cbuf)
-			return -ENOMEM;
-	}
-	if (read_all(o->fd, o->cbuf, len, (off_t)o->offsets[i]))
-		goto bad;
-	src = o->cbuf;
 	if (kind == KIND_RAW) {
-		memcpy(dst, src, raw);
-		return 0;
+		if (read_all(o->fd, dst, raw, (off_t)o->offsets[i]))
+			goto bad;
+	} else {
+		if (!o->cbuf) {
+			o->cbuf = malloc(o->cbuf_size ? o->cbuf_size : 1);
+			if (!o->cbuf)
+				return -ENOMEM;
+		}
+		if (read_all(o->fd, o->cbuf, len, (off_t)o->offsets[i]))
+			goto bad;
+		n = ZSTD_decompressDCtx(dctx, dst, raw, o->cbuf, len);
+		if (ZSTD_isError(n) || n != raw)
+			goto bad;
 	}
-	n = ZSTD_decompressDCtx(dctx, dst, raw, src, len);
-	if (!ZSTD_isError(n) && n == raw)
+	if (!o->sums || XXH3_64bits(dst, raw) == o->sums[i])
 		return 0;
+	why = "fails its checksum";
 bad:
 	objkey_path(&o->key, path);
-	return err_set(err, -EBADMSG, "%s: corrupt object: frame %u does not decode", path, i);
+	return err_set(err, -EBADMSG, "%s: corrupt object: frame %u %s", path, i, why);
 }
 
 /* The content of frame i, decoded into the object's frame buffer (kept for the next read). */

@@ -115,7 +115,8 @@ int object_publish(struct object_writer *w, struct cfs_err *err);
 struct object;
 struct cache;
 
-/* Open the image of key. -EBADMSG if missing or malformed. */
+/* Open the image of key (format 1 or 2, docs/object-format.md). -EBADMSG if missing,
+ * malformed, or (format 2) its header or frame table fails its checksum. */
 int object_open(int store_fd, const struct objkey *key, struct object **ret, struct cfs_err *err);
 /* The same for an image open at fd, which the object then owns (and closes). */
 int object_open_fd(int fd, const struct objkey *key, struct object **ret, struct cfs_err *err);
@@ -123,13 +124,17 @@ int object_open_fd(int fd, const struct objkey *key, struct object **ret, struct
 uint64_t object_image_size(const struct object *o);
 void object_close(struct object *o);
 uint64_t object_size(const struct object *o);
+/* The image's format: 2 (frames checked on every decode) or 1 (written before frames had
+ * checksums: only object_check, by the key, finds damage in them). */
+unsigned object_format(const struct object *o);
 
 /* From now on, reads that want part of a frame take the decoded frame from frames, shared
  * with other threads' objects, instead of decoding it into a buffer of this object's own. */
 void object_share_frames(struct object *o, struct cache *frames);
 
 /* Read [off, off + len) of the content (clipped to its end) into buf, using dctx.
- * -EBADMSG on a frame that does not decompress to its size. */
+ * -EBADMSG on a frame that does not decompress to its size or (format 2) whose bytes fail
+ * its checksum: then buf holds no byte of that frame worth reading. */
 int object_read(struct object *o, ZSTD_DCtx *dctx, uint64_t off, size_t len, uint8_t *buf,
                 size_t *ret_n, struct cfs_err *err);
 

@@ -155,6 +155,10 @@ int store_node_path(struct store *st, int64_t id, char *buf, size_t size, struct
 			return r;
 		if (n.parent == 0)
 			return 0;
+		/* Parents come first (verify checks it): a damaged catalog must not loop here. */
+		if (n.parent >= id)
+			return err_set(err, -EUCLEAN, "node %lld: parent %lld listed after it",
+			               (long long)id, (long long)n.parent);
 		/* Prepend "name/" (or "name" for the first). */
 		size_t add = n.namelen + (len ? 1 : 0);
 		if (len + add + 1 > size)
@@ -181,7 +185,7 @@ static int err_with_path(struct store *st, const struct store_node *n, int r, st
 	if (store_node_path(st, n->id, path, sizeof(path), NULL))
 		strcpy(path, "?");
 	/* The top node's name is the environment hash. */
-	while (catalog_node_get(st->cat, id, &top, NULL) == 0 && top.parent)
+	while (catalog_node_get(st->cat, id, &top, NULL) == 0 && top.parent && top.parent < id)
 		id = top.parent;
 	return err_set(err, r, "%.*s/%s: %s", (int)top.namelen, top.name, path, msg);
 }
@@ -309,6 +313,10 @@ static int node_get(struct store *st, const struct store_node *n, struct read_no
 		return r;
 	if (!c.obj.id)
 		r = err_set(err, -EUCLEAN, "file has no object in the catalog");
+	/* A file longer than its object would end early: the kernel would take it as shorter. */
+	else if (c.obj.size != n->size_neutral)
+		r = err_set(err, -EUCLEAN, "catalog: file of %llu bytes, its object holds %llu",
+		            (unsigned long long)n->size_neutral, (unsigned long long)c.obj.size);
 	else if (c.reloc && reloc_decode(c.reloc, c.reloc_len, &s->reloc))
 		r = err_set(err, -EUCLEAN, "bad relocation record");
 	s->image = c.image_key;

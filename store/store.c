@@ -2,15 +2,25 @@
 /*
  * Opening and creating a store: the directory layout, its format version, the catalog.
  *
- *   FORMAT         "condafs-store 1": a store of another format is refused
+ *   FORMAT         "condafs-store 2": object images of format 1 or 2 (docs/object-format.md).
+ *                  "condafs-store 1" (images of format 1 only) is read as it is and made 2
+ *                  by the first command that writes; any other is refused.
  *   catalog.db     the SQLite catalog (with -wal and -shm beside it)
  *   objects/xx/    object images, by the first byte of their key (made on first use)
  *   tmp/           ingests' temporary directories (ingest.c, object.c)
+ *
+ * S1: the catalog is made only with a new store: before FORMAT, in a directory whose
+ *     objects/ is empty. An existing store whose catalog is missing or empty is refused,
+ *     never given a new one, and a catalog that names no object, or whose nodes name
+ *     object rows it lacks, is never trusted to say that the images beside it are
+ *     unreferenced (store_check_catalog): the objects of a store are never lost with its
+ *     catalog.
  */
 #include "store_impl.h"
 
 #include "err.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -20,7 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FORMAT_LINE "condafs-store 1\n"
+#define FORMAT_LINE   "condafs-store 2\n"
+#define FORMAT_LINE_1 "condafs-store 1\n"
 
 static int mkdir_p(const char *path)
 {
@@ -45,16 +56,13 @@ static int mkdir_p(const char *path)
 	return r;
 }
 
-/* Lay out a new store. Safe to race with another creator: every step is idempotent and
- * FORMAT appears last, atomically. */
-static int store_create(int fd, const char *dir, struct cfs_err *err)
+/* Write FORMAT, durably: linked in place for a new store (one that appeared meanwhile is
+ * kept: every creator writes the same), or moved over the older one with replace. */
+static int write_format(int fd, const char *dir, bool replace, struct cfs_err *err)
 {
-	int r, ffd;
+	char proc[64], name[64];
+	int ffd, r;
 
-	if (mkdirat(fd, "tmp", 0700) < 0 && errno != EEXIST)
-		return err_set(err, neg_errno(), "%s/tmp: %s", dir, strerror(errno));
-	if (mkdirat(fd, "objects", 0755) < 0 && errno != EEXIST)
-		return err_set(err, neg_errno(), "%s/objects: %s", dir, strerror(errno));
 	ffd = openat(fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0444);
 	if (ffd < 0)
 		return err_set(err, neg_errno(), "%s: cannot write FORMAT: %s", dir,
@@ -63,11 +71,16 @@ static int store_create(int fd, const char *dir, struct cfs_err *err)
 	                    fsync(ffd) == 0
 	            ? 0
 	            : neg_errno();
-	if (!r) {
-		char proc[64];
-
-		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", ffd);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", ffd);
+	if (!r && !replace) {
 		if (linkat(AT_FDCWD, proc, fd, "FORMAT", AT_SYMLINK_FOLLOW) < 0 && errno != EEXIST)
+			r = neg_errno();
+	} else if (!r) {
+		/* Under tmp/: a writer killed here leaves nothing in the store's top. */
+		snprintf(name, sizeof(name), "tmp/format-%d", (int)getpid());
+		unlinkat(fd, name, 0);
+		if (linkat(AT_FDCWD, proc, fd, name, AT_SYMLINK_FOLLOW) < 0 ||
+		    renameat(fd, name, fd, "FORMAT") < 0)
 			r = neg_errno();
 	}
 	close(ffd);
@@ -78,7 +91,48 @@ static int store_create(int fd, const char *dir, struct cfs_err *err)
 	return 0;
 }
 
-static int check_format(int fd, const char *dir, struct cfs_err *err)
+/* Lay out a new store. Safe to race with another creator: every step is idempotent and
+ * FORMAT appears last, atomically. */
+static int store_create(int fd, const char *dir, struct cfs_err *err)
+{
+	if (mkdirat(fd, "tmp", 0700) < 0 && errno != EEXIST)
+		return err_set(err, neg_errno(), "%s/tmp: %s", dir, strerror(errno));
+	if (mkdirat(fd, "objects", 0755) < 0 && errno != EEXIST)
+		return err_set(err, neg_errno(), "%s/objects: %s", dir, strerror(errno));
+	return write_format(fd, dir, false, err);
+}
+
+/* S1: a directory whose objects/ holds anything is a store that lost its FORMAT, not a new
+ * one (a creator killed before FORMAT left objects/ empty: images come after). */
+static int objects_empty(int fd, const char *dir, struct cfs_err *err)
+{
+	int ofd = openat(fd, "objects", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	bool any = false;
+	DIR *d;
+
+	if (ofd < 0 && errno == ENOENT)
+		return 0;
+	if (ofd < 0)
+		return err_set(err, neg_errno(), "%s/objects: %s", dir, strerror(errno));
+	d = fdopendir(ofd);
+	if (!d) {
+		close(ofd);
+		return -ENOMEM;
+	}
+	while (!any && (de = readdir(d)))
+		any = strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+	closedir(d);
+	if (any)
+		return err_set(err, -EEXIST,
+		               "%s: objects/ is not empty but FORMAT is missing: not making a new "
+		               "store over it (restore FORMAT and catalog.db from a backup)",
+		               dir);
+	return 0;
+}
+
+/* 0, or the FORMAT version (1 or 2) in *ret_version; -ENOENT without FORMAT. */
+static int check_format(int fd, const char *dir, int *ret_version, struct cfs_err *err)
 {
 	char buf[64] = {0};
 	ssize_t n;
@@ -90,14 +144,80 @@ static int check_format(int fd, const char *dir, struct cfs_err *err)
 	close(ffd);
 	if (n < 0)
 		return err_set(err, neg_errno(), "%s/FORMAT: %s", dir, strerror(errno));
-	if (strcmp(buf, FORMAT_LINE) != 0) {
-		buf[strcspn(buf, "\n")] = '\0';
-		return err_set(err, -EPROTO,
-		               "%s/FORMAT: store format '%s' is not one this condafs knows "
-		               "(it reads '%.*s')",
-		               dir, buf, (int)strlen(FORMAT_LINE) - 1, FORMAT_LINE);
+	if (strcmp(buf, FORMAT_LINE) == 0) {
+		*ret_version = 2;
+		return 0;
+	}
+	if (strcmp(buf, FORMAT_LINE_1) == 0) {
+		*ret_version = 1;
+		return 0;
+	}
+	buf[strcspn(buf, "\n")] = '\0';
+	return err_set(err, -EPROTO,
+	               "%s/FORMAT: store format '%s' is not one this condafs knows "
+	               "(it reads '%.*s' and '%.*s')",
+	               dir, buf, (int)strlen(FORMAT_LINE_1) - 1, FORMAT_LINE_1,
+	               (int)strlen(FORMAT_LINE) - 1, FORMAT_LINE);
+}
+
+/* Whether objects/ holds at least one image. */
+static int any_image(int fd, bool *ret)
+{
+	*ret = false;
+	for (int i = 0; i < 256 && !*ret; i++) {
+		char dir[16];
+		struct dirent *de;
+		DIR *d;
+		int dfd;
+
+		snprintf(dir, sizeof(dir), "objects/%02x", i);
+		dfd = openat(fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0 && errno == ENOENT)
+			continue;
+		if (dfd < 0)
+			return neg_errno();
+		d = fdopendir(dfd);
+		if (!d) {
+			close(dfd);
+			return -ENOMEM;
+		}
+		while (!*ret && (de = readdir(d)))
+			*ret = strlen(de->d_name) == 30;
+		closedir(d);
 	}
 	return 0;
+}
+
+int store_check_catalog(struct store *st, bool links, struct cfs_err *err)
+{
+	int64_t node, obj;
+	bool nothing, images;
+	int r = catalog_names_nothing(st->cat, &nothing, err);
+
+	if (!r && nothing) {
+		r = any_image(st->fd, &images);
+		if (r)
+			return err_set(err, r, "%s/objects: %s", st->dir, strerror(-r));
+		if (images)
+			return err_set(
+			        err, -EUCLEAN,
+			        "%s/catalog.db: the catalog names no object, but objects/ "
+			        "holds images: not taking them for unreferenced (is this the "
+			        "store's catalog? restore it from a backup)",
+			        st->dir);
+	}
+	if (r || !links)
+		return r;
+	r = catalog_dangling_node(st->cat, &node, &obj, err);
+	if (r == -ENOENT)
+		return 0;
+	if (r == 0)
+		r = err_set(err, -EUCLEAN,
+		            "%s/catalog.db: node %lld names object %lld, which has no row: the "
+		            "catalog is damaged (see condafs verify); not deleting what it does "
+		            "not name",
+		            st->dir, (long long)node, (long long)obj);
+	return r;
 }
 
 /* Coarse, cheap: it is asked between every two requests of the daemon. */
@@ -113,7 +233,7 @@ int store_open(const char *dir, unsigned flags, struct store **ret, struct cfs_e
 {
 	struct store *st = calloc(1, sizeof(*st));
 	char *db = NULL;
-	int r;
+	int r, version = 0;
 
 	if (!st)
 		return -ENOMEM;
@@ -140,17 +260,23 @@ int store_open(const char *dir, unsigned flags, struct store **ret, struct cfs_e
 		r = -ENOMEM;
 		goto fail;
 	}
-	r = check_format(st->fd, dir, err);
+	r = check_format(st->fd, dir, &version, err);
 	if (r == -ENOENT && (flags & STORE_CREATE)) {
 		/* The catalog before FORMAT: a store whose FORMAT exists has a catalog, even
-		 * when its creator was killed in between. */
-		r = catalog_open(db, true, &st->cat, err);
+		 * when its creator was killed in between (S1). */
+		r = objects_empty(st->fd, dir, err);
+		if (!r)
+			r = catalog_create(db, &st->cat, err);
 		if (!r)
 			r = store_create(st->fd, dir, err);
 	} else if (r == -ENOENT) {
 		r = err_set(err, -ENOENT, "%s: no condafs store here (FORMAT missing)", dir);
 	} else if (!r) {
 		r = catalog_open(db, !(flags & STORE_READONLY), &st->cat, err);
+		/* Before any image of format 2 is written, so that an older condafs refuses the
+		 * store instead of taking those images for corrupt ones. */
+		if (!r && version == 1 && !(flags & STORE_READONLY))
+			r = write_format(st->fd, dir, true, err);
 	}
 	if (!r && (flags & STORE_SNAPSHOT)) {
 		r = catalog_begin(st->cat, false, err);

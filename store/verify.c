@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * Verify: re-read every object the catalog names and check it hashes to its key, name the
- * environments and paths that use a missing or corrupt one, and list object files that no
- * catalog row names (left by an ingest killed before its commit: harmless, gc frees them).
+ * environments and paths that use a missing or corrupt one, list object files that no
+ * catalog row names (left by an ingest killed before its commit: harmless, gc frees them),
+ * and check every node's link to its object and the shape of every tree.
  * Repair: the same, then mend what needs no lost bytes (see store_repair in store.h).
  *
  * Invariants of the repair (with gc.c's G1-G2 and catalog.c's C2):
@@ -13,8 +14,13 @@
  * R2: every catalog change is one transaction, committed before any file is removed; a
  *     file is removed only when no row names it (G1). A crash leaves the old catalog or
  *     the new one, plus at worst files no row names.
- * R3: broken is set from what the re-hash found, for every environment, every run: an
- *     environment whose objects were restored is cleared by the next repair.
+ * R3: broken is set from what the re-hash and the tree checks found, for every environment,
+ *     every run: an environment whose objects were restored is cleared by the next repair.
+ * R4: damage is never a reason to delete more. A catalog that names no object is not
+ *     trusted to say which images are unreferenced (store.c S1), and when a node's link to
+ *     its object or its place in its tree is wrong, the rows that would decide what is
+ *     unused are themselves in doubt: then the repair only marks environments broken, and
+ *     leaves reference counts, rows and object files as they are.
  */
 #include "store_impl.h"
 
@@ -24,6 +30,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +68,8 @@ struct verify {
 	size_t nbad, capbad;
 	struct objkey *orphans;
 	size_t norphans, caporphans;
+	int64_t *damaged; /* environments with a damaged node */
+	size_t ndamaged, capdamaged;
 };
 
 /* Make room for one more element of size in the array v of *n (capacity *cap): the array,
@@ -238,6 +248,310 @@ static int find_orphans(struct verify *v)
 	return 0;
 }
 
+/* ---- the trees: every node's link to its object, and the shape of every tree ---- */
+
+/* A node of the environment being checked, as far as the shape needs it. */
+struct tnode {
+	int64_t id, parent, first_child, nchildren, seen;
+	int type;
+	size_t name_off, namelen; /* in tree.names; at most NAME_MAX bytes kept */
+};
+
+/* Something wrong with node n (an index in tree.n), and the object it names if any. */
+struct tproblem {
+	size_t n;
+	bool has_key;
+	struct objkey key;
+	char msg[160];
+};
+
+struct tree {
+	struct verify *v;
+	const struct store_env *env;
+	struct tnode *n;
+	size_t nn, capn;
+	char *names;
+	size_t nnames, capnames;
+	struct tproblem *p;
+	size_t np, capp;
+};
+
+static void tree_free(struct tree *t)
+{
+	free(t->n);
+	free(t->names);
+	free(t->p);
+}
+
+static int tree_problem(struct tree *t, size_t n, const struct objkey *key, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+static int tree_problem(struct tree *t, size_t n, const struct objkey *key, const char *fmt, ...)
+{
+	struct tproblem *p = grow(t->p, &t->np, &t->capp, sizeof(*t->p));
+	va_list ap;
+
+	if (!p)
+		return -ENOMEM;
+	t->p = p;
+	p = &t->p[t->np - 1];
+	p->n = n;
+	p->has_key = key != NULL;
+	if (key)
+		p->key = *key;
+	va_start(ap, fmt);
+	vsnprintf(p->msg, sizeof(p->msg), fmt, ap);
+	va_end(ap);
+	return 0;
+}
+
+/* A name a tree may hold: what readdir and lookup can give back as one component. */
+static const char *bad_name(const uint8_t *name, size_t len)
+{
+	if (len == 0)
+		return "an empty name";
+	if (len > NAME_MAX)
+		return "a name longer than 255 bytes";
+	if (memchr(name, '/', len))
+		return "a name with a '/'";
+	if (memchr(name, '\0', len))
+		return "a name with a NUL byte";
+	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+		return "the name '.' or '..'";
+	return NULL;
+}
+
+/* Names in SQLite's order of blobs: bytes, then length. */
+static int name_cmp(const char *a, size_t an, const uint8_t *b, size_t bn)
+{
+	size_t n = an < bn ? an : bn;
+	int c = n ? memcmp(a, b, n) : 0; /* SQLite gives an empty blob as NULL */
+
+	return c ? c : (an > bn) - (an < bn);
+}
+
+/* One row: kept for the shape, and its own fields and links checked. */
+static int tree_row(void *ctx, const struct catalog_link *l)
+{
+	struct tree *t = ctx;
+	size_t k = t->nn, keep = l->namelen < NAME_MAX ? l->namelen : NAME_MAX;
+	const struct tnode *prev;
+	const struct objkey *key = l->obj_found ? &l->obj_key : NULL;
+	struct tnode *n = grow(t->n, &t->nn, &t->capn, sizeof(*t->n));
+	const char *why;
+	int r = 0;
+
+	if (!n)
+		return -ENOMEM;
+	t->n = n;
+	if (t->nnames + keep > t->capnames) {
+		size_t cap = t->capnames ? 2 * t->capnames : 65536;
+		char *v;
+
+		while (cap < t->nnames + keep)
+			cap *= 2;
+		v = realloc(t->names, cap);
+		if (!v)
+			return -ENOMEM;
+		t->names = v;
+		t->capnames = cap;
+	}
+	if (keep)
+		memcpy(t->names + t->nnames, l->name, keep);
+	t->n[k] = (struct tnode){.id = l->id,
+	                         .parent = l->parent,
+	                         .first_child = l->first_child,
+	                         .nchildren = l->nchildren,
+	                         .type = l->type,
+	                         .name_off = t->nnames,
+	                         .namelen = keep};
+	t->nnames += keep;
+	prev = k ? &t->n[k - 1] : NULL;
+	if (l->parent && (why = bad_name(l->name, l->namelen)))
+		r = tree_problem(t, k, NULL, "%s", why);
+	/* Siblings are consecutive ids sorted by name (catalog.c C3): strictly, so no two
+	 * share a name. */
+	else if (l->parent && prev && prev->parent == l->parent &&
+	         name_cmp(t->names + prev->name_off, prev->namelen, l->name, keep) >= 0)
+		r = tree_problem(t, k, NULL, "name not after its previous sibling's");
+	if (r)
+		return r;
+	switch (l->type) {
+	case NODE_DIR:
+		break;
+	case NODE_SYMLINK:
+		if (!l->has_target)
+			r = tree_problem(t, k, NULL, "symbolic link without a target");
+		break;
+	case NODE_FILE:
+		if (!l->obj)
+			r = tree_problem(t, k, NULL, "file without an object");
+		else if (!l->obj_found)
+			r = tree_problem(t, k, NULL, "no object row (object %lld)",
+			                 (long long)l->obj);
+		/* The object may be a pack row: a pack of one member has the member's bytes,
+		 * so its key, and is that member's row. */
+		else if (l->size != l->obj_size)
+			r = tree_problem(t, k, key, "size %lld, its object holds %lld bytes",
+			                 (long long)l->size, (long long)l->obj_size);
+		else if (l->group && (!l->group_found || l->group_obj != l->obj))
+			r = tree_problem(t, k, key, "in group %lld, which is not of its object",
+			                 (long long)l->group);
+		break;
+	default:
+		r = tree_problem(t, k, NULL, "unknown node type %d", l->type);
+	}
+	return r;
+}
+
+static int by_tnode_id(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = ((const struct tnode *)b)->id;
+
+	return (x > y) - (x < y);
+}
+
+static struct tnode *tree_find(struct tree *t, int64_t id)
+{
+	return bsearch(&id, t->n, t->nn, sizeof(*t->n), by_tnode_id);
+}
+
+/* The shape: one top directory first; every other node after its parent, a directory of
+ * this environment whose children's range holds it; every directory's range after it and
+ * holding exactly its children. Parents then come before children all the way up, so there
+ * is no cycle, and a listing and a lookup see the same tree. */
+static int tree_shape(struct tree *t)
+{
+	struct tnode *top = t->nn ? &t->n[0] : NULL;
+	int r = 0;
+
+	if (!top || top->id != t->env->root || top->parent != 0 || top->type != NODE_DIR)
+		return tree_problem(t, 0, NULL,
+		                    "the environment's top directory (node %lld) is "
+		                    "not its first node",
+		                    (long long)t->env->root);
+	for (size_t k = 1; !r && k < t->nn; k++) {
+		struct tnode *n = &t->n[k], *p = NULL;
+
+		if (n->parent >= n->id || n->parent <= 0)
+			r = tree_problem(t, k, NULL, "listed before its parent (node %lld)",
+			                 (long long)n->parent);
+		else if (!(p = tree_find(t, n->parent)) || p->type != NODE_DIR)
+			r = tree_problem(
+			        t, k, NULL,
+			        "its parent (node %lld) is not a directory of this environment",
+			        (long long)n->parent);
+		else if (n->id < p->first_child || n->id - p->first_child >= p->nchildren)
+			r = tree_problem(t, k, NULL, "not among its parent's children");
+		else
+			p->seen++;
+	}
+	for (size_t k = 0; !r && k < t->nn; k++) {
+		struct tnode *d = &t->n[k];
+
+		if (d->type != NODE_DIR)
+			continue;
+		if (d->nchildren < 0 || (d->nchildren > 0 && d->first_child <= d->id))
+			r = tree_problem(
+			        t, k, NULL,
+			        "its children (from node %lld) are listed before it: a cycle",
+			        (long long)d->first_child);
+		else if (d->seen != d->nchildren)
+			r = tree_problem(t, k, NULL, "%lld children listed, %lld found",
+			                 (long long)d->nchildren, (long long)d->seen);
+	}
+	return r;
+}
+
+/* Append a name to buf (of size, holding len bytes), bytes a terminal or a path would
+ * misread escaped. */
+static size_t put_name(char *buf, size_t size, size_t len, const char *name, size_t n)
+{
+	for (size_t i = 0; i < n && len + 5 < size; i++) {
+		unsigned char c = (unsigned char)name[i];
+
+		if (c < 0x20 || c == 0x7f || c == '/' || c == '\\')
+			len += (size_t)snprintf(buf + len, size - len, "\\x%02x", c);
+		else
+			buf[len++] = (char)c;
+	}
+	buf[len] = '\0';
+	return len;
+}
+
+/* The path of node k from the rows read, following parents only while they come first (a
+ * damaged tree must not loop): "(node N)/..." where the chain breaks. */
+static void tree_path(struct tree *t, size_t k, char *buf, size_t size)
+{
+	size_t chain[256], depth = 0, len = 0;
+	struct tnode *n = &t->n[k];
+
+	while (depth < 256 && n->parent > 0) {
+		struct tnode *p = n->parent < n->id ? tree_find(t, n->parent) : NULL;
+
+		chain[depth++] = (size_t)(n - t->n);
+		if (!p)
+			break;
+		n = p;
+	}
+	buf[0] = '\0';
+	if (n->parent > 0 || depth == 256)
+		len = (size_t)snprintf(buf, size, "(node %lld)/", (long long)n->parent);
+	while (depth-- > 0 && len < size - 1) {
+		const struct tnode *c = &t->n[chain[depth]];
+
+		len = put_name(buf, size, len, t->names + c->name_off, c->namelen);
+		if (depth && len < size - 1)
+			buf[len++] = '/';
+		buf[len] = '\0';
+	}
+}
+
+static int check_tree(struct verify *v, const struct store_env *env)
+{
+	struct tree t = {.v = v, .env = env};
+	int r = catalog_env_links(v->st->cat, env->id, tree_row, &t, v->err);
+
+	if (!r)
+		r = tree_shape(&t);
+	for (size_t i = 0; !r && i < t.np; i++) {
+		char path[4096], key[33];
+		struct verify_problem p = {NULL, t.p[i].msg, env->hash, path};
+
+		path[0] = '\0';
+		if (t.p[i].n < t.nn)
+			tree_path(&t, t.p[i].n, path, sizeof(path));
+		if (t.p[i].has_key) {
+			objkey_hex(&t.p[i].key, key);
+			p.key = key;
+		}
+		v->res.damaged_nodes++;
+		v->fn(v->ctx, &p);
+	}
+	if (!r && t.np && v->collect) {
+		int64_t *d = grow(v->damaged, &v->ndamaged, &v->capdamaged, sizeof(*d));
+
+		if (!d)
+			r = -ENOMEM;
+		else
+			(v->damaged = d)[v->ndamaged - 1] = env->id;
+	}
+	tree_free(&t);
+	return r == -ENOMEM ? err_set(v->err, r, "out of memory") : r;
+}
+
+static int check_trees(struct verify *v)
+{
+	struct store_env *envs = NULL;
+	size_t n = 0;
+	int r = catalog_env_list(v->st->cat, CATALOG_ENVS_ALL, &envs, &n, v->err);
+
+	for (size_t i = 0; !r && i < n; i++)
+		r = check_tree(v, &envs[i]);
+	free(envs);
+	return r;
+}
+
 /* The walks over objects and object files, in one read transaction: a consistent view
  * while ingests commit beside us. */
 static int verify_walk(struct verify *v)
@@ -248,10 +562,15 @@ static int verify_walk(struct verify *v)
 	if (!v->buf)
 		return -ENOMEM;
 	r = catalog_begin(v->st->cat, false, v->err);
+	/* R4: before any image is taken for unreferenced. */
+	if (!r)
+		r = store_check_catalog(v->st, false, v->err);
 	if (!r)
 		r = catalog_object_each(v->st->cat, check_object, v, v->err);
 	if (!r)
 		r = find_orphans(v);
+	if (!r)
+		r = check_trees(v);
 	catalog_rollback(v->st->cat);
 	object_close(v->pack);
 	v->pack = NULL;
@@ -386,6 +705,8 @@ static int mark_envs(struct repair *rp, struct verify *v, struct cfs_err *err)
 		if (v->bad[i].kind == OBJECT_CONTENT)
 			r = catalog_object_envs(rp->st->cat, v->bad[i].id, add_broken, rp, err);
 	}
+	for (size_t i = 0; !r && i < v->ndamaged; i++)
+		r = add_broken(rp, v->damaged[i]);
 	if (rp->nbroken)
 		qsort(rp->broken, rp->nbroken, sizeof(*rp->broken), cmp_id);
 	if (!r)
@@ -437,10 +758,12 @@ static int mend_catalog(struct repair *rp, struct verify *v, struct cfs_err *err
 
 	if (r)
 		return r;
-	r = fix_refs(rp, err);
+	/* R4: with damaged nodes, the counts the rows give are not to be believed. */
+	if (!v->ndamaged)
+		r = fix_refs(rp, err);
 	if (!r)
 		r = forget_sources(rp, v, err);
-	if (!r)
+	if (!r && !v->ndamaged)
 		r = drop_unused(rp, v, err);
 	if (!r)
 		r = mark_envs(rp, v, err);
@@ -500,7 +823,8 @@ int store_repair(struct store *st, void (*fn)(void *ctx, const struct verify_pro
 		goto out;
 	rp.res.found = v.res;
 	r = mend_catalog(&rp, &v, err);
-	for (size_t i = 0; !r && i < v.norphans; i++)
+	/* R4: a file no row names may be the one a damaged row should name. */
+	for (size_t i = 0; !r && !v.ndamaged && i < v.norphans; i++)
 		r = unlink_object(&rp, &v.orphans[i], true, err);
 	/* A dropped pack or large content leaves its image; members have none. */
 	for (size_t i = 0; !r && i < v.nbad; i++)
@@ -520,6 +844,7 @@ out:
 		*ret = rp.res;
 	free(v.bad);
 	free(v.orphans);
+	free(v.damaged);
 	free(rp.broken);
 	close(lock);
 	return r;

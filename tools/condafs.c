@@ -23,9 +23,10 @@
 
 /*
  * Exit codes: 0 fine, 1 the command failed, 2 bad usage. verify: 1 also when it found
- * missing or corrupt objects. verify --repair follows fsck(8), so that a timer can tell
- * "mended" from "needs a person" from "did not run": 0 nothing found, 1 problems found and
- * all repaired, 4 problems left (missing or corrupt objects still used), 8 could not run.
+ * missing or corrupt objects or damaged nodes. verify --repair follows fsck(8), so that a
+ * timer can tell "mended" from "needs a person" from "did not run": 0 nothing found, 1
+ * problems found and all repaired, 4 problems left (missing or corrupt objects still used,
+ * damaged nodes), 8 could not run.
  */
 enum {
 	EXIT_FAILED = 1,
@@ -68,13 +69,14 @@ static const char usage[] =
         "  cat ENV PATH [--prefix P]\n"
         "                      print a file (prefix default: the one it was built at)\n"
         "  stats               logical and stored bytes, dedup ratio, bytes unique to each env\n"
-        "  verify [--repair]   re-hash every object; exit 1 if any is missing or corrupt\n"
+        "  verify [--repair]   re-hash every object and check every tree's links and shape;\n"
+        "                      exit 1 if an object is missing or corrupt or a node damaged\n"
         "                      (or verify could not run). --repair also removes object files\n"
         "                      no catalog row names and dead ingests' temporary directories,\n"
         "                      sets reference counts right and marks environments that use\n"
-        "                      a missing or corrupt object broken; it exits 0 nothing found,\n"
-        "                      1 problems found and all repaired, 4 missing or corrupt\n"
-        "                      objects remain, 8 could not run\n"
+        "                      a missing or corrupt object or a damaged node broken; it exits\n"
+        "                      0 nothing found, 1 problems found and all repaired, 4 missing\n"
+        "                      or corrupt objects or damaged nodes remain, 8 could not run\n"
         "\n"
         "  --json              machine-readable output (hash, ingest, ls, show, stats, verify, "
         "gc)\n"
@@ -462,8 +464,17 @@ static int cmd_cat(const struct cli *c)
 		if (!r && fwrite(buf, 1, got, stdout) != got)
 			r = -EIO;
 		off += got;
-		if (!r && got == 0)
-			break;
+		/* The file ends before its size: what was printed is not the file. */
+		if (!r && got == 0) {
+			snprintf(err.msg, sizeof(err.msg),
+			         "%s/%s: ends after %llu of its %llu bytes", env.hash, c->argv[1],
+			         (unsigned long long)off, (unsigned long long)size);
+			r = -EIO;
+		}
+	}
+	if (!r && fflush(stdout) != 0) {
+		r = errno ? -errno : -EIO;
+		snprintf(err.msg, sizeof(err.msg), "standard output: %s", strerror(-r));
 	}
 	if (r)
 		r = die(c, &err, r);
@@ -792,6 +803,9 @@ static void verify_report(void *ctx, const struct verify_problem *p)
 		json_field("path", p->path, true);
 		printf("}");
 		vo->first = false;
+	} else if (!p->key) {
+		/* A damaged node whose object has no row. */
+		printf("%s/%s: %s\n", p->env, p->path, p->problem);
 	} else if (p->env) {
 		printf("object %s: %s: used by %s/%s\n", p->key, p->problem, p->env, p->path);
 	} else {
@@ -870,28 +884,30 @@ static int cmd_repair(const struct cli *c)
 		json_open_repairs(&vo);
 	if (c->json)
 		printf("%s], \"objects_checked\": %llu, \"corrupt\": %llu, \"unreferenced\": %llu,"
-		       " \"orphans_removed\": %llu, \"tmp_removed\": %llu, \"refs_fixed\": %llu,"
-		       " \"dropped\": %llu, \"envs_marked\": %llu, \"envs_cleared\": %llu,"
-		       " \"envs_broken\": %llu, \"corrupt_left\": %llu}\n",
+		       " \"damaged_nodes\": %llu, \"orphans_removed\": %llu, \"tmp_removed\": %llu,"
+		       " \"refs_fixed\": %llu, \"dropped\": %llu, \"envs_marked\": %llu,"
+		       " \"envs_cleared\": %llu, \"envs_broken\": %llu, \"corrupt_left\": %llu}\n",
 		       vo.nrepairs ? "\n" : "", (unsigned long long)f->objects_checked,
 		       (unsigned long long)f->corrupt, (unsigned long long)f->unreferenced,
+		       (unsigned long long)f->damaged_nodes,
 		       (unsigned long long)res.orphans_removed, (unsigned long long)res.tmp_removed,
 		       (unsigned long long)res.refs_fixed, (unsigned long long)res.dropped,
 		       (unsigned long long)res.envs_marked, (unsigned long long)res.envs_cleared,
 		       (unsigned long long)res.envs_broken, (unsigned long long)res.corrupt_left);
 	else
-		printf("%llu objects checked, %llu missing or corrupt, %llu unreferenced; "
-		       "repaired: %llu orphans and %llu temporary directories removed, "
-		       "%llu reference counts fixed, %llu unused rows deleted, %llu environments "
-		       "marked broken, %llu no longer broken; left: %llu missing or corrupt "
-		       "objects, %llu broken environments\n",
+		printf("%llu objects checked, %llu missing or corrupt, %llu unreferenced, %llu "
+		       "damaged nodes; repaired: %llu orphans and %llu temporary directories "
+		       "removed, %llu reference counts fixed, %llu unused rows deleted, %llu "
+		       "environments marked broken, %llu no longer broken; left: %llu missing or "
+		       "corrupt objects, %llu broken environments\n",
 		       (unsigned long long)f->objects_checked, (unsigned long long)f->corrupt,
-		       (unsigned long long)f->unreferenced, (unsigned long long)res.orphans_removed,
-		       (unsigned long long)res.tmp_removed, (unsigned long long)res.refs_fixed,
-		       (unsigned long long)res.dropped, (unsigned long long)res.envs_marked,
-		       (unsigned long long)res.envs_cleared, (unsigned long long)res.corrupt_left,
-		       (unsigned long long)res.envs_broken);
-	if (res.corrupt_left)
+		       (unsigned long long)f->unreferenced, (unsigned long long)f->damaged_nodes,
+		       (unsigned long long)res.orphans_removed, (unsigned long long)res.tmp_removed,
+		       (unsigned long long)res.refs_fixed, (unsigned long long)res.dropped,
+		       (unsigned long long)res.envs_marked, (unsigned long long)res.envs_cleared,
+		       (unsigned long long)res.corrupt_left, (unsigned long long)res.envs_broken);
+	/* Damaged nodes are never mended: their environments stay broken. */
+	if (res.corrupt_left || f->damaged_nodes)
 		return EXIT_UNREPAIRED;
 	return fixed ? EXIT_REPAIRED : 0;
 }
@@ -918,14 +934,16 @@ static int cmd_verify(const struct cli *c)
 		return die(c, &err, r);
 	if (c->json)
 		printf("%s], \"objects_checked\": %llu, \"corrupt\": %llu, \"unreferenced\": "
-		       "%llu}\n",
+		       "%llu, \"damaged_nodes\": %llu}\n",
 		       vo.first ? "" : "\n", (unsigned long long)res.objects_checked,
-		       (unsigned long long)res.corrupt, (unsigned long long)res.unreferenced);
+		       (unsigned long long)res.corrupt, (unsigned long long)res.unreferenced,
+		       (unsigned long long)res.damaged_nodes);
 	else
-		printf("%llu objects checked, %llu missing or corrupt, %llu unreferenced\n",
+		printf("%llu objects checked, %llu missing or corrupt, %llu unreferenced, %llu "
+		       "damaged nodes\n",
 		       (unsigned long long)res.objects_checked, (unsigned long long)res.corrupt,
-		       (unsigned long long)res.unreferenced);
-	return res.corrupt ? EXIT_FAILED : 0;
+		       (unsigned long long)res.unreferenced, (unsigned long long)res.damaged_nodes);
+	return res.corrupt || res.damaged_nodes ? EXIT_FAILED : 0;
 }
 
 static const struct command {

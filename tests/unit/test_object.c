@@ -3,7 +3,10 @@
  * Object images: round trips of every frame kind (zstd, raw, zero, holes), range reads at
  * every frame boundary, also through decoded frames shared by threads, the
  * temporary-directory write protocol, byte-for-byte comparison, detection of a corrupt or
- * truncated image, and the packer's layout.
+ * truncated image, the frame checksums of format 2 (a flipped byte in any frame, in the
+ * frame table or in the header is -EBADMSG on every read, never wrong bytes), images of
+ * format 1 (made here byte by byte as its writer laid them out) read and shared as before,
+ * and the packer's layout.
  */
 #include "object.h"
 #include "pack.h"
@@ -17,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 static char dir[] = "/tmp/condafs-test-object-XXXXXX";
 static int store_fd, tmp_fd = -1;
@@ -314,6 +318,285 @@ static void test_corrupt_shared(struct object_writer *w, ZSTD_DCtx *dctx)
 	free(data);
 }
 
+/* Flip one byte of the image at path. */
+static void flip_at(const char *path, off_t at)
+{
+	int fd = openat(store_fd, path, O_RDWR);
+	uint8_t b = 0;
+
+	CHECK(fd >= 0);
+	CHECK(pread(fd, &b, 1, at) == 1);
+	b ^= 0x5a;
+	CHECK(pwrite(fd, &b, 1, at) == 1);
+	close(fd);
+}
+
+static int truncate_at(const char *path, off_t len)
+{
+	int fd = openat(store_fd, path, O_RDWR), r;
+
+	if (fd < 0)
+		return -1;
+	r = ftruncate(fd, len);
+	close(fd);
+	return r;
+}
+
+static uint32_t le32_at(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Where frame i's stored bytes start, and its kind, from a format 2 image's table. */
+static off_t frame_at(const char *path, uint32_t i, uint32_t *ret_kind)
+{
+	int fd = openat(store_fd, path, O_RDONLY);
+	uint8_t hdr[48], e[12];
+	uint32_t n;
+	off_t off;
+
+	CHECK(fd >= 0 && pread(fd, hdr, sizeof(hdr), 0) == sizeof(hdr));
+	CHECK(memcmp(hdr, "CFSOBJ2\n", 8) == 0);
+	n = le32_at(hdr + 12);
+	off = 48 + 12 * (off_t)n;
+	for (uint32_t k = 0; k <= i && k < n; k++) {
+		CHECK(pread(fd, e, sizeof(e), 48 + 12 * (off_t)k) == sizeof(e));
+		*ret_kind = le32_at(e) >> 30;
+		if (k < i)
+			off += le32_at(e) & ((1u << 30) - 1);
+	}
+	close(fd);
+	return off;
+}
+
+/* Every read touching frame bad fails, every time, also through shared frames; frame good
+ * reads right. */
+static void reads_fail(const struct objkey *key, ZSTD_DCtx *dctx, uint32_t bad, uint32_t good,
+                       const uint8_t *expect)
+{
+	struct cfs_err err = {{0}};
+	struct cache *frames = NULL;
+	uint8_t *buf = malloc(2 * OBJECT_FRAME_SIZE);
+	uint64_t at = (uint64_t)bad * OBJECT_FRAME_SIZE,
+	         ok = (uint64_t)good * OBJECT_FRAME_SIZE + 7;
+	struct object *o = NULL;
+	size_t got;
+
+	CHECK(cache_new(4 * OBJECT_FRAME_SIZE, &frames) == 0);
+	CHECK(object_open(store_fd, key, &o, &err) == 0);
+	for (int shared = 0; o && shared < 2; shared++) {
+		if (shared)
+			object_share_frames(o, frames);
+		for (int again = 0; again < 2; again++) {
+			/* Part of the frame, the whole frame, and a range across its end. */
+			CHECK(object_read(o, dctx, at + 10, 100, buf, &got, &err) == -EBADMSG);
+			CHECK(strstr(err.msg, "fails its checksum") != NULL);
+			CHECK(object_read(o, dctx, at, OBJECT_FRAME_SIZE, buf, &got, &err) ==
+			      -EBADMSG);
+			CHECK(object_read(o, dctx, at + OBJECT_FRAME_SIZE - 50, 100, buf, &got,
+			                  &err) == -EBADMSG);
+			CHECK(object_read(o, dctx, ok, 100, buf, &got, &err) == 0 &&
+			      memcmp(buf, expect + ok, 100) == 0);
+		}
+	}
+	CHECK(o && object_check(o, dctx, &err) == -EBADMSG);
+	object_close(o);
+	cache_free(frames);
+	free(buf);
+}
+
+/* Format 2: every frame is checked when decoded, raw ones too; header and table when the
+ * image is opened. */
+static void test_checksums(struct object_writer *w, ZSTD_DCtx *dctx)
+{
+	size_t len = 4 * OBJECT_FRAME_SIZE + 5000;
+	uint8_t *data = malloc(len), block[4096];
+	struct object_src src = {.data = data, .len = len};
+	struct cfs_err err = {{0}};
+	struct object *o = NULL;
+	uint32_t kind = 9;
+	struct objkey key;
+	uint64_t stored;
+	char path[48];
+	off_t at;
+
+	/* Frames: zstd whose literals are stored raw (random 4 KiB, repeated: a flipped
+	 * literal still decodes, to wrong bytes), raw, zero, zstd, short zero tail. */
+	for (size_t i = 0; i < sizeof(block); i++)
+		block[i] = (uint8_t)next();
+	for (size_t i = 0; i < OBJECT_FRAME_SIZE; i++)
+		data[i] = block[i % sizeof(block)];
+	for (size_t i = OBJECT_FRAME_SIZE; i < 2 * OBJECT_FRAME_SIZE; i++)
+		data[i] = (uint8_t)next();
+	memset(data + 2 * OBJECT_FRAME_SIZE, 0, OBJECT_FRAME_SIZE);
+	for (size_t i = 3 * OBJECT_FRAME_SIZE; i < 4 * OBJECT_FRAME_SIZE; i++)
+		data[i] = (uint8_t)("frames are checked\n"[i % 19]);
+	memset(data + 4 * OBJECT_FRAME_SIZE, 0, 5000);
+	object_hash(&src, &key);
+	CHECK(object_write(w, &key, &src, &stored, &err) == 0);
+	CHECK(object_publish(w, &err) == 0);
+	objkey_path(&key, path);
+	CHECK(object_open(store_fd, &key, &o, &err) == 0);
+	CHECK(o && object_format(o) == 2);
+	object_close(o);
+
+	/* A byte in the zstd frame's literals. */
+	at = frame_at(path, 0, &kind);
+	CHECK(kind == 0);
+	flip_at(path, at + 200);
+	reads_fail(&key, dctx, 0, 1, data);
+	flip_at(path, at + 200);
+	/* A byte in the raw frame. */
+	at = frame_at(path, 1, &kind);
+	CHECK(kind == 1);
+	flip_at(path, at + 1000);
+	reads_fail(&key, dctx, 1, 0, data);
+	flip_at(path, at + 1000);
+	at = frame_at(path, 2, &kind);
+	CHECK(kind == 2);
+	CHECK(object_open(store_fd, &key, &o, &err) == 0);
+	CHECK(o && object_check(o, dctx, &err) == 0);
+	object_close(o);
+
+	/* The table: a frame's checksum, a zero frame made zstd of length 0 (a stored
+	 * frame's length moved would not add up). The header: the content size cut within
+	 * the zero tail, which keeps the frame count. Each is refused at open. */
+	for (int k = 0; k < 3; k++) {
+		static const off_t where[3] = {48 + 12 * 1 + 4 + 3, 48 + 12 * 2 + 3, 16};
+
+		flip_at(path, where[k]);
+		CHECK(object_open(store_fd, &key, &o, &err) == -EBADMSG);
+		CHECK(strstr(err.msg, path) != NULL && strstr(err.msg, "checksum") != NULL);
+		flip_at(path, where[k]);
+	}
+	CHECK(object_open(store_fd, &key, &o, &err) == 0);
+	CHECK(o && object_check(o, dctx, &err) == 0);
+	object_close(o);
+	/* A format this code does not know. */
+	flip_at(path, 6);
+	CHECK(object_open(store_fd, &key, &o, &err) == -EBADMSG);
+	flip_at(path, 6);
+	free(data);
+}
+
+/* An image of format 1 as its writer laid it out: 40-byte header, 4-byte table entries,
+ * no checksums. kinds[i]: 'z' zstd, 'r' raw, '0' zero (nothing stored). */
+static void write_format1(const struct objkey *key, const uint8_t *data, size_t len,
+                          const char *kinds)
+{
+	uint32_t n = (uint32_t)((len + OBJECT_FRAME_SIZE - 1) / OBJECT_FRAME_SIZE);
+	size_t cap = 40 + 4 * (size_t)n + n * ZSTD_compressBound(OBJECT_FRAME_SIZE), off;
+	uint8_t *img = calloc(1, cap);
+	uint64_t size = len;
+	uint32_t v;
+	char path[48];
+	int fd;
+
+	memcpy(img, "CFSOBJ1\n", 8);
+	v = OBJECT_FRAME_SHIFT;
+	memcpy(img + 8, &v, 4);
+	memcpy(img + 12, &n, 4);
+	memcpy(img + 16, &size, 8);
+	memcpy(img + 24, key->b, 16);
+	off = 40 + 4 * (size_t)n;
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *p = data + (size_t)i * OBJECT_FRAME_SIZE;
+		size_t fl = len - (size_t)i * OBJECT_FRAME_SIZE, c = 0;
+
+		if (fl > OBJECT_FRAME_SIZE)
+			fl = OBJECT_FRAME_SIZE;
+		if (kinds[i] == 'z') {
+			c = ZSTD_compress(img + off, cap - off, p, fl, 3);
+			CHECK(!ZSTD_isError(c));
+			v = (uint32_t)c;
+		} else if (kinds[i] == 'r') {
+			memcpy(img + off, p, fl);
+			c = fl;
+			v = 1u << 30 | (uint32_t)fl;
+		} else {
+			v = 2u << 30;
+		}
+		memcpy(img + 40 + 4 * (size_t)i, &v, 4);
+		off += c;
+	}
+	objkey_path(key, path);
+	fd = openat(store_fd, path, O_WRONLY | O_CREAT | O_EXCL, 0444);
+	CHECK(fd >= 0 && write(fd, img, off) == (ssize_t)off);
+	close(fd);
+	free(img);
+}
+
+/* Images written before frames had checksums are read, compared and shared as before, and
+ * object_check (verify) finds a flipped byte in them by the key. */
+static void test_format1(struct object_writer *w, ZSTD_DCtx *dctx)
+{
+	size_t len = 3 * OBJECT_FRAME_SIZE + 777, got;
+	uint8_t *data = malloc(len), *buf = malloc(len);
+	struct object_src src = {.data = data, .len = len};
+	struct cfs_err err = {{0}};
+	struct object *o = NULL;
+	struct objkey key;
+	uint64_t stored = 0;
+	char path[48];
+
+	for (size_t i = 0; i < len; i++)
+		data[i] = (uint8_t)("an old image\n"[i % 13]);
+	for (size_t i = OBJECT_FRAME_SIZE; i < 2 * OBJECT_FRAME_SIZE; i++)
+		data[i] = (uint8_t)next();
+	memset(data + 2 * OBJECT_FRAME_SIZE, 0, OBJECT_FRAME_SIZE);
+	object_hash(&src, &key);
+	write_format1(&key, data, len, "zr0z");
+	objkey_path(&key, path);
+	CHECK(object_open(store_fd, &key, &o, &err) == 0);
+	if (!o) {
+		fprintf(stderr, "%s\n", err.msg);
+		goto out;
+	}
+	CHECK(object_format(o) == 1);
+	CHECK(object_size(o) == len);
+	CHECK(object_read(o, dctx, 0, len, buf, &got, &err) == 0 && got == len &&
+	      memcmp(buf, data, len) == 0);
+	for (int i = 0; i < 100; i++) {
+		uint64_t off = next() % len;
+		size_t n = (size_t)(next() % (2 * OBJECT_FRAME_SIZE));
+
+		CHECK(object_read(o, dctx, off, n, buf, &got, &err) == 0);
+		CHECK(got == (n < len - off ? n : len - off) && memcmp(buf, data + off, got) == 0);
+	}
+	CHECK(object_compare(o, dctx, 0, &src, &err) == 0);
+	CHECK(object_check(o, dctx, &err) == 0);
+	object_close(o);
+	o = NULL;
+	shared_reads(&key, len, data);
+	/* A new ingest of the same content shares the old image (compared, O2). */
+	CHECK(object_write(w, &key, &src, &stored, &err) == 0);
+	CHECK(object_publish(w, &err) == 0);
+	CHECK(stored > 0);
+	CHECK(object_open(store_fd, &key, &o, &err) == 0 && object_format(o) == 1);
+	object_close(o);
+	/* A flipped byte in its raw frame, after the zstd frame 0: verify's whole-content check
+	 * finds it. */
+	{
+		uint8_t e[4];
+		int fd = openat(store_fd, path, O_RDONLY);
+
+		CHECK(fd >= 0 && pread(fd, e, 4, 40) == 4);
+		close(fd);
+		flip_at(path, 40 + 4 * 4 + (le32_at(e) & ((1u << 30) - 1)) + 5000);
+	}
+	CHECK(object_open(store_fd, &key, &o, &err) == 0);
+	CHECK(o && object_check(o, dctx, &err) == -EBADMSG);
+	CHECK(strstr(err.msg, "does not match its key") != NULL);
+	object_close(o);
+	/* Truncated: refused at open, as ever. */
+	CHECK(truncate_at(path, 100) == 0);
+	CHECK(object_open(store_fd, &key, &o, &err) == -EBADMSG);
+	CHECK(unlinkat(store_fd, path, 0) == 0);
+out:
+	free(data);
+	free(buf);
+}
+
 static void test_publish_race(void)
 {
 	uint8_t data[5000];
@@ -397,6 +680,8 @@ int main(void)
 	test_holes(w, dctx);
 	test_corrupt(w, dctx);
 	test_corrupt_shared(w, dctx);
+	test_checksums(w, dctx);
+	test_format1(w, dctx);
 	test_publish_race();
 	test_packer();
 	object_writer_free(w);

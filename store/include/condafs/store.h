@@ -362,10 +362,15 @@ struct verify_problem {
 };
 struct verify_result {
 	uint64_t objects_checked;
-	uint64_t corrupt;      /* missing or corrupt objects */
-	uint64_t unreferenced; /* objects no environment uses (harmless, freed by gc) */
+	uint64_t corrupt;       /* missing or corrupt objects */
+	uint64_t unreferenced;  /* objects no environment uses (harmless, freed by gc) */
+	uint64_t damaged_nodes; /* nodes whose link to their object or place in their tree is
+	                         * wrong (the problem has env and path, and key when the
+	                         * object's row exists) */
 };
-/* Re-hash every object. fn is called for every problem and every user of a bad object. */
+/* Re-hash every object and check every environment's tree. fn is called for every problem
+ * and every user of a bad object. -EUCLEAN when the catalog names no object while objects/
+ * holds images (it is not this store's catalog, or lost its rows). */
 int store_verify(struct store *st, void (*fn)(void *ctx, const struct verify_problem *p), void *ctx,
                  struct verify_result *ret, struct cfs_err *err);
 
@@ -408,7 +413,10 @@ struct repair_result {
  * it. Catalog changes are one transaction, committed before any file is removed: a crash
  * at any point leaves a store verify accepts, and a second repair finishes the job.
  * Objects whose bytes are gone stay (corrupt_left): restore their files to mend the
- * environments, then repair again.
+ * environments, then repair again. Damaged nodes (found.damaged_nodes) are never mended:
+ * their environments are marked broken, and while any is found the repair changes no
+ * count, row or object file (the rows that would say what is unused are in doubt), and
+ * like gc it refuses a catalog that names no object while objects/ holds images.
  */
 int store_repair(struct store *st, void (*fn)(void *ctx, const struct verify_problem *p),
                  void (*done)(void *ctx, const struct repair_action *a), void *ctx,
