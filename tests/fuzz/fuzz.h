@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the fuzz harnesses share. Each harness is one LLVMFuzzerTestOneInput; built with
+ * clang's libFuzzer (tools/fuzz) it runs a campaign, built with fuzz_main.c (every other
+ * build, gcc's too) it runs once over the files and directories it is given: the
+ * fuzz-regress suite. A harness reports a bug by crashing: a sanitizer, or FUZZ_CHECK.
+ */
+#ifndef CONDAFS_FUZZ_H
+#define CONDAFS_FUZZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* An invariant of the code under test failed: crash, so the fuzzer keeps the input. */
+#define FUZZ_CHECK(cond)                                                                           \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "%s:%d: FUZZ_CHECK failed: %s\n", __FILE__, __LINE__,     \
+			        #cond);                                                            \
+			abort();                                                                   \
+		}                                                                                  \
+	} while (0)
+
+/* An error message is one line that names what was read (name), as every user message. */
+static inline void fuzz_check_message(const char *msg, const char *name)
+{
+	FUZZ_CHECK(msg[0] != '\0');
+	FUZZ_CHECK(strchr(msg, '\n') == NULL);
+	FUZZ_CHECK(strncmp(msg, name, strlen(name)) == 0);
+}
+
+/*
+ * A private directory for the harnesses that read files, made on first use and removed
+ * at exit; the returned string lives as long as the process.
+ */
+const char *fuzz_tmpdir(void);
+
+/* Write size bytes to dir/rel (replacing it), creating the parents; the path, malloc'd. */
+char *fuzz_write(const char *dir, const char *rel, const uint8_t *data, size_t size);
+
+#endif
