@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
- * Loads one YAML or JSON document with libyaml's document API and turns it into a tree of
- * struct ynode with direct child pointers, so callers walk it without a libyaml handle.
- * Scalars keep their text as written (no YAML 1.1 typing: "1.10" stays "1.10").
- * Well-formed JSON is read into the same tree without libyaml (json_parse), which is
- * several times faster; other JSON is fed to libyaml after json_prepare(), which rewrites
- * what libyaml would reject in valid JSON while keeping every newline where it was, so
- * line numbers stay true. libyaml is read event by event (its document loader takes time
- * quadratic in depth and ~180 bytes per input byte), so that depth and size are counted
- * as the events arrive and a hostile document stops at the first one too many.
+ * Reads one YAML or JSON document into a tree of struct ynode with direct child pointers,
+ * so callers walk it without a libyaml handle. Scalars keep their text as written (no
+ * YAML 1.1 typing: "1.10" stays "1.10"). Well-formed JSON is read without libyaml
+ * (json_parse): several times faster, and it takes what valid JSON may hold that libyaml
+ * refuses or changes (surrogate pairs, raw DEL, C1 controls, U+2028, tabs, a line break
+ * before ':'). Anything else is YAML to libyaml, text unchanged, read event by event (its
+ * document loader takes time quadratic in depth and ~180 bytes per input byte), so that
+ * depth and size are counted as the events arrive and a hostile document stops at the
+ * first one too many.
  */
 #include "yamldoc.h"
 
@@ -71,169 +71,6 @@ static bool json_u_escape(const char *p, size_t avail, unsigned *ret)
 	v = strtoul(hex, NULL, 16);
 	*ret = (unsigned)v;
 	return true;
-}
-
-/* What json_prepare writes: it grows as escapes lengthen the text, so that no bound
- * computed ahead can be wrong (a fixed 2 * len + 1 once overflowed on DEL, 1 -> 4 bytes). */
-struct outbuf {
-	char *p;
-	size_t n, cap;
-};
-
-static bool out_room(struct outbuf *b, size_t more)
-{
-	size_t need, cap = b->cap ? b->cap : 4096;
-	char *p;
-
-	if (__builtin_add_overflow(b->n, more, &need))
-		return false;
-	if (need <= b->cap)
-		return true;
-	while (cap < need)
-		if (__builtin_mul_overflow(cap, 2, &cap))
-			return false;
-	p = realloc(b->p, cap);
-	if (!p)
-		return false;
-	b->p = p;
-	b->cap = cap;
-	return true;
-}
-
-static bool out_put(struct outbuf *b, const char *s, size_t n)
-{
-	if (!out_room(b, n))
-		return false;
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	return true;
-}
-
-/* An escape such as "\\x%02x" for v, checked for truncation before it is copied. */
-static bool out_escape(struct outbuf *b, const char *fmt, unsigned v)
-{
-	char e[16];
-	int n = snprintf(e, sizeof(e), fmt, v);
-
-	return n > 0 && (size_t)n < sizeof(e) && out_put(b, e, (size_t)n);
-}
-
-/*
- * What valid JSON may hold and libyaml 0.2.5 rejects or changes, and what we write
- * instead (same newlines, so libyaml's line numbers are the file's):
- * - a surrogate pair "\ud83d\ude00": libyaml refuses each half; we write "\U0001f600";
- * - raw U+007F, U+0080-U+009F, U+FFFE, U+FFFF in a string: libyaml calls them control
- *   characters; raw U+0085, U+2028, U+2029: libyaml folds them as line breaks. We write
- *   them as escapes;
- * - a tab outside a string where YAML's block context forbids it (before the first '{');
- *   we write a space;
- * - whitespace, even a newline, between a key and its ':': libyaml then no longer sees a
- *   key; we move the ':' to right after the key.
- * "\/" needs nothing: libyaml reads it. Keys longer than 1024 bytes stay unsupported
- * (libyaml's simple-key limit); no conda file has one.
- * YAML flow text starting with '{' also comes here: single-quoted strings and comments
- * are copied as they are. The result may be up to four times as long as the text (DEL).
- */
-static int json_prepare(const char *in, size_t len, char **ret, size_t *ret_len)
-{
-	struct outbuf out = {0};
-	size_t i = 0, key_end = SIZE_MAX;
-	bool in_dq = false, in_sq = false, ok = true;
-
-	/* Most texts need no escape at all: one allocation. */
-	if (!out_room(&out, len + len / 8 + 1))
-		return -ENOMEM;
-	while (ok && i < len) {
-		unsigned char c = (unsigned char)in[i];
-
-		if (in_dq) {
-			unsigned hi, lo;
-
-			if (c == '\\' && json_u_escape(in + i, len - i, &hi) && hi >= 0xd800 &&
-			    hi <= 0xdbff && json_u_escape(in + i + 6, len - i - 6, &lo) &&
-			    lo >= 0xdc00 && lo <= 0xdfff) {
-				ok = out_escape(&out, "\\U%08x",
-				                0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00));
-				i += 12;
-			} else if (c == '\\') {
-				ok = out_put(&out, in + i, i + 1 < len ? 2 : 1);
-				i += i + 1 < len ? 2 : 1;
-			} else if (c == '"') {
-				ok = out_put(&out, in + i++, 1);
-				in_dq = false;
-				key_end = out.n;
-			} else if (c == 0x7f) {
-				ok = out_escape(&out, "\\x%02x", c);
-				i++;
-			} else if (c == 0xc2 && i + 1 < len && (unsigned char)in[i + 1] >= 0x80 &&
-			           (unsigned char)in[i + 1] <= 0x9f) {
-				ok = out_escape(&out, "\\x%02x", (unsigned char)in[i + 1]);
-				i += 2;
-			} else if (c == 0xe2 && i + 2 < len && (unsigned char)in[i + 1] == 0x80 &&
-			           ((unsigned char)in[i + 2] == 0xa8 ||
-			            (unsigned char)in[i + 2] == 0xa9)) {
-				ok = out_escape(&out, "\\u20%02x",
-				                (unsigned char)in[i + 2] - 0x80u);
-				i += 3;
-			} else if (c == 0xef && i + 2 < len && (unsigned char)in[i + 1] == 0xbf &&
-			           ((unsigned char)in[i + 2] == 0xbe ||
-			            (unsigned char)in[i + 2] == 0xbf)) {
-				ok = out_escape(&out, "\\uff%02x",
-				                (unsigned char)in[i + 2] - 0x80u + 0xc0u);
-				i += 3;
-			} else {
-				ok = out_put(&out, in + i++, 1);
-			}
-			continue;
-		}
-		if (in_sq) {
-			size_t n = c == '\'' && i + 1 < len && in[i + 1] == '\'' ? 2 : 1;
-
-			if (n == 1 && c == '\'') {
-				in_sq = false;
-				key_end = out.n + 1;
-			}
-			ok = out_put(&out, in + i, n);
-			i += n;
-			continue;
-		}
-		if (c == '#' && (i == 0 || in[i - 1] == ' ' || in[i - 1] == '\t' ||
-		                 in[i - 1] == '\n' || in[i - 1] == '\r')) {
-			const char *nl = memchr(in + i, '\n', len - i);
-			size_t n = nl ? (size_t)(nl - (in + i)) : len - i;
-
-			ok = out_put(&out, in + i, n);
-			i += n;
-			key_end = SIZE_MAX;
-			continue;
-		}
-		if (c == ':' && key_end != SIZE_MAX && key_end < out.n) {
-			ok = out_room(&out, 1);
-			if (ok) {
-				memmove(out.p + key_end + 1, out.p + key_end, out.n - key_end);
-				out.p[key_end] = ':';
-				out.n++;
-			}
-			i++;
-			key_end = SIZE_MAX;
-			continue;
-		}
-		ok = out_put(&out, c == '\t' ? " " : in + i, 1);
-		i++;
-		if (c == '"')
-			in_dq = true;
-		else if (c == '\'')
-			in_sq = true;
-		if (c != ' ' && c != '\n' && c != '\r' && c != '\t')
-			key_end = SIZE_MAX;
-	}
-	if (!ok || !out_put(&out, "", 1)) {
-		free(out.p);
-		return -ENOMEM;
-	}
-	*ret = out.p;
-	*ret_len = out.n - 1;
-	return 0;
 }
 
 static bool looks_like_json(const char *text, size_t len)
@@ -927,26 +764,25 @@ int yamldoc_parse(const char *name, const char *text, size_t len, struct yamldoc
                   struct cfs_err *err)
 {
 	struct tree t = {.name = name, .err = err};
-	char *prepared = NULL;
 	size_t root = SIZE_MAX;
 	int r;
 
+	/*
+	 * Text that is not well-formed JSON goes to libyaml as it is. It used to be rewritten
+	 * first, for libyaml to take valid JSON, but json_parse takes all of that now, and
+	 * the rewriting changed what YAML flow text means (a '"' inside a plain scalar put
+	 * it out of step with the strings) and once overflowed its buffer.
+	 */
 	if (looks_like_json(text, len)) {
 		r = json_parse(&t, text, len, &root);
-		if (r == 0) {
-			r = json_prepare(text, len, &prepared, &len);
-			if (r < 0)
-				r = err_set(err, r, "%s: out of memory", name);
-			else
-				r = events_read(&t, "JSON", prepared, len, &root);
-		}
+		if (r == 0)
+			r = events_read(&t, "JSON", text, len, &root);
 	} else {
 		r = events_read(&t, "YAML", text, len, &root);
 	}
 	if (r >= 0)
 		r = tree_finish(&t, root, ret);
 	tree_release(&t);
-	free(prepared);
 	return r < 0 ? r : 0;
 }
 

@@ -2,8 +2,7 @@
 /*
  * A YAML or JSON file as a small read-only tree of mappings, sequences and scalars, for
  * the lock file parsers and the conda-meta reader. Well-formed JSON is read directly;
- * anything else goes through libyaml (JSON after a pass that rewrites the few things
- * valid JSON may hold that libyaml rejects), with the same tree as a result.
+ * anything else goes through libyaml, with the same tree as a result.
  */
 #ifndef CONDAFS_YAMLDOC_H
 #define CONDAFS_YAMLDOC_H
