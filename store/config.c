@@ -106,6 +106,26 @@ static int apply(struct config *c, const char *key, const char *v, const char **
 	return -EINVAL;
 }
 
+/*
+ * "section.name" (or "name") into dst, as messages show it: a key is the user's text, and
+ * a control byte in it (a newline, an escape sequence) is written as \xNN so that every
+ * message stays one plain line. No known key has one, so none is matched by mistake.
+ */
+static void key_copy(char *dst, size_t size, const char *section, const char *name)
+{
+	size_t n = (size_t)snprintf(dst, size, "%s%s", section, section[0] ? "." : "");
+
+	for (; *name && n + 5 < size; name++) {
+		unsigned char c = (unsigned char)*name;
+
+		if (c < 0x20 || c == 0x7f)
+			n += (size_t)snprintf(dst + n, size - n, "\\x%02x", c);
+		else
+			dst[n++] = (char)c;
+	}
+	dst[n] = '\0';
+}
+
 /* Keys set so far, with their lines: a repeated key is an error, not a silent override.
  * There are seven keys (gc among them), and an unknown one stops the parse. */
 struct seen {
@@ -202,10 +222,7 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 				r = err_set(err, -EINVAL, "%s:%lu: expected a mapping of settings",
 				            name, line);
 			} else if (!have_key) {
-				if (section[0])
-					snprintf(key, sizeof(key), "%s.%s", section, v);
-				else
-					snprintf(key, sizeof(key), "%s", v);
+				key_copy(key, sizeof(key), section, v);
 				have_key = true;
 				r = seen_add(&seen, name, key, line, err);
 			} else {

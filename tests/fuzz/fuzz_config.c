@@ -13,6 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (config_parse("fuzz.yml", (const char *)data, size, &c, &err) < 0) {
 		fuzz_check_message(err.msg, "fuzz.yml");
+		fuzz_check_one_line(err.msg);
 		return 0;
 	}
 	FUZZ_CHECK(c.store[0] == '/' && memchr(c.store, 0, sizeof(c.store)));

@@ -24,6 +24,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	                size));
 	if (condameta_read(prefix, &m, &err) < 0) {
 		FUZZ_CHECK(m == NULL);
+		/* Not checked for one plain line: messages quote the input's strings
+		 * raw (a newline, an escape sequence), and escaping control bytes on output
+		 * is another item of issue 11. */
 		fuzz_check_message(err.msg, prefix);
 		return 0;
 	}

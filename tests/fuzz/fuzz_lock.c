@@ -33,6 +33,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (pkgset_from_lock(path, platform[i], environment[i], &set, &err) < 0) {
 			FUZZ_CHECK(set == NULL);
+			/* Not checked for one plain line: messages quote the input's strings
+			 * raw (a newline, an escape sequence), and escaping control bytes on output
+			 * is another item of issue 11. */
 			fuzz_check_message(err.msg, path);
 			continue;
 		}

@@ -44,6 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (r < 0) {
 		FUZZ_CHECK(r == -EBADMSG && o == NULL);
 		fuzz_check_message(err.msg, "objects/");
+		fuzz_check_one_line(err.msg);
 		return 0;
 	}
 	len = object_size(o) < READ_MAX ? object_size(o) : READ_MAX;
@@ -63,6 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (r < 0) {
 		FUZZ_CHECK(r == -EBADMSG);
 		fuzz_check_message(err.msg, "objects/");
+		fuzz_check_one_line(err.msg);
 	}
 	object_close(o);
 	return 0;

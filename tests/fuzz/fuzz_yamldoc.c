@@ -86,6 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (yamldoc_parse("fuzz", (const char *)data, size, &doc, &err) < 0) {
 		FUZZ_CHECK(doc == NULL);
 		fuzz_check_message(err.msg, "fuzz");
+		fuzz_check_one_line(err.msg);
 		return 0;
 	}
 	/* Line breaks as libyaml counts them: LF, CR LF, a lone CR, and the Unicode ones. */

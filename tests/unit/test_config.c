@@ -95,6 +95,10 @@ static void test_refused(void)
 	        "2: mount_point: unknown key (known: store, mountpoint, threads, log_level, "
 	        "gc.unused_for, gc.grace)");
 	REFUSED("threads: [1]\n", "1: threads: a list is not a value here");
+	/* A key is shown with its control bytes escaped: a message is one line. */
+	REFUSED("\"a\\nb\\e[31m\": 1\n",
+	        "1: a\\x0ab\\x1b[31m: unknown key (known: store, "
+	        "mountpoint, threads, log_level, gc.unused_for, gc.grace)");
 	REFUSED("store: relative\n", "1: store: must be an absolute path");
 }
 
