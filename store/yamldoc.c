@@ -28,7 +28,7 @@
  * nest 4 deep and lock files 6; a record has about 12 nodes per file it lists (a
  * 12,000-file pytorch record about 150,000). Nodes are counted as a walk of the tree
  * visits them, an alias once per use, so the callers' walks are bounded too; a node
- * costs about 60 bytes here, so a document never takes more than about 64 MiB.
+ * costs about 60 bytes here, so a tree never takes more than about 64 MiB besides its text.
  */
 #define YAMLDOC_MAX_DEPTH   64
 #define YAMLDOC_MAX_NODES   ((size_t)1 << 20)
