@@ -89,8 +89,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_check_one_line(err.msg);
 		return 0;
 	}
-	/* Line breaks as libyaml counts them: LF, CR LF, a lone CR, and the Unicode ones. */
-	for (; i < size; i++)
+	/* Line breaks as libyaml counts them (LF, CR LF, a lone CR, and the Unicode ones), and
+	 * one more: libyaml ends the stream on a line of its own, where a value missing at the
+	 * very end ("key:" with no newline) is put. */
+	for (lines = 2; i < size; i++)
 		lines += data[i] == '\n' || data[i] == '\r' || data[i] == 0x85 ||
 		         (data[i] == 0xe2 && i + 2 < size && data[i + 1] == 0x80 &&
 		          (data[i + 2] == 0xa8 || data[i + 2] == 0xa9));
