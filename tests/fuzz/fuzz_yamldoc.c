@@ -80,7 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct cfs_err err = {{0}};
 	struct yamldoc *doc = NULL;
-	size_t lines = 1, visits = 0, i = 0;
+	size_t lines, visits = 0, i = 0;
 	bool json;
 
 	if (yamldoc_parse("fuzz", (const char *)data, size, &doc, &err) < 0) {
@@ -98,7 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		          (data[i + 2] == 0xa8 || data[i + 2] == 0xa9));
 	if (yamldoc_root(doc))
 		walk(yamldoc_root(doc), 0, lines, &visits);
-	for (i = 0; i < size && strchr(" \t\r\n", data[i]); i++)
+	for (i = 0; i < size && memchr(" \t\r\n", data[i], 4); i++)
 		;
 	json = i < size && (data[i] == '{' || data[i] == '[');
 	/* Raw U+0085, U+2028 and U+2029 are line breaks to libyaml, not to JSON. */
