@@ -28,6 +28,9 @@
 
 /* METADATA holds the long description too; a few MB at most in practice. */
 #define METADATA_MAX_BYTES (16u << 20)
+/* A record takes 330-490 bytes per file it lists (python's: 0.7 MB for 1,875 files); the
+ * largest packages list 12,000-15,000 files (pytorch, boost's headers): about 6 MB. */
+#define RECORD_MAX_BYTES (32u << 20)
 
 struct placeholder {
 	char *path; /* relative to the prefix, as installed */
@@ -230,7 +233,7 @@ static int record_read(struct reader *rd, int metafd, const char *file, struct c
 
 	if (asprintf(&display, "%s/conda-meta/%s", rd->prefix, file) < 0)
 		return err_set(err, -ENOMEM, "%s: out of memory", rd->prefix);
-	r = yamldoc_load(metafd, file, display, &doc, err);
+	r = yamldoc_load(metafd, file, display, RECORD_MAX_BYTES, &doc, err);
 	if (r < 0)
 		goto out;
 	rec = yamldoc_root(doc);

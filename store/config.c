@@ -1,17 +1,24 @@
 // SPDX-License-Identifier: MIT
 /*
  * The configuration file shared by the CLI and the daemon: a flat YAML mapping with a gc
- * section. Parsed with libyaml's event API so that every error names its line.
+ * section. Parsed with libyaml's event API so that every error names its line, and
+ * strictly: whatever YAML could make mean something else than it reads (an alias, a NUL
+ * in a value, a second document, a key set twice) is an error, not a silent choice.
  */
 #include "condafs/store.h"
 
 #include "err.h"
+#include "textfile.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
+
+/* A config file is a few hundred bytes. */
+#define CONFIG_MAX_BYTES (1u << 20)
 
 int config_duration(const char *s, int64_t *ret)
 {
@@ -99,32 +106,69 @@ static int apply(struct config *c, const char *key, const char *v, const char **
 	return -EINVAL;
 }
 
-int config_load(const char *path, struct config *ret, struct cfs_err *err)
+/*
+ * "section.name" (or "name") into dst, as messages show it: a key is the user's text, and
+ * a control byte in it (a newline, an escape sequence) is written as \xNN so that every
+ * message stays one plain line. No known key has one, so none is matched by mistake.
+ */
+static void key_copy(char *dst, size_t size, const char *section, const char *name)
+{
+	size_t n = (size_t)snprintf(dst, size, "%s%s", section, section[0] ? "." : "");
+
+	for (; *name && n + 5 < size; name++) {
+		unsigned char c = (unsigned char)*name;
+
+		if (c < 0x20 || c == 0x7f)
+			n += (size_t)snprintf(dst + n, size - n, "\\x%02x", c);
+		else
+			dst[n++] = (char)c;
+	}
+	dst[n] = '\0';
+}
+
+/* Keys set so far, with their lines: a repeated key is an error, not a silent override.
+ * There are seven keys (gc among them), and an unknown one stops the parse. */
+struct seen {
+	char key[8][128];
+	unsigned long line[8];
+	int n;
+};
+
+/* -EINVAL naming the first line of key when it was seen already, else records it. */
+static int seen_add(struct seen *s, const char *name, const char *key, unsigned long line,
+                    struct cfs_err *err)
+{
+	for (int i = 0; i < s->n; i++)
+		if (!strcmp(s->key[i], key))
+			return err_set(err, -EINVAL, "%s:%lu: %s: set twice (first at line %lu)",
+			               name, line, key, s->line[i]);
+	if (s->n == (int)(sizeof(s->key) / sizeof(s->key[0])))
+		return err_set(err, -EINVAL, "%s:%lu: %s: too many settings", name, line, key);
+	snprintf(s->key[s->n], sizeof(s->key[0]), "%s", key);
+	s->line[s->n++] = line;
+	return 0;
+}
+
+int config_parse(const char *name, const char *text, size_t len, struct config *ret,
+                 struct cfs_err *err)
 {
 	struct config c;
+	struct seen seen = {.n = 0};
 	yaml_parser_t p;
 	yaml_event_t ev;
 	char section[64] = "", key[128] = "";
-	int depth = 0, r = 0;
+	int depth = 0, docs = 0, r = 0;
 	bool have_key = false, done = false;
-	FILE *f;
 
 	config_defaults(&c);
-	f = fopen(path, "re");
-	if (!f) {
-		if (errno == ENOENT && !strcmp(path, CONFIG_PATH)) {
-			*ret = c;
-			return 0;
-		}
-		return err_set(err, neg_errno(), "%s: %s", path, strerror(errno));
-	}
-	yaml_parser_initialize(&p);
-	yaml_parser_set_input_file(&p, f);
+	if (!yaml_parser_initialize(&p))
+		return err_set(err, -ENOMEM, "%s: out of memory", name);
+	yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
 	while (!r && !done) {
 		unsigned long line;
 
 		if (!yaml_parser_parse(&p, &ev)) {
-			r = err_set(err, -EINVAL, "%s:%lu: %s", path,
+			r = err_set(err, -EINVAL, "%s:%lu: %s", name,
 			            (unsigned long)p.problem_mark.line + 1,
 			            p.problem ? p.problem : "not YAML");
 			break;
@@ -134,12 +178,26 @@ int config_load(const char *path, struct config *ret, struct cfs_err *err)
 		case YAML_STREAM_END_EVENT:
 			done = true;
 			break;
+		case YAML_DOCUMENT_START_EVENT:
+			/* A second document would silently override the first. */
+			if (docs++)
+				r = err_set(err, -EINVAL,
+				            "%s:%lu: a second YAML document; the settings are one "
+				            "mapping",
+				            name, line);
+			break;
+		case YAML_ALIAS_EVENT:
+			/* An alias is neither a key nor a value here: taking it for nothing
+			 * would shift every key after it. */
+			r = err_set(err, -EINVAL, "%s:%lu: %s: an alias (*name) is not a value",
+			            name, line, have_key ? key : "key");
+			break;
 		case YAML_MAPPING_START_EVENT:
 			if (depth == 1 && have_key && !strcmp(key, "gc")) {
 				snprintf(section, sizeof(section), "gc");
 				have_key = false;
 			} else if (depth >= 1) {
-				r = err_set(err, -EINVAL, "%s:%lu: %s: not a section", path, line,
+				r = err_set(err, -EINVAL, "%s:%lu: %s: not a section", name, line,
 				            have_key ? key : "mapping");
 			}
 			depth++;
@@ -149,26 +207,29 @@ int config_load(const char *path, struct config *ret, struct cfs_err *err)
 			section[0] = '\0';
 			break;
 		case YAML_SEQUENCE_START_EVENT:
-			r = err_set(err, -EINVAL, "%s:%lu: %s: a list is not a value here", path,
+			r = err_set(err, -EINVAL, "%s:%lu: %s: a list is not a value here", name,
 			            line, have_key ? key : "document");
 			break;
 		case YAML_SCALAR_EVENT: {
 			const char *v = (const char *)ev.data.scalar.value;
 
-			if (depth == 0) {
+			/* C strings would end at it and read as another value. */
+			if (strlen(v) != ev.data.scalar.length) {
+				r = err_set(err, -EINVAL, "%s:%lu: %s: a NUL character inside %s",
+				            name, line, have_key ? key : "a key",
+				            have_key ? "the value" : "it");
+			} else if (depth == 0) {
 				r = err_set(err, -EINVAL, "%s:%lu: expected a mapping of settings",
-				            path, line);
+				            name, line);
 			} else if (!have_key) {
-				if (section[0])
-					snprintf(key, sizeof(key), "%s.%s", section, v);
-				else
-					snprintf(key, sizeof(key), "%s", v);
+				key_copy(key, sizeof(key), section, v);
 				have_key = true;
+				r = seen_add(&seen, name, key, line, err);
 			} else {
 				const char *why = "";
 
 				if (apply(&c, key, v, &why))
-					r = err_set(err, -EINVAL, "%s:%lu: %s: %s", path, line, key,
+					r = err_set(err, -EINVAL, "%s:%lu: %s: %s", name, line, key,
 					            why);
 				have_key = false;
 			}
@@ -180,10 +241,27 @@ int config_load(const char *path, struct config *ret, struct cfs_err *err)
 		yaml_event_delete(&ev);
 	}
 	yaml_parser_delete(&p);
-	fclose(f);
 	if (!r && have_key)
-		r = err_set(err, -EINVAL, "%s: %s: no value", path, key);
+		r = err_set(err, -EINVAL, "%s: %s: no value", name, key);
 	if (!r)
 		*ret = c;
+	return r;
+}
+
+int config_load(const char *path, struct config *ret, struct cfs_err *err)
+{
+	char *text;
+	size_t len;
+	int r;
+
+	r = textfile_read(AT_FDCWD, path, path, CONFIG_MAX_BYTES, &text, &len, err);
+	if (r == -ENOENT && !strcmp(path, CONFIG_PATH)) {
+		config_defaults(ret);
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	r = config_parse(path, text, len, ret, err);
+	free(text);
 	return r;
 }

@@ -83,21 +83,13 @@ int store_env_remove(struct store *st, const struct store_env *env, struct cfs_e
 
 /* ---- tags ---- */
 
-static bool is_hash(const char *s)
-{
-	size_t n = 0;
-
-	for (; s[n]; n++)
-		if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
-			return false;
-	return n == 32;
-}
-
 bool store_tag_valid(const char *name)
 {
 	size_t n = strlen(name);
 
-	if (n == 0 || n > 128 || name[0] == '.' || name[0] == '-' || is_hash(name))
+	/* 32 hex digits in any case read as a hash (or as a prefix of one): never a tag. */
+	if (n == 0 || n > 128 || name[0] == '.' || name[0] == '-' ||
+	    (n == 32 && strspn(name, "0123456789abcdefABCDEF") == 32))
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = name[i];

@@ -19,8 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A generous cap for text that lists packages; a wrong path to a big file fails fast. */
-#define LOCK_MAX_BYTES (64u << 20)
+/* About 500 bytes per package and platform (conda-lock, pixi): a lock of 1,000 packages
+ * for 6 platforms is 3 MB. Far more is no lock, and a wrong path to a big file fails fast. */
+#define LOCK_MAX_BYTES (16u << 20)
 
 /* Characters that make a spec a range or a pattern rather than one pinned package. */
 #define SPEC_NOT_PINNED " \t<>!~*,|[]()@#;=^$"

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
- * Loads one YAML or JSON document with libyaml's document API and turns it into a tree of
- * struct ynode with direct child pointers, so callers walk it without a libyaml handle.
- * Scalars keep their text as written (no YAML 1.1 typing: "1.10" stays "1.10").
- * Well-formed JSON is read into the same tree without libyaml (json_parse), which is
- * several times faster; other JSON is fed to libyaml after json_prepare(), which rewrites
- * what libyaml would reject in valid JSON while keeping every newline where it was, so
- * line numbers stay true.
+ * Reads one YAML or JSON document into a tree of struct ynode with direct child pointers,
+ * so callers walk it without a libyaml handle. Scalars keep their text as written (no
+ * YAML 1.1 typing: "1.10" stays "1.10"). Well-formed JSON is read without libyaml
+ * (json_parse): several times faster, and it takes what valid JSON may hold that libyaml
+ * refuses or changes (surrogate pairs, raw DEL, C1 controls, U+2028, tabs, a line break
+ * before ':'). Anything else is YAML to libyaml, text unchanged, read event by event (its
+ * document loader takes time quadratic in depth and ~180 bytes per input byte), so that
+ * depth and size are counted as the events arrive and a hostile document stops at the
+ * first one too many.
  */
 #include "yamldoc.h"
 
@@ -21,8 +23,16 @@
 #include <string.h>
 #include <yaml.h>
 
-/* conda-meta records reach a few MB (python's is 0.7 MB); lock files less. */
-#define YAMLDOC_MAX_BYTES (256u << 20)
+/*
+ * Limits on what a document may hold, far above any real conda file: conda-meta records
+ * nest 4 deep and lock files 6; a record has about 12 nodes per file it lists (a
+ * 12,000-file pytorch record about 150,000). Nodes are counted as a walk of the tree
+ * visits them, an alias once per use, so the callers' walks are bounded too; a node
+ * costs about 60 bytes here, so a tree never takes more than about 64 MiB besides its text.
+ */
+#define YAMLDOC_MAX_DEPTH   64
+#define YAMLDOC_MAX_NODES   ((size_t)1 << 20)
+#define YAMLDOC_MAX_ANCHORS 64
 
 enum ynode_kind {
 	YNODE_SCALAR = 1,
@@ -41,12 +51,10 @@ struct ynode {
 };
 
 struct yamldoc {
-	yaml_document_t doc;
-	bool have_doc;
 	struct ynode *nodes;
 	const struct ynode **kids;
 	const struct ynode *root;
-	char *strs; /* the scalars' text when read without libyaml */
+	char *strs; /* every scalar's text */
 };
 
 static bool json_u_escape(const char *p, size_t avail, unsigned *ret)
@@ -65,126 +73,6 @@ static bool json_u_escape(const char *p, size_t avail, unsigned *ret)
 	return true;
 }
 
-/*
- * What valid JSON may hold and libyaml 0.2.5 rejects or changes, and what we write
- * instead (same newlines, so libyaml's line numbers are the file's):
- * - a surrogate pair "\ud83d\ude00": libyaml refuses each half; we write "\U0001f600";
- * - raw U+007F, U+0080-U+009F, U+FFFE, U+FFFF in a string: libyaml calls them control
- *   characters; raw U+0085, U+2028, U+2029: libyaml folds them as line breaks. We write
- *   them as escapes;
- * - a tab outside a string where YAML's block context forbids it (before the first '{');
- *   we write a space;
- * - whitespace, even a newline, between a key and its ':': libyaml then no longer sees a
- *   key; we move the ':' to right after the key.
- * "\/" needs nothing: libyaml reads it. Keys longer than 1024 bytes stay unsupported
- * (libyaml's simple-key limit); no conda file has one.
- * YAML flow text starting with '{' also comes here: single-quoted strings and comments
- * are copied as they are.
- */
-static int json_prepare(const char *in, size_t len, char **ret, size_t *ret_len)
-{
-	size_t i = 0, o = 0, key_end = SIZE_MAX, cap;
-	bool in_dq = false, in_sq = false;
-	char *out;
-
-	/* An escape written for a raw character is at most twice as long as the UTF-8 bytes
-	 * it replaces (2 -> 4 for U+0080, 3 -> 6 for U+2028). */
-	if (len > (SIZE_MAX - 1) / 2)
-		return -ENOMEM;
-	cap = 2 * len + 1;
-	out = malloc(cap);
-	if (!out)
-		return -ENOMEM;
-	while (i < len) {
-		unsigned char c = (unsigned char)in[i];
-
-		if (in_dq) {
-			unsigned hi, lo;
-
-			if (c == '\\' && json_u_escape(in + i, len - i, &hi) && hi >= 0xd800 &&
-			    hi <= 0xdbff && json_u_escape(in + i + 6, len - i - 6, &lo) &&
-			    lo >= 0xdc00 && lo <= 0xdfff) {
-				unsigned cp = 0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00);
-
-				o += (size_t)snprintf(out + o, cap - o, "\\U%08x", cp);
-				i += 12;
-			} else if (c == '\\') {
-				out[o++] = in[i++];
-				if (i < len)
-					out[o++] = in[i++];
-			} else if (c == '"') {
-				out[o++] = in[i++];
-				in_dq = false;
-				key_end = o;
-			} else if (c == 0x7f) {
-				o += (size_t)snprintf(out + o, cap - o, "\\x7f");
-				i++;
-			} else if (c == 0xc2 && i + 1 < len && (unsigned char)in[i + 1] >= 0x80 &&
-			           (unsigned char)in[i + 1] <= 0x9f) {
-				o += (size_t)snprintf(out + o, cap - o, "\\x%02x",
-				                      (unsigned char)in[i + 1]);
-				i += 2;
-			} else if (c == 0xe2 && i + 2 < len && (unsigned char)in[i + 1] == 0x80 &&
-			           ((unsigned char)in[i + 2] == 0xa8 ||
-			            (unsigned char)in[i + 2] == 0xa9)) {
-				o += (size_t)snprintf(out + o, cap - o, "\\u20%02x",
-				                      (unsigned char)in[i + 2] - 0x80u);
-				i += 3;
-			} else if (c == 0xef && i + 2 < len && (unsigned char)in[i + 1] == 0xbf &&
-			           ((unsigned char)in[i + 2] == 0xbe ||
-			            (unsigned char)in[i + 2] == 0xbf)) {
-				o += (size_t)snprintf(out + o, cap - o, "\\uff%02x",
-				                      (unsigned char)in[i + 2] - 0x80u + 0xc0u);
-				i += 3;
-			} else {
-				out[o++] = in[i++];
-			}
-			continue;
-		}
-		if (in_sq) {
-			if (c == '\'' && i + 1 < len && in[i + 1] == '\'') {
-				out[o++] = in[i++];
-			} else if (c == '\'') {
-				in_sq = false;
-				key_end = o + 1;
-			}
-			out[o++] = in[i++];
-			continue;
-		}
-		if (c == '#' && (i == 0 || in[i - 1] == ' ' || in[i - 1] == '\t' ||
-		                 in[i - 1] == '\n' || in[i - 1] == '\r')) {
-			while (i < len && in[i] != '\n')
-				out[o++] = in[i++];
-			key_end = SIZE_MAX;
-			continue;
-		}
-		if (c == ':' && key_end != SIZE_MAX && key_end < o) {
-			memmove(out + key_end + 1, out + key_end, o - key_end);
-			out[key_end] = ':';
-			o++;
-			i++;
-			key_end = SIZE_MAX;
-			continue;
-		}
-		if (c == '\t') {
-			out[o++] = ' ';
-			i++;
-			continue;
-		}
-		out[o++] = in[i++];
-		if (c == '"')
-			in_dq = true;
-		else if (c == '\'')
-			in_sq = true;
-		if (c != ' ' && c != '\n' && c != '\r')
-			key_end = SIZE_MAX;
-	}
-	out[o] = '\0';
-	*ret = out;
-	*ret_len = o;
-	return 0;
-}
-
 static bool looks_like_json(const char *text, size_t len)
 {
 	size_t i = 0;
@@ -196,21 +84,17 @@ static bool looks_like_json(const char *text, size_t len)
 	return i < len && (text[i] == '{' || text[i] == '[');
 }
 
-/* ---- well-formed JSON without libyaml ---- */
+/* ---- a tree under construction ---- */
 
 /*
- * conda-meta records are JSON, megabytes of it in an environment, and libyaml reads it at
- * a few tens of MB/s: most of an ingest's start-up. Well-formed JSON is read here straight
- * into the tree build_tree makes of libyaml's document (scalars as written, a JSON null
- * null, each node's line where it starts). What this reader does not take (YAML flow
- * syntax, malformed text, invalid UTF-8, a lone surrogate or a NUL escape, deep nesting)
- * goes the libyaml way, so its tree or its error is what it always was.
+ * What both readers fill: nodes in the order they start, each container's kids together
+ * (as indices, made pointers once the document is whole) and every scalar's text in one
+ * buffer, so that a document costs a few allocations however many nodes it has.
  */
-#define JSON_DEPTH_MAX 512
-
-struct json {
-	const char *p, *end;
-	size_t line;
+struct tree {
+	const char *name;
+	struct cfs_err *err;
+	int r; /* the first error, already in err: the readers stop at it */
 	struct ynode *nodes;
 	size_t nnodes, capnodes;
 	size_t *at; /* per node: its text's offset in strs, or its first kid's in kids */
@@ -221,11 +105,29 @@ struct json {
 	size_t nopen, capopen;
 	char *strs;
 	size_t nstrs, capstrs;
-	bool nomem;
+	/* Nodes as a walk of the tree visits them: an alias's target counts once per use. */
+	size_t weight;
 };
 
+static void tree_release(struct tree *t)
+{
+	free(t->nodes);
+	free(t->at);
+	free(t->kids);
+	free(t->open);
+	free(t->strs);
+	*t = (struct tree){.name = t->name, .err = t->err};
+}
+
+static bool tree_nomem(struct tree *t)
+{
+	if (!t->r)
+		t->r = err_set(t->err, -ENOMEM, "%s: out of memory", t->name);
+	return false;
+}
+
 /* Room for need elements of size bytes in *v (of *cap). */
-static bool json_grow(struct json *j, void **v, size_t *cap, size_t need, size_t size)
+static bool tree_grow(struct tree *t, void **v, size_t *cap, size_t need, size_t size)
 {
 	size_t n = *cap ? *cap : 1024, bytes;
 	void *nv;
@@ -234,19 +136,129 @@ static bool json_grow(struct json *j, void **v, size_t *cap, size_t need, size_t
 		return true;
 	while (n < need)
 		if (__builtin_mul_overflow(n, 2, &n))
-			goto nomem;
+			return tree_nomem(t);
 	if (__builtin_mul_overflow(n, size, &bytes))
-		goto nomem;
+		return tree_nomem(t);
 	nv = realloc(*v, bytes);
 	if (!nv)
-		goto nomem;
+		return tree_nomem(t);
 	*v = nv;
 	*cap = n;
 	return true;
-nomem:
-	j->nomem = true;
+}
+
+/* add more nodes to visit, at line: past YAMLDOC_MAX_NODES the document is refused. */
+static bool tree_count(struct tree *t, size_t add, size_t line)
+{
+	if (add > YAMLDOC_MAX_NODES - t->weight) {
+		t->r = err_set(t->err, -EINVAL, "%s:%zu: more than %zu nodes", t->name, line,
+		               YAMLDOC_MAX_NODES);
+		return false;
+	}
+	t->weight += add;
+	return true;
+}
+
+/* A collection opening at line inside depth others. */
+static bool tree_depth(struct tree *t, size_t depth, size_t line)
+{
+	if (depth < YAMLDOC_MAX_DEPTH)
+		return true;
+	t->r = err_set(t->err, -EINVAL, "%s:%zu: more than %d levels of nesting", t->name, line,
+	               YAMLDOC_MAX_DEPTH);
 	return false;
 }
+
+static bool tree_node(struct tree *t, enum ynode_kind kind, size_t line, size_t *ret)
+{
+	if (!tree_count(t, 1, line) ||
+	    !tree_grow(t, (void **)&t->nodes, &t->capnodes, t->nnodes + 1, sizeof(*t->nodes)) ||
+	    !tree_grow(t, (void **)&t->at, &t->capat, t->nnodes + 1, sizeof(*t->at)))
+		return false;
+	memset(&t->nodes[t->nnodes], 0, sizeof(*t->nodes));
+	t->nodes[t->nnodes].kind = kind;
+	t->nodes[t->nnodes].line = line;
+	*ret = t->nnodes++;
+	return true;
+}
+
+static bool tree_put(struct tree *t, const void *s, size_t n)
+{
+	if (!tree_grow(t, (void **)&t->strs, &t->capstrs, t->nstrs + n, 1))
+		return false;
+	memcpy(t->strs + t->nstrs, s, n);
+	t->nstrs += n;
+	return true;
+}
+
+/* Node k as the next kid of the innermost open collection. */
+static bool tree_kid(struct tree *t, size_t k)
+{
+	if (!tree_grow(t, (void **)&t->open, &t->capopen, t->nopen + 1, sizeof(*t->open)))
+		return false;
+	t->open[t->nopen++] = k;
+	return true;
+}
+
+/* Collection k is whole: its kids are open[base..]. */
+static bool tree_close(struct tree *t, size_t k, size_t base)
+{
+	size_t n = t->nopen - base;
+
+	if (!tree_grow(t, (void **)&t->kids, &t->capkids, t->nkids + n, sizeof(*t->kids)))
+		return false;
+	t->at[k] = t->nkids;
+	/* An empty one may come before anything was kept: no arrays yet. */
+	if (n)
+		memcpy(t->kids + t->nkids, t->open + base, n * sizeof(*t->kids));
+	t->nkids += n;
+	t->nodes[k].n = t->nodes[k].kind == YNODE_MAP ? n / 2 : n;
+	t->nopen = base;
+	return true;
+}
+
+/* The document of t, rooted at node root (none: SIZE_MAX); t keeps nothing it owns. */
+static int tree_finish(struct tree *t, size_t root, struct yamldoc **ret)
+{
+	struct yamldoc *d = calloc(1, sizeof(*d));
+
+	if (!d || !(d->kids = malloc((t->nkids ? t->nkids : 1) * sizeof(*d->kids)))) {
+		free(d);
+		tree_nomem(t);
+		return t->r;
+	}
+	for (size_t i = 0; i < t->nkids; i++)
+		d->kids[i] = &t->nodes[t->kids[i]];
+	for (size_t i = 0; i < t->nnodes; i++) {
+		if (t->nodes[i].kind == YNODE_SCALAR)
+			t->nodes[i].str = t->strs + t->at[i];
+		else
+			t->nodes[i].kids = d->kids + t->at[i];
+	}
+	d->nodes = t->nodes;
+	d->strs = t->strs;
+	d->root = root == SIZE_MAX ? NULL : &t->nodes[root];
+	t->nodes = NULL;
+	t->strs = NULL;
+	*ret = d;
+	return 0;
+}
+
+/* ---- well-formed JSON without libyaml ---- */
+
+/*
+ * conda-meta records are JSON, megabytes of it in an environment, and libyaml reads it at
+ * a few tens of MB/s: most of an ingest's start-up. Well-formed JSON is read here straight
+ * into the tree libyaml's events make (scalars as written, a JSON null null, each node's
+ * line where it starts). What this reader does not take (YAML flow syntax, malformed
+ * text, invalid UTF-8, a lone surrogate or a NUL escape) goes the libyaml way, so its tree
+ * or its error is what it always was; a limit reached here is the error at once.
+ */
+struct json {
+	const char *p, *end;
+	size_t line;
+	struct tree *t;
+};
 
 static void json_space(struct json *j)
 {
@@ -263,23 +275,12 @@ static void json_space(struct json *j)
 
 static bool json_node(struct json *j, enum ynode_kind kind, size_t *ret)
 {
-	if (!json_grow(j, (void **)&j->nodes, &j->capnodes, j->nnodes + 1, sizeof(*j->nodes)) ||
-	    !json_grow(j, (void **)&j->at, &j->capat, j->nnodes + 1, sizeof(*j->at)))
-		return false;
-	memset(&j->nodes[j->nnodes], 0, sizeof(*j->nodes));
-	j->nodes[j->nnodes].kind = kind;
-	j->nodes[j->nnodes].line = j->line;
-	*ret = j->nnodes++;
-	return true;
+	return tree_node(j->t, kind, j->line, ret);
 }
 
 static bool json_put(struct json *j, const void *s, size_t n)
 {
-	if (!json_grow(j, (void **)&j->strs, &j->capstrs, j->nstrs + n, 1))
-		return false;
-	memcpy(j->strs + j->nstrs, s, n);
-	j->nstrs += n;
-	return true;
+	return tree_put(j->t, s, n);
 }
 
 static int json_hex4(const char *p)
@@ -372,7 +373,7 @@ static bool json_string(struct json *j, size_t *ret)
 
 	if (!json_node(j, YNODE_SCALAR, &k))
 		return false;
-	j->at[k] = j->nstrs;
+	j->t->at[k] = j->t->nstrs;
 	for (j->p++; j->p < j->end && *j->p != '"';) {
 		const unsigned char *u = (const unsigned char *)j->p;
 		const char *e;
@@ -437,8 +438,8 @@ static bool json_word(struct json *j, size_t *ret)
 		return false;
 	if (!json_node(j, YNODE_SCALAR, &k))
 		return false;
-	j->at[k] = j->nstrs;
-	j->nodes[k].null = n == 4 && memcmp(s, "null", 4) == 0;
+	j->t->at[k] = j->t->nstrs;
+	j->t->nodes[k].null = n == 4 && memcmp(s, "null", 4) == 0;
 	if (!json_put(j, s, n) || !json_put(j, "", 1))
 		return false;
 	j->p += n;
@@ -446,16 +447,16 @@ static bool json_word(struct json *j, size_t *ret)
 	return true;
 }
 
-static bool json_value(struct json *j, unsigned depth, size_t *ret);
+static bool json_value(struct json *j, size_t depth, size_t *ret);
 
-/* An object or an array at j->p: its kids are kept on j->open until it closes. */
-static bool json_container(struct json *j, unsigned depth, size_t *ret)
+/* An object or an array at j->p: its kids are kept on the tree's open list until it closes. */
+static bool json_container(struct json *j, size_t depth, size_t *ret)
 {
 	bool map = *j->p == '{';
 	char close = map ? '}' : ']';
-	size_t k, base = j->nopen, kid;
+	size_t k, base = j->t->nopen, kid;
 
-	if (depth >= JSON_DEPTH_MAX || !json_node(j, map ? YNODE_MAP : YNODE_SEQ, &k))
+	if (!tree_depth(j->t, depth, j->line) || !json_node(j, map ? YNODE_MAP : YNODE_SEQ, &k))
 		return false;
 	j->p++;
 	json_space(j);
@@ -467,22 +468,16 @@ static bool json_container(struct json *j, unsigned depth, size_t *ret)
 
 			/* libyaml takes no key longer than this: let it say so. */
 			if (j->p == j->end || *j->p != '"' || !json_string(j, &kid) ||
-			    j->p - key > 1024)
+			    j->p - key > 1024 || !tree_kid(j->t, kid))
 				return false;
-			if (!json_grow(j, (void **)&j->open, &j->capopen, j->nopen + 1,
-			               sizeof(*j->open)))
-				return false;
-			j->open[j->nopen++] = kid;
 			json_space(j);
 			if (j->p == j->end || *j->p != ':')
 				return false;
 			j->p++;
 			json_space(j);
 		}
-		if (!json_value(j, depth + 1, &kid) ||
-		    !json_grow(j, (void **)&j->open, &j->capopen, j->nopen + 1, sizeof(*j->open)))
+		if (!json_value(j, depth + 1, &kid) || !tree_kid(j->t, kid))
 			return false;
-		j->open[j->nopen++] = kid;
 		json_space(j);
 		if (j->p < j->end && *j->p == close)
 			break;
@@ -493,21 +488,13 @@ static bool json_container(struct json *j, unsigned depth, size_t *ret)
 	}
 closed:
 	j->p++;
-	if (!json_grow(j, (void **)&j->kids, &j->capkids, j->nkids + (j->nopen - base),
-	               sizeof(*j->kids)))
+	if (!tree_close(j->t, k, base))
 		return false;
-	j->at[k] = j->nkids;
-	/* An empty one may come before anything was kept: no arrays yet. */
-	if (j->nopen > base)
-		memcpy(j->kids + j->nkids, j->open + base, (j->nopen - base) * sizeof(*j->kids));
-	j->nkids += j->nopen - base;
-	j->nodes[k].n = map ? (j->nopen - base) / 2 : j->nopen - base;
-	j->nopen = base;
 	*ret = k;
 	return true;
 }
 
-static bool json_value(struct json *j, unsigned depth, size_t *ret)
+static bool json_value(struct json *j, size_t depth, size_t *ret)
 {
 	if (j->p == j->end)
 		return false;
@@ -518,73 +505,43 @@ static bool json_value(struct json *j, unsigned depth, size_t *ret)
 	return json_word(j, ret);
 }
 
-/* 1 with *ret the document when text is well-formed JSON, 0 when libyaml must read it,
- * -ENOMEM. */
-static int json_parse(const char *text, size_t len, struct yamldoc **ret)
+/* 1 with *ret_root read into t when text is well-formed JSON; 0 when libyaml must read it
+ * (t is empty again); t->r when a limit was reached or memory ran out. */
+static int json_parse(struct tree *t, const char *text, size_t len, size_t *ret_root)
 {
-	struct json j = {.p = text, .end = text + len, .line = 1};
-	struct yamldoc *d = NULL;
-	size_t root;
-	int r = 0;
+	struct json j = {.p = text, .end = text + len, .line = 1, .t = t};
 
 	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
 		j.p += 3;
 	json_space(&j);
-	if (!json_value(&j, 0, &root))
-		goto out;
-	json_space(&j);
-	if (j.p != j.end)
-		goto out;
-	d = calloc(1, sizeof(*d));
-	if (!d || !(d->kids = malloc((j.nkids ? j.nkids : 1) * sizeof(*d->kids)))) {
-		j.nomem = true;
-		goto out;
+	if (json_value(&j, 0, ret_root)) {
+		json_space(&j);
+		if (j.p == j.end)
+			return 1;
 	}
-	for (size_t i = 0; i < j.nkids; i++)
-		d->kids[i] = &j.nodes[j.kids[i]];
-	for (size_t i = 0; i < j.nnodes; i++) {
-		if (j.nodes[i].kind == YNODE_SCALAR)
-			j.nodes[i].str = j.strs + j.at[i];
-		else
-			j.nodes[i].kids = d->kids + j.at[i];
-	}
-	d->nodes = j.nodes;
-	d->strs = j.strs;
-	d->root = &j.nodes[root];
-	j.nodes = NULL;
-	j.strs = NULL;
-	*ret = d;
-	d = NULL;
-	r = 1;
-out:
-	if (j.nomem)
-		r = -ENOMEM;
-	if (d) {
-		free(d->kids);
-		free(d);
-	}
-	free(j.nodes);
-	free(j.at);
-	free(j.kids);
-	free(j.open);
-	free(j.strs);
-	return r;
+	if (t->r)
+		return t->r;
+	tree_release(t);
+	return 0;
 }
 
-static bool scalar_is_null(const yaml_node_t *node)
-{
-	const char *v = (const char *)node->data.scalar.value;
+/* ---- anything else: libyaml, event by event ---- */
 
-	if (node->tag && strcmp((const char *)node->tag, YAML_NULL_TAG) == 0)
+static bool scalar_is_null(const yaml_event_t *ev)
+{
+	const char *v = (const char *)ev->data.scalar.value;
+	const char *tag = (const char *)ev->data.scalar.tag;
+
+	if (tag && strcmp(tag, YAML_NULL_TAG) == 0)
 		return true;
-	if (node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+	if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
 		return false;
 	return strcmp(v, "") == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
 	       strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
 }
 
 static int parse_error(const char *name, const char *kind, const yaml_parser_t *parser,
-                       const char *text, struct cfs_err *err)
+                       const char *text, size_t len, struct cfs_err *err)
 {
 	const char *problem = parser->problem ? parser->problem : "cannot parse";
 	size_t line;
@@ -594,7 +551,7 @@ static int parse_error(const char *name, const char *kind, const yaml_parser_t *
 	if (parser->error == YAML_READER_ERROR) {
 		/* The reader reports a byte offset, not a mark. */
 		line = 1;
-		for (size_t i = 0; i < parser->problem_offset && text[i]; i++)
+		for (size_t i = 0; i < parser->problem_offset && i < len; i++)
 			line += text[i] == '\n';
 		return err_set(err, -EINVAL, "%s:%zu: invalid %s: %s", name, line, kind, problem);
 	}
@@ -607,145 +564,236 @@ static int parse_error(const char *name, const char *kind, const yaml_parser_t *
 	return err_set(err, -EINVAL, "%s:%zu: invalid %s: %s", name, line, kind, problem);
 }
 
-/* Build the ynode tree from the loaded libyaml document. */
-static int build_tree(const char *name, struct yamldoc *d, struct cfs_err *err)
+/* A node with an anchor (&name); weight is what one alias (*name) to it adds to a walk. */
+struct anchor {
+	char *name;
+	size_t node, weight;
+	bool open; /* a collection not yet closed: an alias to it would make a cycle */
+};
+
+/* A collection being read: its node, where its kids start on the open list, the tree's
+ * weight before it, and its anchor (or -1). */
+struct level {
+	size_t node, base, weight0;
+	int anchor;
+};
+
+struct events {
+	struct tree *t;
+	struct level stack[YAMLDOC_MAX_DEPTH];
+	size_t depth, root, docs;
+	struct anchor anchors[YAMLDOC_MAX_ANCHORS];
+	int nanchors;
+};
+
+/* Node k is read: the root, or the next kid of the collection open around it. */
+static bool ev_place(struct events *e, size_t k)
 {
-	yaml_node_t *first = d->doc.nodes.start;
-	size_t count = (size_t)(d->doc.nodes.top - first), nkids = 0, k = 0;
+	if (e->depth)
+		return tree_kid(e->t, k);
+	e->root = k;
+	return true;
+}
 
-	if (count == 0)
-		return 0;
-	for (size_t i = 0; i < count; i++) {
-		const yaml_node_t *y = first + i;
-		size_t add = 0;
+/* Take the event's anchor (NULL: none) for node k; *ret_index is its slot, or -1. */
+static bool ev_anchor(struct events *e, yaml_char_t **name, size_t k, bool open, size_t line,
+                      int *ret_index)
+{
+	struct anchor *a;
 
-		if (y->type == YAML_SEQUENCE_NODE)
-			add = (size_t)(y->data.sequence.items.top - y->data.sequence.items.start);
-		else if (y->type == YAML_MAPPING_NODE &&
-		         __builtin_mul_overflow(
-		                 (size_t)(y->data.mapping.pairs.top - y->data.mapping.pairs.start),
-		                 2, &add))
-			return err_set(err, -ENOMEM, "%s: out of memory", name);
-		if (__builtin_add_overflow(nkids, add, &nkids))
-			return err_set(err, -ENOMEM, "%s: out of memory", name);
-	}
-	d->nodes = calloc(count, sizeof(*d->nodes));
-	d->kids = calloc(nkids ? nkids : 1, sizeof(*d->kids));
-	if (!d->nodes || !d->kids)
-		return err_set(err, -ENOMEM, "%s: out of memory", name);
-	for (size_t i = 0; i < count; i++) {
-		const yaml_node_t *y = first + i;
-		struct ynode *n = &d->nodes[i];
-
-		n->line = y->start_mark.line + 1;
-		n->kids = d->kids + k;
-		switch (y->type) {
-		case YAML_SCALAR_NODE:
-			n->kind = YNODE_SCALAR;
-			n->null = scalar_is_null(y);
-			n->str = (const char *)y->data.scalar.value;
-			/* A "\0" escape would silently cut every C string we hand out. */
-			if (memchr(y->data.scalar.value, 0, y->data.scalar.length))
-				return err_set(err, -EINVAL,
-				               "%s:%zu: a NUL character inside a string is not "
-				               "supported",
-				               name, n->line);
-			break;
-		case YAML_SEQUENCE_NODE:
-			n->kind = YNODE_SEQ;
-			for (yaml_node_item_t *it = y->data.sequence.items.start;
-			     it < y->data.sequence.items.top; it++)
-				d->kids[k++] = &d->nodes[*it - 1];
-			n->n = (size_t)(y->data.sequence.items.top - y->data.sequence.items.start);
-			break;
-		case YAML_MAPPING_NODE:
-			n->kind = YNODE_MAP;
-			for (yaml_node_pair_t *p = y->data.mapping.pairs.start;
-			     p < y->data.mapping.pairs.top; p++) {
-				d->kids[k++] = &d->nodes[p->key - 1];
-				d->kids[k++] = &d->nodes[p->value - 1];
-			}
-			n->n = (size_t)(y->data.mapping.pairs.top - y->data.mapping.pairs.start);
-			break;
-		case YAML_NO_NODE:
-			return err_set(err, -EINVAL, "%s:%zu: empty YAML node", name, n->line);
+	*ret_index = -1;
+	if (!*name)
+		return true;
+	for (int i = 0; i < e->nanchors; i++) {
+		if (strcmp(e->anchors[i].name, (const char *)*name) == 0) {
+			e->t->r = err_set(e->t->err, -EINVAL,
+			                  "%s:%zu: invalid YAML: found duplicate anchor",
+			                  e->t->name, line);
+			return false;
 		}
 	}
-	/* libyaml numbers the root node 1. */
-	d->root = &d->nodes[0];
-	return 0;
+	if (e->nanchors == YAMLDOC_MAX_ANCHORS) {
+		e->t->r = err_set(e->t->err, -EINVAL, "%s:%zu: more than %d anchors", e->t->name,
+		                  line, YAMLDOC_MAX_ANCHORS);
+		return false;
+	}
+	a = &e->anchors[e->nanchors];
+	a->name = (char *)*name;
+	*name = NULL; /* the anchor owns it now: yaml_event_delete must not free it */
+	a->node = k;
+	a->weight = 1;
+	a->open = open;
+	*ret_index = e->nanchors++;
+	return true;
+}
+
+static bool ev_alias(struct events *e, const yaml_event_t *ev, size_t line)
+{
+	const char *name = (const char *)ev->data.alias.anchor;
+
+	for (int i = e->nanchors - 1; i >= 0; i--) {
+		const struct anchor *a = &e->anchors[i];
+
+		if (strcmp(a->name, name) != 0)
+			continue;
+		if (a->open) {
+			e->t->r = err_set(e->t->err, -EINVAL,
+			                  "%s:%zu: invalid YAML: an alias inside the node it names",
+			                  e->t->name, line);
+			return false;
+		}
+		return tree_count(e->t, a->weight, line) && ev_place(e, a->node);
+	}
+	e->t->r = err_set(e->t->err, -EINVAL, "%s:%zu: invalid YAML: found undefined alias",
+	                  e->t->name, line);
+	return false;
+}
+
+static bool ev_scalar(struct events *e, yaml_event_t *ev, size_t line)
+{
+	struct tree *t = e->t;
+	size_t k;
+	int a;
+
+	/* A "\0" escape would silently cut every C string we hand out. */
+	if (memchr(ev->data.scalar.value, 0, ev->data.scalar.length)) {
+		t->r = err_set(t->err, -EINVAL,
+		               "%s:%zu: a NUL character inside a string is not supported", t->name,
+		               line);
+		return false;
+	}
+	if (!tree_node(t, YNODE_SCALAR, line, &k))
+		return false;
+	t->nodes[k].null = scalar_is_null(ev);
+	t->at[k] = t->nstrs;
+	return tree_put(t, ev->data.scalar.value, ev->data.scalar.length + 1) &&
+	       ev_anchor(e, &ev->data.scalar.anchor, k, false, line, &a) && ev_place(e, k);
+}
+
+static bool ev_start(struct events *e, yaml_event_t *ev, size_t line)
+{
+	bool map = ev->type == YAML_MAPPING_START_EVENT;
+	size_t weight0 = e->t->weight, k;
+	struct level *lv;
+
+	if (!tree_depth(e->t, e->depth, line) ||
+	    !tree_node(e->t, map ? YNODE_MAP : YNODE_SEQ, line, &k))
+		return false;
+	lv = &e->stack[e->depth];
+	if (!ev_anchor(e, map ? &ev->data.mapping_start.anchor : &ev->data.sequence_start.anchor, k,
+	               true, line, &lv->anchor))
+		return false;
+	lv->node = k;
+	lv->base = e->t->nopen;
+	lv->weight0 = weight0;
+	e->depth++;
+	return true;
+}
+
+static bool ev_end(struct events *e)
+{
+	const struct level *lv = &e->stack[--e->depth];
+
+	if (!tree_close(e->t, lv->node, lv->base))
+		return false;
+	if (lv->anchor >= 0) {
+		e->anchors[lv->anchor].weight = e->t->weight - lv->weight0;
+		e->anchors[lv->anchor].open = false;
+	}
+	return ev_place(e, lv->node);
+}
+
+/* Read text with libyaml into t; *ret_root is SIZE_MAX when it holds no document. */
+static int events_read(struct tree *t, const char *kind, const char *text, size_t len,
+                       size_t *ret_root)
+{
+	struct events e = {.t = t, .root = SIZE_MAX};
+	yaml_parser_t parser;
+	bool done = false;
+
+	if (!yaml_parser_initialize(&parser))
+		return err_set(t->err, -ENOMEM, "%s: out of memory", t->name);
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	while (!t->r && !done) {
+		yaml_event_t ev;
+		size_t line;
+
+		if (!yaml_parser_parse(&parser, &ev)) {
+			t->r = parse_error(t->name, kind, &parser, text, len, t->err);
+			break;
+		}
+		line = ev.start_mark.line + 1;
+		switch (ev.type) {
+		case YAML_STREAM_END_EVENT:
+			done = true;
+			break;
+		case YAML_DOCUMENT_START_EVENT:
+			/* A second document would be ignored silently by a one-document reader. */
+			if (e.docs++)
+				t->r = err_set(t->err, -EINVAL,
+				               "%s:%zu: a second YAML document; expected one",
+				               t->name, line);
+			break;
+		case YAML_ALIAS_EVENT:
+			ev_alias(&e, &ev, line);
+			break;
+		case YAML_SCALAR_EVENT:
+			ev_scalar(&e, &ev, line);
+			break;
+		case YAML_SEQUENCE_START_EVENT:
+		case YAML_MAPPING_START_EVENT:
+			ev_start(&e, &ev, line);
+			break;
+		case YAML_SEQUENCE_END_EVENT:
+		case YAML_MAPPING_END_EVENT:
+			ev_end(&e);
+			break;
+		default:
+			break;
+		}
+		yaml_event_delete(&ev);
+	}
+	yaml_parser_delete(&parser);
+	for (int i = 0; i < e.nanchors; i++)
+		free(e.anchors[i].name);
+	*ret_root = e.root;
+	return t->r;
 }
 
 int yamldoc_parse(const char *name, const char *text, size_t len, struct yamldoc **ret,
                   struct cfs_err *err)
 {
-	yaml_parser_t parser;
-	yaml_document_t extra;
-	struct yamldoc *d = NULL;
-	char *prepared = NULL;
-	const char *kind = "YAML";
-	bool have_parser = false;
+	struct tree t = {.name = name, .err = err};
+	size_t root = SIZE_MAX;
 	int r;
 
+	/*
+	 * Text that is not well-formed JSON goes to libyaml as it is. It used to be rewritten
+	 * first, for libyaml to take valid JSON, but json_parse takes all of that now, and
+	 * the rewriting changed what YAML flow text means (a '"' inside a plain scalar put
+	 * it out of step with the strings) and once overflowed its buffer.
+	 */
 	if (looks_like_json(text, len)) {
-		r = json_parse(text, len, ret);
-		if (r)
-			return r < 0 ? err_set(err, r, "%s: out of memory", name) : 0;
-		kind = "JSON";
-		r = json_prepare(text, len, &prepared, &len);
-		if (r < 0) {
-			r = err_set(err, r, "%s: out of memory", name);
-			goto out;
-		}
-		text = prepared;
+		r = json_parse(&t, text, len, &root);
+		if (r == 0)
+			r = events_read(&t, "JSON", text, len, &root);
+	} else {
+		r = events_read(&t, "YAML", text, len, &root);
 	}
-	d = calloc(1, sizeof(*d));
-	if (!d || !yaml_parser_initialize(&parser)) {
-		r = err_set(err, -ENOMEM, "%s: out of memory", name);
-		goto out;
-	}
-	have_parser = true;
-	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-	if (!yaml_parser_load(&parser, &d->doc)) {
-		r = parse_error(name, kind, &parser, text, err);
-		goto out;
-	}
-	d->have_doc = true;
-	/* A second document would be ignored silently by a one-document reader. */
-	if (!yaml_parser_load(&parser, &extra)) {
-		r = parse_error(name, kind, &parser, text, err);
-		goto out;
-	}
-	if (yaml_document_get_root_node(&extra)) {
-		size_t line = extra.start_mark.line + 1;
-
-		yaml_document_delete(&extra);
-		r = err_set(err, -EINVAL, "%s:%zu: a second YAML document; expected one", name,
-		            line);
-		goto out;
-	}
-	yaml_document_delete(&extra);
-	r = build_tree(name, d, err);
-	if (r < 0)
-		goto out;
-	*ret = d;
-	d = NULL;
-out:
-	if (have_parser)
-		yaml_parser_delete(&parser);
-	yamldoc_free(d);
-	free(prepared);
-	return r;
+	if (r >= 0)
+		r = tree_finish(&t, root, ret);
+	tree_release(&t);
+	return r < 0 ? r : 0;
 }
 
-int yamldoc_load(int dirfd, const char *path, const char *display, struct yamldoc **ret,
+int yamldoc_load(int dirfd, const char *path, const char *display, size_t max, struct yamldoc **ret,
                  struct cfs_err *err)
 {
 	char *text;
 	size_t len;
 	int r;
 
-	r = textfile_read(dirfd, path, display, YAMLDOC_MAX_BYTES, &text, &len, err);
+	r = textfile_read(dirfd, path, display, max, &text, &len, err);
 	if (r < 0)
 		return r;
 	r = yamldoc_parse(display, text, len, ret, err);
@@ -757,8 +805,6 @@ void yamldoc_free(struct yamldoc *doc)
 {
 	if (!doc)
 		return;
-	if (doc->have_doc)
-		yaml_document_delete(&doc->doc);
 	free(doc->nodes);
 	free(doc->kids);
 	free(doc->strs);

@@ -2,8 +2,7 @@
 /*
  * A YAML or JSON file as a small read-only tree of mappings, sequences and scalars, for
  * the lock file parsers and the conda-meta reader. Well-formed JSON is read directly;
- * anything else goes through libyaml (JSON after a pass that rewrites the few things
- * valid JSON may hold that libyaml rejects), with the same tree as a result.
+ * anything else goes through libyaml, with the same tree as a result.
  */
 #ifndef CONDAFS_YAMLDOC_H
 #define CONDAFS_YAMLDOC_H
@@ -20,13 +19,16 @@ struct ynode;
  * Parse text (len bytes, need not be NUL-terminated) as one YAML document; text whose
  * first character is '{' or '[' is read as JSON. name is used in messages, which read
  * "<name>:<line>: invalid YAML: <libyaml's reason>". The text is not referenced after
- * the call.
+ * the call. Untrusted text is fine: a document nested more than 64 deep, or with more
+ * than 2^20 nodes (an alias counting as the nodes it names), is -EINVAL at the line
+ * where the limit was passed, found before the time and memory it would take to read.
  */
 int yamldoc_parse(const char *name, const char *text, size_t len, struct yamldoc **ret,
                   struct cfs_err *err);
 
-/* Read path (relative to dirfd, or AT_FDCWD) and parse it; display names it in messages. */
-int yamldoc_load(int dirfd, const char *path, const char *display, struct yamldoc **ret,
+/* Read path (relative to dirfd, or AT_FDCWD) and parse it; display names it in messages.
+ * A file larger than max bytes is -EFBIG. */
+int yamldoc_load(int dirfd, const char *path, const char *display, size_t max, struct yamldoc **ret,
                  struct cfs_err *err);
 
 void yamldoc_free(struct yamldoc *doc);

@@ -428,6 +428,17 @@ static void test_refusals(void)
 	free(target);
 	free(p);
 
+	/* Far above any real record: refused before it is read. */
+	p = testfs_path(tmp, "huge");
+	testfs_write(p, "", "conda-meta/history");
+	testfs_write(p, "", "conda-meta/x-1-0.json");
+	want = testfs_path(p, "conda-meta/x-1-0.json");
+	if (truncate(want, (32 << 20) + 1) < 0)
+		testfs_die("truncate", want);
+	free(want);
+	check_read_fails(p, -EFBIG, "x-1-0.json: 33554433 bytes is more than the 33554432");
+	free(p);
+
 	p = testfs_path(tmp, "bad-md5");
 	testfs_write(p, "", "conda-meta/history");
 	record(p, "x", "1", "\"build\": \"0\", \"md5\": \"nope\"", "", "");

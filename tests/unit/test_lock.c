@@ -876,8 +876,24 @@ static void check_refused(const char *file, const char *text, const char *platfo
 	free(path);
 }
 
+/* A sparse file of size bytes at tmp/name. */
+static void write_sparse(const char *name, off_t size)
+{
+	char *path = testfs_path(tmp, "%s", name);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	if (fd < 0 || ftruncate(fd, size) < 0)
+		testfs_die("create", path);
+	close(fd);
+	free(path);
+}
+
 static void test_refusals(void)
 {
+	/* Far above any real lock: refused before it is read. */
+	write_sparse("huge.lock", (16 << 20) + 1);
+	check_refused("huge.lock", NULL, NULL, NULL, -EFBIG,
+	              "huge.lock: 16777217 bytes is more than the 16777216");
 	check_refused("export.txt",
 	              "# This file may be used to create an environment using:\n"
 	              "# $ conda create --name <env> --file <this file>\n"

@@ -12,6 +12,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static struct yamldoc *parse(const char *text, struct cfs_err *err)
 {
@@ -178,6 +181,223 @@ static void test_errors(void)
 	check_error("{\"a\": \"x\\u0000y\"}", "t.yml:1: a NUL character", -EINVAL);
 	check_error("a: 1\n---\nb: 2\n", "t.yml:2: a second YAML document", -EINVAL);
 	check_error("a: *nope\n", "t.yml:1: invalid YAML: found undefined alias", -EINVAL);
+	check_error("a: &x [1, *x]\n", "t.yml:1: invalid YAML: an alias inside the node it names",
+	            -EINVAL);
+	check_error("a: &x 1\nb: &x 2\n", "t.yml:2: invalid YAML: found duplicate anchor", -EINVAL);
+}
+
+/* An alias reads as the node it names, as libyaml's loader made it. */
+static void test_alias(void)
+{
+	struct cfs_err err = {{0}};
+	struct yamldoc *doc = parse("base: &b {name: x, list: [1, 2]}\nother: *b\n", &err);
+	const struct ynode *root = yamldoc_root(doc);
+
+	CHECK(doc != NULL);
+	CHECK_STR(ynode_str(ynode_get(ynode_get(root, "other"), "name")), "x");
+	CHECK(ynode_count(ynode_get(ynode_get(root, "other"), "list")) == 2);
+	CHECK(ynode_line(ynode_get(root, "other")) == 1);
+	yamldoc_free(doc);
+}
+
+/*
+ * Raw characters JSON allows in strings and libyaml refuses or folds, thousands of them:
+ * valid JSON reads them as they are. Text the JSON reader refuses (a trailing comma) once
+ * went through a rewriting pass that wrote each DEL as the four bytes \x7f into a buffer
+ * of 2 * len + 1: a heap overflow. It goes to libyaml unchanged now, which refuses the
+ * control characters with one line.
+ */
+static void test_escape_growth(void)
+{
+	static const char *const raw[] = {"\x7f", "\xc2\x80", "\xe2\x80\xa8", "\xef\xbf\xbf"};
+
+	for (size_t k = 0; k < sizeof(raw) / sizeof(raw[0]); k++) {
+		size_t n = 4096, rl = strlen(raw[k]), len = 0;
+		char *text = malloc(n * rl + 16), *want = malloc(n * rl + 1);
+		struct cfs_err err = {{0}};
+		struct yamldoc *doc = NULL;
+		int r;
+
+		if (!text || !want)
+			abort();
+		len += (size_t)sprintf(text, "{\"a\": \"");
+		for (size_t i = 0; i < n; i++) {
+			memcpy(text + len, raw[k], rl);
+			memcpy(want + i * rl, raw[k], rl);
+			len += rl;
+		}
+		want[n * rl] = '\0';
+		memcpy(text + len, "\"}", 3);
+		CHECK(yamldoc_parse("t.json", text, len + 2, &doc, &err) == 0);
+		CHECK_STR(ynode_str(ynode_get(yamldoc_root(doc), "a")), want);
+		yamldoc_free(doc);
+		doc = NULL;
+		memcpy(text + len, "\",}", 4);
+		r = yamldoc_parse("t.json", text, len + 3, &doc, &err);
+		CHECK(r == 0 || (r == -EINVAL && doc == NULL &&
+		                 strncmp(err.msg, "t.json:1: invalid JSON: ", 24) == 0 &&
+		                 !strchr(err.msg, '\n')));
+		yamldoc_free(doc);
+		free(text);
+		free(want);
+	}
+}
+
+/*
+ * Parse text in a child and return its error message (malloc'd, "" on success) and, in
+ * *ret_kib, how far the parse raised the child's peak RSS. A child, so that a parser that
+ * runs away fails this test rather than the machine.
+ */
+static char *parse_in_child(const char *text, size_t len, long *ret_kib)
+{
+	char buf[4096];
+	size_t got = 0;
+	int fds[2], status;
+	pid_t pid;
+
+	if (pipe(fds) < 0 || (pid = fork()) < 0)
+		abort();
+	if (pid == 0) {
+		struct cfs_err err = {{0}};
+		struct yamldoc *doc = NULL;
+		struct rusage before, after;
+		char msg[4096];
+		int n;
+
+		close(fds[0]);
+		getrusage(RUSAGE_SELF, &before);
+		if (yamldoc_parse("t.yml", text, len, &doc, &err) == 0)
+			err.msg[0] = '\0';
+		getrusage(RUSAGE_SELF, &after);
+		n = snprintf(msg, sizeof(msg), "%ld %s", after.ru_maxrss - before.ru_maxrss,
+		             err.msg);
+		if (write(fds[1], msg, (size_t)n) != n)
+			_exit(2);
+		_exit(0);
+	}
+	close(fds[1]);
+	for (ssize_t n; (n = read(fds[0], buf + got, sizeof(buf) - 1 - got)) > 0;)
+		got += (size_t)n;
+	close(fds[0]);
+	buf[got] = '\0';
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status)) {
+		*ret_kib = -1;
+		return strdup("(the child died)");
+	}
+	*ret_kib = strtol(buf, NULL, 10);
+	return strdup(strchr(buf, ' ') ? strchr(buf, ' ') + 1 : "");
+}
+
+static char *repeat(const char *head, const char *unit, size_t times, const char *tail,
+                    size_t *ret_len)
+{
+	size_t hl = strlen(head), ul = strlen(unit), tl = strlen(tail);
+	char *s = malloc(hl + ul * times + tl + 1);
+
+	if (!s)
+		abort();
+	memcpy(s, head, hl);
+	for (size_t i = 0; i < times; i++)
+		memcpy(s + hl + i * ul, unit, ul);
+	memcpy(s + hl + ul * times, tail, tl + 1);
+	*ret_len = hl + ul * times + tl;
+	return s;
+}
+
+/*
+ * Deep or huge documents fail early, with one line naming the line where the limit was
+ * reached, without the time and memory libyaml's document loader spent on them (quadratic
+ * in depth; ~180 bytes per input byte). Memory is measured, not time: a bound on memory
+ * that does not grow with the input also keeps the time linear.
+ */
+/* ASan pads every block and keeps freed ones in a quarantine (libyaml frees each event). */
+#ifdef __SANITIZE_ADDRESS__
+#define RSS_FACTOR 3
+#else
+#define RSS_FACTOR 1
+#endif
+
+static void check_limit_text(const char *what, char *text, size_t len, const char *want,
+                             long max_mib)
+{
+	long kib;
+	char *msg = parse_in_child(text, len, &kib);
+
+	printf("%s: %zu bytes: peak RSS +%ld KiB: %s\n", what, len, kib, msg);
+	if ((*want ? !strstr(msg, want) : *msg != '\0') || strchr(msg, '\n')) {
+		test_failures++;
+		fprintf(stderr, "%s: error \"%s\" is not \"%s\"\n", what, msg, want);
+	}
+	CHECK(kib >= 0 && kib < max_mib * 1024 * RSS_FACTOR);
+	free(msg);
+	free(text);
+}
+
+static void check_limit(const char *what, const char *head, const char *unit, size_t times,
+                        const char *tail, const char *want, long max_mib)
+{
+	size_t len;
+	char *text = repeat(head, unit, times, tail, &len);
+
+	check_limit_text(what, text, len, want, max_mib);
+}
+
+/* levels mappings, each indented one more than its parent. */
+static char *block_maps(size_t levels, size_t *ret_len)
+{
+	char *text = malloc(levels * (levels + 3) + 1);
+	size_t len = 0;
+
+	if (!text)
+		abort();
+	for (size_t i = 0; i < levels; i++) {
+		memset(text + len, ' ', i);
+		len += i;
+		memcpy(text + len, "a:\n", 3);
+		len += 3;
+	}
+	text[len] = '\0';
+	*ret_len = len;
+	return text;
+}
+
+/*
+ * The bounds: a deep document stops within a few KiB; the node limit is what bounds a
+ * wide one (about 60 bytes a node, doubled while an array grows). Before, these inputs
+ * took 55 MB (200 KB of '['), 720 MB (4 MB of "- ") and 430 MB (8 MB of "- 1").
+ */
+static void test_limits(void)
+{
+	char *text, closes[65];
+	size_t len;
+
+	check_limit("JSON [ x 200k", "", "[", 200000, "", "t.yml:1: more than 64 levels of nesting",
+	            16);
+	check_limit("YAML flow [ x 200k", "a: ", "[", 200000, "",
+	            "t.yml:1: more than 64 levels of nesting", 16);
+	check_limit("YAML block - x 2M", "", "- ", 2000000, "",
+	            "t.yml:1: more than 64 levels of nesting", 16);
+	text = block_maps(100, &len);
+	check_limit_text("YAML block maps", text, len, "t.yml:65: more than 64 levels of nesting",
+	                 16);
+	/* 64 levels are fine, in JSON and in YAML. */
+	memset(closes, ']', 64);
+	closes[64] = '\0';
+	text = repeat("", "[", 64, closes, &len);
+	check_limit_text("JSON 64 levels", text, len, "", 16);
+	text = block_maps(64, &len);
+	check_limit_text("YAML 64 levels", text, len, "", 16);
+	/* Many small nodes: the count is what a walk of the tree visits. */
+	check_limit("JSON many nodes", "[", "1,", 1100000, "1]", "more than 1048576 nodes", 128);
+	check_limit("YAML many nodes", "", "- 1\n", 1100000, "", "more than 1048576 nodes", 128);
+	/* Aliases are counted once per use: a "billion laughs" stays small. */
+	check_limit(
+	        "YAML aliases",
+	        "a: &a [1, 2, 3, 4, 5, 6, 7, 8]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n"
+	        "c: &c [*b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c]\n"
+	        "e: &e [*d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e]\n"
+	        "g: &g [*f, *f, *f, *f, *f, *f, *f, *f]\n",
+	        "h: [*g, *g]\n", 1, "", "t.yml:7: more than 1048576 nodes", 16);
 }
 
 /* a and b are the same tree, b's lines shifted by shift. */
@@ -250,7 +470,7 @@ static void test_load(void)
 		path = testfs_fixture(records[i]);
 		check_as_yaml(path);
 		doc = NULL;
-		CHECK(yamldoc_load(AT_FDCWD, path, path, &doc, &err) == 0);
+		CHECK(yamldoc_load(AT_FDCWD, path, path, 1 << 20, &doc, &err) == 0);
 		free(path);
 		if (!doc)
 			continue;
@@ -267,7 +487,7 @@ static void test_load(void)
 	path = testfs_fixture(
 	        "conda/conda-meta/conda-25.1_osx-arm64/python-3.13.2-hfd29fff_1_cp313t.json");
 	doc = NULL;
-	CHECK(yamldoc_load(AT_FDCWD, path, path, &doc, &err) == 0);
+	CHECK(yamldoc_load(AT_FDCWD, path, path, 1 << 20, &doc, &err) == 0);
 	if (doc) {
 		const struct ynode *root = yamldoc_root(doc);
 		const struct ynode *paths = ynode_get(ynode_get(root, "paths_data"), "paths");
@@ -285,7 +505,7 @@ static void test_load(void)
 	path = testfs_fixture(
 	        "conda/conda-meta/micromamba_win-64/requests-2.28.2-pyhd8ed1ab_0.json");
 	doc = NULL;
-	CHECK(yamldoc_load(AT_FDCWD, path, path, &doc, &err) == 0);
+	CHECK(yamldoc_load(AT_FDCWD, path, path, 1 << 20, &doc, &err) == 0);
 	if (doc) {
 		const struct ynode *root = yamldoc_root(doc);
 
@@ -298,10 +518,10 @@ static void test_load(void)
 	free(path);
 
 	doc = NULL;
-	CHECK(yamldoc_load(AT_FDCWD, "/nonexistent/x.json", "/nonexistent/x.json", &doc, &err) ==
-	      -ENOENT);
+	CHECK(yamldoc_load(AT_FDCWD, "/nonexistent/x.json", "/nonexistent/x.json", 1 << 20, &doc,
+	                   &err) == -ENOENT);
 	CHECK(strstr(err.msg, "/nonexistent/x.json: No such file") != NULL);
-	CHECK(yamldoc_load(AT_FDCWD, "/", "/", &doc, &err) == -EINVAL);
+	CHECK(yamldoc_load(AT_FDCWD, "/", "/", 1 << 20, &doc, &err) == -EINVAL);
 	CHECK(strstr(err.msg, "/: not a regular file") != NULL);
 }
 
@@ -310,6 +530,9 @@ int main(void)
 	test_yaml();
 	test_json();
 	test_errors();
+	test_alias();
+	test_escape_growth();
+	test_limits();
 	test_load();
 	return test_exit();
 }

@@ -439,6 +439,9 @@ struct config {
  * an error (defaults stand); any other problem, or an unknown key or bad value, is -EINVAL
  * naming the file and line. */
 int config_load(const char *path, struct config *ret, struct cfs_err *err);
+/* The same for the text of a config file (len bytes); name names it in messages. */
+int config_parse(const char *name, const char *text, size_t len, struct config *ret,
+                 struct cfs_err *err);
 /* "30d", "12h", "90m", "45s", "2w" or plain seconds; -EINVAL otherwise. */
 int config_duration(const char *s, int64_t *ret);
 
