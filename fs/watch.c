@@ -4,7 +4,8 @@
  * never come from a request handler) polls the store's change counter; when another
  * process has committed, it loads the environment list, swaps in a new table, and tells
  * the kernel: a new name drops a cached miss, a removed one is deleted, and the root's
- * cached listing and attributes are dropped. Once a minute, and when it stops, it writes
+ * cached listing and attributes are dropped; MOUNTPOINT/.condafs follows (meta.c). Once a
+ * minute, and when it stops, it writes
  * the environments' last use to the catalog (use.c), off every request's path.
  */
 #include "fsd.h"
@@ -155,6 +156,7 @@ static int reload(struct fsd *fs, struct store *st)
 	evict_removed(fs, st, t);
 	diff(old, t, notify_removed, fs, &gone);
 	diff(t, old, notify_added, fs, &added);
+	meta_tables(fs, old, t);
 	r = fuse_lowlevel_notify_inval_inode(fs->se, INO_ROOT, 0, 0);
 	if (r && r != -ENOENT)
 		log_msg(LOG_LEVEL_DEBUG, "notify_inval_inode root: %s", strerror(-r));
@@ -212,8 +214,8 @@ static void *watch_main(void *arg)
 			return NULL;
 	}
 	/* The table was loaded before the daemon forked: catch up with what came since. */
-	if (store_changes(st, &seen, &err) == 0)
-		reload(fs, st);
+	if (store_changes(st, &seen, &err) == 0 && reload(fs, st) == 0)
+		meta_refresh(fs, st, true);
 	clock_gettime(CLOCK_MONOTONIC, &flushed);
 	while (!watch_wait(fs)) {
 		struct timespec now;
@@ -231,8 +233,9 @@ static void *watch_main(void *arg)
 		}
 		if (v == seen)
 			continue;
-		/* On failure the counter is not taken: the next tick tries again. */
-		if (reload(fs, st) == 0)
+		/* On failure the counter is not taken: the next tick tries again. Any commit
+		 * may change what .condafs says (a tag, a last use, a broken mark). */
+		if (reload(fs, st) == 0 && meta_refresh(fs, st, true) == 0)
 			seen = v;
 	}
 	flush_use(fs, st);
