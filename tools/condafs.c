@@ -196,7 +196,6 @@ static int cmd_export(const struct cli *c)
 	struct cfs_err err = {{0}};
 	struct store_env env;
 	struct store *st;
-	char *prefix = NULL;
 	int r;
 
 	if ((r = need_args(c, 2)))
@@ -205,27 +204,10 @@ static int cmd_export(const struct cli *c)
 		return r;
 	if ((r = find_env(c, st, c->argv[0], &env)))
 		goto out;
-	if (c->prefix) {
-		prefix = strdup(c->prefix);
-	} else {
-		/* The default prefix is where the tree lands: it must be absolute. */
-		if (mkdir(c->argv[1], 0700) < 0 && errno != EEXIST) {
-			fprintf(stderr, "condafs: export: %s: %s\n", c->argv[1], strerror(errno));
-			r = EXIT_FAILED;
-			goto out;
-		}
-		prefix = realpath(c->argv[1], NULL);
-	}
-	if (!prefix) {
-		fprintf(stderr, "condafs: export: %s: %s\n", c->argv[1], strerror(errno));
-		r = EXIT_FAILED;
-		goto out;
-	}
-	r = export_env(st, &env, c->argv[1], prefix, &err);
+	r = export_env(st, &env, c->argv[1], c->prefix, &err);
 	if (r)
 		r = die(c, &err, r);
 out:
-	free(prefix);
 	store_close(st);
 	return r;
 }
