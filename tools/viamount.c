@@ -415,9 +415,13 @@ int viamount_cat(struct viamount *vm, const struct store_env *env, const char *p
 
 /* ---- export ---- */
 
-/* The first exported path of each file's inode, by inode number (never 0 in a mount): a
- * later path of the same inode is a hard link to it. The mount gives a file's paths in
- * one environment one inode (the hard links ingested, and identical files). */
+/*
+ * The first exported path of an ingested hard link, by inode number (never 0 in a mount):
+ * a later path of it is linked to that one. The mount serves the paths of one source
+ * inode as one inode of kind 0 (a store node, README "Inode numbers"); files that are
+ * merely identical share an inode of kind 1 there, and are written as separate files, as
+ * root's export writes them, so that changing one copy does not change the others.
+ */
 struct inomap {
 	struct {
 		ino_t ino;
@@ -440,6 +444,8 @@ static const char *inomap_get(const struct inomap *m, ino_t ino)
 {
 	return m->cap ? m->v[inomap_slot(m, ino)].rel : NULL;
 }
+
+#define INO_KIND_NODE 0
 
 static int inomap_put(struct inomap *m, ino_t ino, const char *rel)
 {
@@ -535,7 +541,8 @@ static int vexport_file(struct vexport *ex, int sdir, int ddir, const char *name
 	char shown[PATH_MAX];
 	int src, r = 0;
 
-	const char *first = inomap_get(&ex->links, sb->st_ino);
+	bool linked = (sb->st_ino & 3) == INO_KIND_NODE;
+	const char *first = linked ? inomap_get(&ex->links, sb->st_ino) : NULL;
 
 	/* The first path is a file made here, in directories made here. */
 	if (first) {
@@ -564,7 +571,7 @@ static int vexport_file(struct vexport *ex, int sdir, int ddir, const char *name
 	times_of(sb, ts);
 	if (!r && futimens(o.fd, ts) < 0)
 		r = vfail(ex, -errno, rel, "set mtime");
-	if (!r)
+	if (!r && linked)
 		r = inomap_put(&ex->links, sb->st_ino, rel);
 out:
 	if (o.fd >= 0)
