@@ -50,6 +50,12 @@ enum {
 /* "<32 hex>.json" */
 #define PKG_NAME_LEN 37
 
+/* An environment's unique bytes. */
+struct uniq {
+	int64_t id;
+	uint64_t bytes;
+};
+
 /* One generation of envs.json and stats.json. */
 struct meta_snap {
 	uint64_t serial;
@@ -82,8 +88,7 @@ struct meta {
 	uint64_t serial;
 	int64_t *ids; /* sorted: every environment, live or removed, when computed */
 	size_t nids;
-	int64_t *uniq_ids; /* sorted */
-	uint64_t *uniq;
+	struct uniq *uniq; /* by id */
 	size_t nuniq;
 };
 
@@ -159,7 +164,6 @@ void meta_free(struct meta *m)
 	for (int i = 0; i < PKG_CACHE; i++)
 		free(m->pkgs[i].text);
 	free(m->ids);
-	free(m->uniq_ids);
 	free(m->uniq);
 	free(m->mount_json);
 	pthread_mutex_destroy(&m->lock);
@@ -168,9 +172,9 @@ void meta_free(struct meta *m)
 
 /* ---- the watcher: making the texts ---- */
 
-static int cmp_i64(const void *a, const void *b)
+static int cmp_uniq(const void *a, const void *b)
 {
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	int64_t x = ((const struct uniq *)a)->id, y = ((const struct uniq *)b)->id;
 
 	return (x > y) - (x < y);
 }
@@ -180,55 +184,42 @@ static int cmp_i64(const void *a, const void *b)
 static int unique_bytes(struct meta *m, struct store *st, const struct envtab *t,
                         struct report_env *v, size_t n, struct cfs_err *err)
 {
-	int64_t *ids = malloc((t->n ? t->n : 1) * sizeof(*ids)), *uids = NULL;
-	uint64_t *uniq = NULL;
+	int64_t *ids = malloc((t->n ? t->n : 1) * sizeof(*ids));
+	struct uniq *u = malloc((n ? n : 1) * sizeof(*u));
 	bool same;
 	int r = 0;
 
-	if (!ids)
-		return -ENOMEM;
+	if (!ids || !u) {
+		r = -ENOMEM;
+		goto out;
+	}
 	for (size_t i = 0; i < t->n; i++)
 		ids[i] = t->by_id[i]->id;
 	same = m->ids && m->nids == t->n && !memcmp(ids, m->ids, t->n * sizeof(*ids));
 	for (size_t i = 0; i < n && !r; i++) {
-		const int64_t *hit = same ? bsearch(&v[i].env.id, m->uniq_ids, m->nuniq,
-		                                    sizeof(*m->uniq_ids), cmp_i64)
-		                          : NULL;
+		struct uniq key = {v[i].env.id, 0};
+		const struct uniq *hit =
+		        same ? bsearch(&key, m->uniq, m->nuniq, sizeof(*m->uniq), cmp_uniq) : NULL;
 
 		if (hit)
-			v[i].unique_bytes = m->uniq[hit - m->uniq_ids];
+			v[i].unique_bytes = hit->bytes;
 		else
 			r = store_env_unique_bytes(st, &v[i].env, &v[i].unique_bytes, err);
+		u[i] = (struct uniq){v[i].env.id, v[i].unique_bytes};
 	}
 	if (r)
 		goto out;
-	uids = malloc((n ? n : 1) * sizeof(*uids));
-	uniq = malloc((n ? n : 1) * sizeof(*uniq));
-	if (!uids || !uniq) {
-		r = -ENOMEM;
-		goto out;
-	}
-	/* v is sorted by hash; the cache by id. */
-	for (size_t i = 0; i < n; i++)
-		uids[i] = v[i].env.id;
-	qsort(uids, n, sizeof(*uids), cmp_i64);
-	for (size_t i = 0; i < n; i++)
-		for (size_t k = 0; k < n; k++)
-			if (v[k].env.id == uids[i])
-				uniq[i] = v[k].unique_bytes;
+	qsort(u, n, sizeof(*u), cmp_uniq);
 	free(m->ids);
-	free(m->uniq_ids);
 	free(m->uniq);
 	m->ids = ids;
 	m->nids = t->n;
-	m->uniq_ids = uids;
-	m->uniq = uniq;
+	m->uniq = u;
 	m->nuniq = n;
 	return 0;
 out:
 	free(ids);
-	free(uids);
-	free(uniq);
+	free(u);
 	return r;
 }
 
@@ -496,11 +487,8 @@ static const struct fsd_env *live_env(const struct envtab *t, int64_t id, const 
 	return env && !env->removed ? env : NULL;
 }
 
-/*
- * The attributes of ino, and for a file its text (malloc'd, when ret_text is not NULL).
- * Files of a snapshot count a lookup when count is set.
- */
-static int node_attr(struct fsd *fs, fuse_ino_t ino, bool count, struct stat *st, uint64_t *ret_gen,
+/* The attributes of ino, and for a file its text (malloc'd, when ret_text is not NULL). */
+static int node_attr(struct fsd *fs, fuse_ino_t ino, struct stat *st, uint64_t *ret_gen,
                      char **ret_text, size_t *ret_len)
 {
 	struct meta *m = fs->meta;
@@ -541,8 +529,6 @@ static int node_attr(struct fsd *fs, fuse_ino_t ino, bool count, struct stat *st
 				r = -ENOMEM;
 			else if (text)
 				memcpy(text, src, len + 1);
-			if (!r && count)
-				s->kernel_refs++;
 		}
 		pthread_mutex_unlock(&m->lock);
 		if (!s)
@@ -653,9 +639,13 @@ static fuse_ino_t child_ino(struct fsd *fs, fuse_ino_t parent, const char *name,
 		return meta_ino(FIXED_MOUNT, SUB_FIXED);
 	if (strcmp(name, "envs.json") && strcmp(name, "stats.json"))
 		return 0;
+	/* The reference the reply gives the kernel is taken with the choice, so a new text
+	 * published in between cannot free this one first. */
 	pthread_mutex_lock(&m->lock);
-	if (m->cur)
+	if (m->cur) {
 		ino = meta_ino((int64_t)m->cur->serial, name[0] == 'e' ? SUB_ENVS : SUB_STATS);
+		m->cur->kernel_refs++;
+	}
 	pthread_mutex_unlock(&m->lock);
 	/* Not published yet (the first texts failed): a miss the kernel does not keep. */
 	if (!ino)
@@ -683,9 +673,10 @@ void meta_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_entry(req, &e);
 		return;
 	}
-	r = node_attr(fs, ino, true, &st, &gen, NULL, NULL);
-	/* Replaced between the two steps: not a miss to keep. */
+	r = node_attr(fs, ino, &st, &gen, NULL, NULL);
+	/* A packages file whose environment went in between: not a miss to keep. */
 	if (r) {
+		forget_one(fs->meta, ino, 1);
 		fuse_reply_err(req, r == -ESTALE ? ENOENT : -r);
 		return;
 	}
@@ -698,7 +689,7 @@ void meta_getattr(fuse_req_t req, fuse_ino_t ino)
 {
 	struct stat st;
 	uint64_t gen;
-	int r = node_attr(fuse_req_userdata(req), ino, false, &st, &gen, NULL, NULL);
+	int r = node_attr(fuse_req_userdata(req), ino, &st, &gen, NULL, NULL);
 
 	if (r)
 		fuse_reply_err(req, -r);
@@ -712,7 +703,7 @@ void meta_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off)
 	uint64_t gen;
 	size_t len = 0;
 	char *text = NULL;
-	int r = node_attr(fuse_req_userdata(req), ino, false, &st, &gen, &text, &len);
+	int r = node_attr(fuse_req_userdata(req), ino, &st, &gen, &text, &len);
 
 	if (!r && !S_ISREG(st.st_mode))
 		r = -EISDIR;

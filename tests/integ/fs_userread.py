@@ -234,7 +234,8 @@ with t.section("a user runs the read-only commands through the mount"):
                 got["user"] = user(store, d.mnt, *args)
                 return got["root"].rc == 0 and (got["user"].rc, got["user"].out) == \
                     (0, got["root"].out)
-            t.check(f"{' '.join(args)}: as root", wait_for(same) is not None,
+            t.check(f"{' '.join(args)}: the user gets what root gets",
+                    wait_for(same) is not None,
                     f"root: {got.get('root')}\nuser: {got.get('user')}")
         r = t.run([t.condafs, "--config", cfg, "ls"], user="nobody")
         t.check("the mount point from the config (no --store, no --mount)",
