@@ -5,8 +5,8 @@
  * process has committed, it loads the environment list, swaps in a new table, and tells
  * the kernel: a new name drops a cached miss, a removed one is deleted, and the root's
  * cached listing and attributes are dropped; MOUNTPOINT/.condafs follows (meta.c). Once a
- * minute, and when it stops, it writes
- * the environments' last use to the catalog (use.c), off every request's path.
+ * minute, and when it stops, it writes the environments' last use to the catalog (use.c),
+ * off every request's path.
  */
 #include "fsd.h"
 

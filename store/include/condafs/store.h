@@ -404,8 +404,8 @@ int report_envs_tag(struct report_env *v, size_t n, const struct store_tag *tags
 
 /* The JSON texts; *ret is malloc'd and NUL-terminated, *ret_len bytes long. -ENOMEM. */
 int report_envs_json(const struct report_env *v, size_t n, char **ret, size_t *ret_len);
-int report_stats_json(const struct store_stats *s, const struct report_env *v, size_t n,
-                      char **ret, size_t *ret_len);
+int report_stats_json(const struct store_stats *s, const struct report_env *v, size_t n, char **ret,
+                      size_t *ret_len);
 int report_packages_json(const struct store_env *env, const struct pkgset *set, char **ret,
                          size_t *ret_len);
 /* Which store a mount serves: {"store": ..., "mountpoint": ...}. */
