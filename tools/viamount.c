@@ -59,8 +59,12 @@ static int read_all(int dfd, const char *path, char **ret, size_t *ret_len)
 
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-		r = S_ISREG(sb.st_mode) ? -errno : -EINVAL;
+	if (fstat(fd, &sb) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		r = -EINVAL;
 		goto out;
 	}
 	for (;;) {

@@ -330,6 +330,29 @@ with t.section("verify through the mount finds what a damaged store cannot serve
                 r.rc == 1 and got and f"{got[0][0]}/{got[0][1]}: Input/output error" in r.out,
                 r)
 
+with t.section("files larger than one read (64 MiB): searched in pieces, relocated whole"):
+    B = os.path.realpath(t.path("big-src"))
+    big = 65 << 20
+    lib.make_prefix(B, pkgs=[("big", "1.0", "h0_0")], files={
+        # The prefix across a 1 MiB boundary of the search, and near the end.
+        "share/with-prefix.txt": b"a" * (big - 3) + B.encode() + b"/x\n",
+        "share/plain.txt": b"b" * big + b"\n",
+    })
+    hb = t.ingest_hash(store, B)
+    with t.daemon(store) as d:
+        for rel in ("share/with-prefix.txt", "share/plain.txt"):
+            for pre in (None, "/o"):
+                args = ["cat", hb, rel] + (["--prefix", pre] if pre else [])
+                a, u = t.cfs(store, *args), user(store, d.mnt, *args)
+                t.check(f"{' '.join(args[2:])}: the user gets what root gets",
+                        a.rc == 0 and u.rc == 0 and len(a.out) > big and a.out == u.out,
+                        f"root rc {a.rc} {len(a.out)} bytes, user {u}")
+        out = os.path.join(mine, "big")
+        t.ok("export of it by nobody", user(store, d.mnt, "export", hb, out))
+        lib.report_tree(t, "...equal to the source relocated to DIR",
+                        *lib.compare_trees(B, out, B, out))
+        t.rmtree(out)
+
 with t.section("no condafsd answers, or one serving another store: one line"):
     empty = t.path("empty-mnt")
     os.makedirs(empty)
