@@ -23,6 +23,7 @@
 /* ---- the daemon's state (main.c owns it) ---- */
 
 struct envtab;
+struct meta;
 struct prefetch;
 struct use;
 
@@ -37,6 +38,7 @@ struct fsd {
 	atomic_bool readahead_raised;
 	struct prefetch *prefetch; /* NULL: no reading ahead; locks itself */
 	struct use *use;           /* locks itself */
+	struct meta *meta;         /* MOUNTPOINT/.condafs; locks itself */
 
 	/* Written by the init handler, which libfuse runs before any other request: no lock. */
 	bool no_open;    /* open replies ENOSYS: the kernel stops sending OPEN/RELEASE */
@@ -86,21 +88,21 @@ void log_file_error(uint64_t key, const char *fmt, ...) __attribute__((format(pr
  *   kind 0  a store node (directory, symlink, relocated or unshared file): id = node id
  *   kind 1  a group of identical regular files (hard-link semantics): id = group id
  *   kind 2  a tag symlink in the root: id = tag id (never reused; a moved tag gets a new one)
- *   kind 3  reserved
+ *   kind 3  MOUNTPOINT/.condafs and what it holds (meta.c)
  * and FUSE's root, nodeid 1 (kind 1 with id 0, which no group has).
  */
 enum ino_kind {
 	INO_NODE = 0,
 	INO_GROUP = 1,
 	INO_TAG = 2,
-	INO_RESERVED = 3,
+	INO_META = 3,
 };
 
 #define INO_ROOT ((fuse_ino_t)FUSE_ROOT_ID)
 
 /* -EOVERFLOW for an id that does not fit (never, below 2^61 ids). */
 int ino_make(enum ino_kind kind, int64_t id, fuse_ino_t *ret);
-/* -ESTALE for a nodeid no kind can have made (0, or a reserved kind). */
+/* -ESTALE for a nodeid no kind can have made (id 0). */
 int ino_split(fuse_ino_t ino, enum ino_kind *ret_kind, int64_t *ret_id);
 /* The nodeid a node is served under: its group's, its first hard link's, or its own. */
 int ino_of_node(const struct store_node *n, fuse_ino_t *ret);
@@ -235,6 +237,28 @@ int use_list_removed(struct use *u, const struct envtab *t, enum ino_kind kind, 
 /* Charge group nodeids of environments t no longer serves as live to a live environment
  * with a node in the group (the watcher, after publishing t). */
 void use_rehome(struct use *u, struct store *st, const struct envtab *t);
+
+/* ---- meta.c: MOUNTPOINT/.condafs, the reports users read instead of the store ---- */
+
+#define META_DIR_NAME ".condafs"
+
+int meta_new(struct fsd *fs, struct meta **ret);
+void meta_free(struct meta *m); /* NULL is fine */
+/* Make envs.json and stats.json again from st (the watcher's handle, or the first one
+ * before mounting, with notify false); publish them when they changed, telling the kernel
+ * to drop the old names. Logs what fails (the old texts stay). */
+int meta_refresh(struct fsd *fs, struct store *st, bool notify);
+/* The environment table went from old to t: drop the names of packages/ that came, went
+ * or changed (the watcher, after publishing t). */
+void meta_tables(struct fsd *fs, const struct envtab *old, const struct envtab *t);
+/* The requests meta.c answers: a nodeid of kind INO_META, and ".condafs" in the root. */
+bool meta_owns(fuse_ino_t ino);
+bool meta_is_root_name(const char *name);
+void meta_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void meta_getattr(fuse_req_t req, fuse_ino_t ino);
+void meta_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off);
+void meta_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus);
+void meta_forget(struct fsd *fs, fuse_ino_t ino, uint64_t nlookup);
 
 /* ---- ops.c: the low-level handlers ---- */
 

@@ -315,13 +315,20 @@ static int load_store(struct fsd *fs)
 	r = store_open(fs->store_dir, STORE_READONLY, &st, &err);
 	if (!r)
 		r = envtab_load(fs, st, 1, &t, &err);
+	if (!r) {
+		fs->envtab = t;
+		atomic_store(&fs->envtab_version, t->version);
+		r = meta_new(fs, &fs->meta);
+	}
+	/* The first reports before the mount answers; on failure it is logged, and the
+	 * watcher tries again at the next change. */
+	if (!r)
+		meta_refresh(fs, st, false);
 	store_close(st);
 	if (r) {
 		log_msg(LOG_LEVEL_ERR, "%s", err.msg[0] ? err.msg : strerror(-r));
 		return r;
 	}
-	fs->envtab = t;
-	atomic_store(&fs->envtab_version, t->version);
 	log_msg(LOG_LEVEL_INFO, "%s: %zu environment%s", fs->store_dir, t->n, t->n == 1 ? "" : "s");
 	return 0;
 }
@@ -356,6 +363,7 @@ static void fsd_release(struct fsd *fs)
 {
 	envtab_put(fs->envtab);
 	use_free(fs->use);
+	meta_free(fs->meta);
 	cache_free(fs->cache);
 	cache_free(fs->frames);
 	if (fs->watch_wake >= 0)

@@ -184,6 +184,11 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int64_t env = 0;
 	int r;
 
+	/* .condafs: reports for users (meta.c), use of no environment. */
+	if (meta_owns(parent) || (parent == INO_ROOT && meta_is_root_name(name))) {
+		meta_lookup(req, parent, name);
+		return;
+	}
 	r = worker_get(req_fsd(req), &w);
 	if (!r)
 		r = lookup_in(w, parent, name, &e, &env, &err);
@@ -211,6 +216,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	int r;
 
 	(void)fi;
+	if (meta_owns(ino)) {
+		meta_getattr(req, ino);
+		return;
+	}
 	r = worker_get(req_fsd(req), &w);
 	if (!r && ino == INO_ROOT) {
 		root_attr(worker_envtab(w), &st);
@@ -374,6 +383,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	int r;
 
 	(void)fi; /* fh is 0 with no-open: the nodeid says everything */
+	if (meta_owns(ino)) {
+		meta_read(req, ino, size, off);
+		return;
+	}
 	r = worker_get(req_fsd(req), &w);
 	if (!r)
 		r = worker_node(w, ino, &wn, &err);
@@ -562,6 +575,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 	void *buf = NULL;
 	int r;
 
+	if (meta_owns(ino)) {
+		meta_readdir(req, ino, size, off, plus);
+		return;
+	}
 	r = worker_get(req_fsd(req), &d.w);
 	if (!r && off < 0)
 		r = -EINVAL;
@@ -595,16 +612,24 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 
 /* ---- forgetting: the kernel lets go of nodeids (use.c) ---- */
 
+static void forget(struct fsd *fs, fuse_ino_t ino, uint64_t nlookup)
+{
+	if (meta_owns(ino))
+		meta_forget(fs, ino, nlookup);
+	else
+		use_forget(fs->use, ino, nlookup);
+}
+
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	use_forget(req_fsd(req)->use, ino, nlookup);
+	forget(req_fsd(req), ino, nlookup);
 	fuse_reply_none(req);
 }
 
 static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
 	for (size_t i = 0; i < count; i++)
-		use_forget(req_fsd(req)->use, forgets[i].ino, forgets[i].nlookup);
+		forget(req_fsd(req), forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 

@@ -6,7 +6,8 @@
  * when another process has committed, it loads the environment list, swaps in a new
  * table, and tells the kernel: a new name drops a cached miss, a removed one is deleted,
  * and the root's cached listing and attributes are dropped. Only then does it answer the
- * waiting writers, so that a command that returns has its change visible here. Once a
+ * waiting writers, so that a command that returns has its change visible here.
+ * MOUNTPOINT/.condafs follows every change (meta.c). Once a
  * minute, and when it stops, it writes the environments' last use to the catalog (use.c),
  * off every request's path.
  */
@@ -163,6 +164,7 @@ static int reload(struct fsd *fs, struct store *st)
 	evict_removed(fs, st, t);
 	diff(old, t, notify_removed, fs, &gone);
 	diff(t, old, notify_added, fs, &added);
+	meta_tables(fs, old, t);
 	r = fuse_lowlevel_notify_inval_inode(fs->se, INO_ROOT, 0, 0);
 	if (r && r != -ENOENT)
 		log_msg(LOG_LEVEL_DEBUG, "notify_inval_inode root: %s", strerror(-r));
@@ -254,8 +256,8 @@ static void *watch_main(void *arg)
 		        "within %d ms instead",
 		        err.msg[0] ? err.msg : strerror(-r), WATCH_INTERVAL_MS);
 	/* The table was loaded before the daemon forked: catch up with what came since. */
-	if (store_changes(st, &seen, &err) == 0)
-		reload(fs, st);
+	if (store_changes(st, &seen, &err) == 0 && reload(fs, st) == 0)
+		meta_refresh(fs, st, true);
 	flushed = tick = now_ms();
 	for (;;) {
 		int64_t now = now_ms();
@@ -281,8 +283,9 @@ static void *watch_main(void *arg)
 			continue;
 		}
 		/* On failure the counter is not taken and the writers keep waiting: the next
-		 * tick tries again. */
-		if (v != seen && reload(fs, st) == 0)
+		 * tick tries again. Any commit may change what .condafs says (a tag, a last
+		 * use, a broken mark). */
+		if (v != seen && reload(fs, st) == 0 && meta_refresh(fs, st, true) == 0)
 			seen = v;
 		if (v == seen)
 			answer_writers(&w);

@@ -674,3 +674,75 @@ out:
 	reloc_free(r);
 	return rc;
 }
+
+/* ---- relocating served bytes, for readers of a mount ---- */
+
+#define RELOCATE_PIECE (1u << 20)
+
+struct neutral_src {
+	const uint8_t *p;
+	size_t len;
+};
+
+static int neutral_read(void *ctx, uint64_t off, size_t len, uint8_t *buf)
+{
+	struct neutral_src *s = ctx;
+
+	if (off > s->len || len > s->len - off)
+		return -EBADMSG;
+	memcpy(buf, s->p + off, len);
+	return 0;
+}
+
+/* The record reloc_scan makes of the served bytes is the one ingest made of the source,
+ * with from in the place of the build prefix (R3), so reading it under to is conda's
+ * relocation from one to the other (R2). */
+int store_relocate(const char *relpath, const void *data, size_t len, const char *from,
+                   const char *to, int (*out)(void *ctx, const void *buf, size_t n), void *ctx,
+                   struct cfs_err *err)
+{
+	enum reloc_mode mode = reloc_mode_guess(relpath, data, len);
+	size_t flen = strlen(from), tlen = strlen(to), nlen = 0;
+	struct neutral_src src = {NULL, 0};
+	uint8_t *neutral = NULL, *piece = NULL;
+	struct reloc *r = NULL;
+	uint64_t off = 0;
+	int rc = 0;
+
+	if (mode != RELOC_NONE && flen)
+		rc = reloc_scan(data, len, from, flen, mode, 0, &neutral, &nlen, &r, err);
+	if (rc)
+		return rc;
+	if (!r)
+		return len ? out(ctx, data, len) : 0;
+	if (reloc_fits(r, tlen)) {
+		rc = err_set(err, -ENOSPC, "%s: prefix %s (%zu bytes) does not fit a binary slot",
+		             relpath, to, tlen);
+		goto out;
+	}
+	piece = malloc(RELOCATE_PIECE);
+	if (!piece) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	src = (struct neutral_src){neutral, nlen};
+	for (;;) {
+		size_t got = 0;
+
+		rc = reloc_read(r, nlen, to, tlen, off, RELOCATE_PIECE, piece, &got, neutral_read,
+		                &src);
+		if (rc)
+			rc = err_set(err, rc, "%s: cannot relocate: %s", relpath, strerror(-rc));
+		if (rc || got == 0)
+			break;
+		rc = out(ctx, piece, got);
+		if (rc)
+			break;
+		off += got;
+	}
+out:
+	free(piece);
+	free(neutral);
+	reloc_free(r);
+	return rc;
+}

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * Opening and creating a store: the directory layout, its format version, the catalog.
+ * The store is its owner's alone (root's, on a server): the directory is 0700, so no
+ * other user can open anything in it, whatever the modes of the files below (README,
+ * "Security model"). Users read environments through the mount instead.
  *
  *   FORMAT         "condafs-store 2": object images of format 1 or 2 (docs/object-format.md).
  *                  "condafs-store 1" (images of format 1 only) is read as it is and made 2
@@ -33,6 +36,7 @@
 #define FORMAT_LINE   "condafs-store 2\n"
 #define FORMAT_LINE_1 "condafs-store 1\n"
 
+/* The parents as any directory (0755), the store itself 0700. */
 static int mkdir_p(const char *path)
 {
 	char *p = strdup(path);
@@ -50,10 +54,73 @@ static int mkdir_p(const char *path)
 		if (r)
 			break;
 	}
-	if (!r && mkdir(p, 0755) < 0 && errno != EEXIST)
+	if (!r && mkdir(p, 0700) < 0 && errno != EEXIST)
 		r = neg_errno();
 	free(p);
 	return r;
+}
+
+/* The directory name in dfd to 0700 if it is open to others. */
+static int tighten_at(int dfd, const char *name)
+{
+	struct stat sb;
+	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : neg_errno();
+	if (fstat(fd, &sb) < 0 || ((sb.st_mode & 077) && fchmod(fd, 0700) < 0))
+		r = neg_errno();
+	close(fd);
+	return r;
+}
+
+/*
+ * A store made before stores were private is 0755: a writing command makes it 0700.
+ * objects/ and its subdirectories go first and the store's own directory last, so a
+ * command killed half-way leaves the store open to others and the next one finishes.
+ * They go at all because a process that entered one of them before (its working
+ * directory) would keep reaching the files below it, which the top's mode cannot stop.
+ * Files keep their modes: no new path reaches them, and fs.protected_hardlinks (the
+ * default) stopped users from linking root's files that they cannot write.
+ */
+static int tighten(int fd, const char *dir, struct cfs_err *err)
+{
+	struct stat sb;
+	struct dirent *de;
+	DIR *d;
+	int ofd, r = 0;
+
+	if (fstat(fd, &sb) < 0)
+		return err_set(err, neg_errno(), "%s: %s", dir, strerror(errno));
+	if (!(sb.st_mode & 077))
+		return 0;
+	/* Only the owner (or root) may: someone else writing a store of another owner
+	 * leaves its modes to that owner. */
+	if (sb.st_uid != geteuid() && geteuid() != 0)
+		return 0;
+	ofd = openat(fd, "objects", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (ofd < 0 && errno != ENOENT)
+		return err_set(err, neg_errno(), "%s/objects: %s", dir, strerror(errno));
+	d = ofd >= 0 ? fdopendir(ofd) : NULL;
+	if (ofd >= 0 && !d) {
+		close(ofd);
+		return err_set(err, neg_errno(), "%s/objects: %s", dir, strerror(errno));
+	}
+	while (d && !r && (errno = 0, de = readdir(d)))
+		if (de->d_name[0] != '.' && (de->d_type == DT_DIR || de->d_type == DT_UNKNOWN))
+			r = tighten_at(dirfd(d), de->d_name);
+	if (!r && d && errno)
+		r = neg_errno();
+	if (d)
+		closedir(d);
+	if (r)
+		return err_set(err, r, "%s/objects: cannot make it private: %s", dir, strerror(-r));
+	if ((r = tighten_at(fd, "objects")) || (r = tighten_at(fd, "tmp")))
+		return err_set(err, r, "%s: cannot make it private: %s", dir, strerror(-r));
+	if (fchmod(fd, 0700) < 0)
+		return err_set(err, neg_errno(), "%s: cannot make it private: %s", dir,
+		               strerror(errno));
+	return 0;
 }
 
 /* Write FORMAT, durably: linked in place for a new store (one that appeared meanwhile is
@@ -278,6 +345,8 @@ int store_open(const char *dir, unsigned flags, struct store **ret, struct cfs_e
 		if (!r && version == 1 && !(flags & STORE_READONLY))
 			r = write_format(st->fd, dir, true, err);
 	}
+	if (!r && !(flags & STORE_READONLY))
+		r = tighten(st->fd, dir, err);
 	if (!r && (flags & STORE_SNAPSHOT)) {
 		r = catalog_begin(st->cat, false, err);
 		st->snapshot_at = monotonic_s();

@@ -3,10 +3,12 @@
  * condafs: the command line. Parses options, opens the store (--store, $CONDAFS_STORE,
  * else the config file's, else /var/lib/condafs) and runs one command through the store's
  * public API. Errors are one line on stderr, "condafs: <command>: <file>: <reason>", and a
- * non-zero exit.
+ * non-zero exit. The store is root's: another user's read-only commands read the mount
+ * instead (viamount.c), and their writing commands are refused in one line.
  */
 #include "export.h"
 #include "out.h"
+#include "viamount.h"
 
 #include <condafs/store.h>
 
@@ -39,6 +41,7 @@ enum {
 struct cli {
 	const char *cmd;
 	const char *store_dir;
+	const char *mount; /* --mount, else the config's mount point */
 	struct config config;
 	bool json;
 	const char *lock, *platform, *environment, *prefix, *unused_for;
@@ -82,8 +85,13 @@ static const char usage[] =
         "gc)\n"
         "  --store DIR         the store (default $CONDAFS_STORE, else the config's store)\n"
         "  --config FILE       settings (default " CONFIG_PATH ")\n"
+        "  --mount DIR         where condafsd serves the store (default: the config's\n"
+        "                      mountpoint, /envs)\n"
         "\n"
-        "ENV is a tag, an environment hash, or a unique prefix of one.\n";
+        "ENV is a tag, an environment hash, or a unique prefix of one.\n"
+        "Only root (or the store's owner) opens the store. Other users run ls, show, cat,\n"
+        "stats, export and verify through the mount, reading what its modes let them read;\n"
+        "hash needs no store.\n";
 
 static int die(const struct cli *c, const struct cfs_err *err, int r)
 {
@@ -91,11 +99,45 @@ static int die(const struct cli *c, const struct cfs_err *err, int r)
 	return EXIT_FAILED;
 }
 
+/*
+ * Whether this user must not open the store: anyone but root and the store's owner
+ * (*ret_owner; 0 when it cannot even be looked at). Also when an older store's modes
+ * would let them in: what a user reads is what the mount's permissions give them.
+ */
+static bool store_foreign(const struct cli *c, uid_t *ret_owner)
+{
+	struct stat sb;
+
+	*ret_owner = 0;
+	if (geteuid() == 0)
+		return false;
+	if (stat(c->store_dir, &sb) < 0)
+		return errno == EACCES;
+	*ret_owner = sb.st_uid;
+	return sb.st_uid != geteuid();
+}
+
 static int open_store(const struct cli *c, unsigned flags, struct store **st)
 {
 	struct cfs_err err = {{0}};
-	int r = store_open(c->store_dir, flags, st, &err);
+	uid_t owner;
+	int r;
 
+	if (!(flags & STORE_READONLY) && store_foreign(c, &owner)) {
+		if (owner == 0)
+			fprintf(stderr,
+			        "condafs: %s: %s: changing the store needs root (other users read "
+			        "it "
+			        "through the mount)\n",
+			        c->cmd, c->store_dir);
+		else
+			fprintf(stderr,
+			        "condafs: %s: %s: changing the store needs its owner (uid %u) or "
+			        "root\n",
+			        c->cmd, c->store_dir, (unsigned)owner);
+		return EXIT_FAILED;
+	}
+	r = store_open(c->store_dir, flags, st, &err);
 	return r ? die(c, &err, r) : 0;
 }
 
@@ -119,6 +161,39 @@ static void tell_mounts(const struct cli *c)
 		        "ms; %s the change within a quarter second\n",
 		        c->cmd, late, late == 1 ? "" : "s", TELL_TIMEOUT_MS,
 		        late == 1 ? "it shows" : "they show");
+}
+
+/* What a read-only command reads: the store (*st), or for a user who may not open it the
+ * mount (*vm). One of the two is set on success. */
+static int open_view(const struct cli *c, struct store **st, struct viamount **vm)
+{
+	const char *mnt = c->mount ? c->mount : c->config.mountpoint;
+	struct cfs_err err = {{0}};
+	uid_t owner;
+	int r;
+
+	*st = NULL;
+	*vm = NULL;
+	if (!store_foreign(c, &owner))
+		return open_store(c, STORE_READONLY, st);
+	r = viamount_open(mnt, c->store_dir, vm, &err);
+	if (r == -EXDEV)
+		return die(c, &err, r);
+	if (r) {
+		fprintf(stderr,
+		        "condafs: %s: %s: only %s opens the store, and no condafsd answers at %s "
+		        "(%s)\n",
+		        c->cmd, c->store_dir, owner ? "its owner" : "root", mnt,
+		        err.msg[0] ? err.msg : strerror(-r));
+		return EXIT_FAILED;
+	}
+	return 0;
+}
+
+static void close_view(struct store *st, struct viamount *vm)
+{
+	store_close(st);
+	viamount_close(vm);
 }
 
 static int need_args(const struct cli *c, int n)
@@ -250,109 +325,82 @@ static int find_env(const struct cli *c, struct store *st, const char *name, str
 static int cmd_export(const struct cli *c)
 {
 	struct cfs_err err = {{0}};
+	struct viamount *vm;
 	struct store_env env;
 	struct store *st;
-	char *prefix = NULL;
 	int r;
 
 	if ((r = need_args(c, 2)))
 		return r;
-	if ((r = open_store(c, STORE_READONLY, &st)))
+	if ((r = open_view(c, &st, &vm)))
 		return r;
-	if ((r = find_env(c, st, c->argv[0], &env)))
-		goto out;
-	if (c->prefix) {
-		prefix = strdup(c->prefix);
-	} else {
-		/* The default prefix is where the tree lands: it must be absolute. */
-		if (mkdir(c->argv[1], 0700) < 0 && errno != EEXIST) {
-			fprintf(stderr, "condafs: export: %s: %s\n", c->argv[1], strerror(errno));
-			r = EXIT_FAILED;
-			goto out;
-		}
-		prefix = realpath(c->argv[1], NULL);
+	if (vm) {
+		r = viamount_find(vm, c->argv[0], &env, &err);
+		if (!r)
+			r = viamount_export(vm, &env, c->argv[1], c->prefix, &err);
+		r = r ? die(c, &err, r) : 0;
+	} else if (!(r = find_env(c, st, c->argv[0], &env))) {
+		r = export_env(st, &env, c->argv[1], c->prefix, &err);
+		r = r ? die(c, &err, r) : 0;
 	}
-	if (!prefix) {
-		fprintf(stderr, "condafs: export: %s: %s\n", c->argv[1], strerror(errno));
-		r = EXIT_FAILED;
-		goto out;
-	}
-	r = export_env(st, &env, c->argv[1], prefix, &err);
-	if (r)
-		r = die(c, &err, r);
-out:
-	free(prefix);
-	store_close(st);
+	close_view(st, vm);
 	return r;
+}
+
+static int print_ls(const struct cli *c, const struct report_env *v, size_t n)
+{
+	char *json = NULL;
+	size_t len;
+
+	if (c->json) {
+		if (report_envs_json(v, n, &json, &len))
+			return die(c, NULL, -ENOMEM);
+		fwrite(json, 1, len, stdout);
+		free(json);
+		return 0;
+	}
+	printf("%-32s  %-10s %8s %10s %10s  %-16s  %-16s  %-6s  %s\n", "HASH", "PLATFORM", "FILES",
+	       "SIZE", "UNIQUE", "CREATED", "LAST USED", "STATE", "TAGS");
+	for (size_t i = 0; i < n; i++) {
+		const struct store_env *e = &v[i].env;
+		char size[32], uniq[32], created[32], used[32], names[512] = "";
+		size_t at = 0;
+
+		for (size_t t = 0; t < v[i].ntags && at < sizeof(names); t++)
+			at += (size_t)snprintf(names + at, sizeof(names) - at, "%s%s", t ? "," : "",
+			                       v[i].tags[t].name);
+		printf("%-32s  %-10s %8llu %10s %10s  %-16s  %-16s  %-6s  %s\n", e->hash,
+		       e->platform, (unsigned long long)e->files, out_size(e->logical_bytes, size),
+		       out_size(v[i].unique_bytes, uniq), out_time(e->created, created),
+		       out_time(e->last_used, used), e->broken ? "broken" : "ok",
+		       v[i].ntags ? names : "-");
+	}
+	return 0;
 }
 
 static int cmd_ls(const struct cli *c)
 {
 	struct cfs_err err = {{0}};
-	struct store_env *v = NULL;
+	const struct report_env *v = NULL;
+	struct report_env *own = NULL;
+	struct viamount *vm;
 	struct store *st;
 	size_t n = 0;
 	int r;
 
 	if ((r = need_args(c, 0)))
 		return r;
-	if ((r = open_store(c, STORE_READONLY, &st)))
+	if ((r = open_view(c, &st, &vm)))
 		return r;
-	r = store_env_list(st, &v, &n, &err);
-	if (r) {
-		r = die(c, &err, r);
-		goto out;
+	if (vm) {
+		r = viamount_envs(vm, &v, &n, &err);
+	} else {
+		r = report_envs(st, &own, &n, &err);
+		v = own;
 	}
-	if (c->json)
-		printf("[");
-	else
-		printf("%-32s  %-10s %8s %10s %10s  %-16s  %-16s  %-6s  %s\n", "HASH", "PLATFORM",
-		       "FILES", "SIZE", "UNIQUE", "CREATED", "LAST USED", "STATE", "TAGS");
-	for (size_t i = 0; i < n; i++) {
-		char size[32], uniq[32], created[32], used[32], names[512] = "";
-		struct store_tag *tags = NULL;
-		size_t ntags = 0, len = 0;
-		uint64_t unique = 0;
-
-		r = store_env_unique_bytes(st, &v[i], &unique, &err);
-		if (!r)
-			r = store_tag_list(st, v[i].hash, &tags, &ntags, &err);
-		if (r) {
-			r = die(c, &err, r);
-			goto out;
-		}
-		for (size_t t = 0; t < ntags && len < sizeof(names); t++)
-			len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s",
-			                        t ? "," : "", tags[t].name);
-		if (c->json) {
-			printf("%s\n {\"hash\": \"%s\", \"tags\": [", i ? "," : "", v[i].hash);
-			for (size_t t = 0; t < ntags; t++) {
-				printf("%s", t ? ", " : "");
-				out_json_str(stdout, tags[t].name, strlen(tags[t].name));
-			}
-			printf("], \"platform\": ");
-			out_json_str(stdout, v[i].platform, strlen(v[i].platform));
-			printf(", \"files\": %llu, \"logical_bytes\": %llu, \"unique_bytes\": %llu,"
-			       " \"created\": %lld, \"last_used\": %lld, \"source_prefix\": ",
-			       (unsigned long long)v[i].files,
-			       (unsigned long long)v[i].logical_bytes, (unsigned long long)unique,
-			       (long long)v[i].created, (long long)v[i].last_used);
-			out_json_str(stdout, v[i].source_prefix, strlen(v[i].source_prefix));
-			printf(", \"broken\": %s}", v[i].broken ? "true" : "false");
-		} else {
-			printf("%-32s  %-10s %8llu %10s %10s  %-16s  %-16s  %-6s  %s\n", v[i].hash,
-			       v[i].platform, (unsigned long long)v[i].files,
-			       out_size(v[i].logical_bytes, size), out_size(unique, uniq),
-			       out_time(v[i].created, created), out_time(v[i].last_used, used),
-			       v[i].broken ? "broken" : "ok", ntags ? names : "-");
-		}
-		free(tags);
-	}
-	if (c->json)
-		printf("%s]\n", n ? "\n" : "");
-out:
-	free(v);
-	store_close(st);
+	r = r ? die(c, &err, r) : print_ls(c, v, n);
+	report_envs_free(own, n);
+	close_view(st, vm);
 	return r;
 }
 
@@ -365,61 +413,58 @@ static void json_field(const char *name, const char *v, bool comma)
 		printf("null");
 }
 
+static int print_show(const struct cli *c, const struct store_env *env, const struct pkgset *set)
+{
+	char *json = NULL;
+	size_t len;
+
+	if (c->json) {
+		if (report_packages_json(env, set, &json, &len))
+			return die(c, NULL, -ENOMEM);
+		fwrite(json, 1, len, stdout);
+		free(json);
+		return 0;
+	}
+	printf("# %s  %s  %s\n", env->hash, env->platform, env->source_prefix);
+	for (size_t i = 0; i < pkgset_count(set); i++) {
+		const struct pkg *p = pkgset_at(set, i);
+
+		printf("%-5s  %-32s %-20s %-24s %s\n", p->kind == PKG_CONDA ? "conda" : "pypi",
+		       p->name, p->version, p->build ? p->build : "", p->channel ? p->channel : "");
+	}
+	return 0;
+}
+
 static int cmd_show(const struct cli *c)
 {
 	struct cfs_err err = {{0}};
 	struct pkgset *set = NULL;
+	struct viamount *vm;
 	struct store_env env;
 	struct store *st;
 	int r;
 
 	if ((r = need_args(c, 1)))
 		return r;
-	if ((r = open_store(c, STORE_READONLY, &st)))
+	if ((r = open_view(c, &st, &vm)))
 		return r;
-	if ((r = find_env(c, st, c->argv[0], &env)))
-		goto out;
-	r = store_env_packages(st, &env, &set, &err);
-	if (r) {
-		r = die(c, &err, r);
-		goto out;
+	if (vm) {
+		r = viamount_find(vm, c->argv[0], &env, &err);
+		if (!r)
+			r = viamount_packages(vm, &env, &set, &err);
+	} else if ((r = store_env_find(st, c->argv[0], &env, &err)) == 0) {
+		r = store_env_packages(st, &env, &set, &err);
 	}
-	if (c->json)
-		printf("{\"hash\": \"%s\", \"platform\": \"%s\", \"packages\": [", env.hash,
-		       env.platform);
-	else
-		printf("# %s  %s  %s\n", env.hash, env.platform, env.source_prefix);
-	for (size_t i = 0; i < pkgset_count(set); i++) {
-		const struct pkg *p = pkgset_at(set, i);
-		const char *kind = p->kind == PKG_CONDA ? "conda" : "pypi";
-
-		if (c->json) {
-			printf("%s\n {", i ? "," : "");
-			json_field("kind", kind, false);
-			json_field("name", p->name, true);
-			json_field("version", p->version, true);
-			json_field("build", p->build, true);
-			json_field("channel", p->channel, true);
-			json_field("subdir", p->subdir, true);
-			json_field("md5", p->md5, true);
-			json_field("sha256", p->sha256, true);
-			printf("}");
-		} else {
-			printf("%-5s  %-32s %-20s %-24s %s\n", kind, p->name, p->version,
-			       p->build ? p->build : "", p->channel ? p->channel : "");
-		}
-	}
-	if (c->json)
-		printf("\n]}\n");
-out:
+	r = r ? die(c, &err, r) : print_show(c, &env, set);
 	pkgset_free(set);
-	store_close(st);
+	close_view(st, vm);
 	return r;
 }
 
 static int cmd_cat(const struct cli *c)
 {
 	struct cfs_err err = {{0}};
+	struct viamount *vm;
 	struct store_env env;
 	struct store_node n;
 	struct store *st;
@@ -431,8 +476,16 @@ static int cmd_cat(const struct cli *c)
 
 	if ((r = need_args(c, 2)))
 		return r;
-	if ((r = open_store(c, STORE_READONLY, &st)))
+	if ((r = open_view(c, &st, &vm)))
 		return r;
+	if (vm) {
+		r = viamount_find(vm, c->argv[0], &env, &err);
+		if (!r)
+			r = viamount_cat(vm, &env, c->argv[1],
+			                 c->prefix ? c->prefix : env.source_prefix, stdout, &err);
+		r = r ? die(c, &err, r) : 0;
+		goto out;
+	}
 	if ((r = find_env(c, st, c->argv[0], &env)))
 		goto out;
 	prefix = c->prefix ? c->prefix : env.source_prefix;
@@ -481,7 +534,7 @@ static int cmd_cat(const struct cli *c)
 out:
 	free(path);
 	free(buf);
-	store_close(st);
+	close_view(st, vm);
 	return r;
 }
 
@@ -720,67 +773,57 @@ static int cmd_gc(const struct cli *c)
 	return 0;
 }
 
+static int print_stats(const struct cli *c, const struct store_stats *s, const struct report_env *v,
+                       size_t n)
+{
+	double ratio = s->stored_bytes ? (double)s->logical_bytes / (double)s->stored_bytes : 0;
+	char a[32], b[32], d[32], *json = NULL;
+	size_t len;
+
+	if (c->json) {
+		if (report_stats_json(s, v, n, &json, &len))
+			return die(c, NULL, -ENOMEM);
+		fwrite(json, 1, len, stdout);
+		free(json);
+		return 0;
+	}
+	printf("environments   %llu\nobjects        %llu\n", (unsigned long long)s->envs,
+	       (unsigned long long)s->objects);
+	printf("logical bytes  %s (what the environments hold)\n", out_size(s->logical_bytes, a));
+	printf("content bytes  %s (distinct contents, uncompressed)\n",
+	       out_size(s->content_bytes, b));
+	printf("stored bytes   %s (compressed)\n", out_size(s->stored_bytes, d));
+	printf("dedup ratio    %.2fx (logical / stored)\n", ratio);
+	printf("unique to each environment:\n");
+	for (size_t i = 0; i < n; i++)
+		printf("  %s  %s\n", v[i].env.hash, out_size(v[i].unique_bytes, a));
+	return 0;
+}
+
 static int cmd_stats(const struct cli *c)
 {
 	struct cfs_err err = {{0}};
+	struct report_env *v = NULL;
 	struct store_stats s;
-	struct store_env *v = NULL;
+	struct viamount *vm;
 	struct store *st;
 	size_t n = 0;
-	double ratio;
 	int r;
 
 	if ((r = need_args(c, 0)))
 		return r;
-	if ((r = open_store(c, STORE_READONLY, &st)))
+	if ((r = open_view(c, &st, &vm)))
 		return r;
-	r = store_stats(st, &s, &err);
-	if (!r)
-		r = store_env_list(st, &v, &n, &err);
-	if (r) {
-		r = die(c, &err, r);
-		goto out;
-	}
-	ratio = s.stored_bytes ? (double)s.logical_bytes / (double)s.stored_bytes : 0;
-	if (c->json) {
-		printf("{\"environments\": %llu, \"objects\": %llu, \"logical_bytes\": %llu,"
-		       " \"content_bytes\": %llu, \"stored_bytes\": %llu, \"dedup_ratio\": %.3f,"
-		       " \"unique_bytes\": {",
-		       (unsigned long long)s.envs, (unsigned long long)s.objects,
-		       (unsigned long long)s.logical_bytes, (unsigned long long)s.content_bytes,
-		       (unsigned long long)s.stored_bytes, ratio);
+	if (vm) {
+		r = viamount_stats(vm, &s, &v, &n, &err);
 	} else {
-		char a[32], b[32], d[32];
-
-		printf("environments   %llu\nobjects        %llu\n", (unsigned long long)s.envs,
-		       (unsigned long long)s.objects);
-		printf("logical bytes  %s (what the environments hold)\n",
-		       out_size(s.logical_bytes, a));
-		printf("content bytes  %s (distinct contents, uncompressed)\n",
-		       out_size(s.content_bytes, b));
-		printf("stored bytes   %s (compressed)\n", out_size(s.stored_bytes, d));
-		printf("dedup ratio    %.2fx (logical / stored)\n", ratio);
-		printf("unique to each environment:\n");
+		r = store_stats(st, &s, &err);
+		if (!r)
+			r = report_envs(st, &v, &n, &err);
 	}
-	for (size_t i = 0; i < n; i++) {
-		uint64_t u = 0;
-		char sz[32];
-
-		r = store_env_unique_bytes(st, &v[i], &u, &err);
-		if (r) {
-			r = die(c, &err, r);
-			goto out;
-		}
-		if (c->json)
-			printf("%s\"%s\": %llu", i ? ", " : "", v[i].hash, (unsigned long long)u);
-		else
-			printf("  %s  %s\n", v[i].hash, out_size(u, sz));
-	}
-	if (c->json)
-		printf("}}\n");
-out:
-	free(v);
-	store_close(st);
+	r = r ? die(c, &err, r) : print_stats(c, &s, v, n);
+	report_envs_free(v, n);
+	close_view(st, vm);
 	return r;
 }
 
@@ -912,11 +955,40 @@ static int cmd_repair(const struct cli *c)
 	return fixed ? EXIT_REPAIRED : 0;
 }
 
+/* verify by a user: every file they may read, through the mount. */
+static int verify_via_mount(const struct cli *c, struct viamount *vm)
+{
+	struct cfs_err err = {{0}};
+	struct verify_out vo = {c, true, false, 0};
+	struct viamount_verify res;
+	int r;
+
+	if (c->json)
+		printf("{\"problems\": [");
+	r = viamount_verify(vm, verify_report, &vo, &res, &err);
+	if (r)
+		return die(c, &err, r);
+	if (c->json)
+		printf("%s], \"objects_checked\": null, \"corrupt\": %llu, \"unreferenced\": null,"
+		       " \"files_checked\": %llu, \"files_skipped\": %llu}\n",
+		       vo.first ? "" : "\n", (unsigned long long)res.failed,
+		       (unsigned long long)res.files_checked,
+		       (unsigned long long)res.files_skipped);
+	else
+		printf("%llu files checked through %s, %llu unreadable (damaged), %llu skipped "
+		       "(this "
+		       "user may not read them)\n",
+		       (unsigned long long)res.files_checked, viamount_path(vm),
+		       (unsigned long long)res.failed, (unsigned long long)res.files_skipped);
+	return res.failed ? EXIT_FAILED : 0;
+}
+
 static int cmd_verify(const struct cli *c)
 {
 	struct cfs_err err = {{0}};
 	struct verify_out vo = {c, true, false, 0};
 	struct verify_result res;
+	struct viamount *vm;
 	struct store *st;
 	int r;
 
@@ -924,8 +996,13 @@ static int cmd_verify(const struct cli *c)
 		return r;
 	if (c->repair)
 		return cmd_repair(c);
-	if ((r = open_store(c, STORE_READONLY, &st)))
+	if ((r = open_view(c, &st, &vm)))
 		return r;
+	if (vm) {
+		r = verify_via_mount(c, vm);
+		viamount_close(vm);
+		return r;
+	}
 	if (c->json)
 		printf("{\"problems\": [");
 	r = store_verify(st, verify_report, &vo, &res, &err);
@@ -971,6 +1048,7 @@ int main(int argc, char **argv)
 		O_UNUSED,
 		O_CONFIG,
 		O_REPAIR,
+		O_MOUNT,
 	};
 	static const struct option opts[] = {
 	        {"store", required_argument, NULL, O_STORE},
@@ -986,6 +1064,7 @@ int main(int argc, char **argv)
 	        {"unused-for", required_argument, NULL, O_UNUSED},
 	        {"config", required_argument, NULL, O_CONFIG},
 	        {"repair", no_argument, NULL, O_REPAIR},
+	        {"mount", required_argument, NULL, O_MOUNT},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -1034,6 +1113,9 @@ int main(int argc, char **argv)
 			break;
 		case O_REPAIR:
 			c.repair = true;
+			break;
+		case O_MOUNT:
+			c.mount = optarg;
 			break;
 		case 'h':
 			fputs(usage, stdout);

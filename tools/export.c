@@ -3,9 +3,18 @@
  * Export: the environment written out as a normal directory, byte for byte the source
  * prefix with its path replaced. Depth first on directory fds, so deep trees need no long
  * path strings; a directory gets its mode and mtime after its children are written.
+ *
+ * Root writes where a user asked, often into the user's own directories, so nothing here
+ * follows a symlink: the destination is reached one component at a time with O_NOFOLLOW
+ * and must be new or empty, and everything is made inside it relative to directory fds
+ * with calls that create (mkdirat, symlinkat, O_CREAT|O_EXCL) and change only what they
+ * hold open (fchmod, futimens). The tree read from the catalog is checked as it is walked
+ * (names, parents, ids growing downwards), so a damaged catalog cannot make it recurse for
+ * ever or name a path outside the destination. A failed export removes what it wrote.
  */
 #include "export.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -31,12 +40,240 @@ struct export
 	struct store *st;
 	const char *dir;
 	const char *prefix;
-	int root_fd;
 	uint8_t *buf;
 	struct link_seen *links;
 	size_t nlinks, caplinks;
 	struct cfs_err *err;
 };
+
+/* ---- the destination ---- */
+
+static int dup_fd(int fd)
+{
+	int r = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+	return r < 0 ? -errno : r;
+}
+
+/* Why opening name in dfd as a directory failed: a symlink is said as one. */
+static int not_dir(int dfd, const char *name, int r)
+{
+	struct stat sb;
+
+	if ((r == -ENOTDIR || r == -ELOOP) && fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISLNK(sb.st_mode))
+		return -ELOOP;
+	return r;
+}
+
+int export_open_made(int dfd, const char *name)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat sb;
+
+	if (fd < 0)
+		return not_dir(dfd, name, -errno);
+	/* Another user who can write dfd may have put a directory of theirs in the place of
+	 * the one just made. */
+	if (fstat(fd, &sb) < 0 || sb.st_uid != geteuid()) {
+		close(fd);
+		return -EXDEV;
+	}
+	return fd;
+}
+
+static bool is_empty(int fd)
+{
+	int d = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *dir = d >= 0 ? fdopendir(d) : NULL;
+	struct dirent *de;
+	bool empty = true;
+
+	if (!dir) {
+		if (d >= 0)
+			close(d);
+		return false;
+	}
+	while (empty && (de = readdir(dir)))
+		empty = !strcmp(de->d_name, ".") || !strcmp(de->d_name, "..");
+	closedir(dir);
+	return empty;
+}
+
+static int dest_fail(struct cfs_err *err, int r, const char *dir, const char *what)
+{
+	if (err)
+		snprintf(err->msg, sizeof(err->msg), "%s: %s", dir, what ? what : strerror(-r));
+	return r;
+}
+
+int export_dest_open(const char *dir, struct export_dest *ret, struct cfs_err *err)
+{
+	struct export_dest d = {.fd = -1, .parent_fd = -1};
+	char *copy = strdup(dir), *last, *comp, *save = NULL;
+	char proc[64], buf[PATH_MAX];
+	ssize_t n;
+	int r = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	/* The parent: every component opened from the one before, none followed. */
+	while (strlen(copy) > 1 && copy[strlen(copy) - 1] == '/')
+		copy[strlen(copy) - 1] = '\0';
+	last = strrchr(copy, '/');
+	d.parent_fd = open(copy[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (d.parent_fd < 0) {
+		r = dest_fail(err, -errno, dir, NULL);
+		goto out;
+	}
+	if (last)
+		*last = '\0';
+	for (comp = last ? strtok_r(copy, "/", &save) : NULL; comp;
+	     comp = strtok_r(NULL, "/", &save)) {
+		int fd;
+
+		if (!strcmp(comp, "."))
+			continue;
+		fd = openat(d.parent_fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			r = not_dir(d.parent_fd, comp, -errno);
+			snprintf(buf, sizeof(buf), "%s is %s; export follows no symlink", comp,
+			         r == -ELOOP ? "a symbolic link" : strerror(-r));
+			r = dest_fail(err, r, dir, r == -ELOOP ? buf : NULL);
+			goto out;
+		}
+		close(d.parent_fd);
+		d.parent_fd = fd;
+	}
+	d.name = strdup(last ? last + 1 : copy);
+	if (!d.name) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (!*d.name || !strcmp(d.name, ".") || !strcmp(d.name, "..")) {
+		/* "/", "." or "..": an existing directory, reached without a symlink. */
+		d.fd = openat(d.parent_fd, *d.name ? d.name : ".",
+		              O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	} else if (mkdirat(d.parent_fd, d.name, 0700) == 0) {
+		d.created = true;
+		d.fd = export_open_made(d.parent_fd, d.name);
+		if (d.fd == -EXDEV) {
+			r = dest_fail(err, -EXDEV, dir, "was replaced while it was being made");
+			goto out;
+		}
+	} else if (errno == EEXIST) {
+		d.fd = openat(d.parent_fd, d.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	} else {
+		r = dest_fail(err, -errno, dir, NULL);
+		goto out;
+	}
+	if (d.fd < 0) {
+		r = not_dir(d.parent_fd, d.name, d.fd == -1 ? -errno : d.fd);
+		r = dest_fail(err, r, dir,
+		              r == -ELOOP ? "is a symbolic link; export follows no symlink" : NULL);
+		goto out;
+	}
+	if (!d.created && !is_empty(d.fd)) {
+		r = dest_fail(err, -ENOTEMPTY, dir,
+		              "exists and is not empty; export writes only into a new or empty "
+		              "directory");
+		goto out;
+	}
+	/* Where it is, as the kernel names the directory itself: the default prefix. */
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", d.fd);
+	n = readlink(proc, buf, sizeof(buf) - 1);
+	if (n <= 0) {
+		r = dest_fail(err, n < 0 ? -errno : -ENOENT, dir, NULL);
+		goto out;
+	}
+	buf[n] = '\0';
+	d.path = strdup(buf);
+	if (!d.path)
+		r = -ENOMEM;
+out:
+	free(copy);
+	if (r) {
+		/* Nothing was written into it: at most the directory made here goes. */
+		if (d.created)
+			unlinkat(d.parent_fd, d.name, AT_REMOVEDIR);
+		export_dest_close(&d);
+		return r;
+	}
+	*ret = d;
+	return 0;
+}
+
+/*
+ * Remove what this process wrote into the directory fd, following nothing: only entries
+ * it owns (another user who can write there may have added theirs, or swapped ours for
+ * theirs). Removing while reading may hide entries from readdir, so it reads until a pass
+ * removes nothing.
+ */
+static void remove_ours(int fd)
+{
+	bool again = true;
+	struct stat top;
+
+	/* Ours, so ours to open up (a user's export gave it its final mode already). */
+	if (fstat(fd, &top) == 0 && top.st_uid == geteuid())
+		fchmod(fd, 0700);
+	while (again) {
+		int d = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		DIR *dir = d >= 0 ? fdopendir(d) : NULL;
+		struct dirent *de;
+
+		if (!dir) {
+			if (d >= 0)
+				close(d);
+			return;
+		}
+		again = false;
+		while ((de = readdir(dir))) {
+			struct stat sb;
+			int sub;
+
+			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+			    fstatat(fd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    sb.st_uid != geteuid())
+				continue;
+			if (!S_ISDIR(sb.st_mode)) {
+				again |= unlinkat(fd, de->d_name, 0) == 0;
+				continue;
+			}
+			sub = export_open_made(fd, de->d_name);
+			if (sub < 0)
+				continue;
+			remove_ours(sub);
+			close(sub);
+			again |= unlinkat(fd, de->d_name, AT_REMOVEDIR) == 0;
+		}
+		closedir(dir);
+	}
+}
+
+void export_dest_undo(struct export_dest *d)
+{
+	if (d->fd < 0)
+		return;
+	remove_ours(d->fd);
+	/* Only if still empty: rmdir removes nothing else that may have its name now. */
+	if (d->created)
+		unlinkat(d->parent_fd, d->name, AT_REMOVEDIR);
+}
+
+void export_dest_close(struct export_dest *d)
+{
+	if (d->fd >= 0)
+		close(d->fd);
+	if (d->parent_fd >= 0)
+		close(d->parent_fd);
+	free(d->name);
+	free(d->path);
+	d->fd = d->parent_fd = -1;
+	d->name = d->path = NULL;
+}
+
+/* ---- writing the environment ---- */
 
 static int fail(struct export *ex, int r, const char *path, const char *what)
 {
@@ -89,7 +326,9 @@ static int write_content(struct export *ex, const struct store_node *n, int fd, 
 	return 0;
 }
 
-static int remember_link(struct export *ex, int64_t id, int dfd, const char *name)
+/* Remembers the inode fd is open on: the next path of it is linked to that inode, not to
+ * whatever has its name by then. */
+static int remember_link(struct export *ex, int64_t id, int fd)
 {
 	if (ex->nlinks == ex->caplinks) {
 		size_t cap = ex->caplinks ? 2 * ex->caplinks : 64;
@@ -101,7 +340,7 @@ static int remember_link(struct export *ex, int64_t id, int dfd, const char *nam
 		ex->caplinks = cap;
 	}
 	ex->links[ex->nlinks].id = id;
-	ex->links[ex->nlinks].fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	ex->links[ex->nlinks].fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (ex->links[ex->nlinks].fd < 0)
 		return -errno;
 	ex->nlinks++;
@@ -132,7 +371,7 @@ static int export_file(struct export *ex, int dfd, const struct store_node *n, c
 			return fail(ex, -errno, path, "link");
 		return 0;
 	}
-	fd = openat(dfd, n->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	fd = openat(dfd, n->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return fail(ex, -errno, path, "create");
 	r = write_content(ex, n, fd, path);
@@ -141,9 +380,9 @@ static int export_file(struct export *ex, int dfd, const struct store_node *n, c
 	set_times(ts, n->mtime_ns);
 	if (!r && futimens(fd, ts) < 0)
 		r = fail(ex, -errno, path, "set mtime");
-	close(fd);
 	if (!r && n->hardlink)
-		r = remember_link(ex, inode, dfd, n->name);
+		r = remember_link(ex, inode, fd);
+	close(fd);
 	return r;
 }
 
@@ -151,9 +390,44 @@ static int export_dir(struct export *ex, int dfd, const struct store_node *dir, 
 
 struct iter_ctx {
 	struct export *ex;
+	const struct store_node *dir;
 	int dfd;
 	const char *path;
 };
+
+/* A name a directory entry can have: not empty, ".", "..", nor with '/' or NUL. */
+static bool name_ok(const struct store_node *n)
+{
+	return n->namelen > 0 && n->namelen < sizeof(n->name) &&
+	       !memchr(n->name, '/', n->namelen) && !memchr(n->name, '\0', n->namelen) &&
+	       !(n->namelen == 1 && n->name[0] == '.') &&
+	       !(n->namelen == 2 && n->name[0] == '.' && n->name[1] == '.');
+}
+
+/* The catalog's tree as export relies on it: children of their directory, in its
+ * environment, with ids above its own (so every path ends), and names that stay inside. */
+static int check_child(struct export *ex, const struct store_node *dir, const struct store_node *n,
+                       const char *dirpath)
+{
+	const char *why = NULL;
+
+	if (n->parent != dir->id || n->env_id != dir->env_id)
+		why = "is listed in a directory that is not its parent";
+	else if (n->id <= dir->id)
+		why = "comes before its parent (a cycle)";
+	else if (!name_ok(n))
+		why = "has a name no file can have";
+	else if (n->type != NODE_DIR && n->type != NODE_FILE && n->type != NODE_SYMLINK)
+		why = "has an unknown type";
+	if (!why)
+		return 0;
+	if (ex->err && !ex->err->msg[0])
+		snprintf(
+		        ex->err->msg, sizeof(ex->err->msg),
+		        "%s%s%s: catalog node %lld %s: the catalog is damaged (run condafs verify)",
+		        ex->dir, *dirpath ? "/" : "", dirpath, (long long)n->id, why);
+	return -EUCLEAN;
+}
 
 static int export_child(void *ctx, const struct store_node *n)
 {
@@ -164,8 +438,12 @@ static int export_child(void *ctx, const struct store_node *n)
 	char *target = NULL;
 	int r;
 
-	snprintf(path, sizeof(path), "%s%s%.*s", c->path, *c->path ? "/" : "", (int)n->namelen,
-	         n->name);
+	r = check_child(ex, c->dir, n, c->path);
+	if (r)
+		return r;
+	if ((size_t)snprintf(path, sizeof(path), "%s%s%.*s", c->path, *c->path ? "/" : "",
+	                     (int)n->namelen, n->name) >= sizeof(path))
+		return fail(ex, -ENAMETOOLONG, c->path, "path too long");
 	switch (n->type) {
 	case NODE_DIR:
 		if (mkdirat(c->dfd, n->name, 0700) < 0)
@@ -188,17 +466,17 @@ static int export_child(void *ctx, const struct store_node *n)
 	return fail(ex, -EUCLEAN, path, "unknown node type");
 }
 
-/* Fill the directory dir (created, named in dfd) and then set its mode and mtime. */
+/* Fill the directory dir (made by us, named in dfd; "" is the destination itself) and then
+ * set its mode and mtime. */
 static int export_dir(struct export *ex, int dfd, const struct store_node *dir, const char *path)
 {
-	int fd = *path ? openat(dfd, dir->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-	               : dup(dfd);
-	struct iter_ctx c = {ex, fd, path};
+	int fd = *path ? export_open_made(dfd, dir->name) : dup_fd(dfd);
+	struct iter_ctx c = {ex, dir, fd, path};
 	struct timespec ts[2];
 	int r;
 
 	if (fd < 0)
-		return fail(ex, -errno, path, "open");
+		return fail(ex, fd, path, "open");
 	r = store_dir_iter(ex->st, dir, 0, export_child, &c, ex->err);
 	set_times(ts, dir->mtime_ns);
 	if (!r && fchmod(fd, dir->mode) < 0)
@@ -212,30 +490,34 @@ static int export_dir(struct export *ex, int dfd, const struct store_node *dir, 
 int export_env(struct store *st, const struct store_env *env, const char *dir, const char *prefix,
                struct cfs_err *err)
 {
-	struct export ex = {.st = st, .dir = dir, .prefix = prefix, .root_fd = -1, .err = err};
+	struct export ex = {.st = st, .dir = dir, .err = err};
+	struct export_dest dest;
 	struct store_node top;
 	int r;
 
 	if (err)
 		err->msg[0] = '\0';
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return fail(&ex, -errno, ".", "mkdir");
-	ex.root_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (ex.root_fd < 0)
-		return fail(&ex, -errno, ".", "open");
+	r = export_dest_open(dir, &dest, err);
+	if (r)
+		return r;
+	ex.prefix = prefix ? prefix : dest.path;
 	ex.buf = malloc(CHUNK);
 	if (!ex.buf) {
 		r = -ENOMEM;
 		goto out;
 	}
 	r = store_node_get(st, env->root, &top, err);
+	if (!r && (top.env_id != env->id || top.type != NODE_DIR || top.parent != 0))
+		r = fail(&ex, -EUCLEAN, "", "the environment's top node is not its top directory");
 	if (!r)
-		r = export_dir(&ex, ex.root_fd, &top, "");
+		r = export_dir(&ex, dest.fd, &top, "");
 out:
 	for (size_t i = 0; i < ex.nlinks; i++)
 		close(ex.links[i].fd);
 	free(ex.links);
 	free(ex.buf);
-	close(ex.root_fd);
+	if (r)
+		export_dest_undo(&dest);
+	export_dest_close(&dest);
 	return r;
 }

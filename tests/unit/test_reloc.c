@@ -935,6 +935,78 @@ static void test_decode_malformed(void)
 	}
 }
 
+/* ---- store_relocate: served bytes from one prefix to another ---- */
+
+struct sink {
+	struct bytes b;
+	unsigned calls;
+};
+
+static int to_sink(void *ctx, const void *buf, size_t n)
+{
+	struct sink *k = ctx;
+
+	k->calls++;
+	put(&k->b, buf, n);
+	return 0;
+}
+
+/* A file served at one prefix, relocated to another, is what conda writes at the other
+ * (the reference), in the mode guessed from its bytes; a slot too short is -ENOSPC before
+ * any byte goes out; a .pyc and a file without the prefix go out as they are. */
+static void test_relocate(void)
+{
+	for (int iter = 0; iter < 400; iter++) {
+		enum reloc_mode mode = iter % 2 ? RELOC_BINARY : RELOC_TEXT;
+		char from[64], to[64], ph[] = "/PLACEHOLDER";
+		struct bytes tmpl = {0}, inst = {0}, want = {0};
+		struct sink got = {{0}, 0};
+		struct cfs_err err = {{0}};
+		int r, wr;
+
+		for (size_t i = 1 + rnd_below(8); i > 0; i--) {
+			if (rnd_below(3) == 0)
+				put_str(&tmpl, ph);
+			else if (mode == RELOC_BINARY && rnd_below(2))
+				put_rep(&tmpl, 0, 1 + rnd_below(40));
+			else
+				put_str(&tmpl, mode == RELOC_TEXT ? "ab:c\n" : "x\x01y");
+		}
+		/* The guess sees a NUL in every binary file. */
+		if (mode == RELOC_BINARY)
+			put_rep(&tmpl, 0, 1);
+		random_prefix(from, 2 + rnd_below(29), "abcdefgh");
+		random_prefix(to, 1 + rnd_below(30), "ijklmnop");
+		/* An install at from needs from to fit first. */
+		if (ref_replace(mode, tmpl.p, tmpl.n, ph, from, &inst)) {
+			free(tmpl.p);
+			free(inst.p);
+			continue;
+		}
+		wr = ref_replace(mode, tmpl.p, tmpl.n, ph, to, &want);
+		r = store_relocate("lib/f", inst.p, inst.n, from, to, to_sink, &got, &err);
+		CHECK(r == wr);
+		if (r == 0)
+			CHECK(got.b.n == want.n &&
+			      (!want.n || memcmp(got.b.p, want.p, want.n) == 0));
+		else
+			CHECK(got.calls == 0 && strstr(err.msg, "lib/f") && strstr(err.msg, to));
+		free(got.b.p);
+		got = (struct sink){{0}, 0};
+		CHECK(store_relocate("lib/f.pyc", inst.p, inst.n, from, to, to_sink, &got, NULL) ==
+		      0);
+		CHECK(got.b.n == inst.n && (!inst.n || memcmp(got.b.p, inst.p, inst.n) == 0));
+		free(got.b.p);
+		got = (struct sink){{0}, 0};
+		CHECK(store_relocate("lib/f", tmpl.p, tmpl.n, from, to, to_sink, &got, NULL) == 0);
+		CHECK(got.b.n == tmpl.n && (!tmpl.n || memcmp(got.b.p, tmpl.p, tmpl.n) == 0));
+		free(got.b.p);
+		free(tmpl.p);
+		free(inst.p);
+		free(want.p);
+	}
+}
+
 int main(void)
 {
 	const char *seed = getenv("RELOC_SEED");
@@ -952,5 +1024,6 @@ int main(void)
 	test_large();
 	test_huge_offsets();
 	test_decode_malformed();
+	test_relocate();
 	return test_exit();
 }
