@@ -41,7 +41,7 @@ struct cli {
 	struct config config;
 	bool json;
 	const char *lock, *platform, *environment, *prefix, *unused_for;
-	bool replace, skip_special, force, dry_run, repair;
+	bool replace, skip_special, force, dry_run, repair, purge;
 	int argc;
 	char **argv; /* positional arguments */
 };
@@ -61,9 +61,11 @@ static const char usage[] =
         "  tag NAME ENV        point the name NAME at an environment (moves an existing one)\n"
         "  untag NAME          remove a name\n"
         "  rm ENV [--force]    remove an environment (refused while tagged, unless --force)\n"
-        "  gc [--unused-for DURATION] [--dry-run]\n"
+        "  gc [--unused-for DURATION] [--dry-run] [--purge]\n"
         "                      remove untagged environments unused for DURATION (config:\n"
-        "                      gc.unused_for, 30d) and every object nothing uses\n"
+        "                      gc.unused_for, 30d) and every object nothing uses; rewrite\n"
+        "                      packs at least half unused (--purge: every pack holding an\n"
+        "                      unused byte, so nothing of a removed environment stays)\n"
         "  show ENV            list an environment's packages\n"
         "  cat ENV PATH [--prefix P]\n"
         "                      print a file (prefix default: the one it was built at)\n"
@@ -514,7 +516,7 @@ static int cmd_gc(const struct cli *c)
 {
 	struct cfs_err err = {{0}};
 	struct gc_out g = {c, true};
-	struct gc_opts o = {.now = time(NULL), .dry_run = c->dry_run};
+	struct gc_opts o = {.now = time(NULL), .dry_run = c->dry_run, .purge = c->purge};
 	struct gc_result res;
 	struct store *st;
 	char freed[32];
@@ -542,15 +544,17 @@ static int cmd_gc(const struct cli *c)
 		return die(c, &err, r);
 	if (c->json)
 		printf("%s], \"environments_removed\": %llu, \"environments_held\": %llu,"
-		       " \"objects_freed\": %llu, \"bytes_freed\": %llu}\n",
+		       " \"objects_freed\": %llu, \"bytes_freed\": %llu, \"packs_repacked\": %llu}\n",
 		       g.first ? "" : "\n", (unsigned long long)res.envs_removed,
 		       (unsigned long long)res.envs_held, (unsigned long long)res.objects_freed,
-		       (unsigned long long)res.bytes_freed);
+		       (unsigned long long)res.bytes_freed, (unsigned long long)res.packs_repacked);
 	else
-		printf("%s%llu environment%s removed, %llu objects and %s freed\n",
+		printf("%s%llu environment%s removed, %llu objects and %s freed, %llu pack%s "
+		       "rewritten\n",
 		       c->dry_run ? "dry run: " : "", (unsigned long long)res.envs_removed,
 		       res.envs_removed == 1 ? "" : "s", (unsigned long long)res.objects_freed,
-		       out_size(res.bytes_freed, freed));
+		       out_size(res.bytes_freed, freed), (unsigned long long)res.packs_repacked,
+		       res.packs_repacked == 1 ? "" : "s");
 	/* Their rows and objects stay until the mount lets go of them. */
 	if (!c->json && res.envs_held)
 		printf("%llu removed environment%s still open through a mount: freed by a later "
@@ -803,6 +807,7 @@ int main(int argc, char **argv)
 		O_UNUSED,
 		O_CONFIG,
 		O_REPAIR,
+		O_PURGE,
 	};
 	static const struct option opts[] = {
 	        {"store", required_argument, NULL, O_STORE},
@@ -818,6 +823,7 @@ int main(int argc, char **argv)
 	        {"unused-for", required_argument, NULL, O_UNUSED},
 	        {"config", required_argument, NULL, O_CONFIG},
 	        {"repair", no_argument, NULL, O_REPAIR},
+	        {"purge", no_argument, NULL, O_PURGE},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -866,6 +872,9 @@ int main(int argc, char **argv)
 			break;
 		case O_REPAIR:
 			c.repair = true;
+			break;
+		case O_PURGE:
+			c.purge = true;
 			break;
 		case 'h':
 			fputs(usage, stdout);

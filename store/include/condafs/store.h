@@ -194,21 +194,24 @@ struct gc_opts {
 	int64_t now;        /* seconds since the epoch */
 	int64_t unused_for; /* remove untagged environments not used for this long */
 	bool dry_run;       /* report what would go, change nothing */
+	bool purge;         /* repack every pack holding a byte nothing uses (repack.c) */
 };
 
 struct gc_result {
 	uint64_t envs_removed;
 	uint64_t envs_held; /* removed, but a mount still serves them: reaped by a later gc */
 	uint64_t objects_freed;
-	uint64_t bytes_freed; /* on disk */
+	uint64_t bytes_freed; /* on disk (a dry run's repacking part is an estimate) */
+	uint64_t packs_repacked; /* packs rewritten without their unused members */
 };
 
 /*
  * Remove untagged environments unused for longer than opts->unused_for (fn is told of each,
  * may be NULL), reap the rows of every removed environment no mount holds, then delete the
- * objects no environment uses. Catalog rows go before files: a crash at any point leaves a
- * store verify passes, and the next gc finishes the job. Waits for running ingests before
- * deleting objects; ingests wait for it.
+ * objects no environment uses, and rewrites the packs that hold them (those at least half
+ * unused; every one with opts->purge), so their bytes leave the disk. Catalog rows go
+ * before files: a crash at any point leaves a store verify passes, and the next gc finishes
+ * the job. Waits for running ingests before deleting objects; ingests wait for it.
  */
 int store_gc(struct store *st, const struct gc_opts *opts,
              void (*fn)(void *ctx, const struct store_env *env), void *ctx, struct gc_result *ret,
