@@ -185,8 +185,9 @@ static int write_batch(struct store *st, struct object_writer *w, struct repack_
 		if (pk->live > PACK_TARGET - b->len) {
 			/* No pack is ever that large: a catalog that says so is wrong. */
 			objkey_path(&p->m[pk->first].pack_key, path);
-			r = err_set(&e, -EBADMSG, "%s: members of %llu bytes, more than a pack holds",
-			            path, (unsigned long long)pk->live);
+			r = err_set(&e, -EBADMSG,
+			            "%s: members of %llu bytes, more than a pack holds", path,
+			            (unsigned long long)pk->live);
 		} else {
 			r = read_pack(st, p, k, buf + b->len, &e);
 		}
@@ -217,7 +218,8 @@ static int write_batch(struct store *st, struct object_writer *w, struct repack_
 	if (!b->single) {
 		r = object_write(w, &b->key, &src, &b->stored, err);
 		for (size_t k = b->first; !r && k < b->end; k++)
-			for (size_t i = p->packs[k].first; i < p->packs[k].first + p->packs[k].n; i++)
+			for (size_t i = p->packs[k].first; i < p->packs[k].first + p->packs[k].n;
+			     i++)
 				p->new_stored[i] = p->m[i].size * b->stored / b->len;
 		return r;
 	}
@@ -262,15 +264,17 @@ static int commit_round(struct store *st, struct repack_plan *p, size_t b0, size
 		if (bt->empty)
 			continue;
 		if (!bt->single) {
-			struct catalog_object o = {
-			        .key = bt->key, .size = bt->len, .stored = bt->stored, .kind = OBJECT_PACK};
+			struct catalog_object o = {.key = bt->key,
+			                           .size = bt->len,
+			                           .stored = bt->stored,
+			                           .kind = OBJECT_PACK};
 			bool fresh;
 
 			r = catalog_object_ref(st->cat, &o, 0, &bt->id, &fresh, err);
 			/* M1, M4: nothing can have stored this key since write_batch looked. */
 			if (!r && !fresh)
-				r = err_set(err, -EUCLEAN, "%s: a new pack's key appeared during gc",
-				            st->dir);
+				r = err_set(err, -EUCLEAN,
+				            "%s: a new pack's key appeared during gc", st->dir);
 		}
 		for (size_t k = bt->first; !r && k < bt->end; k++) {
 			const struct old_pack *pk = &p->packs[k];

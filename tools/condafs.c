@@ -544,7 +544,8 @@ static int cmd_gc(const struct cli *c)
 		return die(c, &err, r);
 	if (c->json)
 		printf("%s], \"environments_removed\": %llu, \"environments_held\": %llu,"
-		       " \"objects_freed\": %llu, \"bytes_freed\": %llu, \"packs_repacked\": %llu}\n",
+		       " \"objects_freed\": %llu, \"bytes_freed\": %llu,"
+		       " \"packs_repacked\": %llu}\n",
 		       g.first ? "" : "\n", (unsigned long long)res.envs_removed,
 		       (unsigned long long)res.envs_held, (unsigned long long)res.objects_freed,
 		       (unsigned long long)res.bytes_freed, (unsigned long long)res.packs_repacked);

@@ -9,10 +9,14 @@ store holds a secret's bytes, as they are or decoded by the store's own reader, 
 byte for byte, verify is clean, reference counts are right, objects/ holds exactly the
 images the catalog names. Also: plain gc rewrites a pack at least half unused; the dry run
 changes nothing; a member left alone gets an image of its own; a new pack whose key is a
-stored content's (M4 of store/repack.c); a damaged pack is left as it is and named."""
+stored content's (M4 of store/repack.c); verify, held just before it opens the pack, is not
+told the pack is missing by a gc --purge run meanwhile (gc waits for it); a damaged pack is
+left as it is and named."""
 
 import json
 import os
+import subprocess
+import time
 
 import lib
 import purge_lib as pl
@@ -162,6 +166,27 @@ with t.section("a new pack whose key a stored content has (M4)"):
     pl.check_gone(t, store, "after gc --purge")
     exports_equal(store, h2, C2, "C2")
     consistent(store, "after the collision")
+
+with t.section("verify running while gc --purge moves what it is about to read"):
+    store = t.path("store-verify")
+    hA, hB = ingest(store, A), ingest(store, B)
+    pack = os.path.relpath(pl.secret_pack(store, hA), store)
+    t.ok("rm A", t.cfs(store, "rm", hA))
+    # verify's catalog snapshot names the pack before it opens it: the open is held 2 s.
+    p = subprocess.Popen(["strace", "-f", "-qq", "-o", "/dev/null", "-P", pack, "-e",
+                          "trace=openat", "-e", "inject=openat:delay_enter=2000000",
+                          t.condafs, "--store", store, "--json", "verify"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=dict(os.environ, ASAN_OPTIONS=os.environ.get(
+                             "ASAN_OPTIONS", "") + ":detect_leaks=0"))
+    time.sleep(0.5)
+    rep = gc(store, "--purge")
+    r = t.finish_proc(p)
+    v = json.loads(r.out) if r.rc == 0 else None
+    t.check("verify exits 0 and finds nothing missing (gc waited for it)",
+            v is not None and v["corrupt"] == 0, r)
+    t.eq("gc --purge then rewrote the pack", rep and rep["packs_repacked"], 1, rep)
+    pl.check_gone(t, store, "after gc --purge")
 
 with t.section("a damaged pack is left as it is, and named"):
     store = t.path("store-damaged")

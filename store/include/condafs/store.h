@@ -201,7 +201,7 @@ struct gc_result {
 	uint64_t envs_removed;
 	uint64_t envs_held; /* removed, but a mount still serves them: reaped by a later gc */
 	uint64_t objects_freed;
-	uint64_t bytes_freed; /* on disk (a dry run's repacking part is an estimate) */
+	uint64_t bytes_freed;    /* on disk (a dry run's repacking part is an estimate) */
 	uint64_t packs_repacked; /* packs rewritten without their unused members */
 };
 
