@@ -590,6 +590,10 @@ int catalog_object_by_key(struct catalog *c, const struct objkey *key, struct ca
 	r = step_row(c, s, err);
 	if (r == 0)
 		object_row(s, ret);
+	/* A statement left on its row keeps a read transaction open outside one of ours: a
+	 * later BEGIN IMMEDIATE would then fail at once (busy snapshot) once another
+	 * connection has committed (gc's repack looks keys up between its transactions). */
+	sqlite3_reset(s);
 	return r;
 }
 
@@ -671,6 +675,7 @@ int catalog_object_by_id(struct catalog *c, int64_t id, struct catalog_object *r
 	r = step_row(c, s, err);
 	if (r == 0)
 		object_row(s, ret);
+	sqlite3_reset(s);
 	return r;
 }
 

@@ -9,7 +9,9 @@ images of their own (so the pack's image is no longer open, while the file's pla
 cached); A is removed, gc --purge rewrites the pack and unlinks it; the file, read again
 (its pages dropped), must come back byte for byte. Then a file never read, first read
 right after gc --purge within the second the worker's read snapshot began (so it is looked
-up in a catalog that still names the old pack): right too. Then, for a while: readers read random
+up in a catalog that still names the old pack): right too. A removed environment whose
+file is open through the mount is not purged (gc's holds), its file reads to the end, and
+the first gc --purge after it is closed purges it. Then, for a while: readers read random
 files of six kept environments through the mount while each one's pack partner is removed
 and gc --purge rewrites the pack they share: every read right, no error logged, secrets
 gone, verify clean."""
@@ -77,6 +79,33 @@ with t.section("a file whose place the daemon has cached, moved by gc --purge"):
         t.eq(f"B/{F} read again: the same bytes, from the new image", got, want)
         t.check("the daemon logged no read error", "read:" not in d.log(), d.log()[-2000:])
     pl.check_gone(t, store, "after gc --purge")
+
+with t.section("a removed environment a mount holds is purged once the mount lets go"):
+    store = t.path("store-held")
+    hA, hB = t.ingest_hash(store, A), t.ingest_hash(store, B)
+    with t.daemon(store) as d:
+        f = open(d.path(hA, "share/secret/token.txt"), "rb")
+        head = f.read(100)
+        t.ok("rm A while a file of it is open", t.cfs(store, "rm", hA))
+        t.check("the mount drops A", fs_lib.wait_for(lambda: hA not in os.listdir(d.mnt)))
+        r = gc_purge(store)
+        t.check("gc --purge leaves A alone while it is held",
+                '"environments_held": 1' in r.out and '"packs_repacked": 0' in r.out, r)
+        pl.check_present(t, store, "while held")
+        rest = f.read()
+        t.check("the open file reads right to its end", head + rest == pl.SECRET_TEXT)
+        f.close()
+        repacked = 0
+        for _ in range(100):
+            r = t.cfs(store, "--json", "gc", "--purge")
+            repacked += '"packs_repacked": 1' in r.out
+            if r.rc != 0 or '"environments_held": 0' in r.out:
+                break
+            time.sleep(0.1)
+        t.check("closed, a gc --purge reaps A and rewrites the pack",
+                r.rc == 0 and '"environments_held": 0' in r.out and repacked == 1, r)
+        t.eq(f"B/{F} reads right", read_dropped(d.path(hB, F)), want)
+    pl.check_gone(t, store, "after the mount let go")
 
 # The daemon's workers renew their read snapshot when CLOCK_MONOTONIC_COARSE (id 6, which
 # Python's time module does not name) has moved on to another second (store.c).

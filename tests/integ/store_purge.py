@@ -9,7 +9,8 @@ store holds a secret's bytes, as they are or decoded by the store's own reader, 
 byte for byte, verify is clean, reference counts are right, objects/ holds exactly the
 images the catalog names. Also: plain gc rewrites a pack at least half unused; the dry run
 changes nothing; a member left alone gets an image of its own; a new pack whose key is a
-stored content's (M4 of store/repack.c); verify, held just before it opens the pack, is not
+stored content's (M4 of store/repack.c); a tag set while gc --purge syncs its new images
+does not make its commit fail; verify, held just before it opens the pack, is not
 told the pack is missing by a gc --purge run meanwhile (gc waits for it); a damaged pack is
 left as it is and named."""
 
@@ -135,6 +136,24 @@ with t.section("the one member left gets an image of its own"):
     pl.check_gone(t, store, "after gc --purge")
     exports_equal(store, h2, S2, "S2")
     consistent(store, "one member left")
+
+with t.section("another command commits while gc --purge writes the member's image"):
+    store = t.path("store-single-race")
+    h1, h2 = ingest(store, S1), ingest(store, S2)
+    t.ok("rm S1", t.cfs(store, "rm", h1))
+    # gc looked the key up before its sync and commits after it: a tag is set meanwhile.
+    p = subprocess.Popen(["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=syncfs", "-e",
+                          "inject=syncfs:delay_enter=1500000:when=1", t.condafs, "--store",
+                          store, "--json", "gc", "--purge"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=dict(os.environ, ASAN_OPTIONS=os.environ.get(
+                             "ASAN_OPTIONS", "") + ":detect_leaks=0"))
+    time.sleep(0.5)
+    t.ok("tag S2 meanwhile", t.cfs(store, "tag", "s2", h2))
+    r = t.finish_proc(p)
+    t.check("gc --purge succeeds and rewrites S1's pack",
+            r.rc == 0 and '"packs_repacked": 1' in r.out, r)
+    consistent(store, "after the race")
 
 with t.section("a new pack whose key a stored content has (M4)"):
     store = t.path("store-collide")
