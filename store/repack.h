@@ -23,8 +23,8 @@ void repack_plan_estimate(const struct repack_plan *p, int store_fd, struct gc_r
 
 /* Rewrite the planned packs: after gc's commit, with the store lock still held
  * exclusively (M1). Adds to res->packs_repacked and res->bytes_freed. A pack whose bytes do
- * not read back as its members' keys is left as it is, and after the others are done the
- * call fails naming it (-EBADMSG). */
+ * not read back as its members' keys is left as it is (M3); with a plan made for all, the
+ * call then fails naming it (-EBADMSG) once the others are done. */
 int repack_run(struct store *st, struct repack_plan *p, struct gc_result *res, struct cfs_err *err);
 
 #endif
