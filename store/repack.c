@@ -181,7 +181,7 @@ static int write_batch(struct store *st, struct object_writer *w, struct repack_
 
 	for (size_t k = b->first; k < b->end; k++) {
 		struct old_pack *pk = &p->packs[k];
-		struct cfs_err e;
+		struct cfs_err e = {{0}};
 		char path[48];
 
 		if (pk->live > PACK_TARGET - b->len) {
