@@ -134,6 +134,9 @@ enum stmt_id {
 	S_GC_ENVS,
 	S_GC_UNUSED,
 	S_OBJ_DEL,
+	S_REPACK_PLAN,
+	S_MEMBER_MOVE,
+	S_PACK_DROP,
 	S_GROUPS_PRUNE,
 	S_STATS_ENVS,
 	S_STATS_OBJS,
@@ -270,6 +273,20 @@ static const char *const stmt_sql[S_COUNT] = {
         /* Members before packs: deleting a member releases its pack. */
         [S_GC_UNUSED] = "SELECT " OBJ_COLS " FROM objects WHERE refs = 0 ORDER BY kind, id LIMIT 1",
         [S_OBJ_DEL] = "DELETE FROM objects WHERE id = ?1",
+        /* Members grouped by pack in one scan: objects.pack has no index (C6's note in
+         * the README). ?1: every pack with a dead byte, else those half dead or more. */
+        [S_REPACK_PLAN] = "SELECT o.id, o.key, o.size, o.pack_off, p.id, p.key, p.size"
+                          " FROM objects o JOIN objects p ON p.id = o.pack WHERE o.pack IN"
+                          " (SELECT m.pack FROM (SELECT pack, sum(size) AS live FROM objects"
+                          " WHERE pack IS NOT NULL GROUP BY pack) m JOIN objects q"
+                          " ON q.id = m.pack WHERE q.kind = 1 AND q.size > m.live"
+                          " AND (?1 OR (q.size - m.live) * 2 >= q.size))"
+                          " ORDER BY o.pack, o.pack_off",
+        /* Only while it is still where the plan saw it; pack ?4 NULL: an image of its
+         * own. */
+        [S_MEMBER_MOVE] = "UPDATE objects SET pack = ?4, pack_off = ?5, stored = ?6"
+                          " WHERE id = ?1 AND pack = ?2 AND pack_off = ?3 AND kind = 0",
+        [S_PACK_DROP] = "DELETE FROM objects WHERE id = ?1 AND kind = 1 AND refs = 0",
         [S_GROUPS_PRUNE] = "DELETE FROM groups WHERE NOT EXISTS"
                            " (SELECT 1 FROM nodes WHERE nodes.grp = groups.id)",
         [S_STATS_ENVS] =
@@ -653,6 +670,10 @@ int catalog_object_by_key(struct catalog *c, const struct objkey *key, struct ca
 	r = step_row(c, s, err);
 	if (r == 0)
 		object_row(s, ret);
+	/* A statement left on its row keeps a read transaction open outside one of ours: a
+	 * later BEGIN IMMEDIATE would then fail at once (busy snapshot) once another
+	 * connection has committed (gc's repack looks keys up between its transactions). */
+	sqlite3_reset(s);
 	return r;
 }
 
@@ -734,6 +755,7 @@ int catalog_object_by_id(struct catalog *c, int64_t id, struct catalog_object *r
 	r = step_row(c, s, err);
 	if (r == 0)
 		object_row(s, ret);
+	sqlite3_reset(s);
 	return r;
 }
 
@@ -1574,6 +1596,90 @@ int catalog_prune(struct catalog *c, struct cfs_err *err)
 		r = stmt(c, steps[i], &s, err);
 		if (!r)
 			r = step_done(c, s, err);
+	}
+	return r;
+}
+
+static void repack_row(sqlite3_stmt *s, void *dst)
+{
+	struct catalog_member *m = dst;
+	const void *k = sqlite3_column_blob(s, 1), *pk = sqlite3_column_blob(s, 5);
+
+	memset(m, 0, sizeof(*m));
+	m->id = sqlite3_column_int64(s, 0);
+	if (k && sqlite3_column_bytes(s, 1) == 16)
+		memcpy(m->key.b, k, 16);
+	m->size = (uint64_t)sqlite3_column_int64(s, 2);
+	m->pack_off = (uint64_t)sqlite3_column_int64(s, 3);
+	m->pack = sqlite3_column_int64(s, 4);
+	if (pk && sqlite3_column_bytes(s, 5) == 16)
+		memcpy(m->pack_key.b, pk, 16);
+	m->pack_size = (uint64_t)sqlite3_column_int64(s, 6);
+}
+
+int catalog_repack_members(struct catalog *c, bool all, struct catalog_member **ret, size_t *ret_n,
+                           struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	void *v = NULL;
+	int r = stmt(c, S_REPACK_PLAN, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int(s, 1, all);
+	r = collect(c, s, sizeof(**ret), repack_row, &v, ret_n, err);
+	if (!r)
+		*ret = v;
+	return r;
+}
+
+int catalog_member_move(struct catalog *c, const struct catalog_member *m, int64_t pack,
+                        uint64_t pack_off, uint64_t stored, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_MEMBER_MOVE, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, m->id);
+	sqlite3_bind_int64(s, 2, m->pack);
+	sqlite3_bind_int64(s, 3, (int64_t)m->pack_off);
+	if (pack) {
+		sqlite3_bind_int64(s, 4, pack);
+		sqlite3_bind_int64(s, 5, (int64_t)pack_off);
+	}
+	sqlite3_bind_int64(s, 6, (int64_t)stored);
+	r = step_done(c, s, err);
+	if (!r && sqlite3_changes(c->db) != 1)
+		r = err_set(err, -EUCLEAN, "%s: object %lld is no longer a member of pack %lld",
+		            c->path, (long long)m->id, (long long)m->pack);
+	/* C2: a pack's references are its members. */
+	if (!r)
+		r = exec_int2(c, S_OBJ_PACKREF, m->pack, -1, err);
+	if (!r && pack)
+		r = exec_int2(c, S_OBJ_PACKREF, pack, 1, err);
+	return r;
+}
+
+int catalog_pack_drop(struct catalog *c, int64_t id, struct cfs_err *err)
+{
+	int r = exec_int1(c, S_PACK_DROP, id, err);
+
+	if (!r && sqlite3_changes(c->db) != 1)
+		r = err_set(err, -EUCLEAN, "%s: pack %lld still has members", c->path,
+		            (long long)id);
+	return r;
+}
+
+int catalog_snapshot_renew(struct catalog *c, struct cfs_err *err)
+{
+	int r = 0;
+
+	/* A write transaction sees every commit already: it holds the write lock. */
+	if (sqlite3_txn_state(c->db, NULL) == SQLITE_TXN_READ) {
+		r = catalog_commit(c, err);
+		if (!r)
+			r = catalog_begin(c, false, err);
 	}
 	return r;
 }

@@ -262,6 +262,31 @@ int catalog_object_delete(struct catalog *c, const struct catalog_object *o, str
  * transaction that deleted them. */
 int catalog_prune(struct catalog *c, struct cfs_err *err);
 
+/* A member of a pack gc may rewrite (repack.c), and the pack it is in now. */
+struct catalog_member {
+	int64_t id;
+	struct objkey key;
+	uint64_t size, pack_off;
+	int64_t pack;
+	struct objkey pack_key;
+	uint64_t pack_size; /* the pack's content, dead members included */
+};
+/* The members of every pack that holds bytes no member names any more (all), or of those
+ * where such bytes are at least half the pack: by pack, in pack order. *ret is malloc'd,
+ * the caller frees it. */
+int catalog_repack_members(struct catalog *c, bool all, struct catalog_member **ret, size_t *ret_n,
+                           struct cfs_err *err);
+/* Move member m, if it is still where m says, to pack at pack_off (pack 0: an image of its
+ * own), with stored as its share; the references of both packs follow (C2). -EUCLEAN if it
+ * moved meanwhile. */
+int catalog_member_move(struct catalog *c, const struct catalog_member *m, int64_t pack,
+                        uint64_t pack_off, uint64_t stored, struct cfs_err *err);
+/* Delete a pack's row once no member names it; -EUCLEAN while one does. */
+int catalog_pack_drop(struct catalog *c, int64_t id, struct cfs_err *err);
+/* End this handle's read transaction, if one is open, and begin another: later commits
+ * become visible. A write transaction is left alone (it sees them already). */
+int catalog_snapshot_renew(struct catalog *c, struct cfs_err *err);
+
 /* Totals for store_stats. */
 int catalog_stats(struct catalog *c, struct store_stats *ret, struct cfs_err *err);
 

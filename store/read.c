@@ -332,6 +332,31 @@ hit:
 	return 0;
 }
 
+/*
+ * A node's image may be gone because gc moved its content to another image (repack.c M5)
+ * after this handle found where it was (in the node cache, or through a read snapshot
+ * older than gc's commit). Resolve the node again from a fresh view; if its image is
+ * another one now, open that. Otherwise the image is missing or damaged: failed, as it was.
+ */
+static int node_moved(struct store *st, const struct store_node *n, struct read_node **rn,
+                      struct object **ret, int failed, struct cfs_err *err)
+{
+	struct objkey was = (*rn)->image;
+	uint64_t base = (*rn)->base;
+	struct cfs_err e;
+	int r;
+
+	reloc_free((*rn)->reloc);
+	memset(*rn, 0, sizeof(**rn));
+	*rn = NULL;
+	r = catalog_snapshot_renew(st->cat, &e);
+	if (!r)
+		r = node_get(st, n, rn, &e);
+	if (r || (!memcmp((*rn)->image.b, was.b, 16) && (*rn)->base == base))
+		return failed;
+	return image_get(st, &(*rn)->image, ret, err);
+}
+
 struct content_src {
 	struct store *st;
 	struct object *obj;
@@ -372,6 +397,8 @@ int store_read(struct store *st, const struct store_node *n, const char *prefix,
 	r = node_get(st, n, &rn, err);
 	if (!r)
 		r = image_get(st, &rn->image, &c.obj, err);
+	if (r && rn)
+		r = node_moved(st, n, &rn, &c.obj, r, err);
 	if (!r) {
 		c.base = rn->base;
 		c.len = rn->len;

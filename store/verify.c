@@ -583,8 +583,15 @@ int store_verify(struct store *st, void (*fn)(void *ctx, const struct verify_pro
                  struct verify_result *ret, struct cfs_err *err)
 {
 	struct verify v = {.st = st, .fn = fn, .ctx = ctx, .err = err};
-	int r = verify_walk(&v);
+	int lock = -1;
+	/* Shared, as an ingest holds it: gc deletes and moves objects (repack.c) only while it
+	 * holds it exclusively, so no image the walk's snapshot names goes away under it. */
+	int r = store_lock(st, LOCK_SH, &lock, err);
 
+	if (!r)
+		r = verify_walk(&v);
+	if (lock >= 0)
+		close(lock);
 	if (!r)
 		*ret = v.res;
 	return r;

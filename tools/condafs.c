@@ -45,7 +45,7 @@ struct cli {
 	struct config config;
 	bool json;
 	const char *lock, *platform, *environment, *prefix, *unused_for;
-	bool replace, skip_special, force, dry_run, repair;
+	bool replace, skip_special, force, dry_run, repair, purge;
 	int argc;
 	char **argv; /* positional arguments */
 };
@@ -65,9 +65,11 @@ static const char usage[] =
         "  tag NAME ENV        point the name NAME at an environment (moves an existing one)\n"
         "  untag NAME          remove a name\n"
         "  rm ENV [--force]    remove an environment (refused while tagged, unless --force)\n"
-        "  gc [--unused-for DURATION] [--dry-run]\n"
+        "  gc [--unused-for DURATION] [--dry-run] [--purge]\n"
         "                      remove untagged environments unused for DURATION (config:\n"
-        "                      gc.unused_for, 30d) and every object nothing uses\n"
+        "                      gc.unused_for, 30d) and every object nothing uses; rewrite\n"
+        "                      packs at least half unused (--purge: every pack holding an\n"
+        "                      unused byte, so nothing of a removed environment stays)\n"
         "  show ENV            list an environment's packages\n"
         "  cat ENV PATH [--prefix P]\n"
         "                      print a file (prefix default: the one it was built at)\n"
@@ -715,7 +717,8 @@ static int cmd_gc(const struct cli *c)
 {
 	struct cfs_err err = {{0}};
 	struct gc_out g = {.c = c, .first = true, .kept_first = true};
-	struct gc_opts o = {.now = time(NULL), .dry_run = c->dry_run, .kept = gc_kept};
+	struct gc_opts o = {
+	        .now = time(NULL), .dry_run = c->dry_run, .kept = gc_kept, .purge = c->purge};
 	struct gc_result res;
 	struct store *st;
 	char freed[32];
@@ -755,15 +758,18 @@ static int cmd_gc(const struct cli *c)
 	if (c->json)
 		printf("%s], \"kept\": [%s%s], \"environments_removed\": %llu, "
 		       "\"environments_held\": %llu, \"objects_freed\": %llu, \"bytes_freed\": "
-		       "%llu}\n",
+		       "%llu, \"packs_repacked\": %llu}\n",
 		       g.first ? "" : "\n", g.kept_buf ? g.kept_buf : "", g.kept_first ? "" : "\n",
 		       (unsigned long long)res.envs_removed, (unsigned long long)res.envs_held,
-		       (unsigned long long)res.objects_freed, (unsigned long long)res.bytes_freed);
+		       (unsigned long long)res.objects_freed, (unsigned long long)res.bytes_freed,
+		       (unsigned long long)res.packs_repacked);
 	else
-		printf("%s%llu environment%s removed, %llu objects and %s freed\n",
+		printf("%s%llu environment%s removed, %llu objects and %s freed, %llu pack%s "
+		       "rewritten\n",
 		       c->dry_run ? "dry run: " : "", (unsigned long long)res.envs_removed,
 		       res.envs_removed == 1 ? "" : "s", (unsigned long long)res.objects_freed,
-		       out_size(res.bytes_freed, freed));
+		       out_size(res.bytes_freed, freed), (unsigned long long)res.packs_repacked,
+		       res.packs_repacked == 1 ? "" : "s");
 	free(g.kept_buf);
 	/* Their rows and objects stay until the mount lets go of them. */
 	if (!c->json && res.envs_held)
@@ -1049,6 +1055,7 @@ int main(int argc, char **argv)
 		O_CONFIG,
 		O_REPAIR,
 		O_MOUNT,
+		O_PURGE,
 	};
 	static const struct option opts[] = {
 	        {"store", required_argument, NULL, O_STORE},
@@ -1065,6 +1072,7 @@ int main(int argc, char **argv)
 	        {"config", required_argument, NULL, O_CONFIG},
 	        {"repair", no_argument, NULL, O_REPAIR},
 	        {"mount", required_argument, NULL, O_MOUNT},
+	        {"purge", no_argument, NULL, O_PURGE},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -1116,6 +1124,9 @@ int main(int argc, char **argv)
 			break;
 		case O_MOUNT:
 			c.mount = optarg;
+			break;
+		case O_PURGE:
+			c.purge = true;
 			break;
 		case 'h':
 			fputs(usage, stdout);

@@ -209,22 +209,25 @@ struct gc_opts {
 	/* Told of each environment kept that unused_for alone would remove, and why; called
 	 * with store_gc's ctx. May be NULL. */
 	void (*kept)(void *ctx, const struct store_env *env, enum gc_kept why);
+	bool purge; /* repack every pack holding a byte nothing uses (repack.c) */
 };
 
 struct gc_result {
 	uint64_t envs_removed;
 	uint64_t envs_held; /* removed, but a mount still serves them: reaped by a later gc */
 	uint64_t objects_freed;
-	uint64_t bytes_freed; /* on disk */
+	uint64_t bytes_freed;    /* on disk (a dry run's repacking part is an estimate) */
+	uint64_t packs_repacked; /* packs rewritten without their unused members */
 };
 
 /*
  * Remove untagged environments unused for longer than opts->unused_for and opts->grace
  * (fn is told of each, may be NULL; opts->kept of the ones kept and why), reap the rows of
- * every removed environment no mount holds, then delete the objects no environment uses.
- * Catalog rows go before files: a crash at any point leaves a store verify passes, and the
- * next gc finishes the job. Waits for running ingests before deleting objects; ingests
- * wait for it.
+ * every removed environment no mount holds, then delete the objects no environment uses,
+ * and rewrite the packs that hold them (those at least half unused; every one with
+ * opts->purge), so their bytes leave the disk. Catalog rows go before files: a crash at any
+ * point leaves a store verify passes, and the next gc finishes the job. Waits for running
+ * ingests before deleting objects; ingests wait for it.
  */
 int store_gc(struct store *st, const struct gc_opts *opts,
              void (*fn)(void *ctx, const struct store_env *env), void *ctx, struct gc_result *ret,
