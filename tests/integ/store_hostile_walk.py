@@ -260,6 +260,15 @@ with t.section("no link leads a prefix where its owner could not go"):
         r, _ = run(store if cmd == "ingest" else None, cmd, os.path.join(home, "env"))
         t.fails_clearly(f"a prefix named through the user's link to a root-only one: {cmd} "
                         "fails", r, f"{home}/env", "Permission denied")
+    # In a directory anyone may write to, the link is still the user's.
+    shared = t.path("shared")
+    os.mkdir(shared)
+    os.chmod(shared, 0o1777)
+    as_user(ALICE, "ln", "-s", R, os.path.join(shared, "env"))
+    for cmd in ("ingest", "hash"):
+        r, _ = run(store if cmd == "ingest" else None, cmd, os.path.join(shared, "env"))
+        t.fails_clearly(f"... also from a directory anyone may write to: {cmd} fails", r,
+                        f"{shared}/env", "Permission denied")
     # A lock file someone names is looked up as the owner of each directory on the way.
     lock = t.path("root-only/env.lock")
     with open(lock, "w") as f:
