@@ -288,12 +288,73 @@ const char *beneath_strerror(int r)
 
 /* ---- paths someone named ---- */
 
+/* openat(dfd, name, flags) with uid's credentials (*c keeps the last uid's, *have says
+ * whether it holds any). */
+static int openat_as(struct fscreds *c, bool *have, uid_t uid, int dfd, const char *name, int flags)
+{
+	int r, fd, left;
+
+	if (!*have || c->uid != uid) {
+		fscreds_release(c);
+		*have = false;
+		r = fscreds_init(c, uid);
+		if (r)
+			return r;
+		*have = true;
+	}
+	r = fscreds_enter(c);
+	if (r)
+		return r;
+	fd = openat(dfd, name, flags);
+	r = fd < 0 ? neg_errno() : fd;
+	left = fscreds_leave(c);
+	if (r >= 0 && left) {
+		close(fd);
+		r = left;
+	}
+	return r;
+}
+
+/*
+ * Component name of the directory dfd, opened with flags: the name is looked up with the
+ * credentials of the directory's owner, and a symbolic link found there is followed with
+ * those of the link's owner, who chose where it leads (in a directory others may write
+ * to, such as /tmp, that is not the directory's owner).
+ */
+static int open_component(struct fscreds *c, bool *have, int dfd, const char *name, int flags)
+{
+	char target[PATH_MAX];
+	struct stat sb;
+	ssize_t n;
+	int fd, first, r;
+
+	if (fstat(dfd, &sb) < 0)
+		return neg_errno();
+	first = openat_as(c, have, sb.st_uid, dfd, name, flags | O_NOFOLLOW);
+	if (first != -ELOOP && first != -ENOTDIR)
+		return first;
+	/* Perhaps a link: the link itself, then its target as its owner. The target is read
+	 * from this very link, so the owner and the text go together. */
+	fd = openat_as(c, have, sb.st_uid, dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return first;
+	r = fstat(fd, &sb) < 0 ? neg_errno() : S_ISLNK(sb.st_mode) ? 0 : first;
+	if (!r) {
+		n = readlinkat(fd, "", target, sizeof(target) - 1);
+		r = n < 0 ? neg_errno() : 0;
+		if (!r)
+			target[n] = '\0';
+	}
+	close(fd);
+	return r ? r : openat_as(c, have, sb.st_uid, dfd, target, flags);
+}
+
 int open_named(const char *path, int flags)
 {
 	struct fscreds c = {0};
 	bool have = false;
 	char *copy, *save = NULL, *comp, *next;
-	int dfd = -1, fd, r;
+	int dfd, fd, r;
 
 	if (!*path)
 		return -ENOENT;
@@ -309,41 +370,17 @@ int open_named(const char *path, int flags)
 	if (!comp)
 		comp = ".";
 	for (;;) {
-		struct stat sb;
-		int left;
-
 		next = strtok_r(NULL, "/", &save);
-		if (fstat(dfd, &sb) < 0) {
-			r = neg_errno();
-			break;
-		}
-		if (!have || c.uid != sb.st_uid) {
-			fscreds_release(&c);
-			r = fscreds_init(&c, sb.st_uid);
-			if (r)
-				break;
-			have = true;
-		}
-		r = fscreds_enter(&c);
-		if (r)
-			break;
-		fd = next ? openat(dfd, comp, O_PATH | O_DIRECTORY | O_CLOEXEC)
-		          : openat(dfd, comp, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-		r = fd < 0 ? neg_errno() : 0;
-		left = fscreds_leave(&c);
-		if (!r && left) {
-			close(fd);
-			r = left;
-		}
-		if (r)
-			break;
+		fd = open_component(&c, &have, dfd, comp,
+		                    next ? O_PATH | O_DIRECTORY | O_CLOEXEC
+		                         : flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 		close(dfd);
-		dfd = fd;
-		if (!next) {
-			r = dfd;
-			dfd = -1;
+		dfd = -1;
+		if (fd < 0 || !next) {
+			r = fd;
 			break;
 		}
+		dfd = fd;
 		comp = next;
 	}
 out:

@@ -61,9 +61,9 @@ int open_beneath(int dirfd, const char *rel, int flags);
 /*
  * Open a path someone named (a prefix, a lock file) with flags | O_NONBLOCK | O_NOCTTY |
  * O_CLOEXEC, one component at a time, each looked up with the credentials of the owner of
- * the directory it is in: a symbolic link in a user's directory is followed with that
- * user's permissions, so it leads root nowhere its owner could not go. A descriptor or
- * -errno.
+ * the directory it is in, and a symbolic link followed with those of the link's owner: a
+ * link a user made leads root nowhere that user could not go, even in a directory
+ * everyone may write to. A descriptor or -errno.
  */
 int open_named(const char *path, int flags);
 

@@ -14,7 +14,7 @@ chosen directory, the user swaps something, then the ingest goes on. Cases:
   or a root-only directory, inside it fails the ingest naming it (the owner's own 0600
   file is stored); a symlinked record, or a prefix or lock file named through the
   user's symlink, leads nowhere the user could not read;
-- a 16 GiB sparse file (a few KiB on disk) ingests with a bounded max RSS (the child's,
+- a 4 GiB sparse file (a few KiB on disk) ingests with a bounded max RSS (the child's,
   from os.wait4), and large, sparse and relocated files come back byte for byte."""
 
 import ctypes
@@ -32,7 +32,7 @@ ALICE, BOB = 61001, 61002
 # The README's bound on ingest's memory for this prefix (Security model), with room for
 # the sanitizer build's own allocations.
 MAX_RSS_MIB = 256
-SPARSE_GIB = 16
+SPARSE_GIB = 4
 
 
 def as_user(uid, *cmd, cwd=None):
@@ -260,6 +260,15 @@ with t.section("no link leads a prefix where its owner could not go"):
         r, _ = run(store if cmd == "ingest" else None, cmd, os.path.join(home, "env"))
         t.fails_clearly(f"a prefix named through the user's link to a root-only one: {cmd} "
                         "fails", r, f"{home}/env", "Permission denied")
+    # In a directory anyone may write to, the link is still the user's.
+    shared = t.path("shared")
+    os.mkdir(shared)
+    os.chmod(shared, 0o1777)
+    as_user(ALICE, "ln", "-s", R, os.path.join(shared, "env"))
+    for cmd in ("ingest", "hash"):
+        r, _ = run(store if cmd == "ingest" else None, cmd, os.path.join(shared, "env"))
+        t.fails_clearly(f"... also from a directory anyone may write to: {cmd} fails", r,
+                        f"{shared}/env", "Permission denied")
     # A lock file someone names is looked up as the owner of each directory on the way.
     lock = t.path("root-only/env.lock")
     with open(lock, "w") as f:
@@ -280,7 +289,7 @@ with t.section("no link leads a prefix where its owner could not go"):
     t.eq("its prefix is the link's target", [e["source_prefix"] for e in t.ls(store) or []],
          [R])
 
-with t.section("a 16 GiB sparse file: bounded memory"):
+with t.section(f"a {SPARSE_GIB} GiB sparse file: bounded memory"):
     store = t.path("store-sparse")
     P = fresh_prefix("sparse", ALICE)
     big = os.path.join(P, "share/big.img")

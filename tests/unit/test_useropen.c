@@ -190,6 +190,22 @@ static void test_named(void)
 	CHECK(fd == -EACCES);
 	if (fd >= 0)
 		close(fd);
+	/* In a directory anyone may write to (root's, like /tmp), the user's link is still
+	 * followed as the user, not as the directory's owner. */
+	free(ulink);
+	ulink = testfs_path(tmp, "shared/link");
+	testfs_write(tmp, "", "shared/.keep");
+	free(rlink);
+	rlink = testfs_path(tmp, "shared");
+	chmod(rlink, 01777);
+	CHECK(symlink(closed, ulink) == 0);
+	CHECK(lchown(ulink, USER, USER) == 0);
+	fd = open_named(ulink, O_RDONLY | O_DIRECTORY);
+	CHECK(fd == -EACCES);
+	if (fd >= 0)
+		close(fd);
+	free(rlink);
+	rlink = testfs_path(tmp, "rootlink");
 	/* Root's own link leads where root may go. */
 	fd = open_named(rlink, O_RDONLY | O_DIRECTORY);
 	CHECK(fd >= 0);
