@@ -293,10 +293,11 @@ static const char *const stmt_sql[S_COUNT] = {
                 "SELECT count(*), coalesce(sum(logical_bytes), 0) FROM envs WHERE removed = 0",
         [S_STATS_OBJS] = "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(stored), 0)"
                          " FROM objects WHERE kind = 0",
-        /* C2 recounted: a content's nodes, a pack's member rows. */
+        /* C2 recounted: a content's nodes, a pack's member rows. A pack of one content
+         * has that content's key, so its row is the content's too: nodes may name it. */
         [S_REFS_WRONG] = "SELECT id, key, refs, n FROM (SELECT o.id, o.key, o.refs,"
-                         " CASE o.kind WHEN 1 THEN coalesce(m.n, 0) ELSE (SELECT count(*)"
-                         " FROM nodes WHERE nodes.obj = o.id) END AS n FROM objects o"
+                         " (SELECT count(*) FROM nodes WHERE nodes.obj = o.id) +"
+                         " CASE o.kind WHEN 1 THEN coalesce(m.n, 0) ELSE 0 END AS n FROM objects o"
                          " LEFT JOIN (SELECT pack, count(*) AS n FROM objects"
                          " WHERE pack IS NOT NULL GROUP BY pack) m ON m.pack = o.id)"
                          " WHERE refs != n ORDER BY id",

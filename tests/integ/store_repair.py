@@ -265,6 +265,25 @@ with t.section("exit codes: could not run, bad usage"):
     r = t.cfs(store, "verify", "--repair", user="nobody")
     t.check("a store it may not write: exit 8", r.rc == 8 and len(r.errors()) == 1, r)
 
+with t.section("a pack of one content: its row is the content's, and the nodes count"):
+    # An ingest that stores exactly one new small content makes a pack of one member,
+    # whose key is that content's: the node names the pack row. A recount that gave a
+    # pack only its member rows set it to 0, and the next gc deleted a file in use.
+    one = t.path("one-store")
+    a = prefix("one", [("one", "1.0", "h0_0")], {"share/x.txt": b"x" * 3000})
+    t.ok("ingest", t.cfs(one, "ingest", a))
+    with open(os.path.join(a, "share", "x.txt"), "ab") as f:
+        f.write(b"changed\n")
+    r = t.cfs(one, "ingest", a, "--replace")
+    t.ok("ingest --replace with one new small content", r)
+    h = r.out.strip()
+    r = t.cfs(one, "verify", "--repair")
+    t.eq("repair finds nothing to fix", r.rc, 0, r)
+    t.ok("gc", t.cfs(one, "gc"))
+    r = t.cfs(one, "cat", h, "share/x.txt")
+    t.eq("the file still reads", (r.rc, r.out), (0, "x" * 3000 + "changed\n"), r)
+    t.verify_clean("verify accepts the store", one)
+
 with t.section("kill -9 during a repair"):
     victims = [os.path.join(store, "objects", "ef", "%030x" % i) for i in range(40)]
     for i in range(6):
