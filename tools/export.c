@@ -441,9 +441,9 @@ static int export_child(void *ctx, const struct store_node *n)
 	r = check_child(ex, c->dir, n, c->path);
 	if (r)
 		return r;
-	if ((size_t)snprintf(path, sizeof(path), "%s%s%.*s", c->path, *c->path ? "/" : "",
-	                     (int)n->namelen, n->name) >= sizeof(path))
-		return fail(ex, -ENAMETOOLONG, c->path, "path too long");
+	/* For messages only: everything is reached from directory fds, at any depth. */
+	snprintf(path, sizeof(path), "%s%s%.*s", c->path, *c->path ? "/" : "", (int)n->namelen,
+	         n->name);
 	switch (n->type) {
 	case NODE_DIR:
 		if (mkdirat(c->dfd, n->name, 0700) < 0)

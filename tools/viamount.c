@@ -426,11 +426,13 @@ int viamount_cat(struct viamount *vm, const struct store_env *env, const char *p
  * merely identical share an inode of kind 1 there, and are written as separate files, as
  * root's export writes them, so that changing one copy does not change the others.
  */
+struct inoslot {
+	ino_t ino; /* 0: empty */
+	int fd;    /* the file written for it, kept open: linked by fd, at any depth */
+};
+
 struct inomap {
-	struct {
-		ino_t ino;
-		char *rel;
-	} * v;
+	struct inoslot *v;
 	size_t cap, n;
 };
 
@@ -444,16 +446,20 @@ static size_t inomap_slot(const struct inomap *m, ino_t ino)
 	return k;
 }
 
-static const char *inomap_get(const struct inomap *m, ino_t ino)
+/* The fd of the file written for ino, or -1. */
+static int inomap_get(const struct inomap *m, ino_t ino)
 {
-	return m->cap ? m->v[inomap_slot(m, ino)].rel : NULL;
+	const struct inoslot *e = m->cap ? &m->v[inomap_slot(m, ino)] : NULL;
+
+	return e && e->ino ? e->fd : -1;
 }
 
 #define INO_KIND_NODE 0
 
-static int inomap_put(struct inomap *m, ino_t ino, const char *rel)
+/* Remember a duplicate of fd as the file written for ino. */
+static int inomap_put(struct inomap *m, ino_t ino, int fd)
 {
-	size_t k;
+	struct inoslot *e;
 
 	if (2 * (m->n + 1) > m->cap) {
 		struct inomap g = {NULL, m->cap ? 2 * m->cap : 1024, m->n};
@@ -467,11 +473,11 @@ static int inomap_put(struct inomap *m, ino_t ino, const char *rel)
 		free(m->v);
 		*m = g;
 	}
-	k = inomap_slot(m, ino);
-	m->v[k].rel = strdup(rel);
-	if (!m->v[k].rel)
-		return -ENOMEM;
-	m->v[k].ino = ino;
+	e = &m->v[inomap_slot(m, ino)];
+	e->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (e->fd < 0)
+		return -errno;
+	e->ino = ino;
 	m->n++;
 	return 0;
 }
@@ -479,7 +485,8 @@ static int inomap_put(struct inomap *m, ino_t ino, const char *rel)
 static void inomap_free(struct inomap *m)
 {
 	for (size_t i = 0; i < m->cap; i++)
-		free(m->v[i].rel);
+		if (m->v[i].ino)
+			close(m->v[i].fd);
 	free(m->v);
 }
 
@@ -487,7 +494,6 @@ struct vexport {
 	struct viamount *vm;
 	const char *dir;
 	const char *from, *to;
-	int dest_fd;
 	struct inomap links;
 	struct cfs_err *err;
 };
@@ -546,11 +552,14 @@ static int vexport_file(struct vexport *ex, int sdir, int ddir, const char *name
 	int src, r = 0;
 
 	bool linked = (sb->st_ino & 3) == INO_KIND_NODE;
-	const char *first = linked ? inomap_get(&ex->links, sb->st_ino) : NULL;
+	int first = linked ? inomap_get(&ex->links, sb->st_ino) : -1;
 
-	/* The first path is a file made here, in directories made here. */
-	if (first) {
-		if (linkat(ex->dest_fd, first, ddir, name, 0) < 0)
+	/* The inode written for the first path, whatever has its name by now. */
+	if (first >= 0) {
+		char proc[64];
+
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", first);
+		if (linkat(AT_FDCWD, proc, ddir, name, AT_SYMLINK_FOLLOW) < 0)
 			return vfail(ex, -errno, rel, "link");
 		return 0;
 	}
@@ -563,7 +572,10 @@ static int vexport_file(struct vexport *ex, int sdir, int ddir, const char *name
 		goto out;
 	}
 	/* Named as root's export names it: <hash>/<path>. */
-	snprintf(shown, sizeof(shown), "%s/%s", ex->from + strlen(ex->vm->served) + 1, rel);
+	if ((size_t)snprintf(shown, sizeof(shown), "%s/%s", ex->from + strlen(ex->vm->served) + 1,
+	                     rel) >= sizeof(shown))
+		snprintf(shown, sizeof(shown), "%s",
+		         name); /* the relocation mode goes by its end */
 	r = copy_relocated(src, (uint64_t)sb->st_size, shown, ex->from, ex->to, to_sparse, &o,
 	                   ex->err);
 	if (r)
@@ -575,8 +587,8 @@ static int vexport_file(struct vexport *ex, int sdir, int ddir, const char *name
 	times_of(sb, ts);
 	if (!r && futimens(o.fd, ts) < 0)
 		r = vfail(ex, -errno, rel, "set mtime");
-	if (!r && linked)
-		r = inomap_put(&ex->links, sb->st_ino, rel);
+	if (!r && linked && (r = inomap_put(&ex->links, sb->st_ino, o.fd)))
+		r = vfail(ex, r, rel, "dup");
 out:
 	if (o.fd >= 0)
 		close(o.fd);
@@ -635,11 +647,8 @@ static int vexport_dir(struct vexport *ex, int sdir, int ddir, const struct stat
 
 		if (is_dots(de->d_name))
 			continue;
-		if ((size_t)snprintf(path, sizeof(path), "%s%s%s", rel, *rel ? "/" : "",
-		                     de->d_name) >= sizeof(path)) {
-			r = vfail(ex, -ENAMETOOLONG, rel, NULL);
-			break;
-		}
+		/* For messages only: everything is reached from directory fds, at any depth. */
+		snprintf(path, sizeof(path), "%s%s%s", rel, *rel ? "/" : "", de->d_name);
 		if (fstatat(sdir, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
 			r = vfail(ex, -errno, path, NULL);
 		} else if (S_ISDIR(sb.st_mode)) {
@@ -702,7 +711,6 @@ int viamount_export(struct viamount *vm, const struct store_env *env, const char
 	}
 	ex.from = from;
 	ex.to = prefix ? prefix : dest.path;
-	ex.dest_fd = dest.fd;
 	if (fstat(src, &sb) < 0)
 		r = vfail(&ex, -errno, "", NULL);
 	else
