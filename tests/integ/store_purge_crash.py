@@ -152,10 +152,11 @@ def spread(n, k):
     return sorted({1, n} | {1 + round(i * (n - 1) / (k - 1)) for i in range(k)})
 
 
-kills = [("after", full * (i + 0.5) / 10) for i in range(10)]
-kills += [("stop", rnd.uniform(0, full)) for _ in range(3)]
-for c, k in (("pwrite64", 8), ("syncfs", 4), ("renameat2", 4), ("fsync", 4), ("fdatasync", 4),
-             ("unlinkat", 8)):
+# About 25 kills: each costs a copy of the store, two gc runs, two verifies and a search.
+kills = [("after", full * (i + 0.5) / 6) for i in range(6)]
+kills += [("stop", rnd.uniform(0, full)) for _ in range(2)]
+for c, k in (("pwrite64", 5), ("syncfs", 2), ("renameat2", 3), ("fsync", 2), ("fdatasync", 3),
+             ("unlinkat", 4)):
     kills += [("inject", (c, n)) for n in spread(points[c], k)]
 
 landed_n = 0
@@ -186,11 +187,11 @@ for i, (how, arg) in enumerate(kills):
                 t.check("gc finished before the kill (no crash to test)", r.rc == 0, r)
         landed_n += landed
         t.verify_clean(f"{what}: verify exits 0", store)
-        exports_equal(store, kept if i % 3 == 0 else [kept[0]], "after the kill")
+        exports_equal(store, kept if i % 4 == 0 else [kept[0]], "after the kill")
         r = t.run(gc_cmd(store))
         t.ok("the next gc --purge succeeds", r)
         finished(store, "after the next gc --purge")
-        if i % 3 == 1:
+        if i % 4 == 2:
             exports_equal(store, kept, "after the next gc --purge")
         t.rmtree(store)
 t.check(f"most kills landed before gc finished ({landed_n} of {len(kills)})",
@@ -212,8 +213,8 @@ def start_together(cmds):
     return ps
 
 
-for i in range(4):
-    with t.section(f"an ingest sharing the packs, started with gc --purge ({i + 1}/4)"):
+for i in range(2):
+    with t.section(f"an ingest sharing the packs, started with gc --purge ({i + 1}/2)"):
         store = fresh_store()
         cmds = [[t.condafs, "--store", store, "ingest", N], gc_cmd(store)]
         ps = start_together(cmds if i % 2 else cmds[::-1])
