@@ -148,6 +148,7 @@ enum stmt_id {
 	S_SOURCE_FORGET,
 	S_SOURCES_PRUNE,
 	S_NAMES_NOTHING,
+	S_MARK_PUBLISHED,
 	S_DANGLING,
 	S_ENV_LINKS,
 	S_COUNT,
@@ -312,10 +313,13 @@ static const char *const stmt_sql[S_COUNT] = {
         [S_SOURCES_PRUNE] = "DELETE FROM sources WHERE NOT EXISTS"
                             " (SELECT 1 FROM objects WHERE objects.id = sources.obj)",
         /* No object row, and not the catalog of a store whose environments were all
-         * collected (no node left, but an ingest committed once). */
+         * collected (no node left, but an ingest committed once) nor of one whose ingests
+         * never committed (images published, then killed: orphans). */
         [S_NAMES_NOTHING] = "SELECT NOT EXISTS (SELECT 1 FROM objects) AND (EXISTS"
                             " (SELECT 1 FROM nodes) OR NOT EXISTS (SELECT 1 FROM meta"
-                            " WHERE key = 'last_node_id'))",
+                            " WHERE key IN ('last_node_id', 'published')))",
+        [S_MARK_PUBLISHED] = "INSERT INTO meta(key, value) VALUES ('published', '1')"
+                             " ON CONFLICT DO NOTHING",
         [S_DANGLING] = "SELECT n.id, n.obj FROM nodes n WHERE n.obj IS NOT NULL AND NOT EXISTS"
                        " (SELECT 1 FROM objects o WHERE o.id = n.obj) LIMIT 1",
         [S_ENV_LINKS] = "SELECT n.id, n.parent, n.name, n.type, n.size, n.obj, n.grp,"
@@ -1426,6 +1430,14 @@ int catalog_names_nothing(struct catalog *c, bool *ret, struct cfs_err *err)
 	if (!r)
 		*ret = v != 0;
 	return r;
+}
+
+int catalog_mark_published(struct catalog *c, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_MARK_PUBLISHED, &s, err);
+
+	return r ? r : step_done(c, s, err);
 }
 
 int catalog_dangling_node(struct catalog *c, int64_t *ret_node, int64_t *ret_obj,

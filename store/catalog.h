@@ -25,6 +25,10 @@ int catalog_open(const char *path, bool write, struct catalog **ret, struct cfs_
  * all collected (no node left, and an ingest committed once): a new store's, one put in
  * place of a store's, or one that lost its rows. */
 int catalog_names_nothing(struct catalog *c, bool *ret, struct cfs_err *err);
+/* Record, before the first image of a store is published, that images may be there which
+ * no row names yet (an ingest killed before its commit): catalog_names_nothing is then
+ * false, and those images are orphans that gc and repair may remove. Commits at once. */
+int catalog_mark_published(struct catalog *c, struct cfs_err *err);
 /* A node naming an object id that has no row: *ret_node, *ret_obj; -ENOENT if none. */
 int catalog_dangling_node(struct catalog *c, int64_t *ret_node, int64_t *ret_obj,
                           struct cfs_err *err);

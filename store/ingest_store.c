@@ -555,6 +555,9 @@ static int publish(struct ingest *in, int nthreads, struct cfs_err *err)
 	if (syncfs(in->tmp_fd) < 0)
 		return err_set(err, neg_errno(), "%s: cannot sync the store: %s", in->st->dir,
 		               strerror(errno));
+	/* A first ingest killed after this leaves images no row names in a catalog that
+	 * names nothing: the mark tells them from a catalog put in place of the store's. */
+	r = catalog_mark_published(in->st->cat, err);
 	for (int i = 0; !r && i < nthreads; i++)
 		r = object_publish(in->writers[i], err);
 	if (!r && syncfs(in->st->fd) < 0)

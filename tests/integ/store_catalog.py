@@ -148,6 +148,20 @@ with t.section("objects but no FORMAT and no catalog: not a place to create a st
         back(moved)
     t.verify_clean("put back: verify is clean", store)
 
+with t.section("a new store's first ingest killed after its images are published"):
+    # Its catalog names nothing, yet objects/ holds images: they are orphans of that
+    # ingest (the catalog says images were published), not a sign of a foreign catalog.
+    first = t.path("first-store")
+    r = t.run(["strace", "-f", "-qq", "-o", "/dev/null", "-e",
+               "inject=syncfs:signal=SIGKILL:when=2", t.condafs, "--store", first, "ingest", A])
+    t.check("the ingest was killed between publishing and its commit",
+            r.rc != 0 and lib.image_files(first), r)
+    t.verify_clean("verify accepts the store (its images are unreferenced)", first)
+    t.ok("gc", t.cfs(first, "gc"))
+    t.eq("gc removed them", lib.image_files(first), {})
+    t.ok("a re-run of the ingest", t.ingest(first, A))
+    t.verify_clean("verify is clean", first)
+
 with t.section("gc killed after its commit: the next gc deletes the files left"):
     keep = {p: open(p, "rb").read() for p in images}
     t.ok("rm", t.cfs(store, "rm", "--force", h))
