@@ -83,9 +83,19 @@ static const char usage[] =
         "\n"
         "ENV is a tag, an environment hash, or a unique prefix of one.\n";
 
+/* "condafs: CMD: MSG" on stderr, escaped: MSG names users' files. */
+static void say(const char *cmd, const char *msg)
+{
+	fputs("condafs: ", stderr);
+	out_text(stderr, cmd);
+	fputs(": ", stderr);
+	out_text(stderr, msg);
+	fputc('\n', stderr);
+}
+
 static int die(const struct cli *c, const struct cfs_err *err, int r)
 {
-	fprintf(stderr, "condafs: %s: %s\n", c->cmd, err && err->msg[0] ? err->msg : strerror(-r));
+	say(c->cmd, err && err->msg[0] ? err->msg : strerror(-r));
 	return EXIT_FAILED;
 }
 
@@ -137,7 +147,9 @@ static int cmd_hash(const struct cli *c)
 static void print_warning(void *ctx, const char *msg)
 {
 	(void)ctx;
-	fprintf(stderr, "condafs: ingest: warning: %s\n", msg);
+	fputs("condafs: ingest: warning: ", stderr);
+	out_text(stderr, msg);
+	fputc('\n', stderr);
 }
 
 static int cmd_ingest(const struct cli *c)
@@ -210,15 +222,17 @@ static int cmd_export(const struct cli *c)
 	} else {
 		/* The default prefix is where the tree lands: it must be absolute. */
 		if (mkdir(c->argv[1], 0700) < 0 && errno != EEXIST) {
-			fprintf(stderr, "condafs: export: %s: %s\n", c->argv[1], strerror(errno));
-			r = EXIT_FAILED;
+			r = -errno;
+			snprintf(err.msg, sizeof(err.msg), "%s: %s", c->argv[1], strerror(-r));
+			r = die(c, &err, r);
 			goto out;
 		}
 		prefix = realpath(c->argv[1], NULL);
 	}
 	if (!prefix) {
-		fprintf(stderr, "condafs: export: %s: %s\n", c->argv[1], strerror(errno));
-		r = EXIT_FAILED;
+		r = -errno;
+		snprintf(err.msg, sizeof(err.msg), "%s: %s", c->argv[1], strerror(-r));
+		r = die(c, &err, r);
 		goto out;
 	}
 	r = export_env(st, &env, c->argv[1], prefix, &err);
@@ -254,6 +268,7 @@ static int cmd_ls(const struct cli *c)
 		       "FILES", "SIZE", "UNIQUE", "CREATED", "LAST USED", "STATE", "TAGS");
 	for (size_t i = 0; i < n; i++) {
 		char size[32], uniq[32], created[32], used[32], names[512] = "";
+		char plat[OUT_ESC], enames[OUT_ESC];
 		struct store_tag *tags = NULL;
 		size_t ntags = 0, len = 0;
 		uint64_t unique = 0;
@@ -285,10 +300,11 @@ static int cmd_ls(const struct cli *c)
 			printf(", \"broken\": %s}", v[i].broken ? "true" : "false");
 		} else {
 			printf("%-32s  %-10s %8llu %10s %10s  %-16s  %-16s  %-6s  %s\n", v[i].hash,
-			       v[i].platform, (unsigned long long)v[i].files,
-			       out_size(v[i].logical_bytes, size), out_size(unique, uniq),
-			       out_time(v[i].created, created), out_time(v[i].last_used, used),
-			       v[i].broken ? "broken" : "ok", ntags ? names : "-");
+			       out_esc(v[i].platform, plat, sizeof(plat)),
+			       (unsigned long long)v[i].files, out_size(v[i].logical_bytes, size),
+			       out_size(unique, uniq), out_time(v[i].created, created),
+			       out_time(v[i].last_used, used), v[i].broken ? "broken" : "ok",
+			       ntags ? out_esc(names, enames, sizeof(enames)) : "-");
 		}
 		free(tags);
 	}
@@ -328,11 +344,16 @@ static int cmd_show(const struct cli *c)
 		r = die(c, &err, r);
 		goto out;
 	}
-	if (c->json)
-		printf("{\"hash\": \"%s\", \"platform\": \"%s\", \"packages\": [", env.hash,
-		       env.platform);
-	else
-		printf("# %s  %s  %s\n", env.hash, env.platform, env.source_prefix);
+	if (c->json) {
+		printf("{\"hash\": \"%s\", \"platform\": ", env.hash);
+		out_json_str(stdout, env.platform, strlen(env.platform));
+		printf(", \"packages\": [");
+	} else {
+		char plat[OUT_ESC], src[OUT_ESC];
+
+		printf("# %s  %s  %s\n", env.hash, out_esc(env.platform, plat, sizeof(plat)),
+		       out_esc(env.source_prefix, src, sizeof(src)));
+	}
 	for (size_t i = 0; i < pkgset_count(set); i++) {
 		const struct pkg *p = pkgset_at(set, i);
 		const char *kind = p->kind == PKG_CONDA ? "conda" : "pypi";
@@ -349,8 +370,13 @@ static int cmd_show(const struct cli *c)
 			json_field("sha256", p->sha256, true);
 			printf("}");
 		} else {
-			printf("%-5s  %-32s %-20s %-24s %s\n", kind, p->name, p->version,
-			       p->build ? p->build : "", p->channel ? p->channel : "");
+			char name[OUT_ESC], version[OUT_ESC], build[OUT_ESC], channel[OUT_ESC];
+
+			printf("%-5s  %-32s %-20s %-24s %s\n", kind,
+			       out_esc(p->name, name, sizeof(name)),
+			       out_esc(p->version, version, sizeof(version)),
+			       out_esc(p->build ? p->build : "", build, sizeof(build)),
+			       out_esc(p->channel ? p->channel : "", channel, sizeof(channel)));
 		}
 	}
 	if (c->json)
@@ -471,9 +497,9 @@ static int cmd_rm(const struct cli *c)
 		goto out;
 	r = store_tag_list(st, env.hash, &tags, &ntags, &err);
 	if (!r && ntags && !c->force) {
-		fprintf(stderr, "condafs: rm: %s: tagged %s%s; untag it first or use --force\n",
-		        env.hash, tags[0].name, ntags > 1 ? " and more" : "");
-		r = EXIT_FAILED;
+		snprintf(err.msg, sizeof(err.msg), "%s: tagged %s%s; untag it first or use --force",
+		         env.hash, tags[0].name, ntags > 1 ? " and more" : "");
+		r = die(c, &err, -EBUSY);
 		goto out;
 	}
 	if (!r)
@@ -496,7 +522,7 @@ struct gc_out {
 static void gc_report(void *ctx, const struct store_env *env)
 {
 	struct gc_out *g = ctx;
-	char used[32];
+	char used[32], src[OUT_ESC];
 
 	if (g->c->json) {
 		printf("%s\n {\"hash\": \"%s\", \"last_used\": %lld, \"source_prefix\": ",
@@ -506,7 +532,8 @@ static void gc_report(void *ctx, const struct store_env *env)
 		g->first = false;
 	} else {
 		printf("%s %s (last used %s, %s)\n", g->c->dry_run ? "would remove" : "removing",
-		       env->hash, out_time(env->last_used, used), env->source_prefix);
+		       env->hash, out_time(env->last_used, used),
+		       out_esc(env->source_prefix, src, sizeof(src)));
 	}
 }
 
@@ -524,9 +551,9 @@ static int cmd_gc(const struct cli *c)
 		return r;
 	o.unused_for = c->config.gc_unused_for;
 	if (c->unused_for && config_duration(c->unused_for, &o.unused_for)) {
-		fprintf(stderr,
-		        "condafs: gc: --unused-for %s: not a duration (30d, 12h, 90m, 45s)\n",
-		        c->unused_for);
+		snprintf(err.msg, sizeof(err.msg),
+		         "--unused-for %s: not a duration (30d, 12h, 90m, 45s)", c->unused_for);
+		die(c, &err, -EINVAL);
 		return EXIT_USAGE;
 	}
 	/* Whatever was used within the grace window stays. */
@@ -633,6 +660,7 @@ struct verify_out {
 static void verify_report(void *ctx, const struct verify_problem *p)
 {
 	struct verify_out *vo = ctx;
+	char problem[OUT_ESC], env[OUT_ESC], path[OUT_ESC];
 
 	if (vo->c->json) {
 		printf("%s\n {", vo->first ? "" : ",");
@@ -643,9 +671,11 @@ static void verify_report(void *ctx, const struct verify_problem *p)
 		printf("}");
 		vo->first = false;
 	} else if (p->env) {
-		printf("object %s: %s: used by %s/%s\n", p->key, p->problem, p->env, p->path);
+		printf("object %s: %s: used by %s/%s\n", p->key,
+		       out_esc(p->problem, problem, sizeof(problem)),
+		       out_esc(p->env, env, sizeof(env)), out_esc(p->path, path, sizeof(path)));
 	} else {
-		printf("object %s: %s\n", p->key, p->problem);
+		printf("object %s: %s\n", p->key, out_esc(p->problem, problem, sizeof(problem)));
 	}
 }
 
@@ -690,7 +720,9 @@ static void repair_report(void *ctx, const struct repair_action *a)
 	} else if (a->env) {
 		printf("environment %s: %s\n", a->env, what[a->kind]);
 	} else {
-		printf("tmp/%s: %s\n", a->name, what[a->kind]);
+		char name[OUT_ESC];
+
+		printf("tmp/%s: %s\n", out_esc(a->name, name, sizeof(name)), what[a->kind]);
 	}
 }
 
@@ -881,7 +913,9 @@ int main(int argc, char **argv)
 	}
 	c.cmd = argv[optind];
 	if (config_load(config_path, &c.config, &err)) {
-		fprintf(stderr, "condafs: %s\n", err.msg);
+		fputs("condafs: ", stderr);
+		out_text(stderr, err.msg);
+		fputc('\n', stderr);
 		return c.repair && !strcmp(c.cmd, "verify") ? EXIT_OPERATIONAL : EXIT_FAILED;
 	}
 	if (!c.store_dir)
@@ -893,6 +927,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(commands[i].name, c.cmd))
 			return commands[i].run(&c);
-	fprintf(stderr, "condafs: %s: unknown command\n%s", c.cmd, usage);
+	say(c.cmd, "unknown command");
+	fputs(usage, stderr);
 	return EXIT_USAGE;
 }
