@@ -75,6 +75,9 @@ void log_to_syslog(void);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(enum log_level level, const char *fmt, va_list ap)
         __attribute__((format(printf, 2, 0)));
+/* A store handle's notices (store_open_notify: a lock waited for, and who holds it), as
+ * warnings. */
+void log_notice(void *ctx, const char *msg);
 /* An error serving one file: logged the first time per key (a nodeid), and no more than a
  * few per second in all, so a corrupt object cannot flood the journal. */
 void log_file_error(uint64_t key, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

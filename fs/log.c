@@ -115,6 +115,12 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_end(ap);
 }
 
+void log_notice(void *ctx, const char *msg)
+{
+	(void)ctx;
+	log_msg(LOG_LEVEL_WARNING, "%s", msg);
+}
+
 static int64_t now_ns(void)
 {
 	struct timespec ts;

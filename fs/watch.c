@@ -197,7 +197,7 @@ static void *watch_main(void *arg)
 
 	for (;;) {
 		/* Writable to record last use; a read-only store is still served. */
-		r = store_open(fs->store_dir, 0, &st, &err);
+		r = store_open_notify(fs->store_dir, 0, log_notice, NULL, &st, &err);
 		if (r == -EROFS || r == -EACCES) {
 			log_msg(LOG_LEVEL_WARNING, "%s: last use is not recorded",
 			        err.msg[0] ? err.msg : strerror(-r));

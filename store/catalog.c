@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Version 3 added the sources table and dropped two indexes (C6, and members by pack): a
@@ -295,6 +296,9 @@ struct catalog {
 	sqlite3 *db;
 	char *path;
 	sqlite3_stmt *stmt[S_COUNT];
+	const struct lockwait *notify; /* NULL: waits are silent */
+	struct timespec busy_since;    /* when the current busy wait began */
+	bool busy_said;                /* ...and whether it was said */
 };
 
 static int db_err(struct catalog *c, int rc, const char *what, struct cfs_err *err)
@@ -432,6 +436,47 @@ static int exec_int2(struct catalog *c, enum stmt_id id, int64_t a, int64_t b, s
 	return step_done(c, s, err);
 }
 
+/* The bytes of the -shm file a writer locks: SQLite's WAL_WRITE_LOCK, then the
+ * checkpointer's and recovery's. */
+#define SHM_WRITE_LOCK   120
+#define SHM_WRITE_LOCK_N 3
+
+/* SQLite's busy handler: its own backoff, for BUSY_TIMEOUT_MS in all, and after a second
+ * one line saying who holds the lock, so a wait behind another process is never silent. */
+static int busy_wait(void *ctx, int count)
+{
+	static const int delay_ms[] = {1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100};
+	struct catalog *c = ctx;
+	struct timespec now, pause;
+	int64_t waited;
+	int d = count < 12 ? delay_ms[count] : 100;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (count == 0) {
+		c->busy_since = now;
+		c->busy_said = false;
+	}
+	waited = (int64_t)(now.tv_sec - c->busy_since.tv_sec) * 1000 +
+	         (now.tv_nsec - c->busy_since.tv_nsec) / 1000000;
+	if (waited >= BUSY_TIMEOUT_MS)
+		return 0;
+	if (c->notify && !c->busy_said && waited >= LOCKWAIT_REPORT_MS) {
+		char what[4200], who[768] = "", shm[4200];
+
+		c->busy_said = true;
+		snprintf(shm, sizeof(shm), "%s-shm", c->path);
+		lockwait_holders(-1, shm, SHM_WRITE_LOCK, SHM_WRITE_LOCK_N, false, who,
+		                 sizeof(who));
+		if (!who[0])
+			lockwait_holders(-1, c->path, 0, 0, true, who, sizeof(who));
+		snprintf(what, sizeof(what), "the catalog's write lock (%s)", c->path);
+		lockwait_tell(c->notify, what, who);
+	}
+	pause = (struct timespec){d / 1000, (long)(d % 1000) * 1000000};
+	nanosleep(&pause, NULL);
+	return 1;
+}
+
 static int exec(struct catalog *c, const char *sql, struct cfs_err *err)
 {
 	int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
@@ -439,7 +484,8 @@ static int exec(struct catalog *c, const char *sql, struct cfs_err *err)
 	return rc == SQLITE_OK ? 0 : db_err(c, rc, sql, err);
 }
 
-int catalog_open(const char *path, bool create, struct catalog **ret, struct cfs_err *err)
+int catalog_open(const char *path, bool create, const struct lockwait *notify, struct catalog **ret,
+                 struct cfs_err *err)
 {
 	struct catalog *c = calloc(1, sizeof(*c));
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
@@ -450,12 +496,13 @@ int catalog_open(const char *path, bool create, struct catalog **ret, struct cfs
 		free(c);
 		return -ENOMEM;
 	}
+	c->notify = notify;
 	rc = sqlite3_open_v2(path, &c->db, flags, NULL);
 	if (rc != SQLITE_OK) {
 		r = db_err(c, rc, "cannot open the catalog", err);
 		goto fail;
 	}
-	sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+	sqlite3_busy_handler(c->db, busy_wait, c);
 	/* Two processes opening a new catalog race to switch it to WAL; SQLite answers busy
 	 * at once there instead of waiting, so wait here. */
 	for (int tries = 0;; tries++) {

@@ -7,6 +7,7 @@
 #define CONDAFS_CATALOG_H
 
 #include "condafs/store.h"
+#include "lockwait.h"
 #include "object.h"
 
 #include <stdbool.h>
@@ -14,8 +15,11 @@
 
 struct catalog;
 
-/* Opens (and with create, makes) the database at path: WAL, a busy timeout. */
-int catalog_open(const char *path, bool create, struct catalog **ret, struct cfs_err *err);
+/* Opens (and with create, makes) the database at path: WAL, a busy timeout. A busy wait
+ * of a second or more is said to notify (lockwait.h; NULL: silent), which must outlive
+ * the catalog. */
+int catalog_open(const char *path, bool create, const struct lockwait *notify, struct catalog **ret,
+                 struct cfs_err *err);
 void catalog_close(struct catalog *c);
 
 /* Transactions. A write transaction takes the write lock at once (BEGIN IMMEDIATE). */

@@ -111,12 +111,19 @@ static time_t monotonic_s(void)
 
 int store_open(const char *dir, unsigned flags, struct store **ret, struct cfs_err *err)
 {
+	return store_open_notify(dir, flags, NULL, NULL, ret, err);
+}
+
+int store_open_notify(const char *dir, unsigned flags, void (*notify)(void *ctx, const char *msg),
+                      void *ctx, struct store **ret, struct cfs_err *err)
+{
 	struct store *st = calloc(1, sizeof(*st));
 	char *db = NULL;
 	int r;
 
 	if (!st)
 		return -ENOMEM;
+	st->notify = (struct lockwait){notify, ctx};
 	st->fd = -1;
 	st->flags = flags;
 	st->dir = strdup(dir);
@@ -144,13 +151,13 @@ int store_open(const char *dir, unsigned flags, struct store **ret, struct cfs_e
 	if (r == -ENOENT && (flags & STORE_CREATE)) {
 		/* The catalog before FORMAT: a store whose FORMAT exists has a catalog, even
 		 * when its creator was killed in between. */
-		r = catalog_open(db, true, &st->cat, err);
+		r = catalog_open(db, true, &st->notify, &st->cat, err);
 		if (!r)
 			r = store_create(st->fd, dir, err);
 	} else if (r == -ENOENT) {
 		r = err_set(err, -ENOENT, "%s: no condafs store here (FORMAT missing)", dir);
 	} else if (!r) {
-		r = catalog_open(db, !(flags & STORE_READONLY), &st->cat, err);
+		r = catalog_open(db, !(flags & STORE_READONLY), &st->notify, &st->cat, err);
 	}
 	if (!r && (flags & STORE_SNAPSHOT)) {
 		r = catalog_begin(st->cat, false, err);

@@ -99,10 +99,16 @@ static int die(const struct cli *c, const struct cfs_err *err, int r)
 	return EXIT_FAILED;
 }
 
+/* What the store says while it works (a lock it waits for, and who holds it). */
+static void print_notice(void *ctx, const char *msg)
+{
+	say(ctx, msg);
+}
+
 static int open_store(const struct cli *c, unsigned flags, struct store **st)
 {
 	struct cfs_err err = {{0}};
-	int r = store_open(c->store_dir, flags, st, &err);
+	int r = store_open_notify(c->store_dir, flags, print_notice, (void *)c->cmd, st, &err);
 
 	return r ? die(c, &err, r) : 0;
 }

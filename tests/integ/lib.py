@@ -29,6 +29,9 @@ NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 # Lines condafs prints on stderr that are not errors.
 PROGRESS_RE = re.compile(r"^condafs: ingest: \d+/\d+ files, ")
 WARNING_RE = re.compile(r"^condafs: \w+: warning: ")
+# What a command says while it works (store_set_notify): a lock it waits for, who holds one.
+NOTICE_RE = re.compile(r"^condafs: \w+: (waiting for .* held by |\d+ removed environments? "
+                       r"(is|are) still held )")
 SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|"
                           r"runtime error: |ThreadSanitizer")
 HASH_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -49,7 +52,8 @@ class Result:
     def errors(self):
         """stderr lines that are neither progress nor warnings."""
         return [l for l in self.err.splitlines()
-                if l and not PROGRESS_RE.match(l) and not WARNING_RE.match(l)]
+                if l and not PROGRESS_RE.match(l) and not WARNING_RE.match(l)
+                and not NOTICE_RE.match(l)]
 
     def warnings(self):
         return [l for l in self.err.splitlines() if WARNING_RE.match(l)]

@@ -91,6 +91,16 @@ enum store_flags {
 struct store;
 
 int store_open(const char *dir, unsigned flags, struct store **ret, struct cfs_err *err);
+/*
+ * store_open, and notify(ctx, line) is told, on the calling thread, what a user should
+ * know while the handle works that is neither a result nor an error (the line is
+ * unescaped; NULL notify says nothing). A writer that has waited a second for a lock says
+ * what it waits for and who holds it ("waiting for the store lock (DIR/lock) held by pid
+ * 1234 (condafs ingest /x)") and keeps waiting; gc names who holds the removed
+ * environments it cannot reap.
+ */
+int store_open_notify(const char *dir, unsigned flags, void (*notify)(void *ctx, const char *msg),
+                      void *ctx, struct store **ret, struct cfs_err *err);
 void store_close(struct store *st);
 /* A STORE_SNAPSHOT handle whose snapshot is a second old or more lets go of it (its next
  * read takes a new one), so SQLite's log can restart; call it between requests. Nothing
