@@ -174,8 +174,14 @@ struct wnode {
 
 struct worker;
 
-/* This thread's worker, opened on first use (a store handle of its own). */
+/* This thread's worker, opened on first use (a store handle of its own), for one request:
+ * give it back with worker_put when the request is done. */
 int worker_get(struct fsd *fs, struct worker **ret);
+/* The request is done; NULL is fine (worker_get failed). */
+void worker_put(struct worker *w);
+/* Idle workers (no request for a second) let go of their catalog snapshots, so SQLite
+ * can restart its log while the mount sits unused. The watcher calls it every tick. */
+void worker_sweep_idle(void);
 /* A read-only store handle for a thread of the daemon, sharing fs's decoded frames. It
  * reads one snapshot of the catalog: reopen it when the environment table changes. */
 int worker_store_open(struct fsd *fs, struct store **ret, struct cfs_err *err);

@@ -218,6 +218,7 @@ static void *watch_main(void *arg)
 	while (!watch_wait(fs)) {
 		struct timespec now;
 
+		worker_sweep_idle();
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (now.tv_sec - flushed.tv_sec >= USE_FLUSH_SECS) {
 			flush_use(fs, st);

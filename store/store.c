@@ -161,6 +161,7 @@ int store_open_notify(const char *dir, unsigned flags, void (*notify)(void *ctx,
 	}
 	if (!r && (flags & STORE_SNAPSHOT)) {
 		r = catalog_begin(st->cat, false, err);
+		st->snapshot_held = !r;
 		st->snapshot_at = monotonic_s();
 	}
 	if (r)
@@ -177,15 +178,27 @@ fail:
 int store_snapshot_refresh(struct store *st, struct cfs_err *err)
 {
 	time_t now = monotonic_s();
-	int r;
+	int r = 0;
 
-	if (!(st->flags & STORE_SNAPSHOT) || now == st->snapshot_at)
+	if (!(st->flags & STORE_SNAPSHOT) || (st->snapshot_held && now == st->snapshot_at))
 		return 0;
-	r = catalog_commit(st->cat, err);
+	if (st->snapshot_held)
+		r = catalog_commit(st->cat, err);
+	/* BEGIN takes no lock: the snapshot is taken by the first read after it. */
 	if (!r)
 		r = catalog_begin(st->cat, false, err);
+	st->snapshot_held = !r;
 	st->snapshot_at = now;
 	return r;
+}
+
+void store_snapshot_release(struct store *st)
+{
+	if (!(st->flags & STORE_SNAPSHOT) || !st->snapshot_held)
+		return;
+	/* It only read: ending it either way is the same, and a rollback cannot fail. */
+	catalog_rollback(st->cat);
+	st->snapshot_held = false;
 }
 
 void store_close(struct store *st)

@@ -43,6 +43,7 @@ struct store {
 	struct cache *frames;   /* shared decoded frames for reads, or NULL */
 	struct lockwait notify; /* store_open_notify */
 	time_t snapshot_at;     /* STORE_SNAPSHOT: when the read transaction began (monotonic s) */
+	bool snapshot_held;     /* ...and whether one is open (store_snapshot_release) */
 	uint64_t clock;
 	struct read_node nodes[READ_NODES];
 	struct read_image images[READ_IMAGES];
