@@ -30,6 +30,7 @@
 #include "pkgset.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,7 +153,7 @@ enum stmt_id {
 	" removed, broken"
 #define NODE_COLS                                                                                  \
 	"id, env, parent, name, type, mode, mtime_ns, size, inserts, grp, hardlink, first_child,"  \
-	" nchildren, reloc IS NOT NULL"
+	" nchildren, length(reloc) IS NOT NULL"
 #define OBJ_COLS "id, key, size, stored, refs, kind, pack, pack_off"
 /* The nodes of environment ?1 (C6), t the nodes table's alias and a dot. */
 #define ENV_NODES_OF(t)                                                                            \
@@ -225,14 +226,14 @@ static const char *const stmt_sql[S_COUNT] = {
                           " AND parent > 0",
         [S_NODE_CONTENT] =
                 "SELECT o.id, o.key, o.size, o.stored, o.refs, o.kind, o.pack,"
-                " o.pack_off, n.reloc, n.target, p.key FROM nodes n"
+                " o.pack_off, length(n.reloc), n.target, p.key FROM nodes n"
                 " LEFT JOIN objects o ON o.id = n.obj LEFT JOIN objects p ON p.id = o.pack"
                 " WHERE n.id = ?1",
         [S_NODE_RANGE] = "SELECT " NODE_COLS " FROM nodes WHERE id >= ?1 AND id < ?2 ORDER BY id",
         [S_ENV_TREE] =
                 "SELECT n.id, n.env, n.parent, n.name, n.type, n.mode, n.mtime_ns, n.size,"
                 " n.inserts, n.grp, n.hardlink, n.first_child, n.nchildren,"
-                " n.reloc IS NOT NULL, o.key, n.target FROM nodes n"
+                " length(n.reloc) IS NOT NULL, o.key, n.target FROM nodes n"
                 " LEFT JOIN objects o ON o.id = n.obj WHERE " ENV_NODES_OF("n.") " ORDER BY n.id",
         /* A live environment's node first: it outlives a removed one's. */
         [S_GROUP_NODE] = "SELECT " NODE_COLS " FROM nodes WHERE id = (SELECT n.id FROM nodes n"
@@ -297,6 +298,8 @@ struct catalog {
 	char *path;
 	sqlite3_stmt *stmt[S_COUNT];
 	const struct lockwait *notify; /* NULL: waits are silent */
+	sqlite3_blob *reloc;           /* catalog_reloc_read's open record, or NULL */
+	int64_t reloc_node;            /* ...and whose it is */
 	struct timespec busy_since;    /* when the current busy wait began */
 	bool busy_said;                /* ...and whether it was said */
 };
@@ -567,6 +570,7 @@ void catalog_close(struct catalog *c)
 {
 	if (!c)
 		return;
+	catalog_reloc_done(c);
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(c->stmt[i]);
 	sqlite3_close(c->db);
@@ -1279,8 +1283,7 @@ int catalog_node_content(struct catalog *c, int64_t id, struct catalog_content *
 		return r;
 	/* The row stays current, so the blobs stay valid until the next call. */
 	object_row(s, &ret->obj);
-	ret->reloc = sqlite3_column_blob(s, 8);
-	ret->reloc_len = (size_t)sqlite3_column_bytes(s, 8);
+	ret->reloc_len = (size_t)sqlite3_column_int64(s, 8);
 	ret->target = sqlite3_column_blob(s, 9);
 	ret->target_len = (size_t)sqlite3_column_bytes(s, 9);
 	pk = sqlite3_column_blob(s, 10);
@@ -1291,6 +1294,36 @@ int catalog_node_content(struct catalog *c, int64_t id, struct catalog_content *
 		ret->image_off = ret->obj.pack_off;
 	}
 	return 0;
+}
+
+int catalog_reloc_read(struct catalog *c, int64_t node, uint64_t off, size_t len, void *buf,
+                       struct cfs_err *err)
+{
+	int rc = SQLITE_OK;
+
+	if (off > INT_MAX || len > (size_t)INT_MAX - off)
+		return err_set(err, -EUCLEAN, "%s: node %lld: relocation record past 2 GiB",
+		               c->path, (long long)node);
+	if (c->reloc && c->reloc_node != node)
+		rc = sqlite3_blob_reopen(c->reloc, node);
+	else if (!c->reloc)
+		rc = sqlite3_blob_open(c->db, "main", "nodes", "reloc", node, 0, &c->reloc);
+	if (rc == SQLITE_OK) {
+		c->reloc_node = node;
+		rc = sqlite3_blob_read(c->reloc, buf, (int)len, (int)off);
+	}
+	if (rc == SQLITE_OK)
+		return 0;
+	/* A node without a record, or a shorter one than it had: the catalog changed. */
+	rc = db_err(c, rc, "relocation record", err);
+	catalog_reloc_done(c);
+	return rc == -EIO ? -EUCLEAN : rc;
+}
+
+void catalog_reloc_done(struct catalog *c)
+{
+	sqlite3_blob_close(c->reloc);
+	c->reloc = NULL;
 }
 
 int catalog_env_tree(struct catalog *c, int64_t env,

@@ -178,13 +178,13 @@ int catalog_node_lookup(struct catalog *c, int64_t dir, const void *name, size_t
 int catalog_node_range(struct catalog *c, int64_t first, int64_t end,
                        int (*fn)(void *ctx, const struct store_node *n), void *ctx,
                        struct cfs_err *err);
-/* What reading a node needs: its object, the image holding it and where, its relocation
- * record (valid until the next call on c) and, for symlinks, the target. */
+/* What reading a node needs: its object, the image holding it and where, the length of its
+ * relocation record (0: none; catalog_reloc_read reads it) and, for symlinks, the target
+ * (valid until the next call on c). */
 struct catalog_content {
 	struct catalog_object obj; /* obj.id == 0 for none */
 	struct objkey image_key;   /* the pack for a member, else obj.key */
 	uint64_t image_off;
-	const uint8_t *reloc;
 	size_t reloc_len;
 	const uint8_t *target;
 	size_t target_len;
@@ -194,6 +194,15 @@ int catalog_node_content(struct catalog *c, int64_t id, struct catalog_content *
 /* Done with what catalog_node_content returned: releases the row, so this handle's read
  * snapshot does not stay pinned (it would miss later commits and hold up checkpoints). */
 void catalog_content_done(struct catalog *c);
+/*
+ * len bytes at off of node's relocation record, read in place (SQLite's incremental blob
+ * I/O): a record is never loaded whole, whatever its size. The record stays open, like a
+ * statement on its row, until catalog_reloc_done, so reading on from there is cheap.
+ * -EUCLEAN when the node has no record of that length.
+ */
+int catalog_reloc_read(struct catalog *c, int64_t node, uint64_t off, size_t len, void *buf,
+                       struct cfs_err *err);
+void catalog_reloc_done(struct catalog *c);
 
 /* Calls fn for every node of an environment in id order, with its object key (NULL for
  * none) and link target (pointers valid during the call). */
