@@ -110,7 +110,8 @@ static void scan_proc_locks(const struct target *t, struct holders *h)
 	fclose(f);
 }
 
-/* The descriptors of every process open on the target, with a matching lock line. */
+/* The processes with a descriptor whose fdinfo shows a matching lock. Only procfs text is
+ * read: nothing here stats a process's files, which could hang on a dead network mount. */
 static void scan_fdinfo(const struct target *t, struct holders *h)
 {
 	DIR *proc = opendir("/proc");
@@ -121,42 +122,42 @@ static void scan_fdinfo(const struct target *t, struct holders *h)
 	while ((pe = readdir(proc))) {
 		char path[64];
 		pid_t pid = (pid_t)strtol(pe->d_name, NULL, 10);
+		bool held = false;
 		struct dirent *fe;
 		DIR *fds;
 
 		if (pid <= 0 || pid == getpid())
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+		snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)pid);
 		fds = opendir(path);
 		if (!fds)
 			continue;
-		while ((fe = readdir(fds))) {
+		while (!held && (fe = readdir(fds))) {
 			char line[256];
-			struct stat sb;
-			bool held = false;
 			FILE *f;
+			int fd;
 
-			if (fe->d_name[0] == '.' || fstatat(dirfd(fds), fe->d_name, &sb, 0) < 0 ||
-			    (unsigned long long)sb.st_ino != t->ino ||
-			    major(sb.st_dev) != t->dmaj || minor(sb.st_dev) != t->dmin)
+			if (fe->d_name[0] == '.')
 				continue;
-			snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", (int)pid, fe->d_name);
-			f = fopen(path, "re");
-			while (f && !held && fgets(line, sizeof(line), f)) {
+			fd = openat(dirfd(fds), fe->d_name, O_RDONLY | O_CLOEXEC);
+			f = fd >= 0 ? fdopen(fd, "re") : NULL;
+			if (!f) {
+				if (fd >= 0)
+					close(fd);
+				continue;
+			}
+			while (!held && fgets(line, sizeof(line), f)) {
 				pid_t lp;
 
 				held = strncmp(line, "lock:", 5) == 0 &&
 				       lock_line_matches(line + 5 + strspn(line + 5, " \t"), t,
 				                         &lp);
 			}
-			if (f)
-				fclose(f);
-			if (held) {
-				add_pid(h, pid);
-				break;
-			}
+			fclose(f);
 		}
 		closedir(fds);
+		if (held)
+			add_pid(h, pid);
 	}
 	closedir(proc);
 }
