@@ -77,6 +77,9 @@ void log_to_syslog(void);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(enum log_level level, const char *fmt, va_list ap)
         __attribute__((format(printf, 2, 0)));
+/* A store handle's notices (store_open_notify: a lock waited for, and who holds it), as
+ * warnings. */
+void log_notice(void *ctx, const char *msg);
 /* An error serving one file: logged the first time per key (a nodeid), and no more than a
  * few per second in all, so a corrupt object cannot flood the journal. */
 void log_file_error(uint64_t key, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -173,8 +176,14 @@ struct wnode {
 
 struct worker;
 
-/* This thread's worker, opened on first use (a store handle of its own). */
+/* This thread's worker, opened on first use (a store handle of its own), for one request:
+ * give it back with worker_put when the request is done. */
 int worker_get(struct fsd *fs, struct worker **ret);
+/* The request is done; NULL is fine (worker_get failed). */
+void worker_put(struct worker *w);
+/* Idle workers (no request for a second) let go of their catalog snapshots, so SQLite
+ * can restart its log while the mount sits unused. The watcher calls it every tick. */
+void worker_sweep_idle(void);
 /* A read-only store handle for a thread of the daemon, sharing fs's decoded frames. It
  * reads one snapshot of the catalog: reopen it when the environment table changes. */
 int worker_store_open(struct fsd *fs, struct store **ret, struct cfs_err *err);

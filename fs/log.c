@@ -3,9 +3,12 @@
  * Logging: one line per message, to stderr with "<N>" level prefixes when systemd collects
  * it (the journal then keeps the level), plain "condafsd: " lines on a terminal, and syslog
  * once the daemon has detached. libfuse's own messages come through here too. Errors about
- * one file are logged once per file and at most a few per second in all.
+ * one file are logged once per file and at most a few per second in all. Control bytes in
+ * a message (file names are users') are escaped (condafs/escape.h).
  */
 #include "fsd.h"
+
+#include <condafs/escape.h>
 
 #include <pthread.h>
 #include <stdio.h>
@@ -80,11 +83,13 @@ void log_to_syslog(void)
 
 void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 {
-	char line[2048];
+	char raw[2048], line[2048];
 
 	if (level > max_level)
 		return;
-	vsnprintf(line, sizeof(line), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	/* One line, whatever the names in it hold: no terminal escapes, no forged lines. */
+	escape_text(raw, strlen(raw), line, sizeof(line));
 	switch (sink) {
 	case SINK_SYSTEMD:
 		fprintf(stderr, "<%d>%s\n", (int)level, line);
@@ -108,6 +113,12 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vmsg(level, fmt, ap);
 	va_end(ap);
+}
+
+void log_notice(void *ctx, const char *msg)
+{
+	(void)ctx;
+	log_msg(LOG_LEVEL_WARNING, "%s", msg);
 }
 
 static int64_t now_ns(void)

@@ -539,13 +539,14 @@ static int node_attr(struct fsd *fs, fuse_ino_t ino, struct stat *st, uint64_t *
 		if (r)
 			return r;
 		env = live_env(worker_envtab(w), x, NULL);
-		if (!env)
-			return -ESTALE;
-		r = packages_text(fs, w, env, &text, &len);
+		r = env ? packages_text(fs, w, env, &text, &len) : -ESTALE;
+		if (!r) {
+			file_attr(ino, len, &m->started, st);
+			*ret_gen = env->generation;
+		}
+		worker_put(w);
 		if (r)
 			return r;
-		file_attr(ino, len, &m->started, st);
-		*ret_gen = env->generation;
 		break;
 	}
 	if (r) {
@@ -628,10 +629,12 @@ static fuse_ino_t child_ino(struct fsd *fs, fuse_ino_t parent, const char *name,
 		const struct fsd_env *env;
 
 		*ret_err = worker_get(fs, &w);
-		if (*ret_err || !env_name(name, hash))
+		if (*ret_err)
 			return 0;
-		env = live_env(worker_envtab(w), 0, hash);
-		return env ? meta_ino(env->id, SUB_PACKAGES) : 0;
+		env = env_name(name, hash) ? live_env(worker_envtab(w), 0, hash) : NULL;
+		ino = env ? meta_ino(env->id, SUB_PACKAGES) : 0;
+		worker_put(w);
+		return ino;
 	}
 	if (!strcmp(name, PACKAGES_NAME))
 		return meta_ino(FIXED_PACKAGES, SUB_FIXED);
@@ -771,6 +774,7 @@ void meta_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool p
 	if (!r)
 		r = worker_buf(w, size, &buf);
 	if (r) {
+		worker_put(w);
 		fuse_reply_err(req, -r);
 		return;
 	}
@@ -810,4 +814,5 @@ void meta_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool p
 	}
 reply:
 	fuse_reply_buf(req, l.buf, l.pos);
+	worker_put(w);
 }

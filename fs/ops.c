@@ -180,7 +180,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct use *use = req_fsd(req)->use;
 	struct cfs_err err = {{0}};
 	struct fuse_entry_param e;
-	struct worker *w;
+	struct worker *w = NULL;
 	int64_t env = 0;
 	int r;
 
@@ -205,13 +205,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		reply_err(req, parent, "lookup", r, &err);
 	else if (fuse_reply_entry(req, &e) && env && S_ISREG(e.attr.st_mode))
 		use_forget(use, e.ino, 1);
+	worker_put(w);
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct cfs_err err = {{0}};
 	const struct wnode *wn;
-	struct worker *w;
+	struct worker *w = NULL;
 	struct stat st;
 	int r;
 
@@ -239,13 +240,14 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		reply_err(req, ino, "getattr", r, &err);
 	else
 		fuse_reply_attr(req, &st, FOREVER);
+	worker_put(w);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	struct cfs_err err = {{0}};
 	const struct wnode *wn;
-	struct worker *w;
+	struct worker *w = NULL;
 	char *target = NULL;
 	int r;
 
@@ -257,6 +259,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 			fuse_reply_readlink(req, tag->target);
 		else
 			reply_err(req, ino, "readlink", -ESTALE, NULL);
+		worker_put(w);
 		return;
 	}
 	if (!r)
@@ -271,6 +274,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 		reply_err(req, ino, "readlink", r, &err);
 	else
 		fuse_reply_readlink(req, target);
+	worker_put(w);
 	free(target);
 }
 
@@ -377,7 +381,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct cfs_err err = {{0}};
 	const struct wnode *wn;
 	const char *prefix;
-	struct worker *w;
+	struct worker *w = NULL;
 	size_t got = 0;
 	void *buf = NULL;
 	int r;
@@ -413,6 +417,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 out:
 	if (r)
 		reply_err(req, ino, "read", r, &err);
+	worker_put(w);
 }
 
 /* ---- listing ---- */
@@ -593,6 +598,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 	} else if (fuse_reply_buf(req, d.buf, d.pos)) {
 		dir_uncharge(&d, 0);
 	}
+	worker_put(d.w);
 	free(d.charged);
 }
 

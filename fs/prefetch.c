@@ -82,7 +82,19 @@ static void *prefetch_main(void *arg)
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		struct prefetch_job j;
+		struct timespec idle;
 
+		/* Idle for a second: let go of the snapshot, as idle workers do (worker.c). */
+		clock_gettime(CLOCK_REALTIME, &idle);
+		idle.tv_sec++;
+		while (!p->stop && p->count == 0 && st &&
+		       pthread_cond_timedwait(&p->wake, &p->lock, &idle) != ETIMEDOUT)
+			;
+		if (!p->stop && p->count == 0 && st) {
+			pthread_mutex_unlock(&p->lock);
+			store_snapshot_release(st);
+			pthread_mutex_lock(&p->lock);
+		}
 		while (!p->stop && p->count == 0)
 			pthread_cond_wait(&p->wake, &p->lock);
 		if (p->count == 0)

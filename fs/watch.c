@@ -234,7 +234,7 @@ static void *watch_main(void *arg)
 
 	for (;;) {
 		/* Writable to record last use; a read-only store is still served. */
-		r = store_open(fs->store_dir, 0, &st, &err);
+		r = store_open_notify(fs->store_dir, 0, log_notice, NULL, &st, &err);
 		if (r == -EROFS || r == -EACCES) {
 			log_msg(LOG_LEVEL_WARNING, "%s: last use is not recorded",
 			        err.msg[0] ? err.msg : strerror(-r));
@@ -269,6 +269,7 @@ static void *watch_main(void *arg)
 		if (atomic_load(&fs->watch_stopping))
 			break;
 		take_writers(l, &w);
+		worker_sweep_idle();
 		now = now_ms();
 		if (now - tick >= WATCH_INTERVAL_MS)
 			tick = now;

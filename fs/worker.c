@@ -5,20 +5,37 @@
  * its last opened objects), a reference to the environment table, a reply buffer, the
  * last nodes it resolved and the link counts of groups. Made on a thread's first request,
  * closed when the thread exits.
+ *
+ * A worker reads one SQLite snapshot per second of requests (STORE_SNAPSHOT), and SQLite
+ * cannot restart its write-ahead log while any snapshot is held: a worker idle in the
+ * kernel with one would let the log grow with every ingest for as long as the mount sits
+ * unused. So every worker is registered, holds its own lock from worker_get to worker_put
+ * (uncontended: nothing else takes it but a sweep once a quarter second), and the watcher
+ * lets go of the snapshots of workers idle for WORKER_IDLE_MS (worker_sweep_idle).
  */
 #include "fsd.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Resolved nodeids, direct-mapped: what lookups and listings just returned is what the
  * kernel asks about next (a read after a lookup, the listing of a subdirectory). */
 #define WORKER_NODES 256
 /* Group link counts, direct-mapped. */
 #define WORKER_NLINKS 1024
+/* A worker with no request for this long lets go of its snapshot. */
+#define WORKER_IDLE_MS 1000
 
 struct worker {
+	/* Held by the worker's thread from worker_get to worker_put, and by the sweep while
+	 * it lets go of st's snapshot: it protects st and idle_since. */
+	pthread_mutex_t lock;
+	int64_t idle_since; /* ms, CLOCK_MONOTONIC_COARSE: when the last request ended */
+	/* The registry's list, under registry_lock. */
+	struct worker *next, **pprev;
 	struct fsd *fs;
 	struct store *st;
 	struct envtab *tab; /* a reference; replaced when fs->envtab_version moves */
@@ -36,12 +53,30 @@ static pthread_key_t worker_key;
 static pthread_once_t worker_once = PTHREAD_ONCE_INIT;
 static int worker_key_err;
 
+/* Every live worker, for the sweep. Taken before a worker's lock, never after. */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct worker *registry;
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void worker_free(void *p)
 {
 	struct worker *w = p;
 
 	if (!w)
 		return;
+	pthread_mutex_lock(&registry_lock);
+	*w->pprev = w->next;
+	if (w->next)
+		w->next->pprev = w->pprev;
+	pthread_mutex_unlock(&registry_lock);
+	pthread_mutex_destroy(&w->lock);
 	store_close(w->st);
 	envtab_put(w->tab);
 	free(w->buf);
@@ -109,18 +144,51 @@ int worker_get(struct fsd *fs, struct worker **ret)
 			free(w);
 			return r;
 		}
+		pthread_mutex_init(&w->lock, NULL);
+		pthread_mutex_lock(&registry_lock);
+		w->next = registry;
+		w->pprev = &registry;
+		if (registry)
+			registry->pprev = &w->next;
+		registry = w;
+		pthread_mutex_unlock(&registry_lock);
 		r = -pthread_setspecific(worker_key, w);
 		if (r) {
 			worker_free(w);
 			return r;
 		}
 	}
+	pthread_mutex_lock(&w->lock);
 	if (!w->tab || atomic_load(&fs->envtab_version) != w->tab_version)
 		worker_refresh(w);
 	else if ((r = store_snapshot_refresh(w->st, &err)))
 		log_msg(LOG_LEVEL_ERR, "%s", err.msg[0] ? err.msg : strerror(-r));
 	*ret = w;
 	return 0;
+}
+
+void worker_put(struct worker *w)
+{
+	if (!w)
+		return;
+	w->idle_since = now_ms();
+	pthread_mutex_unlock(&w->lock);
+}
+
+void worker_sweep_idle(void)
+{
+	int64_t now = now_ms();
+
+	pthread_mutex_lock(&registry_lock);
+	for (struct worker *w = registry; w; w = w->next) {
+		/* Busy: it is serving a request, so it is not idle. */
+		if (pthread_mutex_trylock(&w->lock))
+			continue;
+		if (now - w->idle_since >= WORKER_IDLE_MS)
+			store_snapshot_release(w->st);
+		pthread_mutex_unlock(&w->lock);
+	}
+	pthread_mutex_unlock(&registry_lock);
 }
 
 void worker_release_self(void)

@@ -30,11 +30,13 @@
 #include "pkgset.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Version 3 added the sources table and dropped two indexes (C6, and members by pack): a
@@ -159,7 +161,7 @@ enum stmt_id {
 	" removed, broken"
 #define NODE_COLS                                                                                  \
 	"id, env, parent, name, type, mode, mtime_ns, size, inserts, grp, hardlink, first_child,"  \
-	" nchildren, reloc IS NOT NULL"
+	" nchildren, length(reloc) IS NOT NULL"
 #define OBJ_COLS "id, key, size, stored, refs, kind, pack, pack_off"
 /* The nodes of environment ?1 (C6), t the nodes table's alias and a dot. */
 #define ENV_NODES_OF(t)                                                                            \
@@ -232,14 +234,14 @@ static const char *const stmt_sql[S_COUNT] = {
                           " AND parent > 0",
         [S_NODE_CONTENT] =
                 "SELECT o.id, o.key, o.size, o.stored, o.refs, o.kind, o.pack,"
-                " o.pack_off, n.reloc, n.target, p.key FROM nodes n"
+                " o.pack_off, length(n.reloc), n.target, p.key FROM nodes n"
                 " LEFT JOIN objects o ON o.id = n.obj LEFT JOIN objects p ON p.id = o.pack"
                 " WHERE n.id = ?1",
         [S_NODE_RANGE] = "SELECT " NODE_COLS " FROM nodes WHERE id >= ?1 AND id < ?2 ORDER BY id",
         [S_ENV_TREE] =
                 "SELECT n.id, n.env, n.parent, n.name, n.type, n.mode, n.mtime_ns, n.size,"
                 " n.inserts, n.grp, n.hardlink, n.first_child, n.nchildren,"
-                " n.reloc IS NOT NULL, o.key, n.target FROM nodes n"
+                " length(n.reloc) IS NOT NULL, o.key, n.target FROM nodes n"
                 " LEFT JOIN objects o ON o.id = n.obj WHERE " ENV_NODES_OF("n.") " ORDER BY n.id",
         /* A live environment's node first: it outlives a removed one's. */
         [S_GROUP_NODE] = "SELECT " NODE_COLS " FROM nodes WHERE id = (SELECT n.id FROM nodes n"
@@ -333,6 +335,11 @@ struct catalog {
 	sqlite3 *db;
 	char *path;
 	sqlite3_stmt *stmt[S_COUNT];
+	const struct lockwait *notify; /* NULL: waits are silent */
+	sqlite3_blob *reloc;           /* catalog_reloc_read's open record, or NULL */
+	int64_t reloc_node;            /* ...and whose it is */
+	struct timespec busy_since;    /* when the current busy wait began */
+	bool busy_said;                /* ...and whether it was said */
 };
 
 static int db_err(struct catalog *c, int rc, const char *what, struct cfs_err *err)
@@ -470,6 +477,47 @@ static int exec_int2(struct catalog *c, enum stmt_id id, int64_t a, int64_t b, s
 	return step_done(c, s, err);
 }
 
+/* The bytes of the -shm file a writer locks: SQLite's WAL_WRITE_LOCK, then the
+ * checkpointer's and recovery's. */
+#define SHM_WRITE_LOCK   120
+#define SHM_WRITE_LOCK_N 3
+
+/* SQLite's busy handler: its own backoff, for BUSY_TIMEOUT_MS in all, and after a second
+ * one line saying who holds the lock, so a wait behind another process is never silent. */
+static int busy_wait(void *ctx, int count)
+{
+	static const int delay_ms[] = {1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100};
+	struct catalog *c = ctx;
+	struct timespec now, pause;
+	int64_t waited;
+	int d = count < 12 ? delay_ms[count] : 100;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (count == 0) {
+		c->busy_since = now;
+		c->busy_said = false;
+	}
+	waited = (int64_t)(now.tv_sec - c->busy_since.tv_sec) * 1000 +
+	         (now.tv_nsec - c->busy_since.tv_nsec) / 1000000;
+	if (waited >= BUSY_TIMEOUT_MS)
+		return 0;
+	if (c->notify && !c->busy_said && waited >= LOCKWAIT_REPORT_MS) {
+		char what[4200], who[768] = "", shm[4200];
+
+		c->busy_said = true;
+		snprintf(shm, sizeof(shm), "%s-shm", c->path);
+		lockwait_holders(-1, shm, SHM_WRITE_LOCK, SHM_WRITE_LOCK_N, false, who,
+		                 sizeof(who));
+		if (!who[0])
+			lockwait_holders(-1, c->path, 0, 0, true, who, sizeof(who));
+		snprintf(what, sizeof(what), "the catalog's write lock (%s)", c->path);
+		lockwait_tell(c->notify, what, who);
+	}
+	pause = (struct timespec){d / 1000, (long)(d % 1000) * 1000000};
+	nanosleep(&pause, NULL);
+	return 1;
+}
+
 static int exec(struct catalog *c, const char *sql, struct cfs_err *err)
 {
 	int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
@@ -512,8 +560,8 @@ static int check_there(struct catalog *c, int rc, struct cfs_err *err)
 }
 
 /* create: make the database (a new store); write: upgrade an older schema. */
-static int open_catalog(const char *path, bool create, bool write, struct catalog **ret,
-                        struct cfs_err *err)
+static int open_catalog(const char *path, bool create, bool write, const struct lockwait *notify,
+                        struct catalog **ret, struct cfs_err *err)
 {
 	struct catalog *c = calloc(1, sizeof(*c));
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
@@ -524,9 +572,10 @@ static int open_catalog(const char *path, bool create, bool write, struct catalo
 		free(c);
 		return -ENOMEM;
 	}
+	c->notify = notify;
 	rc = sqlite3_open_v2(path, &c->db, flags, NULL);
 	if (c->db)
-		sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+		sqlite3_busy_handler(c->db, busy_wait, c);
 	if (!create)
 		r = check_there(c, rc, err);
 	else
@@ -608,20 +657,23 @@ fail:
 	return r;
 }
 
-int catalog_create(const char *path, struct catalog **ret, struct cfs_err *err)
+int catalog_create(const char *path, const struct lockwait *notify, struct catalog **ret,
+                   struct cfs_err *err)
 {
-	return open_catalog(path, true, true, ret, err);
+	return open_catalog(path, true, true, notify, ret, err);
 }
 
-int catalog_open(const char *path, bool write, struct catalog **ret, struct cfs_err *err)
+int catalog_open(const char *path, bool write, const struct lockwait *notify, struct catalog **ret,
+                 struct cfs_err *err)
 {
-	return open_catalog(path, false, write, ret, err);
+	return open_catalog(path, false, write, notify, ret, err);
 }
 
 void catalog_close(struct catalog *c)
 {
 	if (!c)
 		return;
+	catalog_reloc_done(c);
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(c->stmt[i]);
 	sqlite3_close(c->db);
@@ -1339,8 +1391,7 @@ int catalog_node_content(struct catalog *c, int64_t id, struct catalog_content *
 		return r;
 	/* The row stays current, so the blobs stay valid until the next call. */
 	object_row(s, &ret->obj);
-	ret->reloc = sqlite3_column_blob(s, 8);
-	ret->reloc_len = (size_t)sqlite3_column_bytes(s, 8);
+	ret->reloc_len = (size_t)sqlite3_column_int64(s, 8);
 	ret->target = sqlite3_column_blob(s, 9);
 	ret->target_len = (size_t)sqlite3_column_bytes(s, 9);
 	pk = sqlite3_column_blob(s, 10);
@@ -1351,6 +1402,36 @@ int catalog_node_content(struct catalog *c, int64_t id, struct catalog_content *
 		ret->image_off = ret->obj.pack_off;
 	}
 	return 0;
+}
+
+int catalog_reloc_read(struct catalog *c, int64_t node, uint64_t off, size_t len, void *buf,
+                       struct cfs_err *err)
+{
+	int rc = SQLITE_OK;
+
+	if (off > INT_MAX || len > (size_t)INT_MAX - off)
+		return err_set(err, -EUCLEAN, "%s: node %lld: relocation record past 2 GiB",
+		               c->path, (long long)node);
+	if (c->reloc && c->reloc_node != node)
+		rc = sqlite3_blob_reopen(c->reloc, node);
+	else if (!c->reloc)
+		rc = sqlite3_blob_open(c->db, "main", "nodes", "reloc", node, 0, &c->reloc);
+	if (rc == SQLITE_OK) {
+		c->reloc_node = node;
+		rc = sqlite3_blob_read(c->reloc, buf, (int)len, (int)off);
+	}
+	if (rc == SQLITE_OK)
+		return 0;
+	/* A node without a record, or a shorter one than it had: the catalog changed. */
+	rc = db_err(c, rc, "relocation record", err);
+	catalog_reloc_done(c);
+	return rc == -EIO ? -EUCLEAN : rc;
+}
+
+void catalog_reloc_done(struct catalog *c)
+{
+	sqlite3_blob_close(c->reloc);
+	c->reloc = NULL;
 }
 
 int catalog_env_tree(struct catalog *c, int64_t env,

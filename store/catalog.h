@@ -7,6 +7,7 @@
 #define CONDAFS_CATALOG_H
 
 #include "condafs/store.h"
+#include "lockwait.h"
 #include "object.h"
 
 #include <stdbool.h>
@@ -15,12 +16,15 @@
 struct catalog;
 
 /* Makes the database at path for a new store (or opens the one a creator killed before it
- * wrote FORMAT left): WAL, a busy timeout. */
-int catalog_create(const char *path, struct catalog **ret, struct cfs_err *err);
+ * wrote FORMAT left): WAL, a busy handler. A busy wait of a second or more is said to
+ * notify (lockwait.h; NULL: silent), which must outlive the catalog. */
+int catalog_create(const char *path, const struct lockwait *notify, struct catalog **ret,
+                   struct cfs_err *err);
 /* Opens an existing catalog, never making one: -EUCLEAN naming the file if it is missing or
  * empty, -EPROTO if it is not a catalog of a version this code reads. write: upgrade an
- * older version for writing. */
-int catalog_open(const char *path, bool write, struct catalog **ret, struct cfs_err *err);
+ * older version for writing. notify: as for catalog_create. */
+int catalog_open(const char *path, bool write, const struct lockwait *notify, struct catalog **ret,
+                 struct cfs_err *err);
 /* *ret: the catalog has no object row, and is not that of a store whose environments were
  * all collected (no node left, and an ingest committed once): a new store's, one put in
  * place of a store's, or one that lost its rows. */
@@ -190,13 +194,13 @@ int catalog_node_lookup(struct catalog *c, int64_t dir, const void *name, size_t
 int catalog_node_range(struct catalog *c, int64_t first, int64_t end,
                        int (*fn)(void *ctx, const struct store_node *n), void *ctx,
                        struct cfs_err *err);
-/* What reading a node needs: its object, the image holding it and where, its relocation
- * record (valid until the next call on c) and, for symlinks, the target. */
+/* What reading a node needs: its object, the image holding it and where, the length of its
+ * relocation record (0: none; catalog_reloc_read reads it) and, for symlinks, the target
+ * (valid until the next call on c). */
 struct catalog_content {
 	struct catalog_object obj; /* obj.id == 0 for none */
 	struct objkey image_key;   /* the pack for a member, else obj.key */
 	uint64_t image_off;
-	const uint8_t *reloc;
 	size_t reloc_len;
 	const uint8_t *target;
 	size_t target_len;
@@ -206,6 +210,15 @@ int catalog_node_content(struct catalog *c, int64_t id, struct catalog_content *
 /* Done with what catalog_node_content returned: releases the row, so this handle's read
  * snapshot does not stay pinned (it would miss later commits and hold up checkpoints). */
 void catalog_content_done(struct catalog *c);
+/*
+ * len bytes at off of node's relocation record, read in place (SQLite's incremental blob
+ * I/O): a record is never loaded whole, whatever its size. The record stays open, like a
+ * statement on its row, until catalog_reloc_done, so reading on from there is cheap.
+ * -EUCLEAN when the node has no record of that length.
+ */
+int catalog_reloc_read(struct catalog *c, int64_t node, uint64_t off, size_t len, void *buf,
+                       struct cfs_err *err);
+void catalog_reloc_done(struct catalog *c);
 
 /* Calls fn for every node of an environment in id order, with its object key (NULL for
  * none) and link target (pointers valid during the call). */

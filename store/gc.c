@@ -36,17 +36,18 @@
 
 int store_lock(struct store *st, int how, int *ret_fd, struct cfs_err *err)
 {
-	int fd = openat(st->fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	int fd = openat(st->fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644), r;
+	char what[4200];
 
 	if (fd < 0 && errno == EROFS)
 		fd = openat(st->fd, "lock", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return err_set(err, neg_errno(), "%s/lock: %s", st->dir, strerror(errno));
-	while (flock(fd, how) < 0) {
-		if (errno == EINTR)
-			continue;
+	snprintf(what, sizeof(what), "the store lock (%s/lock)", st->dir);
+	r = lockwait_flock(fd, how, what, &st->notify);
+	if (r) {
 		close(fd);
-		return err_set(err, neg_errno(), "%s/lock: %s", st->dir, strerror(errno));
+		return err_set(err, r, "%s/lock: %s", st->dir, strerror(-r));
 	}
 	*ret_fd = fd;
 	return 0;
@@ -171,6 +172,20 @@ static int hold_lock(int fd, int64_t env_id, short type, bool test)
 	if (fcntl(fd, test ? F_OFD_GETLK : F_OFD_SETLK, &fl) < 0)
 		return errno == EAGAIN || errno == EACCES ? -EBUSY : neg_errno();
 	return test && fl.l_type != F_UNLCK ? -EBUSY : 0;
+}
+
+/* gc cannot reap n removed environments: say who holds them, a mount or anything else. */
+static void holds_say(struct store *st, int fd, uint64_t n)
+{
+	char who[768], msg[1024];
+
+	if (!st->notify.fn)
+		return;
+	lockwait_holders(fd, NULL, 0, 0, false, who, sizeof(who));
+	snprintf(msg, sizeof(msg), "%llu removed environment%s still held (%s/holds) by %s",
+	         (unsigned long long)n, n == 1 ? " is" : "s are", st->dir,
+	         who[0] ? who : "another process");
+	st->notify.fn(st->notify.ctx, msg);
 }
 
 int store_hold_open(const char *dir, struct store_hold **ret, struct cfs_err *err)
@@ -366,6 +381,8 @@ static int reap(struct store *st, const struct gc_opts *opts, void *ctx, int *re
 		else
 			err_set(err, r, "%s/holds: %s", st->dir, strerror(-r));
 	}
+	if (!r && res->envs_held)
+		holds_say(st, *ret_holds, res->envs_held);
 	free(v);
 	return r;
 }

@@ -2,7 +2,9 @@
 /*
  * Reading environments back: finding environments, walking their trees, and serving a
  * file's bytes under any prefix. This is the daemon's hot path: a read reuses the opened
- * object and decoded relocation record of the last few nodes read on this handle.
+ * object and relocation record of the last few nodes read on this handle. A record is
+ * read from the catalog piece by piece (reloc_open, catalog_reloc_read), so a file of a
+ * million prefix copies costs a handle a window and a few marks, not the record.
  */
 #include "store_impl.h"
 
@@ -190,6 +192,28 @@ static int err_with_path(struct store *st, const struct store_node *n, int r, st
 	return err_set(err, r, "%.*s/%s: %s", (int)top.namelen, top.name, path, msg);
 }
 
+/* A node's relocation record, read in place from the catalog of st. */
+static int reloc_blob_read(void *ctx, int64_t node, uint64_t off, size_t len, uint8_t *buf)
+{
+	struct store *st = ctx;
+
+	return catalog_reloc_read(st->cat, node, off, len, buf, NULL);
+}
+
+static void reloc_blob_done(void *ctx)
+{
+	struct store *st = ctx;
+
+	catalog_reloc_done(st->cat);
+}
+
+static int reloc_of(struct store *st, int64_t node, size_t len, struct reloc **ret)
+{
+	struct reloc_blob b = {reloc_blob_read, reloc_blob_done, st, node, len};
+
+	return reloc_open(&b, ret);
+}
+
 struct mem_src {
 	const uint8_t *p;
 	size_t len;
@@ -219,13 +243,9 @@ int store_readlink(struct store *st, const struct store_node *n, const char *pre
 	r = catalog_node_content(st->cat, n->id, &c, err);
 	if (r)
 		return r;
-	if (c.reloc) {
-		r = reloc_decode(c.reloc, c.reloc_len, &rl);
-		if (r) {
-			catalog_content_done(st->cat);
-			return err_with_path(st, n, err_set(err, -EUCLEAN, "bad relocation record"),
-			                     err);
-		}
+	if (c.reloc_len && reloc_of(st, n->id, c.reloc_len, &rl)) {
+		catalog_content_done(st->cat);
+		return err_with_path(st, n, err_set(err, -EUCLEAN, "bad relocation record"), err);
 	}
 	out_len = c.target_len + (rl ? reloc_text_inserts(rl) * plen : 0);
 	out = malloc(out_len + 1);
@@ -311,18 +331,18 @@ static int node_get(struct store *st, const struct store_node *n, struct read_no
 	r = catalog_node_content(st->cat, n->id, &c, err);
 	if (r)
 		return r;
+	s->image = c.image_key;
+	s->base = c.image_off;
+	s->len = c.obj.size;
+	catalog_content_done(st->cat);
 	if (!c.obj.id)
 		r = err_set(err, -EUCLEAN, "file has no object in the catalog");
 	/* A file longer than its object would end early: the kernel would take it as shorter. */
 	else if (c.obj.size != n->size_neutral)
 		r = err_set(err, -EUCLEAN, "catalog: file of %llu bytes, its object holds %llu",
 		            (unsigned long long)n->size_neutral, (unsigned long long)c.obj.size);
-	else if (c.reloc && reloc_decode(c.reloc, c.reloc_len, &s->reloc))
+	else if (c.reloc_len && reloc_of(st, n->id, c.reloc_len, &s->reloc))
 		r = err_set(err, -EUCLEAN, "bad relocation record");
-	s->image = c.image_key;
-	s->base = c.image_off;
-	s->len = c.obj.size;
-	catalog_content_done(st->cat);
 	if (r)
 		return r;
 	s->node = n->id;

@@ -4,7 +4,8 @@
  * where it was, in coordinates of the stored ("neutral") content, so neither the content nor
  * the record depends on the prefix the file was ingested from. reloc_read serves any byte
  * range of the file under another prefix from that record, asking the caller only for the
- * neutral bytes the range needs; reloc_encode/reloc_decode carry the record to the catalog.
+ * neutral bytes the range needs; reloc_encode/reloc_decode carry the record to the catalog,
+ * and reloc_open reads a large one from there piece by piece.
  *
  * Invariants. A broken one serves wrong bytes, which is losing the file:
  * R1: reloc_read under the ingest prefix returns the original bytes, at every offset and
@@ -18,9 +19,13 @@
  * R4: the bytes a binary read takes out (n * |P| at a string's end e) are NULs scan put
  *     there and lie inside the NUL run after the string: capacity leaves its terminator
  *     and the next string alone (e + cap < next string's first insert, e + cap < size).
- * R5: reloc_decode returns only records that satisfy R4's ordering with no sum past
- *     UINT64_MAX; reloc_read checks the record against the neutral length before it reads.
- *     Anything else is -EBADMSG, never an access outside the caller's buffer.
+ * R5: reloc_decode and reloc_open return only records that satisfy R4's ordering with no
+ *     sum past UINT64_MAX; reloc_read checks the record against the neutral length before
+ *     it reads, and every item it decodes as it goes (a record read piecewise is read
+ *     again). Anything else is -EBADMSG, never an access outside the caller's buffer.
+ * R6: what a record holds in memory does not grow with the file: a record opened from the
+ *     catalog is kept whole only up to RELOC_WINDOW bytes, else read through a window that
+ *     size, with at most RELOC_MARKS marks; it is never decoded into arrays.
  */
 #include "reloc.h"
 
@@ -32,12 +37,31 @@
 #include <string.h>
 #include <strings.h>
 
-/* One NUL-terminated string of a binary file that held the prefix. */
-struct reloc_str {
-	uint64_t end;   /* neutral offset where its content ends, its NULs begin */
-	uint64_t cap;   /* prefix bytes it may hold in all, keeping one NUL */
-	uint32_t n;     /* occurrences: inserts [first, first + n) */
-	uint32_t first; /* derived, not encoded */
+/*
+ * A record is kept in memory in its encoded form (below), never decoded into arrays: a
+ * file of nothing but copies of the prefix has as many inserts as it has copies, and the
+ * daemon must not hold eight bytes for each of them per thread (R6). Reading starts at a
+ * mark, the decoder's state saved right after an insert, and decodes forward from there.
+ */
+struct cursor {
+	uint64_t pos;  /* the record offset of the next item */
+	uint64_t prev; /* the base of the next delta */
+	uint64_t dec;  /* inserts decoded */
+	uint32_t left; /* binary: inserts of the current string still to decode */
+	uint32_t n;    /* binary: the current string's inserts; 0 between strings */
+	uint32_t strs; /* binary: strings decoded to their end */
+	/* Where serving stands: the neutral offset reached (the last insert's, or past the
+	 * NULs a string's end takes out), inserts served, and inserts paid back by those
+	 * NULs. The output offset is y + (ins - paid) * plen. */
+	uint64_t y, ins, paid;
+};
+
+/* Bytes of the record: all of it (len bytes from 0), or a window onto it. */
+struct window {
+	uint8_t *p;
+	size_t cap;
+	uint64_t off;
+	size_t n;
 };
 
 struct reloc {
@@ -47,11 +71,29 @@ struct reloc {
 	/* Binary: the longest prefix every slot holds (min of cap / n), so reloc_fits is O(1)
 	 * and reloc_read can call it on every read. */
 	uint64_t max_plen;
-	uint64_t *inserts; /* neutral offsets, non-decreasing (adjacent occurrences repeat) */
-	struct reloc_str *strs;
+	/* Text: the last insert's neutral offset; binary: the last string's end + cap. The
+	 * neutral content must reach past it (R5). */
+	uint64_t last;
+	uint64_t len;          /* of the encoded record */
+	struct reloc_blob src; /* src.read NULL: the record is whole in win */
+	struct window win;
+	struct cursor *marks; /* marks[i] after insert i * step; marks[0] the start */
+	size_t marks_cap;
+	uint32_t nmarks, step;
 };
 
 #define RELOC_FORMAT_VERSION 1
+/* Records up to this size are kept whole; larger ones read through a window this size. */
+#define RELOC_WINDOW 4096
+/* At most this many marks per record: every RELOC_MARK_STEP-th insert, then every other
+ * one of those whenever they are all taken, so a read decodes at most about
+ * 2 * ninserts / RELOC_MARKS inserts before its range. */
+#define RELOC_MARKS     256
+#define RELOC_MARK_STEP 16
+/* Inserts served per read of neutral bytes. */
+#define RELOC_SEG 64
+/* Indexing a record read through its source reads this much at a time. */
+#define RELOC_INDEX_WINDOW (64 * 1024)
 
 enum reloc_mode reloc_mode_guess(const char *relpath, const uint8_t *data, size_t len)
 {
@@ -76,8 +118,8 @@ void reloc_free(struct reloc *r)
 {
 	if (!r)
 		return;
-	free(r->inserts);
-	free(r->strs);
+	free(r->win.p);
+	free(r->marks);
 	free(r);
 }
 
@@ -92,8 +134,6 @@ int reloc_fits(const struct reloc *r, size_t plen)
 		return 0;
 	return plen <= r->max_plen ? 0 : -ENOSPC;
 }
-
-/* ---- scan ---- */
 
 /* Grows *p (of *cap elements of size sz) to hold need elements; doubling keeps the
  * total copying O(final size). */
@@ -118,23 +158,83 @@ static int grow(void **p, size_t *cap, size_t need, size_t sz)
 	return 0;
 }
 
-struct scan {
-	uint64_t *ins;
-	size_t nins, ins_cap;
-	struct reloc_str *strs;
-	size_t nstrs, strs_cap;
-	uint8_t *out; /* neutral content, allocated at the first occurrence that counts */
-	size_t w;     /* bytes of out written */
+/* ---- encoding ----
+ *
+ * Version 1, all integers unsigned LEB128 varints in their shortest form:
+ *   u8 version (1), u8 mode (1 text, 2 binary)
+ *   text:   m >= 1, then m deltas: x[0], x[1] - x[0], ...
+ *   binary: nstrs >= 1, then per string: n >= 1; x[first] - base, where base is 0 for
+ *           the first string and prev.end + prev.cap + 1 after it (R4 holds by
+ *           construction); n - 1 deltas between its inserts; end - x[last]; cap.
+ * Deltas make a record small (about a byte per insert) and keep offsets sorted by
+ * construction.
+ */
+
+struct buf {
+	uint8_t *p;
+	size_t n, cap;
 };
 
-static int scan_insert(struct scan *s, struct cfs_err *err)
+static int put_bytes(struct buf *b, const void *p, size_t n)
+{
+	if (grow((void **)&b->p, &b->cap, b->n + n, 1))
+		return -ENOMEM;
+	memcpy(b->p + b->n, p, n);
+	b->n += n;
+	return 0;
+}
+
+static int put_varint(struct buf *b, uint64_t v)
+{
+	uint8_t tmp[10];
+	size_t n = 0;
+
+	do {
+		tmp[n] = (uint8_t)(v & 0x7f);
+		v >>= 7;
+		tmp[n] |= v ? 0x80 : 0;
+		n++;
+	} while (v);
+	return put_bytes(b, tmp, n);
+}
+
+/* ---- scan ---- */
+
+struct scan {
+	struct buf body; /* the record after its header */
+	struct buf str;  /* binary: the deltas of the current string */
+	uint64_t last;   /* the last insert's neutral offset, or the next string's base */
+	uint64_t nins;   /* inserts in all */
+	uint64_t nstrs;  /* binary: strings */
+	uint32_t n;      /* binary: inserts of the current string */
+	uint8_t *out;    /* neutral content, allocated at the first occurrence that counts */
+	size_t w;        /* bytes of out written */
+};
+
+/* An insert at the neutral offset reached, s->w. */
+static int scan_insert(struct scan *s, enum reloc_mode mode, struct cfs_err *err)
 {
 	/* reloc_text_inserts and the catalog count occurrences in 32 bits. */
 	if (s->nins == UINT32_MAX)
 		return err_set(err, -EOVERFLOW, "more than %u prefix occurrences", UINT32_MAX);
-	if (grow((void **)&s->ins, &s->ins_cap, s->nins + 1, sizeof(*s->ins)))
+	if (put_varint(mode == RELOC_TEXT ? &s->body : &s->str, s->w - s->last))
 		return err_set(err, -ENOMEM, "out of memory for prefix offsets");
-	s->ins[s->nins++] = s->w;
+	s->last = s->w;
+	s->nins++;
+	s->n++;
+	return 0;
+}
+
+/* Binary: the current string ends at the neutral offset reached, with capacity cap. */
+static int scan_string_end(struct scan *s, uint64_t cap, struct cfs_err *err)
+{
+	if (put_varint(&s->body, s->n) || put_bytes(&s->body, s->str.p, s->str.n) ||
+	    put_varint(&s->body, s->w - s->last) || put_varint(&s->body, cap))
+		return err_set(err, -ENOMEM, "out of memory for prefix slots");
+	s->last = s->w + cap + 1;
+	s->nstrs++;
+	s->n = 0;
+	s->str.n = 0;
 	return 0;
 }
 
@@ -168,7 +268,7 @@ static int scan_text(struct scan *s, const uint8_t *data, size_t len, const char
 		if (rc)
 			return rc;
 		scan_copy(s, data + pos, h - pos);
-		rc = scan_insert(s, err);
+		rc = scan_insert(s, RELOC_TEXT, err);
 		if (rc)
 			return rc;
 		pos = h + plen;
@@ -192,7 +292,6 @@ static int scan_binary(struct scan *s, const uint8_t *data, size_t len, const ch
 	while (pos < len && (hit = memmem(data + pos, len - pos, prefix, plen))) {
 		size_t h = (size_t)(hit - data), t, u, n = 0;
 		const uint8_t *nul = memchr(hit + plen, 0, len - h - plen);
-		struct reloc_str *str;
 		uint64_t cap, pcap;
 		int rc;
 
@@ -208,7 +307,7 @@ static int scan_binary(struct scan *s, const uint8_t *data, size_t len, const ch
 		while (hit) {
 			size_t q;
 
-			rc = scan_insert(s, err);
+			rc = scan_insert(s, RELOC_BINARY, err);
 			if (rc)
 				return rc;
 			n++;
@@ -216,15 +315,6 @@ static int scan_binary(struct scan *s, const uint8_t *data, size_t len, const ch
 			hit = memmem(data + q, t - q, prefix, plen);
 			scan_copy(s, data + q, (hit ? (size_t)(hit - data) : t) - q);
 		}
-		if (grow((void **)&s->strs, &s->strs_cap, s->nstrs + 1, sizeof(*s->strs)))
-			return err_set(err, -ENOMEM, "out of memory for prefix slots");
-		str = &s->strs[s->nstrs++];
-		str->end = s->w;
-		str->n = (uint32_t)n;
-		str->first = (uint32_t)(s->nins - n);
-		/* n * plen <= len: the occurrences do not overlap. */
-		memset(s->out + s->w, 0, n * plen);
-		s->w += n * plen;
 		for (u = t; u < len && data[u] == 0; u++)
 			;
 		cap = n * plen + (u - t) - 1;
@@ -236,7 +326,12 @@ static int scan_binary(struct scan *s, const uint8_t *data, size_t len, const ch
 			if (pcap < cap)
 				cap = pcap;
 		}
-		str->cap = cap;
+		rc = scan_string_end(s, cap, err);
+		if (rc)
+			return rc;
+		/* n * plen <= len: the occurrences do not overlap. */
+		memset(s->out + s->w, 0, n * plen);
+		s->w += n * plen;
 		copied = t;
 		pos = u;
 	}
@@ -245,18 +340,27 @@ static int scan_binary(struct scan *s, const uint8_t *data, size_t len, const ch
 	return 0;
 }
 
-static uint64_t max_plen(const struct reloc *r)
+static int index_record(struct reloc *r, struct window *w);
+
+/* A record made of blob (len bytes, malloc'd: r owns it from here on, also on failure). */
+static int adopt(uint8_t *blob, size_t len, struct reloc **ret)
 {
-	uint64_t m = UINT64_MAX;
+	struct reloc *r = calloc(1, sizeof(*r));
+	int rc;
 
-	for (uint32_t j = 0; j < r->nstrs; j++) {
-		/* n >= 1: scan records only strings with occurrences, decode rejects 0. */
-		uint64_t q = r->strs[j].cap / r->strs[j].n;
-
-		if (q < m)
-			m = q;
+	if (!r) {
+		free(blob);
+		return -ENOMEM;
 	}
-	return m;
+	r->len = len;
+	r->win = (struct window){blob, len, 0, len};
+	rc = index_record(r, &r->win);
+	if (rc) {
+		reloc_free(r);
+		return rc;
+	}
+	*ret = r;
+	return 0;
 }
 
 int reloc_scan(const uint8_t *data, size_t len, const char *prefix, size_t plen,
@@ -264,6 +368,7 @@ int reloc_scan(const uint8_t *data, size_t len, const char *prefix, size_t plen,
                size_t *ret_neutral_len, struct reloc **ret, struct cfs_err *err)
 {
 	struct scan s = {0};
+	struct buf rec = {0};
 	struct reloc *r = NULL;
 	int rc = 0;
 
@@ -284,19 +389,24 @@ int reloc_scan(const uint8_t *data, size_t len, const char *prefix, size_t plen,
 	if (s.nins == 0)
 		goto nothing;
 
-	r = calloc(1, sizeof(*r));
-	if (!r) {
+	rec.p = malloc(12 + s.body.n);
+	rec.cap = 12 + s.body.n;
+	if (!rec.p) {
 		rc = err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	r->mode = mode;
-	r->ninserts = (uint32_t)s.nins;
-	r->nstrs = (uint32_t)s.nstrs;
-	r->inserts = s.ins;
-	r->strs = s.strs;
-	s.ins = NULL;
-	s.strs = NULL;
-	r->max_plen = max_plen(r);
+	rec.p[0] = RELOC_FORMAT_VERSION;
+	rec.p[1] = (uint8_t)mode;
+	rec.n = 2;
+	put_varint(&rec, mode == RELOC_TEXT ? s.nins : s.nstrs);
+	put_bytes(&rec, s.body.p, s.body.n);
+	/* What scan wrote, decode reads back: a failure here is this file's bug. */
+	rc = adopt(rec.p, rec.n, &r);
+	if (rc) {
+		rc = err_set(err, rc == -ENOMEM ? rc : -EIO,
+		             "prefix relocation: the record just made does not decode");
+		goto out;
+	}
 	*ret_neutral = s.out;
 	*ret_neutral_len = s.w;
 	*ret = r;
@@ -309,54 +419,302 @@ nothing:
 	*ret = NULL;
 out:
 	free(s.out);
-	free(s.ins);
-	free(s.strs);
+	free(s.body.p);
+	free(s.str.p);
 	return rc;
+}
+
+/* ---- decoding ---- */
+
+struct rd {
+	struct reloc *r;
+	struct window *w;
+	bool bad; /* malformed, or the source failed (err) */
+	int err;
+	bool used; /* the source was read */
+};
+
+/* The byte at *pos, read through the window (refilled from the source when it does not
+ * hold it); -1 past the end or on a failed read. */
+static int get_byte(struct rd *d, uint64_t *pos)
+{
+	struct window *w = d->w;
+
+	if (*pos >= d->r->len) {
+		d->bad = true;
+		return -1;
+	}
+	if (*pos < w->off || *pos - w->off >= w->n) {
+		size_t n = d->r->len - *pos < w->cap ? (size_t)(d->r->len - *pos) : w->cap;
+		int rc = d->r->src.read
+		                 ? d->r->src.read(d->r->src.ctx, d->r->src.key, *pos, n, w->p)
+		                 : -EBADMSG;
+
+		d->used = true;
+		if (rc) {
+			w->n = 0;
+			d->err = rc < 0 ? rc : -EIO;
+			d->bad = true;
+			return -1;
+		}
+		w->off = *pos;
+		w->n = n;
+	}
+	return w->p[(*pos)++ - w->off];
+}
+
+static uint64_t get_varint(struct rd *d, uint64_t *pos)
+{
+	uint64_t v = 0;
+
+	for (unsigned shift = 0; !d->bad; shift += 7) {
+		int b = get_byte(d, pos);
+
+		if (b < 0)
+			break;
+		/* Past 64 bits, or a longer form than needed: one record, one encoding. */
+		if (shift == 63 && b > 1)
+			break;
+		v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			if (b == 0 && shift)
+				break;
+			return v;
+		}
+	}
+	d->bad = true;
+	return 0;
+}
+
+static uint64_t get_add(struct rd *d, uint64_t *pos, uint64_t base)
+{
+	uint64_t v = get_varint(d, pos);
+
+	if (__builtin_add_overflow(base, v, &v))
+		d->bad = true;
+	return v;
+}
+
+enum ev_kind {
+	EV_INSERT,     /* an insert at neutral offset x */
+	EV_STRING_END, /* binary: a string of n inserts ends at x, with capacity cap */
+	EV_END,
+};
+
+struct ev {
+	enum ev_kind kind;
+	uint64_t x, cap;
+	uint32_t n;
+};
+
+/* Decode the next item at c into *e; d->bad when the record is malformed there. */
+static void next_event(struct rd *d, struct cursor *c, struct ev *e)
+{
+	struct reloc *r = d->r;
+
+	if (r->mode == RELOC_TEXT) {
+		if (c->dec == r->ninserts) {
+			e->kind = EV_END;
+			return;
+		}
+		c->prev = get_add(d, &c->pos, c->prev);
+		c->dec++;
+		*e = (struct ev){EV_INSERT, c->prev, 0, 0};
+		return;
+	}
+	if (c->left == 0 && c->n == 0) {
+		uint64_t n;
+
+		if (c->strs == r->nstrs) {
+			e->kind = EV_END;
+			return;
+		}
+		n = get_varint(d, &c->pos);
+		/* Every insert takes a byte of the record at least. */
+		if (d->bad || n == 0 || n > r->len - c->pos || n > UINT32_MAX - c->dec) {
+			d->bad = true;
+			return;
+		}
+		c->n = c->left = (uint32_t)n;
+	}
+	if (c->left) {
+		c->prev = get_add(d, &c->pos, c->prev);
+		c->left--;
+		c->dec++;
+		*e = (struct ev){EV_INSERT, c->prev, 0, 0};
+		return;
+	}
+	e->kind = EV_STRING_END;
+	e->x = get_add(d, &c->pos, c->prev);
+	e->cap = get_varint(d, &c->pos);
+	e->n = c->n;
+	/* The next string's base is end + cap + 1; reads need end + cap < size. */
+	if (__builtin_add_overflow(e->x, e->cap, &c->prev) || c->prev == UINT64_MAX)
+		d->bad = true;
+	c->prev++;
+	c->n = 0;
+	c->strs++;
+}
+
+static int add_mark(struct reloc *r, const struct cursor *c)
+{
+	if (r->nmarks == RELOC_MARKS) {
+		for (uint32_t i = 0; i < RELOC_MARKS / 2; i++)
+			r->marks[i] = r->marks[2 * i];
+		r->nmarks = RELOC_MARKS / 2;
+		r->step *= 2;
+		if (c->ins % r->step)
+			return 0;
+	}
+	if (grow((void **)&r->marks, &r->marks_cap, r->nmarks + 1, sizeof(*r->marks)))
+		return -ENOMEM;
+	r->marks[r->nmarks++] = *c;
+	return 0;
+}
+
+/*
+ * Validate the whole record through w (R5) and lay down its marks, max_plen and last. Any
+ * record it accepts, reloc_read serves without reading outside the neutral content.
+ */
+static int index_record(struct reloc *r, struct window *w)
+{
+	struct rd d = {r, w, false, 0, false};
+	struct cursor c = {0};
+	uint64_t pos = 0, count;
+	int version = get_byte(&d, &pos), mode = get_byte(&d, &pos);
+	struct ev e;
+
+	if (version != RELOC_FORMAT_VERSION || (mode != RELOC_TEXT && mode != RELOC_BINARY))
+		return d.err ? d.err : -EBADMSG;
+	r->mode = (enum reloc_mode)mode;
+	count = get_varint(&d, &pos);
+	/* Every insert, and every string, takes at least one byte more of the record. */
+	if (d.bad || count == 0 || count > r->len - pos || count > UINT32_MAX)
+		return d.err ? d.err : -EBADMSG;
+	if (r->mode == RELOC_TEXT)
+		r->ninserts = (uint32_t)count;
+	else
+		r->nstrs = (uint32_t)count;
+	r->max_plen = UINT64_MAX;
+	r->step = RELOC_MARK_STEP;
+	c.pos = pos;
+	if (add_mark(r, &c))
+		return -ENOMEM;
+	for (;;) {
+		next_event(&d, &c, &e);
+		if (d.bad || e.kind == EV_END)
+			break;
+		if (e.kind == EV_STRING_END) {
+			/* n >= 1: decode rejects strings without inserts. */
+			if (e.cap / e.n < r->max_plen)
+				r->max_plen = e.cap / e.n;
+			r->last = e.x + e.cap;
+			c.paid += e.n;
+			continue;
+		}
+		c.ins++;
+		c.y = e.x;
+		if (r->mode == RELOC_TEXT)
+			r->last = e.x;
+		if (c.ins % r->step == 0 && add_mark(r, &c))
+			return -ENOMEM;
+	}
+	if (d.bad || c.pos != r->len)
+		return d.err ? d.err : -EBADMSG;
+	if (r->mode == RELOC_BINARY)
+		r->ninserts = (uint32_t)c.dec;
+	return 0;
+}
+
+int reloc_decode(const uint8_t *blob, size_t len, struct reloc **ret)
+{
+	uint8_t *copy = malloc(len ? len : 1);
+
+	if (!copy)
+		return -ENOMEM;
+	if (len)
+		memcpy(copy, blob, len);
+	return adopt(copy, len, ret);
+}
+
+int reloc_open(const struct reloc_blob *b, struct reloc **ret)
+{
+	struct window iw = {0};
+	struct reloc *r;
+	int rc;
+
+	if (b->len <= RELOC_WINDOW) {
+		uint8_t *p = malloc(b->len ? b->len : 1);
+
+		rc = p ? b->read(b->ctx, b->key, 0, b->len, p) : -ENOMEM;
+		if (b->done)
+			b->done(b->ctx);
+		if (rc) {
+			free(p);
+			return rc < 0 ? rc : -EIO;
+		}
+		return adopt(p, b->len, ret);
+	}
+	r = calloc(1, sizeof(*r));
+	iw.cap = RELOC_INDEX_WINDOW;
+	iw.p = malloc(iw.cap);
+	if (r) {
+		r->len = b->len;
+		r->src = *b;
+		r->win.cap = RELOC_WINDOW;
+		r->win.p = malloc(r->win.cap);
+	}
+	rc = !r || !iw.p || !r->win.p ? -ENOMEM : index_record(r, &iw);
+	free(iw.p);
+	if (b->done)
+		b->done(b->ctx);
+	if (rc) {
+		reloc_free(r);
+		return rc;
+	}
+	*ret = r;
+	return 0;
+}
+
+int reloc_encode(const struct reloc *r, uint8_t **ret, size_t *ret_len)
+{
+	uint8_t *p;
+
+	if (r->src.read)
+		return -EINVAL;
+	p = malloc(r->len);
+	if (!p)
+		return -ENOMEM;
+	memcpy(p, r->win.p, r->len);
+	*ret = p;
+	*ret_len = r->len;
+	return 0;
 }
 
 /* ---- read ---- */
 
 /*
- * The output is a sequence of spans. A span is neutral bytes [a, b) with the prefix put
- * in before each of its inserts x[0..m); it starts at output offset a, because before it
- * every insert has been paid back by a removal. Text: one span, the whole file. Binary:
- * span j < nstrs ends at string j's end, span j + 1 starts after the n * |P| NULs removed
- * there, and the last span runs to the end of the file.
+ * The output is the neutral content with the prefix put in before each insert and, in
+ * binary records, n * |P| NULs taken out at the end of each string of n inserts. A span is
+ * the stretch between two such ends: in it, output offset = neutral offset + (inserts of
+ * the span before) * |P|. A segment is some consecutive inserts of one span, decoded into
+ * x[0..m); base is the number of the span's inserts before x[0].
  */
-struct span {
-	uint64_t a, b;
-	const uint64_t *x;
+struct seg {
+	uint64_t x[RELOC_SEG];
 	uint32_t m;
+	uint64_t base;
 };
 
-static struct span span_at(const struct reloc *r, uint64_t nlen, size_t plen, uint32_t j)
+/* How many of the segment's prefixes end at or before output offset o. */
+static uint32_t seg_before(const struct seg *s, size_t plen, uint64_t o)
 {
-	struct span sp = {0, nlen, NULL, 0};
-
-	if (r->mode == RELOC_TEXT) {
-		sp.x = r->inserts;
-		sp.m = r->ninserts;
-		return sp;
-	}
-	if (j > 0)
-		sp.a = r->strs[j - 1].end + (uint64_t)r->strs[j - 1].n * plen;
-	if (j < r->nstrs) {
-		sp.b = r->strs[j].end;
-		sp.x = r->inserts + r->strs[j].first;
-		sp.m = r->strs[j].n;
-	}
-	return sp;
-}
-
-/* How many of the span's prefixes end at or before output offset o. */
-static uint32_t inserts_before(const struct span *sp, size_t plen, uint64_t o)
-{
-	uint32_t lo = 0, hi = sp->m;
+	uint32_t lo = 0, hi = s->m;
 
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
 
-		if (sp->x[mid] + ((uint64_t)mid + 1) * plen <= o)
+		if (s->x[mid] + (s->base + mid + 1) * plen <= o)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -365,27 +723,32 @@ static uint32_t inserts_before(const struct span *sp, size_t plen, uint64_t o)
 }
 
 /* The neutral offset of output offset o; inside a prefix, the neutral byte after it. */
-static uint64_t neutral_at(const struct span *sp, size_t plen, uint64_t o)
+static uint64_t seg_neutral_at(const struct seg *s, size_t plen, uint64_t o)
 {
-	uint32_t i = inserts_before(sp, plen, o);
-	uint64_t y = o - (uint64_t)i * plen;
+	uint32_t i = seg_before(s, plen, o);
+	uint64_t y = o - (s->base + i) * plen;
 
-	return i < sp->m && sp->x[i] < y ? sp->x[i] : y;
+	return i < s->m && s->x[i] < y ? s->x[i] : y;
 }
 
 /*
- * Output [o, o + k) of one span into out. The neutral bytes it needs are contiguous, so
- * one callback reads them into the tail of out; they are then spread forward with the
- * prefixes put between. The writer never passes the reader: the gap between them is the
- * prefix bytes still to write.
+ * Output [o, o + k) of one segment into out, k not past the next item after it. The
+ * neutral bytes it needs are contiguous, so one callback reads them into the tail of out;
+ * they are then spread forward with the prefixes put between. The writer never passes the
+ * reader: the gap between them is the prefix bytes still to write.
  */
-static int span_read(const struct span *sp, const char *prefix, size_t plen, uint64_t o, size_t k,
-                     uint8_t *out, reloc_source_fn src, void *ctx)
+static int seg_read(const struct seg *s, const char *prefix, size_t plen, uint64_t o, size_t k,
+                    uint8_t *out, reloc_source_fn src, void *ctx)
 {
-	uint64_t y0 = neutral_at(sp, plen, o), y1 = neutral_at(sp, plen, o + k);
-	size_t nb = (size_t)(y1 - y0), w = 0, rd = k - nb;
-	uint32_t i = inserts_before(sp, plen, o);
+	uint64_t y0 = seg_neutral_at(s, plen, o), y1 = seg_neutral_at(s, plen, o + k);
+	size_t nb, w = 0, rd;
+	uint32_t i = seg_before(s, plen, o);
 
+	/* Never more neutral bytes than output: a record that says otherwise is damaged. */
+	if (y1 < y0 || y1 - y0 > k)
+		return -EBADMSG;
+	nb = (size_t)(y1 - y0);
+	rd = k - nb;
 	if (nb) {
 		int rc = src(ctx, y0, nb, out + rd);
 
@@ -393,7 +756,7 @@ static int span_read(const struct span *sp, const char *prefix, size_t plen, uin
 			return rc < 0 ? rc : -EIO;
 	}
 	while (w < k) {
-		uint64_t at = i < sp->m ? sp->x[i] + (uint64_t)i * plen : UINT64_MAX;
+		uint64_t at = i < s->m ? s->x[i] + (s->base + i) * plen : UINT64_MAX;
 		size_t c;
 
 		if (o >= at) {
@@ -414,265 +777,168 @@ static int span_read(const struct span *sp, const char *prefix, size_t plen, uin
 	return 0;
 }
 
-/* Binary: the first span whose output reaches past o (the strings before it end there). */
-static uint32_t first_span(const struct reloc *r, size_t plen, uint64_t o)
+/* x + k * plen, or UINT64_MAX when that does not fit: an output offset past any end. */
+static uint64_t out_at(uint64_t x, uint64_t k, size_t plen)
 {
-	uint32_t lo = 0, hi = r->nstrs;
+	uint64_t o;
+
+	if (__builtin_mul_overflow(k, plen, &o) || __builtin_add_overflow(o, x, &o))
+		return UINT64_MAX;
+	return o;
+}
+
+/* The output offset of a mark. */
+static uint64_t mark_out(const struct cursor *c, size_t plen)
+{
+	return out_at(c->y, c->ins - c->paid, plen);
+}
+
+/* The last mark at or before output offset off. */
+static const struct cursor *mark_at(const struct reloc *r, size_t plen, uint64_t off)
+{
+	uint32_t lo = 1, hi = r->nmarks;
 
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
-		const struct reloc_str *st = &r->strs[mid];
 
-		if (st->end + (uint64_t)st->n * plen <= o)
+		if (mark_out(&r->marks[mid], plen) <= off)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return lo;
+	return &r->marks[lo - 1];
 }
 
-int reloc_read(const struct reloc *r, uint64_t neutral_len, const char *prefix, size_t plen,
-               uint64_t off, size_t len, uint8_t *buf, size_t *ret_n, reloc_source_fn src,
-               void *ctx)
+/* Serving checks what it decodes against the neutral length as it goes: the source's
+ * record may not be the one indexed, and nothing may be read outside the content. */
+static bool insert_ok(const struct cursor *c, const struct ev *e, uint64_t nlen)
 {
-	uint64_t size = neutral_len, o = off;
-	uint32_t j = 0, nspans;
-	size_t n, w = 0;
+	return e->x >= c->y && e->x <= nlen;
+}
+
+static bool string_end_ok(const struct cursor *c, const struct ev *e, size_t plen, uint64_t nlen)
+{
+	return e->x >= c->y && e->cap < nlen && e->x < nlen - e->cap &&
+	       out_at(0, e->n, plen) <= e->cap;
+}
+
+/* Output [off, off + n) from c, a mark at or before off. */
+static int serve(struct rd *d, struct cursor *c, uint64_t nlen, const char *prefix, size_t plen,
+                 uint64_t off, size_t n, uint8_t *buf, reloc_source_fn src, void *ctx)
+{
+	uint64_t end = off + n, o = off;
+	size_t w = 0;
+	struct ev e;
+
+	/* Up to off: every insert that ends, and every string end that lies, at or before it. */
+	for (;;) {
+		next_event(d, c, &e);
+		if (d->bad)
+			return d->err ? d->err : -EBADMSG;
+		if (e.kind == EV_INSERT) {
+			if (!insert_ok(c, &e, nlen))
+				return -EBADMSG;
+			if (out_at(e.x, c->ins - c->paid + 1, plen) > off)
+				break;
+			c->ins++;
+			c->y = e.x;
+		} else if (e.kind == EV_STRING_END) {
+			if (!string_end_ok(c, &e, plen, nlen))
+				return -EBADMSG;
+			if (out_at(e.x, c->ins - c->paid, plen) > off)
+				break;
+			c->y = e.x + (uint64_t)e.n * plen;
+			c->paid += e.n;
+		} else {
+			break;
+		}
+	}
+	while (w < n) {
+		struct seg s = {.m = 0, .base = c->ins - c->paid};
+		uint64_t limit;
+		size_t k;
+
+		while (e.kind == EV_INSERT && s.m < RELOC_SEG &&
+		       out_at(e.x, s.base + s.m, plen) < end) {
+			s.x[s.m++] = e.x;
+			c->ins++;
+			c->y = e.x;
+			next_event(d, c, &e);
+			if (d->bad)
+				return d->err ? d->err : -EBADMSG;
+			if (e.kind == EV_INSERT && !insert_ok(c, &e, nlen))
+				return -EBADMSG;
+		}
+		/* Up to the next item's output: an insert beyond the segment or the range, a
+		 * string end, or the end of the content. */
+		limit = out_at(e.kind == EV_END ? nlen : e.x, s.base + s.m, plen);
+		if (limit == UINT64_MAX || limit < o)
+			return -EBADMSG;
+		k = (size_t)((limit < end ? limit : end) - o);
+		if (k) {
+			int rc = seg_read(&s, prefix, plen, o, k, buf + w, src, ctx);
+
+			if (rc)
+				return rc;
+			w += k;
+			o += k;
+		}
+		if (w == n)
+			break;
+		if (e.kind == EV_STRING_END) {
+			if (!string_end_ok(c, &e, plen, nlen))
+				return -EBADMSG;
+			c->y = e.x + (uint64_t)e.n * plen;
+			c->paid += e.n;
+			next_event(d, c, &e);
+			if (d->bad)
+				return d->err ? d->err : -EBADMSG;
+			if (e.kind == EV_INSERT && !insert_ok(c, &e, nlen))
+				return -EBADMSG;
+		} else if (e.kind == EV_END) {
+			/* The content ends before the range: the record does not fit it. */
+			return -EBADMSG;
+		}
+	}
+	return 0;
+}
+
+int reloc_read(struct reloc *r, uint64_t neutral_len, const char *prefix, size_t plen, uint64_t off,
+               size_t len, uint8_t *buf, size_t *ret_n, reloc_source_fn src, void *ctx)
+{
+	uint64_t size = neutral_len;
+	struct rd d = {r, &r->win, false, 0, false};
+	struct cursor c;
+	size_t n;
 	int rc;
 
 	if (r->mode == RELOC_TEXT) {
-		if (r->inserts[r->ninserts - 1] > neutral_len)
+		if (r->last > neutral_len)
 			return -EBADMSG;
 		if (__builtin_mul_overflow((uint64_t)r->ninserts, plen, &size) ||
 		    __builtin_add_overflow(size, neutral_len, &size))
 			return -EOVERFLOW;
-		nspans = 1;
 	} else {
-		const struct reloc_str *last = &r->strs[r->nstrs - 1];
-
 		/* R4: the last string's NULs, terminator included, are inside the file. */
-		if (last->end + last->cap >= neutral_len)
+		if (r->last >= neutral_len)
 			return -EBADMSG;
 		rc = reloc_fits(r, plen);
 		if (rc)
 			return rc;
-		nspans = r->nstrs + 1;
-		j = first_span(r, plen, off);
 	}
 	if (off >= size) {
 		*ret_n = 0;
 		return 0;
 	}
 	n = size - off < len ? (size_t)(size - off) : len;
-	for (; w < n && j < nspans; j++) {
-		struct span sp = span_at(r, neutral_len, plen, j);
-		uint64_t end = sp.b + (uint64_t)sp.m * plen;
-		/* o < end: no span is empty (R4), and the first one reaches past off. */
-		size_t k = end - o < n - w ? (size_t)(end - o) : n - w;
-
-		rc = span_read(&sp, prefix, plen, o, k, buf + w, src, ctx);
-		if (rc)
-			return rc;
-		w += k;
-		o += k;
-	}
+	c = *mark_at(r, plen, off);
+	rc = serve(&d, &c, neutral_len, prefix, plen, off, n, buf, src, ctx);
+	if (d.used && r->src.done)
+		r->src.done(r->src.ctx);
+	if (rc)
+		return rc;
 	*ret_n = n;
 	return 0;
-}
-
-/* ---- encoding ----
- *
- * Version 1, all integers unsigned LEB128 varints in their shortest form:
- *   u8 version (1), u8 mode (1 text, 2 binary)
- *   text:   m >= 1, then m deltas: x[0], x[1] - x[0], ...
- *   binary: nstrs >= 1, then per string: n >= 1; x[first] - base, where base is 0 for
- *           the first string and prev.end + prev.cap + 1 after it (R4 holds by
- *           construction); n - 1 deltas between its inserts; end - x[last]; cap.
- * Deltas make a record small and keep offsets sorted by construction.
- */
-
-struct wr {
-	uint8_t *p; /* NULL: only count */
-	size_t n;
-};
-
-static void put_varint(struct wr *w, uint64_t v)
-{
-	do {
-		uint8_t b = (uint8_t)(v & 0x7f);
-
-		v >>= 7;
-		if (w->p)
-			w->p[w->n] = b | (v ? 0x80 : 0);
-		w->n++;
-	} while (v);
-}
-
-static void put_record(struct wr *w, const struct reloc *r)
-{
-	uint64_t prev = 0;
-
-	if (w->p) {
-		w->p[0] = RELOC_FORMAT_VERSION;
-		w->p[1] = (uint8_t)r->mode;
-	}
-	w->n = 2;
-	if (r->mode == RELOC_TEXT) {
-		put_varint(w, r->ninserts);
-		for (uint32_t i = 0; i < r->ninserts; i++) {
-			put_varint(w, r->inserts[i] - prev);
-			prev = r->inserts[i];
-		}
-		return;
-	}
-	put_varint(w, r->nstrs);
-	for (uint32_t j = 0; j < r->nstrs; j++) {
-		const struct reloc_str *st = &r->strs[j];
-
-		put_varint(w, st->n);
-		for (uint32_t i = st->first; i < st->first + st->n; i++) {
-			put_varint(w, r->inserts[i] - prev);
-			prev = r->inserts[i];
-		}
-		put_varint(w, st->end - prev);
-		put_varint(w, st->cap);
-		prev = st->end + st->cap + 1;
-	}
-}
-
-int reloc_encode(const struct reloc *r, uint8_t **ret, size_t *ret_len)
-{
-	struct wr w = {NULL, 0};
-
-	put_record(&w, r);
-	w.p = malloc(w.n);
-	if (!w.p)
-		return -ENOMEM;
-	put_record(&w, r);
-	*ret = w.p;
-	*ret_len = w.n;
-	return 0;
-}
-
-struct rd {
-	const uint8_t *p, *end;
-	bool bad;
-};
-
-static uint64_t get_varint(struct rd *d)
-{
-	uint64_t v = 0;
-
-	for (unsigned shift = 0; d->p < d->end; shift += 7) {
-		uint8_t b = *d->p++;
-
-		/* Past 64 bits, or a longer form than needed: one record, one encoding. */
-		if (shift == 63 && b > 1)
-			break;
-		v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80)) {
-			if (b == 0 && shift)
-				break;
-			return v;
-		}
-	}
-	d->bad = true;
-	return 0;
-}
-
-static uint64_t get_add(struct rd *d, uint64_t base)
-{
-	uint64_t v = get_varint(d);
-
-	if (__builtin_add_overflow(base, v, &v))
-		d->bad = true;
-	return v;
-}
-
-/* Parses blob into r. With r->inserts NULL it only validates and counts, so the arrays
- * can be allocated exactly for the second pass. */
-static int parse(const uint8_t *blob, size_t len, struct reloc *r)
-{
-	bool fill = r->inserts != NULL;
-	uint64_t prev = 0, count, total = 0;
-	struct rd d;
-
-	if (len < 2 || blob[0] != RELOC_FORMAT_VERSION)
-		return -EBADMSG;
-	d = (struct rd){blob + 2, blob + len, false};
-	r->mode = blob[1];
-	if (r->mode != RELOC_TEXT && r->mode != RELOC_BINARY)
-		return -EBADMSG;
-	count = get_varint(&d);
-	/* Every insert, and every string, takes at least one byte more of the blob: this
-	 * bounds what the second pass allocates by the blob's size. */
-	if (d.bad || count == 0 || count > (uint64_t)(d.end - d.p) || count > UINT32_MAX)
-		return -EBADMSG;
-	if (r->mode == RELOC_TEXT) {
-		for (uint64_t i = 0; i < count && !d.bad; i++) {
-			prev = get_add(&d, prev);
-			if (fill)
-				r->inserts[i] = prev;
-		}
-		total = count;
-	} else {
-		r->nstrs = (uint32_t)count;
-		for (uint32_t j = 0; j < count && !d.bad; j++) {
-			uint64_t n = get_varint(&d), e, cap;
-
-			if (n == 0 || n > (uint64_t)(d.end - d.p) || n > UINT32_MAX - total) {
-				d.bad = true;
-				break;
-			}
-			for (uint64_t i = 0; i < n && !d.bad; i++) {
-				prev = get_add(&d, prev);
-				if (fill)
-					r->inserts[total + i] = prev;
-			}
-			e = get_add(&d, prev);
-			cap = get_varint(&d);
-			/* The next string's base is e + cap + 1; reads need e + cap < size. */
-			if (__builtin_add_overflow(e, cap, &prev) || prev == UINT64_MAX)
-				d.bad = true;
-			prev++;
-			if (fill)
-				r->strs[j] =
-				        (struct reloc_str){e, cap, (uint32_t)n, (uint32_t)total};
-			total += n;
-		}
-	}
-	if (d.bad || d.p != d.end)
-		return -EBADMSG;
-	r->ninserts = (uint32_t)total;
-	return 0;
-}
-
-int reloc_decode(const uint8_t *blob, size_t len, struct reloc **ret)
-{
-	struct reloc *r = calloc(1, sizeof(*r));
-	int rc;
-
-	if (!r)
-		return -ENOMEM;
-	rc = parse(blob, len, r);
-	if (rc)
-		goto out;
-	r->inserts = calloc(r->ninserts, sizeof(*r->inserts));
-	if (r->mode == RELOC_BINARY)
-		r->strs = calloc(r->nstrs, sizeof(*r->strs));
-	if (!r->inserts || (r->mode == RELOC_BINARY && !r->strs)) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	rc = parse(blob, len, r);
-	if (rc)
-		goto out;
-	r->max_plen = max_plen(r);
-	*ret = r;
-	r = NULL;
-out:
-	reloc_free(r);
-	return rc;
 }
 
 /* ---- relocating served bytes, for readers of a mount ---- */

@@ -12,7 +12,9 @@
  * of bytes back out of the NULs after the string: the size never changes, and a prefix
  * that does not fit the slot is -ENOSPC.
  *
- * Offsets in a struct reloc are in neutral coordinates, sorted.
+ * Offsets in a struct reloc are in neutral coordinates, sorted. A struct reloc holds the
+ * encoded record (or a window onto it) and a few marks, never an array of offsets: its
+ * memory does not grow with the file (reloc.c R6).
  */
 #ifndef CONDAFS_RELOC_H
 #define CONDAFS_RELOC_H
@@ -59,15 +61,35 @@ typedef int (*reloc_source_fn)(void *ctx, uint64_t off, size_t len, uint8_t *buf
 
 /*
  * Bytes [off, off + len) of the content as served under prefix, clipped to its end;
- * *ret_n is the count written. -ENOSPC when the prefix does not fit a binary slot.
+ * *ret_n is the count written. -ENOSPC when the prefix does not fit a binary slot. It
+ * decodes from the last mark before off, reading a record opened with reloc_open through
+ * its source (and, when it read from it, tells the source it is done before it returns).
+ * Not thread-safe: r holds the window it reads through.
  */
-int reloc_read(const struct reloc *r, uint64_t neutral_len, const char *prefix, size_t plen,
-               uint64_t off, size_t len, uint8_t *buf, size_t *ret_n, reloc_source_fn src,
-               void *ctx);
+int reloc_read(struct reloc *r, uint64_t neutral_len, const char *prefix, size_t plen, uint64_t off,
+               size_t len, uint8_t *buf, size_t *ret_n, reloc_source_fn src, void *ctx);
 
-/* A compact, portable encoding for the catalog. *ret is malloc'd. */
+/* The record's encoding for the catalog. *ret is malloc'd. Only for a record in memory
+ * (reloc_scan, reloc_decode); -EINVAL for one opened from a source. */
 int reloc_encode(const struct reloc *r, uint8_t **ret, size_t *ret_len);
-/* -EBADMSG on a malformed blob. */
+/* A record from its encoding in memory (copied). -EBADMSG on a malformed blob. */
 int reloc_decode(const uint8_t *blob, size_t len, struct reloc **ret);
+
+/* Where an encoded record is, when it is read piece by piece (reloc_open). */
+struct reloc_blob {
+	/* len bytes at off of record key into buf: 0 or -errno. */
+	int (*read)(void *ctx, int64_t key, uint64_t off, size_t len, uint8_t *buf);
+	/* No more reads until the next reloc_open or reloc_read call (may be NULL). */
+	void (*done)(void *ctx);
+	void *ctx; /* must outlive the record */
+	int64_t key;
+	uint64_t len; /* of the encoded record */
+};
+/*
+ * A record read through b: validated whole (one pass, -EBADMSG as reloc_decode), then kept
+ * in memory when small, else read again through b, a window at a time, by every
+ * reloc_read: its memory is bounded whatever its length (R6).
+ */
+int reloc_open(const struct reloc_blob *b, struct reloc **ret);
 
 #endif

@@ -9,6 +9,7 @@
 #include "pkgset.h"
 #include "yamldoc.h"
 
+#include "condafs/escape.h"
 #include "err.h"
 
 #include <errno.h>
@@ -98,20 +99,9 @@ out:
 
 /* ---- writing: exactly what the CLI's --json prints ---- */
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	size_t len = s[0] < 0xc2 ? 0 : s[0] < 0xe0 ? 2 : s[0] < 0xf0 ? 3 : s[0] < 0xf5 ? 4 : 0;
-
-	if (!len || len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	return len;
-}
-
-/* s as a JSON string (NULL: null); bytes that are not UTF-8 become U+FFFD. */
+/* s as a JSON string (NULL: null); bytes that are not UTF-8 become U+FFFD, and control
+ * characters (C0, DEL, C1) \uXXXX, as the CLI's out_json_str: valid JSON raw, but a
+ * terminal showing the output may act on them. */
 static void json_str(FILE *f, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
@@ -123,23 +113,24 @@ static void json_str(FILE *f, const char *s)
 	}
 	fputc('"', f);
 	for (size_t i = 0; i < len;) {
-		unsigned char c = p[i];
-		size_t k;
+		size_t k = escape_utf8_len(p + i, len - i);
 
-		if (c == '"' || c == '\\') {
-			fprintf(f, "\\%c", c);
-		} else if (c < 0x20) {
-			fprintf(f, "\\u%04x", c);
-		} else if (c < 0x80) {
-			fputc(c, f);
-		} else if ((k = utf8_len(p + i, len - i))) {
+		if (k == 0) {
+			fputs("\\ufffd", f);
+			i++;
+		} else if (p[i] == '"' || p[i] == '\\') {
+			fprintf(f, "\\%c", p[i]);
+			i++;
+		} else if (p[i] < 0x20 || p[i] == 0x7f) {
+			fprintf(f, "\\u%04x", p[i]);
+			i++;
+		} else if (k == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0) {
+			fprintf(f, "\\u%04x", p[i + 1]);
+			i += 2;
+		} else {
 			fwrite(p + i, 1, k, f);
 			i += k;
-			continue;
-		} else {
-			fputs("\\ufffd", f);
 		}
-		i++;
 	}
 	fputc('"', f);
 }

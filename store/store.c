@@ -298,12 +298,19 @@ static time_t monotonic_s(void)
 
 int store_open(const char *dir, unsigned flags, struct store **ret, struct cfs_err *err)
 {
+	return store_open_notify(dir, flags, NULL, NULL, ret, err);
+}
+
+int store_open_notify(const char *dir, unsigned flags, void (*notify)(void *ctx, const char *msg),
+                      void *ctx, struct store **ret, struct cfs_err *err)
+{
 	struct store *st = calloc(1, sizeof(*st));
 	char *db = NULL;
 	int r, version = 0;
 
 	if (!st)
 		return -ENOMEM;
+	st->notify = (struct lockwait){notify, ctx};
 	st->fd = -1;
 	st->flags = flags;
 	st->dir = strdup(dir);
@@ -333,13 +340,13 @@ int store_open(const char *dir, unsigned flags, struct store **ret, struct cfs_e
 		 * when its creator was killed in between (S1). */
 		r = objects_empty(st->fd, dir, err);
 		if (!r)
-			r = catalog_create(db, &st->cat, err);
+			r = catalog_create(db, &st->notify, &st->cat, err);
 		if (!r)
 			r = store_create(st->fd, dir, err);
 	} else if (r == -ENOENT) {
 		r = err_set(err, -ENOENT, "%s: no condafs store here (FORMAT missing)", dir);
 	} else if (!r) {
-		r = catalog_open(db, !(flags & STORE_READONLY), &st->cat, err);
+		r = catalog_open(db, !(flags & STORE_READONLY), &st->notify, &st->cat, err);
 		/* Before any image of format 2 is written, so that an older condafs refuses the
 		 * store instead of taking those images for corrupt ones. */
 		if (!r && version == 1 && !(flags & STORE_READONLY))
@@ -349,6 +356,7 @@ int store_open(const char *dir, unsigned flags, struct store **ret, struct cfs_e
 		r = tighten(st->fd, dir, err);
 	if (!r && (flags & STORE_SNAPSHOT)) {
 		r = catalog_begin(st->cat, false, err);
+		st->snapshot_held = !r;
 		st->snapshot_at = monotonic_s();
 	}
 	if (r)
@@ -365,15 +373,27 @@ fail:
 int store_snapshot_refresh(struct store *st, struct cfs_err *err)
 {
 	time_t now = monotonic_s();
-	int r;
+	int r = 0;
 
-	if (!(st->flags & STORE_SNAPSHOT) || now == st->snapshot_at)
+	if (!(st->flags & STORE_SNAPSHOT) || (st->snapshot_held && now == st->snapshot_at))
 		return 0;
-	r = catalog_commit(st->cat, err);
+	if (st->snapshot_held)
+		r = catalog_commit(st->cat, err);
+	/* BEGIN takes no lock: the snapshot is taken by the first read after it. */
 	if (!r)
 		r = catalog_begin(st->cat, false, err);
+	st->snapshot_held = !r;
 	st->snapshot_at = now;
 	return r;
+}
+
+void store_snapshot_release(struct store *st)
+{
+	if (!(st->flags & STORE_SNAPSHOT) || !st->snapshot_held)
+		return;
+	/* It only read: ending it either way is the same, and a rollback cannot fail. */
+	catalog_rollback(st->cat);
+	st->snapshot_held = false;
 }
 
 void store_close(struct store *st)

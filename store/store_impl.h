@@ -7,6 +7,7 @@
 #define CONDAFS_STORE_IMPL_H
 
 #include "catalog.h"
+#include "lockwait.h"
 #include "object.h"
 #include "reloc.h"
 
@@ -39,8 +40,10 @@ struct store {
 	unsigned flags;
 	struct catalog *cat;
 	ZSTD_DCtx *dctx;
-	struct cache *frames; /* shared decoded frames for reads, or NULL */
-	time_t snapshot_at;   /* STORE_SNAPSHOT: when the read transaction began (monotonic s) */
+	struct cache *frames;   /* shared decoded frames for reads, or NULL */
+	struct lockwait notify; /* store_open_notify */
+	time_t snapshot_at;     /* STORE_SNAPSHOT: when the read transaction began (monotonic s) */
+	bool snapshot_held;     /* ...and whether one is open (store_snapshot_release) */
 	uint64_t clock;
 	struct read_node nodes[READ_NODES];
 	struct read_image images[READ_IMAGES];

@@ -95,9 +95,19 @@ static const char usage[] =
         "stats, export and verify through the mount, reading what its modes let them read;\n"
         "hash needs no store.\n";
 
+/* "condafs: CMD: MSG" on stderr, escaped: MSG names users' files. */
+static void say(const char *cmd, const char *msg)
+{
+	fputs("condafs: ", stderr);
+	out_text(stderr, cmd);
+	fputs(": ", stderr);
+	out_text(stderr, msg);
+	fputc('\n', stderr);
+}
+
 static int die(const struct cli *c, const struct cfs_err *err, int r)
 {
-	fprintf(stderr, "condafs: %s: %s\n", c->cmd, err && err->msg[0] ? err->msg : strerror(-r));
+	say(c->cmd, err && err->msg[0] ? err->msg : strerror(-r));
 	return EXIT_FAILED;
 }
 
@@ -119,6 +129,12 @@ static bool store_foreign(const struct cli *c, uid_t *ret_owner)
 	return sb.st_uid != geteuid();
 }
 
+/* What the store says while it works (a lock it waits for, and who holds it). */
+static void print_notice(void *ctx, const char *msg)
+{
+	say(ctx, msg);
+}
+
 static int open_store(const struct cli *c, unsigned flags, struct store **st)
 {
 	struct cfs_err err = {{0}};
@@ -127,19 +143,17 @@ static int open_store(const struct cli *c, unsigned flags, struct store **st)
 
 	if (!(flags & STORE_READONLY) && store_foreign(c, &owner)) {
 		if (owner == 0)
-			fprintf(stderr,
-			        "condafs: %s: %s: changing the store needs root (other users read "
-			        "it "
-			        "through the mount)\n",
-			        c->cmd, c->store_dir);
+			snprintf(err.msg, sizeof(err.msg),
+			         "%s: changing the store needs root (other users read it "
+			         "through the mount)",
+			         c->store_dir);
 		else
-			fprintf(stderr,
-			        "condafs: %s: %s: changing the store needs its owner (uid %u) or "
-			        "root\n",
-			        c->cmd, c->store_dir, (unsigned)owner);
-		return EXIT_FAILED;
+			snprintf(err.msg, sizeof(err.msg),
+			         "%s: changing the store needs its owner (uid %u) or root",
+			         c->store_dir, (unsigned)owner);
+		return die(c, &err, -EPERM);
 	}
-	r = store_open(c->store_dir, flags, st, &err);
+	r = store_open_notify(c->store_dir, flags, print_notice, (void *)c->cmd, st, &err);
 	return r ? die(c, &err, r) : 0;
 }
 
@@ -153,16 +167,19 @@ static void tell_mounts(const struct cli *c)
 	struct cfs_err err = {{0}};
 	unsigned late = 0;
 	int r = store_tell_mounts(c->store_dir, TELL_TIMEOUT_MS, &late, &err);
+	char msg[sizeof(err.msg) + 64];
 
-	if (r)
-		fprintf(stderr, "condafs: %s: warning: cannot tell the mounts: %s\n", c->cmd,
-		        err.msg[0] ? err.msg : strerror(-r));
-	else if (late)
+	if (r) {
+		snprintf(msg, sizeof(msg), "warning: cannot tell the mounts: %s",
+		         err.msg[0] ? err.msg : strerror(-r));
+		say(c->cmd, msg);
+	} else if (late) {
 		fprintf(stderr,
 		        "condafs: %s: warning: %u mount%s of the store did not confirm within %d "
 		        "ms; %s the change within a quarter second\n",
 		        c->cmd, late, late == 1 ? "" : "s", TELL_TIMEOUT_MS,
 		        late == 1 ? "it shows" : "they show");
+	}
 }
 
 /* What a read-only command reads: the store (*st), or for a user who may not open it the
@@ -182,11 +199,13 @@ static int open_view(const struct cli *c, struct store **st, struct viamount **v
 	if (r == -EXDEV)
 		return die(c, &err, r);
 	if (r) {
-		fprintf(stderr,
-		        "condafs: %s: %s: only %s opens the store, and no condafsd answers at %s "
-		        "(%s)\n",
-		        c->cmd, c->store_dir, owner ? "its owner" : "root", mnt,
-		        err.msg[0] ? err.msg : strerror(-r));
+		char msg[sizeof(err.msg) + 2 * PATH_MAX + 96];
+
+		snprintf(msg, sizeof(msg),
+		         "%s: only %s opens the store, and no condafsd answers at %s (%s)",
+		         c->store_dir, owner ? "its owner" : "root", mnt,
+		         err.msg[0] ? err.msg : strerror(-r));
+		say(c->cmd, msg);
 		return EXIT_FAILED;
 	}
 	return 0;
@@ -212,11 +231,14 @@ static void say_platform(const struct cli *c, const char *path, const struct pkg
 {
 	const char *choices = pkgset_platform_choices(set);
 
-	if (choices)
-		fprintf(stderr,
-		        "condafs: %s: note: %s is for %s: took this machine's, %s (--platform to "
-		        "choose)\n",
-		        c->cmd, path, choices, pkgset_platform(set));
+	char msg[PATH_MAX + 512];
+
+	if (choices) {
+		snprintf(msg, sizeof(msg),
+		         "note: %s is for %s: took this machine's, %s (--platform to choose)", path,
+		         choices, pkgset_platform(set));
+		say(c->cmd, msg);
+	}
 }
 
 static int cmd_hash(const struct cli *c)
@@ -251,7 +273,9 @@ static int cmd_hash(const struct cli *c)
 static void print_warning(void *ctx, const char *msg)
 {
 	(void)ctx;
-	fprintf(stderr, "condafs: ingest: warning: %s\n", msg);
+	fputs("condafs: ingest: warning: ", stderr);
+	out_text(stderr, msg);
+	fputc('\n', stderr);
 }
 
 static int cmd_ingest(const struct cli *c)
@@ -366,16 +390,18 @@ static int print_ls(const struct cli *c, const struct report_env *v, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		const struct store_env *e = &v[i].env;
 		char size[32], uniq[32], created[32], used[32], names[512] = "";
+		char plat[OUT_ESC], enames[OUT_ESC];
 		size_t at = 0;
 
 		for (size_t t = 0; t < v[i].ntags && at < sizeof(names); t++)
 			at += (size_t)snprintf(names + at, sizeof(names) - at, "%s%s", t ? "," : "",
 			                       v[i].tags[t].name);
 		printf("%-32s  %-10s %8llu %10s %10s  %-16s  %-16s  %-6s  %s\n", e->hash,
-		       e->platform, (unsigned long long)e->files, out_size(e->logical_bytes, size),
-		       out_size(v[i].unique_bytes, uniq), out_time(e->created, created),
-		       out_time(e->last_used, used), e->broken ? "broken" : "ok",
-		       v[i].ntags ? names : "-");
+		       out_esc(e->platform, plat, sizeof(plat)), (unsigned long long)e->files,
+		       out_size(e->logical_bytes, size), out_size(v[i].unique_bytes, uniq),
+		       out_time(e->created, created), out_time(e->last_used, used),
+		       e->broken ? "broken" : "ok",
+		       v[i].ntags ? out_esc(names, enames, sizeof(enames)) : "-");
 	}
 	return 0;
 }
@@ -417,6 +443,7 @@ static void json_field(const char *name, const char *v, bool comma)
 
 static int print_show(const struct cli *c, const struct store_env *env, const struct pkgset *set)
 {
+	char plat[OUT_ESC], src[OUT_ESC];
 	char *json = NULL;
 	size_t len;
 
@@ -427,12 +454,17 @@ static int print_show(const struct cli *c, const struct store_env *env, const st
 		free(json);
 		return 0;
 	}
-	printf("# %s  %s  %s\n", env->hash, env->platform, env->source_prefix);
+	printf("# %s  %s  %s\n", env->hash, out_esc(env->platform, plat, sizeof(plat)),
+	       out_esc(env->source_prefix, src, sizeof(src)));
 	for (size_t i = 0; i < pkgset_count(set); i++) {
 		const struct pkg *p = pkgset_at(set, i);
+		char name[OUT_ESC], version[OUT_ESC], build[OUT_ESC], channel[OUT_ESC];
 
 		printf("%-5s  %-32s %-20s %-24s %s\n", p->kind == PKG_CONDA ? "conda" : "pypi",
-		       p->name, p->version, p->build ? p->build : "", p->channel ? p->channel : "");
+		       out_esc(p->name, name, sizeof(name)),
+		       out_esc(p->version, version, sizeof(version)),
+		       out_esc(p->build ? p->build : "", build, sizeof(build)),
+		       out_esc(p->channel ? p->channel : "", channel, sizeof(channel)));
 	}
 	return 0;
 }
@@ -596,9 +628,9 @@ static int cmd_rm(const struct cli *c)
 		goto out;
 	r = store_tag_list(st, env.hash, &tags, &ntags, &err);
 	if (!r && ntags && !c->force) {
-		fprintf(stderr, "condafs: rm: %s: tagged %s%s; untag it first or use --force\n",
-		        env.hash, tags[0].name, ntags > 1 ? " and more" : "");
-		r = EXIT_FAILED;
+		snprintf(err.msg, sizeof(err.msg), "%s: tagged %s%s; untag it first or use --force",
+		         env.hash, tags[0].name, ntags > 1 ? " and more" : "");
+		r = die(c, &err, -EBUSY);
 		goto out;
 	}
 	if (!r)
@@ -629,7 +661,7 @@ struct gc_out {
 static void gc_report(void *ctx, const struct store_env *env)
 {
 	struct gc_out *g = ctx;
-	char used[32];
+	char used[32], src[OUT_ESC];
 
 	if (g->c->json) {
 		printf("%s\n {\"hash\": \"%s\", \"last_used\": %lld, \"source_prefix\": ",
@@ -639,7 +671,8 @@ static void gc_report(void *ctx, const struct store_env *env)
 		g->first = false;
 	} else {
 		printf("%s %s (last used %s, %s)\n", g->c->dry_run ? "would remove" : "removing",
-		       env->hash, out_time(env->last_used, used), env->source_prefix);
+		       env->hash, out_time(env->last_used, used),
+		       out_esc(env->source_prefix, src, sizeof(src)));
 	}
 }
 
@@ -673,7 +706,7 @@ static void gc_kept(void *ctx, const struct store_env *env, enum gc_kept why)
 	struct gc_out *g = ctx;
 	struct store_tag *tags = NULL;
 	struct cfs_err err = {{0}};
-	char used[32], grace[32];
+	char used[32], grace[32], src[OUT_ESC];
 	size_t ntags = 0;
 
 	if (why == GC_KEPT_TAGGED && store_tag_list(g->st, env->hash, &tags, &ntags, &err))
@@ -696,11 +729,14 @@ static void gc_kept(void *ctx, const struct store_env *env, enum gc_kept why)
 		g->kept_first = false;
 	} else if (!g->c->json) {
 		printf("%s %s (last used %s, %s): ", g->c->dry_run ? "would keep" : "keeping",
-		       env->hash, out_time(env->last_used, used), env->source_prefix);
+		       env->hash, out_time(env->last_used, used),
+		       out_esc(env->source_prefix, src, sizeof(src)));
 		if (why == GC_KEPT_TAGGED) {
 			printf("tagged");
-			for (size_t i = 0; i < ntags; i++)
-				printf("%s%s", i ? ", " : " ", tags[i].name);
+			for (size_t i = 0; i < ntags; i++) {
+				fputs(i ? ", " : " ", stdout);
+				out_text(stdout, tags[i].name);
+			}
 			printf("\n");
 		} else if (why == GC_KEPT_GRACE) {
 			printf("used within the grace window (%s, gc.grace)\n",
@@ -728,9 +764,9 @@ static int cmd_gc(const struct cli *c)
 		return r;
 	o.unused_for = c->config.gc_unused_for;
 	if (c->unused_for && config_duration(c->unused_for, &o.unused_for)) {
-		fprintf(stderr,
-		        "condafs: gc: --unused-for %s: not a duration (30d, 12h, 90m, 45s)\n",
-		        c->unused_for);
+		snprintf(err.msg, sizeof(err.msg),
+		         "--unused-for %s: not a duration (30d, 12h, 90m, 45s)", c->unused_for);
+		die(c, &err, -EINVAL);
 		return EXIT_USAGE;
 	}
 	/* Whatever was used within the grace window stays (store_gc says which it kept). */
@@ -843,6 +879,7 @@ struct verify_out {
 static void verify_report(void *ctx, const struct verify_problem *p)
 {
 	struct verify_out *vo = ctx;
+	char problem[OUT_ESC], env[OUT_ESC], path[OUT_ESC];
 
 	if (vo->c->json) {
 		printf("%s\n {", vo->first ? "" : ",");
@@ -854,11 +891,15 @@ static void verify_report(void *ctx, const struct verify_problem *p)
 		vo->first = false;
 	} else if (!p->key) {
 		/* A damaged node whose object has no row. */
-		printf("%s/%s: %s\n", p->env, p->path, p->problem);
+		printf("%s/%s: %s\n", out_esc(p->env, env, sizeof(env)),
+		       out_esc(p->path, path, sizeof(path)),
+		       out_esc(p->problem, problem, sizeof(problem)));
 	} else if (p->env) {
-		printf("object %s: %s: used by %s/%s\n", p->key, p->problem, p->env, p->path);
+		printf("object %s: %s: used by %s/%s\n", p->key,
+		       out_esc(p->problem, problem, sizeof(problem)),
+		       out_esc(p->env, env, sizeof(env)), out_esc(p->path, path, sizeof(path)));
 	} else {
-		printf("object %s: %s\n", p->key, p->problem);
+		printf("object %s: %s\n", p->key, out_esc(p->problem, problem, sizeof(problem)));
 	}
 }
 
@@ -903,7 +944,9 @@ static void repair_report(void *ctx, const struct repair_action *a)
 	} else if (a->env) {
 		printf("environment %s: %s\n", a->env, what[a->kind]);
 	} else {
-		printf("tmp/%s: %s\n", a->name, what[a->kind]);
+		char name[OUT_ESC];
+
+		printf("tmp/%s: %s\n", out_esc(a->name, name, sizeof(name)), what[a->kind]);
 	}
 }
 
@@ -1142,7 +1185,9 @@ int main(int argc, char **argv)
 	}
 	c.cmd = argv[optind];
 	if (config_load(config_path, &c.config, &err)) {
-		fprintf(stderr, "condafs: %s\n", err.msg);
+		fputs("condafs: ", stderr);
+		out_text(stderr, err.msg);
+		fputc('\n', stderr);
 		return c.repair && !strcmp(c.cmd, "verify") ? EXIT_OPERATIONAL : EXIT_FAILED;
 	}
 	if (!c.store_dir)
@@ -1154,6 +1199,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(commands[i].name, c.cmd))
 			return commands[i].run(&c);
-	fprintf(stderr, "condafs: %s: unknown command\n%s", c.cmd, usage);
+	say(c.cmd, "unknown command");
+	fputs(usage, stderr);
 	return EXIT_USAGE;
 }

@@ -1,24 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
- * Formatting for the CLI: JSON strings, sizes, times, and the ingest progress display.
+ * Formatting for the CLI: JSON strings, text with control bytes escaped, sizes, times, and
+ * the ingest progress display.
  */
 #include "out.h"
 
+#include <condafs/escape.h>
+
 #include <string.h>
 #include <unistd.h>
-
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	size_t len = s[0] < 0xc2 ? 0 : s[0] < 0xe0 ? 2 : s[0] < 0xf0 ? 3 : s[0] < 0xf5 ? 4 : 0;
-
-	if (!len || len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	return len;
-}
 
 void out_json_str(FILE *f, const char *s, size_t len)
 {
@@ -26,27 +16,47 @@ void out_json_str(FILE *f, const char *s, size_t len)
 
 	fputc('"', f);
 	for (size_t i = 0; i < len;) {
-		unsigned char c = p[i];
+		size_t k = escape_utf8_len(p + i, len - i);
 
-		if (c == '"' || c == '\\') {
-			fprintf(f, "\\%c", c);
-		} else if (c < 0x20) {
-			fprintf(f, "\\u%04x", c);
-		} else if (c < 0x80) {
-			fputc(c, f);
-		} else {
-			size_t k = utf8_len(p + i, len - i);
-
-			if (k) {
-				fwrite(p + i, 1, k, f);
-				i += k;
-				continue;
-			}
+		if (k == 0) {
 			fputs("\\ufffd", f);
+			i++;
+		} else if (p[i] == '"' || p[i] == '\\') {
+			fprintf(f, "\\%c", p[i]);
+			i++;
+		} else if (p[i] < 0x20 || p[i] == 0x7f) {
+			fprintf(f, "\\u%04x", p[i]);
+			i++;
+		} else if (k == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0) {
+			/* A C1 control: valid JSON raw, but a terminal may act on it. */
+			fprintf(f, "\\u%04x", p[i + 1]);
+			i += 2;
+		} else {
+			fwrite(p + i, 1, k, f);
+			i += k;
 		}
-		i++;
 	}
 	fputc('"', f);
+}
+
+const char *out_esc(const char *s, char *buf, size_t size)
+{
+	escape_text(s, strlen(s), buf, size);
+	return buf;
+}
+
+void out_text(FILE *f, const char *s)
+{
+	size_t len = strlen(s);
+	char buf[1024];
+
+	while (len) {
+		size_t n = escape_text(s, len, buf, sizeof(buf));
+
+		fputs(buf, f);
+		s += n;
+		len -= n;
+	}
 }
 
 const char *out_size(uint64_t bytes, char buf[32])

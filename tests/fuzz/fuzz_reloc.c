@@ -30,8 +30,8 @@ static int mem_src(void *ctx, uint64_t off, size_t len, uint8_t *buf)
 }
 
 /* The whole content under prefix p, and slices of it that must agree. */
-static uint8_t *read_all(const struct reloc *r, const struct mem *neutral, const char *p,
-                         size_t plen, size_t *ret_n, int *ret_rc)
+static uint8_t *read_all(struct reloc *r, const struct mem *neutral, const char *p, size_t plen,
+                         size_t *ret_n, int *ret_rc)
 {
 	size_t cap = 64, n = 0;
 	uint8_t *out = NULL;

@@ -31,6 +31,9 @@ PROGRESS_RE = re.compile(r"^condafs: ingest: \d+/\d+ files, ")
 WARNING_RE = re.compile(r"^condafs: \w+: warning: ")
 # What a command says on stderr besides its output ("already stored", a platform taken).
 NOTE_RE = re.compile(r"^condafs: \w+: note: ")
+# What a command says while it works (store_set_notify): a lock it waits for, who holds one.
+NOTICE_RE = re.compile(r"^condafs: \w+: (waiting for .* held by |\d+ removed environments? "
+                       r"(is|are) still held )")
 SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|"
                           r"runtime error: |ThreadSanitizer")
 HASH_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -52,7 +55,7 @@ class Result:
         """stderr lines that are neither progress, warnings nor notes."""
         return [l for l in self.err.splitlines()
                 if l and not PROGRESS_RE.match(l) and not WARNING_RE.match(l) and
-                not NOTE_RE.match(l)]
+                not NOTE_RE.match(l) and not NOTICE_RE.match(l)]
 
     def notes(self):
         return [l for l in self.err.splitlines() if NOTE_RE.match(l)]

@@ -10,6 +10,7 @@
 #include "test.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -199,7 +200,7 @@ static int ref_replace(enum reloc_mode mode, const uint8_t *d, size_t n, const c
 
 /* Reads of r under p must give want: whole, in random chunks, at random ranges, past the
  * end, and (small files) at every offset and length. */
-static void check_serve(const struct reloc *r, const uint8_t *neutral, size_t nlen, const char *p,
+static void check_serve(struct reloc *r, const uint8_t *neutral, size_t nlen, const char *p,
                         const uint8_t *want, size_t want_len)
 {
 	struct src s = {neutral, nlen, 0, 0, false};
@@ -1007,6 +1008,204 @@ static void test_relocate(void)
 	}
 }
 
+/* ---- records read piecewise (reloc_open) ---- */
+
+/* An encoded record as reloc_open's source, counting what is taken from it. */
+struct blob_src {
+	uint8_t *p;
+	uint64_t n;
+	uint64_t bytes; /* read since the test reset it */
+	unsigned reads, dones;
+	int fail; /* every read fails with it, when not 0 */
+	bool out_of_range;
+};
+
+static int blob_read(void *ctx, int64_t key, uint64_t off, size_t len, uint8_t *buf)
+{
+	struct blob_src *b = ctx;
+
+	CHECK(key == 42);
+	b->reads++;
+	b->bytes += len;
+	if (b->fail)
+		return b->fail;
+	if (off > b->n || len > b->n - off) {
+		b->out_of_range = true;
+		return -EIO;
+	}
+	memcpy(buf, b->p + off, len);
+	return 0;
+}
+
+static void blob_done(void *ctx)
+{
+	((struct blob_src *)ctx)->dones++;
+}
+
+static int open_src(struct blob_src *b, struct reloc **ret)
+{
+	struct reloc_blob rb = {blob_read, blob_done, b, 42, b->n};
+
+	return reloc_open(&rb, ret);
+}
+
+/*
+ * data scanned for a gives a record of many inserts; opened through a source, it serves
+ * random ranges under a and under b as the reference does, each read taking from the
+ * record only a small part of it (the stretch from the mark before the range), and the
+ * source is told it is done after every read.
+ */
+static void check_windowed(enum reloc_mode mode, const uint8_t *data, size_t len, const char *a,
+                           const char *b, uint32_t want_inserts)
+{
+	struct reloc *r = NULL, *ro = NULL;
+	uint8_t *neutral = NULL, *got = xmalloc(70000);
+	size_t nlen = 0, n;
+	struct blob_src bs = {0};
+	struct bytes want = {0};
+	bool same = true, small = true, told = true;
+
+	CHECK(reloc_scan(data, len, a, strlen(a), mode, 0, &neutral, &nlen, &r, NULL) == 0);
+	CHECK(r && reloc_encode(r, &bs.p, &bs.n) == 0);
+	CHECK(bs.n > 16 * 4096);
+	CHECK(open_src(&bs, &ro) == 0 && ro && bs.dones == 1);
+	CHECK(ro && reloc_text_inserts(ro) == reloc_text_inserts(r));
+	CHECK(ro && reloc_fits(ro, strlen(b)) == reloc_fits(r, strlen(b)));
+	if (!ro)
+		goto out;
+	CHECK(mode == RELOC_BINARY || reloc_text_inserts(ro) == want_inserts);
+	for (int pass = 0; pass < 2; pass++) {
+		const char *p = pass ? b : a;
+		struct src s = {neutral, nlen, 0, 0, false};
+
+		if (pass) {
+			want = (struct bytes){0};
+			CHECK(ref_replace(mode, data, len, a, b, &want) == 0);
+		} else
+			want = (struct bytes){(uint8_t *)data, len, len};
+		for (int k = 0; k < 300; k++) {
+			size_t o = rnd_below(want.n + 2), l = rnd_below(k % 3 ? 5000 : 70000), exp;
+			unsigned dones = bs.dones;
+
+			exp = o >= want.n ? 0 : (want.n - o < l ? want.n - o : l);
+			bs.bytes = 0;
+			if (reloc_read(ro, nlen, p, strlen(p), o, l, got, &n, mem_src, &s) != 0 ||
+			    n != exp || (n && memcmp(got, want.p + o, n) != 0))
+				same = false;
+			/* Marks every 2 * ninserts / 256 inserts at most, of a few bytes each,
+			 * and the windows around them. */
+			if (bs.bytes > bs.n / 32 + 3 * 4096 + (uint64_t)l)
+				small = false;
+			if (bs.dones != dones + (bs.bytes ? 1 : 0))
+				told = false;
+		}
+		CHECK(!s.out_of_range);
+		if (pass)
+			free(want.p);
+	}
+	CHECK(same);
+	CHECK(small);
+	CHECK(told);
+	CHECK(!bs.out_of_range);
+
+	/* A failing source fails the read with its error. */
+	bs.fail = -EIO;
+	{
+		struct src s = {neutral, nlen, 0, 0, false};
+
+		CHECK(reloc_read(ro, nlen, a, strlen(a), len / 2, 4096, got, &n, mem_src, &s) ==
+		      -EIO);
+	}
+	bs.fail = 0;
+	/* A record that changes under its reader (damage after it was opened) gives wrong
+	 * bytes or -EBADMSG, never a read outside the content or the buffer. */
+	for (int k = 0; k < 200; k++) {
+		struct src s = {neutral, nlen, 0, 0, false};
+		size_t at = 2 + rnd_below(bs.n - 2);
+		uint8_t old = bs.p[at];
+		int rc;
+
+		bs.p[at] = (uint8_t)rnd();
+		rc = reloc_read(ro, nlen, b, strlen(b), rnd_below(len), 1 + rnd_below(9000), got,
+		                &n, mem_src, &s);
+		CHECK(rc == 0 || rc == -EBADMSG);
+		CHECK(!s.out_of_range);
+		bs.p[at] = old;
+	}
+out:
+	reloc_free(ro);
+	reloc_free(r);
+	free(bs.p);
+	free(neutral);
+	free(got);
+}
+
+static void test_windowed(void)
+{
+	const char *a = "/opt/conda/envs/windowed", *b = "/x/y";
+	struct bytes d = {0};
+	uint32_t copies = 0;
+
+	/* Text: nothing but copies of the prefix, with 0 to 2 bytes between. */
+	for (; d.n < (6u << 20); copies++) {
+		put_str(&d, a);
+		for (size_t k = rnd_below(3); k > 0; k--)
+			put(&d, "ab\n" + rnd_below(3), 1);
+	}
+	check_windowed(RELOC_TEXT, d.p, d.n, a, b, copies);
+	/* Binary: many strings, and one string of many copies, and padding to share. */
+	d.n = 0;
+	for (int i = 0; i < 60000; i++) {
+		put_str(&d, a);
+		put_str(&d, i % 7 ? "/lib" : "/share/x");
+		put_rep(&d, 0, 1 + rnd_below(40));
+	}
+	for (int i = 0; i < 50000; i++)
+		put_str(&d, a);
+	put_rep(&d, 0, 50000 * (strlen(a) - strlen(b)) + 1);
+	put_str(&d, "tail");
+	check_windowed(RELOC_BINARY, d.p, d.n, a, b, 0);
+	free(d.p);
+}
+
+/* The memory a record opened from a source holds does not grow with the record (R6): a
+ * file of four million copies of a short prefix. */
+static void test_windowed_memory(void)
+{
+	const char *a = "/p";
+	const size_t copies = 4u << 20;
+	struct bytes d = {0};
+	struct reloc *r = NULL, *ro = NULL;
+	uint8_t *neutral = NULL;
+	size_t nlen = 0, before, after;
+	struct blob_src bs = {0};
+
+	for (size_t i = 0; i < copies; i++) {
+		put_str(&d, a);
+		put(&d, i % 3 ? "\n" : "x", 1);
+	}
+	CHECK(reloc_scan(d.p, d.n, a, 2, RELOC_TEXT, 0, &neutral, &nlen, &r, NULL) == 0);
+	CHECK(r && reloc_encode(r, &bs.p, &bs.n) == 0 && bs.n > copies);
+	reloc_free(r);
+	before = mallinfo2().uordblks;
+	CHECK(open_src(&bs, &ro) == 0);
+	after = mallinfo2().uordblks;
+	CHECK(after - before < 64 * 1024);
+	if (ro) {
+		struct src s = {neutral, nlen, 0, 0, false};
+		uint8_t got[64];
+		size_t n, o = d.n / 2 + 5;
+
+		/* Output = neutral + inserts: the file itself under its own prefix. */
+		CHECK(reloc_read(ro, nlen, a, 2, o, sizeof(got), got, &n, mem_src, &s) == 0);
+		CHECK(n == sizeof(got) && memcmp(got, d.p + o, n) == 0);
+	}
+	reloc_free(ro);
+	free(bs.p);
+	free(neutral);
+	free(d.p);
+}
+
 int main(void)
 {
 	const char *seed = getenv("RELOC_SEED");
@@ -1025,5 +1224,7 @@ int main(void)
 	test_huge_offsets();
 	test_decode_malformed();
 	test_relocate();
+	test_windowed();
+	test_windowed_memory();
 	return test_exit();
 }

@@ -86,20 +86,35 @@ enum store_flags {
 	STORE_CREATE = 1 << 0,   /* create the store if the directory holds none */
 	STORE_READONLY = 1 << 1, /* never write (the daemon) */
 	/* Reads see the catalog as of the handle's first read, until store_snapshot_refresh
-	 * lets go of it: one read transaction instead of SQLite's locking around every query.
-	 * For handles that are reopened whenever what they serve changes (the daemon's
-	 * threads); while one is held, SQLite cannot restart its write-ahead log past it. */
+	 * or store_snapshot_release lets go of it: one read transaction instead of SQLite's
+	 * locking around every query. For handles that are reopened whenever what they serve
+	 * changes (the daemon's threads); while one is held, SQLite cannot restart its
+	 * write-ahead log past it, so an idle handle must let go (store_snapshot_release). */
 	STORE_SNAPSHOT = 1 << 2,
 };
 
 struct store;
 
 int store_open(const char *dir, unsigned flags, struct store **ret, struct cfs_err *err);
+/*
+ * store_open, and notify(ctx, line) is told, on the calling thread, what a user should
+ * know while the handle works that is neither a result nor an error (the line is
+ * unescaped; NULL notify says nothing). A writer that has waited a second for a lock says
+ * what it waits for and who holds it ("waiting for the store lock (DIR/lock) held by pid
+ * 1234 (condafs ingest /x)") and keeps waiting; gc names who holds the removed
+ * environments it cannot reap.
+ */
+int store_open_notify(const char *dir, unsigned flags, void (*notify)(void *ctx, const char *msg),
+                      void *ctx, struct store **ret, struct cfs_err *err);
 void store_close(struct store *st);
-/* A STORE_SNAPSHOT handle whose snapshot is a second old or more lets go of it (its next
- * read takes a new one), so SQLite's log can restart; call it between requests. Nothing
- * for other handles. */
+/* A STORE_SNAPSHOT handle whose snapshot is a second old or more, or was let go, takes a
+ * new one (at its next read), so SQLite's log can restart; call it before each request.
+ * Nothing for other handles. */
 int store_snapshot_refresh(struct store *st, struct cfs_err *err);
+/* A STORE_SNAPSHOT handle lets go of its snapshot until the next store_snapshot_refresh:
+ * for a handle that will sit idle, so it does not hold SQLite's log back meanwhile.
+ * Nothing for other handles, or when it holds none. */
+void store_snapshot_release(struct store *st);
 
 /* ---- ingest (ingest.c) ---- */
 
