@@ -58,6 +58,10 @@ struct fsd {
 	atomic_bool watch_stopping;
 	pthread_t watch_thread;
 	bool watch_running;
+	/* Writers' socket (mounts.c), bound before the mount is made so that a mount that
+	 * answers hears every writer; NULL when it could not be bound. Accepted on by the
+	 * watcher alone, closed by the main thread after the watcher stopped. */
+	struct store_listener *listener;
 };
 
 /* ---- log.c: levelled logging to stderr, the journal or syslog ---- */
@@ -278,6 +282,7 @@ extern const struct fuse_lowlevel_ops fsd_ops;
 /* The watcher thread: it follows the store's changes (polled, and told by writers through
  * the store's listener socket, so a writer's command returns once the mount shows its
  * change). */
+void watch_listen(struct fsd *fs);
 int watch_start(struct fsd *fs);
 void watch_stop(struct fsd *fs);
 

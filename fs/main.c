@@ -313,6 +313,11 @@ static int load_store(struct fsd *fs)
 	int r;
 
 	r = store_open(fs->store_dir, STORE_READONLY, &st, &err);
+	/* Once it is known to be a store, and before the table is loaded and the mount made:
+	 * a writer that commits after either is heard (the watcher catches up with what came
+	 * in between before it answers). */
+	if (!r)
+		watch_listen(fs);
 	if (!r)
 		r = envtab_load(fs, st, 1, &t, &err);
 	if (!r) {
@@ -366,6 +371,7 @@ static void fsd_release(struct fsd *fs)
 	meta_free(fs->meta);
 	cache_free(fs->cache);
 	cache_free(fs->frames);
+	store_listener_close(fs->listener);
 	if (fs->watch_wake >= 0)
 		close(fs->watch_wake);
 	pthread_mutex_destroy(&fs->envtab_lock);

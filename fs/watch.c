@@ -223,7 +223,7 @@ static int64_t now_ms(void)
 static void *watch_main(void *arg)
 {
 	struct fsd *fs = arg;
-	struct store_listener *l = NULL;
+	struct store_listener *l = fs->listener;
 	struct waiting w = {.n = 0};
 	struct cfs_err err = {{0}};
 	struct store *st = NULL;
@@ -248,14 +248,8 @@ static void *watch_main(void *arg)
 		if (watch_wait(fs, NULL, WATCH_INTERVAL_MS))
 			return NULL;
 	}
-	/* Before catching up: a writer that commits from now on is heard. */
-	r = store_listen(fs->store_dir, &l, &err);
-	if (r)
-		log_msg(LOG_LEVEL_WARNING,
-		        "%s: writers cannot tell this mount of their changes, which it shows "
-		        "within %d ms instead",
-		        err.msg[0] ? err.msg : strerror(-r), WATCH_INTERVAL_MS);
-	/* The table was loaded before the daemon forked: catch up with what came since. */
+	/* The listener was bound before the table was loaded: a writer that committed since
+	 * waits in its backlog, and is answered once this catches up. The table was loaded before the daemon forked: catch up with what came since. */
 	if (store_changes(st, &seen, &err) == 0 && reload(fs, st) == 0)
 		meta_refresh(fs, st, true);
 	flushed = tick = now_ms();
@@ -292,10 +286,21 @@ static void *watch_main(void *arg)
 			answer_writers(&w);
 	}
 	answer_writers(&w);
-	store_listener_close(l);
 	flush_use(fs, st);
 	store_close(st);
 	return NULL;
+}
+
+void watch_listen(struct fsd *fs)
+{
+	struct cfs_err err = {{0}};
+	int r = store_listen(fs->store_dir, &fs->listener, &err);
+
+	if (r)
+		log_msg(LOG_LEVEL_WARNING,
+		        "%s: writers cannot tell this mount of their changes, which it shows "
+		        "within %d ms instead",
+		        err.msg[0] ? err.msg : strerror(-r), WATCH_INTERVAL_MS);
 }
 
 int watch_start(struct fsd *fs)
