@@ -372,8 +372,8 @@ def make_prefix(path, pkgs=(("demo", "1.0", "h0_0"),), files=None, history=True)
         fn = f"{name}-{version}-{build}"
         rec = {
             "name": name, "version": version, "build": build, "build_number": 0,
-            "subdir": "linux-64", "channel": "https://conda.anaconda.org/conda-forge/linux-64",
-            "url": f"https://conda.anaconda.org/conda-forge/linux-64/{fn}.tar.bz2",
+            "subdir": "linux-64", "channel": "https://channel.example.invalid/conda-forge/linux-64",
+            "url": f"https://channel.example.invalid/conda-forge/linux-64/{fn}.tar.bz2",
             "fn": f"{fn}.tar.bz2",
             "md5": hashlib.md5(fn.encode()).hexdigest(),
             "sha256": hashlib.sha256(fn.encode()).hexdigest(),
@@ -412,7 +412,7 @@ def explicit_lock(pkgs, platform="linux-64"):
     lines = [f"# platform: {platform}", "@EXPLICIT"]
     for p in pkgs:
         fn = f"{p[0]}-{p[1]}-{p[2]}"
-        lines.append(f"https://conda.anaconda.org/conda-forge/{platform}/{fn}.tar.bz2"
+        lines.append(f"https://channel.example.invalid/conda-forge/{platform}/{fn}.tar.bz2"
                      f"#{hashlib.md5(fn.encode()).hexdigest()}")
     return "\n".join(lines) + "\n"
 

@@ -142,7 +142,7 @@ static void test_packages(void)
 	                "numpy",
 	                "1.26.4",
 	                "py311_0",
-	                "https://conda.anaconda.org/x",
+	                "https://channel.example.invalid/x",
 	                "linux-64",
 	                "0123456789abcdef0123456789abcdef",
 	                NULL};
@@ -160,7 +160,7 @@ static void test_packages(void)
 	CHECK_STR(text, "{\"hash\": \"0123456789abcdef0123456789abcdef\", \"platform\":"
 	                " \"linux-64\", \"packages\": [\n {\"kind\": \"conda\", \"name\":"
 	                " \"numpy\", \"version\": \"1.26.4\", \"build\": \"py311_0\","
-	                " \"channel\": \"https://conda.anaconda.org/x\", \"subdir\": \"linux-64\","
+	                " \"channel\": \"https://channel.example.invalid/x\", \"subdir\": \"linux-64\","
 	                " \"md5\": \"0123456789abcdef0123456789abcdef\", \"sha256\": null},\n"
 	                " {\"kind\": \"pypi\", \"name\": \"my-pkg\", \"version\": \"2.0\","
 	                " \"build\": null, \"channel\": null, \"subdir\": null, \"md5\": null,"
