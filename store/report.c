@@ -104,35 +104,10 @@ out:
  * terminal showing the output may act on them. */
 static void json_str(FILE *f, const char *s)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	size_t len = s ? strlen(s) : 0;
-
-	if (!s) {
+	if (s)
+		escape_json(f, s, strlen(s));
+	else
 		fputs("null", f);
-		return;
-	}
-	fputc('"', f);
-	for (size_t i = 0; i < len;) {
-		size_t k = escape_utf8_len(p + i, len - i);
-
-		if (k == 0) {
-			fputs("\\ufffd", f);
-			i++;
-		} else if (p[i] == '"' || p[i] == '\\') {
-			fprintf(f, "\\%c", p[i]);
-			i++;
-		} else if (p[i] < 0x20 || p[i] == 0x7f) {
-			fprintf(f, "\\u%04x", p[i]);
-			i++;
-		} else if (k == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0) {
-			fprintf(f, "\\u%04x", p[i + 1]);
-			i += 2;
-		} else {
-			fwrite(p + i, 1, k, f);
-			i += k;
-		}
-	}
-	fputc('"', f);
 }
 
 static void json_field(FILE *f, const char *name, const char *v, bool comma)

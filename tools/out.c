@@ -12,31 +12,7 @@
 
 void out_json_str(FILE *f, const char *s, size_t len)
 {
-	const unsigned char *p = (const unsigned char *)s;
-
-	fputc('"', f);
-	for (size_t i = 0; i < len;) {
-		size_t k = escape_utf8_len(p + i, len - i);
-
-		if (k == 0) {
-			fputs("\\ufffd", f);
-			i++;
-		} else if (p[i] == '"' || p[i] == '\\') {
-			fprintf(f, "\\%c", p[i]);
-			i++;
-		} else if (p[i] < 0x20 || p[i] == 0x7f) {
-			fprintf(f, "\\u%04x", p[i]);
-			i++;
-		} else if (k == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0) {
-			/* A C1 control: valid JSON raw, but a terminal may act on it. */
-			fprintf(f, "\\u%04x", p[i + 1]);
-			i += 2;
-		} else {
-			fwrite(p + i, 1, k, f);
-			i += k;
-		}
-	}
-	fputc('"', f);
+	escape_json(f, s, len);
 }
 
 const char *out_esc(const char *s, char *buf, size_t size)

@@ -9,6 +9,7 @@
 #define CONDAFS_ESCAPE_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 /*
  * Write s (len bytes) to out (size >= 5 bytes, NUL-terminated) with C0 control bytes
@@ -24,5 +25,12 @@ size_t escape_text(const char *s, size_t len, char *out, size_t size);
  * there are not one (overlong forms, surrogates and code points past U+10FFFF are not).
  */
 size_t escape_utf8_len(const unsigned char *s, size_t n);
+
+/*
+ * s (len bytes) to f as a JSON string: quotes, a backslash, C0 controls, DEL and the C1
+ * controls escaped (valid JSON raw, but a terminal may act on them), each byte of invalid
+ * UTF-8 as U+FFFD, everything else as it is.
+ */
+void escape_json(FILE *f, const char *s, size_t len);
 
 #endif
