@@ -8,6 +8,7 @@
  */
 #include "export.h"
 #include "out.h"
+#include "run.h"
 #include "viamount.h"
 
 #include <condafs/store.h>
@@ -44,7 +45,7 @@ struct cli {
 	const char *mount; /* --mount, else the config's mount point */
 	struct config config;
 	bool json;
-	const char *lock, *platform, *environment, *prefix, *unused_for;
+	const char *lock, *platform, *environment, *prefix, *unused_for, *shell;
 	bool replace, skip_special, force, dry_run, repair, purge;
 	int argc;
 	char **argv; /* positional arguments */
@@ -74,6 +75,13 @@ static const char usage[] =
         "  cat ENV PATH [--prefix P]\n"
         "                      print a file (prefix default: the one it was built at)\n"
         "  stats               logical and stored bytes, dedup ratio, bytes unique to each env\n"
+        "  run ENV [--] CMD [ARGS]...\n"
+        "                      run CMD in the environment activated as conda activates it\n"
+        "                      (PATH, CONDA_PREFIX, conda-meta/state's variables, its\n"
+        "                      activate.d scripts); exit 127/126 when CMD cannot be run\n"
+        "  shell-hook ENV [--shell bash|zsh|fish] [--json]\n"
+        "                      print the activation as code to eval (default bash), or as\n"
+        "                      pixi's shell-hook --json object\n"
         "  verify [--repair]   re-hash every object and check every tree's links and shape;\n"
         "                      exit 1 if an object is missing or corrupt or a node damaged\n"
         "                      (or verify could not run). --repair also removes object files\n"
@@ -90,10 +98,12 @@ static const char usage[] =
         "  --mount DIR         where condafsd serves the store (default: the config's\n"
         "                      mountpoint, /envs)\n"
         "\n"
-        "ENV is a tag, an environment hash, or a unique prefix of one.\n"
+        "ENV is a tag, an environment hash, or a unique prefix of one. For run and shell-hook\n"
+        "it may also be a lock file (its hash is taken) or an environment's directory (where\n"
+        "a container bind-mounts MOUNT/<hash>); an existing path is taken as such.\n"
         "Only root (or the store's owner) opens the store. Other users run ls, show, cat,\n"
-        "stats, export and verify through the mount, reading what its modes let them read;\n"
-        "hash needs no store.\n";
+        "stats, export, verify, run and shell-hook through the mount, reading what its modes\n"
+        "let them read; hash needs no store.\n";
 
 /* "condafs: CMD: MSG" on stderr, escaped: MSG names users' files. */
 static void say(const char *cmd, const char *msg)
@@ -1072,13 +1082,152 @@ static int cmd_verify(const struct cli *c)
 	return res.corrupt || res.damaged_nodes ? EXIT_FAILED : 0;
 }
 
+/*
+ * The directory ENV is served at (*ret_dir) and the name activation gives it (*ret_name;
+ * a tag as given, else the hash): an environment's directory as such; a lock file's hash,
+ * or a tag or hash the store (root) or the mount (a user) knows, at MOUNT/<hash>.
+ */
+static int served_env(const struct cli *c, const char *arg, char **ret_dir, char **ret_name)
+{
+	const char *mnt = c->mount ? c->mount : c->config.mountpoint;
+	struct cfs_err err = {{0}};
+	struct pkgset *set = NULL;
+	struct viamount *vm;
+	struct store_env env;
+	struct store *st;
+	struct stat sb;
+	bool lock = false;
+	char *path;
+	int r;
+
+	if (stat(arg, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+		r = run_env_at(arg, ret_dir, ret_name, &err);
+		return r ? die(c, &err, r) : 0;
+	}
+	if (stat(arg, &sb) == 0) {
+		if ((r = pkgset_from_lock(arg, c->platform, c->environment, &set, &err)))
+			return die(c, &err, r);
+		say_platform(c, arg, set);
+		pkgset_hash(set, env.hash);
+		lock = true;
+		pkgset_free(set);
+	} else {
+		if ((r = open_view(c, &st, &vm)))
+			return r;
+		r = vm ? viamount_find(vm, arg, &env, &err) : store_env_find(st, arg, &env, &err);
+		close_view(st, vm);
+		if (r)
+			return die(c, &err, r);
+	}
+	if (asprintf(&path, "%s/%s", mnt, env.hash) < 0)
+		return die(c, NULL, -ENOMEM);
+	r = run_env_at(path, ret_dir, ret_name, &err);
+	if (r) {
+		char msg[sizeof(err.msg) + 2 * PATH_MAX + 64];
+
+		snprintf(msg, sizeof(msg), "%s: %s is not served (is condafsd running at %s?): %s",
+		         arg, env.hash, mnt, err.msg);
+		free(path);
+		say(c->cmd, msg);
+		return EXIT_FAILED;
+	}
+	free(path);
+	free(*ret_name);
+	/* A tag names the environment as given; a hash, a prefix of one or a lock by the hash. */
+	*ret_name = strdup(!lock && strncmp(env.hash, arg, strlen(arg)) ? arg : env.hash);
+	if (!*ret_name) {
+		free(*ret_dir);
+		return die(c, NULL, -ENOMEM);
+	}
+	return 0;
+}
+
+static int cmd_run(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	char *dir, *name;
+	int r;
+
+	if (c->argc < 2) {
+		fprintf(stderr, "condafs: run: expected ENV and a command\n%s", usage);
+		return EXIT_USAGE;
+	}
+	if ((r = served_env(c, c->argv[0], &dir, &name)))
+		return r;
+	r = run_exec(dir, name, c->argv + 1, &err);
+	say(c->cmd, err.msg);
+	free(dir);
+	free(name);
+	return r;
+}
+
+static int cmd_shell_hook(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	enum hook_shell shell = HOOK_BASH;
+	char *dir, *name;
+	int r;
+
+	if ((r = need_args(c, 1)))
+		return r;
+	if (c->shell && hook_shell_parse(c->shell, &shell)) {
+		fprintf(stderr, "condafs: shell-hook: --shell: '%s' is not bash, zsh or fish\n%s",
+		        c->shell, usage);
+		return EXIT_USAGE;
+	}
+	if ((r = served_env(c, c->argv[0], &dir, &name)))
+		return r;
+	r = shell_hook_print(stdout, dir, name, shell, c->json, &err);
+	free(dir);
+	free(name);
+	return r ? die(c, &err, r) : 0;
+}
+
+/*
+ * How much of argv getopt may see: for run, not CMD's arguments (`condafs run ENV ls -l`).
+ * Up to CMD, or up to and with the "--" before it; all of argv for other commands.
+ */
+static int options_end(int argc, char **argv, const struct option *opts)
+{
+	int positional = 0;
+	bool run = false;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "--"))
+			return run ? i + 1 : argc;
+		if (a[0] == '-' && a[1]) {
+			/* "--store DIR": the value is not a positional argument. */
+			for (const struct option *o = opts;
+			     a[1] == '-' && !strchr(a, '=') && o->name; o++)
+				if (o->has_arg == required_argument &&
+				    !strncmp(o->name, a + 2, strlen(a + 2))) {
+					i++;
+					break;
+				}
+			continue;
+		}
+		if (positional == 0)
+			run = !strcmp(a, "run");
+		else if (run && positional == 2)
+			return i;
+		positional++;
+	}
+	return argc;
+}
+
 static const struct command {
 	const char *name;
 	int (*run)(const struct cli *c);
 } commands[] = {
-        {"hash", cmd_hash}, {"ingest", cmd_ingest}, {"export", cmd_export}, {"ls", cmd_ls},
-        {"show", cmd_show}, {"cat", cmd_cat},       {"stats", cmd_stats},   {"verify", cmd_verify},
-        {"tag", cmd_tag},   {"untag", cmd_untag},   {"rm", cmd_rm},         {"gc", cmd_gc},
+        {"hash", cmd_hash},     {"ingest", cmd_ingest},
+        {"export", cmd_export}, {"ls", cmd_ls},
+        {"show", cmd_show},     {"cat", cmd_cat},
+        {"stats", cmd_stats},   {"verify", cmd_verify},
+        {"tag", cmd_tag},       {"untag", cmd_untag},
+        {"rm", cmd_rm},         {"gc", cmd_gc},
+        {"run", cmd_run},       {"shell-hook", cmd_shell_hook},
 };
 
 int main(int argc, char **argv)
@@ -1099,6 +1248,7 @@ int main(int argc, char **argv)
 		O_REPAIR,
 		O_MOUNT,
 		O_PURGE,
+		O_SHELL,
 	};
 	static const struct option opts[] = {
 	        {"store", required_argument, NULL, O_STORE},
@@ -1116,15 +1266,16 @@ int main(int argc, char **argv)
 	        {"repair", no_argument, NULL, O_REPAIR},
 	        {"mount", required_argument, NULL, O_MOUNT},
 	        {"purge", no_argument, NULL, O_PURGE},
+	        {"shell", required_argument, NULL, O_SHELL},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
 	const char *config_path = CONFIG_PATH;
 	struct cfs_err err = {{0}};
 	struct cli c = {0};
-	int o;
+	int o, end = options_end(argc, argv, opts);
 
-	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((o = getopt_long(end, argv, "h", opts, NULL)) != -1) {
 		switch (o) {
 		case O_STORE:
 			c.store_dir = optarg;
@@ -1170,6 +1321,9 @@ int main(int argc, char **argv)
 			break;
 		case O_PURGE:
 			c.purge = true;
+			break;
+		case O_SHELL:
+			c.shell = optarg;
 			break;
 		case 'h':
 			fputs(usage, stdout);
