@@ -21,9 +21,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,6 +37,8 @@ extern char **environ;
 
 /* conda-meta/state and an env_vars.d file: a few variables, a few KB in practice. */
 #define VARS_FILE_MAX (1u << 20)
+/* Who runs the scripts for root when the system has no "nobody" (Debian's is 65534). */
+#define NOBODY_ID 65534
 /* Files in env_vars.d and scripts in activate.d: a few each in real environments. */
 #define FILES_MAX 256
 /* What the shell writes back: two copies of an environment, which execve caps at a
@@ -525,15 +528,29 @@ static int read_dump(int fd, char **ret, size_t *ret_len, const char *display, s
 	return 0;
 }
 
+/* from as fd to in a child about to exec: dup2 leaves close-on-exec set when they are one. */
+static int child_fd(int from, int to)
+{
+	if (from == to)
+		return fcntl(to, F_SETFD, 0);
+	return dup2(from, to) < 0 ? -1 : 0;
+}
+
 /* Run /bin/sh over the scripts with env; *ret_buf holds what it wrote on fd 3, *ret_status
- * its wait status. */
+ * its wait status. As root, the shell runs as nobody with no groups: the scripts are the
+ * code of whoever built the environment (a user, whose prefix root ingested), and the
+ * mount does not say who that was; root computing an activation (a system modulefile, a
+ * kernel spec, run) must not run it as root. */
 static int run_shell(char *const *env, char **scripts, size_t nscripts, const char *display,
                      char **ret_buf, size_t *ret_len, int *ret_status, struct cfs_err *err)
 {
-	posix_spawn_file_actions_t fa;
 	char **argv = calloc(nscripts + 5, sizeof(*argv));
-	int p[2] = {-1, -1}, r, status = 0;
-	pid_t pid = -1;
+	bool drop = geteuid() == 0;
+	const struct passwd *pw = drop ? getpwnam("nobody") : NULL;
+	uid_t uid = pw ? pw->pw_uid : NOBODY_ID;
+	gid_t gid = pw ? pw->pw_gid : NOBODY_ID;
+	int p[2] = {-1, -1}, r = 0, status = 0;
+	pid_t pid;
 
 	*ret_buf = NULL;
 	if (!argv)
@@ -549,23 +566,25 @@ static int run_shell(char *const *env, char **scripts, size_t nscripts, const ch
 		free(argv);
 		return err_set(err, r, "%s: pipe: %s", display, strerror(-r));
 	}
-	if ((r = -posix_spawn_file_actions_init(&fa))) {
-		err_set(err, r, "%s: %s", display, strerror(-r));
+	pid = fork();
+	if (pid < 0) {
+		r = err_set(err, neg_errno(), "%s: cannot run /bin/sh: %s", display,
+		            strerror(errno));
 		goto out;
 	}
-	/* fd 3 is the pipe, fd 1 our stderr (what a script prints is not the command's
-	 * output), fd 0 /dev/null (the command's stdin is not the scripts'). */
-	r = -posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	if (!r)
-		r = -posix_spawn_file_actions_adddup2(&fa, 2, 1);
-	if (!r)
-		r = -posix_spawn_file_actions_adddup2(&fa, p[1], 3);
-	if (!r)
-		r = -posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, env);
-	posix_spawn_file_actions_destroy(&fa);
-	if (r) {
-		err_set(err, r, "%s: cannot run /bin/sh: %s", display, strerror(-r));
-		goto out;
+	if (pid == 0) {
+		/* fd 3 is the pipe, fd 1 our stderr (what a script prints is not the command's
+		 * output), fd 0 /dev/null (the command's stdin is not the scripts'). Only
+		 * async-signal-safe calls until exec. */
+		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+		if (null < 0 || child_fd(p[1], 3) || child_fd(2, 1) || child_fd(null, 0))
+			_exit(126);
+		if (drop && (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 ||
+		             setresuid(uid, uid, uid) < 0))
+			_exit(126);
+		execve("/bin/sh", argv, env);
+		_exit(127);
 	}
 	close(p[1]);
 	p[1] = -1;

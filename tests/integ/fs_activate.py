@@ -14,6 +14,7 @@ gives what run gives; --json parses. Bad input is one line and a non-zero exit."
 
 import json
 import os
+import pwd
 import shutil
 import subprocess
 
@@ -66,12 +67,15 @@ writer = prefix("writer", "writes", {"etc/conda/activate.d/touch.sh": WRITER_SH,
 notjson = prefix("notjson", "notjson", {}, "{\"env_vars\": {\"A\": ")
 big = prefix("big", "big", {}, "{" + " " * (2 << 20) + "}")
 ender = prefix("ender", "ender", {"etc/conda/activate.d/exit.sh": "exit 3\n"})
+# Whoever built an environment wrote its scripts: root runs them as nobody.
+owned = prefix("owned", "owned", {"etc/conda/activate.d/who.sh": "export WHO=$(id -u):$(id -G)\n"})
+NOBODY = pwd.getpwnam("nobody")
 
 store = t.path("store")
 hashes = {}
 with t.section("ingest warns of an activate.d script that writes into the prefix"):
     for name, p in (("main", main), ("writer", writer), ("notjson", notjson), ("big", big),
-                    ("ender", ender)):
+                    ("ender", ender), ("owned", owned)):
         r = t.ingest(store, p)
         t.ok(f"ingest {name}", r)
         hashes[name] = r.out.strip()
@@ -191,6 +195,14 @@ with t.daemon(store) as d:
                 "touch" in r.err and f"{d.path(hashes['writer'])}/x" in r.err and
                 "Read-only file system" in r.err, r)
         t.check("nothing was made", not os.path.lexists(d.path(hashes["writer"], "x")))
+
+    with t.section("root's activation runs the scripts as nobody, the command as root"):
+        r = run(d, hashes["owned"], "sh", "-c", 'echo "$WHO $(id -u)"')
+        t.check("the script ran as nobody with no other group; the command as root",
+                r.rc == 0 and r.out == f"{NOBODY.pw_uid}:{NOBODY.pw_gid} 0\n", r)
+        r = run(d, hashes["owned"], "sh", "-c", 'echo "$WHO"', user="nobody")
+        t.eq("a user's activation runs them as the user", r.out.strip(),
+             f"{NOBODY.pw_uid}:{NOBODY.pw_gid}")
 
     with t.section("a user (nobody) through the mount"):
         r = run(d, "py", "/usr/bin/env", "-0", user="nobody")

@@ -89,6 +89,9 @@ int main(void)
 	        "PATH=/usr/bin:/bin", "HOME=/root", "KEEP=1", "GONE=x", "FOO=old", "EMPTY=", NULL};
 	int r;
 
+	/* Run as root, the scripts are sourced as nobody, who must reach them. */
+	CHECK(chmod(tmp, 0755) == 0);
+
 	/* A bare prefix: conda's own variables only. */
 	testfs_write(env, "", "conda-meta/history");
 	r = activation_compute(env, "py", base, &a, &err);
