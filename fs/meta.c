@@ -252,6 +252,8 @@ static int make_snap(struct meta *m, struct store *st, const struct envtab *t,
 		v[i].env = envs[i];
 	r = unique_bytes(m, st, t, v, n, err);
 	if (!r)
+		r = report_envs_cuda(st, v, n, err);
+	if (!r)
 		r = report_envs_tag(v, n, tags, ntags);
 	if (!r)
 		r = report_envs_json(v, n, &s->envs, &s->envs_len);

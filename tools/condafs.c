@@ -10,6 +10,7 @@
 #include "out.h"
 #include "viamount.h"
 
+#include <condafs/cuda.h>
 #include <condafs/store.h>
 
 #include <errno.h>
@@ -44,7 +45,7 @@ struct cli {
 	const char *mount; /* --mount, else the config's mount point */
 	struct config config;
 	bool json;
-	const char *lock, *platform, *environment, *prefix, *unused_for;
+	const char *lock, *platform, *environment, *prefix, *unused_for, *driver;
 	bool replace, skip_special, force, dry_run, repair, purge;
 	int argc;
 	char **argv; /* positional arguments */
@@ -74,6 +75,10 @@ static const char usage[] =
         "  cat ENV PATH [--prefix P]\n"
         "                      print a file (prefix default: the one it was built at)\n"
         "  stats               logical and stored bytes, dedup ratio, bytes unique to each env\n"
+        "  check ENV|LOCK [--driver X.Y[.Z]|none] [--platform P] [--environment E]\n"
+        "                      the CUDA release an environment needs, the host's NVIDIA\n"
+        "                      driver and whether it runs it: exit 0 when it does or no\n"
+        "                      CUDA is needed, 1 when not (or there is no driver)\n"
         "  verify [--repair]   re-hash every object and check every tree's links and shape;\n"
         "                      exit 1 if an object is missing or corrupt or a node damaged\n"
         "                      (or verify could not run). --repair also removes object files\n"
@@ -84,15 +89,20 @@ static const char usage[] =
         "                      or corrupt objects or damaged nodes remain, 8 could not run\n"
         "\n"
         "  --json              machine-readable output (hash, ingest, ls, show, stats, verify, "
-        "gc)\n"
+        "gc,\n"
+        "                      check)\n"
+        "  --driver X.Y[.Z]    the NVIDIA driver to check against (default\n"
+        "                      $CONDAFS_DRIVER_VERSION, else the host's); none: no driver\n"
         "  --store DIR         the store (default $CONDAFS_STORE, else the config's store)\n"
         "  --config FILE       settings (default " CONFIG_PATH ")\n"
         "  --mount DIR         where condafsd serves the store (default: the config's\n"
         "                      mountpoint, /envs)\n"
         "\n"
-        "ENV is a tag, an environment hash, or a unique prefix of one.\n"
+        "ENV is a tag, an environment hash, or a unique prefix of one; check also takes a lock\n"
+        "file (the environment it pins, read from the lock alone).\n"
         "Only root (or the store's owner) opens the store. Other users run ls, show, cat,\n"
-        "stats, export and verify through the mount, reading what its modes let them read;\n"
+        "stats, export, verify and check through the mount, reading what its modes let them\n"
+        "read;\n"
         "hash needs no store.\n";
 
 /* "condafs: CMD: MSG" on stderr, escaped: MSG names users' files. */
@@ -444,6 +454,7 @@ static void json_field(const char *name, const char *v, bool comma)
 static int print_show(const struct cli *c, const struct store_env *env, const struct pkgset *set)
 {
 	char plat[OUT_ESC], src[OUT_ESC];
+	struct cuda_need need;
 	char *json = NULL;
 	size_t len;
 
@@ -456,6 +467,11 @@ static int print_show(const struct cli *c, const struct store_env *env, const st
 	}
 	printf("# %s  %s  %s\n", env->hash, out_esc(env->platform, plat, sizeof(plat)),
 	       out_esc(env->source_prefix, src, sizeof(src)));
+	cuda_need_of(set, &need);
+	if (need.major)
+		printf("# CUDA %s (%s)\n", need.release, out_esc(need.source, src, sizeof(src)));
+	else
+		printf("# CUDA: none needed\n");
 	for (size_t i = 0; i < pkgset_count(set); i++) {
 		const struct pkg *p = pkgset_at(set, i);
 		char name[OUT_ESC], version[OUT_ESC], build[OUT_ESC], channel[OUT_ESC];
@@ -492,6 +508,93 @@ static int cmd_show(const struct cli *c)
 	r = r ? die(c, &err, r) : print_show(c, &env, set);
 	pkgset_free(set);
 	close_view(st, vm);
+	return r;
+}
+
+/* A lock file, not an environment's name: a path to a regular file. Tags hold no '/', so
+ * only a tag spelt like a file in the current directory is read as that file. */
+static bool is_lock_file(const char *arg)
+{
+	struct stat sb;
+
+	return stat(arg, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static int print_check(const struct cli *c, const char *hash, const char *name,
+                       const struct cuda_need *need, const struct cuda_driver *drv,
+                       const struct cuda_check *chk)
+{
+	char esc[OUT_ESC];
+
+	if (c->json) {
+		printf("{");
+		json_field("hash", hash, false);
+		json_field("cuda", need->major ? need->release : NULL, true);
+		json_field("cuda_source", need->major ? need->source : NULL, true);
+		json_field("driver", drv->present ? drv->version : NULL, true);
+		json_field("driver_source", drv->present ? drv->source : drv->absent, true);
+		json_field("verdict", cuda_verdict_name(chk->verdict), true);
+		json_field("required_driver", chk->required[0] ? chk->required : NULL, true);
+		json_field("compat_driver", chk->compat[0] ? chk->compat : NULL, true);
+		json_field("message", chk->text, true);
+		printf("}\n");
+		return cuda_verdict_ok(chk->verdict) ? 0 : EXIT_FAILED;
+	}
+	printf("environment  %s (%s)\n", hash, out_esc(name, esc, sizeof(esc)));
+	if (need->major)
+		printf("CUDA         %s, from %s\n", need->release,
+		       out_esc(need->source, esc, sizeof(esc)));
+	else
+		printf("CUDA         none needed\n");
+	if (drv->present)
+		printf("driver       %s, from %s\n", drv->version, drv->source);
+	else
+		printf("driver       none (%s)\n", drv->absent);
+	printf("verdict      %s\n", chk->text);
+	return cuda_verdict_ok(chk->verdict) ? 0 : EXIT_FAILED;
+}
+
+static int cmd_check(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	struct pkgset *set = NULL;
+	struct viamount *vm = NULL;
+	struct store *st = NULL;
+	struct cuda_driver drv;
+	struct cuda_need need;
+	struct cuda_check chk;
+	struct store_env env;
+	int r;
+
+	if ((r = need_args(c, 1)))
+		return r;
+	/* A bad --driver is said before anything is opened. */
+	if ((r = cuda_host_driver(c->driver, &drv, &err)))
+		return die(c, &err, r);
+	if (is_lock_file(c->argv[0])) {
+		r = pkgset_from_lock(c->argv[0], c->platform, c->environment, &set, &err);
+		if (r)
+			return die(c, &err, r);
+		say_platform(c, c->argv[0], set);
+		pkgset_hash(set, env.hash);
+	} else {
+		if ((r = open_view(c, &st, &vm)))
+			return r;
+		if (vm) {
+			r = viamount_find(vm, c->argv[0], &env, &err);
+			if (!r)
+				r = viamount_packages(vm, &env, &set, &err);
+		} else if ((r = store_env_find(st, c->argv[0], &env, &err)) == 0) {
+			r = store_env_packages(st, &env, &set, &err);
+		}
+		close_view(st, vm);
+		if (r)
+			return die(c, &err, r);
+	}
+	cuda_need_of(set, &need);
+	cuda_check(&need, &drv, &chk);
+	r = print_check(c, env.hash, c->argv[0], &need, &drv, &chk);
+	pkgset_free(set);
 	return r;
 }
 
@@ -1076,9 +1179,11 @@ static const struct command {
 	const char *name;
 	int (*run)(const struct cli *c);
 } commands[] = {
-        {"hash", cmd_hash}, {"ingest", cmd_ingest}, {"export", cmd_export}, {"ls", cmd_ls},
-        {"show", cmd_show}, {"cat", cmd_cat},       {"stats", cmd_stats},   {"verify", cmd_verify},
-        {"tag", cmd_tag},   {"untag", cmd_untag},   {"rm", cmd_rm},         {"gc", cmd_gc},
+        {"hash", cmd_hash},   {"ingest", cmd_ingest}, {"export", cmd_export},
+        {"ls", cmd_ls},       {"show", cmd_show},     {"cat", cmd_cat},
+        {"stats", cmd_stats}, {"verify", cmd_verify}, {"tag", cmd_tag},
+        {"untag", cmd_untag}, {"rm", cmd_rm},         {"gc", cmd_gc},
+        {"check", cmd_check},
 };
 
 int main(int argc, char **argv)
@@ -1099,6 +1204,7 @@ int main(int argc, char **argv)
 		O_REPAIR,
 		O_MOUNT,
 		O_PURGE,
+		O_DRIVER,
 	};
 	static const struct option opts[] = {
 	        {"store", required_argument, NULL, O_STORE},
@@ -1116,6 +1222,7 @@ int main(int argc, char **argv)
 	        {"repair", no_argument, NULL, O_REPAIR},
 	        {"mount", required_argument, NULL, O_MOUNT},
 	        {"purge", no_argument, NULL, O_PURGE},
+	        {"driver", required_argument, NULL, O_DRIVER},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -1170,6 +1277,9 @@ int main(int argc, char **argv)
 			break;
 		case O_PURGE:
 			c.purge = true;
+			break;
+		case O_DRIVER:
+			c.driver = optarg;
 			break;
 		case 'h':
 			fputs(usage, stdout);
