@@ -102,7 +102,7 @@ static bool release_of(const char *s, size_t len, unsigned *major, unsigned *min
 }
 
 /*
- * A CUDA release in a build string or local version: a '_', '+' or '.'-separated word
+ * A CUDA release in a build string or local version: a '_' or '+'-separated word
  * "cudaXY" or "cuXY" (its last digit is the minor: cuda118 is 11.8, cu92 9.2) or
  * "cudaX.Y" ("py3.10_cuda11.8_cudnn8.7.0_0"). "cudnn8" and "cpu" are not one.
  */
@@ -175,20 +175,21 @@ static bool release_of_spec(const char *spec, unsigned *major, unsigned *minor)
 /* Sources in the order that names the need among equal releases. */
 enum { SRC_CUDA_VERSION, SRC_CUDART, SRC_CUDATOOLKIT, SRC_PYTORCH_CUDA, SRC_BUILD, SRC_VIRTUAL };
 
+/* The need so far: the highest release, the best-ranked source among equals. */
 struct best {
 	unsigned major, minor;
 	int rank;
 	bool any;
 };
 
-static void consider(struct best *b, struct cuda_need *ret, unsigned major, unsigned minor,
-                     int rank, const char *fmt, const char *a, const char *c, const char *d)
+/* Whether a source giving major.minor at rank names the need instead of what b holds. */
+static bool better(struct best *b, unsigned major, unsigned minor, int rank)
 {
 	if (b->any && (major < b->major || (major == b->major && minor < b->minor) ||
 	               (major == b->major && minor == b->minor && rank >= b->rank)))
-		return;
+		return false;
 	*b = (struct best){major, minor, rank, true};
-	snprintf(ret->source, sizeof(ret->source), fmt, a, c, d);
+	return true;
 }
 
 void cuda_need_of(const struct pkgset *set, struct cuda_need *ret)
@@ -204,6 +205,8 @@ void cuda_need_of(const struct pkgset *set, struct cuda_need *ret)
 	};
 	struct best b = {0};
 	unsigned major, minor;
+	char *src = ret->source;
+	size_t len = sizeof(ret->source);
 
 	memset(ret, 0, sizeof(*ret));
 	for (size_t i = 0; i < pkgset_count(set); i++) {
@@ -212,28 +215,29 @@ void cuda_need_of(const struct pkgset *set, struct cuda_need *ret)
 		if (p->kind == PKG_PYPI) {
 			const char *local = strchr(p->version, '+');
 
+			/* pip's torch wheels: "2.1.0+cu121" */
 			if (!strcmp(p->name, "torch") && local &&
-			    release_in_build(local + 1, &major, &minor))
-				consider(&b, ret, major, minor, SRC_BUILD, "pypi %s %s%s", p->name,
-				         p->version, "");
+			    release_in_build(local + 1, &major, &minor) &&
+			    better(&b, major, minor, SRC_BUILD))
+				snprintf(src, len, "pypi %s %s", p->name, p->version);
 			continue;
 		}
 		for (size_t k = 0; k < sizeof(by_version) / sizeof(by_version[0]); k++)
 			if (!strcmp(p->name, by_version[k].name) &&
-			    release_of(p->version, strlen(p->version), &major, &minor))
-				consider(&b, ret, major, minor, by_version[k].rank, "%s %s%s",
-				         p->name, p->version, "");
+			    release_of(p->version, strlen(p->version), &major, &minor) &&
+			    better(&b, major, minor, by_version[k].rank))
+				snprintf(src, len, "%s %s", p->name, p->version);
 		if ((!strcmp(p->name, "pytorch") || !strcmp(p->name, "libtorch")) &&
-		    release_in_build(p->build, &major, &minor))
-			consider(&b, ret, major, minor, SRC_BUILD, "%s %s %s", p->name, p->version,
-			         p->build);
+		    release_in_build(p->build, &major, &minor) &&
+		    better(&b, major, minor, SRC_BUILD))
+			snprintf(src, len, "%s %s %s", p->name, p->version, p->build);
 	}
 	for (size_t i = 0; i < pkgset_virtual_count(set); i++) {
 		const struct pkg_virtual *v = pkgset_virtual_at(set, i);
 
-		if (!strcmp(v->name, "__cuda") && release_of_spec(v->spec, &major, &minor))
-			consider(&b, ret, major, minor, SRC_VIRTUAL, "__cuda %s (%s)", v->spec,
-			         v->from, "");
+		if (!strcmp(v->name, "__cuda") && release_of_spec(v->spec, &major, &minor) &&
+		    better(&b, major, minor, SRC_VIRTUAL))
+			snprintf(src, len, "__cuda %s (%s)", v->spec, v->from);
 	}
 	if (!b.any)
 		return;

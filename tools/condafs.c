@@ -102,8 +102,7 @@ static const char usage[] =
         "file (the environment it pins, read from the lock alone).\n"
         "Only root (or the store's owner) opens the store. Other users run ls, show, cat,\n"
         "stats, export, verify and check through the mount, reading what its modes let them\n"
-        "read;\n"
-        "hash needs no store.\n";
+        "read; hash, and check of a lock file, need no store.\n";
 
 /* "condafs: CMD: MSG" on stderr, escaped: MSG names users' files. */
 static void say(const char *cmd, const char *msg)
