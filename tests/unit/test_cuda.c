@@ -84,14 +84,15 @@ static void test_versions(void)
 static void test_proc(void)
 {
 	/* /proc/driver/nvidia/version as drivers write it (proprietary and open kernel
-	 * modules, x86_64 and aarch64), from published examples: NVIDIA's and Talos's and
-	 * SUSE's documentation, bug reports. */
+	 * modules, x86_64, x86 and aarch64), copied from public documentation, scripts and
+	 * bug reports (Talos's and a SUSE-built driver's docs, a cluster health script, a
+	 * Jetson test, an old forum post). */
 	static const struct {
 		const char *text, *want;
 	} lines[] = {
-	        {"NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 "
-	         "UTC 2023\nGCC version:  gcc version 12.3.0 (Ubuntu 12.3.0-1ubuntu1~22.04)\n",
-	         "535.104.05"},
+	        {"NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.113.01  Tue Sep 12 19:41:24 "
+	         "UTC 2023\n",
+	         "535.113.01"},
 	        {"NVRM version: NVIDIA UNIX x86_64 Kernel Module  515.65.01  Wed Mar 16 11:24:05 "
 	         "UTC 2022\nGCC version:  gcc version 12.2.0 (GCC)\n",
 	         "515.65.01"},
@@ -172,10 +173,13 @@ static void test_need(void)
 	        "pytorch 2.4.0 cuda120_py310h2c91c31_301");
 	need_is((const char *[]){"pytorch", "2.3.1", "py3.10_cuda11.8_cudnn8.7.0_0", NULL}, "11.8",
 	        "pytorch 2.3.1 py3.10_cuda11.8_cudnn8.7.0_0");
-	need_is((const char *[]){"libtorch", "2.6.0", "cuda126_generic_h0f6f1a4_200", NULL}, "12.6",
-	        "libtorch 2.6.0 cuda126_generic_h0f6f1a4_200");
+	need_is((const char *[]){"pytorch", "2.5.1", "cuda126_generic_py310_h478e78a_207", NULL},
+	        "12.6", "pytorch 2.5.1 cuda126_generic_py310_h478e78a_207");
+	/* libtorch, its build as a public report quotes it (cut after the variant) */
+	need_is((const char *[]){"libtorch", "2.7.1", "cuda126_generic", NULL}, "12.6",
+	        "libtorch 2.7.1 cuda126_generic");
 	need_is((const char *[]){"pytorch", "2.3.1", "py3.10_cpu_0", NULL}, "", "");
-	need_is((const char *[]){"pytorch", "2.4.1", "cpu_mkl_py312h3b258cc_101", NULL}, "", "");
+	need_is((const char *[]){"pytorch", "2.4.1", "cpu_mkl_py311hb499fb8_100", NULL}, "", "");
 	/* The strictest source names the need; among equals, cuda-version. */
 	need_is((const char *[]){"cuda-version", "12.1", "h1d6eff3_3", "cuda-cudart", "12.1.105",
 	                         "hd3aeb46_0", "pytorch", "2.4.0", "cuda120_py310h2c91c31_301",
