@@ -510,7 +510,7 @@ static int cmd_show(const struct cli *c)
 	return r;
 }
 
-/* A lock file, not an environment's name: a path to a regular file. Tags hold no '/', so
+/* A lock file, not an environment's name: a path to a regular file. Names hold no '/', so
  * only a tag spelt like a file in the current directory is read as that file. */
 static bool is_lock_file(const char *arg)
 {
