@@ -261,5 +261,22 @@ with t.section("a user (nobody) sees the same through the mount"):
         t.fails_clearly("...an unknown environment: one line",
                         t.cfs(store, "--mount", d.mnt, "check", "nosuch", user="nobody"),
                         "nosuch")
+        # A change remakes envs.json: the new environment's need is read, the others'
+        # are kept (condafsd reads each environment's packages once).
+        h121 = t.ingest_hash(store, lib.make_prefix(t.path("src", "cu121"), pkgs=[
+            ("cuda-cudart", "12.1.105", "hd3aeb46_0")]))
+        t.ok("tag cu121 while the mount runs", t.cfs(store, "tag", "cu121", h121))
+        with open(d.path(".condafs", "envs.json")) as f:
+            published = {e["hash"]: e for e in json.load(f)}
+        t.eq("envs.json after the change: the new environment's need",
+             (published.get(h121, {}).get("cuda"), published.get(h121, {}).get("cuda_source")),
+             ("12.1", "cuda-cudart 12.1.105"))
+        t.eq("...and every other one's still",
+             {n: published.get(H[n], {}).get("cuda") for n in ENVS},
+             {n: ENVS[n][1] for n in ENVS})
+        r = t.cfs(store, "--mount", d.mnt, "check", "cu121", "--driver", "530.30.02",
+                  user="nobody")
+        t.eq("...and a user checks it at once", (r.rc, lines(r).get("CUDA")),
+             (0, "12.1, from cuda-cudart 12.1.105"), r)
 
 t.finish()
