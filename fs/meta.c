@@ -56,6 +56,13 @@ struct uniq {
 	uint64_t bytes;
 };
 
+/* An environment's CUDA need (report_envs_cuda): its package set never changes. */
+struct need {
+	int64_t id;
+	char cuda[16];
+	char source[256];
+};
+
 /* One generation of envs.json and stats.json. */
 struct meta_snap {
 	uint64_t serial;
@@ -90,6 +97,10 @@ struct meta {
 	size_t nids;
 	struct uniq *uniq; /* by id */
 	size_t nuniq;
+	/* ...and the CUDA need of each live environment, by id, read once per environment:
+	 * 0.6 ms each for 300 packages, too much to read every one again at every change. */
+	struct need *needs;
+	size_t nneeds;
 };
 
 static fuse_ino_t meta_ino(int64_t x, unsigned sub)
@@ -165,6 +176,7 @@ void meta_free(struct meta *m)
 		free(m->pkgs[i].text);
 	free(m->ids);
 	free(m->uniq);
+	free(m->needs);
 	free(m->mount_json);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
@@ -223,6 +235,49 @@ out:
 	return r;
 }
 
+static int cmp_need(const void *a, const void *b)
+{
+	int64_t x = ((const struct need *)a)->id, y = ((const struct need *)b)->id;
+
+	return (x > y) - (x < y);
+}
+
+/* The CUDA need of v's environments: from the cache, read for those not in it. */
+static int cuda_needs(struct meta *m, struct store *st, struct report_env *v, size_t n,
+                      struct cfs_err *err)
+{
+	struct need *u = malloc((n ? n : 1) * sizeof(*u));
+	int r = 0;
+
+	if (!u)
+		return -ENOMEM;
+	for (size_t i = 0; i < n && !r; i++) {
+		struct need key = {.id = v[i].env.id};
+		const struct need *hit =
+		        m->nneeds ? bsearch(&key, m->needs, m->nneeds, sizeof(*m->needs), cmp_need)
+		                  : NULL;
+
+		if (hit) {
+			memcpy(v[i].cuda, hit->cuda, sizeof(v[i].cuda));
+			memcpy(v[i].cuda_source, hit->source, sizeof(v[i].cuda_source));
+		} else {
+			r = report_envs_cuda(st, &v[i], 1, err);
+		}
+		u[i].id = v[i].env.id;
+		memcpy(u[i].cuda, v[i].cuda, sizeof(u[i].cuda));
+		memcpy(u[i].source, v[i].cuda_source, sizeof(u[i].source));
+	}
+	if (r) {
+		free(u);
+		return r;
+	}
+	qsort(u, n, sizeof(*u), cmp_need);
+	free(m->needs);
+	m->needs = u;
+	m->nneeds = n;
+	return 0;
+}
+
 static int make_snap(struct meta *m, struct store *st, const struct envtab *t,
                      struct meta_snap **ret, struct cfs_err *err)
 {
@@ -251,6 +306,8 @@ static int make_snap(struct meta *m, struct store *st, const struct envtab *t,
 	for (size_t i = 0; i < n; i++)
 		v[i].env = envs[i];
 	r = unique_bytes(m, st, t, v, n, err);
+	if (!r)
+		r = cuda_needs(m, st, v, n, err);
 	if (!r)
 		r = report_envs_tag(v, n, tags, ntags);
 	if (!r)

@@ -139,6 +139,46 @@ static int note_choice(struct pkgset *set, const char *path, const struct ynode 
 	return r < 0 ? err_set(err, r, "%s: out of memory", path) : 0;
 }
 
+/* ---- virtual packages a solution requires (__cuda, __glibc, ...) ---- */
+
+/* Keep name (len bytes) and spec when name is a virtual package. */
+static int keep_virtual(struct pkgset *set, const char *name, size_t len, const char *spec,
+                        const char *from, const char *where, struct cfs_err *err)
+{
+	char *copy;
+	int r;
+
+	if (len < 3 || strncmp(name, "__", 2) != 0)
+		return 0;
+	copy = strndup(name, len);
+	if (!copy)
+		return err_set(err, -ENOMEM, "%s: out of memory", where);
+	while (*spec == ' ' || *spec == '\t')
+		spec++;
+	r = pkgset_add_virtual(set, copy, spec, from);
+	free(copy);
+	return r < 0 ? err_set(err, r, "%s: out of memory", where) : 0;
+}
+
+/* A package's dependencies as match specs, "name spec" ("__cuda >=12", "__glibc"). */
+static int keep_virtual_specs(struct pkgset *set, const struct ynode *deps, const char *from,
+                              const char *where, struct cfs_err *err)
+{
+	for (size_t i = 0; i < ynode_count(deps); i++) {
+		const char *dep = ynode_str(ynode_item(deps, i));
+		size_t len;
+		int r;
+
+		if (!dep)
+			continue;
+		len = strcspn(dep, " \t=<>!~");
+		r = keep_virtual(set, dep, len, dep + len, from, where, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 /* ---- conda list --explicit ---- */
 
 /* The version in a wheel ("<name>-<version>-<tags>.whl") or sdist ("<name>-<version>.tar.gz")
@@ -460,7 +500,7 @@ out:
 static int condalock_conda(struct pkgset *set, const struct ynode *rec, const char *where,
                            struct cfs_err *err)
 {
-	const struct ynode *hash = ynode_get(rec, "hash");
+	const struct ynode *hash = ynode_get(rec, "hash"), *deps = ynode_get(rec, "dependencies");
 	const char *url = get_str(rec, "url"), *fname, *fversion;
 	struct pkg p = {
 	        .kind = PKG_CONDA,
@@ -492,6 +532,15 @@ static int condalock_conda(struct pkgset *set, const struct ynode *rec, const ch
 		goto out;
 	}
 	r = pkgset_add(set, &p, where, err);
+	/* conda-lock keeps a package's dependencies as a mapping, name: spec. */
+	for (size_t i = 0; r == 0 && i < ynode_count(deps); i++) {
+		const char *name = ynode_str(ynode_key(deps, i));
+		const char *spec = ynode_str(ynode_value(deps, i));
+
+		if (name)
+			r = keep_virtual(set, name, strlen(name), spec ? spec : "", p.name, where,
+			                 err);
+	}
 out:
 	free(copy);
 	return r;
@@ -742,6 +791,7 @@ static int pixi_conda(struct pkgset *set, const struct ynode *rec, const struct 
 	        .subdir = get_str(rec, "subdir") ? get_str(rec, "subdir") : cl->subdir,
 	        .channel = cl->channel,
 	};
+	int r;
 
 	if (!p.name || !p.version)
 		return err_set(err, -EINVAL,
@@ -756,7 +806,8 @@ static int pixi_conda(struct pkgset *set, const struct ynode *rec, const struct 
 		 * string yet. */
 		p.build = "";
 	}
-	return pkgset_add(set, &p, where, err);
+	r = pkgset_add(set, &p, where, err);
+	return r < 0 ? r : keep_virtual_specs(set, ynode_get(rec, "depends"), p.name, where, err);
 }
 
 static int pixi_entry(struct pkgset *set, const char *path, int version,
@@ -877,6 +928,33 @@ static int parse_pixi(const char *path, const struct ynode *root, const char *pl
 	}
 	if (chosen && (r = note_choice(set, path, byplat, err)) < 0)
 		goto out;
+	/* v7 platforms declare the virtual packages they were solved for: "__cuda=12". */
+	for (size_t i = 0; version == 7 && i < ynode_count(ynode_get(root, "platforms")); i++) {
+		const struct ynode *pl = ynode_item(ynode_get(root, "platforms"), i);
+		const struct ynode *virt = ynode_get(pl, "virtual-packages");
+		const char *name = get_str(pl, "name");
+		char from[300];
+
+		if (!name || strcmp(name, platform) != 0)
+			continue;
+		snprintf(from, sizeof(from), "platform %s", name);
+		for (size_t j = 0; j < ynode_count(virt); j++) {
+			const char *v = ynode_str(ynode_item(virt, j));
+			char spec[128];
+			size_t len;
+
+			if (!v)
+				continue;
+			/* name=version=build, as rattler writes a generic virtual package */
+			len = strcspn(v, "=");
+			snprintf(spec, sizeof(spec), "%.*s",
+			         v[len] ? (int)strcspn(v + len + 1, "=") : 0,
+			         v[len] ? v + len + 1 : "");
+			r = keep_virtual(set, v, len, spec, from, path, err);
+			if (r < 0)
+				goto out;
+		}
+	}
 	for (size_t i = 0; i < ynode_count(list); i++) {
 		r = pixi_entry(set, path, version, recs, nrecs, ynode_item(list, i), subdir, err);
 		if (r < 0)

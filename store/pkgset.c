@@ -40,6 +40,8 @@ struct pkgset {
 	char *choices;    /* the lock's platforms, when the host's was taken among them */
 	struct pkg *pkgs; /* every string owned here */
 	size_t n, cap;
+	struct pkg_virtual *virt; /* every string owned here */
+	size_t nvirt, capvirt;
 	bool finished;
 };
 
@@ -338,6 +340,12 @@ void pkgset_free(struct pkgset *set)
 	for (size_t i = 0; i < set->n; i++)
 		pkg_release(&set->pkgs[i]);
 	free(set->pkgs);
+	for (size_t i = 0; i < set->nvirt; i++) {
+		free((char *)set->virt[i].name);
+		free((char *)set->virt[i].spec);
+		free((char *)set->virt[i].from);
+	}
+	free(set->virt);
 	free(set->platform);
 	free(set->choices);
 	free(set);
@@ -362,6 +370,43 @@ int pkgset_note_choices(struct pkgset *set, const char *list)
 const char *pkgset_platform_choices(const struct pkgset *set)
 {
 	return set->choices;
+}
+
+int pkgset_add_virtual(struct pkgset *set, const char *name, const char *spec, const char *from)
+{
+	struct pkg_virtual v;
+
+	for (size_t i = 0; i < set->nvirt; i++)
+		if (!strcmp(set->virt[i].name, name) && !strcmp(set->virt[i].spec, spec))
+			return 0;
+	if (set->nvirt == set->capvirt) {
+		size_t cap = set->capvirt ? set->capvirt * 2 : 8;
+		struct pkg_virtual *nv = reallocarray(set->virt, cap, sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		set->virt = nv;
+		set->capvirt = cap;
+	}
+	v = (struct pkg_virtual){.name = strdup(name), .spec = strdup(spec), .from = strdup(from)};
+	if (!v.name || !v.spec || !v.from) {
+		free((char *)v.name);
+		free((char *)v.spec);
+		free((char *)v.from);
+		return -ENOMEM;
+	}
+	set->virt[set->nvirt++] = v;
+	return 0;
+}
+
+size_t pkgset_virtual_count(const struct pkgset *set)
+{
+	return set->nvirt;
+}
+
+const struct pkg_virtual *pkgset_virtual_at(const struct pkgset *set, size_t i)
+{
+	return i < set->nvirt ? &set->virt[i] : NULL;
 }
 
 size_t pkgset_count(const struct pkgset *set)

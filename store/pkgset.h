@@ -31,6 +31,15 @@ int pkgset_add(struct pkgset *set, const struct pkg *p, const char *where, struc
  */
 int pkgset_finish(struct pkgset *set, const char *platform, const char *where, struct cfs_err *err);
 
+/*
+ * Keep a virtual package (a name starting with "__") that the solution requires: a
+ * package's dependency on it (from: that package's name) or one the lock's platform
+ * declares (from: "platform NAME"). spec is the version part of the match spec, "" for
+ * any; all three are copied. A (name, spec) pair already kept is not kept twice. Not part
+ * of the hash, nor of pkgset_match: not every form of a lock carries them. -ENOMEM.
+ */
+int pkgset_add_virtual(struct pkgset *set, const char *name, const char *spec, const char *from);
+
 /* The set's platform was the host's, taken among the lock's several (list: "a, b, c",
  * copied), for pkgset_platform_choices. -ENOMEM. */
 int pkgset_note_choices(struct pkgset *set, const char *list);

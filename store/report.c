@@ -9,6 +9,7 @@
 #include "pkgset.h"
 #include "yamldoc.h"
 
+#include "condafs/cuda.h"
 #include "condafs/escape.h"
 #include "err.h"
 
@@ -61,6 +62,23 @@ int report_envs_tag(struct report_env *v, size_t n, const struct store_tag *tags
 	return 0;
 }
 
+int report_envs_cuda(struct store *st, struct report_env *v, size_t n, struct cfs_err *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct pkgset *set = NULL;
+		struct cuda_need need;
+		int r = store_env_packages(st, &v[i].env, &set, err);
+
+		if (r)
+			return r;
+		cuda_need_of(set, &need);
+		pkgset_free(set);
+		memcpy(v[i].cuda, need.release, sizeof(v[i].cuda));
+		memcpy(v[i].cuda_source, need.source, sizeof(v[i].cuda_source));
+	}
+	return 0;
+}
+
 int report_envs(struct store *st, struct report_env **ret, size_t *ret_n, struct cfs_err *err)
 {
 	struct store_env *envs = NULL;
@@ -83,6 +101,8 @@ int report_envs(struct store *st, struct report_env **ret, size_t *ret_n, struct
 		v[i].env = envs[i];
 		r = store_env_unique_bytes(st, &envs[i], &v[i].unique_bytes, err);
 	}
+	if (!r)
+		r = report_envs_cuda(st, v, n, err);
 	if (!r)
 		r = report_envs_tag(v, n, tags, ntags);
 out:
@@ -157,7 +177,10 @@ int report_envs_json(const struct report_env *v, size_t n, char **ret, size_t *r
 		        ", \"last_used\": %" PRId64 ", \"source_prefix\": ",
 		        e->files, e->logical_bytes, v[i].unique_bytes, e->created, e->last_used);
 		json_str(f, e->source_prefix);
-		fprintf(f, ", \"broken\": %s}", e->broken ? "true" : "false");
+		fprintf(f, ", \"broken\": %s", e->broken ? "true" : "false");
+		json_field(f, "cuda", v[i].cuda[0] ? v[i].cuda : NULL, true);
+		json_field(f, "cuda_source", v[i].cuda[0] ? v[i].cuda_source : NULL, true);
+		fputc('}', f);
 	}
 	fputs(n ? "\n]\n" : "]\n", f);
 	return json_close(f, &buf, &len, ret, ret_len);
@@ -190,6 +213,7 @@ int report_stats_json(const struct store_stats *s, const struct report_env *v, s
 int report_packages_json(const struct store_env *env, const struct pkgset *set, char **ret,
                          size_t *ret_len)
 {
+	struct cuda_need need;
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
@@ -199,6 +223,9 @@ int report_packages_json(const struct store_env *env, const struct pkgset *set, 
 	fputc('{', f);
 	json_field(f, "hash", env->hash, false);
 	json_field(f, "platform", env->platform, true);
+	cuda_need_of(set, &need);
+	json_field(f, "cuda", need.release[0] ? need.release : NULL, true);
+	json_field(f, "cuda_source", need.release[0] ? need.source : NULL, true);
 	fputs(", \"packages\": [", f);
 	for (size_t i = 0; i < pkgset_count(set); i++) {
 		const struct pkg *p = pkgset_at(set, i);
@@ -277,6 +304,19 @@ static bool get_str(const struct ynode *n, const char *key, char *buf, size_t si
 	return true;
 }
 
+/* The CUDA need: a string, or null or missing ("" then: a condafsd from before the
+ * need was published writes none). */
+static bool cuda_field(const struct ynode *n, const char *key, char *buf, size_t size)
+{
+	const struct ynode *v = ynode_get(n, key);
+
+	if (!v || (!ynode_str(v) && !ynode_is_map(v) && !ynode_is_seq(v))) {
+		buf[0] = '\0';
+		return true;
+	}
+	return get_str(n, key, buf, size);
+}
+
 static bool is_hash(const char *s)
 {
 	size_t i = 0;
@@ -314,6 +354,10 @@ static int parse_env(const char *name, size_t i, const struct ynode *o, struct r
 		key = "broken";
 	else if (!ynode_is_seq(tags))
 		key = "tags";
+	else if (!cuda_field(o, "cuda", e->cuda, sizeof(e->cuda)))
+		key = "cuda";
+	else if (!cuda_field(o, "cuda_source", e->cuda_source, sizeof(e->cuda_source)))
+		key = "cuda_source";
 	if (key)
 		return bad(err, name, "environment", i, key);
 	e->env.broken = !strcmp(broken, "true");

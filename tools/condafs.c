@@ -11,6 +11,7 @@
 #include "run.h"
 #include "viamount.h"
 
+#include <condafs/cuda.h>
 #include <condafs/store.h>
 
 #include <errno.h>
@@ -45,7 +46,7 @@ struct cli {
 	const char *mount; /* --mount, else the config's mount point */
 	struct config config;
 	bool json;
-	const char *lock, *platform, *environment, *prefix, *unused_for, *shell;
+	const char *lock, *platform, *environment, *prefix, *unused_for, *shell, *driver;
 	bool replace, skip_special, force, dry_run, repair, purge;
 	int argc;
 	char **argv; /* positional arguments */
@@ -82,6 +83,10 @@ static const char usage[] =
         "  shell-hook ENV [--shell bash|zsh|fish] [--json]\n"
         "                      print the activation as code to eval (default bash), or as\n"
         "                      pixi's shell-hook --json object\n"
+        "  check ENV|LOCK [--driver X.Y[.Z]|none] [--platform P] [--environment E]\n"
+        "                      the CUDA release an environment needs, the host's NVIDIA\n"
+        "                      driver and whether it runs it: exit 0 when it does or no\n"
+        "                      CUDA is needed, 1 when not (or there is no driver)\n"
         "  verify [--repair]   re-hash every object and check every tree's links and shape;\n"
         "                      exit 1 if an object is missing or corrupt or a node damaged\n"
         "                      (or verify could not run). --repair also removes object files\n"
@@ -92,18 +97,22 @@ static const char usage[] =
         "                      or corrupt objects or damaged nodes remain, 8 could not run\n"
         "\n"
         "  --json              machine-readable output (hash, ingest, ls, show, stats, verify, "
-        "gc)\n"
+        "gc,\n"
+        "                      check)\n"
+        "  --driver X.Y[.Z]    the NVIDIA driver to check against (default\n"
+        "                      $CONDAFS_DRIVER_VERSION, else the host's); none: no driver\n"
         "  --store DIR         the store (default $CONDAFS_STORE, else the config's store)\n"
         "  --config FILE       settings (default " CONFIG_PATH ")\n"
         "  --mount DIR         where condafsd serves the store (default: the config's\n"
         "                      mountpoint, /envs)\n"
         "\n"
-        "ENV is a tag, an environment hash, or a unique prefix of one. For run and shell-hook\n"
-        "it may also be a lock file (its hash is taken) or an environment's directory (where\n"
-        "a container bind-mounts MOUNT/<hash>); an existing path is taken as such.\n"
+        "ENV is a tag, an environment hash, or a unique prefix of one. For run, shell-hook\n"
+        "and check it may also be a lock file (its hash is taken; check reads the need from\n"
+        "the lock alone); run and shell-hook also take an environment's directory (where a\n"
+        "container bind-mounts MOUNT/<hash>); an existing path is taken as such.\n"
         "Only root (or the store's owner) opens the store. Other users run ls, show, cat,\n"
-        "stats, export, verify, run and shell-hook through the mount, reading what its modes\n"
-        "let them read; hash needs no store.\n";
+        "stats, export, verify, run, shell-hook and check through the mount, reading what its\n"
+        "modes let them read; hash, and check of a lock file, need no store.\n";
 
 /* "condafs: CMD: MSG" on stderr, escaped: MSG names users' files. */
 static void say(const char *cmd, const char *msg)
@@ -454,6 +463,7 @@ static void json_field(const char *name, const char *v, bool comma)
 static int print_show(const struct cli *c, const struct store_env *env, const struct pkgset *set)
 {
 	char plat[OUT_ESC], src[OUT_ESC];
+	struct cuda_need need;
 	char *json = NULL;
 	size_t len;
 
@@ -466,6 +476,11 @@ static int print_show(const struct cli *c, const struct store_env *env, const st
 	}
 	printf("# %s  %s  %s\n", env->hash, out_esc(env->platform, plat, sizeof(plat)),
 	       out_esc(env->source_prefix, src, sizeof(src)));
+	cuda_need_of(set, &need);
+	if (need.major)
+		printf("# CUDA %s (%s)\n", need.release, out_esc(need.source, src, sizeof(src)));
+	else
+		printf("# CUDA: none needed\n");
 	for (size_t i = 0; i < pkgset_count(set); i++) {
 		const struct pkg *p = pkgset_at(set, i);
 		char name[OUT_ESC], version[OUT_ESC], build[OUT_ESC], channel[OUT_ESC];
@@ -502,6 +517,93 @@ static int cmd_show(const struct cli *c)
 	r = r ? die(c, &err, r) : print_show(c, &env, set);
 	pkgset_free(set);
 	close_view(st, vm);
+	return r;
+}
+
+/* A lock file, not an environment's name: a path to a regular file. Names hold no '/', so
+ * only a tag spelt like a file in the current directory is read as that file. */
+static bool is_lock_file(const char *arg)
+{
+	struct stat sb;
+
+	return stat(arg, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static int print_check(const struct cli *c, const char *hash, const char *name,
+                       const struct cuda_need *need, const struct cuda_driver *drv,
+                       const struct cuda_check *chk)
+{
+	char esc[OUT_ESC];
+
+	if (c->json) {
+		printf("{");
+		json_field("hash", hash, false);
+		json_field("cuda", need->major ? need->release : NULL, true);
+		json_field("cuda_source", need->major ? need->source : NULL, true);
+		json_field("driver", drv->present ? drv->version : NULL, true);
+		json_field("driver_source", drv->present ? drv->source : drv->absent, true);
+		json_field("verdict", cuda_verdict_name(chk->verdict), true);
+		json_field("required_driver", chk->required[0] ? chk->required : NULL, true);
+		json_field("compat_driver", chk->compat[0] ? chk->compat : NULL, true);
+		json_field("message", chk->text, true);
+		printf("}\n");
+		return cuda_verdict_ok(chk->verdict) ? 0 : EXIT_FAILED;
+	}
+	printf("environment  %s (%s)\n", hash, out_esc(name, esc, sizeof(esc)));
+	if (need->major)
+		printf("CUDA         %s, from %s\n", need->release,
+		       out_esc(need->source, esc, sizeof(esc)));
+	else
+		printf("CUDA         none needed\n");
+	if (drv->present)
+		printf("driver       %s, from %s\n", drv->version, drv->source);
+	else
+		printf("driver       none (%s)\n", drv->absent);
+	printf("verdict      %s\n", chk->text);
+	return cuda_verdict_ok(chk->verdict) ? 0 : EXIT_FAILED;
+}
+
+static int cmd_check(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	struct pkgset *set = NULL;
+	struct viamount *vm = NULL;
+	struct store *st = NULL;
+	struct cuda_driver drv;
+	struct cuda_need need;
+	struct cuda_check chk;
+	struct store_env env;
+	int r;
+
+	if ((r = need_args(c, 1)))
+		return r;
+	/* A bad --driver is said before anything is opened. */
+	if ((r = cuda_host_driver(c->driver, &drv, &err)))
+		return die(c, &err, r);
+	if (is_lock_file(c->argv[0])) {
+		r = pkgset_from_lock(c->argv[0], c->platform, c->environment, &set, &err);
+		if (r)
+			return die(c, &err, r);
+		say_platform(c, c->argv[0], set);
+		pkgset_hash(set, env.hash);
+	} else {
+		if ((r = open_view(c, &st, &vm)))
+			return r;
+		if (vm) {
+			r = viamount_find(vm, c->argv[0], &env, &err);
+			if (!r)
+				r = viamount_packages(vm, &env, &set, &err);
+		} else if ((r = store_env_find(st, c->argv[0], &env, &err)) == 0) {
+			r = store_env_packages(st, &env, &set, &err);
+		}
+		close_view(st, vm);
+		if (r)
+			return die(c, &err, r);
+	}
+	cuda_need_of(set, &need);
+	cuda_check(&need, &drv, &chk);
+	r = print_check(c, env.hash, c->argv[0], &need, &drv, &chk);
+	pkgset_free(set);
 	return r;
 }
 
@@ -1085,9 +1187,11 @@ static int cmd_verify(const struct cli *c)
 /*
  * The directory ENV is served at (*ret_dir) and the name activation gives it (*ret_name;
  * a tag as given, else the hash): an environment's directory as such; a lock file's hash,
- * or a tag or hash the store (root) or the mount (a user) knows, at MOUNT/<hash>.
+ * or a tag or hash the store (root) or the mount (a user) knows, at MOUNT/<hash>. With
+ * ret_set, also its package set (the caller's), from where ENV was found.
  */
-static int served_env(const struct cli *c, const char *arg, char **ret_dir, char **ret_name)
+static int served_env(const struct cli *c, const char *arg, char **ret_dir, char **ret_name,
+                      struct pkgset **ret_set)
 {
 	const char *mnt = c->mount ? c->mount : c->config.mountpoint;
 	struct cfs_err err = {{0}};
@@ -1102,6 +1206,10 @@ static int served_env(const struct cli *c, const char *arg, char **ret_dir, char
 
 	if (stat(arg, &sb) == 0 && S_ISDIR(sb.st_mode)) {
 		r = run_env_at(arg, ret_dir, ret_name, &err);
+		if (!r && ret_set && (r = pkgset_from_prefix(*ret_dir, ret_set, &err))) {
+			free(*ret_dir);
+			free(*ret_name);
+		}
 		return r ? die(c, &err, r) : 0;
 	}
 	if (stat(arg, &sb) == 0) {
@@ -1110,11 +1218,13 @@ static int served_env(const struct cli *c, const char *arg, char **ret_dir, char
 		say_platform(c, arg, set);
 		pkgset_hash(set, env.hash);
 		lock = true;
-		pkgset_free(set);
 	} else {
 		if ((r = open_view(c, &st, &vm)))
 			return r;
 		r = vm ? viamount_find(vm, arg, &env, &err) : store_env_find(st, arg, &env, &err);
+		if (!r && ret_set)
+			r = vm ? viamount_packages(vm, &env, &set, &err)
+			       : store_env_packages(st, &env, &set, &err);
 		close_view(st, vm);
 		if (r)
 			return die(c, &err, r);
@@ -1128,6 +1238,7 @@ static int served_env(const struct cli *c, const char *arg, char **ret_dir, char
 		snprintf(msg, sizeof(msg), "%s: %s is not served (is condafsd running at %s?): %s",
 		         arg, env.hash, mnt, err.msg);
 		free(path);
+		pkgset_free(set);
 		say(c->cmd, msg);
 		return EXIT_FAILED;
 	}
@@ -1137,23 +1248,36 @@ static int served_env(const struct cli *c, const char *arg, char **ret_dir, char
 	*ret_name = strdup(!lock && strncmp(env.hash, arg, strlen(arg)) ? arg : env.hash);
 	if (!*ret_name) {
 		free(*ret_dir);
+		pkgset_free(set);
 		return die(c, NULL, -ENOMEM);
 	}
+	if (ret_set)
+		*ret_set = set;
+	else
+		pkgset_free(set);
 	return 0;
 }
 
 static int cmd_run(const struct cli *c)
 {
 	struct cfs_err err = {{0}};
-	char *dir, *name;
+	struct pkgset *set = NULL;
+	struct cuda_driver drv;
+	char *dir, *name, line[512];
 	int r;
 
 	if (c->argc < 2) {
 		fprintf(stderr, "condafs: run: expected ENV and a command\n%s", usage);
 		return EXIT_USAGE;
 	}
-	if ((r = served_env(c, c->argv[0], &dir, &name)))
+	if ((r = cuda_host_driver(c->driver, &drv, &err)))
+		return die(c, &err, r);
+	/* The packages are read only where there is a driver to be too old. */
+	if ((r = served_env(c, c->argv[0], &dir, &name, drv.present ? &set : NULL)))
 		return r;
+	if (set && cuda_warn_line(set, c->driver, line, sizeof(line)) == 1)
+		say(c->cmd, line);
+	pkgset_free(set);
 	r = run_exec(dir, name, c->argv + 1, &err);
 	say(c->cmd, err.msg);
 	free(dir);
@@ -1175,7 +1299,7 @@ static int cmd_shell_hook(const struct cli *c)
 		        c->shell, usage);
 		return EXIT_USAGE;
 	}
-	if ((r = served_env(c, c->argv[0], &dir, &name)))
+	if ((r = served_env(c, c->argv[0], &dir, &name, NULL)))
 		return r;
 	r = shell_hook_print(stdout, dir, name, shell, c->json, &err);
 	free(dir);
@@ -1228,6 +1352,7 @@ static const struct command {
         {"tag", cmd_tag},       {"untag", cmd_untag},
         {"rm", cmd_rm},         {"gc", cmd_gc},
         {"run", cmd_run},       {"shell-hook", cmd_shell_hook},
+        {"check", cmd_check},
 };
 
 int main(int argc, char **argv)
@@ -1249,6 +1374,7 @@ int main(int argc, char **argv)
 		O_MOUNT,
 		O_PURGE,
 		O_SHELL,
+		O_DRIVER,
 	};
 	static const struct option opts[] = {
 	        {"store", required_argument, NULL, O_STORE},
@@ -1267,6 +1393,7 @@ int main(int argc, char **argv)
 	        {"mount", required_argument, NULL, O_MOUNT},
 	        {"purge", no_argument, NULL, O_PURGE},
 	        {"shell", required_argument, NULL, O_SHELL},
+	        {"driver", required_argument, NULL, O_DRIVER},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -1324,6 +1451,9 @@ int main(int argc, char **argv)
 			break;
 		case O_SHELL:
 			c.shell = optarg;
+			break;
+		case O_DRIVER:
+			c.driver = optarg;
 			break;
 		case 'h':
 			fputs(usage, stdout);

@@ -43,6 +43,8 @@ static void test_envs(void)
 	set_env(&v[1], H2, "/bad/\xff\xfe", 0);
 	set_env(&v[2], H3, "/p", 1);
 	v[1].env.broken = true;
+	strcpy(v[2].cuda, "11.8");
+	strcpy(v[2].cuda_source, "cuda-version 11.8");
 	strcpy(tags[0].name, "alpha");
 	memcpy(tags[0].hash, H2, 33);
 	strcpy(tags[1].name, "beta");
@@ -58,9 +60,12 @@ static void test_envs(void)
 	                   " \"platform\": \"linux-64\", \"files\": 3, \"logical_bytes\": 3000,"
 	                   " \"unique_bytes\": 30, \"created\": 1700000000, \"last_used\":"
 	                   " 1700000500, \"source_prefix\": \"/opt/conda/envs/a \\\"q\\\" \\\\"
-	                   " \\u0009\\u0001 \xc3\xa9\", \"broken\": false},\n") == text);
+	                   " \\u0009\\u0001 \xc3\xa9\", \"broken\": false, \"cuda\": null,"
+	                   " \"cuda_source\": null},\n") == text);
+	CHECK(strstr(text, "\"broken\": false, \"cuda\": \"11.8\", \"cuda_source\":"
+	                   " \"cuda-version 11.8\"}") != NULL);
 	CHECK(strstr(text, "\"tags\": [\"alpha\", \"beta\"]") != NULL);
-	CHECK(strstr(text, "\"/bad/\\ufffd\\ufffd\", \"broken\": true}") != NULL);
+	CHECK(strstr(text, "\"/bad/\\ufffd\\ufffd\", \"broken\": true, \"cuda\": null") != NULL);
 	CHECK(len > 4 && !strcmp(text + len - 4, "}\n]\n"));
 
 	CHECK(report_envs_parse("envs.json", text, len, &back, &n, &err) == 0);
@@ -75,6 +80,8 @@ static void test_envs(void)
 		CHECK(back[k].env.last_used == v[k].env.last_used);
 		CHECK(back[k].env.broken == v[k].env.broken);
 		CHECK(back[k].ntags == v[k].ntags);
+		CHECK_STR(back[k].cuda, v[k].cuda);
+		CHECK_STR(back[k].cuda_source, v[k].cuda_source);
 	}
 	if (back && n == 3) {
 		CHECK_STR(back[0].env.source_prefix, v[0].env.source_prefix);
@@ -158,7 +165,8 @@ static void test_packages(void)
 	CHECK(pkgset_finish(set, "linux-64", "t", NULL) == 0);
 	CHECK(report_packages_json(&env, set, &text, &len) == 0);
 	CHECK_STR(text, "{\"hash\": \"0123456789abcdef0123456789abcdef\", \"platform\":"
-	                " \"linux-64\", \"packages\": [\n {\"kind\": \"conda\", \"name\":"
+	                " \"linux-64\", \"cuda\": null, \"cuda_source\": null, \"packages\": [\n "
+	                "{\"kind\": \"conda\", \"name\":"
 	                " \"numpy\", \"version\": \"1.26.4\", \"build\": \"py311_0\","
 	                " \"channel\": \"https://channel.example.invalid/x\", \"subdir\": \"linux-64\","
 	                " \"md5\": \"0123456789abcdef0123456789abcdef\", \"sha256\": null},\n"
@@ -244,11 +252,53 @@ static void test_damaged(void)
 	                         NULL) == -EBADMSG);
 }
 
+/* The CUDA need: show --json says it from the packages; envs.json from a condafsd that
+ * wrote none still reads; a need that is not a string does not. */
+static void test_cuda(void)
+{
+	static const char old[] = "[{\"hash\": \"0123456789abcdef0123456789abcdef\", \"tags\": [],"
+	                          " \"platform\": \"linux-64\", \"files\": 1, \"logical_bytes\": 1,"
+	                          " \"unique_bytes\": 1, \"created\": 1, \"last_used\": 0,"
+	                          " \"source_prefix\": \"/p\", \"broken\": false}]";
+	static const char bad[] = "[{\"hash\": \"0123456789abcdef0123456789abcdef\", \"tags\": [],"
+	                          " \"platform\": \"linux-64\", \"files\": 1, \"logical_bytes\": 1,"
+	                          " \"unique_bytes\": 1, \"created\": 1, \"last_used\": 0,"
+	                          " \"source_prefix\": \"/p\", \"broken\": false, \"cuda\": [1]}]";
+	struct pkg c = {PKG_CONDA, "cuda-version", "12.1", "h1d6eff3_3", NULL, NULL, NULL, NULL};
+	struct report_env *back = NULL;
+	struct store_env env = {0};
+	struct cfs_err err = {{0}};
+	struct pkgset *set = NULL;
+	char *text = NULL;
+	size_t len, n = 0;
+
+	memcpy(env.hash, H1, 33);
+	strcpy(env.platform, "linux-64");
+	CHECK(pkgset_new(&set) == 0);
+	CHECK(pkgset_add(set, &c, "t", NULL) == 0);
+	CHECK(pkgset_finish(set, "linux-64", "t", NULL) == 0);
+	CHECK(report_packages_json(&env, set, &text, &len) == 0);
+	CHECK(text &&
+	      strstr(text, "\"platform\": \"linux-64\", \"cuda\": \"12.1\","
+	                   " \"cuda_source\": \"cuda-version 12.1\", \"packages\"") != NULL);
+	free(text);
+	pkgset_free(set);
+
+	CHECK(report_envs_parse("envs.json", old, strlen(old), &back, &n, &err) == 0 && n == 1);
+	if (back && n == 1)
+		CHECK(back[0].cuda[0] == '\0' && back[0].cuda_source[0] == '\0');
+	report_envs_free(back, n);
+	back = NULL;
+	CHECK(report_envs_parse("envs.json", bad, strlen(bad), &back, &n, &err) == -EBADMSG);
+	CHECK_STR(err.msg, "envs.json: environment 1: no valid 'cuda'");
+}
+
 int main(void)
 {
 	test_envs();
 	test_stats();
 	test_packages();
+	test_cuda();
 	test_mount();
 	test_damaged();
 	return test_exit();

@@ -72,6 +72,18 @@ size_t pkgset_count(const struct pkgset *set);
 /* Packages are sorted by (kind, name); valid while the set lives. */
 const struct pkg *pkgset_at(const struct pkgset *set, size_t i);
 
+/* A virtual package the lock's solution requires (conda's __cuda, __glibc, ...): a
+ * package's dependency on it (pixi.lock depends, conda-lock.yml dependencies) or one the
+ * lock's platform declares (pixi.lock v7 virtual-packages). Only a set read from a lock
+ * has them; they are not part of the hash. Valid while the set lives. */
+struct pkg_virtual {
+	const char *name; /* "__cuda" */
+	const char *spec; /* the version part of the match spec: ">=12", "12"; "" for any */
+	const char *from; /* the package that depends on it, or "platform NAME" */
+};
+size_t pkgset_virtual_count(const struct pkgset *set);
+const struct pkg_virtual *pkgset_virtual_at(const struct pkgset *set, size_t i);
+
 /* XXH3-128 of the canonical set (platform, (name, version, build) / (name, version)),
  * as 32 lowercase hex digits and a NUL. */
 void pkgset_hash(const struct pkgset *set, char ret[33]);
@@ -454,12 +466,16 @@ struct report_env {
 	uint64_t unique_bytes;
 	struct store_tag *tags; /* by name; read back: only name and hash are set */
 	size_t ntags;
+	char cuda[16];         /* the CUDA release it needs (condafs/cuda.h), "" for none */
+	char cuda_source[256]; /* what in its packages says so, "" for none */
 };
 
 /* Every live environment with its tags and unique bytes, sorted by hash. *ret is freed
  * with report_envs_free. */
 int report_envs(struct store *st, struct report_env **ret, size_t *ret_n, struct cfs_err *err);
 void report_envs_free(struct report_env *v, size_t n);
+/* Set each environment's CUDA need (cuda, cuda_source) from its packages. */
+int report_envs_cuda(struct store *st, struct report_env *v, size_t n, struct cfs_err *err);
 /* Add each tag (sorted by name) to the environment it names in v (sorted by hash); tags of
  * environments not in v are left out. -ENOMEM. */
 int report_envs_tag(struct report_env *v, size_t n, const struct store_tag *tags, size_t ntags);
