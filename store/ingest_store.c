@@ -170,7 +170,7 @@ static int pyc_rewrite(struct ingest *in, struct inode *n, const struct fileread
 	size_t snlen = 0, placeholder;
 	int r;
 
-	if (!s || s->type != NODE_FILE || s->size == 0 || s->size > READ_MAX ||
+	if (!s || s->type != NODE_FILE || s->size == 0 || s->size > STORE_PYC_MAX ||
 	    !pyc_header_matches(f->data, f->len, s->mtime_ns / 1000000000, s->size))
 		return 0;
 	buf = malloc(s->size);

@@ -32,6 +32,8 @@
  */
 #include "pyc.h"
 
+#include "err.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +84,11 @@ static bool layout_of(const uint8_t *data, size_t len, enum layout *ret)
 			return true;
 		}
 	return false;
+}
+
+bool store_pyc_source(const char *relpath, char *buf, size_t size)
+{
+	return pyc_source_name(relpath, buf, size);
 }
 
 bool pyc_source_name(const char *relpath, char *buf, size_t size)
@@ -391,5 +398,38 @@ out:
 	free(ins);
 	free(fields);
 	free(w.strs);
+	return rc;
+}
+
+/* The served bytes of a pyc go through the same rewrite: its strings hold from where the
+ * store's hold no prefix, its header names the source as served under from. */
+int store_relocate_pyc(const char *relpath, const void *data, size_t len, const void *src,
+                       size_t src_len, int64_t src_mtime_s, const char *from, const char *to,
+                       int (*out)(void *ctx, const void *buf, size_t n), void *ctx,
+                       struct cfs_err *err)
+{
+	size_t flen = strlen(from), snlen = 0, nlen = 0;
+	uint8_t *sneutral = NULL, *neutral = NULL;
+	struct reloc *srl = NULL, *r = NULL;
+	int rc = 0;
+
+	if (flen && len <= STORE_PYC_MAX && src_len <= STORE_PYC_MAX &&
+	    pyc_header_matches(data, len, src_mtime_s, src_len) &&
+	    reloc_mode_guess("source.py", src, src_len) == RELOC_TEXT)
+		rc = reloc_scan(src, src_len, from, flen, RELOC_TEXT, 0, &sneutral, &snlen, &srl,
+		                err);
+	if (!rc && srl)
+		rc = pyc_scan(data, len, from, flen, snlen, reloc_text_inserts(srl), &neutral,
+		              &nlen, &r);
+	if (rc == -ENOMEM)
+		err_set(err, rc, "%s: out of memory", relpath);
+	if (!rc && r)
+		rc = reloc_emit(r, neutral, nlen, relpath, to, out, ctx, err);
+	else if (!rc && len)
+		rc = out(ctx, data, len);
+	free(sneutral);
+	free(neutral);
+	reloc_free(srl);
+	reloc_free(r);
 	return rc;
 }

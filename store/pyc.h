@@ -9,6 +9,8 @@
 
 #include "reloc.h"
 
+#include "condafs/store.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -1171,10 +1171,8 @@ int store_relocate(const char *relpath, const void *data, size_t len, const char
 {
 	enum reloc_mode mode = reloc_mode_guess(relpath, data, len);
 	size_t flen = strlen(from), tlen = strlen(to), nlen = 0;
-	struct neutral_src src = {NULL, 0};
-	uint8_t *neutral = NULL, *piece = NULL;
+	uint8_t *neutral = NULL;
 	struct reloc *r = NULL;
-	uint64_t off = 0;
 	int rc = 0;
 
 	if (mode != RELOC_NONE && flen)
@@ -1183,17 +1181,28 @@ int store_relocate(const char *relpath, const void *data, size_t len, const char
 		return rc;
 	if (!r)
 		return len ? out(ctx, data, len) : 0;
-	if (reloc_fits(r, tlen)) {
+	if (reloc_fits(r, tlen))
 		rc = err_set(err, -ENOSPC, "%s: prefix %s (%zu bytes) does not fit a binary slot",
 		             relpath, to, tlen);
-		goto out;
-	}
-	piece = malloc(RELOCATE_PIECE);
-	if (!piece) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	src = (struct neutral_src){neutral, nlen};
+	else
+		rc = reloc_emit(r, neutral, nlen, relpath, to, out, ctx, err);
+	free(neutral);
+	reloc_free(r);
+	return rc;
+}
+
+int reloc_emit(struct reloc *r, const uint8_t *neutral, size_t nlen, const char *relpath,
+               const char *to, int (*out)(void *ctx, const void *buf, size_t n), void *ctx,
+               struct cfs_err *err)
+{
+	struct neutral_src src = {neutral, nlen};
+	uint8_t *piece = malloc(RELOCATE_PIECE);
+	size_t tlen = strlen(to);
+	uint64_t off = 0;
+	int rc = 0;
+
+	if (!piece)
+		return -ENOMEM;
 	for (;;) {
 		size_t got = 0;
 
@@ -1208,9 +1217,6 @@ int store_relocate(const char *relpath, const void *data, size_t len, const char
 			break;
 		off += got;
 	}
-out:
 	free(piece);
-	free(neutral);
-	reloc_free(r);
 	return rc;
 }

@@ -89,6 +89,12 @@ struct reloc_field {
 int reloc_make_pyc(const uint64_t *ins, size_t nins, const struct reloc_field *fields,
                    size_t nfields, struct reloc **ret);
 
+/* The whole content (neutral, nlen bytes in memory) as served under prefix to, given to
+ * out in pieces of at most 1 MiB; relpath names the file in the error. */
+int reloc_emit(struct reloc *r, const uint8_t *neutral, size_t nlen, const char *relpath,
+               const char *to, int (*out)(void *ctx, const void *buf, size_t n), void *ctx,
+               struct cfs_err *err);
+
 /* The record's encoding for the catalog. *ret is malloc'd. Only for a record in memory
  * (reloc_scan, reloc_decode); -EINVAL for one opened from a source. */
 int reloc_encode(const struct reloc *r, uint8_t **ret, size_t *ret_len);

@@ -6,7 +6,8 @@ bytes at the mount, bytes, a frozenset, a nested code object) and its timestamp 
 compiled by Debian's python3.11 at the build prefix: through the mount the pyc is valid
 for the relocated source (its header's size follows it), importing it reads the pyc and
 opens neither the source nor anything for writing (strace), and its constants name the
-mount path; `condafs export` to another directory writes a pyc valid there, naming it.
+mount path; `condafs export` to another directory writes a pyc valid there, naming it, and a user's
+export through the mount writes the same bytes as root's.
 A hash-based pyc, one of an unknown magic and a truncated one are served as they are,
 and the import still works (Python compiles their sources, as before)."""
 
@@ -169,6 +170,23 @@ with t.section("through the mount"):
 
 with t.section("condafs export to another directory"):
     check_valid_import(dest, "export")
+
+with t.section("a user's export through the mount: the pyc root's export writes"):
+    mine = t.path("nobody-home")
+    os.makedirs(mine)
+    os.chown(mine, 65534, 65534)
+    udest = os.path.join(mine, "env")
+    with t.daemon(store, mnt) as d:
+        r = t.cfs(store, "--mount", d.mnt, "export", h, udest, user="nobody")
+        t.check("nobody exports the environment", r.rc == 0, r)
+    check_valid_import(udest, "nobody's export")
+    mine_pycs = {n: open(pyc_path(udest, n), "rb").read() for n in NAMES}
+    os.rename(udest, udest + ".nobody")
+    r = t.export(store, h, udest)
+    t.check("root's export to the same directory", r.rc == 0, r)
+    for name in NAMES:
+        t.eq(f"{name}: nobody's pyc is root's, byte for byte", mine_pycs[name],
+             open(pyc_path(udest, name), "rb").read())
 
 with t.section("export at the build prefix: the same objects as the build's pyc"):
     lib.Harness.rmtree(src)
