@@ -179,6 +179,18 @@ with t.section("a user's export through the mount: the pyc root's export writes"
     with t.daemon(store, mnt) as d:
         r = t.cfs(store, "--mount", d.mnt, "export", h, udest, user="nobody")
         t.check("nobody exports the environment", r.rc == 0, r)
+        rel = os.path.join(SITE, "__pycache__", f"pycmod.{TAG}")
+        where = t.path("elsewhere")
+        rr = t.cfs(store, "cat", h, rel, "--prefix", where)
+        ru = t.cfs(store, "--mount", d.mnt, "cat", h, rel, "--prefix", where, user="nobody")
+        t.check("cat of the pyc: nobody's bytes are root's", rr.rc == 0 and ru.rc == 0 and
+                rr.out == ru.out, (rr, ru))
+        rs = t.cfs(store, "cat", h, os.path.join(SITE, "pycmod.py"), "--prefix", where)
+        pyc = rr.out.encode("utf-8", "surrogateescape")
+        t.eq("cat of the pyc: its header names the source's size under that prefix",
+             struct.unpack("<I", pyc[12:16])[0], len(rs.out.encode()))
+        t.check("cat of the pyc: it names that prefix", where.encode() in pyc and
+                P.encode() not in pyc)
     check_valid_import(udest, "nobody's export")
     mine_pycs = {n: open(pyc_path(udest, n), "rb").read() for n in NAMES}
     os.rename(udest, udest + ".nobody")
