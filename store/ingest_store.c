@@ -146,7 +146,7 @@ static struct inode *pyc_source(struct ingest *in, const struct inode *n)
 	char name[256];
 	const struct inode *dir;
 
-	if (!pyc_source_name(n->rel, name, sizeof(name)) || n->parent >= in->n)
+	if (!store_pyc_source(n->rel, name, sizeof(name)) || n->parent >= in->n)
 		return NULL;
 	dir = &in->nodes[in->nodes[n->parent].parent];
 	return bsearch(name, in->nodes + dir->first_child, dir->nchildren, sizeof(*in->nodes),

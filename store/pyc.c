@@ -88,11 +88,6 @@ static bool layout_of(const uint8_t *data, size_t len, enum layout *ret)
 
 bool store_pyc_source(const char *relpath, char *buf, size_t size)
 {
-	return pyc_source_name(relpath, buf, size);
-}
-
-bool pyc_source_name(const char *relpath, char *buf, size_t size)
-{
 	const char *name = strrchr(relpath, '/'), *dot;
 	size_t n = strlen(relpath), dirlen;
 

@@ -19,12 +19,6 @@
 #define PYC_HEADER 16
 
 /*
- * For relpath .../__pycache__/NAME.TAG.pyc (TAG like cpython-311 or cpython-311.opt-1),
- * NAME.py into buf: the source Python checks it against. false for any other name.
- */
-bool pyc_source_name(const char *relpath, char *buf, size_t size);
-
-/*
  * True when data is a timestamp pyc of a CPython this module knows (3.8 to 3.13) whose
  * header matches a source of mtime (seconds) and size as Python checks it.
  */

@@ -508,8 +508,9 @@ int store_relocate(const char *relpath, const void *data, size_t len, const char
  * served as they are. */
 #define STORE_PYC_MAX (1u << 20)
 
-/* For a pyc's path (.../__pycache__/NAME.TAG.pyc): NAME.py into buf, the source Python
- * checks it against; false for any other path. */
+/* For a pyc's path (.../__pycache__/NAME.TAG.pyc, TAG like cpython-311 or
+ * cpython-311.opt-1): NAME.py into buf, the source Python checks it against; false for
+ * any other path. */
 bool store_pyc_source(const char *relpath, char *buf, size_t size);
 
 /*
