@@ -55,6 +55,9 @@ site = os.path.join(src, SITE)
 for name in NAMES:
     lib.write(os.path.join(site, name + ".py"), MOD, 0o644,
               mtime_ns=1700000000_123456789)
+# The prefix in a comment only: the pyc holds none, but its header must follow the source.
+lib.write(os.path.join(site, "commentmod.py"), f"# built at {P}\nVALUES = [1]\n", 0o644,
+          mtime_ns=1700000000_123456789)
 # Compiled at the build prefix by Debian's python, as a build would: timestamp mode for
 # pycmod, checked hash for hashmod.
 env = {k: v for k, v in os.environ.items() if k not in ("SOURCE_DATE_EPOCH",
@@ -64,7 +67,8 @@ import py_compile as c
 for name, mode in [("pycmod", c.PycInvalidationMode.TIMESTAMP),
                    ("hashmod", c.PycInvalidationMode.CHECKED_HASH),
                    ("magicmod", c.PycInvalidationMode.TIMESTAMP),
-                   ("truncmod", c.PycInvalidationMode.TIMESTAMP)]:
+                   ("truncmod", c.PycInvalidationMode.TIMESTAMP),
+                   ("commentmod", c.PycInvalidationMode.TIMESTAMP)]:
     c.compile({site!r} + "/" + name + ".py", invalidation_mode=mode, doraise=True)
 """], check=True, env=env)
 cache = os.path.join(site, "__pycache__")
@@ -152,6 +156,13 @@ with t.section("through the mount"):
         t.check("a short string grew past 255 bytes: 4-byte length",
                 len(SHORT.replace(P, top)) > 255)
         check_valid_import(top, "the mount")
+        t.check("commentmod: the pyc's header matches its source (prefix in a comment)",
+                header_matches(top, "commentmod"))
+        r, lines = import_traced(top, "commentmod")
+        py = os.path.join(top, SITE, "commentmod.py")
+        t.check("commentmod: imported from its pyc, the source not opened",
+                r.returncode == 0 and r.stdout.strip() == "[1]" and
+                not [x for x in lines if "open" in x and f'"{py}"' in x], (r, lines[-20:]))
         for name in ("hashmod", "magicmod", "truncmod"):
             t.eq(f"{name}: its pyc is served as it is",
                  open(pyc_path(top, name), "rb").read(), orig[name])
