@@ -287,6 +287,8 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 	exists = r == 0;
 	in.dry = exists && !in.opts->replace;
 	r = ingest_store_files(&in, err);
+	if (!r)
+		r = ingest_check_pycs(&in, err);
 	if (r)
 		goto out;
 	if (exists) {

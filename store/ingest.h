@@ -53,6 +53,12 @@ struct inode {
 	uint64_t stored; /* image bytes of a content with an image of its own */
 	char *target;    /* symlinks: neutral target, owned */
 	size_t target_len;
+	/* A pyc rewritten for its source (store/pyc.c): the source's index + 1, and the
+	 * neutral size and inserts it was rewritten for, which the source's own store must
+	 * find too (checked after the store phase: else the source changed between reads). */
+	uint32_t pyc_src;
+	uint32_t pyc_src_inserts;
+	uint64_t pyc_src_neutral;
 };
 
 struct ingest {
@@ -204,6 +210,8 @@ bool ingest_same_inode(const struct inode *n, const struct stat *sb);
 int ingest_walk(struct ingest *in, struct cfs_err *err);
 /* The store phase: every file's content stored or found, the new images published (I1). */
 int ingest_store_files(struct ingest *in, struct cfs_err *err);
+/* Every rewritten pyc's source was stored as the pyc was rewritten for. */
+int ingest_check_pycs(struct ingest *in, struct cfs_err *err);
 /* r, or for -EBADMSG (a stored key with other bytes) the message that says so for rel. */
 int ingest_collision(struct ingest *in, const char *rel, int r, struct cfs_err *err);
 /* 0 if the prefix's tree is the stored environment's; -EEXIST naming the differences. */

@@ -8,6 +8,7 @@
 #include "ingest.h"
 
 #include "err.h"
+#include "pyc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -128,6 +129,88 @@ static int compare_member(struct ingest *in, struct catalog *cat, ZSTD_DCtx *dct
 	return r;
 }
 
+static int child_cmp(const void *key, const void *elem)
+{
+	const char *name = key;
+	const struct inode *y = elem;
+	size_t len = strlen(name), n = len < y->namelen ? len : y->namelen;
+	int c = memcmp(name, y->name, n);
+
+	return c ? c : (len > y->namelen) - (len < y->namelen);
+}
+
+/* The source beside pyc n (__pycache__/NAME.TAG.pyc: NAME.py), or NULL. Children are
+ * sorted by name (ingest_walk.c). */
+static struct inode *pyc_source(struct ingest *in, const struct inode *n)
+{
+	char name[256];
+	const struct inode *dir;
+
+	if (!store_pyc_source(n->rel, name, sizeof(name)) || n->parent >= in->n)
+		return NULL;
+	dir = &in->nodes[in->nodes[n->parent].parent];
+	return bsearch(name, in->nodes + dir->first_child, dir->nchildren, sizeof(*in->nodes),
+	               child_cmp);
+}
+
+/*
+ * Pyc n (read whole in f) rewritten for its source (store/pyc.c) when Python would use it
+ * (its header matches the source) and the source holds the prefix in text mode: the source
+ * is read here too, to know its neutral size and inserts, which its own store must find
+ * again (ingest_check_pycs). Otherwise nothing: the pyc is stored as it is.
+ */
+static int pyc_rewrite(struct ingest *in, struct inode *n, const struct fileread *f,
+                       uint8_t **ret_neutral, size_t *ret_nlen, struct reloc **ret_rl,
+                       struct cfs_err *err)
+{
+	struct inode *s = pyc_source(in, n);
+	struct fileread sf;
+	struct reloc *srl = NULL;
+	uint8_t *buf, *sneutral = NULL;
+	size_t snlen = 0, placeholder;
+	int r;
+
+	if (!s || s->type != NODE_FILE || s->size == 0 || s->size > STORE_PYC_MAX ||
+	    !pyc_header_matches(f->data, f->len, s->mtime_ns / 1000000000, s->size))
+		return 0;
+	buf = malloc(s->size);
+	if (!buf)
+		return err_set(err, -ENOMEM, "out of memory");
+	r = fileread_open(in, s, buf, &sf, err);
+	if (!r && sf.data && file_mode(in, s, &sf, &placeholder) == RELOC_TEXT)
+		r = reloc_scan(sf.data, sf.len, in->prefix, in->plen, RELOC_TEXT, placeholder,
+		               &sneutral, &snlen, &srl, err);
+	if (!r && srl)
+		r = pyc_scan(f->data, f->len, in->prefix, in->plen, snlen, reloc_text_inserts(srl),
+		             ret_neutral, ret_nlen, ret_rl);
+	if (r == -ENOMEM)
+		err_set(err, r, "%s/%s: out of memory", in->prefix, n->rel);
+	if (!r && *ret_rl) {
+		n->pyc_src = (uint32_t)(s - in->nodes) + 1;
+		n->pyc_src_inserts = reloc_text_inserts(srl);
+		n->pyc_src_neutral = snlen;
+	}
+	fileread_close(&sf);
+	free(buf);
+	free(sneutral);
+	reloc_free(srl);
+	return r;
+}
+
+int ingest_check_pycs(struct ingest *in, struct cfs_err *err)
+{
+	for (size_t i = 0; i < in->n; i++) {
+		const struct inode *n = &in->nodes[i], *s;
+
+		if (!n->pyc_src)
+			continue;
+		s = content_of(in, &in->nodes[n->pyc_src - 1]);
+		if (s->inserts != n->pyc_src_inserts || s->neutral_size != n->pyc_src_neutral)
+			return ingest_changed(in, s, err);
+	}
+	return 0;
+}
+
 /* The content of node k in src (prefix-neutral), and its key. A file too large for the
  * worker's buffer, or with holes, is streamed: hashed now, its bytes given again to
  * whatever compares or compresses it (*ret_streamed). */
@@ -154,12 +237,13 @@ static int read_file(struct ingest *in, struct inode *n, struct fileread *f, str
 		return 0;
 	}
 	mode = file_mode(in, n, f, &placeholder);
-	if (mode != RELOC_NONE) {
+	if (mode != RELOC_NONE)
 		r = reloc_scan(f->data, f->len, in->prefix, in->plen, mode, placeholder,
 		               ret_neutral, &nlen, ret_rl, err);
-		if (r)
-			return r;
-	}
+	else
+		r = pyc_rewrite(in, n, f, ret_neutral, &nlen, ret_rl, err);
+	if (r)
+		return r;
 	if (*ret_rl) {
 		*src = (struct object_src){.data = *ret_neutral, .len = nlen};
 		n->inserts = reloc_text_inserts(*ret_rl);

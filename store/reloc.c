@@ -10,7 +10,9 @@
  * Invariants. A broken one serves wrong bytes, which is losing the file:
  * R1: reloc_read under the ingest prefix returns the original bytes, at every offset and
  *     length. So a binary slot never holds less than the file held (n * plen), whatever
- *     placeholder length conda-meta claims.
+ *     placeholder length conda-meta claims. A pyc record (store/pyc.c) is the one
+ *     exception: its strings that held the prefix are served with 4-byte lengths, so
+ *     under the ingest prefix it loads to the same objects but is not the same bytes.
  * R2: reloc_read under another prefix returns what conda's own replacement would write
  *     (text: str.replace; binary: per NUL-terminated string, replace and take or give NULs
  *     after it), or -ENOSPC before any byte is read or written.
@@ -26,6 +28,9 @@
  * R6: what a record holds in memory does not grow with the file: a record opened from the
  *     catalog is kept whole only up to RELOC_WINDOW bytes, else read through a window that
  *     size, with at most RELOC_MARKS marks; it is never decoded into arrays.
+ * R7: a pyc record is at most RELOC_PYC_MAX bytes, so it is always held whole; its fields
+ *     lie inside the neutral content (checked by every read) and no insert falls strictly
+ *     inside a field (checked by decode): patching one never writes outside it.
  */
 #include "reloc.h"
 
@@ -80,9 +85,17 @@ struct reloc {
 	struct cursor *marks; /* marks[i] after insert i * step; marks[0] the start */
 	size_t marks_cap;
 	uint32_t nmarks, step;
+	/* A pyc record (format 2): text inserts plus nfields fields, encoded from record
+	 * offset fields_pos; the inserts' deltas from body_pos; the last field ends at
+	 * fields_end. */
+	bool pyc;
+	uint32_t nfields;
+	uint64_t fields_pos, body_pos, fields_end;
 };
 
 #define RELOC_FORMAT_VERSION 1
+/* Pyc records only: text and binary records are still written as version 1. */
+#define RELOC_FORMAT_PYC 2
 /* Records up to this size are kept whole; larger ones read through a window this size. */
 #define RELOC_WINDOW 4096
 /* At most this many marks per record: every RELOC_MARK_STEP-th insert, then every other
@@ -171,6 +184,12 @@ static int grow(void **p, size_t *cap, size_t need, size_t sz)
  *           construction); n - 1 deltas between its inserts; end - x[last]; cap.
  * Deltas make a record small (about a byte per insert) and keep offsets sorted by
  * construction.
+ *
+ * Version 2, for pyc records only (mode 3), at most RELOC_PYC_MAX bytes:
+ *   u8 version (2), u8 mode (3), f, then f fields: x - end of the previous field (0 for
+ *   the first), k; then m >= 0 and m deltas as in text mode.
+ * A reader of version 1 only refuses it (-EBADMSG) rather than serve it wrong. The spec
+ * is docs/reloc-format.md.
  */
 
 struct buf {
@@ -248,8 +267,7 @@ static int scan_string_end(struct scan *s, uint64_t cap, struct cfs_err *err)
  * sanitizer's wrapper checks every byte it is given, which over the rest of a file at
  * each occurrence took 14 s for 4 MB.
  */
-static const uint8_t *find_prefix(const uint8_t *data, size_t n, const char *prefix,
-                                  size_t plen)
+static const uint8_t *find_prefix(const uint8_t *data, size_t n, const char *prefix, size_t plen)
 {
 	size_t at = 0, w = FIND_WINDOW_MIN + plen;
 
@@ -601,6 +619,64 @@ static int add_mark(struct reloc *r, const struct cursor *c)
 	return 0;
 }
 
+/* The next field of a pyc record at *pos, whose previous field ended at *end. */
+static void next_field(struct rd *d, uint64_t *pos, uint64_t *end, struct reloc_field *f)
+{
+	uint64_t k;
+
+	f->x = get_add(d, pos, *end);
+	k = get_varint(d, pos);
+	if (k > UINT32_MAX || f->x > UINT64_MAX - 4)
+		d->bad = true;
+	f->k = (uint32_t)k;
+	*end = f->x + 4;
+}
+
+/* A pyc record's fields (R7): whole in memory, each well formed. */
+static int index_fields(struct reloc *r, struct rd *d, uint64_t *pos)
+{
+	uint64_t n, end = 0;
+	struct reloc_field f;
+
+	if (r->len > RELOC_PYC_MAX || r->src.read)
+		return -EBADMSG;
+	r->pyc = true;
+	n = get_varint(d, pos);
+	/* Every field takes two bytes of the record at least. */
+	if (d->bad || n > (r->len - *pos) / 2)
+		return -EBADMSG;
+	r->nfields = (uint32_t)n;
+	r->fields_pos = *pos;
+	for (uint32_t i = 0; i < r->nfields && !d->bad; i++)
+		next_field(d, pos, &end, &f);
+	if (d->bad)
+		return -EBADMSG;
+	r->fields_end = end;
+	return 0;
+}
+
+/* R7: no insert strictly inside a field. Both lists are sorted: one merged pass. */
+static int check_fields(struct reloc *r)
+{
+	struct rd d = {r, &r->win, false, 0, false};
+	struct cursor c = {.pos = r->body_pos};
+	uint64_t fpos = r->fields_pos, end = 0;
+	struct reloc_field f;
+	struct ev e = {EV_END, 0, 0, 0};
+	uint32_t i = 0;
+
+	next_event(&d, &c, &e);
+	while (!d.bad && i < r->nfields) {
+		next_field(&d, &fpos, &end, &f);
+		i++;
+		while (!d.bad && e.kind == EV_INSERT && e.x <= f.x)
+			next_event(&d, &c, &e);
+		if (e.kind == EV_INSERT && e.x < f.x + 4)
+			return -EBADMSG;
+	}
+	return d.bad ? -EBADMSG : 0;
+}
+
 /*
  * Validate the whole record through w (R5) and lay down its marks, max_plen and last. Any
  * record it accepts, reloc_read serves without reading outside the neutral content.
@@ -613,13 +689,23 @@ static int index_record(struct reloc *r, struct window *w)
 	int version = get_byte(&d, &pos), mode = get_byte(&d, &pos);
 	struct ev e;
 
-	if (version != RELOC_FORMAT_VERSION || (mode != RELOC_TEXT && mode != RELOC_BINARY))
+	if (version == RELOC_FORMAT_PYC && mode == RELOC_PYC) {
+		int rc = index_fields(r, &d, &pos);
+
+		if (rc)
+			return rc;
+		mode = RELOC_TEXT;
+	} else if (version != RELOC_FORMAT_VERSION ||
+	           (mode != RELOC_TEXT && mode != RELOC_BINARY)) {
 		return d.err ? d.err : -EBADMSG;
+	}
 	r->mode = (enum reloc_mode)mode;
 	count = get_varint(&d, &pos);
-	/* Every insert, and every string, takes at least one byte more of the record. */
-	if (d.bad || count == 0 || count > r->len - pos || count > UINT32_MAX)
+	/* Every insert, and every string, takes at least one byte more of the record; only a
+	 * pyc record may have none (its fields alone change). */
+	if (d.bad || (count == 0 && !r->pyc) || count > r->len - pos || count > UINT32_MAX)
 		return d.err ? d.err : -EBADMSG;
+	r->body_pos = pos;
 	if (r->mode == RELOC_TEXT)
 		r->ninserts = (uint32_t)count;
 	else
@@ -652,7 +738,41 @@ static int index_record(struct reloc *r, struct window *w)
 		return d.err ? d.err : -EBADMSG;
 	if (r->mode == RELOC_BINARY)
 		r->ninserts = (uint32_t)c.dec;
-	return 0;
+	return r->pyc ? check_fields(r) : 0;
+}
+
+int reloc_make_pyc(const uint64_t *ins, size_t nins, const struct reloc_field *fields,
+                   size_t nfields, struct reloc **ret)
+{
+	struct buf b = {0};
+	uint64_t end = 0, prev = 0;
+	uint8_t head[2] = {RELOC_FORMAT_PYC, RELOC_PYC};
+	int rc = put_bytes(&b, head, 2) || put_varint(&b, nfields) ? -ENOMEM : 0;
+
+	for (size_t i = 0; !rc && i < nfields; i++) {
+		if (fields[i].x < end || fields[i].x > UINT64_MAX - 4)
+			rc = -EINVAL;
+		else if (put_varint(&b, fields[i].x - end) || put_varint(&b, fields[i].k))
+			rc = -ENOMEM;
+		end = fields[i].x + 4;
+	}
+	if (!rc && put_varint(&b, nins))
+		rc = -ENOMEM;
+	for (size_t i = 0; !rc && i < nins; i++) {
+		if (ins[i] < prev)
+			rc = -EINVAL;
+		else if (put_varint(&b, ins[i] - prev))
+			rc = -ENOMEM;
+		prev = ins[i];
+	}
+	if (!rc && b.n > RELOC_PYC_MAX)
+		rc = -E2BIG;
+	if (rc) {
+		free(b.p);
+		return rc;
+	}
+	/* adopt checks what was just made: no insert inside a field (R7). */
+	return adopt(b.p, b.n, ret);
 }
 
 int reloc_decode(const uint8_t *blob, size_t len, struct reloc **ret)
@@ -932,6 +1052,57 @@ static int serve(struct rd *d, struct cursor *c, uint64_t nlen, const char *pref
 	return 0;
 }
 
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/*
+ * A pyc record's fields in output [off, off + n) of buf, which holds the neutral bytes
+ * there (no insert lies inside a field, R7). A field cut by the range's edge is read
+ * whole from the source.
+ */
+static int patch_fields(struct reloc *r, size_t plen, uint64_t off, size_t n, uint8_t *buf,
+                        reloc_source_fn src, void *ctx)
+{
+	struct rd d = {r, &r->win, false, 0, false};
+	struct cursor c = {.pos = r->body_pos};
+	uint64_t fpos = r->fields_pos, end = 0, before = 0;
+	struct reloc_field f;
+	struct ev e;
+
+	next_event(&d, &c, &e);
+	for (uint32_t i = 0; i < r->nfields && !d.bad; i++) {
+		uint8_t v[4];
+		uint64_t fo;
+		uint32_t val;
+
+		next_field(&d, &fpos, &end, &f);
+		while (!d.bad && e.kind == EV_INSERT && e.x <= f.x) {
+			before++;
+			next_event(&d, &c, &e);
+		}
+		fo = out_at(f.x, before, plen);
+		if (d.bad || fo >= off + n)
+			break;
+		if (fo + 4 <= off)
+			continue;
+		if (fo >= off && fo + 4 <= off + n) {
+			memcpy(v, buf + (fo - off), 4);
+		} else {
+			int rc = src(ctx, f.x, 4, v);
+
+			if (rc)
+				return rc < 0 ? rc : -EIO;
+		}
+		val = get_le32(v) + (uint32_t)((uint64_t)f.k * plen);
+		for (unsigned j = 0; j < 4; j++)
+			if (fo + j >= off && fo + j < off + n)
+				buf[fo + j - off] = (uint8_t)(val >> (8 * j));
+	}
+	return d.bad ? -EBADMSG : 0;
+}
+
 int reloc_read(struct reloc *r, uint64_t neutral_len, const char *prefix, size_t plen, uint64_t off,
                size_t len, uint8_t *buf, size_t *ret_n, reloc_source_fn src, void *ctx)
 {
@@ -942,7 +1113,7 @@ int reloc_read(struct reloc *r, uint64_t neutral_len, const char *prefix, size_t
 	int rc;
 
 	if (r->mode == RELOC_TEXT) {
-		if (r->last > neutral_len)
+		if (r->last > neutral_len || r->fields_end > neutral_len)
 			return -EBADMSG;
 		if (__builtin_mul_overflow((uint64_t)r->ninserts, plen, &size) ||
 		    __builtin_add_overflow(size, neutral_len, &size))
@@ -964,6 +1135,8 @@ int reloc_read(struct reloc *r, uint64_t neutral_len, const char *prefix, size_t
 	rc = serve(&d, &c, neutral_len, prefix, plen, off, n, buf, src, ctx);
 	if (d.used && r->src.done)
 		r->src.done(r->src.ctx);
+	if (!rc && r->nfields)
+		rc = patch_fields(r, plen, off, n, buf, src, ctx);
 	if (rc)
 		return rc;
 	*ret_n = n;
@@ -998,10 +1171,8 @@ int store_relocate(const char *relpath, const void *data, size_t len, const char
 {
 	enum reloc_mode mode = reloc_mode_guess(relpath, data, len);
 	size_t flen = strlen(from), tlen = strlen(to), nlen = 0;
-	struct neutral_src src = {NULL, 0};
-	uint8_t *neutral = NULL, *piece = NULL;
+	uint8_t *neutral = NULL;
 	struct reloc *r = NULL;
-	uint64_t off = 0;
 	int rc = 0;
 
 	if (mode != RELOC_NONE && flen)
@@ -1010,17 +1181,28 @@ int store_relocate(const char *relpath, const void *data, size_t len, const char
 		return rc;
 	if (!r)
 		return len ? out(ctx, data, len) : 0;
-	if (reloc_fits(r, tlen)) {
+	if (reloc_fits(r, tlen))
 		rc = err_set(err, -ENOSPC, "%s: prefix %s (%zu bytes) does not fit a binary slot",
 		             relpath, to, tlen);
-		goto out;
-	}
-	piece = malloc(RELOCATE_PIECE);
-	if (!piece) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	src = (struct neutral_src){neutral, nlen};
+	else
+		rc = reloc_emit(r, neutral, nlen, relpath, to, out, ctx, err);
+	free(neutral);
+	reloc_free(r);
+	return rc;
+}
+
+int reloc_emit(struct reloc *r, const uint8_t *neutral, size_t nlen, const char *relpath,
+               const char *to, int (*out)(void *ctx, const void *buf, size_t n), void *ctx,
+               struct cfs_err *err)
+{
+	struct neutral_src src = {neutral, nlen};
+	uint8_t *piece = malloc(RELOCATE_PIECE);
+	size_t tlen = strlen(to);
+	uint64_t off = 0;
+	int rc = 0;
+
+	if (!piece)
+		return -ENOMEM;
 	for (;;) {
 		size_t got = 0;
 
@@ -1035,9 +1217,6 @@ int store_relocate(const char *relpath, const void *data, size_t len, const char
 			break;
 		off += got;
 	}
-out:
 	free(piece);
-	free(neutral);
-	reloc_free(r);
 	return rc;
 }

@@ -28,6 +28,10 @@ enum reloc_mode {
 	RELOC_NONE = 0, /* never rewritten (.pyc, zip-like archives) */
 	RELOC_TEXT = 1,
 	RELOC_BINARY = 2,
+	/* A .pyc rewritten for its relocated source (store/pyc.c): text-mode inserts into its
+	 * strings, plus 32-bit fields (string lengths, the header's source size) that grow by
+	 * a multiple of the prefix's length. Record format 2 (docs/reloc-format.md). */
+	RELOC_PYC = 3,
 };
 
 struct reloc;
@@ -68,6 +72,28 @@ typedef int (*reloc_source_fn)(void *ctx, uint64_t off, size_t len, uint8_t *buf
  */
 int reloc_read(struct reloc *r, uint64_t neutral_len, const char *prefix, size_t plen, uint64_t off,
                size_t len, uint8_t *buf, size_t *ret_n, reloc_source_fn src, void *ctx);
+
+/* A field of a pyc record: the 32-bit little-endian number at neutral offset x is served
+ * as its neutral value + k * |prefix| (mod 2^32). */
+struct reloc_field {
+	uint64_t x;
+	uint32_t k;
+};
+
+/*
+ * A pyc record (RELOC_PYC): inserts at the neutral offsets ins[0..nins) (sorted, text
+ * mode), fields[0..nfields) sorted, not overlapping, with no insert strictly inside one.
+ * -E2BIG when the record would be larger than RELOC_PYC_MAX bytes.
+ */
+#define RELOC_PYC_MAX 4096
+int reloc_make_pyc(const uint64_t *ins, size_t nins, const struct reloc_field *fields,
+                   size_t nfields, struct reloc **ret);
+
+/* The whole content (neutral, nlen bytes in memory) as served under prefix to, given to
+ * out in pieces of at most 1 MiB; relpath names the file in the error. */
+int reloc_emit(struct reloc *r, const uint8_t *neutral, size_t nlen, const char *relpath,
+               const char *to, int (*out)(void *ctx, const void *buf, size_t n), void *ctx,
+               struct cfs_err *err);
 
 /* The record's encoding for the catalog. *ret is malloc'd. Only for a record in memory
  * (reloc_scan, reloc_decode); -EINVAL for one opened from a source. */

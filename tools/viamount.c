@@ -6,7 +6,8 @@
  * the environment's files under MOUNTPOINT/<hash>/ as the user, so the kernel's
  * default_permissions decides what they read, as it does for every other program. Served
  * bytes hold MOUNTPOINT/<hash> where the build prefix was: cat and export relocate them
- * to the prefix asked for with the store's own rule (store_relocate). Nothing here opens
+ * to the prefix asked for with the store's own rule (store_relocate; store_relocate_pyc for
+ * a pyc rewritten for its source, which is read beside it). Nothing here opens
  * the store.
  */
 #include "viamount.h"
@@ -343,6 +344,60 @@ static int copy_relocated(int fd, uint64_t size, const char *relpath, const char
 	return r;
 }
 
+/*
+ * A pyc (src, at rel in directory sdir) whose source holds the mount path: written for its
+ * source at to, as root's export writes it (store_relocate_pyc). The source is read from
+ * the mount, beside the pyc's directory; a pyc or source too large, or a source that
+ * cannot be read, leaves the caller to copy the pyc as served. 1 when the pyc was
+ * written, 0 when it was not, or -errno.
+ */
+static int copy_pyc(int src, int sdir, const struct stat *sb, const char *rel, const char *shown,
+                    const char *from, const char *to,
+                    int (*out)(void *ctx, const void *buf, size_t n), void *ctx,
+                    struct cfs_err *err)
+{
+	char name[NAME_MAX + 1];
+	uint8_t *py = NULL, *pyc = NULL;
+	size_t got = 0, pygot = 0;
+	struct stat ps;
+	int64_t mtime;
+	int up = -1, fd = -1, r = 0;
+
+	if (!store_pyc_source(rel, name, sizeof(name)) || (uint64_t)sb->st_size > STORE_PYC_MAX)
+		return 0;
+	up = openat(sdir, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (up >= 0)
+		fd = openat(up, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &ps) < 0 || !S_ISREG(ps.st_mode) ||
+	    (uint64_t)ps.st_size > STORE_PYC_MAX)
+		goto out;
+	py = malloc(ps.st_size ? (size_t)ps.st_size : 1);
+	pyc = malloc(sb->st_size ? (size_t)sb->st_size : 1);
+	if (!py || !pyc) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (read_full(fd, 0, (size_t)ps.st_size, py, &pygot) || pygot != (size_t)ps.st_size)
+		goto out;
+	r = read_full(src, 0, (size_t)sb->st_size, pyc, &got);
+	if (!r && got != (size_t)sb->st_size)
+		r = -EIO;
+	/* Python's int(st_mtime): toward zero. */
+	mtime = ps.st_mtim.tv_sec + (ps.st_mtim.tv_sec < 0 && ps.st_mtim.tv_nsec > 0);
+	if (!r)
+		r = store_relocate_pyc(shown, pyc, got, py, pygot, mtime, from, to, out, ctx, err);
+	if (!r)
+		r = 1;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (up >= 0)
+		close(up);
+	free(py);
+	free(pyc);
+	return r;
+}
+
 /* The prefix the mount serves env under. */
 static int served_prefix(const struct viamount *vm, const struct store_env *env, char *buf,
                          size_t size)
@@ -366,7 +421,7 @@ int viamount_cat(struct viamount *vm, const struct store_env *env, const char *p
                  const char *prefix, FILE *out, struct cfs_err *err)
 {
 	char from[PATH_MAX], shown[PATH_MAX], *copy = strdup(path), *tok, *next, *save = NULL;
-	int dfd = -1, fd = -1, r;
+	int dfd = -1, fd = -1, pdir = -1, r;
 	struct stat sb;
 
 	if (!copy)
@@ -392,7 +447,11 @@ int viamount_cat(struct viamount *vm, const struct store_env *env, const char *p
 			r = -errno;
 			break;
 		}
-		close(dfd);
+		/* The file's directory stays open: a pyc's source is read from it. */
+		if (next)
+			close(dfd);
+		else
+			pdir = dfd;
 		dfd = fd;
 		fd = -1;
 	}
@@ -406,13 +465,19 @@ int viamount_cat(struct viamount *vm, const struct store_env *env, const char *p
 		err_errno(err, r, vm->shown, env->hash, path);
 	if (!r) {
 		snprintf(shown, sizeof(shown), "%s/%s", env->hash, path);
-		r = copy_relocated(dfd, (uint64_t)sb.st_size, shown, from, prefix, to_file, out,
-		                   err);
+		r = copy_pyc(dfd, pdir, &sb, path, shown, from, prefix, to_file, out, err);
+		if (r == 0)
+			r = copy_relocated(dfd, (uint64_t)sb.st_size, shown, from, prefix, to_file,
+			                   out, err);
+		else if (r == 1)
+			r = 0;
 		if (r && !err->msg[0])
 			err_errno(err, r, vm->shown, env->hash, path);
 	}
 	if (dfd >= 0)
 		close(dfd);
+	if (pdir >= 0)
+		close(pdir);
 	free(copy);
 	return r;
 }
@@ -576,8 +641,12 @@ static int vexport_file(struct vexport *ex, int sdir, int ddir, const char *name
 	                     rel) >= sizeof(shown))
 		snprintf(shown, sizeof(shown), "%s",
 		         name); /* the relocation mode goes by its end */
-	r = copy_relocated(src, (uint64_t)sb->st_size, shown, ex->from, ex->to, to_sparse, &o,
-	                   ex->err);
+	r = copy_pyc(src, sdir, sb, rel, shown, ex->from, ex->to, to_sparse, &o, ex->err);
+	if (r == 0)
+		r = copy_relocated(src, (uint64_t)sb->st_size, shown, ex->from, ex->to, to_sparse,
+		                   &o, ex->err);
+	else if (r == 1)
+		r = 0;
 	if (r)
 		r = vfail(ex, r, rel, NULL);
 	if (!r && ftruncate(o.fd, (off_t)o.off) < 0)

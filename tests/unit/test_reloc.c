@@ -1206,6 +1206,89 @@ static void test_windowed_memory(void)
 	free(d.p);
 }
 
+/* ---- pyc records (format 2): inserts plus 32-bit fields that grow with the prefix ---- */
+
+static void test_pyc_records(void)
+{
+	static const uint64_t ins[] = {20, 30, 30};
+	static const struct reloc_field fields[] = {{12, 3}, {16, 2}};
+	const char *p = "/abc";
+	uint8_t neutral[40], want[64], got[64], *blob = NULL;
+	struct src s = {neutral, sizeof(neutral), 0, 0, false};
+	struct reloc *r = NULL, *r2 = NULL;
+	struct reloc_field many[1200];
+	size_t n = 0, w = 0, blen = 0;
+
+	for (size_t i = 0; i < sizeof(neutral); i++)
+		neutral[i] = (uint8_t)('A' + i % 26);
+	memcpy(neutral + 12, "\x64\0\0\0\xff\xff\xff\xff", 8); /* 100, then 2^32 - 1 */
+	for (size_t i = 0, k = 0; i < sizeof(neutral); i++) {
+		while (k < 3 && ins[k] == i) {
+			memcpy(want + w, p, 4);
+			w += 4;
+			k++;
+		}
+		want[w++] = neutral[i];
+	}
+	memcpy(want + 12, "\x70\0\0\0\x07\0\0\0", 8); /* 100 + 3 * 4; wraps to 7 */
+	CHECK(reloc_make_pyc(ins, 3, fields, 2, &r) == 0);
+	CHECK(r && reloc_text_inserts(r) == 3 && reloc_fits(r, 4096) == 0);
+	CHECK(reloc_read(r, sizeof(neutral), p, 4, 0, sizeof(got), got, &n, mem_src, &s) == 0);
+	CHECK(n == w && memcmp(got, want, w) == 0);
+	/* Every slice, fields cut by its edges too. */
+	for (size_t off = 0; off < w; off++)
+		for (size_t len = 1; off + len <= w; len++) {
+			CHECK(reloc_read(r, sizeof(neutral), p, 4, off, len, got, &n, mem_src,
+			                 &s) == 0 &&
+			      n == len && memcmp(got, want + off, len) == 0);
+		}
+	/* The encoding decodes to the same record; a content shorter than a field is refused. */
+	CHECK(reloc_encode(r, &blob, &blen) == 0 && blob[0] == 2 && blob[1] == 3);
+	CHECK(reloc_decode(blob, blen, &r2) == 0);
+	CHECK(reloc_read(r2, sizeof(neutral), p, 4, 0, sizeof(got), got, &n, mem_src, &s) == 0 &&
+	      n == w && memcmp(got, want, w) == 0);
+	CHECK(reloc_read(r2, 19, p, 4, 0, sizeof(got), got, &n, mem_src, &s) == -EBADMSG);
+	free(blob);
+	reloc_free(r);
+	reloc_free(r2);
+
+	/* No inserts: the fields alone. */
+	r = NULL;
+	CHECK(reloc_make_pyc(NULL, 0, fields, 1, &r) == 0 && reloc_text_inserts(r) == 0);
+	CHECK(reloc_read(r, sizeof(neutral), p, 4, 0, sizeof(got), got, &n, mem_src, &s) == 0 &&
+	      n == sizeof(neutral) && got[12] == 0x70 && memcmp(got + 16, neutral + 16, 24) == 0);
+	reloc_free(r);
+
+	/* An insert inside a field, unsorted input, a record past its bound. */
+	r = NULL;
+	CHECK(reloc_make_pyc((const uint64_t[]){14}, 1, fields, 1, &r) == -EBADMSG && !r);
+	CHECK(reloc_make_pyc((const uint64_t[]){30, 20}, 2, fields, 1, &r) == -EINVAL);
+	CHECK(reloc_make_pyc(NULL, 0, (const struct reloc_field[]){{16, 1}, {12, 1}}, 2, &r) ==
+	      -EINVAL);
+	for (size_t i = 0; i < sizeof(many) / sizeof(many[0]); i++)
+		many[i] = (struct reloc_field){i * 1000, 300};
+	CHECK(reloc_make_pyc(NULL, 0, many, sizeof(many) / sizeof(many[0]), &r) == -E2BIG);
+	static const struct {
+		const char *blob;
+		size_t len;
+	} bad[] = {
+	        {"\2\3\1\x0c\1\1\x0e", 7},                /* insert inside the field */
+	        {"\2\3\1\x0c", 4},                        /* field without k */
+	        {"\2\3\1\x0c\1", 5},                      /* no insert count */
+	        {"\2\3\2\x0c\1\0", 6},                    /* second field missing */
+	        {"\2\3\0\0\5", 5},                        /* trailing byte */
+	        {"\2\1\1\1\0", 5},                        /* format 2 of a text record */
+	        {"\2\3\1\x0c\x80\x80\x80\x80\x10\0", 10}, /* k past 2^32 */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		r = NULL;
+		CHECK(reloc_decode((const uint8_t *)bad[i].blob, bad[i].len, &r) == -EBADMSG);
+		CHECK(r == NULL);
+	}
+	CHECK(reloc_decode((const uint8_t *)"\2\3\1\x0c\1\0", 6, &r) == 0);
+	reloc_free(r);
+}
+
 int main(void)
 {
 	const char *seed = getenv("RELOC_SEED");
@@ -1226,5 +1309,6 @@ int main(void)
 	test_relocate();
 	test_windowed();
 	test_windowed_memory();
+	test_pyc_records();
 	return test_exit();
 }

@@ -520,6 +520,27 @@ int store_relocate(const char *relpath, const void *data, size_t len, const char
                    const char *to, int (*out)(void *ctx, const void *buf, size_t n), void *ctx,
                    struct cfs_err *err);
 
+/* The size up to which a pyc and its source are rewritten (store/pyc.c): larger ones are
+ * served as they are. */
+#define STORE_PYC_MAX (1u << 20)
+
+/* For a pyc's path (.../__pycache__/NAME.TAG.pyc, TAG like cpython-311 or
+ * cpython-311.opt-1): NAME.py into buf, the source Python checks it against; false for
+ * any other path. */
+bool store_pyc_source(const char *relpath, char *buf, size_t size);
+
+/*
+ * A pyc (data, len, at relpath) as served under prefix from, as it would be under to,
+ * given its source as served under from (src, src_len bytes, mtime src_mtime_s): rewritten
+ * as ingest rewrites it (README, "What ingest keeps") when Python would use it and the
+ * source holds from in text mode, else as it is. The same bytes as the store serves under
+ * to. out as for store_relocate.
+ */
+int store_relocate_pyc(const char *relpath, const void *data, size_t len, const void *src,
+                       size_t src_len, int64_t src_mtime_s, const char *from, const char *to,
+                       int (*out)(void *ctx, const void *buf, size_t n), void *ctx,
+                       struct cfs_err *err);
+
 /* ---- configuration: /etc/condafs/condafs.yml (config.c) ---- */
 
 #define CONFIG_PATH "/etc/condafs/condafs.yml"
