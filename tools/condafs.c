@@ -6,12 +6,17 @@
  * non-zero exit. The store is root's: another user's read-only commands read the mount
  * instead (viamount.c), and their writing commands are refused in one line.
  */
+#include "destfile.h"
 #include "export.h"
+#include "kernelspec.h"
+#include "modulefile.h"
 #include "out.h"
 #include "viamount.h"
 
+#include <condafs/activate.h>
 #include <condafs/store.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -42,10 +47,12 @@ struct cli {
 	const char *cmd;
 	const char *store_dir;
 	const char *mount; /* --mount, else the config's mount point */
+	const char *config_path;
 	struct config config;
 	bool json;
 	const char *lock, *platform, *environment, *prefix, *unused_for;
-	bool replace, skip_special, force, dry_run, repair, purge;
+	const char *name;
+	bool replace, skip_special, force, dry_run, repair, purge, user, system, tcl;
 	int argc;
 	char **argv; /* positional arguments */
 };
@@ -73,6 +80,14 @@ static const char usage[] =
         "  show ENV            list an environment's packages\n"
         "  cat ENV PATH [--prefix P]\n"
         "                      print a file (prefix default: the one it was built at)\n"
+        "  kernel ENV [--name NAME] [--user|--system|--prefix DIR] [--force]\n"
+        "                      write a Jupyter kernelspec running the environment's\n"
+        "                      ipykernel with its activation (default --user; NAME\n"
+        "                      default condafs-TAG, or condafs-HASH12)\n"
+        "  module ENV [--name NAME] [--tcl] [--prefix DIR] [--force]\n"
+        "                      an Lmod (Lua) or, --tcl, Environment Modules modulefile\n"
+        "                      activating the environment: to DIR/NAME[.lua], else to\n"
+        "                      stdout (NAME default condafs/TAG, or condafs/HASH12)\n"
         "  stats               logical and stored bytes, dedup ratio, bytes unique to each env\n"
         "  verify [--repair]   re-hash every object and check every tree's links and shape;\n"
         "                      exit 1 if an object is missing or corrupt or a node damaged\n"
@@ -1072,13 +1087,244 @@ static int cmd_verify(const struct cli *c)
 	return res.corrupt || res.damaged_nodes ? EXIT_FAILED : 0;
 }
 
+/*
+ * ENV resolved as show resolves it (the store for root, the mount for a user), and the
+ * directory that serves it: MOUNT/<hash>, which kernels and modules run from. *label is
+ * what names it to people: "TAG" when ENV named a tag (*tagged), else the hash's first 12
+ * digits.
+ */
+static int served_env(const struct cli *c, struct store_env *env, char **env_dir, char label[160],
+                      bool *tagged)
+{
+	const char *mnt = c->mount ? c->mount : c->config.mountpoint;
+	const char *name = c->argv[0];
+	struct cfs_err err = {{0}};
+	struct viamount *vm;
+	struct store *st;
+	struct stat sb;
+	int r;
+
+	if ((r = open_view(c, &st, &vm)))
+		return r;
+	r = vm ? viamount_find(vm, name, env, &err) : store_env_find(st, name, env, &err);
+	close_view(st, vm);
+	if (r)
+		return die(c, &err, r);
+	/* A hash or a prefix of one names no tag (tags are never 32 hex digits). */
+	*tagged = strncasecmp(env->hash, name, strlen(name)) != 0;
+	if (*tagged)
+		snprintf(label, 160, "%s", name);
+	else
+		snprintf(label, 160, "%.12s", env->hash);
+	if (asprintf(env_dir, "%s/%s", mnt, env->hash) < 0)
+		return die(c, NULL, -ENOMEM);
+	if (stat(*env_dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+		snprintf(err.msg, sizeof(err.msg),
+		         "%s: not served (%s): it runs from the mount; is condafsd serving the "
+		         "store "
+		         "at %s?",
+		         *env_dir, strerror(errno ? errno : ENOTDIR), mnt);
+		free(*env_dir);
+		*env_dir = NULL;
+		return die(c, &err, -ENOENT);
+	}
+	return 0;
+}
+
+/* The global options a later `condafs run` needs to find the same store and mount:
+ * those that differ from what it would take by default (the config file). */
+static size_t run_opts(const struct cli *c, const char *opts[6])
+{
+	size_t n = 0;
+
+	if (strcmp(c->config_path, CONFIG_PATH) != 0) {
+		opts[n++] = "--config";
+		opts[n++] = c->config_path;
+	}
+	if (strcmp(c->store_dir, c->config.store) != 0) {
+		opts[n++] = "--store";
+		opts[n++] = c->store_dir;
+	}
+	if (c->mount && strcmp(c->mount, c->config.mountpoint) != 0) {
+		opts[n++] = "--mount";
+		opts[n++] = c->mount;
+	}
+	return n;
+}
+
+static void say_written(const char *what, const char *dir, const char *file,
+                        enum destfile_result res)
+{
+	static const char *const how[] = {
+	        [DESTFILE_NEW] = "written",
+	        [DESTFILE_SAME] = "unchanged (it held this already)",
+	        [DESTFILE_REPLACED] = "replaced (--force)",
+	};
+
+	printf("%s ", what);
+	out_text(stdout, dir);
+	printf("/");
+	out_text(stdout, file);
+	printf(": %s\n", how[res]);
+}
+
+static int cmd_kernel(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	enum kernelspec_where where = KERNELSPEC_USER;
+	enum destfile_result res;
+	struct store_env env;
+	char label[160], name[256], exe[PATH_MAX], shown[256];
+	char *env_dir = NULL, *dir = NULL, *json = NULL;
+	const char *opts[6];
+	bool tagged;
+	size_t n, len;
+	int r;
+
+	if ((r = need_args(c, 1)))
+		return r;
+	if (c->user + c->system + !!c->prefix > 1) {
+		say(c->cmd, "--user, --system and --prefix DIR: choose one");
+		return EXIT_USAGE;
+	}
+	if (c->system)
+		where = KERNELSPEC_SYSTEM;
+	else if (c->prefix)
+		where = KERNELSPEC_PREFIX;
+	if (c->name && !kernelspec_name_valid(c->name)) {
+		snprintf(err.msg, sizeof(err.msg),
+		         "--name %s: not a kernel name (letters, digits, '.', '_' and '-', as "
+		         "jupyter_client accepts)",
+		         c->name);
+		die(c, &err, -EINVAL);
+		return EXIT_USAGE;
+	}
+	if ((r = served_env(c, &env, &env_dir, label, &tagged)))
+		return r;
+	if (c->name)
+		snprintf(name, sizeof(name), "%s", c->name);
+	else
+		snprintf(name, sizeof(name), "condafs-%s", label);
+	/* jupyter_client lowercases kernel names; a tag may not fit its characters. */
+	for (char *p = name; *p; p++)
+		*p = kernelspec_name_valid((char[]){*p, 0}) ? (char)tolower((unsigned char)*p)
+		                                            : '-';
+	if ((r = kernelspec_find_ipykernel(env_dir, c->argv[0], &err)))
+		goto fail;
+	if (!realpath("/proc/self/exe", exe)) {
+		r = -errno;
+		snprintf(err.msg, sizeof(err.msg), "/proc/self/exe: %s", strerror(errno));
+		goto fail;
+	}
+	n = run_opts(c, opts);
+	snprintf(shown, sizeof(shown), "%s%s%.12s", tagged ? label : "", tagged ? " " : "",
+	         env.hash);
+	if ((r = kernelspec_json(exe, (char *const *)opts, n, env.hash, shown, &json, &len)))
+		goto fail;
+	if ((r = kernelspec_dir(where, c->prefix, name, &dir, &err)))
+		goto fail;
+	if ((r = destfile_write(dir, "kernel.json", json, len, c->force, &res, &err)))
+		goto fail;
+	say_written("kernelspec", dir, "kernel.json", res);
+	free(env_dir);
+	free(dir);
+	free(json);
+	return 0;
+fail:
+	free(env_dir);
+	free(dir);
+	free(json);
+	return die(c, &err, r);
+}
+
+/* What a modulefile's activation starts from: no user's own variables go into a file
+ * others load. Its PATH is where what the activation prepends ends. */
+#define MODULE_BASE_PATH "/usr/local/bin:/usr/bin:/bin"
+
+static int cmd_module(const struct cli *c)
+{
+	static char *const base_env[] = {"PATH=" MODULE_BASE_PATH, NULL};
+	struct cfs_err err = {{0}};
+	struct activation *a = NULL;
+	enum destfile_result res;
+	struct store_env env;
+	char label[160], name[256], title[512];
+	char *env_dir = NULL, *text = NULL, *dir = NULL, *fname = NULL, *file;
+	bool tagged;
+	size_t len;
+	int r;
+
+	if ((r = need_args(c, 1)))
+		return r;
+	if (c->name && !modulefile_name_valid(c->name)) {
+		snprintf(err.msg, sizeof(err.msg),
+		         "--name %s: not a module name (letters, digits, '.', '_', '+' and '-', "
+		         "parts joined by '/', none starting with '.')",
+		         c->name);
+		die(c, &err, -EINVAL);
+		return EXIT_USAGE;
+	}
+	if ((r = served_env(c, &env, &env_dir, label, &tagged)))
+		return r;
+	snprintf(name, sizeof(name), "%s%s", c->name ? "" : "condafs/", c->name ? c->name : label);
+	if (!modulefile_name_valid(name)) {
+		snprintf(err.msg, sizeof(err.msg), "%s: not a module name (--name NAME gives one)",
+		         name);
+		r = -EINVAL;
+		goto out;
+	}
+	if (tagged)
+		snprintf(title, sizeof(title), "condafs environment %s (%s)", label, env.hash);
+	else
+		snprintf(title, sizeof(title), "condafs environment %s", env.hash);
+	/* CONDA_DEFAULT_ENV as conda sets it: the name, or the path of an unnamed one. */
+	r = activation_compute(env_dir, tagged ? label : env_dir, base_env, &a, &err);
+	if (!r)
+		r = modulefile_text(a, MODULE_BASE_PATH, c->tcl, title, &text, &len, &err);
+	if (r)
+		goto out;
+	if (!c->prefix) {
+		if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0) {
+			r = -EIO;
+			snprintf(err.msg, sizeof(err.msg), "standard output: %s", strerror(errno));
+		}
+		goto out;
+	}
+	/* NAME's last part is the file (NAME.lua for Lmod), the rest directories. */
+	file = strrchr(name, '/');
+	if (file)
+		*file++ = '\0';
+	if (asprintf(&dir, "%s%s%s", c->prefix, file ? "/" : "", file ? name : "") < 0) {
+		dir = NULL;
+		r = -ENOMEM;
+		goto out;
+	}
+	if (asprintf(&fname, "%s%s", file ? file : name, c->tcl ? "" : ".lua") < 0) {
+		fname = NULL;
+		r = -ENOMEM;
+		goto out;
+	}
+	r = destfile_write(dir, fname, text, len, c->force, &res, &err);
+	if (!r)
+		say_written("modulefile", dir, fname, res);
+out:
+	free(fname);
+	activation_free(a);
+	free(env_dir);
+	free(text);
+	free(dir);
+	return r ? die(c, &err, r) : 0;
+}
+
 static const struct command {
 	const char *name;
 	int (*run)(const struct cli *c);
 } commands[] = {
-        {"hash", cmd_hash}, {"ingest", cmd_ingest}, {"export", cmd_export}, {"ls", cmd_ls},
-        {"show", cmd_show}, {"cat", cmd_cat},       {"stats", cmd_stats},   {"verify", cmd_verify},
-        {"tag", cmd_tag},   {"untag", cmd_untag},   {"rm", cmd_rm},         {"gc", cmd_gc},
+        {"hash", cmd_hash},     {"ingest", cmd_ingest}, {"export", cmd_export},
+        {"ls", cmd_ls},         {"show", cmd_show},     {"cat", cmd_cat},
+        {"stats", cmd_stats},   {"verify", cmd_verify}, {"tag", cmd_tag},
+        {"untag", cmd_untag},   {"rm", cmd_rm},         {"gc", cmd_gc},
+        {"kernel", cmd_kernel}, {"module", cmd_module},
 };
 
 int main(int argc, char **argv)
@@ -1099,6 +1345,10 @@ int main(int argc, char **argv)
 		O_REPAIR,
 		O_MOUNT,
 		O_PURGE,
+		O_NAME,
+		O_USER,
+		O_SYSTEM,
+		O_TCL,
 	};
 	static const struct option opts[] = {
 	        {"store", required_argument, NULL, O_STORE},
@@ -1116,6 +1366,10 @@ int main(int argc, char **argv)
 	        {"repair", no_argument, NULL, O_REPAIR},
 	        {"mount", required_argument, NULL, O_MOUNT},
 	        {"purge", no_argument, NULL, O_PURGE},
+	        {"name", required_argument, NULL, O_NAME},
+	        {"user", no_argument, NULL, O_USER},
+	        {"system", no_argument, NULL, O_SYSTEM},
+	        {"tcl", no_argument, NULL, O_TCL},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -1171,6 +1425,18 @@ int main(int argc, char **argv)
 		case O_PURGE:
 			c.purge = true;
 			break;
+		case O_NAME:
+			c.name = optarg;
+			break;
+		case O_USER:
+			c.user = true;
+			break;
+		case O_SYSTEM:
+			c.system = true;
+			break;
+		case O_TCL:
+			c.tcl = true;
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			return 0;
@@ -1184,6 +1450,7 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	c.cmd = argv[optind];
+	c.config_path = config_path;
 	if (config_load(config_path, &c.config, &err)) {
 		fputs("condafs: ", stderr);
 		out_text(stderr, err.msg);
