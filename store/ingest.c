@@ -31,9 +31,12 @@
  */
 #include "ingest.h"
 
+#include "activate_scan.h"
 #include "err.h"
 #include "pkgset.h"
+#include "textfile.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -116,6 +119,49 @@ static int as_owner(struct ingest *in, int (*fn)(struct ingest *in, void *arg, s
 static int read_meta(struct ingest *in, void *arg, struct cfs_err *err)
 {
 	return condameta_read_at(in->root_fd, in->prefix, arg, err);
+}
+
+/* The activate.d scripts looked at, and the bytes of each: a few of a few KB in practice. */
+#define ACTIVATE_SCAN_FILES 256
+#define ACTIVATE_SCAN_MAX   (1u << 20)
+
+/* Warn of each activate.d script that writes into the prefix (activate_scan.h): served
+ * read-only, it fails there on every activation. A script that cannot be read is the
+ * walk's business, not this warning's. */
+static int scan_activate(struct ingest *in, void *arg, struct cfs_err *err)
+{
+	static const char dir_rel[] = "etc/conda/activate.d";
+	int fd = open_beneath(in->root_fd, dir_rel, O_RDONLY | O_DIRECTORY);
+	struct dirent *de;
+	DIR *d;
+
+	(void)arg;
+	(void)err;
+	if (fd < 0)
+		return 0;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return 0;
+	}
+	for (unsigned seen = 0; seen < ACTIVATE_SCAN_FILES && (de = readdir(d)); seen++) {
+		size_t len = strlen(de->d_name), tlen;
+		char rel[sizeof(dir_rel) + NAME_MAX + 1], *text;
+
+		if (len < 3 || strcmp(de->d_name + len - 3, ".sh"))
+			continue;
+		snprintf(rel, sizeof(rel), "%s/%s", dir_rel, de->d_name);
+		if (textfile_read(in->root_fd, rel, rel, ACTIVATE_SCAN_MAX, &text, &tlen, NULL))
+			continue;
+		if (activate_scan_writes(text, tlen))
+			ingest_warn(in,
+			            "%s/%s: writes into $CONDA_PREFIX, which is served read-only: "
+			            "that write fails (EROFS) on every activation",
+			            in->prefix, rel);
+		free(text);
+	}
+	closedir(d);
+	return 0;
 }
 
 static int walk(struct ingest *in, void *arg, struct cfs_err *err)
@@ -228,6 +274,7 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 			*err = walk_err;
 		goto out;
 	}
+	as_owner(&in, scan_activate, NULL, NULL);
 	pkgset_hash(condameta_pkgset(in.meta), hash);
 	/* gc.c G2: nothing this ingest finds stored may vanish before it commits. */
 	r = store_lock(st, LOCK_SH, &held, err);

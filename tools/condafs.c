@@ -11,6 +11,7 @@
 #include "kernelspec.h"
 #include "modulefile.h"
 #include "out.h"
+#include "run.h"
 #include "viamount.h"
 
 #include <condafs/activate.h>
@@ -50,7 +51,7 @@ struct cli {
 	const char *config_path;
 	struct config config;
 	bool json;
-	const char *lock, *platform, *environment, *prefix, *unused_for;
+	const char *lock, *platform, *environment, *prefix, *unused_for, *shell;
 	const char *name;
 	bool replace, skip_special, force, dry_run, repair, purge, user, system, tcl;
 	int argc;
@@ -84,11 +85,14 @@ static const char usage[] =
         "                      write a Jupyter kernelspec running the environment's\n"
         "                      ipykernel with its activation (default --user; NAME\n"
         "                      default condafs-TAG, or condafs-HASH12)\n"
-        "  module ENV [--name NAME] [--tcl] [--prefix DIR] [--force]\n"
-        "                      an Lmod (Lua) or, --tcl, Environment Modules modulefile\n"
-        "                      activating the environment: to DIR/NAME[.lua], else to\n"
-        "                      stdout (NAME default condafs/TAG, or condafs/HASH12)\n"
         "  stats               logical and stored bytes, dedup ratio, bytes unique to each env\n"
+        "  run ENV [--] CMD [ARGS]...\n"
+        "                      run CMD in the environment activated as conda activates it\n"
+        "                      (PATH, CONDA_PREFIX, conda-meta/state's variables, its\n"
+        "                      activate.d scripts); exit 127/126 when CMD cannot be run\n"
+        "  shell-hook ENV [--shell bash|zsh|fish] [--json]\n"
+        "                      print the activation as code to eval (default bash), or as\n"
+        "                      pixi's shell-hook --json object\n"
         "  verify [--repair]   re-hash every object and check every tree's links and shape;\n"
         "                      exit 1 if an object is missing or corrupt or a node damaged\n"
         "                      (or verify could not run). --repair also removes object files\n"
@@ -105,10 +109,12 @@ static const char usage[] =
         "  --mount DIR         where condafsd serves the store (default: the config's\n"
         "                      mountpoint, /envs)\n"
         "\n"
-        "ENV is a tag, an environment hash, or a unique prefix of one.\n"
+        "ENV is a tag, an environment hash, or a unique prefix of one. For run and shell-hook\n"
+        "it may also be a lock file (its hash is taken) or an environment's directory (where\n"
+        "a container bind-mounts MOUNT/<hash>); an existing path is taken as such.\n"
         "Only root (or the store's owner) opens the store. Other users run ls, show, cat,\n"
-        "stats, export and verify through the mount, reading what its modes let them read;\n"
-        "hash needs no store.\n";
+        "stats, export, verify, run and shell-hook through the mount, reading what its modes\n"
+        "let them read; hash needs no store.\n";
 
 /* "condafs: CMD: MSG" on stderr, escaped: MSG names users' files. */
 static void say(const char *cmd, const char *msg)
@@ -1088,47 +1094,142 @@ static int cmd_verify(const struct cli *c)
 }
 
 /*
- * ENV resolved as show resolves it (the store for root, the mount for a user), and the
- * directory that serves it: MOUNT/<hash>, which kernels and modules run from. *label is
- * what names it to people: "TAG" when ENV named a tag (*tagged), else the hash's first 12
- * digits.
+ * The directory ENV is served at (*ret_dir) and the name activation gives it (*ret_name;
+ * a tag as given, else the hash): an environment's directory as such; a lock file's hash,
+ * or a tag or hash the store (root) or the mount (a user) knows, at MOUNT/<hash>. ret_hash:
+ * the environment's hash, "" for a directory.
  */
-static int served_env(const struct cli *c, struct store_env *env, char **env_dir, char label[160],
-                      bool *tagged)
+static int served_env(const struct cli *c, const char *arg, char **ret_dir, char **ret_name,
+                      char ret_hash[33])
 {
 	const char *mnt = c->mount ? c->mount : c->config.mountpoint;
-	const char *name = c->argv[0];
 	struct cfs_err err = {{0}};
+	struct pkgset *set = NULL;
 	struct viamount *vm;
+	struct store_env env;
 	struct store *st;
 	struct stat sb;
+	bool lock = false;
+	char *path;
 	int r;
 
-	if ((r = open_view(c, &st, &vm)))
-		return r;
-	r = vm ? viamount_find(vm, name, env, &err) : store_env_find(st, name, env, &err);
-	close_view(st, vm);
-	if (r)
-		return die(c, &err, r);
-	/* A hash or a prefix of one names no tag (tags are never 32 hex digits). */
-	*tagged = strncasecmp(env->hash, name, strlen(name)) != 0;
-	if (*tagged)
-		snprintf(label, 160, "%s", name);
-	else
-		snprintf(label, 160, "%.12s", env->hash);
-	if (asprintf(env_dir, "%s/%s", mnt, env->hash) < 0)
+	ret_hash[0] = '\0';
+	if (stat(arg, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+		r = run_env_at(arg, ret_dir, ret_name, &err);
+		return r ? die(c, &err, r) : 0;
+	}
+	if (stat(arg, &sb) == 0) {
+		if ((r = pkgset_from_lock(arg, c->platform, c->environment, &set, &err)))
+			return die(c, &err, r);
+		say_platform(c, arg, set);
+		pkgset_hash(set, env.hash);
+		lock = true;
+		pkgset_free(set);
+	} else {
+		if ((r = open_view(c, &st, &vm)))
+			return r;
+		r = vm ? viamount_find(vm, arg, &env, &err) : store_env_find(st, arg, &env, &err);
+		close_view(st, vm);
+		if (r)
+			return die(c, &err, r);
+	}
+	if (asprintf(&path, "%s/%s", mnt, env.hash) < 0)
 		return die(c, NULL, -ENOMEM);
-	if (stat(*env_dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
-		snprintf(err.msg, sizeof(err.msg),
-		         "%s: not served (%s): it runs from the mount; is condafsd serving the "
-		         "store "
-		         "at %s?",
-		         *env_dir, strerror(errno ? errno : ENOTDIR), mnt);
-		free(*env_dir);
-		*env_dir = NULL;
-		return die(c, &err, -ENOENT);
+	r = run_env_at(path, ret_dir, ret_name, &err);
+	if (r) {
+		char msg[sizeof(err.msg) + 2 * PATH_MAX + 64];
+
+		snprintf(msg, sizeof(msg), "%s: %s is not served (is condafsd running at %s?): %s",
+		         arg, env.hash, mnt, err.msg);
+		free(path);
+		say(c->cmd, msg);
+		return EXIT_FAILED;
+	}
+	free(path);
+	free(*ret_name);
+	memcpy(ret_hash, env.hash, 33);
+	/* A tag names the environment as given; a hash, a prefix of one or a lock by the hash. */
+	*ret_name = strdup(!lock && strncmp(env.hash, arg, strlen(arg)) ? arg : env.hash);
+	if (!*ret_name) {
+		free(*ret_dir);
+		return die(c, NULL, -ENOMEM);
 	}
 	return 0;
+}
+
+static int cmd_run(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	char *dir, *name, hash[33];
+	int r;
+
+	if (c->argc < 2) {
+		fprintf(stderr, "condafs: run: expected ENV and a command\n%s", usage);
+		return EXIT_USAGE;
+	}
+	if ((r = served_env(c, c->argv[0], &dir, &name, hash)))
+		return r;
+	r = run_exec(dir, name, c->argv + 1, &err);
+	say(c->cmd, err.msg);
+	free(dir);
+	free(name);
+	return r;
+}
+
+static int cmd_shell_hook(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	enum hook_shell shell = HOOK_BASH;
+	char *dir, *name, hash[33];
+	int r;
+
+	if ((r = need_args(c, 1)))
+		return r;
+	if (c->shell && hook_shell_parse(c->shell, &shell)) {
+		fprintf(stderr, "condafs: shell-hook: --shell: '%s' is not bash, zsh or fish\n%s",
+		        c->shell, usage);
+		return EXIT_USAGE;
+	}
+	if ((r = served_env(c, c->argv[0], &dir, &name, hash)))
+		return r;
+	r = shell_hook_print(stdout, dir, name, shell, c->json, &err);
+	free(dir);
+	free(name);
+	return r ? die(c, &err, r) : 0;
+}
+
+/*
+ * How much of argv getopt may see: for run, not CMD's arguments (`condafs run ENV ls -l`).
+ * Up to CMD, or up to and with the "--" before it; all of argv for other commands.
+ */
+static int options_end(int argc, char **argv, const struct option *opts)
+{
+	int positional = 0;
+	bool run = false;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "--"))
+			return run ? i + 1 : argc;
+		if (a[0] == '-' && a[1]) {
+			/* "--store DIR": the value is not a positional argument. */
+			for (const struct option *o = opts;
+			     a[1] == '-' && !strchr(a, '=') && o->name; o++)
+				if (o->has_arg == required_argument &&
+				    !strncmp(o->name, a + 2, strlen(a + 2))) {
+					i++;
+					break;
+				}
+			continue;
+		}
+		if (positional == 0)
+			run = !strcmp(a, "run");
+		else if (run && positional == 2)
+			return i;
+		positional++;
+	}
+	return argc;
 }
 
 /* The global options a later `condafs run` needs to find the same store and mount:
@@ -1168,16 +1269,24 @@ static void say_written(const char *what, const char *dir, const char *file,
 	printf(": %s\n", how[res]);
 }
 
+/* What names the environment to people: a tag as given, the hash's first 12 digits, or
+ * the directory's conda name. */
+static void env_label(const char *name, const char *hash, char label[160])
+{
+	if (hash[0] && !strcmp(name, hash))
+		snprintf(label, 160, "%.12s", hash);
+	else
+		snprintf(label, 160, "%s", name);
+}
+
 static int cmd_kernel(const struct cli *c)
 {
 	struct cfs_err err = {{0}};
 	enum kernelspec_where where = KERNELSPEC_USER;
 	enum destfile_result res;
-	struct store_env env;
-	char label[160], name[256], exe[PATH_MAX], shown[256];
-	char *env_dir = NULL, *dir = NULL, *json = NULL;
+	char label[160], name[256], exe[PATH_MAX], shown[256], hash[33];
+	char *env_dir = NULL, *env_name = NULL, *dir = NULL, *json = NULL;
 	const char *opts[6];
-	bool tagged;
 	size_t n, len;
 	int r;
 
@@ -1199,42 +1308,42 @@ static int cmd_kernel(const struct cli *c)
 		die(c, &err, -EINVAL);
 		return EXIT_USAGE;
 	}
-	if ((r = served_env(c, &env, &env_dir, label, &tagged)))
+	if ((r = served_env(c, c->argv[0], &env_dir, &env_name, hash)))
 		return r;
-	if (c->name)
-		snprintf(name, sizeof(name), "%s", c->name);
-	else
-		snprintf(name, sizeof(name), "condafs-%s", label);
-	/* jupyter_client lowercases kernel names; a tag may not fit its characters. */
+	env_label(env_name, hash, label);
+	snprintf(name, sizeof(name), "%s%s", c->name ? "" : "condafs-", c->name ? c->name : label);
+	/* jupyter_client lowercases kernel names; a tag may hold '+', a directory '/'. */
 	for (char *p = name; *p; p++)
 		*p = kernelspec_name_valid((char[]){*p, 0}) ? (char)tolower((unsigned char)*p)
 		                                            : '-';
 	if ((r = kernelspec_find_ipykernel(env_dir, c->argv[0], &err)))
-		goto fail;
+		goto out;
 	if (!realpath("/proc/self/exe", exe)) {
 		r = -errno;
 		snprintf(err.msg, sizeof(err.msg), "/proc/self/exe: %s", strerror(errno));
-		goto fail;
+		goto out;
 	}
 	n = run_opts(c, opts);
-	snprintf(shown, sizeof(shown), "%s%s%.12s", tagged ? label : "", tagged ? " " : "",
-	         env.hash);
-	if ((r = kernelspec_json(exe, (char *const *)opts, n, env.hash, shown, &json, &len)))
-		goto fail;
-	if ((r = kernelspec_dir(where, c->prefix, name, &dir, &err)))
-		goto fail;
-	if ((r = destfile_write(dir, "kernel.json", json, len, c->force, &res, &err)))
-		goto fail;
-	say_written("kernelspec", dir, "kernel.json", res);
+	if (hash[0] && strcmp(env_name, hash) != 0)
+		snprintf(shown, sizeof(shown), "%s %.12s", env_name, hash);
+	else
+		snprintf(shown, sizeof(shown), "%s", label);
+	/* The hash pins the environment the notebook was made with, also when a tag moves; a
+	 * directory (a container's bind mount) is run as the directory. */
+	r = kernelspec_json(exe, (char *const *)opts, n, hash[0] ? hash : env_dir, shown, &json,
+	                    &len);
+	if (!r)
+		r = kernelspec_dir(where, c->prefix, name, &dir, &err);
+	if (!r)
+		r = destfile_write(dir, "kernel.json", json, len, c->force, &res, &err);
+	if (!r)
+		say_written("kernelspec", dir, "kernel.json", res);
+out:
 	free(env_dir);
+	free(env_name);
 	free(dir);
 	free(json);
-	return 0;
-fail:
-	free(env_dir);
-	free(dir);
-	free(json);
-	return die(c, &err, r);
+	return r ? die(c, &err, r) : 0;
 }
 
 /* What a modulefile's activation starts from: no user's own variables go into a file
@@ -1247,10 +1356,8 @@ static int cmd_module(const struct cli *c)
 	struct cfs_err err = {{0}};
 	struct activation *a = NULL;
 	enum destfile_result res;
-	struct store_env env;
-	char label[160], name[256], title[512];
-	char *env_dir = NULL, *text = NULL, *dir = NULL, *fname = NULL, *file;
-	bool tagged;
+	char label[160], name[256], title[512], hash[33];
+	char *env_dir = NULL, *env_name = NULL, *text = NULL, *dir = NULL, *fname = NULL, *file;
 	size_t len;
 	int r;
 
@@ -1264,8 +1371,9 @@ static int cmd_module(const struct cli *c)
 		die(c, &err, -EINVAL);
 		return EXIT_USAGE;
 	}
-	if ((r = served_env(c, &env, &env_dir, label, &tagged)))
+	if ((r = served_env(c, c->argv[0], &env_dir, &env_name, hash)))
 		return r;
+	env_label(env_name, hash, label);
 	snprintf(name, sizeof(name), "%s%s", c->name ? "" : "condafs/", c->name ? c->name : label);
 	if (!modulefile_name_valid(name)) {
 		snprintf(err.msg, sizeof(err.msg), "%s: not a module name (--name NAME gives one)",
@@ -1273,12 +1381,12 @@ static int cmd_module(const struct cli *c)
 		r = -EINVAL;
 		goto out;
 	}
-	if (tagged)
-		snprintf(title, sizeof(title), "condafs environment %s (%s)", label, env.hash);
+	if (hash[0] && strcmp(env_name, hash) != 0)
+		snprintf(title, sizeof(title), "condafs environment %s (%s)", env_name, hash);
 	else
-		snprintf(title, sizeof(title), "condafs environment %s", env.hash);
-	/* CONDA_DEFAULT_ENV as conda sets it: the name, or the path of an unnamed one. */
-	r = activation_compute(env_dir, tagged ? label : env_dir, base_env, &a, &err);
+		snprintf(title, sizeof(title), "condafs environment %s", env_name);
+	/* Activated as `condafs run` activates it: CONDA_DEFAULT_ENV the tag or the hash. */
+	r = activation_compute(env_dir, env_name, base_env, &a, &err);
 	if (!r)
 		r = modulefile_text(a, MODULE_BASE_PATH, c->tcl, title, &text, &len, &err);
 	if (r)
@@ -1294,13 +1402,11 @@ static int cmd_module(const struct cli *c)
 	file = strrchr(name, '/');
 	if (file)
 		*file++ = '\0';
-	if (asprintf(&dir, "%s%s%s", c->prefix, file ? "/" : "", file ? name : "") < 0) {
+	if (asprintf(&dir, "%s%s%s", c->prefix, file ? "/" : "", file ? name : "") < 0)
 		dir = NULL;
-		r = -ENOMEM;
-		goto out;
-	}
-	if (asprintf(&fname, "%s%s", file ? file : name, c->tcl ? "" : ".lua") < 0) {
+	if (asprintf(&fname, "%s%s", file ? file : name, c->tcl ? "" : ".lua") < 0)
 		fname = NULL;
+	if (!dir || !fname) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -1308,11 +1414,12 @@ static int cmd_module(const struct cli *c)
 	if (!r)
 		say_written("modulefile", dir, fname, res);
 out:
-	free(fname);
 	activation_free(a);
 	free(env_dir);
+	free(env_name);
 	free(text);
 	free(dir);
+	free(fname);
 	return r ? die(c, &err, r) : 0;
 }
 
@@ -1320,10 +1427,13 @@ static const struct command {
 	const char *name;
 	int (*run)(const struct cli *c);
 } commands[] = {
-        {"hash", cmd_hash},     {"ingest", cmd_ingest}, {"export", cmd_export},
-        {"ls", cmd_ls},         {"show", cmd_show},     {"cat", cmd_cat},
-        {"stats", cmd_stats},   {"verify", cmd_verify}, {"tag", cmd_tag},
-        {"untag", cmd_untag},   {"rm", cmd_rm},         {"gc", cmd_gc},
+        {"hash", cmd_hash},     {"ingest", cmd_ingest},
+        {"export", cmd_export}, {"ls", cmd_ls},
+        {"show", cmd_show},     {"cat", cmd_cat},
+        {"stats", cmd_stats},   {"verify", cmd_verify},
+        {"tag", cmd_tag},       {"untag", cmd_untag},
+        {"rm", cmd_rm},         {"gc", cmd_gc},
+        {"run", cmd_run},       {"shell-hook", cmd_shell_hook},
         {"kernel", cmd_kernel}, {"module", cmd_module},
 };
 
@@ -1345,6 +1455,7 @@ int main(int argc, char **argv)
 		O_REPAIR,
 		O_MOUNT,
 		O_PURGE,
+		O_SHELL,
 		O_NAME,
 		O_USER,
 		O_SYSTEM,
@@ -1366,6 +1477,7 @@ int main(int argc, char **argv)
 	        {"repair", no_argument, NULL, O_REPAIR},
 	        {"mount", required_argument, NULL, O_MOUNT},
 	        {"purge", no_argument, NULL, O_PURGE},
+	        {"shell", required_argument, NULL, O_SHELL},
 	        {"name", required_argument, NULL, O_NAME},
 	        {"user", no_argument, NULL, O_USER},
 	        {"system", no_argument, NULL, O_SYSTEM},
@@ -1376,9 +1488,9 @@ int main(int argc, char **argv)
 	const char *config_path = CONFIG_PATH;
 	struct cfs_err err = {{0}};
 	struct cli c = {0};
-	int o;
+	int o, end = options_end(argc, argv, opts);
 
-	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((o = getopt_long(end, argv, "h", opts, NULL)) != -1) {
 		switch (o) {
 		case O_STORE:
 			c.store_dir = optarg;
@@ -1424,6 +1536,9 @@ int main(int argc, char **argv)
 			break;
 		case O_PURGE:
 			c.purge = true;
+			break;
+		case O_SHELL:
+			c.shell = optarg;
 			break;
 		case O_NAME:
 			c.name = optarg;

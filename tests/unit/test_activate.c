@@ -6,7 +6,9 @@
  * "***unset***" and PATH ignored, a replaced value saved as __CONDA_SHLVL_<n>_<NAME>), the
  * activate.d scripts sourced in sorted order seeing all of that (export and unset taken,
  * what the shell itself changes not), and bad input refused in one line naming the file.
+ * And the scan ingest warns with: which scripts write into $CONDA_PREFIX.
  */
+#include "activate_scan.h"
 #include "condafs/activate.h"
 #include "test.h"
 #include "testfs.h"
@@ -34,6 +36,47 @@ static char *cat(const char *a, const char *b)
 	if (asprintf(&s, "%s%s", a, b) < 0)
 		testfs_die("asprintf", a);
 	return s;
+}
+
+static void scan(void)
+{
+	static const char *const writes[] = {
+	        "touch \"$CONDA_PREFIX/x\"\n",
+	        "echo hi > $CONDA_PREFIX/etc/log\n",
+	        "if true; then echo x >>\"${CONDA_PREFIX}/a b\"; fi\n",
+	        "  mkdir -p \"${CONDA_PREFIX}/share/x\" && echo done\n",
+	        "cp /etc/hosts \"$CONDA_PREFIX/etc/\"\n",
+	        "/bin/ln -sf a $CONDA_PREFIX/b\n",
+	        "sed -i.bak 's/a/b/' \"$CONDA_PREFIX/etc/f\"\n",
+	        "X=1 rm -f ${CONDA_PREFIX:-/x}/y\n",
+	        "echo a | tee \"$CONDA_PREFIX/t\" >/dev/null\n",
+	};
+	static const char *const reads[] = {
+	        "export CUDA_HOME=\"$CONDA_PREFIX\"\n",
+	        "# touch \"$CONDA_PREFIX/x\"\n",
+	        "echo x # > $CONDA_PREFIX/x\n",
+	        "cp \"$CONDA_PREFIX/etc/x\" \"$HOME/y\"\n",
+	        "echo \"$CONDA_PREFIX\" >&2\n",
+	        "touch \"$CONDA_PREFIX_1/x\"\n",
+	        "sed 's/a/b/' \"$CONDA_PREFIX/etc/f\" > \"$HOME/f\"\n",
+	        "cat < \"$CONDA_PREFIX/etc/f\"\n",
+	        "echo 'touch $CONDA_PREFIX/x'\n",
+	};
+
+	for (size_t i = 0; i < sizeof(writes) / sizeof(writes[0]); i++) {
+		test_checks++;
+		if (!activate_scan_writes(writes[i], strlen(writes[i]))) {
+			test_failures++;
+			fprintf(stderr, "scan missed a write: %s", writes[i]);
+		}
+	}
+	for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
+		test_checks++;
+		if (activate_scan_writes(reads[i], strlen(reads[i]))) {
+			test_failures++;
+			fprintf(stderr, "scan saw a write in: %s", reads[i]);
+		}
+	}
 }
 
 int main(void)
@@ -154,6 +197,7 @@ int main(void)
 	CHECK(strstr(err.msg, "conda-meta/state: larger than") != NULL);
 	CHECK(activation_compute("relative/env", "py", base, &a, &err) == -EINVAL);
 
+	scan();
 	testfs_rmtree(tmp);
 	free(tmp);
 	free(env);
