@@ -68,11 +68,13 @@ static int open_dir(const char *dir, struct cfs_err *err)
 		if (next < 0) {
 			char why[NAME_MAX + 64];
 
-			snprintf(why, sizeof(why), "%s is %s; condafs follows no symlink here",
-			         comp,
-			         next == -ELOOP   ? "a symbolic link"
-			         : next == -EXDEV ? "not the directory it made (replaced)"
-			                          : strerror(-next));
+			if (next == -ELOOP)
+				snprintf(why, sizeof(why),
+				         "%s is a symbolic link; condafs follows none here", comp);
+			else
+				snprintf(why, sizeof(why), "%s: %s", comp,
+				         next == -EXDEV ? "not the directory made here (replaced)"
+				                        : strerror(-next));
 			r = fail(err, next, dir, NULL, why);
 			goto out;
 		}

@@ -7,7 +7,8 @@
  * - Tcl also substitutes $ and [ ] and counts braces: those are escaped too. Tcl strings
  *   are characters, and Lmod's tcl2lua does not read the file as UTF-8 (é comes out as
  *   "Ã©", under C.UTF-8 too): so control bytes are \ooo and every other non-ASCII
- *   character \uXXXX (\UXXXXXXXX past U+FFFF), which Tcl writes back as the same UTF-8.
+ *   character \uXXXX, past U+FFFF a surrogate pair (Tcl 8.6 reads \U0001f600 as U+FFFD,
+ *   the pair as the character), which Tcl writes back as the same UTF-8.
  *   A value that is not UTF-8 has no Tcl spelling that gives its bytes back: refused.
  */
 #include "modulefile.h"
@@ -84,7 +85,11 @@ static int quote(FILE *f, const char *s, bool tcl)
 		} else if ((c = utf8_char(p, &len)) < 0) {
 			return -EILSEQ;
 		} else {
-			fprintf(f, c > 0xffff ? "\\U%08lx" : "\\u%04lx", c);
+			if (c > 0xffff)
+				fprintf(f, "\\u%04lx\\u%04lx", 0xd800 + ((c - 0x10000) >> 10),
+				        0xdc00 + ((c - 0x10000) & 0x3ff));
+			else
+				fprintf(f, "\\u%04lx", c);
 			p += len - 1;
 		}
 	}
