@@ -1314,8 +1314,9 @@ static int cmd_kernel(const struct cli *c)
 	snprintf(name, sizeof(name), "%s%s", c->name ? "" : "condafs-", c->name ? c->name : label);
 	/* jupyter_client lowercases kernel names; a tag may hold '+', a directory '/'. */
 	for (char *p = name; *p; p++)
-		*p = kernelspec_name_valid((char[]){*p, 0}) ? (char)tolower((unsigned char)*p)
-		                                            : '-';
+		*p = *p == '.' || kernelspec_name_valid((char[]){*p, 0})
+		             ? (char)tolower((unsigned char)*p)
+		             : '-';
 	if ((r = kernelspec_find_ipykernel(env_dir, c->argv[0], &err)))
 		goto out;
 	if (!realpath("/proc/self/exe", exe)) {
