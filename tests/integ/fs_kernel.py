@@ -163,6 +163,26 @@ with t.daemon(store) as d:
                 "written", r.rc == 0 and not os.path.islink(os.path.join(kd, "kernel.json"))
                 and os.listdir(target) == [], r)
 
+    with t.section("a tagged environment: named and shown by its tag, run by its hash"):
+        # ipykernel's package directory is all the kernelspec needs to find: this kernel
+        # is written, not started.
+        fake = lib.make_prefix(t.path("src", "fake"), files={
+            "lib/python3.11/site-packages/ipykernel/__init__.py": ""})
+        own = t.path("own-store")
+        hf = t.ingest_hash(own, fake)
+        t.ok("tag Py+Lab on it", t.cfs(own, "tag", "Py+Lab", hf))
+        with t.daemon(own, mnt=t.path("mnt2")) as d2:
+            r = t.cfs(own, "--mount", d2.mnt, "kernel", "Py+Lab", "--prefix", t.path("tagged"))
+            kd = t.path("tagged", "share", "jupyter", "kernels", "condafs-py-lab")
+            t.eq("kernel TAG: named condafs-TAG, lowercased, '+' made '-'", (r.rc, r.out),
+                 (0, f"kernelspec {kd}/kernel.json: written\n"), r)
+            with open(os.path.join(kd, "kernel.json")) as f:
+                spec = json.load(f)
+            t.eq("...its argv runs the hash (a moved tag does not change the kernel), its "
+                 "display_name shows the tag and the hash",
+                 (spec["argv"][spec["argv"].index("run") + 1], spec["display_name"]),
+                 (hf, f"Python (condafs Py+Lab {hf[:12]})"))
+
     with t.section("nobody: --user (the default), through the mount"):
         home = t.path("nobody-home")
         os.makedirs(home)
