@@ -1233,22 +1233,25 @@ static int options_end(int argc, char **argv, const struct option *opts)
 }
 
 /* The global options a later `condafs run` needs to find the same store and mount:
- * those that differ from what it would take by default (the config file). */
-static size_t run_opts(const struct cli *c, const char *opts[6])
+ * those that differ from what it would take by default (the config file), made absolute
+ * in abs (a kernel runs from wherever Jupyter starts it). */
+static size_t run_opts(const struct cli *c, const char *opts[6], char abs[3][PATH_MAX])
 {
+	const char *given[3] = {NULL, NULL, NULL};
+	static const char *const flag[3] = {"--config", "--store", "--mount"};
 	size_t n = 0;
 
-	if (strcmp(c->config_path, CONFIG_PATH) != 0) {
-		opts[n++] = "--config";
-		opts[n++] = c->config_path;
-	}
-	if (strcmp(c->store_dir, c->config.store) != 0) {
-		opts[n++] = "--store";
-		opts[n++] = c->store_dir;
-	}
-	if (c->mount && strcmp(c->mount, c->config.mountpoint) != 0) {
-		opts[n++] = "--mount";
-		opts[n++] = c->mount;
+	if (strcmp(c->config_path, CONFIG_PATH) != 0)
+		given[0] = c->config_path;
+	if (strcmp(c->store_dir, c->config.store) != 0)
+		given[1] = c->store_dir;
+	if (c->mount && strcmp(c->mount, c->config.mountpoint) != 0)
+		given[2] = c->mount;
+	for (size_t i = 0; i < 3; i++) {
+		if (!given[i])
+			continue;
+		opts[n++] = flag[i];
+		opts[n++] = realpath(given[i], abs[i]) ? abs[i] : given[i];
 	}
 	return n;
 }
@@ -1284,7 +1287,7 @@ static int cmd_kernel(const struct cli *c)
 	struct cfs_err err = {{0}};
 	enum kernelspec_where where = KERNELSPEC_USER;
 	enum destfile_result res;
-	char label[160], name[256], exe[PATH_MAX], shown[256], hash[33];
+	char label[160], name[256], exe[PATH_MAX], shown[256], hash[33], abs[3][PATH_MAX];
 	char *env_dir = NULL, *env_name = NULL, *dir = NULL, *json = NULL;
 	const char *opts[6];
 	size_t n, len;
@@ -1324,7 +1327,7 @@ static int cmd_kernel(const struct cli *c)
 		snprintf(err.msg, sizeof(err.msg), "/proc/self/exe: %s", strerror(errno));
 		goto out;
 	}
-	n = run_opts(c, opts);
+	n = run_opts(c, opts, abs);
 	if (hash[0] && strcmp(env_name, hash) != 0)
 		snprintf(shown, sizeof(shown), "%s %.12s", env_name, hash);
 	else

@@ -182,6 +182,14 @@ with t.daemon(store) as d:
                  "display_name shows the tag and the hash",
                  (spec["argv"][spec["argv"].index("run") + 1], spec["display_name"]),
                  (hf, f"Python (condafs Py+Lab {hf[:12]})"))
+            r = t.run(["sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", t.tmp, t.condafs,
+                       "--store", "own-store", "--mount", "mnt2", "kernel", "Py+Lab",
+                       "--prefix", "rel", "--name", "rel"])
+            with open(t.path("rel", "share", "jupyter", "kernels", "rel", "kernel.json")) as f:
+                argv = json.load(f)["argv"]
+            t.eq("--store and --mount given relative are absolute in the argv (Jupyter "
+                 "starts kernels from anywhere)", argv[1:5],
+                 ["--store", own, "--mount", os.path.realpath(d2.mnt)], r)
 
     with t.section("nobody: --user (the default), through the mount"):
         home = t.path("nobody-home")
