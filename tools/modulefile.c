@@ -140,10 +140,9 @@ int modulefile_text(const struct activation *a, const char *base_path, bool tcl,
 
 	if (!f)
 		return -ENOMEM;
-	if (tcl)
-		fprintf(f, "#%%Module1.0\n# %s: written by condafs module\n", title);
-	else
-		fprintf(f, "-- %s: written by condafs module\n", title);
+	/* The title only quoted: it may name a directory, which may hold any byte. */
+	fputs(tcl ? "#%Module1.0\n# written by condafs module\n" : "-- written by condafs module\n",
+	      f);
 	r = call(f, tcl, tcl ? "module-whatis" : "whatis", title, NULL, err);
 	for (size_t i = 0; !r && i < activation_count(a); i++) {
 		const char *name = activation_name(a, i), *value = activation_value(a, i);

@@ -20,8 +20,8 @@ bool modulefile_name_valid(const char *name);
  * (what a put before base_path, the PATH it was computed from) so that unloading takes
  * exactly that out again; unsetenv for each it unsets. Every value is quoted for the
  * language (tcl: Tcl, else Lua), whatever bytes it holds (Tcl: a value that is not UTF-8
- * is -EILSEQ, one line in err). title (one line of letters, digits and . _ + - / ( ) and
- * spaces) goes into a comment and whatis. Malloc'd into *ret.
+ * is -EILSEQ, one line in err). title goes into whatis, quoted the same way. Malloc'd
+ * into *ret.
  */
 int modulefile_text(const struct activation *a, const char *base_path, bool tcl, const char *title,
                     char **ret, size_t *ret_len, struct cfs_err *err);
