@@ -274,7 +274,8 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 			*err = walk_err;
 		goto out;
 	}
-	as_owner(&in, scan_activate, NULL, NULL);
+	/* Warnings only: a prefix the scan cannot read is stored all the same. */
+	(void)as_owner(&in, scan_activate, NULL, NULL);
 	pkgset_hash(condameta_pkgset(in.meta), hash);
 	/* gc.c G2: nothing this ingest finds stored may vanish before it commits. */
 	r = store_lock(st, LOCK_SH, &held, err);

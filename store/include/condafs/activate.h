@@ -11,7 +11,8 @@
  * etc/conda/env_vars.d/ (sorted) and conda-meta/state's "env_vars" (as `conda env config
  * vars set` writes them), names in upper case, "***unset***" and PATH ignored, a base value
  * they replace kept as __CONDA_SHLVL_<n>_<NAME>; then the .sh scripts of etc/conda/activate.d,
- * sorted, sourced in that order by /bin/sh with all of the above exported. What the scripts print
+ * sorted, sourced in that order by /bin/sh with all of the above exported (conda's
+ * _yield_commands: the exports first, then the scripts). What the scripts print
  * goes to stderr; their stdin is /dev/null.
  */
 #ifndef CONDAFS_ACTIVATE_H
