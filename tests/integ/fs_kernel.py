@@ -122,6 +122,16 @@ with t.daemon(store) as d:
         with open(os.path.join(kdir, "kernel.json")) as f:
             t.eq("...with the kernelspec", json.load(f), spec)
 
+    with t.section("ENV given as the environment's directory (a container's bind mount)"):
+        r = cfs(store, d.mnt, "kernel", mnt_env, "--prefix", t.path("bydir"), "--name", "dirk")
+        kd = t.path("bydir", "share", "jupyter", "kernels", "dirk")
+        t.ok("kernel MOUNT/<hash> --name dirk", r)
+        with open(os.path.join(kd, "kernel.json")) as f:
+            argv = json.load(f)["argv"]
+        t.eq("...its argv runs the directory itself", argv[argv.index("run") + 1], mnt_env)
+        kernel_runs("...and a kernel started from it imports numpy from there", "dirk",
+                    mnt_env, dict(jenv, JUPYTER_PATH=t.path("bydir", "share", "jupyter")))
+
     with t.section("--name, and what is refused"):
         r = cfs(store, d.mnt, "kernel", h, "--prefix", t.path("named"), "--name", "My.Env_1")
         t.check("--name My.Env_1 is lowercased as jupyter_client does",
