@@ -24,7 +24,7 @@ import tempfile
 import time
 import traceback
 
-CORPUS_ENVS = ("small", "sci", "torch", "small-rebuild")
+CORPUS_ENVS = ("small", "sci", "torch", "small-rebuild", "kernel")
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 # Lines condafs prints on stderr that are not errors.
 PROGRESS_RE = re.compile(r"^condafs: ingest: \d+/\d+ files, ")
