@@ -45,7 +45,7 @@ struct cli {
 	struct config config;
 	bool json;
 	const char *lock, *platform, *environment, *prefix, *unused_for;
-	bool replace, skip_special, force, dry_run, repair, purge;
+	bool replace, skip_special, force, dry_run, repair, purge, frozen;
 	int argc;
 	char **argv; /* positional arguments */
 };
@@ -58,8 +58,10 @@ static const char usage[] =
         "  ingest PREFIX [--lock LOCK] [--platform P] [--environment E] [--replace]\n"
         "         [--skip-special]\n"
         "                      store a solved conda prefix and print its hash\n"
-        "  export ENV DIR [--prefix P]\n"
-        "                      write an environment to DIR, its prefix served as P (default DIR)\n"
+        "  export ENV DIR [--prefix P] [--frozen]\n"
+        "                      write an environment to DIR, its prefix served as P (default DIR);\n"
+        "                      --frozen: with conda-meta/frozen and EXTERNALLY-MANAGED as the\n"
+        "                      mount serves them\n"
         "  ls                  list environments: tags, size, unique bytes, last use,\n"
         "                      broken (verify --repair found objects of it lost)\n"
         "  tag NAME ENV        point the name NAME at an environment (moves an existing one)\n"
@@ -363,10 +365,10 @@ static int cmd_export(const struct cli *c)
 	if (vm) {
 		r = viamount_find(vm, c->argv[0], &env, &err);
 		if (!r)
-			r = viamount_export(vm, &env, c->argv[1], c->prefix, &err);
+			r = viamount_export(vm, &env, c->argv[1], c->prefix, c->frozen, &err);
 		r = r ? die(c, &err, r) : 0;
 	} else if (!(r = find_env(c, st, c->argv[0], &env))) {
-		r = export_env(st, &env, c->argv[1], c->prefix, &err);
+		r = export_env(st, &env, c->argv[1], c->prefix, c->frozen, &err);
 		r = r ? die(c, &err, r) : 0;
 	}
 	close_view(st, vm);
@@ -1099,6 +1101,7 @@ int main(int argc, char **argv)
 		O_REPAIR,
 		O_MOUNT,
 		O_PURGE,
+		O_FROZEN,
 	};
 	static const struct option opts[] = {
 	        {"store", required_argument, NULL, O_STORE},
@@ -1116,6 +1119,7 @@ int main(int argc, char **argv)
 	        {"repair", no_argument, NULL, O_REPAIR},
 	        {"mount", required_argument, NULL, O_MOUNT},
 	        {"purge", no_argument, NULL, O_PURGE},
+	        {"frozen", no_argument, NULL, O_FROZEN},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -1170,6 +1174,9 @@ int main(int argc, char **argv)
 			break;
 		case O_PURGE:
 			c.purge = true;
+			break;
+		case O_FROZEN:
+			c.frozen = true;
 			break;
 		case 'h':
 			fputs(usage, stdout);
