@@ -14,6 +14,7 @@ import configparser
 import json
 import os
 import pwd
+import re
 import stat
 import subprocess
 
@@ -273,5 +274,30 @@ with t.section("hand-made environments: no python, python's landmark, their own 
         for x in (hn, hl, ho):
             t.eq(f"{x[:8]}: condafs hash of the mount is its hash",
                  t.cfs(None, "hash", d.path(x)).out.strip(), x)
+
+with t.section("listed by READDIRPLUS and by plain READDIR"):
+    # Python's scandir of a small directory is one READDIRPLUS at offset 0; a directory
+    # too large for one reply is continued with plain READDIR (the kernel's readdirplus
+    # "auto" mode), and the served entry comes after every stored one.
+    s3 = t.path("store3")
+    many = {f"conda-meta/note-{i:04d}-{'x' * 60}.txt": "n\n" for i in range(1500)}
+    big = lib.make_prefix(t.path("big"), pkgs=[("tool", "1.0", "h0_0")], files=many)
+    hb = t.ingest_hash(s3, big)
+    with t.daemon(s3, t.path("mnt3"), args=["-d"]) as d:
+        cm = d.path(hb, "conda-meta")
+        ino = os.stat(cm).st_ino
+        r = t.run(["ls", "-f", cm])
+        names = r.out.splitlines()
+        t.eq("ls -f of a 1,500-entry conda-meta: frozen once, last",
+             (names.count("frozen"), names[-1] if names else None), (1, "frozen"))
+        t.eq("...every stored name too", len(names), 1500 + 2 + 2 + 1)
+        ops = re.findall(rf"opcode: (READDIRPLUS|READDIR) \(\d+\), nodeid: {ino},", d.log())
+        t.check("...listed by one READDIRPLUS at offset 0, continued with plain READDIR",
+                ops.count("READDIRPLUS") == 1 and ops.count("READDIR") >= 2, ops)
+        with os.scandir(d.path(hb)) as it:
+            t.check("a directory that gets nothing lists nothing more",
+                    [e.name for e in it] == ["conda-meta"])
+        t.check("frozen reads after the listing",
+                json.loads(read(os.path.join(cm, "frozen")))["message"].count(d.path(hb)) == 1)
 
 t.finish()
