@@ -19,8 +19,11 @@ static void envtab_free(struct envtab *t)
 {
 	if (!t)
 		return;
-	for (size_t i = 0; i < t->n; i++)
+	for (size_t i = 0; i < t->n; i++) {
 		free(t->envs[i].prefix);
+		for (int f = 0; f < FROZEN_FILES; f++)
+			free(t->envs[i].served[f]);
+	}
 	free(t->envs);
 	free(t->by_id);
 	free(t->root);
@@ -167,8 +170,15 @@ int envtab_load(struct fsd *fs, struct store *st, uint64_t version, struct envta
 			goto out;
 		}
 		e->prefix_len = strlen(e->prefix);
+		e->created = v[i].created;
 		t->by_id[t->n] = e;
 		t->n++;
+		/* Made once per environment and table: a few hundred bytes each. */
+		for (int f = 0; f < FROZEN_FILES && !r; f++)
+			r = frozen_text((enum frozen_file)f, e->prefix, e->hash, &e->served[f],
+			                &e->served_len[f]);
+		if (r)
+			goto out;
 	}
 	qsort(t->by_id, t->n, sizeof(*t->by_id), cmp_id);
 	r = load_root(st, t, err);

@@ -8,6 +8,7 @@
 #define CONDAFS_FSD_H
 
 #include <condafs/cache.h>
+#include <condafs/frozen.h>
 #include <condafs/store.h>
 
 #include <fuse_lowlevel.h>
@@ -95,7 +96,8 @@ void log_file_error(uint64_t key, const char *fmt, ...) __attribute__((format(pr
  *   kind 0  a store node (directory, symlink, relocated or unshared file): id = node id
  *   kind 1  a group of identical regular files (hard-link semantics): id = group id
  *   kind 2  a tag symlink in the root: id = tag id (never reused; a moved tag gets a new one)
- *   kind 3  MOUNTPOINT/.condafs and what it holds (meta.c)
+ *   kind 3  MOUNTPOINT/.condafs and what it holds (meta.c), and the files served in every
+ *           environment and stored in none (served.c)
  * and FUSE's root, nodeid 1 (kind 1 with id 0, which no group has).
  */
 enum ino_kind {
@@ -131,6 +133,10 @@ struct fsd_env {
 	struct store_node top;
 	char *prefix; /* <mountpoint>/<hash>: what the build prefix is served as */
 	size_t prefix_len;
+	int64_t created; /* when it was ingested: the served files' mtime */
+	/* conda-meta/frozen and EXTERNALLY-MANAGED as served here (condafs/frozen.h) */
+	char *served[FROZEN_FILES];
+	size_t served_len[FROZEN_FILES];
 };
 
 /* A name in the root directory: a live environment, or a tag (a symlink to a hash). */
@@ -272,6 +278,19 @@ void meta_getattr(fuse_req_t req, fuse_ino_t ino);
 void meta_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off);
 void meta_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus);
 void meta_forget(struct fsd *fs, fuse_ino_t ino, uint64_t nlookup);
+
+/* ---- served.c: conda-meta/frozen and EXTERNALLY-MANAGED, in every environment ---- */
+
+/* A nodeid of a served file. */
+bool served_owns(fuse_ino_t ino);
+/* The entry of the file directory dir (of env) gets made for it: 1 and *e, *ret_name when
+ * it gets one, 0 when not, a negative errno when the catalog cannot say. */
+int served_dir_entry(struct worker *w, const struct fsd_env *env, const struct store_node *dir,
+                     const char **ret_name, struct fuse_entry_param *e, struct cfs_err *err);
+/* Its attributes, and its text (valid while the caller holds t): -ESTALE when t does not
+ * serve its environment. */
+int served_attr(const struct envtab *t, fuse_ino_t ino, struct stat *ret);
+int served_text(const struct envtab *t, fuse_ino_t ino, const char **ret, size_t *ret_len);
 
 /* ---- ops.c: the low-level handlers ---- */
 

@@ -28,7 +28,7 @@
 
 /*
  * Nodeids: kind INO_META, id = x << 2 | sub:
- *   sub 0  x = 1 the .condafs directory, 2 packages/, 3 mount.json
+ *   sub 0  x = 1 the .condafs directory, 2 packages/, 3 mount.json (x >= 4: served.c's)
  *   sub 1  envs.json of text serial x        sub 2  stats.json of text serial x
  *   sub 3  packages/<hash>.json of the environment with id x
  */
@@ -122,7 +122,7 @@ static void split(fuse_ino_t ino, int64_t *x, unsigned *sub)
 
 bool meta_owns(fuse_ino_t ino)
 {
-	return ino != INO_ROOT && (ino & 3) == INO_META;
+	return ino != INO_ROOT && (ino & 3) == INO_META && !served_owns(ino);
 }
 
 bool meta_is_root_name(const char *name)

@@ -141,6 +141,34 @@ static void root_entry(const struct fsd_root *re, struct fuse_entry_param *e, in
 
 /* ---- lookups and attributes ---- */
 
+/* A name the catalog does not have in directory parent, which may be a served file's. */
+static int lookup_served(struct worker *w, fuse_ino_t parent, const char *name,
+                         struct fuse_entry_param *e, int64_t *ret_env, struct cfs_err *err)
+{
+	const struct fsd_env *env;
+	const struct wnode *wn;
+	struct store_node dir;
+	const char *served;
+	int r;
+
+	if (err)
+		err->msg[0] = '\0';
+	r = worker_node(w, parent, &wn, err);
+	if (r)
+		return r;
+	dir = wn->n;
+	env = wn->env;
+	if (!env)
+		return -ESTALE;
+	*ret_env = env->id;
+	r = served_dir_entry(w, env, &dir, &served, e, err);
+	if (r < 0)
+		return r;
+	if (r == 0 || strcmp(served, name))
+		entry_init(e); /* ino 0: the kernel caches the miss */
+	return 0;
+}
+
 /* *ret_env: the environment the entry is charged to (use.c), 0 for none. */
 static int lookup_in(struct worker *w, fuse_ino_t parent, const char *name,
                      struct fuse_entry_param *e, int64_t *ret_env, struct cfs_err *err)
@@ -162,6 +190,8 @@ static int lookup_in(struct worker *w, fuse_ino_t parent, const char *name,
 	if (kind != INO_NODE)
 		return -ENOTDIR;
 	r = store_node_lookup(worker_store(w), id, name, strlen(name), &n, err);
+	if (r == -ENOENT && (!strcmp(name, FROZEN_CONDA_NAME) || !strcmp(name, FROZEN_PYTHON_NAME)))
+		return lookup_served(w, parent, name, e, ret_env, err);
 	if (r == -ENOENT) {
 		entry_init(e);
 		return 0;
@@ -196,14 +226,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	 * gc is reaping it, so it was removed: a miss, but not one to cache. */
 	if (!r && env && parent != INO_ROOT)
 		use_mark(use, env);
-	if (!r && env && S_ISREG(e.attr.st_mode)) {
+	if (!r && env && S_ISREG(e.attr.st_mode) && !served_owns(e.ino)) {
 		r = use_entry(use, e.ino, env);
 		if (r == -EBUSY)
 			r = -ENOENT;
 	}
 	if (r)
 		reply_err(req, parent, "lookup", r, &err);
-	else if (fuse_reply_entry(req, &e) && env && S_ISREG(e.attr.st_mode))
+	else if (fuse_reply_entry(req, &e) && env && S_ISREG(e.attr.st_mode) && !served_owns(e.ino))
 		use_forget(use, e.ino, 1);
 	worker_put(w);
 }
@@ -224,6 +254,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	r = worker_get(req_fsd(req), &w);
 	if (!r && ino == INO_ROOT) {
 		root_attr(worker_envtab(w), &st);
+	} else if (!r && served_owns(ino)) {
+		r = served_attr(worker_envtab(w), ino, &st);
 	} else if (!r && (ino & 3) == INO_TAG) {
 		const struct fsd_root *tag = envtab_tag_by_ino(worker_envtab(w), ino);
 
@@ -375,6 +407,25 @@ out:
 	return r;
 }
 
+/* A served file's text (served.c): replied from the table the worker holds. */
+static int read_served(fuse_req_t req, struct worker *w, fuse_ino_t ino, off_t off, size_t size)
+{
+	const char *text;
+	size_t len;
+	int r = served_text(worker_envtab(w), ino, &text, &len);
+
+	if (r)
+		return r;
+	if (off < 0)
+		return -EINVAL;
+	if ((uint64_t)off >= len)
+		size = 0;
+	else if (size > len - (size_t)off)
+		size = len - (size_t)off;
+	fuse_reply_buf(req, size ? text + off : NULL, size);
+	return 0;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
@@ -392,6 +443,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	r = worker_get(req_fsd(req), &w);
+	if (!r && served_owns(ino)) {
+		r = read_served(req, w, ino, off, size);
+		goto out;
+	}
 	if (!r)
 		r = worker_node(w, ino, &wn, &err);
 	if (!r && wn->n.type != NODE_FILE)
@@ -535,11 +590,26 @@ static int list_root(struct dirfill *d)
 #define DIRENT_MIN     32
 #define DIRENTPLUS_MIN 160
 
+/* After the stored children of dir: the file made for it, if it gets one (served.c). It
+ * is charged to nothing, as lookups of it are not. */
+static int list_served(struct dirfill *d, const struct store_node *dir)
+{
+	struct fuse_entry_param e;
+	const char *name;
+	int r = served_dir_entry(d->w, d->env, dir, &name, &e, d->err);
+
+	if (r <= 0)
+		return r;
+	r = dir_add(d, name, &e, 0);
+	return r < 0 ? r : 0;
+}
+
 static int list_dir(struct dirfill *d, fuse_ino_t ino)
 {
 	const struct wnode *wn;
 	struct store_node dir;
 	uint64_t start, fit;
+	uint32_t all;
 	fuse_ino_t parent = INO_ROOT;
 	int r;
 
@@ -559,9 +629,12 @@ static int list_dir(struct dirfill *d, fuse_ino_t ino)
 		return 0;
 	if (d->next == 2 && dir_add_dot(d, "..", parent))
 		return 0;
+	all = dir.nchildren;
 	start = (uint64_t)d->next - 3;
-	if (start >= dir.nchildren)
+	if (start > dir.nchildren)
 		return 0;
+	if (start == dir.nchildren)
+		return list_served(d, &dir);
 	/* Ask the store for no more children than can fit: store_dir_iter fetches its whole
 	 * range first, and a large directory is listed in many calls. */
 	fit = d->size / (d->plus ? DIRENTPLUS_MIN : DIRENT_MIN) + 1;
@@ -570,7 +643,12 @@ static int list_dir(struct dirfill *d, fuse_ino_t ino)
 	r = store_dir_iter(worker_store(d->w), &dir, (uint32_t)start, dir_add_child, d, d->err);
 	if (r == 1)
 		r = 0;
-	return r < 0 ? r : d->r;
+	if (r < 0 || d->r)
+		return r < 0 ? r : d->r;
+	/* Every stored child is in: a served file comes last, at index nchildren. */
+	if (d->next == (off_t)all + 3)
+		return list_served(d, &dir);
+	return 0;
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
@@ -622,7 +700,7 @@ static void forget(struct fsd *fs, fuse_ino_t ino, uint64_t nlookup)
 {
 	if (meta_owns(ino))
 		meta_forget(fs, ino, nlookup);
-	else
+	else if (!served_owns(ino))
 		use_forget(fs->use, ino, nlookup);
 }
 

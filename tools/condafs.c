@@ -54,7 +54,7 @@ struct cli {
 	bool json;
 	const char *lock, *platform, *environment, *prefix, *unused_for, *shell, *driver;
 	const char *name;
-	bool replace, skip_special, force, dry_run, repair, purge, user, system, tcl;
+	bool replace, skip_special, force, dry_run, repair, purge, frozen, user, system, tcl;
 	int argc;
 	char **argv; /* positional arguments */
 };
@@ -67,8 +67,10 @@ static const char usage[] =
         "  ingest PREFIX [--lock LOCK] [--platform P] [--environment E] [--replace]\n"
         "         [--skip-special]\n"
         "                      store a solved conda prefix and print its hash\n"
-        "  export ENV DIR [--prefix P]\n"
-        "                      write an environment to DIR, its prefix served as P (default DIR)\n"
+        "  export ENV DIR [--prefix P] [--frozen]\n"
+        "                      write an environment to DIR, its prefix served as P (default DIR);\n"
+        "                      --frozen: with conda-meta/frozen and EXTERNALLY-MANAGED as the\n"
+        "                      mount serves them\n"
         "  ls                  list environments: tags, size, unique bytes, last use,\n"
         "                      broken (verify --repair found objects of it lost)\n"
         "  tag NAME ENV        point the name NAME at an environment (moves an existing one)\n"
@@ -393,10 +395,10 @@ static int cmd_export(const struct cli *c)
 	if (vm) {
 		r = viamount_find(vm, c->argv[0], &env, &err);
 		if (!r)
-			r = viamount_export(vm, &env, c->argv[1], c->prefix, &err);
+			r = viamount_export(vm, &env, c->argv[1], c->prefix, c->frozen, &err);
 		r = r ? die(c, &err, r) : 0;
 	} else if (!(r = find_env(c, st, c->argv[0], &env))) {
-		r = export_env(st, &env, c->argv[1], c->prefix, &err);
+		r = export_env(st, &env, c->argv[1], c->prefix, c->frozen, &err);
 		r = r ? die(c, &err, r) : 0;
 	}
 	close_view(st, vm);
@@ -1589,6 +1591,7 @@ int main(int argc, char **argv)
 		O_USER,
 		O_SYSTEM,
 		O_TCL,
+		O_FROZEN,
 	};
 	static const struct option opts[] = {
 	        {"store", required_argument, NULL, O_STORE},
@@ -1612,6 +1615,7 @@ int main(int argc, char **argv)
 	        {"user", no_argument, NULL, O_USER},
 	        {"system", no_argument, NULL, O_SYSTEM},
 	        {"tcl", no_argument, NULL, O_TCL},
+	        {"frozen", no_argument, NULL, O_FROZEN},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -1684,6 +1688,9 @@ int main(int argc, char **argv)
 			break;
 		case O_TCL:
 			c.tcl = true;
+			break;
+		case O_FROZEN:
+			c.frozen = true;
 			break;
 		case 'h':
 			fputs(usage, stdout);

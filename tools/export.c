@@ -38,6 +38,8 @@ struct link_seen {
 struct export
 {
 	struct store *st;
+	const struct store_env *env;
+	bool frozen; /* write the served files too */
 	const char *dir;
 	const char *prefix;
 	uint8_t *buf;
@@ -466,6 +468,56 @@ static int export_child(void *ctx, const struct store_node *n)
 	return fail(ex, -EUCLEAN, path, "unknown node type");
 }
 
+int export_served(int dfd, enum frozen_file f, const char *prefix, const char *hash,
+                  int64_t created, const char *dir, const char *rel, struct cfs_err *err)
+{
+	struct timespec ts[2] = {{.tv_sec = created}, {.tv_sec = created}};
+	const char *what = "create";
+	char *text = NULL;
+	size_t len = 0;
+	int fd, r = frozen_text(f, prefix, hash, &text, &len);
+
+	if (r)
+		return r;
+	fd = openat(dfd, frozen_name(f), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	            0600);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (write(fd, text, len) != (ssize_t)len) {
+		r = errno ? -errno : -EIO;
+		what = "write";
+	} else if (fchmod(fd, FROZEN_MODE) < 0) {
+		r = -errno;
+		what = "chmod";
+	} else if (futimens(fd, ts) < 0) {
+		r = -errno;
+		what = "set mtime";
+	}
+	close(fd);
+out:
+	if (r && err && !err->msg[0])
+		snprintf(err->msg, sizeof(err->msg), "%s/%s: %s: %s", dir, rel, what, strerror(-r));
+	free(text);
+	return r;
+}
+
+/* The file condafsd serves in dir, if it serves one there (export --frozen). */
+static int export_dir_served(struct export *ex, int fd, const struct store_node *dir,
+                             const char *path)
+{
+	char rel[PATH_MAX];
+	enum frozen_file f;
+	int r = frozen_dir_gets(ex->st, ex->env->root, dir, &f, ex->err);
+
+	if (r <= 0)
+		return r;
+	snprintf(rel, sizeof(rel), "%s/%s", path, frozen_name(f));
+	return export_served(fd, f, ex->prefix, ex->env->hash, ex->env->created, ex->dir, rel,
+	                     ex->err);
+}
+
 /* Fill the directory dir (made by us, named in dfd; "" is the destination itself) and then
  * set its mode and mtime. */
 static int export_dir(struct export *ex, int dfd, const struct store_node *dir, const char *path)
@@ -478,6 +530,8 @@ static int export_dir(struct export *ex, int dfd, const struct store_node *dir, 
 	if (fd < 0)
 		return fail(ex, fd, path, "open");
 	r = store_dir_iter(ex->st, dir, 0, export_child, &c, ex->err);
+	if (!r && ex->frozen)
+		r = export_dir_served(ex, fd, dir, path);
 	set_times(ts, dir->mtime_ns);
 	if (!r && fchmod(fd, dir->mode) < 0)
 		r = fail(ex, -errno, path, "chmod");
@@ -488,9 +542,9 @@ static int export_dir(struct export *ex, int dfd, const struct store_node *dir, 
 }
 
 int export_env(struct store *st, const struct store_env *env, const char *dir, const char *prefix,
-               struct cfs_err *err)
+               bool frozen, struct cfs_err *err)
 {
-	struct export ex = {.st = st, .dir = dir, .err = err};
+	struct export ex = {.st = st, .env = env, .frozen = frozen, .dir = dir, .err = err};
 	struct export_dest dest;
 	struct store_node top;
 	int r;

@@ -6,9 +6,11 @@
 #ifndef CONDAFS_EXPORT_H
 #define CONDAFS_EXPORT_H
 
+#include <condafs/frozen.h>
 #include <condafs/store.h>
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* The directory an export writes into. */
 struct export_dest {
@@ -34,9 +36,16 @@ void export_dest_close(struct export_dest *d);
 int export_open_made(int dfd, const char *name);
 
 /* Write env into dir (export_dest_open) with its prefix served as prefix (NULL: where dir
- * is): bytes, modes, mtimes, symlinks, hard links and holes as ingested. The tree is
- * checked as it is read (-EUCLEAN for a damaged one). On failure nothing is left. */
+ * is): bytes, modes, mtimes, symlinks, hard links and holes as ingested; with frozen, also
+ * the files condafsd serves in it (condafs/frozen.h), as the mount serves them at prefix.
+ * The tree is checked as it is read (-EUCLEAN for a damaged one). On failure nothing is
+ * left. */
 int export_env(struct store *st, const struct store_env *env, const char *dir, const char *prefix,
-               struct cfs_err *err);
+               bool frozen, struct cfs_err *err);
+/* Write served file f of environment hash, served at prefix, into the directory dfd, as
+ * condafsd serves it: its text, mode FROZEN_MODE, mtime the environment's ingest time
+ * (created). rel names it in messages (err: "<dir>/<rel>: ..."). */
+int export_served(int dfd, enum frozen_file f, const char *prefix, const char *hash,
+                  int64_t created, const char *dir, const char *rel, struct cfs_err *err);
 
 #endif

@@ -520,6 +520,9 @@ static int inomap_get(const struct inomap *m, ino_t ino)
 }
 
 #define INO_KIND_NODE 0
+/* In an environment's tree, only the files served and stored in none (condafs/frozen.h)
+ * are of kind 3. */
+#define INO_KIND_SERVED 3
 
 /* Remember a duplicate of fd as the file written for ino. */
 static int inomap_put(struct inomap *m, ino_t ino, int fd)
@@ -557,6 +560,8 @@ static void inomap_free(struct inomap *m)
 
 struct vexport {
 	struct viamount *vm;
+	const struct store_env *env;
+	bool frozen; /* write the served files (as served at to), else leave them out */
 	const char *dir;
 	const char *from, *to;
 	struct inomap links;
@@ -737,6 +742,15 @@ static int vexport_dir(struct vexport *ex, int sdir, int ddir, const struct stat
 				close(s);
 			if (t >= 0)
 				close(t);
+		} else if (S_ISREG(sb.st_mode) && (sb.st_ino & 3) == INO_KIND_SERVED) {
+			/* Made for where it is served: written anew for where it goes. */
+			if (ex->frozen)
+				r = export_served(ddir,
+				                  strcmp(de->d_name, FROZEN_CONDA_NAME)
+				                          ? FROZEN_PYTHON
+				                          : FROZEN_CONDA,
+				                  ex->to, ex->env->hash, ex->env->created, ex->dir,
+				                  path, ex->err);
 		} else if (S_ISREG(sb.st_mode)) {
 			r = vexport_file(ex, sdir, ddir, de->d_name, &sb, path);
 		} else if (S_ISLNK(sb.st_mode)) {
@@ -757,9 +771,9 @@ static int vexport_dir(struct vexport *ex, int sdir, int ddir, const struct stat
 }
 
 int viamount_export(struct viamount *vm, const struct store_env *env, const char *dir,
-                    const char *prefix, struct cfs_err *err)
+                    const char *prefix, bool frozen, struct cfs_err *err)
 {
-	struct vexport ex = {.vm = vm, .dir = dir, .err = err};
+	struct vexport ex = {.vm = vm, .env = env, .frozen = frozen, .dir = dir, .err = err};
 	char from[PATH_MAX];
 	struct export_dest dest;
 	struct stat sb;
@@ -919,6 +933,8 @@ static int verify_dir(struct vverify *v, int fd, const char *rel)
 		snprintf(path, sizeof(path), "%s%s%s", rel, *rel ? "/" : "", de->d_name);
 		if (fstatat(fd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
 			problem(v, path, -errno, NULL);
+		} else if (S_ISREG(sb.st_mode) && (sb.st_ino & 3) == INO_KIND_SERVED) {
+			/* Not stored: nothing of the store to check. */
 		} else if (S_ISREG(sb.st_mode)) {
 			r = verify_file(v, fd, de->d_name, &sb, path);
 		} else if (S_ISLNK(sb.st_mode)) {

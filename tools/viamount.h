@@ -10,6 +10,7 @@
 
 #include <condafs/store.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 
 struct viamount;
@@ -38,10 +39,12 @@ int viamount_packages(struct viamount *vm, const struct store_env *env, struct p
 int viamount_cat(struct viamount *vm, const struct store_env *env, const char *path,
                  const char *prefix, FILE *out, struct cfs_err *err);
 /* export: env written into dir (export_dest_open), its prefix served as prefix (NULL:
- * where dir is). Every file is opened by the user through the mount: one they may not
- * read fails the export, which then removes what it wrote. */
+ * where dir is), without the files the mount serves in it and stores in none
+ * (condafs/frozen.h) unless frozen, which writes them as served at prefix. Every file is
+ * opened by the user through the mount: one they may not read fails the export, which
+ * then removes what it wrote. */
 int viamount_export(struct viamount *vm, const struct store_env *env, const char *dir,
-                    const char *prefix, struct cfs_err *err);
+                    const char *prefix, bool frozen, struct cfs_err *err);
 
 struct viamount_verify {
 	uint64_t files_checked; /* regular files read to the end, each inode once */

@@ -3,7 +3,7 @@
 Harness: running condafsd in the foreground and always unmounting it (also when a test
 fails or meson's timeout sends SIGTERM), a store with every corpus environment ingested
 once per build directory (under a lock, like the corpus), and comparing a mounted
-environment with `condafs export ENV DIR --prefix MOUNTPOINT/<hash>`."""
+environment with `condafs export ENV DIR --prefix MOUNTPOINT/<hash> --frozen`."""
 
 import atexit
 import fcntl
@@ -238,8 +238,10 @@ class FsHarness(lib.Harness):
 
 
 def export_env(t, store, env_hash, dest, prefix):
+    """`condafs export --frozen`: the environment as a mount at prefix serves it, with the
+    files served in every environment (conda-meta/frozen, EXTERNALLY-MANAGED)."""
     os.makedirs(os.path.dirname(dest), exist_ok=True)
-    r = t.export(store, env_hash, dest, prefix)
+    r = t.cfs(store, "export", env_hash, dest, "--prefix", prefix, "--frozen")
     if r.rc != 0:
         raise RuntimeError(f"export failed: {r}")
     return dest
