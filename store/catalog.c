@@ -79,7 +79,9 @@ static const char schema[] =
         " WHERE parent > 0;"
         "CREATE INDEX IF NOT EXISTS nodes_obj ON nodes(obj);"
         "CREATE INDEX IF NOT EXISTS nodes_grp ON nodes(grp);"
-        "CREATE INDEX IF NOT EXISTS objects_unused ON objects(refs) WHERE refs = 0;"
+        /* In gc's order (S_GC_UNUSED): its next object is the index's first entry, where
+         * an index of refs alone sorted every unreferenced object at each step. */
+        "CREATE INDEX IF NOT EXISTS objects_unreferenced ON objects(kind, id) WHERE refs = 0;"
         "CREATE TABLE IF NOT EXISTS tags(name TEXT PRIMARY KEY, env INTEGER NOT NULL,"
         " id INTEGER NOT NULL UNIQUE, set_at INTEGER NOT NULL) WITHOUT ROWID;"
         "CREATE INDEX IF NOT EXISTS tags_env ON tags(env);"
@@ -625,6 +627,7 @@ static int open_catalog(const char *path, bool create, bool write, const struct 
 			r = exec(
 			        c,
 			        "DROP INDEX IF EXISTS nodes_env; DROP INDEX IF EXISTS objects_pack;"
+			        "DROP INDEX IF EXISTS objects_unused;"
 			        "UPDATE meta SET value = '" CATALOG_VERSION "' WHERE key = "
 			        "'catalog_version' AND value = '" CATALOG_VERSION_READABLE "'",
 			        err);

@@ -176,4 +176,24 @@ with t.section("gc killed after its commit: the next gc deletes the files left")
     t.eq("and deletes them", lib.image_files(store), {})
     t.verify_clean("verify is clean", store)
 
+with t.section("gc's next unreferenced object is one index seek, not a sort of them all"):
+    # Issue 13: reaping k objects sorted every unreferenced object k times. The plan is what
+    # SQLite will do, not a timing; a store of the older index gets the new one on its
+    # first writing command.
+    sql_exec("DROP INDEX IF EXISTS objects_unreferenced")
+    sql_exec("CREATE INDEX IF NOT EXISTS objects_unused ON objects(refs) WHERE refs = 0")
+    t.ok("a writing command (tag)", t.cfs(store, "tag", "seek", t.ingest(store, B).out.strip()))
+    c = sqlite3.connect(db)
+    try:
+        names = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        plan = " / ".join(r[-1] for r in c.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM objects WHERE refs = 0 ORDER BY kind, id LIMIT 1"))
+    finally:
+        c.close()
+    t.check("the older index is gone and the new one made",
+            "objects_unreferenced" in names and "objects_unused" not in names, names)
+    t.check("gc's query reads the index in order: no temporary B-tree",
+            "objects_unreferenced" in plan and "TEMP B-TREE" not in plan, plan)
+    t.verify_clean("verify is clean", store)
+
 t.finish()
