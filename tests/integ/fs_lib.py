@@ -107,7 +107,7 @@ class Daemon:
             raise RuntimeError("$CONDAFSD is not set")
         self.logpath = self.t.path(
             f"condafsd-{os.path.basename(self.mnt)}-{time.monotonic_ns()}.log")
-        e = dict(os.environ)
+        e = lib.ours(dict(os.environ))
         e.pop("CONDAFS_STORE", None)
         if self.env:
             e.update(self.env)
