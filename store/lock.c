@@ -226,6 +226,7 @@ static int explicit_pip(struct pkgset *set, char *s, const char *where, struct c
 		if (strncmp(frag, "sha256=", 7) == 0)
 			p.sha256 = frag + 7;
 	}
+	p.url = url;
 	url[strcspn(url, "?")] = '\0';
 	file = strrchr(url, '/');
 	file = file ? file + 1 : url;
@@ -243,7 +244,8 @@ static int explicit_url(struct pkgset *set, char *s, const char *where, const ch
                         struct cfs_err *err)
 {
 	struct pkg p = {.kind = PKG_CONDA};
-	char *hash = strchr(s, '#'), *url = s, *file;
+	char *hash = strchr(s, '#'), *url = s, *file, *whole;
+	int r;
 
 	if (hash) {
 		*hash++ = '\0';
@@ -257,19 +259,27 @@ static int explicit_url(struct pkgset *set, char *s, const char *where, const ch
 			return err_set(err, -EINVAL, "%s: '#%s' is neither an md5 nor a sha256",
 			               where, hash);
 	}
-	if (!pkgset_split_url(url, &p.channel, &p.subdir, &file))
-		return err_set(err, -EINVAL, "%s: '%s' is not a package URL", where, s);
-	if (!pkgset_split_filename(file, &p.name, &p.version, &p.build))
-		return err_set(err, -EINVAL,
-		               "%s: '%s' is not <name>-<version>-<build>.conda or .tar.bz2", where,
-		               file);
-	if (strcmp(p.subdir, "noarch") != 0) {
-		if (*url_platform && strcmp(*url_platform, p.subdir) != 0)
-			return err_set(err, -EINVAL, "%s: a package for %s among packages for %s",
-			               where, p.subdir, *url_platform);
-		*url_platform = p.subdir;
+	whole = strdup(url);
+	if (!whole)
+		return err_set(err, -ENOMEM, "%s: out of memory", where);
+	p.url = whole;
+	if (!pkgset_split_url(url, &p.channel, &p.subdir, &file)) {
+		r = err_set(err, -EINVAL, "%s: '%s' is not a package URL", where, s);
+	} else if (!pkgset_split_filename(file, &p.name, &p.version, &p.build)) {
+		r = err_set(err, -EINVAL,
+		            "%s: '%s' is not <name>-<version>-<build>.conda or .tar.bz2", where,
+		            file);
+	} else if (strcmp(p.subdir, "noarch") != 0 && *url_platform &&
+	           strcmp(*url_platform, p.subdir) != 0) {
+		r = err_set(err, -EINVAL, "%s: a package for %s among packages for %s", where,
+		            p.subdir, *url_platform);
+	} else {
+		if (strcmp(p.subdir, "noarch") != 0)
+			*url_platform = p.subdir;
+		r = pkgset_add(set, &p, where, err);
 	}
-	return pkgset_add(set, &p, where, err);
+	free(whole);
+	return r;
 }
 
 static int parse_explicit(const char *path, char *text, const char *platform, struct pkgset **ret,
@@ -508,6 +518,7 @@ static int condalock_conda(struct pkgset *set, const struct ynode *rec, const ch
 	        .version = get_str(rec, "version"),
 	        .md5 = get_str(hash, "md5"),
 	        .sha256 = get_str(hash, "sha256"),
+	        .url = url,
 	};
 	char *copy, *file;
 	int r;
@@ -613,6 +624,7 @@ static int parse_condalock(const char *path, const struct ynode *root, const cha
 			        .version = get_str(rec, "version"),
 			        .md5 = get_str(hash, "md5"),
 			        .sha256 = get_str(hash, "sha256"),
+			        .url = get_str(rec, "url"),
 			};
 
 			r = pkgset_add(set, &p, where, err);
@@ -790,6 +802,7 @@ static int pixi_conda(struct pkgset *set, const struct ynode *rec, const struct 
 	        .build = get_str(rec, "build") ? get_str(rec, "build") : cl->build,
 	        .subdir = get_str(rec, "subdir") ? get_str(rec, "subdir") : cl->subdir,
 	        .channel = cl->channel,
+	        .url = loc,
 	};
 	int r;
 
@@ -847,6 +860,7 @@ static int pixi_entry(struct pkgset *set, const char *path, int version,
 			        .version = get_str(rec, "version"),
 			        .md5 = get_str(rec, "md5"),
 			        .sha256 = get_str(rec, "sha256"),
+			        .url = key.loc,
 			};
 
 			return pkgset_add(set, &p, where, err);

@@ -209,6 +209,7 @@ static void pkg_release(struct pkg *p)
 	free((char *)p->subdir);
 	free((char *)p->md5);
 	free((char *)p->sha256);
+	free((char *)p->url);
 }
 
 int pkgset_new(struct pkgset **ret)
@@ -257,6 +258,8 @@ int pkgset_add(struct pkgset *set, const struct pkg *p, const char *where, struc
 	if (p->channel && *p->channel && !(c.channel = channel_canon(p->channel)))
 		goto nomem;
 	if (p->subdir && *p->subdir && !(c.subdir = strdup(p->subdir)))
+		goto nomem;
+	if (p->url && *p->url && !(c.url = strdup(p->url)))
 		goto nomem;
 	if (p->md5 && *p->md5) {
 		r = hex_copy(p->md5, 32, &md5);

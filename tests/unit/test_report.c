@@ -152,8 +152,9 @@ static void test_packages(void)
 	                "https://channel.example.invalid/x",
 	                "linux-64",
 	                "0123456789abcdef0123456789abcdef",
+	                NULL,
 	                NULL};
-	struct pkg p = {PKG_PYPI, "my-pkg", "2.0", NULL, NULL, NULL, NULL, NULL};
+	struct pkg p = {PKG_PYPI, "my-pkg", "2.0", NULL, NULL, NULL, NULL, NULL, NULL};
 	size_t len;
 	char *text = NULL, *text2 = NULL;
 
@@ -164,15 +165,16 @@ static void test_packages(void)
 	CHECK(pkgset_add(set, &p, "t", NULL) == 0);
 	CHECK(pkgset_finish(set, "linux-64", "t", NULL) == 0);
 	CHECK(report_packages_json(&env, set, &text, &len) == 0);
-	CHECK_STR(text, "{\"hash\": \"0123456789abcdef0123456789abcdef\", \"platform\":"
-	                " \"linux-64\", \"cuda\": null, \"cuda_source\": null, \"packages\": [\n "
-	                "{\"kind\": \"conda\", \"name\":"
-	                " \"numpy\", \"version\": \"1.26.4\", \"build\": \"py311_0\","
-	                " \"channel\": \"https://channel.example.invalid/x\", \"subdir\": \"linux-64\","
-	                " \"md5\": \"0123456789abcdef0123456789abcdef\", \"sha256\": null},\n"
-	                " {\"kind\": \"pypi\", \"name\": \"my-pkg\", \"version\": \"2.0\","
-	                " \"build\": null, \"channel\": null, \"subdir\": null, \"md5\": null,"
-	                " \"sha256\": null}\n]}\n");
+	CHECK_STR(text,
+	          "{\"hash\": \"0123456789abcdef0123456789abcdef\", \"platform\":"
+	          " \"linux-64\", \"cuda\": null, \"cuda_source\": null, \"packages\": [\n "
+	          "{\"kind\": \"conda\", \"name\":"
+	          " \"numpy\", \"version\": \"1.26.4\", \"build\": \"py311_0\","
+	          " \"channel\": \"https://channel.example.invalid/x\", \"subdir\": \"linux-64\","
+	          " \"md5\": \"0123456789abcdef0123456789abcdef\", \"sha256\": null},\n"
+	          " {\"kind\": \"pypi\", \"name\": \"my-pkg\", \"version\": \"2.0\","
+	          " \"build\": null, \"channel\": null, \"subdir\": null, \"md5\": null,"
+	          " \"sha256\": null}\n]}\n");
 	CHECK(report_packages_parse("p.json", text, len, &back, NULL) == 0);
 	if (back) {
 		CHECK(report_packages_json(&env, back, &text2, &len) == 0);
@@ -264,7 +266,8 @@ static void test_cuda(void)
 	                          " \"platform\": \"linux-64\", \"files\": 1, \"logical_bytes\": 1,"
 	                          " \"unique_bytes\": 1, \"created\": 1, \"last_used\": 0,"
 	                          " \"source_prefix\": \"/p\", \"broken\": false, \"cuda\": [1]}]";
-	struct pkg c = {PKG_CONDA, "cuda-version", "12.1", "h1d6eff3_3", NULL, NULL, NULL, NULL};
+	struct pkg c = {PKG_CONDA, "cuda-version", "12.1", "h1d6eff3_3", NULL,
+	                NULL,      NULL,           NULL,   NULL};
 	struct report_env *back = NULL;
 	struct store_env env = {0};
 	struct cfs_err err = {{0}};

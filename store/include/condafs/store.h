@@ -45,6 +45,9 @@ struct pkg {
 	const char *subdir;  /* conda only */
 	const char *md5;     /* lowercase hex */
 	const char *sha256;  /* lowercase hex */
+	/* Where the archive (conda) or the wheel/sdist (pypi) is, as the lock or record says
+	 * (without a "#digest"); NULL when the source does not say. Not part of the hash. */
+	const char *url;
 };
 
 struct pkgset;
