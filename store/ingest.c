@@ -207,22 +207,92 @@ static int read_prefix(struct ingest *in, int *ret_walked, struct cfs_err *walk_
 	return j.r;
 }
 
+void ingest_init(struct ingest *in, struct store *st, const struct ingest_opts *opts)
+{
+	static const struct ingest_opts no_opts;
+
+	*in = (struct ingest){.st = st, .opts = opts ? opts : &no_opts, .root_fd = -1, .tmp_fd = -1};
+	pthread_mutex_init(&in->lock, NULL);
+	pthread_mutex_init(&in->reloc_lock, NULL);
+	pthread_cond_init(&in->cond, NULL);
+}
+
+int ingest_phases(struct ingest *in, const char *hash, const struct pkgset *set,
+                  enum ingest_result *ret_result, struct cfs_err *err)
+{
+	struct store_env old;
+	bool exists;
+	int held = -1, r;
+
+	/* gc.c G2: nothing this ingest finds stored may vanish before it commits. */
+	r = store_lock(in->st, LOCK_SH, &held, err);
+	if (r)
+		return r;
+	r = catalog_env_by_hash(in->st->cat, hash, &old, err);
+	if (r && r != -ENOENT)
+		goto out;
+	exists = r == 0;
+	in->dry = exists && !in->opts->replace;
+	r = ingest_store_files(in, err);
+	if (!r)
+		r = ingest_check_pycs(in, err);
+	if (r)
+		goto out;
+	if (exists) {
+		r = ingest_compare_tree(in, &old, err);
+		if (r == 0) {
+			*ret_result = INGEST_PRESENT;
+			goto out;
+		}
+		if (r != -EEXIST || !in->opts->replace)
+			goto out;
+	}
+	r = ingest_commit(in, hash, set, ret_result, err);
+out:
+	close(held);
+	return r;
+}
+
+void ingest_release(struct ingest *in)
+{
+	for (int i = 0; i < MAX_WORKERS; i++)
+		object_writer_free(in->writers[i]);
+	object_tmp_close(in->st->fd, in->tmp_fd, in->tmp_name);
+	for (size_t i = 0; i < in->ndeferred; i++)
+		free(in->deferred[i].data);
+	free(in->deferred);
+	free(in->compare_starts);
+	free(in->pack_keys);
+	free(in->pack_stored);
+	for (size_t i = 0; in->pack_frames && i < in->npacks; i++)
+		object_frames_free(in->pack_frames[i]);
+	free(in->pack_frames);
+	free(in->frame_starts);
+	packer_free(in->packer);
+	for (size_t i = 0; i < in->n; i++)
+		inode_release(&in->nodes[i]);
+	free(in->nodes);
+	free(in->work);
+	condameta_free(in->meta);
+	if (in->root_fd >= 0)
+		close(in->root_fd);
+	fscreds_release(&in->creds);
+	pthread_cond_destroy(&in->cond);
+	pthread_mutex_destroy(&in->reloc_lock);
+	pthread_mutex_destroy(&in->lock);
+}
+
 int store_ingest(struct store *st, const char *prefix, const struct ingest_opts *opts,
                  char ret_hash[33], enum ingest_result *ret_result, struct cfs_err *err)
 {
-	static const struct ingest_opts no_opts;
-	struct ingest in = {.st = st, .opts = opts ? opts : &no_opts, .root_fd = -1, .tmp_fd = -1};
+	struct ingest in;
 	struct pkgset *lock = NULL;
-	struct store_env old;
 	struct cfs_err walk_err;
 	struct stat sb;
 	char *real = NULL, hash[33];
-	bool exists;
-	int held = -1, walked, r;
+	int walked, r;
 
-	pthread_mutex_init(&in.lock, NULL);
-	pthread_mutex_init(&in.reloc_lock, NULL);
-	pthread_cond_init(&in.cond, NULL);
+	ingest_init(&in, st, opts);
 	if (st->flags & STORE_READONLY) {
 		r = err_set(err, -EROFS, "%s: store opened read-only", st->dir);
 		goto out;
@@ -277,64 +347,12 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 	/* Warnings only: a prefix the scan cannot read is stored all the same. */
 	(void)as_owner(&in, scan_activate, NULL, NULL);
 	pkgset_hash(condameta_pkgset(in.meta), hash);
-	/* gc.c G2: nothing this ingest finds stored may vanish before it commits. */
-	r = store_lock(st, LOCK_SH, &held, err);
-	if (r)
-		goto out;
-	r = catalog_env_by_hash(st->cat, hash, &old, err);
-	if (r && r != -ENOENT)
-		goto out;
-	exists = r == 0;
-	in.dry = exists && !in.opts->replace;
-	r = ingest_store_files(&in, err);
+	r = ingest_phases(&in, hash, condameta_pkgset(in.meta), ret_result, err);
 	if (!r)
-		r = ingest_check_pycs(&in, err);
-	if (r)
-		goto out;
-	if (exists) {
-		r = ingest_compare_tree(&in, &old, err);
-		if (r == 0) {
-			*ret_result = INGEST_PRESENT;
-			goto done;
-		}
-		if (r != -EEXIST || !in.opts->replace)
-			goto out;
-	}
-	r = ingest_commit(&in, hash, condameta_pkgset(in.meta), ret_result, err);
-	if (r)
-		goto out;
-done:
-	memcpy(ret_hash, hash, 33);
-	r = 0;
+		memcpy(ret_hash, hash, 33);
 out:
-	for (int i = 0; i < MAX_WORKERS; i++)
-		object_writer_free(in.writers[i]);
-	object_tmp_close(st->fd, in.tmp_fd, in.tmp_name);
-	for (size_t i = 0; i < in.ndeferred; i++)
-		free(in.deferred[i].data);
-	free(in.deferred);
-	free(in.compare_starts);
-	free(in.pack_keys);
-	free(in.pack_stored);
-	for (size_t i = 0; in.pack_frames && i < in.npacks; i++)
-		object_frames_free(in.pack_frames[i]);
-	free(in.pack_frames);
-	free(in.frame_starts);
-	packer_free(in.packer);
-	for (size_t i = 0; i < in.n; i++)
-		inode_release(&in.nodes[i]);
-	free(in.nodes);
-	free(in.work);
+	ingest_release(&in);
 	pkgset_free(lock);
-	condameta_free(in.meta);
-	if (in.root_fd >= 0)
-		close(in.root_fd);
-	fscreds_release(&in.creds);
-	if (held >= 0)
-		close(held);
 	free(real);
-	pthread_cond_destroy(&in.cond);
-	pthread_mutex_destroy(&in.reloc_lock);
-	pthread_mutex_destroy(&in.lock);
 	return r;
 }

@@ -59,6 +59,13 @@ struct inode {
 	uint32_t pyc_src;
 	uint32_t pyc_src_inserts;
 	uint64_t pyc_src_neutral;
+	/* A path of an install (ingest_plan.c), when src_rel is set: its file is src_rel
+	 * beneath src_fd (an extracted package, borrowed), and its bytes hold wprefix (a
+	 * package's placeholder) where the prefix belongs; wplen 0: they hold none. */
+	const char *src_rel;
+	int src_fd;
+	const char *wprefix;
+	size_t wplen;
 };
 
 struct ingest {
@@ -102,6 +109,18 @@ struct ingest {
 	struct cfs_err *err;
 	struct object_writer *writers[MAX_WORKERS];
 };
+
+/* The prefix node n's bytes were written for, and its length (0: none to look for). */
+static inline const char *node_prefix(const struct ingest *in, const struct inode *n,
+                                      size_t *ret_len)
+{
+	if (n->src_rel) {
+		*ret_len = n->wplen;
+		return n->wprefix;
+	}
+	*ret_len = in->plen;
+	return in->prefix;
+}
 
 /* A small content whose key is stored already, as a member of a pack: compared after the
  * store phase, in pack order, so each frame of a pack is decoded once. */
@@ -219,5 +238,21 @@ int ingest_compare_tree(struct ingest *in, const struct store_env *env, struct c
 /* The environment's rows in one transaction (I2); *ret_result says new or replaced. */
 int ingest_commit(struct ingest *in, const char *hash, const struct pkgset *set,
                   enum ingest_result *ret_result, struct cfs_err *err);
+
+/* in made ready for its paths: every field zero but the locks and the descriptors (-1). */
+void ingest_init(struct ingest *in, struct store *st, const struct ingest_opts *opts);
+/* Once in->nodes holds the tree and in->meta the records: store, compare with a stored
+ * environment of that hash, commit (under the store lock, gc.c G2). */
+int ingest_phases(struct ingest *in, const char *hash, const struct pkgset *set,
+                  enum ingest_result *ret_result, struct cfs_err *err);
+/* Everything in holds, but not in->opts, in->st nor in->prefix. */
+void ingest_release(struct ingest *in);
+
+struct link_plan;
+/* The install's tree, from its plan (link.h): paths from the extracted packages open at
+ * pkg_fds (by link_entry.pkg), generated ones from in->root_fd where the install wrote
+ * them at their paths. */
+int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan, const int *pkg_fds,
+                      struct cfs_err *err);
 
 #endif

@@ -93,7 +93,8 @@ int fileread_open(struct ingest *in, struct inode *n, uint8_t *buf, struct filer
 		return err_set(err, r,
 		               "%s/%s: cannot take the credentials of the prefix's owner: %s",
 		               in->prefix, n->rel, strerror(-r));
-	f->fd = open_beneath(in->root_fd, n->rel, O_RDONLY);
+	f->fd = n->src_rel ? open_beneath(n->src_fd, n->src_rel, O_RDONLY)
+	                   : open_beneath(in->root_fd, n->rel, O_RDONLY);
 	left = fscreds_leave(&in->creds);
 	if (f->fd < 0)
 		return ingest_open_error(in, n->rel, f->fd, err);
@@ -149,9 +150,10 @@ static int stream_fail(struct fileread *f, int r)
  * a file without holes once, in order). */
 static void scan_chunk(struct fileread *f, const uint8_t *p, size_t n)
 {
-	const char *prefix = f->in->prefix;
-	size_t plen = f->in->plen, keep = plen - 1, k;
+	size_t plen, keep, k;
+	const char *prefix = node_prefix(f->in, f->n, &plen);
 
+	keep = plen ? plen - 1 : 0;
 	if (!f->nul && memchr(p, 0, n))
 		f->nul = true;
 	if (f->found || !f->scan)
@@ -300,9 +302,11 @@ int fileread_scan(struct fileread *f, struct objkey *ret_key, bool *ret_relocata
 {
 	struct ingest *in = f->in;
 	struct object_src src;
+	size_t plen;
 
+	(void)node_prefix(in, f->n, &plen);
 	/* A sparse file's holes are never read, so neither is it searched for the prefix. */
-	f->scan = !f->sparse && in->plen > 0 && in->plen < sizeof(f->carry) / 2;
+	f->scan = !f->sparse && plen > 0 && plen < sizeof(f->carry) / 2;
 	f->first_guess = RELOC_TEXT;
 	src = stream_src(f);
 	object_hash(&src, ret_key);

@@ -167,10 +167,17 @@ static int pyc_rewrite(struct ingest *in, struct inode *n, const struct fileread
 	struct fileread sf;
 	struct reloc *srl = NULL;
 	uint8_t *buf, *sneutral = NULL;
-	size_t snlen = 0, placeholder;
+	size_t snlen = 0, placeholder, plen, splen;
+	const char *prefix = node_prefix(in, n, &plen), *sprefix;
 	int r;
 
-	if (!s || s->type != NODE_FILE || s->size == 0 || s->size > STORE_PYC_MAX ||
+	if (!s || plen == 0)
+		return 0;
+	/* The pyc and its source hold one prefix (an install's come from one package). */
+	sprefix = node_prefix(in, s, &splen);
+	if (splen != plen || memcmp(sprefix, prefix, plen) != 0)
+		return 0;
+	if (s->type != NODE_FILE || s->size == 0 || s->size > STORE_PYC_MAX ||
 	    !pyc_header_matches(f->data, f->len, s->mtime_ns / 1000000000, s->size))
 		return 0;
 	buf = malloc(s->size);
@@ -178,10 +185,10 @@ static int pyc_rewrite(struct ingest *in, struct inode *n, const struct fileread
 		return err_set(err, -ENOMEM, "out of memory");
 	r = fileread_open(in, s, buf, &sf, err);
 	if (!r && sf.data && file_mode(in, s, &sf, &placeholder) == RELOC_TEXT)
-		r = reloc_scan(sf.data, sf.len, in->prefix, in->plen, RELOC_TEXT, placeholder,
-		               &sneutral, &snlen, &srl, err);
+		r = reloc_scan(sf.data, sf.len, prefix, plen, RELOC_TEXT, placeholder, &sneutral,
+		               &snlen, &srl, err);
 	if (!r && srl)
-		r = pyc_scan(f->data, f->len, in->prefix, in->plen, snlen, reloc_text_inserts(srl),
+		r = pyc_scan(f->data, f->len, prefix, plen, snlen, reloc_text_inserts(srl),
 		             ret_neutral, ret_nlen, ret_rl);
 	if (r == -ENOMEM)
 		err_set(err, r, "%s/%s: out of memory", in->prefix, n->rel);
@@ -219,7 +226,8 @@ static int read_file(struct ingest *in, struct inode *n, struct fileread *f, str
                      bool *ret_streamed, struct cfs_err *err)
 {
 	bool relocatable = false;
-	size_t nlen = 0, placeholder;
+	size_t nlen = 0, placeholder, plen;
+	const char *prefix = node_prefix(in, n, &plen);
 	enum reloc_mode mode;
 	int r = fileread_open(in, n, b->p, f, err);
 
@@ -236,10 +244,10 @@ static int read_file(struct ingest *in, struct inode *n, struct fileread *f, str
 		n->neutral_size = src->len;
 		return 0;
 	}
-	mode = file_mode(in, n, f, &placeholder);
+	mode = plen ? file_mode(in, n, f, &placeholder) : RELOC_NONE;
 	if (mode != RELOC_NONE)
-		r = reloc_scan(f->data, f->len, in->prefix, in->plen, mode, placeholder,
-		               ret_neutral, &nlen, ret_rl, err);
+		r = reloc_scan(f->data, f->len, prefix, plen, mode, placeholder, ret_neutral, &nlen,
+		               ret_rl, err);
 	else
 		r = pyc_rewrite(in, n, f, ret_neutral, &nlen, ret_rl, err);
 	if (r)
@@ -282,7 +290,8 @@ static int store_file(struct ingest *in, struct catalog *cat, struct object_writ
 		r = ingest_changed(in, n, err);
 		goto out;
 	}
-	n->unchanged = !rl && stat_ctime_ns(&sb) == n->ctime_ns;
+	/* An install's files are extracted for it and gone after it: no source to record. */
+	n->unchanged = !rl && !n->src_rel && stat_ctime_ns(&sb) == n->ctime_ns;
 	r = catalog_object_for_file(cat, &n->key, &file, &found, err);
 	if (r == 0) {
 		/* Still there at the commit (gc.c G2), which needs to look for neither. */

@@ -189,9 +189,10 @@ class Harness:
         e.pop("CONDAFS_STORE", None)
         if env:
             e.update(env)
-        if cmd[0] == "strace" and "ASAN_OPTIONS" in e:
-            # LeakSanitizer cannot run under ptrace: it would abort every traced run.
-            e["ASAN_OPTIONS"] += ":detect_leaks=0"
+        if cmd[0] == "strace":
+            # LeakSanitizer (on by default in an ASan build) cannot run under ptrace: it
+            # would abort every traced run.
+            e["ASAN_OPTIONS"] = e.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
         t = time.monotonic()
         p = subprocess.run(cmd, env=e, capture_output=True, timeout=timeout, input=input)
         r = Result(cmd, p.returncode,
