@@ -35,7 +35,8 @@ int pkgarchive_verify(int fd, const char *sha256, const char *md5, const char *w
  * 0; -EINVAL "<what>: <path in archive>: <reason>" for what a package may not hold;
  * -EBADMSG "<what>: corrupt archive: <libarchive's message>" for a corrupt or truncated
  * archive; -errno when writing fails. Nothing is removed on failure: the caller removes
- * what dir_fd holds.
+ * what dir_fd holds. Nothing is synced. Several threads may extract at once (each call has
+ * its own readers, and the locale it reads paths in is its thread's alone).
  */
 int pkgarchive_extract(int fd, const char *name, int dir_fd, const char *what, struct cfs_err *err);
 

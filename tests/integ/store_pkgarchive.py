@@ -293,6 +293,23 @@ with t.section("what packages may hold"):
         t.eq("a directory the archive does not list is 0755",
              stat.S_IMODE(os.lstat(os.path.join(d, "lib")).st_mode), 0o755)
         t.check("a UTF-8 name", os.path.isfile(os.path.join(d, "share/\u00e9t\u00e9.txt")))
+    # A sparse file (GNU tar's pax sparse format): its data where it was, holes of zeros,
+    # the trailing one included, and the size the archive gives.
+    src = t.path("sparse-src")
+    os.makedirs(os.path.join(src, "lib"))
+    with open(os.path.join(src, "lib/sparse.bin"), "wb") as f:
+        f.write(b"head")
+        f.seek(1 << 20)
+        f.write(b"middle")
+        f.truncate(3 << 20)
+    a = t.path("hostile", "sparse-1.0-0.tar.bz2")
+    subprocess.run(["tar", "--format=pax", "--sparse", "-cjf", a, "-C", src, "lib/sparse.bin"],
+                   check=True)
+    r, d = extract(a)
+    if t.ok("extract a sparse file", r):
+        t.check("its bytes and size", same_bytes(os.path.join(src, "lib/sparse.bin"),
+                                                 os.path.join(d, "lib/sparse.bin")) and
+                os.path.getsize(os.path.join(d, "lib/sparse.bin")) == 3 << 20)
     c = make_conda("fine-1.0-0", conda_members("fine-1.0-0", INFO, [
         ent("lib/a", data=b"a\n"), ent("lib/b", kind="symlink", target="a")]))
     r, d = extract(c)
@@ -322,6 +339,9 @@ with t.section("hostile archives are refused"):
          ["lib/h", "a hard link to /etc/passwd"]),
         ("hardup", [ent("lib/h", kind="hardlink", target="../sentinel/keep")],
          ["lib/h", "a hard link to ../sentinel/keep"]),
+        ("hardvia", [ent("lib/etc", kind="symlink", target="/etc"),
+                     ent("lib/h", kind="hardlink", target="lib/etc/passwd")],
+         ["lib/h", "a hard link to lib/etc/passwd"]),
         ("twice", [ent("lib/f", data=b"1"), ent("lib/f", data=b"2")],
          ["lib/f", "named twice"]),
         ("dirfile", [ent("lib/f/g"), ent("lib/f")],
