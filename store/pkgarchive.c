@@ -597,6 +597,8 @@ static int put_entry(struct xtract *x, struct archive *a, struct archive_entry *
 		return add_path(x, path, len, K_LINK, &n);
 	}
 	default: /* AE_IFDIR */
+		/* Looked up again: making the parents may have grown the set. */
+		n = set_lookup(&x->set, path, len);
 		if (!n) {
 			char *dname = strndup(name, len - (size_t)(name - path));
 
