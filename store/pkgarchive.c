@@ -1,0 +1,873 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Conda package archives (pkgarchive.h): the digest a lock records, and extraction into a
+ * directory as conda's package cache holds a package.
+ *
+ * A .tar.bz2 is one tar (info/ and the payload). A .conda (CEP 35) is a zip, its members
+ * stored, of metadata.json and two zstd-compressed tars, info-<dist>.tar.zst and
+ * pkg-<dist>.tar.zst; each tar is read by a second libarchive reader whose input is the
+ * zip member's data as the zip reader hands it out, so neither is ever written anywhere.
+ * Archives come from the network: everything in them is treated as hostile.
+ *
+ * Invariants:
+ * A1: nothing is made outside dir_fd. Every path is relative, with no "", "." or ".."
+ *     component; each directory on the way is opened from its parent O_NOFOLLOW |
+ *     O_DIRECTORY, and every file, link and directory is made in that descriptor with a
+ *     call that does not follow a final symbolic link (O_CREAT | O_EXCL | O_NOFOLLOW,
+ *     symlinkat, mkdirat, linkat without AT_SYMLINK_FOLLOW). A link the archive made is
+ *     never a way in: the kernel refuses it as a directory on the way, and the path set
+ *     names it in the message first.
+ * A2: each path is made once: the set of the archive's paths refuses a second entry of
+ *     any kind (a directory the archive lists after the files in it excepted), and a hard
+ *     link must name a regular file made before it from this archive.
+ * A3: an extracted file holds the archive's bytes and size: every data block is written
+ *     where the archive puts it, and a total that differs from the entry's size fails
+ *     unless the entry is sparse (then the size is the entry's, the holes zeros).
+ * A4: memory is bounded: the archive is read in READ_CHUNK pieces and files are written
+ *     from libarchive's own buffers; the path set, the only thing that grows with the
+ *     archive, is capped at MAX_PATH_BYTES of names.
+ */
+#include "pkgarchive.h"
+
+#include "err.h"
+#include "useropen.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <locale.h>
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+/* One read of the archive: large, since the archive is read once from start to end. */
+#define READ_CHUNK (1u << 20)
+/* The names of a package's paths: the largest real ones hold a few MB of them. */
+#define MAX_PATH_BYTES (64u << 20)
+
+/* ---- the digest ---- */
+
+static bool is_hex(const char *s, size_t len)
+{
+	return strlen(s) == len && strspn(s, "0123456789abcdefABCDEF") == len;
+}
+
+static bool given(const char *s)
+{
+	return s && *s;
+}
+
+int pkgarchive_verify(int fd, const char *sha256, const char *md5, const char *what,
+                      struct cfs_err *err)
+{
+	bool use_sha = given(sha256);
+	const char *want = use_sha ? sha256 : md5, *alg = use_sha ? "sha256" : "md5";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	char got[2 * EVP_MAX_MD_SIZE + 1];
+	EVP_MD_CTX *ctx = NULL;
+	unsigned int mdlen = 0;
+	uint8_t *buf = NULL;
+	off_t off = 0;
+	int r;
+
+	if (!given(sha256) && !given(md5))
+		return err_set(err, -EINVAL, "%s: the lock gives neither a sha256 nor an md5",
+		               what);
+	if (given(sha256) && !is_hex(sha256, 64))
+		return err_set(err, -EINVAL, "%s: the lock's sha256 is not 64 hex digits: %.80s",
+		               what, sha256);
+	if (given(md5) && !is_hex(md5, 32))
+		return err_set(err, -EINVAL, "%s: the lock's md5 is not 32 hex digits: %.80s", what,
+		               md5);
+	ctx = EVP_MD_CTX_new();
+	buf = malloc(READ_CHUNK);
+	if (!ctx || !buf) {
+		r = err_set(err, -ENOMEM, "%s: out of memory", what);
+		goto out;
+	}
+	if (!EVP_DigestInit_ex(ctx, use_sha ? EVP_sha256() : EVP_md5(), NULL)) {
+		r = err_set(err, -EIO, "%s: %s is not available from libcrypto", what, alg);
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = pread(fd, buf, READ_CHUNK, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = err_set(err, neg_errno(), "%s: %s", what, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if (!EVP_DigestUpdate(ctx, buf, (size_t)n)) {
+			r = err_set(err, -EIO, "%s: computing its %s failed", what, alg);
+			goto out;
+		}
+		off += n;
+	}
+	if (!EVP_DigestFinal_ex(ctx, md, &mdlen)) {
+		r = err_set(err, -EIO, "%s: computing its %s failed", what, alg);
+		goto out;
+	}
+	for (unsigned int i = 0; i < mdlen; i++) {
+		got[2 * i] = "0123456789abcdef"[md[i] >> 4];
+		got[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
+	}
+	got[2 * mdlen] = '\0';
+	r = strcasecmp(got, want) == 0
+	            ? 0
+	            : err_set(err, -EBADMSG, "%s: %s mismatch: the lock says %s, the archive is %s",
+	                      what, alg, want, got);
+out:
+	EVP_MD_CTX_free(ctx);
+	free(buf);
+	return r;
+}
+
+/* ---- the archive's paths ---- */
+
+enum kind {
+	K_FILE,
+	K_LINK,
+	K_DIR,      /* a directory the archive lists */
+	K_MADE_DIR, /* a directory made for the paths under it, which the archive does not list */
+};
+
+struct node {
+	char *path; /* owned; NULL: an empty slot */
+	size_t len;
+	uint64_t hash;
+	enum kind kind;
+	mode_t mode;           /* directories: what they get once everything is in them */
+	struct timespec mtime; /* K_DIR: tv_nsec UTIME_OMIT when the archive has none */
+};
+
+/* Open addressing, linear probing, at most half full. */
+struct pathset {
+	struct node *v;
+	size_t cap, n, bytes;
+};
+
+static struct node *set_find(const struct pathset *s, const char *p, size_t len, uint64_t h)
+{
+	size_t mask = s->cap - 1;
+
+	for (size_t i = h & mask;; i = (i + 1) & mask) {
+		struct node *n = &s->v[i];
+
+		if (!n->path || (n->hash == h && n->len == len && memcmp(n->path, p, len) == 0))
+			return n;
+	}
+}
+
+static struct node *set_lookup(const struct pathset *s, const char *p, size_t len)
+{
+	struct node *n;
+
+	if (!s->cap)
+		return NULL;
+	n = set_find(s, p, len, XXH3_64bits(p, len));
+	return n->path ? n : NULL;
+}
+
+static int set_grow(struct pathset *s)
+{
+	size_t cap = s->cap ? s->cap * 2 : 1024;
+	struct node *v = calloc(cap, sizeof(*v));
+	struct pathset t = {.v = v, .cap = cap};
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->cap; i++)
+		if (s->v[i].path)
+			*set_find(&t, s->v[i].path, s->v[i].len, s->v[i].hash) = s->v[i];
+	free(s->v);
+	s->v = v;
+	s->cap = cap;
+	return 0;
+}
+
+static void set_free(struct pathset *s)
+{
+	for (size_t i = 0; i < s->cap; i++)
+		free(s->v[i].path);
+	free(s->v);
+}
+
+/* ---- extraction ---- */
+
+/* The archive at fd, read with pread (the fd's offset is the caller's). */
+struct source {
+	int fd;
+	int64_t off, size;
+	uint8_t *buf;
+	int err; /* errno of a failed read: an I/O error, not a corrupt archive */
+};
+
+struct xtract {
+	int root;
+	const char *what;
+	struct cfs_err *err;
+	struct source src;
+	struct pathset set;
+	/* The directory the last entry went into, kept open: most entries share theirs. */
+	char *pdir;
+	int pfd;
+};
+
+static la_ssize_t source_read(struct archive *a, void *data, const void **out)
+{
+	struct source *s = data;
+	ssize_t n;
+
+	do
+		n = pread(s->fd, s->buf, READ_CHUNK, s->off);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		s->err = errno;
+		archive_set_error(a, errno, "%s", strerror(errno));
+		return -1;
+	}
+	s->off += n;
+	*out = s->buf;
+	return n;
+}
+
+static la_int64_t source_seek(struct archive *a, void *data, la_int64_t off, int whence)
+{
+	struct source *s = data;
+	int64_t pos = whence == SEEK_SET ? off : whence == SEEK_CUR ? s->off + off : s->size + off;
+
+	if (pos < 0) {
+		archive_set_error(a, EINVAL, "seek before the start of the archive");
+		return ARCHIVE_FATAL;
+	}
+	s->off = pos;
+	return pos;
+}
+
+static la_int64_t source_skip(struct archive *a, void *data, la_int64_t n)
+{
+	struct source *s = data;
+
+	(void)a;
+	s->off += n;
+	return n;
+}
+
+static int open_source(struct xtract *x, struct archive *a, bool seekable)
+{
+	archive_read_set_read_callback(a, source_read);
+	archive_read_set_skip_callback(a, source_skip);
+	if (seekable)
+		archive_read_set_seek_callback(a, source_seek);
+	archive_read_set_callback_data(a, &x->src);
+	return archive_read_open1(a);
+}
+
+/* What libarchive said of a (member: the .conda member being read, or NULL). */
+static int corrupt(struct xtract *x, struct archive *a, const char *member)
+{
+	const char *msg = archive_error_string(a);
+
+	if (x->src.err)
+		return err_set(x->err, -x->src.err, "%s: %s", x->what, strerror(x->src.err));
+	return err_set(x->err, -EBADMSG, "%s: corrupt archive: %s%s%s", x->what,
+	               member ? member : "", member ? ": " : "", msg ? msg : "unknown error");
+}
+
+static int refuse(struct xtract *x, const char *path, const char *reason)
+{
+	return err_set(x->err, -EINVAL, "%s: %s: %s", x->what, path, reason);
+}
+
+static int failed(struct xtract *x, const char *path, int r)
+{
+	return err_set(x->err, r, "%s: %s: %s", x->what, path, strerror(-r));
+}
+
+/* Why p (len bytes) may not be a path of a package, or NULL. */
+static const char *path_problem(const char *p, size_t len)
+{
+	if (len == 0)
+		return "an empty path";
+	if (p[0] == '/')
+		return "an absolute path";
+	for (size_t i = 0; i <= len;) {
+		size_t j = i;
+
+		while (j < len && p[j] != '/')
+			j++;
+		if (j == i)
+			return "an empty path component";
+		if (j - i == 1 && p[i] == '.')
+			return "a \".\" component";
+		if (j - i == 2 && p[i] == '.' && p[i + 1] == '.')
+			return "a \"..\" component";
+		i = j + 1;
+	}
+	return NULL;
+}
+
+static int add_path(struct xtract *x, const char *p, size_t len, enum kind kind, struct node **ret)
+{
+	uint64_t h = XXH3_64bits(p, len);
+	struct node *n;
+
+	if (x->set.bytes + len + 1 > MAX_PATH_BYTES)
+		return err_set(x->err, -EFBIG, "%s: more than %u MiB of path names", x->what,
+		               MAX_PATH_BYTES >> 20);
+	if (2 * (x->set.n + 1) > x->set.cap && set_grow(&x->set) < 0)
+		return err_set(x->err, -ENOMEM, "%s: out of memory", x->what);
+	n = set_find(&x->set, p, len, h);
+	n->path = strndup(p, len);
+	if (!n->path)
+		return err_set(x->err, -ENOMEM, "%s: out of memory", x->what);
+	n->len = len;
+	n->hash = h;
+	n->kind = kind;
+	n->mode = 0755;
+	n->mtime.tv_nsec = UTIME_OMIT;
+	x->set.n++;
+	x->set.bytes += len + 1;
+	*ret = n;
+	return 0;
+}
+
+/*
+ * The directory path[0, dirlen) of the entry path, made where missing, opened component by
+ * component from the root with O_NOFOLLOW (A1). A descriptor x owns, or -errno.
+ */
+static int parent_fd(struct xtract *x, const char *path, size_t dirlen)
+{
+	int fd = x->root, r;
+	char *dir;
+
+	if (x->pdir && strlen(x->pdir) == dirlen && memcmp(x->pdir, path, dirlen) == 0)
+		return x->pfd;
+	if (x->pdir) {
+		close(x->pfd);
+		free(x->pdir);
+		x->pdir = NULL;
+	}
+	dir = strndup(path, dirlen);
+	if (!dir)
+		return err_set(x->err, -ENOMEM, "%s: out of memory", x->what);
+	for (size_t i = 0; i < dirlen;) {
+		size_t j = i;
+		struct node *n;
+		int nfd;
+
+		while (j < dirlen && dir[j] != '/')
+			j++;
+		n = set_lookup(&x->set, dir, j);
+		if (n && n->kind == K_LINK) {
+			r = err_set(x->err, -EINVAL,
+			            "%s: %s: reaches through the symbolic link %.*s", x->what, path,
+			            (int)j, dir);
+			goto fail;
+		}
+		if (n && n->kind == K_FILE) {
+			r = err_set(x->err, -EINVAL, "%s: %s: %.*s is a regular file", x->what,
+			            path, (int)j, dir);
+			goto fail;
+		}
+		dir[j] = '\0';
+		if (!n) {
+			if (mkdirat(fd, dir + i, 0700) < 0 && errno != EEXIST) {
+				r = failed(x, path, neg_errno());
+				goto fail;
+			}
+			r = add_path(x, dir, j, K_MADE_DIR, &n);
+			if (r < 0)
+				goto fail;
+		}
+		nfd = openat(fd, dir + i, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (nfd < 0) {
+			r = errno == ENOTDIR || errno == ELOOP
+			            ? err_set(x->err, -EINVAL, "%s: %s: %s is not a directory",
+			                      x->what, path, dir)
+			            : failed(x, path, neg_errno());
+			goto fail;
+		}
+		if (fd != x->root)
+			close(fd);
+		fd = nfd;
+		if (j < dirlen)
+			dir[j] = '/';
+		i = j + 1;
+	}
+	x->pdir = dir;
+	x->pfd = fd;
+	return fd;
+fail:
+	if (fd != x->root)
+		close(fd);
+	free(dir);
+	return r;
+}
+
+static void entry_times(struct archive_entry *e, struct timespec ts[2])
+{
+	ts[1].tv_sec = archive_entry_mtime(e);
+	ts[1].tv_nsec = archive_entry_mtime_is_set(e) ? archive_entry_mtime_nsec(e) : UTIME_OMIT;
+	if (archive_entry_atime_is_set(e)) {
+		ts[0].tv_sec = archive_entry_atime(e);
+		ts[0].tv_nsec = archive_entry_atime_nsec(e);
+	} else {
+		ts[0] = ts[1];
+	}
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n, off_t off)
+{
+	while (n) {
+		ssize_t w = pwrite(fd, p, n, off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return neg_errno();
+		p += w;
+		n -= (size_t)w;
+		off += w;
+	}
+	return 0;
+}
+
+/* A regular file's data, written where the archive puts it (A3). */
+static int write_file(struct xtract *x, struct archive *a, struct archive_entry *e, int pfd,
+                      const char *name, const char *path, const char *member)
+{
+	int64_t size = archive_entry_size(e), end = 0;
+	struct timespec ts[2];
+	int fd, r;
+
+	fd = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return failed(x, path, neg_errno());
+	for (;;) {
+		const void *buf;
+		size_t n;
+		la_int64_t off;
+
+		r = archive_read_data_block(a, &buf, &n, &off);
+		if (r == ARCHIVE_EOF)
+			break;
+		if (r != ARCHIVE_OK) {
+			r = corrupt(x, a, member);
+			goto out;
+		}
+		r = write_all(fd, buf, n, off);
+		if (r < 0) {
+			r = failed(x, path, r);
+			goto out;
+		}
+		if (off + (int64_t)n > end)
+			end = off + (int64_t)n;
+	}
+	if (end != size && !(end < size && archive_entry_sparse_count(e) > 0)) {
+		r = err_set(x->err, -EBADMSG,
+		            "%s: corrupt archive: %s: %jd bytes of data for a size of %jd", x->what,
+		            path, (intmax_t)end, (intmax_t)size);
+		goto out;
+	}
+	entry_times(e, ts);
+	if ((end < size && ftruncate(fd, size) < 0) ||
+	    fchmod(fd, archive_entry_perm(e) & 0777) < 0 || futimens(fd, ts) < 0) {
+		r = failed(x, path, neg_errno());
+		goto out;
+	}
+	r = 0;
+out:
+	if (close(fd) < 0 && r == 0)
+		r = failed(x, path, neg_errno());
+	return r;
+}
+
+/* A hard link to target, a regular file made before from this archive (A2). */
+static int write_hardlink(struct xtract *x, struct archive_entry *e, int pfd, const char *name,
+                          const char *path, const char *target)
+{
+	size_t tlen = strlen(target);
+	const char *tname = strrchr(target, '/');
+	const struct node *t;
+	char *tdir;
+	int tfd, r;
+
+	if (path_problem(target, tlen) || !(t = set_lookup(&x->set, target, tlen)) ||
+	    t->kind != K_FILE)
+		return err_set(x->err, -EINVAL,
+		               "%s: %s: a hard link to %s, which is not a regular file before it "
+		               "in the archive",
+		               x->what, path, target);
+	if (archive_entry_size(e) > 0)
+		return refuse(x, path, "a hard link with data of its own");
+	tdir = tname ? strndup(target, (size_t)(tname - target)) : strdup("");
+	if (!tdir)
+		return err_set(x->err, -ENOMEM, "%s: out of memory", x->what);
+	tfd = open_beneath(x->root, tdir, O_RDONLY | O_DIRECTORY);
+	free(tdir);
+	if (tfd < 0)
+		return err_set(x->err, tfd, "%s: %s: %s", x->what, target, beneath_strerror(tfd));
+	r = linkat(tfd, tname ? tname + 1 : target, pfd, name, 0) < 0 ? failed(x, path, neg_errno())
+	                                                              : 0;
+	close(tfd);
+	return r;
+}
+
+static const char *type_name(mode_t type)
+{
+	switch (type) {
+	case AE_IFIFO:
+		return "a fifo, which a package may not hold";
+	case AE_IFCHR:
+		return "a character device, which a package may not hold";
+	case AE_IFBLK:
+		return "a block device, which a package may not hold";
+	case AE_IFSOCK:
+		return "a socket, which a package may not hold";
+	default:
+		return "an entry of unknown type, which a package may not hold";
+	}
+}
+
+static int put_entry(struct xtract *x, struct archive *a, struct archive_entry *e,
+                     const char *member)
+{
+	const char *path = archive_entry_pathname(e), *hardlink = archive_entry_hardlink(e);
+	mode_t type = archive_entry_filetype(e);
+	const char *problem, *slash, *name;
+	struct timespec ts[2];
+	struct node *n;
+	size_t len;
+	int pfd, r;
+
+	if (!path)
+		return err_set(x->err, -EINVAL, "%s: an entry without a path", x->what);
+	len = strlen(path);
+	/* tar writes a directory's name with a slash at its end. */
+	if (type == AE_IFDIR && len > 1 && path[len - 1] == '/')
+		len--;
+	problem = path_problem(path, len);
+	if (problem)
+		return refuse(x, path, problem);
+	if (!hardlink && type != AE_IFREG && type != AE_IFDIR && type != AE_IFLNK)
+		return refuse(x, path, type_name(type));
+	n = set_lookup(&x->set, path, len);
+	if (n && !(n->kind == K_MADE_DIR && type == AE_IFDIR && !hardlink))
+		return refuse(x, path,
+		              n->kind == K_MADE_DIR ? "already the directory of paths before it"
+		                                    : "named twice in the archive");
+	slash = memrchr(path, '/', len);
+	pfd = parent_fd(x, path, slash ? (size_t)(slash - path) : 0);
+	if (pfd < 0)
+		return pfd;
+	name = slash ? slash + 1 : path;
+	entry_times(e, ts);
+	if (hardlink) {
+		r = write_hardlink(x, e, pfd, name, path, hardlink);
+		if (r == 0)
+			r = add_path(x, path, len, K_FILE, &n);
+		return r;
+	}
+	switch (type) {
+	case AE_IFREG:
+		r = write_file(x, a, e, pfd, name, path, member);
+		if (r == 0)
+			r = add_path(x, path, len, K_FILE, &n);
+		return r;
+	case AE_IFLNK: {
+		const char *target = archive_entry_symlink(e);
+
+		if (!target || !*target)
+			return refuse(x, path, "a symbolic link without a target");
+		if (symlinkat(target, pfd, name) < 0 ||
+		    utimensat(pfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
+			return failed(x, path, neg_errno());
+		return add_path(x, path, len, K_LINK, &n);
+	}
+	default: /* AE_IFDIR */
+		/* Looked up again: making the parents may have grown the set. */
+		n = set_lookup(&x->set, path, len);
+		if (!n) {
+			char *dname = strndup(name, len - (size_t)(name - path));
+
+			if (!dname)
+				return err_set(x->err, -ENOMEM, "%s: out of memory", x->what);
+			r = mkdirat(pfd, dname, 0700) < 0 ? failed(x, path, neg_errno()) : 0;
+			free(dname);
+			if (r == 0)
+				r = add_path(x, path, len, K_DIR, &n);
+			if (r < 0)
+				return r;
+		}
+		n->kind = K_DIR;
+		n->mode = archive_entry_perm(e) & 0777;
+		n->mtime = ts[1];
+		return 0;
+	}
+}
+
+static int read_tar(struct xtract *x, struct archive *a, const char *member)
+{
+	struct archive_entry *e;
+
+	for (;;) {
+		int r = archive_read_next_header(a, &e);
+
+		if (r == ARCHIVE_EOF)
+			return 0;
+		if (r != ARCHIVE_OK)
+			return corrupt(x, a, member);
+		r = put_entry(x, a, e, member);
+		if (r < 0)
+			return r;
+	}
+}
+
+static int cmp_deeper_first(const void *a, const void *b)
+{
+	const struct node *x = *(struct node *const *)a, *y = *(struct node *const *)b;
+
+	return x->len < y->len ? 1 : x->len > y->len ? -1 : 0;
+}
+
+/*
+ * Directories get their modes and mtimes once everything is in them (a directory without
+ * write permission could not be filled, and each entry made in it changes its mtime), the
+ * deepest first so that no directory is made unsearchable before those under it are done.
+ */
+static int finish_dirs(struct xtract *x)
+{
+	struct node **dirs = NULL;
+	size_t n = 0;
+	int r = 0;
+
+	dirs = malloc((x->set.n + 1) * sizeof(*dirs));
+	if (!dirs)
+		return err_set(x->err, -ENOMEM, "%s: out of memory", x->what);
+	for (size_t i = 0; i < x->set.cap; i++)
+		if (x->set.v[i].path &&
+		    (x->set.v[i].kind == K_DIR || x->set.v[i].kind == K_MADE_DIR))
+			dirs[n++] = &x->set.v[i];
+	qsort(dirs, n, sizeof(*dirs), cmp_deeper_first);
+	for (size_t i = 0; i < n && r == 0; i++) {
+		struct timespec ts[2] = {{0, UTIME_OMIT}, dirs[i]->mtime};
+		int fd = open_beneath(x->root, dirs[i]->path, O_RDONLY | O_DIRECTORY);
+
+		if (fd < 0) {
+			r = err_set(x->err, fd, "%s: %s: %s", x->what, dirs[i]->path,
+			            beneath_strerror(fd));
+			break;
+		}
+		if (fchmod(fd, dirs[i]->mode) < 0 ||
+		    (ts[1].tv_nsec != UTIME_OMIT && futimens(fd, ts) < 0))
+			r = failed(x, dirs[i]->path, neg_errno());
+		close(fd);
+	}
+	free(dirs);
+	return r;
+}
+
+static int extract_tar_bz2(struct xtract *x)
+{
+	struct archive *a = archive_read_new();
+	int r;
+
+	if (!a)
+		return err_set(x->err, -ENOMEM, "%s: out of memory", x->what);
+	archive_read_support_filter_bzip2(a);
+	archive_read_support_format_tar(a);
+	r = open_source(x, a, false) != ARCHIVE_OK ? corrupt(x, a, NULL) : read_tar(x, a, NULL);
+	archive_read_free(a);
+	return r;
+}
+
+/* The inner tar's input: the data of the zip member being read. */
+struct member_pipe {
+	struct archive *outer;
+	int64_t pos;
+};
+
+static la_ssize_t member_read(struct archive *a, void *data, const void **out)
+{
+	struct member_pipe *p = data;
+	la_int64_t off;
+	size_t n;
+	int r = archive_read_data_block(p->outer, out, &n, &off);
+
+	if (r == ARCHIVE_EOF)
+		return 0;
+	if (r != ARCHIVE_OK) {
+		const char *msg = archive_error_string(p->outer);
+
+		archive_set_error(a, EBADMSG, "%s", msg ? msg : "unknown error");
+		return -1;
+	}
+	if (off != p->pos) {
+		archive_set_error(a, EBADMSG, "a zip member with a hole");
+		return -1;
+	}
+	p->pos += (int64_t)n;
+	return (la_ssize_t)n;
+}
+
+static int extract_member_tar(struct xtract *x, struct archive *outer, const char *member)
+{
+	struct member_pipe p = {.outer = outer};
+	struct archive *a = archive_read_new();
+	const void *buf;
+	la_int64_t off;
+	size_t n;
+	int r;
+
+	if (!a)
+		return err_set(x->err, -ENOMEM, "%s: out of memory", x->what);
+	archive_read_support_filter_zstd(a);
+	archive_read_support_format_tar(a);
+	r = archive_read_open(a, &p, NULL, member_read, NULL) != ARCHIVE_OK
+	            ? corrupt(x, a, member)
+	            : read_tar(x, a, member);
+	/* The rest of the member after the tar's end, read so that the zip reader checks the
+	 * member's CRC-32 over all of it. */
+	if (r == 0) {
+		int ar;
+
+		while ((ar = archive_read_data_block(outer, &buf, &n, &off)) == ARCHIVE_OK)
+			;
+		if (ar != ARCHIVE_EOF)
+			r = corrupt(x, outer, member);
+	}
+	archive_read_free(a);
+	return r;
+}
+
+static bool member_of_kind(const char *name, const char *kind)
+{
+	size_t len = strlen(name), klen = strlen(kind);
+
+	return len > klen + strlen(".tar.zst") && strncmp(name, kind, klen) == 0 &&
+	       strcmp(name + len - strlen(".tar.zst"), ".tar.zst") == 0 && !strchr(name, '/');
+}
+
+static int extract_conda(struct xtract *x)
+{
+	struct archive *a = archive_read_new();
+	bool seen_meta = false, seen_info = false, seen_pkg = false;
+	struct archive_entry *e;
+	int r;
+
+	if (!a)
+		return err_set(x->err, -ENOMEM, "%s: out of memory", x->what);
+	/* The central directory says what the zip holds: the seekable reader goes by it. */
+	archive_read_support_format_zip_seekable(a);
+	if (open_source(x, a, true) != ARCHIVE_OK) {
+		r = corrupt(x, a, NULL);
+		goto out;
+	}
+	for (;;) {
+		const char *name;
+		bool *seen;
+
+		r = archive_read_next_header(a, &e);
+		if (r == ARCHIVE_EOF)
+			break;
+		if (r != ARCHIVE_OK) {
+			r = corrupt(x, a, NULL);
+			goto out;
+		}
+		name = archive_entry_pathname(e);
+		if (!name)
+			name = "";
+		seen = strcmp(name, "metadata.json") == 0 ? &seen_meta
+		       : member_of_kind(name, "info-")    ? &seen_info
+		       : member_of_kind(name, "pkg-")     ? &seen_pkg
+		                                          : NULL;
+		if (!seen || archive_entry_filetype(e) != AE_IFREG) {
+			r = refuse(x, name,
+			           "not a member of a .conda (metadata.json, info-*.tar.zst, "
+			           "pkg-*.tar.zst)");
+			goto out;
+		}
+		if (*seen) {
+			r = refuse(x, name, "a second member of its kind in the .conda");
+			goto out;
+		}
+		*seen = true;
+		if (seen == &seen_meta)
+			r = archive_read_data_skip(a) == ARCHIVE_OK ? 0 : corrupt(x, a, name);
+		else
+			r = extract_member_tar(x, a, name);
+		if (r < 0)
+			goto out;
+	}
+	if (!seen_meta || !seen_info || !seen_pkg) {
+		r = err_set(x->err, -EINVAL, "%s: a .conda without its %s member", x->what,
+		            !seen_meta   ? "metadata.json"
+		            : !seen_info ? "info-*.tar.zst"
+		                         : "pkg-*.tar.zst");
+		goto out;
+	}
+	r = 0;
+out:
+	archive_read_free(a);
+	return r;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+
+	return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+int pkgarchive_extract(int fd, const char *name, int dir_fd, const char *what, struct cfs_err *err)
+{
+	struct xtract x = {.root = dir_fd, .what = what, .err = err, .src = {.fd = fd}};
+	bool conda = ends_with(name, ".conda");
+	locale_t utf8, old;
+	struct stat st;
+	int r;
+
+	if (!conda && !ends_with(name, ".tar.bz2"))
+		return err_set(err, -EINVAL, "%s: not a .conda or a .tar.bz2", what);
+	if (fstat(fd, &st) < 0)
+		return err_set(err, neg_errno(), "%s: %s", what, strerror(errno));
+	x.src.size = st.st_size;
+	/* Paths are UTF-8 (pax headers say so, paths.json is JSON), and libarchive converts
+	 * them to the locale's charset: under the C locale it refuses every non-ASCII name.
+	 * A UTF-8 locale for this thread only, while the archive is read, keeps them as they
+	 * are whatever the process's locale. */
+	utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+	if (!utf8)
+		return err_set(err, neg_errno(), "%s: the C.UTF-8 locale: %s", what,
+		               strerror(errno));
+	x.src.buf = malloc(READ_CHUNK);
+	if (!x.src.buf) {
+		freelocale(utf8);
+		return err_set(err, -ENOMEM, "%s: out of memory", what);
+	}
+	old = uselocale(utf8);
+	r = conda ? extract_conda(&x) : extract_tar_bz2(&x);
+	uselocale(old);
+	freelocale(utf8);
+	if (r == 0)
+		r = finish_dirs(&x);
+	if (x.pdir) {
+		close(x.pfd);
+		free(x.pdir);
+	}
+	set_free(&x.set);
+	free(x.src.buf);
+	return r;
+}
