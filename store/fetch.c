@@ -16,6 +16,7 @@
 
 #include "err.h"
 
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -58,7 +59,7 @@ struct slot {
 	uint64_t got;      /* bytes appended by this attempt */
 	uint64_t counted;  /* what this item adds to the progress bytes */
 	bool begun;        /* the answer was looked at (F2) */
-	bool range_ok;     /* a Content-Range starting at `start` came */
+	bool too_long;     /* more bytes came than the expected size */
 	int64_t cr_start;  /* that header's first byte, -1 when none */
 	int local_err;     /* a write failed: this errno */
 	uint64_t due_ms;   /* SLOT_WAITING: when to start again */
@@ -175,6 +176,11 @@ static size_t on_data(char *buf, size_t size, size_t nmemb, void *arg)
 		s->local_err = -r;
 		return 0;
 	}
+	/* A server sending more than was asked for does not get to fill the disk. */
+	if (s->f->items[s->item].size && s->start + s->got + len > s->f->items[s->item].size) {
+		s->too_long = true;
+		return 0;
+	}
 	while (off < len) {
 		ssize_t w = write(s->fd, buf + off, len - off);
 
@@ -237,6 +243,7 @@ static int slot_start(struct slot *s)
 	s->got = 0;
 	s->begun = false;
 	s->cr_start = -1;
+	s->too_long = false;
 	s->local_err = 0;
 	s->errbuf[0] = '\0';
 	s->attempts++;
@@ -391,6 +398,9 @@ static int slot_done(struct slot *s, CURLcode rc)
 	if (s->local_err)
 		return err_set(f->err, -s->local_err, "%s.part: %s", it->name,
 		               strerror(s->local_err));
+	if (s->too_long)
+		return err_set(f->err, -EIO, "%s: more than the %" PRIu64 " bytes expected",
+		               it->url, it->size);
 	if (rc == CURLE_OK) {
 		/* An empty 200 to a Range request still means "from 0" (F2). */
 		r = slot_begin(s);
@@ -398,10 +408,6 @@ static int slot_done(struct slot *s, CURLcode rc)
 			return err_set(f->err, r, "%s.part: %s", it->name, strerror(-r));
 		if (!it->size || s->start + s->got == it->size)
 			return slot_finish(s);
-		if (s->start + s->got > it->size)
-			return err_set(f->err, -EIO,
-			               "%s: %" PRIu64 " bytes, more than the %" PRIu64 " expected",
-			               it->url, s->start + s->got, it->size);
 		snprintf(reason, sizeof(reason), "cut short at %" PRIu64 " of %" PRIu64 " bytes",
 		         s->start + s->got, it->size);
 		retry = true;
@@ -584,11 +590,20 @@ int fetch_all(const struct fetch_item *items, size_t n, int dir_fd, unsigned par
 	/* One connection per transfer, reused across items of the same host. */
 	curl_multi_setopt(f.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)f.nslots);
 	r = run(&f, progress, arg);
-	if (!r)
-		report(&f, progress, arg, true);
+	report(&f, progress, arg, true);
 out:
-	for (unsigned i = 0; f.slots && i < f.nslots; i++)
-		slot_close(&f.slots[i]);
+	for (unsigned i = 0; f.slots && i < f.nslots; i++) {
+		struct slot *s = &f.slots[i];
+		struct stat st;
+		char part[NAME_MAX + 1];
+
+		/* A part that received nothing is nothing to resume: no litter. */
+		if (s->fd >= 0 && fstat(s->fd, &st) == 0 && st.st_size == 0) {
+			part_name(items[s->item].name, part, sizeof(part));
+			unlinkat(dir_fd, part, 0);
+		}
+		slot_close(s);
+	}
 	/* The renames of the files that completed, failure or not (F1). */
 	if (fsync(dir_fd) < 0 && !r)
 		r = err_set(err, neg_errno(), "fetch: fsync of the directory: %s", strerror(errno));
@@ -633,9 +648,12 @@ static bool looks_like_url(const char *s, size_t len)
 {
 	size_t i = 0;
 
-	while (i < len && (s[i] >= 'a' && s[i] <= 'z'))
+	if (!len || !isalpha((unsigned char)s[0]))
+		return false;
+	while (i < len &&
+	       (isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '.' || s[i] == '-'))
 		i++;
-	return i > 0 && len > i + 3 && memcmp(s + i, "://", 3) == 0;
+	return len > i + 3 && memcmp(s + i, "://", 3) == 0;
 }
 
 static size_t trim_slash(const char *s, size_t len)

@@ -34,15 +34,15 @@ struct fetch_progress {
  * Each transfer is retried up to 4 more times, after 1, 2, 4, 8 s (or the server's
  * Retry-After, up to 60 s), on connection errors, timeouts (no byte for 60 s), a transfer
  * cut short (also: fewer bytes than the expected size), and HTTP 5xx/408/429; 404 and other
- * 4xx fail at once. Proxies come from the usual variables (http_proxy, https_proxy,
- * no_proxy, all_proxy: libcurl's defaults). progress, when not NULL, is called at most ~8
- * times a second and once at the end.
+ * 4xx fail at once, and so does a response longer than the expected size. Proxies come from the
+ * usual variables (http_proxy, https_proxy, no_proxy, all_proxy: libcurl's defaults). progress,
+ * when not NULL, is called at most ~8 times a second and once at the end (after a failure too).
  *
- * On the first failure the other transfers are stopped (their parts stay, to be resumed)
- * and it returns the errno that fits with "<url>: <reason>" (the HTTP status, curl's
- * message): -ENOENT for 404 or a missing file, -EACCES for 401/403, -ENOMEM, the errno of a
- * failed write or rename (then the message names name.part), else -EIO. -EINVAL for a name
- * that is not one path component. Completed files stay.
+ * On the first failure the other transfers are stopped (their parts stay, to be resumed;
+ * an empty one is removed) and it returns the errno that fits with "<url>: <reason>" (the HTTP
+ * status, curl's message): -ENOENT for 404 or a missing file, -EACCES for 401/403, -ENOMEM, the
+ * errno of a failed write or rename (then the message names name.part), else -EIO. -EINVAL for a
+ * name that is not one path component. Completed files stay.
  */
 int fetch_all(const struct fetch_item *items, size_t n, int dir_fd, unsigned parallel,
               void (*progress)(const struct fetch_progress *p, void *arg), void *arg,

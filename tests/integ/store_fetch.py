@@ -41,7 +41,8 @@ def sha256(path):
 
 class Server:
     """A channel server. The first path component is the behaviour:
-    plain, cut (the first GET of a file stops halfway, with the full Content-Length),
+    plain, cut (the first GET of a file stops halfway, with the full Content-Length), short
+    (the first GET of a file is a whole response of half the file),
     e503 (503 twice per file, then served), a503 (always 503), e404 (404), norange (Range
     ignored: always 200 with the whole file), slow (16 kB every 0.2 s).
     Every request is logged as (method, path, Range header, status)."""
@@ -102,6 +103,8 @@ class Server:
                     self.record(200)
                     self.send_response(200)
                 body = data[start:]
+                if mode == "short" and n == 1:
+                    body = body[:len(body) // 2]
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if mode == "cut" and n == 1:
@@ -295,6 +298,17 @@ with t.section("a transfer cut short is resumed with a Range request"):
     t.eq("resumed with a Range request", [q[3] for q in srv.requests("cut", rel)], [200, 206])
     same_files("the resumed file (no size)", d, {by_size[-2]: src(by_size[-2])})
 
+with t.section("a response shorter than the expected size is resumed"):
+    d = fresh_dir("short")
+    rel = archives[medium][0]
+    r = drive("fetch", d, 1, item(srv.url("short", rel), medium))
+    t.check("fetch succeeds", r.rc == 0, r)
+    size = archives[medium][1]["size"]
+    t.eq("a whole GET, then one from where it stopped",
+         [(q[2], q[3]) for q in srv.requests("short", rel)],
+         [(None, 200), (f"bytes={size // 2}-", 206)])
+    same_files("the completed file", d, {medium: src(medium)})
+
 with t.section("a .part left by an earlier run is resumed"):
     d = fresh_dir("part")
     rel = archives[medium][0]
@@ -364,6 +378,18 @@ with t.section("404 fails at once and stops the others"):
     t.eq("one request for the missing file", len(srv.requests("e404", archives[small][0])), 1)
     t.check("the slow transfer was stopped: no file of its name",
             not os.path.exists(os.path.join(d, big)), os.listdir(d))
+    t.check("no empty .part left for the missing file",
+            not os.path.exists(os.path.join(d, small + ".part")), os.listdir(d))
+
+with t.section("a response longer than the expected size"):
+    d = fresh_dir("toolong")
+    url = srv.url("plain", archives[medium][0])
+    r = drive("fetch", d, 1, f"{url}={medium}@1000")
+    e = errors(r)
+    t.check("fails at once, in one line naming the URL and the size",
+            r.rc == 1 and len(e) == 1 and e[0] ==
+            f"fetch_drive: {url}: more than the 1000 bytes expected", r)
+    t.check("no file of its name", not os.path.exists(os.path.join(d, medium)), os.listdir(d))
 
 with t.section("a missing host fails with curl's reason"):
     d = fresh_dir("nohost")
@@ -431,6 +457,10 @@ with t.section("mirror rules"):
         t.eq(f"map {url}", (r.rc, r.out.strip()), (0, want))
     r = drive("map", "--", f"{base}/x")
     t.eq("no rules: the URL itself", r.out.strip(), f"{base}/x")
+    r = drive("map", f"{base}/=file:///srv/mirror/", f"{base}=http://127.0.0.1:1/c", "--",
+              f"{base}/noarch/x.conda")
+    t.eq("trailing '/' ignored; of equal FROMs the first", r.out.strip(),
+         "file:///srv/mirror/noarch/x.conda")
     for bad in ("no-equals", f"={base}", f"{base}=", "corpus=http://127.0.0.1/x",
                 f"{base}=127.0.0.1:8000"):
         r = drive("map", f"https://a.example.invalid=http://b", bad, "--", base)
