@@ -108,7 +108,7 @@ static bool one_component(const char *name)
 	size_t len = strlen(name);
 
 	return len && len + sizeof(".part") <= NAME_MAX + 1 && !strchr(name, '/') &&
-	       strcmp(name, ".") && strcmp(name, "..");
+	       strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
 
 static void part_name(const char *name, char *buf, size_t size)

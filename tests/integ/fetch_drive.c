@@ -49,6 +49,8 @@ static int cmd_fetch(int argc, char **argv)
 
 		if (!eq) {
 			fprintf(stderr, "fetch_drive: %s: not URL=NAME\n", arg);
+			free(items);
+			close(dir_fd);
 			return 2;
 		}
 		*eq = '\0';
@@ -60,7 +62,8 @@ static int cmd_fetch(int argc, char **argv)
 			items[i].size = strtoull(at + 1, NULL, 10);
 		}
 	}
-	r = fetch_all(items, (size_t)n, dir_fd, (unsigned)atoi(argv[1]), on_progress, NULL, &err);
+	r = fetch_all(items, (size_t)n, dir_fd, (unsigned)strtoul(argv[1], NULL, 10), on_progress,
+	              NULL, &err);
 	printf("rc=%d\n", r);
 	if (r < 0)
 		fprintf(stderr, "fetch_drive: %s\n", err.msg);
@@ -78,7 +81,7 @@ static int cmd_map(int argc, char **argv)
 
 	if (mirrors_new(&m) < 0)
 		return 1;
-	for (i = 0; i < argc && strcmp(argv[i], "--"); i++) {
+	for (i = 0; i < argc && strcmp(argv[i], "--") != 0; i++) {
 		r = mirrors_add(m, argv[i], &err);
 		if (r < 0) {
 			fprintf(stderr, "fetch_drive: %s\n", err.msg);
@@ -105,7 +108,7 @@ static int cmd_find(int argc, char **argv)
 	char *archive = NULL, *extracted = NULL;
 	int i, r;
 
-	for (i = 0; i < argc && strcmp(argv[i], "--"); i++)
+	for (i = 0; i < argc && strcmp(argv[i], "--") != 0; i++)
 		;
 	if (i + 4 != argc)
 		return 2;
@@ -114,8 +117,8 @@ static int cmd_find(int argc, char **argv)
 		fprintf(stderr, "fetch_drive: %s\n", err.msg);
 		return 1;
 	}
-	r = pkgcache_find(c, argv[i + 1], strcmp(argv[i + 2], "-") ? argv[i + 2] : NULL,
-	                  strcmp(argv[i + 3], "-") ? argv[i + 3] : NULL, &archive, &extracted);
+	r = pkgcache_find(c, argv[i + 1], strcmp(argv[i + 2], "-") != 0 ? argv[i + 2] : NULL,
+	                  strcmp(argv[i + 3], "-") != 0 ? argv[i + 3] : NULL, &archive, &extracted);
 	if (!r)
 		printf("archive: %s\nextracted: %s\n", archive ? archive : "-",
 		       extracted ? extracted : "-");
