@@ -356,6 +356,21 @@ with t.section("a .part longer than the size, or of the size"):
             r.rc == 0 and len(srv.log) == n, r)
     same_files("the renamed part", d, {small: src(small)})
 
+with t.section("progress while a slow transfer runs"):
+    d = fresh_dir("slow")
+    rel = archives[medium][0]
+    size = archives[medium][1]["size"]
+    r = drive("fetch", d, 1, item(srv.url("slow", rel), medium))
+    t.check("fetch succeeds", r.rc == 0, r)
+    p = progress(r)
+    mid = [x for x in p if 0 < x[2] < size]
+    t.check("progress lines in the middle of the transfer, 0 of 1 done",
+            mid and all(x[:2] == (0, 1) and x[3] == size for x in mid), p)
+    rates = [float(l.split()[3]) for l in r.err.splitlines() if l.startswith("progress: ")]
+    t.check("a rate is reported while bytes come", any(x > 0 for x in rates), rates)
+    t.eq("the last line: all done", p[-1] if p else None, (1, 1, size, size))
+    same_files("the slow file", d, {medium: src(medium)})
+
 with t.section("503, 503, then 200"):
     d = fresh_dir("e503")
     rel = archives[small][0]
