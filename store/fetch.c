@@ -70,6 +70,7 @@ struct fetch {
 	const struct fetch_item *items;
 	size_t n, next, done;
 	int dir_fd;
+	const char *ca_file; /* $SSL_CERT_FILE */
 	CURLM *multi;
 	struct slot *slots;
 	unsigned nslots;
@@ -270,6 +271,7 @@ static int slot_start(struct slot *s)
 	    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) ||
 	    curl_easy_setopt(h, CURLOPT_HEADERDATA, s) || curl_easy_setopt(h, CURLOPT_PRIVATE, s) ||
 	    (s->start && curl_easy_setopt(h, CURLOPT_RANGE, range)) ||
+	    (f->ca_file && curl_easy_setopt(h, CURLOPT_CAINFO, f->ca_file)) ||
 	    curl_multi_add_handle(f->multi, h))
 		/* Every option above exists in the libcurl we build with: only memory fails. */
 		return fail_nomem(f);
@@ -574,6 +576,11 @@ int fetch_all(const struct fetch_item *items, size_t n, int dir_fd, unsigned par
 		}
 		f.p.bytes_total += items[i].size;
 	}
+	/* OpenSSL's own variable, which conda and pixi honour too: libcurl built with a CA
+	 * bundle of its own would ignore it. */
+	f.ca_file = getenv("SSL_CERT_FILE");
+	if (f.ca_file && !*f.ca_file)
+		f.ca_file = NULL;
 	f.nslots = parallel ? parallel : 1;
 	if (f.nslots > n)
 		f.nslots = n ? (unsigned)n : 1;

@@ -35,7 +35,8 @@ struct fetch_progress {
  * Retry-After, up to 60 s), on connection errors, timeouts (no byte for 60 s), a transfer
  * cut short (also: fewer bytes than the expected size), and HTTP 5xx/408/429; 404 and other
  * 4xx fail at once, and so does a response longer than the expected size. Proxies come from the
- * usual variables (http_proxy, https_proxy, no_proxy, all_proxy: libcurl's defaults). progress,
+ * usual variables (http_proxy, https_proxy, no_proxy, all_proxy: libcurl's defaults);
+ * $SSL_CERT_FILE, when set, replaces the system's CA certificates for https. progress,
  * when not NULL, is called at most ~8 times a second and once at the end (after a failure too).
  *
  * On the first failure the other transfers are stopped (their parts stay, to be resumed;

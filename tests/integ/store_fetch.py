@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -57,7 +58,7 @@ class Server:
     ignored: always 200 with the whole file), slow (16 kB every 0.2 s).
     Every request is logged as (method, path, Range header, status)."""
 
-    def __init__(self, root):
+    def __init__(self, root, tls=None):
         self.root = root
         self.log = []
         self.counts = {}
@@ -138,11 +139,15 @@ class Server:
                 self.end_headers()
 
         self.httpd = HTTPServer(("127.0.0.1", 0), Handler)
+        self.scheme = "http"
+        if tls:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def url(self, mode, rel):
-        return f"http://127.0.0.1:{self.port}/{mode}/{rel}"
+        return f"{self.scheme}://127.0.0.1:{self.port}/{mode}/{rel}"
 
     def requests(self, mode, rel):
         return [e for e in self.log if e[1] == f"/{mode}/{rel}"]
@@ -501,6 +506,31 @@ with t.section("mirror rules"):
     same_files("the mapped file", d, {fn: src(fn)})
 
 srv.stop()
+
+with t.section("https, with $SSL_CERT_FILE"):
+    # A certificate of the test's own for 127.0.0.1 (Debian's openssl, which ca-certificates
+    # depends on).
+    cert, key = t.path("cert.pem"), t.path("key.pem")
+    p = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", cert], capture_output=True, text=True)
+    t.check("a certificate made", p.returncode == 0, p.stderr)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    tsrv = Server(CHANNEL, tls=ctx)
+    fns = by_size[:3]
+    items = [item(tsrv.url("plain", archives[fn][0]), fn) for fn in fns]
+    d = fresh_dir("https")
+    r = drive("fetch", d, 2, *items, env={"SSL_CERT_FILE": cert})
+    t.check("fetch over https succeeds", r.rc == 0, r)
+    same_files("files over https", d, {fn: src(fn) for fn in fns})
+    d = fresh_dir("https-untrusted")
+    r = drive("fetch", d, 1, items[0])
+    e = errors(r)
+    t.check("without it the certificate is refused, at once, in one line",
+            r.rc == 1 and len(e) == 1 and tsrv.url("plain", archives[fns[0]][0]) in e[0] and
+            "attempts" not in e[0], r)
+    tsrv.stop()
 
 # ---- package caches ----
 
