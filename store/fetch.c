@@ -605,7 +605,8 @@ out:
 		char part[NAME_MAX + 1];
 
 		/* A part that received nothing is nothing to resume: no litter. */
-		if (s->fd >= 0 && fstat(s->fd, &st) == 0 && st.st_size == 0) {
+		if (s->fd >= 0 && fstat(s->fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		    st.st_size == 0) {
 			part_name(items[s->item].name, part, sizeof(part));
 			unlinkat(dir_fd, part, 0);
 		}

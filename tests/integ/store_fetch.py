@@ -451,6 +451,19 @@ with t.section("bad names are refused"):
         r = drive("fetch", d, 1, f"{srv.url('plain', archives[small][0])}={name}")
         t.check(f"name {name!r}: -EINVAL", r.rc == 1 and "rc=-22" in r.out, r)
     t.eq("nothing created", os.listdir(d), [])
+    # What is at name.part is never followed nor replaced.
+    os.mkfifo(os.path.join(d, "f.conda.part"))
+    target = t.path("target")
+    lib.write(target, b"keep")
+    os.symlink(target, os.path.join(d, "l.conda.part"))
+    for name, want in (("f.conda", "not a regular file"), ("l.conda", "")):
+        r = drive("fetch", d, 1, f"{srv.url('plain', archives[small][0])}={name}")
+        e = errors(r)
+        t.check(f"{name}.part not a file: refused in one line", r.rc == 1 and len(e) == 1 and
+                f"{name}.part" in e[0] and want in e[0], r)
+    t.eq("the fifo and the link stay, the link's target untouched",
+         (sorted(os.listdir(d)), open(target, "rb").read()),
+         (["f.conda.part", "l.conda.part"], b"keep"))
 
 with t.section("http_proxy is honoured"):
     prx = Proxy(srv.port)
