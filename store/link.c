@@ -823,7 +823,7 @@ static int entry_point(struct lpkg *k, const char *def, const char *token, const
 		goto bad;
 	for (c = def; *c == ' ' || *c == '\t' || *c == '\r' || *c == '\n'; c++)
 		;
-	for (ce = eq; ce > c && (ce[-1] == ' ' || ce[-1] == '\t'); ce--)
+	for (ce = eq; ce > c && strchr(" \t\r\n", ce[-1]); ce--)
 		;
 	for (m = eq + 1; *m && strchr(" \t\r\n\"'", *m); m++)
 		;
@@ -839,9 +839,8 @@ static int entry_point(struct lpkg *k, const char *def, const char *token, const
 		;
 	for (f = colon + 1; f < fe && (*f == ' ' || *f == '\t'); f++)
 		;
-	if (ce == c || *c == '.' || memchr(c, '/', (size_t)(ce - c)) ||
-	    memchr(c, '\\', (size_t)(ce - c)) || !import_path_ok(m, (size_t)(me - m)) ||
-	    !import_path_ok(f, (size_t)(fe - f)))
+	if (ce == c || *c == '.' || strcspn(c, "/\\\r\n") < (size_t)(ce - c) ||
+	    !import_path_ok(m, (size_t)(me - m)) || !import_path_ok(f, (size_t)(fe - f)))
 		goto bad;
 	*ret_cmd = strndup(c, (size_t)(ce - c));
 	if (!*ret_cmd)
@@ -948,8 +947,7 @@ static int link_paths(struct link_plan *pl, struct lpkg *k, const char *pyver, i
 			goto out;
 		}
 		/* Old packages say nothing of links: conda takes the file's own type. */
-		if (pp->type == PT_FILE && S_ISLNK(st.st_mode) && !pp->sha256 && !pp->has_size &&
-		    !pp->placeholder)
+		if (!k->paths_json && S_ISLNK(st.st_mode) && !pp->placeholder)
 			pp->type = PT_LINK;
 		e.pkg = k->idx;
 		e.mtime_ns = now_ns;

@@ -294,6 +294,18 @@ def check_env(name):
     t.ok(f"{name}: condafs hash reads the made prefix", h1)
     t.eq(f"{name}: condafs hash of the plan's records equals the lock's", h1.out.strip(),
          h2.out.strip())
+    # show reads what the records say of each package: the corpus records' channel,
+    # subdir, md5 and sha256.
+    store = t.path(f"store-{name}")
+    t.ok(f"{name}: the made prefix ingests", t.ingest(store, made))
+    r = t.cfs(store, "show", h1.out.strip(), "--json")
+    if t.ok(f"{name}: condafs show", r):
+        got = sorted((p["name"], p["version"], p["build"], p["channel"], p["subdir"], p["md5"],
+                      p["sha256"]) for p in json.loads(r.out)["packages"] if p["kind"] == "conda")
+        want = sorted((w["name"], w["version"], w["build"], w["channel"].rsplit("/", 1)[0],
+                       w["subdir"], w["md5"], w["sha256"]) for w in records.values())
+        t.eq(f"{name}: condafs show lists the packages as the corpus records say", got, want)
+    t.rmtree(store)
     t.rmtree(made)
 
 
