@@ -49,8 +49,8 @@ struct lpkg {
 	int dfd;    /* the package directory */
 	struct yamldoc *index, *linkjson;
 	const char *name, *version, *build, *subdir; /* in index */
-	char *dist;
-	char *channel; /* with the subdir, as conda-meta records it */
+	char *dist;                                  /* name-version-build; the plan's */
+	char *channel; /* with the subdir, as conda-meta records it; the plan's */
 	bool noarch_py, paths_json;
 	struct ppath *paths;
 	size_t npaths, cappaths;
@@ -398,10 +398,10 @@ static int read_pkg(struct lpkg *k, struct cfs_err *err)
 	k->subdir = ynode_str(ynode_get(root, "subdir"));
 	if (!ynode_is_map(root) || !k->name || !k->version || !k->build || !*k->name)
 		return err_set(err, -EINVAL, "%s: no name, version and build", display);
-	if (asprintf(&k->dist, "%s-%s-%s", k->name, k->version, k->build) < 0) {
+	if (asprintf(&k->dist, "%s-%s-%s", k->name, k->version, k->build) < 0)
 		k->dist = NULL;
+	if (!keep(k->pl, k->dist))
 		return err_set(err, -ENOMEM, "%s: out of memory", display);
-	}
 	/* The dist names conda-meta/<dist>.json: one file name. */
 	if (strchr(k->dist, '/') || k->dist[0] == '.')
 		return err_set(err, -EINVAL, "%s: not a package name: %s", display, k->dist);
@@ -1055,19 +1055,6 @@ static bool is_noarch_py_source(const char *src)
 	       strcmp(src + n - 3, ".py") == 0 && !strpbrk(src, "\t\n\r\f\v");
 }
 
-/* "bin/<cmd>" as a JSON string. */
-static void jstr_bin(struct jbuf *b, const char *cmd)
-{
-	char *s = NULL;
-
-	if (asprintf(&s, "bin/%s", cmd) < 0) {
-		b->oom = true;
-		return;
-	}
-	jstr(b, s);
-	free(s);
-}
-
 static void jfield(struct jbuf *b, const char *key, bool *first)
 {
 	jputs(b, *first ? "" : ",");
@@ -1077,97 +1064,192 @@ static void jfield(struct jbuf *b, const char *key, bool *first)
 	jputs(b, ": ");
 }
 
+/* What a record lists, in conda's order (core/link.py: the link actions, then the compile
+ * actions, then the entry points): every path but directories, as linked; the pycs conda
+ * compiles for a noarch python package's site-packages .py files (the caller compiles them);
+ * the entry points. */
+struct ritem {
+	char *path;             /* as in the prefix; owned */
+	const struct ppath *pp; /* a package path, or NULL */
+	const char *type;       /* paths_data's path_type of a generated one */
+};
+
+static int record_items(const struct lpkg *k, const char **cmds, size_t ncmds, const char *pyver,
+                        struct ritem **ret, size_t *ret_n)
+{
+	struct ritem *it = calloc(2 * k->npaths + ncmds + 1, sizeof(*it));
+	size_t n = 0;
+
+	if (!it)
+		return -ENOMEM;
+	for (size_t i = 0; i < k->npaths; i++)
+		if (k->paths[i].type != PT_DIR) {
+			it[n].pp = &k->paths[i];
+			it[n++].path = strdup(k->paths[i].dst);
+		}
+	for (size_t i = 0; k->noarch_py && i < k->npaths; i++)
+		if (k->paths[i].type != PT_DIR && is_noarch_py_source(k->paths[i].src)) {
+			it[n].type = "pyc_file";
+			it[n++].path = pyc_of(k->paths[i].dst, pyver);
+		}
+	for (size_t i = 0; i < ncmds; i++) {
+		it[n].type = "unix_python_entry_point";
+		if (asprintf(&it[n++].path, "bin/%s", cmds[i]) < 0)
+			it[n - 1].path = NULL;
+	}
+	*ret = it;
+	*ret_n = n;
+	for (size_t i = 0; i < n; i++)
+		if (!it[i].path)
+			return -ENOMEM;
+	return 0;
+}
+
+/* One paths_data entry: the package's (conda's PathDataV1 from paths.json, _path as the
+ * package names it) or a generated one's. */
+static void jpath_data(struct jbuf *b, const struct ritem *it)
+{
+	const struct ppath *pp = it->pp;
+	char num[32];
+
+	jputs(b, "{");
+	jindent(b, 4);
+	jputs(b, "\"_path\": ");
+	jstr(b, pp ? pp->src : it->path);
+	if (!pp) {
+		jputs(b, ",");
+		jindent(b, 4);
+		jputs(b, "\"path_type\": ");
+		jstr(b, it->type);
+		jindent(b, 3);
+		jputs(b, "}");
+		return;
+	}
+	if (pp->placeholder) {
+		jputs(b, ",");
+		jindent(b, 4);
+		jputs(b, pp->binary ? "\"file_mode\": \"binary\"" : "\"file_mode\": \"text\"");
+	}
+	if (pp->no_link) {
+		jputs(b, ",");
+		jindent(b, 4);
+		jputs(b, "\"no_link\": true");
+	}
+	jputs(b, ",");
+	jindent(b, 4);
+	jputs(b,
+	      pp->type == PT_LINK ? "\"path_type\": \"softlink\"" : "\"path_type\": \"hardlink\"");
+	if (pp->placeholder) {
+		jputs(b, ",");
+		jindent(b, 4);
+		jputs(b, "\"prefix_placeholder\": ");
+		jstr(b, pp->placeholder);
+	}
+	if (pp->sha256) {
+		jputs(b, ",");
+		jindent(b, 4);
+		jputs(b, "\"sha256\": ");
+		jstr(b, pp->sha256);
+		/* A linked file is the package's bytes; one with a placeholder depends on the
+		 * path it is served at, so no sha256_in_prefix. */
+		if (!pp->placeholder && pp->type == PT_FILE) {
+			jputs(b, ",");
+			jindent(b, 4);
+			jputs(b, "\"sha256_in_prefix\": ");
+			jstr(b, pp->sha256);
+		}
+	}
+	if (pp->has_size) {
+		snprintf(num, sizeof(num), "%llu", (unsigned long long)pp->size);
+		jputs(b, ",");
+		jindent(b, 4);
+		jputs(b, "\"size_in_bytes\": ");
+		jputs(b, num);
+	}
+	jindent(b, 3);
+	jputs(b, "}");
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The keys conda's record adds or replaces. */
+static const char *const record_keys[] = {
+        "channel",    "features",       "files",  "fn",   "link",           "md5", "package_type",
+        "paths_data", "requested_spec", "sha256", "size", "track_features", "url"};
+
+/* Whether the record has key of ours: the ones we have a value for. */
+static bool record_has(const struct lpkg *k, const char *key)
+{
+	if (strcmp(key, "package_type") == 0)
+		return k->noarch_py;
+	if (strcmp(key, "md5") == 0)
+		return k->in->md5;
+	if (strcmp(key, "sha256") == 0)
+		return k->in->sha256;
+	if (strcmp(key, "size") == 0)
+		return k->in->size;
+	return true;
+}
+
 /*
  * conda-meta/<dist>.json as conda's CreatePrefixRecordAction writes it (json.dump,
  * indent 2, sorted keys, no final newline): index.json's fields, then what the install
- * adds. "files" lists what the package put in the prefix, in conda's order (its paths but
- * directories, then its entry points, then the pycs conda compiles for a noarch python
- * package, which the caller compiles); "paths_data" keeps each path as paths.json names it
- * (noarch python paths stay site-packages/..., as conda leaves them).
+ * adds; "files" and "paths_data" list record_items. "paths_data" keeps each package path
+ * as paths.json names it (noarch python paths stay site-packages/..., as conda leaves
+ * them). features and track_features are index.json's, "" when it has none.
  *
  * The machine paths conda records name its package cache, which a store has not:
  * extracted_package_dir and package_tarball_full_path are left out (conda and rattler
  * read both as optional), and link.source is "" with type 1 (hardlink: the files are the
- * package's bytes). sha256_in_prefix is left out for files with a placeholder: it depends
- * on the path the environment is served at. requested_spec is "None", as conda writes it
- * for a package no spec asked for: a lock names no specs.
+ * package's bytes). sha256_in_prefix is left out for files with a placeholder.
+ * requested_spec is "None", as conda writes it for a package no spec asked for: a lock
+ * names no specs.
  */
-static int make_record(struct lpkg *k, const char **eps_cmd, size_t neps, const char *pyver,
+static int make_record(struct lpkg *k, const char **cmds, size_t ncmds, const char *pyver,
                        struct jbuf *b)
 {
-	static const char *const mine[] = {"channel",
-	                                   "extracted_package_dir",
-	                                   "features",
-	                                   "files",
-	                                   "fn",
-	                                   "link",
-	                                   "md5",
-	                                   "package_tarball_full_path",
-	                                   "package_type",
-	                                   "paths_data",
-	                                   "requested_spec",
-	                                   "sha256",
-	                                   "size",
-	                                   "track_features",
-	                                   "url"};
+	const size_t nmine = sizeof(record_keys) / sizeof(*record_keys);
 	const struct ynode *root = yamldoc_root(k->index);
-	size_t nkeys = 0, cnt = ynode_count(root);
-	const char **index_keys = calloc(cnt + sizeof(mine) / sizeof(*mine), sizeof(*index_keys));
-	bool first = true, has_features = false, has_track = false;
+	size_t cnt = ynode_count(root), nkeys = 0, nit = 0;
+	const char **keys = calloc(cnt + nmine + 1, sizeof(*keys));
+	struct ritem *it = NULL;
+	bool first = true;
 	char num[32];
+	int r = -ENOMEM;
 
-	if (!index_keys)
-		return -ENOMEM;
-	/* Every key of index.json not replaced here, and ours, all sorted together. */
+	if (!keys || record_items(k, cmds, ncmds, pyver, &it, &nit) < 0)
+		goto out;
 	for (size_t i = 0; i < cnt; i++) {
 		const char *key = ynode_str(ynode_key(root, i));
-		bool replaced = false;
+		bool ours = false;
 
-		if (!key)
-			continue;
-		for (size_t m = 0; m < sizeof(mine) / sizeof(*mine); m++)
-			replaced |= strcmp(key, mine[m]) == 0;
-		has_features |= strcmp(key, "features") == 0;
-		has_track |= strcmp(key, "track_features") == 0;
-		if (!replaced || strcmp(key, "features") == 0 || strcmp(key, "track_features") == 0)
-			index_keys[nkeys++] = key;
+		for (size_t m = 0; key && m < nmine; m++)
+			ours |= strcmp(key, record_keys[m]) == 0;
+		if (key && !ours && strcmp(key, "extracted_package_dir") != 0 &&
+		    strcmp(key, "package_tarball_full_path") != 0)
+			keys[nkeys++] = key;
 	}
-	for (size_t m = 0; m < sizeof(mine) / sizeof(*mine); m++) {
-		const char *key = mine[m];
-
-		if ((strcmp(key, "features") == 0 && has_features) ||
-		    (strcmp(key, "track_features") == 0 && has_track) ||
-		    strcmp(key, "extracted_package_dir") == 0 ||
-		    strcmp(key, "package_tarball_full_path") == 0 ||
-		    (strcmp(key, "package_type") == 0 && !k->noarch_py) ||
-		    (strcmp(key, "md5") == 0 && !k->in->md5) ||
-		    (strcmp(key, "sha256") == 0 && !k->in->sha256) ||
-		    (strcmp(key, "size") == 0 && !k->in->size))
-			continue;
-		index_keys[nkeys++] = key;
-	}
-	for (size_t i = 1; i < nkeys; i++)
-		for (size_t j = i; j > 0 && strcmp(index_keys[j - 1], index_keys[j]) > 0; j--) {
-			const char *t = index_keys[j];
-
-			index_keys[j] = index_keys[j - 1];
-			index_keys[j - 1] = t;
-		}
+	for (size_t m = 0; m < nmine; m++)
+		if (record_has(k, record_keys[m]))
+			keys[nkeys++] = record_keys[m];
+	qsort(keys, nkeys, sizeof(*keys), cmp_strp);
 	jputs(b, "{");
 	for (size_t i = 0; i < nkeys; i++) {
-		const char *key = index_keys[i];
+		const char *key = keys[i];
 
-		if (i && strcmp(key, index_keys[i - 1]) == 0)
+		if (i && strcmp(key, keys[i - 1]) == 0)
 			continue;
 		jfield(b, key, &first);
 		if (strcmp(key, "channel") == 0) {
 			jstr(b, k->channel);
-		} else if (strcmp(key, "features") == 0 && !has_features) {
-			jputs(b, "\"\"");
-		} else if (strcmp(key, "track_features") == 0 && !has_track) {
-			jputs(b, "\"\"");
 		} else if (strcmp(key, "features") == 0 || strcmp(key, "track_features") == 0) {
-			jnode(b, ynode_get(root, key), 1);
+			if (ynode_get(root, key))
+				jnode(b, ynode_get(root, key), 1);
+			else
+				jputs(b, "\"\"");
 		} else if (strcmp(key, "fn") == 0) {
 			jstr(b, k->in->fn);
 		} else if (strcmp(key, "url") == 0) {
@@ -1192,142 +1274,29 @@ static int make_record(struct lpkg *k, const char **eps_cmd, size_t neps, const 
 			jindent(b, 1);
 			jputs(b, "}");
 		} else if (strcmp(key, "files") == 0) {
-			bool any = false;
-
-			jputs(b, "[");
-			for (size_t p = 0; p < k->npaths; p++) {
-				if (k->paths[p].type == PT_DIR)
-					continue;
-				jputs(b, any ? "," : "");
-				any = true;
+			jputs(b, nit ? "[" : "[]");
+			for (size_t j = 0; j < nit; j++) {
 				jindent(b, 2);
-				jstr(b, k->paths[p].dst);
+				jstr(b, it[j].path);
+				jputs(b, j + 1 < nit ? "," : "");
 			}
-			for (size_t p = 0; p < neps; p++) {
-				jputs(b, any ? "," : "");
-				any = true;
-				jindent(b, 2);
-				jstr_bin(b, eps_cmd[p]);
-			}
-			for (size_t p = 0; k->noarch_py && p < k->npaths; p++) {
-				char *pyc;
-
-				if (k->paths[p].type == PT_DIR ||
-				    !is_noarch_py_source(k->paths[p].src))
-					continue;
-				pyc = pyc_of(k->paths[p].dst, pyver);
-				if (!pyc) {
-					b->oom = true;
-					break;
-				}
-				jputs(b, any ? "," : "");
-				any = true;
-				jindent(b, 2);
-				jstr(b, pyc);
-				free(pyc);
-			}
-			if (any)
+			if (nit) {
 				jindent(b, 1);
-			jputs(b, "]");
+				jputs(b, "]");
+			}
 		} else if (strcmp(key, "paths_data") == 0) {
-			bool any = false;
-
 			jputs(b, "{");
 			jindent(b, 2);
-			jputs(b, "\"paths\": [");
-			for (size_t p = 0; p < k->npaths + neps; p++) {
-				const struct ppath *pp = p < k->npaths ? &k->paths[p] : NULL;
-
-				if (pp && pp->type == PT_DIR)
-					continue;
-				jputs(b, any ? "," : "");
-				any = true;
+			jputs(b, nit ? "\"paths\": [" : "\"paths\": [],");
+			for (size_t j = 0; j < nit; j++) {
 				jindent(b, 3);
-				jputs(b, "{");
-				jindent(b, 4);
-				jputs(b, "\"_path\": ");
-				if (!pp) {
-					jstr_bin(b, eps_cmd[p - k->npaths]);
-					jputs(b, ",");
-					jindent(b, 4);
-					jputs(b, "\"path_type\": \"unix_python_entry_point\"");
-					jindent(b, 3);
-					jputs(b, "}");
-					continue;
-				}
-				jstr(b, pp->src);
-				if (pp->placeholder) {
-					jputs(b, ",");
-					jindent(b, 4);
-					jputs(b, pp->binary ? "\"file_mode\": \"binary\""
-					                    : "\"file_mode\": \"text\"");
-				}
-				if (pp->no_link) {
-					jputs(b, ",");
-					jindent(b, 4);
-					jputs(b, "\"no_link\": true");
-				}
-				jputs(b, ",");
-				jindent(b, 4);
-				jputs(b, pp->type == PT_LINK ? "\"path_type\": \"softlink\""
-				                             : "\"path_type\": \"hardlink\"");
-				if (pp->placeholder) {
-					jputs(b, ",");
-					jindent(b, 4);
-					jputs(b, "\"prefix_placeholder\": ");
-					jstr(b, pp->placeholder);
-				}
-				if (pp->sha256) {
-					jputs(b, ",");
-					jindent(b, 4);
-					jputs(b, "\"sha256\": ");
-					jstr(b, pp->sha256);
-					if (!pp->placeholder && pp->type == PT_FILE) {
-						jputs(b, ",");
-						jindent(b, 4);
-						jputs(b, "\"sha256_in_prefix\": ");
-						jstr(b, pp->sha256);
-					}
-				}
-				if (pp->has_size) {
-					snprintf(num, sizeof(num), "%llu",
-					         (unsigned long long)pp->size);
-					jputs(b, ",");
-					jindent(b, 4);
-					jputs(b, "\"size_in_bytes\": ");
-					jputs(b, num);
-				}
-				jindent(b, 3);
-				jputs(b, "}");
+				jpath_data(b, &it[j]);
+				jputs(b, j + 1 < nit ? "," : "");
 			}
-			for (size_t p = 0; k->noarch_py && p < k->npaths; p++) {
-				char *pyc;
-
-				if (k->paths[p].type == PT_DIR ||
-				    !is_noarch_py_source(k->paths[p].src))
-					continue;
-				pyc = pyc_of(k->paths[p].dst, pyver);
-				if (!pyc) {
-					b->oom = true;
-					break;
-				}
-				jputs(b, any ? "," : "");
-				any = true;
-				jindent(b, 3);
-				jputs(b, "{");
-				jindent(b, 4);
-				jputs(b, "\"_path\": ");
-				jstr(b, pyc);
-				jputs(b, ",");
-				jindent(b, 4);
-				jputs(b, "\"path_type\": \"pyc_file\"");
-				jindent(b, 3);
-				jputs(b, "}");
-				free(pyc);
-			}
-			if (any)
+			if (nit) {
 				jindent(b, 2);
-			jputs(b, "],");
+				jputs(b, "],");
+			}
 			jindent(b, 2);
 			jputs(b, "\"paths_version\": 1");
 			jindent(b, 1);
@@ -1338,19 +1307,25 @@ static int make_record(struct lpkg *k, const char **eps_cmd, size_t neps, const 
 	}
 	jindent(b, 0);
 	jputs(b, "}"); /* json.dump ends with the brace, no newline */
-	free(index_keys);
-	return b->oom ? -ENOMEM : 0;
+	r = b->oom ? -ENOMEM : 0;
+out:
+	for (size_t i = 0; it && i < nit; i++)
+		free(it[i].path);
+	free(it);
+	free(keys);
+	return r;
 }
 
-static int add_generated(struct link_plan *pl, const char *path, struct jbuf *b, uint32_t mode,
+/* A file of b's bytes (taken from b) at path (taken, freed on error too). */
+static int add_generated(struct link_plan *pl, char *path, struct jbuf *b, uint32_t mode,
                          const char *placeholder, int64_t now_ns, size_t owner, size_t pos,
                          size_t seq)
 {
 	struct link_entry e = {0};
 
-	if (b->oom)
+	e.path = keep(pl, path);
+	if (b->oom || !e.path)
 		return -ENOMEM;
-	e.path = keep_str(pl, path);
 	e.data = keep(pl, b->p ? b->p : strdup(""));
 	b->p = NULL;
 	e.len = b->n;
@@ -1375,11 +1350,6 @@ static int cmp_cand(const void *a, const void *b)
 	if (x->pos != y->pos)
 		return x->pos < y->pos ? -1 : 1;
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 static const char *dist_of(const struct lpkg *k, size_t n, size_t owner)
@@ -1500,7 +1470,7 @@ static int make_history(struct lpkg *k, size_t n, int64_t now_ns, struct jbuf *b
 			r = -ENOMEM;
 			goto out;
 		}
-	qsort(lines, n, sizeof(*lines), cmp_str);
+	qsort(lines, n, sizeof(*lines), cmp_strp);
 	jputs(b, "==> ");
 	jputs(b, when);
 	jputs(b, " <==\n# cmd: condafs install\n");
@@ -1514,7 +1484,23 @@ out:
 	return r;
 }
 
-/* channel/subdir: the lead's channel, else the URL without its file name. */
+/* The major.minor of python's version (conda's get_major_minor_version): what noarch python
+ * packages are mapped for. */
+static int python_version(const struct lpkg *py, char **ret, struct cfs_err *err)
+{
+	const char *v = py->version;
+	size_t a = strspn(v, "0123456789"), c = 0;
+
+	if (a && v[a] == '.')
+		c = strspn(v + a + 1, "0123456789");
+	if (!c)
+		return err_set(err, -EINVAL,
+		               "%s: no python version to map noarch python packages for", py->dist);
+	*ret = strndup(v, a + 1 + c);
+	return *ret ? 0 : err_set(err, -ENOMEM, "out of memory");
+}
+
+/* channel/subdir: the caller's channel, else the URL without its file name. */
 static char *channel_of(const struct lpkg *k)
 {
 	const char *url = k->in->url ? k->in->url : "";
@@ -1533,6 +1519,73 @@ static char *channel_of(const struct lpkg *k)
 	return strndup(url, slash ? (size_t)(slash - url) : 0);
 }
 
+static bool is_link_script(const char *path, const char *name)
+{
+	size_t n = strlen(name);
+
+	/* bin/.<name>-pre-link.sh, bin/.<name>-post-link.sh */
+	return strncmp(path, "bin/.", 5) == 0 && strncmp(path + 5, name, n) == 0 &&
+	       (strcmp(path + 5 + n, "-pre-link.sh") == 0 ||
+	        strcmp(path + 5 + n, "-post-link.sh") == 0);
+}
+
+/* One package, the o-th of n in link order: its paths, entry points and record. */
+static int plan_pkg(struct link_plan *pl, struct lpkg *p, const char *token, const char *pyver,
+                    int64_t now_ns, size_t n, size_t o, struct jbuf *b, struct cfs_err *err)
+{
+	const struct ynode *eps =
+	        ynode_get(ynode_get(yamldoc_root(p->linkjson), "noarch"), "entry_points");
+	size_t neps = p->noarch_py ? ynode_count(eps) : 0;
+	const char **cmds = NULL;
+	char *path = NULL;
+	int r;
+
+	r = link_paths(pl, p, pyver, now_ns, err);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < p->npaths; i++)
+		if (is_link_script(p->paths[i].dst, p->name)) {
+			pl->scripts[pl->nscripts++] = p->dist;
+			break;
+		}
+	cmds = calloc(neps + 1, sizeof(*cmds));
+	if (!cmds)
+		return err_set(err, -ENOMEM, "%s: out of memory", p->dist);
+	for (size_t e = 0; e < neps; e++) {
+		const char *def = ynode_str(ynode_item(eps, e));
+		char *cmd = NULL;
+
+		if (!def) {
+			r = err_set(err, -EINVAL,
+			            "%s/info/link.json: an entry point is not a string", p->dist);
+			goto out;
+		}
+		r = entry_point(p, def, token, pyver, &cmd, b, err);
+		if (r < 0)
+			goto out;
+		cmds[e] = keep(pl, cmd);
+		if (!cmds[e] || asprintf(&path, "bin/%s", cmds[e]) < 0)
+			path = NULL;
+		r = path ? add_generated(pl, path, b, 0755, token, now_ns, p->idx, p->pos,
+		                         p->npaths + e)
+		         : -ENOMEM;
+		if (r < 0) {
+			err_set(err, r, "%s: out of memory", p->dist);
+			goto out;
+		}
+	}
+	r = make_record(p, cmds, neps, pyver, b);
+	if (r == 0 && asprintf(&path, "conda-meta/%s.json", p->dist) < 0)
+		r = -ENOMEM;
+	if (r == 0)
+		r = add_generated(pl, path, b, 0644, NULL, now_ns, SIZE_MAX, n, o);
+	if (r < 0)
+		err_set(err, r, "%s: out of memory", p->dist);
+out:
+	free(cmds);
+	return r;
+}
+
 int link_plan_make(const struct link_pkg *pkgs, size_t n, const char *prefix_token, int64_t now_ns,
                    void (*warn)(void *arg, const char *line), void *arg, struct link_plan **ret,
                    struct cfs_err *err)
@@ -1540,6 +1593,7 @@ int link_plan_make(const struct link_pkg *pkgs, size_t n, const char *prefix_tok
 	struct link_plan *pl = calloc(1, sizeof(*pl));
 	struct lpkg *k = calloc(n ? n : 1, sizeof(*k));
 	const char *pyver = NULL, *token = NULL;
+	struct lpkg *py = NULL;
 	struct jbuf b = {0};
 	int r = -ENOMEM;
 
@@ -1563,7 +1617,7 @@ int link_plan_make(const struct link_pkg *pkgs, size_t n, const char *prefix_tok
 		r = read_pkg(&k[i], err);
 		if (r < 0)
 			goto out;
-		k[i].channel = channel_of(&k[i]);
+		k[i].channel = keep(pl, channel_of(&k[i]));
 		if (!k[i].channel) {
 			r = err_set(err, -ENOMEM, "out of memory");
 			goto out;
@@ -1572,88 +1626,34 @@ int link_plan_make(const struct link_pkg *pkgs, size_t n, const char *prefix_tok
 	r = link_order(k, n, pl, err);
 	if (r < 0)
 		goto out;
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(k[i].name, "python") == 0) {
-			const char *v = k[i].version;
-			size_t a = strspn(v, "0123456789"), c;
-
-			c = a && v[a] == '.' ? strspn(v + a + 1, "0123456789") : 0;
-			if (c)
-				pl->python = strndup(v, a + 1 + c);
-			else
-				pl->python = NULL;
-		}
-	}
 	for (size_t i = 0; i < n; i++)
-		if (k[i].noarch_py && !pl->python) {
+		if (strcmp(k[i].name, "python") == 0)
+			py = &k[i];
+	for (size_t i = 0; i < n; i++) {
+		if (!k[i].noarch_py)
+			continue;
+		if (!py) {
 			r = err_set(err, -EINVAL,
 			            "%s: a noarch python package, and the set has no python",
 			            k[i].dist);
 			goto out;
 		}
+		if (!pl->python) {
+			r = python_version(py, &pl->python, err);
+			if (r < 0)
+				goto out;
+		}
+	}
 	pyver = pl->python;
 	for (size_t o = 0; o < n; o++) {
-		struct lpkg *p = &k[pl->order[o]];
-		const struct ynode *eps =
-		        ynode_get(ynode_get(yamldoc_root(p->linkjson), "noarch"), "entry_points");
-		const char **cmds = NULL;
-		size_t neps = p->noarch_py ? ynode_count(eps) : 0;
-		char path[4200];
-
-		r = link_paths(pl, p, pyver, now_ns, err);
+		r = plan_pkg(pl, &k[pl->order[o]], token, pyver, now_ns, n, o, &b, err);
 		if (r < 0)
 			goto out;
-		for (size_t i = 0; i < p->npaths; i++) {
-			char pre[4200], post[4200];
-
-			snprintf(pre, sizeof(pre), "bin/.%s-pre-link.sh", p->name);
-			snprintf(post, sizeof(post), "bin/.%s-post-link.sh", p->name);
-			if (strcmp(p->paths[i].dst, pre) == 0 ||
-			    strcmp(p->paths[i].dst, post) == 0) {
-				pl->scripts[pl->nscripts++] = p->dist;
-				break;
-			}
-		}
-		cmds = calloc(neps + 1, sizeof(*cmds));
-		if (!cmds) {
-			r = err_set(err, -ENOMEM, "out of memory");
-			goto out;
-		}
-		for (size_t e = 0; e < neps; e++) {
-			const char *def = ynode_str(ynode_item(eps, e));
-			char *cmd = NULL;
-
-			r = def ? entry_point(p, def, token, pyver, &cmd, &b, err)
-			        : err_set(err, -EINVAL,
-			                  "%s/info/link.json: an entry point is not a string",
-			                  p->dist);
-			if (r == 0) {
-				cmds[e] = keep(pl, cmd);
-				snprintf(path, sizeof(path), "bin/%s", cmd);
-				r = cmds[e] ? add_generated(pl, path, &b, 0755, token, now_ns,
-				                            p->idx, p->pos, p->npaths + e)
-				            : -ENOMEM;
-				if (r < 0)
-					err_set(err, r, "%s: out of memory", p->dist);
-			}
-			if (r < 0) {
-				free(cmds);
-				goto out;
-			}
-		}
-		r = make_record(p, cmds, neps, pyver, &b);
-		free(cmds);
-		snprintf(path, sizeof(path), "conda-meta/%s.json", p->dist);
-		if (r == 0)
-			r = add_generated(pl, path, &b, 0644, NULL, now_ns, SIZE_MAX, n, o);
-		if (r < 0) {
-			err_set(err, r, "%s: out of memory", p->dist);
-			goto out;
-		}
 	}
 	r = make_history(k, n, now_ns, &b);
 	if (r == 0)
-		r = add_generated(pl, "conda-meta/history", &b, 0644, NULL, now_ns, SIZE_MAX, n, n);
+		r = add_generated(pl, strdup("conda-meta/history"), &b, 0644, NULL, now_ns,
+		                  SIZE_MAX, n, n);
 	if (r < 0) {
 		err_set(err, r, "out of memory");
 		goto out;
@@ -1661,24 +1661,6 @@ int link_plan_make(const struct link_pkg *pkgs, size_t n, const char *prefix_tok
 	r = lay_out(pl, k, n, now_ns, warn, arg, err);
 	if (r < 0)
 		goto out;
-	{
-		bool any_noarch = false;
-
-		for (size_t i = 0; i < n; i++)
-			any_noarch |= k[i].noarch_py;
-		if (!any_noarch) {
-			free(pl->python);
-			pl->python = NULL;
-		}
-	}
-	/* The scripts' dist names must outlive the packages. */
-	for (size_t i = 0; i < pl->nscripts; i++) {
-		pl->scripts[i] = keep_str(pl, pl->scripts[i]);
-		if (!pl->scripts[i]) {
-			r = err_set(err, -ENOMEM, "out of memory");
-			goto out;
-		}
-	}
 	*ret = pl;
 	pl = NULL;
 	r = 0;
@@ -1689,8 +1671,6 @@ out:
 			close(k[i].dfd);
 		yamldoc_free(k[i].index);
 		yamldoc_free(k[i].linkjson);
-		free(k[i].dist);
-		free(k[i].channel);
 		free(k[i].paths);
 		free(k[i].deps);
 	}

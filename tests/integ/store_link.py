@@ -454,9 +454,15 @@ if t.ok("old package, noarch python: a plan", r):
     t.eq("link script packages", extra["scripts"], ["old-1.0-0"])
     t.eq("python version", extra["python"], "3.12")
     rec = json.loads(unesc(by["conda-meta/nap-1.0-0.json"]["data"]))
-    t.eq("noarch record: files as linked (paths.json's order), entry point, pyc",
-         rec["files"], ["bin/napper", "lib/python3.12/site-packages/nap/__init__.py", "bin/nap",
-                        "lib/python3.12/site-packages/nap/__pycache__/__init__.cpython-312.pyc"])
+    t.eq("noarch record: files as conda lists them (paths as linked, pycs, entry points)",
+         rec["files"], ["bin/napper", "lib/python3.12/site-packages/nap/__init__.py",
+                        "lib/python3.12/site-packages/nap/__pycache__/__init__.cpython-312.pyc",
+                        "bin/nap"])
+    t.eq("noarch record: paths_data keeps the package's paths, then the generated ones",
+         [(p["_path"], p["path_type"]) for p in rec["paths_data"]["paths"]],
+         [("python-scripts/napper", "hardlink"), ("site-packages/nap/__init__.py", "hardlink"),
+          ("lib/python3.12/site-packages/nap/__pycache__/__init__.cpython-312.pyc", "pyc_file"),
+          ("bin/nap", "unix_python_entry_point")])
     t.eq("noarch record: package_type", rec["package_type"], "noarch_python")
     rec = json.loads(unesc(by["conda-meta/old-1.0-0.json"]["data"]))
     t.eq("old record: placeholders in paths_data",
