@@ -51,7 +51,7 @@ struct lpkg {
 	const char *name, *version, *build, *subdir; /* in index */
 	char *dist;                                  /* name-version-build; the plan's */
 	char *channel; /* with the subdir, as conda-meta records it; the plan's */
-	bool noarch_py, paths_json;
+	bool noarch_py, noarch_generic, paths_json;
 	struct ppath *paths;
 	size_t npaths, cappaths;
 	size_t *deps; /* indices of packages in the set it depends on */
@@ -418,6 +418,8 @@ static int read_pkg(struct lpkg *k, struct cfs_err *err)
 	if (!nt)
 		nt = ynode_str(ynode_get(root, "noarch"));
 	k->noarch_py = nt && strcmp(nt, "python") == 0;
+	/* conda's NoarchType.coerce: "generic", or the old boolean true. */
+	k->noarch_generic = nt && (strcmp(nt, "generic") == 0 || strcmp(nt, "true") == 0);
 
 	r = read_paths_json(k, err);
 	if (r == -ENOENT)
@@ -1184,7 +1186,7 @@ static const char *const record_keys[] = {
 static bool record_has(const struct lpkg *k, const char *key)
 {
 	if (strcmp(key, "package_type") == 0)
-		return k->noarch_py;
+		return k->noarch_py || k->noarch_generic;
 	if (strcmp(key, "md5") == 0)
 		return k->in->md5;
 	if (strcmp(key, "sha256") == 0)
@@ -1262,7 +1264,7 @@ static int make_record(struct lpkg *k, const char **cmds, size_t ncmds, const ch
 			snprintf(num, sizeof(num), "%llu", (unsigned long long)k->in->size);
 			jputs(b, num);
 		} else if (strcmp(key, "package_type") == 0) {
-			jstr(b, "noarch_python");
+			jstr(b, k->noarch_py ? "noarch_python" : "noarch_generic");
 		} else if (strcmp(key, "requested_spec") == 0) {
 			jstr(b, "None");
 		} else if (strcmp(key, "link") == 0) {

@@ -48,7 +48,7 @@ struct link_entry {
 	size_t pkg;              /* index into pkgs, or LINK_GENERATED (SIZE_MAX) */
 	const char *src;         /* LINK_FILE from a package: its path under pkgs[pkg].dir */
 	const uint8_t *data;     /* LINK_FILE generated: its bytes */
-	size_t len;              /* LINK_FILE: its size (either kind) */
+	size_t len;              /* LINK_FILE: its size; LINK_SYMLINK: the target's */
 	const char *target;      /* LINK_SYMLINK: the target as written */
 	const char *placeholder; /* NULL, or the prefix placeholder the file holds */
 	bool binary;             /* the placeholder's file_mode is binary */
@@ -70,6 +70,11 @@ struct link_plan;
  * another type or size; a path escaping the prefix or the package; a path beneath a file or
  * symlink of the plan; a noarch python package without a python in the set; an invalid
  * entry point. Every info/ file is read beneath the package dir, no symlink followed.
+ *
+ * Entry points start "#!<prefix_token>/bin/pythonX.Y", as conda writes them for a prefix
+ * where that line fits; for a prefix that makes it longer than 127 bytes, or holds a space,
+ * conda writes a /bin/sh trampoline instead, which the path the environment is served at
+ * decides and a plan cannot know: there the plan's line is the longer one.
  */
 int link_plan_make(const struct link_pkg *pkgs, size_t n, const char *prefix_token, int64_t now_ns,
                    void (*warn)(void *arg, const char *line), void *arg, struct link_plan **ret,

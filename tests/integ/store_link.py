@@ -431,7 +431,8 @@ old = mkpkg("old", files={"bin/a": b"/opt/anaconda1anaconda2anaconda3/x\n",
 nap = mkpkg("nap", noarch="python", depends=["python >=3"],
             files={"site-packages/nap/__init__.py": b"", "python-scripts/napper": b"#!py\n"},
             link={"noarch": {"type": "python", "entry_points": ["nap = nap.cli:main.run"]}})
-r = drive(TOKEN, 5, [nap, old, py])
+gen = mkpkg("gen", noarch="generic", files={"site-packages/g.py": b""})
+r = drive(TOKEN, 5, [nap, old, py, gen])
 if t.ok("old package, noarch python: a plan", r):
     ents, extra = parse_plan(r.out)
     by = {e["path"]: e for e in ents}
@@ -473,6 +474,11 @@ if t.ok("old package, noarch python: a plan", r):
           ("lib/b.so", "/ph/here", "binary", "hardlink"), ("lib/c.so", None, None, "softlink")])
     t.eq("link order: python before the noarch package",
          [os.path.basename(unesc(d).decode()) for d in extra["order"]],
-         ["old-1.0-0", "python-3.12.1-0", "nap-1.0-0"])
+         ["gen-1.0-0", "old-1.0-0", "python-3.12.1-0", "nap-1.0-0"])
+    rec = json.loads(unesc(by["conda-meta/gen-1.0-0.json"]["data"]))
+    t.check("noarch generic: not mapped, package_type noarch_generic",
+            "site-packages/g.py" in by and rec["package_type"] == "noarch_generic", rec)
+    t.check("no noarch record for an arch package", "package_type" not in
+            json.loads(unesc(by["conda-meta/old-1.0-0.json"]["data"])))
 
 t.finish()
