@@ -308,6 +308,8 @@ static int read_files(struct lpkg *k, struct cfs_err *err)
 
 	snprintf(display, sizeof(display), "%s/info/files", k->dist);
 	r = textfile_read(k->dfd, "info/files", display, LIST_MAX_BYTES, &files, &len, err);
+	if (r == -ENOENT)
+		r = err_set(err, -EINVAL, "%s: neither info/paths.json nor info/files", k->dist);
 	if (r < 0)
 		goto out;
 	snprintf(display, sizeof(display), "%s/info/has_prefix", k->dist);
@@ -941,11 +943,17 @@ static int link_paths(struct link_plan *pl, struct lpkg *k, const char *pyver, i
 		}
 		if (pfd < 0 || fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			r = pfd < 0 ? pfd : neg_errno();
-			r = err_set(err, r == -ENOENT ? -EINVAL : r,
-			            "%s: %s names %s, which the package lacks%s%s", k->dist,
-			            k->paths_json ? "info/paths.json" : "info/files", pp->src,
-			            r == -ENOENT ? "" : ": ",
-			            r == -ENOENT ? "" : beneath_strerror(r));
+			if (r == -ENOENT || r == -ENOTDIR)
+				r = err_set(err, -EINVAL,
+				            "%s: %s names %s, which the package lacks", k->dist,
+				            k->paths_json ? "info/paths.json" : "info/files",
+				            pp->src);
+			else if (r == -ELOOP)
+				r = err_set(err, -EINVAL,
+				            "%s: %s: a symbolic link on the way in the package",
+				            k->dist, pp->src);
+			else
+				r = err_set(err, r, "%s: %s: %s", k->dist, pp->src, strerror(-r));
 			goto out;
 		}
 		/* Old packages say nothing of links: conda takes the file's own type. */
@@ -1446,6 +1454,9 @@ static int lay_out(struct link_plan *pl, struct lpkg *k, size_t n, int64_t now_n
 	for (size_t i = 0; i < pl->nc; i++)
 		pl->e[i] = pl->c[i].e;
 	pl->n = pl->nc;
+	free(pl->c);
+	pl->c = NULL;
+	pl->nc = pl->capc = 0;
 	return 0;
 }
 

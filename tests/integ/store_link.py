@@ -406,6 +406,18 @@ refused("a bad entry point: refused",
         [py, mkpkg("ep", noarch="python", files={"site-packages/ep.py": b""},
                    link={"noarch": {"type": "python", "entry_points": ["../x = ep:main"]}})],
         "ep-1.0-0", "entry point")
+refused("a hardlink in paths.json that is a symlink: refused",
+        [mkpkg("hl", files={"a": ("link", "b")},
+               paths=[{"_path": "a", "path_type": "hardlink"}])],
+        "hl-1.0-0", "a is a hardlink in paths.json")
+refused("a path through a symlink in the package: refused",
+        [mkpkg("via", files={"lib": ("link", "/etc")},
+               paths=[{"_path": "lib/passwd", "path_type": "hardlink"}])],
+        "via-1.0-0", "lib/passwd", "symbolic link")
+nothing = mkpkg("nothing")
+os.unlink(os.path.join(nothing, "info", "paths.json"))
+refused("a package with neither paths.json nor info/files: refused", [nothing],
+        "nothing-1.0-0", "neither info/paths.json nor info/files")
 refused("a directory the package lacks a source for: refused",
         [mkpkg("nod", paths=[{"_path": "share/d", "path_type": "directory"}])],
         "nod-1.0-0", "share/d")
