@@ -1391,7 +1391,8 @@ static int lay_out(struct link_plan *pl, struct lpkg *k, size_t n, int64_t now_n
 				                prev->e.type == LINK_DIR ? prev->owner : c->owner),
 				        dist_of(k, n,
 				                prev->e.type == LINK_DIR ? c->owner : prev->owner));
-			if (prev->owner == c->owner)
+			if (prev->owner == c->owner && prev->e.pkg != LINK_GENERATED &&
+			    c->e.pkg != LINK_GENERATED)
 				return err_set(err, -EINVAL, "%s: lists %s twice",
 				               dist_of(k, n, c->owner), c->e.path);
 			if (warn) {

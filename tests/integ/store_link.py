@@ -433,6 +433,17 @@ if t.ok("two packages shipping one path: a plan", r):
     t.eq("a warning, as conda resolves it",
          r.err.strip(), "link_drive: warning: share/x: in both a-1.0-0 and b-1.0-0; b-1.0-0 wins")
 
+# An entry point over the package's own python-scripts/ file: conda writes the entry point
+# over it, warning.
+own = mkpkg("own", noarch="python", files={"python-scripts/own": b"#!x\n"},
+            link={"noarch": {"type": "python", "entry_points": ["own = own:main"]}})
+r = drive(TOKEN, 1, [own, py])
+if t.ok("an entry point over the package's own script: a plan", r):
+    ents, _ = parse_plan(r.out)
+    t.eq("the entry point wins", [e["pkg"] for e in ents if e["path"] == "bin/own"], [None])
+    t.eq("with a warning", r.err.strip(),
+         "link_drive: warning: bin/own: in both own-1.0-0 and own-1.0-0; own-1.0-0 wins")
+
 # An old package: info/files + has_prefix (bare path: conda's default placeholder, text;
 # "PH mode path" otherwise), its symlink told by the file itself; noarch python mapped,
 # python-scripts/ to bin/, entry points for python 3.12, a post-link script listed.
