@@ -43,6 +43,7 @@ enum ynode_kind {
 struct ynode {
 	enum ynode_kind kind;
 	bool null;
+	bool quoted; /* a JSON string, or a YAML scalar not in the plain style */
 	size_t line;
 	const char *str; /* scalars: NUL-terminated, owned by the document */
 	size_t n;
@@ -374,6 +375,7 @@ static bool json_string(struct json *j, size_t *ret)
 	if (!json_node(j, YNODE_SCALAR, &k))
 		return false;
 	j->t->at[k] = j->t->nstrs;
+	j->t->nodes[k].quoted = true;
 	for (j->p++; j->p < j->end && *j->p != '"';) {
 		const unsigned char *u = (const unsigned char *)j->p;
 		const char *e;
@@ -665,6 +667,7 @@ static bool ev_scalar(struct events *e, yaml_event_t *ev, size_t line)
 	if (!tree_node(t, YNODE_SCALAR, line, &k))
 		return false;
 	t->nodes[k].null = scalar_is_null(ev);
+	t->nodes[k].quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
 	t->at[k] = t->nstrs;
 	return tree_put(t, ev->data.scalar.value, ev->data.scalar.length + 1) &&
 	       ev_anchor(e, &ev->data.scalar.anchor, k, false, line, &a) && ev_place(e, k);
@@ -834,6 +837,11 @@ size_t ynode_line(const struct ynode *n)
 const char *ynode_str(const struct ynode *n)
 {
 	return n && n->kind == YNODE_SCALAR && !n->null ? n->str : NULL;
+}
+
+bool ynode_is_quoted(const struct ynode *n)
+{
+	return n && n->kind == YNODE_SCALAR && n->quoted;
 }
 
 size_t ynode_count(const struct ynode *n)

@@ -45,6 +45,9 @@ bool ynode_is_seq(const struct ynode *n);
 size_t ynode_line(const struct ynode *n);
 /* The text of a scalar; NULL for a null (plain "", "~", "null") and for collections. */
 const char *ynode_str(const struct ynode *n);
+/* A scalar written as a string (a JSON string, a quoted YAML scalar), not a word such as
+ * a number, true or null: what a writer must quote again. */
+bool ynode_is_quoted(const struct ynode *n);
 /* Items of a sequence, pairs of a mapping, 0 for a scalar. */
 size_t ynode_count(const struct ynode *n);
 /* The i-th item of a sequence. */

@@ -53,6 +53,11 @@ static void test_yaml(void)
 	/* text as written: no YAML 1.1 float typing */
 	CHECK_STR(ynode_str(ynode_get(root, "version")), "1.10");
 	CHECK_STR(ynode_str(ynode_get(root, "quoted")), "1.10");
+	/* what a writer must quote again (link.c's conda-meta records) */
+	CHECK(!ynode_is_quoted(ynode_get(root, "version")));
+	CHECK(ynode_is_quoted(ynode_get(root, "quoted")) &&
+	      ynode_is_quoted(ynode_get(root, "word")));
+	CHECK(!ynode_is_quoted(ynode_get(root, "list")) && !ynode_is_quoted(NULL));
 	CHECK(ynode_get(root, "nothing") != NULL);
 	CHECK(ynode_str(ynode_get(root, "nothing")) == NULL);
 	CHECK(ynode_str(ynode_get(root, "tilde")) == NULL);
@@ -97,6 +102,8 @@ static void test_json(void)
 	CHECK_STR(ynode_str(ynode_get(root, "url")), "https://channel.example.invalid/main");
 	CHECK(ynode_count(ynode_get(root, "n")) == 2);
 	CHECK(ynode_line(ynode_get(root, "n")) == 3);
+	CHECK(ynode_is_quoted(ynode_get(root, "url")));
+	CHECK(!ynode_is_quoted(ynode_item(ynode_get(root, "n"), 0)));
 	yamldoc_free(doc);
 
 	/* Python's json.dump writes astral characters as surrogate pairs. */

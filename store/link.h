@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Linking as conda does it, as data: from the extracted packages of a solved environment
+ * (directories as conda's package cache holds them, info/ and the payload), every path of
+ * the environment conda would make, without writing a prefix. Each path says where its
+ * bytes come from (a package's file, or bytes made here: entry points, conda-meta records,
+ * the history), its type, mode and mtime, and the prefix placeholder it holds, if any.
+ * The facts are conda's (CEP 34, conda/core/link.py, path_actions.py, portability.py,
+ * gateways/disk/create.py and read.py).
+ *
+ * Invariants of a plan (what the store relies on when it commits one):
+ *   L1 every path is relative, normalised and inside the prefix: not empty, no leading
+ *      '/', no empty, "." or ".." component; so is every source path under its package.
+ *   L2 no path lies beneath an entry that is not a directory (a package cannot put a file
+ *      through another package's symlink), and every parent directory is an entry.
+ *   L3 at plan time, a LINK_FILE source was a regular file, reached beneath its package's
+ *      directory with no symbolic link followed, of the size paths.json gives; a
+ *      LINK_SYMLINK's target was read from a symbolic link. The caller reading the source
+ *      later opens it the same way and must check its type again (the directory may change).
+ */
+#ifndef CONDAFS_LINK_H
+#define CONDAFS_LINK_H
+
+#include "condafs/store.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct link_pkg {
+	const char *dir;          /* the extracted package, an absolute path */
+	const char *url;          /* the lock's URL of its archive */
+	const char *fn;           /* archive file name, e.g. "numpy-1.24.2-py311h_0.conda" */
+	const char *channel;      /* canonical channel URL, without subdir */
+	const char *md5, *sha256; /* lowercase hex, either may be NULL */
+	uint64_t size;            /* archive size, 0 unknown */
+};
+
+enum link_type { LINK_FILE, LINK_SYMLINK, LINK_DIR };
+
+#define LINK_GENERATED SIZE_MAX
+
+struct link_entry {
+	const char *path; /* relative to the prefix, no leading '/' */
+	enum link_type type;
+	uint32_t mode; /* permission bits (07777) */
+	int64_t mtime_ns;
+	size_t pkg;              /* index into pkgs, or LINK_GENERATED (SIZE_MAX) */
+	const char *src;         /* LINK_FILE from a package: its path under pkgs[pkg].dir */
+	const uint8_t *data;     /* LINK_FILE generated: its bytes */
+	size_t len;              /* LINK_FILE: its size; LINK_SYMLINK: the target's */
+	const char *target;      /* LINK_SYMLINK: the target as written */
+	const char *placeholder; /* NULL, or the prefix placeholder the file holds */
+	bool binary;             /* the placeholder's file_mode is binary */
+};
+
+struct link_plan;
+
+/*
+ * pkgs in any order; prefix_token: the string generated files hold where the prefix
+ * belongs (a long unique placeholder; such files have placeholder = prefix_token, text
+ * mode); now_ns: the mtime of generated files, made directories, symbolic links and files
+ * conda writes anew (those with a placeholder), as conda stamps them at install; files
+ * conda hard-links keep their package file's mtime. warn(arg, line) for each warning: a
+ * path two packages ship, "<path>: in both <dist a> and <dist b>; <dist b> wins" (the
+ * later in link order wins, as conda's clobbering does). Entries are sorted by path bytes,
+ * so parents come before their children; every parent directory is a LINK_DIR entry
+ * (conda-meta/ included), the top "" is not listed. -EINVAL naming the package and the
+ * reason for an inconsistent package: paths.json naming a file the directory lacks, or of
+ * another type or size; a path escaping the prefix or the package; a path beneath a file or
+ * symlink of the plan; a noarch python package without a python in the set; an invalid
+ * entry point. Every info/ file is read beneath the package dir, no symlink followed.
+ *
+ * Entry points start "#!<prefix_token>/bin/pythonX.Y", as conda writes them for a prefix
+ * where that line fits; for a prefix that makes it longer than 127 bytes, or holds a space,
+ * conda writes a /bin/sh trampoline instead, which the path the environment is served at
+ * decides and a plan cannot know: there the plan's line is the longer one.
+ */
+int link_plan_make(const struct link_pkg *pkgs, size_t n, const char *prefix_token, int64_t now_ns,
+                   void (*warn)(void *arg, const char *line), void *arg, struct link_plan **ret,
+                   struct cfs_err *err);
+size_t link_plan_count(const struct link_plan *p);
+const struct link_entry *link_plan_entry(const struct link_plan *p, size_t i);
+/* Packages with a pre-link or post-link script (bin/.<name>-pre-link.sh etc.), which are
+ * not run (pixi's default): their dist names, in link order. */
+size_t link_plan_scripts(const struct link_plan *p);
+const char *link_plan_script_pkg(const struct link_plan *p, size_t i);
+/* The python version the noarch packages were mapped for ("3.11"), or NULL when the set
+ * has no noarch python package. */
+const char *link_plan_python(const struct link_plan *p);
+/* The link order: the i-th package linked, as an index into pkgs. */
+size_t link_plan_order(const struct link_plan *p, size_t i);
+void link_plan_free(struct link_plan *p);
+
+#endif
