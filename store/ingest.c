@@ -211,7 +211,8 @@ void ingest_init(struct ingest *in, struct store *st, const struct ingest_opts *
 {
 	static const struct ingest_opts no_opts;
 
-	*in = (struct ingest){.st = st, .opts = opts ? opts : &no_opts, .root_fd = -1, .tmp_fd = -1};
+	*in = (struct ingest){
+	        .st = st, .opts = opts ? opts : &no_opts, .root_fd = -1, .tmp_fd = -1};
 	pthread_mutex_init(&in->lock, NULL);
 	pthread_mutex_init(&in->reloc_lock, NULL);
 	pthread_cond_init(&in->cond, NULL);

@@ -982,11 +982,10 @@ static int link_paths(struct link_plan *pl, struct lpkg *k, const char *pyver, i
 			e.len = (size_t)st.st_size;
 			e.placeholder = pp->placeholder;
 			e.binary = pp->binary;
-			/* A hard link keeps the package file's mtime; a file with a placeholder is
-			 * written anew at install. */
-			if (!pp->placeholder)
-				e.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 +
-				             st.st_mtim.tv_nsec;
+			/* A package file keeps its mtime. conda stamps a file it relocates with
+			 * the install's time, which makes the package's own .pyc of a relocated
+			 * .py stale: on a read-only mount every import would compile it again. */
+			e.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 		} else if (pp->type == PT_LINK) {
 			char buf[4097];
 			ssize_t n;

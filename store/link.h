@@ -59,10 +59,10 @@ struct link_plan;
 /*
  * pkgs in any order; prefix_token: the string generated files hold where the prefix
  * belongs (a long unique placeholder; such files have placeholder = prefix_token, text
- * mode); now_ns: the mtime of generated files, made directories, symbolic links and files
- * conda writes anew (those with a placeholder), as conda stamps them at install; files
- * conda hard-links keep their package file's mtime. warn(arg, line) for each warning: a
- * path two packages ship, "<path>: in both <dist a> and <dist b>; <dist b> wins" (the
+ * mode); now_ns: the mtime of generated files, made directories and symbolic links, as
+ * conda stamps them at install; a package's files keep their mtime, relocated ones too
+ * (conda stamps those with now_ns, leaving a shipped .pyc of them stale). warn(arg, line) for each
+ * warning: a path two packages ship, "<path>: in both <dist a> and <dist b>; <dist b> wins" (the
  * later in link order wins, as conda's clobbering does). Entries are sorted by path bytes,
  * so parents come before their children; every parent directory is a LINK_DIR entry
  * (conda-meta/ included), the top "" is not listed. -EINVAL naming the package and the

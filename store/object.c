@@ -236,24 +236,80 @@ static int copy_piece(void *ctx, const uint8_t *p, size_t n, bool hole)
 
 /* ---- temporary directories ---- */
 
+/*
+ * Empty the directory at fd, subdirectories too (an install extracts packages there),
+ * holding one descriptor at a time whatever the depth: down into the first subdirectory
+ * not yet empty, back up through ".." once a directory is. Nothing is followed: entries
+ * are removed by name, directories opened with O_NOFOLLOW, and only we write beneath tmp/.
+ */
+static int empty_dir(int fd)
+{
+	int cur = dup(fd), depth = 0;
+
+	if (cur < 0)
+		return neg_errno();
+	for (;;) {
+		DIR *d = fdopendir(dup(cur));
+		struct dirent *de;
+		char sub[NAME_MAX + 1] = "";
+		int next, r = 0;
+
+		if (!d) {
+			close(cur);
+			return -ENOMEM;
+		}
+		/* Anything that cannot be removed stops it: else it would come back forever. */
+		while (!r && (de = readdir(d))) {
+			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+				continue;
+			if (unlinkat(cur, de->d_name, 0) == 0 || errno == ENOENT)
+				continue;
+			if (errno != EISDIR)
+				r = neg_errno();
+			else if (unlinkat(cur, de->d_name, AT_REMOVEDIR) == 0)
+				continue;
+			else if (errno != ENOTEMPTY && errno != EEXIST)
+				r = neg_errno();
+			else
+				snprintf(sub, sizeof(sub), "%s", de->d_name);
+			break;
+		}
+		closedir(d);
+		if (r) {
+			close(cur);
+			return r;
+		}
+		if (sub[0]) {
+			next = openat(cur, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (next >= 0) {
+				/* A package may ship a directory without write permission. */
+				fchmod(next, 0700);
+				depth++;
+			}
+		} else if (depth > 0) {
+			next = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			depth--;
+		} else {
+			close(cur);
+			return 0;
+		}
+		close(cur);
+		if (next < 0)
+			return neg_errno();
+		cur = next;
+	}
+}
+
 /* Empty and remove the directory name in dir_fd (whose fd is fd, consumed): 0 once it is
  * gone. */
 static int remove_tmpdir(int dir_fd, const char *name, int fd)
 {
-	DIR *d = fdopendir(fd);
-	struct dirent *de;
+	int r = empty_dir(fd);
 
-	if (!d) {
-		close(fd);
-		return -ENOMEM;
-	}
-	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			unlinkat(fd, de->d_name, 0);
-	closedir(d);
-	if (name && unlinkat(dir_fd, name, AT_REMOVEDIR) < 0)
+	close(fd);
+	if (!r && name && unlinkat(dir_fd, name, AT_REMOVEDIR) < 0)
 		return neg_errno();
-	return 0;
+	return r;
 }
 
 /*

@@ -65,15 +65,29 @@ static bool given(const char *s)
 	return s && *s;
 }
 
+/* The hex of digest ctx into out (2 * its size + 1 bytes). */
+static int hex_final(EVP_MD_CTX *ctx, char *out)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (!EVP_DigestFinal_ex(ctx, md, &mdlen))
+		return -EIO;
+	for (unsigned int i = 0; i < mdlen; i++) {
+		out[2 * i] = "0123456789abcdef"[md[i] >> 4];
+		out[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
+	}
+	out[2 * mdlen] = '\0';
+	return 0;
+}
+
 int pkgarchive_verify(int fd, const char *sha256, const char *md5, const char *what,
-                      struct cfs_err *err)
+                      struct pkgarchive_digests *ret, struct cfs_err *err)
 {
 	bool use_sha = given(sha256);
 	const char *want = use_sha ? sha256 : md5, *alg = use_sha ? "sha256" : "md5";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	char got[2 * EVP_MAX_MD_SIZE + 1];
-	EVP_MD_CTX *ctx = NULL;
-	unsigned int mdlen = 0;
+	struct pkgarchive_digests got = {0};
+	EVP_MD_CTX *sctx = NULL, *mctx = NULL;
 	uint8_t *buf = NULL;
 	off_t off = 0;
 	int r;
@@ -87,14 +101,17 @@ int pkgarchive_verify(int fd, const char *sha256, const char *md5, const char *w
 	if (given(md5) && !is_hex(md5, 32))
 		return err_set(err, -EINVAL, "%s: the lock's md5 is not 32 hex digits: %.80s", what,
 		               md5);
-	ctx = EVP_MD_CTX_new();
+	sctx = EVP_MD_CTX_new();
+	mctx = EVP_MD_CTX_new();
 	buf = malloc(READ_CHUNK);
-	if (!ctx || !buf) {
+	if (!sctx || !mctx || !buf) {
 		r = err_set(err, -ENOMEM, "%s: out of memory", what);
 		goto out;
 	}
-	if (!EVP_DigestInit_ex(ctx, use_sha ? EVP_sha256() : EVP_md5(), NULL)) {
-		r = err_set(err, -EIO, "%s: %s is not available from libcrypto", what, alg);
+	/* Both at once: the lock gives one, conda's record names both. */
+	if (!EVP_DigestInit_ex(sctx, EVP_sha256(), NULL) ||
+	    !EVP_DigestInit_ex(mctx, EVP_md5(), NULL)) {
+		r = err_set(err, -EIO, "%s: sha256 or md5 is not available from libcrypto", what);
 		goto out;
 	}
 	for (;;) {
@@ -108,27 +125,27 @@ int pkgarchive_verify(int fd, const char *sha256, const char *md5, const char *w
 		}
 		if (n == 0)
 			break;
-		if (!EVP_DigestUpdate(ctx, buf, (size_t)n)) {
-			r = err_set(err, -EIO, "%s: computing its %s failed", what, alg);
+		if (!EVP_DigestUpdate(sctx, buf, (size_t)n) ||
+		    !EVP_DigestUpdate(mctx, buf, (size_t)n)) {
+			r = err_set(err, -EIO, "%s: computing its digests failed", what);
 			goto out;
 		}
 		off += n;
 	}
-	if (!EVP_DigestFinal_ex(ctx, md, &mdlen)) {
-		r = err_set(err, -EIO, "%s: computing its %s failed", what, alg);
+	if (hex_final(sctx, got.sha256) < 0 || hex_final(mctx, got.md5) < 0) {
+		r = err_set(err, -EIO, "%s: computing its digests failed", what);
 		goto out;
 	}
-	for (unsigned int i = 0; i < mdlen; i++) {
-		got[2 * i] = "0123456789abcdef"[md[i] >> 4];
-		got[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
-	}
-	got[2 * mdlen] = '\0';
-	r = strcasecmp(got, want) == 0
+	got.size = (uint64_t)off;
+	r = strcasecmp(use_sha ? got.sha256 : got.md5, want) == 0
 	            ? 0
 	            : err_set(err, -EBADMSG, "%s: %s mismatch: the lock says %s, the archive is %s",
-	                      what, alg, want, got);
+	                      what, alg, want, use_sha ? got.sha256 : got.md5);
+	if (!r && ret)
+		*ret = got;
 out:
-	EVP_MD_CTX_free(ctx);
+	EVP_MD_CTX_free(sctx);
+	EVP_MD_CTX_free(mctx);
 	free(buf);
 	return r;
 }

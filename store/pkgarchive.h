@@ -9,15 +9,23 @@
 
 #include "condafs/store.h"
 
+#include <stdint.h>
+
 /*
  * The digest of the archive open at fd (read with pread from offset 0 to EOF) checked
  * against the lock's: sha256 when given (64 hex digits, either case), else md5 (32); NULL
  * or "" is not given. what names the archive in messages. 0; -EBADMSG on a mismatch ("<what>:
  * sha256 mismatch: the lock says X, the archive is Y", md5 likewise); -EINVAL when neither
- * is given or one is not hex of its length; -errno when the archive cannot be read.
+ * is given or one is not hex of its length; -errno when the archive cannot be read. On
+ * success *ret (may be NULL) holds both digests and the size, as conda's records name them.
  */
+struct pkgarchive_digests {
+	char sha256[65], md5[33]; /* lowercase hex */
+	uint64_t size;
+};
+
 int pkgarchive_verify(int fd, const char *sha256, const char *md5, const char *what,
-                      struct cfs_err *err);
+                      struct pkgarchive_digests *ret, struct cfs_err *err);
 
 /*
  * Extract the verified archive open at fd (read with pread from offset 0; its format from

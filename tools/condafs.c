@@ -53,7 +53,9 @@ struct cli {
 	struct config config;
 	bool json;
 	const char *lock, *platform, *environment, *prefix, *unused_for, *shell, *driver;
-	const char *name;
+	const char *name, *tag;
+	const char *mirrors[64], *pkgs_dirs[64];
+	size_t nmirrors, npkgs_dirs;
 	bool replace, skip_special, force, dry_run, repair, purge, frozen, user, system, tcl;
 	int argc;
 	char **argv; /* positional arguments */
@@ -67,6 +69,12 @@ static const char usage[] =
         "  ingest PREFIX [--lock LOCK] [--platform P] [--environment E] [--replace]\n"
         "         [--skip-special]\n"
         "                      store a solved conda prefix and print its hash\n"
+        "  install LOCK [--platform P] [--environment E] [--channel-mirror FROM=TO]...\n"
+        "          [--pkgs-dir DIR]... [--tag NAME]\n"
+        "                      build the lock's environment from its packages (package\n"
+        "                      caches, else downloaded from the lock's URLs, FROM\n"
+        "                      rewritten to TO), each checked against the lock's digest,\n"
+        "                      with no conda and no prefix; print its hash\n"
         "  export ENV DIR [--prefix P] [--frozen]\n"
         "                      write an environment to DIR, its prefix served as P (default DIR);\n"
         "                      --frozen: with conda-meta/frozen and EXTERNALLY-MANAGED as the\n"
@@ -369,6 +377,73 @@ static int cmd_ingest(const struct cli *c)
 		fprintf(stderr, "condafs: ingest: note: %s %s\n", hash,
 		        res == INGEST_PRESENT ? "was already stored: nothing changed"
 		                              : "replaced (its tags kept)");
+	return 0;
+}
+
+static void print_install_warning(void *ctx, const char *msg)
+{
+	(void)ctx;
+	fputs("condafs: install: warning: ", stderr);
+	out_text(stderr, msg);
+	fputc('\n', stderr);
+}
+
+static int cmd_install(const struct cli *c)
+{
+	struct cfs_err err = {{0}};
+	struct progress prog;
+	struct install_opts o = {
+	        .platform = c->platform,
+	        .environment = c->environment,
+	        .mirrors = c->mirrors,
+	        .nmirrors = c->nmirrors,
+	        .pkgs_dirs = c->pkgs_dirs,
+	        .npkgs_dirs = c->npkgs_dirs,
+	        .fetching = progress_fetch,
+	        .ingest = {.progress = progress_update,
+	                   .warn = print_install_warning,
+	                   .ctx = &prog},
+	};
+	enum ingest_result res = INGEST_NEW;
+	struct pkgset *lock = NULL;
+	struct store_env env;
+	struct store *st;
+	char hash[33];
+	int r;
+
+	if ((r = need_args(c, 1)))
+		return r;
+	if (!c->platform) {
+		r = pkgset_from_lock(c->argv[0], NULL, c->environment, &lock, &err);
+		if (r)
+			return die(c, &err, r);
+		say_platform(c, c->argv[0], lock);
+		if (pkgset_platform_choices(lock))
+			o.platform = pkgset_platform(lock);
+	}
+	r = open_store(c, STORE_CREATE, &st);
+	if (!r) {
+		progress_init(&prog);
+		r = store_install(st, c->argv[0], &o, hash, &res, &err);
+		progress_done(&prog);
+		if (!r && c->tag && !(r = store_env_find(st, hash, &env, &err)))
+			r = store_tag_set(st, c->tag, &env, &err);
+		store_close(st);
+		r = r ? die(c, &err, r) : 0;
+	}
+	pkgset_free(lock);
+	if (r)
+		return r;
+	if (res != INGEST_PRESENT || c->tag)
+		tell_mounts(c);
+	if (c->json)
+		printf("{\"hash\": \"%s\", \"already_stored\": %s}\n", hash,
+		       res == INGEST_PRESENT ? "true" : "false");
+	else
+		printf("%s\n", hash);
+	if (!c->json && res == INGEST_PRESENT)
+		fprintf(stderr, "condafs: install: note: %s was already stored: nothing changed\n",
+		        hash);
 	return 0;
 }
 
@@ -1556,15 +1631,12 @@ static const struct command {
 	const char *name;
 	int (*run)(const struct cli *c);
 } commands[] = {
-        {"hash", cmd_hash},     {"ingest", cmd_ingest},
-        {"export", cmd_export}, {"ls", cmd_ls},
-        {"show", cmd_show},     {"cat", cmd_cat},
-        {"stats", cmd_stats},   {"verify", cmd_verify},
-        {"tag", cmd_tag},       {"untag", cmd_untag},
-        {"rm", cmd_rm},         {"gc", cmd_gc},
-        {"run", cmd_run},       {"shell-hook", cmd_shell_hook},
-        {"check", cmd_check},   {"kernel", cmd_kernel},
-        {"module", cmd_module},
+        {"hash", cmd_hash},     {"ingest", cmd_ingest}, {"install", cmd_install},
+        {"export", cmd_export}, {"ls", cmd_ls},         {"show", cmd_show},
+        {"cat", cmd_cat},       {"stats", cmd_stats},   {"verify", cmd_verify},
+        {"tag", cmd_tag},       {"untag", cmd_untag},   {"rm", cmd_rm},
+        {"gc", cmd_gc},         {"run", cmd_run},       {"shell-hook", cmd_shell_hook},
+        {"check", cmd_check},   {"kernel", cmd_kernel}, {"module", cmd_module},
 };
 
 int main(int argc, char **argv)
@@ -1592,6 +1664,9 @@ int main(int argc, char **argv)
 		O_SYSTEM,
 		O_TCL,
 		O_FROZEN,
+		O_MIRROR,
+		O_PKGS_DIR,
+		O_TAG,
 	};
 	static const struct option opts[] = {
 	        {"store", required_argument, NULL, O_STORE},
@@ -1616,6 +1691,9 @@ int main(int argc, char **argv)
 	        {"system", no_argument, NULL, O_SYSTEM},
 	        {"tcl", no_argument, NULL, O_TCL},
 	        {"frozen", no_argument, NULL, O_FROZEN},
+	        {"channel-mirror", required_argument, NULL, O_MIRROR},
+	        {"pkgs-dir", required_argument, NULL, O_PKGS_DIR},
+	        {"tag", required_argument, NULL, O_TAG},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -1691,6 +1769,22 @@ int main(int argc, char **argv)
 			break;
 		case O_FROZEN:
 			c.frozen = true;
+			break;
+		case O_MIRROR:
+		case O_PKGS_DIR: {
+			const char **v = o == O_MIRROR ? c.mirrors : c.pkgs_dirs;
+			size_t *n = o == O_MIRROR ? &c.nmirrors : &c.npkgs_dirs;
+
+			if (*n == sizeof(c.mirrors) / sizeof(c.mirrors[0])) {
+				fprintf(stderr, "condafs: at most %zu --%s options\n", *n,
+				        o == O_MIRROR ? "channel-mirror" : "pkgs-dir");
+				return EXIT_USAGE;
+			}
+			v[(*n)++] = optarg;
+			break;
+		}
+		case O_TAG:
+			c.tag = optarg;
 			break;
 		case 'h':
 			fputs(usage, stdout);

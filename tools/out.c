@@ -116,6 +116,33 @@ void progress_update(void *ctx, const struct ingest_progress *ip)
 		        done, total, rate, eta);
 }
 
+void progress_fetch(void *ctx, const struct install_fetch *f)
+{
+	struct progress *p = ctx;
+	struct timespec now;
+	char done[32], total[32], rate[32];
+	int width = 24, fill;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!p->tty && since(&p->last, &now) < 5.0)
+		return;
+	p->last = now;
+	out_size(f->bytes, done);
+	out_size(f->bytes_total, total);
+	out_size((uint64_t)f->rate, rate);
+	fill = f->bytes_total ? (int)((double)width * (double)f->bytes / (double)f->bytes_total)
+	                      : (f->total ? (int)(width * f->done / f->total) : width);
+	if (fill > width)
+		fill = width;
+	if (p->tty)
+		fprintf(stderr, "\r[%.*s%*s] %zu/%zu packages  %s/%s  %s/s\033[K", fill,
+		        "########################", width - fill, "", f->done, f->total, done,
+		        f->bytes_total ? total : "?", rate);
+	else
+		fprintf(stderr, "condafs: install: %zu/%zu packages, %s/%s, %s/s\n", f->done,
+		        f->total, done, f->bytes_total ? total : "?", rate);
+}
+
 void progress_done(struct progress *p)
 {
 	if (p->tty)

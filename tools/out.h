@@ -39,5 +39,7 @@ void progress_init(struct progress *p);
 void progress_update(void *ctx, const struct ingest_progress *ip);
 /* Ends the bar's line on a terminal. */
 void progress_done(struct progress *p);
+/* Downloads of an install, on the same terms (packages, bytes, rate). */
+void progress_fetch(void *ctx, const struct install_fetch *f);
 
 #endif

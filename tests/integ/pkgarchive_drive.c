@@ -31,7 +31,7 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "verify") == 0) {
 		r = pkgarchive_verify(fd, strcmp(argv[3], "-") ? argv[3] : NULL,
-		                      strcmp(argv[4], "-") ? argv[4] : NULL, argv[2], &err);
+		                      strcmp(argv[4], "-") ? argv[4] : NULL, argv[2], NULL, &err);
 	} else if (strcmp(argv[1], "extract") == 0) {
 		dfd = open(argv[3], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (dfd < 0) {

@@ -164,6 +164,37 @@ struct ingest_opts {
 int store_ingest(struct store *st, const char *prefix, const struct ingest_opts *opts,
                  char ret_hash[33], enum ingest_result *ret_result, struct cfs_err *err);
 
+/* ---- install: a lock's packages straight into the store (install.c) ---- */
+
+struct install_fetch {
+	size_t done, total;          /* archives downloaded, to download */
+	uint64_t bytes, bytes_total; /* bytes so far, expected (0: unknown) */
+	double rate;                 /* bytes per second, lately */
+};
+
+struct install_opts {
+	const char *platform;       /* as pkgset_from_lock */
+	const char *environment;    /* pixi's environment, NULL: "default" */
+	const char *const *mirrors; /* "FROM=TO": a package URL under FROM is fetched from TO */
+	size_t nmirrors;
+	const char *const *pkgs_dirs; /* package caches searched before the usual ones */
+	size_t npkgs_dirs;
+	/* Called from the installing thread; may be NULL. */
+	void (*fetching)(void *ctx, const struct install_fetch *p);
+	/* The store phase's progress and every warning (ingest_opts); ctx is shared. */
+	struct ingest_opts ingest;
+};
+
+/*
+ * Build the environment lock describes from its packages' archives, taken from package
+ * caches on this machine or downloaded from the lock's URLs (through mirrors), each checked
+ * against the lock's sha256 or md5 before it is read, and linked as conda links them,
+ * without writing a prefix. *ret_hash is pkgset_hash of the lock's set; INGEST_PRESENT when
+ * it was stored already (then nothing is fetched). All or nothing, as store_ingest.
+ */
+int store_install(struct store *st, const char *lock, const struct install_opts *opts,
+                  char ret_hash[33], enum ingest_result *ret_result, struct cfs_err *err);
+
 /* ---- environments ---- */
 
 struct store_env {

@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The walk's counterpart for an install: the tree comes from a link plan (link.h), not
+ * from a prefix on disk. Paths are laid out as the walk lays them out (breadth first, a
+ * directory's children consecutive and sorted by name), so the store and commit phases
+ * cannot tell the two apart. A package's file is read from its extracted package, with the
+ * placeholder it holds as the prefix to take out; a generated file (entry point, conda-meta
+ * record, history) from where the install wrote it, beneath in->root_fd at its path.
+ */
+#include "ingest.h"
+
+#include "err.h"
+#include "link.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The plan's index of each path's parent (SIZE_MAX: the top), by a binary search for the
+ * path's directory among the sorted paths. */
+static int find_parents(const struct link_plan *plan, size_t n, size_t *parent, struct cfs_err *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *p = link_plan_entry(plan, i)->path, *slash = strrchr(p, '/');
+		size_t dlen, lo = 0, hi = i;
+
+		parent[i] = SIZE_MAX;
+		if (!slash)
+			continue;
+		dlen = (size_t)(slash - p);
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			const char *q = link_plan_entry(plan, mid)->path;
+			int c = strncmp(q, p, dlen);
+
+			if (c == 0)
+				c = q[dlen] ? 1 : 0;
+			if (c == 0) {
+				lo = hi = mid;
+				break;
+			}
+			if (c < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo >= i || strlen(link_plan_entry(plan, lo)->path) != dlen ||
+		    strncmp(link_plan_entry(plan, lo)->path, p, dlen) != 0 ||
+		    link_plan_entry(plan, lo)->type != LINK_DIR)
+			return err_set(err, -EINVAL, "%s: its directory is not in the plan", p);
+		parent[i] = lo;
+	}
+	return 0;
+}
+
+/* Node k from plan entry e: attributes from the plan, identity from its source file. */
+static int fill_node(struct ingest *in, struct inode *k, const struct link_entry *e,
+                     const int *pkg_fds, struct cfs_err *err)
+{
+	struct stat sb;
+
+	k->mode = e->mode & 0777;
+	k->mtime_ns = e->mtime_ns;
+	k->nlink = 1;
+	switch (e->type) {
+	case LINK_DIR:
+		k->type = NODE_DIR;
+		return 0;
+	case LINK_SYMLINK:
+		k->type = NODE_SYMLINK;
+		k->target_len = strlen(e->target);
+		k->target = strdup(e->target);
+		return k->target ? 0 : -ENOMEM;
+	case LINK_FILE:
+		break;
+	}
+	k->type = NODE_FILE;
+	if (e->pkg == LINK_GENERATED) {
+		k->src_fd = in->root_fd;
+		k->src_rel = k->rel;
+	} else {
+		k->src_fd = pkg_fds[e->pkg];
+		k->src_rel = e->src;
+	}
+	if (e->placeholder) {
+		k->wprefix = e->placeholder;
+		k->wplen = strlen(e->placeholder);
+	}
+	if (fstatat(k->src_fd, k->src_rel, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+		return err_set(err, neg_errno(), "%s: %s", e->path, strerror(errno));
+	if (!S_ISREG(sb.st_mode))
+		return err_set(err, -EINVAL, "%s: its package holds no regular file there",
+		               e->path);
+	k->size = (uint64_t)sb.st_size;
+	k->dev = sb.st_dev;
+	k->ino = sb.st_ino;
+	k->ctime_ns = stat_ctime_ns(&sb);
+	/* The store phase checks the file against the mtime it was planned with (I3). */
+	k->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+	return 0;
+}
+
+int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan, const int *pkg_fds,
+                      struct cfs_err *err)
+{
+	size_t n = link_plan_count(plan), *parent = NULL, *order = NULL, *first = NULL;
+	size_t *node_of = NULL, nq = 0;
+	struct stat sb;
+	int r;
+
+	if (n + 1 > UINT32_MAX / 2)
+		return err_set(err, -EFBIG, "%s: too many files", in->prefix);
+	parent = malloc((n + 1) * sizeof(*parent));
+	order = malloc((n + 1) * sizeof(*order));
+	first = calloc(n + 1, sizeof(*first));
+	node_of = malloc((n + 1) * sizeof(*node_of));
+	in->nodes = calloc(n + 1, sizeof(*in->nodes));
+	if (!parent || !order || !first || !node_of || !in->nodes) {
+		r = -ENOMEM;
+		goto out;
+	}
+	in->cap = n + 1;
+	r = find_parents(plan, n, parent, err);
+	if (r)
+		goto out;
+	/* Children grouped by parent (slot 0: the top; i + 1: entry i), each group in the
+	 * plan's order, which is by name: a counting sort. */
+	for (size_t i = 0; i < n; i++)
+		first[parent[i] == SIZE_MAX ? 0 : parent[i] + 1]++;
+	for (size_t g = 0, sum = 0; g <= n; g++) {
+		size_t c = first[g];
+
+		first[g] = sum;
+		sum += c;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t g = parent[i] == SIZE_MAX ? 0 : parent[i] + 1;
+
+		order[first[g]++] = i;
+	}
+	/* first[g] is now the end of group g; its start is the end of group g - 1. */
+	in->nodes[0].rel = strdup("");
+	if (!in->nodes[0].rel) {
+		r = -ENOMEM;
+		goto out;
+	}
+	in->nodes[0].name = in->nodes[0].rel;
+	in->nodes[0].type = NODE_DIR;
+	in->nodes[0].mode = 0755;
+	if (fstat(in->root_fd, &sb) < 0) {
+		r = err_set(err, neg_errno(), "%s: %s", in->prefix, strerror(errno));
+		goto out;
+	}
+	in->nodes[0].mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+	in->n = 1;
+	/* Breadth first: node q's children get the next ids, in name order. */
+	for (nq = 0; nq < in->n; nq++) {
+		struct inode *d = &in->nodes[nq];
+		size_t g = nq == 0 ? 0 : node_of[nq] + 1;
+		size_t start = g == 0 ? 0 : first[g - 1], end = first[g];
+
+		if (d->type != NODE_DIR)
+			continue;
+		d->first_child = (uint32_t)in->n;
+		d->nchildren = (uint32_t)(end - start);
+		for (size_t j = start; j < end; j++) {
+			const struct link_entry *e = link_plan_entry(plan, order[j]);
+			struct inode *k = &in->nodes[in->n];
+			const char *slash = strrchr(e->path, '/');
+
+			node_of[in->n] = order[j];
+			in->n++;
+			k->rel = strdup(e->path);
+			if (!k->rel) {
+				r = -ENOMEM;
+				goto out;
+			}
+			k->name = slash ? k->rel + (slash - e->path) + 1 : k->rel;
+			k->namelen = strlen(k->name);
+			k->parent = (uint32_t)nq;
+			r = fill_node(in, k, e, pkg_fds, err);
+			if (r)
+				goto out;
+			d = &in->nodes[nq];
+		}
+	}
+	if (in->n != n + 1)
+		r = err_set(err, -EINVAL, "%s: the plan's paths do not form one tree", in->prefix);
+out:
+	if (r == -ENOMEM)
+		r = err_set(err, r, "out of memory");
+	free(parent);
+	free(order);
+	free(first);
+	free(node_of);
+	return r;
+}

@@ -1,0 +1,614 @@
+// SPDX-License-Identifier: MIT
+/*
+ * condafs install: a lock's environment built from its packages' archives, with no conda
+ * and no prefix on disk. The packages are found (package caches on this machine, else the
+ * lock's URLs through mirrors: fetch.c, pkgcache.c), checked against the lock's digests
+ * and extracted into the install's temporary directory (pkgarchive.c), linked as conda
+ * links them into a plan (link.c), and the plan's tree goes through the ingest's own store
+ * and commit phases (ingest_plan.c, ingest.c), so dedup, verify-before-share and crash
+ * safety are the ingest's.
+ *
+ * Invariants:
+ * N1: no byte of an archive is read before its digest matched the lock's, and the bytes
+ *     extracted are the bytes checked: an archive anyone but us could change is copied
+ *     into the install's own directory (0700, root's) and checked there.
+ * N2: an extracted package from a cache on this machine is trusted as conda trusts its own
+ *     cache (its repodata_record.json names the lock's digest) only when the directory and
+ *     every file the environment takes from it are ours and writable by no one else: a
+ *     user's cache may say anything of itself.
+ * N3: everything the install writes is in its temporary directory (object.h
+ *     object_tmp_open), removed when it ends and by the next ingest or gc when it dies; the
+ *     catalog changes only in the ingest's one transaction (I2).
+ */
+#include "condafs/store.h"
+
+#include "condameta.h"
+#include "err.h"
+#include "fetch.h"
+#include "ingest.h"
+#include "link.h"
+#include "object.h"
+#include "pkgarchive.h"
+#include "pkgcache.h"
+#include "pkgset.h"
+#include "store_impl.h"
+#include "useropen.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Downloads at once: enough to fill a link from a mirror, few enough for its limits. */
+#define FETCH_PARALLEL 4
+/* Where generated files (entry points' shebangs) hold the prefix: the relocation takes
+ * it out as it takes a package's placeholder out. */
+static const char prefix_token[] = "/opt/condafs-install/_placeholder_for_the_prefix_";
+
+/* One conda package of the lock and where its extracted files come from. */
+struct source {
+	const struct pkg *p;
+	char *fn;      /* the archive's file name, from the URL */
+	char *dist;    /* fn without its extension */
+	char *dir;     /* the extracted package (absolute) */
+	char *archive; /* an archive in a cache, to check and extract; NULL: none */
+	bool fetch;    /* to download into dl/ */
+	/* The archive's digests and size once checked (size 0: taken from a cache's
+	 * extracted package, the lock's digests stand). */
+	struct pkgarchive_digests dg;
+	bool ours; /* dir was extracted here (else a cache's: N2) */
+};
+
+struct install {
+	struct store *st;
+	const struct install_opts *opts;
+	const char *lock;
+	struct pkgset *set;
+	struct source *src;
+	size_t n;
+	int work_fd;
+	char work_name[64];
+	char *work; /* absolute path of the temporary directory */
+	int dl_fd, pkgs_fd, gen_fd;
+};
+
+static void warn(const struct install *ins, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+
+static void warn(const struct install *ins, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (!ins->opts->ingest.warn)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ins->opts->ingest.warn(ins->opts->ingest.ctx, msg);
+}
+
+/* ours: owned by us and writable by no one else (N1, N2). */
+static bool is_ours(const struct stat *sb)
+{
+	return sb->st_uid == geteuid() && !(sb->st_mode & 022);
+}
+
+/* Every package has an archive URL and a digest to check it by; none is a PyPI package
+ * (their wheels are not installed: the whole lock is refused, never half of it). */
+static int check_set(struct install *ins, struct cfs_err *err)
+{
+	char names[512] = "";
+	size_t len = 0, npypi = 0, n = pkgset_count(ins->set);
+
+	for (size_t i = 0; i < n; i++) {
+		const struct pkg *p = pkgset_at(ins->set, i);
+
+		if (p->kind != PKG_PYPI)
+			continue;
+		npypi++;
+		if (len < sizeof(names))
+			len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s",
+			                        npypi > 1 ? ", " : "", p->name);
+	}
+	if (npypi)
+		return err_set(
+		        err, -ENOTSUP,
+		        "%s: %zu PyPI package%s (%s): condafs install installs conda "
+		        "packages only; make the environment with conda or pixi and ingest it",
+		        ins->lock, npypi, npypi == 1 ? "" : "s", names);
+	for (size_t i = 0; i < n; i++) {
+		const struct pkg *p = pkgset_at(ins->set, i);
+
+		if (!p->url)
+			return err_set(err, -EINVAL,
+			               "%s: %s: no archive URL (a lock names archives; an "
+			               "environment.yml names only packages)",
+			               ins->lock, p->name);
+		if (!p->sha256 && !p->md5)
+			return err_set(err, -EINVAL,
+			               "%s: %s: no sha256 or md5 to check its archive against",
+			               ins->lock, p->name);
+	}
+	return 0;
+}
+
+static int name_sources(struct install *ins, struct cfs_err *err)
+{
+	size_t n = pkgset_count(ins->set);
+
+	ins->src = calloc(n ? n : 1, sizeof(*ins->src));
+	if (!ins->src)
+		return err_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		struct source *s = &ins->src[ins->n++];
+		const char *slash;
+		size_t len;
+
+		s->p = pkgset_at(ins->set, i);
+		slash = strrchr(s->p->url, '/');
+		s->fn = strdup(slash ? slash + 1 : s->p->url);
+		if (!s->fn)
+			return err_set(err, -ENOMEM, "out of memory");
+		len = strlen(s->fn);
+		if (len > 6 && strcmp(s->fn + len - 6, ".conda") == 0)
+			len -= 6;
+		else if (len > 8 && strcmp(s->fn + len - 8, ".tar.bz2") == 0)
+			len -= 8;
+		else
+			return err_set(err, -EINVAL,
+			               "%s: %s: '%s' is neither a .conda nor a .tar.bz2", ins->lock,
+			               s->p->name, s->p->url);
+		s->dist = strndup(s->fn, len);
+		if (!s->dist)
+			return err_set(err, -ENOMEM, "out of memory");
+		if (strchr(s->dist, '/') || s->dist[0] == '.')
+			return err_set(err, -EINVAL, "%s: %s: '%s' is no archive name", ins->lock,
+			               s->p->name, s->fn);
+	}
+	return 0;
+}
+
+/* An extracted package in a cache, if it may be trusted (N2). */
+static bool cache_dir_usable(const char *dir)
+{
+	struct stat sb;
+
+	return stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode) && is_ours(&sb);
+}
+
+/* Where each package comes from: a cache's extracted package, a cache's archive, or the
+ * channel. */
+static int find_sources(struct install *ins, struct cfs_err *err)
+{
+	struct pkgcache *cache = NULL;
+	int r = pkgcache_new(ins->opts->pkgs_dirs, ins->opts->npkgs_dirs, &cache, err);
+
+	for (size_t i = 0; !r && i < ins->n; i++) {
+		struct source *s = &ins->src[i];
+		char *archive = NULL, *extracted = NULL;
+
+		r = pkgcache_find(cache, s->fn, s->p->sha256, s->p->md5, &archive, &extracted);
+		if (r) {
+			r = err_set(err, r, "out of memory");
+			break;
+		}
+		if (extracted && cache_dir_usable(extracted)) {
+			s->dir = extracted;
+			free(archive);
+		} else {
+			free(extracted);
+			s->archive = archive;
+			s->fetch = !archive;
+		}
+	}
+	pkgcache_free(cache);
+	return r;
+}
+
+static void on_fetch(const struct fetch_progress *p, void *arg)
+{
+	const struct install *ins = arg;
+	struct install_fetch f = {p->done, p->total, p->bytes, p->bytes_total, p->rate};
+
+	ins->opts->fetching(ins->opts->ingest.ctx, &f);
+}
+
+static int download(struct install *ins, struct cfs_err *err)
+{
+	struct mirrors *m = NULL;
+	struct fetch_item *items = calloc(ins->n ? ins->n : 1, sizeof(*items));
+	char **urls = calloc(ins->n ? ins->n : 1, sizeof(*urls));
+	size_t k = 0;
+	int r = items && urls ? mirrors_new(&m) : -ENOMEM;
+
+	if (r) {
+		r = err_set(err, r, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; !r && i < ins->opts->nmirrors; i++)
+		r = mirrors_add(m, ins->opts->mirrors[i], err);
+	for (size_t i = 0; !r && i < ins->n; i++) {
+		if (!ins->src[i].fetch)
+			continue;
+		r = mirrors_map(m, ins->src[i].p->url, &urls[k]);
+		if (r) {
+			r = err_set(err, r, "out of memory");
+			break;
+		}
+		items[k] = (struct fetch_item){.url = urls[k], .name = ins->src[i].fn};
+		k++;
+	}
+	if (!r && k)
+		r = fetch_all(items, k, ins->dl_fd, FETCH_PARALLEL,
+		              ins->opts->fetching ? on_fetch : NULL, ins, err);
+out:
+	for (size_t i = 0; urls && i < k; i++)
+		free(urls[i]);
+	free(urls);
+	free(items);
+	mirrors_free(m);
+	return r;
+}
+
+/* Copy the archive at fd into dl/ (N1): the copy is ours, the original its owner's. */
+static int copy_in(struct install *ins, struct source *s, int fd, struct cfs_err *err)
+{
+	char buf[1 << 16];
+	int out = openat(ins->dl_fd, s->fn, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	ssize_t n;
+	int r = 0;
+
+	if (out < 0)
+		return err_set(err, neg_errno(), "%s: %s", s->archive, strerror(errno));
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (ssize_t done = 0; done < n;) {
+			ssize_t w = write(out, buf + done, (size_t)(n - done));
+
+			if (w < 0) {
+				r = err_set(err, neg_errno(), "%s/dl/%s: %s", ins->work, s->fn,
+				            strerror(errno));
+				goto out;
+			}
+			done += w;
+		}
+	}
+	if (n < 0)
+		r = err_set(err, neg_errno(), "%s: %s", s->archive, strerror(errno));
+out:
+	close(out);
+	return r;
+}
+
+/* Check source s's archive (a cache's, or downloaded into dl/) and extract it into
+ * pkgs/<dist>/ (N1). A cache's archive that fails its digest is left to download
+ * (s->fetch), with a warning. */
+static int unpack(struct install *ins, struct source *s, struct cfs_err *err)
+{
+	int fd = -1, dfd = -1, r;
+	struct stat sb;
+
+	if (s->archive) {
+		fd = open(s->archive, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return err_set(err, neg_errno(), "%s: %s", s->archive, strerror(errno));
+		if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+			r = err_set(err, -EINVAL, "%s: not a regular file", s->archive);
+			goto out;
+		}
+		if (!is_ours(&sb)) {
+			r = copy_in(ins, s, fd, err);
+			close(fd);
+			fd = -1;
+			if (r)
+				goto out;
+		}
+	}
+	if (fd < 0) {
+		fd = openat(ins->dl_fd, s->fn, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return err_set(err, neg_errno(), "%s: %s", s->fn, strerror(errno));
+	}
+	r = pkgarchive_verify(fd, s->p->sha256, s->p->md5, s->archive ? s->archive : s->fn, &s->dg,
+	                      err);
+	if (r == -EBADMSG && s->archive) {
+		/* A cache's archive that is not the lock's (damaged, or another build under
+		 * its name) is fetched instead, as conda fetches it again. */
+		warn(ins, "%s; fetching it instead", err->msg);
+		unlinkat(ins->dl_fd, s->fn, 0);
+		free(s->archive);
+		s->archive = NULL;
+		s->fetch = true;
+		r = 0;
+		goto out;
+	}
+	if (r)
+		goto out;
+	if (mkdirat(ins->pkgs_fd, s->dist, 0700) < 0) {
+		r = err_set(err, neg_errno(), "%s/pkgs/%s: %s", ins->work, s->dist,
+		            strerror(errno));
+		goto out;
+	}
+	dfd = openat(ins->pkgs_fd, s->dist, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0) {
+		r = err_set(err, neg_errno(), "%s/pkgs/%s: %s", ins->work, s->dist,
+		            strerror(errno));
+		goto out;
+	}
+	r = pkgarchive_extract(fd, s->fn, dfd, s->fn, err);
+	if (r)
+		goto out;
+	if (asprintf(&s->dir, "%s/pkgs/%s", ins->work, s->dist) < 0) {
+		s->dir = NULL;
+		r = err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	s->ours = true;
+out:
+	if (dfd >= 0)
+		close(dfd);
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+/* mkdir -p of rel's parents beneath dfd. */
+static int make_parents(int dfd, const char *rel)
+{
+	char path[PATH_MAX];
+	size_t len = strlen(rel);
+
+	if (len >= sizeof(path))
+		return -ENAMETOOLONG;
+	memcpy(path, rel, len + 1);
+	for (char *p = strchr(path, '/'); p; p = strchr(p + 1, '/')) {
+		*p = '\0';
+		if (mkdirat(dfd, path, 0700) < 0 && errno != EEXIST)
+			return neg_errno();
+		*p = '/';
+	}
+	return 0;
+}
+
+/* The plan's generated files into gen/, at their paths, with their mtimes. */
+static int write_generated(struct install *ins, const struct link_plan *plan, struct cfs_err *err)
+{
+	for (size_t i = 0; i < link_plan_count(plan); i++) {
+		const struct link_entry *e = link_plan_entry(plan, i);
+		struct timespec ts[2];
+		int fd, r = 0;
+
+		if (e->type != LINK_FILE || e->pkg != LINK_GENERATED)
+			continue;
+		r = make_parents(ins->gen_fd, e->path);
+		fd = r ? r
+		       : openat(ins->gen_fd, e->path,
+		                O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return err_set(err, fd == -1 ? neg_errno() : fd, "%s/gen/%s: %s", ins->work,
+			               e->path, strerror(fd == -1 ? errno : -fd));
+		for (size_t done = 0; !r && done < e->len;) {
+			ssize_t w = write(fd, e->data + done, e->len - done);
+
+			if (w < 0)
+				r = neg_errno();
+			else
+				done += (size_t)w;
+		}
+		ts[0].tv_sec = ts[1].tv_sec = e->mtime_ns / 1000000000;
+		ts[0].tv_nsec = ts[1].tv_nsec = e->mtime_ns % 1000000000;
+		if (!r && futimens(fd, ts) < 0)
+			r = neg_errno();
+		close(fd);
+		if (r)
+			return err_set(err, r, "%s/gen/%s: %s", ins->work, e->path, strerror(-r));
+	}
+	return 0;
+}
+
+/* N2 for what the plan takes from a cache's extracted package. */
+static int check_trusted(struct install *ins, const struct link_plan *plan, const int *pkg_fds,
+                         struct cfs_err *err)
+{
+	for (size_t i = 0; i < link_plan_count(plan); i++) {
+		const struct link_entry *e = link_plan_entry(plan, i);
+		struct stat sb;
+
+		if (e->type != LINK_FILE || e->pkg == LINK_GENERATED || ins->src[e->pkg].ours)
+			continue;
+		if (fstatat(pkg_fds[e->pkg], e->src, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+			return err_set(err, neg_errno(), "%s/%s: %s", ins->src[e->pkg].dir, e->src,
+			               strerror(errno));
+		if (!is_ours(&sb))
+			return err_set(
+			        err, -EPERM,
+			        "%s/%s: in a package cache but not owned by uid %u alone: "
+			        "not trusted (remove the extracted package, keep its archive)",
+			        ins->src[e->pkg].dir, e->src, (unsigned)geteuid());
+	}
+	return 0;
+}
+
+static void plan_warn(void *arg, const char *line)
+{
+	warn(arg, "%s", line);
+}
+
+/* Link, then the ingest's phases over the plan. */
+static int link_and_store(struct install *ins, const char *hash, enum ingest_result *ret_result,
+                          struct cfs_err *err)
+{
+	struct link_pkg *lp = calloc(ins->n ? ins->n : 1, sizeof(*lp));
+	int *pkg_fds = malloc((ins->n ? ins->n : 1) * sizeof(*pkg_fds));
+	struct link_plan *plan = NULL;
+	struct timespec now;
+	struct ingest in;
+	char source[64];
+	int r = 0;
+
+	ingest_init(&in, ins->st, &ins->opts->ingest);
+	if (!lp || !pkg_fds) {
+		r = err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < ins->n; i++) {
+		const struct source *s = &ins->src[i];
+
+		pkg_fds[i] = -1;
+		lp[i] = (struct link_pkg){.dir = s->dir,
+		                          .url = s->p->url,
+		                          .fn = s->fn,
+		                          .channel = s->p->channel,
+		                          .md5 = s->dg.size ? s->dg.md5 : s->p->md5,
+		                          .sha256 = s->dg.size ? s->dg.sha256 : s->p->sha256,
+		                          .size = s->dg.size};
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	r = link_plan_make(lp, ins->n, prefix_token, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec,
+	                   plan_warn, ins, &plan, err);
+	if (r)
+		goto out;
+	for (size_t i = 0; i < link_plan_scripts(plan); i++)
+		warn(ins, "%s: has a pre- or post-link script, which condafs install does not run",
+		     link_plan_script_pkg(plan, i));
+	for (size_t i = 0; i < ins->n; i++) {
+		pkg_fds[i] = open(ins->src[i].dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (pkg_fds[i] < 0) {
+			r = err_set(err, neg_errno(), "%s: %s", ins->src[i].dir, strerror(errno));
+			goto out;
+		}
+	}
+	r = check_trusted(ins, plan, pkg_fds, err);
+	if (!r)
+		r = write_generated(ins, plan, err);
+	/* The top, like every directory the install makes, has the install's time. */
+	if (!r && futimens(ins->gen_fd, (struct timespec[2]){now, now}) < 0)
+		r = err_set(err, neg_errno(), "%s/gen: %s", ins->work, strerror(errno));
+	if (r)
+		goto out;
+	/* The environment's own records, read back as an ingest reads a prefix's: the set
+	 * they name must be the lock's. */
+	snprintf(source, sizeof(source), "/envs/%s", hash);
+	in.prefix = source;
+	in.plen = strlen(source);
+	in.root_fd = dup(ins->gen_fd);
+	if (in.root_fd < 0 || fscreds_init(&in.creds, geteuid()) < 0) {
+		r = err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	r = condameta_read_at(in.root_fd, ins->lock, &in.meta, err);
+	if (!r)
+		r = pkgset_match(condameta_pkgset(in.meta), ins->set, err);
+	if (!r)
+		r = ingest_plan_nodes(&in, plan, pkg_fds, err);
+	if (!r)
+		r = ingest_phases(&in, hash, ins->set, ret_result, err);
+out:
+	ingest_release(&in);
+	for (size_t i = 0; pkg_fds && i < ins->n; i++)
+		if (pkg_fds[i] >= 0)
+			close(pkg_fds[i]);
+	free(pkg_fds);
+	free(lp);
+	link_plan_free(plan);
+	return r;
+}
+
+static int open_work(struct install *ins, struct cfs_err *err)
+{
+	static const char *const sub[] = {"dl", "pkgs", "gen"};
+	int *fds[] = {&ins->dl_fd, &ins->pkgs_fd, &ins->gen_fd};
+	int r = object_tmp_open(ins->st->fd, &ins->work_fd, ins->work_name, err);
+
+	if (r)
+		return r;
+	if (asprintf(&ins->work, "%s/tmp/%s", ins->st->dir, ins->work_name) < 0) {
+		ins->work = NULL;
+		return err_set(err, -ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < 3; i++) {
+		if (mkdirat(ins->work_fd, sub[i], 0700) < 0)
+			return err_set(err, neg_errno(), "%s/%s: %s", ins->work, sub[i],
+			               strerror(errno));
+		*fds[i] = openat(ins->work_fd, sub[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (*fds[i] < 0)
+			return err_set(err, neg_errno(), "%s/%s: %s", ins->work, sub[i],
+			               strerror(errno));
+	}
+	return 0;
+}
+
+int store_install(struct store *st, const char *lock, const struct install_opts *opts,
+                  char ret_hash[33], enum ingest_result *ret_result, struct cfs_err *err)
+{
+	struct install ins = {.st = st,
+	                      .opts = opts,
+	                      .lock = lock,
+	                      .work_fd = -1,
+	                      .dl_fd = -1,
+	                      .pkgs_fd = -1,
+	                      .gen_fd = -1};
+	struct store_env env;
+	char hash[33];
+	int r;
+
+	if (st->flags & STORE_READONLY)
+		return err_set(err, -EROFS, "%s: store opened read-only", st->dir);
+	r = pkgset_from_lock(lock, opts->platform, opts->environment, &ins.set, err);
+	if (r)
+		return r;
+	pkgset_hash(ins.set, hash);
+	r = catalog_env_by_hash(st->cat, hash, &env, err);
+	if (r == 0) {
+		*ret_result = INGEST_PRESENT;
+		goto done;
+	}
+	if (r != -ENOENT)
+		goto out;
+	r = check_set(&ins, err);
+	if (!r)
+		r = name_sources(&ins, err);
+	if (!r)
+		r = find_sources(&ins, err);
+	if (!r)
+		r = open_work(&ins, err);
+	/* The caches' archives first: one that fails its digest is downloaded. */
+	for (size_t i = 0; !r && i < ins.n; i++)
+		if (ins.src[i].archive)
+			r = unpack(&ins, &ins.src[i], err);
+	if (!r)
+		r = download(&ins, err);
+	for (size_t i = 0; !r && i < ins.n; i++)
+		if (!ins.src[i].dir)
+			r = unpack(&ins, &ins.src[i], err);
+	if (!r)
+		r = link_and_store(&ins, hash, ret_result, err);
+	if (r)
+		goto out;
+done:
+	memcpy(ret_hash, hash, 33);
+	r = 0;
+out:
+	for (size_t i = 0; i < ins.n; i++) {
+		free(ins.src[i].fn);
+		free(ins.src[i].dist);
+		free(ins.src[i].dir);
+		free(ins.src[i].archive);
+	}
+	free(ins.src);
+	if (ins.dl_fd >= 0)
+		close(ins.dl_fd);
+	if (ins.pkgs_fd >= 0)
+		close(ins.pkgs_fd);
+	if (ins.gen_fd >= 0)
+		close(ins.gen_fd);
+	object_tmp_close(st->fd, ins.work_fd, ins.work_name);
+	free(ins.work);
+	pkgset_free(ins.set);
+	return r;
+}

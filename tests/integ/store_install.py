@@ -1,0 +1,248 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""condafs install (issue 12): the corpus's locks installed from its channel, served by a
+real HTTP server on 127.0.0.1 behind --channel-mirror, and from package caches (--pkgs-dir).
+For each environment the hash is `condafs hash LOCK`'s in every lock format, and the tree,
+exported, equals the prefix the corpus builder made for that set (conda's linking), path by
+path, except for the differences named in DIFFERENCES. The exported python imports its
+modules and the noarch packages' entry points run. Bad input: a lock without URLs, a lock
+with PyPI packages, a wrong digest, an unreachable channel, a corrupt archive: each one
+clear line, nothing stored, verify clean."""
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import stat
+import subprocess
+import threading
+
+import lib
+
+t = lib.Harness("store_install: a lock's environment from its archives, no conda, no prefix")
+corpus = t.corpus()
+channel = os.path.join(os.path.dirname(corpus["envs"]["sci"]["locks"]["explicit"]), "..", "..",
+                       "channel")
+channel = os.path.realpath(channel)
+pkgs_dir = os.path.realpath(os.path.join(channel, "..", "pkgs"))
+URL = "https://channel.example.invalid/corpus"
+# What corpus-hello's post-link script makes in the corpus's prefixes.
+POST_LINK_MADE = {"lib/libcorpushello.so", "share/corpus-hello/plugins"}
+RECORD_KEYS_DIFFER = {"extracted_package_dir", "package_tarball_full_path", "link",
+                      "requested_spec"}
+
+# What an install makes differently from the prefix conda made, by design (the README's
+# "condafs install" section says why); any other difference fails the test.
+DIFFERENCES = {
+    "noarch pyc": "the .pyc of noarch python packages, which conda compiles at link time",
+    "post-link": "what a package's post-link script makes (scripts are not run): " +
+                 ", ".join(sorted(POST_LINK_MADE)),
+    "record paths": "conda-meta records name no package cache (" +
+                    ", ".join(sorted(RECORD_KEYS_DIFFER)) + ")",
+    "sha256_in_prefix": "records give no sha256_in_prefix for a file with a placeholder: its "
+                        "bytes depend on the path it is served or exported at",
+    "install time": "what conda stamps with the install's time (directories, symlinks, entry "
+                    "points, records) carries this install's",
+    "relocated mtime": "a file with a placeholder keeps its package's mtime (conda stamps the "
+                       "install's), so a .pyc the package ships for it stays valid",
+    "whole seconds": "a package archive keeps mtimes in whole seconds; the corpus's package "
+                     "cache kept nanoseconds",
+}
+
+
+class Channel:
+    """The corpus's channel over HTTP on 127.0.0.1; counts the archives fetched."""
+
+    def __init__(self):
+        self.gets = []
+        outer = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                outer.gets.append(self.path)
+                super().do_GET()
+
+        h = functools.partial(Handler, directory=channel)
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), h)
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def mirror(self):
+        return f"{URL}=http://127.0.0.1:{self.port}"
+
+
+def install(store, lock, *extra, **kw):
+    return t.cfs(store, "install", lock, *extra, **kw)
+
+
+def records(prefix):
+    out = {}
+    cm = os.path.join(prefix, "conda-meta")
+    for fn in os.listdir(cm):
+        if fn.endswith(".json"):
+            with open(os.path.join(cm, fn)) as f:
+                out[fn] = json.load(f)
+    return out
+
+
+def compare(name, src, dst):
+    """The export dst against the corpus prefix src, but for DIFFERENCES."""
+    recs = records(src)
+    pycs = {e["_path"] for r in recs.values() for e in r["paths_data"]["paths"]
+            if e["path_type"] == "pyc_file"}
+    skip = {p.encode() for p in pycs | POST_LINK_MADE}
+    # A __pycache__ holding only such pycs is not made either.
+    for d in {os.path.dirname(p) for p in pycs}:
+        if all(os.path.join(d, n) in pycs for n in os.listdir(os.path.join(src, d))):
+            skip.add(d.encode())
+    ignore = {b"conda-meta/" + fn.encode() for fn in os.listdir(os.path.join(src, "conda-meta"))}
+    # The package file each relocated path comes from, by the corpus's package cache.
+    relocated = {}
+    for fn, r in recs.items():
+        noarch = r.get("noarch") == "python" or r.get("package_type") == "noarch_python"
+        for e in r["paths_data"]["paths"]:
+            if "prefix_placeholder" not in e:
+                continue
+            inpkg = e["_path"]
+            rel = inpkg
+            if noarch and inpkg.startswith("site-packages/"):
+                rel = f"lib/python3.11/{inpkg}"
+            st = os.stat(os.path.join(pkgs_dir, fn[:-5], inpkg))
+            relocated[rel.encode()] = st.st_mtime_ns
+    ins_ns = os.lstat(os.path.join(src, "conda-meta", "history")).st_mtime_ns
+    now_ns = os.lstat(os.path.join(dst, "conda-meta", "history")).st_mtime_ns
+
+    def whole(ns):
+        return ns - ns % 1_000_000_000
+
+    def mtime_ok(rel, s_ns, d_ns):
+        if d_ns == whole(s_ns):
+            return True
+        if s_ns == ins_ns and rel in relocated:
+            return d_ns == whole(relocated[rel])
+        return s_ns == ins_ns and d_ns == now_ns
+
+    problems, counts = lib.compare_trees(src, dst, src, dst, skip=skip, ignore=ignore,
+                                         mtime_ok=mtime_ok)
+    lib.report_tree(t, f"{name}: the install equals conda's prefix but for "
+                    f"{', '.join(DIFFERENCES)}", problems, counts)
+    got = records(dst)
+    t.eq(f"{name}: the same conda-meta records", sorted(got), sorted(recs))
+    def plain(rec):
+        # conda records no directory (conda/core/path_actions.py); the corpus does.
+        dirs = {e["_path"] for e in rec["paths_data"]["paths"] if e["path_type"] == "directory"}
+        out = {k: v for k, v in rec.items() if k not in RECORD_KEYS_DIFFER}
+        # Their order is conda's (files, then pycs, then entry points); the corpus sorts.
+        out["files"] = sorted(p for p in rec["files"] if p not in dirs)
+        out["paths_data"] = sorted(
+            ({k: v for k, v in e.items() if k != "sha256_in_prefix" or "prefix_placeholder" not in e}
+             for e in rec["paths_data"]["paths"] if e["_path"] not in dirs),
+            key=lambda e: e["_path"])
+        return out
+
+    bad = []
+    for fn in sorted(set(got) & set(recs)):
+        a, b = plain(recs[fn]), plain(got[fn])
+        if a != b:
+            bad.append((fn, sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))))
+    t.eq(f"{name}: records equal conda's but for the package cache", bad, [])
+
+
+ch = Channel()
+store = t.path("store")
+
+with t.section("every corpus environment from the channel over HTTP"):
+    for name in ("sci", "kernel", "torch"):
+        e = t.env(name)
+        locks = e["locks"]
+        want = t.cfs(None, "hash", locks["explicit"]).out.strip()
+        before = len(ch.gets)
+        r = install(store, locks["explicit"], "--channel-mirror", ch.mirror())
+        t.ok(f"{name}: install of the explicit lock ({r.secs:.1f}s)", r)
+        t.eq(f"{name}: its hash is `condafs hash LOCK`'s", r.out.strip(), want)
+        t.check(f"{name}: the archives came over HTTP ({len(ch.gets) - before} fetched)",
+                len(ch.gets) > before)
+        for fmt in ("conda_lock", "pixi_lock"):
+            r = install(store, locks[fmt], "--channel-mirror", ch.mirror())
+            t.eq(f"{name}: {fmt} names the same environment, already stored",
+                 (r.rc, r.out.strip(), "already stored" in r.err), (0, want, True), r)
+        d = t.path(f"x-{name}")
+        r = t.export(store, want, d)
+        t.ok(f"{name}: export", r)
+        if r.rc == 0:
+            compare(name, e["prefix"], d)
+            imports = e["run"]["imports"]
+            p = subprocess.run([f"{d}/{e['run']['python']}", "-B", "-c",
+                                "import sys, " + ", ".join(imports) + "; print(sys.prefix)"],
+                               capture_output=True, text=True, timeout=300,
+                               env={"PATH": f"{d}/bin:/usr/bin:/bin", "LANG": "C.UTF-8"})
+            t.eq(f"{name}: its python imports {', '.join(imports)}",
+                 (p.returncode, p.stdout.strip()), (0, d), p.stderr[-2000:])
+        t.rmtree(d)
+    t.verify_clean("verify exits 0", store)
+
+with t.section("from a package cache, with no channel"):
+    store2 = t.path("store-cache")
+    e = t.env("sci")
+    before = len(ch.gets)
+    r = install(store2, e["locks"]["explicit"], "--pkgs-dir", pkgs_dir,
+                "--channel-mirror", f"{URL}=http://127.0.0.1:1")
+    t.ok("install with --pkgs-dir and an unreachable channel", r)
+    t.eq("nothing was fetched", len(ch.gets), before)
+    t.eq("the same hash", r.out.strip(), t.cfs(None, "hash", e["locks"]["explicit"]).out.strip())
+    t.verify_clean("verify exits 0", store2)
+
+with t.section("bad input stores nothing"):
+    bad_store = t.path("store-bad")
+    os.makedirs(t.path("bad"), exist_ok=True)
+    r = install(bad_store, t.env("sci")["locks"]["environment_yml"])
+    t.fails_clearly("an environment.yml: no archive URL", r, "environment.yml", "URL")
+    r = install(bad_store, t.env("small")["locks"]["explicit"], "--channel-mirror", ch.mirror())
+    t.fails_clearly("a lock with PyPI packages is refused whole", r, "PyPI", "pyjwt")
+    # A wrong digest: the first package's md5 changed.
+    with open(t.env("sci")["locks"]["explicit"]) as f:
+        lines = f.read().splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.startswith("https://"))
+    url, digest = lines[i].split("#")
+    lines[i] = url + "#" + ("0" * len(digest))
+    wrong = t.path("bad", "wrong-digest.txt")
+    with open(wrong, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    r = install(bad_store, wrong, "--channel-mirror", ch.mirror())
+    t.fails_clearly("a digest that does not match names the archive and both digests", r,
+                    os.path.basename(url), "0" * len(digest), "mismatch")
+    r = install(bad_store, t.env("sci")["locks"]["explicit"],
+                "--channel-mirror", f"{URL}=http://127.0.0.1:1")
+    t.fails_clearly("an unreachable channel", r, "127.0.0.1:1")
+    # A cache's archive with a flipped byte fails its digest before a byte of it is read.
+    cache = t.path("bad", "pkgs")
+    os.makedirs(cache)
+    first = os.path.basename(url)
+    shutil.copy(os.path.join(pkgs_dir, first), cache)
+    with open(os.path.join(cache, first), "r+b") as f:
+        f.seek(100)
+        b = f.read(1)
+        f.seek(100)
+        f.write(bytes([b[0] ^ 1]))
+    r = install(bad_store, t.env("sci")["locks"]["explicit"], "--pkgs-dir", cache,
+                "--channel-mirror", f"{URL}=http://127.0.0.1:1")
+    t.fails_clearly("a cache's damaged archive, then an unreachable channel", r, "127.0.0.1:1")
+    t.check("a cache's damaged archive is refused by its digest, with a warning",
+            any(first in w and "mismatch" in w and "fetching it instead" in w
+                for w in r.warnings()), r)
+    store3 = t.path("store-damaged-cache")
+    r = install(store3, t.env("sci")["locks"]["explicit"], "--pkgs-dir", cache,
+                "--channel-mirror", ch.mirror())
+    t.ok("a cache's damaged archive is fetched from the channel instead", r)
+    t.verify_clean("verify exits 0", store3)
+    if os.path.isdir(bad_store):
+        t.eq("nothing stored", t.ls(bad_store), [])
+        t.verify_clean("verify exits 0", bad_store)
+        tmp = os.path.join(bad_store, "tmp")
+        t.eq("no temporary directory left", os.listdir(tmp) if os.path.isdir(tmp) else [], [])
+
+t.finish()
