@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,7 +109,8 @@ int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan, const int
                       struct cfs_err *err)
 {
 	size_t n = link_plan_count(plan), *parent = NULL, *order = NULL, *first = NULL;
-	size_t *node_of = NULL, nq = 0;
+	size_t *node_of = NULL, nq = 0, ngone = 0;
+	bool *gone = NULL;
 	struct stat sb;
 	int r;
 
@@ -118,8 +120,9 @@ int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan, const int
 	order = malloc((n + 1) * sizeof(*order));
 	first = calloc(n + 1, sizeof(*first));
 	node_of = malloc((n + 1) * sizeof(*node_of));
+	gone = calloc(n + 1, sizeof(*gone));
 	in->nodes = calloc(n + 1, sizeof(*in->nodes));
-	if (!parent || !order || !first || !node_of || !in->nodes) {
+	if (!parent || !order || !first || !node_of || !gone || !in->nodes) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -127,10 +130,21 @@ int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan, const int
 	r = find_parents(plan, n, parent, err);
 	if (r)
 		goto out;
+	/* A pyc the compiler did not make (its source does not compile) is not in the tree. */
+	for (size_t i = 0; i < n; i++) {
+		const struct link_entry *e = link_plan_entry(plan, i);
+
+		if (e->pyc_of && fstatat(in->root_fd, e->path, &sb, AT_SYMLINK_NOFOLLOW) < 0 &&
+		    errno == ENOENT) {
+			gone[i] = true;
+			ngone++;
+		}
+	}
 	/* Children grouped by parent (slot 0: the top; i + 1: entry i), each group in the
 	 * plan's order, which is by name: a counting sort. */
 	for (size_t i = 0; i < n; i++)
-		first[parent[i] == SIZE_MAX ? 0 : parent[i] + 1]++;
+		if (!gone[i])
+			first[parent[i] == SIZE_MAX ? 0 : parent[i] + 1]++;
 	for (size_t g = 0, sum = 0; g <= n; g++) {
 		size_t c = first[g];
 
@@ -140,7 +154,8 @@ int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan, const int
 	for (size_t i = 0; i < n; i++) {
 		size_t g = parent[i] == SIZE_MAX ? 0 : parent[i] + 1;
 
-		order[first[g]++] = i;
+		if (!gone[i])
+			order[first[g]++] = i;
 	}
 	/* first[g] is now the end of group g; its start is the end of group g - 1. */
 	in->nodes[0].rel = strdup("");
@@ -188,7 +203,7 @@ int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan, const int
 			d = &in->nodes[nq];
 		}
 	}
-	if (in->n != n + 1)
+	if (in->n != n + 1 - ngone)
 		r = err_set(err, -EINVAL, "%s: the plan's paths do not form one tree", in->prefix);
 out:
 	if (r == -ENOMEM)
@@ -197,5 +212,6 @@ out:
 	free(order);
 	free(first);
 	free(node_of);
+	free(gone);
 	return r;
 }

@@ -171,11 +171,17 @@ static int pyc_rewrite(struct ingest *in, struct inode *n, const struct fileread
 	const char *prefix = node_prefix(in, n, &plen), *sprefix;
 	int r;
 
-	if (!s || plen == 0)
+	if (!s)
 		return 0;
-	/* The pyc and its source hold one prefix (an install's come from one package). */
 	sprefix = node_prefix(in, s, &splen);
-	if (splen != plen || memcmp(sprefix, prefix, plen) != 0)
+	/* An install's pyc goes with its source's placeholder: paths.json names none for a
+	 * pyc (conda never rewrites one), though it was compiled in the build prefix. */
+	if (plen == 0 && n->src_rel) {
+		prefix = sprefix;
+		plen = splen;
+	}
+	/* The pyc and its source hold one prefix (an install's come from one package). */
+	if (plen == 0 || splen != plen || memcmp(sprefix, prefix, plen) != 0)
 		return 0;
 	if (s->type != NODE_FILE || s->size == 0 || s->size > STORE_PYC_MAX ||
 	    !pyc_header_matches(f->data, f->len, s->mtime_ns / 1000000000, s->size))

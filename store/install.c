@@ -31,6 +31,7 @@
 #include "pkgarchive.h"
 #include "pkgcache.h"
 #include "pkgset.h"
+#include "pycompile.h"
 #include "store_impl.h"
 #include "useropen.h"
 
@@ -375,40 +376,92 @@ static int make_parents(int dfd, const char *rel)
 	return 0;
 }
 
-/* The plan's generated files into gen/, at their paths, with their mtimes. */
+static void plan_warn(void *arg, const char *line)
+{
+	warn(arg, "%s", line);
+}
+
+/* A generated file into gen/, at its path, with its mode and mtime. */
+static int write_gen(void *arg, const struct link_entry *e, const uint8_t *data, size_t len,
+                     struct cfs_err *err)
+{
+	struct install *ins = arg;
+	struct timespec ts[2];
+	int fd, r = make_parents(ins->gen_fd, e->path);
+
+	fd = r ? r
+	       : openat(ins->gen_fd, e->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	                0600);
+	if (fd < 0)
+		return err_set(err, fd == -1 ? neg_errno() : fd, "%s/gen/%s: %s", ins->work,
+		               e->path, strerror(fd == -1 ? errno : -fd));
+	for (size_t done = 0; !r && done < len;) {
+		ssize_t w = write(fd, data + done, len - done);
+
+		if (w < 0)
+			r = neg_errno();
+		else
+			done += (size_t)w;
+	}
+	ts[0].tv_sec = ts[1].tv_sec = e->mtime_ns / 1000000000;
+	ts[0].tv_nsec = ts[1].tv_nsec = e->mtime_ns % 1000000000;
+	if (!r && futimens(fd, ts) < 0)
+		r = neg_errno();
+	close(fd);
+	return r ? err_set(err, r, "%s/gen/%s: %s", ins->work, e->path, strerror(-r)) : 0;
+}
+
+/* The plan's generated files into gen/ but the pycs, which are compiled. */
 static int write_generated(struct install *ins, const struct link_plan *plan, struct cfs_err *err)
 {
 	for (size_t i = 0; i < link_plan_count(plan); i++) {
 		const struct link_entry *e = link_plan_entry(plan, i);
-		struct timespec ts[2];
-		int fd, r = 0;
+		int r;
 
-		if (e->type != LINK_FILE || e->pkg != LINK_GENERATED)
+		if (e->type != LINK_FILE || e->pkg != LINK_GENERATED || e->pyc_of)
 			continue;
-		r = make_parents(ins->gen_fd, e->path);
-		fd = r ? r
-		       : openat(ins->gen_fd, e->path,
-		                O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fd < 0)
-			return err_set(err, fd == -1 ? neg_errno() : fd, "%s/gen/%s: %s", ins->work,
-			               e->path, strerror(fd == -1 ? errno : -fd));
-		for (size_t done = 0; !r && done < e->len;) {
-			ssize_t w = write(fd, e->data + done, e->len - done);
-
-			if (w < 0)
-				r = neg_errno();
-			else
-				done += (size_t)w;
-		}
-		ts[0].tv_sec = ts[1].tv_sec = e->mtime_ns / 1000000000;
-		ts[0].tv_nsec = ts[1].tv_nsec = e->mtime_ns % 1000000000;
-		if (!r && futimens(fd, ts) < 0)
-			r = neg_errno();
-		close(fd);
+		r = write_gen(ins, e, e->data, e->len, err);
 		if (r)
-			return err_set(err, r, "%s/gen/%s: %s", ins->work, e->path, strerror(-r));
+			return r;
 	}
 	return 0;
+}
+
+/* The noarch pycs into gen/, compiled by the environment's python (pycompile.c). Our
+ * extracted packages are reached through the compiler's working directory, the install's
+ * directory, which it may search but not list (P1): tmp/ keeps everyone else out. */
+static int compile_pycs(struct install *ins, const struct link_plan *plan, const int *pkg_fds,
+                        struct cfs_err *err)
+{
+	char **dirs = calloc(ins->n ? ins->n : 1, sizeof(*dirs));
+	size_t wlen = strlen(ins->work);
+	int r = dirs ? 0 : -ENOMEM;
+
+	for (size_t i = 0; !r && i < ins->n; i++) {
+		const struct source *s = &ins->src[i];
+
+		if (s->ours && asprintf(&dirs[i], "/proc/self/cwd%s", s->dir + wlen) < 0)
+			dirs[i] = NULL;
+		else if (!s->ours)
+			dirs[i] = strdup(s->dir);
+		if (!dirs[i])
+			r = -ENOMEM;
+		else if (s->ours && fchmod(pkg_fds[i], 0711) < 0)
+			r = neg_errno();
+	}
+	if (r == -ENOMEM)
+		r = err_set(err, r, "out of memory");
+	else if (r)
+		r = err_set(err, r, "%s/pkgs: %s", ins->work, strerror(-r));
+	else if (fchmod(ins->work_fd, 0711) < 0 || fchmod(ins->pkgs_fd, 0711) < 0)
+		r = err_set(err, neg_errno(), "%s: %s", ins->work, strerror(errno));
+	if (!r)
+		r = pycompile_plan(plan, (const char *const *)dirs, pkg_fds, ins->work_fd,
+		                   write_gen, plan_warn, ins, err);
+	for (size_t i = 0; dirs && i < ins->n; i++)
+		free(dirs[i]);
+	free(dirs);
+	return r;
 }
 
 /* N2 for what the plan takes from a cache's extracted package. */
@@ -432,11 +485,6 @@ static int check_trusted(struct install *ins, const struct link_plan *plan, cons
 			        ins->src[e->pkg].dir, e->src, (unsigned)geteuid());
 	}
 	return 0;
-}
-
-static void plan_warn(void *arg, const char *line)
-{
-	warn(arg, "%s", line);
 }
 
 /* Link, then the ingest's phases over the plan. */
@@ -486,6 +534,8 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 	r = check_trusted(ins, plan, pkg_fds, err);
 	if (!r)
 		r = write_generated(ins, plan, err);
+	if (!r)
+		r = compile_pycs(ins, plan, pkg_fds, err);
 	/* The top, like every directory the install makes, has the install's time. */
 	if (!r && futimens(ins->gen_fd, (struct timespec[2]){now, now}) < 0)
 		r = err_set(err, neg_errno(), "%s/gen: %s", ins->work, strerror(errno));

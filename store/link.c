@@ -1587,6 +1587,28 @@ static int plan_pkg(struct link_plan *pl, struct lpkg *p, const char *token, con
 			goto out;
 		}
 	}
+	/* The pycs conda compiles after linking: the installer compiles them (pyc_of). */
+	for (size_t i = 0; p->noarch_py && i < p->npaths; i++) {
+		struct link_entry e = {0};
+
+		if (p->paths[i].type == PT_DIR || !is_noarch_py_source(p->paths[i].src))
+			continue;
+		e.path = keep(pl, pyc_of(p->paths[i].dst, pyver));
+		if (!e.path) {
+			r = err_set(err, -ENOMEM, "%s: out of memory", p->dist);
+			goto out;
+		}
+		e.type = LINK_FILE;
+		e.mode = 0644;
+		e.mtime_ns = now_ns;
+		e.pkg = LINK_GENERATED;
+		e.pyc_of = p->paths[i].dst;
+		r = add_cand(pl, &e, p->idx, p->pos, p->npaths + neps + i);
+		if (r < 0) {
+			err_set(err, r, "%s: out of memory", p->dist);
+			goto out;
+		}
+	}
 	r = make_record(p, cmds, neps, pyver, b);
 	if (r == 0 && asprintf(&path, "conda-meta/%s.json", p->dist) < 0)
 		r = -ENOMEM;

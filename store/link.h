@@ -52,6 +52,9 @@ struct link_entry {
 	const char *target;      /* LINK_SYMLINK: the target as written */
 	const char *placeholder; /* NULL, or the prefix placeholder the file holds */
 	bool binary;             /* the placeholder's file_mode is binary */
+	/* LINK_FILE generated with no data: the .pyc conda compiles for this .py of the plan
+	 * (a noarch python package's), which the installer compiles. */
+	const char *pyc_of;
 };
 
 struct link_plan;

@@ -144,6 +144,8 @@ int main(int argc, char **argv)
 		jstrz(e->target);
 		fputs(", \"placeholder\": ", stdout);
 		jstrz(e->placeholder);
+		fputs(", \"pyc_of\": ", stdout);
+		jstrz(e->pyc_of);
 		printf(", \"binary\": %s}\n", e->binary ? "true" : "false");
 	}
 	fputs("{\"scripts\": [", stdout);

@@ -35,7 +35,9 @@ RECORD_KEYS_DIFFER = {"extracted_package_dir", "package_tarball_full_path", "lin
 # What an install makes differently from the prefix conda made, by design (the README's
 # "condafs install" section says why); any other difference fails the test.
 DIFFERENCES = {
-    "noarch pyc": "the .pyc of noarch python packages, which conda compiles at link time",
+    "noarch pyc": "the .pyc of noarch python packages are compiled by the environment's python "
+                  "as conda compiles them, but name their source by its path in the "
+                  "environment (an import puts in where it found it), so they differ in bytes",
     "post-link": "what a package's post-link script makes (scripts are not run): " +
                  ", ".join(sorted(POST_LINK_MADE)),
     "record paths": "conda-meta records name no package cache (" +
@@ -46,6 +48,8 @@ DIFFERENCES = {
                     "points, records) carries this install's",
     "relocated mtime": "a file with a placeholder keeps its package's mtime (conda stamps the "
                        "install's), so a .pyc the package ships for it stays valid",
+    "relocated pyc": "the .pyc a package ships for a .py with a placeholder is rewritten for "
+                     "it (its size, the prefix in its strings): conda leaves it stale",
     "whole seconds": "a package archive keeps mtimes in whole seconds; the corpus's package "
                      "cache kept nanoseconds",
 }
@@ -94,12 +98,20 @@ def compare(name, src, dst):
     recs = records(src)
     pycs = {e["_path"] for r in recs.values() for e in r["paths_data"]["paths"]
             if e["path_type"] == "pyc_file"}
-    skip = {p.encode() for p in pycs | POST_LINK_MADE}
-    # A __pycache__ holding only such pycs is not made either.
-    for d in {os.path.dirname(p) for p in pycs}:
-        if all(os.path.join(d, n) in pycs for n in os.listdir(os.path.join(src, d))):
-            skip.add(d.encode())
+    skip = {p.encode() for p in POST_LINK_MADE}
     ignore = {b"conda-meta/" + fn.encode() for fn in os.listdir(os.path.join(src, "conda-meta"))}
+    ignore |= {p.encode() for p in pycs}
+    # The pycs shipped for relocated sources (checked below).
+    shipped = {}
+    for fn, r in recs.items():
+        for e in r["paths_data"]["paths"]:
+            py = e["_path"]
+            if "prefix_placeholder" in e and py.endswith(".py"):
+                d, b = os.path.split(py)
+                pyc = f"{d}/__pycache__/{b[:-3]}.cpython-311.pyc"
+                if os.path.exists(os.path.join(src, pyc)):
+                    shipped[pyc] = py
+    ignore |= {p.encode() for p in shipped}
     # The package file each relocated path comes from, by the corpus's package cache.
     relocated = {}
     for fn, r in recs.items():
@@ -128,6 +140,25 @@ def compare(name, src, dst):
 
     problems, counts = lib.compare_trees(src, dst, src, dst, skip=skip, ignore=ignore,
                                          mtime_ok=mtime_ok)
+    # The noarch pycs: conda's header (magic, flags, the source's mtime and size), made at
+    # install time.
+    for p in sorted(pycs):
+        with open(os.path.join(src, p), "rb") as f:
+            want = f.read(16)
+        with open(os.path.join(dst, p), "rb") as f:
+            got = f.read(16)
+        if got != want:
+            problems.append(f"{p}: pyc header {got.hex()}, conda's {want.hex()}")
+        if os.lstat(os.path.join(dst, p)).st_mtime_ns != now_ns:
+            problems.append(f"{p}: not made at install time")
+    for pyc, py in sorted(shipped.items()):
+        st = os.stat(os.path.join(dst, py))
+        with open(os.path.join(dst, pyc), "rb") as f:
+            hdr = f.read(16)
+        want = (int(st.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") + \
+            (st.st_size & 0xFFFFFFFF).to_bytes(4, "little")
+        if hdr[8:16] != want:
+            problems.append(f"{pyc}: header {hdr.hex()} does not match {py} as exported")
     lib.report_tree(t, f"{name}: the install equals conda's prefix but for "
                     f"{', '.join(DIFFERENCES)}", problems, counts)
     got = records(dst)
@@ -176,12 +207,24 @@ with t.section("every corpus environment from the channel over HTTP"):
         if r.rc == 0:
             compare(name, e["prefix"], d)
             imports = e["run"]["imports"]
-            p = subprocess.run([f"{d}/{e['run']['python']}", "-B", "-c",
+            p = subprocess.run([f"{d}/{e['run']['python']}", "-B", "-v", "-c",
                                 "import sys, " + ", ".join(imports) + "; print(sys.prefix)"],
                                capture_output=True, text=True, timeout=300,
                                env={"PATH": f"{d}/bin:/usr/bin:/bin", "LANG": "C.UTF-8"})
             t.eq(f"{name}: its python imports {', '.join(imports)}",
                  (p.returncode, p.stdout.strip()), (0, d), p.stderr[-2000:])
+            # -v says "code object from <file>.py" (not quoted, unlike a .pyc's) for a
+            # module it compiled from its source.
+            compiled = [ln for ln in p.stderr.splitlines()
+                        if ln.startswith("# code object from ") and not ln.endswith(".pyc'")]
+            t.eq(f"{name}: no import compiled a module (python -v)", compiled[:5], [])
+            # The noarch packages' entry points, as conda writes them, run.
+            for ep in ("pip", "ipython"):
+                if os.path.exists(os.path.join(d, "bin", ep)):
+                    p = subprocess.run([os.path.join(d, "bin", ep), "--version"],
+                                       capture_output=True, text=True, timeout=300,
+                                       env={"PATH": f"{d}/bin:/usr/bin:/bin", "LANG": "C.UTF-8"})
+                    t.eq(f"{name}: bin/{ep} --version runs", p.returncode, 0, p.stderr[-2000:])
         t.rmtree(d)
     t.verify_clean("verify exits 0", store)
 

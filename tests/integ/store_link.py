@@ -138,12 +138,14 @@ def check_env(name):
                     noarch_pycs.add(p["_path"])
     corpus = walk(prefix)
     pip = pip_paths(prefix)
-    want = {p for p in corpus if p not in noarch_pycs and p not in pip and p not in POST_LINK_MADE}
-    pycache_only = {p for p in want if p.endswith("__pycache__") and
-                    all(q in noarch_pycs for q in corpus if q.startswith(p + "/"))}
-    want -= pycache_only
-    t.eq(f"{name}: the plan's paths are the prefix's but noarch pycs, pip's and post-link's",
+    want = {p for p in corpus if p not in pip and p not in POST_LINK_MADE}
+    t.eq(f"{name}: the plan's paths are the prefix's but pip's and post-link's",
          sorted(set(plan) ^ want), [])
+    # The noarch pycs are in the plan, to be compiled from their sources.
+    t.eq(f"{name}: the noarch pycs are planned, each from its .py",
+         sorted((p, e["pyc_of"]) for p, e in plan.items() if e["pyc_of"] is not None),
+         sorted((p, os.path.dirname(os.path.dirname(p)) + "/" +
+                 os.path.basename(p).split(".")[0] + ".py") for p in noarch_pycs))
 
     kinds = {"file": lambda st: os.path.stat.S_ISREG(st.st_mode),
              "symlink": lambda st: os.path.stat.S_ISLNK(st.st_mode),
@@ -186,7 +188,7 @@ def check_env(name):
                 mode = "binary" if e["binary"] else "text"
                 if lib.relocate(data, unesc(e["placeholder"]), prefix.encode(), mode) != have:
                     bad_bytes.append((p, "relocated"))
-        elif e["type"] == "file" and not p.startswith("conda-meta/"):
+        elif e["type"] == "file" and e["pyc_of"] is None and not p.startswith("conda-meta/"):
             # An entry point: the prefix token where the prefix belongs, text mode.
             data = unesc(e["data"])
             ok = (e["placeholder"] == TOKEN and not e["binary"] and
@@ -201,7 +203,7 @@ def check_env(name):
     t.eq(f"{name}: package files byte for byte (placeholder-aware)", bad_bytes[:5], [])
     t.check(f"{name}: files with a placeholder were compared ({n_ph})", n_ph >= 10)
     eps = [p for p, e in plan.items() if e["type"] == "file" and e["pkg"] is None
-           and not p.startswith("conda-meta/")]
+           and e["pyc_of"] is None and not p.startswith("conda-meta/")]
     t.check(f"{name}: entry points written ({len(eps)})", len(eps) >= 3)
     t.eq(f"{name}: entry points as conda writes them, with the prefix put in", bad_ep, [])
 
@@ -281,7 +283,7 @@ def check_env(name):
         full = os.path.join(made, p)
         if e["type"] == "dir":
             os.makedirs(full, exist_ok=True)
-        elif e["type"] == "file" and e["pkg"] is None:
+        elif e["type"] == "file" and e["pkg"] is None and e["pyc_of"] is None:
             with open(full, "wb") as f:
                 f.write(unesc(e["data"]).replace(TOKEN.encode(), made.encode()))
         elif e["type"] == "file" and ".dist-info/" in p:

@@ -1,0 +1,367 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The .pyc of noarch python packages. conda compiles them after linking, with the
+ * environment's python; an install has no prefix to run it in, so the python runs from
+ * its extracted package (PYTHONHOME), reads each source from its package, and sends the
+ * pycs back through a pipe. Without them every import from the read-only mount would
+ * compile its module again.
+ *
+ * Invariants:
+ * P1: the compiler is not root: as root it runs as nobody with no groups and no new
+ *     privileges, may write no file (RLIMIT_FSIZE 0), and starts in the install's
+ *     directory, which it reaches through its working directory only (tmp/ is 0700).
+ * P2: nothing the compiler says names a path we open: a pyc goes to the path the plan
+ *     gave its job, only once its header holds its source's mtime and size and it is at
+ *     most PYC_MAX bytes.
+ */
+#include "pycompile.h"
+
+#include "err.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define PYC_MAX   (64u << 20)
+#define NOBODY_ID 65534
+#define CPU_SECS  600
+
+/* Sources named on stdin ("path<TAB>name\n"); each pyc on stdout as 8 bytes of length
+ * (little endian; 0: the source does not compile) and its bytes, as compileall writes a
+ * timestamp pyc. The name is the path the code reports until an import replaces it with
+ * the one it was found at; relative, so the pyc is the same in every environment. */
+static const char compile_py[] =
+        "import importlib.util, marshal, os, sys\n"
+        "out = sys.stdout.buffer\n"
+        "for line in sys.stdin.buffer.read().split(b'\\n'):\n"
+        "    if not line:\n"
+        "        continue\n"
+        "    src, name = line.split(b'\\t')\n"
+        "    try:\n"
+        "        with open(src, 'rb') as f:\n"
+        "            st = os.fstat(f.fileno())\n"
+        "            data = f.read()\n"
+        "        code = compile(data, os.fsdecode(name), 'exec', dont_inherit=True)\n"
+        "        pyc = (importlib.util.MAGIC_NUMBER + bytes(4)\n"
+        "               + (int(st.st_mtime) & 0xFFFFFFFF).to_bytes(4, 'little')\n"
+        "               + (st.st_size & 0xFFFFFFFF).to_bytes(4, 'little')\n"
+        "               + marshal.dumps(code))\n"
+        "    except Exception:\n"
+        "        pyc = b''\n"
+        "    out.write(len(pyc).to_bytes(8, 'little') + pyc)\n"
+        "    out.flush()\n";
+
+struct job {
+	const struct link_entry *pyc, *src;
+	struct stat sb; /* the source, as extracted */
+};
+
+static void warnf(void (*warn)(void *, const char *), void *arg, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void warnf(void (*warn)(void *, const char *), void *arg, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	if (!warn)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	warn(arg, line);
+}
+
+/* The plan's entry at path: entries are sorted by path bytes. */
+static const struct link_entry *find_entry(const struct link_plan *plan, const char *path)
+{
+	size_t lo = 0, hi = link_plan_count(plan);
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct link_entry *e = link_plan_entry(plan, mid);
+		int c = strcmp(e->path, path);
+
+		if (c == 0)
+			return e;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* bin/pythonX.Y, through one symbolic link in bin/ (conda's python ships the file there). */
+static const struct link_entry *find_python(const struct link_plan *plan)
+{
+	const char *ver = link_plan_python(plan);
+	const struct link_entry *e;
+	char path[64];
+
+	if (!ver)
+		return NULL;
+	snprintf(path, sizeof(path), "bin/python%s", ver);
+	e = find_entry(plan, path);
+	if (e && e->type == LINK_SYMLINK && !strchr(e->target, '/') &&
+	    strlen(e->target) < sizeof(path) - 4) {
+		snprintf(path, sizeof(path), "bin/%s", e->target);
+		e = find_entry(plan, path);
+	}
+	return e && e->type == LINK_FILE && e->pkg != LINK_GENERATED ? e : NULL;
+}
+
+/* The jobs into a memfd, the compiler's stdin. */
+static int write_jobs(const struct job *jobs, size_t n, const char *const *dirs, int *ret_fd)
+{
+	int fd = memfd_create("condafs-pycompile", MFD_CLOEXEC);
+	FILE *f;
+
+	if (fd < 0)
+		return neg_errno();
+	f = fdopen(dup(fd), "w");
+	if (!f) {
+		close(fd);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%s/%s\t%s\n", dirs[jobs[i].src->pkg], jobs[i].src->src,
+		        jobs[i].src->path);
+	if (fclose(f) != 0 || lseek(fd, 0, SEEK_SET) < 0) {
+		int r = neg_errno();
+
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+/* From as fd to in a child about to exec: dup2 leaves close-on-exec set when they are one. */
+static int child_fd(int from, int to)
+{
+	if (from == to)
+		return fcntl(to, F_SETFD, 0);
+	return dup2(from, to) < 0 ? -1 : 0;
+}
+
+/* Exactly n bytes, or fewer at EOF; -errno on an error. */
+static ssize_t read_full(int fd, void *buf, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t k = read(fd, (char *)buf + got, n - got);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return neg_errno();
+		if (k == 0)
+			break;
+		got += (size_t)k;
+	}
+	return (ssize_t)got;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* P2: a timestamp pyc of this source. */
+static bool header_ok(const uint8_t *pyc, size_t len, const struct stat *sb)
+{
+	return len >= 16 && pyc[2] == '\r' && pyc[3] == '\n' && le32(pyc + 4) == 0 &&
+	       le32(pyc + 8) == (uint32_t)sb->st_mtim.tv_sec &&
+	       le32(pyc + 12) == (uint32_t)sb->st_size;
+}
+
+/* Read the compiler's answers, one per job, in order: the count handed to put. */
+static int take_pycs(int fd, const struct job *jobs, size_t n, size_t *ret_done,
+                     int (*put)(void *, const struct link_entry *, const uint8_t *, size_t,
+                                struct cfs_err *),
+                     void (*warn)(void *, const char *), void *arg, struct cfs_err *err)
+{
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	int r = 0;
+
+	*ret_done = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t lenb[8];
+		uint64_t len = 0;
+		ssize_t k = read_full(fd, lenb, sizeof(lenb));
+
+		if (k != (ssize_t)sizeof(lenb))
+			break;
+		for (int b = 7; b >= 0; b--)
+			len = len << 8 | lenb[b];
+		if (len > PYC_MAX) {
+			warnf(warn, arg, "%s: the compiler sent %llu bytes: not a pyc",
+			      jobs[i].pyc->path, (unsigned long long)len);
+			break;
+		}
+		if (len > cap) {
+			uint8_t *nb = realloc(buf, (size_t)len);
+
+			if (!nb) {
+				r = err_set(err, -ENOMEM, "out of memory");
+				break;
+			}
+			buf = nb;
+			cap = (size_t)len;
+		}
+		if (read_full(fd, buf, (size_t)len) != (ssize_t)len)
+			break;
+		*ret_done = i + 1;
+		if (len == 0) {
+			warnf(warn, arg, "%s: does not compile; it has no .pyc, as conda leaves it",
+			      jobs[i].src->path);
+			continue;
+		}
+		if (!header_ok(buf, (size_t)len, &jobs[i].sb)) {
+			warnf(warn, arg,
+			      "%s: the compiler's pyc is not one of its source: left out",
+			      jobs[i].pyc->path);
+			continue;
+		}
+		r = put(arg, jobs[i].pyc, buf, (size_t)len, err);
+		if (r)
+			break;
+	}
+	free(buf);
+	return r;
+}
+
+int pycompile_plan(const struct link_plan *plan, const char *const *dirs, const int *pkg_fds,
+                   int cwd_fd,
+                   int (*put)(void *arg, const struct link_entry *e, const uint8_t *data,
+                              size_t len, struct cfs_err *err),
+                   void (*warn)(void *arg, const char *line), void *arg, struct cfs_err *err)
+{
+	const struct link_entry *py = find_python(plan);
+	size_t n = 0, cap = 0, done = 0;
+	struct job *jobs = NULL;
+	char *exe = NULL, *home = NULL;
+	int in = -1, p[2] = {-1, -1}, status = 0, r = 0;
+	bool drop = geteuid() == 0;
+	const struct passwd *pw = drop ? getpwnam("nobody") : NULL;
+	uid_t uid = pw ? pw->pw_uid : NOBODY_ID;
+	gid_t gid = pw ? pw->pw_gid : NOBODY_ID;
+	pid_t pid;
+
+	for (size_t i = 0; i < link_plan_count(plan); i++)
+		cap += link_plan_entry(plan, i)->pyc_of != NULL;
+	if (!cap)
+		return 0;
+	if (!py) {
+		warnf(warn, arg,
+		      "no bin/python%s in the environment: its noarch .pyc are not "
+		      "compiled",
+		      link_plan_python(plan) ? link_plan_python(plan) : "");
+		return 0;
+	}
+	jobs = calloc(cap, sizeof(*jobs));
+	if (asprintf(&exe, "%s/%s", dirs[py->pkg], py->src) < 0)
+		exe = NULL;
+	if (asprintf(&home, "PYTHONHOME=%s", dirs[py->pkg]) < 0)
+		home = NULL;
+	if (!jobs || !exe || !home) {
+		r = err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < link_plan_count(plan); i++) {
+		const struct link_entry *e = link_plan_entry(plan, i), *s;
+
+		if (!e->pyc_of)
+			continue;
+		s = find_entry(plan, e->pyc_of);
+		/* Its .py from a package, where the compiler can read it by a plain name. */
+		if (!s || s->type != LINK_FILE || s->pkg == LINK_GENERATED ||
+		    strpbrk(dirs[s->pkg], "\t\n") ||
+		    fstatat(pkg_fds[s->pkg], s->src, &jobs[n].sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(jobs[n].sb.st_mode)) {
+			warnf(warn, arg, "%s: its source is not a package's file: no .pyc",
+			      e->path);
+			continue;
+		}
+		jobs[n].pyc = e;
+		jobs[n++].src = s;
+	}
+	r = write_jobs(jobs, n, dirs, &in);
+	if (r) {
+		r = err_set(err, r, "the .pyc jobs: %s", strerror(-r));
+		goto out;
+	}
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		r = err_set(err, neg_errno(), "pipe: %s", strerror(errno));
+		goto out;
+	}
+	{
+		char *const argv[] = {"python", "-s", "-S", "-B", "-c", (char *)compile_py, NULL};
+		char *const envp[] = {home, "PYTHONDONTWRITEBYTECODE=1", "LC_ALL=C.UTF-8", NULL};
+		const struct rlimit none = {0, 0}, cpu = {CPU_SECS, CPU_SECS};
+
+		pid = fork();
+		if (pid < 0) {
+			r = err_set(err, neg_errno(), "%s: %s", exe, strerror(errno));
+			goto out;
+		}
+		if (pid == 0) {
+			/* P1. Only async-signal-safe calls until exec. */
+			int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+			if (null < 0 || child_fd(in, 0) || child_fd(p[1], 1) || child_fd(null, 2) ||
+			    fchdir(cwd_fd) < 0 || setrlimit(RLIMIT_FSIZE, &none) < 0 ||
+			    setrlimit(RLIMIT_CORE, &none) < 0 || setrlimit(RLIMIT_CPU, &cpu) < 0)
+				_exit(126);
+			if (drop && (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 ||
+			             setresuid(uid, uid, uid) < 0))
+				_exit(126);
+			if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+				_exit(126);
+			execve(exe, argv, envp);
+			_exit(127);
+		}
+	}
+	close(p[1]);
+	p[1] = -1;
+	r = take_pycs(p[0], jobs, n, &done, put, warn, arg, err);
+	close(p[0]);
+	p[0] = -1;
+	if (done < n)
+		kill(pid, SIGKILL);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!r && done < n)
+		warnf(warn, arg,
+		      "%s: %s %d after %zu of %zu sources: the other noarch .pyc are not compiled",
+		      exe, WIFSIGNALED(status) ? "killed by signal" : "exited with status",
+		      WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), done, n);
+out:
+	if (in >= 0)
+		close(in);
+	if (p[0] >= 0)
+		close(p[0]);
+	if (p[1] >= 0)
+		close(p[1]);
+	free(jobs);
+	free(exe);
+	free(home);
+	return r;
+}
