@@ -514,16 +514,21 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 		                          .channel = s->p->channel,
 		                          .md5 = s->dg.size ? s->dg.md5 : s->p->md5,
 		                          .sha256 = s->dg.size ? s->dg.sha256 : s->p->sha256,
-		                          .size = s->dg.size};
+		                          .size = s->dg.size,
+		                          .platform = pkgset_platform(ins->set)};
 	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	r = link_plan_make(lp, ins->n, prefix_token, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec,
 	                   plan_warn, ins, &plan, err);
 	if (r)
 		goto out;
-	for (size_t i = 0; i < link_plan_scripts(plan); i++)
+	for (size_t i = 0; i < link_plan_scripts(plan); i++) {
 		warn(ins, "%s: has a pre- or post-link script, which condafs install does not run",
 		     link_plan_script_pkg(plan, i));
+		if (ins->opts->script_not_run)
+			ins->opts->script_not_run(ins->opts->script_arg,
+			                          link_plan_script_pkg(plan, i));
+	}
 	for (size_t i = 0; i < ins->n; i++) {
 		pkg_fds[i] = open(ins->src[i].dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (pkg_fds[i] < 0) {

@@ -409,6 +409,10 @@ static int read_pkg(struct lpkg *k, struct cfs_err *err)
 		return err_set(err, -EINVAL, "%s: not a package name: %s", display, k->dist);
 	if (!k->subdir)
 		k->subdir = "noarch";
+	if (k->in->platform && strcmp(k->subdir, "noarch") != 0 &&
+	    strcmp(k->subdir, k->in->platform) != 0)
+		return err_set(err, -EINVAL, "%s: a package for %s, not for the environment's %s",
+		               k->dist, k->subdir, k->in->platform);
 
 	snprintf(display, sizeof(display), "%s/info/link.json", k->dist);
 	r = yamldoc_load(k->dfd, "info/link.json", display, SMALL_MAX_BYTES, &k->linkjson, err);

@@ -34,6 +34,8 @@ struct link_pkg {
 	const char *channel;      /* canonical channel URL, without subdir */
 	const char *md5, *sha256; /* lowercase hex, either may be NULL */
 	uint64_t size;            /* archive size, 0 unknown */
+	const char *platform;     /* the environment's ("linux-64"): a package of another
+	                           * subdir than it and noarch is refused; NULL: any */
 };
 
 enum link_type { LINK_FILE, LINK_SYMLINK, LINK_DIR };

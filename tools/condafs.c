@@ -388,8 +388,23 @@ static void print_install_warning(void *ctx, const char *msg)
 	fputc('\n', stderr);
 }
 
+/* The packages whose link scripts an install did not run, for --json. */
+struct not_run {
+	char *dist[256];
+	size_t n;
+};
+
+static void note_not_run(void *arg, const char *dist)
+{
+	struct not_run *nr = arg;
+
+	if (nr->n < sizeof(nr->dist) / sizeof(nr->dist[0]) && (nr->dist[nr->n] = strdup(dist)))
+		nr->n++;
+}
+
 static int cmd_install(const struct cli *c)
 {
+	struct not_run nr = {.n = 0};
 	struct cfs_err err = {{0}};
 	struct progress prog;
 	struct install_opts o = {
@@ -403,6 +418,8 @@ static int cmd_install(const struct cli *c)
 	        .ingest = {.progress = progress_update,
 	                   .warn = print_install_warning,
 	                   .ctx = &prog},
+	        .script_not_run = note_not_run,
+	        .script_arg = &nr,
 	};
 	enum ingest_result res = INGEST_NEW;
 	struct pkgset *lock = NULL;
@@ -433,18 +450,27 @@ static int cmd_install(const struct cli *c)
 	}
 	pkgset_free(lock);
 	if (r)
-		return r;
+		goto out;
 	if (res != INGEST_PRESENT || c->tag)
 		tell_mounts(c);
-	if (c->json)
-		printf("{\"hash\": \"%s\", \"already_stored\": %s}\n", hash,
+	if (c->json) {
+		printf("{\"hash\": \"%s\", \"already_stored\": %s, \"scripts_not_run\": [", hash,
 		       res == INGEST_PRESENT ? "true" : "false");
-	else
+		for (size_t i = 0; i < nr.n; i++) {
+			fputs(i ? ", " : "", stdout);
+			out_json_str(stdout, nr.dist[i], strlen(nr.dist[i]));
+		}
+		printf("]}\n");
+	} else {
 		printf("%s\n", hash);
+	}
 	if (!c->json && res == INGEST_PRESENT)
 		fprintf(stderr, "condafs: install: note: %s was already stored: nothing changed\n",
 		        hash);
-	return 0;
+out:
+	for (size_t i = 0; i < nr.n; i++)
+		free(nr.dist[i]);
+	return r;
 }
 
 static int find_env(const struct cli *c, struct store *st, const char *name, struct store_env *env)

@@ -10,6 +10,7 @@ with PyPI packages, a wrong digest, an unreachable channel, a corrupt archive: e
 clear line, nothing stored, verify clean."""
 
 import functools
+import hashlib
 import http.server
 import json
 import os
@@ -238,6 +239,112 @@ with t.section("from a package cache, with no channel"):
     t.eq("nothing was fetched", len(ch.gets), before)
     t.eq("the same hash", r.out.strip(), t.cfs(None, "hash", e["locks"]["explicit"]).out.strip())
     t.verify_clean("verify exits 0", store2)
+
+# Real packages from conda's, mamba's and rattler's test data (tests/fixtures/SOURCES.txt),
+# installed: both archive formats, noarch generic, symbolic links, a link script, an empty
+# package. Refused, each with its reason: conda's zlib test packages (sanitized: their
+# symbolic links have no target), a .conda without metadata.json (CEP 35 requires it), a
+# package for another platform, a noarch python package without a python.
+REAL = {"noarch": ["_r-mutex-1.0.1-anacondar_1.tar.bz2",
+                   "clobber-with-symlink-a-0.1.0-h4616a5c_0.conda",
+                   "cph_test_data-0.0.1-0.tar.bz2", "empty-0.1.0-h4616a5c_0.conda",
+                   "link-scripts-0.1.0-h4616a5c_0.conda"]}
+
+
+def md5(path):
+    with open(path, "rb") as f:
+        return hashlib.md5(f.read()).hexdigest()
+
+
+def real_lock(name, pkgs):
+    """An explicit lock of pkgs ({subdir: [fn]}) at file:// URLs of a channel made here."""
+    lines = ["# platform: linux-64", "@EXPLICIT"]
+    for subdir, fns in pkgs.items():
+        d = t.path("realchan", subdir)
+        os.makedirs(d, exist_ok=True)
+        for fn in fns:
+            dst = os.path.join(d, fn)
+            if not os.path.exists(dst):
+                shutil.copy(os.path.join(t.fixtures, "conda", "packages", fn), dst)
+            lines.append(f"file://{dst}#{md5(dst)}")
+    path = t.path(f"{name}.txt")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def archive_paths(path):
+    """paths.json of a package archive: [(path, type, placeholder)]."""
+    d = t.path("unpacked", os.path.basename(path))
+    if not os.path.isdir(d):
+        os.makedirs(d)
+        if path.endswith(".tar.bz2"):
+            subprocess.run(["tar", "-xjf", path, "-C", d, "info"], check=True)
+        else:
+            n = os.path.basename(path)[:-len(".conda")]
+            subprocess.run(f"unzip -p {path} info-{n}.tar.zst | zstd -dc | tar -xf - -C {d}",
+                           shell=True, check=True)
+    with open(os.path.join(d, "info", "paths.json")) as f:
+        return [(e["_path"], e["path_type"], e.get("prefix_placeholder"))
+                for e in json.load(f)["paths"]]
+
+
+with t.section("real packages from file:// URLs"):
+    pkgs = REAL
+    lock = real_lock("real", pkgs)
+    st = t.path("store-real")
+    r = install(st, lock, "--json")
+    t.ok("five noarch packages, .conda and .tar.bz2: install", r)
+    want = t.cfs(None, "hash", lock).out.strip()
+    out = json.loads(r.out) if r.rc == 0 else {}
+    t.eq("--json: the hash is `condafs hash LOCK`'s, the link script not run",
+         out, {"hash": want, "already_stored": False,
+               "scripts_not_run": ["link-scripts-0.1.0-h4616a5c_0"]})
+    t.check("the link script is named, not run",
+            any("link-scripts-0.1.0-h4616a5c_0" in w and "does not run" in w
+                for w in r.warnings()), r)
+    d = t.path("x-real")
+    t.ok("export", t.export(st, want, d))
+    bad = []
+    for subdir, fns in pkgs.items():
+        for fn in fns:
+            for rel, kind, ph in archive_paths(t.path("realchan", subdir, fn)):
+                full = os.path.join(d, rel)
+                if not os.path.lexists(full):
+                    bad.append((fn, rel, "missing"))
+                elif kind == "softlink" and not os.path.islink(full):
+                    bad.append((fn, rel, "not a symlink"))
+                elif kind == "hardlink" and not stat.S_ISREG(os.lstat(full).st_mode):
+                    bad.append((fn, rel, "not a file"))
+                elif ph:
+                    with open(full, "rb") as f:
+                        data = f.read()
+                    if ph.encode() in data or d.encode() not in data:
+                        bad.append((fn, rel, "placeholder not relocated"))
+    t.eq("every path of every package, relocated to where it is exported", bad, [])
+    if os.path.isdir(os.path.join(d, "conda-meta")):
+        t.eq("a record for each package",
+             len([n for n in os.listdir(os.path.join(d, "conda-meta")) if n.endswith(".json")]),
+             sum(len(v) for v in pkgs.values()))
+    t.rmtree(d)
+    t.verify_clean("verify exits 0", st)
+    st = t.path("store-real-bad")
+    r = install(st, real_lock("real-osx", dict(REAL, **{"linux-64": [
+        "mock-2.0.0-py37_1000.conda"]})))
+    t.fails_clearly("a package for another platform is refused", r, "mock-2.0.0-py37_1000",
+                    "osx-64", "linux-64")
+    r = install(st, real_lock("real-pynoarch", {"noarch": [
+        "clobber-pynoarch-1-0.1.0-pyh4616a5c_0.tar.bz2"]}))
+    t.fails_clearly("a noarch python package without a python is refused", r,
+                    "clobber-pynoarch-1", "python")
+    for zlib in ("zlib-1.2.11-h7b6447c_3.conda", "zlib-1.2.11-h7b6447c_3.tar.bz2"):
+        r = install(st, real_lock(f"real-{zlib}", dict(REAL, **{"linux-64": [zlib]})))
+        t.fails_clearly(f"{zlib} (sanitized: links without a target) is refused", r,
+                        "zlib-1.2.11-h7b6447c_3", "lib/libz.so")
+    r = install(st, real_lock("real-nometa", {"noarch": ["symlink-test-1.0.0-0.conda"]}))
+    t.fails_clearly("a .conda without metadata.json is refused", r, "symlink-test-1.0.0-0.conda",
+                    "metadata.json")
+    t.eq("nothing stored", t.ls(st) if os.path.isdir(st) else [], [])
 
 with t.section("bad input stores nothing"):
     bad_store = t.path("store-bad")

@@ -183,6 +183,10 @@ struct install_opts {
 	void (*fetching)(void *ctx, const struct install_fetch *p);
 	/* The store phase's progress and every warning (ingest_opts); ctx is shared. */
 	struct ingest_opts ingest;
+	/* Each package with a pre- or post-link script, which is not run (besides its
+	 * warning), in link order; may be NULL. */
+	void (*script_not_run)(void *arg, const char *dist);
+	void *script_arg;
 };
 
 /*
