@@ -101,8 +101,34 @@ static int apply(struct config *c, const char *key, const char *v, const char **
 		*why = "must be one of emerg, alert, crit, err, warning, notice, info, debug";
 		return -EINVAL;
 	}
+	if (!strcmp(key, "pkgs_dirs")) {
+		if (v[0] != '/' || strlen(v) >= sizeof(c->pkgs_dirs[0])) {
+			*why = "each must be an absolute path";
+			return -EINVAL;
+		}
+		if (c->npkgs_dirs == CONFIG_LIST_MAX) {
+			*why = "too many package caches (at most 16)";
+			return -EINVAL;
+		}
+		snprintf(c->pkgs_dirs[c->npkgs_dirs++], sizeof(c->pkgs_dirs[0]), "%s", v);
+		return 0;
+	}
+	if (!strncmp(key, "mirrors.", 8)) {
+		if (!strstr(key + 8, "://") || !strstr(v, "://") || strchr(key + 8, '=')) {
+			*why = "a channel URL mapped to a mirror's URL (https://, http:// or "
+			       "file://)";
+			return -EINVAL;
+		}
+		if (c->nmirrors == CONFIG_LIST_MAX ||
+		    strlen(key + 8) + strlen(v) + 2 > sizeof(c->mirrors[0])) {
+			*why = "too many mirrors (at most 16) or too long";
+			return -EINVAL;
+		}
+		snprintf(c->mirrors[c->nmirrors++], sizeof(c->mirrors[0]), "%s=%s", key + 8, v);
+		return 0;
+	}
 	*why = "unknown key (known: store, mountpoint, threads, log_level, gc.unused_for, "
-	       "gc.grace)";
+	       "gc.grace, pkgs_dirs, mirrors)";
 	return -EINVAL;
 }
 
@@ -127,10 +153,11 @@ static void key_copy(char *dst, size_t size, const char *section, const char *na
 }
 
 /* Keys set so far, with their lines: a repeated key is an error, not a silent override.
- * There are seven keys (gc among them), and an unknown one stops the parse. */
+ * There are nine keys (gc and mirrors among them) and up to 16 mirrors; an unknown key
+ * stops the parse. */
 struct seen {
-	char key[8][128];
-	unsigned long line[8];
+	char key[9 + CONFIG_LIST_MAX][1024];
+	unsigned long line[9 + CONFIG_LIST_MAX];
 	int n;
 };
 
@@ -156,9 +183,9 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 	struct seen seen = {.n = 0};
 	yaml_parser_t p;
 	yaml_event_t ev;
-	char section[64] = "", key[128] = "";
+	char section[64] = "", key[1024] = "";
 	int depth = 0, docs = 0, r = 0;
-	bool have_key = false, done = false;
+	bool have_key = false, done = false, in_list = false;
 
 	config_defaults(&c);
 	if (!yaml_parser_initialize(&p))
@@ -193,8 +220,9 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 			            name, line, have_key ? key : "key");
 			break;
 		case YAML_MAPPING_START_EVENT:
-			if (depth == 1 && have_key && !strcmp(key, "gc")) {
-				snprintf(section, sizeof(section), "gc");
+			if (depth == 1 && have_key && !in_list &&
+			    (!strcmp(key, "gc") || !strcmp(key, "mirrors"))) {
+				snprintf(section, sizeof(section), "%s", key);
 				have_key = false;
 			} else if (depth >= 1) {
 				r = err_set(err, -EINVAL, "%s:%lu: %s: not a section", name, line,
@@ -207,8 +235,16 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 			section[0] = '\0';
 			break;
 		case YAML_SEQUENCE_START_EVENT:
-			r = err_set(err, -EINVAL, "%s:%lu: %s: a list is not a value here", name,
-			            line, have_key ? key : "document");
+			/* pkgs_dirs is the one list: its items are set one by one. */
+			if (depth == 1 && have_key && !in_list && !strcmp(key, "pkgs_dirs"))
+				in_list = true;
+			else
+				r = err_set(err, -EINVAL, "%s:%lu: %s: a list is not a value here",
+				            name, line, have_key ? key : "document");
+			break;
+		case YAML_SEQUENCE_END_EVENT:
+			in_list = false;
+			have_key = false;
 			break;
 		case YAML_SCALAR_EVENT: {
 			const char *v = (const char *)ev.data.scalar.value;
@@ -231,7 +267,7 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 				if (apply(&c, key, v, &why))
 					r = err_set(err, -EINVAL, "%s:%lu: %s: %s", name, line, key,
 					            why);
-				have_key = false;
+				have_key = in_list;
 			}
 			break;
 		}

@@ -407,13 +407,14 @@ static int cmd_install(const struct cli *c)
 	struct not_run nr = {.n = 0};
 	struct cfs_err err = {{0}};
 	struct progress prog;
+	/* The command line's mirrors and caches, then the config file's. */
+	const char *mirrors[64 + CONFIG_LIST_MAX], *pkgs_dirs[64 + CONFIG_LIST_MAX];
+	size_t nm = c->nmirrors, np = c->npkgs_dirs;
 	struct install_opts o = {
 	        .platform = c->platform,
 	        .environment = c->environment,
-	        .mirrors = c->mirrors,
-	        .nmirrors = c->nmirrors,
-	        .pkgs_dirs = c->pkgs_dirs,
-	        .npkgs_dirs = c->npkgs_dirs,
+	        .mirrors = mirrors,
+	        .pkgs_dirs = pkgs_dirs,
 	        .fetching = progress_fetch,
 	        .ingest = {.progress = progress_update,
 	                   .warn = print_install_warning,
@@ -430,6 +431,14 @@ static int cmd_install(const struct cli *c)
 
 	if ((r = need_args(c, 1)))
 		return r;
+	memcpy(mirrors, c->mirrors, nm * sizeof(*mirrors));
+	memcpy(pkgs_dirs, c->pkgs_dirs, np * sizeof(*pkgs_dirs));
+	for (int i = 0; i < c->config.nmirrors; i++)
+		mirrors[nm++] = c->config.mirrors[i];
+	for (int i = 0; i < c->config.npkgs_dirs; i++)
+		pkgs_dirs[np++] = c->config.pkgs_dirs[i];
+	o.nmirrors = nm;
+	o.npkgs_dirs = np;
 	if (!c->platform) {
 		r = pkgset_from_lock(c->argv[0], NULL, c->environment, &lock, &err);
 		if (r)

@@ -233,9 +233,12 @@ with t.section("from a package cache, with no channel"):
     store2 = t.path("store-cache")
     e = t.env("sci")
     before = len(ch.gets)
-    r = install(store2, e["locks"]["explicit"], "--pkgs-dir", pkgs_dir,
-                "--channel-mirror", f"{URL}=http://127.0.0.1:1")
-    t.ok("install with --pkgs-dir and an unreachable channel", r)
+    # The cache and the (unreachable) mirror from the config file, as an admin sets them.
+    cfg = t.path("condafs.yml")
+    with open(cfg, "w") as f:
+        f.write(f"pkgs_dirs:\n  - {pkgs_dir}\nmirrors:\n  {URL}: http://127.0.0.1:1\n")
+    r = install(store2, e["locks"]["explicit"], "--config", cfg)
+    t.ok("install with the config's pkgs_dirs and an unreachable mirror", r)
     t.eq("nothing was fetched", len(ch.gets), before)
     t.eq("the same hash", r.out.strip(), t.cfs(None, "hash", e["locks"]["explicit"]).out.strip())
     t.verify_clean("verify exits 0", store2)

@@ -71,6 +71,20 @@ static void test_example(void)
 	CHECK_STR(c.store, "/s");
 	CHECK(load("", &c, &err) == 0);
 	CHECK_STR(c.store, "/var/lib/condafs");
+	CHECK(c.npkgs_dirs == 0 && c.nmirrors == 0);
+	/* install's package caches and mirrors, in the file's order. */
+	CHECK(load("pkgs_dirs:\n  - /opt/conda/pkgs\n  - /srv/pkgs\n"
+	           "mirrors:\n  https://conda.example/forge: http://10.0.0.1/forge\n"
+	           "  https://conda.example/main: file:///srv/main\n",
+	           &c, &err) == 0);
+	CHECK(c.npkgs_dirs == 2 && c.nmirrors == 2);
+	CHECK_STR(c.pkgs_dirs[0], "/opt/conda/pkgs");
+	CHECK_STR(c.pkgs_dirs[1], "/srv/pkgs");
+	CHECK_STR(c.mirrors[0], "https://conda.example/forge=http://10.0.0.1/forge");
+	CHECK_STR(c.mirrors[1], "https://conda.example/main=file:///srv/main");
+	CHECK(load("pkgs_dirs: /one\n", &c, &err) == 0);
+	CHECK(c.npkgs_dirs == 1);
+	CHECK_STR(c.pkgs_dirs[0], "/one");
 }
 
 static void test_refused(void)
@@ -93,13 +107,21 @@ static void test_refused(void)
 	/* What was refused before still is, naming the line. */
 	REFUSED("store: /x\nmount_point: /y\n",
 	        "2: mount_point: unknown key (known: store, mountpoint, threads, log_level, "
-	        "gc.unused_for, gc.grace)");
+	        "gc.unused_for, gc.grace, pkgs_dirs, mirrors)");
 	REFUSED("threads: [1]\n", "1: threads: a list is not a value here");
 	/* A key is shown with its control bytes escaped: a message is one line. */
 	REFUSED("\"a\\nb\\e[31m\": 1\n",
 	        "1: a\\x0ab\\x1b[31m: unknown key (known: store, "
-	        "mountpoint, threads, log_level, gc.unused_for, gc.grace)");
+	        "mountpoint, threads, log_level, gc.unused_for, gc.grace, pkgs_dirs, mirrors)");
 	REFUSED("store: relative\n", "1: store: must be an absolute path");
+	REFUSED("pkgs_dirs:\n  - /a\n  - rel\n", "3: pkgs_dirs: each must be an absolute path");
+	REFUSED("pkgs_dirs: [/a]\npkgs_dirs: [/b]\n", "2: pkgs_dirs: set twice (first at line 1)");
+	REFUSED("pkgs_dirs: [[/a]]\n", "1: pkgs_dirs: a list is not a value here");
+	REFUSED("mirrors:\n  https://a/x: nowhere\n",
+	        "2: mirrors.https://a/x: a channel URL mapped to a mirror's URL (https://, "
+	        "http:// or file://)");
+	REFUSED("mirrors:\n  https://a/x: http://b\n  https://a/x: http://c\n",
+	        "3: mirrors.https://a/x: set twice (first at line 2)");
 }
 
 int main(void)

@@ -583,6 +583,8 @@ int store_relocate_pyc(const char *relpath, const void *data, size_t len, const 
 
 #define CONFIG_PATH "/etc/condafs/condafs.yml"
 
+#define CONFIG_LIST_MAX 16
+
 struct config {
 	char store[4096];      /* default /var/lib/condafs */
 	char mountpoint[4096]; /* default /envs */
@@ -590,6 +592,12 @@ struct config {
 	int64_t gc_grace;      /* seconds, default 1 hour: used this recently, never collected */
 	int threads;           /* daemon worker threads, 0 = its own choice */
 	int log_level;         /* syslog levels: 3 err ... 7 debug, default 6 */
+	/* install: package caches searched first (pkgs_dirs:), and channel mirrors
+	 * (mirrors:, "FROM=TO" as --channel-mirror takes them), in the file's order. */
+	char pkgs_dirs[CONFIG_LIST_MAX][1024];
+	int npkgs_dirs;
+	char mirrors[CONFIG_LIST_MAX][2048];
+	int nmirrors;
 };
 
 /* The defaults, then path's settings over them. A missing file at the default path is not
