@@ -37,6 +37,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,7 @@ struct install {
 	char work_name[64];
 	char *work; /* absolute path of the temporary directory */
 	int dl_fd, pkgs_fd, gen_fd;
+	pthread_mutex_t warn_mu; /* warnings come from the unpacking threads too */
 };
 
 static void warn(const struct install *ins, const char *fmt, ...)
@@ -91,7 +93,9 @@ static void warn(const struct install *ins, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	pthread_mutex_lock((pthread_mutex_t *)&ins->warn_mu);
 	ins->opts->ingest.warn(ins->opts->ingest.ctx, msg);
+	pthread_mutex_unlock((pthread_mutex_t *)&ins->warn_mu);
 }
 
 /* ours: owned by us and writable by no one else (N1, N2). */
@@ -358,6 +362,73 @@ out:
 	return r;
 }
 
+/* Unpacking in parallel: checking and extracting the archives is most of a cold install,
+ * and each is independent of the others. */
+#define UNPACK_THREADS_MAX 8
+
+struct unpack_pool {
+	struct install *ins;
+	bool cached; /* this round: the caches' archives, else the downloaded ones */
+	pthread_mutex_t mu;
+	size_t next, failed; /* the failed package's index, SIZE_MAX: none yet */
+	int r;
+	struct cfs_err *err;
+};
+
+static void *unpack_worker(void *arg)
+{
+	struct unpack_pool *p = arg;
+	struct cfs_err err = {{0}};
+
+	for (;;) {
+		struct source *s;
+		size_t i;
+		int r;
+
+		pthread_mutex_lock(&p->mu);
+		i = p->next++;
+		r = p->r;
+		pthread_mutex_unlock(&p->mu);
+		if (r || i >= p->ins->n)
+			return NULL;
+		s = &p->ins->src[i];
+		if (s->dir || (p->cached && !s->archive))
+			continue;
+		r = unpack(p->ins, s, &err);
+		if (r) {
+			pthread_mutex_lock(&p->mu);
+			/* Of the failures, the first in the lock's order is the one reported. */
+			if (i < p->failed) {
+				p->failed = i;
+				p->r = r;
+				*p->err = err;
+			}
+			pthread_mutex_unlock(&p->mu);
+		}
+	}
+}
+
+static int unpack_all(struct install *ins, bool cached, struct cfs_err *err)
+{
+	struct unpack_pool p = {.ins = ins, .cached = cached, .failed = SIZE_MAX, .err = err};
+	pthread_t th[UNPACK_THREADS_MAX];
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t n = cpus < 1 ? 1 : cpus > UNPACK_THREADS_MAX ? UNPACK_THREADS_MAX : (size_t)cpus;
+	size_t started = 0;
+
+	if (n > ins->n)
+		n = ins->n;
+	pthread_mutex_init(&p.mu, NULL);
+	for (; started + 1 < n; started++)
+		if (pthread_create(&th[started], NULL, unpack_worker, &p) != 0)
+			break;
+	unpack_worker(&p);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	pthread_mutex_destroy(&p.mu);
+	return p.r;
+}
+
 /* mkdir -p of rel's parents beneath dfd. */
 static int make_parents(int dfd, const char *rel)
 {
@@ -607,7 +678,8 @@ int store_install(struct store *st, const char *lock, const struct install_opts 
 	                      .work_fd = -1,
 	                      .dl_fd = -1,
 	                      .pkgs_fd = -1,
-	                      .gen_fd = -1};
+	                      .gen_fd = -1,
+	                      .warn_mu = PTHREAD_MUTEX_INITIALIZER};
 	struct store_env env;
 	char hash[33];
 	int r;
@@ -633,14 +705,12 @@ int store_install(struct store *st, const char *lock, const struct install_opts 
 	if (!r)
 		r = open_work(&ins, err);
 	/* The caches' archives first: one that fails its digest is downloaded. */
-	for (size_t i = 0; !r && i < ins.n; i++)
-		if (ins.src[i].archive)
-			r = unpack(&ins, &ins.src[i], err);
+	if (!r)
+		r = unpack_all(&ins, true, err);
 	if (!r)
 		r = download(&ins, err);
-	for (size_t i = 0; !r && i < ins.n; i++)
-		if (!ins.src[i].dir)
-			r = unpack(&ins, &ins.src[i], err);
+	if (!r)
+		r = unpack_all(&ins, false, err);
 	if (!r)
 		r = link_and_store(&ins, hash, ret_result, err);
 	if (r)
