@@ -17,8 +17,9 @@
  *     every file the environment takes from it are ours and writable by no one else: a
  *     user's cache may say anything of itself.
  * N3: everything the install writes is in its temporary directory (object.h
- *     object_tmp_open), removed when it ends and by the next ingest or gc when it dies; the
- *     catalog changes only in the ingest's one transaction (I2).
+ *     object_tmp_open), removed when it ends and by the next ingest, install or gc when it
+ *     dies (also one that finds its environment stored); the catalog changes only in the
+ *     ingest's one transaction (I2).
  */
 #include "condafs/store.h"
 
@@ -565,6 +566,9 @@ int store_install(struct store *st, const char *lock, const struct install_opts 
 	pkgset_hash(ins.set, hash);
 	r = catalog_env_by_hash(st->cat, hash, &env, err);
 	if (r == 0) {
+		/* Storing nothing, it still clears what dead ingests and installs left, as an
+		 * ingest of a stored prefix does (N3); failing to is no reason to fail. */
+		object_tmp_clean(st->fd, false, NULL, NULL, NULL);
 		*ret_result = INGEST_PRESENT;
 		goto done;
 	}
