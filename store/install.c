@@ -440,6 +440,15 @@ static void plan_warn(void *arg, const char *line)
 	warn(arg, "%s", line);
 }
 
+/* The environment hash names is in the catalog. */
+static bool stored(struct store *st, const char *hash)
+{
+	struct cfs_err ignored;
+	struct store_env env;
+
+	return catalog_env_by_hash(st->cat, hash, &env, &ignored) == 0;
+}
+
 /* Link, then the ingest's phases over the plan. */
 static int link_and_store(struct install *ins, const char *hash, enum ingest_result *ret_result,
                           struct cfs_err *err)
@@ -509,6 +518,16 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 		r = ingest_plan_nodes(&in, plan, pkg_fds, err);
 	if (!r)
 		r = ingest_phases(&in, hash, ins->set, ret_result, err);
+	if (r == -EEXIST && stored(ins->st, hash)) {
+		/* Stored meanwhile, by another install of this lock or an ingest of a prefix
+		 * of its set. Its tree differs from this one, as any two installs' trees do by
+		 * the time each stamps; but the hash names the environment, and an install
+		 * that finds it stored as it begins takes it as it is (store_install): so
+		 * does one that finds it stored at the end. */
+		err->msg[0] = '\0';
+		*ret_result = INGEST_PRESENT;
+		r = 0;
+	}
 out:
 	ingest_release(&in);
 	for (size_t i = 0; pkg_fds && i < ins->n; i++)
