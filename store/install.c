@@ -17,8 +17,9 @@
  *     every file the environment takes from it are ours and writable by no one else: a
  *     user's cache may say anything of itself.
  * N3: everything the install writes is in its temporary directory (object.h
- *     object_tmp_open), removed when it ends and by the next ingest or gc when it dies; the
- *     catalog changes only in the ingest's one transaction (I2).
+ *     object_tmp_open), removed when it ends and by the next ingest, install or gc when it
+ *     dies (also one that finds its environment stored); the catalog changes only in the
+ *     ingest's one transaction (I2).
  */
 #include "condafs/store.h"
 
@@ -558,6 +559,15 @@ static int check_trusted(struct install *ins, const struct link_plan *plan, cons
 	return 0;
 }
 
+/* The environment hash names is in the catalog. */
+static bool stored(struct store *st, const char *hash)
+{
+	struct cfs_err ignored;
+	struct store_env env;
+
+	return catalog_env_by_hash(st->cat, hash, &env, &ignored) == 0;
+}
+
 /* Link, then the ingest's phases over the plan. */
 static int link_and_store(struct install *ins, const char *hash, enum ingest_result *ret_result,
                           struct cfs_err *err)
@@ -634,6 +644,16 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 		r = ingest_plan_nodes(&in, plan, pkg_fds, err);
 	if (!r)
 		r = ingest_phases(&in, hash, ins->set, ret_result, err);
+	if (r == -EEXIST && stored(ins->st, hash)) {
+		/* Stored meanwhile, by another install of this lock or an ingest of a prefix
+		 * of its set. Its tree differs from this one, as any two installs' trees do by
+		 * the time each stamps; but the hash names the environment, and an install
+		 * that finds it stored as it begins takes it as it is (store_install): so
+		 * does one that finds it stored at the end. */
+		err->msg[0] = '\0';
+		*ret_result = INGEST_PRESENT;
+		r = 0;
+	}
 out:
 	ingest_release(&in);
 	for (size_t i = 0; pkg_fds && i < ins->n; i++)
@@ -692,6 +712,9 @@ int store_install(struct store *st, const char *lock, const struct install_opts 
 	pkgset_hash(ins.set, hash);
 	r = catalog_env_by_hash(st->cat, hash, &env, err);
 	if (r == 0) {
+		/* Storing nothing, it still clears what dead ingests and installs left, as an
+		 * ingest of a stored prefix does (N3); failing to is no reason to fail. */
+		object_tmp_clean(st->fd, false, NULL, NULL, NULL);
 		*ret_result = INGEST_PRESENT;
 		goto done;
 	}
