@@ -58,6 +58,41 @@ static int find_parents(const struct link_plan *plan, size_t n, size_t *parent, 
 	return 0;
 }
 
+/* A pyc the compiler did not make (its source does not compile) is not in the tree, nor a
+ * directory made only for such pycs: gone[i] set, *ret_ngone counted. Children sort after
+ * their parent, so going backwards a directory's children are counted before it is seen. */
+static int drop_missing_pycs(struct ingest *in, const struct link_plan *plan, size_t n,
+                             const size_t *parent, bool *gone, size_t *ret_ngone,
+                             struct cfs_err *err)
+{
+	size_t *kids = calloc(n ? n : 1, sizeof(*kids)), *live = calloc(n ? n : 1, sizeof(*live));
+	struct stat sb;
+
+	*ret_ngone = 0;
+	if (!kids || !live) {
+		free(kids);
+		free(live);
+		return err_set(err, -ENOMEM, "out of memory");
+	}
+	for (size_t i = n; i-- > 0;) {
+		const struct link_entry *e = link_plan_entry(plan, i);
+
+		if (e->pyc_of && fstatat(in->root_fd, e->path, &sb, AT_SYMLINK_NOFOLLOW) < 0 &&
+		    errno == ENOENT)
+			gone[i] = true;
+		if (e->type == LINK_DIR && e->pkg == LINK_GENERATED && kids[i] > 0 && live[i] == 0)
+			gone[i] = true;
+		if (parent[i] != SIZE_MAX) {
+			kids[parent[i]]++;
+			live[parent[i]] += !gone[i];
+		}
+		*ret_ngone += gone[i];
+	}
+	free(kids);
+	free(live);
+	return 0;
+}
+
 /* Node k from plan entry e: attributes from the plan, identity from its source file. */
 static int fill_node(struct ingest *in, struct inode *k, const struct link_entry *e,
                      const int *pkg_fds, struct cfs_err *err)
@@ -130,16 +165,9 @@ int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan, const int
 	r = find_parents(plan, n, parent, err);
 	if (r)
 		goto out;
-	/* A pyc the compiler did not make (its source does not compile) is not in the tree. */
-	for (size_t i = 0; i < n; i++) {
-		const struct link_entry *e = link_plan_entry(plan, i);
-
-		if (e->pyc_of && fstatat(in->root_fd, e->path, &sb, AT_SYMLINK_NOFOLLOW) < 0 &&
-		    errno == ENOENT) {
-			gone[i] = true;
-			ngone++;
-		}
-	}
+	r = drop_missing_pycs(in, plan, n, parent, gone, &ngone, err);
+	if (r)
+		goto out;
 	/* Children grouped by parent (slot 0: the top; i + 1: entry i), each group in the
 	 * plan's order, which is by name: a counting sort. */
 	for (size_t i = 0; i < n; i++)

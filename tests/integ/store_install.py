@@ -11,12 +11,15 @@ clear line, nothing stored, verify clean."""
 
 import functools
 import hashlib
+import io
 import http.server
 import json
 import os
 import shutil
 import stat
 import subprocess
+import tarfile
+import tempfile
 import threading
 
 import lib
@@ -348,6 +351,55 @@ with t.section("real packages from file:// URLs"):
     t.fails_clearly("a .conda without metadata.json is refused", r, "symlink-test-1.0.0-0.conda",
                     "metadata.json")
     t.eq("nothing stored", t.ls(st) if os.path.isdir(st) else [], [])
+
+with t.section("the .pyc compiler runs as nobody, and may write nothing"):
+    # A hostile "python": a script that reports who it runs as through the names of the
+    # files it creates in a directory anyone may write, then tries what it must not do.
+    probe = tempfile.mkdtemp(prefix="condafs-probe-", dir="/tmp")
+    os.chmod(probe, 0o1777)
+    script = f"""#!/bin/sh
+d={probe}
+/usr/bin/touch "$d/uid-$(/usr/bin/id -u)-gid-$(/usr/bin/id -g)-groups-$(/usr/bin/id -G)"
+/bin/ls /proc/self/cwd >/dev/null 2>&1 && /usr/bin/touch "$d/listed-its-directory"
+/bin/cat /etc/shadow >/dev/null 2>&1 && /usr/bin/touch "$d/read-shadow"
+echo data > "$d/wrote"
+exit 3
+""".encode()
+    fn = "python-3.11.0-hostile_0.tar.bz2"
+    d = t.path("realchan", "linux-64")
+    os.makedirs(d, exist_ok=True)
+    with tarfile.open(os.path.join(d, fn), "w:bz2") as tar:
+        def add(name, data, mode=0o644):
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.mode, ti.mtime = len(data), mode, 1700000000
+            tar.addfile(ti, io.BytesIO(data))
+        add("info/index.json", json.dumps({
+            "name": "python", "version": "3.11.0", "build": "hostile_0", "build_number": 0,
+            "subdir": "linux-64", "depends": []}).encode())
+        add("info/paths.json", json.dumps({"paths_version": 1, "paths": [{
+            "_path": "bin/python3.11", "path_type": "hardlink",
+            "sha256": hashlib.sha256(script).hexdigest(),
+            "size_in_bytes": len(script)}]}).encode())
+        add("bin/python3.11", script, 0o755)
+    lock = real_lock("hostile-python", {"linux-64": [fn], "noarch": [
+        "clobber-pynoarch-1-0.1.0-pyh4616a5c_0.tar.bz2"]})
+    st = t.path("store-hostile-python")
+    r = install(st, lock)
+    t.ok("install with a python that does not compile", r)
+    # Killed by SIGXFSZ as it writes a byte (the script's exit 3 is never reached).
+    t.check("its failure is a warning naming it",
+            any("python3.11" in w and "not compiled" in w for w in r.warnings()), r)
+    t.eq("it ran as nobody with no groups, could not list the install's directory, read "
+         "/etc/shadow or write a byte", sorted(os.listdir(probe)),
+         ["uid-65534-gid-65534-groups-65534", "wrote"])
+    t.eq("(the file it made is empty)", os.path.getsize(os.path.join(probe, "wrote")), 0)
+    h = r.out.strip()
+    x = t.path("x-hostile")
+    if t.ok("export", t.export(st, h, x)):
+        t.eq("no .pyc", os.listdir(os.path.join(x, "lib/python3.11/site-packages/clobber")),
+             ["clobber.py"])
+    t.verify_clean("verify exits 0", st)
+    shutil.rmtree(probe)
 
 with t.section("bad input stores nothing"):
     bad_store = t.path("store-bad")
