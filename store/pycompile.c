@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -36,9 +37,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define PYC_MAX   (64u << 20)
-#define NOBODY_ID 65534
-#define CPU_SECS  600
+#define PYC_MAX       (64u << 20)
+#define NOBODY_ID     65534
+#define CPU_SECS      600
+#define COMPILERS_MAX 8
+#define JOBS_MIN      64
 
 /* Sources named on stdin ("path<TAB>name\n"); each pyc on stdout as 8 bytes of length
  * (little endian; 0: the source does not compile) and its bytes, as compileall writes a
@@ -248,6 +251,88 @@ static int take_pycs(int fd, const struct job *jobs, size_t n, size_t *ret_done,
 	return r;
 }
 
+/* One compiler, over its share of the jobs, on a thread of its own: each reads its
+ * compiler's pipe, so none waits for another to be read. */
+struct share {
+	const struct job *jobs;
+	size_t n;
+	const char *const *dirs;
+	const char *exe;
+	char *const *envp;
+	int cwd_fd;
+	bool drop;
+	uid_t uid;
+	gid_t gid;
+	int (*put)(void *, const struct link_entry *, const uint8_t *, size_t, struct cfs_err *);
+	void (*warn)(void *, const char *);
+	void *arg;
+	int r;
+	struct cfs_err err;
+};
+
+static void *compile_share(void *arg)
+{
+	static char *const argv[] = {"python", "-s", "-S", "-B", "-c", (char *)compile_py, NULL};
+	struct share *sh = arg;
+	const struct rlimit none = {0, 0}, cpu = {CPU_SECS, CPU_SECS};
+	int in = -1, p[2] = {-1, -1}, status = 0;
+	size_t done = 0;
+	pid_t pid;
+
+	sh->r = write_jobs(sh->jobs, sh->n, sh->dirs, &in);
+	if (sh->r) {
+		err_set(&sh->err, sh->r, "the .pyc jobs: %s", strerror(-sh->r));
+		return NULL;
+	}
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		sh->r = err_set(&sh->err, neg_errno(), "pipe: %s", strerror(errno));
+		goto out;
+	}
+	pid = fork();
+	if (pid < 0) {
+		sh->r = err_set(&sh->err, neg_errno(), "%s: %s", sh->exe, strerror(errno));
+		goto out;
+	}
+	if (pid == 0) {
+		/* P1. Only async-signal-safe calls until exec. */
+		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+		if (null < 0 || child_fd(in, 0) || child_fd(p[1], 1) || child_fd(null, 2) ||
+		    fchdir(sh->cwd_fd) < 0 || setrlimit(RLIMIT_FSIZE, &none) < 0 ||
+		    setrlimit(RLIMIT_CORE, &none) < 0 || setrlimit(RLIMIT_CPU, &cpu) < 0)
+			_exit(126);
+		if (sh->drop &&
+		    (setgroups(0, NULL) < 0 || setresgid(sh->gid, sh->gid, sh->gid) < 0 ||
+		     setresuid(sh->uid, sh->uid, sh->uid) < 0))
+			_exit(126);
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+			_exit(126);
+		execve(sh->exe, argv, sh->envp);
+		_exit(127);
+	}
+	close(p[1]);
+	p[1] = -1;
+	sh->r = take_pycs(p[0], sh->jobs, sh->n, &done, sh->put, sh->warn, sh->arg, &sh->err);
+	close(p[0]);
+	p[0] = -1;
+	if (done < sh->n)
+		kill(pid, SIGKILL);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!sh->r && done < sh->n)
+		warnf(sh->warn, sh->arg,
+		      "%s: %s %d after %zu of %zu sources: the other noarch .pyc are not compiled",
+		      sh->exe, WIFSIGNALED(status) ? "killed by signal" : "exited with status",
+		      WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), done, sh->n);
+out:
+	close(in);
+	if (p[0] >= 0)
+		close(p[0]);
+	if (p[1] >= 0)
+		close(p[1]);
+	return NULL;
+}
+
 int pycompile_plan(const struct link_plan *plan, const char *const *dirs, const int *pkg_fds,
                    int cwd_fd,
                    int (*put)(void *arg, const struct link_entry *e, const uint8_t *data,
@@ -255,15 +340,15 @@ int pycompile_plan(const struct link_plan *plan, const char *const *dirs, const 
                    void (*warn)(void *arg, const char *line), void *arg, struct cfs_err *err)
 {
 	const struct link_entry *py = find_python(plan);
-	size_t n = 0, cap = 0, done = 0;
+	struct share sh[COMPILERS_MAX];
+	pthread_t th[COMPILERS_MAX];
+	size_t n = 0, cap = 0, nsh, started = 0;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	struct job *jobs = NULL;
 	char *exe = NULL, *home = NULL;
-	int in = -1, p[2] = {-1, -1}, status = 0, r = 0;
+	int r = 0;
 	bool drop = geteuid() == 0;
 	const struct passwd *pw = drop ? getpwnam("nobody") : NULL;
-	uid_t uid = pw ? pw->pw_uid : NOBODY_ID;
-	gid_t gid = pw ? pw->pw_gid : NOBODY_ID;
-	pid_t pid;
 
 	for (size_t i = 0; i < link_plan_count(plan); i++)
 		cap += link_plan_entry(plan, i)->pyc_of != NULL;
@@ -271,8 +356,7 @@ int pycompile_plan(const struct link_plan *plan, const char *const *dirs, const 
 		return 0;
 	if (!py) {
 		warnf(warn, arg,
-		      "no bin/python%s in the environment: its noarch .pyc are not "
-		      "compiled",
+		      "no bin/python%s in the environment: its noarch .pyc are not compiled",
 		      link_plan_python(plan) ? link_plan_python(plan) : "");
 		return 0;
 	}
@@ -303,63 +387,49 @@ int pycompile_plan(const struct link_plan *plan, const char *const *dirs, const 
 		jobs[n].pyc = e;
 		jobs[n++].src = s;
 	}
-	r = write_jobs(jobs, n, dirs, &in);
-	if (r) {
-		r = err_set(err, r, "the .pyc jobs: %s", strerror(-r));
+	if (!n)
 		goto out;
-	}
-	if (pipe2(p, O_CLOEXEC) < 0) {
-		r = err_set(err, neg_errno(), "pipe: %s", strerror(errno));
-		goto out;
-	}
+	/* One compiler a core, each with a share of at least JOBS_MIN sources: a python
+	 * starts in tens of milliseconds. */
+	nsh = cpus < 1 ? 1 : (size_t)cpus;
+	if (nsh > COMPILERS_MAX)
+		nsh = COMPILERS_MAX;
+	if (nsh > n / JOBS_MIN)
+		nsh = n / JOBS_MIN ? n / JOBS_MIN : 1;
 	{
-		char *const argv[] = {"python", "-s", "-S", "-B", "-c", (char *)compile_py, NULL};
 		char *const envp[] = {home, "PYTHONDONTWRITEBYTECODE=1", "LC_ALL=C.UTF-8", NULL};
-		const struct rlimit none = {0, 0}, cpu = {CPU_SECS, CPU_SECS};
 
-		pid = fork();
-		if (pid < 0) {
-			r = err_set(err, neg_errno(), "%s: %s", exe, strerror(errno));
-			goto out;
-		}
-		if (pid == 0) {
-			/* P1. Only async-signal-safe calls until exec. */
-			int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		for (size_t k = 0; k < nsh; k++) {
+			size_t lo = n * k / nsh, hi = n * (k + 1) / nsh;
 
-			if (null < 0 || child_fd(in, 0) || child_fd(p[1], 1) || child_fd(null, 2) ||
-			    fchdir(cwd_fd) < 0 || setrlimit(RLIMIT_FSIZE, &none) < 0 ||
-			    setrlimit(RLIMIT_CORE, &none) < 0 || setrlimit(RLIMIT_CPU, &cpu) < 0)
-				_exit(126);
-			if (drop && (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 ||
-			             setresuid(uid, uid, uid) < 0))
-				_exit(126);
-			if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-				_exit(126);
-			execve(exe, argv, envp);
-			_exit(127);
+			sh[k] = (struct share){.jobs = jobs + lo,
+			                       .n = hi - lo,
+			                       .dirs = dirs,
+			                       .exe = exe,
+			                       .envp = envp,
+			                       .cwd_fd = cwd_fd,
+			                       .drop = drop,
+			                       .uid = pw ? pw->pw_uid : NOBODY_ID,
+			                       .gid = pw ? pw->pw_gid : NOBODY_ID,
+			                       .put = put,
+			                       .warn = warn,
+			                       .arg = arg};
 		}
+		for (; started + 1 < nsh; started++)
+			if (pthread_create(&th[started], NULL, compile_share, &sh[started]) != 0)
+				break;
+		/* The rest on this thread: the last share, and any a thread was not made for. */
+		for (size_t k = started; k < nsh; k++)
+			compile_share(&sh[k]);
+		for (size_t k = 0; k < started; k++)
+			pthread_join(th[k], NULL);
 	}
-	close(p[1]);
-	p[1] = -1;
-	r = take_pycs(p[0], jobs, n, &done, put, warn, arg, err);
-	close(p[0]);
-	p[0] = -1;
-	if (done < n)
-		kill(pid, SIGKILL);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (!r && done < n)
-		warnf(warn, arg,
-		      "%s: %s %d after %zu of %zu sources: the other noarch .pyc are not compiled",
-		      exe, WIFSIGNALED(status) ? "killed by signal" : "exited with status",
-		      WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), done, n);
+	for (size_t k = 0; k < nsh && !r; k++)
+		if (sh[k].r) {
+			r = sh[k].r;
+			*err = sh[k].err;
+		}
 out:
-	if (in >= 0)
-		close(in);
-	if (p[0] >= 0)
-		close(p[0]);
-	if (p[1] >= 0)
-		close(p[1]);
 	free(jobs);
 	free(exe);
 	free(home);
