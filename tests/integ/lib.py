@@ -11,7 +11,9 @@ The corpus is built once per checkout (both builds) and shared by every test (co
 import argparse
 import contextlib
 import fcntl
+import functools
 import hashlib
+import http.server
 import json
 import os
 import re
@@ -21,6 +23,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -786,3 +789,101 @@ def image_files(store):
             p = os.path.join(d, f)
             out[p] = os.lstat(p).st_blocks * 512
     return out
+
+
+def lstat_tree(root):
+    """{relative path: lstat} of everything under root."""
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            out[os.path.relpath(p, root)] = os.lstat(p)
+    return out
+
+
+def same_bytes(a, b):
+    """Files a and b hold the same bytes (one inode does)."""
+    sa, sb = os.stat(a), os.stat(b)
+    if (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino):
+        return True
+    if sa.st_size != sb.st_size:
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(1 << 20), fb.read(1 << 20)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+class Channel:
+    """A conda channel directory served over HTTP on 127.0.0.1, for --channel-mirror
+    url=<it>. Counts the GETs of each file, and can stall one response half-way (stall())
+    until release()."""
+
+    def __init__(self, directory, url):
+        self.url = url
+        self.gets = {}
+        self.lock = threading.Lock()
+        self.stall_name = None
+        self.half_sent = threading.Event()
+        self.released = threading.Event()
+        outer = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                name = os.path.basename(self.path)
+                with outer.lock:
+                    outer.gets[name] = outer.gets.get(name, 0) + 1
+                    stall = name == outer.stall_name
+                    if stall:
+                        outer.stall_name = None
+                if stall:
+                    self.send_half()
+                else:
+                    super().do_GET()
+
+            def send_half(self):
+                with open(self.translate_path(self.path), "rb") as f:
+                    data = f.read()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[:len(data) // 2])
+                self.wfile.flush()
+                outer.half_sent.set()
+                # The rest never comes: the client is killed meanwhile.
+                outer.released.wait(600)
+                self.close_connection = True
+
+        h = functools.partial(Handler, directory=directory)
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), h)
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def mirror(self):
+        return f"{self.url}=http://127.0.0.1:{self.port}"
+
+    def stall(self, name):
+        """The next GET of file name sends half of it, then blocks until release()."""
+        self.half_sent.clear()
+        self.released.clear()
+        with self.lock:
+            self.stall_name = name
+
+    def release(self):
+        self.released.set()
+
+    def count(self):
+        """{file name: GETs so far}."""
+        with self.lock:
+            return dict(self.gets)
+
+    def total(self):
+        with self.lock:
+            return sum(self.gets.values())

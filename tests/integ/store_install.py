@@ -9,10 +9,8 @@ modules and the noarch packages' entry points run. Bad input: a lock without URL
 with PyPI packages, a wrong digest, an unreachable channel, a corrupt archive: each one
 clear line, nothing stored, verify clean."""
 
-import functools
 import hashlib
 import io
-import http.server
 import json
 import os
 import shutil
@@ -20,7 +18,6 @@ import stat
 import subprocess
 import tarfile
 import tempfile
-import threading
 
 import lib
 
@@ -57,30 +54,6 @@ DIFFERENCES = {
     "whole seconds": "a package archive keeps mtimes in whole seconds; the corpus's package "
                      "cache kept nanoseconds",
 }
-
-
-class Channel:
-    """The corpus's channel over HTTP on 127.0.0.1; counts the archives fetched."""
-
-    def __init__(self):
-        self.gets = []
-        outer = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                outer.gets.append(self.path)
-                super().do_GET()
-
-        h = functools.partial(Handler, directory=channel)
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), h)
-        self.port = self.srv.server_address[1]
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-
-    def mirror(self):
-        return f"{URL}=http://127.0.0.1:{self.port}"
 
 
 def install(store, lock, *extra, **kw):
@@ -174,7 +147,8 @@ def compare(name, src, dst):
         # Their order is conda's (files, then pycs, then entry points); the corpus sorts.
         out["files"] = sorted(p for p in rec["files"] if p not in dirs)
         out["paths_data"] = sorted(
-            ({k: v for k, v in e.items() if k != "sha256_in_prefix" or "prefix_placeholder" not in e}
+            ({k: v for k, v in e.items()
+              if k != "sha256_in_prefix" or "prefix_placeholder" not in e}
              for e in rec["paths_data"]["paths"] if e["_path"] not in dirs),
             key=lambda e: e["_path"])
         return out
@@ -187,7 +161,7 @@ def compare(name, src, dst):
     t.eq(f"{name}: records equal conda's but for the package cache", bad, [])
 
 
-ch = Channel()
+ch = lib.Channel(channel, URL)
 store = t.path("store")
 
 with t.section("every corpus environment from the channel over HTTP"):
@@ -195,12 +169,12 @@ with t.section("every corpus environment from the channel over HTTP"):
         e = t.env(name)
         locks = e["locks"]
         want = t.cfs(None, "hash", locks["explicit"]).out.strip()
-        before = len(ch.gets)
+        before = ch.total()
         r = install(store, locks["explicit"], "--channel-mirror", ch.mirror())
         t.ok(f"{name}: install of the explicit lock ({r.secs:.1f}s)", r)
         t.eq(f"{name}: its hash is `condafs hash LOCK`'s", r.out.strip(), want)
-        t.check(f"{name}: the archives came over HTTP ({len(ch.gets) - before} fetched)",
-                len(ch.gets) > before)
+        t.check(f"{name}: the archives came over HTTP ({ch.total() - before} fetched)",
+                ch.total() > before)
         for fmt in ("conda_lock", "pixi_lock"):
             r = install(store, locks[fmt], "--channel-mirror", ch.mirror())
             t.eq(f"{name}: {fmt} names the same environment, already stored",
@@ -235,14 +209,14 @@ with t.section("every corpus environment from the channel over HTTP"):
 with t.section("from a package cache, with no channel"):
     store2 = t.path("store-cache")
     e = t.env("sci")
-    before = len(ch.gets)
+    before = ch.total()
     # The cache and the (unreachable) mirror from the config file, as an admin sets them.
     cfg = t.path("condafs.yml")
     with open(cfg, "w") as f:
         f.write(f"pkgs_dirs:\n  - {pkgs_dir}\nmirrors:\n  {URL}: http://127.0.0.1:1\n")
     r = install(store2, e["locks"]["explicit"], "--config", cfg)
     t.ok("install with the config's pkgs_dirs and an unreachable mirror", r)
-    t.eq("nothing was fetched", len(ch.gets), before)
+    t.eq("nothing was fetched", ch.total(), before)
     t.eq("the same hash", r.out.strip(), t.cfs(None, "hash", e["locks"]["explicit"]).out.strip())
     t.verify_clean("verify exits 0", store2)
 

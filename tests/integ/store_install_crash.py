@@ -35,12 +35,9 @@ hashes (the second of one lock finds it stored), verify is clean, no litter. Las
 environment that differs from a stored one by a single rebuilt package (small-rebuild)
 installs beside it."""
 
-import functools
-import http.server
 import os
 import re
 import subprocess
-import threading
 import time
 
 import lib
@@ -52,72 +49,7 @@ channel = os.path.realpath(os.path.join(
 URL = "https://channel.example.invalid/corpus"
 
 
-class Channel:
-    """The corpus's channel over HTTP on 127.0.0.1. Counts the GETs of each archive, and
-    can stall one response half-way (stall()) until release()."""
-
-    def __init__(self):
-        self.gets = {}
-        self.lock = threading.Lock()
-        self.stall_name = None
-        self.half_sent = threading.Event()
-        self.released = threading.Event()
-        outer = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                name = os.path.basename(self.path)
-                with outer.lock:
-                    outer.gets[name] = outer.gets.get(name, 0) + 1
-                    stall = name == outer.stall_name
-                    if stall:
-                        outer.stall_name = None
-                if stall:
-                    self.send_half()
-                else:
-                    super().do_GET()
-
-            def send_half(self):
-                with open(self.translate_path(self.path), "rb") as f:
-                    data = f.read()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data[:len(data) // 2])
-                self.wfile.flush()
-                outer.half_sent.set()
-                # The rest never comes: the client is killed meanwhile.
-                outer.released.wait(600)
-                self.close_connection = True
-
-        h = functools.partial(Handler, directory=channel)
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), h)
-        self.port = self.srv.server_address[1]
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-
-    def mirror(self):
-        return f"{URL}=http://127.0.0.1:{self.port}"
-
-    def stall(self, name):
-        """The next GET of archive name sends half of it, then blocks until release()."""
-        self.half_sent.clear()
-        self.released.clear()
-        with self.lock:
-            self.stall_name = name
-
-    def release(self):
-        self.released.set()
-
-    def count(self):
-        with self.lock:
-            return dict(self.gets)
-
-
-ch = Channel()
+ch = lib.Channel(channel, URL)
 
 
 def install_cmd(store, lock):

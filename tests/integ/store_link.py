@@ -83,31 +83,6 @@ def pip_paths(prefix):
     return out
 
 
-def walk(prefix):
-    """{relpath: lstat} of everything under prefix."""
-    out = {}
-    for d, dirs, files in os.walk(prefix):
-        for n in dirs + files:
-            p = os.path.join(d, n)
-            out[os.path.relpath(p, prefix)] = os.lstat(p)
-    return out
-
-
-def same_bytes(a, b):
-    sa, sb = os.stat(a), os.stat(b)
-    if (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino):
-        return True
-    if sa.st_size != sb.st_size:
-        return False
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        while True:
-            x, y = fa.read(1 << 20), fb.read(1 << 20)
-            if x != y:
-                return False
-            if not x:
-                return True
-
-
 def check_env(name):
     env = t.env(name)
     outdir = os.path.dirname(t.corpus()["pkgs_dir"])
@@ -136,7 +111,7 @@ def check_env(name):
             for p in records[fn]["paths_data"]["paths"]:
                 if p["path_type"] == "pyc_file":
                     noarch_pycs.add(p["_path"])
-    corpus = walk(prefix)
+    corpus = lib.lstat_tree(prefix)
     pip = pip_paths(prefix)
     want = {p for p in corpus if p not in pip and p not in POST_LINK_MADE}
     t.eq(f"{name}: the plan's paths are the prefix's but pip's and post-link's",
@@ -177,7 +152,7 @@ def check_env(name):
             if e["len"] != os.path.getsize(src):
                 bad_bytes.append((p, "len"))
             if e["placeholder"] is None:
-                if not same_bytes(src, full):
+                if not lib.same_bytes(src, full):
                     bad_bytes.append(p)
             else:
                 n_ph += 1

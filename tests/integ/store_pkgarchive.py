@@ -84,31 +84,11 @@ def tar_members(archive):
     return out
 
 
-def tree(root):
-    """{relative path: lstat} of everything under root."""
-    out = {}
-    for d, dirs, files in os.walk(root):
-        for n in dirs + files:
-            p = os.path.join(d, n)
-            out[os.path.relpath(p, root)] = os.lstat(p)
-    return out
-
-
-def same_bytes(a, b):
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        while True:
-            x, y = fa.read(1 << 20), fb.read(1 << 20)
-            if x != y:
-                return False
-            if not x:
-                return True
-
-
 def compare(archive, got, want):
     """Differences between the extraction got and the cache's extracted want (which also
     holds conda's info/repodata_record.json, not in the archive)."""
     members = tar_members(archive)
-    g, w = tree(got), tree(want)
+    g, w = lib.lstat_tree(got), lib.lstat_tree(want)
     w.pop("info/repodata_record.json", None)
     problems = [f"{p}: missing" for p in sorted(set(w) - set(g))]
     problems += [f"{p}: extra" for p in sorted(set(g) - set(w))]
@@ -121,7 +101,7 @@ def compare(archive, got, want):
             problems.append(f"{p}: mode {stat.S_IMODE(gs.st_mode):o} != "
                             f"{stat.S_IMODE(ws.st_mode):o}")
         if stat.S_ISREG(gs.st_mode) and (gs.st_size != ws.st_size or
-                                         not same_bytes(os.path.join(got, p),
+                                         not lib.same_bytes(os.path.join(got, p),
                                                         os.path.join(want, p))):
             problems.append(f"{p}: size {gs.st_size} / {ws.st_size} or bytes differ")
         if stat.S_ISLNK(gs.st_mode) and \
@@ -307,14 +287,15 @@ with t.section("what packages may hold"):
                    check=True)
     r, d = extract(a)
     if t.ok("extract a sparse file", r):
-        t.check("its bytes and size", same_bytes(os.path.join(src, "lib/sparse.bin"),
+        t.check("its bytes and size", lib.same_bytes(os.path.join(src, "lib/sparse.bin"),
                                                  os.path.join(d, "lib/sparse.bin")) and
                 os.path.getsize(os.path.join(d, "lib/sparse.bin")) == 3 << 20)
     c = make_conda("fine-1.0-0", conda_members("fine-1.0-0", INFO, [
         ent("lib/a", data=b"a\n"), ent("lib/b", kind="symlink", target="a")]))
     r, d = extract(c)
     if t.ok("extract a hand-made .conda", r):
-        t.eq("its paths", sorted(tree(d)), ["info", "info/index.json", "lib", "lib/a", "lib/b"])
+        t.eq("its paths", sorted(lib.lstat_tree(d)),
+             ["info", "info/index.json", "lib", "lib/a", "lib/b"])
 
 with t.section("hostile archives are refused"):
     cases = [
