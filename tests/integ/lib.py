@@ -544,14 +544,17 @@ def read_at(dfd, name):
 
 
 def compare_trees(src, dst, old=None, new=None, meta=None, skip=(), sparse_ok=True,
-                  content=True, dir_mtimes=True, ignore=(), mtime_ok=None):
+                  content=True, dir_mtimes=True, ignore=(), mtime_ok=None, links=True,
+                  extra=()):
     """Differences between the source prefix src and the export dst, where dst should be
     src with the prefix old replaced by new: names, types, modes (setuid/setgid/sticky
     stripped), mtimes in ns, sizes, bytes (reference relocation), symlink targets, hard
     links (one inode in dst per inode in src), for every path including the top. Works on
     directory fds, so paths may be longer than PATH_MAX. dir_mtimes=False: directories' mtimes
     are not compared. ignore: paths that must be in both, nothing else compared; mtime_ok(rel,
-    src_ns, dst_ns): True accepts a documented mtime difference. Returns (problems, counts)."""
+    src_ns, dst_ns): True accepts a documented mtime difference. links=False: hard links are
+    not compared (a mount gives a content shared across environments one inode); extra:
+    paths the export may hold beyond src. Returns (problems, counts)."""
     old = os.fsencode(old) if old is not None else None
     new = os.fsencode(new) if new is not None else None
     if meta is None and old is not None and os.path.isdir(os.path.join(src, "conda-meta")):
@@ -648,7 +651,8 @@ def compare_trees(src, dst, old=None, new=None, meta=None, skip=(), sparse_ok=Tr
             else:
                 bad(r, "special file in the source")
         for n in sorted(dnames):
-            bad(rel + b"/" + n if rel else n, "only in the export")
+            if (rel + b"/" + n if rel else n) not in extra:
+                bad(rel + b"/" + n if rel else n, "only in the export")
 
     a = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
     b = os.open(dst, os.O_RDONLY | os.O_DIRECTORY)
@@ -660,7 +664,7 @@ def compare_trees(src, dst, old=None, new=None, meta=None, skip=(), sparse_ok=Tr
         os.close(b)
     # Hard links: the paths of one source inode share one export inode, and only they.
     owner = {}
-    for paths in src_inodes.values():
+    for paths in src_inodes.values() if links else ():
         ino = {dst_inodes[p][:2] for p in paths if p in dst_inodes}
         if len(ino) > 1:
             bad(paths[0], f"hard links {[show(p) for p in paths]} are {len(ino)} inodes in "

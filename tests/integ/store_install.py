@@ -3,11 +3,14 @@
 """condafs install (issue 12): the corpus's locks installed from its channel, served by a
 real HTTP server on 127.0.0.1 behind --channel-mirror, and from package caches (--pkgs-dir).
 For each environment the hash is `condafs hash LOCK`'s in every lock format, and the tree,
-exported, equals the prefix the corpus builder made for that set (conda's linking), path by
-path, except for the differences named in DIFFERENCES. The exported python imports its
-modules and the noarch packages' entry points run. Bad input: a lock without URLs, a lock
-with PyPI packages, a wrong digest, an unreachable channel, a corrupt archive: each one
-clear line, nothing stored, verify clean."""
+exported and mounted by condafsd, equals the prefix the corpus builder made for that set
+(conda's linking) at that path, path by path, except for the differences named in
+DIFFERENCES. From the mount, python imports its modules without compiling one and the
+noarch packages' entry points run. Real packages from conda's test data install from
+file:// URLs; the .pyc compiler runs as nobody. Bad input: a lock without URLs, a lock with
+PyPI packages, a wrong digest, an unreachable channel, a damaged cache archive, a package
+for another platform, a .conda without metadata.json: each one clear line, nothing stored,
+verify clean."""
 
 import hashlib
 import io
@@ -19,9 +22,11 @@ import subprocess
 import tarfile
 import tempfile
 
+import fs_lib
 import lib
 
-t = lib.Harness("store_install: a lock's environment from its archives, no conda, no prefix")
+t = fs_lib.FsHarness("store_install: a lock's environment from its archives, no conda, "
+                      "no prefix")
 corpus = t.corpus()
 channel = os.path.join(os.path.dirname(corpus["envs"]["sci"]["locks"]["explicit"]), "..", "..",
                        "channel")
@@ -70,8 +75,10 @@ def records(prefix):
     return out
 
 
-def compare(name, src, dst):
-    """The export dst against the corpus prefix src, but for DIFFERENCES."""
+def compare(name, src, dst, mounted=False):
+    """The export dst (or the mount's environment) against the corpus prefix src, but for
+    DIFFERENCES; a mount also serves the frozen markers (CEP 22) and gives a content
+    shared across environments one inode."""
     recs = records(src)
     pycs = {e["_path"] for r in recs.values() for e in r["paths_data"]["paths"]
             if e["path_type"] == "pyc_file"}
@@ -115,8 +122,9 @@ def compare(name, src, dst):
             return d_ns == whole(relocated[rel])
         return s_ns == ins_ns and d_ns == now_ns
 
-    problems, counts = lib.compare_trees(src, dst, src, dst, skip=skip, ignore=ignore,
-                                         mtime_ok=mtime_ok)
+    problems, counts = lib.compare_trees(
+        src, dst, src, dst, skip=skip, ignore=ignore, mtime_ok=mtime_ok, links=not mounted,
+        extra={b"conda-meta/frozen", b"lib/python3.11/EXTERNALLY-MANAGED"} if mounted else ())
     # The noarch pycs: conda's header (magic, flags, the source's mtime and size), made at
     # install time.
     for p in sorted(pycs):
@@ -161,9 +169,32 @@ def compare(name, src, dst):
     t.eq(f"{name}: records equal conda's but for the package cache", bad, [])
 
 
+def check_python(name, e, d):
+    """The environment at d: its python imports the corpus's modules without compiling
+    one, and the noarch packages' entry points, as conda writes them, run."""
+    imports = e["run"]["imports"]
+    env = {"PATH": f"{d}/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    p = subprocess.run([f"{d}/{e['run']['python']}", "-B", "-v", "-c",
+                        "import sys, " + ", ".join(imports) + "; print(sys.prefix)"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    t.eq(f"{name}: its python imports {', '.join(imports)}",
+         (p.returncode, p.stdout.strip()), (0, d), p.stderr[-2000:])
+    # -v says "code object from <file>.py" (not quoted, unlike a .pyc's) for a module it
+    # compiled from its source.
+    compiled = [ln for ln in p.stderr.splitlines()
+                if ln.startswith("# code object from ") and not ln.endswith(".pyc'")]
+    t.eq(f"{name}: no import compiled a module (python -v)", compiled[:5], [])
+    for ep in ("pip", "ipython"):
+        if os.path.exists(os.path.join(d, "bin", ep)):
+            p = subprocess.run([os.path.join(d, "bin", ep), "--version"],
+                               capture_output=True, text=True, timeout=300, env=env)
+            t.eq(f"{name}: bin/{ep} --version runs", p.returncode, 0, p.stderr[-2000:])
+
+
 ch = lib.Channel(channel, URL)
 store = t.path("store")
 
+hashes = {}
 with t.section("every corpus environment from the channel over HTTP"):
     for name in ("sci", "kernel", "torch"):
         e = t.env(name)
@@ -183,28 +214,18 @@ with t.section("every corpus environment from the channel over HTTP"):
         r = t.export(store, want, d)
         t.ok(f"{name}: export", r)
         if r.rc == 0:
-            compare(name, e["prefix"], d)
-            imports = e["run"]["imports"]
-            p = subprocess.run([f"{d}/{e['run']['python']}", "-B", "-v", "-c",
-                                "import sys, " + ", ".join(imports) + "; print(sys.prefix)"],
-                               capture_output=True, text=True, timeout=300,
-                               env={"PATH": f"{d}/bin:/usr/bin:/bin", "LANG": "C.UTF-8"})
-            t.eq(f"{name}: its python imports {', '.join(imports)}",
-                 (p.returncode, p.stdout.strip()), (0, d), p.stderr[-2000:])
-            # -v says "code object from <file>.py" (not quoted, unlike a .pyc's) for a
-            # module it compiled from its source.
-            compiled = [ln for ln in p.stderr.splitlines()
-                        if ln.startswith("# code object from ") and not ln.endswith(".pyc'")]
-            t.eq(f"{name}: no import compiled a module (python -v)", compiled[:5], [])
-            # The noarch packages' entry points, as conda writes them, run.
-            for ep in ("pip", "ipython"):
-                if os.path.exists(os.path.join(d, "bin", ep)):
-                    p = subprocess.run([os.path.join(d, "bin", ep), "--version"],
-                                       capture_output=True, text=True, timeout=300,
-                                       env={"PATH": f"{d}/bin:/usr/bin:/bin", "LANG": "C.UTF-8"})
-                    t.eq(f"{name}: bin/{ep} --version runs", p.returncode, 0, p.stderr[-2000:])
+            compare(f"{name} exported", e["prefix"], d)
         t.rmtree(d)
+        hashes[name] = want
     t.verify_clean("verify exits 0", store)
+
+with t.section("served by condafsd: the trees, python, the entry points"):
+    with t.daemon(store) as dm:
+        for name, h in hashes.items():
+            e = t.env(name)
+            d = dm.path(h)
+            compare(f"{name} mounted", e["prefix"], d, mounted=True)
+            check_python(name, e, d)
 
 with t.section("from a package cache, with no channel"):
     store2 = t.path("store-cache")
