@@ -1371,7 +1371,7 @@ static int served_env(const struct cli *c, const char *arg, char **ret_dir, char
 	free(*ret_name);
 	memcpy(ret_hash, env.hash, 33);
 	/* A tag names the environment as given; a hash, a prefix of one or a lock by the hash. */
-	*ret_name = strdup(!lock && strncmp(env.hash, arg, strlen(arg)) ? arg : env.hash);
+	*ret_name = strdup(!lock && strncmp(env.hash, arg, strlen(arg)) != 0 ? arg : env.hash);
 	if (!*ret_name) {
 		free(*ret_dir);
 		pkgset_free(set);
@@ -1452,7 +1452,8 @@ static int options_end(int argc, char **argv, const struct option *opts)
 			for (const struct option *o = opts;
 			     a[1] == '-' && !strchr(a, '=') && o->name; o++)
 				if (o->has_arg == required_argument &&
-				    !strncmp(o->name, a + 2, strlen(a + 2))) {
+				    strlen(a + 2) <= strlen(o->name) &&
+				    memcmp(o->name, a + 2, strlen(a + 2)) == 0) {
 					i++;
 					break;
 				}
