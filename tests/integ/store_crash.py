@@ -24,27 +24,13 @@ rnd = random.Random(seed)
 print(f"# CRASH_SEED={seed}")
 
 
+def ingest_cmd(store, prefix, *extra):
+    return [t.condafs, "--store", store, "ingest", prefix, *extra]
+
 
 def start_ingest(store, prefix, *extra):
-    return subprocess.Popen([t.condafs, "--store", store, "ingest", prefix, *extra],
+    return subprocess.Popen(ingest_cmd(store, prefix, *extra),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def start_together(n, store, prefix):
-    """n ingests released at one moment: each waits in a shell for a line on its stdin,
-    then execs condafs, so their start-up does not spread them out."""
-    ps = [subprocess.Popen(["/bin/sh", "-c", 'read x; exec "$@"', "sh", t.condafs, "--store",
-                            store, "ingest", prefix], stdin=subprocess.PIPE,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(n)]
-    time.sleep(0.02)
-    for p in ps:
-        p.stdin.write(b"\n")
-        p.stdin.flush()
-    for p in ps:
-        p.stdin.close()
-        p.stdin = None
-    return ps
-
 
 
 def kill_after(store, prefix, delay, *extra):
@@ -160,7 +146,7 @@ with t.section("three ingests at once creating one store, 30 times (a tiny prefi
     failed = []
     for k in range(30):
         store = t.path(f"store-race-{k}")
-        rs = [t.finish_proc(p) for p in start_together(3, store, tiny)]
+        rs = [t.finish_proc(p) for p in lib.start_together([ingest_cmd(store, tiny)] * 3)]
         failed += [r for r in rs if r.rc != 0]
         if any(r.rc != 0 for r in rs) or k == 29:
             t.verify_clean(f"try {k + 1}: verify exits 0", store)
@@ -173,7 +159,7 @@ with t.section("two ingests of one env at once, into a store that does not exist
     hs = t.cfs(None, "hash", small["prefix"]).out.strip()
     for k in range(2):
         store = t.path(f"store-same-{k}")
-        ps = start_together(2, store, small["prefix"])
+        ps = lib.start_together([ingest_cmd(store, small["prefix"])] * 2)
         rs = [t.finish_proc(p) for p in ps]
         t.check(f"try {k + 1}: both succeed", all(r.rc == 0 for r in rs),
                 "\n".join(str(r) for r in rs))

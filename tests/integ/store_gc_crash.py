@@ -240,19 +240,6 @@ with t.section("an ingest alone, timed"):
     t.rmtree(store)
 
 
-def start_together(cmds):
-    """Processes released at one moment (each waits in a shell for a line on stdin)."""
-    ps = [subprocess.Popen(["/bin/sh", "-c", 'read x; exec "$@"', "sh"] + c,
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE) for c in cmds]
-    time.sleep(0.02)
-    for p in ps:
-        p.stdin.write(b"\n")
-        p.stdin.close()
-        p.stdin = None
-    return ps
-
-
 races = [("ingest", ing * (i + 0.5) / 8) for i in range(8)] + \
         [("both", rnd.uniform(0, max(ing, full))) for _ in range(4)]
 for i, (victims, delay) in enumerate(races):
@@ -260,7 +247,8 @@ for i, (victims, delay) in enumerate(races):
         f"after {delay * 1000:.0f} ms"
     with t.section(f"{what}, the two started together ({i + 1}/{len(races)})"):
         store = fresh_store()
-        pi, pg = start_together([[t.condafs, "--store", store, "ingest", N], gc_cmd(store)])
+        pi, pg = lib.start_together([[t.condafs, "--store", store, "ingest", N],
+                                     gc_cmd(store)])
         time.sleep(delay)
         for p in ([pi] if victims == "ingest" else [pi, pg]):
             try:

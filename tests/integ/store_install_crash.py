@@ -38,7 +38,6 @@ installs beside it."""
 import os
 import re
 import subprocess
-import time
 
 import lib
 
@@ -244,39 +243,12 @@ for i, (name, (sc, path, when, expect)) in enumerate(points.items()):
                    traced_install(store, lock, sc, path, when))
 
 
-def reading_stdin(pid):
-    """The process is blocked in read(0, ...) (/proc/PID/syscall: number, then arguments)."""
-    try:
-        with open(f"/proc/{pid}/syscall") as f:
-            return f.read().split()[:2] == ["0", "0x0"]
-    except OSError:
-        return False
-
-
-def start_together(store, locks):
-    """Installs released at one moment: each waits in a shell for a line on its stdin, then
-    execs condafs, so their start-up does not spread them out. The line goes once every
-    shell is blocked reading it."""
-    ps = [subprocess.Popen(["/bin/sh", "-c", 'read x; exec "$@"', "sh",
-                            *install_cmd(store, lk)], stdin=subprocess.PIPE,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE) for lk in locks]
-    deadline = time.monotonic() + 30
-    while not all(reading_stdin(p.pid) for p in ps) and time.monotonic() < deadline:
-        time.sleep(0.001)
-    for p in ps:
-        p.stdin.write(b"\n")
-        p.stdin.flush()
-    for p in ps:
-        p.stdin.close()
-        p.stdin = None
-    return [t.finish_proc(p) for p in ps]
-
-
 with t.section("two installs at once: sci and small, which share packages, into one store"):
     store = t.path("store-two")
     locks = [t.env("sci")["locks"]["explicit"], lock]
     hashes = [t.cfs(None, "hash", lk).out.strip() for lk in locks]
-    rs = start_together(store, locks)
+    rs = [t.finish_proc(p) for p in lib.start_together([install_cmd(store, lk)
+                                                          for lk in locks])]
     t.check("both succeed", all(r.rc == 0 for r in rs), "\n".join(str(r) for r in rs))
     t.eq("each prints its lock's hash", [r.out.strip() for r in rs], hashes)
     t.eq("ls shows both", t.hashes(store), sorted(hashes))
@@ -285,7 +257,7 @@ with t.section("two installs at once: sci and small, which share packages, into 
 
 with t.section("two installs of one lock at once, into a store that does not exist yet"):
     store = t.path("store-same")
-    rs = start_together(store, [lock, lock])
+    rs = [t.finish_proc(p) for p in lib.start_together([install_cmd(store, lock)] * 2)]
     t.check("both succeed", all(r.rc == 0 for r in rs), "\n".join(str(r) for r in rs))
     t.eq("both print the lock's hash", [r.out.strip() for r in rs], [want, want])
     t.eq("one stored it, the other found it stored",

@@ -200,24 +200,11 @@ t.check(f"most kills landed before gc finished ({landed_n} of {len(kills)})",
 N = bulk("N", "pair0", 5)
 
 
-def start_together(cmds):
-    """Processes released at one moment (each waits in a shell for a line on stdin)."""
-    ps = [subprocess.Popen(["/bin/sh", "-c", 'read x; exec "$@"', "sh"] + c,
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE) for c in cmds]
-    time.sleep(0.02)
-    for p in ps:
-        p.stdin.write(b"\n")
-        p.stdin.close()
-        p.stdin = None
-    return ps
-
-
 for i in range(2):
     with t.section(f"an ingest sharing the packs, started with gc --purge ({i + 1}/2)"):
         store = fresh_store()
         cmds = [[t.condafs, "--store", store, "ingest", N], gc_cmd(store)]
-        ps = start_together(cmds if i % 2 else cmds[::-1])
+        ps = lib.start_together(cmds if i % 2 else cmds[::-1])
         pi, pg = ps if i % 2 else ps[::-1]
         ri, rg = t.finish_proc(pi), t.finish_proc(pg)
         t.ok("the ingest succeeds", ri)
