@@ -81,10 +81,9 @@ struct install {
 	pthread_mutex_t warn_mu; /* warnings come from the unpacking threads too */
 };
 
-static void warn(const struct install *ins, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
+static void warn(struct install *ins, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void warn(const struct install *ins, const char *fmt, ...)
+static void warn(struct install *ins, const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;
@@ -94,9 +93,9 @@ static void warn(const struct install *ins, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	pthread_mutex_lock((pthread_mutex_t *)&ins->warn_mu);
+	pthread_mutex_lock(&ins->warn_mu);
 	ins->opts->ingest.warn(ins->opts->ingest.ctx, msg);
-	pthread_mutex_unlock((pthread_mutex_t *)&ins->warn_mu);
+	pthread_mutex_unlock(&ins->warn_mu);
 }
 
 /* ours: owned by us and writable by no one else (N1, N2). */
