@@ -14,6 +14,7 @@
 #include "condafs/activate.h"
 
 #include "err.h"
+#include "nobody.h"
 #include "textfile.h"
 #include "useropen.h"
 #include "yamldoc.h"
@@ -21,9 +22,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -37,8 +36,6 @@ extern char **environ;
 
 /* conda-meta/state and an env_vars.d file: a few variables, a few KB in practice. */
 #define VARS_FILE_MAX (1u << 20)
-/* Who runs the scripts for root when the system has no "nobody" (Debian's is 65534). */
-#define NOBODY_ID 65534
 /* Files in env_vars.d and scripts in activate.d: a few each in real environments. */
 #define FILES_MAX 256
 /* What the shell writes back: two copies of an environment, which execve caps at a
@@ -528,14 +525,6 @@ static int read_dump(int fd, char **ret, size_t *ret_len, const char *display, s
 	return 0;
 }
 
-/* from as fd to in a child about to exec: dup2 leaves close-on-exec set when they are one. */
-static int child_fd(int from, int to)
-{
-	if (from == to)
-		return fcntl(to, F_SETFD, 0);
-	return dup2(from, to) < 0 ? -1 : 0;
-}
-
 /* Run /bin/sh over the scripts with env; *ret_buf holds what it wrote on fd 3, *ret_status
  * its wait status. As root, the shell runs as nobody with no groups: the scripts are the
  * code of whoever built the environment (a user, whose prefix root ingested), and the
@@ -545,16 +534,14 @@ static int run_shell(char *const *env, char **scripts, size_t nscripts, const ch
                      char **ret_buf, size_t *ret_len, int *ret_status, struct cfs_err *err)
 {
 	char **argv = calloc(nscripts + 5, sizeof(*argv));
-	bool drop = geteuid() == 0;
-	const struct passwd *pw = drop ? getpwnam("nobody") : NULL;
-	uid_t uid = pw ? pw->pw_uid : NOBODY_ID;
-	gid_t gid = pw ? pw->pw_gid : NOBODY_ID;
+	struct nobody nb;
 	int p[2] = {-1, -1}, r = 0, status = 0;
 	pid_t pid;
 
 	*ret_buf = NULL;
 	if (!argv)
 		return err_set(err, -ENOMEM, "%s: out of memory", display);
+	nobody_init(&nb);
 	argv[0] = "sh";
 	argv[1] = "-c";
 	argv[2] = (char *)sh_text;
@@ -578,10 +565,8 @@ static int run_shell(char *const *env, char **scripts, size_t nscripts, const ch
 		 * async-signal-safe calls until exec. */
 		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
-		if (null < 0 || child_fd(p[1], 3) || child_fd(2, 1) || child_fd(null, 0))
-			_exit(126);
-		if (drop && (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 ||
-		             setresuid(uid, uid, uid) < 0))
+		if (null < 0 || nobody_child_fd(p[1], 3) || nobody_child_fd(2, 1) ||
+		    nobody_child_fd(null, 0) || nobody_enter(&nb) < 0)
 			_exit(126);
 		execve("/bin/sh", argv, env);
 		_exit(127);

@@ -17,12 +17,11 @@
 #include "pycompile.h"
 
 #include "err.h"
+#include "nobody.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -38,7 +37,6 @@
 #include <unistd.h>
 
 #define PYC_MAX       (64u << 20)
-#define NOBODY_ID     65534
 #define CPU_SECS      600
 #define COMPILERS_MAX 8
 #define JOBS_MIN      64
@@ -154,14 +152,6 @@ static int write_jobs(const struct job *jobs, size_t n, const char *const *dirs,
 	return 0;
 }
 
-/* From as fd to in a child about to exec: dup2 leaves close-on-exec set when they are one. */
-static int child_fd(int from, int to)
-{
-	if (from == to)
-		return fcntl(to, F_SETFD, 0);
-	return dup2(from, to) < 0 ? -1 : 0;
-}
-
 /* Exactly n bytes, or fewer at EOF; -errno on an error. */
 static ssize_t read_full(int fd, void *buf, size_t n)
 {
@@ -260,9 +250,7 @@ struct share {
 	const char *exe;
 	char *const *envp;
 	int cwd_fd;
-	bool drop;
-	uid_t uid;
-	gid_t gid;
+	const struct nobody *nb;
 	int (*put)(void *, const struct link_entry *, const uint8_t *, size_t, struct cfs_err *);
 	void (*warn)(void *, const char *);
 	void *arg;
@@ -297,13 +285,12 @@ static void *compile_share(void *arg)
 		/* P1. Only async-signal-safe calls until exec. */
 		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
 
-		if (null < 0 || child_fd(in, 0) || child_fd(p[1], 1) || child_fd(null, 2) ||
-		    fchdir(sh->cwd_fd) < 0 || setrlimit(RLIMIT_FSIZE, &none) < 0 ||
-		    setrlimit(RLIMIT_CORE, &none) < 0 || setrlimit(RLIMIT_CPU, &cpu) < 0)
+		if (null < 0 || nobody_child_fd(in, 0) || nobody_child_fd(p[1], 1) ||
+		    nobody_child_fd(null, 2) || fchdir(sh->cwd_fd) < 0 ||
+		    setrlimit(RLIMIT_FSIZE, &none) < 0 || setrlimit(RLIMIT_CORE, &none) < 0 ||
+		    setrlimit(RLIMIT_CPU, &cpu) < 0)
 			_exit(126);
-		if (sh->drop &&
-		    (setgroups(0, NULL) < 0 || setresgid(sh->gid, sh->gid, sh->gid) < 0 ||
-		     setresuid(sh->uid, sh->uid, sh->uid) < 0))
+		if (nobody_enter(sh->nb) < 0)
 			_exit(126);
 		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 			_exit(126);
@@ -347,8 +334,7 @@ int pycompile_plan(const struct link_plan *plan, const char *const *dirs, const 
 	struct job *jobs = NULL;
 	char *exe = NULL, *home = NULL;
 	int r = 0;
-	bool drop = geteuid() == 0;
-	const struct passwd *pw = drop ? getpwnam("nobody") : NULL;
+	struct nobody nb;
 
 	for (size_t i = 0; i < link_plan_count(plan); i++)
 		cap += link_plan_entry(plan, i)->pyc_of != NULL;
@@ -360,6 +346,7 @@ int pycompile_plan(const struct link_plan *plan, const char *const *dirs, const 
 		      link_plan_python(plan) ? link_plan_python(plan) : "");
 		return 0;
 	}
+	nobody_init(&nb);
 	jobs = calloc(cap, sizeof(*jobs));
 	if (asprintf(&exe, "%s/%s", dirs[py->pkg], py->src) < 0)
 		exe = NULL;
@@ -408,9 +395,7 @@ int pycompile_plan(const struct link_plan *plan, const char *const *dirs, const 
 			                       .exe = exe,
 			                       .envp = envp,
 			                       .cwd_fd = cwd_fd,
-			                       .drop = drop,
-			                       .uid = pw ? pw->pw_uid : NOBODY_ID,
-			                       .gid = pw ? pw->pw_gid : NOBODY_ID,
+			                       .nb = &nb,
 			                       .put = put,
 			                       .warn = warn,
 			                       .arg = arg};
