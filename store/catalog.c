@@ -56,6 +56,8 @@ static const char schema[] =
         /* C4: one live environment per hash; removed ones wait for gc to reap them. */
         "CREATE UNIQUE INDEX IF NOT EXISTS envs_live ON envs(hash) WHERE removed = 0;"
         "CREATE INDEX IF NOT EXISTS envs_removed ON envs(removed) WHERE removed != 0;"
+        /* Which environment a node id belongs to (C6), without a scan of every one. */
+        "CREATE INDEX IF NOT EXISTS envs_root ON envs(root);"
         "CREATE TABLE IF NOT EXISTS packages("
         " env INTEGER NOT NULL, kind INTEGER NOT NULL, name TEXT NOT NULL,"
         " version TEXT NOT NULL, build TEXT, channel TEXT, subdir TEXT, md5 TEXT, sha256 TEXT);"
@@ -171,6 +173,11 @@ enum stmt_id {
 	  " FROM envs WHERE root > (SELECT root FROM envs WHERE id = ?1)), 1 << 62) AND " t        \
 	  "env = ?1"
 #define ENV_NODES ENV_NODES_OF("")
+/* Whether node id x belongs to a removed environment: the one with the last root at or
+ * before x (C6), found by envs_root; asked only while some environment is removed. */
+#define IN_REMOVED_ENV(x)                                                                          \
+	"(EXISTS (SELECT 1 FROM envs WHERE removed != 0) AND (SELECT removed FROM envs"            \
+	" WHERE root <= " x " ORDER BY root DESC LIMIT 1) != 0)"
 /* How many nodes of environment ?1 name each object: c(obj, n). */
 #define ENV_OBJ_COUNTS                                                                             \
 	"(SELECT obj, count(*) AS n FROM nodes WHERE obj IS NOT NULL AND " ENV_NODES               \
@@ -245,12 +252,15 @@ static const char *const stmt_sql[S_COUNT] = {
                 " n.inserts, n.grp, n.hardlink, n.first_child, n.nchildren,"
                 " length(n.reloc) IS NOT NULL, o.key, n.target FROM nodes n"
                 " LEFT JOIN objects o ON o.id = n.obj WHERE " ENV_NODES_OF("n.") " ORDER BY n.id",
-        /* A live environment's node first: it outlives a removed one's. */
-        [S_GROUP_NODE] = "SELECT " NODE_COLS " FROM nodes WHERE id = (SELECT n.id FROM nodes n"
-                         " JOIN envs e ON e.id = n.env WHERE n.grp = ?1"
-                         " ORDER BY e.removed != 0 LIMIT 1)",
-        [S_GROUP_COUNT] = "SELECT count(*) FROM nodes n JOIN envs e ON e.id = n.env"
-                          " WHERE n.grp = ?1 AND e.removed = 0",
+        /* A live environment's node first: it outlives a removed one's. Both group
+         * queries read the group's entries of nodes_grp alone (C6 tells a node's
+         * environment from its id), never one node row per environment holding it. */
+        [S_GROUP_NODE] = "SELECT " NODE_COLS " FROM nodes WHERE id = coalesce((SELECT n.id"
+                         " FROM nodes n WHERE n.grp = ?1 AND NOT " IN_REMOVED_ENV(
+                                 "n.id") " ORDER BY n.id LIMIT 1), (SELECT min(id) FROM nodes "
+                                         "WHERE grp = ?1))",
+        [S_GROUP_COUNT] = "SELECT count(*) FROM nodes n WHERE n.grp = ?1"
+                          " AND NOT " IN_REMOVED_ENV("n.id"),
         [S_DATA_VERSION] = "PRAGMA data_version",
         /* Tag ids are never reused, and a moved tag gets a new one: the daemon serves a
          * tag as a symlink whose nodeid is its id, and the kernel caches link targets. */

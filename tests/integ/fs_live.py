@@ -20,6 +20,11 @@ RMENV = os.environ.get("FS_RMENV")
 errno_of, wait_for = fs_lib.errno_of, fs_lib.wait_for
 
 
+def lib_read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 
 
 small = t.env("small")["prefix"]
@@ -46,6 +51,12 @@ with t.section("live add and remove"):
         some = os.path.join(d.path(hs), "bin", "pip")
         with open(some) as f:
             before = f.read()
+        # A file both environments hold: one inode with two names while both are live.
+        shared = next((p for p in (os.path.join(env, "lib", "python3.11", n)
+                                   for n in sorted(os.listdir(os.path.join(
+                                       env, "lib", "python3.11"))))
+                       if os.path.isfile(p) and os.lstat(p).st_nlink == 2), None)
+        t.check("the two environments share a file (st_nlink 2)", shared is not None)
         r = t.run([RMENV, store, hs])
         t.ok("remove the first one through another store handle", r)
         secs = wait_for(lambda: not os.path.exists(d.path(hs)))
@@ -54,11 +65,21 @@ with t.section("live add and remove"):
         t.eq("the root's listing drops it", os.listdir(d.mnt), [hsci])
         t.eq("a path inside it is gone", errno_of(lambda: os.stat(some)), errno.ENOENT)
         t.check("the other one still works", os.path.isfile(os.path.join(env, "bin", "pip")))
+        # The kernel keeps the attributes it has; a second mount asks afresh.
+        with t.daemon(store, t.path("mnt2")) as d2:
+            again = os.path.join(d2.path(hsci), os.path.relpath(shared, env))
+            t.check("to a new mount, its shared file has one name left (the removed one's "
+                    "rows wait for gc) and reads", os.lstat(again).st_nlink == 1
+                    and lib_read(again) == lib_read(shared), os.lstat(again).st_nlink)
         t.ok("ingest the removed one again", t.ingest(store, small))
         secs = wait_for(lambda: os.path.isdir(d.path(hs)))
         t.check("it comes back", secs is not None)
         with open(some) as f:
             t.eq("with its files served again", f.read(), before)
+        with t.daemon(store, t.path("mnt2")) as d2:
+            t.eq("to a new mount, the shared file has two names again",
+                 os.lstat(os.path.join(d2.path(hsci), os.path.relpath(shared, env))).st_nlink,
+                 2)
 
 with t.section("kill -9, then a new daemon on the same mount point"):
     mnt = t.path("mnt-kill")
