@@ -23,6 +23,11 @@
  * C6: an environment's nodes have the ids from its root up to the next environment's root
  *     (new ids start above every id ever used), so they are a range of the primary key
  *     and nodes.env needs no index.
+ * C7: objects.owner is the environment (live or removed) whose nodes are the only ones
+ *     naming the object, NULL when two environments' nodes or none do. It is set when an
+ *     environment's references are counted (catalog_env_ref) and when they are dropped
+ *     (catalog_env_delete), for that environment's objects alone, so an environment's
+ *     unique bytes are a sum over objects_owned, not a search through every other one.
  */
 #include "catalog.h"
 
@@ -39,10 +44,11 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Version 3 added the sources table and dropped two indexes (C6, and members by pack): a
- * writable open upgrades a version 2 catalog, which a reader may still read. */
-#define CATALOG_VERSION          "3"
-#define CATALOG_VERSION_READABLE "2"
+/* Version 3 added the sources table and dropped two indexes (C6, and members by pack);
+ * version 4 added objects.owner (C7). A writable open upgrades a version 2 or 3 catalog,
+ * which a reader may still read. */
+#define CATALOG_VERSION          4
+#define CATALOG_VERSION_READABLE 2
 #define BUSY_TIMEOUT_MS          60000
 
 static const char schema[] =
@@ -65,7 +71,10 @@ static const char schema[] =
         "CREATE TABLE IF NOT EXISTS objects("
         " id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE, size INTEGER NOT NULL,"
         " stored INTEGER NOT NULL, refs INTEGER NOT NULL, kind INTEGER NOT NULL,"
-        " pack INTEGER, pack_off INTEGER);"
+        " pack INTEGER, pack_off INTEGER, owner INTEGER);"
+        /* C7: an environment's unique bytes, summed from the index alone. */
+        "CREATE INDEX IF NOT EXISTS objects_owned ON objects(owner, stored)"
+        " WHERE owner IS NOT NULL;"
         "CREATE TABLE IF NOT EXISTS groups("
         " id INTEGER PRIMARY KEY, obj INTEGER NOT NULL, mode INTEGER NOT NULL,"
         " mtime_ns INTEGER NOT NULL, UNIQUE(obj, mode, mtime_ns));"
@@ -117,6 +126,8 @@ enum stmt_id {
 	S_ENV_DEL_PKGS,
 	S_ENV_DEL,
 	S_ENV_UNIQUE,
+	S_ENV_UNIQUE_V3,
+	S_ENV_DISOWN,
 	S_NODE_MAX,
 	S_NODE_LAST,
 	S_NODE_INSERT,
@@ -178,6 +189,8 @@ enum stmt_id {
 #define IN_REMOVED_ENV(x)                                                                          \
 	"(EXISTS (SELECT 1 FROM envs WHERE removed != 0) AND (SELECT removed FROM envs"            \
 	" WHERE root <= " x " ORDER BY root DESC LIMIT 1) != 0)"
+/* The environment node id x belongs to (C6). */
+#define ENV_OF(x) "(SELECT id FROM envs WHERE root <= " x " ORDER BY root DESC LIMIT 1)"
 /* How many nodes of environment ?1 name each object: c(obj, n). */
 #define ENV_OBJ_COUNTS                                                                             \
 	"(SELECT obj, count(*) AS n FROM nodes WHERE obj IS NOT NULL AND " ENV_NODES               \
@@ -217,17 +230,37 @@ static const char *const stmt_sql[S_COUNT] = {
                          " md5, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         [S_PKG_LIST] = "SELECT kind, name, version, build, channel, subdir, md5, sha256"
                        " FROM packages WHERE env = ?1",
-        [S_ENV_REF] = "UPDATE objects SET refs = refs + c.n FROM " ENV_OBJ_COUNTS
-                      " WHERE objects.id = c.obj",
+        /* C6: the new environment's nodes have the highest ids, so it owns what no
+         * lower id names (C7). */
+        [S_ENV_REF] =
+                "UPDATE objects SET refs = refs + c.n, owner = CASE WHEN (SELECT min(id)"
+                " FROM nodes WHERE obj = objects.id) >= (SELECT root FROM envs"
+                " WHERE id = ?1) THEN ?1 END FROM " ENV_OBJ_COUNTS " WHERE objects.id = c.obj",
+        /* C7 for the objects of environment ?1 about to be reaped: the environment of the
+         * first and of the last node naming each, outside ?1's range, if it is one. */
+        [S_ENV_DISOWN] =
+                "WITH r(lo, hi) AS (SELECT root, coalesce((SELECT min(f.root)"
+                " FROM envs f WHERE f.root > e.root), 1 << 62) FROM envs e"
+                " WHERE e.id = ?1), b(obj, first, last) AS (SELECT c.obj,"
+                " coalesce((SELECT min(id) FROM nodes WHERE obj = c.obj AND id < r.lo),"
+                " (SELECT min(id) FROM nodes WHERE obj = c.obj AND id >= r.hi)),"
+                " coalesce((SELECT max(id) FROM nodes WHERE obj = c.obj AND id >= r.hi),"
+                " (SELECT max(id) FROM nodes WHERE obj = c.obj AND id < r.lo))"
+                " FROM " ENV_OBJ_COUNTS ", r)"
+                " UPDATE objects SET owner = CASE WHEN " ENV_OF("b.first") " = " ENV_OF(
+                        "b.last") " THEN " ENV_OF("b.first") " END"
+                                                             " FROM b WHERE objects.id = b.obj",
         [S_ENV_UNREF] = "UPDATE objects SET refs = refs - c.n FROM " ENV_OBJ_COUNTS
                         " WHERE objects.id = c.obj",
         [S_ENV_DEL_NODES] = "DELETE FROM nodes WHERE " ENV_NODES,
         [S_ENV_DEL_PKGS] = "DELETE FROM packages WHERE env = ?1",
         [S_ENV_DEL] = "DELETE FROM envs WHERE id = ?1",
-        [S_ENV_UNIQUE] = "SELECT coalesce(sum(o.stored), 0) FROM objects o"
-                         " WHERE NOT EXISTS (SELECT 1 FROM nodes m WHERE m.obj = o.id"
-                         " AND m.env != ?1) AND o.id IN (SELECT DISTINCT obj FROM nodes"
-                         " WHERE obj IS NOT NULL AND " ENV_NODES ")",
+        [S_ENV_UNIQUE] = "SELECT coalesce(sum(stored), 0) FROM objects WHERE owner = ?1",
+        /* A reader of a catalog older than C7. */
+        [S_ENV_UNIQUE_V3] = "SELECT coalesce(sum(o.stored), 0) FROM objects o"
+                            " WHERE NOT EXISTS (SELECT 1 FROM nodes m WHERE m.obj = o.id"
+                            " AND m.env != ?1) AND o.id IN (SELECT DISTINCT obj FROM nodes"
+                            " WHERE obj IS NOT NULL AND " ENV_NODES ")",
         /* Ids are never reused: the daemon hands them to the kernel as inode numbers. */
         [S_NODE_MAX] = "SELECT max(coalesce((SELECT max(id) FROM nodes), 0),"
                        " coalesce((SELECT CAST(value AS INTEGER) FROM meta"
@@ -352,6 +385,7 @@ struct catalog {
 	int64_t reloc_node;            /* ...and whose it is */
 	struct timespec busy_since;    /* when the current busy wait began */
 	bool busy_said;                /* ...and whether it was said */
+	int version;                   /* of the catalog's schema, after any upgrade */
 };
 
 static int db_err(struct catalog *c, int rc, const char *what, struct cfs_err *err)
@@ -571,6 +605,60 @@ static int check_there(struct catalog *c, int rc, struct cfs_err *err)
 	return r;
 }
 
+/* The version in column 0 of s, 0 for anything but a small decimal number. */
+static int version_of(sqlite3_stmt *s)
+{
+	const char *v = (const char *)sqlite3_column_text(s, 0);
+	int n = 0;
+
+	if (!v || !*v)
+		return 0;
+	for (; *v; v++) {
+		if (*v < '0' || *v > '9' || n > 1000)
+			return 0;
+		n = n * 10 + (*v - '0');
+	}
+	return n;
+}
+
+/* Inside the write transaction: the schema made or brought to CATALOG_VERSION. */
+static int upgrade(struct catalog *c, struct cfs_err *err)
+{
+	char sql[128];
+	int r = 0;
+
+	/* The schema's index on objects.owner needs the column first. */
+	if (c->version < 4)
+		r = exec(c, "ALTER TABLE objects ADD COLUMN owner INTEGER", err);
+	if (!r)
+		r = exec(c, schema, err);
+	/* Indexes of older layouts, dropped by version 3 and since (not versioned). */
+	if (!r)
+		r = exec(c,
+		         "DROP INDEX IF EXISTS nodes_env; DROP INDEX IF EXISTS objects_pack;"
+		         "DROP INDEX IF EXISTS objects_unused;",
+		         err);
+	/* C7 for every object: the environments of its first and last nodes. */
+	if (!r && c->version < 4)
+		r = exec(c,
+		         "WITH b(obj, first, last) AS (SELECT id, (SELECT min(n.id) FROM nodes n"
+		         " WHERE n.obj = objects.id), (SELECT max(n.id) FROM nodes n"
+		         " WHERE n.obj = objects.id) FROM objects) UPDATE objects SET owner ="
+		         " CASE WHEN " ENV_OF("b.first") " = " ENV_OF("b.last") " THEN " ENV_OF(
+		                 "b.first") " END FROM b WHERE objects.id = b.obj",
+		         err);
+	if (r)
+		return r;
+	snprintf(sql, sizeof(sql),
+	         "INSERT INTO meta(key, value) VALUES ('catalog_version', '%d')"
+	         " ON CONFLICT DO UPDATE SET value = excluded.value",
+	         CATALOG_VERSION);
+	r = exec(c, sql, err);
+	if (!r)
+		c->version = CATALOG_VERSION;
+	return r;
+}
+
 /* create: make the database (a new store); write: upgrade an older schema. */
 static int open_catalog(const char *path, bool create, bool write, const struct lockwait *notify,
                         struct catalog **ret, struct cfs_err *err)
@@ -613,11 +701,11 @@ static int open_catalog(const char *path, bool create, bool write, const struct 
 		r = err_set(err, -EPROTO, "%s: not a condafs catalog", path);
 		goto fail;
 	}
+	c->version = create ? CATALOG_VERSION : version_of(s);
 	/* A writer upgrades a readable older version below. */
-	if (!create && strcmp((const char *)sqlite3_column_text(s, 0), CATALOG_VERSION) != 0 &&
-	    strcmp((const char *)sqlite3_column_text(s, 0), CATALOG_VERSION_READABLE) != 0) {
+	if (c->version < CATALOG_VERSION_READABLE || c->version > CATALOG_VERSION) {
 		r = err_set(err, -EPROTO,
-		            "%s: catalog version %s is not one this condafs knows (%s)", path,
+		            "%s: catalog version %s is not one this condafs knows (%d)", path,
 		            sqlite3_column_text(s, 0), CATALOG_VERSION);
 		goto fail;
 	}
@@ -627,20 +715,7 @@ static int open_catalog(const char *path, bool create, bool write, const struct 
 		r = exec(c, "BEGIN IMMEDIATE", err);
 		if (r)
 			goto fail;
-		r = exec(c, schema, err);
-		if (!r)
-			r = exec(c,
-			         "INSERT INTO meta(key, value) VALUES ('catalog_version', "
-			         "'" CATALOG_VERSION "') ON CONFLICT DO NOTHING",
-			         err);
-		if (!r)
-			r = exec(
-			        c,
-			        "DROP INDEX IF EXISTS nodes_env; DROP INDEX IF EXISTS objects_pack;"
-			        "DROP INDEX IF EXISTS objects_unused;"
-			        "UPDATE meta SET value = '" CATALOG_VERSION "' WHERE key = "
-			        "'catalog_version' AND value = '" CATALOG_VERSION_READABLE "'",
-			        err);
+		r = upgrade(c, err);
 		if (r) {
 			exec(c, "ROLLBACK", NULL);
 			goto fail;
@@ -655,8 +730,8 @@ static int open_catalog(const char *path, bool create, bool write, const struct 
 		                        "SELECT value FROM meta WHERE key = 'catalog_version'", -1,
 		                        &s, NULL);
 		if (rc != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW ||
-		    strcmp((const char *)sqlite3_column_text(s, 0), CATALOG_VERSION) != 0) {
-			r = err_set(err, -EPROTO, "%s: not a condafs catalog of version %s", path,
+		    version_of(s) != CATALOG_VERSION) {
+			r = err_set(err, -EPROTO, "%s: not a condafs catalog of version %d", path,
 			            CATALOG_VERSION);
 			goto fail;
 		}
@@ -1177,8 +1252,8 @@ int catalog_env_ref(struct catalog *c, int64_t id, struct cfs_err *err)
 
 int catalog_env_delete(struct catalog *c, int64_t id, struct cfs_err *err)
 {
-	static const enum stmt_id steps[] = {S_ENV_UNREF, S_ENV_DEL_NODES, S_ENV_DEL_PKGS,
-	                                     S_ENV_DEL_TAGS, S_ENV_DEL};
+	static const enum stmt_id steps[] = {S_ENV_UNREF,    S_ENV_DISOWN,   S_ENV_DEL_NODES,
+	                                     S_ENV_DEL_PKGS, S_ENV_DEL_TAGS, S_ENV_DEL};
 
 	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
 		sqlite3_stmt *s;
@@ -1241,7 +1316,7 @@ int catalog_env_packages(struct catalog *c, int64_t id, const char *platform, st
 int catalog_env_unique_bytes(struct catalog *c, int64_t id, uint64_t *ret, struct cfs_err *err)
 {
 	int64_t v;
-	int r = query_int(c, S_ENV_UNIQUE, &id, &v, err);
+	int r = query_int(c, c->version < 4 ? S_ENV_UNIQUE_V3 : S_ENV_UNIQUE, &id, &v, err);
 
 	if (r == 0)
 		*ret = (uint64_t)v;

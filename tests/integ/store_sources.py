@@ -6,7 +6,8 @@ stored key without decompressing it only for the very inode recorded, unchanged 
 another inode with the same content is compared byte for byte, and so is the same inode
 once anything changed it, even with its mtime set back. A corrupt object is then still
 refused by every ingest that compares it, and verify --repair and gc forget what they
-drop. An inode has one row, naming the last content seen in it. A version 2 catalog is read as it is and upgraded by the first writing command."""
+drop. An inode has one row, naming the last content seen in it. A version 2 catalog is read as it is and upgraded by the first writing command; so is a
+version 3 one, whose environments' unique bytes (catalog.c C7) read the same before and after."""
 
 import os
 import shutil
@@ -42,6 +43,20 @@ def files_of(store, h):
     """{path: object id} of an environment's files."""
     return {rel.decode(): r["obj"] for rel, r in lib.catalog_nodes(store, h).items()
             if r["type"] == 2}
+
+
+def unique_recount(store):
+    """{hash: bytes} of each live environment's objects no other environment's nodes name
+    (removed ones' included), counted from the nodes themselves."""
+    return dict(lib.catalog_rows(
+        store, "SELECT e.hash, (SELECT coalesce(sum(o.stored), 0) FROM objects o"
+        " WHERE o.id IN (SELECT obj FROM nodes WHERE env = e.id) AND NOT EXISTS"
+        " (SELECT 1 FROM nodes m WHERE m.obj = o.id AND m.env != e.id))"
+        " FROM envs e WHERE e.removed = 0"))
+
+
+def unique_ls(store):
+    return {e["hash"]: e["unique_bytes"] for e in t.ls(store) or []}
 
 
 def ingest_refused(what, store, root, before):
@@ -141,6 +156,8 @@ with t.section("a version 2 catalog is read as it is, and upgraded by the first 
     db = sqlite3.connect(os.path.join(old, "catalog.db"))
     with db:
         db.executescript("DROP TABLE sources; CREATE INDEX nodes_env ON nodes(env);"
+                         "DROP INDEX objects_owned; DROP INDEX envs_root;"
+                         "ALTER TABLE objects DROP COLUMN owner;"
                          "CREATE INDEX objects_pack ON objects(pack) WHERE pack IS NOT NULL;"
                          "UPDATE meta SET value = '2' WHERE key = 'catalog_version'")
     db.close()
@@ -150,10 +167,40 @@ with t.section("a version 2 catalog is read as it is, and upgraded by the first 
     t.eq("cat reads a file of it", (r.rc, r.out), (0, SMALL.decode()))
     r = t.ingest(old, A)
     t.ok("ingest into it succeeds", r)
-    t.eq("it is version 3 now, with sources and without the two dropped indexes",
+    t.eq("it is version 4 now, with sources and without the two dropped indexes",
          (lib.catalog_version(old), sorted(n for (n,) in lib.catalog_rows(
              old, "SELECT name FROM sqlite_schema WHERE name IN"
-             " ('sources', 'nodes_env', 'objects_pack')"))), ("3", ["sources"]))
+             " ('sources', 'nodes_env', 'objects_pack')"))), ("4", ["sources"]))
     t.verify_clean("verify after the upgrade", old)
+
+with t.section("a version 3 catalog: unique bytes read as they are, the same after the upgrade"):
+    v3 = t.path("store-v3")
+    hashes = {}
+    for name, root in (("a", A), ("c", C), ("g", G), ("h", H)):
+        r = t.ingest(v3, root)
+        t.ok(f"env-{name} stored", r)
+        hashes[name] = r.out.strip()
+    t.ok("rm env-h: its rows stay until gc, naming the file it shares with env-g",
+         t.cfs(v3, "rm", hashes["h"]))
+    want = unique_recount(v3)
+    t.eq("catalog.c C7: each environment's unique bytes are its objects no other one names",
+         unique_ls(v3), want)
+    db = sqlite3.connect(os.path.join(v3, "catalog.db"))
+    with db:
+        db.executescript("DROP INDEX objects_owned; DROP INDEX envs_root;"
+                         "ALTER TABLE objects DROP COLUMN owner;"
+                         "UPDATE meta SET value = '3' WHERE key = 'catalog_version'")
+    db.close()
+    t.eq("ls reads the version 3 catalog, with the same unique bytes",
+         (unique_ls(v3), lib.catalog_version(v3)), (want, "3"))
+    t.ok("a writing command (tag) upgrades it", t.cfs(v3, "tag", "keep", hashes["g"]))
+    t.eq("version 4, with the same unique bytes", (unique_ls(v3), lib.catalog_version(v3)),
+         (want, "4"))
+    t.ok("gc reaps env-h", t.cfs(v3, "gc"))
+    after = unique_recount(v3)
+    t.check("env-g owns the file it shared with env-h now",
+            after[hashes["g"]] > want[hashes["g"]], (want, after))
+    t.eq("ls agrees", unique_ls(v3), after)
+    t.verify_clean("verify after the upgrade", v3)
 
 t.finish()
