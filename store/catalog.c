@@ -624,9 +624,23 @@ static int version_of(sqlite3_stmt *s)
 /* Inside the write transaction: the schema made or brought to CATALOG_VERSION. */
 static int upgrade(struct catalog *c, struct cfs_err *err)
 {
+	sqlite3_stmt *s = NULL;
 	char sql[128];
 	int r = 0;
 
+	/* Read again under the write lock: another writer may have upgraded it since. A
+	 * catalog without its meta table is one being made. */
+	if (sqlite3_prepare_v2(c->db, "SELECT value FROM meta WHERE key = 'catalog_version'", -1,
+	                       &s, NULL) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW)
+		c->version = version_of(s);
+	else
+		c->version = CATALOG_VERSION;
+	sqlite3_finalize(s);
+	if (c->version < CATALOG_VERSION_READABLE || c->version > CATALOG_VERSION)
+		return err_set(err, -EPROTO,
+		               "%s: catalog version %d is not one this condafs knows (%d)", c->path,
+		               c->version, CATALOG_VERSION);
 	/* The schema's index on objects.owner needs the column first. */
 	if (c->version < 4)
 		r = exec(c, "ALTER TABLE objects ADD COLUMN owner INTEGER", err);

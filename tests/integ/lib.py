@@ -734,6 +734,19 @@ def object_file(store, key):
 
 # ---- the catalog, written directly (to age environments for gc) ----
 
+def catalog_to_v3(store):
+    """Make store's catalog what condafs's catalog version 3 wrote: no objects.owner
+    (catalog.c C7) and no envs_root."""
+    db = sqlite3.connect(os.path.join(store, "catalog.db"))
+    try:
+        with db:
+            db.executescript("DROP INDEX objects_owned; DROP INDEX envs_root;"
+                             "ALTER TABLE objects DROP COLUMN owner;"
+                             "UPDATE meta SET value = '3' WHERE key = 'catalog_version'")
+    finally:
+        db.close()
+
+
 def catalog_version(store):
     db = sqlite3.connect(f"file:{os.path.join(store, 'catalog.db')}?mode=ro", uri=True)
     try:

@@ -118,6 +118,20 @@ with t.section("the catalog: a write behind a read lock on catalog.db-shm's byte
     r = t.cfs(store, "--json", "ls")
     t.check("the tag is there", r.rc == 0 and '"name-1"' in r.out, r)
 
+with t.section("two writers behind the lock, both having read version 3, upgrade it once"):
+    lib.catalog_to_v3(store)
+    h = Holder(os.path.join(store, "catalog.db-shm"), "shm", 120)
+    ps = [subprocess.Popen([t.condafs, "--store", store, "tag", f"up-{i}", ha],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in (1, 2)]
+    # A writer reads the version, then waits for the write lock: both have read 3 now.
+    said = [wait_for_line(p, "waiting for the catalog's write lock")[0] for p in ps]
+    t.check("both wait for the catalog's write lock", all(said), said)
+    h.release()
+    rcs = [(p.wait(timeout=600), p.stderr.read().decode(errors="replace")) for p in ps]
+    t.eq("both finish", [rc for rc, _ in rcs], [0, 0], rcs)
+    t.eq("the catalog is version 4", lib.catalog_version(store), "4")
+    t.verify_clean("verify is clean", store)
+
 with t.section("holds: gc names who holds a removed environment"):
     t.ok("rm a", t.cfs(store, "rm", "--force", ha))
     (env_id,), = lib.catalog_rows(store, "SELECT id FROM envs WHERE hash = ?", (ha,))
