@@ -235,7 +235,6 @@ int worker_buf(struct worker *w, size_t size, void **ret)
 int worker_group_nlink(struct worker *w, int64_t group, uint32_t *ret, struct cfs_err *err)
 {
 	unsigned slot = (unsigned)((uint64_t)group % WORKER_NLINKS);
-	struct store_node rep;
 	uint32_t nlink;
 	int r;
 
@@ -243,7 +242,8 @@ int worker_group_nlink(struct worker *w, int64_t group, uint32_t *ret, struct cf
 		*ret = w->nlinks[slot].nlink;
 		return 0;
 	}
-	r = store_group_get(w->st, group, &rep, &nlink, err);
+	/* A lookup has its own node: the group's count alone, not another environment's row. */
+	r = store_group_get(w->st, group, NULL, &nlink, err);
 	if (r)
 		return r;
 	w->nlinks[slot].group = group;

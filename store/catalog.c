@@ -1644,18 +1644,22 @@ int catalog_group_get(struct catalog *c, int64_t group, struct store_node *ret, 
                       struct cfs_err *err)
 {
 	int64_t nlink;
-	sqlite3_stmt *s;
-	int r = stmt(c, S_GROUP_NODE, &s, err);
+	int r;
 
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, group);
-	r = step_row(c, s, err);
-	if (r == 0)
-		node_row(s, ret);
-	sqlite3_reset(s);
-	if (r)
-		return r;
+	if (ret) {
+		sqlite3_stmt *s;
+
+		r = stmt(c, S_GROUP_NODE, &s, err);
+		if (r)
+			return r;
+		sqlite3_bind_int64(s, 1, group);
+		r = step_row(c, s, err);
+		if (r == 0)
+			node_row(s, ret);
+		sqlite3_reset(s);
+		if (r)
+			return r;
+	}
 	r = query_int(c, S_GROUP_COUNT, &group, &nlink, err);
 	if (r == 0)
 		*ret_nlink = (uint32_t)nlink;

@@ -250,6 +250,7 @@ int catalog_env_links(struct catalog *c, int64_t env,
                       int (*fn)(void *ctx, const struct catalog_link *l), void *ctx,
                       struct cfs_err *err);
 
+/* store_group_get: ret NULL for the count alone. */
 int catalog_group_get(struct catalog *c, int64_t group, struct store_node *ret, uint32_t *ret_nlink,
                       struct cfs_err *err);
 /* PRAGMA data_version: changes when another connection commits. */
