@@ -239,17 +239,22 @@ static const char *const stmt_sql[S_COUNT] = {
         /* C7 for the objects of environment ?1 about to be reaped: the environment of the
          * first and of the last node naming each, outside ?1's range, if it is one. */
         [S_ENV_DISOWN] =
-                "WITH r(lo, hi) AS (SELECT root, coalesce((SELECT min(f.root)"
-                " FROM envs f WHERE f.root > e.root), 1 << 62) FROM envs e"
-                " WHERE e.id = ?1), b(obj, first, last) AS (SELECT c.obj,"
+                "WITH r(lo, hi) AS MATERIALIZED (SELECT root, coalesce((SELECT min(f.root)"
+                " FROM envs f WHERE f.root > e.root), 1 << 62) FROM envs e WHERE e.id = ?1),"
+                " b(obj, first, last) AS MATERIALIZED (SELECT c.obj,"
                 " coalesce((SELECT min(id) FROM nodes WHERE obj = c.obj AND id < r.lo),"
                 " (SELECT min(id) FROM nodes WHERE obj = c.obj AND id >= r.hi)),"
                 " coalesce((SELECT max(id) FROM nodes WHERE obj = c.obj AND id >= r.hi),"
                 " (SELECT max(id) FROM nodes WHERE obj = c.obj AND id < r.lo))"
-                " FROM " ENV_OBJ_COUNTS ", r)"
-                " UPDATE objects SET owner = CASE WHEN " ENV_OF("b.first") " = " ENV_OF(
-                        "b.last") " THEN " ENV_OF("b.first") " END"
-                                                             " FROM b WHERE objects.id = b.obj",
+                " FROM " ENV_OBJ_COUNTS ", r),"
+                " w(obj, first, last) AS MATERIALIZED (SELECT obj, " ENV_OF("first") ", " ENV_OF(
+                        "last") " FROM b), o(obj, owner) AS (SELECT obj, CASE WHEN first = last"
+                                " THEN first END FROM w)"
+                                /* A row written only if its owner changes: most are shared and stay
+                                   so. */
+                                " UPDATE objects SET owner = o.owner FROM o WHERE objects.id = "
+                                "o.obj"
+                                " AND objects.owner IS NOT o.owner",
         [S_ENV_UNREF] = "UPDATE objects SET refs = refs - c.n FROM " ENV_OBJ_COUNTS
                         " WHERE objects.id = c.obj",
         [S_ENV_DEL_NODES] = "DELETE FROM nodes WHERE " ENV_NODES,
