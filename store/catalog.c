@@ -128,6 +128,7 @@ enum stmt_id {
 	S_ENV_UNIQUE,
 	S_ENV_UNIQUE_V3,
 	S_ENV_DISOWN,
+	S_ENV_DEL_GROUPS,
 	S_NODE_MAX,
 	S_NODE_LAST,
 	S_NODE_INSERT,
@@ -154,7 +155,6 @@ enum stmt_id {
 	S_REPACK_PLAN,
 	S_MEMBER_MOVE,
 	S_PACK_DROP,
-	S_GROUPS_PRUNE,
 	S_STATS_ENVS,
 	S_STATS_OBJS,
 	S_REFS_WRONG,
@@ -189,6 +189,10 @@ enum stmt_id {
 #define IN_REMOVED_ENV(x)                                                                          \
 	"(EXISTS (SELECT 1 FROM envs WHERE removed != 0) AND (SELECT removed FROM envs"            \
 	" WHERE root <= " x " ORDER BY root DESC LIMIT 1) != 0)"
+/* r(lo, hi): the node ids of environment ?1 (C6), for a WITH clause. */
+#define ENV_RANGE                                                                                  \
+	"r(lo, hi) AS MATERIALIZED (SELECT root, coalesce((SELECT min(f.root) FROM envs f"         \
+	" WHERE f.root > e.root), 1 << 62) FROM envs e WHERE e.id = ?1)"
 /* The environment node id x belongs to (C6). */
 #define ENV_OF(x) "(SELECT id FROM envs WHERE root <= " x " ORDER BY root DESC LIMIT 1)"
 /* How many nodes of environment ?1 name each object: c(obj, n). */
@@ -239,9 +243,7 @@ static const char *const stmt_sql[S_COUNT] = {
         /* C7 for the objects of environment ?1 about to be reaped: the environment of the
          * first and of the last node naming each, outside ?1's range, if it is one. */
         [S_ENV_DISOWN] =
-                "WITH r(lo, hi) AS MATERIALIZED (SELECT root, coalesce((SELECT min(f.root)"
-                " FROM envs f WHERE f.root > e.root), 1 << 62) FROM envs e WHERE e.id = ?1),"
-                " b(obj, first, last) AS MATERIALIZED (SELECT c.obj,"
+                "WITH " ENV_RANGE ", b(obj, first, last) AS MATERIALIZED (SELECT c.obj,"
                 " coalesce((SELECT min(id) FROM nodes WHERE obj = c.obj AND id < r.lo),"
                 " (SELECT min(id) FROM nodes WHERE obj = c.obj AND id >= r.hi)),"
                 " coalesce((SELECT max(id) FROM nodes WHERE obj = c.obj AND id >= r.hi),"
@@ -258,6 +260,13 @@ static const char *const stmt_sql[S_COUNT] = {
         [S_ENV_UNREF] = "UPDATE objects SET refs = refs - c.n FROM " ENV_OBJ_COUNTS
                         " WHERE objects.id = c.obj",
         [S_ENV_DEL_NODES] = "DELETE FROM nodes WHERE " ENV_NODES,
+        /* The groups only environment ?1's nodes are in, before they go: a search for
+         * each of its groups rather than for each group of the store. */
+        [S_ENV_DEL_GROUPS] = "WITH " ENV_RANGE " DELETE FROM groups WHERE id IN (SELECT grp"
+                             " FROM nodes, r WHERE grp IS NOT NULL AND id >= r.lo AND id < r.hi)"
+                             " AND NOT EXISTS (SELECT 1 FROM nodes n, r WHERE n.grp = groups.id"
+                             " AND n.id < r.lo) AND NOT EXISTS (SELECT 1 FROM nodes n, r"
+                             " WHERE n.grp = groups.id AND n.id >= r.hi)",
         [S_ENV_DEL_PKGS] = "DELETE FROM packages WHERE env = ?1",
         [S_ENV_DEL] = "DELETE FROM envs WHERE id = ?1",
         [S_ENV_UNIQUE] = "SELECT coalesce(sum(stored), 0) FROM objects WHERE owner = ?1",
@@ -340,8 +349,6 @@ static const char *const stmt_sql[S_COUNT] = {
         [S_MEMBER_MOVE] = "UPDATE objects SET pack = ?4, pack_off = ?5, stored = ?6"
                           " WHERE id = ?1 AND pack = ?2 AND pack_off = ?3 AND kind = 0",
         [S_PACK_DROP] = "DELETE FROM objects WHERE id = ?1 AND kind = 1 AND refs = 0",
-        [S_GROUPS_PRUNE] = "DELETE FROM groups WHERE NOT EXISTS"
-                           " (SELECT 1 FROM nodes WHERE nodes.grp = groups.id)",
         [S_STATS_ENVS] =
                 "SELECT count(*), coalesce(sum(logical_bytes), 0) FROM envs WHERE removed = 0",
         [S_STATS_OBJS] = "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(stored), 0)"
@@ -1271,8 +1278,9 @@ int catalog_env_ref(struct catalog *c, int64_t id, struct cfs_err *err)
 
 int catalog_env_delete(struct catalog *c, int64_t id, struct cfs_err *err)
 {
-	static const enum stmt_id steps[] = {S_ENV_UNREF,    S_ENV_DISOWN,   S_ENV_DEL_NODES,
-	                                     S_ENV_DEL_PKGS, S_ENV_DEL_TAGS, S_ENV_DEL};
+	static const enum stmt_id steps[] = {S_ENV_UNREF,     S_ENV_DISOWN,   S_ENV_DEL_GROUPS,
+	                                     S_ENV_DEL_NODES, S_ENV_DEL_PKGS, S_ENV_DEL_TAGS,
+	                                     S_ENV_DEL};
 
 	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
 		sqlite3_stmt *s;
@@ -1792,17 +1800,10 @@ int catalog_object_delete(struct catalog *c, const struct catalog_object *o, str
 
 int catalog_prune(struct catalog *c, struct cfs_err *err)
 {
-	static const enum stmt_id steps[] = {S_GROUPS_PRUNE, S_SOURCES_PRUNE};
-	int r = 0;
+	sqlite3_stmt *s;
+	int r = stmt(c, S_SOURCES_PRUNE, &s, err);
 
-	for (size_t i = 0; !r && i < sizeof(steps) / sizeof(steps[0]); i++) {
-		sqlite3_stmt *s;
-
-		r = stmt(c, steps[i], &s, err);
-		if (!r)
-			r = step_done(c, s, err);
-	}
-	return r;
+	return r ? r : step_done(c, s, err);
 }
 
 static void repack_row(sqlite3_stmt *s, void *dst)

@@ -276,8 +276,8 @@ int catalog_gc_envs(struct catalog *c, int64_t before, struct store_env **ret, s
 int catalog_unused_object(struct catalog *c, struct catalog_object *ret, struct cfs_err *err);
 /* Delete an object's row; a member's pack loses its reference. */
 int catalog_object_delete(struct catalog *c, const struct catalog_object *o, struct cfs_err *err);
-/* Drop groups no node belongs to, and the sources of objects deleted (C5): in the
- * transaction that deleted them. */
+/* Drop the sources of objects deleted (C5), in the transaction that deleted them. The
+ * groups of an environment go with it (catalog_env_delete). */
 int catalog_prune(struct catalog *c, struct cfs_err *err);
 
 /* A member of a pack gc may rewrite (repack.c), and the pack it is in now. */

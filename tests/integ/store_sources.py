@@ -191,7 +191,13 @@ with t.section("a version 3 catalog: unique bytes read as they are, the same aft
     t.ok("a writing command (tag) upgrades it", t.cfs(v3, "tag", "keep", hashes["g"]))
     t.eq("version 4, with the same unique bytes", (unique_ls(v3), lib.catalog_version(v3)),
          (want, "4"))
+    groups = lib.catalog_rows(v3, "SELECT count(*) FROM groups")[0][0]
     t.ok("gc reaps env-h", t.cfs(v3, "gc"))
+    t.eq("its groups went with it, and no other",
+         lib.catalog_rows(v3, "SELECT count(*), sum(NOT EXISTS (SELECT 1 FROM nodes"
+                          " WHERE grp = groups.id)) FROM groups")[0][1], 0)
+    t.check("(it had groups of its own)",
+            lib.catalog_rows(v3, "SELECT count(*) FROM groups")[0][0] < groups)
     after = unique_recount(v3)
     t.check("env-g owns the file it shared with env-h now",
             after[hashes["g"]] > want[hashes["g"]], (want, after))
