@@ -28,6 +28,9 @@
  *     environment's references are counted (catalog_env_ref) and when they are dropped
  *     (catalog_env_delete), for that environment's objects alone, so an environment's
  *     unique bytes are a sum over objects_owned, not a search through every other one.
+ * C8: groups.nlink is the number of nodes of live environments in the group: counted in
+ *     when an environment's references are (catalog_env_ref), out when it is hidden or
+ *     deleted while live (S_ENV_UNLINK), so a lookup reads one groups row.
  */
 #include "catalog.h"
 
@@ -45,8 +48,8 @@
 #include <unistd.h>
 
 /* Version 3 added the sources table and dropped two indexes (C6, and members by pack);
- * version 4 added objects.owner (C7). A writable open upgrades a version 2 or 3 catalog,
- * which a reader may still read. */
+ * version 4 added objects.owner (C7) and groups.nlink (C8). A writable open upgrades a version 2 or
+ * 3 catalog, which a reader may still read. */
 #define CATALOG_VERSION          4
 #define CATALOG_VERSION_READABLE 2
 #define BUSY_TIMEOUT_MS          60000
@@ -77,7 +80,8 @@ static const char schema[] =
         " WHERE owner IS NOT NULL;"
         "CREATE TABLE IF NOT EXISTS groups("
         " id INTEGER PRIMARY KEY, obj INTEGER NOT NULL, mode INTEGER NOT NULL,"
-        " mtime_ns INTEGER NOT NULL, UNIQUE(obj, mode, mtime_ns));"
+        " mtime_ns INTEGER NOT NULL, nlink INTEGER NOT NULL DEFAULT 0,"
+        " UNIQUE(obj, mode, mtime_ns));"
         "CREATE TABLE IF NOT EXISTS nodes("
         " id INTEGER PRIMARY KEY, env INTEGER NOT NULL, parent INTEGER NOT NULL,"
         " name BLOB NOT NULL, type INTEGER NOT NULL, mode INTEGER NOT NULL,"
@@ -129,6 +133,10 @@ enum stmt_id {
 	S_ENV_UNIQUE_V3,
 	S_ENV_DISOWN,
 	S_ENV_DEL_GROUPS,
+	S_ENV_LINK,
+	S_ENV_UNLINK,
+	S_NLINK_WRONG,
+	S_GROUP_SETNLINK,
 	S_NODE_MAX,
 	S_NODE_LAST,
 	S_NODE_INSERT,
@@ -195,6 +203,10 @@ enum stmt_id {
 	" WHERE f.root > e.root), 1 << 62) FROM envs e WHERE e.id = ?1)"
 /* The environment node id x belongs to (C6). */
 #define ENV_OF(x) "(SELECT id FROM envs WHERE root <= " x " ORDER BY root DESC LIMIT 1)"
+/* How many nodes of environment ?1 are in each group: c(grp, n). */
+#define ENV_GRP_COUNTS                                                                             \
+	"(SELECT grp, count(*) AS n FROM nodes WHERE grp IS NOT NULL AND " ENV_NODES               \
+	" GROUP BY grp) AS c"
 /* How many nodes of environment ?1 name each object: c(obj, n). */
 #define ENV_OBJ_COUNTS                                                                             \
 	"(SELECT obj, count(*) AS n FROM nodes WHERE obj IS NOT NULL AND " ENV_NODES               \
@@ -257,6 +269,12 @@ static const char *const stmt_sql[S_COUNT] = {
                                 " UPDATE objects SET owner = o.owner FROM o WHERE objects.id = "
                                 "o.obj"
                                 " AND objects.owner IS NOT o.owner",
+        /* C8: a live environment's names, counted in and out. */
+        [S_ENV_LINK] = "UPDATE groups SET nlink = nlink + c.n FROM " ENV_GRP_COUNTS
+                       " WHERE groups.id = c.grp",
+        [S_ENV_UNLINK] = "UPDATE groups SET nlink = nlink - c.n FROM " ENV_GRP_COUNTS
+                         " WHERE groups.id = c.grp AND (SELECT removed FROM envs"
+                         " WHERE id = ?1) = 0",
         [S_ENV_UNREF] = "UPDATE objects SET refs = refs - c.n FROM " ENV_OBJ_COUNTS
                         " WHERE objects.id = c.obj",
         [S_ENV_DEL_NODES] = "DELETE FROM nodes WHERE " ENV_NODES,
@@ -306,8 +324,14 @@ static const char *const stmt_sql[S_COUNT] = {
                          " FROM nodes n WHERE n.grp = ?1 AND NOT " IN_REMOVED_ENV(
                                  "n.id") " ORDER BY n.id LIMIT 1), (SELECT min(id) FROM nodes "
                                          "WHERE grp = ?1))",
-        [S_GROUP_COUNT] = "SELECT count(*) FROM nodes n WHERE n.grp = ?1"
-                          " AND NOT " IN_REMOVED_ENV("n.id"),
+        [S_GROUP_COUNT] = "SELECT nlink FROM groups WHERE id = ?1",
+        /* C8 recounted. */
+        [S_NLINK_WRONG] =
+                "SELECT id, key, nlink, n FROM (SELECT g.id, o.key, g.nlink,"
+                " (SELECT count(*) FROM nodes n WHERE n.grp = g.id AND NOT " IN_REMOVED_ENV(
+                        "n.id") ") AS n FROM groups g"
+                                " JOIN objects o ON o.id = g.obj) WHERE nlink != n ORDER BY id",
+        [S_GROUP_SETNLINK] = "UPDATE groups SET nlink = ?2 WHERE id = ?1",
         [S_DATA_VERSION] = "PRAGMA data_version",
         /* Tag ids are never reused, and a moved tag gets a new one: the daemon serves a
          * tag as a symlink whose nodeid is its id, and the kernel caches link targets. */
@@ -655,7 +679,10 @@ static int upgrade(struct catalog *c, struct cfs_err *err)
 		               c->version, CATALOG_VERSION);
 	/* The schema's index on objects.owner needs the column first. */
 	if (c->version < 4)
-		r = exec(c, "ALTER TABLE objects ADD COLUMN owner INTEGER", err);
+		r = exec(c,
+		         "ALTER TABLE objects ADD COLUMN owner INTEGER;"
+		         "ALTER TABLE groups ADD COLUMN nlink INTEGER NOT NULL DEFAULT 0",
+		         err);
 	if (!r)
 		r = exec(c, schema, err);
 	/* Indexes of older layouts, dropped by version 3 and since (not versioned). */
@@ -671,7 +698,11 @@ static int upgrade(struct catalog *c, struct cfs_err *err)
 		         " WHERE n.obj = objects.id), (SELECT max(n.id) FROM nodes n"
 		         " WHERE n.obj = objects.id) FROM objects) UPDATE objects SET owner ="
 		         " CASE WHEN " ENV_OF("b.first") " = " ENV_OF("b.last") " THEN " ENV_OF(
-		                 "b.first") " END FROM b WHERE objects.id = b.obj",
+		                 "b.first") " END FROM b WHERE objects.id = b.obj;"
+		                            /* C8 for every group. */
+		                            "UPDATE groups SET nlink = (SELECT count(*) FROM nodes "
+		                            "n WHERE n.grp ="
+		                            " groups.id AND NOT " IN_REMOVED_ENV("n.id") ")",
 		         err);
 	if (r)
 		return r;
@@ -1068,6 +1099,25 @@ int catalog_object_set_refs(struct catalog *c, int64_t id, int64_t refs, struct 
 	return exec_int2(c, S_OBJ_SETREFS, id, refs, err);
 }
 
+int catalog_nlink_wrong(struct catalog *c, struct catalog_refs **ret, size_t *ret_n,
+                        struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	void *v;
+	int r = stmt(c, S_NLINK_WRONG, &s, err);
+
+	if (!r)
+		r = collect(c, s, sizeof(**ret), refs_row, &v, ret_n, err);
+	if (!r)
+		*ret = v;
+	return r;
+}
+
+int catalog_group_set_nlink(struct catalog *c, int64_t id, int64_t nlink, struct cfs_err *err)
+{
+	return exec_int2(c, S_GROUP_SETNLINK, id, nlink, err);
+}
+
 int catalog_object_envs(struct catalog *c, int64_t id, int (*fn)(void *ctx, int64_t env), void *ctx,
                         struct cfs_err *err)
 {
@@ -1255,7 +1305,9 @@ int catalog_env_insert(struct catalog *c, const struct store_env *env, const str
 
 int catalog_env_hide(struct catalog *c, int64_t id, int64_t t, struct cfs_err *err)
 {
-	return exec_int2(c, S_ENV_HIDE, id, t, err);
+	int r = exec_int1(c, S_ENV_UNLINK, id, err);
+
+	return r ? r : exec_int2(c, S_ENV_HIDE, id, t, err);
 }
 
 int catalog_env_retag(struct catalog *c, int64_t from, int64_t to, struct cfs_err *err)
@@ -1273,14 +1325,16 @@ int catalog_env_retag(struct catalog *c, int64_t from, int64_t to, struct cfs_er
 
 int catalog_env_ref(struct catalog *c, int64_t id, struct cfs_err *err)
 {
-	return exec_int1(c, S_ENV_REF, id, err);
+	int r = exec_int1(c, S_ENV_REF, id, err);
+
+	return r ? r : exec_int1(c, S_ENV_LINK, id, err);
 }
 
 int catalog_env_delete(struct catalog *c, int64_t id, struct cfs_err *err)
 {
-	static const enum stmt_id steps[] = {S_ENV_UNREF,     S_ENV_DISOWN,   S_ENV_DEL_GROUPS,
-	                                     S_ENV_DEL_NODES, S_ENV_DEL_PKGS, S_ENV_DEL_TAGS,
-	                                     S_ENV_DEL};
+	static const enum stmt_id steps[] = {S_ENV_UNLINK,     S_ENV_UNREF,     S_ENV_DISOWN,
+	                                     S_ENV_DEL_GROUPS, S_ENV_DEL_NODES, S_ENV_DEL_PKGS,
+	                                     S_ENV_DEL_TAGS,   S_ENV_DEL};
 
 	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
 		sqlite3_stmt *s;

@@ -116,6 +116,11 @@ struct catalog_refs {
 int catalog_refs_wrong(struct catalog *c, struct catalog_refs **ret, size_t *ret_n,
                        struct cfs_err *err);
 int catalog_object_set_refs(struct catalog *c, int64_t id, int64_t refs, struct cfs_err *err);
+/* Every group whose nlink is not what C8 says (id: the group's, key: its object's), by id;
+ * as catalog_refs_wrong. */
+int catalog_nlink_wrong(struct catalog *c, struct catalog_refs **ret, size_t *ret_n,
+                        struct cfs_err *err);
+int catalog_group_set_nlink(struct catalog *c, int64_t id, int64_t nlink, struct cfs_err *err);
 /* Calls fn once with the id of every environment (live or removed) with a node naming
  * object id. */
 int catalog_object_envs(struct catalog *c, int64_t id, int (*fn)(void *ctx, int64_t env), void *ctx,

@@ -648,7 +648,7 @@ static int cmp_id(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* C2 again: every reference count recounted from the rows. */
+/* C2 again: every reference count recounted from the rows, and C8's link counts. */
 static int fix_refs(struct repair *rp, struct cfs_err *err)
 {
 	struct catalog_refs *v = NULL;
@@ -661,6 +661,18 @@ static int fix_refs(struct repair *rp, struct cfs_err *err)
 			break;
 		rp->res.refs_fixed++;
 		repair_done(rp, REPAIR_REFS, &v[i].key, NULL, NULL, v[i].had, v[i].want);
+	}
+	free(v);
+	if (r)
+		return r;
+	/* C8 again: the link count of every group of shared files. */
+	r = catalog_nlink_wrong(rp->st->cat, &v, &n, err);
+	for (size_t i = 0; !r && i < n; i++) {
+		r = catalog_group_set_nlink(rp->st->cat, v[i].id, v[i].want, err);
+		if (r)
+			break;
+		rp->res.refs_fixed++;
+		repair_done(rp, REPAIR_NLINK, &v[i].key, NULL, NULL, v[i].had, v[i].want);
 	}
 	free(v);
 	return r;

@@ -736,12 +736,13 @@ def object_file(store, key):
 
 def catalog_to_v3(store):
     """Make store's catalog what condafs's catalog version 3 wrote: no objects.owner
-    (catalog.c C7) and no envs_root."""
+    (catalog.c C7), no groups.nlink (C8) and no envs_root."""
     db = sqlite3.connect(os.path.join(store, "catalog.db"))
     try:
         with db:
             db.executescript("DROP INDEX objects_owned; DROP INDEX envs_root;"
                              "ALTER TABLE objects DROP COLUMN owner;"
+                             "ALTER TABLE groups DROP COLUMN nlink;"
                              "UPDATE meta SET value = '3' WHERE key = 'catalog_version'")
     finally:
         db.close()
@@ -785,6 +786,14 @@ def refs_wrong(store):
                         " WHEN 1 THEN (SELECT count(*) FROM objects m WHERE m.pack = o.id)"
                         " ELSE (SELECT count(*) FROM nodes WHERE nodes.obj = o.id) END AS n"
                         " FROM objects o) WHERE refs != n")
+
+
+def nlink_wrong(store):
+    """Groups of shared files whose link count is not what catalog.c C8 says (their nodes in
+    live environments): [(id, nlink, want)]."""
+    return catalog_rows(store, "SELECT id, nlink, n FROM (SELECT g.id, g.nlink, (SELECT"
+                        " count(*) FROM nodes n JOIN envs e ON e.id = n.env WHERE n.grp = g.id"
+                        " AND e.removed = 0) AS n FROM groups g) WHERE nlink != n")
 
 
 def env_images(store, env_hash=None, env_id=None):

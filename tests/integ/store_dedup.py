@@ -44,6 +44,8 @@ with t.section("small, then small-rebuild"):
             0.2 * s_alone["objects"], (s1, s2))
     t.eq("every object's reference count is the number of files naming it",
          lib.refs_wrong(store), [])
+    t.eq("every shared file's link count is its names in live environments (C8)",
+         lib.nlink_wrong(store), [])
     envs = {e["hash"]: e for e in t.ls(store) or []}
     t.eq("stats logical bytes are the sum over the envs", s2["logical_bytes"],
          sum(e["logical_bytes"] for e in envs.values()))

@@ -167,6 +167,18 @@ with t.section("reference counts damaged with sqlite3"):
     t.verify_clean("verify is clean", store)
     repair("a second repair finds nothing", 0)
 
+with t.section("a shared file's link count damaged with sqlite3 (catalog.c C8)"):
+    (grp, obj_key, nlink), = sql("SELECT g.id, o.key, g.nlink FROM groups g JOIN objects o"
+                                 " ON o.id = g.obj ORDER BY g.id LIMIT 1")
+    sql("UPDATE groups SET nlink = ? WHERE id = ?", (nlink + 6, grp))
+    t.eq("it is wrong", lib.nlink_wrong(store), [(grp, nlink + 6, nlink)])
+    v = repair("a wrong link count", 1)
+    t.eq("it is right again", lib.nlink_wrong(store), [])
+    t.eq("the fix is named with the old and new count",
+         [(a["object"], a["refs_had"], a["refs_now"]) for a in v.get("repairs", [])
+          if a["action"] == "link count fixed"], [(bytes(obj_key).hex(), nlink + 6, nlink)])
+    t.verify_clean("verify is clean", store)
+
 with t.section("an object file deleted: its environment is broken until it is back"):
     os.rename(uniq_file, uniq_file + ".away")
     r = t.cfs(store, "verify")

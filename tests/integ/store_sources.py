@@ -158,6 +158,7 @@ with t.section("a version 2 catalog is read as it is, and upgraded by the first 
         db.executescript("DROP TABLE sources; CREATE INDEX nodes_env ON nodes(env);"
                          "DROP INDEX objects_owned; DROP INDEX envs_root;"
                          "ALTER TABLE objects DROP COLUMN owner;"
+                         "ALTER TABLE groups DROP COLUMN nlink;"
                          "CREATE INDEX objects_pack ON objects(pack) WHERE pack IS NOT NULL;"
                          "UPDATE meta SET value = '2' WHERE key = 'catalog_version'")
     db.close()
@@ -191,6 +192,8 @@ with t.section("a version 3 catalog: unique bytes read as they are, the same aft
     t.ok("a writing command (tag) upgrades it", t.cfs(v3, "tag", "keep", hashes["g"]))
     t.eq("version 4, with the same unique bytes", (unique_ls(v3), lib.catalog_version(v3)),
          (want, "4"))
+    t.eq("...and the link counts of shared files (C8), env-h's not counted",
+         lib.nlink_wrong(v3), [])
     groups = lib.catalog_rows(v3, "SELECT count(*) FROM groups")[0][0]
     t.ok("gc reaps env-h", t.cfs(v3, "gc"))
     t.eq("its groups went with it, and no other",
@@ -202,6 +205,7 @@ with t.section("a version 3 catalog: unique bytes read as they are, the same aft
     t.check("env-g owns the file it shared with env-h now",
             after[hashes["g"]] > want[hashes["g"]], (want, after))
     t.eq("ls agrees", unique_ls(v3), after)
+    t.eq("the link counts still hold", lib.nlink_wrong(v3), [])
     t.verify_clean("verify after the upgrade", v3)
 
 t.finish()

@@ -448,6 +448,8 @@ enum repair_kind {
 	REPAIR_ORPHAN,   /* key: an object file no catalog row names, removed */
 	REPAIR_TMP,      /* name: a dead ingest's directory under tmp/, removed */
 	REPAIR_REFS,     /* key: its reference count was refs_had, set to refs_now */
+	REPAIR_NLINK,    /* key: the link count of its files shared across environments (one
+	                  * inode) was refs_had, set to refs_now */
 	REPAIR_DROPPED,  /* key: the row of a missing or corrupt object nothing uses, deleted */
 	REPAIR_BROKEN,   /* env: marked broken (uses a missing or corrupt object) */
 	REPAIR_UNBROKEN, /* env: no longer broken (its objects are whole again) */
@@ -463,7 +465,7 @@ struct repair_result {
 	struct verify_result found; /* what store_verify would have said before the repair */
 	uint64_t orphans_removed;   /* object files no row named */
 	uint64_t tmp_removed;       /* temporary directories of dead ingests */
-	uint64_t refs_fixed;        /* objects whose reference count was wrong */
+	uint64_t refs_fixed;        /* reference and link counts that were wrong */
 	uint64_t dropped;           /* rows of missing or corrupt objects nothing used */
 	uint64_t envs_marked;       /* environments newly marked broken */
 	uint64_t envs_cleared;      /* environments no longer broken */
