@@ -147,6 +147,7 @@ enum stmt_id {
 	S_ENV_TREE,
 	S_GROUP_NODE,
 	S_GROUP_COUNT,
+	S_GROUP_COUNT_V3,
 	S_DATA_VERSION,
 	S_TAG_NEXT,
 	S_TAG_SET,
@@ -325,6 +326,10 @@ static const char *const stmt_sql[S_COUNT] = {
                                  "n.id") " ORDER BY n.id LIMIT 1), (SELECT min(id) FROM nodes "
                                          "WHERE grp = ?1))",
         [S_GROUP_COUNT] = "SELECT nlink FROM groups WHERE id = ?1",
+        /* A reader of a catalog older than C8 (the daemon serves it while a writer has
+         * yet to upgrade it, or forever on a read-only store): C8 counted. */
+        [S_GROUP_COUNT_V3] = "SELECT count(*) FROM nodes n WHERE n.grp = ?1"
+                             " AND NOT " IN_REMOVED_ENV("n.id"),
         /* C8 recounted. */
         [S_NLINK_WRONG] =
                 "SELECT id, key, nlink, n FROM (SELECT g.id, o.key, g.nlink,"
@@ -1727,7 +1732,7 @@ int catalog_group_get(struct catalog *c, int64_t group, struct store_node *ret, 
 		if (r)
 			return r;
 	}
-	r = query_int(c, S_GROUP_COUNT, &group, &nlink, err);
+	r = query_int(c, c->version < 4 ? S_GROUP_COUNT_V3 : S_GROUP_COUNT, &group, &nlink, err);
 	if (r == 0)
 		*ret_nlink = (uint32_t)nlink;
 	return r;

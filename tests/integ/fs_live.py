@@ -9,11 +9,14 @@ SIGTERM and SIGINT unmount cleanly, and without -f it detaches and still unmount
 
 import errno
 import os
+import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 
 import fs_lib
+import lib
 
 t = fs_lib.FsHarness("fs_live: environments added and removed while mounted, daemon life")
 RMENV = os.environ.get("FS_RMENV")
@@ -80,6 +83,27 @@ with t.section("live add and remove"):
             t.eq("to a new mount, the shared file has two names again",
                  os.lstat(os.path.join(d2.path(hsci), os.path.relpath(shared, env))).st_nlink,
                  2)
+
+with t.section("a version 3 catalog, served while a writer holds the lock the upgrade needs"):
+    old = t.path("store-v3")
+    shutil.copytree(store, old, symlinks=True)
+    lib.catalog_to_v3(old)
+    holder = sqlite3.connect(os.path.join(old, "catalog.db"))
+    holder.execute("BEGIN IMMEDIATE")
+    rel = os.path.relpath(shared, env)
+    with t.daemon(old, t.path("mnt3")) as d3:
+        paths = [os.path.join(d3.path(h), rel) for h in (hs, hsci)]
+        data = lib_read(paths[0])
+        t.eq("the file both environments hold: one inode, two names, its bytes",
+             ([os.lstat(p).st_nlink for p in paths], len({os.lstat(p).st_ino for p in paths}),
+              lib_read(paths[1]) == data), ([2, 2], 1, True))
+        t.eq("the catalog is still version 3 (the daemon's writer waits)",
+             lib.catalog_version(old), "3")
+        holder.rollback()
+        holder.close()
+        t.check("let go, the daemon's writer upgrades it",
+                wait_for(lambda: lib.catalog_version(old) == "4", 30) is not None)
+        t.eq("the file still reads", lib_read(paths[1]), data)
 
 with t.section("kill -9, then a new daemon on the same mount point"):
     mnt = t.path("mnt-kill")
