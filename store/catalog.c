@@ -938,7 +938,7 @@ int catalog_sources_forget(struct catalog *c, const int64_t *objs, size_t n, str
 	p = list;
 	*p++ = '[';
 	for (size_t i = 0; i < n; i++)
-		p += sprintf(p, "%s%lld", i ? "," : "", (long long)objs[i]);
+		p += snprintf(p, 22, "%s%lld", i ? "," : "", (long long)objs[i]);
 	p[0] = ']';
 	p[1] = '\0';
 	r = stmt(c, S_SOURCE_FORGET, &s, err);

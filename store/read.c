@@ -185,7 +185,7 @@ static int err_with_path(struct store *st, const struct store_node *n, int r, st
 		return r;
 	memcpy(msg, err->msg, sizeof(msg));
 	if (store_node_path(st, n->id, path, sizeof(path), NULL))
-		strcpy(path, "?");
+		memcpy(path, "?", 2);
 	/* The top node's name is the environment hash. */
 	while (catalog_node_get(st->cat, id, &top, NULL) == 0 && top.parent && top.parent < id)
 		id = top.parent;

@@ -15,14 +15,14 @@
 static char *esc(const char *s, size_t len, size_t size)
 {
 	char *all = calloc(1, 4 * len + 1), *buf = malloc(size);
-	size_t at = 0;
+	size_t at = 0, out = 0;
 
 	while (at < len) {
 		size_t n = escape_text(s + at, len - at, buf, size);
 
 		if (n == 0)
 			break;
-		strcat(all, buf);
+		out += (size_t)snprintf(all + out, 4 * len + 1 - out, "%s", buf);
 		at += n;
 	}
 	free(buf);

@@ -591,9 +591,8 @@ static void test_conda_installs(void)
 	char ph[65], pfx[3][64];
 
 	memset(ph, 0, sizeof(ph));
-	strcpy(ph, "/OPT/CONDA-BLD/_H_ENV_PLACEHOLD");
-	while (strlen(ph) < 64)
-		strcat(ph, "_");
+	snprintf(ph, sizeof(ph), "%s", "/OPT/CONDA-BLD/_H_ENV_PLACEHOLD");
+	memset(ph + strlen(ph), '_', 64 - strlen(ph));
 	for (int iter = 0; iter < 600; iter++) {
 		enum reloc_mode mode = iter % 3 ? RELOC_BINARY : RELOC_TEXT;
 		struct bytes tmpl = {0}, inst[3] = {{0}};

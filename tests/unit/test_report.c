@@ -22,8 +22,8 @@ static void set_env(struct report_env *e, const char *hash, const char *prefix, 
 {
 	memset(e, 0, sizeof(*e));
 	memcpy(e->env.hash, hash, 33);
-	strcpy(e->env.platform, "linux-64");
-	strcpy(e->env.source_prefix, prefix);
+	snprintf(e->env.platform, sizeof(e->env.platform), "%s", "linux-64");
+	snprintf(e->env.source_prefix, sizeof(e->env.source_prefix), "%s", prefix);
 	e->env.files = files;
 	e->env.logical_bytes = files * 1000;
 	e->env.created = 1700000000;
@@ -43,13 +43,13 @@ static void test_envs(void)
 	set_env(&v[1], H2, "/bad/\xff\xfe", 0);
 	set_env(&v[2], H3, "/p", 1);
 	v[1].env.broken = true;
-	strcpy(v[2].cuda, "11.8");
-	strcpy(v[2].cuda_source, "cuda-version 11.8");
-	strcpy(tags[0].name, "alpha");
+	snprintf(v[2].cuda, sizeof(v[2].cuda), "%s", "11.8");
+	snprintf(v[2].cuda_source, sizeof(v[2].cuda_source), "%s", "cuda-version 11.8");
+	snprintf(tags[0].name, sizeof(tags[0].name), "%s", "alpha");
 	memcpy(tags[0].hash, H2, 33);
-	strcpy(tags[1].name, "beta");
+	snprintf(tags[1].name, sizeof(tags[1].name), "%s", "beta");
 	memcpy(tags[1].hash, H2, 33);
-	strcpy(tags[2].name, "gone");
+	snprintf(tags[2].name, sizeof(tags[2].name), "%s", "gone");
 	memcpy(tags[2].hash, "ffffffffffffffffffffffffffffffff", 33);
 	CHECK(report_envs_tag(v, 3, tags, 3) == 0);
 	CHECK(v[0].ntags == 0 && v[1].ntags == 2 && v[2].ntags == 0);
@@ -89,7 +89,8 @@ static void test_envs(void)
 		CHECK_STR(back[1].tags[1].name, "beta");
 		CHECK_STR(back[1].tags[1].hash, H2);
 		/* Written again, the same text but for what was not UTF-8. */
-		strcpy(back[1].env.source_prefix, "/bad/\xff\xfe");
+		snprintf(back[1].env.source_prefix, sizeof(back[1].env.source_prefix), "%s",
+		         "/bad/\xff\xfe");
 		CHECK(report_envs_json(back, n, &text2, &len) == 0);
 		CHECK_STR(text2, text);
 		free(text2);
@@ -159,7 +160,7 @@ static void test_packages(void)
 	char *text = NULL, *text2 = NULL;
 
 	memcpy(env.hash, H1, 33);
-	strcpy(env.platform, "linux-64");
+	snprintf(env.platform, sizeof(env.platform), "%s", "linux-64");
 	CHECK(pkgset_new(&set) == 0);
 	CHECK(pkgset_add(set, &c, "t", NULL) == 0);
 	CHECK(pkgset_add(set, &p, "t", NULL) == 0);
@@ -276,7 +277,7 @@ static void test_cuda(void)
 	size_t len, n = 0;
 
 	memcpy(env.hash, H1, 33);
-	strcpy(env.platform, "linux-64");
+	snprintf(env.platform, sizeof(env.platform), "%s", "linux-64");
 	CHECK(pkgset_new(&set) == 0);
 	CHECK(pkgset_add(set, &c, "t", NULL) == 0);
 	CHECK(pkgset_finish(set, "linux-64", "t", NULL) == 0);

@@ -227,7 +227,7 @@ static void test_escape_growth(void)
 
 		if (!text || !want)
 			abort();
-		len += (size_t)sprintf(text, "{\"a\": \"");
+		len += (size_t)snprintf(text, 16, "{\"a\": \"");
 		for (size_t i = 0; i < n; i++) {
 			memcpy(text + len, raw[k], rl);
 			memcpy(want + i * rl, raw[k], rl);
