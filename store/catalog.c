@@ -48,8 +48,8 @@
 #include <unistd.h>
 
 /* Version 3 added the sources table and dropped two indexes (C6, and members by pack);
- * version 4 added objects.owner (C7) and groups.nlink (C8). A writable open upgrades a version 2 or
- * 3 catalog, which a reader may still read. */
+ * version 4 added objects.owner (C7) and groups.nlink (C8). A writable open upgrades a
+ * version 2 or 3 catalog, which a reader may still read. */
 #define CATALOG_VERSION          4
 #define CATALOG_VERSION_READABLE 2
 #define BUSY_TIMEOUT_MS          60000
@@ -202,8 +202,15 @@ enum stmt_id {
 #define ENV_RANGE                                                                                  \
 	"r(lo, hi) AS MATERIALIZED (SELECT root, coalesce((SELECT min(f.root) FROM envs f"         \
 	" WHERE f.root > e.root), 1 << 62) FROM envs e WHERE e.id = ?1)"
+/* Whether node n (the nodes table's alias) is a removed environment's. */
+#define N_REMOVED IN_REMOVED_ENV("n.id")
 /* The environment node id x belongs to (C6). */
 #define ENV_OF(x) "(SELECT id FROM envs WHERE root <= " x " ORDER BY root DESC LIMIT 1)"
+#define FIRST_ENV ENV_OF("first")
+#define LAST_ENV  ENV_OF("last")
+/* w(obj, first, last): the environments of b's first and last node ids, for a WITH. */
+#define ENDS_ENVS                                                                                  \
+	"w(obj, first, last) AS MATERIALIZED (SELECT obj, " FIRST_ENV ", " LAST_ENV " FROM b)"
 /* How many nodes of environment ?1 are in each group: c(grp, n). */
 #define ENV_GRP_COUNTS                                                                             \
 	"(SELECT grp, count(*) AS n FROM nodes WHERE grp IS NOT NULL AND " ENV_NODES               \
@@ -254,22 +261,18 @@ static const char *const stmt_sql[S_COUNT] = {
                 " FROM nodes WHERE obj = objects.id) >= (SELECT root FROM envs"
                 " WHERE id = ?1) THEN ?1 END FROM " ENV_OBJ_COUNTS " WHERE objects.id = c.obj",
         /* C7 for the objects of environment ?1 about to be reaped: the environment of the
-         * first and of the last node naming each, outside ?1's range, if it is one. */
+         * first and of the last node naming each, outside ?1's range, if it is one. A row
+         * is written only if its owner changes: most are shared and stay so. */
         [S_ENV_DISOWN] =
-                "WITH " ENV_RANGE ", b(obj, first, last) AS MATERIALIZED (SELECT c.obj,"
-                " coalesce((SELECT min(id) FROM nodes WHERE obj = c.obj AND id < r.lo),"
-                " (SELECT min(id) FROM nodes WHERE obj = c.obj AND id >= r.hi)),"
-                " coalesce((SELECT max(id) FROM nodes WHERE obj = c.obj AND id >= r.hi),"
-                " (SELECT max(id) FROM nodes WHERE obj = c.obj AND id < r.lo))"
-                " FROM " ENV_OBJ_COUNTS ", r),"
-                " w(obj, first, last) AS MATERIALIZED (SELECT obj, " ENV_OF("first") ", " ENV_OF(
-                        "last") " FROM b), o(obj, owner) AS (SELECT obj, CASE WHEN first = last"
-                                " THEN first END FROM w)"
-                                /* A row written only if its owner changes: most are shared and stay
-                                   so. */
-                                " UPDATE objects SET owner = o.owner FROM o WHERE objects.id = "
-                                "o.obj"
-                                " AND objects.owner IS NOT o.owner",
+                "WITH " ENV_RANGE ", b(obj, first, last) AS MATERIALIZED"
+                " (SELECT c.obj, coalesce((SELECT min(id) FROM nodes WHERE obj = c.obj"
+                " AND id < r.lo), (SELECT min(id) FROM nodes WHERE obj = c.obj"
+                " AND id >= r.hi)), coalesce((SELECT max(id) FROM nodes"
+                " WHERE obj = c.obj AND id >= r.hi), (SELECT max(id) FROM nodes"
+                " WHERE obj = c.obj AND id < r.lo)) FROM " ENV_OBJ_COUNTS ", r), " ENDS_ENVS
+                ", o(obj, owner) AS (SELECT obj, CASE WHEN first = last THEN first END"
+                " FROM w) UPDATE objects SET owner = o.owner FROM o"
+                " WHERE objects.id = o.obj AND objects.owner IS NOT o.owner",
         /* C8: a live environment's names, counted in and out. */
         [S_ENV_LINK] = "UPDATE groups SET nlink = nlink + c.n FROM " ENV_GRP_COUNTS
                        " WHERE groups.id = c.grp",
@@ -322,20 +325,18 @@ static const char *const stmt_sql[S_COUNT] = {
          * queries read the group's entries of nodes_grp alone (C6 tells a node's
          * environment from its id), never one node row per environment holding it. */
         [S_GROUP_NODE] = "SELECT " NODE_COLS " FROM nodes WHERE id = coalesce((SELECT n.id"
-                         " FROM nodes n WHERE n.grp = ?1 AND NOT " IN_REMOVED_ENV(
-                                 "n.id") " ORDER BY n.id LIMIT 1), (SELECT min(id) FROM nodes "
-                                         "WHERE grp = ?1))",
+                         " FROM nodes n WHERE n.grp = ?1 AND NOT " N_REMOVED
+                         " ORDER BY n.id LIMIT 1), (SELECT min(id) FROM nodes WHERE grp = ?1))",
         [S_GROUP_COUNT] = "SELECT nlink FROM groups WHERE id = ?1",
         /* A reader of a catalog older than C8 (the daemon serves it while a writer has
          * yet to upgrade it, or forever on a read-only store): C8 counted. */
         [S_GROUP_COUNT_V3] = "SELECT count(*) FROM nodes n WHERE n.grp = ?1"
-                             " AND NOT " IN_REMOVED_ENV("n.id"),
+                             " AND NOT " N_REMOVED,
         /* C8 recounted. */
-        [S_NLINK_WRONG] =
-                "SELECT id, key, nlink, n FROM (SELECT g.id, o.key, g.nlink,"
-                " (SELECT count(*) FROM nodes n WHERE n.grp = g.id AND NOT " IN_REMOVED_ENV(
-                        "n.id") ") AS n FROM groups g"
-                                " JOIN objects o ON o.id = g.obj) WHERE nlink != n ORDER BY id",
+        [S_NLINK_WRONG] = "SELECT id, key, nlink, n FROM (SELECT g.id, o.key, g.nlink,"
+                          " (SELECT count(*) FROM nodes n WHERE n.grp = g.id AND NOT " N_REMOVED
+                          ") AS n FROM groups g"
+                          " JOIN objects o ON o.id = g.obj) WHERE nlink != n ORDER BY id",
         [S_GROUP_SETNLINK] = "UPDATE groups SET nlink = ?2 WHERE id = ?1",
         [S_DATA_VERSION] = "PRAGMA data_version",
         /* Tag ids are never reused, and a moved tag gets a new one: the daemon serves a
@@ -696,18 +697,16 @@ static int upgrade(struct catalog *c, struct cfs_err *err)
 		         "DROP INDEX IF EXISTS nodes_env; DROP INDEX IF EXISTS objects_pack;"
 		         "DROP INDEX IF EXISTS objects_unused;",
 		         err);
-	/* C7 for every object: the environments of its first and last nodes. */
+	/* C7 and C8 for every object and group. */
 	if (!r && c->version < 4)
 		r = exec(c,
-		         "WITH b(obj, first, last) AS (SELECT id, (SELECT min(n.id) FROM nodes n"
-		         " WHERE n.obj = objects.id), (SELECT max(n.id) FROM nodes n"
-		         " WHERE n.obj = objects.id) FROM objects) UPDATE objects SET owner ="
-		         " CASE WHEN " ENV_OF("b.first") " = " ENV_OF("b.last") " THEN " ENV_OF(
-		                 "b.first") " END FROM b WHERE objects.id = b.obj;"
-		                            /* C8 for every group. */
-		                            "UPDATE groups SET nlink = (SELECT count(*) FROM nodes "
-		                            "n WHERE n.grp ="
-		                            " groups.id AND NOT " IN_REMOVED_ENV("n.id") ")",
+		         "WITH b(obj, first, last) AS MATERIALIZED (SELECT id, (SELECT min(n.id)"
+		         " FROM nodes n WHERE n.obj = objects.id), (SELECT max(n.id) FROM nodes n"
+		         " WHERE n.obj = objects.id) FROM objects), " ENDS_ENVS
+		         " UPDATE objects SET owner = CASE WHEN w.first = w.last THEN w.first END"
+		         " FROM w WHERE objects.id = w.obj;"
+		         "UPDATE groups SET nlink = (SELECT count(*) FROM nodes n WHERE n.grp ="
+		         " groups.id AND NOT " N_REMOVED ")",
 		         err);
 	if (r)
 		return r;
