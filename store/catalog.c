@@ -1084,12 +1084,12 @@ static void refs_row(sqlite3_stmt *s, void *dst)
 	v->want = sqlite3_column_int64(s, 3);
 }
 
-int catalog_refs_wrong(struct catalog *c, struct catalog_refs **ret, size_t *ret_n,
-                       struct cfs_err *err)
+int catalog_counts_wrong(struct catalog *c, enum catalog_count which, struct catalog_refs **ret,
+                         size_t *ret_n, struct cfs_err *err)
 {
 	sqlite3_stmt *s;
 	void *v;
-	int r = stmt(c, S_REFS_WRONG, &s, err);
+	int r = stmt(c, which == CATALOG_NLINK ? S_NLINK_WRONG : S_REFS_WRONG, &s, err);
 
 	if (!r)
 		r = collect(c, s, sizeof(**ret), refs_row, &v, ret_n, err);
@@ -1098,28 +1098,11 @@ int catalog_refs_wrong(struct catalog *c, struct catalog_refs **ret, size_t *ret
 	return r;
 }
 
-int catalog_object_set_refs(struct catalog *c, int64_t id, int64_t refs, struct cfs_err *err)
+int catalog_count_set(struct catalog *c, enum catalog_count which, int64_t id, int64_t value,
+                      struct cfs_err *err)
 {
-	return exec_int2(c, S_OBJ_SETREFS, id, refs, err);
-}
-
-int catalog_nlink_wrong(struct catalog *c, struct catalog_refs **ret, size_t *ret_n,
-                        struct cfs_err *err)
-{
-	sqlite3_stmt *s;
-	void *v;
-	int r = stmt(c, S_NLINK_WRONG, &s, err);
-
-	if (!r)
-		r = collect(c, s, sizeof(**ret), refs_row, &v, ret_n, err);
-	if (!r)
-		*ret = v;
-	return r;
-}
-
-int catalog_group_set_nlink(struct catalog *c, int64_t id, int64_t nlink, struct cfs_err *err)
-{
-	return exec_int2(c, S_GROUP_SETNLINK, id, nlink, err);
+	return exec_int2(c, which == CATALOG_NLINK ? S_GROUP_SETNLINK : S_OBJ_SETREFS, id, value,
+	                 err);
 }
 
 int catalog_object_envs(struct catalog *c, int64_t id, int (*fn)(void *ctx, int64_t env), void *ctx,

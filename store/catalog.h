@@ -105,22 +105,24 @@ int catalog_object_users(struct catalog *c, int64_t id,
                          int (*fn)(void *ctx, const char *env, int64_t node), void *ctx,
                          struct cfs_err *err);
 
-/* An object whose refs disagree with C2: had is the row's count, want the true one. */
+/* The counts repair recounts: objects' references (C2), shared files' links (C8). */
+enum catalog_count {
+	CATALOG_REFS,
+	CATALOG_NLINK,
+};
+/* A count that disagrees with the rows: id, the object's (or the group's, and key its
+ * object's); had is the row's count, want the true one. */
 struct catalog_refs {
 	int64_t id;
 	struct objkey key;
 	int64_t had, want;
 };
-/* Every object whose refs is not what C2 says, by id; *ret is malloc'd, the caller frees
- * it. Call inside a transaction, so that the counts still hold when they are written. */
-int catalog_refs_wrong(struct catalog *c, struct catalog_refs **ret, size_t *ret_n,
-                       struct cfs_err *err);
-int catalog_object_set_refs(struct catalog *c, int64_t id, int64_t refs, struct cfs_err *err);
-/* Every group whose nlink is not what C8 says (id: the group's, key: its object's), by id;
- * as catalog_refs_wrong. */
-int catalog_nlink_wrong(struct catalog *c, struct catalog_refs **ret, size_t *ret_n,
-                        struct cfs_err *err);
-int catalog_group_set_nlink(struct catalog *c, int64_t id, int64_t nlink, struct cfs_err *err);
+/* Every count of that kind which is wrong, by id; *ret is malloc'd, the caller frees it.
+ * Call inside a transaction, so that the counts still hold when they are written. */
+int catalog_counts_wrong(struct catalog *c, enum catalog_count which, struct catalog_refs **ret,
+                         size_t *ret_n, struct cfs_err *err);
+int catalog_count_set(struct catalog *c, enum catalog_count which, int64_t id, int64_t value,
+                      struct cfs_err *err);
 /* Calls fn once with the id of every environment (live or removed) with a node naming
  * object id. */
 int catalog_object_envs(struct catalog *c, int64_t id, int (*fn)(void *ctx, int64_t env), void *ctx,

@@ -651,30 +651,27 @@ static int cmp_id(const void *a, const void *b)
 /* C2 again: every reference count recounted from the rows, and C8's link counts. */
 static int fix_refs(struct repair *rp, struct cfs_err *err)
 {
-	struct catalog_refs *v = NULL;
-	size_t n = 0;
-	int r = catalog_refs_wrong(rp->st->cat, &v, &n, err);
+	static const struct {
+		enum catalog_count which;
+		enum repair_kind kind;
+	} counts[] = {{CATALOG_REFS, REPAIR_REFS}, {CATALOG_NLINK, REPAIR_NLINK}};
+	int r = 0;
 
-	for (size_t i = 0; !r && i < n; i++) {
-		r = catalog_object_set_refs(rp->st->cat, v[i].id, v[i].want, err);
-		if (r)
-			break;
-		rp->res.refs_fixed++;
-		repair_done(rp, REPAIR_REFS, &v[i].key, NULL, NULL, v[i].had, v[i].want);
+	for (size_t k = 0; !r && k < sizeof(counts) / sizeof(counts[0]); k++) {
+		struct catalog_refs *v = NULL;
+		size_t n = 0;
+
+		r = catalog_counts_wrong(rp->st->cat, counts[k].which, &v, &n, err);
+		for (size_t i = 0; !r && i < n; i++) {
+			r = catalog_count_set(rp->st->cat, counts[k].which, v[i].id, v[i].want,
+			                      err);
+			if (r)
+				break;
+			rp->res.refs_fixed++;
+			repair_done(rp, counts[k].kind, &v[i].key, NULL, NULL, v[i].had, v[i].want);
+		}
+		free(v);
 	}
-	free(v);
-	if (r)
-		return r;
-	/* C8 again: the link count of every group of shared files. */
-	r = catalog_nlink_wrong(rp->st->cat, &v, &n, err);
-	for (size_t i = 0; !r && i < n; i++) {
-		r = catalog_group_set_nlink(rp->st->cat, v[i].id, v[i].want, err);
-		if (r)
-			break;
-		rp->res.refs_fixed++;
-		repair_done(rp, REPAIR_NLINK, &v[i].key, NULL, NULL, v[i].had, v[i].want);
-	}
-	free(v);
 	return r;
 }
 
