@@ -119,9 +119,11 @@ class Daemon:
         if not wait:
             return self
         t0 = time.monotonic()
-        # Mounted, and answering (a dead mount left by a killed daemon is mounted too, but
-        # gives ENOTCONN; mount ids are reused, so they cannot tell the two apart).
-        while mounted(self.mnt) != FUSE_TYPE or not answers(self.mnt):
+        # Answering, then mounted: a dead mount left by a killed daemon is mounted too, but
+        # gives ENOTCONN (mount ids are reused, so they cannot tell the two apart). In the
+        # other order the daemon could clear the dead mount between the two checks, and the
+        # bare directory beneath would answer for a mount that is not there yet.
+        while not answers(self.mnt) or mounted(self.mnt) != FUSE_TYPE:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"condafsd exited with {self.proc.returncode} before "
                                    f"mounting: {self.log()[-2000:]}")
