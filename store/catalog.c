@@ -4,13 +4,13 @@
  * WAL lets the daemon read while an ingest writes; a busy timeout lets two ingests queue.
  *
  * Invariants (with object.c's O1/O2):
- * C1: an environment row exists only together with all its nodes and packages: they are
- *     inserted in one transaction, and deleted in one.
- * C2: objects.refs is the number of nodes naming the object; a node names only an object
- *     whose image is durable (a file fsynced and linked, its directory fsynced, or a blob
- *     in the same transaction).
+ * C1: an environment row exists only together with its tree (catalog_tree.c) and packages:
+ *     they are inserted in one transaction, and deleted in one.
+ * C2: objects.refs is the number of files of every environment's tree (live or removed)
+ *     naming the object, plus, for a pack, its members; a tree names only an object whose
+ *     image is durable (a file fsynced and linked, its directory fsynced).
  * C3: a directory's children have the ids [first_child, first_child + nchildren), sorted
- *     by name bytes, so a listing is a range scan on the primary key.
+ *     by name bytes, ids given breadth first (T5).
  * C4: at most one live environment (removed = 0) per hash. A removed environment keeps
  *     its rows, hidden from every lookup by name, until gc reaps it (gc.c G4), so a mount
  *     can go on serving its open files; the rows are never shown by hash or tag again.
@@ -20,20 +20,22 @@
  *     corrupt (repair). One row per inode, the last content seen in it: a file that
  *     changed since has another ctime and never matches, and the filesystem's reuse of
  *     inode numbers keeps the table about as large as the files ingested from.
- * C6: an environment's nodes have the ids from its root up to the next environment's root
- *     (new ids start above every id ever used), so they are a range of the primary key
- *     and nodes.env needs no index.
- * C7: objects.owner is the environment (live or removed) whose nodes are the only ones
- *     naming the object, NULL when two environments' nodes or none do. It is set when an
- *     environment's references are counted (catalog_env_ref) and when they are dropped
- *     (catalog_env_delete), for that environment's objects alone, so an environment's
- *     unique bytes are a sum over objects_owned, not a search through every other one.
- * C8: groups.nlink is the number of nodes of live environments in the group: counted in
- *     when an environment's references are (catalog_env_ref), out when it is hidden or
- *     deleted while live (S_ENV_UNLINK), so a lookup reads one groups row.
+ * C6: an environment's nodes have the ids root .. root + nodes - 1 (new ids start above
+ *     every id ever used), so the environment of a node id is one probe of envs_root.
+ * C7: objects.owner is the environment (live or removed) whose files are the only ones
+ *     naming the object, NULL when two environments' files or none do. esum and esq are
+ *     the sums of the environment ids of those names and of their squares: every name is
+ *     environment m's exactly when esum = refs * m and esq = refs * m^2, so the owner is
+ *     known again from the row alone whenever its counts change (catalog_tree.c), and an
+ *     environment's unique bytes are a sum over objects_owned.
+ * C8: groups.nlink is the number of files of live environments in the group, groups.refs
+ *     of every environment: counted in when an environment's references are
+ *     (catalog_env_ref), nlink out when it is hidden or deleted while live; a group goes
+ *     with its last name. A lookup reads one groups row.
  */
 #include "catalog.h"
 
+#include "catalog_int.h"
 #include "err.h"
 #include "pkgset.h"
 
@@ -48,10 +50,11 @@
 #include <unistd.h>
 
 /* Version 3 added the sources table and dropped two indexes (C6, and members by pack);
- * version 4 added objects.owner (C7) and groups.nlink (C8). A writable open upgrades a
- * version 2 or 3 catalog, which a reader may still read. */
-#define CATALOG_VERSION          4
-#define CATALOG_VERSION_READABLE 2
+ * version 4 added objects.owner (C7) and groups.nlink (C8); version 5 stores trees as
+ * directory objects (catalog_tree.c) in place of a row per node. A writable open upgrades
+ * a catalog of version 2 or later; a reader reads version 5 alone. */
+#define CATALOG_VERSION            5
+#define CATALOG_VERSION_UPGRADABLE 2
 #define BUSY_TIMEOUT_MS          60000
 
 static const char schema[] =
@@ -61,7 +64,8 @@ static const char schema[] =
         " id INTEGER PRIMARY KEY, hash TEXT NOT NULL, platform TEXT NOT NULL,"
         " source_prefix BLOB NOT NULL, created INTEGER NOT NULL, last_used INTEGER NOT NULL,"
         " root INTEGER NOT NULL, files INTEGER NOT NULL, logical_bytes INTEGER NOT NULL,"
-        " removed INTEGER NOT NULL DEFAULT 0, broken INTEGER NOT NULL DEFAULT 0);"
+        " removed INTEGER NOT NULL DEFAULT 0, broken INTEGER NOT NULL DEFAULT 0,"
+        " nodes INTEGER NOT NULL DEFAULT 0, tree BLOB);"
         /* C4: one live environment per hash; removed ones wait for gc to reap them. */
         "CREATE UNIQUE INDEX IF NOT EXISTS envs_live ON envs(hash) WHERE removed = 0;"
         "CREATE INDEX IF NOT EXISTS envs_removed ON envs(removed) WHERE removed != 0;"
@@ -74,26 +78,20 @@ static const char schema[] =
         "CREATE TABLE IF NOT EXISTS objects("
         " id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE, size INTEGER NOT NULL,"
         " stored INTEGER NOT NULL, refs INTEGER NOT NULL, kind INTEGER NOT NULL,"
-        " pack INTEGER, pack_off INTEGER, owner INTEGER);"
+        " pack INTEGER, pack_off INTEGER, owner INTEGER, esum INTEGER NOT NULL DEFAULT 0,"
+        " esq INTEGER NOT NULL DEFAULT 0);"
         /* C7: an environment's unique bytes, summed from the index alone. */
         "CREATE INDEX IF NOT EXISTS objects_owned ON objects(owner, stored)"
         " WHERE owner IS NOT NULL;"
         "CREATE TABLE IF NOT EXISTS groups("
         " id INTEGER PRIMARY KEY, obj INTEGER NOT NULL, mode INTEGER NOT NULL,"
         " mtime_ns INTEGER NOT NULL, nlink INTEGER NOT NULL DEFAULT 0,"
-        " UNIQUE(obj, mode, mtime_ns));"
-        "CREATE TABLE IF NOT EXISTS nodes("
-        " id INTEGER PRIMARY KEY, env INTEGER NOT NULL, parent INTEGER NOT NULL,"
-        " name BLOB NOT NULL, type INTEGER NOT NULL, mode INTEGER NOT NULL,"
-        " mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, inserts INTEGER NOT NULL,"
-        " obj INTEGER, grp INTEGER, hardlink INTEGER, first_child INTEGER,"
-        " nchildren INTEGER, target BLOB, reloc BLOB);"
-        /* Top directories (parent 0) are named by their hash, which a removed environment
-         * and its replacement share: they are never looked up by name. */
-        "CREATE UNIQUE INDEX IF NOT EXISTS nodes_lookup ON nodes(parent, name)"
-        " WHERE parent > 0;"
-        "CREATE INDEX IF NOT EXISTS nodes_obj ON nodes(obj);"
-        "CREATE INDEX IF NOT EXISTS nodes_grp ON nodes(grp);"
+        " refs INTEGER NOT NULL DEFAULT 0, UNIQUE(obj, mode, mtime_ns));"
+        /* Environments' trees (catalog_tree.c, docs/tree-format.md): directory objects,
+         * indexes and relocation records kept apart, each by the key of its bytes. */
+        "CREATE TABLE IF NOT EXISTS trees(id INTEGER PRIMARY KEY, key BLOB NOT NULL,"
+        " kind INTEGER NOT NULL, refs INTEGER NOT NULL, data BLOB NOT NULL,"
+        " UNIQUE(key, kind));"
         /* In gc's order (S_GC_UNUSED): its next object is the index's first entry, where
          * an index of refs alone sorted every unreferenced object at each step. */
         "CREATE INDEX IF NOT EXISTS objects_unreferenced ON objects(kind, id) WHERE refs = 0;"
@@ -112,7 +110,6 @@ enum stmt_id {
 	S_OBJ_REF,
 	S_OBJ_EACH,
 	S_OBJ_PACKREF,
-	S_OBJ_USERS,
 	S_GROUP_FIND,
 	S_GROUP_INSERT,
 	S_ENV_BY_HASH,
@@ -124,30 +121,14 @@ enum stmt_id {
 	S_ENV_INSERT,
 	S_PKG_INSERT,
 	S_PKG_LIST,
-	S_ENV_REF,
-	S_ENV_UNREF,
-	S_ENV_DEL_NODES,
 	S_ENV_DEL_PKGS,
 	S_ENV_DEL,
 	S_ENV_UNIQUE,
-	S_ENV_UNIQUE_V3,
-	S_ENV_DISOWN,
-	S_ENV_DEL_GROUPS,
-	S_ENV_LINK,
-	S_ENV_UNLINK,
-	S_NLINK_WRONG,
 	S_GROUP_SETNLINK,
 	S_NODE_MAX,
 	S_NODE_LAST,
-	S_NODE_INSERT,
-	S_NODE_GET,
-	S_NODE_LOOKUP,
-	S_NODE_CONTENT,
-	S_NODE_RANGE,
-	S_ENV_TREE,
-	S_GROUP_NODE,
 	S_GROUP_COUNT,
-	S_GROUP_COUNT_V3,
+	S_GROUP_ATTR,
 	S_DATA_VERSION,
 	S_TAG_NEXT,
 	S_TAG_SET,
@@ -166,42 +147,25 @@ enum stmt_id {
 	S_PACK_DROP,
 	S_STATS_ENVS,
 	S_STATS_OBJS,
-	S_REFS_WRONG,
 	S_OBJ_SETREFS,
-	S_OBJ_ENVS,
 	S_ENV_BROKEN,
 	S_SOURCE_SET,
 	S_SOURCE_FORGET,
 	S_SOURCES_PRUNE,
 	S_NAMES_NOTHING,
 	S_MARK_PUBLISHED,
-	S_DANGLING,
-	S_ENV_LINKS,
 	S_COUNT,
 };
 
 #define ENV_COLS                                                                                   \
 	"id, hash, platform, source_prefix, created, last_used, root, files, logical_bytes,"       \
 	" removed, broken"
-#define NODE_COLS                                                                                  \
-	"id, env, parent, name, type, mode, mtime_ns, size, inserts, grp, hardlink, first_child,"  \
-	" nchildren, length(reloc) IS NOT NULL"
 #define OBJ_COLS "id, key, size, stored, refs, kind, pack, pack_off"
-/* The nodes of environment ?1 (C6), t the nodes table's alias and a dot. */
-#define ENV_NODES_OF(t)                                                                            \
-	t "id >= (SELECT root FROM envs WHERE id = ?1) AND " t "id < coalesce((SELECT min(root)"   \
-	  " FROM envs WHERE root > (SELECT root FROM envs WHERE id = ?1)), 1 << 62) AND " t        \
-	  "env = ?1"
-#define ENV_NODES ENV_NODES_OF("")
 /* Whether node id x belongs to a removed environment: the one with the last root at or
  * before x (C6), found by envs_root; asked only while some environment is removed. */
 #define IN_REMOVED_ENV(x)                                                                          \
 	"(EXISTS (SELECT 1 FROM envs WHERE removed != 0) AND (SELECT removed FROM envs"            \
 	" WHERE root <= " x " ORDER BY root DESC LIMIT 1) != 0)"
-/* r(lo, hi): the node ids of environment ?1 (C6), for a WITH clause. */
-#define ENV_RANGE                                                                                  \
-	"r(lo, hi) AS MATERIALIZED (SELECT root, coalesce((SELECT min(f.root) FROM envs f"         \
-	" WHERE f.root > e.root), 1 << 62) FROM envs e WHERE e.id = ?1)"
 /* Whether node n (the nodes table's alias) is a removed environment's. */
 #define N_REMOVED IN_REMOVED_ENV("n.id")
 /* The environment node id x belongs to (C6). */
@@ -211,15 +175,6 @@ enum stmt_id {
 /* w(obj, first, last): the environments of b's first and last node ids, for a WITH. */
 #define ENDS_ENVS                                                                                  \
 	"w(obj, first, last) AS MATERIALIZED (SELECT obj, " FIRST_ENV ", " LAST_ENV " FROM b)"
-/* How many nodes of environment ?1 are in each group: c(grp, n). */
-#define ENV_GRP_COUNTS                                                                             \
-	"(SELECT grp, count(*) AS n FROM nodes WHERE grp IS NOT NULL AND " ENV_NODES               \
-	" GROUP BY grp) AS c"
-/* How many nodes of environment ?1 name each object: c(obj, n). */
-#define ENV_OBJ_COUNTS                                                                             \
-	"(SELECT obj, count(*) AS n FROM nodes WHERE obj IS NOT NULL AND " ENV_NODES               \
-	" GROUP BY obj) AS c"
-
 static const char *const stmt_sql[S_COUNT] = {
         [S_OBJ_BY_KEY] = "SELECT " OBJ_COLS " FROM objects WHERE key = ?1",
         [S_OBJ_BY_FILE] = "SELECT " OBJ_COLS ", EXISTS (SELECT 1 FROM sources s"
@@ -237,8 +192,6 @@ static const char *const stmt_sql[S_COUNT] = {
         [S_OBJ_EACH] = "SELECT " OBJ_COLS " FROM objects"
                        " ORDER BY coalesce(pack, id), kind DESC, pack_off",
         [S_OBJ_PACKREF] = "UPDATE objects SET refs = refs + ?2 WHERE id = ?1",
-        [S_OBJ_USERS] = "SELECT e.hash, n.id FROM nodes n JOIN envs e ON e.id = n.env"
-                        " WHERE n.obj = ?1 ORDER BY e.hash, n.id",
         [S_GROUP_FIND] = "SELECT id FROM groups WHERE obj = ?1 AND mode = ?2 AND mtime_ns = ?3",
         [S_GROUP_INSERT] = "INSERT INTO groups(obj, mode, mtime_ns) VALUES (?1, ?2, ?3)",
         [S_ENV_BY_HASH] = "SELECT " ENV_COLS " FROM envs WHERE hash = ?1 AND removed = 0",
@@ -254,89 +207,20 @@ static const char *const stmt_sql[S_COUNT] = {
                          " md5, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         [S_PKG_LIST] = "SELECT kind, name, version, build, channel, subdir, md5, sha256"
                        " FROM packages WHERE env = ?1",
-        /* C6: the new environment's nodes have the highest ids, so it owns what no
-         * lower id names (C7). */
-        [S_ENV_REF] =
-                "UPDATE objects SET refs = refs + c.n, owner = CASE WHEN (SELECT min(id)"
-                " FROM nodes WHERE obj = objects.id) >= (SELECT root FROM envs"
-                " WHERE id = ?1) THEN ?1 END FROM " ENV_OBJ_COUNTS " WHERE objects.id = c.obj",
-        /* C7 for the objects of environment ?1 about to be reaped: the environment of the
-         * first and of the last node naming each, outside ?1's range, if it is one. A row
-         * is written only if its owner changes: most are shared and stay so. */
-        [S_ENV_DISOWN] =
-                "WITH " ENV_RANGE ", b(obj, first, last) AS MATERIALIZED"
-                " (SELECT c.obj, coalesce((SELECT min(id) FROM nodes WHERE obj = c.obj"
-                " AND id < r.lo), (SELECT min(id) FROM nodes WHERE obj = c.obj"
-                " AND id >= r.hi)), coalesce((SELECT max(id) FROM nodes"
-                " WHERE obj = c.obj AND id >= r.hi), (SELECT max(id) FROM nodes"
-                " WHERE obj = c.obj AND id < r.lo)) FROM " ENV_OBJ_COUNTS ", r), " ENDS_ENVS
-                ", o(obj, owner) AS (SELECT obj, CASE WHEN first = last THEN first END"
-                " FROM w) UPDATE objects SET owner = o.owner FROM o"
-                " WHERE objects.id = o.obj AND objects.owner IS NOT o.owner",
-        /* C8: a live environment's names, counted in and out. */
-        [S_ENV_LINK] = "UPDATE groups SET nlink = nlink + c.n FROM " ENV_GRP_COUNTS
-                       " WHERE groups.id = c.grp",
-        [S_ENV_UNLINK] = "UPDATE groups SET nlink = nlink - c.n FROM " ENV_GRP_COUNTS
-                         " WHERE groups.id = c.grp AND (SELECT removed FROM envs"
-                         " WHERE id = ?1) = 0",
-        [S_ENV_UNREF] = "UPDATE objects SET refs = refs - c.n FROM " ENV_OBJ_COUNTS
-                        " WHERE objects.id = c.obj",
-        [S_ENV_DEL_NODES] = "DELETE FROM nodes WHERE " ENV_NODES,
-        /* The groups only environment ?1's nodes are in, before they go: a search for
-         * each of its groups rather than for each group of the store. */
-        [S_ENV_DEL_GROUPS] = "WITH " ENV_RANGE " DELETE FROM groups WHERE id IN (SELECT grp"
-                             " FROM nodes, r WHERE grp IS NOT NULL AND id >= r.lo AND id < r.hi)"
-                             " AND NOT EXISTS (SELECT 1 FROM nodes n, r WHERE n.grp = groups.id"
-                             " AND n.id < r.lo) AND NOT EXISTS (SELECT 1 FROM nodes n, r"
-                             " WHERE n.grp = groups.id AND n.id >= r.hi)",
         [S_ENV_DEL_PKGS] = "DELETE FROM packages WHERE env = ?1",
         [S_ENV_DEL] = "DELETE FROM envs WHERE id = ?1",
         [S_ENV_UNIQUE] = "SELECT coalesce(sum(stored), 0) FROM objects WHERE owner = ?1",
         /* A reader of a catalog older than C7. */
-        [S_ENV_UNIQUE_V3] = "SELECT coalesce(sum(o.stored), 0) FROM objects o"
-                            " WHERE NOT EXISTS (SELECT 1 FROM nodes m WHERE m.obj = o.id"
-                            " AND m.env != ?1) AND o.id IN (SELECT DISTINCT obj FROM nodes"
-                            " WHERE obj IS NOT NULL AND " ENV_NODES ")",
         /* Ids are never reused: the daemon hands them to the kernel as inode numbers. */
-        [S_NODE_MAX] = "SELECT max(coalesce((SELECT max(id) FROM nodes), 0),"
+        [S_NODE_MAX] = "SELECT max(coalesce((SELECT max(root + nodes - 1) FROM envs), 0),"
                        " coalesce((SELECT CAST(value AS INTEGER) FROM meta"
                        " WHERE key = 'last_node_id'), 0))",
         [S_NODE_LAST] = "INSERT INTO meta(key, value) VALUES ('last_node_id', ?1)"
                         " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        [S_NODE_INSERT] = "INSERT INTO nodes(id, env, parent, name, type, mode, mtime_ns, size,"
-                          " inserts, obj, grp, hardlink, first_child, nchildren, target, reloc)"
-                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-                          " ?15, ?16)",
-        [S_NODE_GET] = "SELECT " NODE_COLS " FROM nodes WHERE id = ?1",
-        [S_NODE_LOOKUP] = "SELECT " NODE_COLS " FROM nodes WHERE parent = ?1 AND name = ?2"
-                          " AND parent > 0",
-        [S_NODE_CONTENT] =
-                "SELECT o.id, o.key, o.size, o.stored, o.refs, o.kind, o.pack,"
-                " o.pack_off, length(n.reloc), n.target, p.key FROM nodes n"
-                " LEFT JOIN objects o ON o.id = n.obj LEFT JOIN objects p ON p.id = o.pack"
-                " WHERE n.id = ?1",
-        [S_NODE_RANGE] = "SELECT " NODE_COLS " FROM nodes WHERE id >= ?1 AND id < ?2 ORDER BY id",
-        [S_ENV_TREE] =
-                "SELECT n.id, n.env, n.parent, n.name, n.type, n.mode, n.mtime_ns, n.size,"
-                " n.inserts, n.grp, n.hardlink, n.first_child, n.nchildren,"
-                " length(n.reloc) IS NOT NULL, o.key, n.target FROM nodes n"
-                " LEFT JOIN objects o ON o.id = n.obj WHERE " ENV_NODES_OF("n.") " ORDER BY n.id",
-        /* A live environment's node first: it outlives a removed one's. Both group
-         * queries read the group's entries of nodes_grp alone (C6 tells a node's
-         * environment from its id), never one node row per environment holding it. */
-        [S_GROUP_NODE] = "SELECT " NODE_COLS " FROM nodes WHERE id = coalesce((SELECT n.id"
-                         " FROM nodes n WHERE n.grp = ?1 AND NOT " N_REMOVED
-                         " ORDER BY n.id LIMIT 1), (SELECT min(id) FROM nodes WHERE grp = ?1))",
         [S_GROUP_COUNT] = "SELECT nlink FROM groups WHERE id = ?1",
-        /* A reader of a catalog older than C8 (the daemon serves it while a writer has
-         * yet to upgrade it, or forever on a read-only store): C8 counted. */
-        [S_GROUP_COUNT_V3] = "SELECT count(*) FROM nodes n WHERE n.grp = ?1"
-                             " AND NOT " N_REMOVED,
-        /* C8 recounted. */
-        [S_NLINK_WRONG] = "SELECT id, key, nlink, n FROM (SELECT g.id, o.key, g.nlink,"
-                          " (SELECT count(*) FROM nodes n WHERE n.grp = g.id AND NOT " N_REMOVED
-                          ") AS n FROM groups g"
-                          " JOIN objects o ON o.id = g.obj) WHERE nlink != n ORDER BY id",
+        /* What a group's files share, served without any of them (store_group_get). */
+        [S_GROUP_ATTR] = "SELECT g.mode, g.mtime_ns, o.size, g.nlink FROM groups g"
+                         " JOIN objects o ON o.id = g.obj WHERE g.id = ?1",
         [S_GROUP_SETNLINK] = "UPDATE groups SET nlink = ?2 WHERE id = ?1",
         [S_DATA_VERSION] = "PRAGMA data_version",
         /* Tag ids are never reused, and a moved tag gets a new one: the daemon serves a
@@ -383,16 +267,7 @@ static const char *const stmt_sql[S_COUNT] = {
                 "SELECT count(*), coalesce(sum(logical_bytes), 0) FROM envs WHERE removed = 0",
         [S_STATS_OBJS] = "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(stored), 0)"
                          " FROM objects WHERE kind = 0",
-        /* C2 recounted: a content's nodes, a pack's member rows. A pack of one content
-         * has that content's key, so its row is the content's too: nodes may name it. */
-        [S_REFS_WRONG] = "SELECT id, key, refs, n FROM (SELECT o.id, o.key, o.refs,"
-                         " (SELECT count(*) FROM nodes WHERE nodes.obj = o.id) +"
-                         " CASE o.kind WHEN 1 THEN coalesce(m.n, 0) ELSE 0 END AS n FROM objects o"
-                         " LEFT JOIN (SELECT pack, count(*) AS n FROM objects"
-                         " WHERE pack IS NOT NULL GROUP BY pack) m ON m.pack = o.id)"
-                         " WHERE refs != n ORDER BY id",
         [S_OBJ_SETREFS] = "UPDATE objects SET refs = ?2 WHERE id = ?1",
-        [S_OBJ_ENVS] = "SELECT DISTINCT env FROM nodes WHERE obj = ?1",
         [S_ENV_BROKEN] = "UPDATE envs SET broken = ?2 WHERE id = ?1",
         [S_SOURCE_SET] = "INSERT INTO sources(dev, ino, ctime_ns, obj) VALUES (?1, ?2, ?3, ?4)"
                          " ON CONFLICT(dev, ino) DO UPDATE SET ctime_ns = excluded.ctime_ns,"
@@ -402,20 +277,13 @@ static const char *const stmt_sql[S_COUNT] = {
         [S_SOURCES_PRUNE] = "DELETE FROM sources WHERE NOT EXISTS"
                             " (SELECT 1 FROM objects WHERE objects.id = sources.obj)",
         /* No object row, and not the catalog of a store whose environments were all
-         * collected (no node left, but an ingest committed once) nor of one whose ingests
+         * collected (no environment left, but an ingest committed once) nor of one whose ingests
          * never committed (images published, then killed: orphans). */
         [S_NAMES_NOTHING] = "SELECT NOT EXISTS (SELECT 1 FROM objects) AND (EXISTS"
-                            " (SELECT 1 FROM nodes) OR NOT EXISTS (SELECT 1 FROM meta"
+                            " (SELECT 1 FROM envs) OR NOT EXISTS (SELECT 1 FROM meta"
                             " WHERE key IN ('last_node_id', 'published')))",
         [S_MARK_PUBLISHED] = "INSERT INTO meta(key, value) VALUES ('published', '1')"
                              " ON CONFLICT DO NOTHING",
-        [S_DANGLING] = "SELECT n.id, n.obj FROM nodes n WHERE n.obj IS NOT NULL AND NOT EXISTS"
-                       " (SELECT 1 FROM objects o WHERE o.id = n.obj) LIMIT 1",
-        [S_ENV_LINKS] = "SELECT n.id, n.parent, n.name, n.type, n.size, n.obj, n.grp,"
-                        " n.first_child, n.nchildren, n.target IS NOT NULL, o.id, o.size, o.key,"
-                        " g.obj FROM nodes n"
-                        " LEFT JOIN objects o ON o.id = n.obj LEFT JOIN groups g ON g.id = n.grp"
-                        " WHERE " ENV_NODES_OF("n.") " ORDER BY n.id",
 };
 
 struct catalog {
@@ -423,8 +291,7 @@ struct catalog {
 	char *path;
 	sqlite3_stmt *stmt[S_COUNT];
 	const struct lockwait *notify; /* NULL: waits are silent */
-	sqlite3_blob *reloc;           /* catalog_reloc_read's open record, or NULL */
-	int64_t reloc_node;            /* ...and whose it is */
+	struct cattree *tree;          /* catalog_tree.c's */
 	struct timespec busy_since;    /* when the current busy wait began */
 	bool busy_said;                /* ...and whether it was said */
 	int version;                   /* of the catalog's schema, after any upgrade */
@@ -442,22 +309,13 @@ static int db_err(struct catalog *c, int rc, const char *what, struct cfs_err *e
 	return err_set(err, e, "%s: %s: %s", c->path, what, sqlite3_errmsg(c->db));
 }
 
+static int step_done(struct catalog *c, sqlite3_stmt *s, struct cfs_err *err);
+static int step_row(struct catalog *c, sqlite3_stmt *s, struct cfs_err *err);
+
 /* The statement id, reset and with its bindings cleared. */
 static int stmt(struct catalog *c, enum stmt_id id, sqlite3_stmt **ret, struct cfs_err *err)
 {
-	int rc;
-
-	*ret = NULL;
-	if (!c->stmt[id]) {
-		rc = sqlite3_prepare_v3(c->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
-		                        &c->stmt[id], NULL);
-		if (rc != SQLITE_OK)
-			return db_err(c, rc, "cannot prepare a query", err);
-	}
-	sqlite3_reset(c->stmt[id]);
-	sqlite3_clear_bindings(c->stmt[id]);
-	*ret = c->stmt[id];
-	return 0;
+	return cat_prepare(c, &c->stmt[id], stmt_sql[id], ret, err);
 }
 
 /* Step a statement that returns no row (or whose row is not wanted). */
@@ -613,6 +471,60 @@ static int exec(struct catalog *c, const char *sql, struct cfs_err *err)
 	return rc == SQLITE_OK ? 0 : db_err(c, rc, sql, err);
 }
 
+/* ---- for catalog_tree.c (catalog_int.h) ---- */
+
+sqlite3 *cat_db(struct catalog *c)
+{
+	return c->db;
+}
+
+const char *cat_path(const struct catalog *c)
+{
+	return c->path;
+}
+
+struct cattree *cat_tree(struct catalog *c)
+{
+	return c->tree;
+}
+
+int cat_prepare(struct catalog *c, sqlite3_stmt **slot, const char *sql, sqlite3_stmt **ret,
+                struct cfs_err *err)
+{
+	int rc;
+
+	*ret = NULL;
+	if (!*slot) {
+		rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL);
+		if (rc != SQLITE_OK)
+			return db_err(c, rc, "cannot prepare a query", err);
+	}
+	sqlite3_reset(*slot);
+	sqlite3_clear_bindings(*slot);
+	*ret = *slot;
+	return 0;
+}
+
+int cat_step_done(struct catalog *c, sqlite3_stmt *s, struct cfs_err *err)
+{
+	return step_done(c, s, err);
+}
+
+int cat_step_row(struct catalog *c, sqlite3_stmt *s, struct cfs_err *err)
+{
+	return step_row(c, s, err);
+}
+
+int cat_db_err(struct catalog *c, int rc, const char *what, struct cfs_err *err)
+{
+	return db_err(c, rc, what, err);
+}
+
+int cat_exec(struct catalog *c, const char *sql, struct cfs_err *err)
+{
+	return exec(c, sql, err);
+}
+
 /*
  * An existing catalog must be there and hold tables before anything writes to it: SQLite
  * would make an empty database of a missing or empty file, and an empty catalog in front
@@ -679,7 +591,7 @@ static int upgrade(struct catalog *c, struct cfs_err *err)
 	else
 		c->version = CATALOG_VERSION;
 	sqlite3_finalize(s);
-	if (c->version < CATALOG_VERSION_READABLE || c->version > CATALOG_VERSION)
+	if (c->version < CATALOG_VERSION_UPGRADABLE || c->version > CATALOG_VERSION)
 		return err_set(err, -EPROTO,
 		               "%s: catalog version %d is not one this condafs knows (%d)", c->path,
 		               c->version, CATALOG_VERSION);
@@ -688,6 +600,14 @@ static int upgrade(struct catalog *c, struct cfs_err *err)
 		r = exec(c,
 		         "ALTER TABLE objects ADD COLUMN owner INTEGER;"
 		         "ALTER TABLE groups ADD COLUMN nlink INTEGER NOT NULL DEFAULT 0",
+		         err);
+	if (!r && c->version < 5)
+		r = exec(c,
+		         "ALTER TABLE envs ADD COLUMN nodes INTEGER NOT NULL DEFAULT 0;"
+		         "ALTER TABLE envs ADD COLUMN tree BLOB;"
+		         "ALTER TABLE objects ADD COLUMN esum INTEGER NOT NULL DEFAULT 0;"
+		         "ALTER TABLE objects ADD COLUMN esq INTEGER NOT NULL DEFAULT 0;"
+		         "ALTER TABLE groups ADD COLUMN refs INTEGER NOT NULL DEFAULT 0",
 		         err);
 	if (!r)
 		r = exec(c, schema, err);
@@ -708,6 +628,20 @@ static int upgrade(struct catalog *c, struct cfs_err *err)
 		         "UPDATE groups SET nlink = (SELECT count(*) FROM nodes n WHERE n.grp ="
 		         " groups.id AND NOT " N_REMOVED ")",
 		         err);
+	/* C7's sums and C8's refs from the nodes (by nodes_obj and nodes_grp), then the trees
+	 * from them (node ids kept), then no more nodes. */
+	if (!r && c->version < 5)
+		r = exec(c,
+		         "UPDATE objects SET esum = coalesce((SELECT sum(n.env) FROM nodes n"
+		         " WHERE n.obj = objects.id), 0), esq = coalesce((SELECT sum(n.env * n.env)"
+		         " FROM nodes n WHERE n.obj = objects.id), 0);"
+		         "UPDATE groups SET refs = (SELECT count(*) FROM nodes n"
+		         " WHERE n.grp = groups.id)",
+		         err);
+	if (!r && c->version < 5)
+		r = cattree_upgrade(c, err);
+	if (!r && c->version < 5)
+		r = exec(c, "DROP TABLE nodes", err);
 	if (r)
 		return r;
 	snprintf(sql, sizeof(sql),
@@ -729,7 +663,9 @@ static int open_catalog(const char *path, bool create, bool write, const struct 
 	sqlite3_stmt *s = NULL;
 	int rc, r;
 
-	if (!c || !(c->path = strdup(path))) {
+	if (!c || !(c->path = strdup(path)) || cattree_new(&c->tree)) {
+		if (c)
+			free(c->path);
 		free(c);
 		return -ENOMEM;
 	}
@@ -763,11 +699,18 @@ static int open_catalog(const char *path, bool create, bool write, const struct 
 		goto fail;
 	}
 	c->version = create ? CATALOG_VERSION : version_of(s);
-	/* A writer upgrades a readable older version below. */
-	if (c->version < CATALOG_VERSION_READABLE || c->version > CATALOG_VERSION) {
+	/* A writer upgrades an older version below. */
+	if (c->version < CATALOG_VERSION_UPGRADABLE || c->version > CATALOG_VERSION) {
 		r = err_set(err, -EPROTO,
 		            "%s: catalog version %s is not one this condafs knows (%d)", path,
 		            sqlite3_column_text(s, 0), CATALOG_VERSION);
+		goto fail;
+	}
+	if (!create && !write && c->version < CATALOG_VERSION) {
+		r = err_set(err, -EPROTO,
+		            "%s: catalog version %d is older than this condafs reads (%d): any "
+		            "writing command upgrades it (condafs verify, gc, ingest)",
+		            path, c->version, CATALOG_VERSION);
 		goto fail;
 	}
 	sqlite3_finalize(s);
@@ -822,7 +765,7 @@ void catalog_close(struct catalog *c)
 {
 	if (!c)
 		return;
-	catalog_reloc_done(c);
+	cattree_free(c->tree);
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(c->stmt[i]);
 	sqlite3_close(c->db);
@@ -1017,25 +960,6 @@ int catalog_object_each(struct catalog *c, int (*fn)(void *ctx, const struct cat
 	return r == -ENOENT ? 0 : r;
 }
 
-int catalog_object_users(struct catalog *c, int64_t id,
-                         int (*fn)(void *ctx, const char *env, int64_t node), void *ctx,
-                         struct cfs_err *err)
-{
-	sqlite3_stmt *s;
-	int r = stmt(c, S_OBJ_USERS, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, id);
-	while ((r = step_row(c, s, err)) == 0) {
-		r = fn(ctx, (const char *)sqlite3_column_text(s, 0), sqlite3_column_int64(s, 1));
-		if (r)
-			break;
-	}
-	sqlite3_reset(s);
-	return r == -ENOENT ? 0 : r;
-}
-
 int catalog_group(struct catalog *c, int64_t obj, bool obj_is_new, uint32_t mode, int64_t mtime_ns,
                   int64_t *ret_id, struct cfs_err *err)
 {
@@ -1071,56 +995,11 @@ int catalog_group(struct catalog *c, int64_t obj, bool obj_is_new, uint32_t mode
 
 /* ---- repair: reference counts, environments that lost bytes ---- */
 
-static void refs_row(sqlite3_stmt *s, void *dst)
-{
-	struct catalog_refs *v = dst;
-	const void *key = sqlite3_column_blob(s, 1);
-
-	v->id = sqlite3_column_int64(s, 0);
-	memset(v->key.b, 0, 16);
-	if (key && sqlite3_column_bytes(s, 1) == 16)
-		memcpy(v->key.b, key, 16);
-	v->had = sqlite3_column_int64(s, 2);
-	v->want = sqlite3_column_int64(s, 3);
-}
-
-int catalog_counts_wrong(struct catalog *c, enum catalog_count which, struct catalog_refs **ret,
-                         size_t *ret_n, struct cfs_err *err)
-{
-	sqlite3_stmt *s;
-	void *v;
-	int r = stmt(c, which == CATALOG_NLINK ? S_NLINK_WRONG : S_REFS_WRONG, &s, err);
-
-	if (!r)
-		r = collect(c, s, sizeof(**ret), refs_row, &v, ret_n, err);
-	if (!r)
-		*ret = v;
-	return r;
-}
-
 int catalog_count_set(struct catalog *c, enum catalog_count which, int64_t id, int64_t value,
                       struct cfs_err *err)
 {
 	return exec_int2(c, which == CATALOG_NLINK ? S_GROUP_SETNLINK : S_OBJ_SETREFS, id, value,
 	                 err);
-}
-
-int catalog_object_envs(struct catalog *c, int64_t id, int (*fn)(void *ctx, int64_t env), void *ctx,
-                        struct cfs_err *err)
-{
-	sqlite3_stmt *s;
-	int r = stmt(c, S_OBJ_ENVS, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, id);
-	while ((r = step_row(c, s, err)) == 0) {
-		r = fn(ctx, sqlite3_column_int64(s, 0));
-		if (r)
-			break;
-	}
-	sqlite3_reset(s);
-	return r == -ENOENT ? 0 : r;
 }
 
 int catalog_env_set_broken(struct catalog *c, int64_t id, bool broken, struct cfs_err *err)
@@ -1292,7 +1171,7 @@ int catalog_env_insert(struct catalog *c, const struct store_env *env, const str
 
 int catalog_env_hide(struct catalog *c, int64_t id, int64_t t, struct cfs_err *err)
 {
-	int r = exec_int1(c, S_ENV_UNLINK, id, err);
+	int r = cattree_env_unlink(c, id, err);
 
 	return r ? r : exec_int2(c, S_ENV_HIDE, id, t, err);
 }
@@ -1310,31 +1189,21 @@ int catalog_env_retag(struct catalog *c, int64_t from, int64_t to, struct cfs_er
 	return step_done(c, s, err);
 }
 
-int catalog_env_ref(struct catalog *c, int64_t id, struct cfs_err *err)
-{
-	int r = exec_int1(c, S_ENV_REF, id, err);
-
-	return r ? r : exec_int1(c, S_ENV_LINK, id, err);
-}
-
 int catalog_env_delete(struct catalog *c, int64_t id, struct cfs_err *err)
 {
-	static const enum stmt_id steps[] = {S_ENV_UNLINK,     S_ENV_UNREF,     S_ENV_DISOWN,
-	                                     S_ENV_DEL_GROUPS, S_ENV_DEL_NODES, S_ENV_DEL_PKGS,
-	                                     S_ENV_DEL_TAGS,   S_ENV_DEL};
+	static const enum stmt_id steps[] = {S_ENV_DEL_PKGS, S_ENV_DEL_TAGS, S_ENV_DEL};
+	int r = cattree_env_drop(c, id, err);
 
-	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+	for (size_t i = 0; !r && i < sizeof(steps) / sizeof(steps[0]); i++) {
 		sqlite3_stmt *s;
-		int r = stmt(c, steps[i], &s, err);
 
-		if (r)
-			return r;
-		sqlite3_bind_int64(s, 1, id);
-		r = step_done(c, s, err);
-		if (r)
-			return r;
+		r = stmt(c, steps[i], &s, err);
+		if (!r) {
+			sqlite3_bind_int64(s, 1, id);
+			r = step_done(c, s, err);
+		}
 	}
-	return 0;
+	return r;
 }
 
 static const char *col_text(sqlite3_stmt *s, int i)
@@ -1384,7 +1253,7 @@ int catalog_env_packages(struct catalog *c, int64_t id, const char *platform, st
 int catalog_env_unique_bytes(struct catalog *c, int64_t id, uint64_t *ret, struct cfs_err *err)
 {
 	int64_t v;
-	int r = query_int(c, c->version < 4 ? S_ENV_UNIQUE_V3 : S_ENV_UNIQUE, &id, &v, err);
+	int r = query_int(c, S_ENV_UNIQUE, &id, &v, err);
 
 	if (r == 0)
 		*ret = (uint64_t)v;
@@ -1398,265 +1267,9 @@ int catalog_node_max_id(struct catalog *c, int64_t *ret, struct cfs_err *err)
 	return query_int(c, S_NODE_MAX, NULL, ret, err);
 }
 
-static void bind_blob_or_null(sqlite3_stmt *s, int i, const void *p, size_t n)
-{
-	if (p)
-		sqlite3_bind_blob(s, i, p, (int)n, SQLITE_STATIC);
-	else
-		sqlite3_bind_null(s, i);
-}
-
-static void bind_id_or_null(sqlite3_stmt *s, int i, int64_t v)
-{
-	if (v)
-		sqlite3_bind_int64(s, i, v);
-	else
-		sqlite3_bind_null(s, i);
-}
-
 int catalog_node_reserve(struct catalog *c, int64_t last, struct cfs_err *err)
 {
 	return exec_int1(c, S_NODE_LAST, last, err);
-}
-
-void catalog_content_done(struct catalog *c)
-{
-	if (c->stmt[S_NODE_CONTENT])
-		sqlite3_reset(c->stmt[S_NODE_CONTENT]);
-}
-
-int catalog_node_insert(struct catalog *c, const struct catalog_node_row *row, struct cfs_err *err)
-{
-	sqlite3_stmt *s;
-	int r = stmt(c, S_NODE_INSERT, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, row->id);
-	sqlite3_bind_int64(s, 2, row->env);
-	sqlite3_bind_int64(s, 3, row->parent);
-	sqlite3_bind_blob(s, 4, row->name, (int)row->namelen, SQLITE_STATIC);
-	sqlite3_bind_int(s, 5, row->type);
-	sqlite3_bind_int64(s, 6, row->mode);
-	sqlite3_bind_int64(s, 7, row->mtime_ns);
-	sqlite3_bind_int64(s, 8, (int64_t)row->size);
-	sqlite3_bind_int64(s, 9, row->inserts);
-	bind_id_or_null(s, 10, row->obj);
-	bind_id_or_null(s, 11, row->group);
-	bind_id_or_null(s, 12, row->hardlink);
-	if (row->type == NODE_DIR) {
-		sqlite3_bind_int64(s, 13, row->first_child);
-		sqlite3_bind_int64(s, 14, row->nchildren);
-	}
-	bind_blob_or_null(s, 15, row->target, row->target_len);
-	bind_blob_or_null(s, 16, row->reloc, row->reloc_len);
-	return step_done(c, s, err);
-}
-
-static void node_row(sqlite3_stmt *s, struct store_node *ret)
-{
-	int namelen = sqlite3_column_bytes(s, 3);
-
-	ret->id = sqlite3_column_int64(s, 0);
-	ret->env_id = sqlite3_column_int64(s, 1);
-	ret->parent = sqlite3_column_int64(s, 2);
-	if (namelen > 255)
-		namelen = 255;
-	ret->namelen = (uint16_t)namelen;
-	if (namelen)
-		memcpy(ret->name, sqlite3_column_blob(s, 3), (size_t)namelen);
-	ret->name[namelen] = '\0';
-	ret->type = (enum node_type)sqlite3_column_int(s, 4);
-	ret->mode = (uint32_t)sqlite3_column_int64(s, 5);
-	ret->mtime_ns = sqlite3_column_int64(s, 6);
-	ret->size_neutral = (uint64_t)sqlite3_column_int64(s, 7);
-	ret->text_inserts = (uint32_t)sqlite3_column_int64(s, 8);
-	ret->group = sqlite3_column_int64(s, 9);
-	ret->hardlink = sqlite3_column_int64(s, 10);
-	ret->first_child = sqlite3_column_int64(s, 11);
-	ret->nchildren = (uint32_t)sqlite3_column_int64(s, 12);
-	ret->relocated = sqlite3_column_int(s, 13) != 0;
-}
-
-int catalog_node_get(struct catalog *c, int64_t id, struct store_node *ret, struct cfs_err *err)
-{
-	sqlite3_stmt *s;
-	int r = stmt(c, S_NODE_GET, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, id);
-	r = step_row(c, s, err);
-	if (r == 0)
-		node_row(s, ret);
-	sqlite3_reset(s);
-	return r;
-}
-
-int catalog_node_lookup(struct catalog *c, int64_t dir, const void *name, size_t len,
-                        struct store_node *ret, struct cfs_err *err)
-{
-	sqlite3_stmt *s;
-	int r = stmt(c, S_NODE_LOOKUP, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, dir);
-	sqlite3_bind_blob(s, 2, name, (int)len, SQLITE_STATIC);
-	r = step_row(c, s, err);
-	if (r == 0)
-		node_row(s, ret);
-	sqlite3_reset(s);
-	return r;
-}
-
-int catalog_node_range(struct catalog *c, int64_t first, int64_t end,
-                       int (*fn)(void *ctx, const struct store_node *n), void *ctx,
-                       struct cfs_err *err)
-{
-	struct store_node n;
-	sqlite3_stmt *s;
-	int r = stmt(c, S_NODE_RANGE, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, first);
-	sqlite3_bind_int64(s, 2, end);
-	while ((r = step_row(c, s, err)) == 0) {
-		node_row(s, &n);
-		r = fn(ctx, &n);
-		if (r)
-			break;
-	}
-	sqlite3_reset(s);
-	return r == -ENOENT ? 0 : r;
-}
-
-int catalog_node_content(struct catalog *c, int64_t id, struct catalog_content *ret,
-                         struct cfs_err *err)
-{
-	sqlite3_stmt *s;
-	const void *pk;
-	int r = stmt(c, S_NODE_CONTENT, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, id);
-	r = step_row(c, s, err);
-	if (r)
-		return r;
-	/* The row stays current, so the blobs stay valid until the next call. */
-	object_row(s, &ret->obj);
-	ret->reloc_len = (size_t)sqlite3_column_int64(s, 8);
-	ret->target = sqlite3_column_blob(s, 9);
-	ret->target_len = (size_t)sqlite3_column_bytes(s, 9);
-	pk = sqlite3_column_blob(s, 10);
-	ret->image_key = ret->obj.key;
-	ret->image_off = 0;
-	if (ret->obj.pack && pk && sqlite3_column_bytes(s, 10) == 16) {
-		memcpy(ret->image_key.b, pk, 16);
-		ret->image_off = ret->obj.pack_off;
-	}
-	return 0;
-}
-
-int catalog_reloc_read(struct catalog *c, int64_t node, uint64_t off, size_t len, void *buf,
-                       struct cfs_err *err)
-{
-	int rc = SQLITE_OK;
-
-	if (off > INT_MAX || len > (size_t)INT_MAX - off)
-		return err_set(err, -EUCLEAN, "%s: node %lld: relocation record past 2 GiB",
-		               c->path, (long long)node);
-	if (c->reloc && c->reloc_node != node)
-		rc = sqlite3_blob_reopen(c->reloc, node);
-	else if (!c->reloc)
-		rc = sqlite3_blob_open(c->db, "main", "nodes", "reloc", node, 0, &c->reloc);
-	if (rc == SQLITE_OK) {
-		c->reloc_node = node;
-		rc = sqlite3_blob_read(c->reloc, buf, (int)len, (int)off);
-	}
-	if (rc == SQLITE_OK)
-		return 0;
-	/* A node without a record, or a shorter one than it had: the catalog changed. */
-	rc = db_err(c, rc, "relocation record", err);
-	catalog_reloc_done(c);
-	return rc == -EIO ? -EUCLEAN : rc;
-}
-
-void catalog_reloc_done(struct catalog *c)
-{
-	sqlite3_blob_close(c->reloc);
-	c->reloc = NULL;
-}
-
-int catalog_env_tree(struct catalog *c, int64_t env,
-                     int (*fn)(void *ctx, const struct store_node *n, const struct objkey *key,
-                               const void *target, size_t target_len),
-                     void *ctx, struct cfs_err *err)
-{
-	struct store_node n;
-	struct objkey key;
-	sqlite3_stmt *s;
-	int r = stmt(c, S_ENV_TREE, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, env);
-	while ((r = step_row(c, s, err)) == 0) {
-		const void *k = sqlite3_column_blob(s, 14);
-		bool has_key = k && sqlite3_column_bytes(s, 14) == 16;
-
-		node_row(s, &n);
-		if (has_key)
-			memcpy(key.b, k, 16);
-		r = fn(ctx, &n, has_key ? &key : NULL, sqlite3_column_blob(s, 15),
-		       (size_t)sqlite3_column_bytes(s, 15));
-		if (r)
-			break;
-	}
-	sqlite3_reset(s);
-	return r == -ENOENT ? 0 : r;
-}
-
-int catalog_env_links(struct catalog *c, int64_t env,
-                      int (*fn)(void *ctx, const struct catalog_link *l), void *ctx,
-                      struct cfs_err *err)
-{
-	struct catalog_link l;
-	sqlite3_stmt *s;
-	int r = stmt(c, S_ENV_LINKS, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, env);
-	while ((r = step_row(c, s, err)) == 0) {
-		const void *k = sqlite3_column_blob(s, 12);
-
-		memset(&l, 0, sizeof(l));
-		l.id = sqlite3_column_int64(s, 0);
-		l.parent = sqlite3_column_int64(s, 1);
-		l.name = sqlite3_column_blob(s, 2);
-		l.namelen = (size_t)sqlite3_column_bytes(s, 2);
-		l.type = sqlite3_column_int(s, 3);
-		l.size = sqlite3_column_int64(s, 4);
-		l.obj = sqlite3_column_int64(s, 5);
-		l.group = sqlite3_column_int64(s, 6);
-		l.first_child = sqlite3_column_int64(s, 7);
-		l.nchildren = sqlite3_column_int64(s, 8);
-		l.has_target = sqlite3_column_int(s, 9) != 0;
-		l.obj_found = sqlite3_column_type(s, 10) != SQLITE_NULL;
-		l.obj_size = sqlite3_column_int64(s, 11);
-		if (k && sqlite3_column_bytes(s, 12) == 16)
-			memcpy(l.obj_key.b, k, 16);
-		l.group_found = sqlite3_column_type(s, 13) != SQLITE_NULL;
-		l.group_obj = sqlite3_column_int64(s, 13);
-		r = fn(ctx, &l);
-		if (r)
-			break;
-	}
-	sqlite3_reset(s);
-	return r == -ENOENT ? 0 : r;
 }
 
 int catalog_names_nothing(struct catalog *c, bool *ret, struct cfs_err *err)
@@ -1677,46 +1290,36 @@ int catalog_mark_published(struct catalog *c, struct cfs_err *err)
 	return r ? r : step_done(c, s, err);
 }
 
-int catalog_dangling_node(struct catalog *c, int64_t *ret_node, int64_t *ret_obj,
-                          struct cfs_err *err)
-{
-	sqlite3_stmt *s;
-	int r = stmt(c, S_DANGLING, &s, err);
-
-	if (r)
-		return r;
-	r = step_row(c, s, err);
-	if (r == 0) {
-		*ret_node = sqlite3_column_int64(s, 0);
-		*ret_obj = sqlite3_column_int64(s, 1);
-	}
-	sqlite3_reset(s);
-	return r;
-}
-
 int catalog_group_get(struct catalog *c, int64_t group, struct store_node *ret, uint32_t *ret_nlink,
                       struct cfs_err *err)
 {
 	int64_t nlink;
+	sqlite3_stmt *s;
 	int r;
 
-	if (ret) {
-		sqlite3_stmt *s;
-
-		r = stmt(c, S_GROUP_NODE, &s, err);
-		if (r)
-			return r;
-		sqlite3_bind_int64(s, 1, group);
-		r = step_row(c, s, err);
+	if (!ret) {
+		r = query_int(c, S_GROUP_COUNT, &group, &nlink, err);
 		if (r == 0)
-			node_row(s, ret);
-		sqlite3_reset(s);
-		if (r)
-			return r;
+			*ret_nlink = (uint32_t)nlink;
+		return r;
 	}
-	r = query_int(c, c->version < 4 ? S_GROUP_COUNT_V3 : S_GROUP_COUNT, &group, &nlink, err);
-	if (r == 0)
-		*ret_nlink = (uint32_t)nlink;
+	/* Its files share content, mode and mtime, and none is relocated: no file of any
+	 * environment is needed to serve the group. */
+	r = stmt(c, S_GROUP_ATTR, &s, err);
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, group);
+	r = step_row(c, s, err);
+	if (r == 0) {
+		memset(ret, 0, sizeof(*ret));
+		ret->type = NODE_FILE;
+		ret->group = group;
+		ret->mode = (uint32_t)sqlite3_column_int64(s, 0);
+		ret->mtime_ns = sqlite3_column_int64(s, 1);
+		ret->size_neutral = (uint64_t)sqlite3_column_int64(s, 2);
+		*ret_nlink = (uint32_t)sqlite3_column_int64(s, 3);
+	}
+	sqlite3_reset(s);
 	return r;
 }
 

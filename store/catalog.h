@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The catalog: the SQLite database that says which environments exist, their trees and
- * packages, and which objects are stored. All SQL of the store lives in catalog.c.
+ * packages, and which objects are stored. All SQL of the store lives in catalog.c and, for
+ * environments' trees, catalog_tree.c.
  */
 #ifndef CONDAFS_CATALOG_H
 #define CONDAFS_CATALOG_H
@@ -33,9 +34,10 @@ int catalog_names_nothing(struct catalog *c, bool *ret, struct cfs_err *err);
  * no row names yet (an ingest killed before its commit): catalog_names_nothing is then
  * false, and those images are orphans that gc and repair may remove. Commits at once. */
 int catalog_mark_published(struct catalog *c, struct cfs_err *err);
-/* A node naming an object id that has no row: *ret_node, *ret_obj; -ENOENT if none. */
-int catalog_dangling_node(struct catalog *c, int64_t *ret_node, int64_t *ret_obj,
-                          struct cfs_err *err);
+/* A stored directory object naming a content that has no row: *ret_dir, *ret_obj; -ENOENT
+ * if none. */
+int catalog_dangling(struct catalog *c, struct objkey *ret_dir, struct objkey *ret_obj,
+                     struct cfs_err *err);
 void catalog_close(struct catalog *c);
 
 /* Transactions. A write transaction takes the write lock at once (BEGIN IMMEDIATE). */
@@ -56,7 +58,7 @@ struct catalog_object {
 	struct objkey key;
 	uint64_t size;
 	uint64_t stored; /* image bytes; a member's share of its pack's */
-	int64_t refs;    /* nodes naming a content; members naming a pack */
+	int64_t refs;    /* files of environments' trees naming a content; members naming a pack */
 	enum object_kind kind;
 	int64_t pack; /* a member's pack, else 0 */
 	uint64_t pack_off;
@@ -154,10 +156,10 @@ int catalog_env_insert(struct catalog *c, const struct store_env *env, const str
 int catalog_env_hide(struct catalog *c, int64_t id, int64_t t, struct cfs_err *err);
 /* Move the tags of environment from to environment to, or delete them (to 0). */
 int catalog_env_retag(struct catalog *c, int64_t from, int64_t to, struct cfs_err *err);
-/* Add the references environment id's nodes hold to their objects (C2), once they are
- * all inserted. */
+/* Make environment id's tree of the nodes inserted (catalog_tree.c) and add the
+ * references its files hold (C2, C7, C8). */
 int catalog_env_ref(struct catalog *c, int64_t id, struct cfs_err *err);
-/* Delete an environment, its packages and nodes, and drop the references they held. */
+/* Delete an environment, its packages and tree, and drop the references they held. */
 int catalog_env_delete(struct catalog *c, int64_t id, struct cfs_err *err);
 /* Packages of an environment in pkgset form. */
 int catalog_env_packages(struct catalog *c, int64_t id, const char *platform, struct pkgset **ret,
@@ -168,9 +170,11 @@ int catalog_env_set_broken(struct catalog *c, int64_t id, bool broken, struct cf
 
 /* ---- nodes ---- */
 
-/* A node as inserted; ids are the final ones. */
+/* A node as inserted; ids are the final ones, each one more than the last (C3, C6), and
+ * nothing is stored until catalog_env_ref makes the tree of them. */
 struct catalog_node_row {
 	int64_t id, env, parent;
+	struct objkey key; /* files: the content's */
 	const void *name;
 	size_t namelen;
 	enum node_type type;
@@ -214,6 +218,9 @@ struct catalog_content {
 };
 int catalog_node_content(struct catalog *c, int64_t id, struct catalog_content *ret,
                          struct cfs_err *err);
+/* The same for a group (store_group_get's node, which has no id): its object. */
+int catalog_group_content(struct catalog *c, int64_t group, struct catalog_content *ret,
+                          struct cfs_err *err);
 /* Done with what catalog_node_content returned: releases the row, so this handle's read
  * snapshot does not stay pinned (it would miss later commits and hold up checkpoints). */
 void catalog_content_done(struct catalog *c);
@@ -257,7 +264,8 @@ int catalog_env_links(struct catalog *c, int64_t env,
                       int (*fn)(void *ctx, const struct catalog_link *l), void *ctx,
                       struct cfs_err *err);
 
-/* store_group_get: ret NULL for the count alone. */
+/* store_group_get: ret NULL for the count alone. ret is what the group's files share (no
+ * node id, environment or name: served without any of them). */
 int catalog_group_get(struct catalog *c, int64_t group, struct store_node *ret, uint32_t *ret_nlink,
                       struct cfs_err *err);
 /* PRAGMA data_version: changes when another connection commits. */

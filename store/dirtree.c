@@ -115,6 +115,8 @@ static const char *entry_problem(const struct dirtree_entry *e)
 			return "a group for a file with a relocation record";
 		if (e->inserts && !e->reloc_len)
 			return "text inserts without a relocation record";
+		if (e->reloc_external != (e->reloc_len > DIRTREE_RELOC_INLINE))
+			return "a relocation record kept apart unless it is larger than the inline limit";
 		return NULL;
 	case NODE_SYMLINK:
 		if (e->mode != 0777)
@@ -122,6 +124,10 @@ static const char *entry_problem(const struct dirtree_entry *e)
 		if (e->target_len < 1 || e->target_len > DIRTREE_MAX_TARGET ||
 		    memchr(e->target, 0, e->target_len))
 			return "a symbolic link target that is empty, too long or holds NUL";
+		if (e->inserts && !e->reloc_len)
+			return "text inserts without a relocation record";
+		if (e->reloc_external || e->reloc_len > DIRTREE_RELOC_INLINE)
+			return "a symbolic link's relocation record that is not inline";
 		return NULL;
 	}
 	return "an unknown type";
@@ -136,9 +142,11 @@ static size_t entry_size(const struct dirtree_entry *e)
 		return n + 16;
 	case NODE_FILE:
 		return n + 16 + varint_len(e->size) + varint_len(e->inserts) +
-		       varint_len((uint64_t)e->group) + varint_len(e->reloc_len) + e->reloc_len;
+		       varint_len((uint64_t)e->group) + varint_len((uint64_t)e->reloc_len << 1) +
+		       (e->reloc_external ? 16 : e->reloc_len);
 	case NODE_SYMLINK:
-		return n + varint_len(e->target_len) + e->target_len;
+		return n + varint_len(e->target_len) + e->target_len + varint_len(e->inserts) +
+		       varint_len((uint64_t)e->reloc_len << 1) + e->reloc_len;
 	}
 	return n;
 }
@@ -166,15 +174,24 @@ static uint8_t *put_entry(uint8_t *p, const struct dirtree_entry *e)
 		p += put_varint(p, e->size);
 		p += put_varint(p, e->inserts);
 		p += put_varint(p, (uint64_t)e->group);
-		p += put_varint(p, e->reloc_len);
-		if (e->reloc_len)
+		p += put_varint(p, (uint64_t)e->reloc_len << 1 | e->reloc_external);
+		if (e->reloc_external) {
+			memcpy(p, e->reloc_key.b, 16);
+			p += 16;
+		} else if (e->reloc_len) {
 			memcpy(p, e->reloc, e->reloc_len);
-		p += e->reloc_len;
+			p += e->reloc_len;
+		}
 		break;
 	case NODE_SYMLINK:
 		p += put_varint(p, e->target_len);
 		memcpy(p, e->target, e->target_len);
 		p += e->target_len;
+		p += put_varint(p, e->inserts);
+		p += put_varint(p, (uint64_t)e->reloc_len << 1);
+		if (e->reloc_len)
+			memcpy(p, e->reloc, e->reloc_len);
+		p += e->reloc_len;
 		break;
 	}
 	return p;
@@ -212,11 +229,25 @@ static const char *parse_entry(const uint8_t *p, const uint8_t *end, struct dirt
 		if (!get_varint(&p, end, &v) || v > INT64_MAX)
 			return "a bad group";
 		e->group = (int64_t)v;
-		if (!get_varint(&p, end, &v) || v > (uint64_t)(end - p))
+		if (!get_varint(&p, end, &v))
+			return "a bad relocation record length";
+		e->reloc_external = v & 1;
+		e->reloc_len = (size_t)(v >> 1);
+		if (e->reloc_external) {
+			if (end - p < 16)
+				return "a relocation record key that runs past its entry";
+			if (e->reloc_len <= DIRTREE_RELOC_INLINE)
+				return "a relocation record kept apart that is small enough to be inline";
+			memcpy(e->reloc_key.b, p, 16);
+			p += 16;
+			break;
+		}
+		if (e->reloc_len > (uint64_t)(end - p))
 			return "a relocation record that runs past its entry";
-		e->reloc_len = (size_t)v;
-		e->reloc = v ? p : NULL;
-		p += v;
+		if (e->reloc_len > DIRTREE_RELOC_INLINE)
+			return "an inline relocation record larger than the format allows";
+		e->reloc = e->reloc_len ? p : NULL;
+		p += e->reloc_len;
 		break;
 	case NODE_SYMLINK:
 		if (!get_varint(&p, end, &v) || v > (uint64_t)(end - p))
@@ -224,6 +255,14 @@ static const char *parse_entry(const uint8_t *p, const uint8_t *end, struct dirt
 		e->target_len = (size_t)v;
 		e->target = p;
 		p += v;
+		if (!get_varint(&p, end, &v) || v > UINT32_MAX)
+			return "a bad insert count";
+		e->inserts = (uint32_t)v;
+		if (!get_varint(&p, end, &v) || (v & 1) || (v >> 1) > (uint64_t)(end - p))
+			return "a symbolic link's relocation record that runs past its entry";
+		e->reloc_len = (size_t)(v >> 1);
+		e->reloc = e->reloc_len ? p : NULL;
+		p += e->reloc_len;
 		break;
 	default:
 		return "an unknown type";
@@ -310,13 +349,17 @@ int dirtree_add(struct dirtree_builder *b, const struct dirtree_entry *e, struct
 		b->cap = cap;
 	}
 	c.name = dup_bytes(e->name, e->namelen, &fail);
-	c.reloc = e->type == NODE_FILE ? dup_bytes(e->reloc, e->reloc_len, &fail) : NULL;
+	c.reloc = e->type != NODE_DIR && !e->reloc_external ? dup_bytes(e->reloc, e->reloc_len, &fail)
+	                                                     : NULL;
 	c.target = e->type == NODE_SYMLINK ? dup_bytes(e->target, e->target_len, &fail) : NULL;
 	if (e->type != NODE_FILE) {
-		c.reloc_len = 0;
 		c.size = 0;
-		c.inserts = 0;
 		c.group = 0;
+	}
+	if (e->type == NODE_DIR) {
+		c.reloc_len = 0;
+		c.inserts = 0;
+		c.reloc_external = false;
 	}
 	if (e->type != NODE_SYMLINK)
 		c.target_len = 0;

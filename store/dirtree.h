@@ -10,11 +10,15 @@
 #include "condafs/store.h"
 #include "object.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define DIRTREE_MAX_ENTRIES (1u << 20)
 #define DIRTREE_MAX_TARGET  4095
+/* A relocation record longer than this is an object of its own, named by its key: a
+ * directory object stays small, and a record is never read whole (reloc.h). */
+#define DIRTREE_RELOC_INLINE 4096
 
 /* One entry. Pointers point into the bytes it was read from (or, for dirtree_add, are
  * copied). */
@@ -28,8 +32,10 @@ struct dirtree_entry {
 	uint64_t size;     /* files */
 	uint32_t inserts;  /* files */
 	int64_t group;     /* files: > 0 when served as one inode in every environment */
-	const uint8_t *reloc;
-	size_t reloc_len; /* files: 0 for no relocation record */
+	const uint8_t *reloc; /* inline records; NULL for one kept apart */
+	size_t reloc_len;     /* files: 0 for no relocation record */
+	bool reloc_external;  /* the record is the object reloc_key (reloc_len > the limit) */
+	struct objkey reloc_key;
 	const uint8_t *target;
 	size_t target_len; /* symlinks */
 };

@@ -139,6 +139,7 @@ static int insert_tree(struct ingest *in, int64_t env_id, int64_t base, const ch
 			if (!c->obj)
 				r = ref_content(in, c, pack_ids, &c->obj, &fresh, err);
 			row.obj = c->obj;
+			row.key = c->key;
 			if (!r && c == n && c->unchanged && !c->verified)
 				r = record_source(in, c, row.obj, err);
 			if (!r && !c->reloc && c == n && c->group)

@@ -316,10 +316,12 @@ static int node_get(struct store *st, const struct store_node *n, struct read_no
 {
 	struct read_node *s = &st->nodes[0];
 	struct catalog_content c;
+	/* A group's node has no id (store_group_get): it is cached by its group's, negated. */
+	int64_t id = n->id ? n->id : -n->group;
 	int r;
 
 	for (int i = 0; i < READ_NODES; i++) {
-		if (st->nodes[i].node == n->id) {
+		if (st->nodes[i].node == id) {
 			s = &st->nodes[i];
 			goto hit;
 		}
@@ -328,7 +330,8 @@ static int node_get(struct store *st, const struct store_node *n, struct read_no
 	}
 	reloc_free(s->reloc);
 	memset(s, 0, sizeof(*s));
-	r = catalog_node_content(st->cat, n->id, &c, err);
+	r = n->id ? catalog_node_content(st->cat, n->id, &c, err)
+	          : catalog_group_content(st->cat, n->group, &c, err);
 	if (r)
 		return r;
 	s->image = c.image_key;
@@ -345,7 +348,7 @@ static int node_get(struct store *st, const struct store_node *n, struct read_no
 		r = err_set(err, -EUCLEAN, "bad relocation record");
 	if (r)
 		return r;
-	s->node = n->id;
+	s->node = id;
 hit:
 	s->used = ++st->clock;
 	*ret = s;

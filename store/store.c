@@ -257,7 +257,7 @@ static int any_image(int fd, bool *ret)
 
 int store_check_catalog(struct store *st, bool links, struct cfs_err *err)
 {
-	int64_t node, obj;
+	struct objkey dir, obj;
 	bool nothing, images;
 	int r = catalog_names_nothing(st->cat, &nothing, err);
 
@@ -275,15 +275,20 @@ int store_check_catalog(struct store *st, bool links, struct cfs_err *err)
 	}
 	if (r || !links)
 		return r;
-	r = catalog_dangling_node(st->cat, &node, &obj, err);
+	r = catalog_dangling(st->cat, &dir, &obj, err);
 	if (r == -ENOENT)
 		return 0;
-	if (r == 0)
+	if (r == 0) {
+		char dhex[33], ohex[33];
+
+		objkey_hex(&dir, dhex);
+		objkey_hex(&obj, ohex);
 		r = err_set(err, -EUCLEAN,
-		            "%s/catalog.db: node %lld names object %lld, which has no row: the "
-		            "catalog is damaged (see condafs verify); not deleting what it does "
-		            "not name",
-		            st->dir, (long long)node, (long long)obj);
+		            "%s/catalog.db: directory object %s names content %s, which has no "
+		            "row: the catalog is damaged (see condafs verify); not deleting what it "
+		            "does not name",
+		            st->dir, dhex, ohex);
+	}
 	return r;
 }
 

@@ -387,8 +387,7 @@ static int tree_row(void *ctx, const struct catalog_link *l)
 		if (!l->obj)
 			r = tree_problem(t, k, NULL, "file without an object");
 		else if (!l->obj_found)
-			r = tree_problem(t, k, NULL, "no object row (object %lld)",
-			                 (long long)l->obj);
+			r = tree_problem(t, k, &l->obj_key, "no object row");
 		/* The object may be a pack row: a pack of one member has the member's bytes,
 		 * so its key, and is that member's row. */
 		else if (l->size != l->obj_size)

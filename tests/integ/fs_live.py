@@ -84,26 +84,32 @@ with t.section("live add and remove"):
                  os.lstat(os.path.join(d2.path(hsci), os.path.relpath(shared, env))).st_nlink,
                  2)
 
-with t.section("a version 3 catalog, served while a writer holds the lock the upgrade needs"):
+with t.section("a version 3 catalog: the daemon upgrades it before it serves, waiting for "
+               "a writer that holds the lock"):
     old = t.path("store-v3")
     shutil.copytree(store, old, symlinks=True)
     lib.catalog_to_v3(old)
     holder = sqlite3.connect(os.path.join(old, "catalog.db"))
     holder.execute("BEGIN IMMEDIATE")
     rel = os.path.relpath(shared, env)
-    with t.daemon(old, t.path("mnt3")) as d3:
+    d3 = t.daemon(old, t.path("mnt3")).start(wait=False)
+    try:
+        t.check("it waits for the catalog's write lock, saying so, and does not mount",
+                wait_for(lambda: "write lock" in d3.log(), 20) is not None and
+                fs_lib.mounted(d3.mnt) is None and lib.catalog_version(old) == "3", d3.log())
+        holder.rollback()
+        holder.close()
+        t.check("let go, it upgrades the catalog and serves",
+                wait_for(lambda: fs_lib.answers(d3.mnt) and
+                         fs_lib.mounted(d3.mnt) == fs_lib.FUSE_TYPE, 30) is not None and
+                lib.catalog_version(old) == "5", d3.log())
         paths = [os.path.join(d3.path(h), rel) for h in (hs, hsci)]
         data = lib_read(paths[0])
         t.eq("the file both environments hold: one inode, two names, its bytes",
              ([os.lstat(p).st_nlink for p in paths], len({os.lstat(p).st_ino for p in paths}),
               lib_read(paths[1]) == data), ([2, 2], 1, True))
-        t.eq("the catalog is still version 3 (the daemon's writer waits)",
-             lib.catalog_version(old), "3")
-        holder.rollback()
-        holder.close()
-        t.check("let go, the daemon's writer upgrades it",
-                wait_for(lambda: lib.catalog_version(old) == "4", 30) is not None)
-        t.eq("the file still reads", lib_read(paths[1]), data)
+    finally:
+        d3.stop()
 
 with t.section("kill -9, then a new daemon on the same mount point"):
     mnt = t.path("mnt-kill")

@@ -9,6 +9,7 @@ The corpus is built once per checkout (both builds) and shared by every test (co
 """
 
 import argparse
+import collections
 import contextlib
 import fcntl
 import functools
@@ -26,6 +27,8 @@ import tempfile
 import threading
 import time
 import traceback
+
+import trees
 
 CORPUS_ENVS = ("small", "sci", "torch", "small-rebuild", "kernel")
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
@@ -695,9 +698,9 @@ def catalog_nodes(store, env_hash):
     db = sqlite3.connect(f"file:{os.path.join(store, 'catalog.db')}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:
-        env = db.execute("SELECT id, root FROM envs WHERE hash = ?", (env_hash,)).fetchone()
-        rows = {r["id"]: dict(r) for r in db.execute("SELECT * FROM nodes WHERE env = ?",
-                                                      (env["id"],))}
+        env = db.execute("SELECT id FROM envs WHERE hash = ? ORDER BY removed LIMIT 1",
+                         (env_hash,)).fetchone()
+        rows = trees.env_rows(db, env["id"])
     finally:
         db.close()
     paths = {}
@@ -734,16 +737,58 @@ def object_file(store, key):
 
 # ---- the catalog, written directly (to age environments for gc) ----
 
+V3_NODES = ("CREATE TABLE nodes(id INTEGER PRIMARY KEY, env INTEGER NOT NULL,"
+            " parent INTEGER NOT NULL, name BLOB NOT NULL, type INTEGER NOT NULL,"
+            " mode INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL,"
+            " inserts INTEGER NOT NULL, obj INTEGER, grp INTEGER, hardlink INTEGER,"
+            " first_child INTEGER, nchildren INTEGER, target BLOB, reloc BLOB);"
+            "CREATE UNIQUE INDEX nodes_lookup ON nodes(parent, name) WHERE parent > 0;"
+            "CREATE INDEX nodes_obj ON nodes(obj); CREATE INDEX nodes_grp ON nodes(grp)")
+
+
 def catalog_to_v3(store):
-    """Make store's catalog what condafs's catalog version 3 wrote: no objects.owner
-    (catalog.c C7), no groups.nlink (C8) and no envs_root."""
+    """Make store's catalog what condafs's catalog version 3 wrote: a row per node in
+    nodes (from the trees, which go), no objects.owner (catalog.c C7), no groups.nlink
+    (C8), no envs_root."""
     db = sqlite3.connect(os.path.join(store, "catalog.db"))
     try:
         with db:
+            db.executescript(V3_NODES)
+            for (env,) in db.execute("SELECT id FROM envs").fetchall():
+                for r in trees.env_rows(db, env).values():
+                    db.execute("INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                               " ?, ?, ?)", (r["id"], r["env"], r["parent"], r["name"],
+                                             r["type"], r["mode"], r["mtime_ns"], r["size"],
+                                             r["inserts"], r["obj"], r["grp"], r["hardlink"],
+                                             r["first_child"] if r["type"] == trees.DIR
+                                             else None,
+                                             r["nchildren"] if r["type"] == trees.DIR
+                                             else None, r["target"], r["reloc"]))
             db.executescript("DROP INDEX objects_owned; DROP INDEX envs_root;"
+                             "DROP TABLE trees;"
+                             "ALTER TABLE envs DROP COLUMN nodes;"
+                             "ALTER TABLE envs DROP COLUMN tree;"
                              "ALTER TABLE objects DROP COLUMN owner;"
+                             "ALTER TABLE objects DROP COLUMN esum;"
+                             "ALTER TABLE objects DROP COLUMN esq;"
                              "ALTER TABLE groups DROP COLUMN nlink;"
+                             "ALTER TABLE groups DROP COLUMN refs;"
                              "UPDATE meta SET value = '3' WHERE key = 'catalog_version'")
+    finally:
+        db.close()
+
+
+def all_rows(store, live_only=False):
+    """Every node of every environment (live only, or removed ones too), as rows of the
+    former nodes table (trees.env_rows)."""
+    db = sqlite3.connect(f"file:{os.path.join(store, 'catalog.db')}?mode=ro", uri=True,
+                         timeout=60)
+    try:
+        out = []
+        for (env, removed) in db.execute("SELECT id, removed FROM envs").fetchall():
+            if not (live_only and removed):
+                out.extend(trees.env_rows(db, env).values())
+        return out
     finally:
         db.close()
 
@@ -781,30 +826,40 @@ def catalog_rows(store, sql, args=()):
 
 
 def refs_wrong(store):
-    """Objects whose reference count is not what catalog.c C2 says: [(id, refs, want)]."""
-    return catalog_rows(store, "SELECT id, refs, n FROM (SELECT o.id, o.refs, CASE o.kind"
-                        " WHEN 1 THEN (SELECT count(*) FROM objects m WHERE m.pack = o.id)"
-                        " ELSE (SELECT count(*) FROM nodes WHERE nodes.obj = o.id) END AS n"
-                        " FROM objects o) WHERE refs != n")
+    """Objects whose reference count is not what catalog.c C2 says (the files of every
+    environment's tree naming them, plus a pack's members): [(id, refs, want)]."""
+    named = collections.Counter(r["obj"] for r in all_rows(store) if r["obj"])
+    rows = catalog_rows(store, "SELECT o.id, o.refs, (SELECT count(*) FROM objects m"
+                        " WHERE m.pack = o.id) FROM objects o")
+    return [(i, refs, named[i] + m) for i, refs, m in rows if refs != named[i] + m]
 
 
 def nlink_wrong(store):
-    """Groups of shared files whose link count is not what catalog.c C8 says (their nodes in
-    live environments): [(id, nlink, want)]."""
-    return catalog_rows(store, "SELECT id, nlink, n FROM (SELECT g.id, g.nlink, (SELECT"
-                        " count(*) FROM nodes n JOIN envs e ON e.id = n.env WHERE n.grp = g.id"
-                        " AND e.removed = 0) AS n FROM groups g) WHERE nlink != n")
+    """Groups of shared files whose link count is not what catalog.c C8 says (their files
+    in live environments): [(id, nlink, want)]."""
+    named = collections.Counter(r["grp"] for r in all_rows(store, True) if r["grp"])
+    return [(i, n, named[i]) for i, n in catalog_rows(store, "SELECT id, nlink FROM groups")
+            if n != named[i]]
 
 
 def env_images(store, env_hash=None, env_id=None):
     """The object image files (paths under the store) an environment's files need: each
     node's own image, or the pack it lives in."""
-    where = "e.hash = ? AND e.removed = 0" if env_id is None else "e.id = ?"
-    rows = catalog_rows(store, "SELECT DISTINCT coalesce(p.key, o.key) FROM nodes n"
-                        " JOIN envs e ON e.id = n.env JOIN objects o ON o.id = n.obj"
-                        " LEFT JOIN objects p ON p.id = o.pack WHERE " + where,
-                        (env_hash if env_id is None else env_id,))
-    return {object_file(store, bytes(k)) for (k,) in rows}
+    if env_id is None:
+        (env_id,), = catalog_rows(store, "SELECT id FROM envs WHERE hash = ? AND removed = 0",
+                                  (env_hash,))
+    db = sqlite3.connect(f"file:{os.path.join(store, 'catalog.db')}?mode=ro", uri=True,
+                         timeout=60)
+    try:
+        out = set()
+        for r in trees.env_rows(db, env_id).values():
+            if r["obj"]:
+                (k,), = db.execute("SELECT coalesce(p.key, o.key) FROM objects o LEFT JOIN"
+                                   " objects p ON p.id = o.pack WHERE o.id = ?", (r["obj"],))
+                out.add(object_file(store, bytes(k)))
+        return out
+    finally:
+        db.close()
 
 
 def image_files(store):

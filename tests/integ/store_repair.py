@@ -45,11 +45,8 @@ def sql(query, args=()):
 
 
 def wrong_refs():
-    """Objects whose refs disagree with the rows: {id: (refs, true count)}."""
-    return {i: (refs, n) for i, refs, n in sql(
-        "SELECT id, refs, CASE kind WHEN 1 THEN (SELECT count(*) FROM objects m"
-        " WHERE m.pack = o.id) ELSE (SELECT count(*) FROM nodes WHERE obj = o.id) END"
-        " FROM objects o") if refs != n}
+    """Objects whose refs disagree with the trees: {id: (refs, true count)}."""
+    return {i: (refs, n) for i, refs, n in lib.refs_wrong(store)}
 
 
 def repair(what, want_rc, **kw):
@@ -243,10 +240,9 @@ with t.section("a corrupt object nothing uses: its row and file go"):
     nc = lib.catalog_nodes(store, hc)
     c_obj = lib.catalog_object(store, nc[b"share/c-only.bin"]["obj"])
     c_file = lib.object_file(store, c_obj["key"])
-    # A catalog that names the object but no node of it (refs still say 1): the state a
+    # A catalog that names the object but no tree names it (refs still say 1): the state a
     # reaped environment would leave without gc's object pass.
     env_id = sql("SELECT id FROM envs WHERE hash = ?", (hc,))[0][0]
-    sql("DELETE FROM nodes WHERE env = ?", (env_id,))
     sql("DELETE FROM packages WHERE env = ?", (env_id,))
     sql("DELETE FROM envs WHERE id = ?", (env_id,))
     lib.flip(c_file, os.path.getsize(c_file) // 2)

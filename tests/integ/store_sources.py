@@ -46,13 +46,17 @@ def files_of(store, h):
 
 
 def unique_recount(store):
-    """{hash: bytes} of each live environment's objects no other environment's nodes name
-    (removed ones' included), counted from the nodes themselves."""
-    return dict(lib.catalog_rows(
-        store, "SELECT e.hash, (SELECT coalesce(sum(o.stored), 0) FROM objects o"
-        " WHERE o.id IN (SELECT obj FROM nodes WHERE env = e.id) AND NOT EXISTS"
-        " (SELECT 1 FROM nodes m WHERE m.obj = o.id AND m.env != e.id))"
-        " FROM envs e WHERE e.removed = 0"))
+    """{hash: bytes} of each live environment's objects no other environment's files name
+    (removed ones' included), counted from the trees themselves."""
+    users = {}
+    for r in lib.all_rows(store):
+        if r["obj"]:
+            users.setdefault(r["obj"], set()).add(r["env"])
+    stored = dict(lib.catalog_rows(store, "SELECT id, stored FROM objects"))
+    out = {}
+    for env, h in lib.catalog_rows(store, "SELECT id, hash FROM envs WHERE removed = 0"):
+        out[h] = sum(stored[o] for o, e in users.items() if e == {env})
+    return out
 
 
 def unique_ls(store):
@@ -150,28 +154,25 @@ with t.section("gc forgets the files of the objects it deletes"):
                           " (SELECT id FROM objects)"), [(0,)])
     t.eq("...and none is left (nothing is stored)", sources(store), [])
 
-with t.section("a version 2 catalog is read as it is, and upgraded by the first write"):
+with t.section("a version 2 catalog is upgraded by the first write"):
     old = t.path("store-v2")
     t.ok("env-c stored", t.ingest(old, C))
+    hc = t.hashes(old)
+    lib.catalog_to_v3(old)
     db = sqlite3.connect(os.path.join(old, "catalog.db"))
     with db:
         db.executescript("DROP TABLE sources; CREATE INDEX nodes_env ON nodes(env);"
-                         "DROP INDEX objects_owned; DROP INDEX envs_root;"
-                         "ALTER TABLE objects DROP COLUMN owner;"
-                         "ALTER TABLE groups DROP COLUMN nlink;"
                          "CREATE INDEX objects_pack ON objects(pack) WHERE pack IS NOT NULL;"
                          "UPDATE meta SET value = '2' WHERE key = 'catalog_version'")
     db.close()
-    hc = t.hashes(old)
-    t.eq("ls reads it (version 2)", (lib.catalog_version(old), len(hc)), ("2", 1))
-    r = t.cfs(old, "cat", hc[0], "share/small.txt")
-    t.eq("cat reads a file of it", (r.rc, r.out), (0, SMALL.decode()))
     r = t.ingest(old, A)
     t.ok("ingest into it succeeds", r)
-    t.eq("it is version 4 now, with sources and without the two dropped indexes",
+    t.eq("it is version 5 now, with sources, without nodes and the two dropped indexes",
          (lib.catalog_version(old), sorted(n for (n,) in lib.catalog_rows(
              old, "SELECT name FROM sqlite_schema WHERE name IN"
-             " ('sources', 'nodes_env', 'objects_pack')"))), ("4", ["sources"]))
+             " ('sources', 'nodes', 'nodes_env', 'objects_pack')"))), ("5", ["sources"]))
+    r = t.cfs(old, "cat", hc[0], "share/small.txt")
+    t.eq("cat reads a file of the environment it held", (r.rc, r.out), (0, SMALL.decode()))
     t.verify_clean("verify after the upgrade", old)
 
 with t.section("a version 3 catalog: unique bytes read as they are, the same after the upgrade"):
@@ -186,19 +187,24 @@ with t.section("a version 3 catalog: unique bytes read as they are, the same aft
     want = unique_recount(v3)
     t.eq("catalog.c C7: each environment's unique bytes are its objects no other one names",
          unique_ls(v3), want)
+    ids_v3 = sorted(r["id"] for r in lib.all_rows(v3))
     lib.catalog_to_v3(v3)
-    t.eq("ls reads the version 3 catalog, with the same unique bytes",
-         (unique_ls(v3), lib.catalog_version(v3)), (want, "3"))
+    r = t.cfs(v3, "ls")
+    t.check("ls refuses the version 3 catalog, naming the command that upgrades it",
+            r.rc != 0 and "version 3" in r.err and "upgrades it" in r.err, r)
     t.ok("a writing command (tag) upgrades it", t.cfs(v3, "tag", "keep", hashes["g"]))
-    t.eq("version 4, with the same unique bytes", (unique_ls(v3), lib.catalog_version(v3)),
-         (want, "4"))
+    t.eq("version 5, with the same unique bytes", (unique_ls(v3), lib.catalog_version(v3)),
+         (want, "5"))
+    t.eq("the nodes are gone, each environment a tree with the same node ids",
+         (lib.catalog_rows(v3, "SELECT count(*) FROM sqlite_master WHERE name = 'nodes'"),
+          sorted(r["id"] for r in lib.all_rows(v3))), ([(0,)], ids_v3))
     t.eq("...and the link counts of shared files (C8), env-h's not counted",
          lib.nlink_wrong(v3), [])
     groups = lib.catalog_rows(v3, "SELECT count(*) FROM groups")[0][0]
     t.ok("gc reaps env-h", t.cfs(v3, "gc"))
+    named = {r["grp"] for r in lib.all_rows(v3) if r["grp"]}
     t.eq("its groups went with it, and no other",
-         lib.catalog_rows(v3, "SELECT count(*), sum(NOT EXISTS (SELECT 1 FROM nodes"
-                          " WHERE grp = groups.id)) FROM groups")[0][1], 0)
+         sorted(i for (i,) in lib.catalog_rows(v3, "SELECT id FROM groups")), sorted(named))
     t.check("(it had groups of its own)",
             lib.catalog_rows(v3, "SELECT count(*) FROM groups")[0][0] < groups)
     after = unique_recount(v3)
