@@ -239,10 +239,12 @@ void prefetch_note(struct prefetch *p, fuse_ino_t ino, const struct store_node *
 
 int use_new(const char *store_dir, struct use **ret, struct cfs_err *err);
 void use_free(struct use *u);
-/* Entry ino of environment env_id is about to reach the kernel (a lookup reply, a
- * readdirplus entry): its lookup count grows by one. -EBUSY: gc is reaping the
+/* Entry ino, node node of environment env_id, is about to reach the kernel (a lookup
+ * reply, a readdirplus entry): its lookup count grows by one. -EBUSY: gc is reaping the
  * environment (it was removed); the entry must not be sent. */
-int use_entry(struct use *u, fuse_ino_t ino, int64_t env_id);
+int use_entry(struct use *u, fuse_ino_t ino, int64_t env_id, int64_t node);
+/* The node of its environment a charged ino was handed out as: -ENOENT if none. */
+int use_node(struct use *u, fuse_ino_t ino, int64_t *ret);
 /* The kernel dropped nlookup of its references to ino (FORGET, or a reply not sent). */
 void use_forget(struct use *u, fuse_ino_t ino, uint64_t nlookup);
 /* A request used environment env_id now. */
@@ -254,7 +256,7 @@ int use_take(struct use *u, int64_t **ret, size_t *ret_n);
 int use_list_removed(struct use *u, const struct envtab *t, enum ino_kind kind, fuse_ino_t **ret,
                      size_t *ret_n);
 /* Charge group nodeids of environments t no longer serves as live to a live environment
- * with a node in the group (the watcher, after publishing t). */
+ * with the same file at the same path (the watcher, after publishing t). */
 void use_rehome(struct use *u, struct store *st, const struct envtab *t);
 
 /* ---- meta.c: MOUNTPOINT/.condafs, the reports users read instead of the store ---- */

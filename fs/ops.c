@@ -169,9 +169,11 @@ static int lookup_served(struct worker *w, fuse_ino_t parent, const char *name,
 	return 0;
 }
 
-/* *ret_env: the environment the entry is charged to (use.c), 0 for none. */
+/* *ret_env: the environment the entry is charged to (use.c), 0 for none; *ret_node the
+ * node it is. */
 static int lookup_in(struct worker *w, fuse_ino_t parent, const char *name,
-                     struct fuse_entry_param *e, int64_t *ret_env, struct cfs_err *err)
+                     struct fuse_entry_param *e, int64_t *ret_env, int64_t *ret_node,
+                     struct cfs_err *err)
 {
 	const struct fsd_env *env;
 	struct store_node n;
@@ -202,6 +204,7 @@ static int lookup_in(struct worker *w, fuse_ino_t parent, const char *name,
 	if (!env)
 		return -ESTALE;
 	*ret_env = env->id;
+	*ret_node = n.id;
 	return child_entry(w, env, &n, true, e, err);
 }
 
@@ -211,7 +214,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct cfs_err err = {{0}};
 	struct fuse_entry_param e;
 	struct worker *w = NULL;
-	int64_t env = 0;
+	int64_t env = 0, node = 0;
 	int r;
 
 	/* .condafs: reports for users (meta.c), use of no environment. */
@@ -221,13 +224,13 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	r = worker_get(req_fsd(req), &w);
 	if (!r)
-		r = lookup_in(w, parent, name, &e, &env, &err);
+		r = lookup_in(w, parent, name, &e, &env, &node, &err);
 	/* A file's environment is held before the kernel has the file (use.c U1); -EBUSY:
 	 * gc is reaping it, so it was removed: a miss, but not one to cache. */
 	if (!r && env && parent != INO_ROOT)
 		use_mark(use, env);
 	if (!r && env && S_ISREG(e.attr.st_mode) && !served_owns(e.ino)) {
-		r = use_entry(use, e.ino, env);
+		r = use_entry(use, e.ino, env, node);
 		if (r == -EBUSY)
 			r = -ENOENT;
 	}
@@ -493,7 +496,7 @@ struct dirfill {
 	size_t ncharged, capcharged;
 };
 
-static int dir_charge(struct dirfill *d, fuse_ino_t ino, int64_t env)
+static int dir_charge(struct dirfill *d, fuse_ino_t ino, int64_t env, int64_t node)
 {
 	int r;
 
@@ -506,7 +509,7 @@ static int dir_charge(struct dirfill *d, fuse_ino_t ino, int64_t env)
 		d->charged = v;
 		d->capcharged = cap;
 	}
-	r = use_entry(req_fsd(d->req)->use, ino, env);
+	r = use_entry(req_fsd(d->req)->use, ino, env, node);
 	if (r)
 		return r == -EBUSY ? -ENOENT : r;
 	d->charged[d->ncharged++] = ino;
@@ -519,14 +522,16 @@ static void dir_uncharge(struct dirfill *d, size_t keep)
 		use_forget(req_fsd(d->req)->use, d->charged[--d->ncharged], 1);
 }
 
-/* Add one entry, charged to environment env (0: none); 1 when the buffer is full (the
- * entry is then left for the next call), a negative errno (also in d->r) on an error. */
+/* Add one entry, node node charged to environment env (0: none); 1 when the buffer is full
+ * (the entry is then left for the next call), a negative errno (also in d->r) on an
+ * error. */
 static int dir_add(struct dirfill *d, const char *name, const struct fuse_entry_param *e,
-                   int64_t env)
+                   int64_t env, int64_t node)
 {
 	size_t room = d->size - d->pos, need, before = d->ncharged;
 
-	if (d->plus && env && S_ISREG(e->attr.st_mode) && (d->r = dir_charge(d, e->ino, env)))
+	if (d->plus && env && S_ISREG(e->attr.st_mode) &&
+	    (d->r = dir_charge(d, e->ino, env, node)))
 		return d->r;
 	if (d->plus)
 		need = fuse_add_direntry_plus(d->req, d->buf + d->pos, room, name, e, d->next);
@@ -549,7 +554,7 @@ static int dir_add_dot(struct dirfill *d, const char *name, fuse_ino_t ino)
 	entry_init(&e);
 	e.attr.st_ino = ino;
 	e.attr.st_mode = S_IFDIR;
-	return dir_add(d, name, &e, 0);
+	return dir_add(d, name, &e, 0, 0);
 }
 
 static int dir_add_child(void *ctx, const struct store_node *n)
@@ -563,7 +568,7 @@ static int dir_add_child(void *ctx, const struct store_node *n)
 		return d->r;
 	memcpy(name, n->name, n->namelen);
 	name[n->namelen] = '\0';
-	return dir_add(d, name, &e, d->env->id);
+	return dir_add(d, name, &e, d->env->id, n->id);
 }
 
 static int list_root(struct dirfill *d)
@@ -579,7 +584,7 @@ static int list_root(struct dirfill *d)
 		int64_t env;
 
 		root_entry(&t->root[i], &e, &env);
-		if (dir_add(d, t->root[i].name, &e, env))
+		if (dir_add(d, t->root[i].name, &e, env, 0))
 			break;
 	}
 	return d->r;
@@ -600,7 +605,7 @@ static int list_served(struct dirfill *d, const struct store_node *dir)
 
 	if (r <= 0)
 		return r;
-	r = dir_add(d, name, &e, 0);
+	r = dir_add(d, name, &e, 0, 0);
 	return r < 0 ? r : 0;
 }
 

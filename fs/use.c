@@ -11,9 +11,10 @@
  * U1: an environment is held before the first entry charged to it reaches the kernel, and
  *     released only when nothing is charged to it any more.
  * U2: a nodeid is charged to an environment that has a row serving it: its own for a node,
- *     for a group one with a node in the group (moved to a live one when its environment
- *     is removed, so that a shared file cached through another environment does not keep
- *     a removed one from being reaped).
+ *     for a group one with a node in the group, the node remembered (moved to a live
+ *     environment holding the same file at the same path when its environment is
+ *     removed, so that a shared file cached through another environment does not keep a
+ *     removed one from being reaped).
  *
  * Last use: requests mark their environment with the time (a mutex and a probe, no I/O);
  * the watcher writes the marks to the catalog once a minute (use_take).
@@ -187,7 +188,7 @@ static int charge(struct use *u, int64_t env_id, int delta)
 	return 0;
 }
 
-int use_entry(struct use *u, fuse_ino_t ino, int64_t env_id)
+int use_entry(struct use *u, fuse_ino_t ino, int64_t env_id, int64_t node)
 {
 	struct slot *s;
 	int r;
@@ -196,15 +197,28 @@ int use_entry(struct use *u, fuse_ino_t ino, int64_t env_id)
 	r = table_get(&u->inos, ino, &s);
 	if (!r && s->count == 0) {
 		r = charge(u, env_id, +1);
-		if (r)
+		if (r) {
 			table_del(&u->inos, s);
-		else
+		} else {
 			s->a = env_id;
+			s->b = node;
+		}
 	}
 	if (!r)
 		s->count++;
 	pthread_mutex_unlock(&u->lock);
 	return r;
+}
+
+int use_node(struct use *u, fuse_ino_t ino, int64_t *ret)
+{
+	const struct slot *s;
+
+	pthread_mutex_lock(&u->lock);
+	s = table_find(&u->inos, ino);
+	*ret = s ? s->b : 0;
+	pthread_mutex_unlock(&u->lock);
+	return *ret ? 0 : -ENOENT;
 }
 
 void use_forget(struct use *u, fuse_ino_t ino, uint64_t nlookup)
@@ -319,21 +333,30 @@ void use_rehome(struct use *u, struct store *st, const struct envtab *t)
 
 	for (size_t i = 0; i < n; i++) {
 		struct store_node node;
-		const struct fsd_env *env;
+		const struct fsd_env *env = NULL;
 		struct slot *s;
-		uint32_t nlink;
+		char path[4096];
+		int64_t was;
 
-		/* store_group_get prefers a live environment's node. */
-		if (store_group_get(st, (int64_t)(inos[i] >> 2), &node, &nlink, &err))
+		/* The removed environment is held, so its tree still reads: the file's path in
+		 * it, then the first live environment with the same file there. */
+		if (use_node(u, inos[i], &was) || store_node_path(st, was, path, sizeof(path), &err))
 			continue;
-		env = envtab_by_id(t, node.env_id);
-		if (!env || env->removed)
+		for (size_t k = 0; !env && k < t->nroot; k++) {
+			const struct fsd_env *e = t->root[k].env;
+
+			if (e && !e->removed && store_path_lookup(st, e->top.id, path, &node, &err) == 0 &&
+			    node.type == NODE_FILE && node.group == (int64_t)(inos[i] >> 2))
+				env = e;
+		}
+		if (!env)
 			continue;
 		pthread_mutex_lock(&u->lock);
 		s = table_find(&u->inos, inos[i]);
 		if (s && s->a != env->id && charge(u, env->id, +1) == 0) {
 			charge(u, s->a, -1);
 			s->a = env->id;
+			s->b = node.id;
 		}
 		pthread_mutex_unlock(&u->lock);
 	}

@@ -108,9 +108,11 @@ static void evict_removed(struct fsd *fs, struct store *st, const struct envtab 
 			int64_t id = (int64_t)(inos[i] >> 2);
 			struct store_node node;
 			fuse_ino_t parent;
-			uint32_t nlink;
-			int r = kinds[k] == INO_GROUP ? store_group_get(st, id, &node, &nlink, &err)
-			                              : store_node_get(st, id, &node, &err);
+			/* A group's nodeid: the node it was handed out as (use.c U2). */
+			int r = kinds[k] == INO_GROUP ? use_node(fs->use, inos[i], &id) : 0;
+
+			if (!r)
+				r = store_node_get(st, id, &node, &err);
 
 			if (r || !node.parent || ino_make(INO_NODE, node.parent, &parent))
 				continue;

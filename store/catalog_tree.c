@@ -224,6 +224,16 @@ static int damaged(struct catalog *c, const struct envref *e, const char *what, 
 	               "verify)", cat_path(c), e ? e->hash : "?", what);
 }
 
+/* What dirtree_open or envindex_open said (naming the object), as damage. */
+static int reader_said(const struct envref *e, struct cfs_err *err)
+{
+	char said[sizeof(err->msg)];
+
+	snprintf(said, sizeof(said), "%s", err->msg);
+	return err_set(err, -EUCLEAN, "environment %s: %s: the catalog is damaged (see condafs "
+	               "verify)", e ? e->hash : "?", said);
+}
+
 /* ---- reading the objects ---- */
 
 /* The bytes of tree key of kind k, malloc'd, their key checked (T5). -ENOENT: no row. */
@@ -306,7 +316,7 @@ static int dir_get(struct catalog *c, const struct envref *e, const struct objke
 	if (r) {
 		free(data);
 		*s = (struct dslot){0};
-		return r;
+		return reader_said(e, err);
 	}
 	t->dir_bytes += len;
 	/* The budget holds the others: the one just read stays, however large. */
@@ -404,7 +414,9 @@ static int index_get(struct catalog *c, const struct envref *e, const struct env
 	free(s->data);
 	*s = (struct eslot){.env = e->id, .key = e->tree, .data = data, .used = ++t->clock};
 	r = envindex_open(data, len, what, &s->x, err);
-	if (!r && s->x.nodes != e->nodes)
+	if (r)
+		r = reader_said(e, err);
+	else if (s->x.nodes != e->nodes)
 		r = damaged(c, e, "its index and its row disagree on its node count", err);
 	if (r) {
 		free(data);
@@ -781,7 +793,7 @@ static int link_one(void *ctx, const struct envref *e, const struct store_node *
 	                         .group = n->group,
 	                         .first_child = n->first_child,
 	                         .nchildren = n->nchildren,
-	                         .has_target = ent->target_len > 0};
+	                         .has_target = n->type == NODE_SYMLINK};
 	struct catalog_content o;
 	int r;
 
@@ -1410,40 +1422,70 @@ int catalog_object_envs(struct catalog *c, int64_t id, int (*fn)(void *ctx, int6
 	return r ? r : each_env(c, users_env, &u, err);
 }
 
+struct dangling {
+	struct catalog *c;
+	struct objkey *dirs;
+	size_t n, cap;
+	struct cfs_err *err;
+};
+
+static int dangling_env(void *ctx, const struct envref *e)
+{
+	struct dangling *d = ctx;
+	const struct envindex *x;
+	int r = index_get(d->c, e, &x, d->err);
+
+	for (uint32_t i = 0; !r && i < x->ndirs; i++) {
+		struct envindex_dir dir;
+		uint32_t n;
+
+		if (d->n == d->cap) {
+			size_t cap = d->cap ? 2 * d->cap : 1024;
+			struct objkey *v = realloc(d->dirs, cap * sizeof(*v));
+
+			if (!v)
+				return -ENOMEM;
+			d->dirs = v;
+			d->cap = cap;
+		}
+		envindex_dir(x, i, &dir, &n);
+		d->dirs[d->n++] = dir.key;
+	}
+	return r;
+}
+
 int catalog_dangling(struct catalog *c, struct objkey *ret_dir, struct objkey *ret_obj,
                      struct cfs_err *err)
 {
-	sqlite3_stmt *s, *q = NULL;
-	int r = tstmt(c, T_DIRS, &s, err);
+	struct dangling d = {.c = c, .err = err};
+	struct catalog_content o;
+	int r = each_env(c, dangling_env, &d, err);
 
-	while (!r && (r = cat_step_row(c, s, err)) == 0) {
-		struct dirtree t;
+	if (!r && d.n)
+		qsort(d.dirs, d.n, sizeof(*d.dirs), key_cmp);
+	/* Each directory object the environments name, once, and each file in it. */
+	for (size_t i = 0; !r && i < d.n; i++) {
+		const struct dirtree *t;
 		struct dirtree_entry ent;
-		char what[64];
 
-		snprintf(what, sizeof(what), "%s: a directory object", cat_path(c));
-		column_key(s, 0, ret_dir);
-		r = dirtree_open(sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1), what,
-		                 &t, err);
-		for (uint32_t i = 0; !r && i < t.n; i++) {
-			dirtree_get(&t, i, &ent);
+		if (i && memcmp(d.dirs[i].b, d.dirs[i - 1].b, 16) == 0)
+			continue;
+		r = dir_get(c, NULL, &d.dirs[i], &t, err);
+		for (uint32_t j = 0; !r && j < t->n; j++) {
+			dirtree_get(t, j, &ent);
 			if (ent.type != NODE_FILE)
 				continue;
-			r = tstmt(c, T_OBJ_BY_KEY, &q, err);
-			if (r)
-				break;
-			sqlite3_bind_blob(q, 1, ent.key.b, 16, SQLITE_STATIC);
-			r = cat_step_row(c, q, err);
-			sqlite3_reset(q);
+			r = object_by_key(c, &ent.key, &o, err);
 			if (r == -ENOENT) {
+				*ret_dir = d.dirs[i];
 				*ret_obj = ent.key;
-				sqlite3_reset(s);
+				free(d.dirs);
 				return 0;
 			}
 		}
 	}
-	sqlite3_reset(s);
-	return r;
+	free(d.dirs);
+	return r ? (r == -ENOMEM ? err_set(err, r, "out of memory") : r) : -ENOENT;
 }
 
 /* ---- recounting (verify --repair) ---- */

@@ -121,8 +121,9 @@ static const char *entry_problem(const struct dirtree_entry *e)
 	case NODE_SYMLINK:
 		if (e->mode != 0777)
 			return "a symbolic link whose mode is not 0777";
-		if (e->target_len < 1 || e->target_len > DIRTREE_MAX_TARGET ||
-		    memchr(e->target, 0, e->target_len))
+		/* Empty only when relocated: a link to the prefix itself. */
+		if ((e->target_len < 1 && !e->reloc_len) || e->target_len > DIRTREE_MAX_TARGET ||
+		    (e->target_len && memchr(e->target, 0, e->target_len)))
 			return "a symbolic link target that is empty, too long or holds NUL";
 		if (e->inserts && !e->reloc_len)
 			return "text inserts without a relocation record";
@@ -185,7 +186,8 @@ static uint8_t *put_entry(uint8_t *p, const struct dirtree_entry *e)
 		break;
 	case NODE_SYMLINK:
 		p += put_varint(p, e->target_len);
-		memcpy(p, e->target, e->target_len);
+		if (e->target_len)
+			memcpy(p, e->target, e->target_len);
 		p += e->target_len;
 		p += put_varint(p, e->inserts);
 		p += put_varint(p, (uint64_t)e->reloc_len << 1);

@@ -142,6 +142,21 @@ int store_dir_iter(struct store *st, const struct store_node *dir, uint32_t star
 	return r;
 }
 
+int store_path_lookup(struct store *st, int64_t top, const char *path, struct store_node *ret,
+                      struct cfs_err *err)
+{
+	int r = catalog_node_get(st->cat, top, ret, err);
+
+	while (!r && *path) {
+		const char *slash = strchr(path, '/');
+		size_t len = slash ? (size_t)(slash - path) : strlen(path);
+
+		r = catalog_node_lookup(st->cat, ret->id, path, len, ret, err);
+		path += len + (slash ? 1 : 0);
+	}
+	return r;
+}
+
 int store_node_path(struct store *st, int64_t id, char *buf, size_t size, struct cfs_err *err)
 {
 	struct store_node n;

@@ -262,7 +262,7 @@ struct tproblem {
 	size_t n;
 	bool has_key;
 	struct objkey key;
-	char msg[160];
+	char msg[400]; /* a damaged tree: what its reader said, with the catalog's path */
 };
 
 struct tree {
@@ -511,8 +511,16 @@ static int check_tree(struct verify *v, const struct store_env *env)
 	struct tree t = {.v = v, .env = env};
 	int r = catalog_env_links(v->st->cat, env->id, tree_row, &t, v->err);
 
-	if (!r)
+	/* A tree that does not read (a directory object or the index damaged or missing):
+	 * one problem for the environment, with what the reader said. */
+	if (r == -EUCLEAN) {
+		tree_free(&t);
+		t = (struct tree){.v = v, .env = env};
+		r = tree_problem(&t, 0, NULL, "%s", v->err->msg);
+		v->err->msg[0] = '\0';
+	} else if (!r) {
 		r = tree_shape(&t);
+	}
 	for (size_t i = 0; !r && i < t.np; i++) {
 		char path[4096], key[33];
 		struct verify_problem p = {NULL, t.p[i].msg, env->hash, path};

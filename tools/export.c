@@ -565,6 +565,13 @@ int export_env(struct store *st, const struct store_env *env, const char *dir, c
 		r = fail(&ex, -EUCLEAN, "", "the environment's top node is not its top directory");
 	if (!r)
 		r = export_dir(&ex, dest.fd, &top, "");
+	/* The store's own errors (a damaged tree) name the destination too, as export's do. */
+	if (r && err && err->msg[0] && strncmp(err->msg, dir, strlen(dir)) != 0) {
+		char said[sizeof(err->msg)];
+
+		snprintf(said, sizeof(said), "%s", err->msg);
+		snprintf(err->msg, sizeof(err->msg), "%s: %s", dir, said);
+	}
 out:
 	for (size_t i = 0; i < ex.nlinks; i++)
 		close(ex.links[i].fd);

@@ -112,7 +112,7 @@ with t.section("a whole catalog that names no object, in front of the objects"):
         back(moved)
     t.verify_clean("put back: verify is clean", store)
 
-with t.section("object rows deleted with sqlite3, nodes still naming them"):
+with t.section("object rows deleted with sqlite3, trees still naming them"):
     saved = t.path("catalog-saved.db")
     shutil.copy(db, saved)
     big = lib.catalog_nodes(store, h)[b"share/big.bin"]
@@ -120,10 +120,10 @@ with t.section("object rows deleted with sqlite3, nodes still naming them"):
     for args in (["gc"], ["gc", "--unused-for", "0s"]):
         r = t.cfs(store, *args)
         t.fails_clearly(f"one row gone: {' '.join(args)} refuses, naming catalog.db and the "
-                        f"node", r, "catalog.db", f"node {big['id']}")
+                        f"content", r, "catalog.db", big["key"].hex())
     r = t.cfs(store, "verify", "--repair")
     t.check("one row gone: verify --repair names the file, exits 4", r.rc == 4 and
-            f"{h}/share/big.bin: no object row" in r.out, r)
+            f"object {big['key'].hex()}: no object row: used by {h}/share/big.bin" in r.out, r)
     t.eq("one row gone: every image file is still there", lib.image_files(store), images)
     sql_exec("DELETE FROM objects")
     for args in (["gc"], ["verify", "--repair"], ["verify"]):

@@ -19,6 +19,7 @@ import subprocess
 import sys
 
 import lib
+import trees
 
 t = lib.Harness("store_private: a root-only store, and an export that follows no symlink")
 
@@ -212,38 +213,55 @@ with t.section("export as root follows no symlink"):
     t.ok("an existing empty DIR: written", t.export(store, h, empty))
     lib.report_tree(t, "...equal to the source", *lib.compare_trees(src, empty, src, empty))
 
-# (what, SQL on the catalog, what the error names)
+def rename(node, name):
+    """Give node (by path) another name, its tree rebuilt under its own keys."""
+    return lambda db, env: trees.rewrite_env(
+        db, env, lambda rows: next(r for r in rows.values()
+                                   if r["id"] == NODES[node]).update(name=name))
+
+
+def index_edit(fn):
+    def edit(db, env):
+        k = bytes(db.execute("SELECT tree FROM envs WHERE id = ?", (env,)).fetchone()[0])
+        x = trees.decode_index(trees.tree_data(db, k, trees.KIND_INDEX))
+        fn(x, {bytes(d["key"]): d for d in x["dirs"]},
+           {d["self"]: d for d in x["dirs"]}, NODES)
+        db.execute("UPDATE envs SET tree = ? WHERE id = ?",
+                   (trees.put(db, trees.encode_index(x), trees.KIND_INDEX), env))
+    return edit
+
+
+def ordinal(path):
+    return NODES[path] - NODES[""]
+
+
+# (what, how the catalog is damaged, what the error names)
 DAMAGE = [
-    ("a name '..'", "UPDATE nodes SET name = CAST('..' AS BLOB) WHERE id = {sub}",
-     "a name no file can have"),
-    ("a name '.'", "UPDATE nodes SET name = CAST('.' AS BLOB) WHERE id = {sub}",
-     "a name no file can have"),
-    ("a name with '/'", "UPDATE nodes SET name = CAST('../../escaped' AS BLOB) WHERE id = {f}",
-     "a name no file can have"),
-    ("a name with a NUL", "UPDATE nodes SET name = X'61006200' WHERE id = {f}",
-     "a name no file can have"),
-    ("an empty name", "UPDATE nodes SET name = X'' WHERE id = {f}", "a name no file can have"),
+    ("a name '..'", rename("share", b".."), "name"),
+    ("a name '.'", rename("share", b"."), "name"),
+    ("a name with '/'", rename("share/a.txt", b"../../escaped"), "name"),
+    ("a name with a NUL", rename("share/a.txt", b"a\0b\0"), "name"),
+    ("an empty name", rename("share/a.txt", b""), "name"),
     ("a cycle: a directory's children start at the top",
-     "UPDATE nodes SET first_child = {top}, nchildren = 1 WHERE id = {sub}", "damaged"),
-    ("a cycle with parents that agree: a directory lists itself",
-     "UPDATE nodes SET parent = {sub}, first_child = {sub}, nchildren = 1 WHERE id = {sub}",
-     "damaged"),
-    ("a child listed under a directory that is not its parent",
-     "UPDATE nodes SET first_child = {f}, nchildren = 1 WHERE id = {other}", "not its parent"),
+     index_edit(lambda x, k, by_self, n: by_self[ordinal("share")].update(first_child=1)),
+     "out of order"),
+    ("a directory that lists itself",
+     index_edit(lambda x, k, by_self, n: by_self[ordinal("share")].update(
+         first_child=ordinal("share"))), "out of order"),
+    ("a directory given another directory's object",
+     index_edit(lambda x, k, by_self, n: by_self[ordinal("bin")].update(
+         key=by_self[ordinal("share")]["key"])), "disagree"),
 ]
 
 with t.section("export refuses a damaged catalog tree and leaves nothing behind"):
-    rows = lib.catalog_rows(store, "SELECT id, parent, name, type FROM nodes ORDER BY id")
-    top = rows[0][0]
-    sub = next(i for i, p, n, ty in rows if p == top and bytes(n) == b"share")
-    other = next(i for i, p, n, ty in rows if p == top and bytes(n) == b"bin")
-    f = next(i for i, p, n, ty in rows if p == sub and bytes(n) == b"a.txt")
-    for what, sql, needle in DAMAGE:
+    NODES = {r.decode(): v["id"] for r, v in lib.catalog_nodes(store, h).items()}
+    for what, edit, needle in DAMAGE:
         bad = t.path("bad-store")
         t.rmtree(bad)
         shutil.copytree(store, bad, symlinks=True)
         db = sqlite3.connect(os.path.join(bad, "catalog.db"))
-        db.executescript(sql.format(top=top, sub=sub, f=f, other=other))
+        env = db.execute("SELECT id FROM envs WHERE hash = ?", (h,)).fetchone()[0]
+        edit(db, env)
         db.commit()
         db.close()
         outer = t.path("outer")

@@ -1,14 +1,15 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
-"""verify checks every node's link to its object and the shape of every tree, not only the
-objects: catalog rows damaged with sqlite3 make it exit 1 naming the environment and path
-(or node) and what is wrong: a file whose object row is gone, a file whose size disagrees
-with its object, a file in a group of another object, names with '/', NUL, '.', '..' or
-nothing, a child listed before its parent, a directory that contains its own ancestor (a
-cycle), a directory whose children are not where it says, a missing top directory.
-`verify --repair` marks such an environment broken and exits 4 (nothing it can mend). `cat`
-of a file whose object is shorter than its size fails instead of printing a short file with
-exit 0."""
+"""verify checks every file's link to its object and every environment's tree, not only
+the objects: a catalog damaged with sqlite3 makes it exit 1 naming the environment and path
+and what is wrong: a file whose object row is gone, a file whose size disagrees with its
+object, a file in a group of another object, names with '/', NUL, '.', '..' or nothing, a
+directory object whose bytes do not match its key, an index whose directories are out of
+order or disagree with their objects, a missing index or directory object. `verify
+--repair` marks such an environment broken and exits 4 (nothing it can mend). `cat` of a
+file whose object is shorter than its size fails instead of printing a short file with
+exit 0. The trees are damaged through tests/integ/trees.py, which writes the format on its
+own."""
 
 import json
 import os
@@ -17,6 +18,7 @@ import shutil
 import sqlite3
 
 import lib
+import trees
 
 t = lib.Harness("store_verify_tree: node links and tree shapes are verified")
 rnd = random.Random(20251105)
@@ -37,15 +39,16 @@ with t.section("a file whose object is a pack of one member (the same row)"):
     src2 = lib.make_prefix(t.path("p2"), pkgs=[("tree", "1.0", "h0_0")],
                            files=dict(FILES, **{"share/small.txt": b"the only new content\n"}))
     t.ok("ingest --replace", t.ingest(one, src2, "--replace"))
-    kinds = lib.catalog_rows(one, "SELECT o.kind FROM nodes n JOIN envs e ON e.id = n.env"
-                             " JOIN objects o ON o.id = n.obj WHERE e.hash = ? AND"
-                             " e.removed = 0 AND n.name = ?", (h, b"small.txt"))
+    kinds = lib.catalog_rows(one, "SELECT kind FROM objects WHERE id = ?",
+                             (lib.catalog_nodes(one, h)[b"share/small.txt"]["obj"],))
     t.eq("its node names a pack row", kinds, [(1,)])
     t.verify_clean("verify is clean", one)
 
 
-def damage(sql_list):
-    """A copy of the clean store with the given statements run on its catalog."""
+def damage(sql_list=(), rows=None, edit=None):
+    """A copy of the clean store with the given statements run on its catalog, then its
+    tree rebuilt after rows(rows by id) edited the nodes (trees.rewrite_env), then
+    edit(db, env id) run."""
     global n
     n += 1
     store = t.path(f"store-{n}")
@@ -53,9 +56,24 @@ def damage(sql_list):
     db = sqlite3.connect(os.path.join(store, "catalog.db"))
     for q, args in sql_list:
         db.execute(q, args)
+    env = db.execute("SELECT id FROM envs WHERE hash = ?", (h,)).fetchone()[0]
+    if rows:
+        trees.rewrite_env(db, env, rows)
+    if edit:
+        edit(db, env)
     db.commit()
     db.close()
     return store
+
+
+def index_of(db, env):
+    k = bytes(db.execute("SELECT tree FROM envs WHERE id = ?", (env,)).fetchone()[0])
+    return trees.decode_index(trees.tree_data(db, k, trees.KIND_INDEX))
+
+
+def set_index(db, env, x):
+    db.execute("UPDATE envs SET tree = ? WHERE id = ?",
+               (trees.put(db, trees.encode_index(x), trees.KIND_INDEX), env))
 
 
 def node(rel):
@@ -86,49 +104,62 @@ with t.section("a file's object row deleted"):
     verify_names("object row gone", s, [f"{h}/share/big.bin", "no object row"])
 
 with t.section("a file's size changed"):
-    s = damage([("UPDATE nodes SET size = size + 100 WHERE id = ?", (big["id"],))])
+    def grow(k):
+        return lambda rows: rows[big["id"]].update(size=rows[big["id"]]["size"] + k)
+    s = damage(rows=grow(100))
     verify_names("size + 100", s, [f"{h}/share/big.bin", "size"])
     r = t.cfs(s, "cat", h, "share/big.bin")
     t.fails_clearly("cat of a file longer than its object fails, naming it", r,
                     "share/big.bin")
-    s = damage([("UPDATE nodes SET size = size - 100 WHERE id = ?", (big["id"],))])
+    s = damage(rows=grow(-100))
     verify_names("size - 100", s, [f"{h}/share/big.bin", "size"])
 
 with t.section("a file in a group of another object"):
     small = node("share/small.txt")
-    s = damage([("UPDATE nodes SET grp = (SELECT grp FROM nodes WHERE id = ?) WHERE id = ?",
-                 (small["id"], big["id"]))])
+    s = damage(rows=lambda rows: rows[big["id"]].update(grp=small["grp"]))
     verify_names("wrong group", s, [f"{h}/share/big.bin", "group"])
 
 for bad, label in ((b"a/b", "a '/'"), (b"x\0y", "a NUL"), (b".", "'.'"), (b"..", "'..'"),
                    (b"", "no name")):
     with t.section(f"a name with {label}"):
-        s = damage([("UPDATE nodes SET name = ? WHERE id = ?", (bad, node("lib/a/sibling.txt")["id"]))])
+        sib = node("lib/a/sibling.txt")["id"]
+        s = damage(rows=lambda rows: rows[sib].update(name=bad))
         verify_names(f"name {label}", s, [h, "name"])
 
-with t.section("a child before its parent, and a cycle"):
-    a, b = node("lib/a"), node("lib/a/b")
-    # b's parent made a later node: b is listed before its parent.
-    s = damage([("UPDATE nodes SET parent = ? WHERE id = ?", (node("lib/a/b/deep.txt")["id"],
-                                                              b["id"]))])
-    verify_names("parent after child", s, [h, "parent"])
-    # a's children range pointed at the top directory's: a contains its own ancestors.
-    top = lib.catalog_rows(clean, "SELECT first_child, nchildren FROM nodes WHERE id ="
-                           " (SELECT root FROM envs WHERE hash = ?)", (h,))[0]
-    s = damage([("UPDATE nodes SET first_child = ?, nchildren = ? WHERE id = ?",
-                 (top[0], top[1], a["id"]))])
-    verify_names("cycle", s, [h, "lib/a"])
+with t.section("a directory object whose bytes do not match its key"):
+    def flip(db, env):
+        x = index_of(db, env)
+        k = x["dirs"][0]["key"]  # the top directory: every path passes through it
+        data = bytearray(trees.tree_data(db, k, trees.KIND_DIR))
+        data[-1] ^= 1
+        db.execute("UPDATE trees SET data = ? WHERE key = ? AND kind = ?",
+                   (bytes(data), k, trees.KIND_DIR))
+    s = damage(edit=flip)
+    verify_names("a byte flipped", s, [h, "do not match its key"])
+    r = t.cfs(s, "cat", h, "share/big.bin")
+    t.fails_clearly("cat through it fails, naming the damage", r, "do not match its key")
 
-with t.section("the top directory gone, and every node gone"):
-    root = lib.catalog_rows(clean, "SELECT root FROM envs WHERE hash = ?", (h,))[0][0]
-    s = damage([("DELETE FROM nodes WHERE id = ?", (root,))])
-    verify_names("top gone", s, [h, "top directory"])
-    s = damage([("DELETE FROM nodes", ())])
-    verify_names("every node gone", s, [h, "top directory"])
+with t.section("an index out of order, and one that disagrees with its directories"):
+    def swap(db, env):
+        x = index_of(db, env)
+        x["dirs"][1]["self"], x["dirs"][2]["self"] = x["dirs"][2]["self"], x["dirs"][1]["self"]
+        set_index(db, env, x)
+    s = damage(edit=swap)
+    verify_names("directories out of order", s, [h, "out of order"])
 
-with t.section("a directory whose children are not where it says"):
-    s = damage([("UPDATE nodes SET nchildren = nchildren + 1 WHERE id = ?",
-                 (node("lib/a")["id"],))])
-    verify_names("nchildren + 1", s, [f"{h}/lib/a", "children"])
+    def other_key(db, env):
+        x = index_of(db, env)
+        x["dirs"][1]["key"] = x["dirs"][2]["key"]
+        set_index(db, env, x)
+    s = damage(edit=other_key)
+    verify_names("a directory's object not its own", s, [h, "disagree"])
+
+with t.section("the index gone, and a directory object gone"):
+    s = damage(edit=lambda db, env: db.execute(
+        "DELETE FROM trees WHERE kind = ?", (trees.KIND_INDEX,)))
+    verify_names("index gone", s, [h, "index is missing"])
+    s = damage(edit=lambda db, env: db.execute(
+        "DELETE FROM trees WHERE key = ?", (index_of(db, env)["dirs"][1]["key"],)))
+    verify_names("directory object gone", s, [h, "is missing"])
 
 t.finish()

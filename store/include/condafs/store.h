@@ -366,6 +366,9 @@ int store_node_lookup(struct store *st, int64_t dir, const char *name, size_t le
 int store_dir_iter(struct store *st, const struct store_node *dir, uint32_t start,
                    int (*fn)(void *ctx, const struct store_node *child), void *ctx,
                    struct cfs_err *err);
+/* The node at path (relative, "" for the top) under directory node top: -ENOENT if none. */
+int store_path_lookup(struct store *st, int64_t top, const char *path, struct store_node *ret,
+                      struct cfs_err *err);
 /* The path of a node relative to its environment ("" for the top). */
 int store_node_path(struct store *st, int64_t id, char *buf, size_t size, struct cfs_err *err);
 /* The link target as served under prefix; *ret is malloc'd, the caller frees it. */
