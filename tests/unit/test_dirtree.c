@@ -46,8 +46,9 @@ static bool same(const struct dirtree_entry *a, const struct dirtree_entry *b)
 	       a->namelen == b->namelen && memcmp(a->name, b->name, a->namelen) == 0 &&
 	       memcmp(a->key.b, b->key.b, a->type == NODE_SYMLINK ? 0 : 16) == 0 &&
 	       a->size == b->size && a->inserts == b->inserts && a->group == b->group &&
-	       a->reloc_len == b->reloc_len &&
-	       (!a->reloc_len || memcmp(a->reloc, b->reloc, a->reloc_len) == 0) &&
+	       a->reloc_len == b->reloc_len && a->reloc_external == b->reloc_external &&
+	       (a->reloc_external ? memcmp(a->reloc_key.b, b->reloc_key.b, 16) == 0
+	                          : !a->reloc_len || memcmp(a->reloc, b->reloc, a->reloc_len) == 0) &&
 	       a->target_len == b->target_len &&
 	       (!a->target_len || memcmp(a->target, b->target, a->target_len) == 0);
 }
@@ -65,13 +66,15 @@ static bool refused(const uint8_t *buf, size_t len)
 static void round_trip(void)
 {
 	static const uint8_t rec[] = {1, 2, 3, 4, 5};
-	struct dirtree_entry v[6] = {
+	struct dirtree_entry v[8] = {
 	        ent(NODE_FILE, "zlib.h"),     ent(NODE_DIR, "site-packages"),
 	        ent(NODE_SYMLINK, "python3"), ent(NODE_FILE, "python3.11"),
 	        ent(NODE_FILE, "a"),          ent(NODE_DIR, "\xc3\xa9t\xc3\xa9"),
+	        ent(NODE_FILE, "big.txt"),    ent(NODE_SYMLINK, "top"),
 	};
-	static const char *const sorted[] = {
-	        "a", "python3", "python3.11", "site-packages", "zlib.h", "\xc3\xa9t\xc3\xa9"};
+	static const char *const sorted[] = {"a",      "big.txt", "python3",
+	                                     "python3.11", "site-packages", "top",
+	                                     "zlib.h", "\xc3\xa9t\xc3\xa9"};
 	struct cfs_err err = {{0}};
 	struct dirtree t;
 	uint8_t *buf;
@@ -88,8 +91,17 @@ static void round_trip(void)
 	v[3].reloc_len = sizeof(rec);
 	v[4].mtime_ns = -5;
 	v[4].mode = 04755;
-	buf = build(v, 6, &len);
-	CHECK(buf && dirtree_open(buf, len, "obj", &t, &err) == 0 && t.n == 6);
+	/* A record too long to be inline, kept apart by its key. */
+	v[6].inserts = 9;
+	v[6].reloc_len = DIRTREE_RELOC_INLINE + 1;
+	v[6].reloc_external = true;
+	memset(v[6].reloc_key.b, 0xab, 16);
+	/* A link to the prefix itself: no target bytes, a record. */
+	v[7].inserts = 1;
+	v[7].reloc = rec;
+	v[7].reloc_len = sizeof(rec);
+	buf = build(v, 8, &len);
+	CHECK(buf && dirtree_open(buf, len, "obj", &t, &err) == 0 && t.n == 8);
 	for (uint32_t i = 0; buf && i < t.n; i++) {
 		struct dirtree_entry e;
 		size_t want = 0;
@@ -106,15 +118,15 @@ static void round_trip(void)
 	CHECK(buf && dirtree_find(&t, "", 0, &idx) == -ENOENT);
 
 	/* Any order in, one object out. */
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < 4; i++) {
 		struct dirtree_entry x = v[i];
 
-		v[i] = v[5 - i];
-		v[5 - i] = x;
+		v[i] = v[7 - i];
+		v[7 - i] = x;
 	}
 	{
 		size_t len2 = 0;
-		uint8_t *again = build(v, 6, &len2);
+		uint8_t *again = build(v, 8, &len2);
 
 		CHECK(again && len2 == len && memcmp(again, buf, len) == 0);
 		free(again);
