@@ -530,8 +530,7 @@ static int dir_add(struct dirfill *d, const char *name, const struct fuse_entry_
 {
 	size_t room = d->size - d->pos, need, before = d->ncharged;
 
-	if (d->plus && env && S_ISREG(e->attr.st_mode) &&
-	    (d->r = dir_charge(d, e->ino, env, node)))
+	if (d->plus && env && S_ISREG(e->attr.st_mode) && (d->r = dir_charge(d, e->ino, env, node)))
 		return d->r;
 	if (d->plus)
 		need = fuse_add_direntry_plus(d->req, d->buf + d->pos, room, name, e, d->next);

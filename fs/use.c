@@ -340,12 +340,14 @@ void use_rehome(struct use *u, struct store *st, const struct envtab *t)
 
 		/* The removed environment is held, so its tree still reads: the file's path in
 		 * it, then the first live environment with the same file there. */
-		if (use_node(u, inos[i], &was) || store_node_path(st, was, path, sizeof(path), &err))
+		if (use_node(u, inos[i], &was) ||
+		    store_node_path(st, was, path, sizeof(path), &err))
 			continue;
 		for (size_t k = 0; !env && k < t->nroot; k++) {
 			const struct fsd_env *e = t->root[k].env;
 
-			if (e && !e->removed && store_path_lookup(st, e->top.id, path, &node, &err) == 0 &&
+			if (e && !e->removed &&
+			    store_path_lookup(st, e->top.id, path, &node, &err) == 0 &&
 			    node.type == NODE_FILE && node.group == (int64_t)(inos[i] >> 2))
 				env = e;
 		}

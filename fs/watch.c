@@ -251,7 +251,8 @@ static void *watch_main(void *arg)
 			return NULL;
 	}
 	/* The listener was bound before the table was loaded: a writer that committed since
-	 * waits in its backlog, and is answered once this catches up. The table was loaded before the daemon forked: catch up with what came since. */
+	 * waits in its backlog, and is answered once this catches up. The table was loaded before
+	 * the daemon forked: catch up with what came since. */
 	if (store_changes(st, &seen, &err) == 0 && reload(fs, st) == 0)
 		meta_refresh(fs, st, true);
 	flushed = tick = now_ms();

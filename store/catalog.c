@@ -55,7 +55,7 @@
  * a catalog of version 2 or later; a reader reads version 5 alone. */
 #define CATALOG_VERSION            5
 #define CATALOG_VERSION_UPGRADABLE 2
-#define BUSY_TIMEOUT_MS          60000
+#define BUSY_TIMEOUT_MS            60000
 
 static const char schema[] =
         "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)"

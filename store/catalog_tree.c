@@ -67,9 +67,10 @@ enum tstmt {
 /* C7 from the sums: every name of the object is environment m's exactly when
  * esum = refs * m and esq = refs * m^2 (the squares' sum is then the least it can be). */
 #define OWNER_NEW                                                                                  \
-	"CASE WHEN " REFS_NEW " > 0 AND " OBJ_DELTA("esum") " % " REFS_NEW " = 0 AND (esq + ?2 * ?3" \
-	" * ?3) = " OBJ_DELTA("esum") " / " REFS_NEW " * " OBJ_DELTA("esum") " THEN " OBJ_DELTA(    \
-	        "esum") " / " REFS_NEW " END"
+	"CASE WHEN " REFS_NEW " > 0 AND " OBJ_DELTA(                                               \
+	        "esum") " % " REFS_NEW " = 0 AND (esq + ?2 * ?3"                                   \
+	                " * ?3) = " OBJ_DELTA("esum") " / " REFS_NEW " * " OBJ_DELTA(              \
+	                        "esum") " THEN " OBJ_DELTA("esum") " / " REFS_NEW " END"
 
 static const char *const tsql[T_COUNT] = {
         [T_DATA] = "SELECT data FROM trees WHERE key = ?1 AND kind = ?2",
@@ -83,8 +84,8 @@ static const char *const tsql[T_COUNT] = {
         [T_ENV_SET] = "UPDATE envs SET nodes = ?2, tree = ?3 WHERE id = ?1",
         [T_ENVS] = "SELECT id, removed FROM envs ORDER BY hash, removed, id",
         /* ?1 key, ?2 names gained (negative: lost), ?3 their environment (C2, C7). */
-        [T_OBJ_COUNT] = "UPDATE objects SET refs = " REFS_NEW ", esum = " OBJ_DELTA("esum")
-                        ", esq = esq + ?2 * ?3 * ?3, owner = " OWNER_NEW " WHERE key = ?1",
+        [T_OBJ_COUNT] = "UPDATE objects SET refs = " REFS_NEW ", esum = " OBJ_DELTA(
+                "esum") ", esq = esq + ?2 * ?3 * ?3, owner = " OWNER_NEW " WHERE key = ?1",
         [T_GRP_COUNT] = "UPDATE groups SET refs = refs + ?2, nlink = nlink + ?3 WHERE id = ?1",
         [T_GRP_DROP] = "DELETE FROM groups WHERE id = ?1 AND refs <= 0",
         [T_OBJ_BY_KEY] = "SELECT o.id, o.key, o.size, o.stored, o.refs, o.kind, o.pack,"
@@ -110,9 +111,9 @@ static const char *const tsql[T_COUNT] = {
 };
 
 /* Decoded objects a handle keeps: directory objects by key, indexes by environment. */
-#define DIR_SLOTS   64
-#define DIR_BUDGET  (8u << 20)
-#define ENV_SLOTS   4
+#define DIR_SLOTS  64
+#define DIR_BUDGET (8u << 20)
+#define ENV_SLOTS  4
 
 struct dslot {
 	struct objkey key;
@@ -220,8 +221,10 @@ static bool column_key(sqlite3_stmt *s, int col, struct objkey *ret)
 
 static int damaged(struct catalog *c, const struct envref *e, const char *what, struct cfs_err *err)
 {
-	return err_set(err, -EUCLEAN, "%s: environment %s: %s: the catalog is damaged (see condafs "
-	               "verify)", cat_path(c), e ? e->hash : "?", what);
+	return err_set(err, -EUCLEAN,
+	               "%s: environment %s: %s: the catalog is damaged (see condafs "
+	               "verify)",
+	               cat_path(c), e ? e->hash : "?", what);
 }
 
 /* What dirtree_open or envindex_open said (naming the object), as damage. */
@@ -230,15 +233,17 @@ static int reader_said(const struct envref *e, struct cfs_err *err)
 	char said[sizeof(err->msg)];
 
 	snprintf(said, sizeof(said), "%s", err->msg);
-	return err_set(err, -EUCLEAN, "environment %s: %s: the catalog is damaged (see condafs "
-	               "verify)", e ? e->hash : "?", said);
+	return err_set(err, -EUCLEAN,
+	               "environment %s: %s: the catalog is damaged (see condafs "
+	               "verify)",
+	               e ? e->hash : "?", said);
 }
 
 /* ---- reading the objects ---- */
 
 /* The bytes of tree key of kind k, malloc'd, their key checked (T5). -ENOENT: no row. */
-static int tree_bytes(struct catalog *c, const struct objkey *key, enum tree_kind k,
-                      uint8_t **ret, size_t *ret_len, struct cfs_err *err)
+static int tree_bytes(struct catalog *c, const struct objkey *key, enum tree_kind k, uint8_t **ret,
+                      size_t *ret_len, struct cfs_err *err)
 {
 	struct objkey got;
 	sqlite3_stmt *s;
@@ -269,8 +274,10 @@ static int tree_bytes(struct catalog *c, const struct objkey *key, enum tree_kin
 
 		free(*ret);
 		objkey_hex(key, hex);
-		return err_set(err, -EUCLEAN, "%s: tree object %s: its bytes do not match its key: "
-		               "the catalog is damaged (see condafs verify)", cat_path(c), hex);
+		return err_set(err, -EUCLEAN,
+		               "%s: tree object %s: its bytes do not match its key: "
+		               "the catalog is damaged (see condafs verify)",
+		               cat_path(c), hex);
 	}
 	*ret_len = n;
 	return 0;
@@ -438,7 +445,8 @@ static int index_dir(struct catalog *c, const struct envref *e, const struct env
 	envindex_dir(x, i, ret_d, &n);
 	r = dir_get(c, e, &ret_d->key, ret, err);
 	if (!r && (*ret)->n != n)
-		return damaged(c, e, "a directory object and the index disagree on its entries", err);
+		return damaged(c, e, "a directory object and the index disagree on its entries",
+		               err);
 	return r;
 }
 
@@ -488,13 +496,14 @@ static int node_fill(struct catalog *c, struct where *w, struct store_node *ret,
 	memcpy(ret->name, w->ent.name, w->ent.namelen);
 	r = envindex_dir_of(x, w->ord, &w->dir);
 	if ((r == 0) != (w->ent.type == NODE_DIR))
-		return damaged(c, &w->e, "a directory object and the index disagree on a type", err);
+		return damaged(c, &w->e, "a directory object and the index disagree on a type",
+		               err);
 	switch (w->ent.type) {
 	case NODE_DIR:
 		envindex_dir(x, w->dir, &sub, &ret->nchildren);
 		if (memcmp(sub.key.b, w->ent.key.b, 16) != 0)
-			return damaged(c, &w->e, "a directory object and the index disagree on a key",
-			               err);
+			return damaged(c, &w->e,
+			               "a directory object and the index disagree on a key", err);
 		ret->first_child = w->e.root + sub.first_child;
 		break;
 	case NODE_FILE:
@@ -794,7 +803,7 @@ static int link_one(void *ctx, const struct envref *e, const struct store_node *
 	                         .first_child = n->first_child,
 	                         .nchildren = n->nchildren,
 	                         .has_target = n->type == NODE_SYMLINK};
-	struct catalog_content o;
+	struct catalog_content o = {0};
 	int r;
 
 	(void)e;
@@ -922,8 +931,8 @@ static int env_counts(struct catalog *c, const struct envref *e, struct counts *
 
 /* sign * the counts of environment env: objects' names (C2, C7), groups' names and, with
  * links, their live names (C8); groups left with no name go. */
-static int apply_counts(struct catalog *c, const struct counts *k, int64_t env, int sign,
-                        bool refs, bool links, struct cfs_err *err)
+static int apply_counts(struct catalog *c, const struct counts *k, int64_t env, int sign, bool refs,
+                        bool links, struct cfs_err *err)
 {
 	sqlite3_stmt *s;
 	int r = 0;
@@ -1033,12 +1042,10 @@ int cattree_env_unlink(struct catalog *c, int64_t id, struct cfs_err *err)
 
 int cattree_env_drop(struct catalog *c, int64_t id, struct cfs_err *err)
 {
-	const struct envindex *x;
+	const struct envindex *x = NULL;
 	struct counts k = {0};
 	struct envref e;
-	uint8_t *copy = NULL;
-	struct envindex own;
-	int64_t refs;
+	int64_t refs = 0;
 	int r = env_get(c, id, &e, err);
 
 	if (r == -ENOENT)
@@ -1048,22 +1055,15 @@ int cattree_env_drop(struct catalog *c, int64_t id, struct cfs_err *err)
 	if (!r)
 		r = apply_counts(c, &k, id, -1, true, !e.removed, err);
 	counts_free(&k);
-	/* The index is read again below while directory objects are: a copy of its own. */
+	/* Directory objects are cached apart from indexes: x stays valid meanwhile. */
 	if (!r)
 		r = index_get(c, &e, &x, err);
-	if (!r && !(copy = malloc(x->len)))
-		r = -ENOMEM;
-	if (!r) {
-		memcpy(copy, x->buf, x->len);
-		own = *x;
-		own.buf = copy;
-	}
-	for (uint32_t i = 0; !r && i < own.ndirs; i++) {
+	for (uint32_t i = 0; !r && i < x->ndirs; i++) {
 		struct envindex_dir d;
 		const struct dirtree *t;
 		uint32_t n;
 
-		envindex_dir(&own, i, &d, &n);
+		envindex_dir(x, i, &d, &n);
 		r = tree_ref(c, &d.key, TREE_DIR, -1, &refs, err);
 		if (r == -ENOENT) {
 			r = 0;
@@ -1077,7 +1077,6 @@ int cattree_env_drop(struct catalog *c, int64_t id, struct cfs_err *err)
 		if (!r)
 			r = tree_delete(c, &d.key, TREE_DIR, err);
 	}
-	free(copy);
 	if (!r)
 		r = tree_ref(c, &e.tree, TREE_INDEX, -1, &refs, err);
 	if (!r && refs <= 0)
@@ -1225,8 +1224,7 @@ static int build_dir(struct catalog *c, struct dirtree_builder *b, struct pend *
 
 /* The tree of environment env from nodes v[0..n), ids from v[0].row.id on, breadth first
  * (T5): its directory objects, its index, its row's nodes and tree. */
-static int build_env(struct catalog *c, int64_t env, struct pend *v, size_t n,
-                     struct cfs_err *err)
+static int build_env(struct catalog *c, int64_t env, struct pend *v, size_t n, struct cfs_err *err)
 {
 	struct dirtree_builder *b = NULL;
 	struct envindex_dir *dirs = NULL;
@@ -1252,8 +1250,8 @@ static int build_env(struct catalog *c, int64_t env, struct pend *v, size_t n,
 		if (v[i].row.nchildren &&
 		    (v[i].row.first_child <= v[i].row.id ||
 		     (uint64_t)(v[i].row.first_child - base) + v[i].row.nchildren > n))
-			r = err_set(err, -EINVAL, "%s: node %lld: children out of range", cat_path(c),
-			            (long long)v[i].row.id);
+			r = err_set(err, -EINVAL, "%s: node %lld: children out of range",
+			            cat_path(c), (long long)v[i].row.id);
 		else
 			r = build_dir(c, b, v, &v[i], err);
 	}
@@ -1264,18 +1262,19 @@ static int build_env(struct catalog *c, int64_t env, struct pend *v, size_t n,
 			dirs[ndirs++] = (struct envindex_dir){
 			        .key = v[i].key,
 			        .self = (uint32_t)i,
-			        .first_child = k->nchildren ? (uint32_t)(k->first_child - base) : 0};
+			        .first_child =
+			                k->nchildren ? (uint32_t)(k->first_child - base) : 0};
 		if (k->type == NODE_FILE && k->hardlink)
-			links[nlinks++] = (struct envindex_link){(uint32_t)i,
-			                                         (uint32_t)(k->hardlink - base)};
+			links[nlinks++] =
+			        (struct envindex_link){(uint32_t)i, (uint32_t)(k->hardlink - base)};
 	}
 	/* An empty directory's children start where the next directory's do (T3). */
 	for (uint32_t i = ndirs; !r && i-- > 0;)
 		if (!v[dirs[i].self].row.nchildren)
 			dirs[i].first_child = i + 1 < ndirs ? dirs[i + 1].first_child : (uint32_t)n;
 	if (!r)
-		r = envindex_build((uint32_t)n, v[0].row.mode, v[0].row.mtime_ns, dirs, ndirs, links,
-		                   nlinks, &data, &len, err);
+		r = envindex_build((uint32_t)n, v[0].row.mode, v[0].row.mtime_ns, dirs, ndirs,
+		                   links, nlinks, &data, &len, err);
 	if (!r)
 		r = tree_put(c, data, len, TREE_INDEX, &key, &fresh, err);
 	if (!r)
@@ -1297,7 +1296,8 @@ int catalog_env_ref(struct catalog *c, int64_t id, struct cfs_err *err)
 {
 	struct cattree *t = cat_tree(c);
 	struct counts k = {0};
-	int r = t->npend ? 0 : err_set(err, -EINVAL, "%s: an environment without nodes", cat_path(c));
+	int r = t->npend ? 0
+	                 : err_set(err, -EINVAL, "%s: an environment without nodes", cat_path(c));
 
 	if (!r)
 		r = build_env(c, id, t->pend, t->npend, err);
@@ -1566,7 +1566,8 @@ int catalog_counts_wrong(struct catalog *c, enum catalog_count which, struct cat
 		if (x.want == x.had)
 			continue;
 		if (n == cap) {
-			struct catalog_refs *nv = realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*nv));
+			struct catalog_refs *nv =
+			        realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*nv));
 
 			if (!nv) {
 				r = -ENOMEM;

@@ -116,7 +116,8 @@ static const char *entry_problem(const struct dirtree_entry *e)
 		if (e->inserts && !e->reloc_len)
 			return "text inserts without a relocation record";
 		if (e->reloc_external != (e->reloc_len > DIRTREE_RELOC_INLINE))
-			return "a relocation record kept apart unless it is larger than the inline limit";
+			return "a relocation record kept apart unless it is larger than the inline "
+			       "limit";
 		return NULL;
 	case NODE_SYMLINK:
 		if (e->mode != 0777)
@@ -239,7 +240,8 @@ static const char *parse_entry(const uint8_t *p, const uint8_t *end, struct dirt
 			if (end - p < 16)
 				return "a relocation record key that runs past its entry";
 			if (e->reloc_len <= DIRTREE_RELOC_INLINE)
-				return "a relocation record kept apart that is small enough to be inline";
+				return "a relocation record kept apart that is small enough to be "
+				       "inline";
 			memcpy(e->reloc_key.b, p, 16);
 			p += 16;
 			break;
@@ -351,8 +353,9 @@ int dirtree_add(struct dirtree_builder *b, const struct dirtree_entry *e, struct
 		b->cap = cap;
 	}
 	c.name = dup_bytes(e->name, e->namelen, &fail);
-	c.reloc = e->type != NODE_DIR && !e->reloc_external ? dup_bytes(e->reloc, e->reloc_len, &fail)
-	                                                     : NULL;
+	c.reloc = e->type != NODE_DIR && !e->reloc_external
+	                  ? dup_bytes(e->reloc, e->reloc_len, &fail)
+	                  : NULL;
 	c.target = e->type == NODE_SYMLINK ? dup_bytes(e->target, e->target_len, &fail) : NULL;
 	if (e->type != NODE_FILE) {
 		c.size = 0;

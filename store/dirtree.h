@@ -28,10 +28,10 @@ struct dirtree_entry {
 	int64_t mtime_ns;
 	const uint8_t *name;
 	size_t namelen;
-	struct objkey key; /* the content, or the subdirectory's directory object */
-	uint64_t size;     /* files */
-	uint32_t inserts;  /* files */
-	int64_t group;     /* files: > 0 when served as one inode in every environment */
+	struct objkey key;    /* the content, or the subdirectory's directory object */
+	uint64_t size;        /* files */
+	uint32_t inserts;     /* files */
+	int64_t group;        /* files: > 0 when served as one inode in every environment */
 	const uint8_t *reloc; /* inline records; NULL for one kept apart */
 	size_t reloc_len;     /* files: 0 for no relocation record */
 	bool reloc_external;  /* the record is the object reloc_key (reloc_len > the limit) */

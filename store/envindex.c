@@ -20,8 +20,8 @@
 
 static const char magic[8] = {'C', 'F', 'S', 'I', 'N', 'D', 'X', '1'};
 
-#define HEADER   36
-#define DIR_SIZE 24
+#define HEADER    36
+#define DIR_SIZE  24
 #define LINK_SIZE 8
 
 static uint32_t get32(const uint8_t *p)
@@ -114,8 +114,9 @@ int envindex_open(const uint8_t *buf, size_t len, const char *what, struct envin
 		               get32(buf + 20));
 	if (x.ndirs < 1 || x.ndirs > x.nodes || x.nlinks > x.nodes ||
 	    len != HEADER + (size_t)x.ndirs * DIR_SIZE + (size_t)x.nlinks * LINK_SIZE)
-		return err_set(err, -EUCLEAN, "%s: environment index of %zu bytes for %u directories",
-		               what, len, x.ndirs);
+		return err_set(err, -EUCLEAN,
+		               "%s: environment index of %zu bytes for %u directories", what, len,
+		               x.ndirs);
 	/* check() on the bytes, one element at a time: nothing is copied. */
 	for (uint32_t i = 0; i < x.ndirs; i++, prev = d) {
 		const char *why = NULL;

@@ -283,11 +283,12 @@ int store_check_catalog(struct store *st, bool links, struct cfs_err *err)
 
 		objkey_hex(&dir, dhex);
 		objkey_hex(&obj, ohex);
-		r = err_set(err, -EUCLEAN,
-		            "%s/catalog.db: directory object %s names content %s, which has no "
-		            "row: the catalog is damaged (see condafs verify); not deleting what it "
-		            "does not name",
-		            st->dir, dhex, ohex);
+		r = err_set(
+		        err, -EUCLEAN,
+		        "%s/catalog.db: directory object %s names content %s, which has no "
+		        "row: the catalog is damaged (see condafs verify); not deleting what it "
+		        "does not name",
+		        st->dir, dhex, ohex);
 	}
 	return r;
 }

@@ -47,8 +47,9 @@ static bool same(const struct dirtree_entry *a, const struct dirtree_entry *b)
 	       memcmp(a->key.b, b->key.b, a->type == NODE_SYMLINK ? 0 : 16) == 0 &&
 	       a->size == b->size && a->inserts == b->inserts && a->group == b->group &&
 	       a->reloc_len == b->reloc_len && a->reloc_external == b->reloc_external &&
-	       (a->reloc_external ? memcmp(a->reloc_key.b, b->reloc_key.b, 16) == 0
-	                          : !a->reloc_len || memcmp(a->reloc, b->reloc, a->reloc_len) == 0) &&
+	       (a->reloc_external
+	                ? memcmp(a->reloc_key.b, b->reloc_key.b, 16) == 0
+	                : !a->reloc_len || memcmp(a->reloc, b->reloc, a->reloc_len) == 0) &&
 	       a->target_len == b->target_len &&
 	       (!a->target_len || memcmp(a->target, b->target, a->target_len) == 0);
 }
@@ -72,9 +73,9 @@ static void round_trip(void)
 	        ent(NODE_FILE, "a"),          ent(NODE_DIR, "\xc3\xa9t\xc3\xa9"),
 	        ent(NODE_FILE, "big.txt"),    ent(NODE_SYMLINK, "top"),
 	};
-	static const char *const sorted[] = {"a",      "big.txt", "python3",
-	                                     "python3.11", "site-packages", "top",
-	                                     "zlib.h", "\xc3\xa9t\xc3\xa9"};
+	static const char *const sorted[] = {"a",          "big.txt",          "python3",
+	                                     "python3.11", "site-packages",    "top",
+	                                     "zlib.h",     "\xc3\xa9t\xc3\xa9"};
 	struct cfs_err err = {{0}};
 	struct dirtree t;
 	uint8_t *buf;
