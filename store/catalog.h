@@ -249,7 +249,7 @@ struct catalog_link {
 	size_t namelen;
 	int type; /* enum node_type, unless damaged */
 	int64_t size;
-	int64_t obj, group; /* 0: NULL */
+	int64_t obj, group; /* obj: the row obj_key names, -1 for none; group: 0 for none */
 	int64_t first_child, nchildren;
 	bool has_target;
 	bool obj_found; /* a row of id obj exists: */
@@ -258,8 +258,8 @@ struct catalog_link {
 	bool group_found; /* a row of id group exists, naming group_obj */
 	int64_t group_obj;
 };
-/* Calls fn for every node of an environment (catalog.c C6: the ids from its root to the next
- * environment's) in id order, until fn returns non-zero. */
+/* Calls fn for every node of an environment in id order, until fn returns non-zero;
+ * -EUCLEAN, saying what, when its tree does not read (catalog_tree.c T5). */
 int catalog_env_links(struct catalog *c, int64_t env,
                       int (*fn)(void *ctx, const struct catalog_link *l), void *ctx,
                       struct cfs_err *err);

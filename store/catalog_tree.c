@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zstd.h>
 
 enum tree_kind {
 	TREE_DIR = 0,
@@ -56,7 +57,6 @@ enum tstmt {
 	T_GRP_OBJ,
 	T_OBJ_REFS,
 	T_GRP_NLINKS,
-	T_DIRS,
 	T_V4_ENVS,
 	T_V4_NODES,
 	T_COUNT,
@@ -102,7 +102,6 @@ static const char *const tsql[T_COUNT] = {
                        " ORDER BY o.key",
         [T_GRP_NLINKS] = "SELECT g.id, o.key, g.nlink FROM groups g JOIN objects o"
                          " ON o.id = g.obj ORDER BY g.id",
-        [T_DIRS] = "SELECT key, data FROM trees WHERE kind = 0",
         [T_V4_ENVS] = "SELECT id, root FROM envs ORDER BY root",
         [T_V4_NODES] = "SELECT n.id, n.parent, n.name, n.type, n.mode, n.mtime_ns, n.size,"
                        " n.inserts, n.grp, n.hardlink, n.first_child, n.nchildren, n.target,"
@@ -110,9 +109,15 @@ static const char *const tsql[T_COUNT] = {
                        " WHERE n.env = ?1 AND n.id >= ?2 ORDER BY n.id",
 };
 
+/* Directory objects and indexes are stored as one zstd frame of their bytes: names, modes
+ * and times repeat from entry to entry. Relocation records kept apart are stored as they
+ * are, read piecewise in place. A frame that says it holds more than this is damage. */
+#define TREE_LEVEL     3
+#define TREE_MAX_BYTES (64u << 20)
+
 /* Decoded objects a handle keeps: directory objects by key, indexes by environment. */
 #define DIR_SLOTS  64
-#define DIR_BUDGET (8u << 20)
+#define DIR_BUDGET (4u << 20)
 #define ENV_SLOTS  4
 
 struct dslot {
@@ -241,6 +246,67 @@ static int reader_said(const struct envref *e, struct cfs_err *err)
 
 /* ---- reading the objects ---- */
 
+/* The stored form of tree bytes of kind k: malloc'd into *ret. */
+static int pack_tree(const uint8_t *data, size_t len, enum tree_kind k, uint8_t **ret,
+                     size_t *ret_len)
+{
+	size_t bound = k == TREE_RELOC ? len : ZSTD_compressBound(len), n;
+
+	*ret = malloc(bound ? bound : 1);
+	if (!*ret)
+		return -ENOMEM;
+	if (k == TREE_RELOC) {
+		memcpy(*ret, data, len);
+		*ret_len = len;
+		return 0;
+	}
+	n = ZSTD_compress(*ret, bound, data, len, TREE_LEVEL);
+	if (ZSTD_isError(n)) {
+		free(*ret);
+		return -ENOMEM;
+	}
+	*ret_len = n;
+	return 0;
+}
+
+/* The bytes of tree key of kind k from their stored form p, n: malloc'd into *ret. */
+static int unpack(struct catalog *c, const struct objkey *key, enum tree_kind k, const void *p,
+                  size_t n, uint8_t **ret, size_t *ret_len, struct cfs_err *err)
+{
+	unsigned long long size = k == TREE_RELOC ? n : ZSTD_getFrameContentSize(p, n);
+	char hex[33];
+	size_t got;
+
+	if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN ||
+	    size > TREE_MAX_BYTES) {
+		objkey_hex(key, hex);
+		return err_set(err, -EUCLEAN,
+		               "%s: tree object %s: not a zstd frame of at most %u bytes: the "
+		               "catalog is damaged (see condafs verify)",
+		               cat_path(c), hex, TREE_MAX_BYTES);
+	}
+	*ret = malloc(size ? size : 1);
+	if (!*ret)
+		return -ENOMEM;
+	if (k == TREE_RELOC) {
+		if (n)
+			memcpy(*ret, p, n);
+		*ret_len = n;
+		return 0;
+	}
+	got = ZSTD_decompress(*ret, size ? size : 1, p, n);
+	if (ZSTD_isError(got) || got != size) {
+		free(*ret);
+		objkey_hex(key, hex);
+		return err_set(err, -EUCLEAN,
+		               "%s: tree object %s: its frame does not decode: the catalog is "
+		               "damaged (see condafs verify)",
+		               cat_path(c), hex);
+	}
+	*ret_len = got;
+	return 0;
+}
+
 /* The bytes of tree key of kind k, malloc'd, their key checked (T5). -ENOENT: no row. */
 static int tree_bytes(struct catalog *c, const struct objkey *key, enum tree_kind k, uint8_t **ret,
                       size_t *ret_len, struct cfs_err *err)
@@ -262,12 +328,10 @@ static int tree_bytes(struct catalog *c, const struct objkey *key, enum tree_kin
 	}
 	p = sqlite3_column_blob(s, 0);
 	n = (size_t)sqlite3_column_bytes(s, 0);
-	*ret = malloc(n ? n : 1);
-	if (*ret && n)
-		memcpy(*ret, p, n);
+	r = unpack(c, key, k, p, n, ret, &n, err);
 	sqlite3_reset(s);
-	if (!*ret)
-		return -ENOMEM;
+	if (r)
+		return r;
 	key_of(*ret, n, &got);
 	if (memcmp(got.b, key->b, 16) != 0) {
 		char hex[33];
@@ -1142,6 +1206,8 @@ static int tree_put(struct catalog *c, const uint8_t *data, size_t len, enum tre
                     struct objkey *ret_key, bool *ret_new, struct cfs_err *err)
 {
 	sqlite3_stmt *s;
+	uint8_t *stored = NULL;
+	size_t n = 0;
 	int64_t refs;
 	int r;
 
@@ -1150,14 +1216,18 @@ static int tree_put(struct catalog *c, const uint8_t *data, size_t len, enum tre
 	*ret_new = r == -ENOENT;
 	if (r != -ENOENT)
 		return r;
-	r = tstmt(c, T_INSERT, &s, err);
-	if (r)
-		return r;
-	sqlite3_bind_blob(s, 1, ret_key->b, 16, SQLITE_STATIC);
-	sqlite3_bind_int(s, 2, k);
-	sqlite3_bind_int64(s, 3, 1);
-	sqlite3_bind_blob(s, 4, data, (int)len, SQLITE_STATIC);
-	return cat_step_done(c, s, err);
+	r = pack_tree(data, len, k, &stored, &n);
+	if (!r)
+		r = tstmt(c, T_INSERT, &s, err);
+	if (!r) {
+		sqlite3_bind_blob(s, 1, ret_key->b, 16, SQLITE_STATIC);
+		sqlite3_bind_int(s, 2, k);
+		sqlite3_bind_int64(s, 3, 1);
+		sqlite3_bind_blob(s, 4, stored, (int)n, SQLITE_STATIC);
+		r = cat_step_done(c, s, err);
+	}
+	free(stored);
+	return r;
 }
 
 /* The directory object of pending directory d, whose subdirectories have theirs. */

@@ -132,12 +132,15 @@ with t.section("a directory object whose bytes do not match its key"):
         k = x["dirs"][0]["key"]  # the top directory: every path passes through it
         data = bytearray(trees.tree_data(db, k, trees.KIND_DIR))
         data[-1] ^= 1
-        db.execute("UPDATE trees SET data = ? WHERE key = ? AND kind = ?",
-                   (bytes(data), k, trees.KIND_DIR))
+        trees.set_tree_data(db, k, trees.KIND_DIR, bytes(data))
     s = damage(edit=flip)
     verify_names("a byte flipped", s, [h, "do not match its key"])
     r = t.cfs(s, "cat", h, "share/big.bin")
     t.fails_clearly("cat through it fails, naming the damage", r, "do not match its key")
+    s = damage(edit=lambda db, env: db.execute(
+        "UPDATE trees SET data = ? WHERE key = ?", 
+        (b"not zstd", index_of(db, env)["dirs"][0]["key"])))
+    verify_names("stored bytes that are no zstd frame", s, [h, "not a zstd frame"])
 
 with t.section("an index out of order, and one that disagrees with its directories"):
     def swap(db, env):

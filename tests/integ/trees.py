@@ -15,6 +15,33 @@ class _H128(ctypes.Structure):
 _xxh.XXH3_128bits.restype = _H128
 _xxh.XXH3_128bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 
+_zstd = ctypes.CDLL("libzstd.so.1")
+_zstd.ZSTD_compressBound.restype = ctypes.c_size_t
+_zstd.ZSTD_compressBound.argtypes = [ctypes.c_size_t]
+_zstd.ZSTD_compress.restype = ctypes.c_size_t
+_zstd.ZSTD_compress.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
+                                ctypes.c_size_t, ctypes.c_int]
+_zstd.ZSTD_getFrameContentSize.restype = ctypes.c_ulonglong
+_zstd.ZSTD_getFrameContentSize.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_zstd.ZSTD_decompress.restype = ctypes.c_size_t
+_zstd.ZSTD_decompress.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
+                                  ctypes.c_size_t]
+
+
+def _compress(data):
+    out = ctypes.create_string_buffer(_zstd.ZSTD_compressBound(len(data)))
+    n = _zstd.ZSTD_compress(out, len(out), bytes(data), len(data), 3)
+    return out.raw[:n]
+
+
+def _decompress(data):
+    data = bytes(data)
+    size = _zstd.ZSTD_getFrameContentSize(data, len(data))
+    out = ctypes.create_string_buffer(max(size, 1))
+    n = _zstd.ZSTD_decompress(out, len(out), data, len(data))
+    assert n == size, (n, size)
+    return out.raw[:n]
+
 DIR, FILE, SYMLINK = 1, 2, 3
 KIND_DIR, KIND_INDEX, KIND_RELOC = 0, 1, 2
 RELOC_INLINE = 4096
@@ -144,8 +171,18 @@ def encode_index(x):
 
 
 def tree_data(db, key, kind):
+    """The bytes of a tree object (directory objects and indexes are stored as a zstd
+    frame of them)."""
     row = db.execute("SELECT data FROM trees WHERE key = ? AND kind = ?", (key, kind)).fetchone()
-    return None if row is None else bytes(row[0])
+    if row is None:
+        return None
+    return bytes(row[0]) if kind == KIND_RELOC else _decompress(row[0])
+
+
+def set_tree_data(db, key, kind, data):
+    """Overwrite a tree object's bytes in place (its key unchanged: damage)."""
+    db.execute("UPDATE trees SET data = ? WHERE key = ? AND kind = ?",
+               (data if kind == KIND_RELOC else _compress(data), key, kind))
 
 
 def env_rows(db, env_id):
@@ -190,7 +227,7 @@ def put(db, data, kind):
     if db.execute("UPDATE trees SET refs = refs + 1 WHERE key = ? AND kind = ?",
                   (k, kind)).rowcount == 0:
         db.execute("INSERT INTO trees(key, kind, refs, data) VALUES (?, ?, 1, ?)",
-                   (k, kind, data))
+                   (k, kind, data if kind == KIND_RELOC else _compress(data)))
     return k
 
 

@@ -354,8 +354,9 @@ static inline uint64_t store_node_size(const struct store_node *n, size_t plen)
 }
 
 int store_node_get(struct store *st, int64_t id, struct store_node *ret, struct cfs_err *err);
-/* A node of group (any one: they are served identically) and how many nodes it has; ret
- * NULL for the count alone, which reads no node. */
+/* What the files of group share (content, mode, mtime: they are served identically), as a
+ * node with no id, environment or name, which store_read reads; and how many names the
+ * group has in live environments. ret NULL for the count alone. */
 int store_group_get(struct store *st, int64_t group, struct store_node *ret, uint32_t *ret_nlink,
                     struct cfs_err *err);
 /* -ENOENT when the directory has no such name. */
