@@ -421,11 +421,12 @@ static void envref_row(sqlite3_stmt *s, struct envref *ret)
 	ret->removed = sqlite3_column_int64(s, 5) != 0;
 }
 
-/* The environment whose node ids hold id (C6): -ENOENT if none does. */
-static int env_at(struct catalog *c, int64_t id, struct envref *ret, struct cfs_err *err)
+/* The environment row statement q finds for id. */
+static int env_query(struct catalog *c, enum tstmt q, int64_t id, struct envref *ret,
+                     struct cfs_err *err)
 {
 	sqlite3_stmt *s;
-	int r = tstmt(c, T_ENV_AT, &s, err);
+	int r = tstmt(c, q, &s, err);
 
 	if (r)
 		return r;
@@ -434,6 +435,14 @@ static int env_at(struct catalog *c, int64_t id, struct envref *ret, struct cfs_
 	if (!r)
 		envref_row(s, ret);
 	sqlite3_reset(s);
+	return r;
+}
+
+/* The environment whose node ids hold id (C6): -ENOENT if none does. */
+static int env_at(struct catalog *c, int64_t id, struct envref *ret, struct cfs_err *err)
+{
+	int r = env_query(c, T_ENV_AT, id, ret, err);
+
 	if (!r && (id < ret->root || id - ret->root >= ret->nodes))
 		r = -ENOENT;
 	return r;
@@ -441,17 +450,7 @@ static int env_at(struct catalog *c, int64_t id, struct envref *ret, struct cfs_
 
 static int env_get(struct catalog *c, int64_t id, struct envref *ret, struct cfs_err *err)
 {
-	sqlite3_stmt *s;
-	int r = tstmt(c, T_ENV, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, id);
-	r = cat_step_row(c, s, err);
-	if (!r)
-		envref_row(s, ret);
-	sqlite3_reset(s);
-	return r;
+	return env_query(c, T_ENV, id, ret, err);
 }
 
 /* Environment e's index, checked, from the handle's cache; valid until the next call. */
@@ -637,12 +636,21 @@ int catalog_node_range(struct catalog *c, int64_t first, int64_t end,
 {
 	struct store_node n;
 	struct where w;
-	int r = 0;
+	int r = first < end ? resolve(c, first, &w, &n, err) : 0;
 
+	if (r == -ENOENT)
+		return 0;
+	/* One environment's ids: its row is read once, its index again from the cache (fn
+	 * may have read others). */
 	for (int64_t id = first; !r && id < end; id++) {
-		r = resolve(c, id, &w, &n, err);
-		if (r == -ENOENT)
-			return 0;
+		if (id > first) {
+			if (id - w.e.root >= w.e.nodes)
+				return 0;
+			w.ord = (uint32_t)(id - w.e.root);
+			r = index_get(c, &w.e, &w.x, err);
+			if (!r)
+				r = node_fill(c, &w, &n, err);
+		}
 		if (!r)
 			r = fn(ctx, &n);
 	}
