@@ -307,6 +307,8 @@ static int drop_unused(struct store *st, struct doomed *d, struct gc_result *res
  * under the exclusive lock (G2): no ingest is between linking and committing. */
 static int sweep_orphans(struct store *st, bool dry_run, struct gc_result *res, struct cfs_err *err)
 {
+	bool checked = false;
+
 	for (int i = 0; i < 256; i++) {
 		char dir[16];
 		struct dirent *de;
@@ -338,6 +340,13 @@ static int sweep_orphans(struct store *st, bool dry_run, struct gc_result *res, 
 			 * killed before its commit wrote (repack.c M2, M4). */
 			if (r == 0 && !o.pack)
 				continue;
+			/* Not from a catalog whose trees name contents it lost the rows of (S1):
+			 * that check reads every tree, so only once something looks
+			 * unreferenced. */
+			if ((!r || r == -ENOENT) && !checked) {
+				r = store_check_catalog(st, true, err);
+				checked = true;
+			}
 			if (r && r != -ENOENT) {
 				closedir(dp);
 				return r;
@@ -436,9 +445,10 @@ int store_gc(struct store *st, const struct gc_opts *opts,
 	/* Objects only go while no ingest is running (G2); environments go with them. */
 	if (!r)
 		r = store_lock(st, LOCK_EX, &lock, err);
-	/* Never from a catalog that names nothing, or lost rows: objects would look unused (S1). */
+	/* Never from a catalog that names nothing: objects would look unused (S1). Lost rows
+	 * are looked for once an image looks unreferenced (sweep_orphans). */
 	if (!r)
-		r = store_check_catalog(st, true, err);
+		r = store_check_catalog(st, false, err);
 	if (!r)
 		r = catalog_begin(st->cat, true, err);
 	if (r)

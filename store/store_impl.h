@@ -55,9 +55,10 @@ int store_lock(struct store *st, int how, int *ret_fd, struct cfs_err *err);
 
 /* store.c S1: 0, or -EUCLEAN naming catalog.db when the catalog names no object while
  * objects/ holds images (it is not the store's, or lost its rows), or, with links, when a
- * node names an object that has no row. gc (with links) and verify and repair (without:
- * they name such nodes themselves, R4) call it, under the store lock for the deleting
- * ones, before they take any image for unreferenced. */
+ * tree names a content that has no row (which reads every tree). gc (with links, before the
+ * first image it takes for unreferenced) and verify and repair (without: they name such
+ * nodes themselves, R4) call it, under the store lock for the deleting ones, before they
+ * take any image for unreferenced. */
 int store_check_catalog(struct store *st, bool links, struct cfs_err *err);
 
 #endif
