@@ -312,14 +312,17 @@ static int load_store(struct fsd *fs)
 	struct store *st = NULL;
 	int r;
 
-	/* Writable first: a catalog of an older version is upgraded here, before anything is
-	 * served (readers read the current version alone); a read-only store is served as it
-	 * is, if it is of the current version. */
-	r = store_open_notify(fs->store_dir, 0, log_notice, NULL, &st, &err);
-	if (r == -EROFS || r == -EACCES) {
+	r = store_open(fs->store_dir, STORE_READONLY, &st, &err);
+	/* A catalog of an older version (readers read the current one alone) is upgraded
+	 * here, before anything is served, waiting for a writer that holds the lock. */
+	if (r == -EPROTO) {
 		store_close(st);
 		st = NULL;
-		r = store_open(fs->store_dir, STORE_READONLY, &st, &err);
+		r = store_open_notify(fs->store_dir, 0, log_notice, NULL, &st, &err);
+		store_close(st);
+		st = NULL;
+		if (!r)
+			r = store_open(fs->store_dir, STORE_READONLY, &st, &err);
 	}
 	/* Once it is known to be a store, and before the table is loaded and the mount made:
 	 * a writer that commits after either is heard (the watcher catches up with what came
