@@ -419,8 +419,10 @@ int main(int argc, char **argv)
 	bool mounted = false, handlers = false;
 	int r, rc = 1;
 
-	if (parse_args(argc, argv, &o, &rc))
+	if (parse_args(argc, argv, &o, &rc)) {
+		free(o.fuse_opts); /* -o before the option that ended parsing */
 		return rc;
+	}
 	log_init(o.debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
 	if (apply_config(&o)) {
 		free(o.fuse_opts);

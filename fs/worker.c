@@ -272,7 +272,7 @@ int worker_node(struct worker *w, fuse_ino_t ino, const struct wnode **ret, stru
 {
 	struct wnode *wn = node_slot(w, ino);
 	enum ino_kind kind;
-	int64_t id;
+	int64_t id, node;
 	int r;
 
 	if (wn->ino == ino) {
@@ -295,8 +295,14 @@ int worker_node(struct worker *w, fuse_ino_t ino, const struct wnode **ret, stru
 			r = -ESTALE;
 		break;
 	case INO_GROUP:
-		r = store_group_get(w->st, id, &wn->n, &wn->nlink, err);
-		/* Identical in every environment: no prefix needed. */
+		/* The node it was handed out as (use.c U2), for its path in messages and its
+		 * environment's last use; else the group alone, identical in every
+		 * environment: no prefix needed. */
+		if (use_node(w->fs->use, ino, &node) == 0 &&
+		    store_node_get(w->st, node, &wn->n, err) == 0 && wn->n.group == id)
+			r = store_group_get(w->st, id, NULL, &wn->nlink, err);
+		else
+			r = store_group_get(w->st, id, &wn->n, &wn->nlink, err);
 		wn->env = r ? NULL : envtab_by_id(w->tab, wn->n.env_id);
 		break;
 	default:
