@@ -85,6 +85,42 @@ with t.section("small, then small-rebuild"):
             shared >= 5)
     t.eq("every one of them is one object in the store", (same_obj, wrong[:10]), (shared, []))
     t.check(f"identical files are one object ({differ_ok})", differ_ok > 3000)
+
+    # Trees (catalog_tree.c): small-rebuild adds a directory object for each directory
+    # whose entries, subtrees included, are in no directory of small, and no other.
+    def sigs(nodes):
+        by_parent = {}
+        for rel, r in nodes.items():
+            if rel:
+                by_parent.setdefault(rel.rpartition(b"/")[0], []).append(rel)
+        memo = {}
+
+        def sig(rel):
+            if rel not in memo:
+                memo[rel] = tuple(sorted(
+                    (r["name"], r["type"], r["mode"], r["mtime_ns"], r["size"], r["inserts"],
+                     r["grp"], r["key"], r["target"], r["reloc"],
+                     sig(c) if r["type"] == 1 else None)
+                    for c in by_parent.get(rel, []) for r in (nodes[c],)))
+            return memo[rel]
+        return {sig(rel) for rel, r in nodes.items() if r["type"] == 1}
+    new_dirs = sigs(nb) - sigs(na)
+    dirs = lib.catalog_rows(store, "SELECT count(*) FROM trees WHERE kind = 0")[0][0]
+    keys = {}
+    for h in (ha, hb):
+        db = lib.sqlite3.connect(f"file:{os.path.join(store, 'catalog.db')}?mode=ro", uri=True)
+        k = bytes(db.execute("SELECT tree FROM envs WHERE hash = ? AND removed = 0",
+                             (h,)).fetchone()[0])
+        keys[h] = {d["key"] for d in lib.trees.decode_index(
+            lib.trees.tree_data(db, k, lib.trees.KIND_INDEX))["dirs"]}
+        db.close()
+    # (Most of them: its files' mtimes are its own, though their bytes are small's.)
+    t.check(f"small-rebuild has {len(new_dirs)} directories small has none like, of "
+            f"{len(keys[hb])}", 0 < len(new_dirs) < len(keys[hb]), len(new_dirs))
+    t.eq("it has exactly that many directory objects small has not: the rest are shared",
+         len(keys[hb] - keys[ha]), len(new_dirs))
+    t.eq("the store holds both environments' directory objects once each",
+         dirs, len(keys[ha] | keys[hb]))
     t.verify_clean("verify exits 0", store)
 
 with t.section("hand-made prefixes of different lengths share relocated objects"):
