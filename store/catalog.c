@@ -998,6 +998,8 @@ int catalog_group(struct catalog *c, int64_t obj, bool obj_is_new, uint32_t mode
 int catalog_count_set(struct catalog *c, enum catalog_count which, int64_t id, int64_t value,
                       struct cfs_err *err)
 {
+	if (which == CATALOG_TREES)
+		return cattree_set_refs(c, id, value, err);
 	return exec_int2(c, which == CATALOG_NLINK ? S_GROUP_SETNLINK : S_OBJ_SETREFS, id, value,
 	                 err);
 }

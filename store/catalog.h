@@ -111,6 +111,7 @@ int catalog_object_users(struct catalog *c, int64_t id,
 enum catalog_count {
 	CATALOG_REFS,
 	CATALOG_NLINK,
+	CATALOG_TREES, /* trees.refs (catalog_tree_count.c T4): id and key the tree row's */
 };
 /* A count that disagrees with the rows: id, the object's (or the group's, and key its
  * object's); had is the row's count, want the true one. */

@@ -36,6 +36,8 @@ void cattree_forget(struct cattree *t);
 int cattree_env_unlink(struct catalog *c, int64_t id, struct cfs_err *err);
 /* Drop every reference environment id's tree holds (C2, C8, T4), before its row goes. */
 int cattree_env_drop(struct catalog *c, int64_t id, struct cfs_err *err);
+/* T4 repaired: tree row id's count set to refs, the row deleted when nothing names it. */
+int cattree_set_refs(struct catalog *c, int64_t id, int64_t refs, struct cfs_err *err);
 /* Version 4 to 5, inside the upgrade's transaction: every environment's nodes rows made
  * its tree (node ids kept: the daemon hands them to the kernel), then the rows dropped. */
 int cattree_upgrade(struct catalog *c, struct cfs_err *err);

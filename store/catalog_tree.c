@@ -71,6 +71,10 @@ static const char *const tsql[T_COUNT] = {
                        " ORDER BY o.key",
         [T_GRP_NLINKS] = "SELECT g.id, o.key, g.nlink FROM groups g JOIN objects o"
                          " ON o.id = g.obj ORDER BY g.id",
+        /* T4 as the rows have it, and repaired. */
+        [T_TREE_REFS] = "SELECT id, key, kind, refs FROM trees ORDER BY id",
+        [T_TREE_SET] = "UPDATE trees SET refs = ?2 WHERE id = ?1",
+        [T_TREE_DROP] = "DELETE FROM trees WHERE id = ?1",
         [T_V4_ENVS] = "SELECT id, root FROM envs ORDER BY root",
         [T_V4_NODES] = "SELECT n.id, n.parent, n.name, n.type, n.mode, n.mtime_ns, n.size,"
                        " n.inserts, n.grp, n.hardlink, n.first_child, n.nchildren, n.target,"

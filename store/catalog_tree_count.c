@@ -752,6 +752,155 @@ static size_t run_of_group(const struct counts *k, int64_t g)
 	return lo - first;
 }
 
+/* T4 recounted: what names each tree row, from the environments (indexes and their
+ * directories) and the directory objects they name (records kept apart). */
+struct tree_count {
+	struct objkey key;
+	int kind;
+};
+
+struct trees_recount {
+	struct catalog *c;
+	struct tree_count *v;
+	size_t n, cap;
+	struct cfs_err *err;
+};
+
+static int tree_count_add(struct trees_recount *t, const struct objkey *key, int kind)
+{
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? 2 * t->cap : 1024;
+		struct tree_count *v = realloc(t->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		t->v = v;
+		t->cap = cap;
+	}
+	t->v[t->n++] = (struct tree_count){*key, kind};
+	return 0;
+}
+
+static int trees_env(void *ctx, const struct envref *e)
+{
+	struct trees_recount *t = ctx;
+	const struct envindex *x;
+	int r = tree_count_add(t, &e->tree, TREE_INDEX);
+
+	if (!r)
+		r = ctree_index(t->c, e, &x, t->err);
+	for (uint32_t i = 0; !r && i < x->ndirs; i++) {
+		struct envindex_dir d;
+		uint32_t n;
+
+		envindex_dir(x, i, &d, &n);
+		r = tree_count_add(t, &d.key, TREE_DIR);
+	}
+	return r;
+}
+
+static int tree_count_cmp(const void *a, const void *b)
+{
+	const struct tree_count *x = a, *y = b;
+	int c = memcmp(x->key.b, y->key.b, 16);
+
+	return c ? c : (x->kind > y->kind) - (x->kind < y->kind);
+}
+
+static int64_t tree_count_of(const struct trees_recount *t, const struct objkey *key, int kind)
+{
+	struct tree_count want = {*key, kind};
+	size_t lo = 0, hi = t->n, first;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (tree_count_cmp(&t->v[mid], &want) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	first = lo;
+	while (lo < t->n && tree_count_cmp(&t->v[lo], &want) == 0)
+		lo++;
+	return (int64_t)(lo - first);
+}
+
+static int trees_wrong(struct catalog *c, struct catalog_refs **ret, size_t *ret_n,
+                       struct cfs_err *err)
+{
+	struct trees_recount t = {.c = c, .err = err};
+	struct catalog_refs *v = NULL;
+	size_t n = 0, cap = 0, dirs;
+	sqlite3_stmt *s = NULL;
+	int r = each_env(c, trees_env, &t, err);
+
+	/* Each directory object named, once: its records kept apart. */
+	if (!r && t.n)
+		qsort(t.v, t.n, sizeof(*t.v), tree_count_cmp);
+	dirs = t.n;
+	for (size_t i = 0; !r && i < dirs; i++) {
+		const struct dirtree *d;
+		struct dirtree_entry ent;
+
+		if (t.v[i].kind != TREE_DIR || (i && tree_count_cmp(&t.v[i], &t.v[i - 1]) == 0))
+			continue;
+		r = ctree_dir(c, NULL, &t.v[i].key, &d, err);
+		for (uint32_t j = 0; !r && j < d->n; j++) {
+			dirtree_get(d, j, &ent);
+			if (ent.type == NODE_FILE && ent.reloc_external)
+				r = tree_count_add(&t, &ent.reloc_key, TREE_RELOC);
+		}
+	}
+	if (!r && t.n)
+		qsort(t.v, t.n, sizeof(*t.v), tree_count_cmp);
+	if (!r)
+		r = ctree_stmt(c, T_TREE_REFS, &s, err);
+	while (!r && (r = cat_step_row(c, s, err)) == 0) {
+		struct catalog_refs x = {.id = sqlite3_column_int64(s, 0),
+		                         .had = sqlite3_column_int64(s, 3)};
+
+		ctree_column_key(s, 1, &x.key);
+		x.want = tree_count_of(&t, &x.key, sqlite3_column_int(s, 2));
+		if (x.want == x.had)
+			continue;
+		if (n == cap) {
+			struct catalog_refs *nv =
+			        realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*nv));
+
+			if (!nv) {
+				r = -ENOMEM;
+				break;
+			}
+			v = nv;
+		}
+		v[n++] = x;
+	}
+	if (s)
+		sqlite3_reset(s);
+	free(t.v);
+	if (r != -ENOENT) {
+		free(v);
+		return r == -ENOMEM ? err_set(err, r, "out of memory") : r;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+int cattree_set_refs(struct catalog *c, int64_t id, int64_t refs, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = ctree_stmt(c, refs > 0 ? T_TREE_SET : T_TREE_DROP, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, id);
+	if (refs > 0)
+		sqlite3_bind_int64(s, 2, refs);
+	return cat_step_done(c, s, err);
+}
+
 int catalog_counts_wrong(struct catalog *c, enum catalog_count which, struct catalog_refs **ret,
                          size_t *ret_n, struct cfs_err *err)
 {
@@ -759,7 +908,11 @@ int catalog_counts_wrong(struct catalog *c, enum catalog_count which, struct cat
 	struct catalog_refs *v = NULL;
 	size_t n = 0, cap = 0;
 	sqlite3_stmt *s = NULL;
-	int r = each_env(c, recount_env, &rc, err);
+	int r;
+
+	if (which == CATALOG_TREES)
+		return trees_wrong(c, ret, ret_n, err);
+	r = each_env(c, recount_env, &rc, err);
 
 	if (!r) {
 		counts_sort(&rc.k);

@@ -661,7 +661,9 @@ static int fix_refs(struct repair *rp, struct cfs_err *err)
 	static const struct {
 		enum catalog_count which;
 		enum repair_kind kind;
-	} counts[] = {{CATALOG_REFS, REPAIR_REFS}, {CATALOG_NLINK, REPAIR_NLINK}};
+	} counts[] = {{CATALOG_REFS, REPAIR_REFS},
+	              {CATALOG_NLINK, REPAIR_NLINK},
+	              {CATALOG_TREES, REPAIR_TREES}};
 	int r = 0;
 
 	for (size_t k = 0; !r && k < sizeof(counts) / sizeof(counts[0]); k++) {

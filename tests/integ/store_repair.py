@@ -176,6 +176,27 @@ with t.section("a shared file's link count damaged with sqlite3 (catalog.c C8)")
           if a["action"] == "link count fixed"], [(bytes(obj_key).hex(), nlink + 6, nlink)])
     t.verify_clean("verify is clean", store)
 
+with t.section("trees' counts damaged with sqlite3 (catalog_tree_count.c T4)"):
+    (tid, tkey, trefs), = sql("SELECT id, key, refs FROM trees WHERE kind = 0 ORDER BY id"
+                              " LIMIT 1")
+    sql("UPDATE trees SET refs = ? WHERE id = ?", (trefs + 4, tid))
+    # A directory object no environment names: what a row deleted by hand leaves.
+    stray = lib.trees.encode_dir([{"type": 2, "mode": 0o644, "mtime_ns": 1, "name": b"x",
+                                   "key": b"\1" * 16, "size": 1, "inserts": 0, "group": 0}])
+    sql("INSERT INTO trees(key, kind, refs, data) VALUES (?, 0, 1, ?)",
+        (lib.trees.key_of(stray), lib.trees._compress(stray)))
+    v = repair("wrong tree counts", 1)
+    t.eq("both are fixed, the old and new count named: the stray one deleted",
+         sorted((a["object"], a["refs_had"], a["refs_now"]) for a in v.get("repairs", [])
+                if a["action"] == "tree count fixed"),
+         sorted([(bytes(tkey).hex(), trefs + 4, trefs),
+                 (lib.trees.key_of(stray).hex(), 1, 0)]))
+    t.eq("the stray row is gone", sql("SELECT count(*) FROM trees WHERE key = ?",
+                                      (lib.trees.key_of(stray),)), [(0,)])
+    t.verify_clean("verify is clean", store)
+    r = t.cfs(store, "verify", "--repair")
+    t.check("again: nothing to fix", r.rc == 0 and "tree count fixed" not in r.out, r)
+
 with t.section("an object file deleted: its environment is broken until it is back"):
     os.rename(uniq_file, uniq_file + ".away")
     r = t.cfs(store, "verify")
