@@ -752,6 +752,47 @@ static size_t run_of_group(const struct counts *k, int64_t g)
 	return lo - first;
 }
 
+/* The rows of s (id, key, then the count column had_col) whose count is not want(ctx, s,
+ * row): *ret malloc'd, the caller frees it. s is reset in any case. */
+static int
+counts_differing(struct catalog *c, sqlite3_stmt *s, int had_col,
+                 int64_t (*want)(void *ctx, sqlite3_stmt *s, const struct catalog_refs *x),
+                 void *ctx, struct catalog_refs **ret, size_t *ret_n, struct cfs_err *err)
+{
+	struct catalog_refs *v = NULL;
+	size_t n = 0, cap = 0;
+	int r;
+
+	while ((r = cat_step_row(c, s, err)) == 0) {
+		struct catalog_refs x = {.id = sqlite3_column_int64(s, 0),
+		                         .had = sqlite3_column_int64(s, had_col)};
+
+		ctree_column_key(s, 1, &x.key);
+		x.want = want(ctx, s, &x);
+		if (x.want == x.had)
+			continue;
+		if (n == cap) {
+			struct catalog_refs *nv =
+			        realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*nv));
+
+			if (!nv) {
+				r = -ENOMEM;
+				break;
+			}
+			v = nv;
+		}
+		v[n++] = x;
+	}
+	sqlite3_reset(s);
+	if (r != -ENOENT) {
+		free(v);
+		return r == -ENOMEM ? err_set(err, r, "out of memory") : r;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
 /* T4 recounted: what names each tree row, from the environments (indexes and their
  * directories) and the directory objects they name (records kept apart). */
 struct tree_count {
@@ -826,13 +867,17 @@ static int64_t tree_count_of(const struct trees_recount *t, const struct objkey 
 	return (int64_t)(lo - first);
 }
 
+static int64_t tree_want(void *ctx, sqlite3_stmt *s, const struct catalog_refs *x)
+{
+	return tree_count_of(ctx, &x->key, sqlite3_column_int(s, 2));
+}
+
 static int trees_wrong(struct catalog *c, struct catalog_refs **ret, size_t *ret_n,
                        struct cfs_err *err)
 {
 	struct trees_recount t = {.c = c, .err = err};
-	struct catalog_refs *v = NULL;
-	size_t n = 0, cap = 0, dirs;
 	sqlite3_stmt *s = NULL;
+	size_t dirs;
 	int r = each_env(c, trees_env, &t, err);
 
 	/* Each directory object named, once: its records kept apart. */
@@ -856,36 +901,10 @@ static int trees_wrong(struct catalog *c, struct catalog_refs **ret, size_t *ret
 		qsort(t.v, t.n, sizeof(*t.v), tree_count_cmp);
 	if (!r)
 		r = ctree_stmt(c, T_TREE_REFS, &s, err);
-	while (!r && (r = cat_step_row(c, s, err)) == 0) {
-		struct catalog_refs x = {.id = sqlite3_column_int64(s, 0),
-		                         .had = sqlite3_column_int64(s, 3)};
-
-		ctree_column_key(s, 1, &x.key);
-		x.want = tree_count_of(&t, &x.key, sqlite3_column_int(s, 2));
-		if (x.want == x.had)
-			continue;
-		if (n == cap) {
-			struct catalog_refs *nv =
-			        realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*nv));
-
-			if (!nv) {
-				r = -ENOMEM;
-				break;
-			}
-			v = nv;
-		}
-		v[n++] = x;
-	}
-	if (s)
-		sqlite3_reset(s);
+	if (!r)
+		r = counts_differing(c, s, 3, tree_want, &t, ret, ret_n, err);
 	free(t.v);
-	if (r != -ENOENT) {
-		free(v);
-		return r == -ENOMEM ? err_set(err, r, "out of memory") : r;
-	}
-	*ret = v;
-	*ret_n = n;
-	return 0;
+	return r == -ENOMEM ? err_set(err, r, "out of memory") : r;
 }
 
 int cattree_set_refs(struct catalog *c, int64_t id, int64_t refs, struct cfs_err *err)
@@ -901,55 +920,36 @@ int cattree_set_refs(struct catalog *c, int64_t id, int64_t refs, struct cfs_err
 	return cat_step_done(c, s, err);
 }
 
+static int64_t refs_want(void *ctx, sqlite3_stmt *s, const struct catalog_refs *x)
+{
+	return (int64_t)run_of_key(ctx, &x->key) + sqlite3_column_int64(s, 3);
+}
+
+static int64_t nlink_want(void *ctx, sqlite3_stmt *s, const struct catalog_refs *x)
+{
+	(void)s;
+	return (int64_t)run_of_group(ctx, x->id);
+}
+
 int catalog_counts_wrong(struct catalog *c, enum catalog_count which, struct catalog_refs **ret,
                          size_t *ret_n, struct cfs_err *err)
 {
 	struct recount rc = {.c = c, .live_only = which == CATALOG_NLINK, .err = err};
-	struct catalog_refs *v = NULL;
-	size_t n = 0, cap = 0;
 	sqlite3_stmt *s = NULL;
 	int r;
 
 	if (which == CATALOG_TREES)
 		return trees_wrong(c, ret, ret_n, err);
 	r = each_env(c, recount_env, &rc, err);
-
 	if (!r) {
 		counts_sort(&rc.k);
 		r = ctree_stmt(c, which == CATALOG_REFS ? T_OBJ_REFS : T_GRP_NLINKS, &s, err);
 	}
-	while (!r && (r = cat_step_row(c, s, err)) == 0) {
-		struct catalog_refs x = {.id = sqlite3_column_int64(s, 0),
-		                         .had = sqlite3_column_int64(s, 2)};
-
-		ctree_column_key(s, 1, &x.key);
-		x.want = which == CATALOG_REFS
-		                 ? (int64_t)run_of_key(&rc.k, &x.key) + sqlite3_column_int64(s, 3)
-		                 : (int64_t)run_of_group(&rc.k, x.id);
-		if (x.want == x.had)
-			continue;
-		if (n == cap) {
-			struct catalog_refs *nv =
-			        realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*nv));
-
-			if (!nv) {
-				r = -ENOMEM;
-				break;
-			}
-			v = nv;
-		}
-		v[n++] = x;
-	}
-	if (s)
-		sqlite3_reset(s);
+	if (!r)
+		r = counts_differing(c, s, 2, which == CATALOG_REFS ? refs_want : nlink_want, &rc.k,
+		                     ret, ret_n, err);
 	counts_free(&rc.k);
-	if (r != -ENOENT) {
-		free(v);
-		return r == -ENOMEM ? err_set(err, r, "out of memory") : r;
-	}
-	*ret = v;
-	*ret_n = n;
-	return 0;
+	return r == -ENOMEM ? err_set(err, r, "out of memory") : r;
 }
 
 /* ---- version 4 to 5 ---- */
