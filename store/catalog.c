@@ -32,6 +32,10 @@
  *     of every environment: counted in when an environment's references are
  *     (catalog_env_ref), nlink out when it is hidden or deleted while live; a group goes
  *     with its last name. A lookup reads one groups row.
+ * C9: packages.archive, the record of a package archive an environment was installed
+ *     from (pkgrec.h), names only contents that environment's tree names too (the
+ *     install records a package only when every file of it is in the tree), so it is
+ *     good as long as its environment's rows are, and goes with them (C1).
  */
 #include "catalog.h"
 
@@ -51,9 +55,11 @@
 
 /* Version 3 added the sources table and dropped two indexes (C6, and members by pack);
  * version 4 added objects.owner (C7) and groups.nlink (C8); version 5 stores trees as
- * directory objects (catalog_tree.c) in place of a row per node. A writable open upgrades
- * a catalog of version 2 or later; a reader reads version 5 alone. */
-#define CATALOG_VERSION            5
+ * directory objects (catalog_tree.c) in place of a row per node; version 6 keeps the
+ * record of each package archive an install took an environment from (packages.archive,
+ * pkgrec.h). A writable open upgrades a catalog of version 2 or later; a reader reads
+ * version 6 alone. */
+#define CATALOG_VERSION            6
 #define CATALOG_VERSION_UPGRADABLE 2
 #define BUSY_TIMEOUT_MS            60000
 
@@ -73,8 +79,13 @@ static const char schema[] =
         "CREATE INDEX IF NOT EXISTS envs_root ON envs(root);"
         "CREATE TABLE IF NOT EXISTS packages("
         " env INTEGER NOT NULL, kind INTEGER NOT NULL, name TEXT NOT NULL,"
-        " version TEXT NOT NULL, build TEXT, channel TEXT, subdir TEXT, md5 TEXT, sha256 TEXT);"
+        " version TEXT NOT NULL, build TEXT, channel TEXT, subdir TEXT, md5 TEXT, sha256 TEXT,"
+        " archive BLOB);"
         "CREATE INDEX IF NOT EXISTS packages_env ON packages(env);"
+        /* C9: an install finds a package it has stored by the lock's digest. */
+        "CREATE INDEX IF NOT EXISTS packages_sha256 ON packages(sha256)"
+        " WHERE archive IS NOT NULL;"
+        "CREATE INDEX IF NOT EXISTS packages_md5 ON packages(md5) WHERE archive IS NOT NULL;"
         "CREATE TABLE IF NOT EXISTS objects("
         " id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE, size INTEGER NOT NULL,"
         " stored INTEGER NOT NULL, refs INTEGER NOT NULL, kind INTEGER NOT NULL,"
@@ -121,6 +132,8 @@ enum stmt_id {
 	S_ENV_INSERT,
 	S_PKG_INSERT,
 	S_PKG_LIST,
+	S_PKG_BY_SHA256,
+	S_PKG_BY_MD5,
 	S_ENV_DEL_PKGS,
 	S_ENV_DEL,
 	S_ENV_UNIQUE,
@@ -204,7 +217,15 @@ static const char *const stmt_sql[S_COUNT] = {
         [S_ENV_INSERT] = "INSERT INTO envs(hash, platform, source_prefix, created, last_used,"
                          " root, files, logical_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         [S_PKG_INSERT] = "INSERT INTO packages(env, kind, name, version, build, channel, subdir,"
-                         " md5, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                         " md5, sha256, archive) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
+                         " ?10)",
+        /* The newest environment's record that is not known broken. */
+        [S_PKG_BY_SHA256] = "SELECT p.archive FROM packages p JOIN envs e ON e.id = p.env"
+                            " WHERE p.sha256 = ?1 AND p.archive IS NOT NULL AND e.broken = 0"
+                            " ORDER BY p.env DESC LIMIT 1",
+        [S_PKG_BY_MD5] = "SELECT p.archive FROM packages p JOIN envs e ON e.id = p.env"
+                         " WHERE p.md5 = ?1 AND p.archive IS NOT NULL AND e.broken = 0"
+                         " ORDER BY p.env DESC LIMIT 1",
         [S_PKG_LIST] = "SELECT kind, name, version, build, channel, subdir, md5, sha256"
                        " FROM packages WHERE env = ?1",
         [S_ENV_DEL_PKGS] = "DELETE FROM packages WHERE env = ?1",
@@ -601,6 +622,9 @@ static int upgrade(struct catalog *c, struct cfs_err *err)
 		         "ALTER TABLE objects ADD COLUMN owner INTEGER;"
 		         "ALTER TABLE groups ADD COLUMN nlink INTEGER NOT NULL DEFAULT 0",
 		         err);
+	/* The schema's indexes on packages.archive need the column first. */
+	if (!r && c->version < 6)
+		r = exec(c, "ALTER TABLE packages ADD COLUMN archive BLOB", err);
 	if (!r && c->version < 5)
 		r = exec(c,
 		         "ALTER TABLE envs ADD COLUMN nodes INTEGER NOT NULL DEFAULT 0;"
@@ -1128,7 +1152,7 @@ static void bind_text_or_null(sqlite3_stmt *s, int i, const char *v)
 }
 
 int catalog_env_insert(struct catalog *c, const struct store_env *env, const struct pkgset *set,
-                       int64_t *ret_id, struct cfs_err *err)
+                       const struct catalog_blob *records, int64_t *ret_id, struct cfs_err *err)
 {
 	sqlite3_stmt *s;
 	int64_t id;
@@ -1163,11 +1187,45 @@ int catalog_env_insert(struct catalog *c, const struct store_env *env, const str
 		bind_text_or_null(s, 7, p->subdir);
 		bind_text_or_null(s, 8, p->md5);
 		bind_text_or_null(s, 9, p->sha256);
+		if (records && records[i].data)
+			sqlite3_bind_blob(s, 10, records[i].data, (int)records[i].len,
+			                  SQLITE_STATIC);
+		else
+			sqlite3_bind_null(s, 10);
 		r = step_done(c, s, err);
 		if (r)
 			return r;
 	}
 	*ret_id = id;
+	return 0;
+}
+
+int catalog_package_record(struct catalog *c, const char *sha256, const char *md5, uint8_t **ret,
+                           size_t *ret_len, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	const void *blob;
+	int n, r = stmt(c, sha256 ? S_PKG_BY_SHA256 : S_PKG_BY_MD5, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_text(s, 1, sha256 ? sha256 : md5, -1, SQLITE_STATIC);
+	r = step_row(c, s, err);
+	if (r) {
+		sqlite3_reset(s);
+		return r;
+	}
+	blob = sqlite3_column_blob(s, 0);
+	n = sqlite3_column_bytes(s, 0);
+	*ret = malloc(n > 0 ? (size_t)n : 1);
+	if (!*ret) {
+		sqlite3_reset(s);
+		return err_set(err, -ENOMEM, "out of memory");
+	}
+	if (n > 0)
+		memcpy(*ret, blob, (size_t)n);
+	*ret_len = (size_t)(n > 0 ? n : 0);
+	sqlite3_reset(s);
 	return 0;
 }
 

@@ -150,9 +150,21 @@ enum catalog_envs {
 };
 int catalog_env_list(struct catalog *c, enum catalog_envs which, struct store_env **ret,
                      size_t *ret_n, struct cfs_err *err);
-/* Insert the environment row and its packages: *ret_id. env->root must be set. */
+/* Bytes held elsewhere, not copied. */
+struct catalog_blob {
+	const uint8_t *data; /* NULL: none */
+	size_t len;
+};
+/* Insert the environment row and its packages: *ret_id. env->root must be set. records:
+ * NULL, or by the set's index each package's archive record (pkgrec.h), data NULL for
+ * none. */
 int catalog_env_insert(struct catalog *c, const struct store_env *env, const struct pkgset *set,
-                       int64_t *ret_id, struct cfs_err *err);
+                       const struct catalog_blob *records, int64_t *ret_id, struct cfs_err *err);
+/* C9: the record (pkgrec.h) of the package archive with this sha256 (else this md5) that
+ * the newest environment not known broken was installed from; *ret malloc'd. -ENOENT
+ * when none was. */
+int catalog_package_record(struct catalog *c, const char *sha256, const char *md5, uint8_t **ret,
+                           size_t *ret_len, struct cfs_err *err);
 /* Remove an environment from view at time t (C4): its rows stay. */
 int catalog_env_hide(struct catalog *c, int64_t id, int64_t t, struct cfs_err *err);
 /* Move the tags of environment from to environment to, or delete them (to 0). */

@@ -14,6 +14,7 @@
 #include "dirtree.h"
 
 #include "err.h"
+#include "varint.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -41,52 +42,6 @@ static int64_t get64s(const uint8_t *p)
 	for (int i = 7; i >= 0; i--)
 		v = v << 8 | p[i];
 	return (int64_t)v;
-}
-
-/* The shortest LEB128 of v, at most 10 bytes; returns its length. */
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-	size_t n = 0;
-
-	do {
-		uint8_t b = v & 0x7f;
-
-		v >>= 7;
-		p[n++] = b | (v ? 0x80 : 0);
-	} while (v);
-	return n;
-}
-
-static size_t varint_len(uint64_t v)
-{
-	size_t n = 1;
-
-	while (v >>= 7)
-		n++;
-	return n;
-}
-
-/* Reads a varint from [*p, end); false if it runs past end, is longer than it needs to be
- * or does not fit 64 bits. */
-static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret)
-{
-	uint64_t v = 0;
-
-	for (unsigned i = 0; i < 10 && *p < end; i++) {
-		uint8_t b = *(*p)++;
-
-		if (i == 9 && b > 1)
-			return false;
-		v |= (uint64_t)(b & 0x7f) << (7 * i);
-		if (!(b & 0x80)) {
-			/* A last byte of 0 after others is a longer encoding than needed. */
-			if (i > 0 && b == 0)
-				return false;
-			*ret = v;
-			return true;
-		}
-	}
-	return false;
 }
 
 static bool name_ok(const uint8_t *name, size_t len)

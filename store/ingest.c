@@ -248,7 +248,10 @@ int ingest_phases(struct ingest *in, const char *hash, const struct pkgset *set,
 		if (r != -EEXIST || !in->opts->replace)
 			goto out;
 	}
-	r = ingest_commit(in, hash, set, ret_result, err);
+	if (in->before_commit)
+		r = in->before_commit(in, in->before_arg, err);
+	if (!r)
+		r = ingest_commit(in, hash, set, ret_result, err);
 out:
 	close(held);
 	return r;

@@ -66,6 +66,11 @@ struct inode {
 	int src_fd;
 	const char *wprefix;
 	size_t wplen;
+	/* An install's path: its plan entry's index + 1 (0: not from a plan). known: its
+	 * content is a stored object, key, taken from a package's record (pkgrec.h), which
+	 * the store phase looks up under the store lock (gc.c G2) instead of reading a file. */
+	uint32_t plan;
+	bool known;
 };
 
 struct ingest {
@@ -108,6 +113,12 @@ struct ingest {
 	int err_rc;
 	struct cfs_err *err;
 	struct object_writer *writers[MAX_WORKERS];
+	/* An install's: after the store phase and before the commit, under the store lock,
+	 * before_commit may set records (the caller's), by the set's index, to what each
+	 * package became (catalog.c C9), which the commit inserts with the packages. */
+	int (*before_commit)(struct ingest *in, void *arg, struct cfs_err *err);
+	void *before_arg;
+	const struct catalog_blob *records;
 };
 
 /* The prefix node n's bytes were written for, and its length (0: none to look for). */
@@ -249,10 +260,12 @@ int ingest_phases(struct ingest *in, const char *hash, const struct pkgset *set,
 void ingest_release(struct ingest *in);
 
 struct link_plan;
+struct pkgrec;
 /* The install's tree, from its plan (link.h): paths from the extracted packages open at
  * pkg_fds (by link_entry.pkg), generated ones from in->root_fd where the install wrote
- * them at their paths. */
+ * them at their paths; a package with a record (recs[pkg], else NULL) is taken from the
+ * store, its compiled pycs too. */
 int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan, const int *pkg_fds,
-                      struct cfs_err *err);
+                      const struct pkgrec *const *recs, struct cfs_err *err);
 
 #endif

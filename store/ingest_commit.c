@@ -386,7 +386,7 @@ int ingest_commit(struct ingest *in, const char *hash, const struct pkgset *set,
 	}
 	r = catalog_node_reserve(in->st->cat, base + (int64_t)in->n - 1, err);
 	if (!r)
-		r = catalog_env_insert(in->st->cat, &env, set, &env_id, err);
+		r = catalog_env_insert(in->st->cat, &env, set, in->records, &env_id, err);
 	if (!r)
 		r = insert_tree(in, env_id, base, hash, err);
 	if (!r && replacing)

@@ -11,6 +11,7 @@
 
 #include "err.h"
 #include "link.h"
+#include "pkgrec.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -58,12 +59,22 @@ static int find_parents(const struct link_plan *plan, size_t n, size_t *parent, 
 	return 0;
 }
 
+/* The record of the package pyc e is compiled from, when that package is the store's. */
+static const struct pkgrec *pyc_rec(const struct link_plan *plan, const struct link_entry *e,
+                                    const struct pkgrec *const *recs)
+{
+	const struct link_entry *s = link_plan_find(plan, e->pyc_of);
+
+	return s && s->type == LINK_FILE && s->pkg != LINK_GENERATED ? recs[s->pkg] : NULL;
+}
+
 /* A pyc the compiler did not make (its source does not compile) is not in the tree, nor a
- * directory made only for such pycs: gone[i] set, *ret_ngone counted. Children sort after
- * their parent, so going backwards a directory's children are counted before it is seen. */
+ * directory made only for such pycs: gone[i] set, *ret_ngone counted. A package from the
+ * store has the pycs its record holds. Children sort after their parent, so going
+ * backwards a directory's children are counted before it is seen. */
 static int drop_missing_pycs(struct ingest *in, const struct link_plan *plan, size_t n,
-                             const size_t *parent, bool *gone, size_t *ret_ngone,
-                             struct cfs_err *err)
+                             const size_t *parent, const struct pkgrec *const *recs, bool *gone,
+                             size_t *ret_ngone, struct cfs_err *err)
 {
 	size_t *kids = calloc(n ? n : 1, sizeof(*kids)), *live = calloc(n ? n : 1, sizeof(*live));
 	struct stat sb;
@@ -77,8 +88,12 @@ static int drop_missing_pycs(struct ingest *in, const struct link_plan *plan, si
 	for (size_t i = n; i-- > 0;) {
 		const struct link_entry *e = link_plan_entry(plan, i);
 
-		if (e->pyc_of && fstatat(in->root_fd, e->path, &sb, AT_SYMLINK_NOFOLLOW) < 0 &&
-		    errno == ENOENT)
+		const struct pkgrec *rec = e->pyc_of ? pyc_rec(plan, e, recs) : NULL;
+
+		if (rec)
+			gone[i] = !pkgrec_pyc(rec, e->path);
+		else if (e->pyc_of && fstatat(in->root_fd, e->path, &sb, AT_SYMLINK_NOFOLLOW) < 0 &&
+		         errno == ENOENT)
 			gone[i] = true;
 		if (e->type == LINK_DIR && e->pkg == LINK_GENERATED && kids[i] > 0 && live[i] == 0)
 			gone[i] = true;
@@ -93,10 +108,33 @@ static int drop_missing_pycs(struct ingest *in, const struct link_plan *plan, si
 	return 0;
 }
 
-/* Node k from plan entry e: attributes from the plan, identity from its source file. */
-static int fill_node(struct ingest *in, struct inode *k, const struct link_entry *e,
-                     const int *pkg_fds, struct cfs_err *err)
+/* Node k as the record says it was stored (ingest.h's known). Its mtime stays the plan's:
+ * a pyc compiled by an earlier install has this one's time, as if compiled again. */
+static int fill_known(struct inode *k, const struct pkgrec_entry *re)
 {
+	k->type = NODE_FILE;
+	k->known = true;
+	k->size = re->size;
+	k->key = re->key;
+	k->neutral_size = re->neutral_size;
+	k->inserts = re->inserts;
+	if (re->reloc_len) {
+		k->reloc = malloc(re->reloc_len);
+		if (!k->reloc)
+			return -ENOMEM;
+		memcpy(k->reloc, re->reloc, re->reloc_len);
+		k->reloc_len = re->reloc_len;
+	}
+	return 0;
+}
+
+/* Node k from plan entry e: attributes from the plan, identity from its source file, or
+ * its content from the store's record of its package. */
+static int fill_node(struct ingest *in, struct inode *k, const struct link_entry *e,
+                     const struct link_plan *plan, const int *pkg_fds,
+                     const struct pkgrec *const *recs, struct cfs_err *err)
+{
+	const struct pkgrec *rec;
 	struct stat sb;
 
 	k->mode = e->mode & 0777;
@@ -115,6 +153,16 @@ static int fill_node(struct ingest *in, struct inode *k, const struct link_entry
 		break;
 	}
 	k->type = NODE_FILE;
+	rec = e->pkg != LINK_GENERATED ? recs[e->pkg] : e->pyc_of ? pyc_rec(plan, e, recs) : NULL;
+	if (rec) {
+		const struct pkgrec_entry *re =
+		        e->pyc_of ? pkgrec_pyc(rec, e->path) : pkgrec_path(rec, e->src);
+
+		if (!re || re->type != NODE_FILE)
+			return err_set(err, -EINVAL, "%s: not a file of its package's record",
+			               e->path);
+		return fill_known(k, re);
+	}
 	if (e->pkg == LINK_GENERATED) {
 		k->src_fd = in->root_fd;
 		k->src_rel = k->rel;
@@ -141,7 +189,7 @@ static int fill_node(struct ingest *in, struct inode *k, const struct link_entry
 }
 
 int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan, const int *pkg_fds,
-                      struct cfs_err *err)
+                      const struct pkgrec *const *recs, struct cfs_err *err)
 {
 	size_t n = link_plan_count(plan), *parent = NULL, *order = NULL, *first = NULL;
 	size_t *node_of = NULL, nq = 0, ngone = 0;
@@ -165,7 +213,7 @@ int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan, const int
 	r = find_parents(plan, n, parent, err);
 	if (r)
 		goto out;
-	r = drop_missing_pycs(in, plan, n, parent, gone, &ngone, err);
+	r = drop_missing_pycs(in, plan, n, parent, recs, gone, &ngone, err);
 	if (r)
 		goto out;
 	/* Children grouped by parent (slot 0: the top; i + 1: entry i), each group in the
@@ -225,7 +273,8 @@ int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan, const int
 			k->name = slash ? k->rel + (slash - e->path) + 1 : k->rel;
 			k->namelen = strlen(k->name);
 			k->parent = (uint32_t)nq;
-			r = fill_node(in, k, e, pkg_fds, err);
+			k->plan = (uint32_t)order[j] + 1;
+			r = fill_node(in, k, e, plan, pkg_fds, recs, err);
 			if (r)
 				goto out;
 			d = &in->nodes[nq];

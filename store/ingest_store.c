@@ -665,6 +665,26 @@ static int publish(struct ingest *in, int nthreads, struct cfs_err *err)
 	return r;
 }
 
+/* A content a package's record names: stored, and kept there until the commit (gc.c G2)
+ * since the store lock is held from here on. Gone is an error, not a reason to fetch: a
+ * gc reaped the last environment holding it since the install looked. */
+static int find_known(struct ingest *in, struct inode *n, struct cfs_err *err)
+{
+	struct catalog_object o;
+	int r = catalog_object_by_key(in->st->cat, &n->key, &o, err);
+
+	if (r == -ENOENT)
+		return err_set(err, -ESTALE,
+		               "%s: its package's stored content is gone (a gc reaped it since "
+		               "this install began); install again",
+		               n->rel);
+	if (r)
+		return r;
+	n->obj = o.id;
+	n->stored = o.stored;
+	return 0;
+}
+
 int ingest_store_files(struct ingest *in, struct cfs_err *err)
 {
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -677,6 +697,12 @@ int ingest_store_files(struct ingest *in, struct cfs_err *err)
 	for (size_t i = 0; i < in->n; i++) {
 		if (in->nodes[i].type != NODE_FILE || is_secondary(in, &in->nodes[i]))
 			continue;
+		if (in->nodes[i].known) {
+			r = find_known(in, &in->nodes[i], err);
+			if (r)
+				return r;
+			continue;
+		}
 		in->work[in->nwork++] = (uint32_t)i;
 		in->bytes_total += in->nodes[i].size;
 	}

@@ -8,6 +8,10 @@
  * and commit phases (ingest_plan.c, ingest.c), so dedup, verify-before-share and crash
  * safety are the ingest's.
  *
+ * A package an earlier install stored is taken from the store: its record (pkgrec.h,
+ * catalog.c C9) gives linking its info/ files and paths, and the store phase its contents
+ * and compiled pycs, so it is neither fetched, checked nor extracted again.
+ *
  * Invariants:
  * N1: no byte of an archive is read before its digest matched the lock's, and the bytes
  *     extracted are the bytes checked: an archive anyone but us could change is copied
@@ -20,6 +24,9 @@
  *     object_tmp_open), removed when it ends and by the next ingest, install or gc when it
  *     dies (also one that finds its environment stored); the catalog changes only in the
  *     ingest's one transaction (I2).
+ * N4: a package is recorded (C9) only with every path of it in the environment's tree, and
+ *     from what this install checked and stored: its archive's digests, its info/ files
+ *     as read, its contents' keys as the store phase found or made them.
  */
 #include "condafs/store.h"
 
@@ -31,9 +38,11 @@
 #include "object.h"
 #include "pkgarchive.h"
 #include "pkgcache.h"
+#include "pkgrec.h"
 #include "pkgset.h"
 #include "pycompile.h"
 #include "store_impl.h"
+#include "textfile.h"
 #include "useropen.h"
 
 #include <errno.h>
@@ -43,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -65,6 +75,11 @@ struct source {
 	 * extracted package, the lock's digests stand). */
 	struct pkgarchive_digests dg;
 	bool ours; /* dir was extracted here (else a cache's: N2) */
+	/* The store's record of it (its blob, and read): then nothing else is looked for. */
+	uint8_t *blob;
+	size_t blob_len;
+	struct pkgrec *rec;
+	bool no_store; /* its record lacks this python's pycs: taken from elsewhere */
 };
 
 struct install {
@@ -79,6 +94,11 @@ struct install {
 	char *work; /* absolute path of the temporary directory */
 	int dl_fd, pkgs_fd, gen_fd;
 	pthread_mutex_t warn_mu; /* warnings come from the unpacking threads too */
+	/* What the commit records of each package (N4), and what they are made from. */
+	const struct link_plan *plan;
+	const int *pkg_fds;
+	struct catalog_blob *records;
+	uint8_t **made; /* records made here, owned */
 };
 
 static void warn(struct install *ins, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -148,7 +168,9 @@ static int name_sources(struct install *ins, struct cfs_err *err)
 	size_t n = pkgset_count(ins->set);
 
 	ins->src = calloc(n ? n : 1, sizeof(*ins->src));
-	if (!ins->src)
+	ins->records = calloc(n ? n : 1, sizeof(*ins->records));
+	ins->made = calloc(n ? n : 1, sizeof(*ins->made));
+	if (!ins->src || !ins->records || !ins->made)
 		return err_set(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++) {
 		struct source *s = &ins->src[ins->n++];
@@ -187,8 +209,52 @@ static bool cache_dir_usable(const char *dir)
 	return stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode) && is_ours(&sb);
 }
 
-/* Where each package comes from: a cache's extracted package, a cache's archive, or the
- * channel. */
+/* A digest of the lock and one of a record agree, or one of them is unknown. */
+static bool same_digest(const char *lock, const char *rec)
+{
+	return !lock || !*rec || strcasecmp(lock, rec) == 0;
+}
+
+/* The store's record of s, if an environment was installed from its archive (C9). A
+ * record that does not read is a warning, and the package is looked for elsewhere. */
+static int store_source(struct install *ins, struct source *s, struct cfs_err *err)
+{
+	struct cfs_err e2;
+	char what[512];
+	int r = -ENOENT;
+
+	/* By the lock's sha256, else its md5: a record made from a lock that gave only one. */
+	if (s->p->sha256)
+		r = catalog_package_record(ins->st->cat, s->p->sha256, NULL, &s->blob, &s->blob_len,
+		                           err);
+	if (r == -ENOENT && s->p->md5)
+		r = catalog_package_record(ins->st->cat, NULL, s->p->md5, &s->blob, &s->blob_len,
+		                           err);
+	if (r == -ENOENT)
+		return 0;
+	if (r)
+		return r;
+	snprintf(what, sizeof(what), "%s/catalog.db: the record of %s", ins->st->dir, s->fn);
+	r = pkgrec_open(s->blob, s->blob_len, what, &s->rec, &e2);
+	if (r == -ENOMEM)
+		return err_set(err, r, "out of memory");
+	if (r) {
+		warn(ins, "%s; fetching it", e2.msg);
+	} else if (!same_digest(s->p->sha256, pkgrec_sha256(s->rec)) ||
+	           !same_digest(s->p->md5, pkgrec_md5(s->rec))) {
+		/* Its archive was another than the lock's: it is not this package. */
+		pkgrec_free(s->rec);
+		s->rec = NULL;
+	}
+	if (!s->rec) {
+		free(s->blob);
+		s->blob = NULL;
+	}
+	return 0;
+}
+
+/* Where each package not placed yet comes from: the store, a cache's extracted package, a
+ * cache's archive, or the channel. */
 static int find_sources(struct install *ins, struct cfs_err *err)
 {
 	struct pkgcache *cache = NULL;
@@ -198,6 +264,13 @@ static int find_sources(struct install *ins, struct cfs_err *err)
 		struct source *s = &ins->src[i];
 		char *archive = NULL, *extracted = NULL;
 
+		if (s->rec || s->dir || s->archive || s->fetch)
+			continue;
+		if (!s->no_store) {
+			r = store_source(ins, s, err);
+			if (r || s->rec)
+				continue;
+		}
 		r = pkgcache_find(cache, s->fn, s->p->sha256, s->p->md5, &archive, &extracted);
 		if (r) {
 			r = err_set(err, r, "out of memory");
@@ -239,7 +312,7 @@ static int download(struct install *ins, struct cfs_err *err)
 	for (size_t i = 0; !r && i < ins->opts->nmirrors; i++)
 		r = mirrors_add(m, ins->opts->mirrors[i], err);
 	for (size_t i = 0; !r && i < ins->n; i++) {
-		if (!ins->src[i].fetch)
+		if (!ins->src[i].fetch || ins->src[i].dir)
 			continue;
 		r = mirrors_map(m, ins->src[i].p->url, &urls[k]);
 		if (r) {
@@ -392,7 +465,7 @@ static void *unpack_worker(void *arg)
 		if (r || i >= p->ins->n)
 			return NULL;
 		s = &p->ins->src[i];
-		if (s->dir || (p->cached && !s->archive))
+		if (s->rec || s->dir || (p->cached && !s->archive))
 			continue;
 		r = unpack(p->ins, s, &err);
 		if (r) {
@@ -511,6 +584,8 @@ static int compile_pycs(struct install *ins, const struct link_plan *plan, const
 	for (size_t i = 0; !r && i < ins->n; i++) {
 		const struct source *s = &ins->src[i];
 
+		if (s->rec)
+			continue;
 		if (s->ours && asprintf(&dirs[i], "/proc/self/cwd%s", s->dir + wlen) < 0)
 			dirs[i] = NULL;
 		else if (!s->ours)
@@ -543,7 +618,8 @@ static int check_trusted(struct install *ins, const struct link_plan *plan, cons
 		const struct link_entry *e = link_plan_entry(plan, i);
 		struct stat sb;
 
-		if (e->type != LINK_FILE || e->pkg == LINK_GENERATED || ins->src[e->pkg].ours)
+		if (e->type != LINK_FILE || e->pkg == LINK_GENERATED || ins->src[e->pkg].ours ||
+		    ins->src[e->pkg].rec)
 			continue;
 		if (fstatat(pkg_fds[e->pkg], e->src, &sb, AT_SYMLINK_NOFOLLOW) < 0)
 			return err_set(err, neg_errno(), "%s/%s: %s", ins->src[e->pkg].dir, e->src,
@@ -567,12 +643,181 @@ static bool stored(struct store *st, const char *hash)
 	return catalog_env_by_hash(st->cat, hash, &env, &ignored) == 0;
 }
 
-/* Link, then the ingest's phases over the plan. */
-static int link_and_store(struct install *ins, const char *hash, enum ingest_result *ret_result,
+static size_t unstore(struct source *s)
+{
+	pkgrec_free(s->rec);
+	s->rec = NULL;
+	free(s->blob);
+	s->blob = NULL;
+	s->no_store = true;
+	return 1;
+}
+
+/* Packages from the store whose record holds no pycs compiled by the plan's python, and
+ * python itself when anything is to be compiled: set back to be taken from a cache or the
+ * channel. How many. */
+static size_t unstore_for_compiling(struct install *ins, const struct link_plan *plan)
+{
+	const char *pyver = link_plan_python(plan);
+	const struct link_entry *py = link_plan_python_file(plan);
+	bool compile = false;
+	size_t n = 0;
+
+	for (size_t i = 0; i < link_plan_count(plan); i++) {
+		const struct link_entry *e = link_plan_entry(plan, i), *s;
+		struct source *src;
+
+		if (!e->pyc_of)
+			continue;
+		s = link_plan_find(plan, e->pyc_of);
+		if (!s || s->type != LINK_FILE || s->pkg == LINK_GENERATED)
+			continue;
+		src = &ins->src[s->pkg];
+		if (src->rec && strcmp(pkgrec_pyver(src->rec), pyver) != 0)
+			n += unstore(src);
+		compile |= !src->rec;
+	}
+	if (compile && py && ins->src[py->pkg].rec)
+		n += unstore(&ins->src[py->pkg]);
+	return n;
+}
+
+/* The info/ files linking reads: what a record keeps of them. */
+static const char *const info_files[] = {"info/index.json", "info/link.json",  "info/paths.json",
+                                         "info/files",      "info/has_prefix", "info/no_link"};
+
+/* Package i as a record (N4) into ins->made[i], from its directory and the nodes the
+ * store phase filled (node_of: by plan entry, the node's index + 1); none when a path of
+ * it is not in the tree (another package's won) or an info/ file cannot be read. */
+static int record_package(struct install *ins, struct ingest *in, size_t i, const uint32_t *node_of,
                           struct cfs_err *err)
+{
+	const struct link_plan *plan = ins->plan;
+	const struct source *s = &ins->src[i];
+	struct pkgrec_builder *b = NULL;
+	const char *pyver = link_plan_python(plan);
+	int r = 0;
+
+	for (size_t j = 0; j < link_plan_pkg_srcs(plan, i); j++) {
+		const struct link_src *ls = link_plan_pkg_src(plan, i, j);
+		const struct link_entry *e = link_plan_find(plan, ls->dst);
+
+		if (!e || e->type != ls->type ||
+		    (e->type != LINK_DIR &&
+		     (e->pkg != i || !node_of[e - link_plan_entry(plan, 0)])))
+			return 0;
+	}
+	if (s->rec) {
+		ins->records[i] = (struct catalog_blob){s->blob, s->blob_len};
+		return 0;
+	}
+	if (pkgrec_builder_new(s->dg.size ? s->dg.sha256 : s->p->sha256,
+	                       s->dg.size ? s->dg.md5 : s->p->md5, s->dg.size, pyver ? pyver : "",
+	                       &b) < 0)
+		return err_set(err, -ENOMEM, "out of memory");
+	for (size_t j = 0; !r && j < sizeof(info_files) / sizeof(*info_files); j++) {
+		struct cfs_err e2;
+		char *text = NULL;
+		size_t len;
+
+		r = textfile_read(ins->pkg_fds[i], info_files[j], info_files[j], 64u << 20, &text,
+		                  &len, &e2);
+		if (r == 0)
+			r = pkgrec_add_info(b, info_files[j], (const uint8_t *)text, len);
+		free(text);
+		if (r == -ENOENT)
+			r = 0;
+	}
+	for (size_t j = 0; !r && j < link_plan_pkg_srcs(plan, i); j++) {
+		const struct link_src *ls = link_plan_pkg_src(plan, i, j);
+		const struct link_entry *e = link_plan_find(plan, ls->dst);
+		struct pkgrec_entry pe = {
+		        .path = ls->src, .mode = ls->mode, .mtime_ns = ls->mtime_ns};
+
+		pe.type = ls->type == LINK_FILE      ? NODE_FILE
+		          : ls->type == LINK_SYMLINK ? NODE_SYMLINK
+		                                     : NODE_DIR;
+		if (pe.type == NODE_FILE) {
+			const struct inode *k =
+			        &in->nodes[node_of[e - link_plan_entry(plan, 0)] - 1];
+
+			pe.size = ls->len;
+			pe.key = k->key;
+			pe.neutral_size = k->neutral_size;
+			pe.inserts = k->inserts;
+			pe.reloc = k->reloc;
+			pe.reloc_len = k->reloc_len;
+		}
+		pe.target = ls->target;
+		r = pkgrec_add_path(b, &pe);
+	}
+	for (size_t j = 0; !r && j < link_plan_count(plan); j++) {
+		const struct link_entry *e = link_plan_entry(plan, j), *src;
+		const struct inode *k;
+
+		if (!e->pyc_of || !node_of[j])
+			continue;
+		src = link_plan_find(plan, e->pyc_of);
+		if (!src || src->type != LINK_FILE || src->pkg != i)
+			continue;
+		k = &in->nodes[node_of[j] - 1];
+		r = pkgrec_add_pyc(b, &(struct pkgrec_entry){.path = e->path,
+		                                             .type = NODE_FILE,
+		                                             .mode = k->mode,
+		                                             .mtime_ns = k->mtime_ns,
+		                                             .size = k->size,
+		                                             .key = k->key,
+		                                             .neutral_size = k->neutral_size,
+		                                             .inserts = k->inserts,
+		                                             .reloc = k->reloc,
+		                                             .reloc_len = k->reloc_len});
+	}
+	if (r) {
+		r = err_set(err, r, "out of memory");
+	} else {
+		struct cfs_err e2;
+
+		/* A record is a saving, not the environment: one that cannot be made is a
+		 * warning, and the package is fetched again next time. */
+		r = pkgrec_finish(b, &ins->made[i], &ins->records[i].len, &e2);
+		if (r == -ENOMEM)
+			r = err_set(err, r, "out of memory");
+		else if (r)
+			warn(ins, "%s: not recorded for later installs: %s", s->fn, e2.msg);
+		else
+			ins->records[i].data = ins->made[i];
+		if (r != -ENOMEM)
+			r = 0;
+	}
+	pkgrec_builder_free(b);
+	return r;
+}
+
+/* ingest.h's before_commit: every package's record (N4), inserted by the commit. */
+static int record_packages(struct ingest *in, void *arg, struct cfs_err *err)
+{
+	struct install *ins = arg;
+	size_t n = link_plan_count(ins->plan);
+	uint32_t *node_of = calloc(n ? n : 1, sizeof(*node_of));
+	int r = node_of ? 0 : err_set(err, -ENOMEM, "out of memory");
+
+	for (size_t k = 0; !r && k < in->n; k++)
+		if (in->nodes[k].plan)
+			node_of[in->nodes[k].plan - 1] = (uint32_t)k + 1;
+	for (size_t i = 0; !r && i < ins->n; i++)
+		r = record_package(ins, in, i, node_of, err);
+	free(node_of);
+	return r;
+}
+
+/* Link, then the ingest's phases over the plan. *ret_again: packages from the store were
+ * set back to be taken from elsewhere, for their pycs to be compiled; nothing was done. */
+static int link_and_store(struct install *ins, const char *hash, enum ingest_result *ret_result,
+                          bool *ret_again, struct cfs_err *err)
 {
 	struct link_pkg *lp = calloc(ins->n ? ins->n : 1, sizeof(*lp));
 	int *pkg_fds = malloc((ins->n ? ins->n : 1) * sizeof(*pkg_fds));
+	const struct pkgrec **recs = calloc(ins->n ? ins->n : 1, sizeof(*recs));
 	struct link_plan *plan = NULL;
 	struct timespec now;
 	struct ingest in;
@@ -580,14 +825,16 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 	int r = 0;
 
 	ingest_init(&in, ins->st, &ins->opts->ingest);
-	if (!lp || !pkg_fds) {
+	*ret_again = false;
+	for (size_t i = 0; pkg_fds && i < ins->n; i++)
+		pkg_fds[i] = -1;
+	if (!lp || !pkg_fds || !recs) {
 		r = err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < ins->n; i++) {
 		const struct source *s = &ins->src[i];
 
-		pkg_fds[i] = -1;
 		lp[i] = (struct link_pkg){.dir = s->dir,
 		                          .url = s->p->url,
 		                          .fn = s->fn,
@@ -595,12 +842,22 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 		                          .md5 = s->dg.size ? s->dg.md5 : s->p->md5,
 		                          .sha256 = s->dg.size ? s->dg.sha256 : s->p->sha256,
 		                          .size = s->dg.size,
-		                          .platform = pkgset_platform(ins->set)};
+		                          .platform = pkgset_platform(ins->set),
+		                          .rec = s->rec};
+		if (s->rec) {
+			lp[i].dir = s->fn;
+			lp[i].md5 = *pkgrec_md5(s->rec) ? pkgrec_md5(s->rec) : NULL;
+			lp[i].sha256 = *pkgrec_sha256(s->rec) ? pkgrec_sha256(s->rec) : NULL;
+			lp[i].size = pkgrec_size(s->rec);
+		}
 	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	r = link_plan_make(lp, ins->n, prefix_token, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec,
 	                   plan_warn, ins, &plan, err);
 	if (r)
+		goto out;
+	*ret_again = unstore_for_compiling(ins, plan) > 0;
+	if (*ret_again)
 		goto out;
 	for (size_t i = 0; i < link_plan_scripts(plan); i++) {
 		warn(ins, "%s: has a pre- or post-link script, which condafs install does not run",
@@ -610,6 +867,8 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 			                          link_plan_script_pkg(plan, i));
 	}
 	for (size_t i = 0; i < ins->n; i++) {
+		if (ins->src[i].rec)
+			continue;
 		pkg_fds[i] = open(ins->src[i].dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (pkg_fds[i] < 0) {
 			r = err_set(err, neg_errno(), "%s: %s", ins->src[i].dir, strerror(errno));
@@ -639,8 +898,15 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 	r = condameta_read_at(in.root_fd, ins->lock, &in.meta, err);
 	if (!r)
 		r = pkgset_match(condameta_pkgset(in.meta), ins->set, err);
+	for (size_t i = 0; !r && i < ins->n; i++)
+		recs[i] = ins->src[i].rec;
 	if (!r)
-		r = ingest_plan_nodes(&in, plan, pkg_fds, err);
+		r = ingest_plan_nodes(&in, plan, pkg_fds, recs, err);
+	ins->plan = plan;
+	ins->pkg_fds = pkg_fds;
+	in.before_commit = record_packages;
+	in.before_arg = ins;
+	in.records = ins->records;
 	if (!r)
 		r = ingest_phases(&in, hash, ins->set, ret_result, err);
 	if (r == -EEXIST && stored(ins->st, hash)) {
@@ -659,7 +925,9 @@ out:
 		if (pkg_fds[i] >= 0)
 			close(pkg_fds[i]);
 	free(pkg_fds);
+	free(recs);
 	free(lp);
+	ins->plan = NULL;
 	link_plan_free(plan);
 	return r;
 }
@@ -723,18 +991,21 @@ int store_install(struct store *st, const char *lock, const struct install_opts 
 	if (!r)
 		r = name_sources(&ins, err);
 	if (!r)
-		r = find_sources(&ins, err);
-	if (!r)
 		r = open_work(&ins, err);
-	/* The caches' archives first: one that fails its digest is downloaded. */
-	if (!r)
-		r = unpack_all(&ins, true, err);
-	if (!r)
-		r = download(&ins, err);
-	if (!r)
-		r = unpack_all(&ins, false, err);
-	if (!r)
-		r = link_and_store(&ins, hash, ret_result, err);
+	/* Twice at most: the second round takes what the first set back from the store
+	 * (link_and_store's again) from the caches or the channel. */
+	for (bool again = true; !r && again;) {
+		r = find_sources(&ins, err);
+		/* The caches' archives first: one that fails its digest is downloaded. */
+		if (!r)
+			r = unpack_all(&ins, true, err);
+		if (!r)
+			r = download(&ins, err);
+		if (!r)
+			r = unpack_all(&ins, false, err);
+		if (!r)
+			r = link_and_store(&ins, hash, ret_result, &again, err);
+	}
 	if (r)
 		goto out;
 done:
@@ -746,8 +1017,14 @@ out:
 		free(ins.src[i].dist);
 		free(ins.src[i].dir);
 		free(ins.src[i].archive);
+		free(ins.src[i].blob);
+		pkgrec_free(ins.src[i].rec);
+		if (ins.made)
+			free(ins.made[i]);
 	}
 	free(ins.src);
+	free(ins.made);
+	free(ins.records);
 	if (ins.dl_fd >= 0)
 		close(ins.dl_fd);
 	if (ins.pkgs_fd >= 0)

@@ -10,6 +10,7 @@
 #include "link.h"
 
 #include "err.h"
+#include "pkgrec.h"
 #include "textfile.h"
 #include "useropen.h"
 #include "yamldoc.h"
@@ -78,6 +79,12 @@ struct link_plan {
 	const char **scripts;
 	size_t nscripts;
 	char *python;
+	/* Each package's paths as link_paths checked them (L3), by package index. */
+	struct srclist {
+		struct link_src *s;
+		size_t n, cap;
+	} * src;
+	size_t nsrc;
 };
 
 static void *grow(void *v, size_t *cap, size_t need, size_t size)
@@ -139,6 +146,45 @@ static bool path_ok(const char *p)
 
 /* ---- reading a package ---- */
 
+/* An info/ file of the package, from its directory (no symlink followed) or its record:
+ * malloc'd and NUL-terminated as textfile_read returns it; -ENOENT when it has none. */
+static int read_info(struct lpkg *k, const char *name, const char *display, size_t max, char **ret,
+                     size_t *ret_len, struct cfs_err *err)
+{
+	const uint8_t *data;
+	size_t len;
+
+	if (!k->in->rec)
+		return textfile_read(k->dfd, name, display, max, ret, ret_len, err);
+	if (pkgrec_info(k->in->rec, name, &data, &len) < 0)
+		return -ENOENT;
+	if (len > max)
+		return err_set(err, -EFBIG, "%s: over %zu bytes", display, max);
+	*ret = malloc(len + 1);
+	if (!*ret)
+		return err_set(err, -ENOMEM, "out of memory");
+	memcpy(*ret, data, len);
+	(*ret)[len] = '\0';
+	*ret_len = len;
+	return 0;
+}
+
+static int load_info(struct lpkg *k, const char *name, const char *display, size_t max,
+                     struct yamldoc **ret, struct cfs_err *err)
+{
+	char *text = NULL;
+	size_t len;
+	int r;
+
+	if (!k->in->rec)
+		return yamldoc_load(k->dfd, name, display, max, ret, err);
+	r = read_info(k, name, display, max, &text, &len, err);
+	if (r == 0)
+		r = yamldoc_parse(display, text, len, ret, err);
+	free(text);
+	return r;
+}
+
 static int add_path(struct lpkg *k, struct ppath *pp)
 {
 	struct ppath *v = grow(k->paths, &k->cappaths, k->npaths + 1, sizeof(*v));
@@ -158,7 +204,7 @@ static int read_paths_json(struct lpkg *k, struct cfs_err *err)
 	int r;
 
 	snprintf(display, sizeof(display), "%s/info/paths.json", k->dist);
-	r = yamldoc_load(k->dfd, "info/paths.json", display, LIST_MAX_BYTES, &doc, err);
+	r = load_info(k, "info/paths.json", display, LIST_MAX_BYTES, &doc, err);
 	if (r < 0)
 		return r;
 	root = yamldoc_root(doc);
@@ -307,17 +353,17 @@ static int read_files(struct lpkg *k, struct cfs_err *err)
 	int r;
 
 	snprintf(display, sizeof(display), "%s/info/files", k->dist);
-	r = textfile_read(k->dfd, "info/files", display, LIST_MAX_BYTES, &files, &len, err);
+	r = read_info(k, "info/files", display, LIST_MAX_BYTES, &files, &len, err);
 	if (r == -ENOENT)
 		r = err_set(err, -EINVAL, "%s: neither info/paths.json nor info/files", k->dist);
 	if (r < 0)
 		goto out;
 	snprintf(display, sizeof(display), "%s/info/has_prefix", k->dist);
-	r = textfile_read(k->dfd, "info/has_prefix", display, LIST_MAX_BYTES, &hp, &len, err);
+	r = read_info(k, "info/has_prefix", display, LIST_MAX_BYTES, &hp, &len, err);
 	if (r < 0 && r != -ENOENT)
 		goto out;
 	snprintf(display, sizeof(display), "%s/info/no_link", k->dist);
-	r = textfile_read(k->dfd, "info/no_link", display, LIST_MAX_BYTES, &nl, &len, err);
+	r = read_info(k, "info/no_link", display, LIST_MAX_BYTES, &nl, &len, err);
 	if (r < 0 && r != -ENOENT)
 		goto out;
 	for (at = files; (line = next_line(&at));) {
@@ -386,11 +432,13 @@ static int read_pkg(struct lpkg *k, struct cfs_err *err)
 	const char *nt;
 	int r;
 
-	k->dfd = open(k->in->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (k->dfd < 0)
-		return err_set(err, neg_errno(), "%s: %s", k->in->dir, strerror(errno));
+	if (!k->in->rec) {
+		k->dfd = open(k->in->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (k->dfd < 0)
+			return err_set(err, neg_errno(), "%s: %s", k->in->dir, strerror(errno));
+	}
 	snprintf(display, sizeof(display), "%s/info/index.json", k->in->dir);
-	r = yamldoc_load(k->dfd, "info/index.json", display, SMALL_MAX_BYTES, &k->index, err);
+	r = load_info(k, "info/index.json", display, SMALL_MAX_BYTES, &k->index, err);
 	if (r < 0)
 		return r;
 	root = yamldoc_root(k->index);
@@ -415,7 +463,7 @@ static int read_pkg(struct lpkg *k, struct cfs_err *err)
 		               k->dist, k->subdir, k->in->platform);
 
 	snprintf(display, sizeof(display), "%s/info/link.json", k->dist);
-	r = yamldoc_load(k->dfd, "info/link.json", display, SMALL_MAX_BYTES, &k->linkjson, err);
+	r = load_info(k, "info/link.json", display, SMALL_MAX_BYTES, &k->linkjson, err);
 	if (r < 0 && r != -ENOENT)
 		return r;
 	/* link.json's noarch type is what conda reads first; index.json's noarch otherwise. */
@@ -909,11 +957,46 @@ static char *map_noarch(const char *src, const char *pyver)
 	return strdup(src);
 }
 
-/* L3: check each path against the package directory and add it to the plan. */
+/* What the package's record says of src, as lstat and readlink would say it of the file
+ * in its directory: -ENOENT when it holds none. */
+static int rec_stat(const struct pkgrec *rec, const char *src, struct stat *st, char *target,
+                    size_t cap)
+{
+	const struct pkgrec_entry *re = pkgrec_path(rec, src);
+
+	if (!re)
+		return -ENOENT;
+	memset(st, 0, sizeof(*st));
+	st->st_mode = re->mode | (re->type == NODE_FILE      ? S_IFREG
+	                          : re->type == NODE_SYMLINK ? S_IFLNK
+	                                                     : S_IFDIR);
+	st->st_size = (off_t)re->size;
+	st->st_mtim.tv_sec = re->mtime_ns / 1000000000;
+	st->st_mtim.tv_nsec = re->mtime_ns % 1000000000;
+	if (re->type == NODE_SYMLINK)
+		snprintf(target, cap, "%s", re->target);
+	return 0;
+}
+
+/* The package's paths as checked, for a record of it (link_plan_pkg_src). */
+static int add_src(struct link_plan *pl, size_t pkg, const struct link_src *src)
+{
+	struct srclist *l = &pl->src[pkg];
+	struct link_src *v = grow(l->s, &l->cap, l->n + 1, sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	l->s = v;
+	l->s[l->n++] = *src;
+	return 0;
+}
+
+/* L3: check each path against the package directory (or its record) and add it to the
+ * plan. */
 static int link_paths(struct link_plan *pl, struct lpkg *k, const char *pyver, int64_t now_ns,
                       struct cfs_err *err)
 {
-	char *cached = NULL;
+	char *cached = NULL, target[4097];
 	int pfd = -1, r = 0;
 
 	for (size_t i = 0; i < k->npaths; i++) {
@@ -933,7 +1016,10 @@ static int link_paths(struct link_plan *pl, struct lpkg *k, const char *pyver, i
 			            pp->src);
 			goto out;
 		}
-		if (!cached || strlen(cached) != plen || memcmp(cached, pp->src, plen) != 0) {
+		if (k->in->rec) {
+			r = rec_stat(k->in->rec, pp->src, &st, target, sizeof(target));
+		} else if (!cached || strlen(cached) != plen ||
+		           memcmp(cached, pp->src, plen) != 0) {
 			free(cached);
 			if (pfd >= 0)
 				close(pfd);
@@ -945,8 +1031,9 @@ static int link_paths(struct link_plan *pl, struct lpkg *k, const char *pyver, i
 			}
 			pfd = open_beneath(k->dfd, cached, O_RDONLY | O_DIRECTORY);
 		}
-		if (pfd < 0 || fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (!k->in->rec && (pfd < 0 || fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0))
 			r = pfd < 0 ? pfd : neg_errno();
+		if (r) {
 			if (r == -ENOENT || r == -ENOTDIR)
 				r = err_set(err, -EINVAL,
 				            "%s: %s names %s, which the package lacks", k->dist,
@@ -991,8 +1078,7 @@ static int link_paths(struct link_plan *pl, struct lpkg *k, const char *pyver, i
 			 * .py stale: on a read-only mount every import would compile it again. */
 			e.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 		} else if (pp->type == PT_LINK) {
-			char buf[4097];
-			ssize_t n;
+			ssize_t n = k->in->rec ? (ssize_t)strlen(target) : 0;
 
 			if (!S_ISLNK(st.st_mode)) {
 				r = err_set(err, -EINVAL,
@@ -1001,16 +1087,17 @@ static int link_paths(struct link_plan *pl, struct lpkg *k, const char *pyver, i
 				            k->dist, pp->src);
 				goto out;
 			}
-			n = readlinkat(pfd, base, buf, sizeof(buf) - 1);
-			if (n < 0 || (size_t)n >= sizeof(buf) - 1) {
+			if (!k->in->rec)
+				n = readlinkat(pfd, base, target, sizeof(target) - 1);
+			if (n <= 0 || (size_t)n >= sizeof(target) - 1) {
 				r = err_set(err, n < 0 ? neg_errno() : -ENAMETOOLONG,
 				            "%s: %s: cannot read the link", k->dist, pp->src);
 				goto out;
 			}
-			buf[n] = 0;
+			target[n] = 0;
 			e.type = LINK_SYMLINK;
 			e.mode = 0777;
-			e.target = keep_str(pl, buf);
+			e.target = keep_str(pl, target);
 			e.len = (size_t)n;
 			if (!e.target) {
 				r = err_set(err, -ENOMEM, "%s: out of memory", k->dist);
@@ -1028,7 +1115,11 @@ static int link_paths(struct link_plan *pl, struct lpkg *k, const char *pyver, i
 			e.mode = 0755;
 		}
 		e.path = pp->dst;
-		if (add_cand(pl, &e, k->idx, k->pos, i) < 0) {
+		if (add_cand(pl, &e, k->idx, k->pos, i) < 0 ||
+		    add_src(pl, k->idx,
+		            &(struct link_src){
+		                    pp->src, pp->dst, e.type, e.type == LINK_FILE ? e.mode : 0,
+		                    e.type == LINK_FILE ? e.mtime_ns : 0, e.len, e.target}) < 0) {
 			r = err_set(err, -ENOMEM, "%s: out of memory", k->dist);
 			goto out;
 		}
@@ -1644,8 +1735,10 @@ int link_plan_make(const struct link_pkg *pkgs, size_t n, const char *prefix_tok
 	for (size_t i = 0; i < n; i++)
 		k[i].dfd = -1;
 	pl->scripts = calloc(n ? n : 1, sizeof(*pl->scripts));
+	pl->src = calloc(n ? n : 1, sizeof(*pl->src));
+	pl->nsrc = n;
 	token = keep_str(pl, prefix_token);
-	if (!pl->scripts || !token) {
+	if (!pl->scripts || !pl->src || !token) {
 		err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -1748,6 +1841,51 @@ size_t link_plan_order(const struct link_plan *p, size_t i)
 	return i < p->norder ? p->order[i] : SIZE_MAX;
 }
 
+const struct link_entry *link_plan_find(const struct link_plan *p, const char *path)
+{
+	size_t lo = 0, hi = p->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(p->e[mid].path, path);
+
+		if (c == 0)
+			return &p->e[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+const struct link_entry *link_plan_python_file(const struct link_plan *p)
+{
+	const struct link_entry *e;
+	char path[64];
+
+	if (!p->python)
+		return NULL;
+	snprintf(path, sizeof(path), "bin/python%s", p->python);
+	e = link_plan_find(p, path);
+	if (e && e->type == LINK_SYMLINK && !strchr(e->target, '/') &&
+	    strlen(e->target) < sizeof(path) - 4) {
+		snprintf(path, sizeof(path), "bin/%s", e->target);
+		e = link_plan_find(p, path);
+	}
+	return e && e->type == LINK_FILE && e->pkg != LINK_GENERATED ? e : NULL;
+}
+
+size_t link_plan_pkg_srcs(const struct link_plan *p, size_t pkg)
+{
+	return pkg < p->nsrc ? p->src[pkg].n : 0;
+}
+
+const struct link_src *link_plan_pkg_src(const struct link_plan *p, size_t pkg, size_t i)
+{
+	return pkg < p->nsrc && i < p->src[pkg].n ? &p->src[pkg].s[i] : NULL;
+}
+
 void link_plan_free(struct link_plan *p)
 {
 	if (!p)
@@ -1760,5 +1898,8 @@ void link_plan_free(struct link_plan *p)
 	free(p->order);
 	free(p->scripts);
 	free(p->python);
+	for (size_t i = 0; p->src && i < p->nsrc; i++)
+		free(p->src[i].s);
+	free(p->src);
 	free(p);
 }

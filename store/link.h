@@ -36,6 +36,9 @@ struct link_pkg {
 	uint64_t size;            /* archive size, 0 unknown */
 	const char *platform;     /* the environment's ("linux-64"): a package of another
 	                           * subdir than it and noarch is refused; NULL: any */
+	/* The store's record of the package (pkgrec.h): its info/ files and paths are read
+	 * from it, and dir only names the package in messages. NULL: read dir. */
+	const struct pkgrec *rec;
 };
 
 enum link_type { LINK_FILE, LINK_SYMLINK, LINK_DIR };
@@ -93,8 +96,28 @@ const char *link_plan_script_pkg(const struct link_plan *p, size_t i);
 /* The python version the noarch packages were mapped for ("3.11"), or NULL when the set
  * has no noarch python package. */
 const char *link_plan_python(const struct link_plan *p);
+/* The entry at path (entries are sorted by path bytes), or NULL. */
+const struct link_entry *link_plan_find(const struct link_plan *p, const char *path);
+/* The environment's python: bin/pythonX.Y, through one symbolic link in bin/ (conda's
+ * python ships the file there), a package's file; NULL when there is none. */
+const struct link_entry *link_plan_python_file(const struct link_plan *p);
 /* The link order: the i-th package linked, as an index into pkgs. */
 size_t link_plan_order(const struct link_plan *p, size_t i);
+
+/* One path of a package as the plan checked it (L3), whether or not it won a clobber:
+ * what a record of the package keeps (pkgrec.h). */
+struct link_src {
+	const char *src; /* beneath the package */
+	const char *dst; /* in the environment */
+	enum link_type type;
+	uint32_t mode;    /* LINK_FILE */
+	int64_t mtime_ns; /* LINK_FILE */
+	size_t len;       /* LINK_FILE: its size; LINK_SYMLINK: the target's */
+	const char *target;
+};
+/* Package pkg's paths, in its paths.json's (or info/files') order. */
+size_t link_plan_pkg_srcs(const struct link_plan *p, size_t pkg);
+const struct link_src *link_plan_pkg_src(const struct link_plan *p, size_t pkg, size_t i);
 void link_plan_free(struct link_plan *p);
 
 #endif

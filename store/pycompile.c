@@ -87,45 +87,6 @@ static void warnf(void (*warn)(void *, const char *), void *arg, const char *fmt
 	warn(arg, line);
 }
 
-/* The plan's entry at path: entries are sorted by path bytes. */
-static const struct link_entry *find_entry(const struct link_plan *plan, const char *path)
-{
-	size_t lo = 0, hi = link_plan_count(plan);
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		const struct link_entry *e = link_plan_entry(plan, mid);
-		int c = strcmp(e->path, path);
-
-		if (c == 0)
-			return e;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
-/* bin/pythonX.Y, through one symbolic link in bin/ (conda's python ships the file there). */
-static const struct link_entry *find_python(const struct link_plan *plan)
-{
-	const char *ver = link_plan_python(plan);
-	const struct link_entry *e;
-	char path[64];
-
-	if (!ver)
-		return NULL;
-	snprintf(path, sizeof(path), "bin/python%s", ver);
-	e = find_entry(plan, path);
-	if (e && e->type == LINK_SYMLINK && !strchr(e->target, '/') &&
-	    strlen(e->target) < sizeof(path) - 4) {
-		snprintf(path, sizeof(path), "bin/%s", e->target);
-		e = find_entry(plan, path);
-	}
-	return e && e->type == LINK_FILE && e->pkg != LINK_GENERATED ? e : NULL;
-}
-
 /* The jobs into a memfd, the compiler's stdin. */
 static int write_jobs(const struct job *jobs, size_t n, const char *const *dirs, int *ret_fd)
 {
@@ -326,7 +287,7 @@ int pycompile_plan(const struct link_plan *plan, const char *const *dirs, const 
                               size_t len, struct cfs_err *err),
                    void (*warn)(void *arg, const char *line), void *arg, struct cfs_err *err)
 {
-	const struct link_entry *py = find_python(plan);
+	const struct link_entry *py = link_plan_python_file(plan);
 	struct share sh[COMPILERS_MAX];
 	pthread_t th[COMPILERS_MAX];
 	size_t n = 0, cap = 0, nsh, started = 0;
@@ -348,11 +309,7 @@ int pycompile_plan(const struct link_plan *plan, const char *const *dirs, const 
 	}
 	nobody_init(&nb);
 	jobs = calloc(cap, sizeof(*jobs));
-	if (asprintf(&exe, "%s/%s", dirs[py->pkg], py->src) < 0)
-		exe = NULL;
-	if (asprintf(&home, "PYTHONHOME=%s", dirs[py->pkg]) < 0)
-		home = NULL;
-	if (!jobs || !exe || !home) {
+	if (!jobs) {
 		r = err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -361,7 +318,10 @@ int pycompile_plan(const struct link_plan *plan, const char *const *dirs, const 
 
 		if (!e->pyc_of)
 			continue;
-		s = find_entry(plan, e->pyc_of);
+		s = link_plan_find(plan, e->pyc_of);
+		/* A package taken from the store brings its pycs with it. */
+		if (s && s->type == LINK_FILE && s->pkg != LINK_GENERATED && !dirs[s->pkg])
+			continue;
 		/* Its .py from a package, where the compiler can read it by a plain name. */
 		if (!s || s->type != LINK_FILE || s->pkg == LINK_GENERATED ||
 		    strpbrk(dirs[s->pkg], "\t\n") ||
@@ -376,6 +336,20 @@ int pycompile_plan(const struct link_plan *plan, const char *const *dirs, const 
 	}
 	if (!n)
 		goto out;
+	if (!dirs[py->pkg]) {
+		r = err_set(err, -EINVAL,
+		            "%s: python is not extracted, and %zu .pyc are to compile", py->path,
+		            n);
+		goto out;
+	}
+	if (asprintf(&exe, "%s/%s", dirs[py->pkg], py->src) < 0)
+		exe = NULL;
+	if (asprintf(&home, "PYTHONHOME=%s", dirs[py->pkg]) < 0)
+		home = NULL;
+	if (!exe || !home) {
+		r = err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
 	/* One compiler a core, each with a share of at least JOBS_MIN sources: a python
 	 * starts in tens of milliseconds. */
 	nsh = cpus < 1 ? 1 : (size_t)cpus;

@@ -12,7 +12,9 @@
 /*
  * Compile every pyc_of entry of plan and hand each pyc to put(arg, entry, bytes, len),
  * which writes it. dirs[i]: package i's extracted directory as the compiler reaches it,
- * pkg_fds[i] the same directory open; the compiler starts in cwd_fd (so dirs may be
+ * pkg_fds[i] the same directory open (NULL and -1: a package taken from the store, whose
+ * pycs are not compiled: python's must be given when any pyc is); the compiler starts in cwd_fd (so
+ * dirs may be
  * "/proc/self/cwd/..."), as nobody with no groups when we are root, and writes no file:
  * the pycs come back through a pipe, each checked (its header names its source's mtime and
  * size) before put sees it. A source that does not compile gets no pyc, as conda skips it;
