@@ -134,6 +134,8 @@ enum stmt_id {
 	S_PKG_LIST,
 	S_PKG_BY_SHA256,
 	S_PKG_BY_MD5,
+	S_PKG_RECORDS,
+	S_PKG_FORGET,
 	S_ENV_DEL_PKGS,
 	S_ENV_DEL,
 	S_ENV_UNIQUE,
@@ -226,6 +228,10 @@ static const char *const stmt_sql[S_COUNT] = {
         [S_PKG_BY_MD5] = "SELECT p.archive FROM packages p JOIN envs e ON e.id = p.env"
                          " WHERE p.md5 = ?1 AND p.archive IS NOT NULL AND e.broken = 0"
                          " ORDER BY p.env DESC LIMIT 1",
+        [S_PKG_RECORDS] = "SELECT p.rowid, e.hash, p.name || '-' || p.version || '-' ||"
+                          " coalesce(p.build, ''), p.archive FROM packages p"
+                          " JOIN envs e ON e.id = p.env WHERE p.archive IS NOT NULL",
+        [S_PKG_FORGET] = "UPDATE packages SET archive = NULL WHERE rowid = ?1",
         [S_PKG_LIST] = "SELECT kind, name, version, build, channel, subdir, md5, sha256"
                        " FROM packages WHERE env = ?1",
         [S_ENV_DEL_PKGS] = "DELETE FROM packages WHERE env = ?1",
@@ -1243,6 +1249,40 @@ int catalog_package_record(struct catalog *c, const char *sha256, const char *md
 	*ret_len = (size_t)(n > 0 ? n : 0);
 	sqlite3_reset(s);
 	return 0;
+}
+
+int catalog_package_records(struct catalog *c,
+                            int (*fn)(void *ctx, int64_t row, const char *env, const char *dist,
+                                      const uint8_t *data, size_t len),
+                            void *ctx, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int rc = SQLITE_DONE, r = stmt(c, S_PKG_RECORDS, &s, err);
+
+	if (r)
+		return r;
+	while (!r && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const void *blob = sqlite3_column_blob(s, 3);
+		int n = sqlite3_column_bytes(s, 3);
+
+		r = fn(ctx, sqlite3_column_int64(s, 0), (const char *)sqlite3_column_text(s, 1),
+		       (const char *)sqlite3_column_text(s, 2), blob, n > 0 ? (size_t)n : 0);
+	}
+	if (!r && rc != SQLITE_DONE)
+		r = db_err(c, rc, "query failed", err);
+	sqlite3_reset(s);
+	return r;
+}
+
+int catalog_package_forget(struct catalog *c, int64_t row, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_PKG_FORGET, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_int64(s, 1, row);
+	return step_done(c, s, err);
 }
 
 int catalog_env_hide(struct catalog *c, int64_t id, int64_t t, struct cfs_err *err)

@@ -165,6 +165,14 @@ int catalog_env_insert(struct catalog *c, const struct store_env *env, const str
  * when none was. */
 int catalog_package_record(struct catalog *c, const char *sha256, const char *md5, uint8_t **ret,
                            size_t *ret_len, struct cfs_err *err);
+/* Every package archive record (C9): fn(ctx, row, env hash, dist, bytes, length), the
+ * bytes valid during the call; fn's nonzero return stops the walk and is returned. */
+int catalog_package_records(struct catalog *c,
+                            int (*fn)(void *ctx, int64_t row, const char *env, const char *dist,
+                                      const uint8_t *data, size_t len),
+                            void *ctx, struct cfs_err *err);
+/* The record of packages row `row` forgotten: an install fetches its package again. */
+int catalog_package_forget(struct catalog *c, int64_t row, struct cfs_err *err);
 /* Remove an environment from view at time t (C4): its rows stay. */
 int catalog_env_hide(struct catalog *c, int64_t id, int64_t t, struct cfs_err *err);
 /* Move the tags of environment from to environment to, or delete them (to 0). */

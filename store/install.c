@@ -682,6 +682,16 @@ static size_t unstore_for_compiling(struct install *ins, const struct link_plan 
 	return n;
 }
 
+/* What the store phase made of node k's content, into a record's entry. */
+static void take_content(struct pkgrec_entry *pe, const struct inode *k)
+{
+	pe->key = k->key;
+	pe->neutral_size = k->neutral_size;
+	pe->inserts = k->inserts;
+	pe->reloc = k->reloc;
+	pe->reloc_len = k->reloc_len;
+}
+
 /* The info/ files linking reads: what a record keeps of them. */
 static const char *const info_files[] = {"info/index.json", "info/link.json",  "info/paths.json",
                                          "info/files",      "info/has_prefix", "info/no_link"};
@@ -741,18 +751,15 @@ static int record_package(struct install *ins, struct ingest *in, size_t i, cons
 			const struct inode *k =
 			        &in->nodes[node_of[e - link_plan_entry(plan, 0)] - 1];
 
+			take_content(&pe, k);
 			pe.size = ls->len;
-			pe.key = k->key;
-			pe.neutral_size = k->neutral_size;
-			pe.inserts = k->inserts;
-			pe.reloc = k->reloc;
-			pe.reloc_len = k->reloc_len;
 		}
 		pe.target = ls->target;
 		r = pkgrec_add_path(b, &pe);
 	}
 	for (size_t j = 0; !r && j < link_plan_count(plan); j++) {
 		const struct link_entry *e = link_plan_entry(plan, j), *src;
+		struct pkgrec_entry pe;
 		const struct inode *k;
 
 		if (!e->pyc_of || !node_of[j])
@@ -761,16 +768,13 @@ static int record_package(struct install *ins, struct ingest *in, size_t i, cons
 		if (!src || src->type != LINK_FILE || src->pkg != i)
 			continue;
 		k = &in->nodes[node_of[j] - 1];
-		r = pkgrec_add_pyc(b, &(struct pkgrec_entry){.path = e->path,
-		                                             .type = NODE_FILE,
-		                                             .mode = k->mode,
-		                                             .mtime_ns = k->mtime_ns,
-		                                             .size = k->size,
-		                                             .key = k->key,
-		                                             .neutral_size = k->neutral_size,
-		                                             .inserts = k->inserts,
-		                                             .reloc = k->reloc,
-		                                             .reloc_len = k->reloc_len});
+		pe = (struct pkgrec_entry){.path = e->path,
+		                           .type = NODE_FILE,
+		                           .mode = k->mode,
+		                           .mtime_ns = k->mtime_ns,
+		                           .size = k->size};
+		take_content(&pe, k);
+		r = pkgrec_add_pyc(b, &pe);
 	}
 	if (r) {
 		r = err_set(err, r, "out of memory");

@@ -3,7 +3,8 @@
  * Verify: re-read every object the catalog names and check it hashes to its key, name the
  * environments and paths that use a missing or corrupt one, list object files that no
  * catalog row names (left by an ingest killed before its commit: harmless, gc frees them),
- * and check every node's link to its object and the shape of every tree.
+ * and check every node's link to its object and the shape of every tree, and every record
+ * of a package archive (catalog.c C9): it reads, and every content it names has a row.
  * Repair: the same, then mend what needs no lost bytes (see store_repair in store.h).
  *
  * Invariants of the repair (with gc.c's G1-G2 and catalog.c's C2):
@@ -26,6 +27,7 @@
 
 #include "err.h"
 #include "pack.h"
+#include "pkgrec.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -70,6 +72,12 @@ struct verify {
 	size_t norphans, caporphans;
 	int64_t *damaged; /* environments with a damaged node */
 	size_t ndamaged, capdamaged;
+	struct bad_record {
+		int64_t row;
+		char env[33];
+		char dist[256];
+	} * records; /* damaged package archive records */
+	size_t nrecords, caprecords;
 };
 
 /* Make room for one more element of size in the array v of *n (capacity *cap): the array,
@@ -559,6 +567,67 @@ static int check_trees(struct verify *v)
 	return r;
 }
 
+/* 1 with why (and key) when a package archive record is no good: it does not read, or
+ * names a content with no row (it was made with its environment's tree, which names all
+ * of them: C9); 0 when it is; -ENOMEM. */
+static int record_problem(struct verify *v, const uint8_t *data, size_t len, char *why, size_t size,
+                          char key[33])
+{
+	struct cfs_err e2;
+	struct pkgrec *rec = NULL;
+	int r = pkgrec_open(data, len, "record", &rec, &e2);
+
+	key[0] = '\0';
+	if (r == -ENOMEM)
+		return r;
+	if (r) {
+		snprintf(why, size, "package %s", e2.msg);
+		return 1;
+	}
+	for (size_t i = 0; !key[0] && i < pkgrec_npaths(rec) + pkgrec_npycs(rec); i++) {
+		const struct pkgrec_entry *e = i < pkgrec_npaths(rec)
+		                                       ? pkgrec_path_at(rec, i)
+		                                       : pkgrec_pyc_at(rec, i - pkgrec_npaths(rec));
+		struct catalog_object o;
+
+		if (e->type == NODE_FILE &&
+		    catalog_object_by_key(v->st->cat, &e->key, &o, &e2) == -ENOENT) {
+			objkey_hex(&e->key, key);
+			snprintf(why, size, "package record: %s has no object row", e->path);
+		}
+	}
+	pkgrec_free(rec);
+	return key[0] ? 1 : 0;
+}
+
+static int check_record(void *ctx, int64_t row, const char *env, const char *dist,
+                        const uint8_t *data, size_t len)
+{
+	struct verify *v = ctx;
+	char why[sizeof(v->err->msg)], key[33];
+	struct verify_problem p = {NULL, why, env, dist};
+	struct bad_record *b;
+	int r = record_problem(v, data, len, why, sizeof(why), key);
+
+	if (r <= 0)
+		return r == -ENOMEM ? err_set(v->err, r, "out of memory") : r;
+	if (key[0])
+		p.key = key;
+	v->res.damaged_records++;
+	v->fn(v->ctx, &p);
+	if (!v->collect)
+		return 0;
+	b = grow(v->records, &v->nrecords, &v->caprecords, sizeof(*b));
+	if (!b)
+		return err_set(v->err, -ENOMEM, "out of memory");
+	v->records = b;
+	b = &b[v->nrecords - 1];
+	b->row = row;
+	snprintf(b->env, sizeof(b->env), "%s", env);
+	snprintf(b->dist, sizeof(b->dist), "%s", dist);
+	return 0;
+}
+
 /* The walks over objects and object files, in one read transaction: a consistent view
  * while ingests commit beside us. */
 static int verify_walk(struct verify *v)
@@ -578,6 +647,8 @@ static int verify_walk(struct verify *v)
 		r = find_orphans(v);
 	if (!r)
 		r = check_trees(v);
+	if (!r)
+		r = catalog_package_records(v->st->cat, check_record, v, v->err);
 	catalog_rollback(v->st->cat);
 	object_close(v->pack);
 	v->pack = NULL;
@@ -792,6 +863,15 @@ static int mend_catalog(struct repair *rp, struct verify *v, struct cfs_err *err
 		r = drop_unused(rp, v, err);
 	if (!r)
 		r = mark_envs(rp, v, err);
+	/* A damaged record is forgotten: the install it would mislead fetches instead. */
+	for (size_t i = 0; !r && i < v->nrecords; i++) {
+		r = catalog_package_forget(rp->st->cat, v->records[i].row, err);
+		if (!r) {
+			rp->res.records_forgotten++;
+			repair_done(rp, REPAIR_RECORD, NULL, v->records[i].dist, v->records[i].env,
+			            0, 0);
+		}
+	}
 	if (!r)
 		r = catalog_commit(rp->st->cat, err);
 	if (r)
@@ -870,6 +950,7 @@ out:
 	free(v.bad);
 	free(v.orphans);
 	free(v.damaged);
+	free(v.records);
 	free(rp.broken);
 	close(lock);
 	return r;

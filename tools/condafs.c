@@ -108,12 +108,14 @@ static const char usage[] =
         "                      the CUDA release an environment needs, the host's NVIDIA\n"
         "                      driver and whether it runs it: exit 0 when it does or no\n"
         "                      CUDA is needed, 1 when not (or there is no driver)\n"
-        "  verify [--repair]   re-hash every object and check every tree's links and shape;\n"
-        "                      exit 1 if an object is missing or corrupt or a node damaged\n"
-        "                      (or verify could not run). --repair also removes object files\n"
-        "                      no catalog row names and dead ingests' temporary directories,\n"
-        "                      sets reference counts right and marks environments that use\n"
-        "                      a missing or corrupt object or a damaged node broken; it exits\n"
+        "  verify [--repair]   re-hash every object and check every tree's links and shape\n"
+        "                      and every package record; exit 1 if an object is missing or\n"
+        "                      corrupt, a node or record damaged (or verify could not run).\n"
+        "                      --repair also removes object files no catalog row names and\n"
+        "                      dead ingests' temporary directories, sets reference counts\n"
+        "                      right, forgets damaged package records and marks environments\n"
+        "                      that use a missing or corrupt object or a damaged node\n"
+        "                      broken; it exits\n"
         "                      0 nothing found, 1 problems found and all repaired, 4 missing\n"
         "                      or corrupt objects or damaged nodes remain, 8 could not run\n"
         "\n"
@@ -1159,6 +1161,7 @@ static void repair_report(void *ctx, const struct repair_action *a)
 	        [REPAIR_DROPPED] = "unused row deleted",
 	        [REPAIR_BROKEN] = "marked broken",
 	        [REPAIR_UNBROKEN] = "no longer broken",
+	        [REPAIR_RECORD] = "package record forgotten",
 	};
 	struct verify_out *vo = ctx;
 
@@ -1168,7 +1171,7 @@ static void repair_report(void *ctx, const struct repair_action *a)
 		json_field("action", what[a->kind], false);
 		json_field("object", a->key, true);
 		json_field("environment", a->env, true);
-		json_field("tmp", a->name, true);
+		json_field(a->kind == REPAIR_RECORD ? "package" : "tmp", a->name, true);
 		if (a->kind == REPAIR_REFS || a->kind == REPAIR_NLINK || a->kind == REPAIR_TREES)
 			printf(", \"refs_had\": %lld, \"refs_now\": %lld", (long long)a->refs_had,
 			       (long long)a->refs_now);
@@ -1178,6 +1181,11 @@ static void repair_report(void *ctx, const struct repair_action *a)
 		       (long long)a->refs_had, (long long)a->refs_now);
 	} else if (a->key) {
 		printf("object %s: %s\n", a->key, what[a->kind]);
+	} else if (a->kind == REPAIR_RECORD) {
+		char name[OUT_ESC];
+
+		printf("environment %s: %s: %s\n", a->env, out_esc(a->name, name, sizeof(name)),
+		       what[a->kind]);
 	} else if (a->env) {
 		printf("environment %s: %s\n", a->env, what[a->kind]);
 	} else {
@@ -1208,32 +1216,37 @@ static int cmd_repair(const struct cli *c)
 		return EXIT_OPERATIONAL;
 	}
 	fixed = res.orphans_removed + res.tmp_removed + res.refs_fixed + res.dropped +
-	        res.envs_marked + res.envs_cleared;
+	        res.envs_marked + res.envs_cleared + res.records_forgotten;
 	if (c->json)
 		json_open_repairs(&vo);
 	if (c->json)
 		printf("%s], \"objects_checked\": %llu, \"corrupt\": %llu, \"unreferenced\": %llu,"
-		       " \"damaged_nodes\": %llu, \"orphans_removed\": %llu, \"tmp_removed\": %llu,"
+		       " \"damaged_nodes\": %llu, \"damaged_records\": %llu,"
+		       " \"orphans_removed\": %llu, \"tmp_removed\": %llu,"
 		       " \"refs_fixed\": %llu, \"dropped\": %llu, \"envs_marked\": %llu,"
-		       " \"envs_cleared\": %llu, \"envs_broken\": %llu, \"corrupt_left\": %llu}\n",
+		       " \"envs_cleared\": %llu, \"envs_broken\": %llu, \"corrupt_left\": %llu,"
+		       " \"records_forgotten\": %llu}\n",
 		       vo.nrepairs ? "\n" : "", (unsigned long long)f->objects_checked,
 		       (unsigned long long)f->corrupt, (unsigned long long)f->unreferenced,
-		       (unsigned long long)f->damaged_nodes,
+		       (unsigned long long)f->damaged_nodes, (unsigned long long)f->damaged_records,
 		       (unsigned long long)res.orphans_removed, (unsigned long long)res.tmp_removed,
 		       (unsigned long long)res.refs_fixed, (unsigned long long)res.dropped,
 		       (unsigned long long)res.envs_marked, (unsigned long long)res.envs_cleared,
-		       (unsigned long long)res.envs_broken, (unsigned long long)res.corrupt_left);
+		       (unsigned long long)res.envs_broken, (unsigned long long)res.corrupt_left,
+		       (unsigned long long)res.records_forgotten);
 	else
 		printf("%llu objects checked, %llu missing or corrupt, %llu unreferenced, %llu "
 		       "damaged nodes; repaired: %llu orphans and %llu temporary directories "
 		       "removed, %llu reference counts fixed, %llu unused rows deleted, %llu "
-		       "environments marked broken, %llu no longer broken; left: %llu missing or "
-		       "corrupt objects, %llu broken environments\n",
+		       "environments marked broken, %llu no longer broken, %llu damaged package "
+		       "records forgotten; left: %llu missing or corrupt objects, %llu broken "
+		       "environments\n",
 		       (unsigned long long)f->objects_checked, (unsigned long long)f->corrupt,
 		       (unsigned long long)f->unreferenced, (unsigned long long)f->damaged_nodes,
 		       (unsigned long long)res.orphans_removed, (unsigned long long)res.tmp_removed,
 		       (unsigned long long)res.refs_fixed, (unsigned long long)res.dropped,
 		       (unsigned long long)res.envs_marked, (unsigned long long)res.envs_cleared,
+		       (unsigned long long)res.records_forgotten,
 		       (unsigned long long)res.corrupt_left, (unsigned long long)res.envs_broken);
 	/* Damaged nodes are never mended: their environments stay broken. */
 	if (res.corrupt_left || f->damaged_nodes)
@@ -1297,16 +1310,18 @@ static int cmd_verify(const struct cli *c)
 		return die(c, &err, r);
 	if (c->json)
 		printf("%s], \"objects_checked\": %llu, \"corrupt\": %llu, \"unreferenced\": "
-		       "%llu, \"damaged_nodes\": %llu}\n",
+		       "%llu, \"damaged_nodes\": %llu, \"damaged_records\": %llu}\n",
 		       vo.first ? "" : "\n", (unsigned long long)res.objects_checked,
 		       (unsigned long long)res.corrupt, (unsigned long long)res.unreferenced,
-		       (unsigned long long)res.damaged_nodes);
+		       (unsigned long long)res.damaged_nodes,
+		       (unsigned long long)res.damaged_records);
 	else
 		printf("%llu objects checked, %llu missing or corrupt, %llu unreferenced, %llu "
-		       "damaged nodes\n",
+		       "damaged nodes, %llu damaged package records\n",
 		       (unsigned long long)res.objects_checked, (unsigned long long)res.corrupt,
-		       (unsigned long long)res.unreferenced, (unsigned long long)res.damaged_nodes);
-	return res.corrupt || res.damaged_nodes ? EXIT_FAILED : 0;
+		       (unsigned long long)res.unreferenced, (unsigned long long)res.damaged_nodes,
+		       (unsigned long long)res.damaged_records);
+	return res.corrupt || res.damaged_nodes || res.damaged_records ? EXIT_FAILED : 0;
 }
 
 /*

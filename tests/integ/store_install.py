@@ -301,6 +301,18 @@ with t.section("the store as a package source: only the package that differs is 
             "the package is fetched",
             any("catalog.db" in w and "numpy" in w and "fetching it" in w
                 for w in r.warnings()) and any(n.startswith("numpy-") for n in got), r)
+    # small's is still damaged: verify names it, the repair forgets it.
+    r = t.cfs(st, "--json", "verify")
+    v = json.loads(r.out) if r.out.startswith("{") else {}
+    t.eq("verify exits 1 naming small's damaged numpy record",
+         (r.rc, v.get("damaged_records"),
+          [(p["environment"], p["path"].split("-")[0]) for p in v.get("problems", [])]),
+         (1, 1, [(hsmall, "numpy")]), r)
+    r = t.cfs(st, "--json", "verify", "--repair")
+    v = json.loads(r.out) if r.out.startswith("{") else {}
+    t.eq("verify --repair forgets it (exit 1: problems found, all repaired)",
+         (r.rc, v.get("records_forgotten"), [a["action"] for a in v.get("repairs", [])]),
+         (1, 1, ["package record forgotten"]), r)
     t.verify_clean("verify exits 0", st)
 
 

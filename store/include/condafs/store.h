@@ -435,11 +435,15 @@ struct verify_problem {
 };
 struct verify_result {
 	uint64_t objects_checked;
-	uint64_t corrupt;       /* missing or corrupt objects */
-	uint64_t unreferenced;  /* objects no environment uses (harmless, freed by gc) */
-	uint64_t damaged_nodes; /* nodes whose link to their object or place in their tree is
-	                         * wrong (the problem has env and path, and key when the
-	                         * object's row exists) */
+	uint64_t corrupt;         /* missing or corrupt objects */
+	uint64_t unreferenced;    /* objects no environment uses (harmless, freed by gc) */
+	uint64_t damaged_nodes;   /* nodes whose link to their object or place in their tree is
+	                           * wrong (the problem has env and path, and key when the
+	                           * object's row exists) */
+	uint64_t damaged_records; /* records of package archives (docs/package-format.md) that
+	                           * do not read or name a content with no row: an install
+	                           * fetches such a package instead (the problem has env, and
+	                           * the package as path) */
 };
 /* Re-hash every object and check every environment's tree. fn is called for every problem
  * and every user of a bad object. -EUCLEAN when the catalog names no object while objects/
@@ -459,6 +463,7 @@ enum repair_kind {
 	REPAIR_DROPPED,  /* key: the row of a missing or corrupt object nothing uses, deleted */
 	REPAIR_BROKEN,   /* env: marked broken (uses a missing or corrupt object) */
 	REPAIR_UNBROKEN, /* env: no longer broken (its objects are whole again) */
+	REPAIR_RECORD,   /* env, name: the package's damaged archive record, forgotten */
 };
 struct repair_action {
 	enum repair_kind kind;
@@ -477,6 +482,7 @@ struct repair_result {
 	uint64_t envs_cleared;      /* environments no longer broken */
 	uint64_t envs_broken;       /* environments broken after the repair */
 	uint64_t corrupt_left;      /* missing or corrupt objects still used: bytes lost */
+	uint64_t records_forgotten; /* damaged package archive records */
 };
 /*
  * store_verify, then repair what can be repaired without the lost bytes: remove object
