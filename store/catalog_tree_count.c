@@ -16,6 +16,7 @@
 #include "catalog_tree_int.h"
 
 #include "err.h"
+#include "memdup.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -293,20 +294,6 @@ int cattree_env_drop(struct catalog *c, int64_t id, struct cfs_err *err)
 
 /* ---- building (catalog_node_insert, then catalog_env_ref) ---- */
 
-static void *dup_or_null(const void *p, size_t n, bool *fail)
-{
-	void *d;
-
-	if (!p || !n)
-		return NULL;
-	d = malloc(n);
-	if (!d)
-		*fail = true;
-	else
-		memcpy(d, p, n);
-	return d;
-}
-
 int catalog_node_insert(struct catalog *c, const struct catalog_node_row *row, struct cfs_err *err)
 {
 	struct cattree *t = cat_tree(c);
@@ -327,9 +314,9 @@ int catalog_node_insert(struct catalog *c, const struct catalog_node_row *row, s
 	}
 	p = &t->pend[t->npend];
 	*p = (struct pend){.row = *row};
-	p->row.name = dup_or_null(row->name, row->namelen, &fail);
-	p->row.target = dup_or_null(row->target, row->target_len, &fail);
-	p->row.reloc = dup_or_null(row->reloc, row->reloc_len, &fail);
+	p->row.name = memdup_or_null(row->name, row->namelen, &fail);
+	p->row.target = memdup_or_null(row->target, row->target_len, &fail);
+	p->row.reloc = memdup_or_null(row->reloc, row->reloc_len, &fail);
 	if (fail) {
 		free((void *)p->row.name);
 		free((void *)p->row.target);

@@ -14,6 +14,7 @@
 #include "dirtree.h"
 
 #include "err.h"
+#include "memdup.h"
 #include "varint.h"
 
 #include <errno.h>
@@ -272,20 +273,6 @@ void dirtree_builder_free(struct dirtree_builder *b)
 	free(b);
 }
 
-static void *dup_bytes(const uint8_t *p, size_t n, bool *fail)
-{
-	void *d;
-
-	if (!n)
-		return NULL;
-	d = malloc(n);
-	if (!d)
-		*fail = true;
-	else
-		memcpy(d, p, n);
-	return d;
-}
-
 int dirtree_add(struct dirtree_builder *b, const struct dirtree_entry *e, struct cfs_err *err)
 {
 	const char *why = entry_problem(e);
@@ -307,11 +294,11 @@ int dirtree_add(struct dirtree_builder *b, const struct dirtree_entry *e, struct
 		b->v = v;
 		b->cap = cap;
 	}
-	c.name = dup_bytes(e->name, e->namelen, &fail);
+	c.name = memdup_or_null(e->name, e->namelen, &fail);
 	c.reloc = e->type != NODE_DIR && !e->reloc_external
-	                  ? dup_bytes(e->reloc, e->reloc_len, &fail)
+	                  ? memdup_or_null(e->reloc, e->reloc_len, &fail)
 	                  : NULL;
-	c.target = e->type == NODE_SYMLINK ? dup_bytes(e->target, e->target_len, &fail) : NULL;
+	c.target = e->type == NODE_SYMLINK ? memdup_or_null(e->target, e->target_len, &fail) : NULL;
 	if (e->type != NODE_FILE) {
 		c.size = 0;
 		c.group = 0;

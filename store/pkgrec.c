@@ -14,6 +14,7 @@
 #include "pkgrec.h"
 
 #include "err.h"
+#include "memdup.h"
 #include "varint.h"
 
 #include <errno.h>
@@ -142,7 +143,8 @@ static int add(struct list *l, const struct pkgrec_entry *e)
 {
 	struct pkgrec_entry *v = grow(l->e, &l->cap, l->n + 1, sizeof(*v));
 	char *path = NULL, *target = NULL;
-	uint8_t *rl = NULL;
+	bool fail = false;
+	uint8_t *rl;
 
 	if (!v)
 		return -ENOMEM;
@@ -150,12 +152,8 @@ static int add(struct list *l, const struct pkgrec_entry *e)
 	path = strdup(e->path);
 	if (e->target)
 		target = strdup(e->target);
-	if (e->reloc_len) {
-		rl = malloc(e->reloc_len);
-		if (rl)
-			memcpy(rl, e->reloc, e->reloc_len);
-	}
-	if (!path || (e->target && !target) || (e->reloc_len && !rl)) {
+	rl = memdup_or_null(e->reloc, e->reloc_len, &fail);
+	if (!path || (e->target && !target) || fail) {
 		free(path);
 		free(target);
 		free(rl);
