@@ -685,24 +685,42 @@ static int find_known(struct ingest *in, struct inode *n, struct cfs_err *err)
 	return 0;
 }
 
+/* Every known content, in one read transaction: an install from the store looks up
+ * thousands, and each lookup on its own would take and drop SQLite's locks. */
+static int find_known_all(struct ingest *in, struct cfs_err *err)
+{
+	bool any = false;
+	int r = 0;
+
+	for (size_t i = 0; !any && i < in->n; i++)
+		any = in->nodes[i].known;
+	if (!any)
+		return 0;
+	r = catalog_begin(in->st->cat, false, err);
+	for (size_t i = 0; !r && i < in->n; i++)
+		if (in->nodes[i].known && in->nodes[i].type == NODE_FILE)
+			r = find_known(in, &in->nodes[i], err);
+	catalog_rollback(in->st->cat);
+	return r;
+}
+
 int ingest_store_files(struct ingest *in, struct cfs_err *err)
 {
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	int nthreads = ncpu < 1 ? 1 : ncpu > MAX_WORKERS ? MAX_WORKERS : (int)ncpu;
 	int r;
 
+	r = find_known_all(in, err);
+	if (r)
+		return r;
 	in->work = malloc((in->n ? in->n : 1) * sizeof(*in->work));
 	if (!in->work)
 		return -ENOMEM;
 	for (size_t i = 0; i < in->n; i++) {
 		if (in->nodes[i].type != NODE_FILE || is_secondary(in, &in->nodes[i]))
 			continue;
-		if (in->nodes[i].known) {
-			r = find_known(in, &in->nodes[i], err);
-			if (r)
-				return r;
+		if (in->nodes[i].known)
 			continue;
-		}
 		in->work[in->nwork++] = (uint32_t)i;
 		in->bytes_total += in->nodes[i].size;
 	}
