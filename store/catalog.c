@@ -222,10 +222,10 @@ static const char *const stmt_sql[S_COUNT] = {
                          " md5, sha256, archive) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
                          " ?10)",
         /* The newest environment's record that is not known broken. */
-        [S_PKG_BY_SHA256] = "SELECT p.archive FROM packages p JOIN envs e ON e.id = p.env"
+        [S_PKG_BY_SHA256] = "SELECT p.archive, e.root FROM packages p JOIN envs e ON e.id = p.env"
                             " WHERE p.sha256 = ?1 AND p.archive IS NOT NULL AND e.broken = 0"
                             " ORDER BY p.env DESC LIMIT 1",
-        [S_PKG_BY_MD5] = "SELECT p.archive FROM packages p JOIN envs e ON e.id = p.env"
+        [S_PKG_BY_MD5] = "SELECT p.archive, e.root FROM packages p JOIN envs e ON e.id = p.env"
                          " WHERE p.md5 = ?1 AND p.archive IS NOT NULL AND e.broken = 0"
                          " ORDER BY p.env DESC LIMIT 1",
         [S_PKG_RECORDS] = "SELECT p.rowid, e.hash, p.name || '-' || p.version || '-' ||"
@@ -1223,7 +1223,7 @@ int catalog_env_insert(struct catalog *c, const struct store_env *env, const str
 }
 
 int catalog_package_record(struct catalog *c, const char *sha256, const char *md5, uint8_t **ret,
-                           size_t *ret_len, struct cfs_err *err)
+                           size_t *ret_len, int64_t *ret_root, struct cfs_err *err)
 {
 	sqlite3_stmt *s;
 	const void *blob;
@@ -1247,6 +1247,7 @@ int catalog_package_record(struct catalog *c, const char *sha256, const char *md
 	if (n > 0)
 		memcpy(*ret, blob, (size_t)n);
 	*ret_len = (size_t)(n > 0 ? n : 0);
+	*ret_root = sqlite3_column_int64(s, 1);
 	sqlite3_reset(s);
 	return 0;
 }

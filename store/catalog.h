@@ -161,10 +161,10 @@ struct catalog_blob {
 int catalog_env_insert(struct catalog *c, const struct store_env *env, const struct pkgset *set,
                        const struct catalog_blob *records, int64_t *ret_id, struct cfs_err *err);
 /* C9: the record (pkgrec.h) of the package archive with this sha256 (else this md5) that
- * the newest environment not known broken was installed from; *ret malloc'd. -ENOENT
- * when none was. */
+ * the newest environment not known broken was installed from; *ret malloc'd, *ret_root
+ * that environment's top node. -ENOENT when none was. */
 int catalog_package_record(struct catalog *c, const char *sha256, const char *md5, uint8_t **ret,
-                           size_t *ret_len, struct cfs_err *err);
+                           size_t *ret_len, int64_t *ret_root, struct cfs_err *err);
 /* Every package archive record (C9): fn(ctx, row, env hash, dist, bytes, length), the
  * bytes valid during the call; fn's nonzero return stops the walk and is returned. */
 int catalog_package_records(struct catalog *c,

@@ -79,7 +79,8 @@ struct source {
 	uint8_t *blob;
 	size_t blob_len;
 	struct pkgrec *rec;
-	bool no_store; /* its record lacks this python's pycs: taken from elsewhere */
+	int64_t rec_root; /* the top of the environment the record came with (C9) */
+	bool no_store;    /* its record lacks this python's pycs: taken from elsewhere */
 };
 
 struct install {
@@ -226,10 +227,10 @@ static int store_source(struct install *ins, struct source *s, struct cfs_err *e
 	/* By the lock's sha256, else its md5: a record made from a lock that gave only one. */
 	if (s->p->sha256)
 		r = catalog_package_record(ins->st->cat, s->p->sha256, NULL, &s->blob, &s->blob_len,
-		                           err);
+		                           &s->rec_root, err);
 	if (r == -ENOENT && s->p->md5)
 		r = catalog_package_record(ins->st->cat, NULL, s->p->md5, &s->blob, &s->blob_len,
-		                           err);
+		                           &s->rec_root, err);
 	if (r == -ENOENT)
 		return 0;
 	if (r)
@@ -502,8 +503,8 @@ static int unpack_all(struct install *ins, bool cached, struct cfs_err *err)
 	return p.r;
 }
 
-/* mkdir -p of rel's parents beneath dfd. */
-static int make_parents(int dfd, const char *rel)
+/* mkdir -p of rel's parents beneath dfd, each made with mode. */
+static int make_parents(int dfd, const char *rel, mode_t mode)
 {
 	char path[PATH_MAX];
 	size_t len = strlen(rel);
@@ -513,7 +514,7 @@ static int make_parents(int dfd, const char *rel)
 	memcpy(path, rel, len + 1);
 	for (char *p = strchr(path, '/'); p; p = strchr(p + 1, '/')) {
 		*p = '\0';
-		if (mkdirat(dfd, path, 0700) < 0 && errno != EEXIST)
+		if (mkdirat(dfd, path, mode) < 0 && errno != EEXIST)
 			return neg_errno();
 		*p = '/';
 	}
@@ -531,7 +532,7 @@ static int write_gen(void *arg, const struct link_entry *e, const uint8_t *data,
 {
 	struct install *ins = arg;
 	struct timespec ts[2];
-	int fd, r = make_parents(ins->gen_fd, e->path);
+	int fd, r = make_parents(ins->gen_fd, e->path, 0700);
 
 	fd = r ? r
 	       : openat(ins->gen_fd, e->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
@@ -584,7 +585,7 @@ static int compile_pycs(struct install *ins, const struct link_plan *plan, const
 	for (size_t i = 0; !r && i < ins->n; i++) {
 		const struct source *s = &ins->src[i];
 
-		if (s->rec)
+		if (!s->dir)
 			continue;
 		if (s->ours && asprintf(&dirs[i], "/proc/self/cwd%s", s->dir + wlen) < 0)
 			dirs[i] = NULL;
@@ -653,13 +654,13 @@ static size_t unstore(struct source *s)
 	return 1;
 }
 
-/* Packages from the store whose record holds no pycs compiled by the plan's python, and
- * python itself when anything is to be compiled: set back to be taken from a cache or the
- * channel. How many. */
-static size_t unstore_for_compiling(struct install *ins, const struct link_plan *plan)
+/* Packages from the store whose record holds no pycs compiled by the plan's python: set
+ * back to be taken from a cache or the channel, their sources to be compiled. How many;
+ * *ret_compile: any pyc of the plan is to be compiled. */
+static size_t unstore_for_compiling(struct install *ins, const struct link_plan *plan,
+                                    bool *ret_compile)
 {
 	const char *pyver = link_plan_python(plan);
-	const struct link_entry *py = link_plan_python_file(plan);
 	bool compile = false;
 	size_t n = 0;
 
@@ -677,9 +678,108 @@ static size_t unstore_for_compiling(struct install *ins, const struct link_plan 
 			n += unstore(src);
 		compile |= !src->rec;
 	}
-	if (compile && py && ins->src[py->pkg].rec)
-		n += unstore(&ins->src[py->pkg]);
+	*ret_compile = compile;
 	return n;
+}
+
+/* One file of package i into dfd at rel, its bytes read from the environment its record
+ * came with at the file's path there, with prefix where the prefix goes: the archive's
+ * bytes when prefix is the package's placeholder. */
+static int materialize_file(struct install *ins, size_t i, const struct link_entry *e,
+                            const char *rel, const char *prefix, int dfd, uint8_t *buf,
+                            struct cfs_err *err)
+{
+	struct store_node node;
+	struct timespec ts[2];
+	uint64_t off = 0;
+	size_t got = 1;
+	int fd, r = store_path_lookup(ins->st, ins->src[i].rec_root, e->path, &node, err);
+
+	if (r)
+		return r == -ENOENT ? err_set(err, r,
+		                              "%s: %s: not in the environment its record "
+		                              "came with",
+		                              ins->src[i].fn, e->path)
+		                    : r;
+	fd = openat(dfd, rel, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return err_set(err, neg_errno(), "%s/pkgs/%s/%s: %s", ins->work, ins->src[i].dist,
+		               rel, strerror(errno));
+	while (!r && got) {
+		r = store_read(ins->st, &node, prefix, off, 1u << 20, buf, &got, err);
+		for (size_t done = 0; !r && done < got;) {
+			ssize_t w = write(fd, buf + done, got - done);
+
+			if (w < 0)
+				r = err_set(err, neg_errno(), "%s/pkgs/%s/%s: %s", ins->work,
+				            ins->src[i].dist, rel, strerror(errno));
+			else
+				done += (size_t)w;
+		}
+		off += got;
+	}
+	ts[0].tv_sec = ts[1].tv_sec = e->mtime_ns / 1000000000;
+	ts[0].tv_nsec = ts[1].tv_nsec = e->mtime_ns % 1000000000;
+	if (!r && (fchmod(fd, e->mode & 0777) < 0 || futimens(fd, ts) < 0))
+		r = err_set(err, neg_errno(), "%s/pkgs/%s/%s: %s", ins->work, ins->src[i].dist, rel,
+		            strerror(errno));
+	close(fd);
+	return r;
+}
+
+/* Package i, taken from the store, written out into pkgs/<dist>/ as its archive would
+ * extract, for the .pyc compiler to run it (the environment's python): fetching it again
+ * would cost its download and extraction both. Its record stays what the environment is
+ * made from. */
+static int materialize(struct install *ins, const struct link_plan *plan, size_t i,
+                       struct cfs_err *err)
+{
+	struct source *s = &ins->src[i];
+	const char *placeholder = "/";
+	uint8_t *buf = malloc(1u << 20);
+	int dfd = -1, r = buf ? 0 : err_set(err, -ENOMEM, "out of memory");
+
+	/* One placeholder for the whole package: the pycs it ships for its relocated
+	 * sources were rewritten for them (ingest.h pyc_src), read back with the same. */
+	for (size_t j = 0; j < link_plan_count(plan); j++)
+		if (link_plan_entry(plan, j)->pkg == i && link_plan_entry(plan, j)->placeholder) {
+			placeholder = link_plan_entry(plan, j)->placeholder;
+			break;
+		}
+	if (!r && (mkdirat(ins->pkgs_fd, s->dist, 0700) < 0 ||
+	           (dfd = openat(ins->pkgs_fd, s->dist,
+	                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0))
+		r = err_set(err, neg_errno(), "%s/pkgs/%s: %s", ins->work, s->dist,
+		            strerror(errno));
+	for (size_t j = 0; !r && j < link_plan_count(plan); j++) {
+		const struct link_entry *e = link_plan_entry(plan, j);
+		const char *rel = e->src ? e->src : e->path;
+
+		if (e->pkg != i)
+			continue;
+		/* As an archive's: the compiler, nobody, must reach its files. */
+		r = make_parents(dfd, rel, 0755);
+		if (r)
+			r = err_set(err, r, "%s/pkgs/%s/%s: %s", ins->work, s->dist, rel,
+			            strerror(-r));
+		else if (e->type == LINK_DIR && mkdirat(dfd, rel, 0755) < 0 && errno != EEXIST)
+			r = err_set(err, neg_errno(), "%s/pkgs/%s/%s: %s", ins->work, s->dist, rel,
+			            strerror(errno));
+		else if (e->type == LINK_SYMLINK && symlinkat(e->target, dfd, rel) < 0)
+			r = err_set(err, neg_errno(), "%s/pkgs/%s/%s: %s", ins->work, s->dist, rel,
+			            strerror(errno));
+		else if (e->type == LINK_FILE)
+			r = materialize_file(ins, i, e, rel, placeholder, dfd, buf, err);
+	}
+	if (!r && asprintf(&s->dir, "%s/pkgs/%s", ins->work, s->dist) < 0) {
+		s->dir = NULL;
+		r = err_set(err, -ENOMEM, "out of memory");
+	}
+	s->ours = !r;
+	if (dfd >= 0)
+		close(dfd);
+	free(buf);
+	return r;
 }
 
 /* What the store phase made of node k's content, into a record's entry. */
@@ -822,7 +922,9 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 	struct link_pkg *lp = calloc(ins->n ? ins->n : 1, sizeof(*lp));
 	int *pkg_fds = malloc((ins->n ? ins->n : 1) * sizeof(*pkg_fds));
 	const struct pkgrec **recs = calloc(ins->n ? ins->n : 1, sizeof(*recs));
+	const struct link_entry *py;
 	struct link_plan *plan = NULL;
+	bool compile = false;
 	struct timespec now;
 	struct ingest in;
 	char source[64];
@@ -860,9 +962,16 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 	                   plan_warn, ins, &plan, err);
 	if (r)
 		goto out;
-	*ret_again = unstore_for_compiling(ins, plan) > 0;
+	*ret_again = unstore_for_compiling(ins, plan, &compile) > 0;
 	if (*ret_again)
 		goto out;
+	/* The compiler runs the environment's python: from the store when it is there. */
+	py = link_plan_python_file(plan);
+	if (compile && py && ins->src[py->pkg].rec && !ins->src[py->pkg].dir) {
+		r = materialize(ins, plan, py->pkg, err);
+		if (r)
+			goto out;
+	}
 	for (size_t i = 0; i < link_plan_scripts(plan); i++) {
 		warn(ins, "%s: has a pre- or post-link script, which condafs install does not run",
 		     link_plan_script_pkg(plan, i));
@@ -871,7 +980,7 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 			                          link_plan_script_pkg(plan, i));
 	}
 	for (size_t i = 0; i < ins->n; i++) {
-		if (ins->src[i].rec)
+		if (!ins->src[i].dir)
 			continue;
 		pkg_fds[i] = open(ins->src[i].dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (pkg_fds[i] < 0) {
