@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the parts of condafs install share (install.c and its invariants N1-N4): the
+ * packages of the lock and where each comes from, and the install's state. install.c runs
+ * the install; install_sources.c finds, fetches, checks and extracts packages;
+ * install_record.c keeps what the store learns of each package and takes packages from it.
+ */
+#ifndef CONDAFS_INSTALL_INT_H
+#define CONDAFS_INSTALL_INT_H
+
+#include "condafs/store.h"
+
+#include "catalog.h"
+#include "pkgarchive.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+struct ingest;
+struct link_plan;
+struct pkg;
+struct pkgrec;
+struct pkgset;
+
+/* One conda package of the lock and where its extracted files come from. */
+struct source {
+	const struct pkg *p;
+	char *fn;      /* the archive's file name, from the URL */
+	char *dist;    /* fn without its extension */
+	char *dir;     /* the extracted package (absolute) */
+	char *archive; /* an archive in a cache, to check and extract; NULL: none */
+	bool fetch;    /* to download into dl/ */
+	/* The archive's digests and size once checked (size 0: taken from a cache's
+	 * extracted package, the lock's digests stand). */
+	struct pkgarchive_digests dg;
+	bool ours; /* dir was extracted here (else a cache's: N2) */
+	/* The store's record of it (its blob, and read): then nothing else is looked for. */
+	uint8_t *blob;
+	size_t blob_len;
+	struct pkgrec *rec;
+	int64_t rec_root; /* the top of the environment the record came with (C9) */
+	bool no_store;    /* its record lacks this python's pycs: taken from elsewhere */
+};
+
+struct install {
+	struct store *st;
+	const struct install_opts *opts;
+	const char *lock;
+	struct pkgset *set;
+	struct source *src;
+	size_t n;
+	int work_fd;
+	char work_name[64];
+	char *work; /* absolute path of the temporary directory */
+	int dl_fd, pkgs_fd, gen_fd;
+	pthread_mutex_t warn_mu; /* warnings come from the unpacking threads too */
+	/* What the commit records of each package (N4), and what they are made from. */
+	const struct link_plan *plan;
+	const int *pkg_fds;
+	struct catalog_blob *records;
+	uint8_t **made; /* records made here, owned */
+};
+
+void install_warn(struct install *ins, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Owned by us and writable by no one else (N1, N2). */
+bool install_is_ours(const struct stat *sb);
+/* mkdir -p of rel's parents beneath dfd, each made with mode. */
+int install_make_parents(int dfd, const char *rel, mode_t mode);
+
+/* ---- install_sources.c ---- */
+
+/* Where each package not placed yet comes from: the store (its record), a cache's
+ * extracted package, a cache's archive, or the channel. */
+int install_find_sources(struct install *ins, struct cfs_err *err);
+/* The packages to fetch, into dl/, through the mirrors. */
+int install_download(struct install *ins, struct cfs_err *err);
+/* Check and extract, in parallel, the caches' archives (cached) or the downloaded ones
+ * (N1); a cache's archive that fails its digest is left to download, with a warning. */
+int install_unpack_all(struct install *ins, bool cached, struct cfs_err *err);
+
+/* ---- install_record.c ---- */
+
+/* Packages from the store whose record holds no pycs compiled by the plan's python: set
+ * back to be taken from a cache or the channel, their sources to be compiled. How many;
+ * *ret_compile: any pyc of the plan is to be compiled. */
+size_t install_unstore_for_compiling(struct install *ins, const struct link_plan *plan,
+                                     bool *ret_compile);
+/* Package i, taken from the store, written out into pkgs/<dist>/ as its archive would
+ * extract, for the .pyc compiler to run it. */
+int install_materialize(struct install *ins, const struct link_plan *plan, size_t i,
+                        struct cfs_err *err);
+/* ingest.h's before_commit: every package's record (N4), inserted by the commit. */
+int install_record_packages(struct ingest *in, void *arg, struct cfs_err *err);
+
+#endif

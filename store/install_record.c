@@ -1,0 +1,293 @@
+// SPDX-License-Identifier: MIT
+/*
+ * What condafs install keeps of each package (install.c N4, catalog.c C9) and takes from
+ * the store again: the records the commit inserts, the packages set back when their pycs
+ * must be compiled, and a stored package written out for the compiler to run.
+ */
+#include "install_int.h"
+
+#include "err.h"
+#include "ingest.h"
+#include "link.h"
+#include "pkgrec.h"
+#include "store_impl.h"
+#include "textfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static size_t unstore(struct source *s)
+{
+	pkgrec_free(s->rec);
+	s->rec = NULL;
+	free(s->blob);
+	s->blob = NULL;
+	s->no_store = true;
+	return 1;
+}
+
+/* Packages from the store whose record holds no pycs compiled by the plan's python: set
+ * back to be taken from a cache or the channel, their sources to be compiled. How many;
+ * *ret_compile: any pyc of the plan is to be compiled. */
+size_t install_unstore_for_compiling(struct install *ins, const struct link_plan *plan,
+                                     bool *ret_compile)
+{
+	const char *pyver = link_plan_python(plan);
+	bool compile = false;
+	size_t n = 0;
+
+	for (size_t i = 0; i < link_plan_count(plan); i++) {
+		const struct link_entry *e = link_plan_entry(plan, i), *s;
+		struct source *src;
+
+		if (!e->pyc_of)
+			continue;
+		s = link_plan_find(plan, e->pyc_of);
+		if (!s || s->type != LINK_FILE || s->pkg == LINK_GENERATED)
+			continue;
+		src = &ins->src[s->pkg];
+		if (src->rec && strcmp(pkgrec_pyver(src->rec), pyver) != 0)
+			n += unstore(src);
+		compile |= !src->rec;
+	}
+	*ret_compile = compile;
+	return n;
+}
+
+/* One file of package i into dfd at rel, its bytes read from the environment its record
+ * came with at the file's path there, with prefix where the prefix goes: the archive's
+ * bytes when prefix is the package's placeholder. */
+static int materialize_file(struct install *ins, size_t i, const struct link_entry *e,
+                            const char *rel, const char *prefix, int dfd, uint8_t *buf,
+                            struct cfs_err *err)
+{
+	struct store_node node;
+	struct timespec ts[2];
+	uint64_t off = 0;
+	size_t got = 1;
+	int fd, r = store_path_lookup(ins->st, ins->src[i].rec_root, e->path, &node, err);
+
+	if (r)
+		return r == -ENOENT ? err_set(err, r,
+		                              "%s: %s: not in the environment its record "
+		                              "came with",
+		                              ins->src[i].fn, e->path)
+		                    : r;
+	fd = openat(dfd, rel, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return err_set(err, neg_errno(), "%s/pkgs/%s/%s: %s", ins->work, ins->src[i].dist,
+		               rel, strerror(errno));
+	while (!r && got) {
+		r = store_read(ins->st, &node, prefix, off, 1u << 20, buf, &got, err);
+		for (size_t done = 0; !r && done < got;) {
+			ssize_t w = write(fd, buf + done, got - done);
+
+			if (w < 0)
+				r = err_set(err, neg_errno(), "%s/pkgs/%s/%s: %s", ins->work,
+				            ins->src[i].dist, rel, strerror(errno));
+			else
+				done += (size_t)w;
+		}
+		off += got;
+	}
+	ts[0].tv_sec = ts[1].tv_sec = e->mtime_ns / 1000000000;
+	ts[0].tv_nsec = ts[1].tv_nsec = e->mtime_ns % 1000000000;
+	if (!r && (fchmod(fd, e->mode & 0777) < 0 || futimens(fd, ts) < 0))
+		r = err_set(err, neg_errno(), "%s/pkgs/%s/%s: %s", ins->work, ins->src[i].dist, rel,
+		            strerror(errno));
+	close(fd);
+	return r;
+}
+
+/* Package i, taken from the store, written out into pkgs/<dist>/ as its archive would
+ * extract, for the .pyc compiler to run it (the environment's python): fetching it again
+ * would cost its download and extraction both. Its record stays what the environment is
+ * made from. */
+int install_materialize(struct install *ins, const struct link_plan *plan, size_t i,
+                        struct cfs_err *err)
+{
+	struct source *s = &ins->src[i];
+	const char *placeholder = "/";
+	uint8_t *buf = malloc(1u << 20);
+	int dfd = -1, r = buf ? 0 : err_set(err, -ENOMEM, "out of memory");
+
+	/* One placeholder for the whole package: the pycs it ships for its relocated
+	 * sources were rewritten for them (ingest.h pyc_src), read back with the same. */
+	for (size_t j = 0; j < link_plan_count(plan); j++)
+		if (link_plan_entry(plan, j)->pkg == i && link_plan_entry(plan, j)->placeholder) {
+			placeholder = link_plan_entry(plan, j)->placeholder;
+			break;
+		}
+	if (!r && (mkdirat(ins->pkgs_fd, s->dist, 0700) < 0 ||
+	           (dfd = openat(ins->pkgs_fd, s->dist,
+	                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0))
+		r = err_set(err, neg_errno(), "%s/pkgs/%s: %s", ins->work, s->dist,
+		            strerror(errno));
+	for (size_t j = 0; !r && j < link_plan_count(plan); j++) {
+		const struct link_entry *e = link_plan_entry(plan, j);
+		const char *rel = e->src ? e->src : e->path;
+
+		if (e->pkg != i)
+			continue;
+		/* As an archive's: the compiler, nobody, must reach its files. */
+		r = install_make_parents(dfd, rel, 0755);
+		if (r)
+			r = err_set(err, r, "%s/pkgs/%s/%s: %s", ins->work, s->dist, rel,
+			            strerror(-r));
+		else if (e->type == LINK_DIR && mkdirat(dfd, rel, 0755) < 0 && errno != EEXIST)
+			r = err_set(err, neg_errno(), "%s/pkgs/%s/%s: %s", ins->work, s->dist, rel,
+			            strerror(errno));
+		else if (e->type == LINK_SYMLINK && symlinkat(e->target, dfd, rel) < 0)
+			r = err_set(err, neg_errno(), "%s/pkgs/%s/%s: %s", ins->work, s->dist, rel,
+			            strerror(errno));
+		else if (e->type == LINK_FILE)
+			r = materialize_file(ins, i, e, rel, placeholder, dfd, buf, err);
+	}
+	if (!r && asprintf(&s->dir, "%s/pkgs/%s", ins->work, s->dist) < 0) {
+		s->dir = NULL;
+		r = err_set(err, -ENOMEM, "out of memory");
+	}
+	s->ours = !r;
+	if (dfd >= 0)
+		close(dfd);
+	free(buf);
+	return r;
+}
+
+/* What the store phase made of node k's content, into a record's entry. */
+static void take_content(struct pkgrec_entry *pe, const struct inode *k)
+{
+	pe->key = k->key;
+	pe->neutral_size = k->neutral_size;
+	pe->inserts = k->inserts;
+	pe->reloc = k->reloc;
+	pe->reloc_len = k->reloc_len;
+}
+
+/* The info/ files linking reads: what a record keeps of them. */
+static const char *const info_files[] = {"info/index.json", "info/link.json",  "info/paths.json",
+                                         "info/files",      "info/has_prefix", "info/no_link"};
+
+/* Package i as a record (N4) into ins->made[i], from its directory and the nodes the
+ * store phase filled (node_of: by plan entry, the node's index + 1); none when a path of
+ * it is not in the tree (another package's won) or an info/ file cannot be read. */
+static int record_package(struct install *ins, struct ingest *in, size_t i, const uint32_t *node_of,
+                          struct cfs_err *err)
+{
+	const struct link_plan *plan = ins->plan;
+	const struct source *s = &ins->src[i];
+	struct pkgrec_builder *b = NULL;
+	const char *pyver = link_plan_python(plan);
+	int r = 0;
+
+	for (size_t j = 0; j < link_plan_pkg_srcs(plan, i); j++) {
+		const struct link_src *ls = link_plan_pkg_src(plan, i, j);
+		const struct link_entry *e = link_plan_find(plan, ls->dst);
+
+		if (!e || e->type != ls->type ||
+		    (e->type != LINK_DIR &&
+		     (e->pkg != i || !node_of[e - link_plan_entry(plan, 0)])))
+			return 0;
+	}
+	if (s->rec) {
+		ins->records[i] = (struct catalog_blob){s->blob, s->blob_len};
+		return 0;
+	}
+	if (pkgrec_builder_new(s->dg.size ? s->dg.sha256 : s->p->sha256,
+	                       s->dg.size ? s->dg.md5 : s->p->md5, s->dg.size, pyver ? pyver : "",
+	                       &b) < 0)
+		return err_set(err, -ENOMEM, "out of memory");
+	for (size_t j = 0; !r && j < sizeof(info_files) / sizeof(*info_files); j++) {
+		struct cfs_err e2;
+		char *text = NULL;
+		size_t len;
+
+		r = textfile_read(ins->pkg_fds[i], info_files[j], info_files[j], 64u << 20, &text,
+		                  &len, &e2);
+		if (r == 0)
+			r = pkgrec_add_info(b, info_files[j], (const uint8_t *)text, len);
+		free(text);
+		if (r == -ENOENT)
+			r = 0;
+	}
+	for (size_t j = 0; !r && j < link_plan_pkg_srcs(plan, i); j++) {
+		const struct link_src *ls = link_plan_pkg_src(plan, i, j);
+		const struct link_entry *e = link_plan_find(plan, ls->dst);
+		struct pkgrec_entry pe = {
+		        .path = ls->src, .mode = ls->mode, .mtime_ns = ls->mtime_ns};
+
+		pe.type = ls->type == LINK_FILE      ? NODE_FILE
+		          : ls->type == LINK_SYMLINK ? NODE_SYMLINK
+		                                     : NODE_DIR;
+		if (pe.type == NODE_FILE) {
+			const struct inode *k =
+			        &in->nodes[node_of[e - link_plan_entry(plan, 0)] - 1];
+
+			take_content(&pe, k);
+			pe.size = ls->len;
+		}
+		pe.target = ls->target;
+		r = pkgrec_add_path(b, &pe);
+	}
+	for (size_t j = 0; !r && j < link_plan_count(plan); j++) {
+		const struct link_entry *e = link_plan_entry(plan, j), *src;
+		struct pkgrec_entry pe;
+		const struct inode *k;
+
+		if (!e->pyc_of || !node_of[j])
+			continue;
+		src = link_plan_find(plan, e->pyc_of);
+		if (!src || src->type != LINK_FILE || src->pkg != i)
+			continue;
+		k = &in->nodes[node_of[j] - 1];
+		pe = (struct pkgrec_entry){.path = e->path,
+		                           .type = NODE_FILE,
+		                           .mode = k->mode,
+		                           .mtime_ns = k->mtime_ns,
+		                           .size = k->size};
+		take_content(&pe, k);
+		r = pkgrec_add_pyc(b, &pe);
+	}
+	if (r) {
+		r = err_set(err, r, "out of memory");
+	} else {
+		struct cfs_err e2;
+
+		/* A record is a saving, not the environment: one that cannot be made is a
+		 * warning, and the package is fetched again next time. */
+		r = pkgrec_finish(b, &ins->made[i], &ins->records[i].len, &e2);
+		if (r == -ENOMEM)
+			r = err_set(err, r, "out of memory");
+		else if (r)
+			install_warn(ins, "%s: not recorded for later installs: %s", s->fn, e2.msg);
+		else
+			ins->records[i].data = ins->made[i];
+		if (r != -ENOMEM)
+			r = 0;
+	}
+	pkgrec_builder_free(b);
+	return r;
+}
+
+/* ingest.h's before_commit: every package's record (N4), inserted by the commit. */
+int install_record_packages(struct ingest *in, void *arg, struct cfs_err *err)
+{
+	struct install *ins = arg;
+	size_t n = link_plan_count(ins->plan);
+	uint32_t *node_of = calloc(n ? n : 1, sizeof(*node_of));
+	int r = node_of ? 0 : err_set(err, -ENOMEM, "out of memory");
+
+	for (size_t k = 0; !r && k < in->n; k++)
+		if (in->nodes[k].plan)
+			node_of[in->nodes[k].plan - 1] = (uint32_t)k + 1;
+	for (size_t i = 0; !r && i < ins->n; i++)
+		r = record_package(ins, in, i, node_of, err);
+	free(node_of);
+	return r;
+}

@@ -1,0 +1,329 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Where condafs install's packages come from (install.c N1, N2): the store's records, the
+ * package caches on this machine, else the lock's URLs through mirrors (fetch.c,
+ * pkgcache.c); each archive checked against the lock's digests before it is extracted
+ * into the install's temporary directory (pkgarchive.c), in parallel.
+ */
+#include "install_int.h"
+
+#include "err.h"
+#include "fetch.h"
+#include "pkgcache.h"
+#include "pkgrec.h"
+#include "pkgset.h"
+#include "store_impl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Downloads at once: enough to fill a link from a mirror, few enough for its limits. */
+#define FETCH_PARALLEL 4
+
+/* An extracted package in a cache, if it may be trusted (N2). */
+static bool cache_dir_usable(const char *dir)
+{
+	struct stat sb;
+
+	return stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode) && install_is_ours(&sb);
+}
+
+/* A digest of the lock and one of a record agree, or one of them is unknown. */
+static bool same_digest(const char *lock, const char *rec)
+{
+	return !lock || !*rec || strcasecmp(lock, rec) == 0;
+}
+
+/* The store's record of s, if an environment was installed from its archive (C9). A
+ * record that does not read is a warning, and the package is looked for elsewhere. */
+static int store_source(struct install *ins, struct source *s, struct cfs_err *err)
+{
+	struct cfs_err e2;
+	char what[512];
+	int r = -ENOENT;
+
+	/* By the lock's sha256, else its md5: a record made from a lock that gave only one. */
+	if (s->p->sha256)
+		r = catalog_package_record(ins->st->cat, s->p->sha256, NULL, &s->blob, &s->blob_len,
+		                           &s->rec_root, err);
+	if (r == -ENOENT && s->p->md5)
+		r = catalog_package_record(ins->st->cat, NULL, s->p->md5, &s->blob, &s->blob_len,
+		                           &s->rec_root, err);
+	if (r == -ENOENT)
+		return 0;
+	if (r)
+		return r;
+	snprintf(what, sizeof(what), "%s/catalog.db: the record of %s", ins->st->dir, s->fn);
+	r = pkgrec_open(s->blob, s->blob_len, what, &s->rec, &e2);
+	if (r == -ENOMEM)
+		return err_set(err, r, "out of memory");
+	if (r) {
+		install_warn(ins, "%s; fetching it", e2.msg);
+	} else if (!same_digest(s->p->sha256, pkgrec_sha256(s->rec)) ||
+	           !same_digest(s->p->md5, pkgrec_md5(s->rec))) {
+		/* Its archive was another than the lock's: it is not this package. */
+		pkgrec_free(s->rec);
+		s->rec = NULL;
+	}
+	if (!s->rec) {
+		free(s->blob);
+		s->blob = NULL;
+	}
+	return 0;
+}
+
+/* Where each package not placed yet comes from: the store, a cache's extracted package, a
+ * cache's archive, or the channel. */
+int install_find_sources(struct install *ins, struct cfs_err *err)
+{
+	struct pkgcache *cache = NULL;
+	int r = pkgcache_new(ins->opts->pkgs_dirs, ins->opts->npkgs_dirs, &cache, err);
+
+	for (size_t i = 0; !r && i < ins->n; i++) {
+		struct source *s = &ins->src[i];
+		char *archive = NULL, *extracted = NULL;
+
+		if (s->rec || s->dir || s->archive || s->fetch)
+			continue;
+		if (!s->no_store) {
+			r = store_source(ins, s, err);
+			if (r || s->rec)
+				continue;
+		}
+		r = pkgcache_find(cache, s->fn, s->p->sha256, s->p->md5, &archive, &extracted);
+		if (r) {
+			r = err_set(err, r, "out of memory");
+			break;
+		}
+		if (extracted && cache_dir_usable(extracted)) {
+			s->dir = extracted;
+			free(archive);
+		} else {
+			free(extracted);
+			s->archive = archive;
+			s->fetch = !archive;
+		}
+	}
+	pkgcache_free(cache);
+	return r;
+}
+
+static void on_fetch(const struct fetch_progress *p, void *arg)
+{
+	const struct install *ins = arg;
+	struct install_fetch f = {p->done, p->total, p->bytes, p->bytes_total, p->rate};
+
+	ins->opts->fetching(ins->opts->ingest.ctx, &f);
+}
+
+int install_download(struct install *ins, struct cfs_err *err)
+{
+	struct mirrors *m = NULL;
+	struct fetch_item *items = calloc(ins->n ? ins->n : 1, sizeof(*items));
+	char **urls = calloc(ins->n ? ins->n : 1, sizeof(*urls));
+	size_t k = 0;
+	int r = items && urls ? mirrors_new(&m) : -ENOMEM;
+
+	if (r) {
+		r = err_set(err, r, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; !r && i < ins->opts->nmirrors; i++)
+		r = mirrors_add(m, ins->opts->mirrors[i], err);
+	for (size_t i = 0; !r && i < ins->n; i++) {
+		if (!ins->src[i].fetch || ins->src[i].dir)
+			continue;
+		r = mirrors_map(m, ins->src[i].p->url, &urls[k]);
+		if (r) {
+			r = err_set(err, r, "out of memory");
+			break;
+		}
+		items[k] = (struct fetch_item){.url = urls[k], .name = ins->src[i].fn};
+		k++;
+	}
+	if (!r && k)
+		r = fetch_all(items, k, ins->dl_fd, FETCH_PARALLEL,
+		              ins->opts->fetching ? on_fetch : NULL, ins, err);
+out:
+	for (size_t i = 0; urls && i < k; i++)
+		free(urls[i]);
+	free(urls);
+	free(items);
+	mirrors_free(m);
+	return r;
+}
+
+/* Copy the archive at fd into dl/ (N1): the copy is ours, the original its owner's. */
+static int copy_in(struct install *ins, struct source *s, int fd, struct cfs_err *err)
+{
+	char buf[1 << 16];
+	int out = openat(ins->dl_fd, s->fn, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	ssize_t n;
+	int r = 0;
+
+	if (out < 0)
+		return err_set(err, neg_errno(), "%s: %s", s->archive, strerror(errno));
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (ssize_t done = 0; done < n;) {
+			ssize_t w = write(out, buf + done, (size_t)(n - done));
+
+			if (w < 0) {
+				r = err_set(err, neg_errno(), "%s/dl/%s: %s", ins->work, s->fn,
+				            strerror(errno));
+				goto out;
+			}
+			done += w;
+		}
+	}
+	if (n < 0)
+		r = err_set(err, neg_errno(), "%s: %s", s->archive, strerror(errno));
+out:
+	close(out);
+	return r;
+}
+
+/* Check source s's archive (a cache's, or downloaded into dl/) and extract it into
+ * pkgs/<dist>/ (N1). A cache's archive that fails its digest is left to download
+ * (s->fetch), with a warning. */
+static int unpack(struct install *ins, struct source *s, struct cfs_err *err)
+{
+	int fd = -1, dfd = -1, r;
+	struct stat sb;
+
+	if (s->archive) {
+		fd = open(s->archive, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return err_set(err, neg_errno(), "%s: %s", s->archive, strerror(errno));
+		if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+			r = err_set(err, -EINVAL, "%s: not a regular file", s->archive);
+			goto out;
+		}
+		if (!install_is_ours(&sb)) {
+			r = copy_in(ins, s, fd, err);
+			close(fd);
+			fd = -1;
+			if (r)
+				goto out;
+		}
+	}
+	if (fd < 0) {
+		fd = openat(ins->dl_fd, s->fn, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return err_set(err, neg_errno(), "%s: %s", s->fn, strerror(errno));
+	}
+	r = pkgarchive_verify(fd, s->p->sha256, s->p->md5, s->archive ? s->archive : s->fn, &s->dg,
+	                      err);
+	if (r == -EBADMSG && s->archive) {
+		/* A cache's archive that is not the lock's (damaged, or another build under
+		 * its name) is fetched instead, as conda fetches it again. */
+		install_warn(ins, "%s; fetching it instead", err->msg);
+		unlinkat(ins->dl_fd, s->fn, 0);
+		free(s->archive);
+		s->archive = NULL;
+		s->fetch = true;
+		r = 0;
+		goto out;
+	}
+	if (r)
+		goto out;
+	if (mkdirat(ins->pkgs_fd, s->dist, 0700) < 0) {
+		r = err_set(err, neg_errno(), "%s/pkgs/%s: %s", ins->work, s->dist,
+		            strerror(errno));
+		goto out;
+	}
+	dfd = openat(ins->pkgs_fd, s->dist, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0) {
+		r = err_set(err, neg_errno(), "%s/pkgs/%s: %s", ins->work, s->dist,
+		            strerror(errno));
+		goto out;
+	}
+	r = pkgarchive_extract(fd, s->fn, dfd, s->fn, err);
+	if (r)
+		goto out;
+	if (asprintf(&s->dir, "%s/pkgs/%s", ins->work, s->dist) < 0) {
+		s->dir = NULL;
+		r = err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	s->ours = true;
+out:
+	if (dfd >= 0)
+		close(dfd);
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+/* Unpacking in parallel: checking and extracting the archives is most of a cold install,
+ * and each is independent of the others. */
+#define UNPACK_THREADS_MAX 8
+
+struct unpack_pool {
+	struct install *ins;
+	bool cached; /* this round: the caches' archives, else the downloaded ones */
+	pthread_mutex_t mu;
+	size_t next, failed; /* the failed package's index, SIZE_MAX: none yet */
+	int r;
+	struct cfs_err *err;
+};
+
+static void *unpack_worker(void *arg)
+{
+	struct unpack_pool *p = arg;
+	struct cfs_err err = {{0}};
+
+	for (;;) {
+		struct source *s;
+		size_t i;
+		int r;
+
+		pthread_mutex_lock(&p->mu);
+		i = p->next++;
+		r = p->r;
+		pthread_mutex_unlock(&p->mu);
+		if (r || i >= p->ins->n)
+			return NULL;
+		s = &p->ins->src[i];
+		if (s->rec || s->dir || (p->cached && !s->archive))
+			continue;
+		r = unpack(p->ins, s, &err);
+		if (r) {
+			pthread_mutex_lock(&p->mu);
+			/* Of the failures, the first in the lock's order is the one reported. */
+			if (i < p->failed) {
+				p->failed = i;
+				p->r = r;
+				*p->err = err;
+			}
+			pthread_mutex_unlock(&p->mu);
+		}
+	}
+}
+
+int install_unpack_all(struct install *ins, bool cached, struct cfs_err *err)
+{
+	struct unpack_pool p = {.ins = ins, .cached = cached, .failed = SIZE_MAX, .err = err};
+	pthread_t th[UNPACK_THREADS_MAX];
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t n = cpus < 1 ? 1 : cpus > UNPACK_THREADS_MAX ? UNPACK_THREADS_MAX : (size_t)cpus;
+	size_t started = 0;
+
+	if (n > ins->n)
+		n = ins->n;
+	pthread_mutex_init(&p.mu, NULL);
+	for (; started + 1 < n; started++)
+		if (pthread_create(&th[started], NULL, unpack_worker, &p) != 0)
+			break;
+	unpack_worker(&p);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	pthread_mutex_destroy(&p.mu);
+	return p.r;
+}
