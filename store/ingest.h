@@ -60,10 +60,14 @@ struct inode {
 	uint32_t pyc_src_inserts;
 	uint64_t pyc_src_neutral;
 	/* A path of an install (ingest_plan.c), when src_rel is set: its file is src_rel
-	 * beneath src_fd (an extracted package, borrowed), and its bytes hold wprefix (a
-	 * package's placeholder) where the prefix belongs; wplen 0: they hold none. */
+	 * beneath src_fd (an extracted package, borrowed); when src_data is set: its bytes
+	 * are src_fd's from src_off on (an unpacked package's data file, pkgarchive.h,
+	 * borrowed). Its bytes hold wprefix (a package's placeholder) where the prefix
+	 * belongs; wplen 0: they hold none. */
 	const char *src_rel;
 	int src_fd;
+	bool src_data;
+	uint64_t src_off;
 	const char *wprefix;
 	size_t wplen;
 	/* An install's path: its plan entry's index + 1 (0: not from a plan). known: its
@@ -125,7 +129,7 @@ struct ingest {
 static inline const char *node_prefix(const struct ingest *in, const struct inode *n,
                                       size_t *ret_len)
 {
-	if (n->src_rel) {
+	if (n->plan) {
 		*ret_len = n->wplen;
 		return n->wprefix;
 	}
@@ -155,6 +159,8 @@ struct fileread {
 	struct ingest *in;
 	struct inode *n;
 	int fd;
+	bool borrowed; /* fd is an unpacked package's data file, not closed here */
+	uint64_t base; /* where the file's bytes start in fd */
 	uint64_t len;
 	bool sparse;         /* it has holes: they are never read, nor is it relocated */
 	const uint8_t *data; /* the whole content (buf or whole), or NULL: streamed */
@@ -188,6 +194,9 @@ struct fileread {
  */
 int fileread_open(struct ingest *in, struct inode *n, uint8_t *buf, struct fileread *f,
                   struct cfs_err *err);
+/* I3 after reading: the file still has the size and mtime it was planned with (*sb its
+ * stat; an unpacked package's data file is the install's alone and is not looked at). */
+bool fileread_unchanged(const struct fileread *f, struct stat *sb);
 void fileread_close(struct fileread *f);
 /* First pass over a streamed file: its key, and whether it holds the prefix and may be
  * relocated (then fileread_whole). */
@@ -260,12 +269,19 @@ int ingest_phases(struct ingest *in, const char *hash, const struct pkgset *set,
 void ingest_release(struct ingest *in);
 
 struct link_plan;
+struct pkgarchive_files;
 struct pkgrec;
-/* The install's tree, from its plan (link.h): paths from the extracted packages open at
- * pkg_fds (by link_entry.pkg), generated ones from in->root_fd where the install wrote
- * them at their paths; a package with a record (recs[pkg], else NULL) is taken from the
- * store, its compiled pycs too. */
-int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan, const int *pkg_fds,
-                      const struct pkgrec *const *recs, struct cfs_err *err);
+/* Where each package of an install is read from: the store's record of it (its content
+ * and compiled pycs taken from the store), else its unpacked files, else its extracted
+ * directory. */
+struct ingest_pkg {
+	const struct pkgrec *rec;
+	const struct pkgarchive_files *files;
+	int dir_fd; /* -1: none */
+};
+/* The install's tree, from its plan (link.h): package paths from pkgs (by link_entry.pkg),
+ * generated ones from in->root_fd where the install wrote them at their paths. */
+int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan,
+                      const struct ingest_pkg *pkgs, struct cfs_err *err);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include "err.h"
 #include "link.h"
+#include "pkgarchive.h"
 #include "pkgrec.h"
 
 #include <errno.h>
@@ -61,11 +62,11 @@ static int find_parents(const struct link_plan *plan, size_t n, size_t *parent, 
 
 /* The record of the package pyc e is compiled from, when that package is the store's. */
 static const struct pkgrec *pyc_rec(const struct link_plan *plan, const struct link_entry *e,
-                                    const struct pkgrec *const *recs)
+                                    const struct ingest_pkg *pkgs)
 {
 	const struct link_entry *s = link_plan_find(plan, e->pyc_of);
 
-	return s && s->type == LINK_FILE && s->pkg != LINK_GENERATED ? recs[s->pkg] : NULL;
+	return s && s->type == LINK_FILE && s->pkg != LINK_GENERATED ? pkgs[s->pkg].rec : NULL;
 }
 
 /* A pyc the compiler did not make (its source does not compile) is not in the tree, nor a
@@ -73,7 +74,7 @@ static const struct pkgrec *pyc_rec(const struct link_plan *plan, const struct l
  * store has the pycs its record holds. Children sort after their parent, so going
  * backwards a directory's children are counted before it is seen. */
 static int drop_missing_pycs(struct ingest *in, const struct link_plan *plan, size_t n,
-                             const size_t *parent, const struct pkgrec *const *recs, bool *gone,
+                             const size_t *parent, const struct ingest_pkg *pkgs, bool *gone,
                              size_t *ret_ngone, struct cfs_err *err)
 {
 	size_t *kids = calloc(n ? n : 1, sizeof(*kids)), *live = calloc(n ? n : 1, sizeof(*live));
@@ -88,7 +89,7 @@ static int drop_missing_pycs(struct ingest *in, const struct link_plan *plan, si
 	for (size_t i = n; i-- > 0;) {
 		const struct link_entry *e = link_plan_entry(plan, i);
 
-		const struct pkgrec *rec = e->pyc_of ? pyc_rec(plan, e, recs) : NULL;
+		const struct pkgrec *rec = e->pyc_of ? pyc_rec(plan, e, pkgs) : NULL;
 
 		if (rec)
 			gone[i] = !pkgrec_pyc(rec, e->path);
@@ -131,9 +132,11 @@ static int fill_known(struct inode *k, const struct pkgrec_entry *re)
 /* Node k from plan entry e: attributes from the plan, identity from its source file, or
  * its content from the store's record of its package. */
 static int fill_node(struct ingest *in, struct inode *k, const struct link_entry *e,
-                     const struct link_plan *plan, const int *pkg_fds,
-                     const struct pkgrec *const *recs, struct cfs_err *err)
+                     const struct link_plan *plan, const struct ingest_pkg *pkgs,
+                     struct cfs_err *err)
 {
+	const struct pkgarchive_entry *fe;
+	const struct ingest_pkg *pkg;
 	const struct pkgrec *rec;
 	struct stat sb;
 
@@ -153,7 +156,10 @@ static int fill_node(struct ingest *in, struct inode *k, const struct link_entry
 		break;
 	}
 	k->type = NODE_FILE;
-	rec = e->pkg != LINK_GENERATED ? recs[e->pkg] : e->pyc_of ? pyc_rec(plan, e, recs) : NULL;
+	pkg = e->pkg != LINK_GENERATED ? &pkgs[e->pkg] : NULL;
+	rec = e->pkg != LINK_GENERATED ? pkgs[e->pkg].rec
+	      : e->pyc_of              ? pyc_rec(plan, e, pkgs)
+	                               : NULL;
 	if (rec) {
 		const struct pkgrec_entry *re =
 		        e->pyc_of ? pkgrec_pyc(rec, e->path) : pkgrec_path(rec, e->src);
@@ -163,16 +169,29 @@ static int fill_node(struct ingest *in, struct inode *k, const struct link_entry
 			               e->path);
 		return fill_known(k, re);
 	}
-	if (e->pkg == LINK_GENERATED) {
-		k->src_fd = in->root_fd;
-		k->src_rel = k->rel;
-	} else {
-		k->src_fd = pkg_fds[e->pkg];
-		k->src_rel = e->src;
-	}
 	if (e->placeholder) {
 		k->wprefix = e->placeholder;
 		k->wplen = strlen(e->placeholder);
+	}
+	if (pkg && pkg->files) {
+		/* As the plan checked it (L3): the data file is the install's alone. */
+		fe = pkgarchive_files_find(pkg->files, e->src);
+		if (!fe || fe->type != NODE_FILE)
+			return err_set(err, -EINVAL, "%s: its package holds no regular file there",
+			               e->path);
+		k->src_fd = pkgarchive_files_fd(pkg->files);
+		k->src_data = true;
+		k->src_off = fe->off;
+		k->size = fe->size;
+		k->mtime_ns = fe->mtime_ns;
+		return 0;
+	}
+	if (pkg) {
+		k->src_fd = pkg->dir_fd;
+		k->src_rel = e->src;
+	} else {
+		k->src_fd = in->root_fd;
+		k->src_rel = k->rel;
 	}
 	if (fstatat(k->src_fd, k->src_rel, &sb, AT_SYMLINK_NOFOLLOW) < 0)
 		return err_set(err, neg_errno(), "%s: %s", e->path, strerror(errno));
@@ -188,8 +207,8 @@ static int fill_node(struct ingest *in, struct inode *k, const struct link_entry
 	return 0;
 }
 
-int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan, const int *pkg_fds,
-                      const struct pkgrec *const *recs, struct cfs_err *err)
+int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan,
+                      const struct ingest_pkg *pkgs, struct cfs_err *err)
 {
 	size_t n = link_plan_count(plan), *parent = NULL, *order = NULL, *first = NULL;
 	size_t *node_of = NULL, nq = 0, ngone = 0;
@@ -213,7 +232,7 @@ int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan, const int
 	r = find_parents(plan, n, parent, err);
 	if (r)
 		goto out;
-	r = drop_missing_pycs(in, plan, n, parent, recs, gone, &ngone, err);
+	r = drop_missing_pycs(in, plan, n, parent, pkgs, gone, &ngone, err);
 	if (r)
 		goto out;
 	/* Children grouped by parent (slot 0: the top; i + 1: entry i), each group in the
@@ -274,7 +293,7 @@ int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan, const int
 			k->namelen = strlen(k->name);
 			k->parent = (uint32_t)nq;
 			k->plan = (uint32_t)order[j] + 1;
-			r = fill_node(in, k, e, plan, pkg_fds, recs, err);
+			r = fill_node(in, k, e, plan, pkgs, err);
 			if (r)
 				goto out;
 			d = &in->nodes[nq];

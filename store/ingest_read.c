@@ -88,6 +88,20 @@ int fileread_open(struct ingest *in, struct inode *n, uint8_t *buf, struct filer
 	f->n = n;
 	f->buf = buf;
 	f->len = n->size;
+	if (n->src_data) {
+		/* An unpacked package's data file: the install's own, with no holes. */
+		f->fd = n->src_fd;
+		f->borrowed = true;
+		f->base = n->src_off;
+		if (f->len > READ_MAX)
+			return 0;
+		r = read_at(f->fd, buf, f->len, f->base);
+		if (r)
+			return err_set(err, r == -EAGAIN ? -EIO : r, "%s/%s: cannot read: %s",
+			               in->prefix, n->rel, strerror(r == -EAGAIN ? EIO : -r));
+		f->data = buf;
+		return 0;
+	}
 	r = fscreds_enter(&in->creds);
 	if (r)
 		return err_set(err, r,
@@ -127,9 +141,17 @@ int fileread_open(struct ingest *in, struct inode *n, uint8_t *buf, struct filer
 	return 0;
 }
 
+bool fileread_unchanged(const struct fileread *f, struct stat *sb)
+{
+	memset(sb, 0, sizeof(*sb));
+	if (f->borrowed)
+		return true;
+	return fstat(f->fd, sb) == 0 && ingest_same_stat(f->n, sb);
+}
+
 void fileread_close(struct fileread *f)
 {
-	if (f->fd >= 0)
+	if (f->fd >= 0 && !f->borrowed)
 		close(f->fd);
 	free(f->whole);
 	free(f->sums);
@@ -205,7 +227,7 @@ static int load_chunk(struct fileread *f, uint64_t c)
 	uint64_t off = c * READ_MAX;
 	size_t n = f->len - off < READ_MAX ? (size_t)(f->len - off) : READ_MAX;
 	uint64_t sum;
-	int r = read_at(f->fd, f->buf, n, off);
+	int r = read_at(f->fd, f->buf, n, f->base + off);
 
 	if (r)
 		return stream_fail(f, r);
@@ -354,7 +376,7 @@ int fileread_whole(struct fileread *f, struct cfs_err *err)
 	f->whole = malloc(f->len);
 	if (!f->whole)
 		return err_set(err, -ENOMEM, "%s/%s: out of memory", in->prefix, f->n->rel);
-	r = read_at(f->fd, f->whole, f->len, 0);
+	r = read_at(f->fd, f->whole, f->len, f->base);
 	if (r == -EAGAIN)
 		return ingest_changed(in, f->n, err);
 	if (r)

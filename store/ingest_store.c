@@ -176,7 +176,7 @@ static int pyc_rewrite(struct ingest *in, struct inode *n, const struct fileread
 	sprefix = node_prefix(in, s, &splen);
 	/* An install's pyc goes with its source's placeholder: paths.json names none for a
 	 * pyc (conda never rewrites one), though it was compiled in the build prefix. */
-	if (plen == 0 && n->src_rel) {
+	if (plen == 0 && n->plan) {
 		prefix = sprefix;
 		plen = splen;
 	}
@@ -292,12 +292,12 @@ static int store_file(struct ingest *in, struct catalog *cat, struct object_writ
 	if (r)
 		goto out;
 	/* I3 for what was read (or hashed) so far. */
-	if (fstat(f.fd, &sb) < 0 || !ingest_same_stat(n, &sb)) {
+	if (!fileread_unchanged(&f, &sb)) {
 		r = ingest_changed(in, n, err);
 		goto out;
 	}
 	/* An install's files are extracted for it and gone after it: no source to record. */
-	n->unchanged = !rl && !n->src_rel && stat_ctime_ns(&sb) == n->ctime_ns;
+	n->unchanged = !rl && !n->plan && stat_ctime_ns(&sb) == n->ctime_ns;
 	r = catalog_object_for_file(cat, &n->key, &file, &found, err);
 	if (r == 0) {
 		/* Still there at the commit (gc.c G2), which needs to look for neither. */
@@ -337,7 +337,7 @@ static int store_file(struct ingest *in, struct catalog *cat, struct object_writ
 	if (r || !again)
 		goto out;
 	/* I3: the bytes we stored are the bytes the file had. */
-	if (fstat(f.fd, &sb) < 0 || !ingest_same_stat(n, &sb))
+	if (!fileread_unchanged(&f, &sb))
 		r = ingest_changed(in, n, err);
 	else if (stat_ctime_ns(&sb) != n->ctime_ns)
 		n->unchanged = false;

@@ -3,19 +3,21 @@
  * condafs install: a lock's environment built from its packages' archives, with no conda
  * and no prefix on disk. The packages are found (package caches on this machine, else the
  * lock's URLs through mirrors: fetch.c, pkgcache.c), checked against the lock's digests
- * and extracted into the install's temporary directory (pkgarchive.c), linked as conda
- * links them into a plan (link.c), and the plan's tree goes through the ingest's own store
- * and commit phases (ingest_plan.c, ingest.c), so dedup, verify-before-share and crash
- * safety are the ingest's.
+ * and unpacked into the install's temporary directory (pkgarchive.c: each package one
+ * data file and an index of its paths; only what the .pyc compiler reads is written out
+ * as files), linked as conda links them into a plan (link.c), and the
+ * plan's tree goes through the ingest's own store and commit phases (ingest_plan.c,
+ * ingest.c), so dedup, verify-before-share and crash safety are the ingest's.
  *
  * A package an earlier install stored is taken from the store: its record (pkgrec.h,
  * catalog.c C9) gives linking its info/ files and paths, and the store phase its contents
- * and compiled pycs, so it is neither fetched, checked nor extracted again.
+ * and compiled pycs, so it is neither fetched, checked nor unpacked again.
  *
  * Invariants:
  * N1: no byte of an archive is read before its digest matched the lock's, and the bytes
- *     extracted are the bytes checked: an archive anyone but us could change is copied
- *     into the install's own directory (0700, root's) and checked there.
+ *     unpacked are the bytes checked: an archive anyone but us could change is copied
+ *     into the install's own directory (0700, root's) and checked there, and its data
+ *     file, and what is written out of it, are there too, written only by us.
  * N2: an extracted package from a cache on this machine is trusted as conda trusts its own
  *     cache (its repodata_record.json names the lock's digest) only when the directory and
  *     every file the environment takes from it are ours and writable by no one else: a
@@ -153,21 +155,39 @@ static int name_sources(struct install *ins, struct cfs_err *err)
 	return 0;
 }
 
+/* mkdir -p of path beneath dfd: the deepest first, since it or its parent exists already
+ * for most paths of a tree written in order (one call, not one per component). */
+static int make_dirs(int dfd, char *path, mode_t mode)
+{
+	char *slash;
+	int r;
+
+	if (mkdirat(dfd, path, mode) == 0 || errno == EEXIST)
+		return 0;
+	if (errno != ENOENT || !(slash = strrchr(path, '/')))
+		return neg_errno();
+	*slash = '\0';
+	r = make_dirs(dfd, path, mode);
+	*slash = '/';
+	if (r)
+		return r;
+	return mkdirat(dfd, path, mode) == 0 || errno == EEXIST ? 0 : neg_errno();
+}
+
 int install_make_parents(int dfd, const char *rel, mode_t mode)
 {
 	char path[PATH_MAX];
 	size_t len = strlen(rel);
+	char *slash;
 
 	if (len >= sizeof(path))
 		return -ENAMETOOLONG;
 	memcpy(path, rel, len + 1);
-	for (char *p = strchr(path, '/'); p; p = strchr(p + 1, '/')) {
-		*p = '\0';
-		if (mkdirat(dfd, path, mode) < 0 && errno != EEXIST)
-			return neg_errno();
-		*p = '/';
-	}
-	return 0;
+	slash = strrchr(path, '/');
+	if (!slash)
+		return 0;
+	*slash = '\0';
+	return make_dirs(dfd, path, mode);
 }
 
 static void plan_warn(void *arg, const char *line)
@@ -221,9 +241,10 @@ static int write_generated(struct install *ins, const struct link_plan *plan, st
 	return 0;
 }
 
-/* The noarch pycs into gen/, compiled by the environment's python (pycompile.c). Our
- * extracted packages are reached through the compiler's working directory, the install's
- * directory, which it may search but not list (P1): tmp/ keeps everyone else out. */
+/* The noarch pycs into gen/, compiled by the environment's python (pycompile.c). The
+ * packages we wrote out for it are reached through the compiler's working directory, the
+ * install's directory, which it may search but not list (P1): tmp/ keeps everyone else
+ * out. */
 static int compile_pycs(struct install *ins, const struct link_plan *plan, const int *pkg_fds,
                         struct cfs_err *err)
 {
@@ -258,6 +279,35 @@ static int compile_pycs(struct install *ins, const struct link_plan *plan, const
 		free(dirs[i]);
 	free(dirs);
 	return r;
+}
+
+/* What the .pyc compiler reads from disk, written out of the data files and the store
+ * into pkgs/<dist>/ when the unpacking has not already: the environment's python, and
+ * every unpacked package with sources to compile (a package from the store brings its
+ * pycs). None of it is what the store phase reads. */
+static int write_out_for_compiler(struct install *ins, const struct link_plan *plan,
+                                  struct cfs_err *err)
+{
+	const struct link_entry *py = link_plan_python_file(plan);
+	struct source *s;
+	int r = 0;
+
+	for (size_t i = 0; !r && i < link_plan_count(plan); i++) {
+		const struct link_entry *e = link_plan_entry(plan, i);
+		const struct link_entry *src = e->pyc_of ? link_plan_find(plan, e->pyc_of) : NULL;
+
+		if (!src || src->type != LINK_FILE || src->pkg == LINK_GENERATED)
+			continue;
+		s = &ins->src[src->pkg];
+		if (!s->dir && s->files)
+			r = install_write_out_unpacked(ins, s, err);
+	}
+	if (r || !py || py->pkg == LINK_GENERATED || ins->src[py->pkg].dir)
+		return r;
+	s = &ins->src[py->pkg];
+	return s->files ? install_write_out_unpacked(ins, s, err)
+	       : s->rec ? install_write_out_stored(ins, plan, py->pkg, err)
+	                : 0;
 }
 
 /* N2 for what the plan takes from a cache's extracted package. */
@@ -300,8 +350,7 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 {
 	struct link_pkg *lp = calloc(ins->n ? ins->n : 1, sizeof(*lp));
 	int *pkg_fds = malloc((ins->n ? ins->n : 1) * sizeof(*pkg_fds));
-	const struct pkgrec **recs = calloc(ins->n ? ins->n : 1, sizeof(*recs));
-	const struct link_entry *py;
+	struct ingest_pkg *pkgs = calloc(ins->n ? ins->n : 1, sizeof(*pkgs));
 	struct link_plan *plan = NULL;
 	bool compile = false;
 	struct timespec now;
@@ -313,7 +362,7 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 	*ret_again = false;
 	for (size_t i = 0; pkg_fds && i < ins->n; i++)
 		pkg_fds[i] = -1;
-	if (!lp || !pkg_fds || !recs) {
+	if (!lp || !pkg_fds || !pkgs) {
 		r = err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -328,7 +377,10 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 		                          .sha256 = s->dg.size ? s->dg.sha256 : s->p->sha256,
 		                          .size = s->dg.size,
 		                          .platform = pkgset_platform(ins->set),
-		                          .rec = s->rec};
+		                          .rec = s->rec,
+		                          .files = s->files};
+		if (s->files)
+			lp[i].dir = s->fn;
 		if (s->rec) {
 			lp[i].dir = s->fn;
 			lp[i].md5 = *pkgrec_md5(s->rec) ? pkgrec_md5(s->rec) : NULL;
@@ -344,10 +396,8 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 	*ret_again = install_unstore_for_compiling(ins, plan, &compile) > 0;
 	if (*ret_again)
 		goto out;
-	/* The compiler runs the environment's python: from the store when it is there. */
-	py = link_plan_python_file(plan);
-	if (compile && py && ins->src[py->pkg].rec && !ins->src[py->pkg].dir) {
-		r = install_materialize(ins, plan, py->pkg, err);
+	if (compile) {
+		r = write_out_for_compiler(ins, plan, err);
 		if (r)
 			goto out;
 	}
@@ -393,11 +443,12 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 	if (!r)
 		r = pkgset_match(condameta_pkgset(in.meta), ins->set, err);
 	for (size_t i = 0; !r && i < ins->n; i++)
-		recs[i] = ins->src[i].rec;
+		pkgs[i] = (struct ingest_pkg){
+		        .rec = ins->src[i].rec, .files = ins->src[i].files, .dir_fd = pkg_fds[i]};
 	if (!r)
-		r = ingest_plan_nodes(&in, plan, pkg_fds, recs, err);
+		r = ingest_plan_nodes(&in, plan, pkgs, err);
 	ins->plan = plan;
-	ins->pkg_fds = pkg_fds;
+	ins->pkgs = pkgs;
 	in.before_commit = install_record_packages;
 	in.before_arg = ins;
 	in.records = ins->records;
@@ -419,9 +470,10 @@ out:
 		if (pkg_fds[i] >= 0)
 			close(pkg_fds[i]);
 	free(pkg_fds);
-	free(recs);
+	free(pkgs);
 	free(lp);
 	ins->plan = NULL;
+	ins->pkgs = NULL;
 	link_plan_free(plan);
 	return r;
 }
@@ -510,6 +562,7 @@ out:
 		free(ins.src[i].fn);
 		free(ins.src[i].dist);
 		free(ins.src[i].dir);
+		pkgarchive_files_free(ins.src[i].files);
 		free(ins.src[i].archive);
 		free(ins.src[i].blob);
 		pkgrec_free(ins.src[i].rec);

@@ -2,7 +2,7 @@
 /*
  * What the parts of condafs install share (install.c and its invariants N1-N4): the
  * packages of the lock and where each comes from, and the install's state. install.c runs
- * the install; install_sources.c finds, fetches, checks and extracts packages;
+ * the install; install_sources.c finds, fetches, checks and unpacks packages;
  * install_record.c keeps what the store learns of each package and takes packages from it.
  */
 #ifndef CONDAFS_INSTALL_INT_H
@@ -19,23 +19,26 @@
 #include <sys/stat.h>
 
 struct ingest;
+struct ingest_pkg;
 struct link_plan;
 struct pkg;
 struct pkgrec;
 struct pkgset;
 
-/* One conda package of the lock and where its extracted files come from. */
+/* One conda package of the lock and where its files come from. */
 struct source {
 	const struct pkg *p;
-	char *fn;      /* the archive's file name, from the URL */
-	char *dist;    /* fn without its extension */
-	char *dir;     /* the extracted package (absolute) */
+	char *fn;   /* the archive's file name, from the URL */
+	char *dist; /* fn without its extension */
+	char *dir;  /* the package extracted, a cache's or written out here (absolute) */
+	/* Or the package unpacked into pkgs/<dist>.data, one data file (pkgarchive.h). */
+	struct pkgarchive_files *files;
 	char *archive; /* an archive in a cache, to check and extract; NULL: none */
 	bool fetch;    /* to download into dl/ */
 	/* The archive's digests and size once checked (size 0: taken from a cache's
 	 * extracted package, the lock's digests stand). */
 	struct pkgarchive_digests dg;
-	bool ours; /* dir was extracted here (else a cache's: N2) */
+	bool ours; /* dir or files were extracted here (else a cache's: N2) */
 	/* The store's record of it (its blob, and read): then nothing else is looked for. */
 	uint8_t *blob;
 	size_t blob_len;
@@ -58,7 +61,7 @@ struct install {
 	pthread_mutex_t warn_mu; /* warnings come from the unpacking threads too */
 	/* What the commit records of each package (N4), and what they are made from. */
 	const struct link_plan *plan;
-	const int *pkg_fds;
+	const struct ingest_pkg *pkgs;
 	struct catalog_blob *records;
 	uint8_t **made; /* records made here, owned */
 };
@@ -87,10 +90,15 @@ int install_unpack_all(struct install *ins, bool cached, struct cfs_err *err);
  * *ret_compile: any pyc of the plan is to be compiled. */
 size_t install_unstore_for_compiling(struct install *ins, const struct link_plan *plan,
                                      bool *ret_compile);
-/* Package i, taken from the store, written out into pkgs/<dist>/ as its archive would
- * extract, for the .pyc compiler to run it. */
-int install_materialize(struct install *ins, const struct link_plan *plan, size_t i,
-                        struct cfs_err *err);
+/* What the .pyc compiler reads from disk (python, and the noarch packages whose sources it
+ * compiles), written out into pkgs/<dist>/ as the archive would extract, s->dir set: an
+ * unpacked package from its data file, every path of it; package i taken from the store,
+ * the paths the plan takes from it, read back from the store (fetching it again would
+ * cost its download and unpacking both). What the environment is made from stays the
+ * data file or the record. */
+int install_write_out_unpacked(struct install *ins, struct source *s, struct cfs_err *err);
+int install_write_out_stored(struct install *ins, const struct link_plan *plan, size_t i,
+                             struct cfs_err *err);
 /* ingest.h's before_commit: every package's record (N4), inserted by the commit. */
 int install_record_packages(struct ingest *in, void *arg, struct cfs_err *err);
 

@@ -9,6 +9,7 @@
 #include "err.h"
 #include "ingest.h"
 #include "link.h"
+#include "pkgarchive.h"
 #include "pkgrec.h"
 #include "store_impl.h"
 #include "textfile.h"
@@ -60,62 +61,160 @@ size_t install_unstore_for_compiling(struct install *ins, const struct link_plan
 	return n;
 }
 
-/* One file of package i into dfd at rel, its bytes read from the environment its record
- * came with at the file's path there, with prefix where the prefix goes: the archive's
- * bytes when prefix is the package's placeholder. */
-static int materialize_file(struct install *ins, size_t i, const struct link_entry *e,
-                            const char *rel, const char *prefix, int dfd, uint8_t *buf,
-                            struct cfs_err *err)
+/* ---- what the .pyc compiler reads, written out ---- */
+
+#define WRITE_OUT_CHUNK (1u << 20)
+
+/* n bytes of buf to fd, path rel of package s. */
+static int write_all(struct install *ins, const struct source *s, const char *rel, int fd,
+                     const uint8_t *buf, size_t n, struct cfs_err *err)
 {
-	struct store_node node;
-	struct timespec ts[2];
-	uint64_t off = 0;
-	size_t got = 1;
-	int fd, r = store_path_lookup(ins->st, ins->src[i].rec_root, e->path, &node, err);
+	for (size_t done = 0; done < n;) {
+		ssize_t w = write(fd, buf + done, n - done);
 
-	if (r)
-		return r == -ENOENT ? err_set(err, r,
-		                              "%s: %s: not in the environment its record "
-		                              "came with",
-		                              ins->src[i].fn, e->path)
-		                    : r;
-	fd = openat(dfd, rel, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return err_set(err, neg_errno(), "%s/pkgs/%s/%s: %s", ins->work, ins->src[i].dist,
-		               rel, strerror(errno));
-	while (!r && got) {
-		r = store_read(ins->st, &node, prefix, off, 1u << 20, buf, &got, err);
-		for (size_t done = 0; !r && done < got;) {
-			ssize_t w = write(fd, buf + done, got - done);
-
-			if (w < 0)
-				r = err_set(err, neg_errno(), "%s/pkgs/%s/%s: %s", ins->work,
-				            ins->src[i].dist, rel, strerror(errno));
-			else
-				done += (size_t)w;
-		}
-		off += got;
+		if (w < 0)
+			return err_set(err, neg_errno(), "%s/pkgs/%s/%s: %s", ins->work, s->dist,
+			               rel, strerror(errno));
+		done += (size_t)w;
 	}
-	ts[0].tv_sec = ts[1].tv_sec = e->mtime_ns / 1000000000;
-	ts[0].tv_nsec = ts[1].tv_nsec = e->mtime_ns % 1000000000;
-	if (!r && (fchmod(fd, e->mode & 0777) < 0 || futimens(fd, ts) < 0))
-		r = err_set(err, neg_errno(), "%s/pkgs/%s/%s: %s", ins->work, ins->src[i].dist, rel,
+	return 0;
+}
+
+/* Path rel of package s beneath dfd, made as the archive's extraction would make it:
+ * directories 0755 (the compiler, nobody, must reach the files), symbolic links as they
+ * are; a regular file is made empty and left open for writing at *ret_fd. */
+static int make_path(struct install *ins, const struct source *s, int dfd, const char *rel,
+                     enum node_type type, const char *target, int *ret_fd, struct cfs_err *err)
+{
+	int r = install_make_parents(dfd, rel, 0755);
+
+	*ret_fd = -1;
+	if (r)
+		return err_set(err, r, "%s/pkgs/%s/%s: %s", ins->work, s->dist, rel, strerror(-r));
+	if (type == NODE_DIR)
+		r = mkdirat(dfd, rel, 0755) < 0 && errno != EEXIST ? neg_errno() : 0;
+	else if (type == NODE_SYMLINK)
+		r = symlinkat(target, dfd, rel) < 0 ? neg_errno() : 0;
+	else if ((*ret_fd = openat(dfd, rel, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	                           0600)) < 0)
+		r = neg_errno();
+	return r ? err_set(err, r, "%s/pkgs/%s/%s: %s", ins->work, s->dist, rel, strerror(-r)) : 0;
+}
+
+/* The file written at fd (rel of s) gets its mode and mtime and is closed; r as it was. */
+static int close_file(struct install *ins, const struct source *s, const char *rel, int fd,
+                      uint32_t mode, int64_t mtime_ns, int r, struct cfs_err *err)
+{
+	struct timespec ts = {mtime_ns / 1000000000, mtime_ns % 1000000000};
+
+	if (!r && (fchmod(fd, mode & 0777) < 0 || futimens(fd, (struct timespec[2]){ts, ts}) < 0))
+		r = err_set(err, neg_errno(), "%s/pkgs/%s/%s: %s", ins->work, s->dist, rel,
 		            strerror(errno));
 	close(fd);
 	return r;
 }
 
-/* Package i, taken from the store, written out into pkgs/<dist>/ as its archive would
- * extract, for the .pyc compiler to run it (the environment's python): fetching it again
- * would cost its download and extraction both. Its record stays what the environment is
- * made from. */
-int install_materialize(struct install *ins, const struct link_plan *plan, size_t i,
-                        struct cfs_err *err)
+/* pkgs/<dist>/, made for package s and open at *ret_fd. */
+static int make_top(struct install *ins, const struct source *s, int *ret_fd, struct cfs_err *err)
 {
-	struct source *s = &ins->src[i];
+	*ret_fd = -1;
+	if (mkdirat(ins->pkgs_fd, s->dist, 0700) < 0 ||
+	    (*ret_fd = openat(ins->pkgs_fd, s->dist,
+	                      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return err_set(err, neg_errno(), "%s/pkgs/%s: %s", ins->work, s->dist,
+		               strerror(errno));
+	return 0;
+}
+
+static int set_dir(struct install *ins, struct source *s, struct cfs_err *err)
+{
+	if (asprintf(&s->dir, "%s/pkgs/%s", ins->work, s->dist) < 0) {
+		s->dir = NULL;
+		return err_set(err, -ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+/* Entry e of unpacked package s into dfd: the archive's bytes, from the data file. */
+static int write_unpacked(struct install *ins, const struct source *s,
+                          const struct pkgarchive_entry *e, int dfd, uint8_t *buf,
+                          struct cfs_err *err)
+{
+	int data = pkgarchive_files_fd(s->files), fd;
+	int r = make_path(ins, s, dfd, e->path, e->type, e->target, &fd, err);
+
+	if (r || fd < 0)
+		return r;
+	for (uint64_t off = 0; !r && off < e->size;) {
+		size_t want =
+		        e->size - off < WRITE_OUT_CHUNK ? (size_t)(e->size - off) : WRITE_OUT_CHUNK;
+		ssize_t n = pread(data, buf, want, (off_t)(e->off + off));
+
+		if (n <= 0)
+			r = err_set(err, n < 0 ? neg_errno() : -EIO, "%s/pkgs/%s.data: %s",
+			            ins->work, s->dist,
+			            n < 0 ? strerror(errno) : "shorter than unpacked");
+		else
+			r = write_all(ins, s, e->path, fd, buf, (size_t)n, err);
+		off += n > 0 ? (uint64_t)n : 0;
+	}
+	return close_file(ins, s, e->path, fd, e->mode, e->mtime_ns, r, err);
+}
+
+int install_write_out_unpacked(struct install *ins, struct source *s, struct cfs_err *err)
+{
+	uint8_t *buf = malloc(WRITE_OUT_CHUNK);
+	int dfd = -1,
+	    r = buf ? make_top(ins, s, &dfd, err) : err_set(err, -ENOMEM, "out of memory");
+
+	for (size_t j = 0; !r && j < pkgarchive_files_count(s->files); j++)
+		r = write_unpacked(ins, s, pkgarchive_files_entry(s->files, j), dfd, buf, err);
+	if (!r)
+		r = set_dir(ins, s, err);
+	if (dfd >= 0)
+		close(dfd);
+	free(buf);
+	return r;
+}
+
+/* Plan entry e of package i, from the store, into dfd at its path in the package: read
+ * from the environment its record came with, at the entry's path there, with prefix where
+ * the prefix goes (the archive's bytes when prefix is the package's placeholder). */
+static int write_stored(struct install *ins, size_t i, const struct link_entry *e,
+                        const char *prefix, int dfd, uint8_t *buf, struct cfs_err *err)
+{
+	const struct source *s = &ins->src[i];
+	const char *rel = e->src ? e->src : e->path;
+	enum node_type type = e->type == LINK_FILE      ? NODE_FILE
+	                      : e->type == LINK_SYMLINK ? NODE_SYMLINK
+	                                                : NODE_DIR;
+	struct store_node node;
+	uint64_t off = 0;
+	size_t got = 1;
+	int fd, r = make_path(ins, s, dfd, rel, type, e->target, &fd, err);
+
+	if (r || fd < 0)
+		return r;
+	r = store_path_lookup(ins->st, s->rec_root, e->path, &node, err);
+	if (r == -ENOENT)
+		r = err_set(err, r, "%s: %s: not in the environment its record came with", s->fn,
+		            e->path);
+	while (!r && got) {
+		r = store_read(ins->st, &node, prefix, off, WRITE_OUT_CHUNK, buf, &got, err);
+		if (!r)
+			r = write_all(ins, s, rel, fd, buf, got, err);
+		off += got;
+	}
+	return close_file(ins, s, rel, fd, e->mode, e->mtime_ns, r, err);
+}
+
+int install_write_out_stored(struct install *ins, const struct link_plan *plan, size_t i,
+                             struct cfs_err *err)
+{
 	const char *placeholder = "/";
-	uint8_t *buf = malloc(1u << 20);
-	int dfd = -1, r = buf ? 0 : err_set(err, -ENOMEM, "out of memory");
+	uint8_t *buf = malloc(WRITE_OUT_CHUNK);
+	int dfd = -1, r = buf ? make_top(ins, &ins->src[i], &dfd, err)
+	                      : err_set(err, -ENOMEM, "out of memory");
 
 	/* One placeholder for the whole package: the pycs it ships for its relocated
 	 * sources were rewritten for them (ingest.h pyc_src), read back with the same. */
@@ -124,36 +223,13 @@ int install_materialize(struct install *ins, const struct link_plan *plan, size_
 			placeholder = link_plan_entry(plan, j)->placeholder;
 			break;
 		}
-	if (!r && (mkdirat(ins->pkgs_fd, s->dist, 0700) < 0 ||
-	           (dfd = openat(ins->pkgs_fd, s->dist,
-	                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0))
-		r = err_set(err, neg_errno(), "%s/pkgs/%s: %s", ins->work, s->dist,
-		            strerror(errno));
-	for (size_t j = 0; !r && j < link_plan_count(plan); j++) {
-		const struct link_entry *e = link_plan_entry(plan, j);
-		const char *rel = e->src ? e->src : e->path;
-
-		if (e->pkg != i)
-			continue;
-		/* As an archive's: the compiler, nobody, must reach its files. */
-		r = install_make_parents(dfd, rel, 0755);
-		if (r)
-			r = err_set(err, r, "%s/pkgs/%s/%s: %s", ins->work, s->dist, rel,
-			            strerror(-r));
-		else if (e->type == LINK_DIR && mkdirat(dfd, rel, 0755) < 0 && errno != EEXIST)
-			r = err_set(err, neg_errno(), "%s/pkgs/%s/%s: %s", ins->work, s->dist, rel,
-			            strerror(errno));
-		else if (e->type == LINK_SYMLINK && symlinkat(e->target, dfd, rel) < 0)
-			r = err_set(err, neg_errno(), "%s/pkgs/%s/%s: %s", ins->work, s->dist, rel,
-			            strerror(errno));
-		else if (e->type == LINK_FILE)
-			r = materialize_file(ins, i, e, rel, placeholder, dfd, buf, err);
-	}
-	if (!r && asprintf(&s->dir, "%s/pkgs/%s", ins->work, s->dist) < 0) {
-		s->dir = NULL;
-		r = err_set(err, -ENOMEM, "out of memory");
-	}
-	s->ours = !r;
+	for (size_t j = 0; !r && j < link_plan_count(plan); j++)
+		if (link_plan_entry(plan, j)->pkg == i)
+			r = write_stored(ins, i, link_plan_entry(plan, j), placeholder, dfd, buf,
+			                 err);
+	if (!r)
+		r = set_dir(ins, &ins->src[i], err);
+	ins->src[i].ours = !r;
 	if (dfd >= 0)
 		close(dfd);
 	free(buf);
@@ -208,8 +284,10 @@ static int record_package(struct install *ins, struct ingest *in, size_t i, cons
 		char *text = NULL;
 		size_t len;
 
-		r = textfile_read(ins->pkg_fds[i], info_files[j], info_files[j], 64u << 20, &text,
-		                  &len, &e2);
+		r = ins->pkgs[i].files ? pkgarchive_files_read(ins->pkgs[i].files, info_files[j],
+		                                               64u << 20, &text, &len)
+		                       : textfile_read(ins->pkgs[i].dir_fd, info_files[j],
+		                                       info_files[j], 64u << 20, &text, &len, &e2);
 		if (r == 0)
 			r = pkgrec_add_info(b, info_files[j], (const uint8_t *)text, len);
 		free(text);

@@ -2,8 +2,8 @@
 /*
  * Where condafs install's packages come from (install.c N1, N2): the store's records, the
  * package caches on this machine, else the lock's URLs through mirrors (fetch.c,
- * pkgcache.c); each archive checked against the lock's digests before it is extracted
- * into the install's temporary directory (pkgarchive.c), in parallel.
+ * pkgcache.c); each archive checked against the lock's digests before it is unpacked
+ * into a data file in the install's temporary directory (pkgarchive.c), in parallel.
  */
 #include "install_int.h"
 
@@ -90,7 +90,7 @@ int install_find_sources(struct install *ins, struct cfs_err *err)
 		struct source *s = &ins->src[i];
 		char *archive = NULL, *extracted = NULL;
 
-		if (s->rec || s->dir || s->archive || s->fetch)
+		if (s->rec || s->dir || s->files || s->archive || s->fetch)
 			continue;
 		if (!s->no_store) {
 			r = store_source(ins, s, err);
@@ -138,7 +138,7 @@ int install_download(struct install *ins, struct cfs_err *err)
 	for (size_t i = 0; !r && i < ins->opts->nmirrors; i++)
 		r = mirrors_add(m, ins->opts->mirrors[i], err);
 	for (size_t i = 0; !r && i < ins->n; i++) {
-		if (!ins->src[i].fetch || ins->src[i].dir)
+		if (!ins->src[i].fetch || ins->src[i].dir || ins->src[i].files)
 			continue;
 		r = mirrors_map(m, ins->src[i].p->url, &urls[k]);
 		if (r) {
@@ -189,12 +189,50 @@ out:
 	return r;
 }
 
-/* Check source s's archive (a cache's, or downloaded into dl/) and extract it into
- * pkgs/<dist>/ (N1). A cache's archive that fails its digest is left to download
- * (s->fetch), with a warning. */
+/* Whether s is what the .pyc compiler reads from disk: a noarch package (most of them are
+ * noarch: python, whose sources it compiles), or python when the lock has noarch packages.
+ * A guess made before linking knows better, so that the files are written while other
+ * packages unpack; linking tells, and writes out what the guess missed. */
+static bool for_compiler(const struct install *ins, const struct source *s)
+{
+	bool noarch = false;
+
+	if (s->p->subdir && strcmp(s->p->subdir, "noarch") == 0)
+		return true;
+	for (size_t i = 0; i < ins->n && !noarch; i++)
+		noarch = !ins->src[i].rec && ins->src[i].p->subdir &&
+		         strcmp(ins->src[i].p->subdir, "noarch") == 0;
+	return noarch && s->p->name && strcmp(s->p->name, "python") == 0;
+}
+
+/* Source s's checked archive, unpacked into the data file pkgs/<dist>.data (N1): one file
+ * for the package, where extracting it would make, and later remove, one for each of its
+ * paths. */
+static int unpack_data(struct install *ins, struct source *s, int fd, struct cfs_err *err)
+{
+	char name[PATH_MAX];
+	int dfd, r;
+
+	snprintf(name, sizeof(name), "%s.data", s->dist);
+	dfd = openat(ins->pkgs_fd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (dfd < 0)
+		return err_set(err, neg_errno(), "%s/pkgs/%s: %s", ins->work, name,
+		               strerror(errno));
+	r = pkgarchive_unpack(fd, s->fn, dfd, s->fn, &s->files, err);
+	close(dfd);
+	s->ours = r == 0;
+	/* What the .pyc compiler will read from disk is written out now, beside the other
+	 * packages' unpacking, not after linking with nothing beside it. */
+	if (r == 0 && for_compiler(ins, s))
+		r = install_write_out_unpacked(ins, s, err);
+	return r;
+}
+
+/* Check source s's archive (a cache's, or downloaded into dl/) and unpack it (N1). A
+ * cache's archive that fails its digest is left to download (s->fetch), with a warning. */
 static int unpack(struct install *ins, struct source *s, struct cfs_err *err)
 {
-	int fd = -1, dfd = -1, r;
+	int fd = -1, r;
 	struct stat sb;
 
 	if (s->archive) {
@@ -233,35 +271,14 @@ static int unpack(struct install *ins, struct source *s, struct cfs_err *err)
 	}
 	if (r)
 		goto out;
-	if (mkdirat(ins->pkgs_fd, s->dist, 0700) < 0) {
-		r = err_set(err, neg_errno(), "%s/pkgs/%s: %s", ins->work, s->dist,
-		            strerror(errno));
-		goto out;
-	}
-	dfd = openat(ins->pkgs_fd, s->dist, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (dfd < 0) {
-		r = err_set(err, neg_errno(), "%s/pkgs/%s: %s", ins->work, s->dist,
-		            strerror(errno));
-		goto out;
-	}
-	r = pkgarchive_extract(fd, s->fn, dfd, s->fn, err);
-	if (r)
-		goto out;
-	if (asprintf(&s->dir, "%s/pkgs/%s", ins->work, s->dist) < 0) {
-		s->dir = NULL;
-		r = err_set(err, -ENOMEM, "out of memory");
-		goto out;
-	}
-	s->ours = true;
+	r = unpack_data(ins, s, fd, err);
 out:
-	if (dfd >= 0)
-		close(dfd);
 	if (fd >= 0)
 		close(fd);
 	return r;
 }
 
-/* Unpacking in parallel: checking and extracting the archives is most of a cold install,
+/* Unpacking in parallel: checking and unpacking the archives is most of a cold install,
  * and each is independent of the others. */
 #define UNPACK_THREADS_MAX 8
 
@@ -291,7 +308,7 @@ static void *unpack_worker(void *arg)
 		if (r || i >= p->ins->n)
 			return NULL;
 		s = &p->ins->src[i];
-		if (s->rec || s->dir || (p->cached && !s->archive))
+		if (s->rec || s->dir || s->files || (p->cached && !s->archive))
 			continue;
 		r = unpack(p->ins, s, &err);
 		if (r) {

@@ -10,6 +10,7 @@
 #include "link.h"
 
 #include "err.h"
+#include "pkgarchive.h"
 #include "pkgrec.h"
 #include "textfile.h"
 #include "useropen.h"
@@ -146,16 +147,34 @@ static bool path_ok(const char *p)
 
 /* ---- reading a package ---- */
 
-/* An info/ file of the package, from its directory (no symlink followed) or its record:
- * malloc'd and NUL-terminated as textfile_read returns it; -ENOENT when it has none. */
+/* The package is read from its record or its unpacked files, not from a directory. */
+static bool indexed(const struct lpkg *k)
+{
+	return k->in->rec || k->in->files;
+}
+
+/* An info/ file of the package, from its directory (no symlink followed), its unpacked
+ * files or its record: malloc'd and NUL-terminated as textfile_read returns it; -ENOENT
+ * when it has none. */
 static int read_info(struct lpkg *k, const char *name, const char *display, size_t max, char **ret,
                      size_t *ret_len, struct cfs_err *err)
 {
 	const uint8_t *data;
 	size_t len;
+	int r;
 
-	if (!k->in->rec)
+	if (!indexed(k))
 		return textfile_read(k->dfd, name, display, max, ret, ret_len, err);
+	if (k->in->files) {
+		r = pkgarchive_files_read(k->in->files, name, max, ret, ret_len);
+		if (r == -EFBIG)
+			return err_set(err, r, "%s: over %zu bytes", display, max);
+		if (r == -EINVAL)
+			return err_set(err, r, "%s: not a regular file", display);
+		if (r && r != -ENOENT)
+			return err_set(err, r, "%s: %s", display, strerror(-r));
+		return r;
+	}
 	if (pkgrec_info(k->in->rec, name, &data, &len) < 0)
 		return -ENOENT;
 	if (len > max)
@@ -176,7 +195,7 @@ static int load_info(struct lpkg *k, const char *name, const char *display, size
 	size_t len;
 	int r;
 
-	if (!k->in->rec)
+	if (!indexed(k))
 		return yamldoc_load(k->dfd, name, display, max, ret, err);
 	r = read_info(k, name, display, max, &text, &len, err);
 	if (r == 0)
@@ -432,7 +451,7 @@ static int read_pkg(struct lpkg *k, struct cfs_err *err)
 	const char *nt;
 	int r;
 
-	if (!k->in->rec) {
+	if (!indexed(k)) {
 		k->dfd = open(k->in->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (k->dfd < 0)
 			return err_set(err, neg_errno(), "%s: %s", k->in->dir, strerror(errno));
@@ -978,6 +997,26 @@ static int rec_stat(const struct pkgrec *rec, const char *src, struct stat *st, 
 	return 0;
 }
 
+/* What the unpacked package says of src, as rec_stat. */
+static int files_stat(const struct pkgarchive_files *f, const char *src, struct stat *st,
+                      char *target, size_t cap)
+{
+	const struct pkgarchive_entry *e = pkgarchive_files_find(f, src);
+
+	if (!e)
+		return -ENOENT;
+	memset(st, 0, sizeof(*st));
+	st->st_mode = e->mode | (e->type == NODE_FILE      ? S_IFREG
+	                         : e->type == NODE_SYMLINK ? S_IFLNK
+	                                                   : S_IFDIR);
+	st->st_size = (off_t)e->size;
+	st->st_mtim.tv_sec = e->mtime_ns / 1000000000;
+	st->st_mtim.tv_nsec = e->mtime_ns % 1000000000;
+	if (e->type == NODE_SYMLINK)
+		snprintf(target, cap, "%s", e->target);
+	return 0;
+}
+
 /* The package's paths as checked, for a record of it (link_plan_pkg_src). */
 static int add_src(struct link_plan *pl, size_t pkg, const struct link_src *src)
 {
@@ -1018,6 +1057,8 @@ static int link_paths(struct link_plan *pl, struct lpkg *k, const char *pyver, i
 		}
 		if (k->in->rec) {
 			r = rec_stat(k->in->rec, pp->src, &st, target, sizeof(target));
+		} else if (k->in->files) {
+			r = files_stat(k->in->files, pp->src, &st, target, sizeof(target));
 		} else if (!cached || strlen(cached) != plen ||
 		           memcmp(cached, pp->src, plen) != 0) {
 			free(cached);
@@ -1031,7 +1072,7 @@ static int link_paths(struct link_plan *pl, struct lpkg *k, const char *pyver, i
 			}
 			pfd = open_beneath(k->dfd, cached, O_RDONLY | O_DIRECTORY);
 		}
-		if (!k->in->rec && (pfd < 0 || fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0))
+		if (!indexed(k) && (pfd < 0 || fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0))
 			r = pfd < 0 ? pfd : neg_errno();
 		if (r) {
 			if (r == -ENOENT || r == -ENOTDIR)
@@ -1078,7 +1119,7 @@ static int link_paths(struct link_plan *pl, struct lpkg *k, const char *pyver, i
 			 * .py stale: on a read-only mount every import would compile it again. */
 			e.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 		} else if (pp->type == PT_LINK) {
-			ssize_t n = k->in->rec ? (ssize_t)strlen(target) : 0;
+			ssize_t n = indexed(k) ? (ssize_t)strlen(target) : 0;
 
 			if (!S_ISLNK(st.st_mode)) {
 				r = err_set(err, -EINVAL,
@@ -1087,7 +1128,7 @@ static int link_paths(struct link_plan *pl, struct lpkg *k, const char *pyver, i
 				            k->dist, pp->src);
 				goto out;
 			}
-			if (!k->in->rec)
+			if (!indexed(k))
 				n = readlinkat(pfd, base, target, sizeof(target) - 1);
 			if (n <= 0 || (size_t)n >= sizeof(target) - 1) {
 				r = err_set(err, n < 0 ? neg_errno() : -ENAMETOOLONG,

@@ -27,6 +27,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct pkgarchive_files;
+struct pkgrec;
+
 struct link_pkg {
 	const char *dir;          /* the extracted package, an absolute path */
 	const char *url;          /* the lock's URL of its archive */
@@ -36,9 +39,11 @@ struct link_pkg {
 	uint64_t size;            /* archive size, 0 unknown */
 	const char *platform;     /* the environment's ("linux-64"): a package of another
 	                           * subdir than it and noarch is refused; NULL: any */
-	/* The store's record of the package (pkgrec.h): its info/ files and paths are read
-	 * from it, and dir only names the package in messages. NULL: read dir. */
+	/* The store's record of the package (pkgrec.h), or the package unpacked into a data
+	 * file (pkgarchive.h): its info/ files and paths are read from it, and dir only names
+	 * the package in messages. Both NULL: read dir. */
 	const struct pkgrec *rec;
+	const struct pkgarchive_files *files;
 };
 
 enum link_type { LINK_FILE, LINK_SYMLINK, LINK_DIR };

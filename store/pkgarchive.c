@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Conda package archives (pkgarchive.h): the digest a lock records, and extraction into a
- * directory as conda's package cache holds a package.
+ * Conda package archives (pkgarchive.h): the digest a lock records, and unpacking into one
+ * data file and an index of the package's paths.
  *
  * A .tar.bz2 is one tar (info/ and the payload). A .conda (CEP 35) is a zip, its members
  * stored, of metadata.json and two zstd-compressed tars, info-<dist>.tar.zst and
@@ -10,27 +10,26 @@
  * Archives come from the network: everything in them is treated as hostile.
  *
  * Invariants:
- * A1: nothing is made outside dir_fd. Every path is relative, with no "", "." or ".."
- *     component; each directory on the way is opened from its parent O_NOFOLLOW |
- *     O_DIRECTORY, and every file, link and directory is made in that descriptor with a
- *     call that does not follow a final symbolic link (O_CREAT | O_EXCL | O_NOFOLLOW,
- *     symlinkat, mkdirat, linkat without AT_SYMLINK_FOLLOW). A link the archive made is
- *     never a way in: the kernel refuses it as a directory on the way, and the path set
- *     names it in the message first.
- * A2: each path is made once: the set of the archive's paths refuses a second entry of
- *     any kind (a directory the archive lists after the files in it excepted), and a hard
- *     link must name a regular file made before it from this archive.
- * A3: an extracted file holds the archive's bytes and size: every data block is written
- *     where the archive puts it, and a total that differs from the entry's size fails
- *     unless the entry is sparse (then the size is the entry's, the holes zeros).
- * A4: memory is bounded: the archive is read in READ_CHUNK pieces and files are written
+ * A1: every path is relative, with no "", "." or ".." component, and none lies beneath a
+ *     symbolic link or a regular file of the archive: each directory on the way is looked
+ *     up in the set of the archive's paths, and one the archive has not named is added as
+ *     a directory. Nothing is written but the data file.
+ * A2: each path is named once: the set refuses a second entry of any kind (a directory
+ *     the archive lists after the files in it excepted), and a hard link must name a
+ *     regular file before it in the archive.
+ * A3: a file's range of the data file holds the archive's bytes and size: every data
+ *     block is written where the archive puts it within the range, none past its end,
+ *     and a total that differs from the entry's size fails unless the entry is sparse
+ *     (then the size is the entry's, the holes zeros). Each file has a range of its own,
+ *     after every range before it, which no later entry writes; a hard link shares its
+ *     target's.
+ * A4: memory is bounded: the archive is read in READ_CHUNK pieces and data is written
  *     from libarchive's own buffers; the path set, the only thing that grows with the
- *     archive, is capped at MAX_PATH_BYTES of names.
+ *     archive, is capped at MAX_PATH_BYTES of names and link targets.
  */
 #include "pkgarchive.h"
 
 #include "err.h"
-#include "useropen.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -44,6 +43,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -165,7 +165,10 @@ struct node {
 	uint64_t hash;
 	enum kind kind;
 	mode_t mode;           /* directories: what they get once everything is in them */
-	struct timespec mtime; /* K_DIR: tv_nsec UTIME_OMIT when the archive has none */
+	struct timespec mtime; /* tv_nsec UTIME_OMIT when the archive has none */
+	/* A file's range of the data file, a link's target (owned). */
+	uint64_t off, size;
+	char *target;
 };
 
 /* Open addressing, linear probing, at most half full. */
@@ -215,12 +218,14 @@ static int set_grow(struct pathset *s)
 
 static void set_free(struct pathset *s)
 {
-	for (size_t i = 0; i < s->cap; i++)
+	for (size_t i = 0; i < s->cap; i++) {
 		free(s->v[i].path);
+		free(s->v[i].target);
+	}
 	free(s->v);
 }
 
-/* ---- extraction ---- */
+/* ---- unpacking ---- */
 
 /* The archive at fd, read with pread (the fd's offset is the caller's). */
 struct source {
@@ -231,14 +236,12 @@ struct source {
 };
 
 struct xtract {
-	int root;
+	int data; /* the data file */
+	uint64_t data_end;
 	const char *what;
 	struct cfs_err *err;
 	struct source src;
 	struct pathset set;
-	/* The directory the last entry went into, kept open: most entries share theirs. */
-	char *pdir;
-	int pfd;
 };
 
 static la_ssize_t source_read(struct archive *a, void *data, const void **out)
@@ -307,11 +310,6 @@ static int refuse(struct xtract *x, const char *path, const char *reason)
 	return err_set(x->err, -EINVAL, "%s: %s: %s", x->what, path, reason);
 }
 
-static int failed(struct xtract *x, const char *path, int r)
-{
-	return err_set(x->err, r, "%s: %s: %s", x->what, path, strerror(-r));
-}
-
 /* Why p (len bytes) may not be a path of a package, or NULL. */
 static const char *path_problem(const char *p, size_t len)
 {
@@ -341,7 +339,8 @@ static int add_path(struct xtract *x, const char *p, size_t len, enum kind kind,
 	struct node *n;
 
 	if (x->set.bytes + len + 1 > MAX_PATH_BYTES)
-		return err_set(x->err, -EFBIG, "%s: more than %u MiB of path names", x->what,
+		return err_set(x->err, -EFBIG,
+		               "%s: more than %u MiB of path names and link targets", x->what,
 		               MAX_PATH_BYTES >> 20);
 	if (2 * (x->set.n + 1) > x->set.cap && set_grow(&x->set) < 0)
 		return err_set(x->err, -ENOMEM, "%s: out of memory", x->what);
@@ -360,89 +359,30 @@ static int add_path(struct xtract *x, const char *p, size_t len, enum kind kind,
 	return 0;
 }
 
-/*
- * The directory path[0, dirlen) of the entry path, made where missing, opened component by
- * component from the root with O_NOFOLLOW (A1). A descriptor x owns, or -errno.
- */
-static int parent_fd(struct xtract *x, const char *path, size_t dirlen)
+/* The component dir[0, j) on the way to path is neither a link nor a file of the archive
+ * (A1): *ret its node, or NULL when the archive has not named it. */
+static int component_check(struct xtract *x, const char *path, const char *dir, size_t j,
+                           struct node **ret)
 {
-	int fd = x->root, r;
-	char *dir;
+	struct node *n = set_lookup(&x->set, dir, j);
 
-	if (x->pdir && strlen(x->pdir) == dirlen && memcmp(x->pdir, path, dirlen) == 0)
-		return x->pfd;
-	if (x->pdir) {
-		close(x->pfd);
-		free(x->pdir);
-		x->pdir = NULL;
-	}
-	dir = strndup(path, dirlen);
-	if (!dir)
-		return err_set(x->err, -ENOMEM, "%s: out of memory", x->what);
-	for (size_t i = 0; i < dirlen;) {
-		size_t j = i;
-		struct node *n;
-		int nfd;
-
-		while (j < dirlen && dir[j] != '/')
-			j++;
-		n = set_lookup(&x->set, dir, j);
-		if (n && n->kind == K_LINK) {
-			r = err_set(x->err, -EINVAL,
-			            "%s: %s: reaches through the symbolic link %.*s", x->what, path,
-			            (int)j, dir);
-			goto fail;
-		}
-		if (n && n->kind == K_FILE) {
-			r = err_set(x->err, -EINVAL, "%s: %s: %.*s is a regular file", x->what,
-			            path, (int)j, dir);
-			goto fail;
-		}
-		dir[j] = '\0';
-		if (!n) {
-			if (mkdirat(fd, dir + i, 0700) < 0 && errno != EEXIST) {
-				r = failed(x, path, neg_errno());
-				goto fail;
-			}
-			r = add_path(x, dir, j, K_MADE_DIR, &n);
-			if (r < 0)
-				goto fail;
-		}
-		nfd = openat(fd, dir + i, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (nfd < 0) {
-			r = errno == ENOTDIR || errno == ELOOP
-			            ? err_set(x->err, -EINVAL, "%s: %s: %s is not a directory",
-			                      x->what, path, dir)
-			            : failed(x, path, neg_errno());
-			goto fail;
-		}
-		if (fd != x->root)
-			close(fd);
-		fd = nfd;
-		if (j < dirlen)
-			dir[j] = '/';
-		i = j + 1;
-	}
-	x->pdir = dir;
-	x->pfd = fd;
-	return fd;
-fail:
-	if (fd != x->root)
-		close(fd);
-	free(dir);
-	return r;
+	if (n && n->kind == K_LINK)
+		return err_set(x->err, -EINVAL, "%s: %s: reaches through the symbolic link %.*s",
+		               x->what, path, (int)j, dir);
+	if (n && n->kind == K_FILE)
+		return err_set(x->err, -EINVAL, "%s: %s: %.*s is a regular file", x->what, path,
+		               (int)j, dir);
+	*ret = n;
+	return 0;
 }
 
-static void entry_times(struct archive_entry *e, struct timespec ts[2])
+/* The entry's mtime, tv_nsec UTIME_OMIT when the archive has none. */
+static struct timespec entry_mtime(struct archive_entry *e)
 {
-	ts[1].tv_sec = archive_entry_mtime(e);
-	ts[1].tv_nsec = archive_entry_mtime_is_set(e) ? archive_entry_mtime_nsec(e) : UTIME_OMIT;
-	if (archive_entry_atime_is_set(e)) {
-		ts[0].tv_sec = archive_entry_atime(e);
-		ts[0].tv_nsec = archive_entry_atime_nsec(e);
-	} else {
-		ts[0] = ts[1];
-	}
+	return (struct timespec){.tv_sec = archive_entry_mtime(e),
+	                         .tv_nsec = archive_entry_mtime_is_set(e)
+	                                            ? archive_entry_mtime_nsec(e)
+	                                            : UTIME_OMIT};
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n, off_t off)
@@ -461,85 +401,162 @@ static int write_all(int fd, const uint8_t *p, size_t n, off_t off)
 	return 0;
 }
 
-/* A regular file's data, written where the archive puts it (A3). */
-static int write_file(struct xtract *x, struct archive *a, struct archive_entry *e, int pfd,
-                      const char *name, const char *path, const char *member)
+static int64_t ts_ns(const struct timespec *ts, int64_t now)
+{
+	return ts->tv_nsec == UTIME_OMIT ? now : (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+/* The directories on the way to path[0, dirlen) in the set, those the archive has not
+ * named added as made ones. */
+static int unpack_parents(struct xtract *x, const char *path, size_t dirlen)
+{
+	for (size_t i = 0; i < dirlen;) {
+		size_t j = i;
+		struct node *n;
+		int r;
+
+		while (j < dirlen && path[j] != '/')
+			j++;
+		r = component_check(x, path, path, j, &n);
+		if (r == 0 && !n)
+			r = add_path(x, path, j, K_MADE_DIR, &n);
+		if (r < 0)
+			return r;
+		i = j + 1;
+	}
+	return 0;
+}
+
+/* A regular file's data, into the data file's next range (A3): *ret_off and *ret_size
+ * are that range. */
+static int unpack_data(struct xtract *x, struct archive *a, struct archive_entry *e,
+                       const char *path, const char *member, uint64_t *ret_off, uint64_t *ret_size)
 {
 	int64_t size = archive_entry_size(e), end = 0;
-	struct timespec ts[2];
-	int fd, r;
 
-	fd = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return failed(x, path, neg_errno());
+	if (size < 0 || (uint64_t)size > (uint64_t)INT64_MAX - x->data_end)
+		return err_set(x->err, -EBADMSG, "%s: corrupt archive: %s: a size of %jd", x->what,
+		               path, (intmax_t)size);
 	for (;;) {
 		const void *buf;
 		size_t n;
 		la_int64_t off;
+		int r = archive_read_data_block(a, &buf, &n, &off);
 
-		r = archive_read_data_block(a, &buf, &n, &off);
 		if (r == ARCHIVE_EOF)
 			break;
-		if (r != ARCHIVE_OK) {
-			r = corrupt(x, a, member);
-			goto out;
-		}
-		r = write_all(fd, buf, n, off);
-		if (r < 0) {
-			r = failed(x, path, r);
-			goto out;
-		}
+		if (r != ARCHIVE_OK)
+			return corrupt(x, a, member);
+		/* Never past its own range (A3). */
+		if (off < 0 || (uint64_t)off > (uint64_t)size || n > (uint64_t)(size - off))
+			return err_set(x->err, -EBADMSG,
+			               "%s: corrupt archive: %s: data past its size of %jd",
+			               x->what, path, (intmax_t)size);
+		r = write_all(x->data, buf, n, (off_t)(x->data_end + (uint64_t)off));
+		if (r < 0)
+			return err_set(x->err, r, "%s: %s: writing its data: %s", x->what, path,
+			               strerror(-r));
 		if (off + (int64_t)n > end)
 			end = off + (int64_t)n;
 	}
-	if (end != size && !(end < size && archive_entry_sparse_count(e) > 0)) {
-		r = err_set(x->err, -EBADMSG,
-		            "%s: corrupt archive: %s: %jd bytes of data for a size of %jd", x->what,
-		            path, (intmax_t)end, (intmax_t)size);
-		goto out;
-	}
-	entry_times(e, ts);
-	if ((end < size && ftruncate(fd, size) < 0) ||
-	    fchmod(fd, archive_entry_perm(e) & 0777) < 0 || futimens(fd, ts) < 0) {
-		r = failed(x, path, neg_errno());
-		goto out;
-	}
-	r = 0;
-out:
-	if (close(fd) < 0 && r == 0)
-		r = failed(x, path, neg_errno());
-	return r;
+	if (end != size && !(end < size && archive_entry_sparse_count(e) > 0))
+		return err_set(x->err, -EBADMSG,
+		               "%s: corrupt archive: %s: %jd bytes of data for a size of %jd",
+		               x->what, path, (intmax_t)end, (intmax_t)size);
+	*ret_off = x->data_end;
+	*ret_size = (uint64_t)size;
+	x->data_end += (uint64_t)size;
+	return 0;
 }
 
-/* A hard link to target, a regular file made before from this archive (A2). */
-static int write_hardlink(struct xtract *x, struct archive_entry *e, int pfd, const char *name,
-                          const char *path, const char *target)
+/* An entry of the archive into the set, its data into the data file. */
+static int unpack_entry(struct xtract *x, struct archive *a, struct archive_entry *e,
+                        const char *path, size_t len, const char *member)
 {
-	size_t tlen = strlen(target);
-	const char *tname = strrchr(target, '/');
-	const struct node *t;
-	char *tdir;
-	int tfd, r;
+	const char *hardlink = archive_entry_hardlink(e), *slash = memrchr(path, '/', len);
+	mode_t type = archive_entry_filetype(e);
+	struct timespec mtime = entry_mtime(e);
+	struct node *n;
+	uint64_t off = 0, size = 0;
+	int r;
 
-	if (path_problem(target, tlen) || !(t = set_lookup(&x->set, target, tlen)) ||
-	    t->kind != K_FILE)
-		return err_set(x->err, -EINVAL,
-		               "%s: %s: a hard link to %s, which is not a regular file before it "
-		               "in the archive",
-		               x->what, path, target);
-	if (archive_entry_size(e) > 0)
-		return refuse(x, path, "a hard link with data of its own");
-	tdir = tname ? strndup(target, (size_t)(tname - target)) : strdup("");
-	if (!tdir)
-		return err_set(x->err, -ENOMEM, "%s: out of memory", x->what);
-	tfd = open_beneath(x->root, tdir, O_RDONLY | O_DIRECTORY);
-	free(tdir);
-	if (tfd < 0)
-		return err_set(x->err, tfd, "%s: %s: %s", x->what, target, beneath_strerror(tfd));
-	r = linkat(tfd, tname ? tname + 1 : target, pfd, name, 0) < 0 ? failed(x, path, neg_errno())
-	                                                              : 0;
-	close(tfd);
-	return r;
+	r = unpack_parents(x, path, slash ? (size_t)(slash - path) : 0);
+	if (r < 0)
+		return r;
+	if (hardlink) {
+		size_t tlen = strlen(hardlink);
+		const struct node *t;
+		mode_t mode;
+
+		if (path_problem(hardlink, tlen) || !(t = set_lookup(&x->set, hardlink, tlen)) ||
+		    t->kind != K_FILE)
+			return err_set(x->err, -EINVAL,
+			               "%s: %s: a hard link to %s, which is not a regular file "
+			               "before it in the archive",
+			               x->what, path, hardlink);
+		if (archive_entry_size(e) > 0)
+			return refuse(x, path, "a hard link with data of its own");
+		/* One inode: the target's bytes, mode and mtime. */
+		off = t->off;
+		size = t->size;
+		mode = t->mode;
+		mtime = t->mtime;
+		r = add_path(x, path, len, K_FILE, &n);
+		if (r < 0)
+			return r;
+		n->off = off;
+		n->size = size;
+		n->mode = mode;
+		n->mtime = mtime;
+		return 0;
+	}
+	switch (type) {
+	case AE_IFREG:
+		r = unpack_data(x, a, e, path, member, &off, &size);
+		if (r == 0)
+			r = add_path(x, path, len, K_FILE, &n);
+		if (r)
+			return r;
+		n->off = off;
+		n->size = size;
+		n->mode = archive_entry_perm(e) & 0777;
+		n->mtime = mtime;
+		return 0;
+	case AE_IFLNK: {
+		const char *target = archive_entry_symlink(e);
+
+		if (!target || !*target)
+			return refuse(x, path, "a symbolic link without a target");
+		if (strlen(target) > 4095)
+			return refuse(x, path, "a symbolic link whose target is over 4095 bytes");
+		r = add_path(x, path, len, K_LINK, &n);
+		if (r < 0)
+			return r;
+		/* Targets are kept with the names, and count against their cap (A4). */
+		x->set.bytes += strlen(target) + 1;
+		if (x->set.bytes > MAX_PATH_BYTES)
+			return err_set(x->err, -EFBIG,
+			               "%s: more than %u MiB of path names and link targets",
+			               x->what, MAX_PATH_BYTES >> 20);
+		n->target = strdup(target);
+		if (!n->target)
+			return err_set(x->err, -ENOMEM, "%s: out of memory", x->what);
+		n->mode = 0777;
+		n->mtime = mtime;
+		return 0;
+	}
+	default: /* AE_IFDIR */
+		n = set_lookup(&x->set, path, len);
+		if (!n) {
+			r = add_path(x, path, len, K_DIR, &n);
+			if (r < 0)
+				return r;
+		}
+		n->kind = K_DIR;
+		n->mode = archive_entry_perm(e) & 0777;
+		n->mtime = mtime;
+		return 0;
+	}
 }
 
 static const char *type_name(mode_t type)
@@ -563,11 +580,9 @@ static int put_entry(struct xtract *x, struct archive *a, struct archive_entry *
 {
 	const char *path = archive_entry_pathname(e), *hardlink = archive_entry_hardlink(e);
 	mode_t type = archive_entry_filetype(e);
-	const char *problem, *slash, *name;
-	struct timespec ts[2];
+	const char *problem;
 	struct node *n;
 	size_t len;
-	int pfd, r;
 
 	if (!path)
 		return err_set(x->err, -EINVAL, "%s: an entry without a path", x->what);
@@ -585,54 +600,7 @@ static int put_entry(struct xtract *x, struct archive *a, struct archive_entry *
 		return refuse(x, path,
 		              n->kind == K_MADE_DIR ? "already the directory of paths before it"
 		                                    : "named twice in the archive");
-	slash = memrchr(path, '/', len);
-	pfd = parent_fd(x, path, slash ? (size_t)(slash - path) : 0);
-	if (pfd < 0)
-		return pfd;
-	name = slash ? slash + 1 : path;
-	entry_times(e, ts);
-	if (hardlink) {
-		r = write_hardlink(x, e, pfd, name, path, hardlink);
-		if (r == 0)
-			r = add_path(x, path, len, K_FILE, &n);
-		return r;
-	}
-	switch (type) {
-	case AE_IFREG:
-		r = write_file(x, a, e, pfd, name, path, member);
-		if (r == 0)
-			r = add_path(x, path, len, K_FILE, &n);
-		return r;
-	case AE_IFLNK: {
-		const char *target = archive_entry_symlink(e);
-
-		if (!target || !*target)
-			return refuse(x, path, "a symbolic link without a target");
-		if (symlinkat(target, pfd, name) < 0 ||
-		    utimensat(pfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
-			return failed(x, path, neg_errno());
-		return add_path(x, path, len, K_LINK, &n);
-	}
-	default: /* AE_IFDIR */
-		/* Looked up again: making the parents may have grown the set. */
-		n = set_lookup(&x->set, path, len);
-		if (!n) {
-			char *dname = strndup(name, len - (size_t)(name - path));
-
-			if (!dname)
-				return err_set(x->err, -ENOMEM, "%s: out of memory", x->what);
-			r = mkdirat(pfd, dname, 0700) < 0 ? failed(x, path, neg_errno()) : 0;
-			free(dname);
-			if (r == 0)
-				r = add_path(x, path, len, K_DIR, &n);
-			if (r < 0)
-				return r;
-		}
-		n->kind = K_DIR;
-		n->mode = archive_entry_perm(e) & 0777;
-		n->mtime = ts[1];
-		return 0;
-	}
+	return unpack_entry(x, a, e, path, len, member);
 }
 
 static int read_tar(struct xtract *x, struct archive *a, const char *member)
@@ -652,51 +620,7 @@ static int read_tar(struct xtract *x, struct archive *a, const char *member)
 	}
 }
 
-static int cmp_deeper_first(const void *a, const void *b)
-{
-	const struct node *x = *(struct node *const *)a, *y = *(struct node *const *)b;
-
-	return x->len < y->len ? 1 : x->len > y->len ? -1 : 0;
-}
-
-/*
- * Directories get their modes and mtimes once everything is in them (a directory without
- * write permission could not be filled, and each entry made in it changes its mtime), the
- * deepest first so that no directory is made unsearchable before those under it are done.
- */
-static int finish_dirs(struct xtract *x)
-{
-	struct node **dirs = NULL;
-	size_t n = 0;
-	int r = 0;
-
-	dirs = malloc((x->set.n + 1) * sizeof(*dirs));
-	if (!dirs)
-		return err_set(x->err, -ENOMEM, "%s: out of memory", x->what);
-	for (size_t i = 0; i < x->set.cap; i++)
-		if (x->set.v[i].path &&
-		    (x->set.v[i].kind == K_DIR || x->set.v[i].kind == K_MADE_DIR))
-			dirs[n++] = &x->set.v[i];
-	qsort(dirs, n, sizeof(*dirs), cmp_deeper_first);
-	for (size_t i = 0; i < n && r == 0; i++) {
-		struct timespec ts[2] = {{0, UTIME_OMIT}, dirs[i]->mtime};
-		int fd = open_beneath(x->root, dirs[i]->path, O_RDONLY | O_DIRECTORY);
-
-		if (fd < 0) {
-			r = err_set(x->err, fd, "%s: %s: %s", x->what, dirs[i]->path,
-			            beneath_strerror(fd));
-			break;
-		}
-		if (fchmod(fd, dirs[i]->mode) < 0 ||
-		    (ts[1].tv_nsec != UTIME_OMIT && futimens(fd, ts) < 0))
-			r = failed(x, dirs[i]->path, neg_errno());
-		close(fd);
-	}
-	free(dirs);
-	return r;
-}
-
-static int extract_tar_bz2(struct xtract *x)
+static int read_tar_bz2(struct xtract *x)
 {
 	struct archive *a = archive_read_new();
 	int r;
@@ -739,7 +663,7 @@ static la_ssize_t member_read(struct archive *a, void *data, const void **out)
 	return (la_ssize_t)n;
 }
 
-static int extract_member_tar(struct xtract *x, struct archive *outer, const char *member)
+static int read_member_tar(struct xtract *x, struct archive *outer, const char *member)
 {
 	struct member_pipe p = {.outer = outer};
 	struct archive *a = archive_read_new();
@@ -777,7 +701,7 @@ static bool member_of_kind(const char *name, const char *kind)
 	       strcmp(name + len - strlen(".tar.zst"), ".tar.zst") == 0 && !strchr(name, '/');
 }
 
-static int extract_conda(struct xtract *x)
+static int read_conda(struct xtract *x)
 {
 	struct archive *a = archive_read_new();
 	bool seen_meta = false, seen_info = false, seen_pkg = false;
@@ -824,7 +748,7 @@ static int extract_conda(struct xtract *x)
 		if (seen == &seen_meta)
 			r = archive_read_data_skip(a) == ARCHIVE_OK ? 0 : corrupt(x, a, name);
 		else
-			r = extract_member_tar(x, a, name);
+			r = read_member_tar(x, a, name);
 		if (r < 0)
 			goto out;
 	}
@@ -848,43 +772,191 @@ static bool ends_with(const char *s, const char *suffix)
 	return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-int pkgarchive_extract(int fd, const char *name, int dir_fd, const char *what, struct cfs_err *err)
+/* Read the archive at x->src.fd (its format from name) into x's set and data file. */
+static int read_archive(struct xtract *x, const char *name)
 {
-	struct xtract x = {.root = dir_fd, .what = what, .err = err, .src = {.fd = fd}};
 	bool conda = ends_with(name, ".conda");
 	locale_t utf8, old;
 	struct stat st;
 	int r;
 
 	if (!conda && !ends_with(name, ".tar.bz2"))
-		return err_set(err, -EINVAL, "%s: not a .conda or a .tar.bz2", what);
-	if (fstat(fd, &st) < 0)
-		return err_set(err, neg_errno(), "%s: %s", what, strerror(errno));
-	x.src.size = st.st_size;
+		return err_set(x->err, -EINVAL, "%s: not a .conda or a .tar.bz2", x->what);
+	if (fstat(x->src.fd, &st) < 0)
+		return err_set(x->err, neg_errno(), "%s: %s", x->what, strerror(errno));
+	x->src.size = st.st_size;
 	/* Paths are UTF-8 (pax headers say so, paths.json is JSON), and libarchive converts
 	 * them to the locale's charset: under the C locale it refuses every non-ASCII name.
 	 * A UTF-8 locale for this thread only, while the archive is read, keeps them as they
 	 * are whatever the process's locale. */
 	utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
 	if (!utf8)
-		return err_set(err, neg_errno(), "%s: the C.UTF-8 locale: %s", what,
+		return err_set(x->err, neg_errno(), "%s: the C.UTF-8 locale: %s", x->what,
 		               strerror(errno));
-	x.src.buf = malloc(READ_CHUNK);
-	if (!x.src.buf) {
+	x->src.buf = malloc(READ_CHUNK);
+	if (!x->src.buf) {
 		freelocale(utf8);
-		return err_set(err, -ENOMEM, "%s: out of memory", what);
+		return err_set(x->err, -ENOMEM, "%s: out of memory", x->what);
 	}
 	old = uselocale(utf8);
-	r = conda ? extract_conda(&x) : extract_tar_bz2(&x);
+	r = conda ? read_conda(x) : read_tar_bz2(x);
 	uselocale(old);
 	freelocale(utf8);
-	if (r == 0)
-		r = finish_dirs(&x);
-	if (x.pdir) {
-		close(x.pfd);
-		free(x.pdir);
-	}
-	set_free(&x.set);
-	free(x.src.buf);
 	return r;
+}
+
+static void xtract_free(struct xtract *x)
+{
+	set_free(&x->set);
+	free(x->src.buf);
+}
+
+/* ---- an unpacked package ---- */
+
+struct pkgarchive_files {
+	int fd;
+	size_t n;
+	struct pkgarchive_entry *v; /* sorted by path bytes; paths and targets owned */
+};
+
+static int cmp_entry(const void *a, const void *b)
+{
+	return strcmp(((const struct pkgarchive_entry *)a)->path,
+	              ((const struct pkgarchive_entry *)b)->path);
+}
+
+/* The set's paths as entries of f, taken from the set. */
+static int files_from_set(struct xtract *x, struct pkgarchive_files *f)
+{
+	struct timespec now;
+	int64_t now_ns;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	now_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	f->v = calloc(x->set.n ? x->set.n : 1, sizeof(*f->v));
+	if (!f->v)
+		return err_set(x->err, -ENOMEM, "%s: out of memory", x->what);
+	for (size_t i = 0; i < x->set.cap; i++) {
+		struct node *n = &x->set.v[i];
+		struct pkgarchive_entry *e = &f->v[f->n];
+
+		if (!n->path)
+			continue;
+		e->path = n->path;
+		e->type = n->kind == K_FILE   ? NODE_FILE
+		          : n->kind == K_LINK ? NODE_SYMLINK
+		                              : NODE_DIR;
+		e->mode = (uint32_t)n->mode;
+		e->mtime_ns = ts_ns(&n->mtime, now_ns);
+		e->size = n->kind == K_LINK ? strlen(n->target) : n->kind == K_FILE ? n->size : 0;
+		e->off = n->off;
+		e->target = n->target;
+		n->path = NULL;
+		n->target = NULL;
+		f->n++;
+	}
+	qsort(f->v, f->n, sizeof(*f->v), cmp_entry);
+	return 0;
+}
+
+void pkgarchive_files_free(struct pkgarchive_files *f)
+{
+	if (!f)
+		return;
+	for (size_t i = 0; i < f->n; i++) {
+		free((char *)f->v[i].path);
+		free((char *)f->v[i].target);
+	}
+	free(f->v);
+	if (f->fd >= 0)
+		close(f->fd);
+	free(f);
+}
+
+int pkgarchive_unpack(int fd, const char *name, int data_fd, const char *what,
+                      struct pkgarchive_files **ret, struct cfs_err *err)
+{
+	struct xtract x = {.data = data_fd, .what = what, .err = err, .src = {.fd = fd}};
+	struct pkgarchive_files *f = calloc(1, sizeof(*f));
+	int r;
+
+	if (!f)
+		return err_set(err, -ENOMEM, "%s: out of memory", what);
+	f->fd = -1;
+	r = read_archive(&x, name);
+	/* A sparse file's last hole is past what was written. */
+	if (r == 0 && ftruncate(data_fd, (off_t)x.data_end) < 0)
+		r = err_set(err, neg_errno(), "%s: its data: %s", what, strerror(errno));
+	if (r == 0)
+		r = files_from_set(&x, f);
+	if (r == 0) {
+		f->fd = fcntl(data_fd, F_DUPFD_CLOEXEC, 0);
+		if (f->fd < 0)
+			r = err_set(err, neg_errno(), "%s: its data: %s", what, strerror(errno));
+	}
+	xtract_free(&x);
+	if (r) {
+		pkgarchive_files_free(f);
+		return r;
+	}
+	*ret = f;
+	return 0;
+}
+
+const struct pkgarchive_entry *pkgarchive_files_find(const struct pkgarchive_files *f,
+                                                     const char *path)
+{
+	struct pkgarchive_entry key = {.path = path};
+
+	return bsearch(&key, f->v, f->n, sizeof(*f->v), cmp_entry);
+}
+
+size_t pkgarchive_files_count(const struct pkgarchive_files *f)
+{
+	return f->n;
+}
+
+const struct pkgarchive_entry *pkgarchive_files_entry(const struct pkgarchive_files *f, size_t i)
+{
+	return &f->v[i];
+}
+
+int pkgarchive_files_fd(const struct pkgarchive_files *f)
+{
+	return f->fd;
+}
+
+int pkgarchive_files_read(const struct pkgarchive_files *f, const char *path, size_t max,
+                          char **ret, size_t *ret_len)
+{
+	const struct pkgarchive_entry *e = pkgarchive_files_find(f, path);
+	char *buf;
+
+	if (!e)
+		return -ENOENT;
+	if (e->type != NODE_FILE)
+		return -EINVAL;
+	if (e->size > max)
+		return -EFBIG;
+	buf = malloc(e->size + 1);
+	if (!buf)
+		return -ENOMEM;
+	for (size_t done = 0; done < e->size;) {
+		ssize_t n = pread(f->fd, buf + done, e->size - done, (off_t)(e->off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			/* Shorter than unpacking left it: the data file is ours alone. */
+			int r = n < 0 ? neg_errno() : -EIO;
+
+			free(buf);
+			return r;
+		}
+		done += (size_t)n;
+	}
+	buf[e->size] = '\0';
+	*ret = buf;
+	*ret_len = e->size;
+	return 0;
 }

@@ -1,17 +1,19 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
-"""Crash safety of condafs install (suite crash, issue 12): kill -9 at six points of an
+"""Crash safety of condafs install (suite crash, issue 12): kill -9 at seven points of an
 install of the corpus's small environment (its lock without the PyPI line, which install
 refuses), each into a fresh store, each point reached deterministically, with no sleep:
 
 - during a download: the test's HTTP server sends half of python's archive and blocks.
   Once it has sent that half the install is in its downloads, which cannot end, and is
-  killed (checked: nothing is extracted yet);
-- the other five through strace, which sends SIGKILL on entry to the N-th matching system
+  killed (checked: nothing is unpacked yet);
+- the other six through strace, which sends SIGKILL on entry to the N-th matching system
   call (`-e inject=SYSCALL:signal=KILL:when=N`; `-P PATH` counts only calls naming PATH;
   the kernel skips the call itself):
-  - during extraction: the openat that would make lib/python3.11/os.py while python's
-    archive is extracted (checked: python3.11/ is there, os.py is not);
+  - during unpacking: the openat that would make numpy's data file, while the packages
+    before it are unpacked into theirs (checked: several are there, numpy's is not);
+  - while python is written out of its data file for the .pyc compiler: the openat that
+    would make lib/python3.11/os.py (checked: python3.11/ is there, os.py is not);
   - half-way through publishing the store phase's images (renameat2 into objects/);
   - half-way through the commit's writes to the catalog's WAL (the environment is
     absent: the frame that marks the commit is the last);
@@ -213,7 +215,7 @@ with t.section(f"kill -9 during the download of {python}"):
         t.check("the server sent half of the archive", ch.half_sent.wait(300))
         # The install cannot have left its downloads: one of them is still half-sent.
         tmp = tmp_entries(store)
-        t.eq("the kill lands in the downloads: nothing extracted yet",
+        t.eq("the kill lands in the downloads: nothing unpacked yet",
              [os.listdir(os.path.join(store, "tmp", d, "pkgs")) for d in tmp], [[]])
         p.kill()
         r = t.finish_proc(p)
@@ -221,15 +223,29 @@ with t.section(f"kill -9 during the download of {python}"):
         ch.release()
     after_kill(store, lock, want, "absent", ref_export, r)
 
-with t.section("kill -9 while python's archive is extracted (openat of os.py)"):
+with t.section("kill -9 while python is written out for the compiler (openat of os.py)"):
     store = t.path("store-extract")
-    r = traced_install(store, lock, "openat", "os.py", 1)
+    r = traced_install(store, lock, "openat", "lib/python3.11/os.py", 1)
     dist = python[:-len(".conda")]
     landed = [os.path.join(store, "tmp", d, "pkgs", dist, "lib", "python3.11")
               for d in tmp_entries(store)]
-    t.check("the kill lands in the extraction: python3.11/ is there, os.py is not",
+    t.check("the kill lands in the writing out: python3.11/ is there, os.py is not",
             len(landed) == 1 and os.path.isdir(landed[0]) and
             not os.path.exists(os.path.join(landed[0], "os.py")), landed)
+    after_kill(store, lock, want, "absent", ref_export, r)
+
+with open(lock) as f:
+    numpy = next(os.path.basename(u) for u in f.read().split() if "/numpy-" in u)
+numpy = numpy.split("#")[0][:-len(".conda")]
+
+with t.section("kill -9 while packages are unpacked into data files (openat of numpy's)"):
+    store = t.path("store-unpack")
+    r = traced_install(store, lock, "openat", f"{numpy}.data", 1)
+    pkgs = [os.path.join(store, "tmp", d, "pkgs") for d in tmp_entries(store)]
+    data = [n for p in pkgs for n in os.listdir(p) if os.path.isfile(os.path.join(p, n))]
+    t.check("the kill lands in the unpacking: earlier packages' data files are there, "
+            "numpy's is not", len(pkgs) == 1 and len(data) > 5 and
+            f"{numpy}.data" not in data, data)
     after_kill(store, lock, want, "absent", ref_export, r)
 
 for i, (name, (sc, path, when, expect)) in enumerate(points.items()):

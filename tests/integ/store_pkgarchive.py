@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
 """store/pkgarchive.c through tests/integ/pkgarchive_drive.c (issue 12): the corpus's real
-archives verify against their repodata digests and extract to what the corpus's package
-cache holds; hostile archives made here are refused with one line naming the archive and
-the path or reason, and write nothing outside the target directory.
+archives verify against their repodata digests and unpack (into one data file, listed by
+the drive) to what the corpus's package cache holds, path by path; hostile archives made
+here are refused with one line naming the archive and the path or reason, and write
+nothing but their data file.
 
 Precision of mtimes: a tar header (ustar) holds whole seconds; a pax header may hold a
 decimal fraction, which libarchive reads to the ns. The corpus's archives (both formats
@@ -25,7 +26,7 @@ import zipfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
 
-t = lib.Harness("pkgarchive: verify and extract conda package archives")
+t = lib.Harness("pkgarchive: verify and unpack conda package archives")
 DRIVE = os.environ["PKGARCHIVE_DRIVE"]
 TOKEN = f"cfs-pkgarchive-{os.getpid()}"
 SENTINEL = t.path("sentinel")
@@ -54,11 +55,20 @@ def dist_of(fn):
     return fn[:-len(".conda")] if fn.endswith(".conda") else fn[:-len(".tar.bz2")]
 
 
-def extract(archive, name=None):
-    """Extract into a fresh directory under out/; (result, directory)."""
-    d = t.path("out", name or os.path.basename(archive))
-    os.makedirs(d)
-    return drive("extract", archive, d), d
+UNPACKED = iter(range(1 << 30))
+
+
+def unpack(archive, name=None):
+    """Unpack into a fresh data file under data/; (result, {path: entry}, the data file)."""
+    data = t.path("data", f"{name or os.path.basename(archive)}-{next(UNPACKED)}.data")
+    r = drive("unpack", archive, data)
+    entries = {}
+    for line in r.out.splitlines() if r.rc == 0 else []:
+        head, path, target = line.split("\t")
+        kind, mode, mtime, size, off = head.split()
+        entries[path] = dict(kind=kind, mode=int(mode, 8), mtime_ns=int(mtime),
+                             size=int(size), off=int(off), target=target)
+    return r, entries, data
 
 
 # ---- reading archives independently (Python's tarfile and zipfile, zstd's CLI) ----
@@ -84,37 +94,45 @@ def tar_members(archive):
     return out
 
 
-def compare(archive, got, want):
-    """Differences between the extraction got and the cache's extracted want (which also
-    holds conda's info/repodata_record.json, not in the archive)."""
+def compare(archive, entries, data, want):
+    """Differences between what unpack listed of archive and the cache's extracted want
+    (which also holds conda's info/repodata_record.json, not in the archive): every path,
+    its type, mode, size, bytes, link target, and mtime to the second (but for directories
+    the archive does not list, which get the time of the run)."""
     members = tar_members(archive)
-    g, w = lib.lstat_tree(got), lib.lstat_tree(want)
+    w = lib.lstat_tree(want)
     w.pop("info/repodata_record.json", None)
-    problems = [f"{p}: missing" for p in sorted(set(w) - set(g))]
-    problems += [f"{p}: extra" for p in sorted(set(g) - set(w))]
-    for p in sorted(set(g) & set(w)):
-        gs, ws = g[p], w[p]
-        if stat.S_IFMT(gs.st_mode) != stat.S_IFMT(ws.st_mode):
-            problems.append(f"{p}: type {stat.S_IFMT(gs.st_mode):o} != {stat.S_IFMT(ws.st_mode):o}")
-            continue
-        if not stat.S_ISLNK(gs.st_mode) and stat.S_IMODE(gs.st_mode) != stat.S_IMODE(ws.st_mode):
-            problems.append(f"{p}: mode {stat.S_IMODE(gs.st_mode):o} != "
-                            f"{stat.S_IMODE(ws.st_mode):o}")
-        if stat.S_ISREG(gs.st_mode) and (gs.st_size != ws.st_size or
-                                         not lib.same_bytes(os.path.join(got, p),
-                                                        os.path.join(want, p))):
-            problems.append(f"{p}: size {gs.st_size} / {ws.st_size} or bytes differ")
-        if stat.S_ISLNK(gs.st_mode) and \
-                os.readlink(os.path.join(got, p)) != os.readlink(os.path.join(want, p)):
-            problems.append(f"{p}: symlink target differs")
-        # Directories the archive does not list get the time of extraction.
-        if (not stat.S_ISDIR(gs.st_mode) or p in members) and \
-                gs.st_mtime_ns != int(ws.st_mtime) * 10**9:
-            problems.append(f"{p}: mtime {gs.st_mtime_ns} != {int(ws.st_mtime)} s")
-        if p in members and int(members[p].mtime) != gs.st_mtime_ns // 10**9:
-            problems.append(f"{p}: mtime {gs.st_mtime_ns} != the archive's {members[p].mtime}")
-    problems += [f"{p}: in the archive, not extracted" for p in members if p not in g]
-    return problems, len(g)
+    problems = [f"{p}: missing" for p in sorted(set(w) - set(entries))]
+    problems += [f"{p}: extra" for p in sorted(set(entries) - set(w))]
+    with open(data, "rb") as f:
+        for p in sorted(set(w) & set(entries)):
+            ws, e = w[p], entries[p]
+            kind = "d" if stat.S_ISDIR(ws.st_mode) else "l" if stat.S_ISLNK(ws.st_mode) else "f"
+            if kind != e["kind"]:
+                problems.append(f"{p}: type {e['kind']}, in the cache {kind}")
+                continue
+            if kind != "l" and stat.S_IMODE(ws.st_mode) != e["mode"]:
+                problems.append(f"{p}: mode {e['mode']:o} != {stat.S_IMODE(ws.st_mode):o}")
+            if kind == "f":
+                f.seek(e["off"])
+                with open(os.path.join(want, p), "rb") as x:
+                    if ws.st_size != e["size"] or f.read(e["size"]) != x.read():
+                        problems.append(f"{p}: size {e['size']} / {ws.st_size} or bytes differ")
+            if kind == "l" and (os.readlink(os.path.join(want, p)) != e["target"] or
+                                e["size"] != len(e["target"].encode())):
+                problems.append(f"{p}: target {e['target']!r}")
+            if (kind != "d" or p in members) and e["mtime_ns"] != int(ws.st_mtime) * 10**9:
+                problems.append(f"{p}: mtime {e['mtime_ns']} != {int(ws.st_mtime)} s")
+            if p in members and int(members[p].mtime) != e["mtime_ns"] // 10**9:
+                problems.append(f"{p}: mtime {e['mtime_ns']} != the archive's {members[p].mtime}")
+    problems += [f"{p}: in the archive, not unpacked" for p in members if p not in entries]
+    return problems
+
+
+def read_data(data, e):
+    with open(data, "rb") as f:
+        f.seek(e["off"])
+        return f.read(e["size"])
 
 
 # ---- making hostile archives ----
@@ -177,8 +195,8 @@ INFO = [ent("info/index.json", data=b'{"name": "h"}\n')]
 
 
 def outside_clean(what):
-    """Nothing written beside the target directories, in the sentinel or in /tmp."""
-    stray = [n for n in os.listdir(t.path("out")) if not os.path.isdir(t.path("out", n))]
+    """Nothing written but the data files: in the sentinel or in /tmp."""
+    stray = [n for n in os.listdir(t.path("data")) if not n.endswith(".data")]
     stray += [os.path.join(SENTINEL, n) for n in os.listdir(SENTINEL) if n != "keep"]
     stray += [os.path.join("/tmp", n) for n in os.listdir("/tmp") if TOKEN in n]
     t.check(what, not stray, f"written outside: {stray}")
@@ -187,23 +205,23 @@ def outside_clean(what):
 corpus = t.corpus()
 PKGS = corpus["pkgs_dir"]
 ARCHIVES = sorted(n for n in os.listdir(PKGS) if n.endswith((".conda", ".tar.bz2")))
-os.makedirs(t.path("out"))
+os.makedirs(t.path("data"))
 
-with t.section("the corpus's archives extract to the package cache's trees"):
+with t.section("the corpus's archives unpack to the package cache's trees"):
     kinds = {".conda": 0, ".tar.bz2": 0}
     for fn in ARCHIVES:
         kinds[".conda" if fn.endswith(".conda") else ".tar.bz2"] += 1
     t.check(f"both formats in the corpus ({kinds})", all(kinds.values()))
     total = 0
     for fn in ARCHIVES:
-        r, d = extract(os.path.join(PKGS, fn), dist_of(fn))
-        if not t.ok(f"extract {fn}", r):
+        r, entries, data = unpack(os.path.join(PKGS, fn), dist_of(fn))
+        if not t.ok(f"unpack {fn}", r):
             continue
-        problems, n = compare(os.path.join(PKGS, fn), d, os.path.join(PKGS, dist_of(fn)))
-        total += n
-        t.check(f"{fn}: {n} paths as in the cache (types, modes, sizes, bytes, targets, "
-                f"mtimes to the second)", not problems, "\n".join(problems[:20]))
-        t.rmtree(d)
+        problems = compare(os.path.join(PKGS, fn), entries, data, os.path.join(PKGS, dist_of(fn)))
+        total += len(entries)
+        t.check(f"{fn}: {len(entries)} paths as in the cache (types, modes, sizes, bytes, "
+                f"targets, mtimes to the second)", not problems, "\n".join(problems[:20]))
+        os.unlink(data)
     t.check(f"{total} paths compared", total > 10000)
 
 with t.section("verify: the repodata's sha256 and md5"):
@@ -237,11 +255,11 @@ with t.section("verify: the repodata's sha256 and md5"):
     refused("an md5 not hex", drive("verify", a, "-", "z" * 32), a, "md5 is not 32 hex digits")
 
 with t.section("what packages may hold"):
-    data = os.urandom(3 << 20)
+    big = os.urandom(3 << 20)
     a = make_tar_bz2("fine-1.0-0", [
         ent("info/index.json", data=b"{}\n"),
         ent("bin/tool", data=b"#!/bin/sh\n", mode=0o4755, mtime=1700000000.5),
-        ent("lib/big.bin", data=data, mode=0o600),
+        ent("lib/big.bin", data=big, mode=0o600),
         ent("lib/libx.so", kind="symlink", target="big.bin"),
         ent("lib/abs", kind="symlink", target="/etc/passwd"),
         ent("lib/hard", kind="hardlink", target="lib/big.bin"),
@@ -250,29 +268,31 @@ with t.section("what packages may hold"):
         ent("share/empty", kind="dir", mode=0o700, mtime=1600000001),
         ent("share/\u00e9t\u00e9.txt", data=b"summer\n"),
     ])
-    r, d = extract(a)
-    if t.ok("extract a package of every allowed kind", r):
-        st = os.lstat(os.path.join(d, "bin/tool"))
-        t.eq("set-id bits dropped", stat.S_IMODE(st.st_mode), 0o755)
-        t.eq("a pax mtime's fraction kept (ns)", st.st_mtime_ns, 1700000000_500000000)
-        t.check("3 MiB of bytes as written",
-                open(os.path.join(d, "lib/big.bin"), "rb").read() == data)
-        t.eq("a relative symlink as written", os.readlink(os.path.join(d, "lib/libx.so")),
-             "big.bin")
-        t.eq("an absolute symlink as written", os.readlink(os.path.join(d, "lib/abs")),
-             "/etc/passwd")
-        h, b = os.lstat(os.path.join(d, "lib/hard")), os.lstat(os.path.join(d, "lib/big.bin"))
-        t.check("a hard link to an earlier file is that file",
-                (h.st_ino, h.st_nlink) == (b.st_ino, 2))
-        ro = os.lstat(os.path.join(d, "share/ro"))
+    r, entries, data = unpack(a)
+    if t.ok("unpack a package of every allowed kind", r):
+        tool = entries["bin/tool"]
+        t.eq("set-id bits dropped", tool["mode"], 0o755)
+        t.eq("a pax mtime's fraction kept (ns)", tool["mtime_ns"], 1700000000_500000000)
+        t.check("3 MiB of bytes as written", read_data(data, entries["lib/big.bin"]) == big)
+        t.eq("a relative symlink as written", (entries["lib/libx.so"]["kind"],
+                                               entries["lib/libx.so"]["target"]), ("l", "big.bin"))
+        t.eq("an absolute symlink as written, its size its target's",
+             (entries["lib/abs"]["target"], entries["lib/abs"]["size"]),
+             ("/etc/passwd", len("/etc/passwd")))
+        h, b = entries["lib/hard"], entries["lib/big.bin"]
+        t.check("a hard link to an earlier file is that file: its bytes, mode and mtime",
+                (h["kind"], h["off"], h["size"], h["mode"], h["mtime_ns"]) ==
+                ("f", b["off"], b["size"], b["mode"], b["mtime_ns"]), (h, b))
+        ro = entries["share/ro"]
         t.eq("a directory listed after its files gets its mode and mtime",
-             (stat.S_IMODE(ro.st_mode), ro.st_mtime_ns), (0o555, 1600000000 * 10**9))
-        t.check("and holds them", os.path.isfile(os.path.join(d, "share/ro/f")))
-        t.eq("an empty directory", stat.S_IMODE(os.lstat(os.path.join(d, "share/empty")).st_mode),
-             0o700)
+             (ro["kind"], ro["mode"], ro["mtime_ns"]), ("d", 0o555, 1600000000 * 10**9))
+        t.eq("and holds them", entries["share/ro/f"]["kind"], "f")
+        t.eq("an empty directory", (entries["share/empty"]["kind"],
+                                    entries["share/empty"]["mode"]), ("d", 0o700))
         t.eq("a directory the archive does not list is 0755",
-             stat.S_IMODE(os.lstat(os.path.join(d, "lib")).st_mode), 0o755)
-        t.check("a UTF-8 name", os.path.isfile(os.path.join(d, "share/\u00e9t\u00e9.txt")))
+             (entries["lib"]["kind"], entries["lib"]["mode"]), ("d", 0o755))
+        t.eq("a UTF-8 name", entries["share/\u00e9t\u00e9.txt"]["kind"], "f")
+        t.eq("every path, sorted", list(entries), sorted(entries, key=lambda p: p.encode()))
     # A sparse file (GNU tar's pax sparse format): its data where it was, holes of zeros,
     # the trailing one included, and the size the archive gives.
     src = t.path("sparse-src")
@@ -285,17 +305,19 @@ with t.section("what packages may hold"):
     a = t.path("hostile", "sparse-1.0-0.tar.bz2")
     subprocess.run(["tar", "--format=pax", "--sparse", "-cjf", a, "-C", src, "lib/sparse.bin"],
                    check=True)
-    r, d = extract(a)
-    if t.ok("extract a sparse file", r):
-        t.check("its bytes and size", lib.same_bytes(os.path.join(src, "lib/sparse.bin"),
-                                                 os.path.join(d, "lib/sparse.bin")) and
-                os.path.getsize(os.path.join(d, "lib/sparse.bin")) == 3 << 20)
+    r, entries, data = unpack(a)
+    if t.ok("unpack a sparse file", r):
+        with open(data, "rb") as f, open(os.path.join(src, "lib/sparse.bin"), "rb") as x:
+            e = entries["lib/sparse.bin"]
+            f.seek(e["off"])
+            t.check("its bytes and size, the trailing hole too",
+                    e["size"] == 3 << 20 and f.read(e["size"]) == x.read())
     c = make_conda("fine-1.0-0", conda_members("fine-1.0-0", INFO, [
         ent("lib/a", data=b"a\n"), ent("lib/b", kind="symlink", target="a")]))
-    r, d = extract(c)
-    if t.ok("extract a hand-made .conda", r):
-        t.eq("its paths", sorted(lib.lstat_tree(d)),
-             ["info", "info/index.json", "lib", "lib/a", "lib/b"])
+    r, entries, data = unpack(c)
+    if t.ok("unpack a hand-made .conda", r):
+        t.eq("its paths", list(entries), ["info", "info/index.json", "lib", "lib/a", "lib/b"])
+        t.eq("its file's bytes", read_data(data, entries["lib/a"]), b"a\n")
 
 with t.section("hostile archives are refused"):
     cases = [
@@ -332,20 +354,29 @@ with t.section("hostile archives are refused"):
     ]
     for name, entries, needles in cases:
         a = make_tar_bz2(name, entries)
-        r, d = extract(a)
-        refused(f"{name}: {needles[0]}", r, a, *needles)
+        refused(f"{name}: {needles[0]}", unpack(a)[0], a, *needles)
     c = make_conda("inner-1.0-0", conda_members("inner-1.0-0", INFO, [ent("../x")]))
-    refused(".conda: ../x in its pkg tar", extract(c)[0], c, "../x", '".." component')
+    refused(".conda: ../x in its pkg tar", unpack(c)[0], c, "../x", '".." component')
+    # A target no symbolic link may hold (over PATH_MAX) is refused.
+    a = make_tar_bz2("longlink", [ent("lib/l", kind="symlink", target="x" * 5000)])
+    refused("a symbolic link target over 4095 bytes", unpack(a)[0], a, "lib/l",
+            "over 4095 bytes")
+    # Link targets are kept in memory with the names, and count against the same cap: 17,000
+    # links of 4,000 bytes each pass its 64 MiB (A4).
+    c = make_conda("manylinks-1.0-0", conda_members("manylinks-1.0-0", INFO, [
+        ent(f"lib/l{i}", kind="symlink", target=f"{i}".ljust(4000, "x")) for i in range(17000)]))
+    refused("link targets past the names' cap", unpack(c)[0], c,
+            "more than 64 MiB of path names and link targets")
 
     with open(os.path.join(PKGS, next(f for f in ARCHIVES if f.endswith(".tar.bz2"))),
               "rb") as f:
         whole = f.read()
     a = t.path("hostile", "truncated-1.0-0.tar.bz2")
     lib.write(a, whole[:len(whole) // 2])
-    refused("a truncated .tar.bz2", extract(a)[0], a, "corrupt archive: ")
+    refused("a truncated .tar.bz2", unpack(a)[0], a, "corrupt archive: ")
     a = t.path("hostile", "garbage-1.0-0.tar.bz2")
     lib.write(a, b"not an archive\n" * 100)
-    refused("a .tar.bz2 that is not one", extract(a)[0], a, "corrupt archive: ")
+    refused("a .tar.bz2 that is not one", unpack(a)[0], a, "corrupt archive: ")
 
     real = os.path.join(PKGS, min((f for f in ARCHIVES if f.endswith(".conda")),
                                   key=lambda f: os.path.getsize(os.path.join(PKGS, f))))
@@ -362,7 +393,7 @@ with t.section("hostile archives are refused"):
             b = bytearray(f.read())
         b[off] ^= 0x40
         lib.write(c, bytes(b))
-        refused(f".conda with a byte flipped in the zstd data ({where})", extract(c)[0], c,
+        refused(f".conda with a byte flipped in the zstd data ({where})", unpack(c)[0], c,
                 "corrupt archive: ")
     # Random bytes go into raw zstd blocks and --no-check drops zstd's own checksum: a
     # flipped byte there decodes without complaint, and only the zip's CRC-32 can tell.
@@ -372,30 +403,30 @@ with t.section("hostile archives are refused"):
     good = make_conda("crc-1.0-0", [("metadata.json", b"{}"), ("info-crc-1.0-0.tar.zst",
                                                                zst(tar_bytes(INFO))),
                                     ("pkg-crc-1.0-0.tar.zst", raw)])
-    t.ok("a .conda of raw zstd blocks", extract(good)[0])
+    t.ok("a .conda of raw zstd blocks", unpack(good)[0])
     with open(good, "rb") as f:
         b = bytearray(f.read())
     b[b.index(raw) + len(raw) // 2] ^= 0x01
     c = t.path("hostile", "crc-1.0-1.conda")
     lib.write(c, bytes(b))
-    refused(".conda with a byte flipped in a raw zstd block (the zip's CRC)", extract(c)[0],
+    refused(".conda with a byte flipped in a raw zstd block (the zip's CRC)", unpack(c)[0],
             c, "corrupt archive: ", "pkg-crc-1.0-0.tar.zst")
     dist = "parts-1.0-0"
     whole = conda_members(dist, INFO, [ent("lib/a")])
     c = make_conda("nopkg-1.0-0", [m for m in whole if not m[0].startswith("pkg-")])
-    refused(".conda without its pkg tar", extract(c)[0], c, "pkg-*.tar.zst")
+    refused(".conda without its pkg tar", unpack(c)[0], c, "pkg-*.tar.zst")
     c = make_conda("noinfo-1.0-0", [m for m in whole if not m[0].startswith("info-")])
-    refused(".conda without its info tar", extract(c)[0], c, "info-*.tar.zst")
+    refused(".conda without its info tar", unpack(c)[0], c, "info-*.tar.zst")
     c = make_conda("extra-1.0-0", whole + [("evil.sh", b"#!/bin/sh\n")])
-    refused(".conda with an extra member", extract(c)[0], c, "evil.sh", "not a member")
+    refused(".conda with an extra member", unpack(c)[0], c, "evil.sh", "not a member")
     c = make_conda("twopkg-1.0-0", whole + [(f"pkg-{dist}.tar.zst", whole[1][1])])
-    refused(".conda with two pkg tars", extract(c)[0], c, f"pkg-{dist}.tar.zst", "second")
+    refused(".conda with two pkg tars", unpack(c)[0], c, f"pkg-{dist}.tar.zst", "second")
     c = t.path("hostile", "notzip-1.0-0.conda")
     lib.write(c, b"PK\x03\x04" + b"\0" * 200)
-    refused("a .conda that is not a zip", extract(c)[0], c, "corrupt archive: ")
+    refused("a .conda that is not a zip", unpack(c)[0], c, "corrupt archive: ")
     a = t.path("hostile", "other-1.0-0.tar.gz")
     lib.write(a, b"")
-    refused("neither format by name", extract(a)[0], a, "not a .conda or a .tar.bz2")
-    outside_clean("nothing written outside the target directories, the sentinel or /tmp")
+    refused("neither format by name", unpack(a)[0], a, "not a .conda or a .tar.bz2")
+    outside_clean("nothing written but data files: not in the sentinel, not in /tmp")
 
 t.finish()
