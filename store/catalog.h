@@ -102,10 +102,13 @@ int catalog_object_ref(struct catalog *c, const struct catalog_object *o, int64_
  * returning non-zero stops the walk with that value. */
 int catalog_object_each(struct catalog *c, int (*fn)(void *ctx, const struct catalog_object *o),
                         void *ctx, struct cfs_err *err);
-/* Calls fn with the env hash and node id of every node that uses object id. */
-int catalog_object_users(struct catalog *c, int64_t id,
-                         int (*fn)(void *ctx, const char *env, int64_t node), void *ctx,
-                         struct cfs_err *err);
+/* Calls fn for every file node, in every environment (live or removed), whose content is
+ * one of the n objects ids: with i its index in ids, the environment's id and hash, and
+ * the node's id. One walk of every tree, however many objects are asked for. */
+int catalog_objects_users(struct catalog *c, const int64_t *ids, size_t n,
+                          int (*fn)(void *ctx, size_t i, int64_t env, const char *hash,
+                                    int64_t node),
+                          void *ctx, struct cfs_err *err);
 
 /* The counts repair recounts: objects' references (C2), shared files' links (C8). */
 enum catalog_count {
@@ -126,10 +129,6 @@ int catalog_counts_wrong(struct catalog *c, enum catalog_count which, struct cat
                          size_t *ret_n, struct cfs_err *err);
 int catalog_count_set(struct catalog *c, enum catalog_count which, int64_t id, int64_t value,
                       struct cfs_err *err);
-/* Calls fn once with the id of every environment (live or removed) with a node naming
- * object id. */
-int catalog_object_envs(struct catalog *c, int64_t id, int (*fn)(void *ctx, int64_t env), void *ctx,
-                        struct cfs_err *err);
 
 /* The group of files served identically: found or made. obj_is_new: this transaction
  * inserted obj (catalog_object_ref said so), so it has no group yet and none is looked for. */

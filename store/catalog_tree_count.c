@@ -548,36 +548,44 @@ static int each_env(struct catalog *c, env_fn fn, void *ctx, struct cfs_err *err
 	return r;
 }
 
+/* The objects whose users are looked for, by key, with their index in the caller's ids. */
+struct wanted {
+	struct objkey key;
+	size_t i;
+};
+
 struct users_ctx {
 	struct catalog *c;
-	struct objkey key;
-	int (*fn)(void *ctx, const char *env, int64_t node);
-	int (*env_fn)(void *ctx, int64_t env);
+	struct wanted *w;
+	size_t n;
+	int (*fn)(void *ctx, size_t i, int64_t env, const char *hash, int64_t node);
 	void *ctx;
-	bool env_said;
 	struct cfs_err *err;
 };
+
+static int cmp_wanted(const void *a, const void *b)
+{
+	return memcmp(((const struct wanted *)a)->key.b, ((const struct wanted *)b)->key.b, 16);
+}
 
 static int user_one(void *ctx, const struct envref *e, const struct store_node *n,
                     const struct dirtree_entry *ent)
 {
 	struct users_ctx *u = ctx;
+	struct wanted k, *w;
 
-	if (n->type != NODE_FILE || memcmp(ent->key.b, u->key.b, 16) != 0)
+	if (n->type != NODE_FILE)
 		return 0;
-	if (u->fn)
-		return u->fn(u->ctx, e->hash, n->id);
-	if (u->env_said)
-		return 0;
-	u->env_said = true;
-	return u->env_fn(u->ctx, e->id);
+	k.key = ent->key;
+	w = bsearch(&k, u->w, u->n, sizeof(*u->w), cmp_wanted);
+	/* Keys are unique (objects.key), so one match at most. */
+	return w ? u->fn(u->ctx, w->i, e->id, e->hash, n->id) : 0;
 }
 
 static int users_env(void *ctx, const struct envref *e)
 {
 	struct users_ctx *u = ctx;
 
-	u->env_said = false;
 	return ctree_walk(u->c, e, user_one, u, u->err);
 }
 
@@ -596,27 +604,31 @@ static int object_key(struct catalog *c, int64_t id, struct objkey *ret, struct 
 	return r;
 }
 
-int catalog_object_users(struct catalog *c, int64_t id,
-                         int (*fn)(void *ctx, const char *env, int64_t node), void *ctx,
-                         struct cfs_err *err)
+int catalog_objects_users(struct catalog *c, const int64_t *ids, size_t n,
+                          int (*fn)(void *ctx, size_t i, int64_t env, const char *hash,
+                                    int64_t node),
+                          void *ctx, struct cfs_err *err)
 {
 	struct users_ctx u = {.c = c, .fn = fn, .ctx = ctx, .err = err};
-	int r = object_key(c, id, &u.key, err);
+	int r = 0;
 
-	if (r == -ENOENT)
+	if (!n)
 		return 0;
-	return r ? r : each_env(c, users_env, &u, err);
-}
-
-int catalog_object_envs(struct catalog *c, int64_t id, int (*fn)(void *ctx, int64_t env), void *ctx,
-                        struct cfs_err *err)
-{
-	struct users_ctx u = {.c = c, .env_fn = fn, .ctx = ctx, .err = err};
-	int r = object_key(c, id, &u.key, err);
-
-	if (r == -ENOENT)
-		return 0;
-	return r ? r : each_env(c, users_env, &u, err);
+	u.w = malloc(n * sizeof(*u.w));
+	if (!u.w)
+		return err_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; !r && i < n; i++) {
+		r = object_key(c, ids[i], &u.w[u.n].key, err);
+		if (r == 0)
+			u.w[u.n++].i = i;
+		else if (r == -ENOENT)
+			r = 0; /* no such object: no users */
+	}
+	qsort(u.w, u.n, sizeof(*u.w), cmp_wanted);
+	if (!r && u.n)
+		r = each_env(c, users_env, &u, err);
+	free(u.w);
+	return r;
 }
 
 struct dangling {

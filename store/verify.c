@@ -58,6 +58,14 @@ struct verify {
 	char key[33];
 	const char *problem;
 	struct cfs_err *err;
+	/* Damaged contents still referenced: their users are named after the walk over
+	 * objects, in one walk over the trees for all of them. */
+	struct user_wanted {
+		int64_t id;
+		char key[33];
+		char *problem; /* owned */
+	} * wanted;
+	size_t nwanted, capwanted;
 	/* The pack being walked: objects come pack first, then its members. */
 	int64_t pack_id;
 	struct object *pack;
@@ -98,16 +106,32 @@ static void *grow(void *v, size_t *n, size_t *cap, size_t size)
 	return v;
 }
 
-static int report_user(void *ctx, const char *env, int64_t node)
+static int report_user(void *ctx, size_t i, int64_t env, const char *hash, int64_t node)
 {
 	struct verify *v = ctx;
 	char path[4096];
-	struct verify_problem p = {v->key, v->problem, env, path};
+	struct verify_problem p = {v->wanted[i].key, v->wanted[i].problem, hash, path};
 
+	(void)env;
 	if (store_node_path(v->st, node, path, sizeof(path), NULL))
 		snprintf(path, sizeof(path), "(node %lld)", (long long)node);
 	v->fn(v->ctx, &p);
 	return 0;
+}
+
+/* Every user of the damaged contents the walk over objects found. */
+static int report_users(struct verify *v)
+{
+	int64_t *ids = malloc((v->nwanted ? v->nwanted : 1) * sizeof(*ids));
+	int r;
+
+	if (!ids)
+		return err_set(v->err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < v->nwanted; i++)
+		ids[i] = v->wanted[i].id;
+	r = catalog_objects_users(v->st->cat, ids, v->nwanted, report_user, v, v->err);
+	free(ids);
+	return r;
 }
 
 /* A member's bytes, read from its pack, must hash to its key. */
@@ -139,6 +163,7 @@ static int check_object(void *ctx, const struct catalog_object *co)
 {
 	struct verify *v = ctx;
 	struct object *o = NULL;
+	struct user_wanted *w;
 	struct cfs_err e;
 	int r;
 
@@ -184,7 +209,19 @@ static int check_object(void *ctx, const struct catalog_object *co)
 			v->fn(v->ctx, &p);
 			return 0;
 		}
-		return catalog_object_users(v->st->cat, co->id, report_user, v, v->err);
+		w = grow(v->wanted, &v->nwanted, &v->capwanted, sizeof(*v->wanted));
+		if (!w)
+			return err_set(v->err, -ENOMEM, "out of memory");
+		v->wanted = w;
+		w = &v->wanted[v->nwanted - 1];
+		w->id = co->id;
+		memcpy(w->key, v->key, sizeof(w->key));
+		w->problem = strdup(e.msg);
+		if (!w->problem) {
+			v->nwanted--;
+			return err_set(v->err, -ENOMEM, "out of memory");
+		}
+		return 0;
 	}
 	if (r)
 		return err_set(v->err, r, "%s", e.msg);
@@ -644,6 +681,8 @@ static int verify_walk(struct verify *v)
 	if (!r)
 		r = catalog_object_each(v->st->cat, check_object, v, v->err);
 	if (!r)
+		r = report_users(v);
+	if (!r)
 		r = find_orphans(v);
 	if (!r)
 		r = check_trees(v);
@@ -654,6 +693,11 @@ static int verify_walk(struct verify *v)
 	v->pack = NULL;
 	free(v->buf);
 	v->buf = NULL;
+	for (size_t i = 0; i < v->nwanted; i++)
+		free(v->wanted[i].problem);
+	free(v->wanted);
+	v->wanted = NULL;
+	v->nwanted = v->capwanted = 0;
 	return r;
 }
 
@@ -707,16 +751,27 @@ static void ignore_problem(void *ctx, const struct verify_problem *p)
 	(void)p;
 }
 
-static int add_broken(void *ctx, int64_t env)
+static int add_broken(struct repair *rp, int64_t env)
 {
-	struct repair *rp = ctx;
-	int64_t *b = grow(rp->broken, &rp->nbroken, &rp->capbroken, sizeof(*b));
+	int64_t *b;
 
+	/* A tree is walked whole before the next: its users come one after another. */
+	if (rp->nbroken && rp->broken[rp->nbroken - 1] == env)
+		return 0;
+	b = grow(rp->broken, &rp->nbroken, &rp->capbroken, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
 	rp->broken = b;
 	b[rp->nbroken - 1] = env;
 	return 0;
+}
+
+static int broken_user(void *ctx, size_t i, int64_t env, const char *hash, int64_t node)
+{
+	(void)i;
+	(void)hash;
+	(void)node;
+	return add_broken(ctx, env);
 }
 
 static int cmp_id(const void *a, const void *b)
@@ -790,8 +845,9 @@ static int drop_unused(struct repair *rp, struct verify *v, struct cfs_err *err)
 static int mark_envs(struct repair *rp, struct verify *v, struct cfs_err *err)
 {
 	struct store_env *envs = NULL;
-	size_t n = 0;
-	int r = 0;
+	int64_t *ids = malloc((v->nbad ? v->nbad : 1) * sizeof(*ids));
+	size_t n = 0, nids = 0;
+	int r = ids ? 0 : err_set(err, -ENOMEM, "out of memory");
 
 	for (size_t i = 0; !r && i < v->nbad; i++) {
 		if (v->bad[i].dropped)
@@ -799,8 +855,11 @@ static int mark_envs(struct repair *rp, struct verify *v, struct cfs_err *err)
 		rp->res.corrupt_left++;
 		/* A pack has no users of its own: its members are in the list too. */
 		if (v->bad[i].kind == OBJECT_CONTENT)
-			r = catalog_object_envs(rp->st->cat, v->bad[i].id, add_broken, rp, err);
+			ids[nids++] = v->bad[i].id;
 	}
+	if (!r)
+		r = catalog_objects_users(rp->st->cat, ids, nids, broken_user, rp, err);
+	free(ids);
 	for (size_t i = 0; !r && i < v->ndamaged; i++)
 		r = add_broken(rp, v->damaged[i]);
 	if (rp->nbroken)
