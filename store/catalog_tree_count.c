@@ -572,11 +572,10 @@ static int user_one(void *ctx, const struct envref *e, const struct store_node *
                     const struct dirtree_entry *ent)
 {
 	struct users_ctx *u = ctx;
-	struct wanted k, *w;
+	struct wanted k = {.key = ent->key}, *w;
 
 	if (n->type != NODE_FILE)
 		return 0;
-	k.key = ent->key;
 	w = bsearch(&k, u->w, u->n, sizeof(*u->w), cmp_wanted);
 	/* Keys are unique (objects.key), so one match at most. */
 	return w ? u->fn(u->ctx, w->i, e->id, e->hash, n->id) : 0;
