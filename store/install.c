@@ -41,6 +41,7 @@
 #include "pkgset.h"
 #include "pycompile.h"
 #include "store_impl.h"
+#include "textfile.h"
 #include "useropen.h"
 
 #include <errno.h>
@@ -53,6 +54,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+/* The largest noarch source handed to the .pyc compiler. */
+#define SOURCE_MAX (64u << 20)
 
 /* Where generated files (entry points' shebangs) hold the prefix: the relocation takes
  * it out as it takes a package's placeholder out. */
@@ -241,69 +245,72 @@ static int write_generated(struct install *ins, const struct link_plan *plan, st
 	return 0;
 }
 
-/* The noarch pycs into gen/, compiled by the environment's python (pycompile.c). The
- * packages we wrote out for it are reached through the compiler's working directory, the
- * install's directory, which it may search but not list (P1): tmp/ keeps everyone else
- * out. */
+/* The bytes of a noarch package's source, for the compiler: from its data file or its
+ * cache's directory (checked, N2); 1 for a package from the store, which brings its
+ * pycs. */
+static int read_source(void *arg, const struct link_entry *src, uint8_t **ret, size_t *ret_len,
+                       struct cfs_err *err)
+{
+	struct install *ins = arg;
+	const struct ingest_pkg *k = &ins->pkgs[src->pkg];
+	char *text = NULL;
+	int r;
+
+	if (k->rec)
+		return 1;
+	if (k->files) {
+		r = pkgarchive_files_read(k->files, src->src, SOURCE_MAX, &text, ret_len);
+		if (r)
+			return err_set(err, r, "%s/pkgs/%s.data: %s: %s", ins->work,
+			               ins->src[src->pkg].dist, src->src, strerror(-r));
+	} else {
+		r = textfile_read(k->dir_fd, src->src, src->src, SOURCE_MAX, &text, ret_len, err);
+		if (r)
+			return r;
+	}
+	*ret = (uint8_t *)text;
+	return 0;
+}
+
+/* The noarch pycs into gen/, compiled by the environment's python (pycompile.c), its
+ * sources handed to it. Python, when we wrote it out, is reached through the compiler's
+ * working directory, the install's directory, which it may search but not list (P1):
+ * tmp/ keeps everyone else out. */
 static int compile_pycs(struct install *ins, const struct link_plan *plan, const int *pkg_fds,
                         struct cfs_err *err)
 {
-	char **dirs = calloc(ins->n ? ins->n : 1, sizeof(*dirs));
-	size_t wlen = strlen(ins->work);
-	int r = dirs ? 0 : -ENOMEM;
+	const struct link_entry *py = link_plan_python_file(plan);
+	const struct source *s = py && py->pkg != LINK_GENERATED ? &ins->src[py->pkg] : NULL;
+	char *python_dir = NULL;
+	int r = 0;
 
-	for (size_t i = 0; !r && i < ins->n; i++) {
-		const struct source *s = &ins->src[i];
-
-		if (!s->dir)
-			continue;
-		if (s->ours && asprintf(&dirs[i], "/proc/self/cwd%s", s->dir + wlen) < 0)
-			dirs[i] = NULL;
-		else if (!s->ours)
-			dirs[i] = strdup(s->dir);
-		if (!dirs[i])
-			r = -ENOMEM;
-		else if (s->ours && fchmod(pkg_fds[i], 0711) < 0)
-			r = neg_errno();
+	if (s && s->dir && s->ours) {
+		if (asprintf(&python_dir, "/proc/self/cwd%s", s->dir + strlen(ins->work)) < 0)
+			python_dir = NULL;
+		if (fchmod(pkg_fds[py->pkg], 0711) < 0 || fchmod(ins->work_fd, 0711) < 0 ||
+		    fchmod(ins->pkgs_fd, 0711) < 0)
+			r = err_set(err, neg_errno(), "%s: %s", ins->work, strerror(errno));
+	} else if (s && s->dir) {
+		python_dir = strdup(s->dir);
 	}
-	if (r == -ENOMEM)
-		r = err_set(err, r, "out of memory");
-	else if (r)
-		r = err_set(err, r, "%s/pkgs: %s", ins->work, strerror(-r));
-	else if (fchmod(ins->work_fd, 0711) < 0 || fchmod(ins->pkgs_fd, 0711) < 0)
-		r = err_set(err, neg_errno(), "%s: %s", ins->work, strerror(errno));
+	if (!r && s && s->dir && !python_dir)
+		r = err_set(err, -ENOMEM, "out of memory");
 	if (!r)
-		r = pycompile_plan(plan, (const char *const *)dirs, pkg_fds, ins->work_fd,
-		                   write_gen, plan_warn, ins, err);
-	for (size_t i = 0; dirs && i < ins->n; i++)
-		free(dirs[i]);
-	free(dirs);
+		r = pycompile_plan(plan, python_dir, ins->work_fd, read_source, write_gen,
+		                   plan_warn, ins, err);
+	free(python_dir);
 	return r;
 }
 
-/* What the .pyc compiler reads from disk, written out of the data files and the store
- * into pkgs/<dist>/ when the unpacking has not already: the environment's python, and
- * every unpacked package with sources to compile (a package from the store brings its
- * pycs). None of it is what the store phase reads. */
-static int write_out_for_compiler(struct install *ins, const struct link_plan *plan,
-                                  struct cfs_err *err)
+/* Python, for the .pyc compiler to run, written out of its data file or the store into
+ * pkgs/<dist>/ when the unpacking has not already. */
+static int write_out_python(struct install *ins, const struct link_plan *plan, struct cfs_err *err)
 {
 	const struct link_entry *py = link_plan_python_file(plan);
 	struct source *s;
-	int r = 0;
 
-	for (size_t i = 0; !r && i < link_plan_count(plan); i++) {
-		const struct link_entry *e = link_plan_entry(plan, i);
-		const struct link_entry *src = e->pyc_of ? link_plan_find(plan, e->pyc_of) : NULL;
-
-		if (!src || src->type != LINK_FILE || src->pkg == LINK_GENERATED)
-			continue;
-		s = &ins->src[src->pkg];
-		if (!s->dir && s->files)
-			r = install_write_out_unpacked(ins, s, err);
-	}
-	if (r || !py || py->pkg == LINK_GENERATED || ins->src[py->pkg].dir)
-		return r;
+	if (!py || py->pkg == LINK_GENERATED || ins->src[py->pkg].dir)
+		return 0;
 	s = &ins->src[py->pkg];
 	return s->files ? install_write_out_unpacked(ins, s, err)
 	       : s->rec ? install_write_out_stored(ins, plan, py->pkg, err)
@@ -397,7 +404,7 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 	if (*ret_again)
 		goto out;
 	if (compile) {
-		r = write_out_for_compiler(ins, plan, err);
+		r = write_out_python(ins, plan, err);
 		if (r)
 			goto out;
 	}
@@ -419,6 +426,11 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 			goto out;
 		}
 	}
+	for (size_t i = 0; i < ins->n; i++)
+		pkgs[i] = (struct ingest_pkg){
+		        .rec = ins->src[i].rec, .files = ins->src[i].files, .dir_fd = pkg_fds[i]};
+	ins->plan = plan;
+	ins->pkgs = pkgs;
 	r = check_trusted(ins, plan, pkg_fds, err);
 	if (!r)
 		r = write_generated(ins, plan, err);
@@ -442,13 +454,8 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 	r = condameta_read_at(in.root_fd, ins->lock, &in.meta, err);
 	if (!r)
 		r = pkgset_match(condameta_pkgset(in.meta), ins->set, err);
-	for (size_t i = 0; !r && i < ins->n; i++)
-		pkgs[i] = (struct ingest_pkg){
-		        .rec = ins->src[i].rec, .files = ins->src[i].files, .dir_fd = pkg_fds[i]};
 	if (!r)
 		r = ingest_plan_nodes(&in, plan, pkgs, err);
-	ins->plan = plan;
-	ins->pkgs = pkgs;
 	in.before_commit = install_record_packages;
 	in.before_arg = ins;
 	in.records = ins->records;

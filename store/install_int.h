@@ -90,12 +90,11 @@ int install_unpack_all(struct install *ins, bool cached, struct cfs_err *err);
  * *ret_compile: any pyc of the plan is to be compiled. */
 size_t install_unstore_for_compiling(struct install *ins, const struct link_plan *plan,
                                      bool *ret_compile);
-/* What the .pyc compiler reads from disk (python, and the noarch packages whose sources it
- * compiles), written out into pkgs/<dist>/ as the archive would extract, s->dir set: an
- * unpacked package from its data file, every path of it; package i taken from the store,
- * the paths the plan takes from it, read back from the store (fetching it again would
- * cost its download and unpacking both). What the environment is made from stays the
- * data file or the record. */
+/* Python, for the .pyc compiler to run, written out into pkgs/<dist>/ as the archive
+ * would extract, s->dir set: an unpacked package from its data file, every path of it;
+ * package i taken from the store, the paths the plan takes from it, read back from the
+ * store (fetching it again would cost its download and unpacking both). What the
+ * environment is made from stays the data file or the record. */
 int install_write_out_unpacked(struct install *ins, struct source *s, struct cfs_err *err);
 int install_write_out_stored(struct install *ins, const struct link_plan *plan, size_t i,
                              struct cfs_err *err);

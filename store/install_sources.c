@@ -189,20 +189,19 @@ out:
 	return r;
 }
 
-/* Whether s is what the .pyc compiler reads from disk: a noarch package (most of them are
- * noarch: python, whose sources it compiles), or python when the lock has noarch packages.
- * A guess made before linking knows better, so that the files are written while other
- * packages unpack; linking tells, and writes out what the guess missed. */
+/* Whether s is what the .pyc compiler runs: python, when the lock has noarch packages to
+ * compile. A guess made before linking, so that python is written out while the other
+ * packages unpack; linking tells, and writes it out when the guess missed. */
 static bool for_compiler(const struct install *ins, const struct source *s)
 {
 	bool noarch = false;
 
-	if (s->p->subdir && strcmp(s->p->subdir, "noarch") == 0)
-		return true;
+	if (!s->p->name || strcmp(s->p->name, "python") != 0)
+		return false;
 	for (size_t i = 0; i < ins->n && !noarch; i++)
 		noarch = !ins->src[i].rec && ins->src[i].p->subdir &&
 		         strcmp(ins->src[i].p->subdir, "noarch") == 0;
-	return noarch && s->p->name && strcmp(s->p->name, "python") == 0;
+	return noarch;
 }
 
 /* Source s's checked archive, unpacked into the data file pkgs/<dist>.data (N1): one file
@@ -221,8 +220,8 @@ static int unpack_data(struct install *ins, struct source *s, int fd, struct cfs
 	r = pkgarchive_unpack(fd, s->fn, dfd, s->fn, &s->files, err);
 	close(dfd);
 	s->ours = r == 0;
-	/* What the .pyc compiler will read from disk is written out now, beside the other
-	 * packages' unpacking, not after linking with nothing beside it. */
+	/* The compiler's python is written out now, beside the other packages' unpacking,
+	 * not after linking with nothing beside it. */
 	if (r == 0 && for_compiler(ins, s))
 		r = install_write_out_unpacked(ins, s, err);
 	return r;

@@ -2,14 +2,15 @@
 /*
  * The .pyc of noarch python packages. conda compiles them after linking, with the
  * environment's python; an install has no prefix to run it in, so the python runs from
- * its extracted package (PYTHONHOME), reads each source from its package, and sends the
- * pycs back through a pipe. Without them every import from the read-only mount would
- * compile its module again.
+ * its package written out (PYTHONHOME), is handed each source's bytes on its stdin, and
+ * sends the pycs back through a pipe. Without them every import from the read-only mount
+ * would compile its module again.
  *
  * Invariants:
  * P1: the compiler is not root: as root it runs as nobody with no groups and no new
  *     privileges, may write no file (RLIMIT_FSIZE 0), and starts in the install's
- *     directory, which it reaches through its working directory only (tmp/ is 0700).
+ *     directory, which it reaches through its working directory only (tmp/ is 0700); it
+ *     opens no source, each comes on its stdin.
  * P2: nothing the compiler says names a path we open: a pyc goes to the path the plan
  *     gave its job, only once its header holds its source's mtime and size and it is at
  *     most PYC_MAX bytes.
@@ -41,25 +42,26 @@
 #define COMPILERS_MAX 8
 #define JOBS_MIN      64
 
-/* Sources named on stdin ("path<TAB>name\n"); each pyc on stdout as 8 bytes of length
- * (little endian; 0: the source does not compile) and its bytes, as compileall writes a
- * timestamp pyc. The name is the path the code reports until an import replaces it with
- * the one it was found at; relative, so the pyc is the same in every environment. */
+/* Sources on stdin, each as three 8-byte little-endian numbers (the name's length, the
+ * source's mtime in seconds, its size) then the name and the source's bytes; each pyc on
+ * stdout as 8 bytes of length (little endian; 0: the source does not compile) and its
+ * bytes, as compileall writes a timestamp pyc. The name is the path the code reports
+ * until an import replaces it with the one it was found at; relative, so the pyc is the
+ * same in every environment. */
 static const char compile_py[] =
         "import importlib.util, marshal, os, sys\n"
-        "out = sys.stdout.buffer\n"
-        "for line in sys.stdin.buffer.read().split(b'\\n'):\n"
-        "    if not line:\n"
-        "        continue\n"
-        "    src, name = line.split(b'\\t')\n"
+        "inp, out, pos = sys.stdin.buffer.read(), sys.stdout.buffer, 0\n"
+        "while pos < len(inp):\n"
+        "    nlen, mtime, size = (int.from_bytes(inp[pos + i:pos + i + 8], 'little')\n"
+        "                         for i in (0, 8, 16))\n"
+        "    name = inp[pos + 24:pos + 24 + nlen]\n"
+        "    data = inp[pos + 24 + nlen:pos + 24 + nlen + size]\n"
+        "    pos += 24 + nlen + size\n"
         "    try:\n"
-        "        with open(src, 'rb') as f:\n"
-        "            st = os.fstat(f.fileno())\n"
-        "            data = f.read()\n"
         "        code = compile(data, os.fsdecode(name), 'exec', dont_inherit=True)\n"
         "        pyc = (importlib.util.MAGIC_NUMBER + bytes(4)\n"
-        "               + (int(st.st_mtime) & 0xFFFFFFFF).to_bytes(4, 'little')\n"
-        "               + (st.st_size & 0xFFFFFFFF).to_bytes(4, 'little')\n"
+        "               + (mtime & 0xFFFFFFFF).to_bytes(4, 'little')\n"
+        "               + (size & 0xFFFFFFFF).to_bytes(4, 'little')\n"
         "               + marshal.dumps(code))\n"
         "    except Exception:\n"
         "        pyc = b''\n"
@@ -68,7 +70,8 @@ static const char compile_py[] =
 
 struct job {
 	const struct link_entry *pyc, *src;
-	struct stat sb; /* the source, as extracted */
+	uint8_t *data; /* the source's bytes, owned */
+	size_t len;
 };
 
 static void warnf(void (*warn)(void *, const char *), void *arg, const char *fmt, ...)
@@ -87,8 +90,20 @@ static void warnf(void (*warn)(void *, const char *), void *arg, const char *fmt
 	warn(arg, line);
 }
 
+static void put_le64(FILE *f, uint64_t v)
+{
+	for (int b = 0; b < 8; b++)
+		fputc((int)(v >> (8 * b) & 0xff), f);
+}
+
+/* The source's mtime in seconds, as its pyc's header holds it. */
+static uint64_t src_mtime(const struct link_entry *src)
+{
+	return (uint64_t)(src->mtime_ns / 1000000000);
+}
+
 /* The jobs into a memfd, the compiler's stdin. */
-static int write_jobs(const struct job *jobs, size_t n, const char *const *dirs, int *ret_fd)
+static int write_jobs(const struct job *jobs, size_t n, int *ret_fd)
 {
 	int fd = memfd_create("condafs-pycompile", MFD_CLOEXEC);
 	FILE *f;
@@ -100,9 +115,13 @@ static int write_jobs(const struct job *jobs, size_t n, const char *const *dirs,
 		close(fd);
 		return -ENOMEM;
 	}
-	for (size_t i = 0; i < n; i++)
-		fprintf(f, "%s/%s\t%s\n", dirs[jobs[i].src->pkg], jobs[i].src->src,
-		        jobs[i].src->path);
+	for (size_t i = 0; i < n; i++) {
+		put_le64(f, strlen(jobs[i].src->path));
+		put_le64(f, src_mtime(jobs[i].src));
+		put_le64(f, jobs[i].len);
+		fputs(jobs[i].src->path, f);
+		fwrite(jobs[i].data, 1, jobs[i].len, f);
+	}
 	if (fclose(f) != 0 || lseek(fd, 0, SEEK_SET) < 0) {
 		int r = neg_errno();
 
@@ -138,11 +157,10 @@ static uint32_t le32(const uint8_t *p)
 }
 
 /* P2: a timestamp pyc of this source. */
-static bool header_ok(const uint8_t *pyc, size_t len, const struct stat *sb)
+static bool header_ok(const uint8_t *pyc, size_t len, const struct job *j)
 {
 	return len >= 16 && pyc[2] == '\r' && pyc[3] == '\n' && le32(pyc + 4) == 0 &&
-	       le32(pyc + 8) == (uint32_t)sb->st_mtim.tv_sec &&
-	       le32(pyc + 12) == (uint32_t)sb->st_size;
+	       le32(pyc + 8) == (uint32_t)src_mtime(j->src) && le32(pyc + 12) == (uint32_t)j->len;
 }
 
 /* Read the compiler's answers, one per job, in order: the count handed to put. */
@@ -188,7 +206,7 @@ static int take_pycs(int fd, const struct job *jobs, size_t n, size_t *ret_done,
 			      jobs[i].src->path);
 			continue;
 		}
-		if (!header_ok(buf, (size_t)len, &jobs[i].sb)) {
+		if (!header_ok(buf, (size_t)len, &jobs[i])) {
 			warnf(warn, arg,
 			      "%s: the compiler's pyc is not one of its source: left out",
 			      jobs[i].pyc->path);
@@ -207,7 +225,6 @@ static int take_pycs(int fd, const struct job *jobs, size_t n, size_t *ret_done,
 struct share {
 	const struct job *jobs;
 	size_t n;
-	const char *const *dirs;
 	const char *exe;
 	char *const *envp;
 	int cwd_fd;
@@ -228,7 +245,7 @@ static void *compile_share(void *arg)
 	size_t done = 0;
 	pid_t pid;
 
-	sh->r = write_jobs(sh->jobs, sh->n, sh->dirs, &in);
+	sh->r = write_jobs(sh->jobs, sh->n, &in);
 	if (sh->r) {
 		err_set(&sh->err, sh->r, "the .pyc jobs: %s", strerror(-sh->r));
 		return NULL;
@@ -281,8 +298,9 @@ out:
 	return NULL;
 }
 
-int pycompile_plan(const struct link_plan *plan, const char *const *dirs, const int *pkg_fds,
-                   int cwd_fd,
+int pycompile_plan(const struct link_plan *plan, const char *python_dir, int cwd_fd,
+                   int (*source)(void *arg, const struct link_entry *src, uint8_t **ret,
+                                 size_t *ret_len, struct cfs_err *err),
                    int (*put)(void *arg, const struct link_entry *e, const uint8_t *data,
                               size_t len, struct cfs_err *err),
                    void (*warn)(void *arg, const char *line), void *arg, struct cfs_err *err)
@@ -319,32 +337,32 @@ int pycompile_plan(const struct link_plan *plan, const char *const *dirs, const 
 		if (!e->pyc_of)
 			continue;
 		s = link_plan_find(plan, e->pyc_of);
-		/* A package taken from the store brings its pycs with it. */
-		if (s && s->type == LINK_FILE && s->pkg != LINK_GENERATED && !dirs[s->pkg])
-			continue;
-		/* Its .py from a package, where the compiler can read it by a plain name. */
-		if (!s || s->type != LINK_FILE || s->pkg == LINK_GENERATED ||
-		    strpbrk(dirs[s->pkg], "\t\n") ||
-		    fstatat(pkg_fds[s->pkg], s->src, &jobs[n].sb, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    !S_ISREG(jobs[n].sb.st_mode)) {
+		if (!s || s->type != LINK_FILE || s->pkg == LINK_GENERATED) {
 			warnf(warn, arg, "%s: its source is not a package's file: no .pyc",
 			      e->path);
 			continue;
 		}
-		jobs[n].pyc = e;
-		jobs[n++].src = s;
+		/* 1: a package taken from the store brings its pycs with it. */
+		r = source(arg, s, &jobs[n].data, &jobs[n].len, err);
+		if (r < 0)
+			goto out;
+		if (r == 0) {
+			jobs[n].pyc = e;
+			jobs[n++].src = s;
+		}
+		r = 0;
 	}
 	if (!n)
 		goto out;
-	if (!dirs[py->pkg]) {
+	if (!python_dir) {
 		r = err_set(err, -EINVAL,
-		            "%s: python is not extracted, and %zu .pyc are to compile", py->path,
+		            "%s: python is not written out, and %zu .pyc are to compile", py->path,
 		            n);
 		goto out;
 	}
-	if (asprintf(&exe, "%s/%s", dirs[py->pkg], py->src) < 0)
+	if (asprintf(&exe, "%s/%s", python_dir, py->src) < 0)
 		exe = NULL;
-	if (asprintf(&home, "PYTHONHOME=%s", dirs[py->pkg]) < 0)
+	if (asprintf(&home, "PYTHONHOME=%s", python_dir) < 0)
 		home = NULL;
 	if (!exe || !home) {
 		r = err_set(err, -ENOMEM, "out of memory");
@@ -365,7 +383,6 @@ int pycompile_plan(const struct link_plan *plan, const char *const *dirs, const 
 
 			sh[k] = (struct share){.jobs = jobs + lo,
 			                       .n = hi - lo,
-			                       .dirs = dirs,
 			                       .exe = exe,
 			                       .envp = envp,
 			                       .cwd_fd = cwd_fd,
@@ -389,6 +406,8 @@ int pycompile_plan(const struct link_plan *plan, const char *const *dirs, const 
 			*err = sh[k].err;
 		}
 out:
+	for (size_t i = 0; i < n; i++)
+		free(jobs[i].data);
 	free(jobs);
 	free(exe);
 	free(home);
