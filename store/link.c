@@ -976,44 +976,41 @@ static char *map_noarch(const char *src, const char *pyver)
 	return strdup(src);
 }
 
-/* What the package's record says of src, as lstat and readlink would say it of the file
- * in its directory: -ENOENT when it holds none. */
-static int rec_stat(const struct pkgrec *rec, const char *src, struct stat *st, char *target,
-                    size_t cap)
+/* What lstat and readlink would say of a path of type with these attributes in the
+ * package's directory. */
+static void index_stat(enum node_type type, uint32_t mode, uint64_t size, int64_t mtime_ns,
+                       const char *link, struct stat *st, char *target, size_t cap)
 {
-	const struct pkgrec_entry *re = pkgrec_path(rec, src);
-
-	if (!re)
-		return -ENOENT;
 	memset(st, 0, sizeof(*st));
-	st->st_mode = re->mode | (re->type == NODE_FILE      ? S_IFREG
-	                          : re->type == NODE_SYMLINK ? S_IFLNK
-	                                                     : S_IFDIR);
-	st->st_size = (off_t)re->size;
-	st->st_mtim.tv_sec = re->mtime_ns / 1000000000;
-	st->st_mtim.tv_nsec = re->mtime_ns % 1000000000;
-	if (re->type == NODE_SYMLINK)
-		snprintf(target, cap, "%s", re->target);
-	return 0;
+	st->st_mode = mode | (type == NODE_FILE      ? S_IFREG
+	                      : type == NODE_SYMLINK ? S_IFLNK
+	                                             : S_IFDIR);
+	st->st_size = (off_t)size;
+	st->st_mtim.tv_sec = mtime_ns / 1000000000;
+	st->st_mtim.tv_nsec = mtime_ns % 1000000000;
+	if (type == NODE_SYMLINK)
+		snprintf(target, cap, "%s", link);
 }
 
-/* What the unpacked package says of src, as rec_stat. */
-static int files_stat(const struct pkgarchive_files *f, const char *src, struct stat *st,
-                      char *target, size_t cap)
+/* What the package's record, or its unpacked index, says of src, as lstat and readlink
+ * would say it of the file in its directory: -ENOENT when it holds none. */
+static int indexed_stat(const struct lpkg *k, const char *src, struct stat *st, char *target,
+                        size_t cap)
 {
-	const struct pkgarchive_entry *e = pkgarchive_files_find(f, src);
+	const struct pkgrec_entry *re;
+	const struct pkgarchive_entry *fe;
 
-	if (!e)
+	if (k->in->rec) {
+		re = pkgrec_path(k->in->rec, src);
+		if (!re)
+			return -ENOENT;
+		index_stat(re->type, re->mode, re->size, re->mtime_ns, re->target, st, target, cap);
+		return 0;
+	}
+	fe = pkgarchive_files_find(k->in->files, src);
+	if (!fe)
 		return -ENOENT;
-	memset(st, 0, sizeof(*st));
-	st->st_mode = e->mode | (e->type == NODE_FILE      ? S_IFREG
-	                         : e->type == NODE_SYMLINK ? S_IFLNK
-	                                                   : S_IFDIR);
-	st->st_size = (off_t)e->size;
-	st->st_mtim.tv_sec = e->mtime_ns / 1000000000;
-	st->st_mtim.tv_nsec = e->mtime_ns % 1000000000;
-	if (e->type == NODE_SYMLINK)
-		snprintf(target, cap, "%s", e->target);
+	index_stat(fe->type, fe->mode, fe->size, fe->mtime_ns, fe->target, st, target, cap);
 	return 0;
 }
 
@@ -1055,10 +1052,8 @@ static int link_paths(struct link_plan *pl, struct lpkg *k, const char *pyver, i
 			            pp->src);
 			goto out;
 		}
-		if (k->in->rec) {
-			r = rec_stat(k->in->rec, pp->src, &st, target, sizeof(target));
-		} else if (k->in->files) {
-			r = files_stat(k->in->files, pp->src, &st, target, sizeof(target));
+		if (indexed(k)) {
+			r = indexed_stat(k, pp->src, &st, target, sizeof(target));
 		} else if (!cached || strlen(cached) != plen ||
 		           memcmp(cached, pp->src, plen) != 0) {
 			free(cached);
