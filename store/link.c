@@ -706,8 +706,16 @@ static void jstr(struct jbuf *b, const char *s)
 	jputs(b, "\"");
 	while (*u) {
 		unsigned cp = *u;
-		size_t len = 1;
+		size_t len = 1, run = 0;
 
+		/* A run of what needs no escape, in one piece. */
+		while (u[run] >= 0x20 && u[run] < 0x7f && u[run] != '"' && u[run] != '\\')
+			run++;
+		if (run) {
+			jput(b, (const char *)u, run);
+			u += run;
+			continue;
+		}
 		if (cp >= 0xf0 && u[1] && u[2] && u[3]) {
 			cp = ((cp & 7u) << 18) | ((u[1] & 63u) << 12) | ((u[2] & 63u) << 6) |
 			     (u[3] & 63u);
