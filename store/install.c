@@ -4,10 +4,10 @@
  * and no prefix on disk. The packages are found (package caches on this machine, else the
  * lock's URLs through mirrors: fetch.c, pkgcache.c), checked against the lock's digests
  * and unpacked into the install's temporary directory (pkgarchive.c: each package one
- * data file and an index of its paths; only what the .pyc compiler reads is written out
- * as files), linked as conda links them into a plan (link.c), and the
- * plan's tree goes through the ingest's own store and commit phases (ingest_plan.c,
- * ingest.c), so dedup, verify-before-share and crash safety are the ingest's.
+ * data file and an index of its paths; only python, which the .pyc compiler runs, is
+ * written out as files), linked as conda links them into a plan (link.c), and the plan's
+ * tree goes through the ingest's own store and commit phases (ingest_plan.c, ingest.c),
+ * so dedup, verify-before-share and crash safety are the ingest's.
  *
  * A package an earlier install stored is taken from the store: its record (pkgrec.h,
  * catalog.c C9) gives linking its info/ files and paths, and the store phase its contents
