@@ -248,9 +248,7 @@ int ingest_phases(struct ingest *in, const char *hash, const struct pkgset *set,
 		if (r != -EEXIST || !in->opts->replace)
 			goto out;
 	}
-	r = in->before_commit ? in->before_commit(in, in->before_arg, err) : 0;
-	if (!r)
-		r = ingest_commit(in, hash, set, ret_result, err);
+	r = ingest_commit(in, hash, set, ret_result, err);
 out:
 	close(held);
 	return r;

@@ -117,11 +117,13 @@ struct ingest {
 	int err_rc;
 	struct cfs_err *err;
 	struct object_writer *writers[MAX_WORKERS];
-	/* An install's: after the store phase and before the commit, under the store lock,
-	 * before_commit may set records (the caller's), by the set's index, to what each
-	 * package became (catalog.c C9), which the commit inserts with the packages. */
-	int (*before_commit)(struct ingest *in, void *arg, struct cfs_err *err);
-	void *before_arg;
+	/* An install's: once the store phase has read every file and found or made every
+	 * content, and before it makes its images durable (so not when dry), under the store
+	 * lock, after_store may set records (the caller's), by the set's index, to what each
+	 * package became (catalog.c C9), which the commit inserts with the packages, and
+	 * drop what it no longer needs: no file is read after it. */
+	int (*after_store)(struct ingest *in, void *arg, struct cfs_err *err);
+	void *after_arg;
 	const struct catalog_blob *records;
 };
 

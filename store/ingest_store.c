@@ -742,5 +742,6 @@ int ingest_store_files(struct ingest *in, struct cfs_err *err)
 	report_progress(in);
 	if (r || in->dry)
 		return r;
-	return publish(in, nthreads, err);
+	r = in->after_store ? in->after_store(in, in->after_arg, err) : 0;
+	return r ? r : publish(in, nthreads, err);
 }

@@ -159,6 +159,11 @@ static int name_sources(struct install *ins, struct cfs_err *err)
 	return 0;
 }
 
+void install_data_name(const struct source *s, char buf[PATH_MAX])
+{
+	snprintf(buf, PATH_MAX, "%s.data", s->dist);
+}
+
 /* mkdir -p of path beneath dfd: the deepest first, since it or its parent exists already
  * for most paths of a tree written in order (one call, not one per component). */
 static int make_dirs(int dfd, char *path, mode_t mode)
@@ -341,6 +346,30 @@ static int check_trusted(struct install *ins, const struct link_plan *plan, cons
 	return 0;
 }
 
+/* ingest.h's after_store: the records made (N4), then the data files dropped, before the
+ * store phase makes its images durable: nothing reads them after, and its syncfs would
+ * otherwise write every byte of them out (the environment's size again) for nothing. A
+ * file that cannot be removed now is removed with the install's directory (N3). */
+static int after_store(struct ingest *in, void *arg, struct cfs_err *err)
+{
+	struct install *ins = arg;
+	char name[PATH_MAX];
+	int r = install_record_packages(in, arg, err);
+
+	for (size_t i = 0; !r && i < ins->n; i++) {
+		struct source *s = &ins->src[i];
+
+		if (!s->files)
+			continue;
+		pkgarchive_files_free(s->files);
+		s->files = NULL;
+		ins->pkgs[i].files = NULL;
+		install_data_name(s, name);
+		unlinkat(ins->pkgs_fd, name, 0);
+	}
+	return r;
+}
+
 /* The environment hash names is in the catalog. */
 static bool stored(struct store *st, const char *hash)
 {
@@ -456,8 +485,8 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 		r = pkgset_match(condameta_pkgset(in.meta), ins->set, err);
 	if (!r)
 		r = ingest_plan_nodes(&in, plan, pkgs, err);
-	in.before_commit = install_record_packages;
-	in.before_arg = ins;
+	in.after_store = after_store;
+	in.after_arg = ins;
 	in.records = ins->records;
 	if (!r)
 		r = ingest_phases(&in, hash, ins->set, ret_result, err);

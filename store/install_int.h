@@ -13,6 +13,7 @@
 #include "catalog.h"
 #include "pkgarchive.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -61,7 +62,7 @@ struct install {
 	pthread_mutex_t warn_mu; /* warnings come from the unpacking threads too */
 	/* What the commit records of each package (N4), and what they are made from. */
 	const struct link_plan *plan;
-	const struct ingest_pkg *pkgs;
+	struct ingest_pkg *pkgs;
 	struct catalog_blob *records;
 	uint8_t **made; /* records made here, owned */
 };
@@ -69,6 +70,8 @@ struct install {
 void install_warn(struct install *ins, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Owned by us and writable by no one else (N1, N2). */
 bool install_is_ours(const struct stat *sb);
+/* The name of source s's data file in pkgs/: "<dist>.data". */
+void install_data_name(const struct source *s, char buf[PATH_MAX]);
 /* mkdir -p of rel's parents beneath dfd, each made with mode. */
 int install_make_parents(int dfd, const char *rel, mode_t mode);
 
@@ -98,7 +101,7 @@ size_t install_unstore_for_compiling(struct install *ins, const struct link_plan
 int install_write_out_unpacked(struct install *ins, struct source *s, struct cfs_err *err);
 int install_write_out_stored(struct install *ins, const struct link_plan *plan, size_t i,
                              struct cfs_err *err);
-/* ingest.h's before_commit: every package's record (N4), inserted by the commit. */
+/* Every package's record (N4), which the commit inserts: ingest.h's after_store. */
 int install_record_packages(struct ingest *in, void *arg, struct cfs_err *err);
 
 #endif

@@ -353,7 +353,7 @@ static int record_package(struct install *ins, struct ingest *in, size_t i, cons
 	return r;
 }
 
-/* ingest.h's before_commit: every package's record (N4), inserted by the commit. */
+/* Every package's record (N4), which the commit inserts: ingest.h's after_store. */
 int install_record_packages(struct ingest *in, void *arg, struct cfs_err *err)
 {
 	struct install *ins = arg;

@@ -212,7 +212,7 @@ static int unpack_data(struct install *ins, struct source *s, int fd, struct cfs
 	char name[PATH_MAX];
 	int dfd, r;
 
-	snprintf(name, sizeof(name), "%s.data", s->dist);
+	install_data_name(s, name);
 	dfd = openat(ins->pkgs_fd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (dfd < 0)
 		return err_set(err, neg_errno(), "%s/pkgs/%s: %s", ins->work, name,

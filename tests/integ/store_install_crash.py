@@ -1,19 +1,21 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
-"""Crash safety of condafs install (suite crash, issue 12): kill -9 at seven points of an
+"""Crash safety of condafs install (suite crash, issue 12): kill -9 at eight points of an
 install of the corpus's small environment (its lock without the PyPI line, which install
 refuses), each into a fresh store, each point reached deterministically, with no sleep:
 
 - during a download: the test's HTTP server sends half of python's archive and blocks.
   Once it has sent that half the install is in its downloads, which cannot end, and is
   killed (checked: nothing is unpacked yet);
-- the other six through strace, which sends SIGKILL on entry to the N-th matching system
+- the other seven through strace, which sends SIGKILL on entry to the N-th matching system
   call (`-e inject=SYSCALL:signal=KILL:when=N`; `-P PATH` counts only calls naming PATH;
   the kernel skips the call itself):
   - during unpacking: the openat that would make numpy's data file, while the packages
     before it are unpacked into theirs (checked: several are there, numpy's is not);
   - while python is written out of its data file for the .pyc compiler: the openat that
     would make lib/python3.11/os.py (checked: python3.11/ is there, os.py is not);
+  - at the store phase's first syncfs, when no package's data file is left (the records
+    are made and the files read: nothing but the images is there for it to write out);
   - half-way through publishing the store phase's images (renameat2 into objects/);
   - half-way through the commit's writes to the catalog's WAL (the environment is
     absent: the frame that marks the commit is the last);
@@ -246,6 +248,17 @@ with t.section("kill -9 while packages are unpacked into data files (openat of n
     t.check("the kill lands in the unpacking: earlier packages' data files are there, "
             "numpy's is not", len(pkgs) == 1 and len(data) > 5 and
             f"{numpy}.data" not in data, data)
+    after_kill(store, lock, want, "absent", ref_export, r)
+
+with t.section("kill -9 at the store phase's first syncfs: the data files are gone by then"):
+    store = t.path("store-syncfs")
+    r = traced_install(store, lock, "syncfs", None, 1)
+    # The install's directory, beside the store phase's own (its images).
+    pkgs = [p for p in (os.path.join(store, "tmp", d, "pkgs") for d in tmp_entries(store))
+            if os.path.isdir(p)]
+    left = [n for p in pkgs for n in os.listdir(p) if n.endswith(".data")]
+    t.check("no data file is left for the syncfs to write out (the records are made, the "
+            "files read)", len(pkgs) == 1 and not left, (pkgs, left))
     after_kill(store, lock, want, "absent", ref_export, r)
 
 for i, (name, (sc, path, when, expect)) in enumerate(points.items()):
