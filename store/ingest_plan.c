@@ -3,9 +3,11 @@
  * The walk's counterpart for an install: the tree comes from a link plan (link.h), not
  * from a prefix on disk. Paths are laid out as the walk lays them out (breadth first, a
  * directory's children consecutive and sorted by name), so the store and commit phases
- * cannot tell the two apart. A package's file is read from its extracted package, with the
- * placeholder it holds as the prefix to take out; a generated file (entry point, conda-meta
- * record, history) from where the install wrote it, beneath in->root_fd at its path.
+ * cannot tell the two apart. A package's file is read from its range of the package's
+ * data file (or a cache's extracted package), with the placeholder it holds as the prefix
+ * to take out, or is a content the store holds (the package's record); a generated file
+ * (entry point, conda-meta record, history, pyc) from where the install wrote it, beneath
+ * in->root_fd at its path.
  */
 #include "ingest.h"
 

@@ -31,7 +31,8 @@ struct pkgarchive_files;
 struct pkgrec;
 
 struct link_pkg {
-	const char *dir;          /* the extracted package, an absolute path */
+	const char *dir;          /* the extracted package, an absolute path (with rec or
+	                           * files: only a name for messages) */
 	const char *url;          /* the lock's URL of its archive */
 	const char *fn;           /* archive file name, e.g. "numpy-1.24.2-py311h_0.conda" */
 	const char *channel;      /* canonical channel URL, without subdir */
