@@ -56,7 +56,6 @@ struct verify {
 	void *ctx;
 	struct verify_result res;
 	char key[33];
-	const char *problem;
 	struct cfs_err *err;
 	/* Damaged contents still referenced: their users are named after the walk over
 	 * objects, in one walk over the trees for all of them. */
@@ -201,7 +200,6 @@ static int check_object(void *ctx, const struct catalog_object *co)
 	}
 	if (r == -EBADMSG) {
 		v->res.corrupt++;
-		v->problem = e.msg;
 		if (co->refs == 0 || co->kind == OBJECT_PACK) {
 			struct verify_problem p = {v->key, e.msg, NULL, NULL};
 
