@@ -7,7 +7,8 @@
  * C1: an environment row exists only together with its tree (catalog_tree.c) and packages:
  *     they are inserted in one transaction, and deleted in one.
  * C2: objects.refs is the number of files of every environment's tree (live or removed)
- *     naming the object, plus, for a pack, its members; a tree names only an object whose
+ *     naming the object, plus, for a pack, its members, and for a tree image, the
+ *     environments naming it (catalog_tree_count.c T4); a tree names only an object whose
  *     image is durable (a file fsynced and linked, its directory fsynced).
  * C3: a directory's children have the ids [first_child, first_child + nchildren), sorted
  *     by name bytes, ids given breadth first (T5).
@@ -57,9 +58,10 @@
  * version 4 added objects.owner (C7) and groups.nlink (C8); version 5 stores trees as
  * directory objects (catalog_tree.c) in place of a row per node; version 6 keeps the
  * record of each package archive an install took an environment from (packages.archive,
- * pkgrec.h). A writable open upgrades a catalog of version 2 or later; a reader reads
- * version 6 alone. */
-#define CATALOG_VERSION            6
+ * pkgrec.h); version 7 moves each environment's tree into a tree image in the object store
+ * (docs/tree-format.md), and the trees table goes. A writable open upgrades a catalog of
+ * version 2 or later; a reader reads version 7 alone. */
+#define CATALOG_VERSION            7
 #define CATALOG_VERSION_UPGRADABLE 2
 #define BUSY_TIMEOUT_MS            60000
 
@@ -98,11 +100,6 @@ static const char schema[] =
         " id INTEGER PRIMARY KEY, obj INTEGER NOT NULL, mode INTEGER NOT NULL,"
         " mtime_ns INTEGER NOT NULL, nlink INTEGER NOT NULL DEFAULT 0,"
         " refs INTEGER NOT NULL DEFAULT 0, UNIQUE(obj, mode, mtime_ns));"
-        /* Environments' trees (catalog_tree.c, docs/tree-format.md): directory objects,
-         * indexes and relocation records kept apart, each by the key of its bytes. */
-        "CREATE TABLE IF NOT EXISTS trees(id INTEGER PRIMARY KEY, key BLOB NOT NULL,"
-        " kind INTEGER NOT NULL, refs INTEGER NOT NULL, data BLOB NOT NULL,"
-        " UNIQUE(key, kind));"
         /* In gc's order (S_GC_UNUSED): its next object is the index's first entry, where
          * an index of refs alone sorted every unreferenced object at each step. */
         "CREATE INDEX IF NOT EXISTS objects_unreferenced ON objects(kind, id) WHERE refs = 0;"
@@ -322,6 +319,7 @@ struct catalog {
 	struct timespec busy_since;    /* when the current busy wait began */
 	bool busy_said;                /* ...and whether it was said */
 	int version;                   /* of the catalog's schema, after any upgrade */
+	int store_fd;                  /* the store's directory: tree images (not owned) */
 };
 
 static int db_err(struct catalog *c, int rc, const char *what, struct cfs_err *err)
@@ -510,6 +508,11 @@ const char *cat_path(const struct catalog *c)
 	return c->path;
 }
 
+int cat_store_fd(const struct catalog *c)
+{
+	return c->store_fd;
+}
+
 struct cattree *cat_tree(struct catalog *c)
 {
 	return c->tree;
@@ -688,6 +691,11 @@ static int upgrade(struct catalog *c, struct cfs_err *err)
 		r = cattree_upgrade(c, err);
 	if (!r && c->version < 5)
 		r = exec(c, "DROP TABLE nodes", err);
+	/* The trees table's objects into each environment's tree image, then no more table. */
+	if (!r && c->version >= 5 && c->version < 7)
+		r = cattree_upgrade_v6(c, err);
+	if (!r && c->version >= 5 && c->version < 7)
+		r = exec(c, "DROP TABLE trees", err);
 	if (r)
 		return r;
 	snprintf(sql, sizeof(sql),
@@ -701,8 +709,8 @@ static int upgrade(struct catalog *c, struct cfs_err *err)
 }
 
 /* create: make the database (a new store); write: upgrade an older schema. */
-static int open_catalog(const char *path, bool create, bool write, const struct lockwait *notify,
-                        struct catalog **ret, struct cfs_err *err)
+static int open_catalog(const char *path, int store_fd, bool create, bool write,
+                        const struct lockwait *notify, struct catalog **ret, struct cfs_err *err)
 {
 	struct catalog *c = calloc(1, sizeof(*c));
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
@@ -716,6 +724,7 @@ static int open_catalog(const char *path, bool create, bool write, const struct 
 		return -ENOMEM;
 	}
 	c->notify = notify;
+	c->store_fd = store_fd;
 	rc = sqlite3_open_v2(path, &c->db, flags, NULL);
 	if (c->db)
 		sqlite3_busy_handler(c->db, busy_wait, c);
@@ -795,16 +804,16 @@ fail:
 	return r;
 }
 
-int catalog_create(const char *path, const struct lockwait *notify, struct catalog **ret,
-                   struct cfs_err *err)
+int catalog_create(const char *path, int store_fd, const struct lockwait *notify,
+                   struct catalog **ret, struct cfs_err *err)
 {
-	return open_catalog(path, true, true, notify, ret, err);
+	return open_catalog(path, store_fd, true, true, notify, ret, err);
 }
 
-int catalog_open(const char *path, bool write, const struct lockwait *notify, struct catalog **ret,
-                 struct cfs_err *err)
+int catalog_open(const char *path, int store_fd, bool write, const struct lockwait *notify,
+                 struct catalog **ret, struct cfs_err *err)
 {
-	return open_catalog(path, false, write, notify, ret, err);
+	return open_catalog(path, store_fd, false, write, notify, ret, err);
 }
 
 void catalog_close(struct catalog *c)
@@ -1044,8 +1053,6 @@ int catalog_group(struct catalog *c, int64_t obj, bool obj_is_new, uint32_t mode
 int catalog_count_set(struct catalog *c, enum catalog_count which, int64_t id, int64_t value,
                       struct cfs_err *err)
 {
-	if (which == CATALOG_TREES)
-		return cattree_set_refs(c, id, value, err);
 	return exec_int2(c, which == CATALOG_NLINK ? S_GROUP_SETNLINK : S_OBJ_SETREFS, id, value,
 	                 err);
 }

@@ -18,14 +18,16 @@ struct catalog;
 
 /* Makes the database at path for a new store (or opens the one a creator killed before it
  * wrote FORMAT left): WAL, a busy handler. A busy wait of a second or more is said to
- * notify (lockwait.h; NULL: silent), which must outlive the catalog. */
-int catalog_create(const char *path, const struct lockwait *notify, struct catalog **ret,
-                   struct cfs_err *err);
+ * notify (lockwait.h; NULL: silent), which must outlive the catalog. store_fd is the
+ * store's directory, whose tree images the catalog reads and writes (catalog_tree.c); it
+ * stays the caller's and must outlive the catalog too. */
+int catalog_create(const char *path, int store_fd, const struct lockwait *notify,
+                   struct catalog **ret, struct cfs_err *err);
 /* Opens an existing catalog, never making one: -EUCLEAN naming the file if it is missing or
  * empty, -EPROTO if it is not a catalog of a version this code reads. write: upgrade an
- * older version for writing. notify: as for catalog_create. */
-int catalog_open(const char *path, bool write, const struct lockwait *notify, struct catalog **ret,
-                 struct cfs_err *err);
+ * older version for writing. notify and store_fd: as for catalog_create. */
+int catalog_open(const char *path, int store_fd, bool write, const struct lockwait *notify,
+                 struct catalog **ret, struct cfs_err *err);
 /* *ret: the catalog has no object row, and is not that of a store whose environments were
  * all collected (no node left, and an ingest committed once): a new store's, one put in
  * place of a store's, or one that lost its rows. */
@@ -34,10 +36,14 @@ int catalog_names_nothing(struct catalog *c, bool *ret, struct cfs_err *err);
  * no row names yet (an ingest killed before its commit): catalog_names_nothing is then
  * false, and those images are orphans that gc and repair may remove. Commits at once. */
 int catalog_mark_published(struct catalog *c, struct cfs_err *err);
-/* A stored directory object naming a content that has no row: *ret_dir, *ret_obj; -ENOENT
- * if none. */
+/* A stored directory object naming a content that has no row: *ret_dir, *ret_obj; or an
+ * environment's tree image without its row: *ret_dir zero, *ret_obj the image's key, and
+ * ret_env its hash. -ENOENT if none. */
 int catalog_dangling(struct catalog *c, struct objkey *ret_dir, struct objkey *ret_obj,
-                     struct cfs_err *err);
+                     char ret_env[33], struct cfs_err *err);
+/* The key of environment env's tree image, and whether an objects row has it (C2). */
+int catalog_env_image(struct catalog *c, int64_t env, struct objkey *ret, bool *ret_row,
+                      struct cfs_err *err);
 void catalog_close(struct catalog *c);
 
 /* Transactions. A write transaction takes the write lock at once (BEGIN IMMEDIATE). */
@@ -50,6 +56,7 @@ void catalog_rollback(struct catalog *c);
 enum object_kind {
 	OBJECT_CONTENT = 0, /* a file's content: its own image, or a member of a pack */
 	OBJECT_PACK = 1,    /* an image holding members */
+	OBJECT_TREE = 2,    /* an environment's tree image (catalog_tree.c): its own image */
 };
 
 /* An object as the catalog has it. */
@@ -104,7 +111,9 @@ int catalog_object_each(struct catalog *c, int (*fn)(void *ctx, const struct cat
                         void *ctx, struct cfs_err *err);
 /* Calls fn for every file node, in every environment (live or removed), whose content is
  * one of the n objects ids: with i its index in ids, the environment's id and hash, and
- * the node's id. One walk of every tree, however many objects are asked for. */
+ * the node's id; and, with node 0, for every environment whose tree image is one of them
+ * (a tree that does not read has no other users named). One walk of every tree, however
+ * many objects are asked for. */
 int catalog_objects_users(struct catalog *c, const int64_t *ids, size_t n,
                           int (*fn)(void *ctx, size_t i, int64_t env, const char *hash,
                                     int64_t node),
@@ -114,7 +123,6 @@ int catalog_objects_users(struct catalog *c, const int64_t *ids, size_t n,
 enum catalog_count {
 	CATALOG_REFS,
 	CATALOG_NLINK,
-	CATALOG_TREES, /* trees.refs (catalog_tree_count.c T4): id and key the tree row's */
 };
 /* A count that disagrees with the rows: id, the object's (or the group's, and key its
  * object's); had is the row's count, want the true one. */
@@ -245,14 +253,12 @@ int catalog_group_content(struct catalog *c, int64_t group, struct catalog_conte
  * snapshot does not stay pinned (it would miss later commits and hold up checkpoints). */
 void catalog_content_done(struct catalog *c);
 /*
- * len bytes at off of node's relocation record, read in place (SQLite's incremental blob
- * I/O): a record is never loaded whole, whatever its size. The record stays open, like a
- * statement on its row, until catalog_reloc_done, so reading on from there is cheap.
- * -EUCLEAN when the node has no record of that length.
+ * len bytes at off of node's relocation record, read in place from its environment's tree
+ * image: a record is never loaded whole, whatever its size, and a read decodes only the
+ * frames it touches. -EUCLEAN when the node has no record of that length.
  */
 int catalog_reloc_read(struct catalog *c, int64_t node, uint64_t off, size_t len, void *buf,
                        struct cfs_err *err);
-void catalog_reloc_done(struct catalog *c);
 
 /* Calls fn for every node of an environment in id order, with its object key (NULL for
  * none) and link target (pointers valid during the call). */

@@ -14,6 +14,8 @@ struct cattree;
 
 sqlite3 *cat_db(struct catalog *c);
 const char *cat_path(const struct catalog *c);
+/* The store's directory, which holds the tree images (catalog_tree.c): the caller's fd. */
+int cat_store_fd(const struct catalog *c);
 struct cattree *cat_tree(struct catalog *c);
 /* *slot prepared from sql on first use (persistent), reset with its bindings cleared. */
 int cat_prepare(struct catalog *c, sqlite3_stmt **slot, const char *sql, sqlite3_stmt **ret,
@@ -36,10 +38,10 @@ void cattree_forget(struct cattree *t);
 int cattree_env_unlink(struct catalog *c, int64_t id, struct cfs_err *err);
 /* Drop every reference environment id's tree holds (C2, C8, T4), before its row goes. */
 int cattree_env_drop(struct catalog *c, int64_t id, struct cfs_err *err);
-/* T4 repaired: tree row id's count set to refs, the row deleted when nothing names it. */
-int cattree_set_refs(struct catalog *c, int64_t id, int64_t refs, struct cfs_err *err);
-/* Version 4 to 5, inside the upgrade's transaction: every environment's nodes rows made
- * its tree (node ids kept: the daemon hands them to the kernel), then the rows dropped. */
+/* Version 4 to 7, inside the upgrade's transaction: every environment's nodes rows made
+ * its tree image (node ids kept: the daemon hands them to the kernel). */
 int cattree_upgrade(struct catalog *c, struct cfs_err *err);
-
+/* Version 5 or 6 to 7, likewise: every environment's tree moved from the trees table into
+ * its tree image. */
+int cattree_upgrade_v6(struct catalog *c, struct cfs_err *err);
 #endif

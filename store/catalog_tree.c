@@ -1,21 +1,21 @@
 // SPDX-License-Identifier: MIT
 /*
- * Environments' trees in the catalog (docs/tree-format.md): each directory one immutable
- * directory object, keyed by the XXH3-128 of its bytes and shared by every environment
- * that holds the same directory, and each environment one index naming its directories in
- * node id order. An environment that shares 95% of its files with stored ones adds the
- * directories that differ and its index, not a row per path.
+ * Environments' trees (docs/tree-format.md): each environment's whole tree one immutable
+ * object of the store, its tree image, named by envs.tree: its index, then each directory
+ * one directory object. A lookup reads the environment's image alone, by its key, so it
+ * costs the same whatever else the store holds, and another reader needs no SQLite to
+ * follow it.
  *
  * This file reads them (the nodes, contents and records of catalog.h, and walks for the
  * rest); catalog_tree_count.c makes them and counts what they name.
  *
- * Invariant (with catalog.c's C1-C8, dirtree.c's T1-T2, envindex.c's T3,
+ * Invariant (with catalog.c's C1-C9, dirtree.c's T1-T2, envindex.c's T3, envimage.c's T6,
  * catalog_tree_count.c's T4):
  * T5: node ids are envs.root plus an ordinal, ordinals in breadth-first name order (C3,
  *     C6): the index turns one into a directory object and an entry, and nothing that
- *     reads a tree trusts it before the object's key matched its bytes and the object and
- *     the index agreed on the directory's children (a damaged tree is an error, never a
- *     wrong file).
+ *     reads a tree trusts it before the image's frames matched their checksums, the
+ *     object's key matched its bytes and the object and the index agreed on the
+ *     directory's children (a damaged tree is an error, never a wrong file).
  */
 #include "catalog_tree_int.h"
 
@@ -42,11 +42,7 @@
 	                        "esum") " THEN " OBJ_DELTA("esum") " / " REFS_NEW " END"
 
 static const char *const tsql[T_COUNT] = {
-        [T_DATA] = "SELECT data FROM trees WHERE key = ?1 AND kind = ?2",
-        [T_FIND] = "SELECT id FROM trees WHERE key = ?1 AND kind = ?2",
-        [T_INSERT] = "INSERT INTO trees(key, kind, refs, data) VALUES (?1, ?2, ?3, ?4)",
-        [T_REF] = "UPDATE trees SET refs = refs + ?2 WHERE key = ?1 AND kind = ?3 RETURNING refs",
-        [T_DEL] = "DELETE FROM trees WHERE key = ?1 AND kind = ?2",
+        [T_V6_DATA] = "SELECT data FROM trees WHERE key = ?1 AND kind = ?2",
         [T_ENV_AT] = "SELECT id, root, nodes, tree, hash, removed FROM envs WHERE root <= ?1"
                      " ORDER BY root DESC LIMIT 1",
         [T_ENV] = "SELECT id, root, nodes, tree, hash, removed FROM envs WHERE id = ?1",
@@ -71,10 +67,7 @@ static const char *const tsql[T_COUNT] = {
                        " ORDER BY o.key",
         [T_GRP_NLINKS] = "SELECT g.id, o.key, g.nlink FROM groups g JOIN objects o"
                          " ON o.id = g.obj ORDER BY g.id",
-        /* T4 as the rows have it, and repaired. */
-        [T_TREE_REFS] = "SELECT id, key, kind, refs FROM trees ORDER BY id",
-        [T_TREE_SET] = "UPDATE trees SET refs = ?2 WHERE id = ?1",
-        [T_TREE_DROP] = "DELETE FROM trees WHERE id = ?1",
+        [T_ENVS_OF_TREE] = "SELECT id, hash, root FROM envs WHERE tree = ?1 ORDER BY id",
         [T_V4_ENVS] = "SELECT id, root FROM envs ORDER BY root",
         [T_V4_NODES] = "SELECT n.id, n.parent, n.name, n.type, n.mode, n.mtime_ns, n.size,"
                        " n.inserts, n.grp, n.hardlink, n.first_child, n.nchildren, n.target,"
@@ -82,14 +75,13 @@ static const char *const tsql[T_COUNT] = {
                        " WHERE n.env = ?1 AND n.id >= ?2 ORDER BY n.id",
 };
 
-/* Directory objects and indexes are stored as one zstd frame of their bytes: names, modes
- * and times repeat from entry to entry. Relocation records kept apart are stored as they
- * are, read piecewise in place. A frame that says it holds more than this is damage. */
-#define TREE_MAX_BYTES (64u << 20)
-
 int cattree_new(struct cattree **ret)
 {
 	*ret = calloc(1, sizeof(**ret));
+	if (*ret && !((*ret)->dctx = ZSTD_createDCtx())) {
+		free(*ret);
+		*ret = NULL;
+	}
 	return *ret ? 0 : -ENOMEM;
 }
 
@@ -103,12 +95,17 @@ void ctree_pend_clear(struct cattree *t)
 	t->npend = 0;
 }
 
+static void eslot_clear(struct eslot *s)
+{
+	object_close(s->img);
+	free(s->tables);
+	*s = (struct eslot){0};
+}
+
 void cattree_forget(struct cattree *t)
 {
-	for (size_t i = 0; i < ENV_SLOTS; i++) {
-		free(t->envs[i].data);
-		t->envs[i] = (struct eslot){0};
-	}
+	for (size_t i = 0; i < ENV_SLOTS; i++)
+		eslot_clear(&t->envs[i]);
 }
 
 void cattree_free(struct cattree *t)
@@ -122,7 +119,7 @@ void cattree_free(struct cattree *t)
 	cattree_forget(t);
 	ctree_pend_clear(t);
 	free(t->pend);
-	sqlite3_blob_close(t->reloc);
+	ZSTD_freeDCtx(t->dctx);
 	free(t);
 }
 
@@ -150,155 +147,204 @@ bool ctree_column_key(sqlite3_stmt *s, int col, struct objkey *ret)
 
 int ctree_damaged(struct catalog *c, const struct envref *e, const char *what, struct cfs_err *err)
 {
+	char hex[33];
+
+	objkey_hex(&e->tree, hex);
 	return err_set(err, -EUCLEAN,
-	               "%s: environment %s: %s: the catalog is damaged (see condafs "
+	               "%s: environment %s: tree image %s: %s: the tree is damaged (see condafs "
 	               "verify)",
-	               cat_path(c), e ? e->hash : "?", what);
+	               cat_path(c), e->hash, hex, what);
 }
 
-/* What dirtree_open or envindex_open said (naming the object), as damage. */
-static int reader_said(const struct envref *e, struct cfs_err *err)
+int ctree_said(struct catalog *c, const struct envref *e, struct cfs_err *err)
 {
 	char said[sizeof(err->msg)];
 
+	if (!err)
+		return -EUCLEAN;
 	snprintf(said, sizeof(said), "%s", err->msg);
-	return err_set(err, -EUCLEAN,
-	               "environment %s: %s: the catalog is damaged (see condafs "
-	               "verify)",
-	               e ? e->hash : "?", said);
+	return ctree_damaged(c, e, said, err);
 }
 
-/* ---- reading the objects ---- */
+/* ---- reading the images ---- */
 
-/* The bytes of tree key of kind k from their stored form p, n: malloc'd into *ret. */
-static int unpack(struct catalog *c, const struct objkey *key, enum tree_kind k, const void *p,
-                  size_t n, uint8_t **ret, size_t *ret_len, struct cfs_err *err)
+/* len bytes at off of image s into buf: all of them, or damage. */
+static int image_read(struct catalog *c, const struct envref *e, struct eslot *s, uint64_t off,
+                      size_t len, void *buf, struct cfs_err *err)
 {
-	unsigned long long size = k == TREE_RELOC ? n : ZSTD_getFrameContentSize(p, n);
-	char hex[33];
-	size_t got;
+	size_t got = 0;
+	int r = object_read(s->img, cat_tree(c)->dctx, off, len, buf, &got, err);
 
-	if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN ||
-	    size > TREE_MAX_BYTES) {
-		objkey_hex(key, hex);
-		return err_set(err, -EUCLEAN,
-		               "%s: tree object %s: not a zstd frame of at most %u bytes: the "
-		               "catalog is damaged (see condafs verify)",
-		               cat_path(c), hex, TREE_MAX_BYTES);
+	if (r == -ENOMEM)
+		return r;
+	if (r)
+		return ctree_said(c, e, err);
+	if (got != len)
+		return ctree_damaged(c, e, "shorter than its tables say", err);
+	return 0;
+}
+
+/* Open e's image into slot s: its head and tables read and checked (T6, T3, T5). */
+static int image_open(struct catalog *c, const struct envref *e, struct eslot *s,
+                      struct cfs_err *err)
+{
+	uint8_t head[ENVIMAGE_HEAD];
+	struct envimage_head h;
+	char what[160], hex[33];
+	int r;
+
+	objkey_hex(&e->tree, hex);
+	snprintf(what, sizeof(what), "environment %s: tree image %s", e->hash, hex);
+	*s = (struct eslot){.env = e->id, .key = e->tree};
+	r = object_open(cat_store_fd(c), &e->tree, &s->img, err);
+	if (r == -ENOMEM)
+		return r;
+	if (r)
+		return ctree_said(c, e, err);
+	r = image_read(c, e, s, 0, ENVIMAGE_HEAD, head, err);
+	if (!r && envimage_head(head, object_size(s->img), what, &h, err))
+		r = ctree_said(c, e, err);
+	if (!r && !(s->tables = malloc(h.tables_len ? h.tables_len : 1)))
+		r = -ENOMEM;
+	if (!r)
+		r = image_read(c, e, s, ENVIMAGE_HEAD, h.tables_len, s->tables, err);
+	if (!r && (envimage_open(&h, s->tables, object_size(s->img), what, &s->m, err) ||
+	           envindex_open(s->m.index, s->m.index_len, what, &s->x, err)))
+		r = ctree_said(c, e, err);
+	if (!r && s->x.ndirs != s->m.ndirs)
+		r = ctree_damaged(c, e, "its index and its tables disagree on its directories",
+		                  err);
+	if (!r && s->x.nodes != e->nodes)
+		r = ctree_damaged(c, e, "its index and its row disagree on its node count", err);
+	if (r)
+		eslot_clear(s);
+	else
+		s->used = ++cat_tree(c)->clock;
+	return r;
+}
+
+/* Environment e's image, from the handle's cache. */
+static int image_slot(struct catalog *c, const struct envref *e, struct eslot **ret,
+                      struct cfs_err *err)
+{
+	struct cattree *t = cat_tree(c);
+	struct eslot *s = &t->envs[0];
+	int r;
+
+	for (size_t i = 0; i < ENV_SLOTS; i++) {
+		struct eslot *x = &t->envs[i];
+
+		if (x->used && x->env == e->id && memcmp(x->key.b, e->tree.b, 16) == 0) {
+			x->used = ++t->clock;
+			*ret = x;
+			return 0;
+		}
+		if (x->used < s->used)
+			s = x;
 	}
-	*ret = malloc(size ? size : 1);
+	eslot_clear(s);
+	r = image_open(c, e, s, err);
+	if (!r)
+		*ret = s;
+	return r;
+}
+
+int ctree_index(struct catalog *c, const struct envref *e, const struct envindex **ret,
+                struct cfs_err *err)
+{
+	struct eslot *s;
+	int r = image_slot(c, e, &s, err);
+
+	if (!r)
+		*ret = &s->x;
+	return r;
+}
+
+/* Directory i of e's image, read and checked against its key (T5): malloc'd into *ret. */
+static int dir_bytes(struct catalog *c, const struct envref *e, uint32_t i, struct objkey *ret_key,
+                     uint8_t **ret, size_t *ret_len, struct cfs_err *err)
+{
+	struct envindex_dir d;
+	struct objkey got;
+	struct eslot *s;
+	uint32_t off, len, n;
+	int r = image_slot(c, e, &s, err);
+
+	if (r)
+		return r;
+	envindex_dir(&s->x, i, &d, &n);
+	envimage_dir(&s->m, i, &off, &len);
+	*ret = malloc(len);
 	if (!*ret)
 		return -ENOMEM;
-	if (k == TREE_RELOC) {
-		if (n)
-			memcpy(*ret, p, n);
-		*ret_len = n;
-		return 0;
+	r = image_read(c, e, s, off, len, *ret, err);
+	if (!r) {
+		ctree_key(*ret, len, &got);
+		if (memcmp(got.b, d.key.b, 16) != 0)
+			r = ctree_damaged(c, e, "a directory object does not match its key", err);
 	}
-	got = ZSTD_decompress(*ret, size ? size : 1, p, n);
-	if (ZSTD_isError(got) || got != size) {
-		free(*ret);
-		objkey_hex(key, hex);
-		return err_set(err, -EUCLEAN,
-		               "%s: tree object %s: its frame does not decode: the catalog is "
-		               "damaged (see condafs verify)",
-		               cat_path(c), hex);
-	}
-	*ret_len = got;
-	return 0;
-}
-
-/* The bytes of tree key of kind k, malloc'd, their key checked (T5). -ENOENT: no row. */
-static int tree_bytes(struct catalog *c, const struct objkey *key, enum tree_kind k, uint8_t **ret,
-                      size_t *ret_len, struct cfs_err *err)
-{
-	struct objkey got;
-	sqlite3_stmt *s;
-	const void *p;
-	size_t n;
-	int r = ctree_stmt(c, T_DATA, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_blob(s, 1, key->b, 16, SQLITE_STATIC);
-	sqlite3_bind_int(s, 2, k);
-	r = cat_step_row(c, s, err);
 	if (r) {
-		sqlite3_reset(s);
-		return r;
-	}
-	p = sqlite3_column_blob(s, 0);
-	n = (size_t)sqlite3_column_bytes(s, 0);
-	r = unpack(c, key, k, p, n, ret, &n, err);
-	sqlite3_reset(s);
-	if (r)
-		return r;
-	ctree_key(*ret, n, &got);
-	if (memcmp(got.b, key->b, 16) != 0) {
-		char hex[33];
-
 		free(*ret);
-		objkey_hex(key, hex);
-		return err_set(err, -EUCLEAN,
-		               "%s: tree object %s: its bytes do not match its key: "
-		               "the catalog is damaged (see condafs verify)",
-		               cat_path(c), hex);
+		return r;
 	}
-	*ret_len = n;
+	*ret_key = d.key;
+	*ret_len = len;
 	return 0;
 }
 
-/* Directory object key, checked, from the handle's cache; valid until the next call. */
-int ctree_dir(struct catalog *c, const struct envref *e, const struct objkey *key,
-              const struct dirtree **ret, struct cfs_err *err)
+int ctree_dir(struct catalog *c, const struct envref *e, uint32_t i, const struct dirtree **ret,
+              struct cfs_err *err)
 {
 	struct cattree *t = cat_tree(c);
 	struct dslot *s = NULL, *lru = &t->dirs[0];
-	char what[128], hex[33];
+	const struct envindex *x;
+	struct envindex_dir d;
+	char what[160], hex[33];
+	struct objkey key;
 	uint8_t *data;
 	size_t len;
-	int r;
+	uint32_t n;
+	int r = ctree_index(c, e, &x, err);
 
-	for (size_t i = 0; i < DIR_SLOTS; i++) {
-		struct dslot *d = &t->dirs[i];
-
-		if (d->used && memcmp(d->key.b, key->b, 16) == 0) {
-			d->used = ++t->clock;
-			*ret = &d->t;
-			return 0;
-		}
-		if (d->used < lru->used)
-			lru = d;
-	}
-	r = tree_bytes(c, key, TREE_DIR, &data, &len, err);
-	if (r == -ENOENT) {
-		objkey_hex(key, hex);
-		snprintf(what, sizeof(what), "directory object %s is missing", hex);
-		return ctree_damaged(c, e, what, err);
-	}
 	if (r)
 		return r;
-	objkey_hex(key, hex);
-	snprintf(what, sizeof(what), "%s: directory object %s", cat_path(c), hex);
+	envindex_dir(x, i, &d, &n);
+	/* A directory object is its bytes, whichever image holds it. */
+	for (size_t k = 0; k < DIR_SLOTS; k++) {
+		struct dslot *q = &t->dirs[k];
+
+		if (q->used && memcmp(q->key.b, d.key.b, 16) == 0) {
+			q->used = ++t->clock;
+			*ret = &q->t;
+			return 0;
+		}
+		if (q->used < lru->used)
+			lru = q;
+	}
+	r = dir_bytes(c, e, i, &key, &data, &len, err);
+	if (r)
+		return r;
+	objkey_hex(&key, hex);
+	snprintf(what, sizeof(what), "directory object %s", hex);
 	s = lru;
 	free(s->data);
 	t->dir_bytes -= s->used ? s->len : 0;
-	*s = (struct dslot){.key = *key, .data = data, .len = len, .used = ++t->clock};
+	*s = (struct dslot){.key = key, .data = data, .len = len, .used = ++t->clock};
 	r = dirtree_open(data, len, what, &s->t, err);
 	if (r) {
 		free(data);
 		*s = (struct dslot){0};
-		return reader_said(e, err);
+		return ctree_said(c, e, err);
 	}
 	t->dir_bytes += len;
 	/* The budget holds the others: the one just read stays, however large. */
 	while (t->dir_bytes > DIR_BUDGET) {
 		struct dslot *old = NULL;
 
-		for (size_t i = 0; i < DIR_SLOTS; i++)
-			if (t->dirs[i].used && &t->dirs[i] != s &&
-			    (!old || t->dirs[i].used < old->used))
-				old = &t->dirs[i];
+		for (size_t k = 0; k < DIR_SLOTS; k++)
+			if (t->dirs[k].used && &t->dirs[k] != s &&
+			    (!old || t->dirs[k].used < old->used))
+				old = &t->dirs[k];
 		if (!old)
 			break;
 		t->dir_bytes -= old->len;
@@ -354,50 +400,6 @@ int ctree_env(struct catalog *c, int64_t id, struct envref *ret, struct cfs_err 
 	return env_query(c, T_ENV, id, ret, err);
 }
 
-/* Environment e's index, checked, from the handle's cache; valid until the next call. */
-int ctree_index(struct catalog *c, const struct envref *e, const struct envindex **ret,
-                struct cfs_err *err)
-{
-	struct cattree *t = cat_tree(c);
-	struct eslot *s = &t->envs[0];
-	char what[256];
-	uint8_t *data;
-	size_t len;
-	int r;
-
-	for (size_t i = 0; i < ENV_SLOTS; i++) {
-		struct eslot *x = &t->envs[i];
-
-		if (x->used && x->env == e->id && memcmp(x->key.b, e->tree.b, 16) == 0) {
-			x->used = ++t->clock;
-			*ret = &x->x;
-			return 0;
-		}
-		if (x->used < s->used)
-			s = x;
-	}
-	r = tree_bytes(c, &e->tree, TREE_INDEX, &data, &len, err);
-	if (r == -ENOENT)
-		return ctree_damaged(c, e, "its index is missing", err);
-	if (r)
-		return r;
-	snprintf(what, sizeof(what), "%s: environment %s", cat_path(c), e->hash);
-	free(s->data);
-	*s = (struct eslot){.env = e->id, .key = e->tree, .data = data, .used = ++t->clock};
-	r = envindex_open(data, len, what, &s->x, err);
-	if (r)
-		r = reader_said(e, err);
-	else if (s->x.nodes != e->nodes)
-		r = ctree_damaged(c, e, "its index and its row disagree on its node count", err);
-	if (r) {
-		free(data);
-		*s = (struct eslot){0};
-		return r;
-	}
-	*ret = &s->x;
-	return 0;
-}
-
 /* Directory i of index x, its object checked against the index (T5). */
 static int index_dir(struct catalog *c, const struct envref *e, const struct envindex *x,
                      uint32_t i, struct envindex_dir *ret_d, const struct dirtree **ret,
@@ -407,7 +409,7 @@ static int index_dir(struct catalog *c, const struct envref *e, const struct env
 	int r;
 
 	envindex_dir(x, i, ret_d, &n);
-	r = ctree_dir(c, e, &ret_d->key, ret, err);
+	r = ctree_dir(c, e, i, ret, err);
 	if (!r && (*ret)->n != n)
 		return ctree_damaged(
 		        c, e, "a directory object and the index disagree on its entries", err);
@@ -640,15 +642,82 @@ void catalog_content_done(struct catalog *c)
 	(void)c;
 }
 
+/* A record in an image as an object_src, read a window at a time. */
+struct rec_src {
+	struct catalog *c;
+	struct object *img;
+	uint64_t at;
+	uint8_t *buf;
+	int r;
+	struct cfs_err *err;
+};
+
+#define REC_WINDOW (64u << 10)
+
+static int rec_read(void *ctx, uint64_t off, uint64_t max, const uint8_t **ret_p, uint64_t *ret_n,
+                    bool *ret_hole)
+{
+	struct rec_src *rs = ctx;
+	size_t want = max < REC_WINDOW ? (size_t)max : REC_WINDOW, got = 0;
+	int r = object_read(rs->img, cat_tree(rs->c)->dctx, rs->at + off, want, rs->buf, &got,
+	                    rs->err);
+
+	if (!r && got != want)
+		r = -EBADMSG;
+	if (r) {
+		rs->r = r;
+		return r;
+	}
+	*ret_p = rs->buf;
+	*ret_n = got;
+	*ret_hole = false;
+	return 0;
+}
+
+int ctree_record(struct catalog *c, const struct envref *e, const struct objkey *key, size_t len,
+                 uint64_t *ret_off, struct cfs_err *err)
+{
+	struct rec_src rs = {.c = c, .err = err};
+	struct object_src src = {.len = len, .read = rec_read, .ctx = &rs};
+	struct objkey got;
+	struct eslot *s;
+	uint32_t at, rlen;
+	int r = image_slot(c, e, &s, err);
+
+	if (r)
+		return r;
+	if (envimage_record(&s->m, key, &at, &rlen) || rlen != len)
+		return ctree_damaged(c, e, "a relocation record is missing", err);
+	*ret_off = at;
+	if (s->has_rec_ok && memcmp(s->rec_ok.b, key->b, 16) == 0)
+		return 0;
+	/* Hashed a window at a time: a record is never held whole (reloc.h R6). */
+	rs.img = s->img;
+	rs.at = at;
+	rs.buf = malloc(REC_WINDOW);
+	if (!rs.buf)
+		return -ENOMEM;
+	object_hash(&src, &got);
+	free(rs.buf);
+	if (rs.r == -ENOMEM)
+		return rs.r;
+	if (rs.r)
+		return ctree_said(c, e, err);
+	if (memcmp(got.b, key->b, 16) != 0)
+		return ctree_damaged(c, e, "a relocation record does not match its key", err);
+	s->rec_ok = *key;
+	s->has_rec_ok = true;
+	return 0;
+}
+
 int catalog_reloc_read(struct catalog *c, int64_t node, uint64_t off, size_t len, void *buf,
                        struct cfs_err *err)
 {
-	struct cattree *t = cat_tree(c);
 	struct store_node n;
 	struct where w;
-	sqlite3_stmt *s;
-	int64_t row;
-	int rc, r = resolve(c, node, &w, &n, err);
+	struct eslot *s;
+	uint64_t at;
+	int r = resolve(c, node, &w, &n, err);
 
 	if (r)
 		return r;
@@ -659,44 +728,11 @@ int catalog_reloc_read(struct catalog *c, int64_t node, uint64_t off, size_t len
 		memcpy(buf, w.ent.reloc + off, len);
 		return 0;
 	}
-	if (off > INT_MAX || len > (size_t)INT_MAX - off)
-		return err_set(err, -EUCLEAN, "%s: node %lld: relocation record past 2 GiB",
-		               cat_path(c), (long long)node);
-	r = ctree_stmt(c, T_FIND, &s, err);
-	if (r)
-		return r;
-	sqlite3_bind_blob(s, 1, w.ent.reloc_key.b, 16, SQLITE_STATIC);
-	sqlite3_bind_int(s, 2, TREE_RELOC);
-	r = cat_step_row(c, s, err);
-	row = r ? 0 : sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	if (r == -ENOENT)
-		return ctree_damaged(c, &w.e, "a relocation record is missing", err);
-	if (r)
-		return r;
-	if (t->reloc && t->reloc_row != row)
-		rc = sqlite3_blob_reopen(t->reloc, row);
-	else if (!t->reloc)
-		rc = sqlite3_blob_open(cat_db(c), "main", "trees", "data", row, 0, &t->reloc);
-	else
-		rc = SQLITE_OK;
-	if (rc == SQLITE_OK) {
-		t->reloc_row = row;
-		rc = sqlite3_blob_read(t->reloc, buf, (int)len, (int)off);
-	}
-	if (rc == SQLITE_OK)
-		return 0;
-	rc = cat_db_err(c, rc, "relocation record", err);
-	catalog_reloc_done(c);
-	return rc == -EIO ? -EUCLEAN : rc;
-}
-
-void catalog_reloc_done(struct catalog *c)
-{
-	struct cattree *t = cat_tree(c);
-
-	sqlite3_blob_close(t->reloc);
-	t->reloc = NULL;
+	r = ctree_record(c, &w.e, &w.ent.reloc_key, w.ent.reloc_len, &at, err);
+	if (!r)
+		r = image_slot(c, &w.e, &s, err);
+	/* Read piecewise: the image decodes only the frames the range touches. */
+	return r ? r : image_read(c, &w.e, s, at + off, len, buf, err);
 }
 
 /* ---- walking a tree ---- */
@@ -721,6 +757,22 @@ int ctree_walk(struct catalog *c, const struct envref *e, ctree_walk_fn fn, void
 			r = fn(ctx, e, &n, &w.ent);
 	}
 	return r;
+}
+
+int catalog_env_image(struct catalog *c, int64_t env, struct objkey *ret, bool *ret_row,
+                      struct cfs_err *err)
+{
+	struct catalog_content o;
+	struct envref e;
+	int r = ctree_env(c, env, &e, err);
+
+	if (!r)
+		r = ctree_object(c, &e.tree, &o, err);
+	if (r && r != -ENOENT)
+		return r;
+	*ret = e.tree;
+	*ret_row = r == 0;
+	return 0;
 }
 
 struct tree_ctx {
@@ -775,7 +827,14 @@ static int link_one(void *ctx, const struct envref *e, const struct store_node *
 	struct catalog_content o = {0};
 	int r;
 
-	(void)e;
+	if (n->type == NODE_FILE && ent->reloc_external) {
+		uint64_t at;
+
+		/* A damaged record is the tree's damage: the walk stops with it. */
+		r = ctree_record(k->c, e, &ent->reloc_key, ent->reloc_len, &at, k->err);
+		if (r)
+			return r;
+	}
 	if (n->type == NODE_FILE) {
 		l.obj_key = ent->key;
 		r = ctree_object(k->c, &ent->key, &o, k->err);

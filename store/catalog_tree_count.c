@@ -1,17 +1,17 @@
 // SPDX-License-Identifier: MIT
 /*
- * Environments' trees in the catalog, made and counted: the nodes an ingest inserts become
- * directory objects and an index at catalog_env_ref (docs/tree-format.md), and what an
- * environment's files name is counted in at its commit and out when it is hidden or
- * reaped, one update per distinct object and group; verify --repair recounts from the
- * trees; a version 4 catalog's rows become trees.
+ * Environments' trees, made and counted: the nodes an ingest inserts become directory
+ * objects, an index and the tree image holding them at catalog_env_ref
+ * (docs/tree-format.md), and what an environment names is counted in at its commit and out
+ * when it is hidden or reaped, one update per distinct object and group; verify --repair
+ * recounts from the trees; a version 4 catalog's rows and a version 5 or 6 catalog's trees
+ * table become tree images.
  *
- * Invariant (with catalog.c's C1-C8 and catalog_tree.c's T5):
- * T4: trees.refs counts, for a directory object, the entries of environment indexes naming
- *     it; for an index, the environments naming it (envs.tree); for a relocation record
- *     kept apart, the stored directory objects naming it. A row goes in the transaction
- *     that brings its count to 0, and a directory object's records lose its references
- *     with it.
+ * Invariant (with catalog.c's C1-C9 and catalog_tree.c's T5):
+ * T4: an environment's tree image is one of the names the environment holds (C2, C7): it
+ *     is durable in objects/ before the transaction that names it commits (object.c O1),
+ *     counted in with the environment's files and out with them, so gc frees it with the
+ *     last environment naming it, and never before.
  */
 #include "catalog_tree_int.h"
 
@@ -23,33 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
-
-/* Directory objects and indexes are compressed at this level (catalog_tree.c reads them). */
-#define TREE_LEVEL 3
-
-/* The stored form of tree bytes of kind k: malloc'd into *ret. */
-static int pack_tree(const uint8_t *data, size_t len, enum tree_kind k, uint8_t **ret,
-                     size_t *ret_len)
-{
-	size_t bound = k == TREE_RELOC ? len : ZSTD_compressBound(len), n;
-
-	*ret = malloc(bound ? bound : 1);
-	if (!*ret)
-		return -ENOMEM;
-	if (k == TREE_RELOC) {
-		memcpy(*ret, data, len);
-		*ret_len = len;
-		return 0;
-	}
-	n = ZSTD_compress(*ret, bound, data, len, TREE_LEVEL);
-	if (ZSTD_isError(n)) {
-		free(*ret);
-		*ret = NULL;
-		return -ENOMEM;
-	}
-	*ret_len = n;
-	return 0;
-}
 
 /* ---- counting (C2, C7, C8) ---- */
 
@@ -121,11 +94,14 @@ static int count_file(void *ctx, const struct envref *e, const struct store_node
 	return n->type == NODE_FILE ? counts_add(ctx, &ent->key, n->group) : 0;
 }
 
-/* The files of environment e counted, sorted. */
+/* What environment e names counted, sorted: its files and its tree image (T4). */
 static int env_counts(struct catalog *c, const struct envref *e, struct counts *ret,
                       struct cfs_err *err)
 {
-	int r = ctree_walk(c, e, count_file, ret, err);
+	int r = counts_add(ret, &e->tree, 0);
+
+	if (!r)
+		r = ctree_walk(c, e, count_file, ret, err);
 
 	if (r == -ENOMEM)
 		return err_set(err, r, "out of memory");
@@ -179,58 +155,6 @@ static int apply_counts(struct catalog *c, const struct counts *k, int64_t env, 
 	return r;
 }
 
-/* Tree key of kind k gains delta references (T4); *ret_refs what it has now, -ENOENT for
- * no row. */
-static int tree_ref(struct catalog *c, const struct objkey *key, enum tree_kind k, int64_t delta,
-                    int64_t *ret_refs, struct cfs_err *err)
-{
-	sqlite3_stmt *s;
-	int r = ctree_stmt(c, T_REF, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_blob(s, 1, key->b, 16, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, delta);
-	sqlite3_bind_int(s, 3, k);
-	r = cat_step_row(c, s, err);
-	*ret_refs = r ? 0 : sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	return r;
-}
-
-static int tree_delete(struct catalog *c, const struct objkey *key, enum tree_kind k,
-                       struct cfs_err *err)
-{
-	sqlite3_stmt *s;
-	int r = ctree_stmt(c, T_DEL, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_blob(s, 1, key->b, 16, SQLITE_STATIC);
-	sqlite3_bind_int(s, 2, k);
-	return cat_step_done(c, s, err);
-}
-
-/* Directory object t is gone: its records kept apart lose a reference (T4). */
-static int dir_release(struct catalog *c, const struct dirtree *t, struct cfs_err *err)
-{
-	struct dirtree_entry ent;
-	int64_t refs;
-	int r = 0;
-
-	for (uint32_t i = 0; !r && i < t->n; i++) {
-		dirtree_get(t, i, &ent);
-		if (ent.type != NODE_FILE || !ent.reloc_external)
-			continue;
-		r = tree_ref(c, &ent.reloc_key, TREE_RELOC, -1, &refs, err);
-		if (r == -ENOENT)
-			r = 0;
-		else if (!r && refs <= 0)
-			r = tree_delete(c, &ent.reloc_key, TREE_RELOC, err);
-	}
-	return r;
-}
-
 int cattree_env_unlink(struct catalog *c, int64_t id, struct cfs_err *err)
 {
 	struct counts k = {0};
@@ -247,10 +171,8 @@ int cattree_env_unlink(struct catalog *c, int64_t id, struct cfs_err *err)
 
 int cattree_env_drop(struct catalog *c, int64_t id, struct cfs_err *err)
 {
-	const struct envindex *x = NULL;
 	struct counts k = {0};
 	struct envref e;
-	int64_t refs = 0;
 	int r = ctree_env(c, id, &e, err);
 
 	if (r == -ENOENT)
@@ -260,34 +182,6 @@ int cattree_env_drop(struct catalog *c, int64_t id, struct cfs_err *err)
 	if (!r)
 		r = apply_counts(c, &k, id, -1, true, !e.removed, err);
 	counts_free(&k);
-	/* Directory objects are cached apart from indexes: x stays valid meanwhile. */
-	if (!r)
-		r = ctree_index(c, &e, &x, err);
-	for (uint32_t i = 0; !r && i < x->ndirs; i++) {
-		struct envindex_dir d;
-		const struct dirtree *t;
-		uint32_t n;
-
-		envindex_dir(x, i, &d, &n);
-		r = tree_ref(c, &d.key, TREE_DIR, -1, &refs, err);
-		if (r == -ENOENT) {
-			r = 0;
-			continue;
-		}
-		if (r || refs > 0)
-			continue;
-		r = ctree_dir(c, &e, &d.key, &t, err);
-		if (!r)
-			r = dir_release(c, t, err);
-		if (!r)
-			r = tree_delete(c, &d.key, TREE_DIR, err);
-	}
-	if (!r)
-		r = tree_ref(c, &e.tree, TREE_INDEX, -1, &refs, err);
-	if (!r && refs <= 0)
-		r = tree_delete(c, &e.tree, TREE_INDEX, err);
-	if (r == -ENOENT)
-		r = 0;
 	cattree_forget(cat_tree(c));
 	return r;
 }
@@ -327,44 +221,161 @@ int catalog_node_insert(struct catalog *c, const struct catalog_node_row *row, s
 	return 0;
 }
 
-/* Store tree bytes of kind k under their key, or count one more reference to the row
- * there (T4). *ret_new: this call inserted it. */
-static int tree_put(struct catalog *c, const uint8_t *data, size_t len, enum tree_kind k,
-                    struct objkey *ret_key, bool *ret_new, struct cfs_err *err)
-{
-	sqlite3_stmt *s;
-	uint8_t *stored = NULL;
-	size_t n = 0;
-	int64_t refs;
-	int r;
+/* A tree image being made: each directory's object in the index's order and the records
+ * kept apart, all owned. */
+struct parts {
+	struct envimage_piece *dirs;
+	uint32_t ndirs;
+	struct envimage_piece *recs;
+	size_t nrecs, caprecs;
+};
 
-	ctree_key(data, len, ret_key);
-	r = tree_ref(c, ret_key, k, 1, &refs, err);
-	*ret_new = r == -ENOENT;
-	if (r != -ENOENT)
-		return r;
-	r = pack_tree(data, len, k, &stored, &n);
+static void parts_free(struct parts *p)
+{
+	for (uint32_t i = 0; p->dirs && i < p->ndirs; i++)
+		free((void *)p->dirs[i].data);
+	for (size_t i = 0; i < p->nrecs; i++)
+		free((void *)p->recs[i].data);
+	free(p->dirs);
+	free(p->recs);
+}
+
+/* A copy of the record of len bytes at data with key, into p. */
+static int parts_rec(struct parts *p, const struct objkey *key, const void *data, size_t len)
+{
+	if (!data)
+		return -EINVAL;
+	if (p->nrecs == p->caprecs) {
+		size_t cap = p->caprecs ? 2 * p->caprecs : 16;
+		struct envimage_piece *v = realloc(p->recs, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		p->recs = v;
+		p->caprecs = cap;
+	}
+	p->recs[p->nrecs].data = malloc(len ? len : 1);
+	if (!p->recs[p->nrecs].data)
+		return -ENOMEM;
+	memcpy((void *)p->recs[p->nrecs].data, data, len);
+	p->recs[p->nrecs].key = *key;
+	p->recs[p->nrecs++].len = len;
+	return 0;
+}
+
+/* The order the image lays index x's directories out in: depth first, each directory
+ * before its subdirectories, so that a walk in the kernel's order (find, ls -R) reads the
+ * image forwards. A directory's subdirectories are the index's directories whose ordinals
+ * lie in its children's range, consecutive in the index (T3). */
+static int depth_first(const struct envindex *x, uint32_t *order)
+{
+	uint32_t *sub = malloc(2 * (size_t)x->ndirs * sizeof(*sub)), *stack, n = 0, top = 0;
+	uint32_t j = 1;
+
+	if (!sub)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < x->ndirs; i++) {
+		struct envindex_dir d, c;
+		uint32_t nc;
+
+		envindex_dir(x, i, &d, &nc);
+		/* Ranges follow each other: the subdirectories start where the last ones ended. */
+		sub[2 * i] = j;
+		while (j < x->ndirs) {
+			uint32_t cn;
+
+			envindex_dir(x, j, &c, &cn);
+			if (c.self >= d.first_child + nc)
+				break;
+			j++;
+		}
+		sub[2 * i + 1] = j;
+	}
+	/* Each directory is pushed once. */
+	stack = malloc((size_t)x->ndirs * sizeof(*stack));
+	if (!stack) {
+		free(sub);
+		return -ENOMEM;
+	}
+	stack[top++] = 0;
+	while (top) {
+		uint32_t i = stack[--top];
+
+		order[n++] = i;
+		for (uint32_t k = sub[2 * i + 1]; k-- > sub[2 * i];)
+			stack[top++] = k;
+	}
+	free(stack);
+	free(sub);
+	return n == x->ndirs ? 0 : -EINVAL;
+}
+
+/* Store the tree image of index idx and parts p durably (object.c O1) with its objects
+ * row, and name it environment env's tree (T4: counted by the caller). */
+static int store_image(struct catalog *c, int64_t env, uint32_t nodes, const uint8_t *idx,
+                       size_t idx_len, struct parts *p, struct objkey *ret_key, struct cfs_err *err)
+{
+	struct catalog_object o = {.kind = OBJECT_TREE};
+	struct object_src src = {0};
+	struct envindex x;
+	uint32_t *order = malloc((size_t)p->ndirs * sizeof(*order));
+	uint8_t *data = NULL;
+	size_t len = 0;
+	sqlite3_stmt *s;
+	int64_t id;
+	bool fresh;
+	int r = order ? envindex_open(idx, idx_len, cat_path(c), &x, err) : -ENOMEM;
+
 	if (!r)
-		r = ctree_stmt(c, T_INSERT, &s, err);
+		r = depth_first(&x, order);
+	if (!r)
+		r = envimage_build(idx, idx_len, p->dirs, p->ndirs, order, p->recs, p->nrecs, &data,
+		                   &len, err);
+	if (r)
+		goto out;
+	src = (struct object_src){.data = data, .len = len};
+	object_hash(&src, &o.key);
+	o.size = len;
+	/* A content with the same bytes, stored as a pack member, has no image of its own to
+	 * read the tree from: refused rather than shared. */
+	r = catalog_object_by_key(c, &o.key, &o, err);
+	if (!r && o.kind != OBJECT_TREE && o.pack) {
+		char hex[33];
+
+		objkey_hex(&o.key, hex);
+		r = err_set(err, -EEXIST, "%s: tree image %s: a packed content has its key",
+		            cat_path(c), hex);
+		goto out;
+	}
+	if (r != -ENOENT && r)
+		goto out;
+	o.kind = OBJECT_TREE;
+	r = object_store_one(cat_store_fd(c), &o.key, &src, ENVIMAGE_SHIFT, &o.stored, err);
+	if (!r)
+		r = catalog_object_ref(c, &o, 0, &id, &fresh, err);
+	if (!r)
+		r = ctree_stmt(c, T_ENV_SET, &s, err);
 	if (!r) {
-		sqlite3_bind_blob(s, 1, ret_key->b, 16, SQLITE_STATIC);
-		sqlite3_bind_int(s, 2, k);
-		sqlite3_bind_int64(s, 3, 1);
-		sqlite3_bind_blob(s, 4, stored, (int)n, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 1, env);
+		sqlite3_bind_int64(s, 2, nodes);
+		sqlite3_bind_blob(s, 3, o.key.b, 16, SQLITE_STATIC);
 		r = cat_step_done(c, s, err);
 	}
-	free(stored);
+	if (!r)
+		*ret_key = o.key;
+out:
+	free(order);
+	free(data);
 	return r;
 }
 
-/* The directory object of pending directory d, whose subdirectories have theirs. */
-static int build_dir(struct catalog *c, struct dirtree_builder *b, struct pend *v, struct pend *d,
+/* The directory object of pending directory d, whose subdirectories have theirs, into p. */
+static int build_dir(struct dirtree_builder *b, struct pend *v, struct pend *d, struct parts *p,
                      struct cfs_err *err)
 {
 	size_t first = (size_t)(d->row.first_child - v[0].row.id);
 	uint8_t *data = NULL;
 	size_t len;
-	bool fresh;
 	int r = 0;
 
 	for (size_t j = first; !r && j < first + d->row.nchildren; j++) {
@@ -390,6 +401,7 @@ static int build_dir(struct catalog *c, struct dirtree_builder *b, struct pend *
 				e.reloc_external = true;
 				e.reloc = NULL;
 				ctree_key(k->reloc, k->reloc_len, &e.reloc_key);
+				r = parts_rec(p, &e.reloc_key, k->reloc, k->reloc_len);
 			}
 			break;
 		case NODE_SYMLINK:
@@ -400,38 +412,30 @@ static int build_dir(struct catalog *c, struct dirtree_builder *b, struct pend *
 			e.reloc_len = k->reloc_len;
 			break;
 		}
-		r = dirtree_add(b, &e, err);
+		if (!r)
+			r = dirtree_add(b, &e, err);
 	}
 	if (!r)
 		r = dirtree_builder_finish(b, &data, &len, err);
-	if (!r)
-		r = tree_put(c, data, len, TREE_DIR, &d->key, &fresh, err);
-	/* A new directory object holds a reference on each record it keeps apart. */
-	for (size_t j = first; !r && fresh && j < first + d->row.nchildren; j++) {
-		const struct catalog_node_row *k = &v[j].row;
-		struct objkey rk;
-		bool rnew;
-
-		if (k->type == NODE_FILE && k->reloc_len > DIRTREE_RELOC_INLINE)
-			r = tree_put(c, k->reloc, k->reloc_len, TREE_RELOC, &rk, &rnew, err);
-	}
-	free(data);
-	return r;
+	if (r)
+		return r;
+	ctree_key(data, len, &d->key);
+	p->dirs[d->dir] = (struct envimage_piece){d->key, data, len};
+	return 0;
 }
 
 /* The tree of environment env from nodes v[0..n), ids from v[0].row.id on, breadth first
- * (T5): its directory objects, its index, its row's nodes and tree. */
-static int build_env(struct catalog *c, int64_t env, struct pend *v, size_t n, struct cfs_err *err)
+ * (T5): its directory objects, its index and the image of them, its row's nodes and tree. */
+static int build_env(struct catalog *c, int64_t env, struct pend *v, size_t n,
+                     struct objkey *ret_key, struct cfs_err *err)
 {
 	struct dirtree_builder *b = NULL;
 	struct envindex_dir *dirs = NULL;
 	struct envindex_link *links = NULL;
+	struct parts p = {0};
 	uint32_t ndirs = 0, nlinks = 0;
 	uint8_t *data = NULL;
-	struct objkey key;
-	sqlite3_stmt *s;
 	size_t len;
-	bool fresh;
 	int64_t base = v[0].row.id;
 	int r = dirtree_builder_new(&b);
 
@@ -439,6 +443,11 @@ static int build_env(struct catalog *c, int64_t env, struct pend *v, size_t n, s
 		r = err_set(err, -EINVAL, "%s: environment %lld: not a tree", cat_path(c),
 		            (long long)env);
 	if (!r && (!(dirs = calloc(n, sizeof(*dirs))) || !(links = calloc(n, sizeof(*links)))))
+		r = -ENOMEM;
+	for (size_t i = 0; !r && i < n; i++)
+		if (v[i].row.type == NODE_DIR)
+			v[i].dir = p.ndirs++;
+	if (!r && !(p.dirs = calloc(p.ndirs, sizeof(*p.dirs))))
 		r = -ENOMEM;
 	/* Deepest first: a directory's object names its subdirectories' objects. */
 	for (size_t i = n; !r && i-- > 0;) {
@@ -450,7 +459,7 @@ static int build_env(struct catalog *c, int64_t env, struct pend *v, size_t n, s
 			r = err_set(err, -EINVAL, "%s: node %lld: children out of range",
 			            cat_path(c), (long long)v[i].row.id);
 		else
-			r = build_dir(c, b, v, &v[i], err);
+			r = build_dir(b, v, &v[i], &p, err);
 	}
 	for (size_t i = 0; !r && i < n; i++) {
 		const struct catalog_node_row *k = &v[i].row;
@@ -473,19 +482,25 @@ static int build_env(struct catalog *c, int64_t env, struct pend *v, size_t n, s
 		r = envindex_build((uint32_t)n, v[0].row.mode, v[0].row.mtime_ns, dirs, ndirs,
 		                   links, nlinks, &data, &len, err);
 	if (!r)
-		r = tree_put(c, data, len, TREE_INDEX, &key, &fresh, err);
-	if (!r)
-		r = ctree_stmt(c, T_ENV_SET, &s, err);
-	if (!r) {
-		sqlite3_bind_int64(s, 1, env);
-		sqlite3_bind_int64(s, 2, (int64_t)n);
-		sqlite3_bind_blob(s, 3, key.b, 16, SQLITE_STATIC);
-		r = cat_step_done(c, s, err);
-	}
+		r = store_image(c, env, (uint32_t)n, data, len, &p, ret_key, err);
 	free(data);
 	free(dirs);
 	free(links);
+	parts_free(&p);
 	dirtree_builder_free(b);
+	return r;
+}
+
+/* The tree image key counted in as one more name environment env holds (T4). */
+static int count_image(struct catalog *c, const struct objkey *key, int64_t env,
+                       struct cfs_err *err)
+{
+	struct counts k = {0};
+	int r = counts_add(&k, key, 0);
+
+	if (!r)
+		r = apply_counts(c, &k, env, +1, true, true, err);
+	counts_free(&k);
 	return r;
 }
 
@@ -493,11 +508,14 @@ int catalog_env_ref(struct catalog *c, int64_t id, struct cfs_err *err)
 {
 	struct cattree *t = cat_tree(c);
 	struct counts k = {0};
+	struct objkey image;
 	int r = t->npend ? 0
 	                 : err_set(err, -EINVAL, "%s: an environment without nodes", cat_path(c));
 
 	if (!r)
-		r = build_env(c, id, t->pend, t->npend, err);
+		r = build_env(c, id, t->pend, t->npend, &image, err);
+	if (!r)
+		r = counts_add(&k, &image, 0);
 	for (size_t i = 0; !r && i < t->npend; i++)
 		if (t->pend[i].row.type == NODE_FILE)
 			r = counts_add(&k, &t->pend[i].row.key, t->pend[i].row.group);
@@ -584,8 +602,16 @@ static int user_one(void *ctx, const struct envref *e, const struct store_node *
 static int users_env(void *ctx, const struct envref *e)
 {
 	struct users_ctx *u = ctx;
+	struct wanted k = {.key = e->tree}, *w;
+	int r;
 
-	return ctree_walk(u->c, e, user_one, u, u->err);
+	/* A damaged tree image: its environment is its user (T4). */
+	w = bsearch(&k, u->w, u->n, sizeof(*u->w), cmp_wanted);
+	if (w && (r = u->fn(u->ctx, w->i, e->id, e->hash, 0)))
+		return r;
+	r = ctree_walk(u->c, e, user_one, u, u->err);
+	/* A tree that does not read has no users to name: verify reports it whole. */
+	return r == -EUCLEAN ? 0 : r;
 }
 
 static int object_key(struct catalog *c, int64_t id, struct objkey *ret, struct cfs_err *err)
@@ -632,68 +658,59 @@ int catalog_objects_users(struct catalog *c, const int64_t *ids, size_t n,
 
 struct dangling {
 	struct catalog *c;
-	struct objkey *dirs;
-	size_t n, cap;
+	struct objkey *ret_dir, *ret_obj;
+	char *ret_env;
 	struct cfs_err *err;
 };
 
+/* Each directory of e and each file in it: -EEXIST at the first content without a row. */
 static int dangling_env(void *ctx, const struct envref *e)
 {
 	struct dangling *d = ctx;
 	const struct envindex *x;
-	int r = ctree_index(d->c, e, &x, d->err);
+	struct catalog_content o;
+	int r = ctree_object(d->c, &e->tree, &o, d->err);
 
+	if (r == -ENOENT) {
+		memset(d->ret_dir->b, 0, 16);
+		*d->ret_obj = e->tree;
+		snprintf(d->ret_env, 33, "%s", e->hash);
+		return -EEXIST;
+	}
+	if (!r)
+		r = ctree_index(d->c, e, &x, d->err);
 	for (uint32_t i = 0; !r && i < x->ndirs; i++) {
+		const struct dirtree *t;
+		struct dirtree_entry ent;
 		struct envindex_dir dir;
 		uint32_t n;
 
-		if (d->n == d->cap) {
-			size_t cap = d->cap ? 2 * d->cap : 1024;
-			struct objkey *v = realloc(d->dirs, cap * sizeof(*v));
-
-			if (!v)
-				return -ENOMEM;
-			d->dirs = v;
-			d->cap = cap;
+		r = ctree_dir(d->c, e, i, &t, d->err);
+		for (uint32_t j = 0; !r && j < t->n; j++) {
+			dirtree_get(t, j, &ent);
+			if (ent.type != NODE_FILE)
+				continue;
+			r = ctree_object(d->c, &ent.key, &o, d->err);
+			if (r == -ENOENT) {
+				/* x stays valid: the directory cache is apart from the images'. */
+				envindex_dir(x, i, &dir, &n);
+				*d->ret_dir = dir.key;
+				*d->ret_obj = ent.key;
+				snprintf(d->ret_env, 33, "%s", e->hash);
+				return -EEXIST;
+			}
 		}
-		envindex_dir(x, i, &dir, &n);
-		d->dirs[d->n++] = dir.key;
 	}
 	return r;
 }
 
 int catalog_dangling(struct catalog *c, struct objkey *ret_dir, struct objkey *ret_obj,
-                     struct cfs_err *err)
+                     char ret_env[33], struct cfs_err *err)
 {
-	struct dangling d = {.c = c, .err = err};
-	struct catalog_content o;
+	struct dangling d = {c, ret_dir, ret_obj, ret_env, err};
 	int r = each_env(c, dangling_env, &d, err);
 
-	if (!r && d.n)
-		qsort(d.dirs, d.n, sizeof(*d.dirs), key_cmp);
-	/* Each directory object the environments name, once, and each file in it. */
-	for (size_t i = 0; !r && i < d.n; i++) {
-		const struct dirtree *t;
-		struct dirtree_entry ent;
-
-		if (i && memcmp(d.dirs[i].b, d.dirs[i - 1].b, 16) == 0)
-			continue;
-		r = ctree_dir(c, NULL, &d.dirs[i], &t, err);
-		for (uint32_t j = 0; !r && j < t->n; j++) {
-			dirtree_get(t, j, &ent);
-			if (ent.type != NODE_FILE)
-				continue;
-			r = ctree_object(c, &ent.key, &o, err);
-			if (r == -ENOENT) {
-				*ret_dir = d.dirs[i];
-				*ret_obj = ent.key;
-				free(d.dirs);
-				return 0;
-			}
-		}
-	}
-	free(d.dirs);
-	return r ? (r == -ENOMEM ? err_set(err, r, "out of memory") : r) : -ENOENT;
+	return r == -EEXIST ? 0 : r ? r : -ENOENT;
 }
 
 /* ---- recounting (verify --repair) ---- */
@@ -709,9 +726,13 @@ static int recount_env(void *ctx, const struct envref *e)
 {
 	struct recount *rc = ctx;
 
+	int r;
+
 	if (rc->live_only && e->removed)
 		return 0;
-	return ctree_walk(rc->c, e, count_file, &rc->k, rc->err);
+	/* C2 counts the tree image (T4); C8 counts files alone. */
+	r = rc->live_only ? 0 : counts_add(&rc->k, &e->tree, 0);
+	return r ? r : ctree_walk(rc->c, e, count_file, &rc->k, rc->err);
 }
 
 static size_t run_of_key(const struct counts *k, const struct objkey *key)
@@ -791,133 +812,6 @@ counts_differing(struct catalog *c, sqlite3_stmt *s, int had_col,
 	return 0;
 }
 
-/* T4 recounted: what names each tree row, from the environments (indexes and their
- * directories) and the directory objects they name (records kept apart). */
-struct tree_count {
-	struct objkey key;
-	int kind;
-};
-
-struct trees_recount {
-	struct catalog *c;
-	struct tree_count *v;
-	size_t n, cap;
-	struct cfs_err *err;
-};
-
-static int tree_count_add(struct trees_recount *t, const struct objkey *key, int kind)
-{
-	if (t->n == t->cap) {
-		size_t cap = t->cap ? 2 * t->cap : 1024;
-		struct tree_count *v = realloc(t->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		t->v = v;
-		t->cap = cap;
-	}
-	t->v[t->n++] = (struct tree_count){*key, kind};
-	return 0;
-}
-
-static int trees_env(void *ctx, const struct envref *e)
-{
-	struct trees_recount *t = ctx;
-	const struct envindex *x;
-	int r = tree_count_add(t, &e->tree, TREE_INDEX);
-
-	if (!r)
-		r = ctree_index(t->c, e, &x, t->err);
-	for (uint32_t i = 0; !r && i < x->ndirs; i++) {
-		struct envindex_dir d;
-		uint32_t n;
-
-		envindex_dir(x, i, &d, &n);
-		r = tree_count_add(t, &d.key, TREE_DIR);
-	}
-	return r;
-}
-
-static int tree_count_cmp(const void *a, const void *b)
-{
-	const struct tree_count *x = a, *y = b;
-	int c = memcmp(x->key.b, y->key.b, 16);
-
-	return c ? c : (x->kind > y->kind) - (x->kind < y->kind);
-}
-
-static int64_t tree_count_of(const struct trees_recount *t, const struct objkey *key, int kind)
-{
-	struct tree_count want = {*key, kind};
-	size_t lo = 0, hi = t->n, first;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (tree_count_cmp(&t->v[mid], &want) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	first = lo;
-	while (lo < t->n && tree_count_cmp(&t->v[lo], &want) == 0)
-		lo++;
-	return (int64_t)(lo - first);
-}
-
-static int64_t tree_want(void *ctx, sqlite3_stmt *s, const struct catalog_refs *x)
-{
-	return tree_count_of(ctx, &x->key, sqlite3_column_int(s, 2));
-}
-
-static int trees_wrong(struct catalog *c, struct catalog_refs **ret, size_t *ret_n,
-                       struct cfs_err *err)
-{
-	struct trees_recount t = {.c = c, .err = err};
-	sqlite3_stmt *s = NULL;
-	size_t dirs;
-	int r = each_env(c, trees_env, &t, err);
-
-	/* Each directory object named, once: its records kept apart. */
-	if (!r && t.n)
-		qsort(t.v, t.n, sizeof(*t.v), tree_count_cmp);
-	dirs = t.n;
-	for (size_t i = 0; !r && i < dirs; i++) {
-		const struct dirtree *d;
-		struct dirtree_entry ent;
-
-		if (t.v[i].kind != TREE_DIR || (i && tree_count_cmp(&t.v[i], &t.v[i - 1]) == 0))
-			continue;
-		r = ctree_dir(c, NULL, &t.v[i].key, &d, err);
-		for (uint32_t j = 0; !r && j < d->n; j++) {
-			dirtree_get(d, j, &ent);
-			if (ent.type == NODE_FILE && ent.reloc_external)
-				r = tree_count_add(&t, &ent.reloc_key, TREE_RELOC);
-		}
-	}
-	if (!r && t.n)
-		qsort(t.v, t.n, sizeof(*t.v), tree_count_cmp);
-	if (!r)
-		r = ctree_stmt(c, T_TREE_REFS, &s, err);
-	if (!r)
-		r = counts_differing(c, s, 3, tree_want, &t, ret, ret_n, err);
-	free(t.v);
-	return r == -ENOMEM ? err_set(err, r, "out of memory") : r;
-}
-
-int cattree_set_refs(struct catalog *c, int64_t id, int64_t refs, struct cfs_err *err)
-{
-	sqlite3_stmt *s;
-	int r = ctree_stmt(c, refs > 0 ? T_TREE_SET : T_TREE_DROP, &s, err);
-
-	if (r)
-		return r;
-	sqlite3_bind_int64(s, 1, id);
-	if (refs > 0)
-		sqlite3_bind_int64(s, 2, refs);
-	return cat_step_done(c, s, err);
-}
-
 static int64_t refs_want(void *ctx, sqlite3_stmt *s, const struct catalog_refs *x)
 {
 	return (int64_t)run_of_key(ctx, &x->key) + sqlite3_column_int64(s, 3);
@@ -934,11 +828,7 @@ int catalog_counts_wrong(struct catalog *c, enum catalog_count which, struct cat
 {
 	struct recount rc = {.c = c, .live_only = which == CATALOG_NLINK, .err = err};
 	sqlite3_stmt *s = NULL;
-	int r;
-
-	if (which == CATALOG_TREES)
-		return trees_wrong(c, ret, ret_n, err);
-	r = each_env(c, recount_env, &rc, err);
+	int r = each_env(c, recount_env, &rc, err);
 	if (!r) {
 		counts_sort(&rc.k);
 		r = ctree_stmt(c, which == CATALOG_REFS ? T_OBJ_REFS : T_GRP_NLINKS, &s, err);
@@ -950,11 +840,12 @@ int catalog_counts_wrong(struct catalog *c, enum catalog_count which, struct cat
 	return r == -ENOMEM ? err_set(err, r, "out of memory") : r;
 }
 
-/* ---- version 4 to 5 ---- */
+/* ---- version 4 to 7: nodes rows ---- */
 
 static int v4_env(struct catalog *c, int64_t env, int64_t root, struct cfs_err *err)
 {
 	struct cattree *t = cat_tree(c);
+	struct objkey image;
 	sqlite3_stmt *s;
 	int r = ctree_stmt(c, T_V4_NODES, &s, err);
 
@@ -998,7 +889,13 @@ static int v4_env(struct catalog *c, int64_t env, int64_t root, struct cfs_err *
 		ctree_pend_clear(t);
 		return r;
 	}
-	r = t->npend ? build_env(c, env, t->pend, t->npend, err) : 0;
+	if (t->npend)
+		r = build_env(c, env, t->pend, t->npend, &image, err);
+	else
+		r = 0;
+	/* The files' counts came from the rows (catalog.c's upgrade): the image's now. */
+	if (t->npend && !r)
+		r = count_image(c, &image, env, err);
 	ctree_pend_clear(t);
 	return r;
 }
@@ -1030,5 +927,132 @@ int cattree_upgrade(struct catalog *c, struct cfs_err *err)
 	for (size_t i = 0; !r && i < n; i++)
 		r = v4_env(c, envs[2 * i], envs[2 * i + 1], err);
 	free(envs);
+	return r;
+}
+
+/* ---- versions 5 and 6 to 7: the trees table ---- */
+
+/* The bytes of tree row key of kind k: a zstd frame of them (a record: as they are),
+ * malloc'd. */
+static int v6_bytes(struct catalog *c, const struct envref *e, const struct objkey *key,
+                    enum tree_kind k, uint8_t **ret, size_t *ret_len, struct cfs_err *err)
+{
+	unsigned long long size;
+	struct objkey got;
+	const void *p;
+	sqlite3_stmt *s;
+	size_t n;
+	int r = ctree_stmt(c, T_V6_DATA, &s, err);
+
+	*ret = NULL;
+	if (r)
+		return r;
+	sqlite3_bind_blob(s, 1, key->b, 16, SQLITE_STATIC);
+	sqlite3_bind_int(s, 2, k);
+	r = cat_step_row(c, s, err);
+	if (r == -ENOENT)
+		r = ctree_damaged(c, e, "a tree object is missing from the trees table", err);
+	if (r)
+		goto out;
+	p = sqlite3_column_blob(s, 0);
+	n = (size_t)sqlite3_column_bytes(s, 0);
+	size = k == TREE_RELOC ? n : ZSTD_getFrameContentSize(p, n);
+	if (size > ENVIMAGE_OBJECT_MAX) {
+		r = ctree_damaged(c, e, "a tree object is not a frame of at most 64 MiB", err);
+		goto out;
+	}
+	*ret = malloc(size ? size : 1);
+	if (!*ret) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (k == TREE_RELOC)
+		memcpy(*ret, p, n);
+	else if (ZSTD_decompress(*ret, size ? size : 1, p, n) != size)
+		r = ctree_damaged(c, e, "a tree object's frame does not decode", err);
+	if (r) {
+		free(*ret);
+		*ret = NULL;
+		goto out;
+	}
+	*ret_len = (size_t)size;
+	ctree_key(*ret, *ret_len, &got);
+	if (memcmp(got.b, key->b, 16) != 0) {
+		free(*ret);
+		*ret = NULL;
+		r = ctree_damaged(c, e, "a tree object does not match its key", err);
+	}
+out:
+	sqlite3_reset(s);
+	return r;
+}
+
+struct v6 {
+	struct catalog *c;
+	struct cfs_err *err;
+};
+
+/* Environment e's tree moved from the trees table into its image (T4), counted. */
+static int v6_env(void *ctx, const struct envref *e)
+{
+	struct catalog *c = ((struct v6 *)ctx)->c;
+	struct cfs_err *err = ((struct v6 *)ctx)->err;
+	struct parts p = {0};
+	struct envindex x = {0};
+	struct objkey image;
+	uint8_t *idx = NULL;
+	size_t idx_len = 0;
+	int r = v6_bytes(c, e, &e->tree, TREE_INDEX, &idx, &idx_len, err);
+
+	if (!r && envindex_open(idx, idx_len, e->hash, &x, err))
+		r = ctree_said(c, e, err);
+	if (!r && !(p.dirs = calloc(x.ndirs, sizeof(*p.dirs))))
+		r = -ENOMEM;
+	for (uint32_t i = 0; !r && i < x.ndirs; i++) {
+		struct envindex_dir d;
+		struct dirtree t;
+		uint8_t *data = NULL;
+		size_t len = 0;
+		uint32_t n;
+
+		envindex_dir(&x, i, &d, &n);
+		r = v6_bytes(c, e, &d.key, TREE_DIR, &data, &len, err);
+		if (r)
+			break;
+		p.dirs[p.ndirs++] = (struct envimage_piece){d.key, data, len};
+		if (dirtree_open(data, len, e->hash, &t, err)) {
+			r = ctree_said(c, e, err);
+			break;
+		}
+		for (uint32_t j = 0; !r && j < t.n; j++) {
+			struct dirtree_entry ent;
+			uint8_t *rec = NULL;
+			size_t rlen = 0;
+
+			dirtree_get(&t, j, &ent);
+			if (ent.type != NODE_FILE || !ent.reloc_external)
+				continue;
+			r = v6_bytes(c, e, &ent.reloc_key, TREE_RELOC, &rec, &rlen, err);
+			if (!r) {
+				r = parts_rec(&p, &ent.reloc_key, rec, rlen);
+				free(rec);
+			}
+		}
+	}
+	if (!r)
+		r = store_image(c, e->id, e->nodes, idx, idx_len, &p, &image, err);
+	if (!r)
+		r = count_image(c, &image, e->id, err);
+	parts_free(&p);
+	free(idx);
+	return r;
+}
+
+int cattree_upgrade_v6(struct catalog *c, struct cfs_err *err)
+{
+	struct v6 v = {c, err};
+	int r = each_env(c, v6_env, &v, err);
+
+	cattree_forget(cat_tree(c));
 	return r;
 }

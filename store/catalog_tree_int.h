@@ -9,11 +9,15 @@
 
 #include "catalog_int.h"
 #include "dirtree.h"
+#include "envimage.h"
 #include "envindex.h"
+
+#include <zstd.h>
 
 #include <stdbool.h>
 #include <stdint.h>
 
+/* The kinds of the trees table of catalog versions 5 and 6, which the upgrade reads. */
 enum tree_kind {
 	TREE_DIR = 0,
 	TREE_INDEX = 1,
@@ -21,11 +25,7 @@ enum tree_kind {
 };
 
 enum tstmt {
-	T_DATA,
-	T_FIND,
-	T_INSERT,
-	T_REF,
-	T_DEL,
+	T_V6_DATA,
 	T_ENV_AT,
 	T_ENV,
 	T_ENV_SET,
@@ -39,9 +39,7 @@ enum tstmt {
 	T_GRP_OBJ,
 	T_OBJ_REFS,
 	T_GRP_NLINKS,
-	T_TREE_REFS,
-	T_TREE_SET,
-	T_TREE_DROP,
+	T_ENVS_OF_TREE,
 	T_V4_ENVS,
 	T_V4_NODES,
 	T_COUNT,
@@ -60,11 +58,16 @@ struct dslot {
 	uint64_t used; /* 0: empty */
 };
 
+/* An environment's tree image, open, with its tables read and checked. */
 struct eslot {
 	int64_t env;
-	struct objkey key;
-	uint8_t *data;
+	struct objkey key; /* the image's */
+	struct object *img;
+	uint8_t *tables;
+	struct envimage m;
 	struct envindex x;
+	struct objkey rec_ok; /* the last record kept apart checked against its key */
+	bool has_rec_ok;
 	uint64_t used;
 };
 
@@ -72,6 +75,7 @@ struct eslot {
 struct pend {
 	struct catalog_node_row row;
 	struct objkey key; /* a directory's object, once built */
+	uint32_t dir;      /* a directory's position in the index */
 };
 
 struct cattree {
@@ -82,8 +86,7 @@ struct cattree {
 	uint64_t clock;
 	struct pend *pend;
 	size_t npend, cappend;
-	sqlite3_blob *reloc; /* catalog_reloc_read's open record kept apart, or NULL */
-	int64_t reloc_row;
+	ZSTD_DCtx *dctx; /* for the images' frames */
 };
 
 /* An environment's row, as the tree needs it. */
@@ -103,14 +106,22 @@ void ctree_key(const uint8_t *p, size_t n, struct objkey *ret);
 bool ctree_column_key(sqlite3_stmt *s, int col, struct objkey *ret);
 /* -EUCLEAN: environment e's tree is damaged, saying what. */
 int ctree_damaged(struct catalog *c, const struct envref *e, const char *what, struct cfs_err *err);
+/* What a reader said (dirtree_open, envindex_open, envimage_open, object.c) in err, as
+ * damage of e's tree. */
+int ctree_said(struct catalog *c, const struct envref *e, struct cfs_err *err);
 /* Environment id's row: -ENOENT if none. */
 int ctree_env(struct catalog *c, int64_t id, struct envref *ret, struct cfs_err *err);
-/* Environment e's index and directory object key, checked (T5), from the handle's caches:
- * valid until the next call of the same function (the two caches are apart). */
+/* Environment e's index, and its directory i (in the index's order), checked (T5), from
+ * the handle's caches: valid until the next call of the same function (the two caches are
+ * apart). */
 int ctree_index(struct catalog *c, const struct envref *e, const struct envindex **ret,
                 struct cfs_err *err);
-int ctree_dir(struct catalog *c, const struct envref *e, const struct objkey *key,
-              const struct dirtree **ret, struct cfs_err *err);
+int ctree_dir(struct catalog *c, const struct envref *e, uint32_t i, const struct dirtree **ret,
+              struct cfs_err *err);
+/* Where e's image keeps the record with key, of len bytes, checked against its key (T5)
+ * once per handle: *ret_off. */
+int ctree_record(struct catalog *c, const struct envref *e, const struct objkey *key, size_t len,
+                 uint64_t *ret_off, struct cfs_err *err);
 /* Calls fn for every node of environment e in id order, with its entry (type NODE_DIR and
  * nothing else for the top). */
 typedef int (*ctree_walk_fn)(void *ctx, const struct envref *e, const struct store_node *n,

@@ -527,7 +527,7 @@ static void *worker_main(void *arg)
 	if (!dctx || !b.p)
 		r = -ENOMEM;
 	if (!r)
-		r = catalog_open(db, false, NULL, &cat, &err);
+		r = catalog_open(db, in->st->fd, false, NULL, &cat, &err);
 	/* One read transaction per round: one snapshot, and no lock taken per query. A key
 	 * stored meanwhile by a concurrent ingest is found when its image is published or its
 	 * row inserted (object.c O2, check_member_race). */

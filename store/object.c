@@ -7,7 +7,8 @@
  *
  * Invariants:
  * O1: a file at objects/xx/yyy is complete and durable: it is renamed there only after the
- *     ingest's syncfs, and an existing path is never replaced (RENAME_NOREPLACE).
+ *     ingest's syncfs (object_store_one's fsync for one image), and an existing path is
+ *     never replaced (RENAME_NOREPLACE).
  * O2: a path that exists when we want to write it holds the same content, or we fail:
  *     it is compared byte for byte, so a hash collision can never merge two contents.
  * O3: no byte of a format 2 image reaches a caller unchecked: its header and frame table
@@ -428,6 +429,7 @@ struct object_writer {
 	size_t out_len, out_cap;
 	struct objkey *pending; /* written to tmp_fd, not yet published */
 	size_t npending, cappending;
+	uint32_t shift; /* of object_write's images: OBJECT_FRAME_SHIFT unless told */
 };
 
 int object_writer_new(int store_fd, int tmp_fd, struct object_writer **ret)
@@ -438,6 +440,7 @@ int object_writer_new(int store_fd, int tmp_fd, struct object_writer **ret)
 		return -ENOMEM;
 	w->store_fd = store_fd;
 	w->tmp_fd = tmp_fd;
+	w->shift = OBJECT_FRAME_SHIFT;
 	w->cctx = ZSTD_createCCtx();
 	w->dctx = ZSTD_createDCtx();
 	w->frame = malloc(OBJECT_FRAME_SIZE);
@@ -519,12 +522,12 @@ static int read_all(int fd, uint8_t *p, size_t n, off_t off)
 	return 0;
 }
 
-/* The content bytes of frame i of a content of len bytes. */
-static size_t frame_len(uint64_t len, uint64_t i)
+/* The content bytes of frame i of a content of len bytes in frames of 1 << shift. */
+static size_t frame_len(uint64_t len, uint64_t i, uint32_t shift)
 {
-	uint64_t off = i << OBJECT_FRAME_SHIFT;
+	uint64_t off = i << shift;
 
-	return len - off < OBJECT_FRAME_SIZE ? (size_t)(len - off) : OBJECT_FRAME_SIZE;
+	return len - off < (1ull << shift) ? (size_t)(len - off) : (size_t)1 << shift;
 }
 
 /* Compress one frame's n content bytes at p with w's context: *ret_entry is its table
@@ -556,8 +559,8 @@ static int encode_frame(struct object_writer *w, const uint8_t *p, size_t n, uin
 static int compress_frame(struct object_writer *w, const struct object_src *src, uint64_t i,
                           uint32_t *ret_entry, uint64_t *ret_sum)
 {
-	uint64_t off = i << OBJECT_FRAME_SHIFT;
-	size_t n = frame_len(src->len, i), len;
+	uint64_t off = i << w->shift;
+	size_t n = frame_len(src->len, i, w->shift), len;
 	const uint8_t *p, *out;
 	int r;
 
@@ -583,7 +586,7 @@ static int compress_frame(struct object_writer *w, const struct object_src *src,
 /* A header and a zeroed table for a content of len bytes, in little endian; the table is
  * filled by table_set and the whole sealed by finish_image. */
 static int image_header(const struct objkey *key, uint64_t len_content, uint64_t nframes,
-                        uint8_t **ret, size_t *ret_len)
+                        uint32_t shift, uint8_t **ret, size_t *ret_len)
 {
 	size_t len = HDR_SIZE + ENTRY_SIZE * (size_t)nframes;
 	uint8_t *h = calloc(1, len);
@@ -593,7 +596,7 @@ static int image_header(const struct objkey *key, uint64_t len_content, uint64_t
 	if (!h)
 		return -ENOMEM;
 	memcpy(h, object_magic, 8);
-	v32 = htole32(OBJECT_FRAME_SHIFT);
+	v32 = htole32(shift);
 	memcpy(h + 8, &v32, 4);
 	v32 = htole32((uint32_t)nframes);
 	memcpy(h + 12, &v32, 4);
@@ -688,7 +691,7 @@ static int finish_image(struct object_writer *w, int fd, const struct objkey *ke
 int object_write(struct object_writer *w, const struct objkey *key, const struct object_src *src,
                  uint64_t *ret_stored, struct cfs_err *err)
 {
-	uint64_t nframes = (src->len + OBJECT_FRAME_SIZE - 1) >> OBJECT_FRAME_SHIFT;
+	uint64_t nframes = (src->len + (1ull << w->shift) - 1) >> w->shift;
 	uint8_t *hdr = NULL;
 	size_t hdr_len;
 	off_t file_off;
@@ -707,7 +710,7 @@ int object_write(struct object_writer *w, const struct objkey *key, const struct
 	else if (fd < 0)
 		return err_set(err, neg_errno(), "%s: cannot create a temporary file: %s", path,
 		               strerror(errno));
-	r = image_header(key, src->len, nframes, &hdr, &hdr_len);
+	r = image_header(key, src->len, nframes, w->shift, &hdr, &hdr_len);
 	if (r)
 		goto out;
 	/* The table is written last, when every frame's length is known. */
@@ -798,7 +801,8 @@ uint32_t object_frames_tasks(const struct object_frames *f)
 int object_frames_compress(struct object_writer *w, struct object_frames *f, uint32_t i,
                            const uint8_t *data, bool *ret_last)
 {
-	struct object_src src = {.data = data, .len = i < f->nframes ? frame_len(f->len, i) : 0};
+	struct object_src src = {
+	        .data = data, .len = i < f->nframes ? frame_len(f->len, i, OBJECT_FRAME_SHIFT) : 0};
 	const uint8_t *out;
 	size_t len;
 	int r;
@@ -834,7 +838,7 @@ int object_frames_write(struct object_writer *w, struct object_frames *f, const 
 	if (fd < 0 && errno != EEXIST)
 		return err_set(err, neg_errno(), "%s: cannot create a temporary file: %s", path,
 		               strerror(errno));
-	r = image_header(key, f->len, f->nframes, &hdr, &hdr_len);
+	r = image_header(key, f->len, f->nframes, OBJECT_FRAME_SHIFT, &hdr, &hdr_len);
 	if (r)
 		goto out;
 	off = (off_t)hdr_len;
@@ -934,6 +938,54 @@ int object_publish(struct object_writer *w, struct cfs_err *err)
 	}
 	w->npending = 0;
 	return 0;
+}
+
+/* fsync the file or directory name at dir_fd. */
+static int sync_at(int dir_fd, const char *name)
+{
+	int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return neg_errno();
+	if (fsync(fd) < 0)
+		r = neg_errno();
+	close(fd);
+	return r;
+}
+
+int object_store_one(int store_fd, const struct objkey *key, const struct object_src *src,
+                     uint32_t shift, uint64_t *ret_stored, struct cfs_err *err)
+{
+	struct object_writer *w = NULL;
+	char tmp[64], path[48], hex[33], dir[16];
+	int tmp_fd = -1, r;
+
+	objkey_path(key, path);
+	objkey_hex(key, hex);
+	snprintf(dir, sizeof(dir), "objects/%.2s", hex);
+	if (shift < 12 || shift > OBJECT_FRAME_SHIFT)
+		return err_set(err, -EINVAL, "%s: frame shift %u", path, shift);
+	r = object_tmp_open(store_fd, &tmp_fd, tmp, err);
+	if (!r)
+		r = object_writer_new(store_fd, tmp_fd, &w);
+	if (r)
+		goto out;
+	w->shift = shift;
+	r = object_write(w, key, src, ret_stored, err);
+	/* Nothing pending: the key was stored already, and compared (O2). */
+	if (!r && w->npending && (r = sync_at(tmp_fd, hex)))
+		err_set(err, r, "%s: cannot sync object: %s", path, strerror(-r));
+	if (!r && w->npending) {
+		r = object_publish(w, err);
+		/* O1: the rename is durable before anything names the image. */
+		if (!r && (r = sync_at(store_fd, dir)))
+			err_set(err, r, "%s: cannot sync: %s", dir, strerror(-r));
+	}
+out:
+	object_writer_free(w);
+	if (tmp_fd >= 0)
+		object_tmp_close(store_fd, tmp_fd, tmp);
+	return r;
 }
 
 /* ---- reading ---- */

@@ -111,6 +111,15 @@ int object_frames_write(struct object_writer *w, struct object_frames *f, const 
  */
 int object_publish(struct object_writer *w, struct cfs_err *err);
 
+/*
+ * Write one image and make it durable now, in a temporary directory of its own: for an
+ * image made inside a catalog transaction (a tree image), which cannot wait for an
+ * ingest's syncfs. Frames of 1 << shift bytes (12..OBJECT_FRAME_SHIFT). A key stored
+ * already is compared instead, as object_write does.
+ */
+int object_store_one(int store_fd, const struct objkey *key, const struct object_src *src,
+                     uint32_t shift, uint64_t *ret_stored, struct cfs_err *err);
+
 /* An opened image, ready for range reads. */
 struct object;
 struct cache;

@@ -207,26 +207,27 @@ static int err_with_path(struct store *st, const struct store_node *n, int r, st
 	return err_set(err, r, "%.*s/%s: %s", (int)top.namelen, top.name, path, msg);
 }
 
-/* A node's relocation record, read in place from the catalog of st. */
+/* A node's relocation record, read in place from its environment's tree image. */
 static int reloc_blob_read(void *ctx, int64_t node, uint64_t off, size_t len, uint8_t *buf)
 {
 	struct store *st = ctx;
 
-	return catalog_reloc_read(st->cat, node, off, len, buf, NULL);
+	return catalog_reloc_read(st->cat, node, off, len, buf, &st->reloc_err);
 }
 
-static void reloc_blob_done(void *ctx)
+/* Node's record, opened: -EUCLEAN with what the reading said, else that it does not
+ * decode. */
+static int reloc_of(struct store *st, int64_t node, size_t len, struct reloc **ret,
+                    struct cfs_err *err)
 {
-	struct store *st = ctx;
+	struct reloc_blob b = {reloc_blob_read, NULL, st, node, len};
 
-	catalog_reloc_done(st->cat);
-}
-
-static int reloc_of(struct store *st, int64_t node, size_t len, struct reloc **ret)
-{
-	struct reloc_blob b = {reloc_blob_read, reloc_blob_done, st, node, len};
-
-	return reloc_open(&b, ret);
+	st->reloc_err.msg[0] = '\0';
+	if (reloc_open(&b, ret) == 0)
+		return 0;
+	if (st->reloc_err.msg[0])
+		return err_set(err, -EUCLEAN, "%s", st->reloc_err.msg);
+	return err_set(err, -EUCLEAN, "bad relocation record");
 }
 
 struct mem_src {
@@ -258,9 +259,9 @@ int store_readlink(struct store *st, const struct store_node *n, const char *pre
 	r = catalog_node_content(st->cat, n->id, &c, err);
 	if (r)
 		return r;
-	if (c.reloc_len && reloc_of(st, n->id, c.reloc_len, &rl)) {
+	if (c.reloc_len && (r = reloc_of(st, n->id, c.reloc_len, &rl, err))) {
 		catalog_content_done(st->cat);
-		return err_with_path(st, n, err_set(err, -EUCLEAN, "bad relocation record"), err);
+		return err_with_path(st, n, r, err);
 	}
 	out_len = c.target_len + (rl ? reloc_text_inserts(rl) * plen : 0);
 	out = malloc(out_len + 1);
@@ -359,8 +360,8 @@ static int node_get(struct store *st, const struct store_node *n, struct read_no
 	else if (c.obj.size != n->size_neutral)
 		r = err_set(err, -EUCLEAN, "catalog: file of %llu bytes, its object holds %llu",
 		            (unsigned long long)n->size_neutral, (unsigned long long)c.obj.size);
-	else if (c.reloc_len && reloc_of(st, n->id, c.reloc_len, &s->reloc))
-		r = err_set(err, -EUCLEAN, "bad relocation record");
+	else if (c.reloc_len)
+		r = reloc_of(st, n->id, c.reloc_len, &s->reloc, err);
 	if (r)
 		return r;
 	s->node = id;

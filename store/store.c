@@ -257,7 +257,8 @@ static int any_image(int fd, bool *ret)
 
 int store_check_catalog(struct store *st, bool links, struct cfs_err *err)
 {
-	struct objkey dir, obj;
+	struct objkey dir, obj, zero = {{0}};
+	char env[33];
 	bool nothing, images;
 	int r = catalog_names_nothing(st->cat, &nothing, err);
 
@@ -275,10 +276,20 @@ int store_check_catalog(struct store *st, bool links, struct cfs_err *err)
 	}
 	if (r || !links)
 		return r;
-	r = catalog_dangling(st->cat, &dir, &obj, err);
+	r = catalog_dangling(st->cat, &dir, &obj, env, err);
 	if (r == -ENOENT)
 		return 0;
-	if (r == 0) {
+	if (r == 0 && memcmp(dir.b, zero.b, 16) == 0) {
+		char ohex[33];
+
+		objkey_hex(&obj, ohex);
+		r = err_set(
+		        err, -EUCLEAN,
+		        "%s/catalog.db: environment %s: its tree image %s has no row: the "
+		        "catalog is damaged (see condafs verify); not deleting what it does not "
+		        "name",
+		        st->dir, env, ohex);
+	} else if (r == 0) {
 		char dhex[33], ohex[33];
 
 		objkey_hex(&dir, dhex);
@@ -346,13 +357,13 @@ int store_open_notify(const char *dir, unsigned flags, void (*notify)(void *ctx,
 		 * when its creator was killed in between (S1). */
 		r = objects_empty(st->fd, dir, err);
 		if (!r)
-			r = catalog_create(db, &st->notify, &st->cat, err);
+			r = catalog_create(db, st->fd, &st->notify, &st->cat, err);
 		if (!r)
 			r = store_create(st->fd, dir, err);
 	} else if (r == -ENOENT) {
 		r = err_set(err, -ENOENT, "%s: no condafs store here (FORMAT missing)", dir);
 	} else if (!r) {
-		r = catalog_open(db, !(flags & STORE_READONLY), &st->notify, &st->cat, err);
+		r = catalog_open(db, st->fd, !(flags & STORE_READONLY), &st->notify, &st->cat, err);
 		/* Before any image of format 2 is written, so that an older condafs refuses the
 		 * store instead of taking those images for corrupt ones. */
 		if (!r && version == 1 && !(flags & STORE_READONLY))

@@ -47,6 +47,7 @@ struct store {
 	uint64_t clock;
 	struct read_node nodes[READ_NODES];
 	struct read_image images[READ_IMAGES];
+	struct cfs_err reloc_err; /* what the last failed read of a relocation record said */
 };
 
 /* Take the store lock (LOCK_SH for ingests, LOCK_EX for gc's deletions, gc.c G2);

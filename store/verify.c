@@ -112,7 +112,9 @@ static int report_user(void *ctx, size_t i, int64_t env, const char *hash, int64
 	struct verify_problem p = {v->wanted[i].key, v->wanted[i].problem, hash, path};
 
 	(void)env;
-	if (store_node_path(v->st, node, path, sizeof(path), NULL))
+	if (node == 0)
+		snprintf(path, sizeof(path), "(its tree)");
+	else if (store_node_path(v->st, node, path, sizeof(path), NULL))
 		snprintf(path, sizeof(path), "(node %lld)", (long long)node);
 	v->fn(v->ctx, &p);
 	return 0;
@@ -552,7 +554,15 @@ static void tree_path(struct tree *t, size_t k, char *buf, size_t size)
 static int check_tree(struct verify *v, const struct store_env *env)
 {
 	struct tree t = {.v = v, .env = env};
-	int r = catalog_env_links(v->st->cat, env->id, tree_row, &t, v->err);
+	struct objkey image;
+	bool row;
+	int r = catalog_env_image(v->st->cat, env->id, &image, &row, v->err);
+
+	/* C2: the image is read here, but gc would take it for unreferenced. */
+	if (!r && !row)
+		r = tree_problem(&t, SIZE_MAX, &image, "no object row");
+	if (!r)
+		r = catalog_env_links(v->st->cat, env->id, tree_row, &t, v->err);
 
 	/* A tree that does not read (a directory object or the index damaged or missing):
 	 * one problem for the environment, with what the reader said. */
@@ -785,9 +795,7 @@ static int fix_refs(struct repair *rp, struct cfs_err *err)
 	static const struct {
 		enum catalog_count which;
 		enum repair_kind kind;
-	} counts[] = {{CATALOG_REFS, REPAIR_REFS},
-	              {CATALOG_NLINK, REPAIR_NLINK},
-	              {CATALOG_TREES, REPAIR_TREES}};
+	} counts[] = {{CATALOG_REFS, REPAIR_REFS}, {CATALOG_NLINK, REPAIR_NLINK}};
 	int r = 0;
 
 	for (size_t k = 0; !r && k < sizeof(counts) / sizeof(counts[0]); k++) {
@@ -812,10 +820,10 @@ static int fix_refs(struct repair *rp, struct cfs_err *err)
  * first, since deleting a member releases its pack. Their files go after the commit. */
 static int drop_unused(struct repair *rp, struct verify *v, struct cfs_err *err)
 {
-	static const enum object_kind order[] = {OBJECT_CONTENT, OBJECT_PACK};
+	static const enum object_kind order[] = {OBJECT_CONTENT, OBJECT_TREE, OBJECT_PACK};
 	int r = 0;
 
-	for (size_t k = 0; k < 2; k++) {
+	for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
 		for (size_t i = 0; !r && i < v->nbad; i++) {
 			struct bad_object *b = &v->bad[i];
 			struct catalog_object o;
@@ -851,8 +859,9 @@ static int mark_envs(struct repair *rp, struct verify *v, struct cfs_err *err)
 		if (v->bad[i].dropped)
 			continue;
 		rp->res.corrupt_left++;
-		/* A pack has no users of its own: its members are in the list too. */
-		if (v->bad[i].kind == OBJECT_CONTENT)
+		/* A pack has no users of its own: its members are in the list too. A tree
+		 * image's user is its environment. */
+		if (v->bad[i].kind != OBJECT_PACK)
 			ids[nids++] = v->bad[i].id;
 	}
 	if (!r)

@@ -1157,7 +1157,6 @@ static void repair_report(void *ctx, const struct repair_action *a)
 	        [REPAIR_TMP] = "temporary directory removed",
 	        [REPAIR_REFS] = "reference count fixed",
 	        [REPAIR_NLINK] = "link count fixed",
-	        [REPAIR_TREES] = "tree count fixed",
 	        [REPAIR_DROPPED] = "unused row deleted",
 	        [REPAIR_BROKEN] = "marked broken",
 	        [REPAIR_UNBROKEN] = "no longer broken",
@@ -1172,11 +1171,11 @@ static void repair_report(void *ctx, const struct repair_action *a)
 		json_field("object", a->key, true);
 		json_field("environment", a->env, true);
 		json_field(a->kind == REPAIR_RECORD ? "package" : "tmp", a->name, true);
-		if (a->kind == REPAIR_REFS || a->kind == REPAIR_NLINK || a->kind == REPAIR_TREES)
+		if (a->kind == REPAIR_REFS || a->kind == REPAIR_NLINK)
 			printf(", \"refs_had\": %lld, \"refs_now\": %lld", (long long)a->refs_had,
 			       (long long)a->refs_now);
 		printf("}");
-	} else if (a->kind == REPAIR_REFS || a->kind == REPAIR_NLINK || a->kind == REPAIR_TREES) {
+	} else if (a->kind == REPAIR_REFS || a->kind == REPAIR_NLINK) {
 		printf("object %s: %s: %lld, now %lld\n", a->key, what[a->kind],
 		       (long long)a->refs_had, (long long)a->refs_now);
 	} else if (a->key) {

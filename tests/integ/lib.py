@@ -700,7 +700,7 @@ def catalog_nodes(store, env_hash):
     try:
         env = db.execute("SELECT id FROM envs WHERE hash = ? ORDER BY removed LIMIT 1",
                          (env_hash,)).fetchone()
-        rows = trees.env_rows(db, env["id"])
+        rows = trees.env_rows(db, store, env["id"])
     finally:
         db.close()
     paths = {}
@@ -746,26 +746,41 @@ V3_NODES = ("CREATE TABLE nodes(id INTEGER PRIMARY KEY, env INTEGER NOT NULL,"
             "CREATE INDEX nodes_obj ON nodes(obj); CREATE INDEX nodes_grp ON nodes(grp)")
 
 
+def tree_images(db):
+    """{key: objects row id} of every tree image (objects.kind 2) db names."""
+    return {bytes(k): i for i, k in db.execute("SELECT id, key FROM objects WHERE kind = ?",
+                                               (trees.OBJECT_TREE,))}
+
+
+def _drop_tree_images(store, keys):
+    for k in keys:
+        p = object_file(store, k)
+        if os.path.exists(p):
+            os.unlink(p)
+
+
 def catalog_to_v3(store):
     """Make store's catalog what condafs's catalog version 3 wrote: a row per node in
-    nodes (from the trees, which go), no objects.owner (catalog.c C7), no groups.nlink
-    (C8), no envs_root."""
+    nodes (from the tree images, whose rows and files go), no objects.owner (catalog.c C7),
+    no groups.nlink (C8), no envs_root."""
     db = sqlite3.connect(os.path.join(store, "catalog.db"))
     try:
         with db:
+            rows = [r for (env,) in db.execute("SELECT id FROM envs").fetchall()
+                    for r in trees.env_rows(db, store, env).values()]
+            images = tree_images(db)
             db.executescript(V3_NODES)
-            for (env,) in db.execute("SELECT id FROM envs").fetchall():
-                for r in trees.env_rows(db, env).values():
-                    db.execute("INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                               " ?, ?, ?)", (r["id"], r["env"], r["parent"], r["name"],
-                                             r["type"], r["mode"], r["mtime_ns"], r["size"],
-                                             r["inserts"], r["obj"], r["grp"], r["hardlink"],
-                                             r["first_child"] if r["type"] == trees.DIR
-                                             else None,
-                                             r["nchildren"] if r["type"] == trees.DIR
-                                             else None, r["target"], r["reloc"]))
+            for r in rows:
+                db.execute("INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                           " ?, ?, ?)", (r["id"], r["env"], r["parent"], r["name"],
+                                         r["type"], r["mode"], r["mtime_ns"], r["size"],
+                                         r["inserts"], r["obj"], r["grp"], r["hardlink"],
+                                         r["first_child"] if r["type"] == trees.DIR
+                                         else None,
+                                         r["nchildren"] if r["type"] == trees.DIR
+                                         else None, r["target"], r["reloc"]))
+            db.execute("DELETE FROM objects WHERE kind = ?", (trees.OBJECT_TREE,))
             db.executescript("DROP INDEX objects_owned; DROP INDEX envs_root;"
-                             "DROP TABLE trees;"
                              "ALTER TABLE envs DROP COLUMN nodes;"
                              "ALTER TABLE envs DROP COLUMN tree;"
                              "ALTER TABLE objects DROP COLUMN owner;"
@@ -776,18 +791,69 @@ def catalog_to_v3(store):
                              "UPDATE meta SET value = '3' WHERE key = 'catalog_version'")
     finally:
         db.close()
+    _drop_tree_images(store, images)
+
+
+# Catalog version 6's trees table (store/catalog.c before version 7).
+V6_TREES = ("CREATE TABLE IF NOT EXISTS trees(id INTEGER PRIMARY KEY, key BLOB NOT NULL,"
+            " kind INTEGER NOT NULL, refs INTEGER NOT NULL, data BLOB NOT NULL,"
+            " UNIQUE(key, kind))")
+V6_DIR, V6_INDEX, V6_RELOC = 0, 1, 2     # trees.kind
+
+
+def catalog_to_v6(store):
+    """Make store's catalog what condafs's catalog version 6 wrote: each environment's tree
+    as rows of the trees table (a directory object, an index, a relocation record kept
+    apart: key, kind, refs, data: a zstd frame of the bytes, a record as it is), counted as
+    catalog_tree_count.c's T4 said (a directory: the entries of indexes naming it; an index:
+    the environments naming it; a record: the entries of stored directory objects naming
+    it), envs.tree the index's key; the tree images' rows and files go."""
+    db = sqlite3.connect(os.path.join(store, "catalog.db"))
+    try:
+        with db:
+            rows = {}      # (key, kind): [refs, bytes]
+
+            def name(key, kind, data):
+                rows.setdefault((key, kind), [0, data])[0] += 1
+            envs = []
+            for (env,) in db.execute("SELECT id FROM envs").fetchall():
+                x, dirs, recs = trees.env_tree(db, store, env)
+                index = trees.encode_index(x)
+                name(trees.key_of(index), V6_INDEX, index)
+                envs.append((trees.key_of(index), env))
+                for d in x["dirs"]:
+                    name(d["key"], V6_DIR, dirs[d["key"]])
+                for k, data in recs.items():
+                    rows.setdefault((k, V6_RELOC), [0, data])
+            for (key, kind), (_, data) in list(rows.items()):
+                if kind == V6_DIR:
+                    for e in trees.decode_dir(data):
+                        if e.get("reloc_key"):
+                            rows[(e["reloc_key"], V6_RELOC)][0] += 1
+            images = tree_images(db)
+            db.executescript(V6_TREES)
+            for (key, kind), (refs, data) in sorted(rows.items(), key=lambda kv: kv[0][::-1]):
+                db.execute("INSERT INTO trees(key, kind, refs, data) VALUES (?, ?, ?, ?)",
+                           (key, kind, refs,
+                            data if kind == V6_RELOC else trees._compress(data)))
+            db.executemany("UPDATE envs SET tree = ? WHERE id = ?", envs)
+            db.execute("DELETE FROM objects WHERE kind = ?", (trees.OBJECT_TREE,))
+            db.execute("UPDATE meta SET value = '6' WHERE key = 'catalog_version'")
+    finally:
+        db.close()
+    _drop_tree_images(store, images)
 
 
 def all_rows(store, live_only=False):
     """Every node of every environment (live only, or removed ones too), as rows of the
-    former nodes table (trees.env_rows)."""
+    former nodes table (trees.env_rows), read from their tree images."""
     db = sqlite3.connect(f"file:{os.path.join(store, 'catalog.db')}?mode=ro", uri=True,
                          timeout=60)
     try:
         out = []
         for (env, removed) in db.execute("SELECT id, removed FROM envs").fetchall():
             if not (live_only and removed):
-                out.extend(trees.env_rows(db, env).values())
+                out.extend(trees.env_rows(db, store, env).values())
         return out
     finally:
         db.close()
@@ -827,10 +893,12 @@ def catalog_rows(store, sql, args=()):
 
 def refs_wrong(store):
     """Objects whose reference count is not what catalog.c C2 says (the files of every
-    environment's tree naming them, plus a pack's members): [(id, refs, want)]."""
+    environment's tree naming them, plus a pack's members; for a tree image, the
+    environments, live or removed, naming it by envs.tree): [(id, refs, want)]."""
     named = collections.Counter(r["obj"] for r in all_rows(store) if r["obj"])
     rows = catalog_rows(store, "SELECT o.id, o.refs, (SELECT count(*) FROM objects m"
-                        " WHERE m.pack = o.id) FROM objects o")
+                        " WHERE m.pack = o.id) + (SELECT count(*) FROM envs e"
+                        " WHERE e.tree = o.key) FROM objects o")
     return [(i, refs, named[i] + m) for i, refs, m in rows if refs != named[i] + m]
 
 
@@ -843,16 +911,17 @@ def nlink_wrong(store):
 
 
 def env_images(store, env_hash=None, env_id=None):
-    """The object image files (paths under the store) an environment's files need: each
-    node's own image, or the pack it lives in."""
+    """The object image files (paths under the store) an environment needs: its tree image,
+    and each of its files' own image or the pack it lives in."""
     if env_id is None:
         (env_id,), = catalog_rows(store, "SELECT id FROM envs WHERE hash = ? AND removed = 0",
                                   (env_hash,))
     db = sqlite3.connect(f"file:{os.path.join(store, 'catalog.db')}?mode=ro", uri=True,
                          timeout=60)
     try:
-        out = set()
-        for r in trees.env_rows(db, env_id).values():
+        (tree,), = db.execute("SELECT tree FROM envs WHERE id = ?", (env_id,))
+        out = {object_file(store, bytes(tree))}
+        for r in trees.env_rows(db, store, env_id).values():
             if r["obj"]:
                 (k,), = db.execute("SELECT coalesce(p.key, o.key) FROM objects o LEFT JOIN"
                                    " objects p ON p.id = o.pack WHERE o.id = ?", (r["obj"],))
@@ -860,6 +929,13 @@ def env_images(store, env_hash=None, env_id=None):
         return out
     finally:
         db.close()
+
+
+def env_tree_key(store, env_hash):
+    """The key of a live environment's tree image (envs.tree)."""
+    (k,), = catalog_rows(store, "SELECT tree FROM envs WHERE hash = ? AND removed = 0",
+                         (env_hash,))
+    return bytes(k)
 
 
 def image_files(store):

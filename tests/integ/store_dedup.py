@@ -4,8 +4,9 @@
 rebuilt, at a prefix of another length) stores the shared files once: stored bytes grow
 by a small fraction of what small-rebuild takes alone; every file that differs between the
 two only by the prefix (text or binary relocation) is one object; every object's
-reference count is the number of files naming it; stats and ls agree on logical and
-unique bytes. The same on hand-made prefixes of different lengths."""
+reference count is the number of files naming it; each environment has a tree image of its
+own, counted in its unique bytes; stats and ls agree on logical and unique bytes. The same
+on hand-made prefixes of different lengths."""
 
 import os
 
@@ -86,41 +87,34 @@ with t.section("small, then small-rebuild"):
     t.eq("every one of them is one object in the store", (same_obj, wrong[:10]), (shared, []))
     t.check(f"identical files are one object ({differ_ok})", differ_ok > 3000)
 
-    # Trees (catalog_tree.c): small-rebuild adds a directory object for each directory
-    # whose entries, subtrees included, are in no directory of small, and no other.
-    def sigs(nodes):
-        by_parent = {}
-        for rel, r in nodes.items():
-            if rel:
-                by_parent.setdefault(rel.rpartition(b"/")[0], []).append(rel)
-        memo = {}
-
-        def sig(rel):
-            if rel not in memo:
-                memo[rel] = tuple(sorted(
-                    (r["name"], r["type"], r["mode"], r["mtime_ns"], r["size"], r["inserts"],
-                     r["grp"], r["key"], r["target"], r["reloc"],
-                     sig(c) if r["type"] == 1 else None)
-                    for c in by_parent.get(rel, []) for r in (nodes[c],)))
-            return memo[rel]
-        return {sig(rel) for rel, r in nodes.items() if r["type"] == 1}
-    new_dirs = sigs(nb) - sigs(na)
-    dirs = lib.catalog_rows(store, "SELECT count(*) FROM trees WHERE kind = 0")[0][0]
-    keys = {}
-    for h in (ha, hb):
-        db = lib.sqlite3.connect(f"file:{os.path.join(store, 'catalog.db')}?mode=ro", uri=True)
-        k = bytes(db.execute("SELECT tree FROM envs WHERE hash = ? AND removed = 0",
-                             (h,)).fetchone()[0])
-        keys[h] = {d["key"] for d in lib.trees.decode_index(
-            lib.trees.tree_data(db, k, lib.trees.KIND_INDEX))["dirs"]}
+    # Version 6 shared directory objects between environments, and this counted those
+    # small-rebuild added. Environments share file contents, never trees now: each has a
+    # tree image of its own (docs/tree-format.md), whose bytes count in the growth above.
+    db = lib.sqlite3.connect(f"file:{os.path.join(store, 'catalog.db')}?mode=ro", uri=True)
+    try:
+        imgs = {}
+        for h in (ha, hb):
+            (env, k), = db.execute("SELECT id, tree FROM envs WHERE hash = ? AND removed = 0",
+                                   (h,))
+            imgs[h] = (env, bytes(k)) + tuple(db.execute(
+                "SELECT kind, refs, owner, stored FROM objects WHERE key = ?", (k,)).fetchone())
+            t.eq(f"{h[:8]}: its tree image reads, laid out as "
+                 "docs/tree-format.md says", lib.trees.layout_problems(
+                     lib.trees.read_object(store, bytes(k))), [])
+            t.eq(f"{h[:8]}: its image holds envs.nodes nodes",
+                 len(lib.trees.env_rows(db, store, env)),
+                 db.execute("SELECT nodes FROM envs WHERE id = ?", (env,)).fetchone()[0])
+    finally:
         db.close()
-    # (Most of them: its files' mtimes are its own, though their bytes are small's.)
-    t.check(f"small-rebuild has {len(new_dirs)} directories small has none like, of "
-            f"{len(keys[hb])}", 0 < len(new_dirs) < len(keys[hb]), len(new_dirs))
-    t.eq("it has exactly that many directory objects small has not: the rest are shared",
-         len(keys[hb] - keys[ha]), len(new_dirs))
-    t.eq("the store holds both environments' directory objects once each",
-         dirs, len(keys[ha] | keys[hb]))
+    t.check("two tree images", imgs[ha][1] != imgs[hb][1], imgs)
+    t.eq("each an object of kind 2, one reference, owned by its environment (C7)",
+         [v[2:5] for v in imgs.values()], [(2, 1, v[0]) for v in imgs.values()])
+    t.check(f"small-rebuild's tree image ({imgs[hb][5]} B) is part of the growth "
+            f"({growth} B), which is far less than small's stored bytes "
+            f"({s1['stored_bytes']} B)", imgs[hb][5] < growth < 0.15 * s1["stored_bytes"],
+            (imgs, s1, s2))
+    t.check("each environment's unique bytes count its tree image",
+            all(s2["unique_bytes"][h] >= imgs[h][5] for h in (ha, hb)), (imgs, s2))
     t.verify_clean("verify exits 0", store)
 
 with t.section("hand-made prefixes of different lengths share relocated objects"):
@@ -152,8 +146,12 @@ with t.section("hand-made prefixes of different lengths share relocated objects"
     n0, n1 = lib.catalog_nodes(store, h0), lib.catalog_nodes(store, h1)
     for rel in (b"bin/script", b"lib/libbin.so", b"etc/config.txt", b"share/plain.txt"):
         t.eq(f"{rel.decode()}: one object for both prefixes", n0[rel]["obj"], n1[rel]["obj"])
-    t.check(f"stored bytes grew by {s2['stored_bytes'] - s1['stored_bytes']} B (conda-meta only)",
-            s2["stored_bytes"] - s1["stored_bytes"] < 4096, (s1, s2))
+    # Besides its conda-meta, the second environment stores its tree image (its own).
+    (tree1,), = lib.catalog_rows(store, "SELECT stored FROM objects WHERE key = ?",
+                                 (lib.env_tree_key(store, h1),))
+    t.check(f"stored bytes grew by {s2['stored_bytes'] - s1['stored_bytes']} B (conda-meta, "
+            f"and the tree image's {tree1} B)",
+            s2["stored_bytes"] - s1["stored_bytes"] - tree1 < 4096, (s1, s2))
     for root, h in zip(roots, (h0, h1)):
         d = t.path("export-" + h[:8])
         t.ok("export succeeds", t.export(store, h, d))

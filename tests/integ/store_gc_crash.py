@@ -85,8 +85,8 @@ with t.section("the template store"):
         SRC[h], NAMES[h] = p, name
         (kept if name[0] == "K" else removable).append(h)
     K1, K2 = kept
-    t.eq("the catalog is version 6 (this test writes envs.last_used)",
-         lib.catalog_version(template), "6")
+    t.eq("the catalog is version 7 (this test writes envs.last_used)",
+         lib.catalog_version(template), "7")
     t.ok("tag K1", t.cfs(template, "tag", "k1", K1))
     lib.set_last_used(template, K1, NOW - 90 * 86400)
     for h in removable[:5]:
@@ -280,12 +280,24 @@ for i, (victims, delay) in enumerate(races):
 
 with t.section("kill -9 between an ingest's commit and the removal of its temporary "
                "directory"):
+    # On a store with no dead ingest directories, an ingest's unlinkat calls remove its own
+    # temporary directories: the tree image's (published before the commit, as every
+    # image), then, after the commit, the one of its files' images, ingest-PID-1. Which
+    # call that is, an ingest into a store of its own says.
+    probe, log = fresh_store(), t.path("unlinkat.log")
+    r = t.run(["strace", "-f", "-qq", "-o", log, "-e", "trace=unlinkat", t.condafs,
+               "--store", probe, "ingest", N])
+    with open(log) as f:
+        calls = [line for line in f if "unlinkat(" in line]
+    when = next((i + 1 for i, line in enumerate(calls)
+                 if re.search(r'"ingest-\d+-1", AT_REMOVEDIR', line)), None)
+    t.check(f"the ingest removes ingest-PID-1 with its unlinkat call {when}", r.rc == 0
+            and when, r)
+    t.rmtree(probe)
     store = fresh_store()
-    # On a store with no dead ingest directories, an ingest's first unlinkat removes its
-    # own temporary directory, after the commit.
     r = t.run(["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=unlinkat", "-e",
-               "inject=unlinkat:signal=SIGKILL:when=1", t.condafs, "--store", store,
-               "ingest", N])
+               f"inject=unlinkat:signal=SIGKILL:when={when or 1}", t.condafs, "--store",
+               store, "ingest", N])
     t.eq("the ingest is killed", r.rc, -signal.SIGKILL, r)
     t.check("after its commit: N is listed", hn in (t.hashes(store) or []))
     t.check("its temporary directory is left", lib.litter(store, tmp_ok=False) != [],

@@ -215,19 +215,19 @@ with t.section("export as root follows no symlink"):
 
 def rename(node, name):
     """Give node (by path) another name, its tree rebuilt under its own keys."""
-    return lambda db, env: trees.rewrite_env(
-        db, env, lambda rows: next(r for r in rows.values()
-                                   if r["id"] == NODES[node]).update(name=name))
+    return lambda db, store, env: trees.rewrite_env(
+        db, store, env, lambda rows: next(r for r in rows.values()
+                                          if r["id"] == NODES[node]).update(name=name))
 
 
 def index_edit(fn):
-    def edit(db, env):
-        k = bytes(db.execute("SELECT tree FROM envs WHERE id = ?", (env,)).fetchone()[0])
-        x = trees.decode_index(trees.tree_data(db, k, trees.KIND_INDEX))
+    """The environment's index edited by fn, in a new tree image holding the same directory
+    objects."""
+    def edit(db, store, env):
+        x = trees.env_tree(db, store, env)[0]
         fn(x, {bytes(d["key"]): d for d in x["dirs"]},
            {d["self"]: d for d in x["dirs"]}, NODES)
-        db.execute("UPDATE envs SET tree = ? WHERE id = ?",
-                   (trees.put(db, trees.encode_index(x), trees.KIND_INDEX), env))
+        trees.set_env_index(db, store, env, x)
     return edit
 
 
@@ -261,7 +261,7 @@ with t.section("export refuses a damaged catalog tree and leaves nothing behind"
         shutil.copytree(store, bad, symlinks=True)
         db = sqlite3.connect(os.path.join(bad, "catalog.db"))
         env = db.execute("SELECT id FROM envs WHERE hash = ?", (h,)).fetchone()[0]
-        edit(db, env)
+        edit(db, bad, env)
         db.commit()
         db.close()
         outer = t.path("outer")

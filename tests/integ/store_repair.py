@@ -2,11 +2,11 @@
 # SPDX-License-Identifier: MIT
 """condafs verify --repair on real stores of hand-made prefixes: an orphan object file and
 a dead ingest's temporary directory are removed (a live ingest's, whose lock is held, is
-kept); reference counts damaged with sqlite3 are set back to what the rows say; an
-environment whose object is missing or corrupt is marked broken (ls, ls --json) and
-unmarked once the object file is restored; the row of a corrupt object nothing uses is
-deleted and its file removed; exit codes 0 / 1 / 4 / 8 as documented; plain verify is
-unchanged (it reports, changes nothing); kill -9 during a repair leaves a store verify
+kept); reference counts damaged with sqlite3 (a tree image's too) are set back to what the
+rows say; an environment whose object is missing or corrupt is marked broken (ls, ls
+--json) and unmarked once the object file is restored; the row of a corrupt object nothing
+uses is deleted and its file removed; exit codes 0 / 1 / 4 / 8 as documented; plain verify
+is unchanged (it reports, changes nothing); kill -9 during a repair leaves a store verify
 accepts and the next repair finishes the job."""
 
 import fcntl
@@ -176,26 +176,51 @@ with t.section("a shared file's link count damaged with sqlite3 (catalog.c C8)")
           if a["action"] == "link count fixed"], [(bytes(obj_key).hex(), nlink + 6, nlink)])
     t.verify_clean("verify is clean", store)
 
-with t.section("trees' counts damaged with sqlite3 (catalog_tree_count.c T4)"):
-    (tid, tkey, trefs), = sql("SELECT id, key, refs FROM trees WHERE kind = 0 ORDER BY id"
-                              " LIMIT 1")
-    sql("UPDATE trees SET refs = ? WHERE id = ?", (trefs + 4, tid))
-    # A directory object no environment names: what a row deleted by hand leaves.
-    stray = lib.trees.encode_dir([{"type": 2, "mode": 0o644, "mtime_ns": 1, "name": b"x",
-                                   "key": b"\1" * 16, "size": 1, "inserts": 0, "group": 0}])
-    sql("INSERT INTO trees(key, kind, refs, data) VALUES (?, 0, 1, ?)",
-        (lib.trees.key_of(stray), lib.trees._compress(stray)))
-    v = repair("wrong tree counts", 1)
-    t.eq("both are fixed, the old and new count named: the stray one deleted",
-         sorted((a["object"], a["refs_had"], a["refs_now"]) for a in v.get("repairs", [])
-                if a["action"] == "tree count fixed"),
-         sorted([(bytes(tkey).hex(), trefs + 4, trefs),
-                 (lib.trees.key_of(stray).hex(), 1, 0)]))
-    t.eq("the stray row is gone", sql("SELECT count(*) FROM trees WHERE key = ?",
-                                      (lib.trees.key_of(stray),)), [(0,)])
-    t.verify_clean("verify is clean", store)
+# Version 6 kept trees in a table of their own, with counts of their own (T4), which a
+# test damaged here. A tree is now one object, a tree image (docs/tree-format.md): its count
+# is an ordinary reference count (catalog.c C2: the environments naming it), mended as any.
+with t.section("a tree image's reference count damaged with sqlite3"):
+    db = sqlite3.connect(db_path)
+    try:
+        (ta,), = db.execute("SELECT tree FROM envs WHERE hash = ?", (ha,))
+        ta = bytes(ta)
+        (tid, trefs), = db.execute("SELECT id, refs FROM objects WHERE key = ? AND kind = 2",
+                                   (ta,))
+        # A tree image no environment names, its row counting one: what an environment
+        # row deleted by hand leaves.
+        x, dirs, recs = lib.trees.env_tree(db, store, db.execute(
+            "SELECT id FROM envs WHERE hash = ?", (ha,)).fetchone()[0])
+        x = dict(x, mtime_ns=x["mtime_ns"] + 1)
+        content = lib.trees.tree_content(lib.trees.encode_index(x), dirs, recs)
+        stray, stored = lib.trees.write_object(store, content)
+        db.execute("INSERT INTO objects(key, size, stored, refs, kind, pack_off, esum, esq)"
+                   " VALUES (?, ?, ?, 1, 2, 0, 0, 0)", (stray, len(content), stored))
+        db.commit()
+    finally:
+        db.close()
+    t.eq("A's tree image counts one reference, its environment's", trefs, 1)
+    sql("UPDATE objects SET refs = ? WHERE id = ?", (trefs + 4, tid))
+    t.eq("refs_wrong sees both", sorted((r, w) for _, r, w in lib.refs_wrong(store)),
+         [(1, 0), (trefs + 4, trefs)])
+    r = t.cfs(store, "verify")
+    t.check("plain verify exits 0 and changes nothing", r.rc == 0 and
+            len(lib.refs_wrong(store)) == 2, r)
+    v = repair("wrong tree image counts", 1)
+    t.eq("both are fixed as reference counts, the old and new count named",
+         sorted((a["action"], a["object"], a["refs_had"], a["refs_now"])
+                for a in v.get("repairs", []) if "refs_had" in a),
+         sorted([("reference count fixed", ta.hex(), trefs + 4, trefs),
+                 ("reference count fixed", stray.hex(), 1, 0)]))
+    t.eq("every count is right again", lib.refs_wrong(store), [])
+    t.verify_clean("verify is clean (the stray image unreferenced)", store)
     r = t.cfs(store, "verify", "--repair")
-    t.check("again: nothing to fix", r.rc == 0 and "tree count fixed" not in r.out, r)
+    t.check("again: nothing to fix", r.rc == 0 and "count fixed" not in r.out, r)
+    t.ok("gc", t.cfs(store, "gc"))
+    t.eq("gc deleted the stray image, row and file, and kept A's",
+         [lib.catalog_rows(store, "SELECT count(*) FROM objects WHERE key = ?", (stray,)),
+          os.path.exists(lib.object_file(store, stray)),
+          os.path.exists(lib.object_file(store, ta))], [[(0,)], False, True])
+    repair("then nothing to do", 0)
 
 with t.section("an object file deleted: its environment is broken until it is back"):
     os.rename(uniq_file, uniq_file + ".away")

@@ -6,8 +6,10 @@ stored key without decompressing it only for the very inode recorded, unchanged 
 another inode with the same content is compared byte for byte, and so is the same inode
 once anything changed it, even with its mtime set back. A corrupt object is then still
 refused by every ingest that compares it, and verify --repair and gc forget what they
-drop. An inode has one row, naming the last content seen in it. A version 2 catalog is read as it is and upgraded by the first writing command; so is a
-version 3 one, whose environments' unique bytes (catalog.c C7) read the same before and after."""
+drop. An inode has one row, naming the last content seen in it. A version 2 catalog is
+read as it is and upgraded by the first writing command; so is a version 3 one, whose
+environments' unique bytes (catalog.c C7, each environment's tree image included) read the
+same before and after."""
 
 import os
 import shutil
@@ -52,6 +54,11 @@ def unique_recount(store):
     for r in lib.all_rows(store):
         if r["obj"]:
             users.setdefault(r["obj"], set()).add(r["env"])
+    # Each environment's tree image is named by it (catalog.c C7), shared by another
+    # environment only when their trees are the same.
+    for env, obj in lib.catalog_rows(store, "SELECT e.id, o.id FROM envs e JOIN objects o"
+                                     " ON o.key = e.tree"):
+        users.setdefault(obj, set()).add(env)
     stored = dict(lib.catalog_rows(store, "SELECT id, stored FROM objects"))
     out = {}
     for env, h in lib.catalog_rows(store, "SELECT id, hash FROM envs WHERE removed = 0"):
@@ -167,10 +174,12 @@ with t.section("a version 2 catalog is upgraded by the first write"):
     db.close()
     r = t.ingest(old, A)
     t.ok("ingest into it succeeds", r)
-    t.eq("it is version 6 now, with sources, without nodes and the two dropped indexes",
+    t.eq("it is version 7 now, with sources, without nodes, trees and the two dropped indexes",
          (lib.catalog_version(old), sorted(n for (n,) in lib.catalog_rows(
              old, "SELECT name FROM sqlite_schema WHERE name IN"
-             " ('sources', 'nodes', 'nodes_env', 'objects_pack')"))), ("6", ["sources"]))
+             " ('sources', 'nodes', 'trees', 'nodes_env', 'objects_pack')"))),
+         ("7", ["sources"]))
+    t.eq("...and every reference count right, tree images' too", lib.refs_wrong(old), [])
     r = t.cfs(old, "cat", hc[0], "share/small.txt")
     t.eq("cat reads a file of the environment it held", (r.rc, r.out), (0, SMALL.decode()))
     t.verify_clean("verify after the upgrade", old)
@@ -193,8 +202,9 @@ with t.section("a version 3 catalog: unique bytes read as they are, the same aft
     t.check("ls refuses the version 3 catalog, naming the command that upgrades it",
             r.rc != 0 and "version 3" in r.err and "upgrades it" in r.err, r)
     t.ok("a writing command (tag) upgrades it", t.cfs(v3, "tag", "keep", hashes["g"]))
-    t.eq("version 6, with the same unique bytes", (unique_ls(v3), lib.catalog_version(v3)),
-         (want, "6"))
+    t.eq("version 7, with the same unique bytes (tree images included)",
+         (unique_ls(v3), lib.catalog_version(v3)), (want, "7"))
+    t.eq("...and every reference count right, tree images' too", lib.refs_wrong(v3), [])
     t.eq("the nodes are gone, each environment a tree with the same node ids",
          (lib.catalog_rows(v3, "SELECT count(*) FROM sqlite_master WHERE name = 'nodes'"),
           sorted(r["id"] for r in lib.all_rows(v3))), ([(0,)], ids_v3))

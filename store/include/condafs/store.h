@@ -458,8 +458,6 @@ enum repair_kind {
 	REPAIR_REFS,     /* key: its reference count was refs_had, set to refs_now */
 	REPAIR_NLINK,    /* key: the link count of its files shared across environments (one
 	                  * inode) was refs_had, set to refs_now */
-	REPAIR_TREES,    /* key: a tree object's count (directory, index, record) was
-	                  * refs_had, set to refs_now; deleted at 0 */
 	REPAIR_DROPPED,  /* key: the row of a missing or corrupt object nothing uses, deleted */
 	REPAIR_BROKEN,   /* env: marked broken (uses a missing or corrupt object) */
 	REPAIR_UNBROKEN, /* env: no longer broken (its objects are whole again) */
