@@ -14,6 +14,7 @@
 #include "dirtree.h"
 
 #include "err.h"
+#include "le.h"
 #include "memdup.h"
 #include "varint.h"
 
@@ -24,17 +25,6 @@
 static const char magic[8] = {'C', 'F', 'S', 'T', 'R', 'E', 'E', '1'};
 
 #define HEADER 16
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
 
 static int64_t get64s(const uint8_t *p)
 {
@@ -349,11 +339,11 @@ int dirtree_builder_finish(struct dirtree_builder *b, uint8_t **ret, size_t *ret
 		goto out;
 	}
 	memcpy(buf, magic, 8);
-	put32(buf + 8, (uint32_t)b->n);
-	put32(buf + 12, 0);
+	le32_put(buf + 8, (uint32_t)b->n);
+	le32_put(buf + 12, 0);
 	p = buf + HEADER + 4 * b->n;
 	for (size_t i = 0; i < b->n; i++) {
-		put32(buf + HEADER + 4 * i, (uint32_t)(p - (buf + HEADER + 4 * b->n)));
+		le32_put(buf + HEADER + 4 * i, (uint32_t)(p - (buf + HEADER + 4 * b->n)));
 		p = put_entry(p, &b->v[i]);
 	}
 	*ret = buf;
@@ -374,10 +364,10 @@ int dirtree_open(const uint8_t *buf, size_t len, const char *what, struct dirtre
 
 	if (len < HEADER || memcmp(buf, magic, 8) != 0)
 		return err_set(err, -EUCLEAN, "%s: not a directory object (format 1)", what);
-	t.n = get32(buf + 8);
-	if (get32(buf + 12) != 0)
+	t.n = le32_get(buf + 8);
+	if (le32_get(buf + 12) != 0)
 		return err_set(err, -EUCLEAN, "%s: directory object flags %#x unknown", what,
-		               get32(buf + 12));
+		               le32_get(buf + 12));
 	if (t.n > DIRTREE_MAX_ENTRIES || (size_t)t.n * 4 > len - HEADER)
 		return err_set(err, -EUCLEAN, "%s: directory object of %u entries in %zu bytes",
 		               what, t.n, len);
@@ -390,8 +380,9 @@ int dirtree_open(const uint8_t *buf, size_t len, const char *what, struct dirtre
 		return err_set(err, -EUCLEAN, "%s: directory object with bytes after its entries",
 		               what);
 	for (uint32_t i = 0; i < t.n; i++) {
-		uint32_t start = get32(t.offs + 4 * (size_t)i);
-		uint32_t end = i + 1 < t.n ? get32(t.offs + 4 * ((size_t)i + 1)) : (uint32_t)area;
+		uint32_t start = le32_get(t.offs + 4 * (size_t)i);
+		uint32_t end =
+		        i + 1 < t.n ? le32_get(t.offs + 4 * ((size_t)i + 1)) : (uint32_t)area;
 		const char *why;
 
 		if ((i == 0 && start != 0) || start >= end || end > area)
@@ -411,8 +402,8 @@ int dirtree_open(const uint8_t *buf, size_t len, const char *what, struct dirtre
 
 void dirtree_get(const struct dirtree *t, uint32_t i, struct dirtree_entry *ret)
 {
-	uint32_t start = get32(t->offs + 4 * (size_t)i);
-	uint32_t end = i + 1 < t->n ? get32(t->offs + 4 * ((size_t)i + 1))
+	uint32_t start = le32_get(t->offs + 4 * (size_t)i);
+	uint32_t end = i + 1 < t->n ? le32_get(t->offs + 4 * ((size_t)i + 1))
 	                            : (uint32_t)(t->len - HEADER - 4 * (size_t)t->n);
 
 	/* T1: checked by dirtree_open. */
@@ -425,7 +416,7 @@ int dirtree_find(const struct dirtree *t, const void *name, size_t len, uint32_t
 
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
-		const uint8_t *e = t->entries + get32(t->offs + 4 * (size_t)mid);
+		const uint8_t *e = t->entries + le32_get(t->offs + 4 * (size_t)mid);
 		int c = name_cmp(e + 12, e[11], name, len);
 
 		if (c == 0) {

@@ -13,6 +13,7 @@
 #include "envimage.h"
 
 #include "err.h"
+#include "le.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -23,27 +24,16 @@ static const char magic[8] = {'C', 'F', 'S', 'E', 'N', 'V', 'T', '1'};
 #define LOC_SIZE 8
 #define REC_SIZE 24
 
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
 int envimage_head(const uint8_t *p, uint64_t size, const char *what, struct envimage_head *ret,
                   struct cfs_err *err)
 {
 	if (size < ENVIMAGE_HEAD || size > UINT32_MAX || memcmp(p, magic, 8) != 0)
 		return err_set(err, -EUCLEAN, "%s: not a tree image", what);
-	if (get32(p + 8) != 0)
+	if (le32_get(p + 8) != 0)
 		return err_set(err, -EUCLEAN, "%s: tree image with unknown flags", what);
-	ret->index_len = get32(p + 12);
-	ret->ndirs = get32(p + 16);
-	ret->nrecs = get32(p + 20);
+	ret->index_len = le32_get(p + 12);
+	ret->ndirs = le32_get(p + 16);
+	ret->nrecs = le32_get(p + 20);
 	ret->tables_len = (uint64_t)ret->index_len + (uint64_t)LOC_SIZE * ret->ndirs +
 	                  (uint64_t)REC_SIZE * ret->nrecs;
 	if (ret->ndirs == 0 || ENVIMAGE_HEAD + ret->tables_len > size)
@@ -71,14 +61,14 @@ int envimage_open(const struct envimage_head *h, const uint8_t *tables, uint64_t
 	for (uint32_t i = 0; i < h->ndirs; i++) {
 		const uint8_t *l = ret->locs + (size_t)LOC_SIZE * i;
 
-		if (!loc_ok(get32(l), get32(l + 4), start, size))
+		if (!loc_ok(le32_get(l), le32_get(l + 4), start, size))
 			return err_set(err, -EUCLEAN, "%s: tree image: directory %u out of place",
 			               what, i);
 	}
 	for (uint32_t i = 0; i < h->nrecs; i++) {
 		const uint8_t *q = ret->recs + (size_t)REC_SIZE * i;
 
-		if (!loc_ok(get32(q + 16), get32(q + 20), start, size))
+		if (!loc_ok(le32_get(q + 16), le32_get(q + 20), start, size))
 			return err_set(err, -EUCLEAN, "%s: tree image: record %u out of place",
 			               what, i);
 		if (i && memcmp(q - REC_SIZE, q, 16) >= 0)
@@ -91,8 +81,8 @@ void envimage_dir(const struct envimage *m, uint32_t i, uint32_t *ret_off, uint3
 {
 	const uint8_t *l = m->locs + (size_t)LOC_SIZE * i;
 
-	*ret_off = get32(l);
-	*ret_len = get32(l + 4);
+	*ret_off = le32_get(l);
+	*ret_len = le32_get(l + 4);
 }
 
 int envimage_record(const struct envimage *m, const struct objkey *key, uint32_t *ret_off,
@@ -106,8 +96,8 @@ int envimage_record(const struct envimage *m, const struct objkey *key, uint32_t
 		int c = memcmp(key->b, q, 16);
 
 		if (c == 0) {
-			*ret_off = get32(q + 16);
-			*ret_len = get32(q + 20);
+			*ret_off = le32_get(q + 16);
+			*ret_len = le32_get(q + 20);
 			return 0;
 		}
 		if (c < 0)
@@ -194,10 +184,10 @@ int envimage_build(const uint8_t *index, size_t index_len, const struct envimage
 		goto out;
 	}
 	memcpy(out, magic, 8);
-	put32(out + 8, 0);
-	put32(out + 12, (uint32_t)index_len);
-	put32(out + 16, ndirs);
-	put32(out + 20, (uint32_t)nr);
+	le32_put(out + 8, 0);
+	le32_put(out + 12, (uint32_t)index_len);
+	le32_put(out + 16, ndirs);
+	le32_put(out + 20, (uint32_t)nr);
 	memcpy(out + ENVIMAGE_HEAD, index, index_len);
 	for (uint32_t i = 0; i < ndirs; i++)
 		laid[i] = (struct laid){dirs[i].key, UINT32_MAX, 0};
@@ -223,16 +213,16 @@ int envimage_build(const uint8_t *index, size_t index_len, const struct envimage
 			goto out;
 		}
 
-		put32(p, l->off);
-		put32(p + 4, l->len);
+		le32_put(p, l->off);
+		le32_put(p + 4, l->len);
 	}
 	for (size_t i = 0; i < nr; i++) {
 		uint8_t *q = out + ENVIMAGE_HEAD + index_len + (size_t)LOC_SIZE * ndirs +
 		             (size_t)REC_SIZE * i;
 
 		memcpy(q, rs[i].key.b, 16);
-		put32(q + 16, (uint32_t)at);
-		put32(q + 20, (uint32_t)rs[i].len);
+		le32_put(q + 16, (uint32_t)at);
+		le32_put(q + 20, (uint32_t)rs[i].len);
 		memcpy(out + at, rs[i].data, rs[i].len);
 		at += rs[i].len;
 	}

@@ -13,6 +13,7 @@
 #include "envindex.h"
 
 #include "err.h"
+#include "le.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -23,17 +24,6 @@ static const char magic[8] = {'C', 'F', 'S', 'I', 'N', 'D', 'X', '1'};
 #define HEADER    36
 #define DIR_SIZE  24
 #define LINK_SIZE 8
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
 
 int envindex_build(uint32_t nodes, uint32_t root_mode, int64_t root_mtime_ns,
                    const struct envindex_dir *dirs, uint32_t ndirs,
@@ -50,22 +40,22 @@ int envindex_build(uint32_t nodes, uint32_t root_mode, int64_t root_mtime_ns,
 	if (!buf)
 		return -ENOMEM;
 	memcpy(buf, magic, 8);
-	put32(buf + 8, nodes);
-	put32(buf + 12, ndirs);
-	put32(buf + 16, nlinks);
-	put32(buf + 20, 0);
-	put32(buf + 24, root_mode);
-	put32(buf + 28, (uint32_t)mt);
-	put32(buf + 32, (uint32_t)(mt >> 32));
+	le32_put(buf + 8, nodes);
+	le32_put(buf + 12, ndirs);
+	le32_put(buf + 16, nlinks);
+	le32_put(buf + 20, 0);
+	le32_put(buf + 24, root_mode);
+	le32_put(buf + 28, (uint32_t)mt);
+	le32_put(buf + 32, (uint32_t)(mt >> 32));
 	p = buf + HEADER;
 	for (uint32_t i = 0; i < ndirs; i++, p += DIR_SIZE) {
 		memcpy(p, dirs[i].key.b, 16);
-		put32(p + 16, dirs[i].self);
-		put32(p + 20, dirs[i].first_child);
+		le32_put(p + 16, dirs[i].self);
+		le32_put(p + 20, dirs[i].first_child);
 	}
 	for (uint32_t i = 0; i < nlinks; i++, p += LINK_SIZE) {
-		put32(p, links[i].node);
-		put32(p + 4, links[i].first);
+		le32_put(p, links[i].node);
+		le32_put(p + 4, links[i].first);
 	}
 	/* What the reader would refuse is never written. */
 	r = envindex_open(buf, len, "environment index", &x, err);
@@ -83,16 +73,16 @@ static void dir_at(const uint8_t *buf, uint32_t i, struct envindex_dir *ret)
 	const uint8_t *p = buf + HEADER + (size_t)i * DIR_SIZE;
 
 	memcpy(ret->key.b, p, 16);
-	ret->self = get32(p + 16);
-	ret->first_child = get32(p + 20);
+	ret->self = le32_get(p + 16);
+	ret->first_child = le32_get(p + 20);
 }
 
 static void link_at(const struct envindex *x, uint32_t i, struct envindex_link *ret)
 {
 	const uint8_t *p = x->buf + HEADER + (size_t)x->ndirs * DIR_SIZE + (size_t)i * LINK_SIZE;
 
-	ret->node = get32(p);
-	ret->first = get32(p + 4);
+	ret->node = le32_get(p);
+	ret->first = le32_get(p + 4);
 }
 
 int envindex_open(const uint8_t *buf, size_t len, const char *what, struct envindex *ret,
@@ -104,14 +94,15 @@ int envindex_open(const uint8_t *buf, size_t len, const char *what, struct envin
 
 	if (len < HEADER || memcmp(buf, magic, 8) != 0)
 		return err_set(err, -EUCLEAN, "%s: not an environment index (format 1)", what);
-	x.nodes = get32(buf + 8);
-	x.ndirs = get32(buf + 12);
-	x.nlinks = get32(buf + 16);
-	x.root_mode = get32(buf + 24);
-	x.root_mtime_ns = (int64_t)((uint64_t)get32(buf + 28) | (uint64_t)get32(buf + 32) << 32);
-	if (get32(buf + 20) != 0)
+	x.nodes = le32_get(buf + 8);
+	x.ndirs = le32_get(buf + 12);
+	x.nlinks = le32_get(buf + 16);
+	x.root_mode = le32_get(buf + 24);
+	x.root_mtime_ns =
+	        (int64_t)((uint64_t)le32_get(buf + 28) | (uint64_t)le32_get(buf + 32) << 32);
+	if (le32_get(buf + 20) != 0)
 		return err_set(err, -EUCLEAN, "%s: environment index flags %#x unknown", what,
-		               get32(buf + 20));
+		               le32_get(buf + 20));
 	if (x.ndirs < 1 || x.ndirs > x.nodes || x.nlinks > x.nodes ||
 	    len != HEADER + (size_t)x.ndirs * DIR_SIZE + (size_t)x.nlinks * LINK_SIZE)
 		return err_set(err, -EUCLEAN,
