@@ -689,8 +689,9 @@ int ctree_record(struct catalog *c, const struct envref *e, const struct objkey 
 	if (envimage_record(&s->m, key, &at, &rlen) || rlen != len)
 		return ctree_damaged(c, e, "a relocation record is missing", err);
 	*ret_off = at;
-	if (s->has_rec_ok && memcmp(s->rec_ok.b, key->b, 16) == 0)
-		return 0;
+	for (unsigned i = 0; i < s->nrec_ok; i++)
+		if (memcmp(s->rec_ok[i].b, key->b, 16) == 0)
+			return 0;
 	/* Hashed a window at a time: a record is never held whole (reloc.h R6). */
 	rs.img = s->img;
 	rs.at = at;
@@ -705,8 +706,10 @@ int ctree_record(struct catalog *c, const struct envref *e, const struct objkey 
 		return ctree_said(c, e, err);
 	if (memcmp(got.b, key->b, 16) != 0)
 		return ctree_damaged(c, e, "a relocation record does not match its key", err);
-	s->rec_ok = *key;
-	s->has_rec_ok = true;
+	s->rec_ok[s->next_rec_ok] = *key;
+	s->next_rec_ok = (s->next_rec_ok + 1) % REC_OK;
+	if (s->nrec_ok < REC_OK)
+		s->nrec_ok++;
 	return 0;
 }
 

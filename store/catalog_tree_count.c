@@ -326,8 +326,9 @@ static int store_image(struct catalog *c, int64_t env, uint32_t nodes, const uin
 	bool fresh;
 	int r = order ? envindex_open(idx, idx_len, cat_path(c), &x, err) : -ENOMEM;
 
-	if (!r)
-		r = depth_first(&x, order);
+	if (!r && (r = depth_first(&x, order)) == -EINVAL)
+		err_set(err, r, "%s: environment %lld: an index whose directories are not one tree",
+		        cat_path(c), (long long)env);
 	if (!r)
 		r = envimage_build(idx, idx_len, p->dirs, p->ndirs, order, p->recs, p->nrecs, &data,
 		                   &len, err);

@@ -49,6 +49,7 @@ enum tstmt {
 #define DIR_SLOTS  64
 #define DIR_BUDGET (4u << 20)
 #define ENV_SLOTS  4
+#define REC_OK     8
 
 struct dslot {
 	struct objkey key;
@@ -66,8 +67,10 @@ struct eslot {
 	uint8_t *tables;
 	struct envimage m;
 	struct envindex x;
-	struct objkey rec_ok; /* the last record kept apart checked against its key */
-	bool has_rec_ok;
+	/* The last records kept apart checked against their keys: files read in turn each
+	 * find theirs here, and are not hashed whole again at every window. */
+	struct objkey rec_ok[REC_OK];
+	unsigned nrec_ok, next_rec_ok;
 	uint64_t used;
 };
 
