@@ -67,7 +67,6 @@ static const char *const tsql[T_COUNT] = {
                        " ORDER BY o.key",
         [T_GRP_NLINKS] = "SELECT g.id, o.key, g.nlink FROM groups g JOIN objects o"
                          " ON o.id = g.obj ORDER BY g.id",
-        [T_ENVS_OF_TREE] = "SELECT id, hash, root FROM envs WHERE tree = ?1 ORDER BY id",
         [T_V4_ENVS] = "SELECT id, root FROM envs ORDER BY root",
         [T_V4_NODES] = "SELECT n.id, n.parent, n.name, n.type, n.mode, n.mtime_ns, n.size,"
                        " n.inserts, n.grp, n.hardlink, n.first_child, n.nchildren, n.target,"
@@ -260,19 +259,15 @@ int ctree_index(struct catalog *c, const struct envref *e, const struct envindex
 	return r;
 }
 
-/* Directory i of e's image, read and checked against its key (T5): malloc'd into *ret. */
-static int dir_bytes(struct catalog *c, const struct envref *e, uint32_t i, struct objkey *ret_key,
-                     uint8_t **ret, size_t *ret_len, struct cfs_err *err)
+/* Directory i of e's image s, whose key is key, read and checked against it (T5): malloc'd
+ * into *ret. */
+static int dir_bytes(struct catalog *c, const struct envref *e, struct eslot *s, uint32_t i,
+                     const struct objkey *key, uint8_t **ret, size_t *ret_len, struct cfs_err *err)
 {
-	struct envindex_dir d;
 	struct objkey got;
-	struct eslot *s;
-	uint32_t off, len, n;
-	int r = image_slot(c, e, &s, err);
+	uint32_t off, len;
+	int r;
 
-	if (r)
-		return r;
-	envindex_dir(&s->x, i, &d, &n);
 	envimage_dir(&s->m, i, &off, &len);
 	*ret = malloc(len);
 	if (!*ret)
@@ -280,14 +275,13 @@ static int dir_bytes(struct catalog *c, const struct envref *e, uint32_t i, stru
 	r = image_read(c, e, s, off, len, *ret, err);
 	if (!r) {
 		ctree_key(*ret, len, &got);
-		if (memcmp(got.b, d.key.b, 16) != 0)
+		if (memcmp(got.b, key->b, 16) != 0)
 			r = ctree_damaged(c, e, "a directory object does not match its key", err);
 	}
 	if (r) {
 		free(*ret);
 		return r;
 	}
-	*ret_key = d.key;
 	*ret_len = len;
 	return 0;
 }
@@ -297,18 +291,17 @@ int ctree_dir(struct catalog *c, const struct envref *e, uint32_t i, const struc
 {
 	struct cattree *t = cat_tree(c);
 	struct dslot *s = NULL, *lru = &t->dirs[0];
-	const struct envindex *x;
 	struct envindex_dir d;
 	char what[160], hex[33];
-	struct objkey key;
+	struct eslot *img;
 	uint8_t *data;
 	size_t len;
 	uint32_t n;
-	int r = ctree_index(c, e, &x, err);
+	int r = image_slot(c, e, &img, err);
 
 	if (r)
 		return r;
-	envindex_dir(x, i, &d, &n);
+	envindex_dir(&img->x, i, &d, &n);
 	/* A directory object is its bytes, whichever image holds it. */
 	for (size_t k = 0; k < DIR_SLOTS; k++) {
 		struct dslot *q = &t->dirs[k];
@@ -321,15 +314,15 @@ int ctree_dir(struct catalog *c, const struct envref *e, uint32_t i, const struc
 		if (q->used < lru->used)
 			lru = q;
 	}
-	r = dir_bytes(c, e, i, &key, &data, &len, err);
+	r = dir_bytes(c, e, img, i, &d.key, &data, &len, err);
 	if (r)
 		return r;
-	objkey_hex(&key, hex);
+	objkey_hex(&d.key, hex);
 	snprintf(what, sizeof(what), "directory object %s", hex);
 	s = lru;
 	free(s->data);
 	t->dir_bytes -= s->used ? s->len : 0;
-	*s = (struct dslot){.key = key, .data = data, .len = len, .used = ++t->clock};
+	*s = (struct dslot){.key = d.key, .data = data, .len = len, .used = ++t->clock};
 	r = dirtree_open(data, len, what, &s->t, err);
 	if (r) {
 		free(data);
@@ -674,8 +667,10 @@ static int rec_read(void *ctx, uint64_t off, uint64_t max, const uint8_t **ret_p
 	return 0;
 }
 
-int ctree_record(struct catalog *c, const struct envref *e, const struct objkey *key, size_t len,
-                 uint64_t *ret_off, struct cfs_err *err)
+/* Where e's image keeps the record with key, of len bytes, checked against its key (T5)
+ * unless one of the last REC_OK checked was it: *ret_s the image, *ret_off the place. */
+static int image_record(struct catalog *c, const struct envref *e, const struct objkey *key,
+                        size_t len, struct eslot **ret_s, uint64_t *ret_off, struct cfs_err *err)
 {
 	struct rec_src rs = {.c = c, .err = err};
 	struct object_src src = {.len = len, .read = rec_read, .ctx = &rs};
@@ -688,6 +683,7 @@ int ctree_record(struct catalog *c, const struct envref *e, const struct objkey 
 		return r;
 	if (envimage_record(&s->m, key, &at, &rlen) || rlen != len)
 		return ctree_damaged(c, e, "a relocation record is missing", err);
+	*ret_s = s;
 	*ret_off = at;
 	for (unsigned i = 0; i < s->nrec_ok; i++)
 		if (memcmp(s->rec_ok[i].b, key->b, 16) == 0)
@@ -731,9 +727,7 @@ int catalog_reloc_read(struct catalog *c, int64_t node, uint64_t off, size_t len
 		memcpy(buf, w.ent.reloc + off, len);
 		return 0;
 	}
-	r = ctree_record(c, &w.e, &w.ent.reloc_key, w.ent.reloc_len, &at, err);
-	if (!r)
-		r = image_slot(c, &w.e, &s, err);
+	r = image_record(c, &w.e, &w.ent.reloc_key, w.ent.reloc_len, &s, &at, err);
 	/* Read piecewise: the image decodes only the frames the range touches. */
 	return r ? r : image_read(c, &w.e, s, at + off, len, buf, err);
 }
@@ -831,10 +825,11 @@ static int link_one(void *ctx, const struct envref *e, const struct store_node *
 	int r;
 
 	if (n->type == NODE_FILE && ent->reloc_external) {
+		struct eslot *s;
 		uint64_t at;
 
 		/* A damaged record is the tree's damage: the walk stops with it. */
-		r = ctree_record(k->c, e, &ent->reloc_key, ent->reloc_len, &at, k->err);
+		r = image_record(k->c, e, &ent->reloc_key, ent->reloc_len, &s, &at, k->err);
 		if (r)
 			return r;
 	}

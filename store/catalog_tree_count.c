@@ -315,7 +315,7 @@ static int depth_first(const struct envindex *x, uint32_t *order)
 static int store_image(struct catalog *c, int64_t env, uint32_t nodes, const uint8_t *idx,
                        size_t idx_len, struct parts *p, struct objkey *ret_key, struct cfs_err *err)
 {
-	struct catalog_object o = {.kind = OBJECT_TREE};
+	struct catalog_object o = {.kind = OBJECT_TREE}, had;
 	struct object_src src = {0};
 	struct envindex x;
 	uint32_t *order = malloc((size_t)p->ndirs * sizeof(*order));
@@ -339,8 +339,8 @@ static int store_image(struct catalog *c, int64_t env, uint32_t nodes, const uin
 	o.size = len;
 	/* A content with the same bytes, stored as a pack member, has no image of its own to
 	 * read the tree from: refused rather than shared. */
-	r = catalog_object_by_key(c, &o.key, &o, err);
-	if (!r && o.kind != OBJECT_TREE && o.pack) {
+	r = catalog_object_by_key(c, &o.key, &had, err);
+	if (!r && had.pack) {
 		char hex[33];
 
 		objkey_hex(&o.key, hex);
@@ -350,7 +350,6 @@ static int store_image(struct catalog *c, int64_t env, uint32_t nodes, const uin
 	}
 	if (r != -ENOENT && r)
 		goto out;
-	o.kind = OBJECT_TREE;
 	r = object_store_one(cat_store_fd(c), &o.key, &src, ENVIMAGE_SHIFT, &o.stored, err);
 	if (!r)
 		r = catalog_object_ref(c, &o, 0, &id, &fresh, err);

@@ -39,7 +39,6 @@ enum tstmt {
 	T_GRP_OBJ,
 	T_OBJ_REFS,
 	T_GRP_NLINKS,
-	T_ENVS_OF_TREE,
 	T_V4_ENVS,
 	T_V4_NODES,
 	T_COUNT,
@@ -121,10 +120,6 @@ int ctree_index(struct catalog *c, const struct envref *e, const struct envindex
                 struct cfs_err *err);
 int ctree_dir(struct catalog *c, const struct envref *e, uint32_t i, const struct dirtree **ret,
               struct cfs_err *err);
-/* Where e's image keeps the record with key, of len bytes, checked against its key (T5)
- * once per handle: *ret_off. */
-int ctree_record(struct catalog *c, const struct envref *e, const struct objkey *key, size_t len,
-                 uint64_t *ret_off, struct cfs_err *err);
 /* Calls fn for every node of environment e in id order, with its entry (type NODE_DIR and
  * nothing else for the top). */
 typedef int (*ctree_walk_fn)(void *ctx, const struct envref *e, const struct store_node *n,
