@@ -22,7 +22,8 @@
 #define MAX_THREADS      64
 #define DEFAULT_CACHE_MB 32
 /* Two workers decompress a sequential reader's frames in parallel only when the kernel
- * asks for several at once: 2 MiB made a cold 120 MB read 1.7x faster (README). */
+ * asks for several at once: 2 MiB made a cold 120 MB read 1.7x faster
+ * (docs/PERFORMANCE.md, "Benchmark"). */
 #define DEFAULT_READAHEAD_KB 2048
 
 /* Always: nothing is writable, nothing is a device or setuid. */
@@ -123,7 +124,8 @@ static int parse_args(int argc, char **argv, struct opts *o, int *ret_exit)
 	o->cache_mb = DEFAULT_CACHE_MB;
 	o->readahead_kb = DEFAULT_READAHEAD_KB;
 	/* Reading ahead takes a core besides the reader's and the worker's: on two cores it
-	 * only competes with them (measured: see README). */
+	 * only competes with them (measured: see docs/ARCHITECTURE.md, "Threads, caches and
+	 * memory"). */
 	o->prefetch = sysconf(_SC_NPROCESSORS_ONLN) >= 3;
 	while ((c = getopt_long(argc, argv, "fdo:h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -451,7 +453,8 @@ int main(int argc, char **argv)
 		goto out;
 	fs.readahead_kb = o.readahead_kb;
 	/* A MiB of decoded frames saves more decompression than a MiB of served blocks
-	 * (README, "Threads, caches and memory"), so they get three quarters. */
+	 * (docs/ARCHITECTURE.md, "Threads, caches and memory"), so they get three
+	 * quarters. */
 	if (o.cache_mb && (cache_new((size_t)o.cache_mb << 18, &fs.cache) ||
 	                   cache_new((size_t)o.cache_mb * 3 << 18, &fs.frames))) {
 		log_msg(LOG_LEVEL_ERR, "out of memory");

@@ -274,7 +274,8 @@ static const char *const stmt_sql[S_COUNT] = {
         [S_GC_UNUSED] = "SELECT " OBJ_COLS " FROM objects WHERE refs = 0 ORDER BY kind, id LIMIT 1",
         [S_OBJ_DEL] = "DELETE FROM objects WHERE id = ?1",
         /* Members grouped by pack in one scan: objects.pack has no index (C6's note in
-         * the README). ?1: every pack with a dead byte, else those half dead or more. */
+         * docs/PERFORMANCE.md). ?1: every pack with a dead byte, else those half dead or
+         * more. */
         [S_REPACK_PLAN] = "SELECT o.id, o.key, o.size, o.pack_off, p.id, p.key, p.size"
                           " FROM objects o JOIN objects p ON p.id = o.pack WHERE o.pack IN"
                           " (SELECT m.pack FROM (SELECT pack, sum(size) AS live FROM objects"

@@ -8,18 +8,16 @@
 #define CONDAFS_OBJECT_H
 
 #include "condafs/store.h"
+#include "objkey.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
 #include <zstd.h>
 
-#define OBJECT_FRAME_SHIFT 18 /* 256 KiB frames: see README, "Frame size" */
+/* 256 KiB frames: see docs/ARCHITECTURE.md, "Frame size". */
+#define OBJECT_FRAME_SHIFT 18
 #define OBJECT_FRAME_SIZE  (1u << OBJECT_FRAME_SHIFT)
-
-struct objkey {
-	uint8_t b[16];
-};
 
 void objkey_hex(const struct objkey *k, char ret[33]);
 /* -EINVAL unless hex is 32 hex digits. */

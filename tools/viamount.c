@@ -487,9 +487,10 @@ int viamount_cat(struct viamount *vm, const struct store_env *env, const char *p
 /*
  * The first exported path of an ingested hard link, by inode number (never 0 in a mount):
  * a later path of it is linked to that one. The mount serves the paths of one source
- * inode as one inode of kind 0 (a store node, README "Inode numbers"); files that are
- * merely identical share an inode of kind 1 there, and are written as separate files, as
- * root's export writes them, so that changing one copy does not change the others.
+ * inode as one inode of kind 0 (a store node, docs/ARCHITECTURE.md, "Inode numbers");
+ * files that are merely identical share an inode of kind 1 there, and are written as
+ * separate files, as root's export writes them, so that changing one copy does not
+ * change the others.
  */
 struct inoslot {
 	ino_t ino; /* 0: empty */

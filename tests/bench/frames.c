@@ -3,7 +3,7 @@
  * Frame size measurement: for the files named on the command line, the compressed size
  * (zstd -3, independent frames, raw when incompressible) and the cost of a random 4 KiB
  * read (one frame decompressed) at frame sizes from 64 KiB to 1 MiB. This is how
- * OBJECT_FRAME_SHIFT was chosen; see README, "Frame size".
+ * OBJECT_FRAME_SHIFT was chosen; see docs/ARCHITECTURE.md, "Frame size".
  */
 #include <fcntl.h>
 #include <stdint.h>

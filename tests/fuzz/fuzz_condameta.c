@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * conda-meta records (store/condameta.c) on any bytes: a prefix whose conda-meta holds
+ * conda-meta records (store/conda/condameta.c) on any bytes: a prefix whose conda-meta holds
  * the input as its one record, read as ingest and hash read a prefix. An error is one line
  * naming the record; a read prefix answers placeholder lookups for any path.
  */

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * pip's dist-info METADATA (store/condameta.c) on any bytes: a prefix with no conda
+ * pip's dist-info METADATA (store/conda/condameta.c) on any bytes: a prefix with no conda
  * record and one site-packages/fuzz-1.0.dist-info whose METADATA is the input. Its name
  * and version come from the headers, else from the directory's name: either way the
  * prefix reads as one pip package, or fails with one line naming the file.

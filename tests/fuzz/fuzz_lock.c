@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Lock files of every format (store/lock.c: explicit, environment.yml, conda-lock.yml,
+ * Lock files of every format (store/conda/lock.c: explicit, environment.yml, conda-lock.yml,
  * pixi.lock; the format is told by content) on any bytes, read from a file as condafs
  * reads them, for no platform, linux-64 and one pixi environment: an error is one line
  * naming the file; a set has a hash and packages with a name, version and build, its

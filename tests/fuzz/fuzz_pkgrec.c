@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Package archive records (store/pkgrec.c) on any bytes: the input is a record's
+ * Package archive records (store/conda/pkgrec.c) on any bytes: the input is a record's
  * decompressed bytes, framed here as the catalog stores one (zstd, with its checksum), so
  * the fuzzer reaches the parser rather than the checksum. pkgrec_open reads nothing outside
  * them and, when it accepts them, every path and pyc is found at its own index, and the

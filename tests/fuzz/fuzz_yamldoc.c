@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * The YAML/JSON reader (store/yamldoc.c) on any bytes: an error is one line naming the
+ * The YAML/JSON reader (store/conda/yamldoc.c) on any bytes: an error is one line naming the
  * document; a tree is walkable within the node limit, its scalars are C strings, its
  * lines inside the text. JSON must read the same through libyaml alone (a "---" line
  * first makes it YAML) whenever libyaml takes it, as the unit test checks for real

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * fetch_drive: store/fetch.c and store/pkgcache.c from the command line, for
+ * fetch_drive: store/fetch.c and store/conda/pkgcache.c from the command line, for
  * tests/integ/store_fetch.py.
  *
  *   fetch_drive fetch DIR PARALLEL URL=NAME[@SIZE]...

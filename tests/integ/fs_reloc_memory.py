@@ -3,9 +3,10 @@
 """The daemon's memory bound holds whatever the files hold: a 240 MB text file made of
 nothing but copies of its prefix (12 million relocation inserts, a 12 MB record in the
 catalog) read through a mount by four threads at once, at ranges all over it, leaves
-condafsd's peak RSS (VmHWM) under the README's bound for four threads, 75 MiB. Before, each
-worker decoded the whole record into 8 bytes per insert: 9 MB to 382 MB. Every range read
-is the right bytes, and the file's size is its inserts times the mount prefix."""
+condafsd's peak RSS (VmHWM) under the bound for four threads in docs/ARCHITECTURE.md
+("Threads, caches and memory"), 75 MiB. Before, each worker decoded the whole record into
+8 bytes per insert: 9 MB to 382 MB. Every range read is the right bytes, and the file's
+size is its inserts times the mount prefix."""
 
 import os
 import random
@@ -17,8 +18,8 @@ import lib
 
 t = fs_lib.FsHarness("fs_reloc_memory: a file of prefix copies keeps the daemon bounded")
 THREADS = 4
-# README, "Threads, caches and memory": 32 + 9 x threads + 2 MiB, plus about 5 MiB of
-# binary and libraries.
+# docs/ARCHITECTURE.md, "Threads, caches and memory": 32 + 9 x threads + 2 MiB, plus
+# about 5 MiB of binary and libraries.
 BOUND_MIB = 32 + 9 * THREADS + 2 + 5
 SIZE = 240 << 20
 

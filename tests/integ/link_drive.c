@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * link_drive TOKEN NOW_NS PKGDIR...: the link plan (store/link.c) of the extracted packages
+ * link_drive TOKEN NOW_NS PKGDIR...: the link plan (store/conda/link.c) of the extracted packages
  * PKGDIR..., as JSON lines on stdout: one {"path", "type", ...} per entry, then
  * {"scripts": [...]}, {"python": ...} and {"order": [dist, ...]}. Each package's url, fn,
  * channel, md5, sha256 and size come from its info/repodata_record.json, as a package

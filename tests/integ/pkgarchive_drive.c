@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * pkgarchive_drive: store/pkgarchive.c from the command line, for store_pkgarchive.py.
+ * pkgarchive_drive: store/conda/pkgarchive.c from the command line, for store_pkgarchive.py.
  *
  *     pkgarchive_drive verify ARCHIVE SHA256|- MD5|-
  *     pkgarchive_drive unpack ARCHIVE DATA

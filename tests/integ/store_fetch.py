@@ -7,7 +7,7 @@ one line naming the URL and the status, and stops the other transfers; a server 
 ignores Range restarts the part cleanly; file:// URLs work; http_proxy is honoured (a
 forwarding proxy of the test's own is the only one that knows channel.example.invalid).
 Mirror rules map as conda's do (longest FROM, '/' boundary) and a malformed rule is refused.
-The package caches (store/pkgcache.c) give the corpus's archives and extracted directories,
+The package caches (store/conda/pkgcache.c) give the corpus's archives and extracted directories,
 conda's and rattler's layouts, and refuse an extracted directory recording another digest."""
 
 import hashlib

@@ -157,7 +157,8 @@ def same_env(what, d, ref):
 
 
 def after_kill(store, lock, want, expect, ref_export, r):
-    """The checks after a kill -9 of an install of lock into store (README, crash safety)."""
+    """The checks after a kill -9 of an install of lock into store (docs/ARCHITECTURE.md,
+    crash safety)."""
     t.eq("the install died of SIGKILL", r.rc, -9, r)
     t.verify_clean("verify exits 0 after the kill", store)
     envs = t.hashes(store)

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
-"""Linking as conda does it, as data (store/link.c, issue 12). For every corpus environment,
+"""Linking as conda does it, as data (store/conda/link.c, issue 12). For every corpus environment,
 the plan link_drive makes from the extracted packages in OUTDIR/pkgs is compared with the
 prefix the corpus made from them: the same paths, types, modes, mtimes, symlink targets;
 every package file's bytes (relocated to the corpus prefix where it holds a placeholder);

@@ -6,7 +6,7 @@ and the hash `condafs ingest` prints are one hash; each lock form is accepted by
 `ingest --lock`; `show` lists the solved set. Every real fixture under
 fixtures/conda/lockfiles gives a hash (per platform where it holds several) or, for files
 that are not locks, one clear error naming the file and why; so do `conda list --export`
-output, unpinned specs and garbage. (Parsing detail is store/lock.c's unit tests' job.)"""
+output, unpinned specs and garbage. (Parsing detail is store/conda/lock.c's unit tests' job.)"""
 
 import json
 import os

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""store/pkgarchive.c through tests/integ/pkgarchive_drive.c (issue 12): the corpus's real
+"""store/conda/pkgarchive.c through tests/integ/pkgarchive_drive.c (issue 12): the corpus's real
 archives verify against their repodata digests and unpack (into one data file, listed by
 the drive) to what the corpus's package cache holds, path by path; hostile archives made
 here are refused with one line naming the archive and the path or reason, and write

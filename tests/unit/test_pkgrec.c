@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Package archive records (store/pkgrec.c, docs/package-format.md): what the builder writes
+ * Package archive records (store/conda/pkgrec.c, docs/package-format.md): what the builder writes
  * reads back, entry for entry; lookups find every path, pyc and info file and nothing else;
  * the builder refuses what the format does not allow (K2); and every byte of a record
  * flipped, or the record cut short anywhere, is refused or read as a record that still

@@ -18,7 +18,7 @@
 #ifndef CONDAFS_ACTIVATE_H
 #define CONDAFS_ACTIVATE_H
 
-#include <condafs/store.h>
+#include <condafs/conda.h>
 
 #include <stddef.h>
 

@@ -7,7 +7,7 @@
 #ifndef CONDAFS_CUDA_H
 #define CONDAFS_CUDA_H
 
-#include <condafs/store.h>
+#include <condafs/conda.h>
 
 #include <stdbool.h>
 #include <stddef.h>

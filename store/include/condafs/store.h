@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The public interface of the condafs store: package sets and their hashes, the
- * content-addressed object store, ingesting a conda prefix, and reading environments back.
- * The daemon (fs/) and the CLI (tools/) use the store only through this header; nothing
- * here knows about FUSE.
+ * The public interface of the condafs store: the content-addressed object store, ingesting
+ * a conda prefix, installing a lock, and reading environments back; the package sets that
+ * name environments are the conda library's (condafs/conda.h). The daemon (fs/) and the
+ * CLI (tools/) use the store only through these headers; nothing here knows about FUSE.
  *
  * Errors: every action returns 0 or a negative errno and, when given a struct cfs_err,
  * fills it with one line a user can read, naming the file and the reason. The mapping is
@@ -21,79 +21,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <condafs/conda.h>
+#include <condafs/err.h>
+#include <condafs/nodetype.h>
+
 struct cache;
-
-/* One line for the user; caller-owned, may be NULL wherever it is accepted. */
-struct cfs_err {
-	char msg[1024];
-};
-
-/* ---- package sets: the solved set that names an environment (lock.c, pkgset.c) ---- */
-
-enum pkg_kind {
-	PKG_CONDA = 0,
-	PKG_PYPI = 1,
-};
-
-/* Strings are owned by the set they came from. Unknown fields are NULL. */
-struct pkg {
-	enum pkg_kind kind;
-	const char *name; /* conda: as is; pypi: normalised per PEP 503 */
-	const char *version;
-	const char *build;   /* conda only */
-	const char *channel; /* canonical channel URL or name, without the subdir */
-	const char *subdir;  /* conda only */
-	const char *md5;     /* lowercase hex */
-	const char *sha256;  /* lowercase hex */
-	/* Where the archive (conda) or the wheel/sdist (pypi) is, as the lock or record says
-	 * (without a "#digest"); NULL when the source does not say. Not part of the hash. */
-	const char *url;
-};
-
-struct pkgset;
-
-/*
- * Read a lock file: `conda list --explicit`, a fully pinned environment.yml,
- * conda-lock.yml v1 or pixi.lock v5-v7. platform may be NULL: the lock's only platform,
- * else the host's when the lock holds it (pkgset_platform_choices says so); environment
- * is pixi's environment name (NULL = "default").
- * A file that is not a lock is -EINVAL with a message saying what it is.
- */
-int pkgset_from_lock(const char *path, const char *platform, const char *environment,
-                     struct pkgset **ret, struct cfs_err *err);
-
-/* The set installed in a conda prefix: conda-meta records plus pip dist-info not owned
- * by a conda record. */
-int pkgset_from_prefix(const char *prefix, struct pkgset **ret, struct cfs_err *err);
-
-void pkgset_free(struct pkgset *set);
-const char *pkgset_platform(const struct pkgset *set);
-/* When no platform was asked for and the lock held several, the set took this machine's:
- * the lock's platforms ("linux-64, osx-arm64"), valid while the set lives; else NULL. */
-const char *pkgset_platform_choices(const struct pkgset *set);
-size_t pkgset_count(const struct pkgset *set);
-/* Packages are sorted by (kind, name); valid while the set lives. */
-const struct pkg *pkgset_at(const struct pkgset *set, size_t i);
-
-/* A virtual package the lock's solution requires (conda's __cuda, __glibc, ...): a
- * package's dependency on it (pixi.lock depends, conda-lock.yml dependencies) or one the
- * lock's platform declares (pixi.lock v7 virtual-packages). Only a set read from a lock
- * has them; they are not part of the hash. Valid while the set lives. */
-struct pkg_virtual {
-	const char *name; /* "__cuda" */
-	const char *spec; /* the version part of the match spec: ">=12", "12"; "" for any */
-	const char *from; /* the package that depends on it, or "platform NAME" */
-};
-size_t pkgset_virtual_count(const struct pkgset *set);
-const struct pkg_virtual *pkgset_virtual_at(const struct pkgset *set, size_t i);
-
-/* XXH3-128 of the canonical set (platform, (name, version, build) / (name, version)),
- * as 32 lowercase hex digits and a NUL. */
-void pkgset_hash(const struct pkgset *set, char ret[33]);
-
-/* 0 when lock describes exactly the packages of have, with equal channels and archive
- * hashes wherever both carry them; else -EINVAL and a message listing the differences. */
-int pkgset_match(const struct pkgset *have, const struct pkgset *lock, struct cfs_err *err);
 
 /* ---- the store ---- */
 
@@ -315,12 +247,6 @@ int store_env_unique_bytes(struct store *st, const struct store_env *env, uint64
                            struct cfs_err *err);
 
 /* ---- the tree of an environment ---- */
-
-enum node_type {
-	NODE_DIR = 1,
-	NODE_FILE = 2,
-	NODE_SYMLINK = 3,
-};
 
 /*
  * One path of an environment. Node ids are unique across the store. A directory's
@@ -583,9 +509,9 @@ bool store_pyc_source(const char *relpath, char *buf, size_t size);
 /*
  * A pyc (data, len, at relpath) as served under prefix from, as it would be under to,
  * given its source as served under from (src, src_len bytes, mtime src_mtime_s): rewritten
- * as ingest rewrites it (README, "What ingest keeps") when Python would use it and the
- * source holds from in text mode, else as it is. The same bytes as the store serves under
- * to. out as for store_relocate.
+ * as ingest rewrites it (docs/ARCHITECTURE.md, "Pyc files rewritten for their source")
+ * when Python would use it and the source holds from in text mode, else as it is. The
+ * same bytes as the store serves under to. out as for store_relocate.
  */
 int store_relocate_pyc(const char *relpath, const void *data, size_t len, const void *src,
                        size_t src_len, int64_t src_mtime_s, const char *from, const char *to,

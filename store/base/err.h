@@ -5,7 +5,7 @@
 #ifndef CONDAFS_ERR_H
 #define CONDAFS_ERR_H
 
-#include "condafs/store.h"
+#include "condafs/err.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -7,7 +7,7 @@
 #ifndef CONDAFS_YAMLDOC_H
 #define CONDAFS_YAMLDOC_H
 
-#include "condafs/store.h"
+#include "condafs/conda.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -6,7 +6,7 @@
 #ifndef CONDAFS_PKGCACHE_H
 #define CONDAFS_PKGCACHE_H
 
-#include "condafs/store.h"
+#include "condafs/conda.h"
 
 #include <stddef.h>
 

@@ -6,7 +6,7 @@
 #ifndef CONDAFS_TEXTFILE_H
 #define CONDAFS_TEXTFILE_H
 
-#include "condafs/store.h"
+#include "condafs/err.h"
 
 #include <stddef.h>
 

@@ -21,7 +21,7 @@
 #ifndef CONDAFS_LINK_H
 #define CONDAFS_LINK_H
 
-#include "condafs/store.h"
+#include "condafs/conda.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -6,7 +6,7 @@
 #ifndef CONDAFS_CONDAMETA_H
 #define CONDAFS_CONDAMETA_H
 
-#include "condafs/store.h"
+#include "condafs/conda.h"
 
 #include <stdbool.h>
 #include <stddef.h>

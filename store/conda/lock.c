@@ -6,7 +6,7 @@
  * Files that look like locks but do not pin a solution (`conda list --export`, an
  * environment.yml with ranges) are refused with a message saying what they are.
  */
-#include "condafs/store.h"
+#include "condafs/conda.h"
 
 #include "err.h"
 #include "pkgset.h"

@@ -7,7 +7,8 @@
 #ifndef CONDAFS_PKGARCHIVE_H
 #define CONDAFS_PKGARCHIVE_H
 
-#include "condafs/store.h"
+#include "condafs/conda.h"
+#include "condafs/nodetype.h"
 
 #include <stdint.h>
 

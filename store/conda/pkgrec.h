@@ -11,8 +11,9 @@
 #ifndef CONDAFS_PKGREC_H
 #define CONDAFS_PKGREC_H
 
-#include "condafs/store.h"
-#include "object.h"
+#include "condafs/conda.h"
+#include "condafs/nodetype.h"
+#include "objkey.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -7,7 +7,7 @@
 #ifndef CONDAFS_PKGSET_H
 #define CONDAFS_PKGSET_H
 
-#include "condafs/store.h"
+#include "condafs/conda.h"
 
 #include <stdbool.h>
 #include <stddef.h>
