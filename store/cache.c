@@ -8,15 +8,15 @@
  * packed in one frame cost one decompression between them.
  *
  * Invariants:
- * C1: a block is found only by its exact name: a user that changes what an id means
+ * H1: a block is found only by its exact name: a user that changes what an id means
  *     (the daemon, when a nodeid is given to another file) changes the version with it,
  *     and the old blocks are never served again; they age out.
- * C2: a block being filled (LOADING) is waited for, never read; a failed fill leaves the
+ * H2: a block being filled (LOADING) is waited for, never read; a failed fill leaves the
  *     table, so the next reader tries again (and gets the error itself).
- * C3: a block is freed only when it is out of the table and nobody holds it.
+ * H3: a block is freed only when it is out of the table and nobody holds it.
  *
  * A block is as good as its filler made it: the store checks a frame when it decodes it
- * (object.c O3) and reports a mismatch as a failed fill, which C2 keeps from ever being
+ * (object.c O3) and reports a mismatch as a failed fill, which H2 keeps from ever being
  * READY; a READY block is served as it is, not checked again.
  */
 #include <condafs/cache.h>
@@ -117,7 +117,7 @@ static void lru_push(struct cache *c, struct cache_block *b)
 		c->tail = b;
 }
 
-/* Under lock: take b out of the table (C3: freed here only if nobody holds it). */
+/* Under lock: take b out of the table (H3: freed here only if nobody holds it). */
 static void unhash(struct cache *c, struct cache_block *b)
 {
 	struct cache_block **p = &c->buckets[bucket(b->id, b->version, b->index)];
@@ -193,7 +193,7 @@ again:
 		while (b->state == BLOCK_LOADING)
 			pthread_cond_wait(&c->filled, &c->lock);
 		if (b->state == BLOCK_FAILED) {
-			/* C2: out of the table already; try (and fail) ourselves. */
+			/* H2: out of the table already; try (and fail) ourselves. */
 			if (--b->refs == 0)
 				free(b);
 			goto again;

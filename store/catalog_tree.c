@@ -688,7 +688,7 @@ static int image_record(struct catalog *c, const struct envref *e, const struct 
 	for (unsigned i = 0; i < s->nrec_ok; i++)
 		if (memcmp(s->rec_ok[i].b, key->b, 16) == 0)
 			return 0;
-	/* Hashed a window at a time: a record is never held whole (reloc.h R6). */
+	/* Hashed a window at a time: a record is never held whole (reloc.c R6). */
 	rs.img = s->img;
 	rs.at = at;
 	rs.buf = malloc(REC_WINDOW);

@@ -279,8 +279,8 @@ static int read_source(void *arg, const struct link_entry *src, uint8_t **ret, s
 
 /* The noarch pycs into gen/, compiled by the environment's python (pycompile.c), its
  * sources handed to it. Python, when we wrote it out, is reached through the compiler's
- * working directory, the install's directory, which it may search but not list (P1):
- * tmp/ keeps everyone else out. */
+ * working directory, the install's directory, which it may search but not list
+ * (pycompile.c Y3): tmp/ keeps everyone else out. */
 static int compile_pycs(struct install *ins, const struct link_plan *plan, const int *pkg_fds,
                         struct cfs_err *err)
 {

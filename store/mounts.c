@@ -7,7 +7,7 @@
  * dropped). So a command that returns has its change visible under every mount; a daemon
  * that does not answer in time is only late (it polls the catalog too).
  *
- * M1: a name under mounts/ is either being listened on or dead for good: a daemon binds a
+ * D1: a name under mounts/ is either being listened on or dead for good: a daemon binds a
  *     temporary name, listens, and only then renames it into place, and no two sockets
  *     ever get the same name (pid and random bytes). So a writer that finds a name
  *     refusing connections may delete it without racing a daemon that is starting.
@@ -106,7 +106,7 @@ int store_listen(const char *dir, struct store_listener **ret, struct cfs_err *e
 		r = err_set(err, neg_errno(), "socket: %s", strerror(errno));
 		goto fail;
 	}
-	/* M1: listening before the name is visible. */
+	/* D1: listening before the name is visible. */
 	r = addr_at(l->dir_fd, tmp, &addr);
 	if (!r &&
 	    (bind(l->fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
@@ -173,7 +173,7 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Connect to name; -ECONNREFUSED: nobody listens there any more (M1). */
+/* Connect to name; -ECONNREFUSED: nobody listens there any more (D1). */
 static int connect_at(int dir_fd, const char *name)
 {
 	struct sockaddr_un addr;
@@ -246,10 +246,10 @@ int store_tell_mounts(const char *dir, int timeout_ms, unsigned *ret_late, struc
 		int c;
 
 		if (de->d_name[0] == '.')
-			continue; /* also a daemon's name before it listens (M1) */
+			continue; /* also a daemon's name before it listens (D1) */
 		c = connect_at(dirfd(d), de->d_name);
 		if (c == -ECONNREFUSED || c == -ENOENT) {
-			/* A daemon that died without cleaning up (M1). */
+			/* A daemon that died without cleaning up (D1). */
 			unlinkat(dirfd(d), de->d_name, 0);
 			continue;
 		}

@@ -14,7 +14,7 @@
  * O3: no byte of a format 2 image reaches a caller unchecked: its header and frame table
  *     are checked when it is opened, and every decode of a frame (zstd or raw) hashes the
  *     bytes it decoded and compares them with the frame's checksum; a frame that fails is
- *     -EBADMSG and never kept (cache.c C2). Format 1 images, written before frames had
+ *     -EBADMSG and never kept (cache.c H2). Format 1 images, written before frames had
  *     checksums, are read as they are; verify checks them by their key.
  *
  * Image layout (docs/object-format.md has it in full), little endian:

@@ -7,11 +7,11 @@
  * would compile its module again.
  *
  * Invariants:
- * P1: the compiler is not root: as root it runs as nobody with no groups and no new
+ * Y3: the compiler is not root: as root it runs as nobody with no groups and no new
  *     privileges, may write no file (RLIMIT_FSIZE 0), and starts in the install's
  *     directory, which it reaches through its working directory only (tmp/ is 0700); it
  *     opens no source, each comes on its stdin.
- * P2: nothing the compiler says names a path we open: a pyc goes to the path the plan
+ * Y4: nothing the compiler says names a path we open: a pyc goes to the path the plan
  *     gave its job, only once its header holds its source's mtime and size and it is at
  *     most PYC_MAX bytes.
  */
@@ -156,7 +156,7 @@ static uint32_t le32(const uint8_t *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* P2: a timestamp pyc of this source. */
+/* Y4: a timestamp pyc of this source. */
 static bool header_ok(const uint8_t *pyc, size_t len, const struct job *j)
 {
 	return len >= 16 && pyc[2] == '\r' && pyc[3] == '\n' && le32(pyc + 4) == 0 &&
@@ -260,7 +260,7 @@ static void *compile_share(void *arg)
 		goto out;
 	}
 	if (pid == 0) {
-		/* P1. Only async-signal-safe calls until exec. */
+		/* Y3. Only async-signal-safe calls until exec. */
 		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
 
 		if (null < 0 || nobody_child_fd(in, 0) || nobody_child_fd(p[1], 1) ||

@@ -58,7 +58,7 @@ int store_lock(struct store *st, int how, int *ret_fd, struct cfs_err *err);
  * objects/ holds images (it is not the store's, or lost its rows), or, with links, when a
  * tree names a content that has no row (which reads every tree). gc (with links, before the
  * first image it takes for unreferenced) and verify and repair (without: they name such
- * nodes themselves, R4) call it, under the store lock for the deleting ones, before they
+ * nodes themselves, verify.c V4) call it, under the store lock for the deleting ones, before they
  * take any image for unreferenced. */
 int store_check_catalog(struct store *st, bool links, struct cfs_err *err);
 

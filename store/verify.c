@@ -8,16 +8,16 @@
  * Repair: the same, then mend what needs no lost bytes (see store_repair in store.h).
  *
  * Invariants of the repair (with gc.c's G1-G2 and catalog.c's C2):
- * R1: it runs under the store lock held exclusively, so no ingest is between publishing
+ * V1: it runs under the store lock held exclusively, so no ingest is between publishing
  *     an object and committing its row, and no object or node row comes or goes: the
  *     rows the re-hash saw are the rows the repair changes, and a file no row names is
  *     an orphan.
- * R2: every catalog change is one transaction, committed before any file is removed; a
+ * V2: every catalog change is one transaction, committed before any file is removed; a
  *     file is removed only when no row names it (G1). A crash leaves the old catalog or
  *     the new one, plus at worst files no row names.
- * R3: broken is set from what the re-hash and the tree checks found, for every environment,
+ * V3: broken is set from what the re-hash and the tree checks found, for every environment,
  *     every run: an environment whose objects were restored is cleared by the next repair.
- * R4: damage is never a reason to delete more. A catalog that names no object is not
+ * V4: damage is never a reason to delete more. A catalog that names no object is not
  *     trusted to say which images are unreferenced (store.c S1), and when a node's link to
  *     its object or its place in its tree is wrong, the rows that would decide what is
  *     unused are themselves in doubt: then the repair only marks environments broken, and
@@ -683,7 +683,7 @@ static int verify_walk(struct verify *v)
 	if (!v->buf)
 		return -ENOMEM;
 	r = catalog_begin(v->st->cat, false, v->err);
-	/* R4: before any image is taken for unreferenced. */
+	/* V4: before any image is taken for unreferenced. */
 	if (!r)
 		r = store_check_catalog(v->st, false, v->err);
 	if (!r)
@@ -847,7 +847,7 @@ static int drop_unused(struct repair *rp, struct verify *v, struct cfs_err *err)
 	return r ? r : catalog_prune(rp->st->cat, err);
 }
 
-/* R3: broken is whether an environment uses an object that is still missing or corrupt. */
+/* V3: broken is whether an environment uses an object that is still missing or corrupt. */
 static int mark_envs(struct repair *rp, struct verify *v, struct cfs_err *err)
 {
 	struct store_env *envs = NULL;
@@ -913,14 +913,14 @@ static int forget_sources(struct repair *rp, struct verify *v, struct cfs_err *e
 	return r;
 }
 
-/* R2: every row change in one transaction. */
+/* V2: every row change in one transaction. */
 static int mend_catalog(struct repair *rp, struct verify *v, struct cfs_err *err)
 {
 	int r = catalog_begin(rp->st->cat, true, err);
 
 	if (r)
 		return r;
-	/* R4: with damaged nodes, the counts the rows give are not to be believed. */
+	/* V4: with damaged nodes, the counts the rows give are not to be believed. */
 	if (!v->ndamaged)
 		r = fix_refs(rp, err);
 	if (!r)
@@ -945,7 +945,7 @@ static int mend_catalog(struct repair *rp, struct verify *v, struct cfs_err *err
 	return r;
 }
 
-/* After the commit (R2): the files no row names, which R1 keeps that way. */
+/* After the commit (V2): the files no row names, which V1 keeps that way. */
 static int unlink_object(struct repair *rp, const struct objkey *key, bool orphan,
                          struct cfs_err *err)
 {
@@ -983,18 +983,18 @@ int store_repair(struct store *st, void (*fn)(void *ctx, const struct verify_pro
 
 	if (st->flags & STORE_READONLY)
 		return err_set(err, -EROFS, "%s: store opened read-only", st->dir);
-	/* R1: held to the end, over the file removals too. */
+	/* V1: held to the end, over the file removals too. */
 	r = store_lock(st, LOCK_EX, &lock, err);
 	if (r)
 		return r;
 	/* The re-hash takes long, so it reads without the write lock: the daemon's last-use
-	 * updates and tag changes are not held up, and R1 keeps what it sees current. */
+	 * updates and tag changes are not held up, and V1 keeps what it sees current. */
 	r = verify_walk(&v);
 	if (r)
 		goto out;
 	rp.res.found = v.res;
 	r = mend_catalog(&rp, &v, err);
-	/* R4: a file no row names may be the one a damaged row should name. */
+	/* V4: a file no row names may be the one a damaged row should name. */
 	for (size_t i = 0; !r && !v.ndamaged && i < v.norphans; i++)
 		r = unlink_object(&rp, &v.orphans[i], true, err);
 	/* A dropped pack or large content leaves its image; members have none. */
