@@ -23,7 +23,6 @@
 #include "err.h"
 #include "repack.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -303,62 +302,45 @@ static int drop_unused(struct store *st, struct doomed *d, struct gc_result *res
 	return r == -ENOENT ? catalog_prune(st->cat, err) : r;
 }
 
+struct sweep {
+	struct store *st;
+	bool dry_run, checked;
+	struct gc_result *res;
+	struct cfs_err *err;
+};
+
+static int sweep_one(void *ctx, int dfd, const char *name, const struct objkey *key)
+{
+	struct sweep *w = ctx;
+	struct catalog_object o;
+	int r = catalog_object_by_key(w->st->cat, key, &o, w->err);
+
+	/* A member's bytes are in its pack: a file of its own is one a repack killed before
+	 * its commit wrote (repack.c M2, M4). */
+	if (r == 0 && !o.pack)
+		return 0;
+	/* Not from a catalog whose trees name contents it lost the rows of (S1): that check
+	 * reads every tree, so only once something looks unreferenced. */
+	if ((!r || r == -ENOENT) && !w->checked) {
+		r = store_check_catalog(w->st, true, w->err);
+		w->checked = true;
+	}
+	if (r && r != -ENOENT)
+		return r;
+	w->res->objects_freed++;
+	w->res->bytes_freed += file_bytes(dfd, name);
+	if (!w->dry_run)
+		unlinkat(dfd, name, 0);
+	return 0;
+}
+
 /* Object files no row names: left by an ingest or a gc killed between its steps. Only
  * under the exclusive lock (G2): no ingest is between linking and committing. */
 static int sweep_orphans(struct store *st, bool dry_run, struct gc_result *res, struct cfs_err *err)
 {
-	bool checked = false;
+	struct sweep w = {.st = st, .dry_run = dry_run, .res = res, .err = err};
 
-	for (int i = 0; i < 256; i++) {
-		char dir[16];
-		struct dirent *de;
-		DIR *dp;
-		int fd;
-
-		snprintf(dir, sizeof(dir), "objects/%02x", i);
-		fd = openat(st->fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		dp = fdopendir(fd);
-		if (!dp) {
-			close(fd);
-			return -ENOMEM;
-		}
-		while ((de = readdir(dp))) {
-			struct catalog_object o;
-			struct objkey k;
-			char hex[33];
-			int r;
-
-			if (strlen(de->d_name) != 30)
-				continue;
-			snprintf(hex, sizeof(hex), "%02x%s", i, de->d_name);
-			if (objkey_parse(hex, &k) < 0)
-				continue;
-			r = catalog_object_by_key(st->cat, &k, &o, err);
-			/* A member's bytes are in its pack: a file of its own is one a repack
-			 * killed before its commit wrote (repack.c M2, M4). */
-			if (r == 0 && !o.pack)
-				continue;
-			/* Not from a catalog whose trees name contents it lost the rows of (S1):
-			 * that check reads every tree, so only once something looks
-			 * unreferenced. */
-			if ((!r || r == -ENOENT) && !checked) {
-				r = store_check_catalog(st, true, err);
-				checked = true;
-			}
-			if (r && r != -ENOENT) {
-				closedir(dp);
-				return r;
-			}
-			res->objects_freed++;
-			res->bytes_freed += file_bytes(fd, de->d_name);
-			if (!dry_run)
-				unlinkat(fd, de->d_name, 0);
-		}
-		closedir(dp);
-	}
-	return 0;
+	return object_each_image(st->fd, st->dir, sweep_one, &w, err);
 }
 
 /* Delete the rows of every removed environment that no mount holds, keeping its byte

@@ -113,6 +113,52 @@ void objkey_path(const struct objkey *k, char ret[48])
 	snprintf(ret, 48, "objects/%.2s/%s", hex, hex + 2);
 }
 
+/* One objects/xx of object_each_image. */
+static int each_in_dir(int store_fd, const char *store_dir, int i,
+                       int (*fn)(void *ctx, int dfd, const char *name, const struct objkey *key),
+                       void *ctx, struct cfs_err *err)
+{
+	char dir[16], hex[33];
+	struct objkey key;
+	struct dirent *de;
+	int dfd, r = 0;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "objects/%02x", i);
+	dfd = openat(store_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 && errno == ENOENT)
+		return 0;
+	d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	if (!d) {
+		r = err_set(err, neg_errno(), "%s/%s: %s", store_dir, dir, strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
+		return r;
+	}
+	while (!r && (errno = 0, de = readdir(d))) {
+		if (strlen(de->d_name) != 30)
+			continue;
+		snprintf(hex, sizeof(hex), "%02x%s", i, de->d_name);
+		if (objkey_parse(hex, &key) == 0)
+			r = fn(ctx, dirfd(d), de->d_name, &key);
+	}
+	if (!r && errno)
+		r = err_set(err, neg_errno(), "%s/%s: %s", store_dir, dir, strerror(errno));
+	closedir(d);
+	return r;
+}
+
+int object_each_image(int store_fd, const char *store_dir,
+                      int (*fn)(void *ctx, int dfd, const char *name, const struct objkey *key),
+                      void *ctx, struct cfs_err *err)
+{
+	int r = 0;
+
+	for (int i = 0; i < 256 && !r; i++)
+		r = each_in_dir(store_fd, store_dir, i, fn, ctx, err);
+	return r;
+}
+
 /* ---- sources with holes ---- */
 
 /* Calls fn for each piece of [off, off + len) of src: data pieces point into src->data,

@@ -25,6 +25,17 @@ int objkey_parse(const char *hex, struct objkey *ret);
 /* objects/<2 hex>/<30 hex>, relative to the store directory. */
 void objkey_path(const struct objkey *k, char ret[48]);
 
+/*
+ * Every image under objects/: each file objects/xx/y whose name makes a key (the one
+ * walker gc's sweep, verify's orphan search and the new-store check share). fn(ctx, dfd,
+ * name, key), dfd the open objects/xx, name the file's name in it: 0 goes on, > 0 stops
+ * and is returned, < 0 is returned as the error fn set. A missing objects/xx is skipped;
+ * one that cannot be read is -errno, "STORE_DIR/objects/xx: reason" in err.
+ */
+int object_each_image(int store_fd, const char *store_dir,
+                      int (*fn)(void *ctx, int dfd, const char *name, const struct objkey *key),
+                      void *ctx, struct cfs_err *err);
+
 /* A content to store: len bytes at data, where the ranges outside the sorted data extents
  * (holes of a sparse file) read as zeros and are never touched. nextents == 0 means the
  * whole range is data. Or, with data NULL, len bytes that read gives piece by piece, so a

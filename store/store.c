@@ -227,46 +227,27 @@ static int check_format(int fd, const char *dir, int *ret_version, struct cfs_er
 	               (int)strlen(FORMAT_LINE) - 1, FORMAT_LINE);
 }
 
-/* Whether objects/ holds at least one image. */
-static int any_image(int fd, bool *ret)
+static int found_image(void *ctx, int dfd, const char *name, const struct objkey *key)
 {
-	*ret = false;
-	for (int i = 0; i < 256 && !*ret; i++) {
-		char dir[16];
-		struct dirent *de;
-		DIR *d;
-		int dfd;
-
-		snprintf(dir, sizeof(dir), "objects/%02x", i);
-		dfd = openat(fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd < 0 && errno == ENOENT)
-			continue;
-		if (dfd < 0)
-			return neg_errno();
-		d = fdopendir(dfd);
-		if (!d) {
-			close(dfd);
-			return -ENOMEM;
-		}
-		while (!*ret && (de = readdir(d)))
-			*ret = strlen(de->d_name) == 30;
-		closedir(d);
-	}
-	return 0;
+	(void)ctx;
+	(void)dfd;
+	(void)name;
+	(void)key;
+	return 1;
 }
 
 int store_check_catalog(struct store *st, bool links, struct cfs_err *err)
 {
 	struct objkey dir, obj, zero = {{0}};
 	char env[33];
-	bool nothing, images;
+	bool nothing;
 	int r = catalog_names_nothing(st->cat, &nothing, err);
 
 	if (!r && nothing) {
-		r = any_image(st->fd, &images);
-		if (r)
-			return err_set(err, r, "%s/objects: %s", st->dir, strerror(-r));
-		if (images)
+		r = object_each_image(st->fd, st->dir, found_image, NULL, err);
+		if (r < 0)
+			return r;
+		if (r > 0)
 			return err_set(
 			        err, -EUCLEAN,
 			        "%s/catalog.db: the catalog names no object, but objects/ "

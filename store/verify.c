@@ -29,7 +29,6 @@
 #include "pack.h"
 #include "pkgrec.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -234,63 +233,37 @@ static int check_object(void *ctx, const struct catalog_object *co)
 	return 0;
 }
 
+static int orphan_one(void *ctx, int dfd, const char *name, const struct objkey *key)
+{
+	struct verify *v = ctx;
+	struct verify_problem p = {NULL, "unreferenced", NULL, NULL};
+	struct catalog_object co;
+	char hex[33];
+	int r = catalog_object_by_key(v->st->cat, key, &co, v->err);
+
+	(void)dfd;
+	(void)name;
+	if (r != -ENOENT)
+		return r;
+	objkey_hex(key, hex);
+	p.key = hex;
+	v->res.unreferenced++;
+	v->fn(v->ctx, &p);
+	if (v->collect) {
+		struct objkey *o = grow(v->orphans, &v->norphans, &v->caporphans, sizeof(*o));
+
+		if (!o)
+			return err_set(v->err, -ENOMEM, "out of memory");
+		v->orphans = o;
+		o[v->norphans - 1] = *key;
+	}
+	return 0;
+}
+
 /* Object files with no catalog row. */
 static int find_orphans(struct verify *v)
 {
-	for (int i = 0; i < 256; i++) {
-		char dir[16];
-		struct dirent *de;
-		DIR *d;
-		int fd;
-
-		snprintf(dir, sizeof(dir), "objects/%02x", i);
-		fd = openat(v->st->fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0 && errno == ENOENT)
-			continue;
-		if (fd < 0)
-			return err_set(v->err, neg_errno(), "%s/%s: %s", v->st->dir, dir,
-			               strerror(errno));
-		d = fdopendir(fd);
-		if (!d) {
-			close(fd);
-			return -ENOMEM;
-		}
-		while ((de = readdir(d))) {
-			struct catalog_object co;
-			struct objkey k;
-			char hex[33];
-			int r;
-
-			if (strlen(de->d_name) != 30)
-				continue;
-			snprintf(hex, sizeof(hex), "%.2s%s", dir + 8, de->d_name);
-			if (objkey_parse(hex, &k) < 0)
-				continue;
-			r = catalog_object_by_key(v->st->cat, &k, &co, v->err);
-			if (r == -ENOENT) {
-				struct verify_problem p = {hex, "unreferenced", NULL, NULL};
-
-				v->res.unreferenced++;
-				v->fn(v->ctx, &p);
-				if (v->collect) {
-					struct objkey *o = grow(v->orphans, &v->norphans,
-					                        &v->caporphans, sizeof(*o));
-
-					if (!o) {
-						closedir(d);
-						return err_set(v->err, -ENOMEM, "out of memory");
-					}
-					v->orphans = o;
-					o[v->norphans - 1] = k;
-				}
-			} else if (r) {
-				closedir(d);
-				return r;
-			}
-		}
-		closedir(d);
-	}
-	return 0;
+	return object_each_image(v->st->fd, v->st->dir, orphan_one, v, v->err);
 }
 
 /* ---- the trees: every node's link to its object, and the shape of every tree ---- */
