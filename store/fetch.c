@@ -4,8 +4,11 @@
  * calling thread, each item written to name.part and renamed when whole.
  *
  * Invariants:
- *   F1  A file named `name` in dir_fd is only ever a complete transfer: its bytes are
- *       fsync'ed before the rename that gives it its name.
+ *   F1  A file named `name` in dir_fd is only ever a complete transfer: the part is renamed
+ *       to it once whole. Nothing is synced: a download is for the process that made it
+ *       (install's are in its temporary directory, which no later process reads: install.c
+ *       N3), and every archive is checked against its digest before a byte is used (N1),
+ *       so a crash can cost a download, never a wrong byte.
  *   F2  name.part only ever holds a prefix of the resource, from byte 0: a transfer
  *       appends at the part's length and only after the server answered 206 with a
  *       Content-Range starting there; any other answer truncates the part to 0 first.
@@ -310,7 +313,7 @@ static int slot_take(struct fetch *f, struct slot *s, bool *ret_whole)
 	return slot_start(s);
 }
 
-/* The part is whole: F1, then it has its name. */
+/* The part is whole: it has its name (F1). */
 static int slot_finish(struct slot *s)
 {
 	struct fetch *f = s->f;
@@ -319,9 +322,7 @@ static int slot_finish(struct slot *s)
 	int r = 0;
 
 	part_name(name, part, sizeof(part));
-	if (fsync(s->fd) < 0)
-		r = err_set(f->err, neg_errno(), "%s: fsync: %s", part, strerror(errno));
-	else if (renameat(f->dir_fd, part, f->dir_fd, name) < 0)
+	if (renameat(f->dir_fd, part, f->dir_fd, name) < 0)
 		r = err_set(f->err, neg_errno(), "%s: rename: %s", part, strerror(errno));
 	slot_close(s);
 	if (!r)
@@ -612,9 +613,6 @@ out:
 		}
 		slot_close(s);
 	}
-	/* The renames of the files that completed, failure or not (F1). */
-	if (fsync(dir_fd) < 0 && !r)
-		r = err_set(err, neg_errno(), "fetch: fsync of the directory: %s", strerror(errno));
 	if (f.multi)
 		curl_multi_cleanup(f.multi);
 	free(f.slots);

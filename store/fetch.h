@@ -24,8 +24,8 @@ struct fetch_progress {
 };
 
 /*
- * Download every item into dir_fd as name: written as name.part, fsync'ed and renamed to
- * name when complete (the directory is fsync'ed before returning). At most `parallel`
+ * Download every item into dir_fd as name: written as name.part and renamed to name when
+ * complete; nothing is synced (fetch.c F1: the caller checks every digest). At most `parallel`
  * transfers at once (0 is taken as 1). A name.part already present is resumed with a Range
  * request; a server answering 200 instead of 206 restarts it from 0, and so does a 416 or
  * a part longer than the expected size. A part of exactly the expected size is taken as
