@@ -72,8 +72,9 @@ static void inode_release(struct inode *n)
 /* ---- the whole ingest ---- */
 
 /* The prefix's canonical path, from its descriptor: the path it was opened by, every link
- * on the way resolved, as realpath would say it but without a second lookup. */
-static int fd_path(int fd, char **ret)
+ * on the way resolved, as realpath would say it but without a second lookup; and its
+ * length, which readlink gave. */
+static int fd_path(int fd, char **ret, size_t *ret_len)
 {
 	static const char deleted[] = " (deleted)";
 	char link[64], buf[PATH_MAX];
@@ -90,7 +91,10 @@ static int fd_path(int fd, char **ret)
 	                      strcmp(buf + n - (sizeof(deleted) - 1), deleted) == 0))
 		return -ENOENT;
 	*ret = strdup(buf);
-	return *ret ? 0 : -ENOMEM;
+	if (!*ret)
+		return -ENOMEM;
+	*ret_len = (size_t)n;
+	return 0;
 }
 
 static int creds_error(struct ingest *in, int r, bool entering, struct cfs_err *err)
@@ -148,7 +152,7 @@ static int scan_activate(struct ingest *in, void *arg, struct cfs_err *err)
 		size_t len = strlen(de->d_name), tlen;
 		char rel[sizeof(dir_rel) + NAME_MAX + 1], *text;
 
-		if (len < 3 || strcmp(de->d_name + len - 3, ".sh"))
+		if (len < 3 || strcmp(de->d_name + len - 3, ".sh") != 0)
 			continue;
 		snprintf(rel, sizeof(rel), "%s/%s", dir_rel, de->d_name);
 		if (textfile_read(in->root_fd, rel, rel, ACTIVATE_SCAN_MAX, &text, &tlen, NULL))
@@ -309,13 +313,12 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 		r = err_set(err, neg_errno(), "%s: %s", prefix, strerror(errno));
 		goto out;
 	}
-	r = fd_path(in.root_fd, &real);
+	r = fd_path(in.root_fd, &real, &in.plen);
 	if (r) {
 		r = err_set(err, r, "%s: cannot tell its path: %s", prefix, strerror(-r));
 		goto out;
 	}
 	in.prefix = real;
-	in.plen = strlen(real);
 	r = fscreds_init(&in.creds, sb.st_uid);
 	if (r) {
 		r = creds_error(&in, r, true, err);

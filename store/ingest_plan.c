@@ -45,7 +45,7 @@ static int find_parents(const struct link_plan *plan, size_t n, size_t *parent, 
 			if (c == 0)
 				c = q[dlen] ? 1 : 0;
 			if (c == 0) {
-				lo = hi = mid;
+				lo = mid;
 				break;
 			}
 			if (c < 0)
@@ -221,7 +221,9 @@ int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan,
 	if (n + 1 > UINT32_MAX / 2)
 		return err_set(err, -EFBIG, "%s: too many files", in->prefix);
 	parent = malloc((n + 1) * sizeof(*parent));
-	order = malloc((n + 1) * sizeof(*order));
+	/* Zeroed, though the counting sort below writes every slot that is read: clang's
+	 * analyzer cannot follow that. */
+	order = calloc(n + 1, sizeof(*order));
 	first = calloc(n + 1, sizeof(*first));
 	node_of = malloc((n + 1) * sizeof(*node_of));
 	gone = calloc(n + 1, sizeof(*gone));
@@ -298,7 +300,6 @@ int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan,
 			r = fill_node(in, k, e, plan, pkgs, err);
 			if (r)
 				goto out;
-			d = &in->nodes[nq];
 		}
 	}
 	if (in->n != n + 1 - ngone)

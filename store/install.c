@@ -384,8 +384,10 @@ static bool stored(struct store *st, const char *hash)
 static int link_and_store(struct install *ins, const char *hash, enum ingest_result *ret_result,
                           bool *ret_again, struct cfs_err *err)
 {
-	struct link_pkg *lp = calloc(ins->n ? ins->n : 1, sizeof(*lp));
-	int *pkg_fds = malloc((ins->n ? ins->n : 1) * sizeof(*pkg_fds));
+	/* The packages' count, fixed for this call: the cleanup closes what the start set. */
+	const size_t npkg = ins->n;
+	struct link_pkg *lp = calloc(npkg ? npkg : 1, sizeof(*lp));
+	int *pkg_fds = malloc((npkg ? npkg : 1) * sizeof(*pkg_fds));
 	struct ingest_pkg *pkgs = calloc(ins->n ? ins->n : 1, sizeof(*pkgs));
 	struct link_plan *plan = NULL;
 	bool compile = false;
@@ -396,7 +398,7 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 
 	ingest_init(&in, ins->st, &ins->opts->ingest);
 	*ret_again = false;
-	for (size_t i = 0; pkg_fds && i < ins->n; i++)
+	for (size_t i = 0; pkg_fds && i < npkg; i++)
 		pkg_fds[i] = -1;
 	if (!lp || !pkg_fds || !pkgs) {
 		r = err_set(err, -ENOMEM, "out of memory");
@@ -502,7 +504,7 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 	}
 out:
 	ingest_release(&in);
-	for (size_t i = 0; pkg_fds && i < ins->n; i++)
+	for (size_t i = 0; pkg_fds && i < npkg; i++)
 		if (pkg_fds[i] >= 0)
 			close(pkg_fds[i]);
 	free(pkg_fds);

@@ -74,11 +74,11 @@ static bool lock_line_matches(const char *line, const struct target *t, pid_t *r
 	if (sscanf(line, "%15s %15s %15s %d %x:%x:%llu %lld %31s", kind, mode, type, &pid, &dmaj,
 	           &dmin, &ino, &start, end) != 9)
 		return false;
-	if (strcmp(kind, "FLOCK") && strcmp(kind, "POSIX") && strcmp(kind, "OFDLCK"))
+	if (strcmp(kind, "FLOCK") != 0 && strcmp(kind, "POSIX") != 0 && strcmp(kind, "OFDLCK") != 0)
 		return false;
 	if (dmaj != t->dmaj || dmin != t->dmin || ino != t->ino)
 		return false;
-	if (t->writers_only && strcmp(type, "WRITE"))
+	if (t->writers_only && strcmp(type, "WRITE") != 0)
 		return false;
 	stop = strcmp(end, "EOF") == 0 ? -1 : strtoll(end, NULL, 10);
 	if (strcmp(kind, "FLOCK") != 0 &&
@@ -213,6 +213,11 @@ void lockwait_holders(int fd, const char *path, off_t start, off_t len, bool wri
 
 	if (size)
 		buf[0] = '\0';
+	/* Neither a descriptor nor a path: nothing to look up. (Callers without a path pass
+	 * a valid descriptor, lockwait_flock one flock has taken, which clang's analyzer
+	 * cannot tell.) */
+	if (fd < 0 && !path)
+		return;
 	if ((fd >= 0 ? fstat(fd, &sb) : stat(path, &sb)) < 0)
 		return;
 	t = (struct target){

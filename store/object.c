@@ -189,6 +189,8 @@ static int src_walk(const struct object_src *src, uint64_t off, uint64_t len,
 		}
 		return 0;
 	}
+	/* Without read, the bytes are at data: of a content with neither, nothing is asked. */
+	assert(src->data || len == 0);
 	if (src->nextents == 0)
 		return len ? fn(ctx, src->data + off, len, false) : 0;
 	while (off < end) {
@@ -300,6 +302,7 @@ static int empty_dir(int fd)
 		struct dirent *de;
 		char sub[NAME_MAX + 1] = "";
 		int next, r = 0;
+		bool dir;
 
 		if (!d) {
 			close(cur);
@@ -311,14 +314,14 @@ static int empty_dir(int fd)
 				continue;
 			if (unlinkat(cur, de->d_name, 0) == 0 || errno == ENOENT)
 				continue;
-			if (errno != EISDIR)
-				r = neg_errno();
-			else if (unlinkat(cur, de->d_name, AT_REMOVEDIR) == 0)
+			dir = errno == EISDIR;
+			if (dir && unlinkat(cur, de->d_name, AT_REMOVEDIR) == 0)
 				continue;
-			else if (errno != ENOTEMPTY && errno != EEXIST)
-				r = neg_errno();
-			else
+			/* A directory not empty yet: gone into below. */
+			if (dir && (errno == ENOTEMPTY || errno == EEXIST))
 				snprintf(sub, sizeof(sub), "%s", de->d_name);
+			else
+				r = neg_errno();
 			break;
 		}
 		closedir(d);
@@ -1070,9 +1073,9 @@ int object_open_fd(int fd, const struct objkey *key, struct object **ret, struct
 		close(fd);
 		return -ENOMEM;
 	}
-	o->key = *key;
-	o->fd = fd;
-	o->frame_index = -1;
+	/* Whole, not member by member: clang's analyzer takes a struct stored into the first
+	 * member (key) for one stored into all of *o. */
+	*o = (struct object){.key = *key, .fd = fd, .frame_index = -1};
 	if (fstat(o->fd, &sb) < 0) {
 		r = err_set(err, neg_errno(), "%s: %s", path, strerror(errno));
 		goto fail;

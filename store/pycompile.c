@@ -227,11 +227,11 @@ struct share {
 	size_t n;
 	const char *exe;
 	char *const *envp;
-	int cwd_fd;
 	const struct nobody *nb;
 	int (*put)(void *, const struct link_entry *, const uint8_t *, size_t, struct cfs_err *);
 	void (*warn)(void *, const char *);
 	void *arg;
+	int cwd_fd;
 	int r;
 	struct cfs_err err;
 };

@@ -36,6 +36,7 @@
 
 #include "err.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -1201,6 +1202,9 @@ int reloc_emit(struct reloc *r, const uint8_t *neutral, size_t nlen, const char 
 	uint64_t off = 0;
 	int rc = 0;
 
+	/* The content r was made of (reloc_scan's neutral copy, never NULL with r): said so
+	 * for clang's analyzer, which loses it inside reloc_scan. */
+	assert(neutral || nlen == 0);
 	if (!piece)
 		return -ENOMEM;
 	for (;;) {

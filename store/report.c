@@ -352,7 +352,7 @@ static int parse_env(const char *name, size_t i, const struct ynode *o, struct r
 		key = "last_used";
 	else if (!get_str(o, "source_prefix", e->env.source_prefix, sizeof(e->env.source_prefix)))
 		key = "source_prefix";
-	else if (!broken || (strcmp(broken, "true") && strcmp(broken, "false")))
+	else if (!broken || (strcmp(broken, "true") != 0 && strcmp(broken, "false") != 0))
 		key = "broken";
 	else if (!ynode_is_seq(tags))
 		key = "tags";
@@ -501,7 +501,7 @@ int report_packages_parse(const char *name, const char *text, size_t len, struct
 		        .sha256 = ynode_str(ynode_get(o, "sha256")),
 		};
 
-		if (!kind || (strcmp(kind, "conda") && strcmp(kind, "pypi")))
+		if (!kind || (strcmp(kind, "conda") != 0 && strcmp(kind, "pypi") != 0))
 			r = bad(err, name, "package", i, "kind");
 		else
 			r = pkgset_add(set, &p, name, err);
@@ -567,7 +567,7 @@ int report_env_find(const struct report_env *v, size_t n, const char *name, size
 	if (len < 4 || len > 32 || strspn(name, "0123456789abcdef") != len)
 		return err_set(err, -ENOENT, "%s: no such environment or tag", name);
 	for (size_t i = 0; i < n; i++) {
-		if (strncmp(v[i].env.hash, name, len))
+		if (strncmp(v[i].env.hash, name, len) != 0)
 			continue;
 		if (found < n)
 			return err_set(err, -EINVAL, "%s: more than one environment starts with it",

@@ -500,7 +500,7 @@ static size_t put_name(char *buf, size_t size, size_t len, const char *name, siz
  * damaged tree must not loop): "(node N)/..." where the chain breaks. */
 static void tree_path(struct tree *t, size_t k, char *buf, size_t size)
 {
-	size_t chain[256], depth = 0, len = 0;
+	size_t chain[256] = {0}, depth = 0, len = 0;
 	struct tnode *n = &t->n[k];
 
 	while (depth < 256 && n->parent > 0) {

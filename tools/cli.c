@@ -102,12 +102,6 @@ void cli_say(const char *cmd, const char *msg)
 	fputc('\n', stderr);
 }
 
-int cli_die(const struct cli *c, const struct cfs_err *err, int r)
-{
-	cli_say(c->cmd, err && err->msg[0] ? err->msg : strerror(-r));
-	return EXIT_FAILED;
-}
-
 /*
  * Whether this user must not open the store: anyone but root and the store's owner
  * (*ret_owner; 0 when it cannot even be looked at). Also when an older store's modes

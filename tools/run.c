@@ -84,7 +84,7 @@ static bool has_name(const char *entry, const char *name)
 /* environ with the activation applied: a new array; the entries kept are environ's. */
 static char **activated_env(const struct activation *a)
 {
-	size_t n = 0, k = 0, nset = activation_count(a);
+	size_t n = 0, k = 0, kept, nset = activation_count(a);
 	char **env;
 
 	while (environ[n])
@@ -102,9 +102,15 @@ static char **activated_env(const struct activation *a)
 		if (!drop)
 			env[k++] = environ[i];
 	}
-	for (size_t j = 0; j < nset; j++)
-		if (asprintf(&env[k++], "%s=%s", activation_name(a, j), activation_value(a, j)) < 0)
+	kept = k;
+	for (size_t j = 0; j < nset; j++, k++)
+		if (asprintf(&env[k], "%s=%s", activation_name(a, j), activation_value(a, j)) < 0) {
+			/* The entries before kept are environ's own; the rest are ours. */
+			while (k > kept)
+				free(env[--k]);
+			free(env);
 			return NULL;
+		}
 	return env;
 }
 

@@ -146,7 +146,7 @@ int viamount_open(const char *mountpoint, const char *store, struct viamount **r
 		goto out;
 	/* Another daemon's mount would show another store's environments. */
 	real = realpath(store, NULL);
-	if (strcmp(real ? real : store, served_store)) {
+	if (strcmp(real ? real : store, served_store) != 0) {
 		r = -EXDEV;
 		if (err)
 			snprintf(err->msg, sizeof(err->msg), "%s serves the store %s, not %s",
@@ -186,7 +186,7 @@ int viamount_envs(struct viamount *vm, const struct report_env **ret, size_t *re
                   struct cfs_err *err)
 {
 	char name[PATH_MAX + 64], *text = NULL;
-	size_t len;
+	size_t len = 0;
 	int r = 0;
 
 	if (!vm->have_envs) {
@@ -453,7 +453,6 @@ int viamount_cat(struct viamount *vm, const struct store_env *env, const char *p
 		else
 			pdir = dfd;
 		dfd = fd;
-		fd = -1;
 	}
 	if (!r && (fstat(dfd, &sb) < 0 || !S_ISREG(sb.st_mode)))
 		r = -EISDIR;
@@ -890,7 +889,7 @@ static int verify_file(struct vverify *v, int dfd, const char *name, const struc
 		return 0;
 	}
 	for (;;) {
-		size_t got;
+		size_t got = 0;
 
 		r = read_full(fd, off, CHUNK, v->buf, &got);
 		if (r || got == 0)

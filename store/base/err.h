@@ -28,9 +28,10 @@ void err_format(struct cfs_err *err, const char *fmt, ...) __attribute__((format
 /* -errno after a failed call, never 0: what every error path returns. */
 static inline int neg_errno(void)
 {
-	int e = errno;
+	/* Tested as the value returned, so that static analysis sees it is never 0. */
+	int r = -errno;
 
-	return e > 0 && e < 4096 ? -e : -EIO;
+	return r < 0 && r > -4096 ? r : -EIO;
 }
 
 #endif

@@ -123,17 +123,19 @@ static ssize_t kvlist_find(const struct kvlist *l, const char *name)
 static int kvlist_put(struct kvlist *l, const char *name, size_t namelen, const char *value)
 {
 	char *n = strndup(name, namelen), *v = NULL;
-	ssize_t at;
 
 	if (!n || (value && !(v = strdup(value)))) {
 		free(n);
 		return -ENOMEM;
 	}
-	at = kvlist_find(l, n);
-	if (at >= 0) {
+	/* Looked for here rather than by kvlist_find's index: clang's analyzer, when it does
+	 * not follow that call, takes the index for one into l->v even when l is empty. */
+	for (size_t i = 0; i < l->n; i++) {
+		if (strcmp(l->v[i].name, n) != 0)
+			continue;
 		free(n);
-		free(l->v[at].value);
-		l->v[at].value = v;
+		free(l->v[i].value);
+		l->v[i].value = v;
 		return 0;
 	}
 	if (l->n == l->cap) {
@@ -385,7 +387,7 @@ static int list_dir(int dfd, const char *rel, const char *display, const char *s
 
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		if (suffix && (len < slen || strcmp(de->d_name + len - slen, suffix)))
+		if (suffix && (len < slen || strcmp(de->d_name + len - slen, suffix) != 0))
 			continue;
 		if (n == FILES_MAX) {
 			r = err_set(err, -E2BIG, "%s: more than %d entries", display, FILES_MAX);
@@ -657,7 +659,7 @@ static int source_scripts(const char *env_dir, char **names, size_t n, char *con
 		const char *was = envmap_getn(&before.map, e->s, e->namelen);
 		bool ours = is(e, SH_VAR) || is(e, "PWD") || is(e, "OLDPWD");
 
-		if (!ours && (!was || strcmp(was, value)) &&
+		if (!ours && (!was || strcmp(was, value) != 0) &&
 		    (r = kvlist_put(changes, e->s, e->namelen, value))) {
 			r = err_set(err, r, "%s: out of memory", display);
 			goto out;
@@ -778,7 +780,7 @@ static int add_declared(const struct kvlist *vars, const struct envmap *base, lo
 		if (r)
 			return r;
 	}
-	if (old_shlvl > 0 && old_prefix && *old_prefix && strcmp(old_prefix, env_dir)) {
+	if (old_shlvl > 0 && old_prefix && *old_prefix && strcmp(old_prefix, env_dir) != 0) {
 		snprintf(name, sizeof(name), "CONDA_PREFIX_%ld", old_shlvl);
 		return kvlist_put(changes, name, strlen(name), old_prefix);
 	}

@@ -24,7 +24,7 @@ struct scanner {
 	char word[WORD_MAX];
 	size_t wlen;
 	bool in_word;
-	int redirect; /* 0 none, '>' the next word is written to, '<' read from */
+	char redirect; /* 0 none, '>' the next word is written to, '<' read from */
 	bool writes;
 };
 

@@ -15,6 +15,7 @@
 #include "useropen.h"
 #include "yamldoc.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -606,6 +607,7 @@ int condameta_read(const char *prefix, struct condameta **ret, struct cfs_err *e
 
 		if (!r && left) {
 			condameta_free(*ret);
+			*ret = NULL;
 			r = err_set(err, left, "%s: cannot take back our own credentials: %s",
 			            prefix, strerror(-left));
 		}
@@ -661,8 +663,11 @@ int pkgset_from_prefix(const char *prefix, struct pkgset **ret, struct cfs_err *
 	int r;
 
 	r = condameta_read(prefix, &m, err);
-	if (r < 0)
+	if (r)
 		return r;
+	/* Set when it returns 0: for clang's analyzer, which cannot tell that its error
+	 * returns (neg_errno's -errno) are never 0. */
+	assert(m);
 	*ret = condameta_take_pkgset(m);
 	condameta_free(m);
 	return 0;

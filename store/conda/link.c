@@ -553,7 +553,7 @@ static struct lpkg *find_name(struct lpkg **sorted, size_t n, const char *name, 
  */
 static int link_order(struct lpkg *k, size_t n, struct link_plan *pl, struct cfs_err *err)
 {
-	struct lpkg **sorted = calloc(n ? n : 1, sizeof(*sorted));
+	struct lpkg **sorted = calloc(n ? n : 1, sizeof(struct lpkg *));
 	bool *placed = calloc(n ? n : 1, sizeof(*placed)), *parent = NULL;
 	size_t *left = calloc(n ? n : 1, sizeof(*left)), *ready = NULL;
 	struct lpkg *python;
@@ -568,7 +568,7 @@ static int link_order(struct lpkg *k, size_t n, struct link_plan *pl, struct cfs
 	}
 	for (size_t i = 0; i < n; i++)
 		sorted[i] = &k[i];
-	qsort(sorted, n, sizeof(*sorted), cmp_pkg_name);
+	qsort(sorted, n, sizeof(struct lpkg *), cmp_pkg_name);
 	for (size_t i = 1; i < n; i++)
 		if (strcmp(sorted[i - 1]->name, sorted[i]->name) == 0) {
 			r = err_set(err, -EINVAL, "two packages named %s: %s and %s",

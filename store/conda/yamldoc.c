@@ -223,7 +223,7 @@ static int tree_finish(struct tree *t, size_t root, struct yamldoc **ret)
 {
 	struct yamldoc *d = calloc(1, sizeof(*d));
 
-	if (!d || !(d->kids = malloc((t->nkids ? t->nkids : 1) * sizeof(*d->kids)))) {
+	if (!d || !(d->kids = malloc((t->nkids ? t->nkids : 1) * sizeof(const struct ynode *)))) {
 		free(d);
 		tree_nomem(t);
 		return t->r;

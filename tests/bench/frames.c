@@ -32,16 +32,19 @@ struct file {
 int main(int argc, char **argv)
 {
 	static const unsigned shifts[] = {16, 17, 18, 19, 20};
-	struct file *files = calloc((size_t)argc, sizeof(*files));
-	ZSTD_CCtx *cctx = ZSTD_createCCtx();
-	ZSTD_DCtx *dctx = ZSTD_createDCtx();
+	struct file *files;
+	ZSTD_CCtx *cctx;
+	ZSTD_DCtx *dctx;
 	uint64_t total = 0, seed = 42;
-	int nfiles = 0;
+	int nfiles = 0, rc = 0;
 
 	if (argc < 2) {
 		fprintf(stderr, "usage: bench-frames FILE...\n");
 		return 2;
 	}
+	files = calloc((size_t)argc, sizeof(*files));
+	cctx = ZSTD_createCCtx();
+	dctx = ZSTD_createDCtx();
 	for (int i = 1; i < argc; i++) {
 		struct stat sb;
 		int fd = open(argv[i], O_RDONLY);
@@ -58,6 +61,12 @@ int main(int argc, char **argv)
 			continue;
 		total += files[nfiles].len;
 		nfiles++;
+	}
+	/* The random reads pick a file modulo nfiles. */
+	if (!nfiles) {
+		fprintf(stderr, "bench-frames: no readable non-empty file\n");
+		rc = 1;
+		goto out;
 	}
 	printf("%d files, %.1f MiB\n", nfiles, (double)total / 1048576);
 	printf("%-10s %12s %8s %12s %14s\n", "frame", "compressed", "ratio", "compress s",
@@ -103,8 +112,9 @@ int main(int argc, char **argv)
 		free(cbuf);
 		free(dbuf);
 	}
+out:
 	ZSTD_freeCCtx(cctx);
 	ZSTD_freeDCtx(dctx);
 	free(files);
-	return 0;
+	return rc;
 }

@@ -48,16 +48,21 @@ static int dump(int dir_fd, const char *sub, const char *name, ZSTD_DCtx *dctx, 
 
 int main(int argc, char **argv)
 {
-	ZSTD_DCtx *dctx = ZSTD_createDCtx();
-	uint8_t *buf = malloc(CHUNK);
+	ZSTD_DCtx *dctx;
+	uint8_t *buf;
 	int rc = 0;
 
 	if (argc != 2) {
 		fprintf(stderr, "usage: store_objdump STORE\n");
 		return 2;
 	}
-	if (!dctx || !buf)
+	dctx = ZSTD_createDCtx();
+	buf = malloc(CHUNK);
+	if (!dctx || !buf) {
+		ZSTD_freeDCtx(dctx);
+		free(buf);
 		return 1;
+	}
 	for (int i = 0; i < 256; i++) {
 		char dir[4096], sub[3];
 		struct dirent *de;
