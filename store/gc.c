@@ -21,6 +21,7 @@
 #include "store_impl.h"
 
 #include "err.h"
+#include "hex.h"
 #include "repack.h"
 
 #include <errno.h>
@@ -90,7 +91,7 @@ bool store_tag_valid(const char *name)
 
 	/* 32 hex digits in any case read as a hash (or as a prefix of one): never a tag. */
 	if (n == 0 || n > 128 || name[0] == '.' || name[0] == '-' ||
-	    (n == 32 && strspn(name, "0123456789abcdefABCDEF") == 32))
+	    (n == 32 && hex_only(name, 32, true)))
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = name[i];

@@ -9,18 +9,11 @@
 #include "store_impl.h"
 
 #include "err.h"
+#include "hex.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-static bool is_hex(const char *s)
-{
-	for (; *s; s++)
-		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
-			return false;
-	return true;
-}
 
 int store_env_list(struct store *st, struct store_env **ret, size_t *ret_n, struct cfs_err *err)
 {
@@ -42,7 +35,7 @@ int store_env_find(struct store *st, const char *name, struct store_env *ret, st
 		if (r != -ENOENT)
 			return r;
 	}
-	if (len < 4 || len > 32 || !is_hex(name))
+	if (len < 4 || len > 32 || !hex_only(name, len, false))
 		return err_set(err, -ENOENT, "%s: no such environment or tag", name);
 	if (len == 32)
 		r = catalog_env_by_hash(st->cat, name, ret, err);

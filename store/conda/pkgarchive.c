@@ -30,6 +30,7 @@
 #include "pkgarchive.h"
 
 #include "err.h"
+#include "hex.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -55,11 +56,6 @@
 
 /* ---- the digest ---- */
 
-static bool is_hex(const char *s, size_t len)
-{
-	return strlen(s) == len && strspn(s, "0123456789abcdefABCDEF") == len;
-}
-
 static bool given(const char *s)
 {
 	return s && *s;
@@ -73,11 +69,7 @@ static int hex_final(EVP_MD_CTX *ctx, char *out)
 
 	if (!EVP_DigestFinal_ex(ctx, md, &mdlen))
 		return -EIO;
-	for (unsigned int i = 0; i < mdlen; i++) {
-		out[2 * i] = "0123456789abcdef"[md[i] >> 4];
-		out[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
-	}
-	out[2 * mdlen] = '\0';
+	hex_encode(md, mdlen, out);
 	return 0;
 }
 
@@ -95,10 +87,10 @@ int pkgarchive_verify(int fd, const char *sha256, const char *md5, const char *w
 	if (!given(sha256) && !given(md5))
 		return err_set(err, -EINVAL, "%s: the lock gives neither a sha256 nor an md5",
 		               what);
-	if (given(sha256) && !is_hex(sha256, 64))
+	if (given(sha256) && (strlen(sha256) != 64 || !hex_only(sha256, 64, true)))
 		return err_set(err, -EINVAL, "%s: the lock's sha256 is not 64 hex digits: %.80s",
 		               what, sha256);
-	if (given(md5) && !is_hex(md5, 32))
+	if (given(md5) && (strlen(md5) != 32 || !hex_only(md5, 32, true)))
 		return err_set(err, -EINVAL, "%s: the lock's md5 is not 32 hex digits: %.80s", what,
 		               md5);
 	sctx = EVP_MD_CTX_new();

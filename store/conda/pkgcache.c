@@ -20,6 +20,7 @@
 #include "pkgcache.h"
 
 #include "err.h"
+#include "hex.h"
 #include "useropen.h"
 #include "yamldoc.h"
 
@@ -72,14 +73,6 @@ void pkgcache_free(struct pkgcache *c)
 	free(c);
 }
 
-static bool is_hex(const char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return false;
-	return true;
-}
-
 /* The names ending in "-<64 hex>": rattler's origin-keyed entries, listed once here so
  * that a lookup needs no directory scan. */
 static int list_hashed(struct cachedir *d)
@@ -101,7 +94,8 @@ static int list_hashed(struct cachedir *d)
 		char **grown;
 
 		if (len <= ORIGIN_SUFFIX_LEN || e->d_name[len - ORIGIN_SUFFIX_LEN] != '-' ||
-		    !is_hex(e->d_name + len - ORIGIN_SUFFIX_LEN + 1, ORIGIN_SUFFIX_LEN - 1))
+		    !hex_only(e->d_name + len - ORIGIN_SUFFIX_LEN + 1, ORIGIN_SUFFIX_LEN - 1,
+		              false))
 			continue;
 		grown = realloc(d->hashed, (d->nhashed + 1) * sizeof(*grown));
 		if (!grown) {
