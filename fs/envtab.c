@@ -81,19 +81,11 @@ static int cmp_root(const void *a, const void *b)
 }
 
 /* The root's names: the live environments, then the tags, sorted together. */
-static int load_root(struct store *st, struct envtab *t, struct cfs_err *err)
+static int make_root(struct envtab *t, const struct store_tag *tags, size_t ntags)
 {
-	struct store_tag *tags = NULL;
-	size_t ntags = 0;
-	int r = store_tag_list(st, NULL, &tags, &ntags, err);
-
-	if (r)
-		return r;
 	t->root = calloc(t->nlive + ntags + 1, sizeof(*t->root));
-	if (!t->root) {
-		r = -ENOMEM;
-		goto out;
-	}
+	if (!t->root)
+		return -ENOMEM;
 	for (size_t i = 0; i < t->n; i++) {
 		struct fsd_root *e = &t->root[t->nroot];
 
@@ -111,85 +103,114 @@ static int load_root(struct store *st, struct envtab *t, struct cfs_err *err)
 		if (ino_make(INO_TAG, tags[i].id, &e->ino))
 			continue;
 		memcpy(e->name, tags[i].name, sizeof(e->name));
+		e->name[sizeof(e->name) - 1] = '\0';
 		e->len = (uint8_t)strlen(e->name);
 		memcpy(e->target, tags[i].hash, sizeof(e->target));
+		e->target[sizeof(e->target) - 1] = '\0';
 		e->mtime.tv_sec = tags[i].set_at;
 		t->nroot++;
 	}
 	qsort(t->root, t->nroot, sizeof(*t->root), cmp_root);
-out:
-	free(tags);
+	return 0;
+}
+
+/* Environment v, whose top directory is top, as the table's next one. */
+static int add_env(struct envtab *t, const char *mountpoint, const struct store_env *v,
+                   const struct store_node *top)
+{
+	struct fsd_env *e = &t->envs[t->n];
+	int r = ino_make(INO_NODE, v->root, &e->ino);
+
+	if (r)
+		return r;
+	e->id = v->id;
+	e->top = *top;
+	memcpy(e->hash, v->hash, sizeof(e->hash));
+	e->hash[sizeof(e->hash) - 1] = '\0';
+	e->removed = v->removed != 0;
+	e->generation = ino_generation(e->hash);
+	if (asprintf(&e->prefix, "%s/%s", mountpoint, e->hash) < 0) {
+		e->prefix = NULL;
+		return -ENOMEM;
+	}
+	e->prefix_len = strlen(e->prefix);
+	e->created = v->created;
+	t->by_id[t->n] = e;
+	t->n++;
+	t->nlive += !e->removed;
+	/* Made once per environment and table: a few hundred bytes each. */
+	for (int f = 0; f < FROZEN_FILES && !r; f++)
+		r = frozen_text((enum frozen_file)f, e->prefix, e->hash, &e->served[f],
+		                &e->served_len[f]);
 	return r;
 }
 
-int envtab_load(struct fsd *fs, struct store *st, uint64_t version, struct envtab **ret,
-                struct cfs_err *err)
+int envtab_build(const char *mountpoint, uint64_t version, const struct store_env *v,
+                 const struct store_node *tops, size_t n, const struct store_tag *tags,
+                 size_t ntags, struct envtab **ret)
 {
-	struct store_env *v = NULL;
-	struct envtab *t;
-	size_t n = 0;
-	int r;
+	struct envtab *t = calloc(1, sizeof(*t));
+	int r = 0;
 
-	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	atomic_init(&t->refs, 1);
 	t->version = version;
 	clock_gettime(CLOCK_REALTIME, &t->changed);
-	r = store_env_list_all(st, &v, &n, err);
-	if (r)
-		goto out;
+	/* by_id holds pointers into envs. */
 	t->envs = calloc(n ? n : 1, sizeof(*t->envs));
-	t->by_id = calloc(n ? n : 1, sizeof(*t->by_id));
-	if (!t->envs || !t->by_id) {
+	t->by_id = calloc(n ? n : 1, sizeof(struct fsd_env *));
+	if (!t->envs || !t->by_id)
 		r = -ENOMEM;
-		goto out;
+	for (size_t i = 0; !r && i < n; i++)
+		r = add_env(t, mountpoint, &v[i], &tops[i]);
+	if (!r) {
+		qsort(t->by_id, t->n, sizeof(struct fsd_env *), cmp_id);
+		r = make_root(t, tags, ntags);
 	}
-	for (size_t i = 0; i < n; i++) {
-		struct fsd_env *e = &t->envs[t->n];
-
-		r = store_node_get(st, v[i].root, &e->top, err);
-		if (r == -ENOENT) {
-			/* Deleted between the two queries: the next change brings it up to date. */
-			r = 0;
-			continue;
-		}
-		if (r)
-			goto out;
-		r = ino_make(INO_NODE, v[i].root, &e->ino);
-		if (r)
-			goto out;
-		e->id = v[i].id;
-		memcpy(e->hash, v[i].hash, sizeof(e->hash));
-		e->removed = v[i].removed != 0;
-		t->nlive += !e->removed;
-		e->generation = ino_generation(e->hash);
-		if (asprintf(&e->prefix, "%s/%s", fs->mountpoint, e->hash) < 0) {
-			e->prefix = NULL;
-			r = -ENOMEM;
-			goto out;
-		}
-		e->prefix_len = strlen(e->prefix);
-		e->created = v[i].created;
-		t->by_id[t->n] = e;
-		t->n++;
-		/* Made once per environment and table: a few hundred bytes each. */
-		for (int f = 0; f < FROZEN_FILES && !r; f++)
-			r = frozen_text((enum frozen_file)f, e->prefix, e->hash, &e->served[f],
-			                &e->served_len[f]);
-		if (r)
-			goto out;
-	}
-	qsort(t->by_id, t->n, sizeof(*t->by_id), cmp_id);
-	r = load_root(st, t, err);
-out:
-	free(v);
 	if (r) {
 		envtab_free(t);
 		return r;
 	}
 	*ret = t;
 	return 0;
+}
+
+int envtab_load(struct fsd *fs, struct store *st, uint64_t version, struct envtab **ret,
+                struct cfs_err *err)
+{
+	struct store_env *v = NULL;
+	struct store_node *tops = NULL;
+	struct store_tag *tags = NULL;
+	size_t n = 0, kept = 0, ntags = 0;
+	int r = store_env_list_all(st, &v, &n, err);
+
+	if (r)
+		return r;
+	tops = calloc(n ? n : 1, sizeof(*tops));
+	if (!tops) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		r = store_node_get(st, v[i].root, &tops[kept], err);
+		/* Deleted between the two queries: the next change brings it up to date. */
+		if (r == -ENOENT)
+			continue;
+		if (r)
+			goto out;
+		if (kept != i)
+			v[kept] = v[i];
+		kept++;
+	}
+	r = store_tag_list(st, NULL, &tags, &ntags, err);
+	if (!r)
+		r = envtab_build(fs->mountpoint, version, v, tops, kept, tags, ntags, ret);
+out:
+	free(tags);
+	free(tops);
+	free(v);
+	return r;
 }
 
 const struct fsd_root *envtab_root_find(const struct envtab *t, const char *name, size_t len)
@@ -214,7 +235,7 @@ const struct fsd_root *envtab_tag_by_ino(const struct envtab *t, fuse_ino_t ino)
 {
 	/* Tags are few, and the kernel asks for each once (it caches link targets). */
 	for (size_t i = 0; i < t->nroot; i++)
-		if (t->root[i].ino == ino)
+		if (t->root[i].ino == ino && !t->root[i].env)
 			return &t->root[i];
 	return NULL;
 }

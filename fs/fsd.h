@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * condafsd's insides, shared by its modules and by nothing else: the daemon's one state
- * struct (each field says which lock protects it) and the functions each module offers the
- * others. The store is reached only through <condafs/store.h>.
+ * condafsd's insides, shared by its modules, main.c and their unit tests, and by nothing
+ * else: the daemon's one state struct (each field says which lock protects it) and the
+ * functions each module offers the others. The store is reached only through
+ * <condafs/store.h>.
  */
 #ifndef CONDAFS_FSD_H
 #define CONDAFS_FSD_H
@@ -21,7 +22,7 @@
 
 #define FSD_NAME "condafsd"
 
-/* ---- the daemon's state (main.c owns it) ---- */
+/* ---- the daemon's state (main.c owns it, state.c makes and releases it) ---- */
 
 struct envtab;
 struct meta;
@@ -85,9 +86,34 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 /* A store handle's notices (store_open_notify: a lock waited for, and who holds it), as
  * warnings. */
 void log_notice(void *ctx, const char *msg);
-/* An error serving one file: logged the first time per key (a nodeid), and no more than a
- * few per second in all, so a corrupt object cannot flood the journal. */
+/* An error serving one file: logged the first time per key (a nodeid, never 0), and no
+ * more than a few per second in all (struct log_limit), so a corrupt object cannot flood
+ * the journal. */
 void log_file_error(uint64_t key, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The limit log_file_error applies, as a value driven by the caller's clock (the daemon
+ * has one, under a lock; a test its own). Only the first error about a key (non-zero)
+ * counts, whether it passes or not; of those, LOG_BURST pass at once, then one per
+ * LOG_INTERVAL_NS (a token bucket holding at most LOG_BURST). The set of keys seen is
+ * fixed: a full neighbourhood forgets a key, so one seen long ago may count again. */
+#define LOG_BURST       20
+#define LOG_INTERVAL_NS 200000000LL
+#define LOG_SEEN_SLOTS  4096
+
+/* Zeroed: nothing logged yet. */
+struct log_limit {
+	bool started;                  /* refill_ns is set */
+	int64_t spent;                 /* of the LOG_BURST tokens, taken and not given back */
+	int64_t refill_ns;             /* when the next token given back is counted from */
+	uint64_t suppressed;           /* refused since the last line that passed */
+	uint64_t seen[LOG_SEEN_SLOTS]; /* keys that passed; 0: empty */
+};
+
+/* Whether the error about key at now (nanoseconds of a clock that does not go back) is
+ * logged. A key seen before is refused and not counted; any other refusal is. When
+ * it passes, *ret_dropped is how many were refused since the last that passed (0: none),
+ * which the caller says first. Not locked: the caller serialises. */
+bool log_limit_pass(struct log_limit *l, uint64_t key, int64_t now, uint64_t *ret_dropped);
 
 /* ---- inode.c: the nodeid space and attributes ---- */
 
@@ -109,9 +135,11 @@ enum ino_kind {
 
 #define INO_ROOT ((fuse_ino_t)FUSE_ROOT_ID)
 
-/* -EOVERFLOW for an id that does not fit (never, below 2^61 ids). */
+/* -EOVERFLOW for an id that does not fit (id < 1, or id >= 2^61); *ret is written only
+ * on success. */
 int ino_make(enum ino_kind kind, int64_t id, fuse_ino_t *ret);
-/* -ESTALE for a nodeid no kind can have made (id 0). */
+/* -ESTALE for a nodeid ino_make cannot have made (id 0, among them the root; an id above
+ * the largest). *ret_kind and *ret_id are written only on success. */
 int ino_split(fuse_ino_t ino, enum ino_kind *ret_kind, int64_t *ret_id);
 /* The nodeid a node is served under: its group's, its first hard link's, or its own. */
 int ino_of_node(const struct store_node *n, fuse_ino_t *ret);
@@ -161,9 +189,17 @@ struct envtab {
 	struct fsd_root *root; /* sorted by name bytes: the root directory's order */
 };
 
-/* Build a table of every environment in the store, with refs = 1. */
+/* Build a table of every environment in the store, with refs = 1 (envtab_build of what
+ * the store lists). */
 int envtab_load(struct fsd *fs, struct store *st, uint64_t version, struct envtab **ret,
                 struct cfs_err *err);
+/* The table of the n environments v, live and removed (the top directory of v[i] is
+ * tops[i]), and of the tags, served at mountpoint, with refs = 1. Neither array needs to
+ * be sorted; a tag whose id makes no nodeid is left out. -ENOMEM, or -EOVERFLOW for an
+ * environment whose top directory's id makes no nodeid. */
+int envtab_build(const char *mountpoint, uint64_t version, const struct store_env *v,
+                 const struct store_node *tops, size_t n, const struct store_tag *tags,
+                 size_t ntags, struct envtab **ret);
 void envtab_put(struct envtab *t); /* drops a reference; NULL is fine */
 /* A new reference to the current table. */
 struct envtab *envtab_get(struct fsd *fs);
@@ -171,6 +207,7 @@ struct envtab *envtab_get(struct fsd *fs);
 void envtab_publish(struct fsd *fs, struct envtab *t);
 /* NULL when absent. Valid as long as the caller's reference to t. */
 const struct fsd_root *envtab_root_find(const struct envtab *t, const char *name, size_t len);
+/* The tag served at nodeid ino (an environment's nodeid finds nothing). */
 const struct fsd_root *envtab_tag_by_ino(const struct envtab *t, fuse_ino_t ino);
 const struct fsd_env *envtab_by_id(const struct envtab *t, int64_t id);
 
@@ -285,6 +322,11 @@ void meta_forget(struct fsd *fs, fuse_ino_t ino, uint64_t nlookup);
 
 /* A nodeid of a served file. */
 bool served_owns(fuse_ino_t ino);
+/* The nodeid of file f served in environment env_id (kind INO_META, beside meta.c's):
+ * -EOVERFLOW for an id that makes none (env_id < 1, or env_id >= 2^57). */
+int served_ino(int64_t env_id, enum frozen_file f, fuse_ino_t *ret);
+/* The environment id and file of a served nodeid; false for any other nodeid. */
+bool served_split(fuse_ino_t ino, int64_t *ret_env, enum frozen_file *ret_f);
 /* The entry of the file directory dir (of env) gets made for it: 1 and *e, *ret_name when
  * it gets one, 0 when not, a negative errno when the catalog cannot say. */
 int served_dir_entry(struct worker *w, const struct fsd_env *env, const struct store_node *dir,
@@ -313,6 +355,57 @@ void watch_stop(struct fsd *fs);
  * Logs and carries on when it cannot. Called by the INIT handler: the kernel holds every
  * other request until INIT is answered, and serves them from then on. Never blocks. */
 void notify_ready(struct fsd *fs);
+
+/* ---- opts.c: the command line and the config file ---- */
+
+struct opts {
+	const char *store;      /* NULL: $CONDAFS_STORE, else the config's */
+	const char *mountpoint; /* NULL: the config's */
+	const char *config_path;
+	bool foreground, debug;
+	unsigned threads; /* 0: the config's, else 2 */
+	unsigned cache_mb;
+	bool prefetch;
+	unsigned readahead_kb;
+	char *fuse_opts; /* the -o options, comma-joined; malloc'd (opts_release) */
+	struct config config;
+};
+
+/* argv into o (zeroed by the caller; its strings borrow argv's): 0, or -1 with *ret_exit
+ * the process's exit code, 0 after --help (usage on stdout), 2 for bad usage and 1 out of
+ * memory (said on stderr). Uses getopt's globals: set optind to 0 to parse again. */
+int opts_parse(int argc, char **argv, struct opts *o, int *ret_exit);
+/* The config file (o->config_path) under the command line: the store after
+ * $CONDAFS_STORE, the mount point, the threads, and the log level (log_init) unless -d.
+ * Logs what is wrong and returns its -errno. */
+int opts_apply_config(struct opts *o);
+/* The arguments fuse_session_new takes for o: argv0, the fixed mount options (read-only,
+ * nosuid, nodev), allow_other when asked (root), the -o options, -d under -d. *ret is the
+ * caller's to free (fuse_opt_free_args); -ENOMEM. */
+int opts_fuse_args(const struct opts *o, const char *argv0, bool allow_other,
+                   struct fuse_args *ret);
+void opts_release(struct opts *o); /* frees fuse_opts */
+
+/* ---- state.c: the daemon's state from start to end ---- */
+
+/* Zero fs and make what it needs before anything else: -errno. */
+int fsd_init(struct fsd *fs);
+/* Open the store once (fs->store_dir), so that a wrong --store is said on the terminal,
+ * upgrading an old catalog; bind the writers' socket; load the first environment table and
+ * the .condafs reports. The handle is closed again: SQLite connections must not cross the
+ * fork of fuse_daemonize; every thread opens its own afterwards. Logs what fails. */
+int fsd_load(struct fsd *fs);
+/* The caches' hit counts, at debug level. */
+void fsd_log_caches(const struct fsd *fs);
+/* Everything fs holds; after fsd_init, whether or not the rest ran. */
+void fsd_release(struct fsd *fs);
+
+/* ---- storedir.c: the store directory before opening it ---- */
+
+/* 0 when dir can be opened as a store: a missing or empty directory becomes an empty
+ * store (0700); anything else is left for store_open to judge. -1 after logging why
+ * not. */
+int storedir_prepare(const char *dir);
 
 /* ---- mountpoint.c: checking the mount point before mounting ---- */
 

@@ -25,7 +25,7 @@ int ino_split(fuse_ino_t ino, enum ino_kind *ret_kind, int64_t *ret_id)
 	enum ino_kind kind = (enum ino_kind)(ino & 3);
 	int64_t id = (int64_t)(ino >> 2);
 
-	if (id < 1)
+	if (id < 1 || id > INO_ID_MAX)
 		return -ESTALE;
 	*ret_kind = kind;
 	*ret_id = id;

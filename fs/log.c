@@ -17,12 +17,6 @@
 #include <syslog.h>
 #include <time.h>
 
-/* Per-file errors: a burst of LOG_BURST, then one per LOG_INTERVAL_NS. */
-#define LOG_BURST       20
-#define LOG_INTERVAL_NS 200000000LL
-/* Files already reported, by nodeid: a fixed set (a full set forgets, it does not grow). */
-#define LOG_SEEN_SLOTS 4096
-
 enum log_sink {
 	SINK_STDERR,
 	SINK_SYSTEMD,
@@ -33,12 +27,9 @@ enum log_sink {
 static enum log_sink sink = SINK_STDERR;
 static enum log_level max_level = LOG_LEVEL_INFO;
 
-/* Rate limiting and the set of reported files, under lock. */
+/* Per-file errors: the daemon's limit (fsd.h), under lock. */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static int64_t tokens = LOG_BURST;
-static int64_t refill_ns;
-static uint64_t suppressed;
-static uint64_t seen[LOG_SEEN_SLOTS];
+static struct log_limit limit;
 
 static const char *const level_word[] = {
         [LOG_LEVEL_ERR] = "error", [LOG_LEVEL_WARNING] = "warning", [LOG_LEVEL_NOTICE] = "notice",
@@ -129,13 +120,13 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Under lock: true when key was not reported before (and remember it). */
-static bool first_time(uint64_t key)
+/* True when key was not reported before (and remember it): a probe of 8 slots. */
+static bool first_time(struct log_limit *l, uint64_t key)
 {
 	uint64_t h = key * 0x9e3779b97f4a7c15ull;
 
 	for (unsigned i = 0; i < 8; i++) {
-		uint64_t *s = &seen[(h + i) % LOG_SEEN_SLOTS];
+		uint64_t *s = &l->seen[(h + i) % LOG_SEEN_SLOTS];
 
 		if (*s == key)
 			return false;
@@ -145,36 +136,43 @@ static bool first_time(uint64_t key)
 		}
 	}
 	/* The neighbourhood is full: take over its first slot. */
-	seen[h % LOG_SEEN_SLOTS] = key;
+	l->seen[h % LOG_SEEN_SLOTS] = key;
+	return true;
+}
+
+bool log_limit_pass(struct log_limit *l, uint64_t key, int64_t now, uint64_t *ret_dropped)
+{
+	if (!first_time(l, key))
+		return false;
+	if (!l->started) {
+		l->started = true;
+		l->refill_ns = now;
+	}
+	if (now - l->refill_ns >= LOG_INTERVAL_NS) {
+		int64_t back = (now - l->refill_ns) / LOG_INTERVAL_NS;
+
+		l->spent = back >= l->spent ? 0 : l->spent - back;
+		l->refill_ns += back * LOG_INTERVAL_NS;
+	}
+	if (l->spent >= LOG_BURST) {
+		l->suppressed++;
+		return false;
+	}
+	l->spent++;
+	*ret_dropped = l->suppressed;
+	l->suppressed = 0;
 	return true;
 }
 
 void log_file_error(uint64_t key, const char *fmt, ...)
 {
 	uint64_t dropped = 0;
-	bool emit = false;
 	int64_t now = now_ns();
+	bool emit;
 	va_list ap;
 
 	pthread_mutex_lock(&lock);
-	if (first_time(key)) {
-		if (refill_ns == 0)
-			refill_ns = now;
-		if (now - refill_ns >= LOG_INTERVAL_NS) {
-			int64_t add = (now - refill_ns) / LOG_INTERVAL_NS;
-
-			tokens = tokens + add > LOG_BURST ? LOG_BURST : tokens + add;
-			refill_ns += add * LOG_INTERVAL_NS;
-		}
-		if (tokens > 0) {
-			tokens--;
-			emit = true;
-			dropped = suppressed;
-			suppressed = 0;
-		} else {
-			suppressed++;
-		}
-	}
+	emit = log_limit_pass(&limit, key, now, &dropped);
 	pthread_mutex_unlock(&lock);
 	if (!emit)
 		return;

@@ -391,7 +391,7 @@ int meta_refresh(struct fsd *fs, struct store *st, bool notify)
 
 static bool env_name(const char *name, char hash[33])
 {
-	if (strlen(name) != PKG_NAME_LEN || strcmp(name + 32, ".json") ||
+	if (strlen(name) != PKG_NAME_LEN || strcmp(name + 32, ".json") != 0 ||
 	    strspn(name, "0123456789abcdef") != 32)
 		return false;
 	memcpy(hash, name, 32);
@@ -605,6 +605,9 @@ static int node_attr(struct fsd *fs, fuse_ino_t ino, struct stat *st, uint64_t *
 		if (r)
 			return r;
 		break;
+	default:
+		/* sub is two bits, each with its case above: never here. */
+		return -ESTALE;
 	}
 	if (r) {
 		free(text);
@@ -697,7 +700,7 @@ static fuse_ino_t child_ino(struct fsd *fs, fuse_ino_t parent, const char *name,
 		return meta_ino(FIXED_PACKAGES, SUB_FIXED);
 	if (!strcmp(name, "mount.json"))
 		return meta_ino(FIXED_MOUNT, SUB_FIXED);
-	if (strcmp(name, "envs.json") && strcmp(name, "stats.json"))
+	if (strcmp(name, "envs.json") != 0 && strcmp(name, "stats.json") != 0)
 		return 0;
 	/* The reference the reply gives the kernel is taken with the choice, so a new text
 	 * published in between cannot free this one first. */

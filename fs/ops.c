@@ -164,7 +164,7 @@ static int lookup_served(struct worker *w, fuse_ino_t parent, const char *name,
 	r = served_dir_entry(w, env, &dir, &served, e, err);
 	if (r < 0)
 		return r;
-	if (r == 0 || strcmp(served, name))
+	if (r == 0 || strcmp(served, name) != 0)
 		entry_init(e); /* ino 0: the kernel caches the miss */
 	return 0;
 }

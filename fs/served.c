@@ -19,15 +19,17 @@
 #include <float.h>
 #include <string.h>
 
-static int served_ino(int64_t env_id, enum frozen_file f, fuse_ino_t *ret)
+/* (x & 3) holds file + 1. */
+_Static_assert(FROZEN_FILES <= 3, "a served file's number does not fit in two bits");
+
+int served_ino(int64_t env_id, enum frozen_file f, fuse_ino_t *ret)
 {
 	if (env_id < 1 || env_id > (INT64_MAX >> 4))
 		return -EOVERFLOW;
 	return ino_make(INO_META, (env_id << 2 | (int64_t)(f + 1)) << 2, ret);
 }
 
-/* The environment id and file of a served nodeid; false for any other nodeid. */
-static bool served_split(fuse_ino_t ino, int64_t *ret_env, enum frozen_file *ret_f)
+bool served_split(fuse_ino_t ino, int64_t *ret_env, enum frozen_file *ret_f)
 {
 	enum ino_kind kind;
 	int64_t id, x;
