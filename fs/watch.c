@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -123,8 +124,37 @@ static void evict_removed(struct fsd *fs, struct store *st, const struct envtab 
 	}
 }
 
+/*
+ * A failure of the watcher's that may last (the catalog unreadable, last use not recorded):
+ * logged when it begins and when its message changes, and once when it ends. Not at every
+ * tick (a line each quarter second), nor once in the daemon's life, as a file error's key
+ * would have it (every later failure, of any kind, went unsaid).
+ */
+struct condition {
+	const char *what;
+	char said[sizeof(((struct cfs_err *)0)->msg)];
+};
+
+static void condition_failed(struct condition *c, int r, const struct cfs_err *err)
+{
+	const char *msg = err->msg[0] ? err->msg : strerror(-r);
+
+	if (strcmp(c->said, msg) == 0)
+		return;
+	snprintf(c->said, sizeof(c->said), "%s", msg);
+	log_msg(LOG_LEVEL_ERR, "%s: %s", c->what, msg);
+}
+
+static void condition_ok(struct condition *c)
+{
+	if (!c->said[0])
+		return;
+	c->said[0] = '\0';
+	log_msg(LOG_LEVEL_NOTICE, "%s: working again", c->what);
+}
+
 /* Write the last use of the environments used since the last flush. */
-static void flush_use(struct fsd *fs, struct store *st)
+static void flush_use(struct fsd *fs, struct store *st, struct condition *c)
 {
 	struct cfs_err err = {{0}};
 	int64_t *ids = NULL;
@@ -134,8 +164,9 @@ static void flush_use(struct fsd *fs, struct store *st)
 	if (!r && n)
 		r = store_env_touch(st, ids, n, time(NULL), &err);
 	if (r)
-		log_file_error(INO_ROOT, "cannot record last use: %s",
-		               err.msg[0] ? err.msg : strerror(-r));
+		condition_failed(c, r, &err);
+	else
+		condition_ok(c);
 	free(ids);
 }
 
@@ -229,6 +260,8 @@ static void *watch_main(void *arg)
 	struct waiting w = {.n = 0};
 	struct cfs_err err = {{0}};
 	struct store *st = NULL;
+	struct condition watching = {.what = "watcher"},
+	                 last_use = {.what = "cannot record last use"};
 	int64_t flushed, tick;
 	uint64_t seen = 0, v;
 	bool logged = false;
@@ -271,15 +304,15 @@ static void *watch_main(void *arg)
 		if (now - tick >= WATCH_INTERVAL_MS)
 			tick = now;
 		if (now - flushed >= USE_FLUSH_SECS * 1000) {
-			flush_use(fs, st);
+			flush_use(fs, st, &last_use);
 			flushed = now;
 		}
 		r = store_changes(st, &v, &err);
 		if (r) {
-			log_file_error(INO_ROOT, "watcher: %s",
-			               err.msg[0] ? err.msg : strerror(-r));
+			condition_failed(&watching, r, &err);
 			continue;
 		}
+		condition_ok(&watching);
 		/* On failure the counter is not taken and the writers keep waiting: the next
 		 * tick tries again. Any commit may change what .condafs says (a tag, a last
 		 * use, a broken mark). */
@@ -289,7 +322,7 @@ static void *watch_main(void *arg)
 			answer_writers(&w);
 	}
 	answer_writers(&w);
-	flush_use(fs, st);
+	flush_use(fs, st, &last_use);
 	store_close(st);
 	return NULL;
 }
