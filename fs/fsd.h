@@ -9,6 +9,7 @@
 #define CONDAFS_FSD_H
 
 #include <condafs/cache.h>
+#include <condafs/config.h>
 #include <condafs/frozen.h>
 #include <condafs/store.h>
 

@@ -19,6 +19,8 @@
  */
 #include "fsd.h"
 
+#include <condafs/report.h>
+
 #include <errno.h>
 #include <float.h>
 #include <stdio.h>

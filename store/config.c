@@ -5,13 +5,14 @@
  * strictly: whatever YAML could make mean something else than it reads (an alias, a NUL
  * in a value, a second document, a key set twice) is an error, not a silent choice.
  */
-#include "condafs/store.h"
+#include "condafs/config.h"
 
 #include "err.h"
 #include "textfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -6,7 +6,7 @@
  * the CLI run by such a user reads exactly what root's --json would print, and prints it
  * with the same code. One file holds the format both ways, so the two cannot drift apart.
  */
-#include "condafs/store.h"
+#include "condafs/report.h"
 
 #include "pkgset.h"
 #include "yamldoc.h"

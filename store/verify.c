@@ -25,6 +25,8 @@
  */
 #include "store_impl.h"
 
+#include "condafs/verify.h"
+
 #include "err.h"
 #include "pack.h"
 #include "pkgrec.h"

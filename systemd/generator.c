@@ -11,7 +11,7 @@
  * writes NORMAL_DIR/condafs-gc.service.d/50-store.conf. The config is $CONDAFS_CONFIG,
  * else /etc/condafs/condafs.yml (a missing default file: the default store).
  */
-#include <condafs/store.h>
+#include <condafs/config.h>
 
 #include <errno.h>
 #include <stdio.h>

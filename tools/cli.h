@@ -8,6 +8,7 @@
 
 #include "viamount.h"
 
+#include <condafs/config.h>
 #include <condafs/store.h>
 
 #include <stdbool.h>

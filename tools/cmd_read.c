@@ -9,6 +9,7 @@
 #include "viamount.h"
 
 #include <condafs/cuda.h>
+#include <condafs/report.h>
 
 #include <errno.h>
 #include <stdbool.h>

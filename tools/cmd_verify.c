@@ -7,6 +7,8 @@
 #include "out.h"
 #include "viamount.h"
 
+#include <condafs/verify.h>
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <unistd.h>

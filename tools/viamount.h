@@ -8,7 +8,9 @@
 #ifndef CONDAFS_VIAMOUNT_H
 #define CONDAFS_VIAMOUNT_H
 
+#include <condafs/report.h>
 #include <condafs/store.h>
+#include <condafs/verify.h>
 
 #include <stdbool.h>
 #include <stdio.h>

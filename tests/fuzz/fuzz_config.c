@@ -3,7 +3,7 @@
  * The config file (store/config.c) on any bytes: an error is one line naming the file;
  * a config read holds only values its checks allow.
  */
-#include "condafs/store.h"
+#include "condafs/config.h"
 #include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

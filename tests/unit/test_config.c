@@ -5,7 +5,7 @@
  * file and the line: an alias, a NUL inside a quoted value, a second document, a key set
  * twice (also once in the gc section and once as gc.<key>).
  */
-#include "condafs/store.h"
+#include "condafs/config.h"
 #include "test.h"
 #include "testfs.h"
 

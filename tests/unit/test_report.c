@@ -8,7 +8,7 @@
 #include "pkgset.h"
 #include "test.h"
 
-#include <condafs/store.h>
+#include <condafs/report.h>
 
 #include <errno.h>
 #include <stdlib.h>

@@ -340,7 +340,7 @@ void store_listener_close(struct store_listener *l); /* NULL is fine */
  */
 int store_tell_mounts(const char *dir, int timeout_ms, unsigned *ret_late, struct cfs_err *err);
 
-/* ---- whole-store reports ---- */
+/* ---- the whole store in numbers (verify and repair: condafs/verify.h) ---- */
 
 struct store_stats {
 	uint64_t envs;
@@ -350,137 +350,6 @@ struct store_stats {
 	uint64_t stored_bytes;  /* bytes the objects take in the store */
 };
 int store_stats(struct store *st, struct store_stats *ret, struct cfs_err *err);
-
-/* One problem found by verify: the object and one user of it (env hash and path may be
- * NULL for an object nobody uses). */
-struct verify_problem {
-	const char *key;     /* 32 hex */
-	const char *problem; /* "missing", "corrupt: ...", "unreferenced" */
-	const char *env;
-	const char *path;
-};
-struct verify_result {
-	uint64_t objects_checked;
-	uint64_t corrupt;         /* missing or corrupt objects */
-	uint64_t unreferenced;    /* objects no environment uses (harmless, freed by gc) */
-	uint64_t damaged_nodes;   /* nodes whose link to their object or place in their tree is
-	                           * wrong (the problem has env and path, and key when the
-	                           * object's row exists) */
-	uint64_t damaged_records; /* records of package archives (docs/package-format.md) that
-	                           * do not read or name a content with no row: an install
-	                           * fetches such a package instead (the problem has env, and
-	                           * the package as path) */
-};
-/* Re-hash every object and check every environment's tree. fn is called for every problem
- * and every user of a bad object. -EUCLEAN when the catalog names no object while objects/
- * holds images (it is not this store's catalog, or lost its rows). */
-int store_verify(struct store *st, void (*fn)(void *ctx, const struct verify_problem *p), void *ctx,
-                 struct verify_result *ret, struct cfs_err *err);
-
-/* One change made by store_repair. */
-enum repair_kind {
-	REPAIR_ORPHAN,   /* key: an object file no catalog row names, removed */
-	REPAIR_TMP,      /* name: a dead ingest's directory under tmp/, removed */
-	REPAIR_REFS,     /* key: its reference count was refs_had, set to refs_now */
-	REPAIR_NLINK,    /* key: the link count of its files shared across environments (one
-	                  * inode) was refs_had, set to refs_now */
-	REPAIR_DROPPED,  /* key: the row of a missing or corrupt object nothing uses, deleted */
-	REPAIR_BROKEN,   /* env: marked broken (uses a missing or corrupt object) */
-	REPAIR_UNBROKEN, /* env: no longer broken (its objects are whole again) */
-	REPAIR_RECORD,   /* env, name: the package's damaged archive record, forgotten */
-};
-struct repair_action {
-	enum repair_kind kind;
-	const char *key;  /* 32 hex, or NULL */
-	const char *name; /* a directory in tmp/, or NULL */
-	const char *env;  /* an environment's hash, or NULL */
-	int64_t refs_had, refs_now;
-};
-struct repair_result {
-	struct verify_result found; /* what store_verify would have said before the repair */
-	uint64_t orphans_removed;   /* object files no row named */
-	uint64_t tmp_removed;       /* temporary directories of dead ingests */
-	uint64_t refs_fixed;        /* reference and link counts that were wrong */
-	uint64_t dropped;           /* rows of missing or corrupt objects nothing used */
-	uint64_t envs_marked;       /* environments newly marked broken */
-	uint64_t envs_cleared;      /* environments no longer broken */
-	uint64_t envs_broken;       /* environments broken after the repair */
-	uint64_t corrupt_left;      /* missing or corrupt objects still used: bytes lost */
-	uint64_t records_forgotten; /* damaged package archive records */
-};
-/*
- * store_verify, then repair what can be repaired without the lost bytes: remove object
- * files no catalog row names and the temporary directories of dead ingests, set every
- * reference count to what the catalog's rows say (catalog.c C2), delete the rows of
- * missing or corrupt objects nothing uses, and set each environment's broken flag to
- * whether it uses a missing or corrupt object. fn is called as by store_verify (may be
- * NULL), done for every change made (may be NULL).
- *
- * Takes the store lock exclusively, like gc: waits for running ingests, and they wait for
- * it. Catalog changes are one transaction, committed before any file is removed: a crash
- * at any point leaves a store verify accepts, and a second repair finishes the job.
- * Objects whose bytes are gone stay (corrupt_left): restore their files to mend the
- * environments, then repair again. Damaged nodes (found.damaged_nodes) are never mended:
- * their environments are marked broken, and while any is found the repair changes no
- * count, row or object file (the rows that would say what is unused are in doubt), and
- * like gc it refuses a catalog that names no object while objects/ holds images.
- */
-int store_repair(struct store *st, void (*fn)(void *ctx, const struct verify_problem *p),
-                 void (*done)(void *ctx, const struct repair_action *a), void *ctx,
-                 struct repair_result *ret, struct cfs_err *err);
-
-/* ---- reports: what ls, stats and show print, as JSON and back (report.c) ---- */
-
-/*
- * The texts are exactly what `condafs ls --json`, `stats --json` and `show --json` print;
- * condafsd publishes them under MOUNTPOINT/.condafs/ for the users who may not open the
- * store, and the CLI run by such a user reads them back.
- */
-
-/* One environment as `condafs ls` shows it. */
-struct report_env {
-	struct store_env env; /* read back from JSON: id, root and removed are 0 */
-	uint64_t unique_bytes;
-	struct store_tag *tags; /* by name; read back: only name and hash are set */
-	size_t ntags;
-	char cuda[16];         /* the CUDA release it needs (condafs/cuda.h), "" for none */
-	char cuda_source[256]; /* what in its packages says so, "" for none */
-};
-
-/* Every live environment with its tags and unique bytes, sorted by hash. *ret is freed
- * with report_envs_free. */
-int report_envs(struct store *st, struct report_env **ret, size_t *ret_n, struct cfs_err *err);
-void report_envs_free(struct report_env *v, size_t n);
-/* Set each environment's CUDA need (cuda, cuda_source) from its packages. */
-int report_envs_cuda(struct store *st, struct report_env *v, size_t n, struct cfs_err *err);
-/* Add each tag (sorted by name) to the environment it names in v (sorted by hash); tags of
- * environments not in v are left out. -ENOMEM. */
-int report_envs_tag(struct report_env *v, size_t n, const struct store_tag *tags, size_t ntags);
-
-/* The JSON texts; *ret is malloc'd and NUL-terminated, *ret_len bytes long. -ENOMEM. */
-int report_envs_json(const struct report_env *v, size_t n, char **ret, size_t *ret_len);
-int report_stats_json(const struct store_stats *s, const struct report_env *v, size_t n, char **ret,
-                      size_t *ret_len);
-int report_packages_json(const struct store_env *env, const struct pkgset *set, char **ret,
-                         size_t *ret_len);
-/* Which store a mount serves: {"store": ..., "mountpoint": ...}. */
-int report_mount_json(const char *store, const char *mountpoint, char **ret, size_t *ret_len);
-
-/* Read them back; name is the file, for messages. Anything else is -EBADMSG naming the
- * file and what is wrong. report_stats_parse's environments carry only hash and unique
- * bytes. Strings given back are malloc'd, the caller frees them. */
-int report_envs_parse(const char *name, const char *text, size_t len, struct report_env **ret,
-                      size_t *ret_n, struct cfs_err *err);
-int report_stats_parse(const char *name, const char *text, size_t len, struct store_stats *ret,
-                       struct report_env **ret_envs, size_t *ret_n, struct cfs_err *err);
-int report_packages_parse(const char *name, const char *text, size_t len, struct pkgset **ret,
-                          struct cfs_err *err);
-int report_mount_parse(const char *name, const char *text, size_t len, char **ret_store,
-                       char **ret_mountpoint, struct cfs_err *err);
-/* As store_env_find, among v: by tag, full hash, or a unique prefix of at least 4 hex
- * digits; *ret is the index. */
-int report_env_find(const struct report_env *v, size_t n, const char *name, size_t *ret,
-                    struct cfs_err *err);
 
 /* ---- relocating served bytes (reloc.c) ---- */
 
@@ -517,36 +386,5 @@ int store_relocate_pyc(const char *relpath, const void *data, size_t len, const 
                        size_t src_len, int64_t src_mtime_s, const char *from, const char *to,
                        int (*out)(void *ctx, const void *buf, size_t n), void *ctx,
                        struct cfs_err *err);
-
-/* ---- configuration: /etc/condafs/condafs.yml (config.c) ---- */
-
-#define CONFIG_PATH "/etc/condafs/condafs.yml"
-
-#define CONFIG_LIST_MAX 16
-
-struct config {
-	char store[4096];      /* default /var/lib/condafs */
-	char mountpoint[4096]; /* default /envs */
-	int64_t gc_unused_for; /* seconds, default 30 days */
-	int64_t gc_grace;      /* seconds, default 1 hour: used this recently, never collected */
-	int threads;           /* daemon worker threads, 0 = its own choice */
-	int log_level;         /* syslog levels: 3 err ... 7 debug, default 6 */
-	/* install: package caches searched first (pkgs_dirs:), and channel mirrors
-	 * (mirrors:, "FROM=TO" as --channel-mirror takes them), in the file's order. */
-	char pkgs_dirs[CONFIG_LIST_MAX][1024];
-	int npkgs_dirs;
-	char mirrors[CONFIG_LIST_MAX][2048];
-	int nmirrors;
-};
-
-/* The defaults, then path's settings over them. A missing file at the default path is not
- * an error (defaults stand); any other problem, or an unknown key or bad value, is -EINVAL
- * naming the file and line. */
-int config_load(const char *path, struct config *ret, struct cfs_err *err);
-/* The same for the text of a config file (len bytes); name names it in messages. */
-int config_parse(const char *name, const char *text, size_t len, struct config *ret,
-                 struct cfs_err *err);
-/* "30d", "12h", "90m", "45s", "2w" or plain seconds; -EINVAL otherwise. */
-int config_duration(const char *s, int64_t *ret);
 
 #endif
