@@ -35,6 +35,7 @@
 #include "reloc.h"
 
 #include "err.h"
+#include "grow.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -154,27 +155,6 @@ int reloc_fits(const struct reloc *r, size_t plen)
 
 /* Grows *p (of *cap elements of size sz) to hold need elements; doubling keeps the
  * total copying O(final size). */
-static int grow(void **p, size_t *cap, size_t need, size_t sz)
-{
-	size_t ncap = *cap ? *cap : 16, bytes;
-	void *np;
-
-	if (need <= *cap)
-		return 0;
-	while (ncap < need) {
-		if (__builtin_mul_overflow(ncap, 2, &ncap))
-			return -ENOMEM;
-	}
-	if (__builtin_mul_overflow(ncap, sz, &bytes))
-		return -ENOMEM;
-	np = realloc(*p, bytes);
-	if (!np)
-		return -ENOMEM;
-	*p = np;
-	*cap = ncap;
-	return 0;
-}
-
 /* ---- encoding ----
  *
  * Version 1, all integers unsigned LEB128 varints in their shortest form:
@@ -200,8 +180,11 @@ struct buf {
 
 static int put_bytes(struct buf *b, const void *p, size_t n)
 {
-	if (grow((void **)&b->p, &b->cap, b->n + n, 1))
+	uint8_t *v = grow_array(b->p, &b->cap, b->n + n, 1);
+
+	if (!v)
 		return -ENOMEM;
+	b->p = v;
 	memcpy(b->p + b->n, p, n);
 	b->n += n;
 	return 0;
@@ -606,6 +589,8 @@ static void next_event(struct rd *d, struct cursor *c, struct ev *e)
 
 static int add_mark(struct reloc *r, const struct cursor *c)
 {
+	struct cursor *marks;
+
 	if (r->nmarks == RELOC_MARKS) {
 		for (uint32_t i = 0; i < RELOC_MARKS / 2; i++)
 			r->marks[i] = r->marks[2 * i];
@@ -614,8 +599,10 @@ static int add_mark(struct reloc *r, const struct cursor *c)
 		if (c->ins % r->step)
 			return 0;
 	}
-	if (grow((void **)&r->marks, &r->marks_cap, r->nmarks + 1, sizeof(*r->marks)))
+	marks = grow_array(r->marks, &r->marks_cap, r->nmarks + 1, sizeof(*marks));
+	if (!marks)
 		return -ENOMEM;
+	r->marks = marks;
 	r->marks[r->nmarks++] = *c;
 	return 0;
 }

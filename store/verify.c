@@ -28,6 +28,7 @@
 #include "condafs/verify.h"
 
 #include "err.h"
+#include "grow.h"
 #include "pack.h"
 #include "pkgrec.h"
 
@@ -90,22 +91,6 @@ struct verify {
 
 /* Make room for one more element of size in the array v of *n (capacity *cap): the array,
  * moved perhaps, with *n counting the new element; NULL when out of memory (v stays). */
-static void *grow(void *v, size_t *n, size_t *cap, size_t size)
-{
-	if (*n == *cap) {
-		size_t c = *cap ? 2 * *cap : 64;
-
-		if (c > SIZE_MAX / size)
-			return NULL;
-		v = realloc(v, c * size);
-		if (!v)
-			return NULL;
-		*cap = c;
-	}
-	(*n)++;
-	return v;
-}
-
 static int report_user(void *ctx, size_t i, int64_t env, const char *hash, int64_t node)
 {
 	struct verify *v = ctx;
@@ -193,7 +178,7 @@ static int check_object(void *ctx, const struct catalog_object *co)
 	}
 	object_close(o);
 	if (r == -EBADMSG && v->collect) {
-		struct bad_object *b = grow(v->bad, &v->nbad, &v->capbad, sizeof(*v->bad));
+		struct bad_object *b = grow_push(v->bad, &v->nbad, &v->capbad, sizeof(*v->bad));
 
 		if (!b)
 			return err_set(v->err, -ENOMEM, "out of memory");
@@ -210,7 +195,7 @@ static int check_object(void *ctx, const struct catalog_object *co)
 			v->fn(v->ctx, &p);
 			return 0;
 		}
-		w = grow(v->wanted, &v->nwanted, &v->capwanted, sizeof(*v->wanted));
+		w = grow_push(v->wanted, &v->nwanted, &v->capwanted, sizeof(*v->wanted));
 		if (!w)
 			return err_set(v->err, -ENOMEM, "out of memory");
 		v->wanted = w;
@@ -252,7 +237,7 @@ static int orphan_one(void *ctx, int dfd, const char *name, const struct objkey 
 	v->res.unreferenced++;
 	v->fn(v->ctx, &p);
 	if (v->collect) {
-		struct objkey *o = grow(v->orphans, &v->norphans, &v->caporphans, sizeof(*o));
+		struct objkey *o = grow_push(v->orphans, &v->norphans, &v->caporphans, sizeof(*o));
 
 		if (!o)
 			return err_set(v->err, -ENOMEM, "out of memory");
@@ -308,7 +293,7 @@ static int tree_problem(struct tree *t, size_t n, const struct objkey *key, cons
 
 static int tree_problem(struct tree *t, size_t n, const struct objkey *key, const char *fmt, ...)
 {
-	struct tproblem *p = grow(t->p, &t->np, &t->capp, sizeof(*t->p));
+	struct tproblem *p = grow_push(t->p, &t->np, &t->capp, sizeof(*t->p));
 	va_list ap;
 
 	if (!p)
@@ -357,7 +342,7 @@ static int tree_row(void *ctx, const struct catalog_link *l)
 	size_t k = t->nn, keep = l->namelen < NAME_MAX ? l->namelen : NAME_MAX;
 	const struct tnode *prev;
 	const struct objkey *key = l->obj_found ? &l->obj_key : NULL;
-	struct tnode *n = grow(t->n, &t->nn, &t->capn, sizeof(*t->n));
+	struct tnode *n = grow_push(t->n, &t->nn, &t->capn, sizeof(*t->n));
 	const char *why;
 	int r = 0;
 
@@ -564,7 +549,7 @@ static int check_tree(struct verify *v, const struct store_env *env)
 		v->fn(v->ctx, &p);
 	}
 	if (!r && t.np && v->collect) {
-		int64_t *d = grow(v->damaged, &v->ndamaged, &v->capdamaged, sizeof(*d));
+		int64_t *d = grow_push(v->damaged, &v->ndamaged, &v->capdamaged, sizeof(*d));
 
 		if (!d)
 			r = -ENOMEM;
@@ -637,7 +622,7 @@ static int check_record(void *ctx, int64_t row, const char *env, const char *dis
 	v->fn(v->ctx, &p);
 	if (!v->collect)
 		return 0;
-	b = grow(v->records, &v->nrecords, &v->caprecords, sizeof(*b));
+	b = grow_push(v->records, &v->nrecords, &v->caprecords, sizeof(*b));
 	if (!b)
 		return err_set(v->err, -ENOMEM, "out of memory");
 	v->records = b;
@@ -741,7 +726,7 @@ static int add_broken(struct repair *rp, int64_t env)
 	/* A tree is walked whole before the next: its users come one after another. */
 	if (rp->nbroken && rp->broken[rp->nbroken - 1] == env)
 		return 0;
-	b = grow(rp->broken, &rp->nbroken, &rp->capbroken, sizeof(*b));
+	b = grow_push(rp->broken, &rp->nbroken, &rp->capbroken, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
 	rp->broken = b;

@@ -10,6 +10,7 @@
 #include "link.h"
 
 #include "err.h"
+#include "grow.h"
 #include "pkgarchive.h"
 #include "pkgrec.h"
 #include "textfile.h"
@@ -88,22 +89,6 @@ struct link_plan {
 	size_t nsrc;
 };
 
-static void *grow(void *v, size_t *cap, size_t need, size_t size)
-{
-	size_t cap2;
-	void *p;
-
-	if (need <= *cap)
-		return v;
-	cap2 = *cap ? *cap * 2 : 16;
-	if (cap2 < need)
-		cap2 = need;
-	p = reallocarray(v, cap2, size);
-	if (p)
-		*cap = cap2;
-	return p;
-}
-
 /* p, now owned by the plan; NULL (and p freed) when out of memory. */
 static void *keep(struct link_plan *pl, void *p)
 {
@@ -111,7 +96,7 @@ static void *keep(struct link_plan *pl, void *p)
 
 	if (!p)
 		return NULL;
-	v = grow(pl->pool, &pl->cappool, pl->npool + 1, sizeof(*v));
+	v = grow_array(pl->pool, &pl->cappool, pl->npool + 1, sizeof(*v));
 	if (!v) {
 		free(p);
 		return NULL;
@@ -206,7 +191,7 @@ static int load_info(struct lpkg *k, const char *name, const char *display, size
 
 static int add_path(struct lpkg *k, struct ppath *pp)
 {
-	struct ppath *v = grow(k->paths, &k->cappaths, k->npaths + 1, sizeof(*v));
+	struct ppath *v = grow_array(k->paths, &k->cappaths, k->npaths + 1, sizeof(*v));
 
 	if (!v)
 		return -ENOMEM;
@@ -673,7 +658,7 @@ static void jput(struct jbuf *b, const char *s, size_t n)
 
 	if (b->oom)
 		return;
-	p = grow(b->p, &b->cap, b->n + n + 1, 1);
+	p = grow_array(b->p, &b->cap, b->n + n + 1, 1);
 	if (!p) {
 		b->oom = true;
 		return;
@@ -953,7 +938,7 @@ bad:
 static int add_cand(struct link_plan *pl, const struct link_entry *e, size_t owner, size_t pos,
                     size_t seq)
 {
-	struct cand *v = grow(pl->c, &pl->capc, pl->nc + 1, sizeof(*v));
+	struct cand *v = grow_array(pl->c, &pl->capc, pl->nc + 1, sizeof(*v));
 
 	if (!v)
 		return -ENOMEM;
@@ -1026,7 +1011,7 @@ static int indexed_stat(const struct lpkg *k, const char *src, struct stat *st, 
 static int add_src(struct link_plan *pl, size_t pkg, const struct link_src *src)
 {
 	struct srclist *l = &pl->src[pkg];
-	struct link_src *v = grow(l->s, &l->cap, l->n + 1, sizeof(*v));
+	struct link_src *v = grow_array(l->s, &l->cap, l->n + 1, sizeof(*v));
 
 	if (!v)
 		return -ENOMEM;

@@ -14,6 +14,7 @@
 #include "pkgrec.h"
 
 #include "err.h"
+#include "grow.h"
 #include "memdup.h"
 #include "varint.h"
 
@@ -108,23 +109,9 @@ void pkgrec_builder_free(struct pkgrec_builder *b)
 	free(b);
 }
 
-static void *grow(void *p, size_t *cap, size_t need, size_t size)
-{
-	size_t c = *cap ? *cap : 16;
-
-	if (need <= *cap)
-		return p;
-	while (c < need)
-		c *= 2;
-	p = realloc(p, c * size);
-	if (p)
-		*cap = c;
-	return p;
-}
-
 int pkgrec_add_info(struct pkgrec_builder *b, const char *name, const uint8_t *data, size_t len)
 {
-	struct info *v = grow(b->info, &b->capinfo, b->ninfo + 1, sizeof(*v));
+	struct info *v = grow_array(b->info, &b->capinfo, b->ninfo + 1, sizeof(*v));
 	struct info in = {strdup(name), malloc(len ? len : 1), len};
 
 	if (v)
@@ -141,7 +128,7 @@ int pkgrec_add_info(struct pkgrec_builder *b, const char *name, const uint8_t *d
 
 static int add(struct list *l, const struct pkgrec_entry *e)
 {
-	struct pkgrec_entry *v = grow(l->e, &l->cap, l->n + 1, sizeof(*v));
+	struct pkgrec_entry *v = grow_array(l->e, &l->cap, l->n + 1, sizeof(*v));
 	char *path = NULL, *target = NULL;
 	bool fail = false;
 	uint8_t *rl;
@@ -225,7 +212,7 @@ struct out {
 
 static void put(struct out *o, const void *data, size_t len)
 {
-	uint8_t *v = o->fail ? NULL : grow(o->p, &o->cap, o->n + len, 1);
+	uint8_t *v = o->fail ? NULL : grow_array(o->p, &o->cap, o->n + len, 1);
 
 	if (!v) {
 		o->fail = true;
