@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * The lifecycle of environments: tags, removal, last use, and garbage collection.
+ * The lifecycle of environments: removal, last use, and garbage collection (tags are
+ * tags.c's; the holds of G4 holds.c's; the store lock store.c's).
  *
  * Invariants (with catalog.c's C1-C3):
  * G1: catalog rows go before files. An object file is unlinked only after the transaction
@@ -21,7 +22,7 @@
 #include "store_impl.h"
 
 #include "err.h"
-#include "hex.h"
+#include "holds.h"
 #include "repack.h"
 
 #include <errno.h>
@@ -34,36 +35,10 @@
 #include <time.h>
 #include <unistd.h>
 
-int store_lock(struct store *st, int how, int *ret_fd, struct cfs_err *err)
-{
-	int fd = openat(st->fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644), r;
-	char what[4200];
-
-	if (fd < 0 && errno == EROFS)
-		fd = openat(st->fd, "lock", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return err_set(err, neg_errno(), "%s/lock: %s", st->dir, strerror(errno));
-	snprintf(what, sizeof(what), "the store lock (%s/lock)", st->dir);
-	r = lockwait_flock(fd, how, what, &st->notify);
-	if (r) {
-		close(fd);
-		return err_set(err, r, "%s/lock: %s", st->dir, strerror(-r));
-	}
-	*ret_fd = fd;
-	return 0;
-}
-
-static int writable(struct store *st, struct cfs_err *err)
-{
-	if (st->flags & STORE_READONLY)
-		return err_set(err, -EROFS, "%s: store opened read-only", st->dir);
-	return 0;
-}
-
 int store_env_remove(struct store *st, const struct store_env *env, struct cfs_err *err)
 {
 	struct store_env now;
-	int r = writable(st, err);
+	int r = store_writable(st, err);
 
 	if (!r)
 		r = catalog_begin(st->cat, true, err);
@@ -83,156 +58,12 @@ int store_env_remove(struct store *st, const struct store_env *env, struct cfs_e
 	return r;
 }
 
-/* ---- tags ---- */
-
-bool store_tag_valid(const char *name)
-{
-	size_t n = strlen(name);
-
-	/* 32 hex digits in any case read as a hash (or as a prefix of one): never a tag. */
-	if (n == 0 || n > 128 || name[0] == '.' || name[0] == '-' ||
-	    (n == 32 && hex_only(name, 32, true)))
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = name[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '_' || c == '+' || c == '-'))
-			return false;
-	}
-	return true;
-}
-
-static int bad_tag(const char *name, struct cfs_err *err)
-{
-	return err_set(err, -EINVAL,
-	               "'%s': not a valid tag name (1-128 of A-Z a-z 0-9 . _ + -, not starting "
-	               "with '.' or '-', and not a 32-digit hash)",
-	               name);
-}
-
-int store_tag_set(struct store *st, const char *name, const struct store_env *env,
-                  struct cfs_err *err)
-{
-	int r = writable(st, err);
-
-	if (r)
-		return r;
-	if (!store_tag_valid(name))
-		return bad_tag(name, err);
-	r = catalog_begin(st->cat, true, err);
-	if (r)
-		return r;
-	r = catalog_tag_set(st->cat, name, env->id, time(NULL), err);
-	if (!r)
-		r = catalog_commit(st->cat, err);
-	if (r)
-		catalog_rollback(st->cat);
-	return r;
-}
-
-int store_tag_remove(struct store *st, const char *name, struct cfs_err *err)
-{
-	int r = writable(st, err);
-
-	if (!r)
-		r = catalog_tag_remove(st->cat, name, err);
-	if (r == -ENOENT)
-		return err_set(err, r, "%s: no such tag", name);
-	return r;
-}
-
-int store_tag_list(struct store *st, const char *env_hash, struct store_tag **ret, size_t *ret_n,
-                   struct cfs_err *err)
-{
-	return catalog_tag_list(st->cat, env_hash, ret, ret_n, err);
-}
-
-/* ---- holds (G4) ---- */
-
-struct store_hold {
-	int fd;
-};
-
-static int holds_open(int dir_fd, bool write)
-{
-	int fd = openat(dir_fd, "holds", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-
-	if (fd < 0 && !write && (errno == EROFS || errno == EACCES))
-		fd = openat(dir_fd, "holds", O_RDONLY | O_CLOEXEC);
-	return fd < 0 ? neg_errno() : fd;
-}
-
-/* Lock (F_RDLCK, F_WRLCK) or unlock (F_UNLCK) the byte of env_id without waiting; with
- * test, only ask whether it could be locked. -EBUSY: another process holds it. */
-static int hold_lock(int fd, int64_t env_id, short type, bool test)
-{
-	struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = env_id, .l_len = 1};
-
-	if (fcntl(fd, test ? F_OFD_GETLK : F_OFD_SETLK, &fl) < 0)
-		return errno == EAGAIN || errno == EACCES ? -EBUSY : neg_errno();
-	return test && fl.l_type != F_UNLCK ? -EBUSY : 0;
-}
-
-/* gc cannot reap n removed environments: say who holds them, a mount or anything else. */
-static void holds_say(struct store *st, int fd, uint64_t n)
-{
-	char who[768], msg[1024];
-
-	if (!st->notify.fn)
-		return;
-	lockwait_holders(fd, NULL, 0, 0, false, who, sizeof(who));
-	snprintf(msg, sizeof(msg), "%llu removed environment%s still held (%s/holds) by %s",
-	         (unsigned long long)n, n == 1 ? " is" : "s are", st->dir,
-	         who[0] ? who : "another process");
-	st->notify.fn(st->notify.ctx, msg);
-}
-
-int store_hold_open(const char *dir, struct store_hold **ret, struct cfs_err *err)
-{
-	struct store_hold *h;
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd;
-
-	if (dfd < 0)
-		return err_set(err, neg_errno(), "%s: %s", dir, strerror(errno));
-	fd = holds_open(dfd, false);
-	close(dfd);
-	if (fd < 0)
-		return err_set(err, fd, "%s/holds: %s", dir, strerror(-fd));
-	h = malloc(sizeof(*h));
-	if (!h) {
-		close(fd);
-		return -ENOMEM;
-	}
-	h->fd = fd;
-	*ret = h;
-	return 0;
-}
-
-void store_hold_close(struct store_hold *h)
-{
-	if (!h)
-		return;
-	close(h->fd);
-	free(h);
-}
-
-int store_hold_env(struct store_hold *h, int64_t env_id)
-{
-	return hold_lock(h->fd, env_id, F_RDLCK, false);
-}
-
-void store_hold_release(struct store_hold *h, int64_t env_id)
-{
-	hold_lock(h->fd, env_id, F_UNLCK, false);
-}
-
 /* ---- last use ---- */
 
 int store_env_touch(struct store *st, const int64_t *env_ids, size_t n, int64_t t,
                     struct cfs_err *err)
 {
-	int r = writable(st, err);
+	int r = store_writable(st, err);
 
 	if (!r && n)
 		r = catalog_begin(st->cat, true, err);
@@ -360,7 +191,7 @@ static int reap(struct store *st, const struct gc_opts *opts, void *ctx, int *re
 	*ret_holds = r;
 	r = catalog_env_list(st->cat, CATALOG_ENVS_REMOVED, &v, &n, err);
 	for (size_t i = 0; !r && i < n; i++) {
-		r = hold_lock(*ret_holds, v[i].id, F_WRLCK, dry_run);
+		r = holds_lock(*ret_holds, v[i].id, F_WRLCK, dry_run);
 		if (r == -EBUSY) {
 			res->envs_held++;
 			if (opts->kept)
@@ -423,7 +254,7 @@ int store_gc(struct store *st, const struct gc_opts *opts,
 	struct repack_plan *plan = NULL;
 	struct doomed d = {0};
 	size_t n = 0;
-	int lock = -1, holds = -1, r = writable(st, err);
+	int lock = -1, holds = -1, r = store_writable(st, err);
 
 	/* Objects only go while no ingest is running (G2); environments go with them. */
 	if (!r)

@@ -22,6 +22,7 @@
 #include "store_impl.h"
 
 #include "err.h"
+#include "lockwait.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -29,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -408,4 +410,32 @@ void store_close(struct store *st)
 		close(st->fd);
 	free(st->dir);
 	free(st);
+}
+
+/* ---- the store lock (gc.c G2) ---- */
+
+int store_lock(struct store *st, int how, int *ret_fd, struct cfs_err *err)
+{
+	int fd = openat(st->fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644), r;
+	char what[4200];
+
+	if (fd < 0 && errno == EROFS)
+		fd = openat(st->fd, "lock", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_set(err, neg_errno(), "%s/lock: %s", st->dir, strerror(errno));
+	snprintf(what, sizeof(what), "the store lock (%s/lock)", st->dir);
+	r = lockwait_flock(fd, how, what, &st->notify);
+	if (r) {
+		close(fd);
+		return err_set(err, r, "%s/lock: %s", st->dir, strerror(-r));
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+int store_writable(struct store *st, struct cfs_err *err)
+{
+	if (st->flags & STORE_READONLY)
+		return err_set(err, -EROFS, "%s: store opened read-only", st->dir);
+	return 0;
 }

@@ -51,8 +51,11 @@ struct store {
 };
 
 /* Take the store lock (LOCK_SH for ingests, LOCK_EX for gc's deletions, gc.c G2);
- * *ret_fd holds it until closed. */
+ * *ret_fd holds it until closed (store.c). */
 int store_lock(struct store *st, int how, int *ret_fd, struct cfs_err *err);
+/* -EROFS naming the store when it was opened STORE_READONLY: what every writing action
+ * checks first (store.c). */
+int store_writable(struct store *st, struct cfs_err *err);
 
 /* store.c S1: 0, or -EUCLEAN naming catalog.db when the catalog names no object while
  * objects/ holds images (it is not the store's, or lost its rows), or, with links, when a
