@@ -298,10 +298,9 @@ int store_ingest(struct store *st, const char *prefix, const struct ingest_opts 
 	int walked, r;
 
 	ingest_init(&in, st, opts);
-	if (st->flags & STORE_READONLY) {
-		r = err_set(err, -EROFS, "%s: store opened read-only", st->dir);
+	r = store_writable(st, err);
+	if (r)
 		goto out;
-	}
 	/* Resolved once: from here on the prefix is its descriptor. */
 	r = open_named(prefix, O_RDONLY | O_DIRECTORY);
 	if (r < 0) {

@@ -555,8 +555,9 @@ int store_install(struct store *st, const char *lock, const struct install_opts 
 	char hash[33];
 	int r;
 
-	if (st->flags & STORE_READONLY)
-		return err_set(err, -EROFS, "%s: store opened read-only", st->dir);
+	r = store_writable(st, err);
+	if (r)
+		return r;
 	r = pkgset_from_lock(lock, opts->platform, opts->environment, &ins.set, err);
 	if (r)
 		return r;

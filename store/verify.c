@@ -941,8 +941,9 @@ int store_repair(struct store *st, void (*fn)(void *ctx, const struct verify_pro
 	struct repair rp = {.st = st, .done = done, .ctx = ctx};
 	int lock = -1, r;
 
-	if (st->flags & STORE_READONLY)
-		return err_set(err, -EROFS, "%s: store opened read-only", st->dir);
+	r = store_writable(st, err);
+	if (r)
+		return r;
 	/* V1: held to the end, over the file removals too. */
 	r = store_lock(st, LOCK_EX, &lock, err);
 	if (r)
