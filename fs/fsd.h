@@ -142,6 +142,16 @@ int ino_make(enum ino_kind kind, int64_t id, fuse_ino_t *ret);
 /* -ESTALE for a nodeid ino_make cannot have made (id 0, among them the root; an id above
  * the largest). *ret_kind and *ret_id are written only on success. */
 int ino_split(fuse_ino_t ino, enum ino_kind *ret_kind, int64_t *ret_id);
+/* A nodeid's kind and id as ino_make put them, unchecked: for nodeids known to be ours
+ * (the kernel's own, or the use table's); ino_split checks one from anywhere else. */
+static inline enum ino_kind ino_kind_of(fuse_ino_t ino)
+{
+	return (enum ino_kind)(ino & 3);
+}
+static inline int64_t ino_id_of(fuse_ino_t ino)
+{
+	return (int64_t)(ino >> 2);
+}
 /* The nodeid a node is served under: its group's, its first hard link's, or its own. */
 int ino_of_node(const struct store_node *n, fuse_ino_t *ret);
 /* The attributes of a node served at nodeid ino under a prefix of plen bytes. */

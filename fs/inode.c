@@ -22,8 +22,8 @@ int ino_make(enum ino_kind kind, int64_t id, fuse_ino_t *ret)
 
 int ino_split(fuse_ino_t ino, enum ino_kind *ret_kind, int64_t *ret_id)
 {
-	enum ino_kind kind = (enum ino_kind)(ino & 3);
-	int64_t id = (int64_t)(ino >> 2);
+	enum ino_kind kind = ino_kind_of(ino);
+	int64_t id = ino_id_of(ino);
 
 	if (id < 1 || id > INO_ID_MAX)
 		return -ESTALE;

@@ -116,7 +116,7 @@ static fuse_ino_t meta_ino(int64_t x, unsigned sub)
 
 static void split(fuse_ino_t ino, int64_t *x, unsigned *sub)
 {
-	int64_t id = (int64_t)(ino >> 2);
+	int64_t id = ino_id_of(ino);
 
 	*x = id >> 2;
 	*sub = (unsigned)(id & 3);
@@ -124,7 +124,7 @@ static void split(fuse_ino_t ino, int64_t *x, unsigned *sub)
 
 bool meta_owns(fuse_ino_t ino)
 {
-	return ino != INO_ROOT && (ino & 3) == INO_META && !served_owns(ino);
+	return ino != INO_ROOT && ino_kind_of(ino) == INO_META && !served_owns(ino);
 }
 
 bool meta_is_root_name(const char *name)

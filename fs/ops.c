@@ -259,7 +259,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		root_attr(worker_envtab(w), &st);
 	} else if (!r && served_owns(ino)) {
 		r = served_attr(worker_envtab(w), ino, &st);
-	} else if (!r && (ino & 3) == INO_TAG) {
+	} else if (!r && ino_kind_of(ino) == INO_TAG) {
 		const struct fsd_root *tag = envtab_tag_by_ino(worker_envtab(w), ino);
 
 		if (tag)
@@ -287,7 +287,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	int r;
 
 	r = worker_get(req_fsd(req), &w);
-	if (!r && (ino & 3) == INO_TAG) {
+	if (!r && ino_kind_of(ino) == INO_TAG) {
 		const struct fsd_root *tag = envtab_tag_by_ino(worker_envtab(w), ino);
 
 		if (tag)

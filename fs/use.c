@@ -296,7 +296,7 @@ int use_list_removed(struct use *u, const struct envtab *t, enum ino_kind kind, 
 		const struct slot *s = &u->inos.slots[i];
 		const struct fsd_env *env;
 
-		if (!s->key || (s->key & 3) != kind)
+		if (!s->key || ino_kind_of(s->key) != kind)
 			continue;
 		env = envtab_by_id(t, s->a);
 		if (env && !env->removed)
@@ -348,7 +348,7 @@ void use_rehome(struct use *u, struct store *st, const struct envtab *t)
 
 			if (e && !e->removed &&
 			    store_path_lookup(st, e->top.id, path, &node, &err) == 0 &&
-			    node.type == NODE_FILE && node.group == (int64_t)(inos[i] >> 2))
+			    node.type == NODE_FILE && node.group == ino_id_of(inos[i]))
 				env = e;
 		}
 		if (!env)

@@ -106,7 +106,7 @@ static void evict_removed(struct fsd *fs, struct store *st, const struct envtab 
 		if (use_list_removed(fs->use, t, kinds[k], &inos, &n))
 			return;
 		for (size_t i = 0; i < n; i++) {
-			int64_t id = (int64_t)(inos[i] >> 2);
+			int64_t id = ino_id_of(inos[i]);
 			struct store_node node;
 			fuse_ino_t parent;
 			/* A group's nodeid: the node it was handed out as (use.c U2). */
