@@ -31,6 +31,7 @@
 #include "object.h"
 
 #include "err.h"
+#include "hex.h"
 
 #include <condafs/cache.h>
 
@@ -68,24 +69,7 @@ static const uint8_t zeros[65536];
 
 void objkey_hex(const struct objkey *k, char ret[33])
 {
-	static const char hex[] = "0123456789abcdef";
-
-	for (int i = 0; i < 16; i++) {
-		ret[2 * i] = hex[k->b[i] >> 4];
-		ret[2 * i + 1] = hex[k->b[i] & 15];
-	}
-	ret[32] = '\0';
-}
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	hex_encode(k->b, 16, ret);
 }
 
 int objkey_parse(const char *hex, struct objkey *ret)
@@ -95,7 +79,7 @@ int objkey_parse(const char *hex, struct objkey *ret)
 	if (strlen(hex) != 32)
 		return -EINVAL;
 	for (int i = 0; i < 16; i++) {
-		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+		int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
 
 		if (hi < 0 || lo < 0)
 			return -EINVAL;
