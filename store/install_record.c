@@ -7,10 +7,12 @@
 #include "install_int.h"
 
 #include "err.h"
+#include "grow.h"
 #include "ingest.h"
 #include "link.h"
 #include "pkgarchive.h"
 #include "pkgrec.h"
+#include "pyzip.h"
 #include "store_impl.h"
 #include "textfile.h"
 
@@ -114,6 +116,76 @@ static int close_file(struct install *ins, const struct source *s, const char *r
 	return r;
 }
 
+/*
+ * Where one path of the written-out python goes (pyzip.h): a file (fd >= 0), a member of
+ * the zip (zip set: its bytes gathered, then added whole, as the size a member is written
+ * with is the size read, which a pyc rewritten for its source's prefix may not have
+ * told), or nowhere (neither: a directory or link made, or a path the interpreter does
+ * not need). Without a zip, every path is a file.
+ */
+struct sink {
+	int fd;
+	struct pyzip *zip;
+	char name[PATH_MAX];
+	uint8_t *mem;
+	size_t n, cap;
+};
+
+static int sink_open(struct install *ins, const struct source *s, int dfd, struct pyzip *z,
+                     const char *rel, enum node_type type, const char *target, struct sink *k,
+                     struct cfs_err *err)
+{
+	*k = (struct sink){.fd = -1};
+	switch (z ? pyzip_how(z, rel, type, k->name, sizeof(k->name)) : PYZIP_FILE) {
+	case PYZIP_SKIP:
+		return 0;
+	case PYZIP_ZIP:
+		k->zip = z;
+		return 0;
+	case PYZIP_FILE:
+		break;
+	}
+	return make_path(ins, s, dfd, rel, type, target, &k->fd, err);
+}
+
+static int sink_write(struct install *ins, const struct source *s, const char *rel, struct sink *k,
+                      const uint8_t *buf, size_t n, struct cfs_err *err)
+{
+	uint8_t *v;
+
+	if (!k->zip)
+		return write_all(ins, s, rel, k->fd, buf, n, err);
+	if (!n)
+		return 0;
+	v = grow_array(k->mem, &k->cap, k->n + n, 1);
+	if (!v)
+		return err_set(err, -ENOMEM, "out of memory");
+	k->mem = v;
+	memcpy(k->mem + k->n, buf, n);
+	k->n += n;
+	return 0;
+}
+
+/* The path written: a file gets its mode and mtime, a member of the zip is added. r as it
+ * was, or the failure to close. */
+static int sink_close(struct install *ins, const struct source *s, const char *rel, struct sink *k,
+                      uint32_t mode, int64_t mtime_ns, int r, struct cfs_err *err)
+{
+	if (!k->zip)
+		return close_file(ins, s, rel, k->fd, mode, mtime_ns, r, err);
+	if (!r) {
+		int z = pyzip_add(k->zip, k->name, k->n, mtime_ns);
+
+		if (!z)
+			z = pyzip_write(k->zip, k->mem, k->n);
+		if (z)
+			r = err_set(err, z, "%s/pkgs/%s/%s: %s", ins->work, s->dist, rel,
+			            z == -EIO ? pyzip_error(k->zip) : strerror(-z));
+	}
+	free(k->mem);
+	return r;
+}
+
 /* pkgs/<dist>/, made for package s and open at *ret_fd. */
 static int make_top(struct install *ins, const struct source *s, int *ret_fd, struct cfs_err *err)
 {
@@ -135,15 +207,16 @@ static int set_dir(struct install *ins, struct source *s, struct cfs_err *err)
 	return 0;
 }
 
-/* Entry e of unpacked package s into dfd: the archive's bytes, from the data file. */
+/* Entry e of unpacked package s into dfd (or z): the archive's bytes, from the data file. */
 static int write_unpacked(struct install *ins, const struct source *s,
-                          const struct pkgarchive_entry *e, int dfd, uint8_t *buf,
+                          const struct pkgarchive_entry *e, int dfd, struct pyzip *z, uint8_t *buf,
                           struct cfs_err *err)
 {
-	int data = pkgarchive_files_fd(s->files), fd;
-	int r = make_path(ins, s, dfd, e->path, e->type, e->target, &fd, err);
+	int data = pkgarchive_files_fd(s->files);
+	struct sink k;
+	int r = sink_open(ins, s, dfd, z, e->path, e->type, e->target, &k, err);
 
-	if (r || fd < 0)
+	if (r || (k.fd < 0 && !k.zip))
 		return r;
 	for (uint64_t off = 0; !r && off < e->size;) {
 		size_t want =
@@ -155,20 +228,63 @@ static int write_unpacked(struct install *ins, const struct source *s,
 			            ins->work, s->dist,
 			            n < 0 ? strerror(errno) : "shorter than unpacked");
 		else
-			r = write_all(ins, s, e->path, fd, buf, (size_t)n, err);
+			r = sink_write(ins, s, e->path, &k, buf, (size_t)n, err);
 		off += n > 0 ? (uint64_t)n : 0;
 	}
-	return close_file(ins, s, e->path, fd, e->mode, e->mtime_ns, r, err);
+	return sink_close(ins, s, e->path, &k, e->mode, e->mtime_ns, r, err);
+}
+
+/* The zip of python's standard library beneath dfd (pyzip.h), for the python of version
+ * (its package's "3.11.2", or the plan's "3.11"); *ret NULL when the version is not one
+ * (then every path is written as a file, as the archive holds it). */
+static int open_zip(struct install *ins, const struct source *s, int dfd, const char *version,
+                    struct pyzip **ret, struct cfs_err *err)
+{
+	char pyver[16];
+	size_t n = version ? strspn(version, "0123456789") : 0;
+	int r;
+
+	*ret = NULL;
+	if (!n || version[n] != '.')
+		return 0;
+	n += 1 + strspn(version + n + 1, "0123456789");
+	if (n >= sizeof(pyver))
+		return 0;
+	snprintf(pyver, sizeof(pyver), "%.*s", (int)n, version);
+	r = pyzip_open(dfd, pyver, ret);
+	if (r == -EINVAL)
+		return 0;
+	return r ? err_set(err, r, "%s/pkgs/%s/lib: %s", ins->work, s->dist, strerror(-r)) : 0;
+}
+
+/* The zip finished, or left for the install's directory to remove after a failure (r). */
+static int close_zip(struct install *ins, const struct source *s, struct pyzip *z, int r,
+                     struct cfs_err *err)
+{
+	int c;
+
+	if (r) {
+		pyzip_abort(z);
+		return r;
+	}
+	c = pyzip_close(z);
+	return c ? err_set(err, c, "%s/pkgs/%s: the standard library's zip: %s", ins->work, s->dist,
+	                   strerror(-c))
+	         : 0;
 }
 
 int install_write_out_unpacked(struct install *ins, struct source *s, struct cfs_err *err)
 {
 	uint8_t *buf = malloc(WRITE_OUT_CHUNK);
+	struct pyzip *z = NULL;
 	int dfd = -1,
 	    r = buf ? make_top(ins, s, &dfd, err) : err_set(err, -ENOMEM, "out of memory");
 
+	if (!r)
+		r = open_zip(ins, s, dfd, s->p->version, &z, err);
 	for (size_t j = 0; !r && j < pkgarchive_files_count(s->files); j++)
-		r = write_unpacked(ins, s, pkgarchive_files_entry(s->files, j), dfd, buf, err);
+		r = write_unpacked(ins, s, pkgarchive_files_entry(s->files, j), dfd, z, buf, err);
+	r = close_zip(ins, s, z, r, err);
 	if (!r)
 		r = set_dir(ins, s, err);
 	if (dfd >= 0)
@@ -181,7 +297,8 @@ int install_write_out_unpacked(struct install *ins, struct source *s, struct cfs
  * from the environment its record came with, at the entry's path there, with prefix where
  * the prefix goes (the archive's bytes when prefix is the package's placeholder). */
 static int write_stored(struct install *ins, size_t i, const struct link_entry *e,
-                        const char *prefix, int dfd, uint8_t *buf, struct cfs_err *err)
+                        const char *prefix, int dfd, struct pyzip *z, uint8_t *buf,
+                        struct cfs_err *err)
 {
 	const struct source *s = &ins->src[i];
 	const char *rel = e->src ? e->src : e->path;
@@ -191,9 +308,10 @@ static int write_stored(struct install *ins, size_t i, const struct link_entry *
 	struct store_node node;
 	uint64_t off = 0;
 	size_t got = 1;
-	int fd, r = make_path(ins, s, dfd, rel, type, e->target, &fd, err);
+	struct sink k;
+	int r = sink_open(ins, s, dfd, z, rel, type, e->target, &k, err);
 
-	if (r || fd < 0)
+	if (r || (k.fd < 0 && !k.zip))
 		return r;
 	r = store_path_lookup(ins->st, s->rec_root, e->path, &node, err);
 	if (r == -ENOENT)
@@ -202,10 +320,10 @@ static int write_stored(struct install *ins, size_t i, const struct link_entry *
 	while (!r && got) {
 		r = store_read(ins->st, &node, prefix, off, WRITE_OUT_CHUNK, buf, &got, err);
 		if (!r)
-			r = write_all(ins, s, rel, fd, buf, got, err);
+			r = sink_write(ins, s, rel, &k, buf, got, err);
 		off += got;
 	}
-	return close_file(ins, s, rel, fd, e->mode, e->mtime_ns, r, err);
+	return sink_close(ins, s, rel, &k, e->mode, e->mtime_ns, r, err);
 }
 
 int install_write_out_stored(struct install *ins, const struct link_plan *plan, size_t i,
@@ -213,6 +331,7 @@ int install_write_out_stored(struct install *ins, const struct link_plan *plan, 
 {
 	const char *placeholder = "/";
 	uint8_t *buf = malloc(WRITE_OUT_CHUNK);
+	struct pyzip *z = NULL;
 	int dfd = -1, r = buf ? make_top(ins, &ins->src[i], &dfd, err)
 	                      : err_set(err, -ENOMEM, "out of memory");
 
@@ -223,10 +342,13 @@ int install_write_out_stored(struct install *ins, const struct link_plan *plan, 
 			placeholder = link_plan_entry(plan, j)->placeholder;
 			break;
 		}
+	if (!r)
+		r = open_zip(ins, &ins->src[i], dfd, link_plan_python(plan), &z, err);
 	for (size_t j = 0; !r && j < link_plan_count(plan); j++)
 		if (link_plan_entry(plan, j)->pkg == i)
-			r = write_stored(ins, i, link_plan_entry(plan, j), placeholder, dfd, buf,
+			r = write_stored(ins, i, link_plan_entry(plan, j), placeholder, dfd, z, buf,
 			                 err);
+	r = close_zip(ins, &ins->src[i], z, r, err);
 	if (!r)
 		r = set_dir(ins, &ins->src[i], err);
 	ins->src[i].ours = !r;
