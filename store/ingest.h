@@ -125,6 +125,9 @@ struct ingest {
 	int (*after_store)(struct ingest *in, void *arg, struct cfs_err *err);
 	void *after_arg;
 	const struct catalog_blob *records;
+	/* An install's generated contents kept in one data file rather than a file each
+	 * (ingest_plan.c), or NULL. */
+	const struct ingest_gen *gen;
 };
 
 /* The prefix node n's bytes were written for, and its length (0: none to look for). */
@@ -276,6 +279,16 @@ struct pkgrec;
 /* Where each package of an install is read from: the store's record of it (its content
  * and compiled pycs taken from the store), else its unpacked files, else its extracted
  * directory. */
+/* The compiled pycs of an install, in one data file (fd, the install's alone) instead of
+ * a file each: by plan entry, its offset and length there, len INGEST_GEN_NONE when the
+ * compiler made none (its source does not compile). Entries that are no compiled pyc
+ * are files beneath root_fd. */
+#define INGEST_GEN_NONE UINT64_MAX
+struct ingest_gen {
+	int fd;
+	const uint64_t *off, *len;
+};
+
 struct ingest_pkg {
 	const struct pkgrec *rec;
 	const struct pkgarchive_files *files;

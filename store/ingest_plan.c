@@ -95,6 +95,8 @@ static int drop_missing_pycs(struct ingest *in, const struct link_plan *plan, si
 
 		if (rec)
 			gone[i] = !pkgrec_pyc(rec, e->path);
+		else if (e->pyc_of && in->gen)
+			gone[i] = in->gen->len[i] == INGEST_GEN_NONE;
 		else if (e->pyc_of && fstatat(in->root_fd, e->path, &sb, AT_SYMLINK_NOFOLLOW) < 0 &&
 		         errno == ENOENT)
 			gone[i] = true;
@@ -174,6 +176,16 @@ static int fill_node(struct ingest *in, struct inode *k, const struct link_entry
 	if (e->placeholder) {
 		k->wprefix = e->placeholder;
 		k->wplen = strlen(e->placeholder);
+	}
+	if (!pkg && e->pyc_of && in->gen) {
+		/* Compiled into the install's own data file (ingest_gen). */
+		size_t j = (size_t)(e - link_plan_entry(plan, 0));
+
+		k->src_fd = in->gen->fd;
+		k->src_data = true;
+		k->src_off = in->gen->off[j];
+		k->size = in->gen->len[j];
+		return 0;
 	}
 	if (pkg && pkg->files) {
 		/* As the plan checked it (L3): the data file is the install's alone. */

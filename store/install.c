@@ -204,13 +204,40 @@ static void plan_warn(void *arg, const char *line)
 	install_warn(arg, "%s", line);
 }
 
-/* A generated file into gen/, at its path, with its mode and mtime. */
+/* A compiled pyc into gen.data (ingest_gen): one file for all of them, where a file each
+ * would cost a directory entry and an inode apiece. */
+static int write_gen_data(struct install *ins, const struct link_entry *e, const uint8_t *data,
+                          size_t len, struct cfs_err *err)
+{
+	size_t j = (size_t)(e - link_plan_entry(ins->plan, 0));
+	/* The compiler's threads put at once (pycompile.h): each takes its own range. */
+	uint64_t at = __atomic_fetch_add(&ins->gen_end, len, __ATOMIC_RELAXED);
+
+	for (size_t done = 0; done < len;) {
+		ssize_t w = pwrite(ins->gen_data_fd, data + done, len - done, (off_t)(at + done));
+
+		if (w < 0)
+			return err_set(err, neg_errno(), "%s/gen.data: %s", ins->work,
+			               strerror(errno));
+		done += (size_t)w;
+	}
+	ins->gen_off[j] = at;
+	ins->gen_len[j] = len;
+	return 0;
+}
+
+/* A generated file into gen/, at its path, with its mode and mtime; a compiled pyc into
+ * gen.data. */
 static int write_gen(void *arg, const struct link_entry *e, const uint8_t *data, size_t len,
                      struct cfs_err *err)
 {
 	struct install *ins = arg;
 	struct timespec ts[2];
-	int fd, r = install_make_parents(ins->gen_fd, e->path, 0700);
+	int fd, r;
+
+	if (e->pyc_of && ins->gen_data_fd >= 0)
+		return write_gen_data(ins, e, data, len, err);
+	r = install_make_parents(ins->gen_fd, e->path, 0700);
 
 	fd = r ? r
 	       : openat(ins->gen_fd, e->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
@@ -277,7 +304,7 @@ static int read_source(void *arg, const struct link_entry *src, uint8_t **ret, s
 	return 0;
 }
 
-/* The noarch pycs into gen/, compiled by the environment's python (pycompile.c), its
+/* The noarch pycs into gen.data, compiled by the environment's python (pycompile.c), its
  * sources handed to it. Python, when we wrote it out, is reached through the compiler's
  * working directory, the install's directory, which it may search but not list
  * (pycompile.c Y3): tmp/ keeps everyone else out. */
@@ -346,6 +373,38 @@ static int check_trusted(struct install *ins, const struct link_plan *plan, cons
 	return 0;
 }
 
+/* gen.data and the tables of what it holds, for the plan's compiled pycs (none made yet). */
+static int open_gen_data(struct install *ins, const struct link_plan *plan, struct cfs_err *err)
+{
+	size_t n = link_plan_count(plan);
+
+	ins->gen_off = calloc(n ? n : 1, sizeof(*ins->gen_off));
+	ins->gen_len = malloc((n ? n : 1) * sizeof(*ins->gen_len));
+	if (!ins->gen_off || !ins->gen_len)
+		return err_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		ins->gen_len[i] = INGEST_GEN_NONE;
+	ins->gen_end = 0;
+	ins->gen_data_fd = openat(ins->work_fd, "gen.data",
+	                          O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (ins->gen_data_fd < 0)
+		return err_set(err, neg_errno(), "%s/gen.data: %s", ins->work, strerror(errno));
+	ins->gen = (struct ingest_gen){ins->gen_data_fd, ins->gen_off, ins->gen_len};
+	return 0;
+}
+
+static void close_gen_data(struct install *ins)
+{
+	if (ins->gen_data_fd >= 0) {
+		close(ins->gen_data_fd);
+		unlinkat(ins->work_fd, "gen.data", 0);
+	}
+	ins->gen_data_fd = -1;
+	free(ins->gen_off);
+	free(ins->gen_len);
+	ins->gen_off = ins->gen_len = NULL;
+}
+
 /* ingest.h's after_store: the records made (N4), then the data files dropped, before the
  * store phase makes its images durable: nothing reads them after, and its syncfs would
  * otherwise write every byte of them out (the environment's size again) for nothing. A
@@ -367,6 +426,8 @@ static int after_store(struct ingest *in, void *arg, struct cfs_err *err)
 		install_data_name(s, name);
 		unlinkat(ins->pkgs_fd, name, 0);
 	}
+	if (ins->gen_data_fd >= 0)
+		unlinkat(ins->work_fd, "gen.data", 0);
 	return r;
 }
 
@@ -463,6 +524,8 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 	ins->plan = plan;
 	ins->pkgs = pkgs;
 	r = check_trusted(ins, plan, pkg_fds, err);
+	if (!r && compile)
+		r = open_gen_data(ins, plan, err);
 	if (!r)
 		r = write_generated(ins, plan, err);
 	if (!r)
@@ -485,6 +548,7 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 	r = condameta_read_at(in.root_fd, ins->lock, &in.meta, err);
 	if (!r)
 		r = pkgset_match(condameta_pkgset(in.meta), ins->set, err);
+	in.gen = ins->gen_data_fd >= 0 ? &ins->gen : NULL;
 	if (!r)
 		r = ingest_plan_nodes(&in, plan, pkgs, err);
 	in.after_store = after_store;
@@ -504,6 +568,7 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 	}
 out:
 	ingest_release(&in);
+	close_gen_data(ins);
 	for (size_t i = 0; pkg_fds && i < npkg; i++)
 		if (pkg_fds[i] >= 0)
 			close(pkg_fds[i]);
@@ -550,6 +615,7 @@ int store_install(struct store *st, const char *lock, const struct install_opts 
 	                      .dl_fd = -1,
 	                      .pkgs_fd = -1,
 	                      .gen_fd = -1,
+	                      .gen_data_fd = -1,
 	                      .warn_mu = PTHREAD_MUTEX_INITIALIZER};
 	struct store_env env;
 	char hash[33];

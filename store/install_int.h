@@ -11,6 +11,7 @@
 #include "condafs/store.h"
 
 #include "catalog.h"
+#include "ingest.h"
 #include "pkgarchive.h"
 
 #include <limits.h>
@@ -59,6 +60,11 @@ struct install {
 	char work_name[64];
 	char *work; /* absolute path of the temporary directory */
 	int dl_fd, pkgs_fd, gen_fd;
+	/* The compiled pycs (ingest.h ingest_gen): gen.data, open while the plan lives, and
+	 * by plan entry where each is in it; gen_end its length. */
+	int gen_data_fd;
+	uint64_t *gen_off, *gen_len, gen_end;
+	struct ingest_gen gen;
 	pthread_mutex_t warn_mu; /* warnings come from the unpacking threads too */
 	/* What the commit records of each package (N4), and what they are made from. */
 	const struct link_plan *plan;

@@ -21,7 +21,8 @@
  * source's mtime and size) before put sees it. A source that does not compile gets no
  * pyc, as conda skips it; a python that cannot run leaves them all out: each with one
  * warning, never an error. -errno (the message set) for what the install cannot go on
- * without: memory, or source's or put's failure.
+ * without: memory, or source's or put's failure. put is called from several threads at
+ * once (one per compiler process), never twice for one entry.
  */
 int pycompile_plan(const struct link_plan *plan, const char *python_dir, int cwd_fd,
                    int (*source)(void *arg, const struct link_entry *src, uint8_t **ret,
