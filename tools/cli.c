@@ -240,6 +240,17 @@ int cli_find_env(const struct cli *c, struct store *st, const char *name, struct
 	return r ? cli_die(c, &err, r) : 0;
 }
 
+int cli_view_env(struct store *st, struct viamount *vm, const char *name, struct store_env *env,
+                 struct pkgset **ret_set, struct cfs_err *err)
+{
+	int r = vm ? viamount_find(vm, name, env, err) : store_env_find(st, name, env, err);
+
+	if (!r && ret_set)
+		r = vm ? viamount_packages(vm, env, ret_set, err)
+		       : store_env_packages(st, env, ret_set, err);
+	return r;
+}
+
 void cli_json_field(const char *name, const char *v, bool comma)
 {
 	printf("%s\"%s\": ", comma ? ", " : "", name);

@@ -73,6 +73,10 @@ int cli_need_args(const struct cli *c, int n);
 void cli_say_platform(const struct cli *c, const char *path, const struct pkgset *set);
 /* The environment name names (a tag, a hash or a unique prefix): 0 or an exit code. */
 int cli_find_env(const struct cli *c, struct store *st, const char *name, struct store_env *env);
+/* ENV (name) in what cli_open_view opened, the mount (vm) or the store (st), and with
+ * ret_set its package set (the caller's): 0, or -errno with err set. */
+int cli_view_env(struct store *st, struct viamount *vm, const char *name, struct store_env *env,
+                 struct pkgset **ret_set, struct cfs_err *err);
 /* "name": v (a JSON string, or null), then a comma unless last. */
 void cli_json_field(const char *name, const char *v, bool comma);
 

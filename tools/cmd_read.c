@@ -149,13 +149,7 @@ int cmd_show(const struct cli *c)
 		return r;
 	if ((r = cli_open_view(c, &st, &vm)))
 		return r;
-	if (vm) {
-		r = viamount_find(vm, c->argv[0], &env, &err);
-		if (!r)
-			r = viamount_packages(vm, &env, &set, &err);
-	} else if ((r = store_env_find(st, c->argv[0], &env, &err)) == 0) {
-		r = store_env_packages(st, &env, &set, &err);
-	}
+	r = cli_view_env(st, vm, c->argv[0], &env, &set, &err);
 	r = r ? cli_die(c, &err, r) : print_show(c, &env, set);
 	pkgset_free(set);
 	cli_close_view(st, vm);
@@ -231,13 +225,7 @@ int cmd_check(const struct cli *c)
 	} else {
 		if ((r = cli_open_view(c, &st, &vm)))
 			return r;
-		if (vm) {
-			r = viamount_find(vm, c->argv[0], &env, &err);
-			if (!r)
-				r = viamount_packages(vm, &env, &set, &err);
-		} else if ((r = store_env_find(st, c->argv[0], &env, &err)) == 0) {
-			r = store_env_packages(st, &env, &set, &err);
-		}
+		r = cli_view_env(st, vm, c->argv[0], &env, &set, &err);
 		cli_close_view(st, vm);
 		if (r)
 			return cli_die(c, &err, r);

@@ -62,10 +62,7 @@ static int served_env(const struct cli *c, const char *arg, char **ret_dir, char
 	} else {
 		if ((r = cli_open_view(c, &st, &vm)))
 			return r;
-		r = vm ? viamount_find(vm, arg, &env, &err) : store_env_find(st, arg, &env, &err);
-		if (!r && ret_set)
-			r = vm ? viamount_packages(vm, &env, &set, &err)
-			       : store_env_packages(st, &env, &set, &err);
+		r = cli_view_env(st, vm, arg, &env, ret_set ? &set : NULL, &err);
 		cli_close_view(st, vm);
 		if (r)
 			return cli_die(c, &err, r);
