@@ -43,7 +43,8 @@ struct cli {
 	size_t nmirrors, npkgs_dirs;
 	bool replace, skip_special, force, dry_run, repair, purge, frozen, user, system, tcl;
 	int argc;
-	char **argv; /* positional arguments */
+	char **argv;    /* positional arguments */
+	char **cmdline; /* the whole command line, as main got it (install_exec.c) */
 };
 
 extern const char cli_usage[];

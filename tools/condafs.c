@@ -237,6 +237,7 @@ int main(int argc, char **argv)
 		c.store_dir = c.config.store;
 	c.argc = argc - optind - 1;
 	c.argv = argv + optind + 1;
+	c.cmdline = argv;
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(commands[i].name, c.cmd))
 			return commands[i].run(&c);

@@ -8,6 +8,7 @@ record, a file whose mtime or size changes while it is read, a --lock that does 
 a store of another format, a prefix that does not exist or is not a directory."""
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -251,5 +252,20 @@ with t.section("a store of another format"):
     os.makedirs(empty)
     r = t.cfs(empty, "ls")
     t.fails_clearly("ls of a directory that holds no store fails naming it", r, empty)
+
+with t.section("condafs install without condafs-install beside it or where meson installs it"):
+    # install_exec.c: condafs runs the program that links libcurl and libarchive; a condafs
+    # copied away from it says so in one line instead of failing some other way.
+    alone = t.path("alone")
+    os.makedirs(alone)
+    shutil.copy2(t.condafs, os.path.join(alone, "condafs"))
+    lock = t.path("alone.lock")
+    with open(lock, "w") as f:
+        f.write("@EXPLICIT\n")
+    r = t.run([os.path.join(alone, "condafs"), "--store", t.path("store-alone"), "install",
+               lock])
+    t.fails_clearly("install names the helper it cannot run", r, "condafs-install",
+                    "No such file or directory")
+    t.check("and makes no store", not os.path.exists(t.path("store-alone")), r)
 
 t.finish()
