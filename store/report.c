@@ -14,6 +14,7 @@
 #include "condafs/cuda.h"
 #include "condafs/escape.h"
 #include "err.h"
+#include "hex.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -564,7 +565,7 @@ int report_env_find(const struct report_env *v, size_t n, const char *name, size
 					*ret = i;
 					return 0;
 				}
-	if (len < 4 || len > 32 || strspn(name, "0123456789abcdef") != len)
+	if (len < 4 || len > 32 || !hex_only(name, len, false))
 		return err_set(err, -ENOENT, "%s: no such environment or tag", name);
 	for (size_t i = 0; i < n; i++) {
 		if (strncmp(v[i].env.hash, name, len) != 0)

@@ -21,6 +21,7 @@
 #include "pkgset.h"
 
 #include "err.h"
+#include "hex.h"
 
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack: pkgset_hash cannot fail */
 #include <xxhash.h>
@@ -148,7 +149,7 @@ static int hex_copy(const char *hex, size_t want, char **ret)
 	char *c;
 
 	*ret = NULL;
-	if (strlen(hex) != want || strspn(hex, "0123456789abcdefABCDEF") != want)
+	if (strlen(hex) != want || !hex_only(hex, want, true))
 		return -EINVAL;
 	c = strdup(hex);
 	if (!c)

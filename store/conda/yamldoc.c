@@ -13,6 +13,7 @@
 #include "yamldoc.h"
 
 #include "err.h"
+#include "hex.h"
 #include "textfile.h"
 
 #include <ctype.h>
@@ -67,7 +68,7 @@ static bool json_u_escape(const char *p, size_t avail, unsigned *ret)
 		return false;
 	memcpy(hex, p + 2, 4);
 	hex[4] = '\0';
-	if (strspn(hex, "0123456789abcdefABCDEF") != 4)
+	if (!hex_only(hex, 4, true))
 		return false;
 	v = strtoul(hex, NULL, 16);
 	*ret = (unsigned)v;
