@@ -125,8 +125,8 @@ struct ingest {
 	int (*after_store)(struct ingest *in, void *arg, struct cfs_err *err);
 	void *after_arg;
 	const struct catalog_blob *records;
-	/* An install's generated contents kept in one data file rather than a file each
-	 * (ingest_plan.c), or NULL. */
+	/* An install's generated files, kept in one data file rather than a file each
+	 * (ingest_plan.c). */
 	const struct ingest_gen *gen;
 };
 
@@ -279,10 +279,10 @@ struct pkgrec;
 /* Where each package of an install is read from: the store's record of it (its content
  * and compiled pycs taken from the store), else its unpacked files, else its extracted
  * directory. */
-/* The compiled pycs of an install, in one data file (fd, the install's alone) instead of
- * a file each: by plan entry, its offset and length there, len INGEST_GEN_NONE when the
- * compiler made none (its source does not compile). Entries that are no compiled pyc
- * are files beneath root_fd. */
+/* The generated files of an install (entry points, conda-meta records and history,
+ * compiled pycs), in one data file (fd, the install's alone) instead of a file each: by
+ * plan entry, its offset and length there, len INGEST_GEN_NONE when none was written (a
+ * pyc the compiler made none of: its source does not compile). */
 #define INGEST_GEN_NONE UINT64_MAX
 struct ingest_gen {
 	int fd;
@@ -295,8 +295,8 @@ struct ingest_pkg {
 	int dir_fd; /* -1: none */
 };
 /* The install's tree, from its plan (link.h): package paths from pkgs (by link_entry.pkg),
- * generated ones from in->root_fd where the install wrote them at their paths. */
+ * generated ones from in->gen; the top has mtime top_mtime_ns. */
 int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan,
-                      const struct ingest_pkg *pkgs, struct cfs_err *err);
+                      const struct ingest_pkg *pkgs, int64_t top_mtime_ns, struct cfs_err *err);
 
 #endif

@@ -6,8 +6,8 @@
  * cannot tell the two apart. A package's file is read from its range of the package's
  * data file (or a cache's extracted package), with the placeholder it holds as the prefix
  * to take out, or is a content the store holds (the package's record); a generated file
- * (entry point, conda-meta record, history, pyc) from where the install wrote it, beneath
- * in->root_fd at its path.
+ * (entry point, conda-meta record, history, pyc) from its range of the install's gen.data
+ * (in->gen).
  */
 #include "ingest.h"
 
@@ -80,7 +80,6 @@ static int drop_missing_pycs(struct ingest *in, const struct link_plan *plan, si
                              size_t *ret_ngone, struct cfs_err *err)
 {
 	size_t *kids = calloc(n ? n : 1, sizeof(*kids)), *live = calloc(n ? n : 1, sizeof(*live));
-	struct stat sb;
 
 	*ret_ngone = 0;
 	if (!kids || !live) {
@@ -95,11 +94,8 @@ static int drop_missing_pycs(struct ingest *in, const struct link_plan *plan, si
 
 		if (rec)
 			gone[i] = !pkgrec_pyc(rec, e->path);
-		else if (e->pyc_of && in->gen)
+		else if (e->pyc_of)
 			gone[i] = in->gen->len[i] == INGEST_GEN_NONE;
-		else if (e->pyc_of && fstatat(in->root_fd, e->path, &sb, AT_SYMLINK_NOFOLLOW) < 0 &&
-		         errno == ENOENT)
-			gone[i] = true;
 		if (e->type == LINK_DIR && e->pkg == LINK_GENERATED && kids[i] > 0 && live[i] == 0)
 			gone[i] = true;
 		if (parent[i] != SIZE_MAX) {
@@ -177,10 +173,12 @@ static int fill_node(struct ingest *in, struct inode *k, const struct link_entry
 		k->wprefix = e->placeholder;
 		k->wplen = strlen(e->placeholder);
 	}
-	if (!pkg && e->pyc_of && in->gen) {
-		/* Compiled into the install's own data file (ingest_gen). */
+	if (!pkg) {
+		/* Generated into the install's own data file (ingest_gen). */
 		size_t j = (size_t)(e - link_plan_entry(plan, 0));
 
+		if (in->gen->len[j] == INGEST_GEN_NONE)
+			return err_set(err, -EINVAL, "%s: generated but never written", e->path);
 		k->src_fd = in->gen->fd;
 		k->src_data = true;
 		k->src_off = in->gen->off[j];
@@ -200,13 +198,8 @@ static int fill_node(struct ingest *in, struct inode *k, const struct link_entry
 		k->mtime_ns = fe->mtime_ns;
 		return 0;
 	}
-	if (pkg) {
-		k->src_fd = pkg->dir_fd;
-		k->src_rel = e->src;
-	} else {
-		k->src_fd = in->root_fd;
-		k->src_rel = k->rel;
-	}
+	k->src_fd = pkg->dir_fd;
+	k->src_rel = e->src;
 	if (fstatat(k->src_fd, k->src_rel, &sb, AT_SYMLINK_NOFOLLOW) < 0)
 		return err_set(err, neg_errno(), "%s: %s", e->path, strerror(errno));
 	if (!S_ISREG(sb.st_mode))
@@ -222,12 +215,11 @@ static int fill_node(struct ingest *in, struct inode *k, const struct link_entry
 }
 
 int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan,
-                      const struct ingest_pkg *pkgs, struct cfs_err *err)
+                      const struct ingest_pkg *pkgs, int64_t top_mtime_ns, struct cfs_err *err)
 {
 	size_t n = link_plan_count(plan), *parent = NULL, *order = NULL, *first = NULL;
 	size_t *node_of = NULL, nq = 0, ngone = 0;
 	bool *gone = NULL;
-	struct stat sb;
 	int r;
 
 	if (n + 1 > UINT32_MAX / 2)
@@ -277,11 +269,7 @@ int ingest_plan_nodes(struct ingest *in, const struct link_plan *plan,
 	in->nodes[0].name = in->nodes[0].rel;
 	in->nodes[0].type = NODE_DIR;
 	in->nodes[0].mode = 0755;
-	if (fstat(in->root_fd, &sb) < 0) {
-		r = err_set(err, neg_errno(), "%s: %s", in->prefix, strerror(errno));
-		goto out;
-	}
-	in->nodes[0].mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+	in->nodes[0].mtime_ns = top_mtime_ns;
 	in->n = 1;
 	/* Breadth first: node q's children get the next ids, in name order. */
 	for (nq = 0; nq < in->n; nq++) {

@@ -204,13 +204,15 @@ static void plan_warn(void *arg, const char *line)
 	install_warn(arg, "%s", line);
 }
 
-/* A compiled pyc into gen.data (ingest_gen): one file for all of them, where a file each
- * would cost a directory entry and an inode apiece. */
-static int write_gen_data(struct install *ins, const struct link_entry *e, const uint8_t *data,
-                          size_t len, struct cfs_err *err)
+/* A generated file (entry point, conda-meta record, history, compiled pyc) into gen.data
+ * (ingest_gen), at the plan entry's range: one file for all of them, where a file each
+ * would cost an inode, a directory entry and their removal apiece. The compiler's threads
+ * put at once (pycompile.h): each takes its own range. */
+static int write_gen(void *arg, const struct link_entry *e, const uint8_t *data, size_t len,
+                     struct cfs_err *err)
 {
+	struct install *ins = arg;
 	size_t j = (size_t)(e - link_plan_entry(ins->plan, 0));
-	/* The compiler's threads put at once (pycompile.h): each takes its own range. */
 	uint64_t at = __atomic_fetch_add(&ins->gen_end, len, __ATOMIC_RELAXED);
 
 	for (size_t done = 0; done < len;) {
@@ -226,42 +228,7 @@ static int write_gen_data(struct install *ins, const struct link_entry *e, const
 	return 0;
 }
 
-/* A generated file into gen/, at its path, with its mode and mtime; a compiled pyc into
- * gen.data. */
-static int write_gen(void *arg, const struct link_entry *e, const uint8_t *data, size_t len,
-                     struct cfs_err *err)
-{
-	struct install *ins = arg;
-	struct timespec ts[2];
-	int fd, r;
-
-	if (e->pyc_of && ins->gen_data_fd >= 0)
-		return write_gen_data(ins, e, data, len, err);
-	r = install_make_parents(ins->gen_fd, e->path, 0700);
-
-	fd = r ? r
-	       : openat(ins->gen_fd, e->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	                0600);
-	if (fd < 0)
-		return err_set(err, fd == -1 ? neg_errno() : fd, "%s/gen/%s: %s", ins->work,
-		               e->path, strerror(fd == -1 ? errno : -fd));
-	for (size_t done = 0; !r && done < len;) {
-		ssize_t w = write(fd, data + done, len - done);
-
-		if (w < 0)
-			r = neg_errno();
-		else
-			done += (size_t)w;
-	}
-	ts[0].tv_sec = ts[1].tv_sec = e->mtime_ns / 1000000000;
-	ts[0].tv_nsec = ts[1].tv_nsec = e->mtime_ns % 1000000000;
-	if (!r && futimens(fd, ts) < 0)
-		r = neg_errno();
-	close(fd);
-	return r ? err_set(err, r, "%s/gen/%s: %s", ins->work, e->path, strerror(-r)) : 0;
-}
-
-/* The plan's generated files into gen/ but the pycs, which are compiled. */
+/* The plan's generated files into gen.data but the pycs, which are compiled. */
 static int write_generated(struct install *ins, const struct link_plan *plan, struct cfs_err *err)
 {
 	for (size_t i = 0; i < link_plan_count(plan); i++) {
@@ -275,6 +242,36 @@ static int write_generated(struct install *ins, const struct link_plan *plan, st
 			return r;
 	}
 	return 0;
+}
+
+/* The environment's own conda-meta records, as the plan made them (and gen.data holds
+ * them): read as an ingest reads a prefix's, the set they name must be the lock's. */
+static int read_records(struct install *ins, const struct link_plan *plan, const char *prefix,
+                        struct condameta **ret, struct cfs_err *err)
+{
+	size_t n = link_plan_count(plan), nrec = 0;
+	struct condameta_record *recs = malloc((n ? n : 1) * sizeof(*recs));
+	int r;
+
+	if (!recs)
+		return err_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		const struct link_entry *e = link_plan_entry(plan, i);
+		const char *file = e->path + strlen("conda-meta/");
+		size_t len = strlen(e->path);
+
+		if (e->type != LINK_FILE || e->pkg != LINK_GENERATED ||
+		    strncmp(e->path, "conda-meta/", strlen("conda-meta/")) != 0 ||
+		    strchr(file, '/') || len < strlen(".json") ||
+		    strcmp(e->path + len - strlen(".json"), ".json") != 0)
+			continue;
+		recs[nrec++] = (struct condameta_record){file, (const char *)e->data, e->len};
+	}
+	r = condameta_from_records(recs, nrec, prefix, ret, err);
+	if (!r)
+		r = pkgset_match(condameta_pkgset(*ret), ins->set, err);
+	free(recs);
+	return r;
 }
 
 /* The bytes of a noarch package's source, for the compiler: from its data file or its
@@ -373,7 +370,7 @@ static int check_trusted(struct install *ins, const struct link_plan *plan, cons
 	return 0;
 }
 
-/* gen.data and the tables of what it holds, for the plan's compiled pycs (none made yet). */
+/* gen.data and the tables of what it holds, for the plan's generated files (none written yet). */
 static int open_gen_data(struct install *ins, const struct link_plan *plan, struct cfs_err *err)
 {
 	size_t n = link_plan_count(plan);
@@ -524,33 +521,27 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 	ins->plan = plan;
 	ins->pkgs = pkgs;
 	r = check_trusted(ins, plan, pkg_fds, err);
-	if (!r && compile)
+	if (!r)
 		r = open_gen_data(ins, plan, err);
 	if (!r)
 		r = write_generated(ins, plan, err);
 	if (!r)
 		r = compile_pycs(ins, plan, pkg_fds, err);
-	/* The top, like every directory the install makes, has the install's time. */
-	if (!r && futimens(ins->gen_fd, (struct timespec[2]){now, now}) < 0)
-		r = err_set(err, neg_errno(), "%s/gen: %s", ins->work, strerror(errno));
 	if (r)
 		goto out;
-	/* The environment's own records, read back as an ingest reads a prefix's: the set
-	 * they name must be the lock's. */
 	snprintf(source, sizeof(source), "/envs/%s", hash);
 	in.prefix = source;
 	in.plen = strlen(source);
-	in.root_fd = dup(ins->gen_fd);
-	if (in.root_fd < 0 || fscreds_init(&in.creds, geteuid()) < 0) {
+	if (fscreds_init(&in.creds, geteuid()) < 0) {
 		r = err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	r = condameta_read_at(in.root_fd, ins->lock, &in.meta, err);
+	r = read_records(ins, plan, ins->lock, &in.meta, err);
+	in.gen = &ins->gen;
+	/* The top, like every directory the install makes, has the install's time. */
 	if (!r)
-		r = pkgset_match(condameta_pkgset(in.meta), ins->set, err);
-	in.gen = ins->gen_data_fd >= 0 ? &ins->gen : NULL;
-	if (!r)
-		r = ingest_plan_nodes(&in, plan, pkgs, err);
+		r = ingest_plan_nodes(&in, plan, pkgs,
+		                      (int64_t)now.tv_sec * 1000000000 + now.tv_nsec, err);
 	in.after_store = after_store;
 	in.after_arg = ins;
 	in.records = ins->records;
@@ -583,8 +574,8 @@ out:
 
 static int open_work(struct install *ins, struct cfs_err *err)
 {
-	static const char *const sub[] = {"dl", "pkgs", "gen"};
-	int *fds[] = {&ins->dl_fd, &ins->pkgs_fd, &ins->gen_fd};
+	static const char *const sub[] = {"dl", "pkgs"};
+	int *fds[] = {&ins->dl_fd, &ins->pkgs_fd};
 	int r = object_tmp_open(ins->st->fd, &ins->work_fd, ins->work_name, err);
 
 	if (r)
@@ -593,7 +584,7 @@ static int open_work(struct install *ins, struct cfs_err *err)
 		ins->work = NULL;
 		return err_set(err, -ENOMEM, "out of memory");
 	}
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < 2; i++) {
 		if (mkdirat(ins->work_fd, sub[i], 0700) < 0)
 			return err_set(err, neg_errno(), "%s/%s: %s", ins->work, sub[i],
 			               strerror(errno));
@@ -614,7 +605,6 @@ int store_install(struct store *st, const char *lock, const struct install_opts 
 	                      .work_fd = -1,
 	                      .dl_fd = -1,
 	                      .pkgs_fd = -1,
-	                      .gen_fd = -1,
 	                      .gen_data_fd = -1,
 	                      .warn_mu = PTHREAD_MUTEX_INITIALIZER};
 	struct store_env env;
@@ -681,8 +671,6 @@ out:
 		close(ins.dl_fd);
 	if (ins.pkgs_fd >= 0)
 		close(ins.pkgs_fd);
-	if (ins.gen_fd >= 0)
-		close(ins.gen_fd);
 	object_tmp_close(st->fd, ins.work_fd, ins.work_name);
 	free(ins.work);
 	pkgset_free(ins.set);

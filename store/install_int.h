@@ -59,9 +59,9 @@ struct install {
 	int work_fd;
 	char work_name[64];
 	char *work; /* absolute path of the temporary directory */
-	int dl_fd, pkgs_fd, gen_fd;
-	/* The compiled pycs (ingest.h ingest_gen): gen.data, open while the plan lives, and
-	 * by plan entry where each is in it; gen_end its length. */
+	int dl_fd, pkgs_fd;
+	/* The generated files (ingest.h ingest_gen): gen.data, open while the plan lives,
+	 * and by plan entry where each is in it; gen_end its length. */
 	int gen_data_fd;
 	uint64_t *gen_off, *gen_len, gen_end;
 	struct ingest_gen gen;
