@@ -16,6 +16,7 @@
 #include "catalog_tree_int.h"
 
 #include "err.h"
+#include "grow.h"
 #include "memdup.h"
 
 #include <errno.h>
@@ -26,10 +27,14 @@
 
 /* ---- counting (C2, C7, C8) ---- */
 
-/* What one environment's files name: keys and groups, each sorted, with their counts. */
+/* What one environment's files name: objects by key (a tree walked) or by id (an
+ * environment being committed, whose rows know their objects), and groups; each sorted,
+ * with their counts. */
 struct counts {
 	struct objkey *keys;
 	size_t nkeys, capkeys;
+	int64_t *ids;
+	size_t nids, capids;
 	int64_t *groups;
 	size_t ngroups, capgroups;
 };
@@ -37,34 +42,46 @@ struct counts {
 static void counts_free(struct counts *k)
 {
 	free(k->keys);
+	free(k->ids);
 	free(k->groups);
+}
+
+static int counts_add_group(struct counts *k, int64_t group)
+{
+	int64_t *v;
+
+	if (!group)
+		return 0;
+	v = grow_array(k->groups, &k->capgroups, k->ngroups + 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	k->groups = v;
+	k->groups[k->ngroups++] = group;
+	return 0;
+}
+
+/* Object id: the same count as its key, one probe of the table where a key takes the
+ * key index's too. */
+static int counts_add_id(struct counts *k, int64_t id, int64_t group)
+{
+	int64_t *v = grow_array(k->ids, &k->capids, k->nids + 1, sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	k->ids = v;
+	k->ids[k->nids++] = id;
+	return counts_add_group(k, group);
 }
 
 static int counts_add(struct counts *k, const struct objkey *key, int64_t group)
 {
-	if (k->nkeys == k->capkeys) {
-		size_t cap = k->capkeys ? 2 * k->capkeys : 1024;
-		struct objkey *v = realloc(k->keys, cap * sizeof(*v));
+	struct objkey *v = grow_array(k->keys, &k->capkeys, k->nkeys + 1, sizeof(*v));
 
-		if (!v)
-			return -ENOMEM;
-		k->keys = v;
-		k->capkeys = cap;
-	}
+	if (!v)
+		return -ENOMEM;
+	k->keys = v;
 	k->keys[k->nkeys++] = *key;
-	if (!group)
-		return 0;
-	if (k->ngroups == k->capgroups) {
-		size_t cap = k->capgroups ? 2 * k->capgroups : 1024;
-		int64_t *v = realloc(k->groups, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		k->groups = v;
-		k->capgroups = cap;
-	}
-	k->groups[k->ngroups++] = group;
-	return 0;
+	return counts_add_group(k, group);
 }
 
 static int key_cmp(const void *a, const void *b)
@@ -83,6 +100,8 @@ static void counts_sort(struct counts *k)
 {
 	if (k->nkeys)
 		qsort(k->keys, k->nkeys, sizeof(*k->keys), key_cmp);
+	if (k->nids)
+		qsort(k->ids, k->nids, sizeof(*k->ids), id_cmp);
 	if (k->ngroups)
 		qsort(k->groups, k->ngroups, sizeof(*k->groups), id_cmp);
 }
@@ -126,6 +145,20 @@ static int apply_counts(struct catalog *c, const struct counts *k, int64_t env, 
 		r = ctree_stmt(c, T_OBJ_COUNT, &s, err);
 		if (!r) {
 			sqlite3_bind_blob(s, 1, k->keys[i].b, 16, SQLITE_STATIC);
+			sqlite3_bind_int64(s, 2, sign * (int64_t)(j - i));
+			sqlite3_bind_int64(s, 3, env);
+			r = cat_step_done(c, s, err);
+		}
+		i = j;
+	}
+	for (size_t i = 0; refs && !r && i < k->nids;) {
+		size_t j = i + 1;
+
+		while (j < k->nids && k->ids[j] == k->ids[i])
+			j++;
+		r = ctree_stmt(c, T_OBJ_COUNT_ID, &s, err);
+		if (!r) {
+			sqlite3_bind_int64(s, 1, k->ids[i]);
 			sqlite3_bind_int64(s, 2, sign * (int64_t)(j - i));
 			sqlite3_bind_int64(s, 3, env);
 			r = cat_step_done(c, s, err);
@@ -518,7 +551,10 @@ int catalog_env_ref(struct catalog *c, int64_t id, struct cfs_err *err)
 		r = counts_add(&k, &image, 0);
 	for (size_t i = 0; !r && i < t->npend; i++)
 		if (t->pend[i].row.type == NODE_FILE)
-			r = counts_add(&k, &t->pend[i].row.key, t->pend[i].row.group);
+			r = t->pend[i].row.obj > 0 ? counts_add_id(&k, t->pend[i].row.obj,
+			                                           t->pend[i].row.group)
+			                           : counts_add(&k, &t->pend[i].row.key,
+			                                        t->pend[i].row.group);
 	if (!r) {
 		counts_sort(&k);
 		r = apply_counts(c, &k, id, +1, true, true, err);

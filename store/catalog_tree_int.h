@@ -31,6 +31,7 @@ enum tstmt {
 	T_ENV_SET,
 	T_ENVS,
 	T_OBJ_COUNT,
+	T_OBJ_COUNT_ID,
 	T_GRP_COUNT,
 	T_GRP_DROP,
 	T_OBJ_BY_KEY,
