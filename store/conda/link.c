@@ -1490,6 +1490,65 @@ static const char *dist_of(const struct lpkg *k, size_t n, size_t owner)
 	return owner < n ? k[owner].dist : "conda-meta";
 }
 
+/* Every parent of every path in pl->c (sorted, each path once) as a directory conda
+ * makes, merged in: pl->c stays sorted. In name order, the parents a path shares with
+ * the path before it were made for that one, so each is made about once, not once per
+ * path beneath it. */
+static int make_parents(struct link_plan *pl, int64_t now_ns)
+{
+	struct cand *made = NULL, *all = NULL;
+	size_t nmade = 0, capmade = 0;
+	int r = 0;
+
+	for (size_t i = 0; !r && i < pl->nc; i++) {
+		const char *path = pl->c[i].e.path, *prev = i ? pl->c[i - 1].e.path : "";
+		size_t common = 0;
+
+		while (path[common] && path[common] == prev[common])
+			common++;
+		for (const char *s = strchr(path, '/'); !r && s; s = strchr(s + 1, '/')) {
+			size_t at = (size_t)(s - path);
+			struct cand *v;
+
+			if (at < common)
+				continue;
+			v = grow_array(made, &capmade, nmade + 1, sizeof(*v));
+			if (!v) {
+				r = -ENOMEM;
+				break;
+			}
+			made = v;
+			made[nmade] = (struct cand){.owner = SIZE_MAX, .pos = SIZE_MAX};
+			made[nmade].e.path = keep(pl, strndup(path, at));
+			made[nmade].e.type = LINK_DIR;
+			made[nmade].e.mode = 0755;
+			made[nmade].e.mtime_ns = now_ns;
+			made[nmade].e.pkg = LINK_GENERATED;
+			if (!made[nmade++].e.path)
+				r = -ENOMEM;
+		}
+	}
+	if (!r && nmade) {
+		qsort(made, nmade, sizeof(*made), cmp_cand);
+		all = malloc((pl->nc + nmade) * sizeof(*all));
+		if (!all)
+			r = -ENOMEM;
+	}
+	if (!r && all) {
+		size_t i = 0, j = 0, o = 0;
+
+		while (i < pl->nc || j < nmade)
+			all[o++] = j == nmade || (i < pl->nc && cmp_cand(&pl->c[i], &made[j]) <= 0)
+			                   ? pl->c[i++]
+			                   : made[j++];
+		free(pl->c);
+		pl->c = all;
+		pl->nc = pl->capc = o;
+	}
+	free(made);
+	return r;
+}
+
 /* Resolve clobbering (the later in link order wins, with a warning), refuse a path beneath a
  * file or symlink (L2), and add every parent directory conda makes. */
 static int lay_out(struct link_plan *pl, struct lpkg *k, size_t n, int64_t now_ns,
@@ -1532,23 +1591,8 @@ static int lay_out(struct link_plan *pl, struct lpkg *k, size_t n, int64_t now_n
 		pl->c[w++] = *c;
 	}
 	pl->nc = w;
-	/* Every parent of every path, as a directory conda makes. */
-	for (size_t i = 0, end = pl->nc; i < end; i++) {
-		const char *path = pl->c[i].e.path;
-
-		for (const char *s = strchr(path, '/'); s; s = strchr(s + 1, '/')) {
-			struct link_entry e = {0};
-
-			e.path = keep(pl, strndup(path, (size_t)(s - path)));
-			if (!e.path || add_cand(pl, &e, SIZE_MAX, SIZE_MAX, 0) < 0)
-				return err_set(err, -ENOMEM, "out of memory");
-			pl->c[pl->nc - 1].e.type = LINK_DIR;
-			pl->c[pl->nc - 1].e.mode = 0755;
-			pl->c[pl->nc - 1].e.mtime_ns = now_ns;
-			pl->c[pl->nc - 1].e.pkg = LINK_GENERATED;
-		}
-	}
-	qsort(pl->c, pl->nc, sizeof(*pl->c), cmp_cand);
+	if (make_parents(pl, now_ns) < 0)
+		return err_set(err, -ENOMEM, "out of memory");
 	w = 0;
 	for (size_t i = 0; i < pl->nc; i++) {
 		struct cand *c = &pl->c[i];
