@@ -551,10 +551,9 @@ int catalog_env_ref(struct catalog *c, int64_t id, struct cfs_err *err)
 		r = counts_add(&k, &image, 0);
 	for (size_t i = 0; !r && i < t->npend; i++)
 		if (t->pend[i].row.type == NODE_FILE)
-			r = t->pend[i].row.obj > 0 ? counts_add_id(&k, t->pend[i].row.obj,
-			                                           t->pend[i].row.group)
-			                           : counts_add(&k, &t->pend[i].row.key,
-			                                        t->pend[i].row.group);
+			r = t->pend[i].row.obj > 0
+			            ? counts_add_id(&k, t->pend[i].row.obj, t->pend[i].row.group)
+			            : counts_add(&k, &t->pend[i].row.key, t->pend[i].row.group);
 	if (!r) {
 		counts_sort(&k);
 		r = apply_counts(c, &k, id, +1, true, true, err);

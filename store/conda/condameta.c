@@ -618,7 +618,8 @@ int condameta_from_records(const struct condameta_record *recs, size_t n, const 
 {
 	struct reader rd = {.prefix = prefix};
 	struct condameta_record *sorted = malloc((n ? n : 1) * sizeof(*sorted));
-	int r = sorted ? reader_start(&rd, err) : err_set(err, -ENOMEM, "%s: out of memory", prefix);
+	int r = sorted ? reader_start(&rd, err)
+	               : err_set(err, -ENOMEM, "%s: out of memory", prefix);
 
 	if (r < 0)
 		goto out;
