@@ -231,6 +231,7 @@ static int unpack_data(struct install *ins, struct source *s, int fd, struct cfs
  * cache's archive that fails its digest is left to download (s->fetch), with a warning. */
 static int unpack(struct install *ins, struct source *s, struct cfs_err *err)
 {
+	bool in_dl = false;
 	int fd = -1, r;
 	struct stat sb;
 
@@ -254,6 +255,7 @@ static int unpack(struct install *ins, struct source *s, struct cfs_err *err)
 		fd = openat(ins->dl_fd, s->fn, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			return err_set(err, neg_errno(), "%s: %s", s->fn, strerror(errno));
+		in_dl = true;
 	}
 	r = pkgarchive_verify(fd, s->p->sha256, s->p->md5, s->archive ? s->archive : s->fn, &s->dg,
 	                      err);
@@ -271,6 +273,11 @@ static int unpack(struct install *ins, struct source *s, struct cfs_err *err)
 	if (r)
 		goto out;
 	r = unpack_data(ins, s, fd, err);
+	/* A download (or a copy) is read no more once unpacked: removed now, beside the
+	 * other unpacking, its pages are not all freed at the install's end (N3 would remove
+	 * it then). */
+	if (r == 0 && in_dl)
+		unlinkat(ins->dl_fd, s->fn, 0);
 out:
 	if (fd >= 0)
 		close(fd);
@@ -283,7 +290,9 @@ out:
 
 struct unpack_pool {
 	struct install *ins;
-	bool cached; /* this round: the caches' archives, else the downloaded ones */
+	bool cached;   /* this round: the caches' archives, else the downloaded ones */
+	size_t *order; /* the sources to unpack, largest archive first */
+	size_t n;
 	pthread_mutex_t mu;
 	size_t next, failed; /* the failed package's index, SIZE_MAX: none yet */
 	int r;
@@ -297,18 +306,21 @@ static void *unpack_worker(void *arg)
 
 	for (;;) {
 		struct source *s;
+		bool skip;
 		size_t i;
 		int r;
 
 		pthread_mutex_lock(&p->mu);
-		i = p->next++;
-		r = p->r;
+		i = p->next < p->n ? p->order[p->next++] : SIZE_MAX;
+		/* After a failure, only what comes before it in the lock's order: whatever
+		 * the order of unpacking, the failure reported is the first of the lock's. */
+		skip = i != SIZE_MAX && i > p->failed;
 		pthread_mutex_unlock(&p->mu);
-		if (r || i >= p->ins->n)
+		if (i == SIZE_MAX)
 			return NULL;
-		s = &p->ins->src[i];
-		if (s->rec || s->dir || s->files || (p->cached && !s->archive))
+		if (skip)
 			continue;
+		s = &p->ins->src[i];
 		r = unpack(p->ins, s, &err);
 		if (r) {
 			pthread_mutex_lock(&p->mu);
@@ -323,6 +335,53 @@ static void *unpack_worker(void *arg)
 	}
 }
 
+struct sized {
+	size_t i;
+	off_t size;
+};
+
+static int size_desc(const void *a, const void *b)
+{
+	const struct sized *x = a, *y = b;
+
+	if (x->size != y->size)
+		return x->size < y->size ? 1 : -1;
+	return (x->i > y->i) - (x->i < y->i);
+}
+
+/* The sources this round unpacks, largest archive first: a large archive is one stream to
+ * decompress, on one thread, and taken last (as a lock's order often has it: libtorch,
+ * then pytorch) it would end the round with the other threads idle. An archive that
+ * cannot be looked at sorts last, for unpack to say why. */
+static int unpack_order(struct unpack_pool *p)
+{
+	struct install *ins = p->ins;
+	struct sized *v = malloc((ins->n ? ins->n : 1) * sizeof(*v));
+	struct stat sb;
+
+	p->order = malloc((ins->n ? ins->n : 1) * sizeof(*p->order));
+	if (!v || !p->order) {
+		free(v);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < ins->n; i++) {
+		const struct source *s = &ins->src[i];
+		int r;
+
+		if (s->rec || s->dir || s->files || (p->cached && !s->archive))
+			continue;
+		r = s->archive ? stat(s->archive, &sb)
+		               : fstatat(ins->dl_fd, s->fn, &sb, AT_SYMLINK_NOFOLLOW);
+		v[p->n++] = (struct sized){i, r == 0 ? sb.st_size : -1};
+	}
+	if (p->n)
+		qsort(v, p->n, sizeof(*v), size_desc);
+	for (size_t k = 0; k < p->n; k++)
+		p->order[k] = v[k].i;
+	free(v);
+	return 0;
+}
+
 int install_unpack_all(struct install *ins, bool cached, struct cfs_err *err)
 {
 	struct unpack_pool p = {.ins = ins, .cached = cached, .failed = SIZE_MAX, .err = err};
@@ -331,8 +390,12 @@ int install_unpack_all(struct install *ins, bool cached, struct cfs_err *err)
 	size_t n = cpus < 1 ? 1 : cpus > UNPACK_THREADS_MAX ? UNPACK_THREADS_MAX : (size_t)cpus;
 	size_t started = 0;
 
-	if (n > ins->n)
-		n = ins->n;
+	if (unpack_order(&p) < 0) {
+		free(p.order);
+		return err_set(err, -ENOMEM, "out of memory");
+	}
+	if (n > p.n)
+		n = p.n ? p.n : 1;
 	pthread_mutex_init(&p.mu, NULL);
 	for (; started + 1 < n; started++)
 		if (pthread_create(&th[started], NULL, unpack_worker, &p) != 0)
@@ -341,5 +404,6 @@ int install_unpack_all(struct install *ins, bool cached, struct cfs_err *err)
 	for (size_t i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
 	pthread_mutex_destroy(&p.mu);
+	free(p.order);
 	return p.r;
 }

@@ -237,18 +237,20 @@ with t.section("kill -9 while python is written out for the compiler (openat of 
             not os.path.exists(os.path.join(landed[0], "os.py")), landed)
     after_kill(store, lock, want, "absent", ref_export, r)
 
+# Archives are unpacked largest first: the smallest one's data file is made last.
 with open(lock) as f:
-    numpy = next(os.path.basename(u) for u in f.read().split() if "/numpy-" in u)
-numpy = numpy.split("#")[0][:-len(".conda")]
+    urls = [u.split("#")[0] for u in f.read().split() if u.startswith(("http:", "https:"))]
+last = min(urls, key=lambda u: os.path.getsize(os.path.join(channel, *u.split("/")[-2:])))
+last = re.sub(r"\.(conda|tar\.bz2)$", "", os.path.basename(last))
 
-with t.section("kill -9 while packages are unpacked into data files (openat of numpy's)"):
+with t.section(f"kill -9 while packages are unpacked into data files (openat of {last}'s)"):
     store = t.path("store-unpack")
-    r = traced_install(store, lock, "openat", f"{numpy}.data", 1)
+    r = traced_install(store, lock, "openat", f"{last}.data", 1)
     pkgs = [os.path.join(store, "tmp", d, "pkgs") for d in tmp_entries(store)]
     data = [n for p in pkgs for n in os.listdir(p) if os.path.isfile(os.path.join(p, n))]
-    t.check("the kill lands in the unpacking: earlier packages' data files are there, "
-            "numpy's is not", len(pkgs) == 1 and len(data) > 5 and
-            f"{numpy}.data" not in data, data)
+    t.check("the kill lands in the unpacking: the larger packages' data files are there, "
+            "the smallest's is not", len(pkgs) == 1 and len(data) > 5 and
+            f"{last}.data" not in data, data)
     after_kill(store, lock, want, "absent", ref_export, r)
 
 with t.section("kill -9 at the store phase's first syncfs: the data files are gone by then"):
