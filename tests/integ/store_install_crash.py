@@ -42,6 +42,7 @@ installs beside it."""
 import os
 import re
 import subprocess
+import time
 
 import lib
 
@@ -317,5 +318,39 @@ with t.section("an environment that differs from a stored one by one rebuilt pac
     t.eq("ls shows both", t.hashes(store), sorted([want, want2]))
     t.verify_clean("verify exits 0", store)
     t.eq("no litter, tmp/ empty", lib.litter(store), [])
+
+with t.section("a gc reaps the stored packages while an install downloads the one it lacks"):
+    # The install has taken small's other packages from the store before it downloads the
+    # rebuilt one; the store lock holds them only from its store phase on (gc.c G2).
+    store = t.path("store-reaped")
+    conf = t.path("gc-now.yml")
+    with open(conf, "w") as f:
+        f.write("gc:\n  unused_for: 0\n  grace: 0\n")
+    r = install(store, lock)
+    t.check("install small", r.rc == 0 and r.out.strip() == want, r)
+    ch.stall(differ[0])
+    p = subprocess.Popen(install_cmd(store, rebuild), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        t.check("the server sent half of the rebuilt package", ch.half_sent.wait(300))
+        # Unused for 0 s: last used before this second (uses are counted in seconds).
+        time.sleep(1.1)
+        r = t.cfs(store, "--config", conf, "gc", "--unused-for", "0")
+        t.ok("gc removes small and its objects meanwhile", r)
+        t.eq("...and the store holds no environment", t.hashes(store), [])
+    finally:
+        ch.release()
+    out, errs = p.communicate(timeout=600)
+    said = [ln for ln in errs.splitlines() if ": warning: " not in ln]
+    t.check("the install fails in one line: a content it took from the store is gone, "
+            "install again", p.returncode == 1 and len(said) == 1 and
+            "stored content is gone" in said[0] and "install again" in said[0], errs)
+    t.eq("ls shows nothing", t.hashes(store), [])
+    t.verify_clean("verify exits 0", store)
+    t.eq("no litter, tmp/ empty", lib.litter(store), [])
+    r = install(store, rebuild)
+    t.check("installed again, from the channel, it prints its hash",
+            r.rc == 0 and r.out.strip() == want2, r)
+    t.verify_clean("verify exits 0 after", store)
 
 t.finish()
