@@ -604,47 +604,7 @@ static void report_progress(struct ingest *in)
 		in->opts->progress(in->opts->ctx, &p);
 }
 
-/* A content a package's record names: stored, and kept there until the commit (gc.c G2)
- * since the store lock is held from here on. Gone is an error, not a reason to fetch: a
- * gc reaped the last environment holding it since the install looked. */
-static int find_known(struct ingest *in, struct inode *n, struct cfs_err *err)
-{
-	struct catalog_object o;
-	int r = catalog_object_by_key(in->st->cat, &n->key, &o, err);
-
-	if (r == -ENOENT)
-		return err_set(err, -ESTALE,
-		               "%s: its package's stored content is gone (a gc reaped it since "
-		               "this install began); install again",
-		               n->rel);
-	if (r)
-		return r;
-	n->obj = o.id;
-	n->stored = o.stored;
-	return 0;
-}
-
-/* Every known content, in one read transaction: an install from the store looks up
- * thousands, and each lookup on its own would take and drop SQLite's locks. */
-static int find_known_all(struct ingest *in, struct cfs_err *err)
-{
-	bool any = false;
-	int r = 0;
-
-	for (size_t i = 0; !any && i < in->n; i++)
-		any = in->nodes[i].known;
-	if (!any)
-		return 0;
-	r = catalog_begin(in->st->cat, false, err);
-	for (size_t i = 0; !r && i < in->n; i++)
-		if (in->nodes[i].known && in->nodes[i].type == NODE_FILE)
-			r = find_known(in, &in->nodes[i], err);
-	catalog_rollback(in->st->cat);
-	return r;
-}
-
-/* Run nthreads workers through both rounds, reporting progress every 100 ms meanwhile, and
- * look up the known contents on this thread. */
+/* Run nthreads workers through both rounds, reporting progress every 100 ms meanwhile. */
 static int run_workers(struct ingest *in, int nthreads, struct cfs_err *err)
 {
 	struct worker wk[MAX_WORKERS];
@@ -665,18 +625,6 @@ static int run_workers(struct ingest *in, int nthreads, struct cfs_err *err)
 		started++;
 		in->running++;
 	}
-	pthread_mutex_unlock(&in->lock);
-	/* The known contents are looked up here meanwhile: the workers store only the
-	 * others, each with its own connection, and nothing reads what this finds before
-	 * after_store. */
-	if (!r) {
-		struct cfs_err kerr = {{0}};
-		int k = find_known_all(in, &kerr);
-
-		if (k)
-			record_error(in, k, &kerr);
-	}
-	pthread_mutex_lock(&in->lock);
 	while (in->running) {
 		struct timespec ts;
 
@@ -717,12 +665,54 @@ static int publish(struct ingest *in, int nthreads, struct cfs_err *err)
 	return r;
 }
 
+/* A content a package's record names: stored, and kept there until the commit (gc.c G2)
+ * since the store lock is held from here on. Gone is an error, not a reason to fetch: a
+ * gc reaped the last environment holding it since the install looked. */
+static int find_known(struct ingest *in, struct inode *n, struct cfs_err *err)
+{
+	struct catalog_object o;
+	int r = catalog_object_by_key(in->st->cat, &n->key, &o, err);
+
+	if (r == -ENOENT)
+		return err_set(err, -ESTALE,
+		               "%s: its package's stored content is gone (a gc reaped it since "
+		               "this install began); install again",
+		               n->rel);
+	if (r)
+		return r;
+	n->obj = o.id;
+	n->stored = o.stored;
+	return 0;
+}
+
+/* Every known content, in one read transaction: an install from the store looks up
+ * thousands, and each lookup on its own would take and drop SQLite's locks. */
+static int find_known_all(struct ingest *in, struct cfs_err *err)
+{
+	bool any = false;
+	int r = 0;
+
+	for (size_t i = 0; !any && i < in->n; i++)
+		any = in->nodes[i].known;
+	if (!any)
+		return 0;
+	r = catalog_begin(in->st->cat, false, err);
+	for (size_t i = 0; !r && i < in->n; i++)
+		if (in->nodes[i].known && in->nodes[i].type == NODE_FILE)
+			r = find_known(in, &in->nodes[i], err);
+	catalog_rollback(in->st->cat);
+	return r;
+}
+
 int ingest_store_files(struct ingest *in, struct cfs_err *err)
 {
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	int nthreads = ncpu < 1 ? 1 : ncpu > MAX_WORKERS ? MAX_WORKERS : (int)ncpu;
 	int r;
 
+	r = find_known_all(in, err);
+	if (r)
+		return r;
 	in->work = malloc((in->n ? in->n : 1) * sizeof(*in->work));
 	if (!in->work)
 		return -ENOMEM;

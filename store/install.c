@@ -301,49 +301,6 @@ static int read_source(void *arg, const struct link_entry *src, uint8_t **ret, s
 	return 0;
 }
 
-struct records_job {
-	struct install *ins;
-	struct condameta *meta;
-	struct cfs_err err;
-	int r;
-};
-
-static void *records_main(void *arg)
-{
-	struct records_job *j = arg;
-
-	j->r = read_records(j->ins, j->ins->plan, j->ins->lock, &j->meta, &j->err);
-	return NULL;
-}
-
-/* The tree's nodes from the plan (ingest_plan_nodes), and the records read back into
- * in->meta on a thread of their own meanwhile: neither needs the other, and the store
- * phase, which needs both, comes after. The records' error is reported first, as when
- * they were read first. */
-static int plan_and_read(struct install *ins, struct ingest *in, const struct ingest_pkg *pkgs,
-                         int64_t top_mtime_ns, struct cfs_err *err)
-{
-	struct records_job j = {.ins = ins};
-	pthread_t tid;
-	bool threaded = pthread_create(&tid, NULL, records_main, &j) == 0;
-	struct cfs_err nerr = {{0}};
-	int r;
-
-	if (!threaded)
-		records_main(&j);
-	r = ingest_plan_nodes(in, ins->plan, pkgs, top_mtime_ns, &nerr);
-	if (threaded)
-		pthread_join(tid, NULL);
-	in->meta = j.meta;
-	if (j.r) {
-		*err = j.err;
-		return j.r;
-	}
-	if (r)
-		*err = nerr;
-	return r;
-}
-
 /* The noarch pycs into gen.data, compiled by the environment's python (pycompile.c), its
  * sources handed to it. Python, when we wrote it out, is reached through the compiler's
  * working directory, the install's directory, which it may search but not list
@@ -579,9 +536,12 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 		r = err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
+	r = read_records(ins, plan, ins->lock, &in.meta, err);
 	in.gen = &ins->gen;
 	/* The top, like every directory the install makes, has the install's time. */
-	r = plan_and_read(ins, &in, pkgs, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec, err);
+	if (!r)
+		r = ingest_plan_nodes(&in, plan, pkgs,
+		                      (int64_t)now.tv_sec * 1000000000 + now.tv_nsec, err);
 	in.after_store = after_store;
 	in.after_arg = ins;
 	in.records = ins->records;
