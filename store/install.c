@@ -244,6 +244,25 @@ static int write_generated(struct install *ins, const struct link_plan *plan, st
 	return 0;
 }
 
+/* The name in conda-meta/ of the record generated entry e is, or NULL when it is none:
+ * "<name>.json" directly in conda-meta/, as condameta_read_at takes them. */
+static const char *record_file(const struct link_entry *e)
+{
+	static const char dir[] = "conda-meta/", ext[] = ".json";
+	const char *file;
+	size_t len;
+
+	if (e->type != LINK_FILE || e->pkg != LINK_GENERATED ||
+	    strncmp(e->path, dir, sizeof(dir) - 1) != 0)
+		return NULL;
+	file = e->path + sizeof(dir) - 1;
+	len = strlen(file);
+	if (strchr(file, '/') || len <= sizeof(ext) - 1 ||
+	    strcmp(file + len - (sizeof(ext) - 1), ext) != 0)
+		return NULL;
+	return file;
+}
+
 /* The environment's own conda-meta records, as the plan made them (and gen.data holds
  * them): read as an ingest reads a prefix's, the set they name must be the lock's. */
 static int read_records(struct install *ins, const struct link_plan *plan, const char *prefix,
@@ -257,15 +276,11 @@ static int read_records(struct install *ins, const struct link_plan *plan, const
 		return err_set(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++) {
 		const struct link_entry *e = link_plan_entry(plan, i);
-		const char *file = e->path + strlen("conda-meta/");
-		size_t len = strlen(e->path);
+		const char *file = record_file(e);
 
-		if (e->type != LINK_FILE || e->pkg != LINK_GENERATED ||
-		    strncmp(e->path, "conda-meta/", strlen("conda-meta/")) != 0 ||
-		    strchr(file, '/') || len < strlen(".json") ||
-		    strcmp(e->path + len - strlen(".json"), ".json") != 0)
-			continue;
-		recs[nrec++] = (struct condameta_record){file, (const char *)e->data, e->len};
+		if (file)
+			recs[nrec++] =
+			        (struct condameta_record){file, (const char *)e->data, e->len};
 	}
 	r = condameta_from_records(recs, nrec, prefix, ret, err);
 	if (!r)
