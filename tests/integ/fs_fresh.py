@@ -32,6 +32,18 @@ with open(CONF, "w") as f:
     f.write("gc:\n  unused_for: 30d\n  grace: 1h\n")
 
 
+def all_stopped(pid):
+    """Every thread of process pid is stopped (state T in its stat)."""
+    states = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        except FileNotFoundError:
+            pass
+    return bool(states) and all(st == "T" for st in states)
+
+
 def notify_socket(name):
     """A datagram socket as systemd's: a path, or an abstract name when name starts with
     '@'. Returns (socket, the NOTIFY_SOCKET value)."""
@@ -160,6 +172,9 @@ with t.section("a daemon that does not answer: the writer waits two seconds, war
                "the daemon catches up"):
     os.kill(d.proc.pid, signal.SIGSTOP)
     try:
+        # kill() returns before every thread has stopped: one still running could answer.
+        t.check("every thread of the daemon is stopped",
+                wait_for(lambda: all_stopped(d.proc.pid)) is not None)
         r = t.cfs(store, "tag", "late", hs)
     finally:
         os.kill(d.proc.pid, signal.SIGCONT)
