@@ -63,13 +63,15 @@ struct inode {
 	 * beneath src_fd (an extracted package, borrowed); when src_data is set: its bytes
 	 * are src_fd's from src_off on (an unpacked package's data file, pkgarchive.h,
 	 * borrowed). Its bytes hold wprefix (a package's placeholder) where the prefix
-	 * belongs; wplen 0: they hold none. */
+	 * belongs, in binary mode when wbinary (paths.json's file_mode); wplen 0: they hold
+	 * none. */
 	const char *src_rel;
 	int src_fd;
 	bool src_data;
 	uint64_t src_off;
 	const char *wprefix;
 	size_t wplen;
+	bool wbinary;
 	/* An install's path: its plan entry's index + 1 (0: not from a plan). known: its
 	 * content is a stored object, key, taken from a package's record (pkgrec.h), which
 	 * the store phase looks up under the store lock (gc.c G2) instead of reading a file. */
@@ -266,8 +268,9 @@ int ingest_commit(struct ingest *in, const char *hash, const struct pkgset *set,
 
 /* in made ready for its paths: every field zero but the locks and the descriptors (-1). */
 void ingest_init(struct ingest *in, struct store *st, const struct ingest_opts *opts);
-/* Once in->nodes holds the tree and in->meta the records: store, compare with a stored
- * environment of that hash, commit (under the store lock, gc.c G2). */
+/* Once in->nodes holds the tree (and in->meta the records: an install has none, its
+ * paths' plan gives their placeholders): store, compare with a stored environment of that
+ * hash, commit (under the store lock, gc.c G2). */
 int ingest_phases(struct ingest *in, const char *hash, const struct pkgset *set,
                   enum ingest_result *ret_result, struct cfs_err *err);
 /* Everything in holds, but not in->opts, in->st nor in->prefix. */

@@ -172,6 +172,7 @@ static int fill_node(struct ingest *in, struct inode *k, const struct link_entry
 	if (e->placeholder) {
 		k->wprefix = e->placeholder;
 		k->wplen = strlen(e->placeholder);
+		k->wbinary = e->binary;
 	}
 	if (!pkg) {
 		/* Generated into the install's own data file (ingest_gen). */

@@ -61,6 +61,12 @@ static enum reloc_mode file_mode(struct ingest *in, const struct inode *n, const
 	guess = reloc_mode_guess(n->rel, f->data, f->len);
 	if (guess == RELOC_NONE)
 		return RELOC_NONE;
+	/* An install's file: its placeholder's mode is its package's paths.json's, which
+	 * the environment's conda-meta record repeats. */
+	if (n->plan) {
+		*ret_placeholder = n->wplen;
+		return n->wbinary ? RELOC_BINARY : RELOC_TEXT;
+	}
 	if (condameta_placeholder(in->meta, n->rel, &binary, &len)) {
 		*ret_placeholder = len;
 		return binary ? RELOC_BINARY : RELOC_TEXT;

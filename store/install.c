@@ -32,7 +32,6 @@
  */
 #include "install_int.h"
 
-#include "condameta.h"
 #include "err.h"
 #include "ingest.h"
 #include "link.h"
@@ -244,51 +243,6 @@ static int write_generated(struct install *ins, const struct link_plan *plan, st
 	return 0;
 }
 
-/* The name in conda-meta/ of the record generated entry e is, or NULL when it is none:
- * "<name>.json" directly in conda-meta/, as condameta_read_at takes them. */
-static const char *record_file(const struct link_entry *e)
-{
-	static const char dir[] = "conda-meta/", ext[] = ".json";
-	const char *file;
-	size_t len;
-
-	if (e->type != LINK_FILE || e->pkg != LINK_GENERATED ||
-	    strncmp(e->path, dir, sizeof(dir) - 1) != 0)
-		return NULL;
-	file = e->path + sizeof(dir) - 1;
-	len = strlen(file);
-	if (strchr(file, '/') || len <= sizeof(ext) - 1 ||
-	    strcmp(file + len - (sizeof(ext) - 1), ext) != 0)
-		return NULL;
-	return file;
-}
-
-/* The environment's own conda-meta records, as the plan made them (and gen.data holds
- * them): read as an ingest reads a prefix's, the set they name must be the lock's. */
-static int read_records(struct install *ins, const struct link_plan *plan, const char *prefix,
-                        struct condameta **ret, struct cfs_err *err)
-{
-	size_t n = link_plan_count(plan), nrec = 0;
-	struct condameta_record *recs = malloc((n ? n : 1) * sizeof(*recs));
-	int r;
-
-	if (!recs)
-		return err_set(err, -ENOMEM, "out of memory");
-	for (size_t i = 0; i < n; i++) {
-		const struct link_entry *e = link_plan_entry(plan, i);
-		const char *file = record_file(e);
-
-		if (file)
-			recs[nrec++] =
-			        (struct condameta_record){file, (const char *)e->data, e->len};
-	}
-	r = condameta_from_records(recs, nrec, prefix, ret, err);
-	if (!r)
-		r = pkgset_match(condameta_pkgset(*ret), ins->set, err);
-	free(recs);
-	return r;
-}
-
 /* The bytes of a noarch package's source, for the compiler: from its data file or its
  * cache's directory (checked, N2); 1 for a package from the store, which brings its
  * pycs. */
@@ -489,7 +443,10 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 		                          .size = s->dg.size,
 		                          .platform = pkgset_platform(ins->set),
 		                          .rec = s->rec,
-		                          .files = s->files};
+		                          .files = s->files,
+		                          .name = s->p->name,
+		                          .version = s->p->version,
+		                          .build = s->p->build};
 		if (s->files)
 			lp[i].dir = s->fn;
 		if (s->rec) {
@@ -551,12 +508,9 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 		r = err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	r = read_records(ins, plan, ins->lock, &in.meta, err);
 	in.gen = &ins->gen;
 	/* The top, like every directory the install makes, has the install's time. */
-	if (!r)
-		r = ingest_plan_nodes(&in, plan, pkgs,
-		                      (int64_t)now.tv_sec * 1000000000 + now.tv_nsec, err);
+	r = ingest_plan_nodes(&in, plan, pkgs, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec, err);
 	in.after_store = after_store;
 	in.after_arg = ins;
 	in.records = ins->records;

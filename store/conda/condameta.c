@@ -223,10 +223,7 @@ static int record_owned(struct reader *rd, const struct ynode *rec, const char *
 	return 0;
 }
 
-/* Record file (conda-meta/<file>) into the set, from its file beneath metafd, or from
- * text (len bytes) when metafd is -1. */
-static int record_read(struct reader *rd, int metafd, const char *file, const char *text,
-                       size_t len, struct cfs_err *err)
+static int record_read(struct reader *rd, int metafd, const char *file, struct cfs_err *err)
 {
 	struct pkg p = {.kind = PKG_CONDA};
 	struct yamldoc *doc = NULL;
@@ -237,10 +234,7 @@ static int record_read(struct reader *rd, int metafd, const char *file, const ch
 
 	if (asprintf(&display, "%s/conda-meta/%s", rd->prefix, file) < 0)
 		return err_set(err, -ENOMEM, "%s: out of memory", rd->prefix);
-	r = metafd >= 0 ? yamldoc_load(metafd, file, display, RECORD_MAX_BYTES, &doc, err)
-	    : len > RECORD_MAX_BYTES
-	            ? err_set(err, -EFBIG, "%s: larger than %u bytes", display, RECORD_MAX_BYTES)
-	            : yamldoc_parse(display, text, len, &doc, err);
+	r = yamldoc_load(metafd, file, display, RECORD_MAX_BYTES, &doc, err);
 	if (r < 0)
 		goto out;
 	rec = yamldoc_root(doc);
@@ -501,63 +495,11 @@ static int placeholder_cmp(const void *a, const void *b)
 	return strcmp(x->path, y->path);
 }
 
-/* What every record read, made one: the pip packages no record owns (beneath pfd; none
- * when pfd is -1), the platform, the set finished, the placeholders sorted. */
-static int reader_finish(struct reader *rd, int pfd, struct cfs_err *err)
-{
-	const char *platform;
-	int r;
-
-	if (rd->owned.n)
-		qsort(rd->owned.v, rd->owned.n, sizeof(*rd->owned.v), str_cmp);
-	r = pfd >= 0 ? scan_pip(rd, pfd, err) : 0;
-	if (r < 0)
-		return r;
-	platform = rd->vote.subdir ? rd->vote.subdir : pkgset_host_platform();
-	if (!platform)
-		return err_set(err, -EINVAL,
-		               "%s: every package is noarch and this machine has no conda platform "
-		               "name",
-		               rd->prefix);
-	r = pkgset_finish(rd->m->set, platform, rd->prefix, err);
-	if (r < 0)
-		return r;
-	if (rd->m->nph)
-		qsort(rd->m->ph, rd->m->nph, sizeof(*rd->m->ph), placeholder_cmp);
-	/* Two records listing one path (a clobbered file): keep one entry, so lookups are
-	 * unambiguous; the placeholder lengths agree in practice. */
-	size_t o = 0;
-
-	for (size_t i = 0; i < rd->m->nph; i++) {
-		if (o && strcmp(rd->m->ph[i].path, rd->m->ph[o - 1].path) == 0)
-			free(rd->m->ph[i].path);
-		else
-			rd->m->ph[o++] = rd->m->ph[i];
-	}
-	rd->m->nph = o;
-	return 0;
-}
-
-static int reader_start(struct reader *rd, struct cfs_err *err)
-{
-	rd->m = calloc(1, sizeof(*rd->m));
-	if (!rd->m || pkgset_new(&rd->m->set) < 0)
-		return err_set(err, -ENOMEM, "%s: out of memory", rd->prefix);
-	return 0;
-}
-
-static void reader_release(struct reader *rd)
-{
-	condameta_free(rd->m);
-	strlist_release(&rd->owned);
-	free(rd->vote.subdir);
-	free(rd->vote.from);
-}
-
 int condameta_read_at(int pfd, const char *prefix, struct condameta **ret, struct cfs_err *err)
 {
 	struct reader rd = {.prefix = prefix};
 	struct strlist records = {0};
+	const char *platform;
 	struct stat st;
 	int metafd, r;
 
@@ -582,62 +524,61 @@ int condameta_read_at(int pfd, const char *prefix, struct condameta **ret, struc
 		            prefix);
 		goto out;
 	}
-	r = reader_start(&rd, err);
-	if (r < 0)
+	rd.m = calloc(1, sizeof(*rd.m));
+	if (!rd.m || pkgset_new(&rd.m->set) < 0) {
+		r = err_set(err, -ENOMEM, "%s: out of memory", prefix);
 		goto out;
+	}
 	r = dir_names(dup_cloexec(metafd), ".json", &records);
 	if (r < 0) {
 		r = err_set(err, r, "%s/conda-meta: %s", prefix, strerror(-r));
 		goto out;
 	}
 	for (size_t i = 0; i < records.n; i++) {
-		r = record_read(&rd, metafd, records.v[i], NULL, 0, err);
+		r = record_read(&rd, metafd, records.v[i], err);
 		if (r < 0)
 			goto out;
 	}
-	r = reader_finish(&rd, pfd, err);
+	if (rd.owned.n)
+		qsort(rd.owned.v, rd.owned.n, sizeof(*rd.owned.v), str_cmp);
+	r = scan_pip(&rd, pfd, err);
 	if (r < 0)
 		goto out;
+	platform = rd.vote.subdir ? rd.vote.subdir : pkgset_host_platform();
+	if (!platform) {
+		r = err_set(err, -EINVAL,
+		            "%s: every package is noarch and this machine has no conda platform "
+		            "name",
+		            prefix);
+		goto out;
+	}
+	r = pkgset_finish(rd.m->set, platform, prefix, err);
+	if (r < 0)
+		goto out;
+	if (rd.m->nph)
+		qsort(rd.m->ph, rd.m->nph, sizeof(*rd.m->ph), placeholder_cmp);
+	/* Two records listing one path (a clobbered file): keep one entry, so lookups are
+	 * unambiguous; the placeholder lengths agree in practice. */
+	{
+		size_t o = 0;
+
+		for (size_t i = 0; i < rd.m->nph; i++) {
+			if (o && strcmp(rd.m->ph[i].path, rd.m->ph[o - 1].path) == 0)
+				free(rd.m->ph[i].path);
+			else
+				rd.m->ph[o++] = rd.m->ph[i];
+		}
+		rd.m->nph = o;
+	}
 	*ret = rd.m;
 	rd.m = NULL;
 out:
-	reader_release(&rd);
+	condameta_free(rd.m);
 	strlist_release(&records);
+	strlist_release(&rd.owned);
+	free(rd.vote.subdir);
+	free(rd.vote.from);
 	close(metafd);
-	return r;
-}
-
-static int record_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct condameta_record *)a)->file,
-	              ((const struct condameta_record *)b)->file);
-}
-
-int condameta_from_records(const struct condameta_record *recs, size_t n, const char *prefix,
-                           struct condameta **ret, struct cfs_err *err)
-{
-	struct reader rd = {.prefix = prefix};
-	struct condameta_record *sorted = malloc((n ? n : 1) * sizeof(*sorted));
-	int r = sorted ? reader_start(&rd, err)
-	               : err_set(err, -ENOMEM, "%s: out of memory", prefix);
-
-	if (r < 0)
-		goto out;
-	/* In conda-meta's order, as condameta_read_at reads them. */
-	memcpy(sorted, recs, n * sizeof(*sorted));
-	if (n)
-		qsort(sorted, n, sizeof(*sorted), record_cmp);
-	for (size_t i = 0; i < n && r == 0; i++)
-		r = record_read(&rd, -1, sorted[i].file, sorted[i].text, sorted[i].len, err);
-	if (r == 0)
-		r = reader_finish(&rd, -1, err);
-	if (r == 0) {
-		*ret = rd.m;
-		rd.m = NULL;
-	}
-out:
-	reader_release(&rd);
-	free(sorted);
 	return r;
 }
 

@@ -20,16 +20,6 @@ int condameta_read(const char *prefix, struct condameta **ret, struct cfs_err *e
 /* The same for the prefix open at pfd (named prefix in messages), with the calling
  * thread's credentials: nothing under pfd is reached through a symbolic link. */
 int condameta_read_at(int pfd, const char *prefix, struct condameta **ret, struct cfs_err *err);
-/* One record held in memory: its name in conda-meta/ and its text. */
-struct condameta_record {
-	const char *file;
-	const char *text;
-	size_t len;
-};
-/* The same from records not written anywhere yet (an install's): read as
- * condameta_read_at reads conda-meta/<file>, no pip package to find. */
-int condameta_from_records(const struct condameta_record *recs, size_t n, const char *prefix,
-                           struct condameta **ret, struct cfs_err *err);
 void condameta_free(struct condameta *m);
 
 /* The package set; valid while m lives. */

@@ -459,6 +459,13 @@ static int read_pkg(struct lpkg *k, struct cfs_err *err)
 	/* The dist names conda-meta/<dist>.json: one file name. */
 	if (strchr(k->dist, '/') || k->dist[0] == '.')
 		return err_set(err, -EINVAL, "%s: not a package name: %s", display, k->dist);
+	if ((k->in->name && strcmp(k->name, k->in->name) != 0) ||
+	    (k->in->version && strcmp(k->version, k->in->version) != 0) ||
+	    (k->in->build && strcmp(k->build, k->in->build) != 0))
+		return err_set(err, -EINVAL, "%s: names %s, where the lock has %s %s %s", display,
+		               k->dist, k->in->name ? k->in->name : k->name,
+		               k->in->version ? k->in->version : k->version,
+		               k->in->build ? k->in->build : k->build);
 	if (!k->subdir)
 		k->subdir = "noarch";
 	if (k->in->platform && strcmp(k->subdir, "noarch") != 0 &&

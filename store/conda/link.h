@@ -45,6 +45,10 @@ struct link_pkg {
 	 * the package in messages. Both NULL: read dir. */
 	const struct pkgrec *rec;
 	const struct pkgarchive_files *files;
+	/* The lock's name, version and build of it, which its info/index.json must name too:
+	 * the environment's conda-meta records are made from index.json, and must name the
+	 * set the lock's hash is of. NULL: not checked. */
+	const char *name, *version, *build;
 };
 
 enum link_type { LINK_FILE, LINK_SYMLINK, LINK_DIR };
@@ -80,10 +84,11 @@ struct link_plan;
  * later in link order wins, as conda's clobbering does). Entries are sorted by path bytes,
  * so parents come before their children; every parent directory is a LINK_DIR entry
  * (conda-meta/ included), the top "" is not listed. -EINVAL naming the package and the
- * reason for an inconsistent package: paths.json naming a file the directory lacks, or of
- * another type or size; a path escaping the prefix or the package; a path beneath a file or
- * symlink of the plan; a noarch python package without a python in the set; an invalid
- * entry point. Every info/ file is read beneath the package dir, no symlink followed.
+ * reason for an inconsistent package: index.json naming another package than the lock;
+ * paths.json naming a file the directory lacks, or of another type or size; a path escaping the
+ * prefix or the package; a path beneath a file or symlink of the plan; a noarch python package
+ * without a python in the set; an invalid entry point. Every info/ file is read beneath the package
+ * dir, no symlink followed.
  *
  * Entry points start "#!<prefix_token>/bin/pythonX.Y", as conda writes them for a prefix
  * where that line fits; for a prefix that makes it longer than 127 bytes, or holds a space,

@@ -231,6 +231,8 @@ with t.section("served by condafsd: the trees, python, the entry points"):
             e = t.env(name)
             d = dm.path(h)
             compare(f"{name} mounted", e["prefix"], d, mounted=True)
+            t.eq(f"{name}: its conda-meta records name the lock's set (`condafs hash` of "
+                 "the mounted prefix)", t.cfs(None, "hash", d).out.strip(), h)
             check_python(name, e, d)
 
 def no_pip(name):
@@ -333,7 +335,8 @@ with t.section("from a package cache, with no channel"):
 # installed: both archive formats, noarch generic, symbolic links, a link script, an empty
 # package. Refused, each with its reason: conda's zlib test packages (sanitized: their
 # symbolic links have no target), a .conda without metadata.json (CEP 35 requires it), a
-# package for another platform, a noarch python package without a python.
+# package for another platform, a noarch python package without a python, an archive whose
+# index.json names another version than its lock.
 REAL = {"noarch": ["_r-mutex-1.0.1-anacondar_1.tar.bz2",
                    "clobber-with-symlink-a-0.1.0-h4616a5c_0.conda",
                    "cph_test_data-0.0.1-0.tar.bz2", "empty-0.1.0-h4616a5c_0.conda",
@@ -430,6 +433,14 @@ with t.section("real packages from file:// URLs"):
         r = install(st, real_lock(f"real-{zlib}", dict(REAL, **{"linux-64": [zlib]})))
         t.fails_clearly(f"{zlib} (sanitized: links without a target) is refused", r,
                         "zlib-1.2.11-h7b6447c_3", "lib/libz.so")
+    # An archive under another package's name: the records are made from its index.json,
+    # and would not name the set the lock's hash is of.
+    renamed = t.path("realchan", "noarch", "_r-mutex-1.0.2-anacondar_1.tar.bz2")
+    os.makedirs(os.path.dirname(renamed), exist_ok=True)
+    shutil.copy(os.path.join(t.fixtures, "conda", "packages", REAL["noarch"][0]), renamed)
+    r = install(st, real_lock("real-renamed", {"noarch": [os.path.basename(renamed)]}))
+    t.fails_clearly("an archive whose index.json names another version than the lock", r,
+                    "_r-mutex-1.0.1-anacondar_1", "1.0.2")
     r = install(st, real_lock("real-nometa", {"noarch": ["symlink-test-1.0.0-0.conda"]}))
     t.fails_clearly("a .conda without metadata.json is refused", r, "symlink-test-1.0.0-0.conda",
                     "metadata.json")

@@ -3,8 +3,7 @@
  * condameta: every real conda-meta record in the fixtures (conda 25.1 and 4.x,
  * micromamba, rattler) read from a prefix built in a temp dir, the platform vote,
  * placeholders (noarch python paths mapped through files[]), pip packages found by their
- * dist-info, lenient parsing, malformed records, lookups in a large table, and records
- * held in memory (an install's) read as the same files would be.
+ * dist-info, lenient parsing, malformed records, and lookups in a large table.
  */
 #include "condameta.h"
 #include "pkgset.h"
@@ -488,64 +487,6 @@ static void test_many(void)
 	free(prefix);
 }
 
-/* Records held in memory (condameta_from_records): in any order, the set, the platform
- * and the placeholders the same files in conda-meta/ give; a bad one named as its file. */
-static void test_from_records(void)
-{
-	static const char py[] =
-	        "{\"name\": \"python\", \"version\": \"3.12.1\", \"build\": \"h_0\", "
-	        "\"subdir\": \"linux-64\", "
-	        "\"url\": \"" CH "/linux-64/python-3.12.1-h_0.conda\", "
-	        "\"files\": [\"bin/python3.12\"], \"paths_data\": {\"paths_version\": 1, "
-	        "\"paths\": [{\"_path\": \"bin/python3.12\", \"prefix_placeholder\": "
-	        "\"/opt/anaconda1anaconda2anaconda3\", \"file_mode\": \"binary\"}]}}";
-	static const char foo[] =
-	        "{\"name\": \"foo\", \"version\": \"1.0\", \"build\": \"pyh_0\", "
-	        "\"subdir\": \"noarch\", \"channel\": \"conda-forge\", "
-	        "\"files\": [\"lib/python3.12/site-packages/foo/__init__.py\"], "
-	        "\"paths_data\": {\"paths_version\": 1, \"paths\": [{\"_path\": "
-	        "\"site-packages/foo/__init__.py\", \"prefix_placeholder\": \"/p\"}]}}";
-	static const char osx[] = "{\"name\": \"x\", \"version\": \"1\", \"build\": \"0\", "
-	                          "\"subdir\": \"osx-64\"}";
-	struct condameta_record recs[] = {
-	        {"python-3.12.1-h_0.json", py, sizeof(py) - 1},
-	        {"foo-1.0-pyh_0.json", foo, sizeof(foo) - 1},
-	};
-	struct condameta_record rev[] = {recs[1], recs[0]};
-	struct condameta_record bad[] = {recs[0], {"x-1-0.json", "{\"name\": ", 10}};
-	struct condameta_record other[] = {{"x-1-0.json", osx, sizeof(osx) - 1}, recs[0]};
-	char *prefix = testfs_path(tmp, "records"), a[33], b[33], c[33];
-	struct condameta *disk, *mem = NULL, *mem2 = NULL;
-	struct cfs_err err = {{0}};
-
-	testfs_write(prefix, "", "conda-meta/history");
-	testfs_write(prefix, py, "conda-meta/%s", recs[0].file);
-	testfs_write(prefix, foo, "conda-meta/%s", recs[1].file);
-	disk = read_ok(prefix);
-	CHECK(condameta_from_records(recs, 2, prefix, &mem, &err) == 0);
-	CHECK(condameta_from_records(rev, 2, prefix, &mem2, &err) == 0);
-	if (disk && mem && mem2) {
-		pkgset_hash(condameta_pkgset(disk), a);
-		pkgset_hash(condameta_pkgset(mem), b);
-		pkgset_hash(condameta_pkgset(mem2), c);
-		CHECK(strcmp(a, b) == 0 && strcmp(a, c) == 0);
-		CHECK(strcmp(pkgset_platform(condameta_pkgset(mem)), "linux-64") == 0);
-		check_placeholder(mem, "bin/python3.12", true, 32);
-		check_placeholder(mem2, "lib/python3.12/site-packages/foo/__init__.py", false, 2);
-	}
-	condameta_free(disk);
-	condameta_free(mem);
-	condameta_free(mem2);
-
-	mem = NULL;
-	CHECK(condameta_from_records(bad, 2, "/envs/e", &mem, &err) == -EINVAL && !mem);
-	check_msg(err.msg, "/envs/e/conda-meta/x-1-0.json:");
-	CHECK(condameta_from_records(other, 2, "/envs/e", &mem, &err) == -EINVAL && !mem);
-	check_msg(err.msg, "/envs/e/conda-meta/x-1-0.json: a package for osx-64, but "
-	                   "python-3.12.1-h_0.json is for linux-64");
-	free(prefix);
-}
-
 int main(void)
 {
 	tmp = testfs_mkdtemp();
@@ -553,7 +494,6 @@ int main(void)
 	test_noarch_and_pip();
 	test_refusals();
 	test_many();
-	test_from_records();
 	testfs_rmtree(tmp);
 	free(tmp);
 	return test_exit();
