@@ -38,6 +38,12 @@ struct rbuf {
  */
 #define HELD_MAX (1024ull << 20)
 
+/* Up to this many new images are made durable by an fsync each (and one of each directory
+ * they go to) rather than by a syncfs before and after publishing: on this ext4 an fsync
+ * took 0.3-0.5 ms and a syncfs 2 ms with nothing else to write, and a syncfs also waits for
+ * everything else written to the file system since. */
+#define PUBLISH_FSYNC_MAX 8
+
 static bool hold(struct ingest *in, uint64_t len)
 {
 	uint64_t was = atomic_fetch_add(&in->held, len);
@@ -652,20 +658,30 @@ static int run_workers(struct ingest *in, int nthreads, struct cfs_err *err)
 	return r ? r : in->err_rc;
 }
 
-/* Everything written so far durable, then published, then durable again (I1). */
+/* Everything written so far durable, then published, then durable again (I1): a few
+ * images (an install that adds a package) by an fsync each and of each directory they go
+ * to, more by a syncfs before and after. */
 static int publish(struct ingest *in, int nthreads, struct cfs_err *err)
 {
+	size_t pending = 0;
+	bool few;
 	int r = 0;
 
-	if (syncfs(in->tmp_fd) < 0)
-		return err_set(err, neg_errno(), "%s: cannot sync the store: %s", in->st->dir,
-		               strerror(errno));
+	for (int i = 0; i < nthreads; i++)
+		pending += object_writer_pending(in->writers[i]);
+	few = pending <= PUBLISH_FSYNC_MAX;
+	for (int i = 0; few && !r && i < nthreads; i++)
+		r = object_writer_sync(in->writers[i], err);
+	if (!r && !few && syncfs(in->tmp_fd) < 0)
+		r = err_set(err, neg_errno(), "%s: cannot sync the store: %s", in->st->dir,
+		            strerror(errno));
 	/* A first ingest killed after this leaves images no row names in a catalog that
 	 * names nothing: the mark tells them from a catalog put in place of the store's. */
-	r = catalog_mark_published(in->st->cat, err);
+	if (!r)
+		r = catalog_mark_published(in->st->cat, err);
 	for (int i = 0; !r && i < nthreads; i++)
-		r = object_publish(in->writers[i], err);
-	if (!r && syncfs(in->st->fd) < 0)
+		r = object_publish(in->writers[i], few, err);
+	if (!r && !few && syncfs(in->st->fd) < 0)
 		r = err_set(err, neg_errno(), "%s: cannot sync the store: %s", in->st->dir,
 		            strerror(errno));
 	return r;

@@ -7,7 +7,7 @@
  *
  * Invariants:
  * O1: a file at objects/xx/yyy is complete and durable: it is renamed there only after the
- *     ingest's syncfs (object_store_one's fsync for one image), and an existing path is
+ *     ingest's syncfs (an fsync of each, for a few), and an existing path is
  *     never replaced (RENAME_NOREPLACE).
  * O2: a path that exists when we want to write it holds the same content, or we fail:
  *     it is compared byte for byte, so a hash collision can never merge two contents.
@@ -961,18 +961,6 @@ out:
 	return r;
 }
 
-int object_publish(struct object_writer *w, struct cfs_err *err)
-{
-	for (size_t i = 0; i < w->npending; i++) {
-		int r = publish_one(w, &w->pending[i], err);
-
-		if (r)
-			return r;
-	}
-	w->npending = 0;
-	return 0;
-}
-
 /* fsync the file or directory name at dir_fd. */
 static int sync_at(int dir_fd, const char *name)
 {
@@ -986,16 +974,50 @@ static int sync_at(int dir_fd, const char *name)
 	return r;
 }
 
+size_t object_writer_pending(const struct object_writer *w)
+{
+	return w->npending;
+}
+
+int object_writer_sync(struct object_writer *w, struct cfs_err *err)
+{
+	for (size_t i = 0; i < w->npending; i++) {
+		char hex[33];
+		int r;
+
+		objkey_hex(&w->pending[i], hex);
+		r = sync_at(w->tmp_fd, hex);
+		if (r)
+			return err_set(err, r, "%s: cannot sync object: %s", hex, strerror(-r));
+	}
+	return 0;
+}
+
+int object_publish(struct object_writer *w, bool sync_dirs, struct cfs_err *err)
+{
+	for (size_t i = 0; i < w->npending; i++) {
+		char dir[16], hex[33];
+		int r = publish_one(w, &w->pending[i], err);
+
+		if (r)
+			return r;
+		objkey_hex(&w->pending[i], hex);
+		snprintf(dir, sizeof(dir), "objects/%.2s", hex);
+		if (sync_dirs && (r = sync_at(w->store_fd, dir)))
+			return err_set(err, r, "%s: cannot sync: %s", dir, strerror(-r));
+	}
+	w->npending = 0;
+	return 0;
+}
+
 int object_store_one(int store_fd, const struct objkey *key, const struct object_src *src,
                      uint32_t shift, uint64_t *ret_stored, struct cfs_err *err)
 {
 	struct object_writer *w = NULL;
-	char tmp[64], path[48], hex[33], dir[16];
+	char tmp[64], path[48];
 	int tmp_fd = -1, r;
 
 	objkey_path(key, path);
-	objkey_hex(key, hex);
-	snprintf(dir, sizeof(dir), "objects/%.2s", hex);
 	if (shift < 12 || shift > OBJECT_FRAME_SHIFT)
 		return err_set(err, -EINVAL, "%s: frame shift %u", path, shift);
 	r = object_tmp_open(store_fd, &tmp_fd, tmp, err);
@@ -1005,15 +1027,12 @@ int object_store_one(int store_fd, const struct objkey *key, const struct object
 		goto out;
 	w->shift = shift;
 	r = object_write(w, key, src, ret_stored, err);
-	/* Nothing pending: the key was stored already, and compared (O2). */
-	if (!r && w->npending && (r = sync_at(tmp_fd, hex)))
-		err_set(err, r, "%s: cannot sync object: %s", path, strerror(-r));
-	if (!r && w->npending) {
-		r = object_publish(w, err);
-		/* O1: the rename is durable before anything names the image. */
-		if (!r && (r = sync_at(store_fd, dir)))
-			err_set(err, r, "%s: cannot sync: %s", dir, strerror(-r));
-	}
+	/* Nothing pending: the key was stored already, and compared (O2). Else O1: the image,
+	 * then its name, durable before anything names it. */
+	if (!r)
+		r = object_writer_sync(w, err);
+	if (!r)
+		r = object_publish(w, true, err);
 out:
 	object_writer_free(w);
 	if (tmp_fd >= 0)

@@ -113,12 +113,19 @@ int object_frames_compress(struct object_writer *w, struct object_frames *f, uin
 int object_frames_write(struct object_writer *w, struct object_frames *f, const struct objkey *key,
                         uint64_t *ret_stored, struct cfs_err *err);
 
+/* How many images were written since the last object_publish. */
+size_t object_writer_pending(const struct object_writer *w);
+/* fsync each of them: for a few, cheaper than a syncfs, which also waits for whatever
+ * else the file system has to write. */
+int object_writer_sync(struct object_writer *w, struct cfs_err *err);
+
 /*
  * Move every image written since the last call into objects/ (never replacing one: a key
- * that appeared meanwhile is compared instead) and fsync the directories that changed.
- * Call after the images are durable.
+ * that appeared meanwhile is compared instead), and with sync_dirs fsync the directories
+ * that changed (else the caller makes them durable, with a syncfs). Call after the images
+ * are durable.
  */
-int object_publish(struct object_writer *w, struct cfs_err *err);
+int object_publish(struct object_writer *w, bool sync_dirs, struct cfs_err *err);
 
 /*
  * Write one image and make it durable now, in a temporary directory of its own: for an

@@ -246,7 +246,7 @@ static int publish(struct store *st, int tmp_fd, struct object_writer *w, struct
 	if (syncfs(tmp_fd) < 0)
 		return err_set(err, neg_errno(), "%s: cannot sync the store: %s", st->dir,
 		               strerror(errno));
-	r = object_publish(w, err);
+	r = object_publish(w, false, err);
 	if (!r && syncfs(st->fd) < 0)
 		r = err_set(err, neg_errno(), "%s: cannot sync the store: %s", st->dir,
 		            strerror(errno));

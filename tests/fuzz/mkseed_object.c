@@ -96,7 +96,7 @@ int main(int argc, char **argv)
 		char *to;
 
 		object_hash(&src[i], &key);
-		if (object_write(w, &key, &src[i], &stored, &err) || object_publish(w, &err))
+		if (object_write(w, &key, &src[i], &stored, &err) || object_publish(w, false, &err))
 			die(err.msg);
 		if (asprintf(&to, "%s/%s", argv[1], argv[2 + i]) < 0)
 			die("asprintf");

@@ -134,7 +134,7 @@ static void round_trip(struct object_writer *w, ZSTD_DCtx *dctx, const struct ob
 	object_hash(src, &key);
 	r = object_write(w, &key, src, &stored, &err);
 	CHECK(r == 0);
-	CHECK(object_publish(w, &err) == 0);
+	CHECK(object_publish(w, false, &err) == 0);
 	if (r || object_open(store_fd, &key, &o, &err)) {
 		fprintf(stderr, "%s\n", err.msg);
 		CHECK(0);
@@ -225,7 +225,7 @@ static void test_corrupt(struct object_writer *w, ZSTD_DCtx *dctx)
 		data[i] = (uint8_t)(i % 251 < 100 ? 'a' : next());
 	object_hash(&src, &key);
 	CHECK(object_write(w, &key, &src, &stored, &err) == 0);
-	CHECK(object_publish(w, &err) == 0);
+	CHECK(object_publish(w, false, &err) == 0);
 	objkey_path(&key, path);
 	/* Flip one byte in the middle of the second frame's compressed data. */
 	fd = openat(store_fd, path, O_RDWR);
@@ -250,7 +250,7 @@ static void test_corrupt(struct object_writer *w, ZSTD_DCtx *dctx)
 	/* A different content under a stored key is refused, never merged: when it is
 	 * written, and when it is published after the other appeared. */
 	CHECK(object_write(w, &key, &src, &stored, &err) == 0);
-	CHECK(object_publish(w, &err) == 0);
+	CHECK(object_publish(w, false, &err) == 0);
 	data[5] ^= 1;
 	CHECK(object_write(w, &key, &src, &stored, &err) == -EBADMSG);
 	CHECK(unlinkat(store_fd, path, 0) == 0);
@@ -258,7 +258,7 @@ static void test_corrupt(struct object_writer *w, ZSTD_DCtx *dctx)
 	data[5] ^= 1;
 	/* The same key written twice into one temporary directory: the second is skipped. */
 	CHECK(object_write(w, &key, &src, &stored, &err) == 0);
-	CHECK(object_publish(w, &err) == 0);
+	CHECK(object_publish(w, false, &err) == 0);
 	free(data);
 }
 
@@ -283,7 +283,7 @@ static void test_corrupt_shared(struct object_writer *w, ZSTD_DCtx *dctx)
 		data[i] = (uint8_t)(i % 97 < 60 ? 'b' : next());
 	object_hash(&src, &key);
 	CHECK(object_write(w, &key, &src, &stored, &err) == 0);
-	CHECK(object_publish(w, &err) == 0);
+	CHECK(object_publish(w, false, &err) == 0);
 	objkey_path(&key, path);
 	/* Break the magic number of the second zstd frame. */
 	fd = openat(store_fd, path, O_RDWR);
@@ -434,7 +434,7 @@ static void test_checksums(struct object_writer *w, ZSTD_DCtx *dctx)
 	memset(data + 4 * OBJECT_FRAME_SIZE, 0, 5000);
 	object_hash(&src, &key);
 	CHECK(object_write(w, &key, &src, &stored, &err) == 0);
-	CHECK(object_publish(w, &err) == 0);
+	CHECK(object_publish(w, false, &err) == 0);
 	objkey_path(&key, path);
 	CHECK(object_open(store_fd, &key, &o, &err) == 0);
 	CHECK(o && object_format(o) == 2);
@@ -570,7 +570,7 @@ static void test_format1(struct object_writer *w, ZSTD_DCtx *dctx)
 	shared_reads(&key, len, data);
 	/* A new ingest of the same content shares the old image (compared, O2). */
 	CHECK(object_write(w, &key, &src, &stored, &err) == 0);
-	CHECK(object_publish(w, &err) == 0);
+	CHECK(object_publish(w, false, &err) == 0);
 	CHECK(stored > 0);
 	CHECK(object_open(store_fd, &key, &o, &err) == 0 && object_format(o) == 1);
 	object_close(o);
@@ -618,8 +618,8 @@ static void test_publish_race(void)
 	CHECK(object_writer_new(store_fd, tmp_b, &b) == 0);
 	CHECK(object_write(a, &key, &src, &stored, &err) == 0);
 	CHECK(object_write(b, &key, &src, &stored, &err) == 0);
-	CHECK(object_publish(a, &err) == 0);
-	CHECK(object_publish(b, &err) == 0);
+	CHECK(object_publish(a, false, &err) == 0);
+	CHECK(object_publish(b, false, &err) == 0);
 	objkey_hex(&key, hex);
 	CHECK(faccessat(tmp_b, hex, F_OK, 0) != 0); /* b's copy compared, then dropped */
 	object_writer_free(a);
