@@ -20,6 +20,7 @@
 #include "memdup.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -343,62 +344,126 @@ static int depth_first(const struct envindex *x, uint32_t *order)
 	return n == x->ndirs ? 0 : -EINVAL;
 }
 
-/* Store the tree image of index idx and parts p durably (object.c O1) with its objects
- * row, and name it environment env's tree (T4: counted by the caller). */
-static int store_image(struct catalog *c, int64_t env, uint32_t nodes, const uint8_t *idx,
-                       size_t idx_len, struct parts *p, struct objkey *ret_key, struct cfs_err *err)
+/* A tree image being written and made durable (compression, a write, an fsync) on a thread
+ * of its own, beside the commit's counting of the environment's files: neither waits for
+ * the other, and it is published, and the transaction commits, only after both (T4). */
+struct image_job {
+	struct object_one *one;
+	struct catalog_object o;
+	uint8_t *data;
+	pthread_t tid;
+	bool threaded;
+	int r;
+	struct cfs_err err;
+};
+
+static void *image_main(void *arg)
 {
-	struct catalog_object o = {.kind = OBJECT_TREE}, had;
+	struct image_job *j = arg;
+	struct object_src src = {.data = j->data, .len = j->o.size};
+
+	j->r = object_one_write(j->one, &j->o.key, &src, ENVIMAGE_SHIFT, &j->o.stored, &j->err);
+	return NULL;
+}
+
+/* Build the tree image of index idx and parts p, and start storing it: on 0, image_finish
+ * ends it. */
+static int image_start(struct catalog *c, int64_t env, const uint8_t *idx, size_t idx_len,
+                       struct parts *p, struct image_job *j, struct cfs_err *err)
+{
+	struct catalog_object had;
 	struct object_src src = {0};
 	struct envindex x;
 	uint32_t *order = malloc((size_t)p->ndirs * sizeof(*order));
-	uint8_t *data = NULL;
 	size_t len = 0;
-	sqlite3_stmt *s;
-	int64_t id;
-	bool fresh;
 	int r = order ? envindex_open(idx, idx_len, cat_path(c), &x, err) : -ENOMEM;
 
+	*j = (struct image_job){.o = {.kind = OBJECT_TREE}};
 	if (!r && (r = depth_first(&x, order)) == -EINVAL)
 		err_set(err, r, "%s: environment %lld: an index whose directories are not one tree",
 		        cat_path(c), (long long)env);
 	if (!r)
-		r = envimage_build(idx, idx_len, p->dirs, p->ndirs, order, p->recs, p->nrecs, &data,
-		                   &len, err);
+		r = envimage_build(idx, idx_len, p->dirs, p->ndirs, order, p->recs, p->nrecs,
+		                   &j->data, &len, err);
+	free(order);
 	if (r)
-		goto out;
-	src = (struct object_src){.data = data, .len = len};
-	object_hash(&src, &o.key);
-	o.size = len;
+		goto fail;
+	src = (struct object_src){.data = j->data, .len = len};
+	object_hash(&src, &j->o.key);
+	j->o.size = len;
 	/* A content with the same bytes, stored as a pack member, has no image of its own to
 	 * read the tree from: refused rather than shared. */
-	r = catalog_object_by_key(c, &o.key, &had, err);
+	r = catalog_object_by_key(c, &j->o.key, &had, err);
 	if (!r && had.pack) {
 		char hex[33];
 
-		objkey_hex(&o.key, hex);
+		objkey_hex(&j->o.key, hex);
 		r = err_set(err, -EEXIST, "%s: tree image %s: a packed content has its key",
 		            cat_path(c), hex);
-		goto out;
+		goto fail;
 	}
 	if (r != -ENOENT && r)
-		goto out;
-	r = object_store_one(cat_store_fd(c), &o.key, &src, ENVIMAGE_SHIFT, &o.stored, err);
+		goto fail;
+	r = object_one_open(cat_store_fd(c), &j->one, err);
+	if (r)
+		goto fail;
+	j->threaded = pthread_create(&j->tid, NULL, image_main, j) == 0;
+	if (!j->threaded)
+		image_main(j);
+	return 0;
+fail:
+	free(j->data);
+	j->data = NULL;
+	return r;
+}
+
+/* Wait for the image, then give it its objects row and name it environment env's tree
+ * (T4: counted by the caller): 0 and its key in *ret_key, or the first error. */
+static int image_finish(struct catalog *c, int64_t env, uint32_t nodes, struct image_job *j,
+                        struct objkey *ret_key, struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int64_t id;
+	bool fresh;
+	int r = 0;
+
+	if (j->threaded)
+		pthread_join(j->tid, NULL);
+	if (j->r) {
+		r = j->r;
+		*err = j->err;
+	}
+	free(j->data);
+	j->data = NULL;
 	if (!r)
-		r = catalog_object_ref(c, &o, 0, &id, &fresh, err);
+		r = object_one_publish(j->one, err);
+	object_one_close(j->one);
+	j->one = NULL;
+	if (!r)
+		r = catalog_object_ref(c, &j->o, 0, &id, &fresh, err);
 	if (!r)
 		r = ctree_stmt(c, T_ENV_SET, &s, err);
 	if (!r) {
 		sqlite3_bind_int64(s, 1, env);
 		sqlite3_bind_int64(s, 2, nodes);
-		sqlite3_bind_blob(s, 3, o.key.b, 16, SQLITE_STATIC);
+		sqlite3_bind_blob(s, 3, j->o.key.b, 16, SQLITE_STATIC);
 		r = cat_step_done(c, s, err);
 	}
 	if (!r)
-		*ret_key = o.key;
-out:
-	free(order);
-	free(data);
+		*ret_key = j->o.key;
+	return r;
+}
+
+/* Store the tree image of index idx and parts p durably (object.c O1) with its objects
+ * row, and name it environment env's tree (T4: counted by the caller). */
+static int store_image(struct catalog *c, int64_t env, uint32_t nodes, const uint8_t *idx,
+                       size_t idx_len, struct parts *p, struct objkey *ret_key, struct cfs_err *err)
+{
+	struct image_job j;
+	int r = image_start(c, env, idx, idx_len, p, &j, err);
+
+	if (!r)
+		r = image_finish(c, env, nodes, &j, ret_key, err);
 	return r;
 }
 
@@ -458,9 +523,10 @@ static int build_dir(struct dirtree_builder *b, struct pend *v, struct pend *d, 
 }
 
 /* The tree of environment env from nodes v[0..n), ids from v[0].row.id on, breadth first
- * (T5): its directory objects, its index and the image of them, its row's nodes and tree. */
-static int build_env(struct catalog *c, int64_t env, struct pend *v, size_t n,
-                     struct objkey *ret_key, struct cfs_err *err)
+ * (T5): its directory objects, its index and the image of them, on its way to the store
+ * (on 0, image_finish gives it its row and the environment's). */
+static int build_env(struct catalog *c, int64_t env, struct pend *v, size_t n, struct image_job *j,
+                     struct cfs_err *err)
 {
 	struct dirtree_builder *b = NULL;
 	struct envindex_dir *dirs = NULL;
@@ -515,7 +581,7 @@ static int build_env(struct catalog *c, int64_t env, struct pend *v, size_t n,
 		r = envindex_build((uint32_t)n, v[0].row.mode, v[0].row.mtime_ns, dirs, ndirs,
 		                   links, nlinks, &data, &len, err);
 	if (!r)
-		r = store_image(c, env, (uint32_t)n, data, len, &p, ret_key, err);
+		r = image_start(c, env, data, len, &p, j, err);
 	free(data);
 	free(dirs);
 	free(links);
@@ -541,14 +607,19 @@ int catalog_env_ref(struct catalog *c, int64_t id, struct cfs_err *err)
 {
 	struct cattree *t = cat_tree(c);
 	struct counts k = {0};
+	struct image_job j;
 	struct objkey image;
+	struct cfs_err ignored;
 	int r = t->npend ? 0
 	                 : err_set(err, -EINVAL, "%s: an environment without nodes", cat_path(c));
 
 	if (!r)
-		r = build_env(c, id, t->pend, t->npend, &image, err);
-	if (!r)
-		r = counts_add(&k, &image, 0);
+		r = build_env(c, id, t->pend, t->npend, &j, err);
+	if (r) {
+		ctree_pend_clear(t);
+		return r;
+	}
+	/* The files counted while the image is stored. */
 	for (size_t i = 0; !r && i < t->npend; i++)
 		if (t->pend[i].row.type == NODE_FILE)
 			r = t->pend[i].row.obj > 0
@@ -558,6 +629,12 @@ int catalog_env_ref(struct catalog *c, int64_t id, struct cfs_err *err)
 		counts_sort(&k);
 		r = apply_counts(c, &k, id, +1, true, true, err);
 	}
+	if (!r)
+		r = image_finish(c, id, (uint32_t)t->npend, &j, &image, err);
+	else
+		image_finish(c, id, (uint32_t)t->npend, &j, &image, &ignored);
+	if (!r)
+		r = count_image(c, &image, id, err);
 	counts_free(&k);
 	ctree_pend_clear(t);
 	return r;
@@ -880,6 +957,7 @@ int catalog_counts_wrong(struct catalog *c, enum catalog_count which, struct cat
 static int v4_env(struct catalog *c, int64_t env, int64_t root, struct cfs_err *err)
 {
 	struct cattree *t = cat_tree(c);
+	struct image_job j;
 	struct objkey image;
 	sqlite3_stmt *s;
 	int r = ctree_stmt(c, T_V4_NODES, &s, err);
@@ -925,9 +1003,11 @@ static int v4_env(struct catalog *c, int64_t env, int64_t root, struct cfs_err *
 		return r;
 	}
 	if (t->npend)
-		r = build_env(c, env, t->pend, t->npend, &image, err);
+		r = build_env(c, env, t->pend, t->npend, &j, err);
 	else
 		r = 0;
+	if (t->npend && !r)
+		r = image_finish(c, env, (uint32_t)t->npend, &j, &image, err);
 	/* The files' counts came from the rows (catalog.c's upgrade): the image's now. */
 	if (t->npend && !r)
 		r = count_image(c, &image, env, err);

@@ -1010,34 +1010,63 @@ int object_publish(struct object_writer *w, bool sync_dirs, struct cfs_err *err)
 	return 0;
 }
 
-int object_store_one(int store_fd, const struct objkey *key, const struct object_src *src,
+struct object_one {
+	int store_fd, tmp_fd;
+	char tmp[64];
+	struct object_writer *w;
+};
+
+int object_one_open(int store_fd, struct object_one **ret, struct cfs_err *err)
+{
+	struct object_one *o = calloc(1, sizeof(*o));
+	int r;
+
+	if (!o)
+		return err_set(err, -ENOMEM, "out of memory");
+	o->store_fd = store_fd;
+	o->tmp_fd = -1;
+	*ret = o;
+	r = object_tmp_open(store_fd, &o->tmp_fd, o->tmp, err);
+	if (!r && (r = object_writer_new(store_fd, o->tmp_fd, &o->w)))
+		err_set(err, r, "out of memory");
+	if (r) {
+		object_one_close(o);
+		*ret = NULL;
+	}
+	return r;
+}
+
+int object_one_write(struct object_one *o, const struct objkey *key, const struct object_src *src,
                      uint32_t shift, uint64_t *ret_stored, struct cfs_err *err)
 {
-	struct object_writer *w = NULL;
-	char tmp[64], path[48];
-	int tmp_fd = -1, r;
+	char path[48];
+	int r;
 
 	objkey_path(key, path);
 	if (shift < 12 || shift > OBJECT_FRAME_SHIFT)
 		return err_set(err, -EINVAL, "%s: frame shift %u", path, shift);
-	r = object_tmp_open(store_fd, &tmp_fd, tmp, err);
+	o->w->shift = shift;
+	r = object_write(o->w, key, src, ret_stored, err);
+	/* Nothing pending: the key was stored already, and compared (O2). */
 	if (!r)
-		r = object_writer_new(store_fd, tmp_fd, &w);
-	if (r)
-		goto out;
-	w->shift = shift;
-	r = object_write(w, key, src, ret_stored, err);
-	/* Nothing pending: the key was stored already, and compared (O2). Else O1: the image,
-	 * then its name, durable before anything names it. */
-	if (!r)
-		r = object_writer_sync(w, err);
-	if (!r)
-		r = object_publish(w, true, err);
-out:
-	object_writer_free(w);
-	if (tmp_fd >= 0)
-		object_tmp_close(store_fd, tmp_fd, tmp);
+		r = object_writer_sync(o->w, err);
 	return r;
+}
+
+int object_one_publish(struct object_one *o, struct cfs_err *err)
+{
+	/* O1: its name durable too before anything names it. */
+	return object_publish(o->w, true, err);
+}
+
+void object_one_close(struct object_one *o)
+{
+	if (!o)
+		return;
+	object_writer_free(o->w);
+	if (o->tmp_fd >= 0)
+		object_tmp_close(o->store_fd, o->tmp_fd, o->tmp);
+	free(o);
 }
 
 /* ---- reading ---- */

@@ -128,13 +128,21 @@ int object_writer_sync(struct object_writer *w, struct cfs_err *err);
 int object_publish(struct object_writer *w, bool sync_dirs, struct cfs_err *err);
 
 /*
- * Write one image and make it durable now, in a temporary directory of its own: for an
- * image made inside a catalog transaction (a tree image), which cannot wait for an
- * ingest's syncfs. Frames of 1 << shift bytes (12..OBJECT_FRAME_SHIFT). A key stored
- * already is compared instead, as object_write does.
+ * One image made durable now, in a temporary directory of its own: for an image made
+ * inside a catalog transaction (a tree image), which cannot wait for an ingest's syncfs.
+ * object_one_open makes the directory; object_one_write writes the image there with
+ * frames of 1 << shift bytes (12..OBJECT_FRAME_SHIFT) and fsyncs it (a key stored already
+ * is compared instead, as object_write does), from any one thread; object_one_publish
+ * moves it into place and fsyncs its directory (O1); object_one_close removes the
+ * directory. Only the write runs off the opening thread, so that every change to the
+ * store's directories stays on it.
  */
-int object_store_one(int store_fd, const struct objkey *key, const struct object_src *src,
+struct object_one;
+int object_one_open(int store_fd, struct object_one **ret, struct cfs_err *err);
+int object_one_write(struct object_one *o, const struct objkey *key, const struct object_src *src,
                      uint32_t shift, uint64_t *ret_stored, struct cfs_err *err);
+int object_one_publish(struct object_one *o, struct cfs_err *err);
+void object_one_close(struct object_one *o);
 
 /* An opened image, ready for range reads. */
 struct object;

@@ -173,15 +173,19 @@ with t.section("objects but no FORMAT and no catalog: not a place to create a st
 with t.section("a new store's first ingest killed after its images are published"):
     # Its catalog names nothing, yet objects/ holds images: they are orphans of that
     # ingest (the catalog says images were published), not a sign of a foreign catalog.
+    # Enough new images (files too large to pack) that a syncfs makes them durable, and its
+    # second one follows the publishing (a few are fsynced one by one: ingest_store.c).
     first = t.path("first-store")
+    M = lib.make_prefix(t.path("m"), pkgs=[("catm", "1.0", "h0_0")], files={
+        f"share/m{i}.bin": rnd.randbytes(300 << 10) for i in range(12)})
     r = t.run(["strace", "-f", "-qq", "-o", "/dev/null", "-e",
-               "inject=syncfs:signal=SIGKILL:when=2", t.condafs, "--store", first, "ingest", A])
+               "inject=syncfs:signal=SIGKILL:when=2", t.condafs, "--store", first, "ingest", M])
     t.check("the ingest was killed between publishing and its commit",
             r.rc != 0 and lib.image_files(first), r)
     t.verify_clean("verify accepts the store (its images are unreferenced)", first)
     t.ok("gc", t.cfs(first, "gc"))
     t.eq("gc removed them", lib.image_files(first), {})
-    t.ok("a re-run of the ingest", t.ingest(first, A))
+    t.ok("a re-run of the ingest", t.ingest(first, M))
     t.verify_clean("verify is clean", first)
 
 with t.section("gc killed after its commit: the next gc deletes the files left"):

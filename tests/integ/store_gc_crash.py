@@ -282,15 +282,19 @@ with t.section("kill -9 between an ingest's commit and the removal of its tempor
                "directory"):
     # On a store with no dead ingest directories, an ingest's unlinkat calls remove its own
     # temporary directories: the tree image's (published before the commit, as every
-    # image), then, after the commit, the one of its files' images, ingest-PID-1. Which
-    # call that is, an ingest into a store of its own says.
+    # image, on a thread of its own), then, after the commit, the one of its files' images,
+    # ingest-PID-1. Which call of its thread that is (strace counts each thread's calls),
+    # an ingest into a store of its own says.
     probe, log = fresh_store(), t.path("unlinkat.log")
     r = t.run(["strace", "-f", "-qq", "-o", log, "-e", "trace=unlinkat", t.condafs,
                "--store", probe, "ingest", N])
     with open(log) as f:
-        calls = [line for line in f if "unlinkat(" in line]
-    when = next((i + 1 for i, line in enumerate(calls)
-                 if re.search(r'"ingest-\d+-1", AT_REMOVEDIR', line)), None)
+        calls = [line.split(None, 1) for line in f if "unlinkat(" in line]
+    when = None
+    for i, (tid, call) in enumerate(calls):
+        if re.search(r'"ingest-\d+-1", AT_REMOVEDIR', call):
+            when = sum(1 for c in calls[:i + 1] if c[0] == tid)
+            break
     t.check(f"the ingest removes ingest-PID-1 with its unlinkat call {when}", r.rc == 0
             and when, r)
     t.rmtree(probe)
