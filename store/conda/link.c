@@ -665,12 +665,14 @@ static void jput(struct jbuf *b, const char *s, size_t n)
 
 	if (b->oom)
 		return;
-	p = grow_array(b->p, &b->cap, b->n + n + 1, 1);
-	if (!p) {
-		b->oom = true;
-		return;
+	if (b->n + n + 1 > b->cap) {
+		p = grow_array(b->p, &b->cap, b->n + n + 1, 1);
+		if (!p) {
+			b->oom = true;
+			return;
+		}
+		b->p = p;
 	}
-	b->p = p;
 	memcpy(b->p + b->n, s, n);
 	b->n += n;
 	b->p[b->n] = 0;
@@ -681,11 +683,15 @@ static void jputs(struct jbuf *b, const char *s)
 	jput(b, s, strlen(s));
 }
 
+/* A new line indented depth levels of two spaces (json.dump's indent=2), in one piece. */
 static void jindent(struct jbuf *b, int depth)
 {
-	jputs(b, "\n");
-	for (int i = 0; i < depth; i++)
-		jputs(b, "  ");
+	static const char line[] = "\n                ";
+	const int most = (int)(sizeof(line) - 2) / 2;
+
+	jput(b, line, 1 + 2 * (size_t)(depth < most ? depth : most));
+	for (depth -= most; depth > 0; depth -= most)
+		jput(b, line + 1, 2 * (size_t)(depth < most ? depth : most));
 }
 
 /* A string with ensure_ascii: everything past ASCII as \uXXXX (surrogate pairs past the
