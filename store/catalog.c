@@ -59,9 +59,11 @@
  * directory objects (catalog_tree.c) in place of a row per node; version 6 keeps the
  * record of each package archive an install took an environment from (packages.archive,
  * pkgrec.h); version 7 moves each environment's tree into a tree image in the object store
- * (docs/tree-format.md), and the trees table goes. A writable open upgrades a catalog of
- * version 2 or later; a reader reads version 7 alone. */
-#define CATALOG_VERSION            7
+ * (docs/tree-format.md), and the trees table goes; version 8 writes package records of
+ * format 2 (docs/package-format.md), which keep the conda-meta record an install made of the
+ * package (format 1 ones still read). A writable open upgrades a catalog of version 2 or
+ * later; a reader reads version 8 alone. */
+#define CATALOG_VERSION            8
 #define CATALOG_VERSION_UPGRADABLE 2
 #define BUSY_TIMEOUT_MS            60000
 

@@ -174,6 +174,13 @@ static int fill_node(struct ingest *in, struct inode *k, const struct link_entry
 		k->wplen = strlen(e->placeholder);
 		k->wbinary = e->binary;
 	}
+	if (!pkg && e->key) {
+		/* A conda-meta record as its package's store record keeps it. */
+		k->known = true;
+		k->key = *e->key;
+		k->size = k->neutral_size = e->len;
+		return 0;
+	}
 	if (!pkg) {
 		/* Generated into the install's own data file (ingest_gen). */
 		size_t j = (size_t)(e - link_plan_entry(plan, 0));

@@ -227,14 +227,15 @@ static int write_gen(void *arg, const struct link_entry *e, const uint8_t *data,
 	return 0;
 }
 
-/* The plan's generated files into gen.data but the pycs, which are compiled. */
+/* The plan's generated files into gen.data but the pycs, which are compiled, and the
+ * records stored already. */
 static int write_generated(struct install *ins, const struct link_plan *plan, struct cfs_err *err)
 {
 	for (size_t i = 0; i < link_plan_count(plan); i++) {
 		const struct link_entry *e = link_plan_entry(plan, i);
 		int r;
 
-		if (e->type != LINK_FILE || e->pkg != LINK_GENERATED || e->pyc_of)
+		if (e->type != LINK_FILE || e->pkg != LINK_GENERATED || e->pyc_of || e->key)
 			continue;
 		r = write_gen(ins, e, e->data, e->len, err);
 		if (r)

@@ -368,39 +368,53 @@ static void take_content(struct pkgrec_entry *pe, const struct inode *k)
 	pe->reloc_len = k->reloc_len;
 }
 
+/* Package i's conda-meta record as the store phase stored it, with what it was made of,
+ * into *m: false when the environment has none of it to name. */
+static bool record_meta(const struct install *ins, const struct ingest *in, size_t i,
+                        const uint32_t *node_of, struct pkgrec_meta *m)
+{
+	const char *path = link_plan_record(ins->plan, i, m);
+	const struct link_entry *e = path ? link_plan_find(ins->plan, path) : NULL;
+	const struct inode *k;
+	size_t j;
+
+	if (!e || e->type != LINK_FILE || e->pkg != LINK_GENERATED)
+		return false;
+	j = (size_t)(e - link_plan_entry(ins->plan, 0));
+	if (!node_of[j])
+		return false;
+	k = &in->nodes[node_of[j] - 1];
+	if (k->reloc || k->neutral_size != k->size)
+		return false;
+	m->key = k->key;
+	m->size = k->size;
+	return true;
+}
+
+static bool same_meta(const struct pkgrec_meta *a, const struct pkgrec_meta *b)
+{
+	return a && strcmp(a->url, b->url) == 0 && strcmp(a->fn, b->fn) == 0 &&
+	       strcmp(a->channel, b->channel) == 0 && strcmp(a->pyver, b->pyver) == 0 &&
+	       memcmp(a->key.b, b->key.b, sizeof(a->key.b)) == 0 && a->size == b->size;
+}
+
 /* The info/ files linking reads: what a record keeps of them. */
 static const char *const info_files[] = {"info/index.json", "info/link.json",  "info/paths.json",
                                          "info/files",      "info/has_prefix", "info/no_link"};
 
-/* Package i as a record (N4) into ins->made[i], from its directory and the nodes the
- * store phase filled (node_of: by plan entry, the node's index + 1); none when a path of
- * it is not in the tree (another package's won) or an info/ file cannot be read. */
-static int record_package(struct install *ins, struct ingest *in, size_t i, const uint32_t *node_of,
-                          struct cfs_err *err)
+/* What the install read and stored of unpacked package i, into a new builder *ret: its
+ * info/ files, its paths with their contents, the pycs compiled for it. */
+static int record_new(struct install *ins, struct ingest *in, size_t i, const uint32_t *node_of,
+                      struct pkgrec_builder **ret)
 {
 	const struct link_plan *plan = ins->plan;
 	const struct source *s = &ins->src[i];
-	struct pkgrec_builder *b = NULL;
 	const char *pyver = link_plan_python(plan);
-	int r = 0;
+	struct pkgrec_builder *b = NULL;
+	int r = pkgrec_builder_new(s->dg.size ? s->dg.sha256 : s->p->sha256,
+	                           s->dg.size ? s->dg.md5 : s->p->md5, s->dg.size,
+	                           pyver ? pyver : "", &b);
 
-	for (size_t j = 0; j < link_plan_pkg_srcs(plan, i); j++) {
-		const struct link_src *ls = link_plan_pkg_src(plan, i, j);
-		const struct link_entry *e = link_plan_find(plan, ls->dst);
-
-		if (!e || e->type != ls->type ||
-		    (e->type != LINK_DIR &&
-		     (e->pkg != i || !node_of[e - link_plan_entry(plan, 0)])))
-			return 0;
-	}
-	if (s->rec) {
-		ins->records[i] = (struct catalog_blob){s->blob, s->blob_len};
-		return 0;
-	}
-	if (pkgrec_builder_new(s->dg.size ? s->dg.sha256 : s->p->sha256,
-	                       s->dg.size ? s->dg.md5 : s->p->md5, s->dg.size, pyver ? pyver : "",
-	                       &b) < 0)
-		return err_set(err, -ENOMEM, "out of memory");
 	for (size_t j = 0; !r && j < sizeof(info_files) / sizeof(*info_files); j++) {
 		struct cfs_err e2;
 		char *text = NULL;
@@ -454,6 +468,46 @@ static int record_package(struct install *ins, struct ingest *in, size_t i, cons
 		take_content(&pe, k);
 		r = pkgrec_add_pyc(b, &pe);
 	}
+	if (r) {
+		pkgrec_builder_free(b);
+		return r;
+	}
+	*ret = b;
+	return 0;
+}
+
+/* Package i as a record (N4) into ins->made[i], from its directory and the nodes the
+ * store phase filled (node_of: by plan entry, the node's index + 1); none when a path of
+ * it is not in the tree (another package's won) or an info/ file cannot be read. */
+static int record_package(struct install *ins, struct ingest *in, size_t i, const uint32_t *node_of,
+                          struct cfs_err *err)
+{
+	const struct link_plan *plan = ins->plan;
+	const struct source *s = &ins->src[i];
+	struct pkgrec_builder *b = NULL;
+	struct pkgrec_meta meta;
+	bool has_meta;
+	int r;
+
+	for (size_t j = 0; j < link_plan_pkg_srcs(plan, i); j++) {
+		const struct link_src *ls = link_plan_pkg_src(plan, i, j);
+		const struct link_entry *e = link_plan_find(plan, ls->dst);
+
+		if (!e || e->type != ls->type ||
+		    (e->type != LINK_DIR &&
+		     (e->pkg != i || !node_of[e - link_plan_entry(plan, 0)])))
+			return 0;
+	}
+	has_meta = record_meta(ins, in, i, node_of, &meta);
+	/* From the store: as it was, when its conda-meta record is this environment's (C9: it
+	 * names only what the environment's tree does), else with this one's. */
+	if (s->rec && has_meta && same_meta(pkgrec_meta(s->rec), &meta)) {
+		ins->records[i] = (struct catalog_blob){s->blob, s->blob_len};
+		return 0;
+	}
+	r = s->rec ? pkgrec_builder_from(s->rec, &b) : record_new(ins, in, i, node_of, &b);
+	if (!r && has_meta)
+		r = pkgrec_set_meta(b, &meta);
 	if (r) {
 		r = err_set(err, r, "out of memory");
 	} else {

@@ -580,6 +580,7 @@ static int record_problem(struct verify *v, const uint8_t *data, size_t len, cha
 {
 	struct cfs_err e2;
 	struct pkgrec *rec = NULL;
+	struct catalog_object o;
 	int r = pkgrec_open(data, len, "record", &rec, &e2);
 
 	key[0] = '\0';
@@ -593,13 +594,17 @@ static int record_problem(struct verify *v, const uint8_t *data, size_t len, cha
 		const struct pkgrec_entry *e = i < pkgrec_npaths(rec)
 		                                       ? pkgrec_path_at(rec, i)
 		                                       : pkgrec_pyc_at(rec, i - pkgrec_npaths(rec));
-		struct catalog_object o;
 
 		if (e->type == NODE_FILE &&
 		    catalog_object_by_key(v->st->cat, &e->key, &o, &e2) == -ENOENT) {
 			objkey_hex(&e->key, key);
 			snprintf(why, size, "package record: %s has no object row", e->path);
 		}
+	}
+	if (!key[0] && pkgrec_meta(rec) &&
+	    catalog_object_by_key(v->st->cat, &pkgrec_meta(rec)->key, &o, &e2) == -ENOENT) {
+		objkey_hex(&pkgrec_meta(rec)->key, key);
+		snprintf(why, size, "package record: its conda-meta record has no object row");
 	}
 	pkgrec_free(rec);
 	return key[0] ? 1 : 0;

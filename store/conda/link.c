@@ -81,6 +81,11 @@ struct link_plan {
 	const char **scripts;
 	size_t nscripts;
 	char *python;
+	/* Each package's conda-meta record: its path and inputs, by package index. */
+	struct recinfo {
+		const char *path;
+		struct pkgrec_meta in;
+	} * rec;
 	/* Each package's paths as link_paths checked them (L3), by package index. */
 	struct srclist {
 		struct link_src *s;
@@ -1723,6 +1728,43 @@ static bool is_link_script(const char *path, const char *name)
 	        strcmp(path + 5 + n, "-post-link.sh") == 0);
 }
 
+/* Package p's conda-meta record, the o-th of n in link order: as its store record keeps it
+ * when that was made of the same (the package's own files, and these), else made now. */
+static int add_record(struct link_plan *pl, struct lpkg *p, const char **cmds, size_t ncmds,
+                      const char *pyver, int64_t now_ns, size_t n, size_t o, struct jbuf *b)
+{
+	const struct pkgrec_meta *m = p->in->rec ? pkgrec_meta(p->in->rec) : NULL;
+	struct recinfo *ri = &pl->rec[p->idx];
+	struct link_entry e = {0};
+	char *path = NULL;
+
+	ri->in = (struct pkgrec_meta){.url = keep_str(pl, p->in->url ? p->in->url : ""),
+	                              .fn = keep_str(pl, p->in->fn ? p->in->fn : ""),
+	                              .channel = p->channel,
+	                              .pyver = p->noarch_py ? pyver : ""};
+	if (asprintf(&path, "conda-meta/%s.json", p->dist) < 0)
+		path = NULL;
+	ri->path = keep(pl, path);
+	if (!ri->in.url || !ri->in.fn || !ri->path)
+		return -ENOMEM;
+	if (!m || strcmp(m->url, ri->in.url) != 0 || strcmp(m->fn, ri->in.fn) != 0 ||
+	    strcmp(m->channel, ri->in.channel) != 0 || strcmp(m->pyver, ri->in.pyver) != 0) {
+		int r = make_record(p, cmds, ncmds, pyver, b);
+
+		return r < 0 ? r
+		             : add_generated(pl, strdup(ri->path), b, 0644, NULL, now_ns, SIZE_MAX,
+		                             n, o);
+	}
+	e.path = ri->path;
+	e.type = LINK_FILE;
+	e.mode = 0644;
+	e.mtime_ns = now_ns;
+	e.pkg = LINK_GENERATED;
+	e.key = &m->key;
+	e.len = m->size;
+	return add_cand(pl, &e, SIZE_MAX, n, o);
+}
+
 /* One package, the o-th of n in link order: its paths, entry points and record. */
 static int plan_pkg(struct link_plan *pl, struct lpkg *p, const char *token, const char *pyver,
                     int64_t now_ns, size_t n, size_t o, struct jbuf *b, struct cfs_err *err)
@@ -1790,11 +1832,7 @@ static int plan_pkg(struct link_plan *pl, struct lpkg *p, const char *token, con
 			goto out;
 		}
 	}
-	r = make_record(p, cmds, neps, pyver, b);
-	if (r == 0 && asprintf(&path, "conda-meta/%s.json", p->dist) < 0)
-		r = -ENOMEM;
-	if (r == 0)
-		r = add_generated(pl, path, b, 0644, NULL, now_ns, SIZE_MAX, n, o);
+	r = add_record(pl, p, cmds, neps, pyver, now_ns, n, o, b);
 	if (r < 0)
 		err_set(err, r, "%s: out of memory", p->dist);
 out:
@@ -1822,9 +1860,10 @@ int link_plan_make(const struct link_pkg *pkgs, size_t n, const char *prefix_tok
 		k[i].dfd = -1;
 	pl->scripts = calloc(n ? n : 1, sizeof(*pl->scripts));
 	pl->src = calloc(n ? n : 1, sizeof(*pl->src));
+	pl->rec = calloc(n ? n : 1, sizeof(*pl->rec));
 	pl->nsrc = n;
 	token = keep_str(pl, prefix_token);
-	if (!pl->scripts || !pl->src || !token) {
+	if (!pl->scripts || !pl->src || !pl->rec || !token) {
 		err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -1900,6 +1939,14 @@ out:
 size_t link_plan_count(const struct link_plan *p)
 {
 	return p->n;
+}
+
+const char *link_plan_record(const struct link_plan *p, size_t i, struct pkgrec_meta *ret)
+{
+	if (i >= p->nsrc || !p->rec[i].path)
+		return NULL;
+	*ret = p->rec[i].in;
+	return p->rec[i].path;
 }
 
 const struct link_entry *link_plan_entry(const struct link_plan *p, size_t i)
@@ -1987,5 +2034,6 @@ void link_plan_free(struct link_plan *p)
 	for (size_t i = 0; p->src && i < p->nsrc; i++)
 		free(p->src[i].s);
 	free(p->src);
+	free(p->rec);
 	free(p);
 }

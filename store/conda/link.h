@@ -22,13 +22,13 @@
 #define CONDAFS_LINK_H
 
 #include "condafs/conda.h"
+#include "pkgrec.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct pkgarchive_files;
-struct pkgrec;
 
 struct link_pkg {
 	const char *dir;          /* the extracted package, an absolute path (with rec or
@@ -70,6 +70,9 @@ struct link_entry {
 	/* LINK_FILE generated with no data: the .pyc conda compiles for this .py of the plan
 	 * (a noarch python package's), which the installer compiles. */
 	const char *pyc_of;
+	/* LINK_FILE generated with no data, len bytes: a stored content, a package's
+	 * conda-meta record as its store record keeps it (pkgrec_meta) for the same inputs. */
+	const struct objkey *key;
 };
 
 struct link_plan;
@@ -99,6 +102,9 @@ int link_plan_make(const struct link_pkg *pkgs, size_t n, const char *prefix_tok
                    void (*warn)(void *arg, const char *line), void *arg, struct link_plan **ret,
                    struct cfs_err *err);
 size_t link_plan_count(const struct link_plan *p);
+/* Package i's conda-meta record: its path in the plan, and what its bytes were made of
+ * besides the package (into ret: url, fn, channel, pyver; valid while p is). */
+const char *link_plan_record(const struct link_plan *p, size_t i, struct pkgrec_meta *ret);
 const struct link_entry *link_plan_entry(const struct link_plan *p, size_t i);
 /* Packages with a pre-link or post-link script (bin/.<name>-pre-link.sh etc.), which are
  * not run (pixi's default): their dist names, in link order. */

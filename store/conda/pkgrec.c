@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Package archive records, format 1 (docs/package-format.md): the builder writes them
+ * Package archive records, format 2 (docs/package-format.md; format 1 is read too): the
+ * builder writes them
  * after an install has stored a package's files, the reader checks every rule before an
  * install takes anything from one.
  *
@@ -23,7 +24,9 @@
 #include <string.h>
 #include <zstd.h>
 
-static const char magic[8] = {'C', 'F', 'S', 'P', 'K', 'G', '1', '\n'};
+static const char magic[8] = {'C', 'F', 'S', 'P', 'K', 'G', '2', '\n'};
+/* Format 1: no conda-meta record after the pycs. */
+static const char magic1[8] = {'C', 'F', 'S', 'P', 'K', 'G', '1', '\n'};
 
 /* A record is read whole: a torch package's lists are a few MiB at most. */
 #define RECORD_MAX   (256u << 20)
@@ -50,6 +53,7 @@ struct pkgrec_builder {
 	struct info *info;
 	size_t ninfo, capinfo;
 	struct list paths, pycs;
+	struct pkgrec_meta meta; /* its strings owned; url NULL: none */
 };
 
 struct pkgrec {
@@ -59,6 +63,8 @@ struct pkgrec {
 	struct info *info; /* name and data point into buf */
 	size_t ninfo;
 	struct list paths, pycs;
+	struct pkgrec_meta meta;
+	bool has_meta;
 };
 
 /* ---- writing ---- */
@@ -103,6 +109,10 @@ void pkgrec_builder_free(struct pkgrec_builder *b)
 	free(b->info);
 	list_free(&b->paths, true);
 	list_free(&b->pycs, true);
+	free((char *)b->meta.url);
+	free((char *)b->meta.fn);
+	free((char *)b->meta.channel);
+	free((char *)b->meta.pyver);
 	free(b->sha256);
 	free(b->md5);
 	free(b->pyver);
@@ -123,6 +133,45 @@ int pkgrec_add_info(struct pkgrec_builder *b, const char *name, const uint8_t *d
 	}
 	memcpy(in.data, data, len);
 	b->info[b->ninfo++] = in;
+	return 0;
+}
+
+int pkgrec_set_meta(struct pkgrec_builder *b, const struct pkgrec_meta *m)
+{
+	struct pkgrec_meta c = {strdup(m->url),   strdup(m->fn), strdup(m->channel),
+	                        strdup(m->pyver), m->key,        m->size};
+
+	if (!c.url || !c.fn || !c.channel || !c.pyver) {
+		free((char *)c.url);
+		free((char *)c.fn);
+		free((char *)c.channel);
+		free((char *)c.pyver);
+		return -ENOMEM;
+	}
+	free((char *)b->meta.url);
+	free((char *)b->meta.fn);
+	free((char *)b->meta.channel);
+	free((char *)b->meta.pyver);
+	b->meta = c;
+	return 0;
+}
+
+int pkgrec_builder_from(const struct pkgrec *rec, struct pkgrec_builder **ret)
+{
+	struct pkgrec_builder *b = NULL;
+	int r = pkgrec_builder_new(rec->sha256, rec->md5, rec->size, rec->pyver, &b);
+
+	for (size_t i = 0; !r && i < rec->ninfo; i++)
+		r = pkgrec_add_info(b, rec->info[i].name, rec->info[i].data, rec->info[i].len);
+	for (size_t i = 0; !r && i < rec->paths.n; i++)
+		r = pkgrec_add_path(b, &rec->paths.e[i]);
+	for (size_t i = 0; !r && i < rec->pycs.n; i++)
+		r = pkgrec_add_pyc(b, &rec->pycs.e[i]);
+	if (r) {
+		pkgrec_builder_free(b);
+		return r;
+	}
+	*ret = b;
 	return 0;
 }
 
@@ -306,6 +355,15 @@ int pkgrec_finish(struct pkgrec_builder *b, uint8_t **ret, size_t *ret_len, stru
 	}
 	put_entries(&o, &b->paths);
 	put_entries(&o, &b->pycs);
+	put(&o, b->meta.url ? "\1" : "", 1);
+	if (b->meta.url) {
+		put_str(&o, b->meta.url, strlen(b->meta.url));
+		put_str(&o, b->meta.fn, strlen(b->meta.fn));
+		put_str(&o, b->meta.channel, strlen(b->meta.channel));
+		put_str(&o, b->meta.pyver, strlen(b->meta.pyver));
+		put(&o, b->meta.key.b, sizeof(b->meta.key.b));
+		put_uv(&o, b->meta.size);
+	}
 	if (o.fail || o.n > RECORD_MAX) {
 		r = err_set(err, o.fail ? -ENOMEM : -EFBIG, "%s",
 		            o.fail ? "out of memory" : "a package record over 256 MiB");
@@ -420,6 +478,35 @@ static const char *get_entries(struct in *d, struct list *l, bool pyc)
 	return NULL;
 }
 
+/* Format 2's conda-meta record: a byte 0, or 1 and the record. */
+static const char *get_meta(struct in *d, struct pkgrec *rec)
+{
+	struct pkgrec_meta *m = &rec->meta;
+	const char **s[] = {&m->url, &m->fn, &m->channel, &m->pyver};
+	size_t len;
+
+	if (d->p >= d->end || *d->p > 1)
+		return "no conda-meta record's flag";
+	if (!*d->p++)
+		return NULL;
+	for (size_t i = 0; i < sizeof(s) / sizeof(*s); i++) {
+		*s[i] = get_str(d, &len);
+		if (!d->bad && strlen(*s[i]) != len)
+			return "a conda-meta record's string holding a NUL";
+	}
+	if (d->bad || d->end - d->p < (ptrdiff_t)sizeof(m->key.b))
+		return "a conda-meta record past its end";
+	memcpy(m->key.b, d->p, sizeof(m->key.b));
+	d->p += sizeof(m->key.b);
+	m->size = get_uv(d);
+	if (d->bad)
+		return "a conda-meta record past its end";
+	if (!*m->url || !*m->fn)
+		return "a conda-meta record without its URL or file name";
+	rec->has_meta = true;
+	return NULL;
+}
+
 static const char *parse(struct pkgrec *rec, size_t n)
 {
 	struct in d = {rec->buf, rec->buf + n, false};
@@ -427,8 +514,10 @@ static const char *parse(struct pkgrec *rec, size_t n)
 	uint64_t ninfo;
 	size_t len;
 
-	if (n < sizeof(magic) || memcmp(rec->buf, magic, sizeof(magic)) != 0)
-		return "not a package record of format 1";
+	bool v1 = n >= sizeof(magic1) && memcmp(rec->buf, magic1, sizeof(magic1)) == 0;
+
+	if (!v1 && (n < sizeof(magic) || memcmp(rec->buf, magic, sizeof(magic)) != 0))
+		return "not a package record of format 1 or 2";
 	d.p += sizeof(magic);
 	rec->sha256 = get_str(&d, &len);
 	rec->md5 = get_str(&d, &len);
@@ -455,6 +544,8 @@ static const char *parse(struct pkgrec *rec, size_t n)
 	why = get_entries(&d, &rec->paths, false);
 	if (!why)
 		why = get_entries(&d, &rec->pycs, true);
+	if (!why && !v1)
+		why = get_meta(&d, rec);
 	if (!why && d.p != d.end)
 		why = "bytes after its end";
 	return why;
@@ -519,6 +610,11 @@ const char *pkgrec_md5(const struct pkgrec *rec)
 uint64_t pkgrec_size(const struct pkgrec *rec)
 {
 	return rec->size;
+}
+
+const struct pkgrec_meta *pkgrec_meta(const struct pkgrec *rec)
+{
+	return rec->has_meta ? &rec->meta : NULL;
 }
 
 const char *pkgrec_pyver(const struct pkgrec *rec)

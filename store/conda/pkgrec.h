@@ -39,6 +39,7 @@ struct pkgrec_entry {
 
 /* ---- writing ---- */
 
+struct pkgrec;
 struct pkgrec_builder;
 
 /* pyver: the python version ("3.11") the pycs added are compiled by, "" when none are. */
@@ -49,13 +50,26 @@ void pkgrec_builder_free(struct pkgrec_builder *b);
 int pkgrec_add_info(struct pkgrec_builder *b, const char *name, const uint8_t *data, size_t len);
 int pkgrec_add_path(struct pkgrec_builder *b, const struct pkgrec_entry *e);
 int pkgrec_add_pyc(struct pkgrec_builder *b, const struct pkgrec_entry *e);
+/*
+ * The conda-meta record an install made of the package (its conda-meta/<dist>.json, a
+ * stored content), with what its bytes were made from besides the package itself: the
+ * lock's URL and file name of the archive, the channel the record names, and the python
+ * version it maps a noarch python package's paths for ("" when it maps none). A later
+ * install with the same takes the record as stored instead of making it again.
+ */
+struct pkgrec_meta {
+	const char *url, *fn, *channel, *pyver;
+	struct objkey key;
+	uint64_t size;
+};
+int pkgrec_set_meta(struct pkgrec_builder *b, const struct pkgrec_meta *m);
+/* A builder holding all rec holds but its conda-meta record. */
+int pkgrec_builder_from(const struct pkgrec *rec, struct pkgrec_builder **ret);
 /* The record's bytes (one zstd frame, malloc'd): -EINVAL naming the path for an entry the
  * format does not allow or a name given twice. */
 int pkgrec_finish(struct pkgrec_builder *b, uint8_t **ret, size_t *ret_len, struct cfs_err *err);
 
 /* ---- reading ---- */
-
-struct pkgrec;
 
 /* Checks every rule of the format: -EUCLEAN naming what (the record's name in messages) and
  * the rule when one is broken. */
@@ -66,6 +80,8 @@ const char *pkgrec_sha256(const struct pkgrec *rec); /* "" when unknown */
 const char *pkgrec_md5(const struct pkgrec *rec);
 uint64_t pkgrec_size(const struct pkgrec *rec);
 const char *pkgrec_pyver(const struct pkgrec *rec);
+/* The conda-meta record it keeps, NULL when none (format 1, or none was made). */
+const struct pkgrec_meta *pkgrec_meta(const struct pkgrec *rec);
 /* An info/ file by its path ("info/paths.json"): -ENOENT when the package has none. */
 int pkgrec_info(const struct pkgrec *rec, const char *name, const uint8_t **ret, size_t *ret_len);
 size_t pkgrec_npaths(const struct pkgrec *rec);

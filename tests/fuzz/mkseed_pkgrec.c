@@ -2,7 +2,8 @@
 /*
  * Seeds for fuzz_pkgrec, made at build time by the store's own builder so they follow
  * docs/package-format.md wherever it goes: the decompressed bytes of an empty record and of
- * one with info files, a file, a relocated file, a directory, a symbolic link and a pyc.
+ * one with info files, a file, a relocated file, a directory, a symbolic link, a pyc and a
+ * conda-meta record.
  * Usage: mkseed-pkgrec OUTDIR EMPTY FULL.
  */
 #include "pkgrec.h"
@@ -56,6 +57,13 @@ static int seed(const char *dir, const char *name, bool full)
 		                                                  .target = "libz.so.1"});
 		file.path = "lib/python3.11/site-packages/__pycache__/z.cpython-311.pyc";
 		r = r ? r : pkgrec_add_pyc(b, &file);
+		r = r ? r
+		      : pkgrec_set_meta(b, &(struct pkgrec_meta){.url = "https://c.invalid/z.conda",
+		                                                 .fn = "z.conda",
+		                                                 .channel = "https://c.invalid",
+		                                                 .pyver = "3.11",
+		                                                 .key = file.key,
+		                                                 .size = 77});
 	}
 	if (!r)
 		r = pkgrec_finish(b, &z, &zlen, &err);

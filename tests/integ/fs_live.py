@@ -102,7 +102,7 @@ with t.section("a version 3 catalog: the daemon upgrades it before it serves, wa
         t.check("let go, it upgrades the catalog and serves",
                 wait_for(lambda: fs_lib.answers(d3.mnt) and
                          fs_lib.mounted(d3.mnt) == fs_lib.FUSE_TYPE, 30) is not None and
-                lib.catalog_version(old) == "7", d3.log())
+                lib.catalog_version(old) == "8", d3.log())
         paths = [os.path.join(d3.path(h), rel) for h in (hs, hsci)]
         data = lib_read(paths[0])
         t.eq("the file both environments hold: one inode, two names, its bytes",

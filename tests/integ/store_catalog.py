@@ -279,9 +279,9 @@ with t.section("a version 6 catalog (trees in a table) is upgraded by the first 
     t.check("ls refuses the version 6 catalog, naming the command that upgrades it",
             r.rc != 0 and "version 6" in r.err and "upgrades it" in r.err, r)
     t.ok("a writing command (tag) upgrades it", t.cfs(v6, "tag", "keep", h))
-    t.eq("version 7, the trees table gone",
+    t.eq("version 8, the trees table gone",
          (lib.catalog_version(v6), lib.catalog_rows(
-             v6, "SELECT count(*) FROM sqlite_master WHERE name = 'trees'")), ("7", [(0,)]))
+             v6, "SELECT count(*) FROM sqlite_master WHERE name = 'trees'")), ("8", [(0,)]))
     t.eq("every environment row reads the same tree as before (every node, file, link, "
          "record)", every_tree(v6), rows)
     after = tree_images(v6)

@@ -85,8 +85,8 @@ with t.section("the template store"):
         SRC[h], NAMES[h] = p, name
         (kept if name[0] == "K" else removable).append(h)
     K1, K2 = kept
-    t.eq("the catalog is version 7 (this test writes envs.last_used)",
-         lib.catalog_version(template), "7")
+    t.eq("the catalog is version 8 (this test writes envs.last_used)",
+         lib.catalog_version(template), "8")
     t.ok("tag K1", t.cfs(template, "tag", "k1", K1))
     lib.set_last_used(template, K1, NOW - 90 * 86400)
     for h in removable[:5]:

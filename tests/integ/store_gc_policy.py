@@ -168,8 +168,8 @@ with t.section("environments to collect"):
         SRC[h], NAMES[h] = p, name
     H = {n: h for h, n in NAMES.items()}
     t.eq("nine environments stored", len(t.hashes(store) or []), 9)
-    t.eq("the catalog is version 7 (this test writes envs.last_used)",
-         lib.catalog_version(store), "7")
+    t.eq("the catalog is version 8 (this test writes envs.last_used)",
+         lib.catalog_version(store), "8")
     ages = {"A": 60 * DAY, "B": 120, "C": 40 * DAY, "D": 1800, "F": 10 * DAY, "G": 3 * DAY}
     for n, age in ages.items():
         lib.set_last_used(store, H[n], NOW - age)

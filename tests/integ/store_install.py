@@ -251,7 +251,10 @@ with t.section("the store as a package source: only the package that differs is 
     before = ch.count()
     r = install(st, small, "--channel-mirror", ch.mirror())
     t.ok("small (no pip package)", r)
+    hs = r.out.strip()
     first = {n: c - before.get(n, 0) for n, c in ch.count().items() if c > before.get(n, 0)}
+    st_small = t.path("store-source-small")
+    shutil.copytree(st, st_small, symlinks=True)
     before = ch.count()
     r = install(st, rebuild, "--channel-mirror", ch.mirror())
     t.ok("small-rebuild, one package rebuilt", r)
@@ -273,7 +276,49 @@ with t.section("the store as a package source: only the package that differs is 
         p = subprocess.run([f"{d}/bin/pip", "--version"], capture_output=True, text=True,
                            timeout=300, env=env)
         t.eq("its pip entry point runs", p.returncode, 0, p.stderr[-2000:])
+        # Taken from the store as the package's record keeps them (pkgrec_meta): the
+        # records of the packages it shares with small are small's, byte for byte.
+        ds = dm.path(hs)
+        shared = sorted(f for f in set(os.listdir(f"{ds}/conda-meta")) &
+                        set(os.listdir(f"{d}/conda-meta")) if f.endswith(".json"))
+        differ = [f for f in shared if open(f"{ds}/conda-meta/{f}", "rb").read() !=
+                  open(f"{d}/conda-meta/{f}", "rb").read()]
+        t.check(f"the {len(shared)} conda-meta records it shares with small are small's "
+                "bytes", len(shared) >= 20 and not differ, differ)
     t.verify_clean("verify exits 0", st)
+    # The same packages under another channel's URLs (mapped to the same server), into a
+    # store holding small alone: their records are made again, naming that channel, not
+    # taken as stored.
+    other_url = "https://other.example.invalid/corpus"
+    other = t.path("small-rebuild-other.txt")
+    with open(rebuild) as f, open(other, "w") as g:
+        g.write(f.read().replace(URL, other_url))
+    rebuilt, before = sorted(got), ch.count()
+    r = install(st_small, other, "--channel-mirror", ch.mirror().replace(URL, other_url))
+    t.ok("small-rebuild from another channel's URLs", r)
+    t.eq("only the rebuilt corpus-hello was fetched: the others are known by their digests",
+         sorted(n for n, c in ch.count().items() if c > before.get(n, 0)), rebuilt)
+    x = t.path("x-other")
+    if t.ok("export", t.export(st_small, r.out.strip(), x)):
+        urls = [json.load(open(os.path.join(x, "conda-meta", f)))["url"]
+                for f in os.listdir(os.path.join(x, "conda-meta")) if f.endswith(".json")]
+        t.check(f"its {len(urls)} records name the other channel's URLs",
+                len(urls) >= 20 and all(u.startswith(other_url + "/") for u in urls),
+                [u for u in urls if not u.startswith(other_url + "/")][:3])
+        t.rmtree(x)
+    t.verify_clean("verify exits 0", st_small)
+    # Its packages' store records name its own conda-meta records (catalog.c C9), not
+    # small's: with small reaped, they still hold, and small installs again from them.
+    t.ok("rm small", t.cfs(st_small, "rm", hs))
+    t.ok("gc", t.cfs(st_small, "gc"))
+    t.verify_clean("verify exits 0: every record names only what is stored", st_small)
+    before = ch.count()
+    r = install(st_small, small, "--channel-mirror", ch.mirror())
+    t.eq("small again, from the other environment's records: only its own corpus-hello "
+         "is fetched", (r.rc, r.out.strip(), sorted(n for n, c in ch.count().items()
+                                                    if c > before.get(n, 0))),
+         (0, hs, sorted(n for n in first if n.startswith("corpus-hello-"))), r)
+    t.verify_clean("verify exits 0 after", st_small)
     # A record goes with its environment (catalog.c C9): small's corpus-hello was only in
     # small's; the rest small-rebuild recorded again.
     hsmall = t.cfs(None, "hash", small).out.strip()

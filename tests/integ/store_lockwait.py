@@ -129,7 +129,7 @@ with t.section("two writers behind the lock, both having read version 3, upgrade
     h.release()
     rcs = [(p.wait(timeout=600), p.stderr.read().decode(errors="replace")) for p in ps]
     t.eq("both finish", [rc for rc, _ in rcs], [0, 0], rcs)
-    t.eq("the catalog is version 7", lib.catalog_version(store), "7")
+    t.eq("the catalog is version 8", lib.catalog_version(store), "8")
     t.verify_clean("verify is clean", store)
 
 with t.section("holds: gc names who holds a removed environment"):

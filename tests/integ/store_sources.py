@@ -174,11 +174,11 @@ with t.section("a version 2 catalog is upgraded by the first write"):
     db.close()
     r = t.ingest(old, A)
     t.ok("ingest into it succeeds", r)
-    t.eq("it is version 7 now, with sources, without nodes, trees and the two dropped indexes",
+    t.eq("it is version 8 now, with sources, without nodes, trees and the two dropped indexes",
          (lib.catalog_version(old), sorted(n for (n,) in lib.catalog_rows(
              old, "SELECT name FROM sqlite_schema WHERE name IN"
              " ('sources', 'nodes', 'trees', 'nodes_env', 'objects_pack')"))),
-         ("7", ["sources"]))
+         ("8", ["sources"]))
     t.eq("...and every reference count right, tree images' too", lib.refs_wrong(old), [])
     r = t.cfs(old, "cat", hc[0], "share/small.txt")
     t.eq("cat reads a file of the environment it held", (r.rc, r.out), (0, SMALL.decode()))
@@ -202,8 +202,8 @@ with t.section("a version 3 catalog: unique bytes read as they are, the same aft
     t.check("ls refuses the version 3 catalog, naming the command that upgrades it",
             r.rc != 0 and "version 3" in r.err and "upgrades it" in r.err, r)
     t.ok("a writing command (tag) upgrades it", t.cfs(v3, "tag", "keep", hashes["g"]))
-    t.eq("version 7, with the same unique bytes (tree images included)",
-         (unique_ls(v3), lib.catalog_version(v3)), (want, "7"))
+    t.eq("version 8, with the same unique bytes (tree images included)",
+         (unique_ls(v3), lib.catalog_version(v3)), (want, "8"))
     t.eq("...and every reference count right, tree images' too", lib.refs_wrong(v3), [])
     t.eq("the nodes are gone, each environment a tree with the same node ids",
          (lib.catalog_rows(v3, "SELECT count(*) FROM sqlite_master WHERE name = 'nodes'"),

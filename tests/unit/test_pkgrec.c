@@ -15,6 +15,11 @@
 #include <zstd.h>
 
 static const uint8_t reloc[] = {1, 2, 3, 4};
+static struct pkgrec_meta meta = {.url = "https://ch.invalid/c/linux-64/z-1-h_0.conda",
+                                  .fn = "z-1-h_0.conda",
+                                  .channel = "https://ch.invalid/c/linux-64",
+                                  .pyver = "",
+                                  .size = 1234};
 
 static uint8_t *build(size_t *len)
 {
@@ -52,6 +57,8 @@ static uint8_t *build(size_t *len)
 	                                               .mode = 0644,
 	                                               .size = 7,
 	                                               .neutral_size = 7}) == 0);
+	meta.key.b[3] = 'm';
+	CHECK(pkgrec_set_meta(b, &meta) == 0);
 	CHECK(pkgrec_finish(b, &buf, len, &err) == 0);
 	pkgrec_builder_free(b);
 	return buf;
@@ -94,6 +101,12 @@ static void reads_back(void)
 	CHECK(pkgrec_path(rec, "lib") == NULL && pkgrec_path(rec, "zz") == NULL);
 	CHECK(pkgrec_pyc(rec, "lib/python3.11/site-packages/__pycache__/z.cpython-311.pyc"));
 	CHECK(pkgrec_pyc(rec, "bin/zcfg") == NULL);
+	CHECK(pkgrec_meta(rec) && pkgrec_meta(rec)->size == 1234 &&
+	      pkgrec_meta(rec)->key.b[3] == 'm');
+	CHECK_STR(pkgrec_meta(rec) ? pkgrec_meta(rec)->url : NULL, meta.url);
+	CHECK_STR(pkgrec_meta(rec) ? pkgrec_meta(rec)->fn : NULL, meta.fn);
+	CHECK_STR(pkgrec_meta(rec) ? pkgrec_meta(rec)->channel : NULL, meta.channel);
+	CHECK_STR(pkgrec_meta(rec) ? pkgrec_meta(rec)->pyver : NULL, "");
 	pkgrec_free(rec);
 	free(buf);
 }
@@ -153,6 +166,40 @@ static bool same_as_built(const struct pkgrec *rec)
 	       e->inserts == 2 && e->reloc_len == sizeof(reloc) &&
 	       memcmp(e->reloc, reloc, sizeof(reloc)) == 0 &&
 	       pkgrec_path(rec, "lib/libz.so.1.2.13")->key.b[0] == 'k';
+}
+
+/* A record of format 1 (a catalog of version 7's) reads, with no conda-meta record; one of
+ * format 2 without its record's flag does not. */
+static void format_1(void)
+{
+	struct cfs_err err = {{0}};
+	struct pkgrec *rec = NULL;
+	size_t len, raw_len;
+	uint8_t *buf = build(&len), *raw, *z;
+	size_t zcap, zn;
+
+	raw_len = (size_t)ZSTD_getFrameContentSize(buf, len);
+	raw = malloc(raw_len);
+	zcap = ZSTD_compressBound(raw_len);
+	z = malloc(zcap);
+	CHECK(raw && z && ZSTD_decompress(raw, raw_len, buf, len) == raw_len);
+	if (!raw || !z)
+		goto out;
+	/* Format 2's record: a flag byte, four strings, the key, the size's varint. */
+	raw_len -= 1 + (strlen(meta.url) + 2) + (strlen(meta.fn) + 2) + (strlen(meta.channel) + 2) +
+	           2 + 16 + 2;
+	zn = compress(z, zcap, raw, raw_len);
+	CHECK(pkgrec_open(z, zn, "rec", &rec, &err) == -EUCLEAN &&
+	      strstr(err.msg, "conda-meta record's flag"));
+	raw[6] = '1';
+	zn = compress(z, zcap, raw, raw_len);
+	CHECK(pkgrec_open(z, zn, "rec", &rec, &err) == 0 && rec && same_as_built(rec) &&
+	      !pkgrec_meta(rec));
+	pkgrec_free(rec);
+out:
+	free(raw);
+	free(z);
+	free(buf);
 }
 
 /* Each bit of the stored frame flipped: refused (its checksum, or its header), or, for a
@@ -230,6 +277,7 @@ static void damage(void)
 int main(void)
 {
 	reads_back();
+	format_1();
 	builder_refuses();
 	damage();
 	flipped_frame();
