@@ -329,25 +329,24 @@ static int write_stored(struct install *ins, size_t i, const struct link_entry *
 int install_write_out_stored(struct install *ins, const struct link_plan *plan, size_t i,
                              struct cfs_err *err)
 {
-	const char *placeholder = "/";
+	char *placeholder = NULL;
 	uint8_t *buf = malloc(WRITE_OUT_CHUNK);
 	struct pyzip *z = NULL;
 	int dfd = -1, r = buf ? make_top(ins, &ins->src[i], &dfd, err)
 	                      : err_set(err, -ENOMEM, "out of memory");
 
-	/* One placeholder for the whole package: the pycs it ships for its relocated
-	 * sources were rewritten for them (ingest.h pyc_src), read back with the same. */
-	for (size_t j = 0; j < link_plan_count(plan); j++)
-		if (link_plan_entry(plan, j)->pkg == i && link_plan_entry(plan, j)->placeholder) {
-			placeholder = link_plan_entry(plan, j)->placeholder;
-			break;
-		}
+	/* One placeholder for the whole package, from its record's paths.json (the plan has
+	 * none of a package whose conda-meta record it took as stored): the pycs it ships for
+	 * its relocated sources were rewritten for them (ingest.h pyc_src), read back with the
+	 * same. */
+	if (!r)
+		r = link_record_placeholder(ins->src[i].rec, ins->src[i].fn, &placeholder, err);
 	if (!r)
 		r = open_zip(ins, &ins->src[i], dfd, link_plan_python(plan), &z, err);
 	for (size_t j = 0; !r && j < link_plan_count(plan); j++)
 		if (link_plan_entry(plan, j)->pkg == i)
-			r = write_stored(ins, i, link_plan_entry(plan, j), placeholder, dfd, z, buf,
-			                 err);
+			r = write_stored(ins, i, link_plan_entry(plan, j),
+			                 placeholder ? placeholder : "/", dfd, z, buf, err);
 	r = close_zip(ins, &ins->src[i], z, r, err);
 	if (!r)
 		r = set_dir(ins, &ins->src[i], err);
@@ -355,6 +354,7 @@ int install_write_out_stored(struct install *ins, const struct link_plan *plan, 
 	if (dfd >= 0)
 		close(dfd);
 	free(buf);
+	free(placeholder);
 	return r;
 }
 

@@ -86,6 +86,9 @@ int install_find_sources(struct install *ins, struct cfs_err *err)
 	struct pkgcache *cache = NULL;
 	int r = pkgcache_new(ins->opts->pkgs_dirs, ins->opts->npkgs_dirs, &cache, err);
 
+	/* Every record looked up in one read transaction, not one each. */
+	if (!r)
+		r = catalog_begin(ins->st->cat, false, err);
 	for (size_t i = 0; !r && i < ins->n; i++) {
 		struct source *s = &ins->src[i];
 		char *archive = NULL, *extracted = NULL;
@@ -111,6 +114,7 @@ int install_find_sources(struct install *ins, struct cfs_err *err)
 			s->fetch = !archive;
 		}
 	}
+	catalog_rollback(ins->st->cat);
 	pkgcache_free(cache);
 	return r;
 }

@@ -490,7 +490,60 @@ static int read_pkg(struct lpkg *k, struct cfs_err *err)
 	k->noarch_py = nt && strcmp(nt, "python") == 0;
 	/* conda's NoarchType.coerce: "generic", or the old boolean true. */
 	k->noarch_generic = nt && (strcmp(nt, "generic") == 0 || strcmp(nt, "true") == 0);
+	return 0;
+}
 
+/* The conda-meta record package k's store record keeps, when it was made of the same as
+ * k's would be now (its lock's URL and file name, its channel, and the python pyver a
+ * noarch python package maps for), else NULL. */
+static const struct pkgrec_meta *record_cached(const struct lpkg *k, const char *pyver)
+{
+	const struct pkgrec_meta *m = k->in->rec ? pkgrec_meta(k->in->rec) : NULL;
+
+	if (!m || !k->in->url || !k->in->fn || strcmp(m->url, k->in->url) != 0 ||
+	    strcmp(m->fn, k->in->fn) != 0 || strcmp(m->channel, k->channel) != 0 ||
+	    strcmp(m->pyver, k->noarch_py && pyver ? pyver : "") != 0)
+		return NULL;
+	return m;
+}
+
+/* Package k's paths from its store record: what linking takes of paths.json, which only
+ * making its conda-meta record needs more of (placeholders, digests, no_link). */
+static int paths_from_record(struct lpkg *k)
+{
+	size_t n = pkgrec_npaths(k->in->rec);
+
+	k->paths = calloc(n ? n : 1, sizeof(*k->paths));
+	if (!k->paths)
+		return -ENOMEM;
+	k->cappaths = n ? n : 1;
+	for (size_t i = 0; i < n; i++) {
+		const struct pkgrec_entry *e = pkgrec_path_at(k->in->rec, i);
+		struct ppath *pp = &k->paths[k->npaths++];
+
+		pp->src = keep_str(k->pl, e->path);
+		if (!pp->src)
+			return -ENOMEM;
+		pp->type = e->type == NODE_FILE      ? PT_FILE
+		           : e->type == NODE_SYMLINK ? PT_LINK
+		                                     : PT_DIR;
+		pp->has_size = e->type == NODE_FILE;
+		pp->size = e->size;
+	}
+	k->paths_json = true;
+	return 0;
+}
+
+/* Package k's paths: from paths.json, else (an old package) info/files and has_prefix; or
+ * from its store record, when its conda-meta record is taken as stored too. */
+static int read_paths(struct lpkg *k, const char *pyver, struct cfs_err *err)
+{
+	int r;
+
+	if (record_cached(k, pyver)) {
+		r = paths_from_record(k);
+		return r < 0 ? err_set(err, r, "%s: out of memory", k->dist) : 0;
+	}
 	r = read_paths_json(k, err);
 	if (r == -ENOENT)
 		r = read_files(k, err);
@@ -1733,7 +1786,7 @@ static bool is_link_script(const char *path, const char *name)
 static int add_record(struct link_plan *pl, struct lpkg *p, const char **cmds, size_t ncmds,
                       const char *pyver, int64_t now_ns, size_t n, size_t o, struct jbuf *b)
 {
-	const struct pkgrec_meta *m = p->in->rec ? pkgrec_meta(p->in->rec) : NULL;
+	const struct pkgrec_meta *m = record_cached(p, pyver);
 	struct recinfo *ri = &pl->rec[p->idx];
 	struct link_entry e = {0};
 	char *path = NULL;
@@ -1741,14 +1794,13 @@ static int add_record(struct link_plan *pl, struct lpkg *p, const char **cmds, s
 	ri->in = (struct pkgrec_meta){.url = keep_str(pl, p->in->url ? p->in->url : ""),
 	                              .fn = keep_str(pl, p->in->fn ? p->in->fn : ""),
 	                              .channel = p->channel,
-	                              .pyver = p->noarch_py ? pyver : ""};
+	                              .pyver = p->noarch_py && pyver ? pyver : ""};
 	if (asprintf(&path, "conda-meta/%s.json", p->dist) < 0)
 		path = NULL;
 	ri->path = keep(pl, path);
 	if (!ri->in.url || !ri->in.fn || !ri->path)
 		return -ENOMEM;
-	if (!m || strcmp(m->url, ri->in.url) != 0 || strcmp(m->fn, ri->in.fn) != 0 ||
-	    strcmp(m->channel, ri->in.channel) != 0 || strcmp(m->pyver, ri->in.pyver) != 0) {
+	if (!m) {
 		int r = make_record(p, cmds, ncmds, pyver, b);
 
 		return r < 0 ? r
@@ -1902,6 +1954,11 @@ int link_plan_make(const struct link_pkg *pkgs, size_t n, const char *prefix_tok
 		}
 	}
 	pyver = pl->python;
+	for (size_t i = 0; i < n; i++) {
+		r = read_paths(&k[i], pyver, err);
+		if (r < 0)
+			goto out;
+	}
 	for (size_t o = 0; o < n; o++) {
 		r = plan_pkg(pl, &k[pl->order[o]], token, pyver, now_ns, n, o, &b, err);
 		if (r < 0)
@@ -1932,6 +1989,27 @@ out:
 		free(k[i].deps);
 	}
 	free(k);
+	link_plan_free(pl);
+	return r;
+}
+
+int link_record_placeholder(const struct pkgrec *rec, const char *name, char **ret,
+                            struct cfs_err *err)
+{
+	struct link_plan *pl = calloc(1, sizeof(*pl));
+	struct link_pkg in = {.dir = name, .rec = rec};
+	struct lpkg k = {.pl = pl, .in = &in, .dfd = -1, .dist = (char *)name};
+	int r = pl ? 0 : err_set(err, -ENOMEM, "out of memory");
+
+	*ret = NULL;
+	if (!r)
+		r = read_paths_json(&k, err);
+	if (r == -ENOENT)
+		r = read_files(&k, err);
+	for (size_t i = 0; !r && !*ret && i < k.npaths; i++)
+		if (k.paths[i].placeholder && !(*ret = strdup(k.paths[i].placeholder)))
+			r = err_set(err, -ENOMEM, "out of memory");
+	free(k.paths);
 	link_plan_free(pl);
 	return r;
 }

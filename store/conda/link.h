@@ -101,6 +101,11 @@ struct link_plan;
 int link_plan_make(const struct link_pkg *pkgs, size_t n, const char *prefix_token, int64_t now_ns,
                    void (*warn)(void *arg, const char *line), void *arg, struct link_plan **ret,
                    struct cfs_err *err);
+/* The prefix placeholder the files of the package rec records hold (conda-build gives a
+ * package one), as its paths.json (or, in an old package, has_prefix) names it: *ret
+ * NULL when none does. name names the package in messages. */
+int link_record_placeholder(const struct pkgrec *rec, const char *name, char **ret,
+                            struct cfs_err *err);
 size_t link_plan_count(const struct link_plan *p);
 /* Package i's conda-meta record: its path in the plan, and what its bytes were made of
  * besides the package (into ret: url, fn, channel, pyver; valid while p is). */
