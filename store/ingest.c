@@ -5,7 +5,8 @@
  *
  * Invariants:
  * I1: no catalog row names an object that is not durable: objects are fsynced and linked
- *     (object.c O1), their directories fsynced, before the transaction that names them.
+ *     (object.c O1), their directories fsynced, before the transaction that names them
+ *     commits (publishing runs beside the commit's work, which waits for it to end).
  * I2: an environment is in the catalog whole or not at all (catalog.c C1): kill -9 at any
  *     moment leaves at most unreferenced objects, which verify reports and gc frees.
  * I3: what is stored is what was read, from the file the walk saw: a file that is not
@@ -22,7 +23,8 @@
  * children get consecutive ids; conda-meta is read meanwhile on another), store (one
  * worker per core: every file read, relocated, hashed, then compared or compressed; then
  * the stored packs compared and the new packs compressed frame by frame), publish (two
- * syncfs), commit (one thread, one transaction).
+ * syncfs, or an fsync per image for a few, on a thread of its own), commit (one thread,
+ * one transaction, committed once publishing is done).
  *
  * The prefix may be a user's, changing while root reads it (README, "Security model"): it
  * is opened once (open_named) and every path under it from that descriptor with no
@@ -254,12 +256,18 @@ int ingest_phases(struct ingest *in, const char *hash, const struct pkgset *set,
 	}
 	r = ingest_commit(in, hash, set, ret_result, err);
 out:
+	/* Done publishing before the store lock goes (gc.c G2). */
+	if (r)
+		ingest_publish_wait(in, NULL);
+	else
+		r = ingest_publish_wait(in, err);
 	close(held);
 	return r;
 }
 
 void ingest_release(struct ingest *in)
 {
+	ingest_publish_wait(in, NULL);
 	for (int i = 0; i < MAX_WORKERS; i++)
 		object_writer_free(in->writers[i]);
 	object_tmp_close(in->st->fd, in->tmp_fd, in->tmp_name);

@@ -119,6 +119,12 @@ struct ingest {
 	int err_rc;
 	struct cfs_err *err;
 	struct object_writer *writers[MAX_WORKERS];
+	/* The store phase's images being published (ingest_store.c), by nwriters writers. */
+	pthread_t publisher;
+	bool publishing;
+	int nwriters;
+	int publish_r;
+	struct cfs_err publish_err;
 	/* An install's: once the store phase has read every file and found or made every
 	 * content, and before it makes its images durable (so not when dry), under the store
 	 * lock, after_store may set records (the caller's), by the set's index, to what each
@@ -275,6 +281,8 @@ int ingest_phases(struct ingest *in, const char *hash, const struct pkgset *set,
                   enum ingest_result *ret_result, struct cfs_err *err);
 /* Everything in holds, but not in->opts, in->st nor in->prefix. */
 void ingest_release(struct ingest *in);
+/* The store phase's images published (0), or why not: before anything may name them. */
+int ingest_publish_wait(struct ingest *in, struct cfs_err *err);
 
 struct link_plan;
 struct pkgarchive_files;

@@ -391,6 +391,9 @@ int ingest_commit(struct ingest *in, const char *hash, const struct pkgset *set,
 		r = insert_tree(in, env_id, base, hash, err);
 	if (!r && replacing)
 		r = catalog_env_retag(in->st->cat, old.id, env_id, err);
+	/* I1: the store phase's images published before anything names them. */
+	if (!r)
+		r = ingest_publish_wait(in, err);
 	if (!r)
 		r = catalog_commit(in->st->cat, err);
 	if (r)

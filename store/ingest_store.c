@@ -660,31 +660,57 @@ static int run_workers(struct ingest *in, int nthreads, struct cfs_err *err)
 
 /* Everything written so far durable, then published, then durable again (I1): a few
  * images (an install that adds a package) by an fsync each and of each directory they go
- * to, more by a syncfs before and after. */
-static int publish(struct ingest *in, int nthreads, struct cfs_err *err)
+ * to, more by a syncfs before and after. On the publishing thread: no catalog. */
+static void *publish_main(void *arg)
 {
+	struct ingest *in = arg;
+	struct cfs_err *err = &in->publish_err;
 	size_t pending = 0;
 	bool few;
 	int r = 0;
 
-	for (int i = 0; i < nthreads; i++)
+	for (int i = 0; i < in->nwriters; i++)
 		pending += object_writer_pending(in->writers[i]);
 	few = pending <= PUBLISH_FSYNC_MAX;
-	for (int i = 0; few && !r && i < nthreads; i++)
+	for (int i = 0; few && !r && i < in->nwriters; i++)
 		r = object_writer_sync(in->writers[i], err);
 	if (!r && !few && syncfs(in->tmp_fd) < 0)
 		r = err_set(err, neg_errno(), "%s: cannot sync the store: %s", in->st->dir,
 		            strerror(errno));
-	/* A first ingest killed after this leaves images no row names in a catalog that
-	 * names nothing: the mark tells them from a catalog put in place of the store's. */
-	if (!r)
-		r = catalog_mark_published(in->st->cat, err);
-	for (int i = 0; !r && i < nthreads; i++)
+	for (int i = 0; !r && i < in->nwriters; i++)
 		r = object_publish(in->writers[i], few, err);
 	if (!r && !few && syncfs(in->st->fd) < 0)
 		r = err_set(err, neg_errno(), "%s: cannot sync the store: %s", in->st->dir,
 		            strerror(errno));
-	return r;
+	in->publish_r = r;
+	return NULL;
+}
+
+/* The images published on a thread of their own, beside the commit's work until its
+ * transaction commits (ingest_publish_wait): nothing names them before that. */
+static int publish(struct ingest *in, int nthreads, struct cfs_err *err)
+{
+	/* A first ingest killed after this leaves images no row names in a catalog that
+	 * names nothing: the mark tells them from a catalog put in place of the store's. */
+	int r = catalog_mark_published(in->st->cat, err);
+
+	if (r)
+		return r;
+	in->nwriters = nthreads;
+	in->publishing = pthread_create(&in->publisher, NULL, publish_main, in) == 0;
+	if (!in->publishing)
+		publish_main(in);
+	return in->publishing ? 0 : ingest_publish_wait(in, err);
+}
+
+int ingest_publish_wait(struct ingest *in, struct cfs_err *err)
+{
+	if (in->publishing)
+		pthread_join(in->publisher, NULL);
+	in->publishing = false;
+	if (in->publish_r && err)
+		*err = in->publish_err;
+	return in->publish_r;
 }
 
 /* A content a package's record names: stored, and kept there until the commit (gc.c G2)
