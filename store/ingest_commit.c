@@ -27,7 +27,12 @@ static int check_member_race(struct ingest *in, const struct inode *c, int64_t o
 	struct object_src src = {0};
 	size_t pi;
 	uint64_t off, len;
-	int r = catalog_object_by_id(in->st->cat, obj, &mine, err);
+	/* The image read may be ours (a pack of one member has its member's key): published
+	 * first. */
+	int r = ingest_publish_wait(in, err);
+
+	if (!r)
+		r = catalog_object_by_id(in->st->cat, obj, &mine, err);
 
 	if (!r)
 		r = packer_find(in->packer, &c->key, &pi, &off, &len);
