@@ -378,7 +378,7 @@ static bool record_meta(const struct install *ins, const struct ingest *in, size
 	const struct inode *k;
 	size_t j;
 
-	if (!e || e->type != LINK_FILE || e->pkg != LINK_GENERATED)
+	if (!e || e->type != LINK_FILE || e->pkg != LINK_GENERATED || !*m->url || !*m->fn)
 		return false;
 	j = (size_t)(e - link_plan_entry(ins->plan, 0));
 	if (!node_of[j])

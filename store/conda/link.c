@@ -493,16 +493,26 @@ static int read_pkg(struct lpkg *k, struct cfs_err *err)
 	return 0;
 }
 
-/* The conda-meta record package k's store record keeps, when it was made of the same as
- * k's would be now (its lock's URL and file name, its channel, and the python pyver a
- * noarch python package maps for), else NULL. */
+/* What package k's conda-meta record is made of besides the package itself: its lock's
+ * URL and file name, its channel, and the python pyver a noarch python package maps for
+ * (pkgrec_meta without its key and size). */
+static struct pkgrec_meta record_inputs(const struct lpkg *k, const char *pyver)
+{
+	return (struct pkgrec_meta){.url = k->in->url ? k->in->url : "",
+	                            .fn = k->in->fn ? k->in->fn : "",
+	                            .channel = k->channel,
+	                            .pyver = k->noarch_py && pyver ? pyver : ""};
+}
+
+/* The conda-meta record package k's store record keeps, when it was made of the same
+ * inputs as k's would be now, else NULL. */
 static const struct pkgrec_meta *record_cached(const struct lpkg *k, const char *pyver)
 {
 	const struct pkgrec_meta *m = k->in->rec ? pkgrec_meta(k->in->rec) : NULL;
+	struct pkgrec_meta in = record_inputs(k, pyver);
 
-	if (!m || !k->in->url || !k->in->fn || strcmp(m->url, k->in->url) != 0 ||
-	    strcmp(m->fn, k->in->fn) != 0 || strcmp(m->channel, k->channel) != 0 ||
-	    strcmp(m->pyver, k->noarch_py && pyver ? pyver : "") != 0)
+	if (!m || strcmp(m->url, in.url) != 0 || strcmp(m->fn, in.fn) != 0 ||
+	    strcmp(m->channel, in.channel) != 0 || strcmp(m->pyver, in.pyver) != 0)
 		return NULL;
 	return m;
 }
@@ -1791,10 +1801,9 @@ static int add_record(struct link_plan *pl, struct lpkg *p, const char **cmds, s
 	struct link_entry e = {0};
 	char *path = NULL;
 
-	ri->in = (struct pkgrec_meta){.url = keep_str(pl, p->in->url ? p->in->url : ""),
-	                              .fn = keep_str(pl, p->in->fn ? p->in->fn : ""),
-	                              .channel = p->channel,
-	                              .pyver = p->noarch_py && pyver ? pyver : ""};
+	ri->in = record_inputs(p, pyver);
+	ri->in.url = keep_str(pl, ri->in.url);
+	ri->in.fn = keep_str(pl, ri->in.fn);
 	if (asprintf(&path, "conda-meta/%s.json", p->dist) < 0)
 		path = NULL;
 	ri->path = keep(pl, path);

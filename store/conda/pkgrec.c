@@ -138,9 +138,13 @@ int pkgrec_add_info(struct pkgrec_builder *b, const char *name, const uint8_t *d
 
 int pkgrec_set_meta(struct pkgrec_builder *b, const struct pkgrec_meta *m)
 {
-	struct pkgrec_meta c = {strdup(m->url),   strdup(m->fn), strdup(m->channel),
-	                        strdup(m->pyver), m->key,        m->size};
+	struct pkgrec_meta c;
 
+	/* K2: the reader refuses a record without them. */
+	if (!*m->url || !*m->fn)
+		return -EINVAL;
+	c = (struct pkgrec_meta){strdup(m->url),   strdup(m->fn), strdup(m->channel),
+	                         strdup(m->pyver), m->key,        m->size};
 	if (!c.url || !c.fn || !c.channel || !c.pyver) {
 		free((char *)c.url);
 		free((char *)c.fn);

@@ -62,6 +62,7 @@ struct pkgrec_meta {
 	struct objkey key;
 	uint64_t size;
 };
+/* -EINVAL without a URL or a file name. */
 int pkgrec_set_meta(struct pkgrec_builder *b, const struct pkgrec_meta *m);
 /* A builder holding all rec holds but its conda-meta record. */
 int pkgrec_builder_from(const struct pkgrec *rec, struct pkgrec_builder **ret);

@@ -138,6 +138,11 @@ static void builder_refuses(void)
 	CHECK(pkgrec_finish(b, &buf, &len, &err) == -EINVAL && strstr(err.msg, "twice"));
 	pkgrec_builder_free(b);
 	CHECK(pkgrec_builder_new(NULL, NULL, 0, NULL, &b) == 0);
+	CHECK(pkgrec_set_meta(
+	              b, &(struct pkgrec_meta){.url = "", .fn = "a", .channel = "", .pyver = ""}) ==
+	      -EINVAL);
+	pkgrec_builder_free(b);
+	CHECK(pkgrec_builder_new(NULL, NULL, 0, NULL, &b) == 0);
 	CHECK(pkgrec_add_pyc(b, &(struct pkgrec_entry){.path = "a", .type = NODE_DIR}) == 0);
 	CHECK(pkgrec_finish(b, &buf, &len, &err) == -EINVAL);
 	pkgrec_builder_free(b);
