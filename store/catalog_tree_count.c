@@ -612,6 +612,7 @@ int catalog_env_ref(struct catalog *c, int64_t id, struct cfs_err *err)
 	struct cfs_err ignored;
 	int r = t->npend ? 0
 	                 : err_set(err, -EINVAL, "%s: an environment without nodes", cat_path(c));
+	int f;
 
 	if (!r)
 		r = build_env(c, id, t->pend, t->npend, &j, err);
@@ -629,10 +630,10 @@ int catalog_env_ref(struct catalog *c, int64_t id, struct cfs_err *err)
 		counts_sort(&k);
 		r = apply_counts(c, &k, id, +1, true, true, err);
 	}
+	/* Finished (joined, freed) whatever r is; its error only when nothing failed first. */
+	f = image_finish(c, id, (uint32_t)t->npend, &j, &image, r ? &ignored : err);
 	if (!r)
-		r = image_finish(c, id, (uint32_t)t->npend, &j, &image, err);
-	else
-		image_finish(c, id, (uint32_t)t->npend, &j, &image, &ignored);
+		r = f;
 	if (!r)
 		r = count_image(c, &image, id, err);
 	counts_free(&k);

@@ -229,7 +229,7 @@ int ingest_phases(struct ingest *in, const char *hash, const struct pkgset *set,
 {
 	struct store_env old;
 	bool exists;
-	int held = -1, r;
+	int held = -1, r, w;
 
 	/* gc.c G2: nothing this ingest finds stored may vanish before it commits. */
 	r = store_lock(in->st, LOCK_SH, &held, err);
@@ -256,11 +256,11 @@ int ingest_phases(struct ingest *in, const char *hash, const struct pkgset *set,
 	}
 	r = ingest_commit(in, hash, set, ret_result, err);
 out:
-	/* Done publishing before the store lock goes (gc.c G2). */
-	if (r)
-		ingest_publish_wait(in, NULL);
-	else
-		r = ingest_publish_wait(in, err);
+	/* Done publishing before the store lock goes (gc.c G2); its error only when nothing
+	 * failed first. */
+	w = ingest_publish_wait(in, r ? NULL : err);
+	if (!r)
+		r = w;
 	close(held);
 	return r;
 }

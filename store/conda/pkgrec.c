@@ -98,6 +98,15 @@ static void list_free(struct list *l, bool owned)
 	free(l->e);
 }
 
+/* A builder's conda-meta record's strings, which it owns. */
+static void meta_free(struct pkgrec_meta *m)
+{
+	free((char *)m->url);
+	free((char *)m->fn);
+	free((char *)m->channel);
+	free((char *)m->pyver);
+}
+
 void pkgrec_builder_free(struct pkgrec_builder *b)
 {
 	if (!b)
@@ -109,10 +118,7 @@ void pkgrec_builder_free(struct pkgrec_builder *b)
 	free(b->info);
 	list_free(&b->paths, true);
 	list_free(&b->pycs, true);
-	free((char *)b->meta.url);
-	free((char *)b->meta.fn);
-	free((char *)b->meta.channel);
-	free((char *)b->meta.pyver);
+	meta_free(&b->meta);
 	free(b->sha256);
 	free(b->md5);
 	free(b->pyver);
@@ -146,16 +152,10 @@ int pkgrec_set_meta(struct pkgrec_builder *b, const struct pkgrec_meta *m)
 	c = (struct pkgrec_meta){strdup(m->url),   strdup(m->fn), strdup(m->channel),
 	                         strdup(m->pyver), m->key,        m->size};
 	if (!c.url || !c.fn || !c.channel || !c.pyver) {
-		free((char *)c.url);
-		free((char *)c.fn);
-		free((char *)c.channel);
-		free((char *)c.pyver);
+		meta_free(&c);
 		return -ENOMEM;
 	}
-	free((char *)b->meta.url);
-	free((char *)b->meta.fn);
-	free((char *)b->meta.channel);
-	free((char *)b->meta.pyver);
+	meta_free(&b->meta);
 	b->meta = c;
 	return 0;
 }
