@@ -448,6 +448,8 @@ static int read_pkg(struct lpkg *k, struct cfs_err *err)
 	}
 	snprintf(display, sizeof(display), "%s/info/index.json", k->in->dir);
 	r = load_info(k, "info/index.json", display, SMALL_MAX_BYTES, &k->index, err);
+	if (r == -ENOENT)
+		return err_set(err, -EINVAL, "%s: not in the package", display);
 	if (r < 0)
 		return r;
 	root = yamldoc_root(k->index);

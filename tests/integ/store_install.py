@@ -489,6 +489,16 @@ with t.section("real packages from file:// URLs"):
     r = install(st, real_lock("real-nometa", {"noarch": ["symlink-test-1.0.0-0.conda"]}))
     t.fails_clearly("a .conda without metadata.json is refused", r, "symlink-test-1.0.0-0.conda",
                     "metadata.json")
+    # Found by tests/fuzz/fuzz_package.c: the missing index.json was an error without a message.
+    fn = "noindex-1.0-0.tar.bz2"
+    with tarfile.open(t.path("realchan", "noarch", fn), "w:bz2") as tar:
+        data = json.dumps({"paths_version": 1, "paths": []}).encode()
+        ti = tarfile.TarInfo("info/paths.json")
+        ti.size = len(data)
+        tar.addfile(ti, io.BytesIO(data))
+    r = install(st, real_lock("real-noindex", {"noarch": [fn]}))
+    t.fails_clearly("an archive without info/index.json is refused", r,
+                    "noindex-1.0-0", "info/index.json: not in the package")
     t.eq("nothing stored", t.ls(st) if os.path.isdir(st) else [], [])
 
 with t.section("the .pyc compiler runs as nobody, and may write nothing"):
