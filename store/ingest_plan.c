@@ -62,13 +62,18 @@ static int find_parents(const struct link_plan *plan, size_t n, size_t *parent, 
 	return 0;
 }
 
-/* The record of the package pyc e is compiled from, when that package is the store's. */
+/* The record of the package pyc e is compiled from, when that package is the store's and
+ * its record holds the pycs of the plan's python (else they are compiled, as for a package
+ * new to the store). */
 static const struct pkgrec *pyc_rec(const struct link_plan *plan, const struct link_entry *e,
                                     const struct ingest_pkg *pkgs)
 {
 	const struct link_entry *s = link_plan_find(plan, e->pyc_of);
+	const struct pkgrec *rec =
+	        s && s->type == LINK_FILE && s->pkg != LINK_GENERATED ? pkgs[s->pkg].rec : NULL;
+	const char *pyver = link_plan_python(plan);
 
-	return s && s->type == LINK_FILE && s->pkg != LINK_GENERATED ? pkgs[s->pkg].rec : NULL;
+	return rec && pyver && strcmp(pkgrec_pyver(rec), pyver) == 0 ? rec : NULL;
 }
 
 /* A pyc the compiler did not make (its source does not compile) is not in the tree, nor a

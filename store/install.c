@@ -244,9 +244,9 @@ static int write_generated(struct install *ins, const struct link_plan *plan, st
 	return 0;
 }
 
-/* The bytes of a noarch package's source, for the compiler: from its data file or its
- * cache's directory (checked, N2); 1 for a package from the store, which brings its
- * pycs. */
+/* The bytes of a noarch package's source, for the compiler: from its data file, its
+ * cache's directory (checked, N2) or the store; 1 for a package from the store whose
+ * record brings the pycs of this python. */
 static int read_source(void *arg, const struct link_entry *src, uint8_t **ret, size_t *ret_len,
                        struct cfs_err *err)
 {
@@ -255,9 +255,14 @@ static int read_source(void *arg, const struct link_entry *src, uint8_t **ret, s
 	char *text = NULL;
 	int r;
 
-	if (k->rec)
+	if (install_rec_compiled(&ins->src[src->pkg], ins->plan))
 		return 1;
-	if (k->files) {
+	if (k->rec) {
+		r = install_read_stored_source(ins, src->pkg, src->src, SOURCE_MAX, &text, ret_len,
+		                               err);
+		if (r)
+			return r;
+	} else if (k->files) {
 		r = pkgarchive_files_read(k->files, src->src, SOURCE_MAX, &text, ret_len);
 		if (r)
 			return err_set(err, r, "%s/pkgs/%s.data: %s: %s", ins->work,
@@ -407,10 +412,9 @@ static bool stored(struct store *st, const char *hash)
 	return catalog_env_by_hash(st->cat, hash, &env, &ignored) == 0;
 }
 
-/* Link, then the ingest's phases over the plan. *ret_again: packages from the store were
- * set back to be taken from elsewhere, for their pycs to be compiled; nothing was done. */
+/* Link, then the ingest's phases over the plan. */
 static int link_and_store(struct install *ins, const char *hash, enum ingest_result *ret_result,
-                          bool *ret_again, struct cfs_err *err)
+                          struct cfs_err *err)
 {
 	/* The packages' count, fixed for this call: the cleanup closes what the start set. */
 	const size_t npkg = ins->n;
@@ -418,14 +422,12 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 	int *pkg_fds = malloc((npkg ? npkg : 1) * sizeof(*pkg_fds));
 	struct ingest_pkg *pkgs = calloc(ins->n ? ins->n : 1, sizeof(*pkgs));
 	struct link_plan *plan = NULL;
-	bool compile = false;
 	struct timespec now;
 	struct ingest in;
 	char source[64];
 	int r = 0;
 
 	ingest_init(&in, ins->st, &ins->opts->ingest);
-	*ret_again = false;
 	for (size_t i = 0; pkg_fds && i < npkg; i++)
 		pkg_fds[i] = -1;
 	if (!lp || !pkg_fds || !pkgs) {
@@ -462,10 +464,7 @@ static int link_and_store(struct install *ins, const char *hash, enum ingest_res
 	                   plan_warn, ins, &plan, err);
 	if (r)
 		goto out;
-	*ret_again = install_unstore_for_compiling(ins, plan, &compile) > 0;
-	if (*ret_again)
-		goto out;
-	if (compile) {
+	if (install_compiles(ins, plan)) {
 		r = write_out_python(ins, plan, err);
 		if (r)
 			goto out;
@@ -603,20 +602,17 @@ int store_install(struct store *st, const char *lock, const struct install_opts 
 		r = name_sources(&ins, err);
 	if (!r)
 		r = open_work(&ins, err);
-	/* Twice at most: the second round takes what the first set back from the store
-	 * (link_and_store's again) from the caches or the channel. */
-	for (bool again = true; !r && again;) {
+	if (!r)
 		r = install_find_sources(&ins, err);
-		/* The caches' archives first: one that fails its digest is downloaded. */
-		if (!r)
-			r = install_unpack_all(&ins, true, err);
-		if (!r)
-			r = install_download(&ins, err);
-		if (!r)
-			r = install_unpack_all(&ins, false, err);
-		if (!r)
-			r = link_and_store(&ins, hash, ret_result, &again, err);
-	}
+	/* The caches' archives first: one that fails its digest is downloaded. */
+	if (!r)
+		r = install_unpack_all(&ins, true, err);
+	if (!r)
+		r = install_download(&ins, err);
+	if (!r)
+		r = install_unpack_all(&ins, false, err);
+	if (!r)
+		r = link_and_store(&ins, hash, ret_result, err);
 	if (r)
 		goto out;
 done:
@@ -631,6 +627,7 @@ out:
 		free(ins.src[i].archive);
 		free(ins.src[i].blob);
 		pkgrec_free(ins.src[i].rec);
+		free(ins.src[i].rec_placeholder);
 		if (ins.made)
 			free(ins.made[i]);
 	}

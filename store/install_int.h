@@ -46,7 +46,9 @@ struct source {
 	size_t blob_len;
 	struct pkgrec *rec;
 	int64_t rec_root; /* the top of the environment the record came with (C9) */
-	bool no_store;    /* its record lacks this python's pycs: taken from elsewhere */
+	/* Its placeholder, from the record's paths.json, once read (NULL: none). */
+	char *rec_placeholder;
+	bool rec_placeholder_read;
 };
 
 struct install {
@@ -94,11 +96,16 @@ int install_unpack_all(struct install *ins, bool cached, struct cfs_err *err);
 
 /* ---- install_record.c ---- */
 
-/* Packages from the store whose record holds no pycs compiled by the plan's python: set
- * back to be taken from a cache or the channel, their sources to be compiled. How many;
- * *ret_compile: any pyc of the plan is to be compiled. */
-size_t install_unstore_for_compiling(struct install *ins, const struct link_plan *plan,
-                                     bool *ret_compile);
+/* s is from the store, and its record holds the pycs of the plan's python. */
+bool install_rec_compiled(const struct source *s, const struct link_plan *plan);
+/* A pyc of the plan is to be compiled: its package is new to the store, or its record
+ * holds another python's pycs. */
+bool install_compiles(const struct install *ins, const struct link_plan *plan);
+/* The source src (its path in the package) of noarch package i, taken from the store, for
+ * the compiler: read back from the environment its record came with, as the archive holds
+ * it; malloc'd and NUL-terminated, *ret_len bytes without the NUL. -EFBIG over max bytes. */
+int install_read_stored_source(struct install *ins, size_t i, const char *src, size_t max,
+                               char **ret, size_t *ret_len, struct cfs_err *err);
 /* Python, for the .pyc compiler to run, written out into pkgs/<dist>/ as the archive
  * would extract, s->dir set: an unpacked package from its data file, every path of it;
  * package i taken from the store, the paths the plan takes from it, read back from the

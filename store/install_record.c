@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * What condafs install keeps of each package (install.c N4, catalog.c C9) and takes from
- * the store again: the records the commit inserts, the packages set back when their pycs
- * must be compiled, and a stored package written out for the compiler to run.
+ * the store again: the records the commit inserts, a stored package written out for the
+ * compiler to run, and the sources it compiles read back from the store.
  */
 #include "install_int.h"
 
@@ -25,42 +25,26 @@
 #include <time.h>
 #include <unistd.h>
 
-static size_t unstore(struct source *s)
-{
-	pkgrec_free(s->rec);
-	s->rec = NULL;
-	free(s->blob);
-	s->blob = NULL;
-	s->no_store = true;
-	return 1;
-}
-
-/* Packages from the store whose record holds no pycs compiled by the plan's python: set
- * back to be taken from a cache or the channel, their sources to be compiled. How many;
- * *ret_compile: any pyc of the plan is to be compiled. */
-size_t install_unstore_for_compiling(struct install *ins, const struct link_plan *plan,
-                                     bool *ret_compile)
+bool install_rec_compiled(const struct source *s, const struct link_plan *plan)
 {
 	const char *pyver = link_plan_python(plan);
-	bool compile = false;
-	size_t n = 0;
 
+	return s->rec && pyver && strcmp(pkgrec_pyver(s->rec), pyver) == 0;
+}
+
+bool install_compiles(const struct install *ins, const struct link_plan *plan)
+{
 	for (size_t i = 0; i < link_plan_count(plan); i++) {
 		const struct link_entry *e = link_plan_entry(plan, i), *s;
-		struct source *src;
 
 		if (!e->pyc_of)
 			continue;
 		s = link_plan_find(plan, e->pyc_of);
-		if (!s || s->type != LINK_FILE || s->pkg == LINK_GENERATED)
-			continue;
-		src = &ins->src[s->pkg];
-		if (src->rec && strcmp(pkgrec_pyver(src->rec), pyver) != 0)
-			n += unstore(src);
-		compile |= !src->rec;
+		if (s && s->type == LINK_FILE && s->pkg != LINK_GENERATED &&
+		    !install_rec_compiled(&ins->src[s->pkg], plan))
+			return true;
 	}
-	*ret_compile = compile;
-	return n;
+	return false;
 }
 
 /* ---- what the .pyc compiler reads, written out ---- */
@@ -358,6 +342,75 @@ int install_write_out_stored(struct install *ins, const struct link_plan *plan, 
 	return r;
 }
 
+/* The placeholder of package s, from its record's paths.json, once: *ret NULL for none. */
+static int rec_placeholder(struct source *s, const char **ret, struct cfs_err *err)
+{
+	int r = 0;
+
+	if (!s->rec_placeholder_read)
+		r = link_record_placeholder(s->rec, s->fn, &s->rec_placeholder, err);
+	s->rec_placeholder_read = !r;
+	*ret = s->rec_placeholder;
+	return r;
+}
+
+int install_read_stored_source(struct install *ins, size_t i, const char *src, size_t max,
+                               char **ret, size_t *ret_len, struct cfs_err *err)
+{
+	struct source *s = &ins->src[i];
+	char *path = link_noarch_path(src, pkgrec_pyver(s->rec)), *text = NULL;
+	const char *prefix = NULL;
+	struct store_node node;
+	uint64_t size, off = 0;
+	int r;
+
+	if (!path) {
+		r = err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	/* Where the environment the record came with has it, read back with the package's
+	 * placeholder: the archive's bytes, which the compiler reads of any package. */
+	r = rec_placeholder(s, &prefix, err);
+	if (!r)
+		r = store_path_lookup(ins->st, s->rec_root, path, &node, err);
+	if (r == -ENOENT)
+		r = err_set(err, r, "%s: %s: not in the environment its record came with", s->fn,
+		            path);
+	if (r)
+		goto out;
+	if (!prefix)
+		prefix = "/";
+	size = store_node_size(&node, strlen(prefix));
+	if (node.type != NODE_FILE)
+		r = err_set(err, -EUCLEAN,
+		            "%s: %s: not a file in the environment its record came with", s->fn,
+		            path);
+	else if (size > max)
+		r = err_set(err, -EFBIG, "%s: %s: over %zu bytes", s->fn, path, max);
+	else if (!(text = malloc(size + 1)))
+		r = err_set(err, -ENOMEM, "out of memory");
+	while (!r && off < size) {
+		size_t got = 0;
+
+		r = store_read(ins->st, &node, prefix, off, (size_t)(size - off), text + off, &got,
+		               err);
+		if (!r && !got)
+			r = err_set(err, -EUCLEAN, "%s: %s: shorter than its size in the store",
+			            s->fn, path);
+		off += got;
+	}
+	if (!r) {
+		text[size] = '\0';
+		*ret = text;
+		*ret_len = (size_t)size;
+		text = NULL;
+	}
+out:
+	free(text);
+	free(path);
+	return r;
+}
+
 /* What the store phase made of node k's content, into a record's entry. */
 static void take_content(struct pkgrec_entry *pe, const struct inode *k)
 {
@@ -401,6 +454,35 @@ static bool same_meta(const struct pkgrec_meta *a, const struct pkgrec_meta *b)
 /* The info/ files linking reads: what a record keeps of them. */
 static const char *const info_files[] = {"info/index.json", "info/link.json",  "info/paths.json",
                                          "info/files",      "info/has_prefix", "info/no_link"};
+
+/* The pycs compiled for package i, as the store phase stored them, into b. */
+static int add_pycs(const struct install *ins, const struct ingest *in, size_t i,
+                    const uint32_t *node_of, struct pkgrec_builder *b)
+{
+	const struct link_plan *plan = ins->plan;
+	int r = 0;
+
+	for (size_t j = 0; !r && j < link_plan_count(plan); j++) {
+		const struct link_entry *e = link_plan_entry(plan, j), *src;
+		struct pkgrec_entry pe;
+		const struct inode *k;
+
+		if (!e->pyc_of || !node_of[j])
+			continue;
+		src = link_plan_find(plan, e->pyc_of);
+		if (!src || src->type != LINK_FILE || src->pkg != i)
+			continue;
+		k = &in->nodes[node_of[j] - 1];
+		pe = (struct pkgrec_entry){.path = e->path,
+		                           .type = NODE_FILE,
+		                           .mode = k->mode,
+		                           .mtime_ns = k->mtime_ns,
+		                           .size = k->size};
+		take_content(&pe, k);
+		r = pkgrec_add_pyc(b, &pe);
+	}
+	return r;
+}
 
 /* What the install read and stored of unpacked package i, into a new builder *ret: its
  * info/ files, its paths with their contents, the pycs compiled for it. */
@@ -449,25 +531,8 @@ static int record_new(struct install *ins, struct ingest *in, size_t i, const ui
 		pe.target = ls->target;
 		r = pkgrec_add_path(b, &pe);
 	}
-	for (size_t j = 0; !r && j < link_plan_count(plan); j++) {
-		const struct link_entry *e = link_plan_entry(plan, j), *src;
-		struct pkgrec_entry pe;
-		const struct inode *k;
-
-		if (!e->pyc_of || !node_of[j])
-			continue;
-		src = link_plan_find(plan, e->pyc_of);
-		if (!src || src->type != LINK_FILE || src->pkg != i)
-			continue;
-		k = &in->nodes[node_of[j] - 1];
-		pe = (struct pkgrec_entry){.path = e->path,
-		                           .type = NODE_FILE,
-		                           .mode = k->mode,
-		                           .mtime_ns = k->mtime_ns,
-		                           .size = k->size};
-		take_content(&pe, k);
-		r = pkgrec_add_pyc(b, &pe);
-	}
+	if (!r)
+		r = add_pycs(ins, in, i, node_of, b);
 	if (r) {
 		pkgrec_builder_free(b);
 		return r;
@@ -505,7 +570,11 @@ static int record_package(struct install *ins, struct ingest *in, size_t i, cons
 		ins->records[i] = (struct catalog_blob){s->blob, s->blob_len};
 		return 0;
 	}
-	r = s->rec ? pkgrec_builder_from(s->rec, &b) : record_new(ins, in, i, node_of, &b);
+	/* A record of another python's pycs takes those compiled now for this one. */
+	r = !s->rec ? record_new(ins, in, i, node_of, &b)
+	            : pkgrec_builder_from(s->rec, link_plan_python(plan), &b);
+	if (!r && s->rec && !install_rec_compiled(s, plan))
+		r = add_pycs(ins, in, i, node_of, b);
 	if (!r && has_meta)
 		r = pkgrec_set_meta(b, &meta);
 	if (r) {

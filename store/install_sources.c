@@ -95,11 +95,9 @@ int install_find_sources(struct install *ins, struct cfs_err *err)
 
 		if (s->rec || s->dir || s->files || s->archive || s->fetch)
 			continue;
-		if (!s->no_store) {
-			r = store_source(ins, s, err);
-			if (r || s->rec)
-				continue;
-		}
+		r = store_source(ins, s, err);
+		if (r || s->rec)
+			continue;
 		r = pkgcache_find(cache, s->fn, s->p->sha256, s->p->md5, &archive, &extracted);
 		if (r) {
 			r = err_set(err, r, "out of memory");

@@ -1035,7 +1035,7 @@ static int add_cand(struct link_plan *pl, const struct link_entry *e, size_t own
 }
 
 /* The noarch python mapping (common/path/python.py get_python_noarch_target_path). */
-static char *map_noarch(const char *src, const char *pyver)
+char *link_noarch_path(const char *src, const char *pyver)
 {
 	char *s = NULL;
 
@@ -1118,7 +1118,8 @@ static int link_paths(struct link_plan *pl, struct lpkg *k, const char *pyver, i
 		struct link_entry e = {0};
 		struct stat st;
 
-		pp->dst = keep(pl, k->noarch_py ? map_noarch(pp->src, pyver) : strdup(pp->src));
+		pp->dst =
+		        keep(pl, k->noarch_py ? link_noarch_path(pp->src, pyver) : strdup(pp->src));
 		if (!pp->dst) {
 			r = err_set(err, -ENOMEM, "%s: out of memory", k->dist);
 			goto out;

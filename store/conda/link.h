@@ -142,4 +142,8 @@ size_t link_plan_pkg_srcs(const struct link_plan *p, size_t pkg);
 const struct link_src *link_plan_pkg_src(const struct link_plan *p, size_t pkg, size_t i);
 void link_plan_free(struct link_plan *p);
 
+/* Where a noarch python package's path src (site-packages/..., python-scripts/...) is
+ * linked for python pyver ("3.11"), as conda maps it: malloc'd, NULL out of memory. */
+char *link_noarch_path(const char *src, const char *pyver);
+
 #endif

@@ -160,16 +160,17 @@ int pkgrec_set_meta(struct pkgrec_builder *b, const struct pkgrec_meta *m)
 	return 0;
 }
 
-int pkgrec_builder_from(const struct pkgrec *rec, struct pkgrec_builder **ret)
+int pkgrec_builder_from(const struct pkgrec *rec, const char *pyver, struct pkgrec_builder **ret)
 {
 	struct pkgrec_builder *b = NULL;
-	int r = pkgrec_builder_new(rec->sha256, rec->md5, rec->size, rec->pyver, &b);
+	bool own = strcmp(pyver ? pyver : "", rec->pyver) == 0;
+	int r = pkgrec_builder_new(rec->sha256, rec->md5, rec->size, pyver, &b);
 
 	for (size_t i = 0; !r && i < rec->ninfo; i++)
 		r = pkgrec_add_info(b, rec->info[i].name, rec->info[i].data, rec->info[i].len);
 	for (size_t i = 0; !r && i < rec->paths.n; i++)
 		r = pkgrec_add_path(b, &rec->paths.e[i]);
-	for (size_t i = 0; !r && i < rec->pycs.n; i++)
+	for (size_t i = 0; !r && own && i < rec->pycs.n; i++)
 		r = pkgrec_add_pyc(b, &rec->pycs.e[i]);
 	if (r) {
 		pkgrec_builder_free(b);

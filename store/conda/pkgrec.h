@@ -64,8 +64,10 @@ struct pkgrec_meta {
 };
 /* -EINVAL without a URL or a file name. */
 int pkgrec_set_meta(struct pkgrec_builder *b, const struct pkgrec_meta *m);
-/* A builder holding all rec holds but its conda-meta record. */
-int pkgrec_builder_from(const struct pkgrec *rec, struct pkgrec_builder **ret);
+/* A builder holding all rec holds but its conda-meta record, for python pyver (NULL: none):
+ * rec's own pycs when pyver is its python, none for another (they are another python's:
+ * the caller adds the ones compiled for pyver). */
+int pkgrec_builder_from(const struct pkgrec *rec, const char *pyver, struct pkgrec_builder **ret);
 /* The record's bytes (one zstd frame, malloc'd): -EINVAL naming the path for an entry the
  * format does not allow or a name given twice. */
 int pkgrec_finish(struct pkgrec_builder *b, uint8_t **ret, size_t *ret_len, struct cfs_err *err);

@@ -7,7 +7,8 @@ exported and mounted by condafsd, equals the prefix the corpus builder made for 
 (conda's linking) at that path, path by path, except for the differences named in
 DIFFERENCES. From the mount, python imports its modules without compiling one and the
 noarch packages' entry points run. Real packages from conda's test data install from
-file:// URLs; the .pyc compiler runs as nobody. Bad input: a lock without URLs, a lock with
+file:// URLs; the .pyc compiler runs as nobody; a noarch package stored for one python
+serves another from the store, compiled from its stored sources. Bad input: a lock without URLs, a lock with
 PyPI packages, a wrong digest, an unreachable channel, a damaged cache archive, a package
 for another platform, a .conda without metadata.json: each one clear line, nothing stored,
 verify clean."""
@@ -549,6 +550,97 @@ exit 3
              ["clobber.py"])
     t.verify_clean("verify exits 0", st)
     shutil.rmtree(probe)
+
+with t.section("a noarch package stored for one python serves another from the store"):
+    # Two pythons, 3.11 and 3.12: each runs Debian's python3.11 (nobody may read it), which
+    # compiles as well for either (the pycs are named for the environment's python), and
+    # leaves an empty file in runs/ each time it is run.
+    chan = t.path("pychan")
+    os.makedirs(os.path.join(chan, "linux-64"))
+    os.makedirs(os.path.join(chan, "noarch"))
+    runs = tempfile.mkdtemp(prefix="condafs-runs-", dir="/tmp")
+    os.chmod(runs, 0o1777)
+    wrapper = (f"#!/bin/sh\n/usr/bin/touch {runs}/$$\nunset PYTHONHOME\n"
+               "exec /usr/bin/python3.11 \"$@\"\n").encode()
+    for ver in ("3.11", "3.12"):
+        with tarfile.open(os.path.join(chan, "linux-64", f"python-{ver}.0-w_0.tar.bz2"),
+                          "w:bz2") as tar:
+            for name, data, mode in (
+                    ("info/index.json", json.dumps({
+                        "name": "python", "version": f"{ver}.0", "build": "w_0",
+                        "build_number": 0, "subdir": "linux-64", "depends": []}).encode(),
+                     0o644),
+                    ("info/paths.json", json.dumps({"paths_version": 1, "paths": [{
+                        "_path": f"bin/python{ver}", "path_type": "hardlink",
+                        "sha256": hashlib.sha256(wrapper).hexdigest(),
+                        "size_in_bytes": len(wrapper)}]}).encode(), 0o644),
+                    (f"bin/python{ver}", wrapper, 0o755)):
+                ti = tarfile.TarInfo(name)
+                ti.size, ti.mode, ti.mtime = len(data), mode, 1700000000
+                tar.addfile(ti, io.BytesIO(data))
+    for fn in ("clobber-pynoarch-1-0.1.0-pyh4616a5c_0.tar.bz2",
+               "_r-mutex-1.0.1-anacondar_1.tar.bz2"):
+        shutil.copy(os.path.join(t.fixtures, "conda", "packages", fn),
+                    os.path.join(chan, "noarch", fn))
+
+    def py_lock(name, paths):
+        lines = ["# platform: linux-64", "@EXPLICIT"] + [
+            f"file://{chan}/{p}#{md5(os.path.join(chan, p))}" for p in paths]
+        path = t.path(f"{name}.txt")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return path
+
+    clobber = "noarch/clobber-pynoarch-1-0.1.0-pyh4616a5c_0.tar.bz2"
+    py311 = py_lock("py311", ["linux-64/python-3.11.0-w_0.tar.bz2", clobber])
+    py312 = py_lock("py312", ["linux-64/python-3.12.0-w_0.tar.bz2", clobber])
+    py312b = py_lock("py312b", ["linux-64/python-3.12.0-w_0.tar.bz2", clobber,
+                                "noarch/_r-mutex-1.0.1-anacondar_1.tar.bz2"])
+    st = t.path("store-pythons")
+    r = install(st, py311)
+    t.ok("python 3.11 with the noarch package", r)
+    h311 = r.out.strip()
+    # Gone from the channel: only the store can give it now.
+    os.unlink(os.path.join(chan, clobber))
+
+    def pyc_of(store, h, ver):
+        """The source and pyc the environment h serves for clobber.py."""
+        x = t.path(f"x-py-{h}")
+        t.ok(f"export {h[:8]}", t.export(store, h, x))
+        d = os.path.join(x, f"lib/python{ver}/site-packages/clobber")
+        with open(os.path.join(d, "clobber.py"), "rb") as f:
+            src = f.read()
+        tag = "cpython-" + ver.replace(".", "")
+        p = os.path.join(d, "__pycache__", f"clobber.{tag}.pyc")
+        pyc = open(p, "rb").read() if os.path.exists(p) else None
+        mtime = int(os.stat(os.path.join(d, "clobber.py")).st_mtime)
+        t.rmtree(x)
+        return src, pyc, mtime
+
+    n = len(os.listdir(runs))
+    r = install(st, py312)
+    t.ok("python 3.12 with the same package: its archive is gone, so it came from the store",
+         r)
+    t.check("python ran to compile it for 3.12", len(os.listdir(runs)) > n)
+    h312 = r.out.strip()
+    t.eq("its hash is `condafs hash LOCK`'s", h312, t.cfs(None, "hash", py312).out.strip())
+    src, pyc, mtime = pyc_of(st, h312, "3.12")
+    t.eq("its source, read back from the store, is the archive's",
+         src, tarfile.open(os.path.join(t.fixtures, "conda", "packages", os.path.basename(
+             clobber))).extractfile("site-packages/clobber/clobber.py").read())
+    t.check("its pyc for 3.12 was compiled, for this source (mtime and size in its header)",
+            pyc is not None and pyc[8:12] == (mtime & 0xFFFFFFFF).to_bytes(4, "little")
+            and pyc[12:16] == len(src).to_bytes(4, "little"), pyc)
+    # The 3.11 environment gone, the record 3.12 made holds its pycs: nothing compiles.
+    t.ok("rm python 3.11's", t.cfs(st, "rm", h311))
+    t.ok("gc", t.cfs(st, "gc"))
+    n = len(os.listdir(runs))
+    r = install(st, py312b)
+    t.ok("another 3.12 environment with it, from the record the 3.12 install made", r)
+    t.eq("nothing was compiled", len(os.listdir(runs)), n)
+    t.eq("the same pyc, taken from that record", pyc_of(st, r.out.strip(), "3.12")[1], pyc)
+    t.verify_clean("verify exits 0", st)
+    shutil.rmtree(runs)
 
 with t.section("bad input stores nothing"):
     bad_store = t.path("store-bad")
