@@ -115,6 +115,7 @@ static const char schema[] =
 
 enum stmt_id {
 	S_OBJ_BY_KEY,
+	S_OBJ_ID,
 	S_OBJ_BY_FILE,
 	S_OBJ_BY_ID,
 	S_OBJ_REF,
@@ -191,6 +192,8 @@ enum stmt_id {
 	"w(obj, first, last) AS MATERIALIZED (SELECT obj, " FIRST_ENV ", " LAST_ENV " FROM b)"
 static const char *const stmt_sql[S_COUNT] = {
         [S_OBJ_BY_KEY] = "SELECT " OBJ_COLS " FROM objects WHERE key = ?1",
+        /* The key's unique index holds the rowid: it covers this. */
+        [S_OBJ_ID] = "SELECT id FROM objects WHERE key = ?1",
         [S_OBJ_BY_FILE] = "SELECT " OBJ_COLS ", EXISTS (SELECT 1 FROM sources s"
                           " WHERE s.dev = ?2 AND s.ino = ?3 AND s.ctime_ns = ?4"
                           " AND s.obj = objects.id), (SELECT g.id FROM groups g"
@@ -881,6 +884,22 @@ int catalog_object_by_key(struct catalog *c, const struct objkey *key, struct ca
 	 * later BEGIN IMMEDIATE would then fail at once (busy snapshot) once another
 	 * connection has committed (gc's repack looks keys up between its transactions). */
 	sqlite3_reset(s);
+	return r;
+}
+
+int catalog_object_id(struct catalog *c, const struct objkey *key, int64_t *ret_id,
+                      struct cfs_err *err)
+{
+	sqlite3_stmt *s;
+	int r = stmt(c, S_OBJ_ID, &s, err);
+
+	if (r)
+		return r;
+	sqlite3_bind_blob(s, 1, key->b, 16, SQLITE_STATIC);
+	r = step_row(c, s, err);
+	if (r == 0)
+		*ret_id = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s); /* as catalog_object_by_key */
 	return r;
 }
 

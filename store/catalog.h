@@ -76,6 +76,10 @@ int catalog_object_by_key(struct catalog *c, const struct objkey *key, struct ca
                           struct cfs_err *err);
 int catalog_object_by_id(struct catalog *c, int64_t id, struct catalog_object *ret,
                          struct cfs_err *err);
+/* The id alone of the object with key, read from the key's index (no row is read): -ENOENT
+ * when none has it. */
+int catalog_object_id(struct catalog *c, const struct objkey *key, int64_t *ret_id,
+                      struct cfs_err *err);
 
 /* A file as an ingest read it. (dev, ino, ctime_ns) name it in the sources table (C5):
  * the kernel sets ctime on every change to an inode, and no caller can set it back. */

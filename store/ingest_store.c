@@ -718,19 +718,14 @@ int ingest_publish_wait(struct ingest *in, struct cfs_err *err)
  * gc reaped the last environment holding it since the install looked. */
 static int find_known(struct ingest *in, struct inode *n, struct cfs_err *err)
 {
-	struct catalog_object o;
-	int r = catalog_object_by_key(in->st->cat, &n->key, &o, err);
+	int r = catalog_object_id(in->st->cat, &n->key, &n->obj, err);
 
 	if (r == -ENOENT)
 		return err_set(err, -ESTALE,
 		               "%s: its package's stored content is gone (a gc reaped it since "
 		               "this install began); install again",
 		               n->rel);
-	if (r)
-		return r;
-	n->obj = o.id;
-	n->stored = o.stored;
-	return 0;
+	return r;
 }
 
 /* Every known content, in one read transaction: an install from the store looks up
