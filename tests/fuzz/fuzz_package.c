@@ -4,7 +4,8 @@
  * (store/conda/link.c) on any bytes, as `condafs install` reads a package from a channel or
  * a user's package cache: a zip ("PK" first) is read as a .conda, anything else as a
  * .tar.bz2. An archive is refused in one message naming it, or unpacked into entries that
- * stay inside the package (pkgarchive.h's rules); the plan of an unpacked one is refused
+ * stay inside the package (pkgarchive.h's rules); the plan of an unpacked one, beside a
+ * python for a noarch python package to be mapped for (its entry points made), is refused
  * naming the package, or every entry of it lies inside the environment and takes its bytes
  * from a regular file the archive holds.
  */
@@ -26,6 +27,8 @@ static const char conda_name[] = "fuzz-1.0-0.conda";
 static const char bz2_name[] = "fuzz-1.0-0.tar.bz2";
 static const char conda_url[] = "https://channel.example.invalid/fuzz/linux-64/fuzz-1.0-0.conda";
 static const char bz2_url[] = "https://channel.example.invalid/fuzz/linux-64/fuzz-1.0-0.tar.bz2";
+static const char python_url[] =
+        "https://channel.example.invalid/fuzz/linux-64/python-3.11.0-0.tar.bz2";
 
 /* A path of the package or the environment: relative, no empty, "." or ".." component. */
 static bool inside(const char *p)
@@ -102,6 +105,23 @@ static void ignore_warning(void *arg, const char *line)
 	FUZZ_CHECK(*line);
 }
 
+/* The python of every plan: a package directory of its info/ alone, made once. */
+static const char *python_dir(void)
+{
+	static char *dir;
+
+	if (!dir) {
+		static const char index[] = "{\"name\": \"python\", \"version\": \"3.11.0\", "
+		                            "\"build\": \"0\", \"subdir\": \"linux-64\"}";
+		static const char paths[] = "{\"paths_version\": 1, \"paths\": []}";
+
+		FUZZ_CHECK(asprintf(&dir, "%s/python", fuzz_tmpdir()) > 0);
+		free(fuzz_write(dir, "info/index.json", (const uint8_t *)index, strlen(index)));
+		free(fuzz_write(dir, "info/paths.json", (const uint8_t *)paths, strlen(paths)));
+	}
+	return dir;
+}
+
 static int memfd(const char *name)
 {
 	int fd = memfd_create(name, MFD_CLOEXEC);
@@ -118,12 +138,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct pkgarchive_files *f = NULL;
 	struct link_plan *pl = NULL;
 	/* What a lock gives every package besides its archive. */
-	struct link_pkg lp = {.dir = name,
-	                      .url = name == conda_name ? conda_url : bz2_url,
-	                      .fn = name,
-	                      .channel = "https://channel.example.invalid/fuzz",
-	                      .md5 = "0123456789abcdef0123456789abcdef",
-	                      .size = size};
+	struct link_pkg lp[2] = {{.dir = name,
+	                          .url = name == conda_name ? conda_url : bz2_url,
+	                          .fn = name,
+	                          .channel = "https://channel.example.invalid/fuzz",
+	                          .md5 = "0123456789abcdef0123456789abcdef",
+	                          .size = size},
+	                         {.dir = python_dir(),
+	                          .url = python_url,
+	                          .fn = "python-3.11.0-0.tar.bz2",
+	                          .channel = "https://channel.example.invalid/fuzz",
+	                          .md5 = "0123456789abcdef0123456789abcdef"}};
 	int fd = memfd("archive"), dfd = memfd("data");
 	int r;
 
@@ -144,8 +169,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	check_files(f);
-	lp.files = f;
-	r = link_plan_make(&lp, 1, "/envs/fuzz", 1, ignore_warning, NULL, &pl, &err);
+	lp[0].files = f;
+	r = link_plan_make(lp, 2, "/envs/fuzz", 1, ignore_warning, NULL, &pl, &err);
 	if (r) {
 		FUZZ_CHECK(r != -ENOMEM);
 		fuzz_check_message(err.msg, "");
