@@ -447,6 +447,7 @@ static const char *get_entries(struct in *d, struct list *l, bool pyc)
 	for (l->n = 0; l->n < n; l->n++) {
 		struct pkgrec_entry *e = &l->e[l->n];
 		const char *why;
+		uint64_t v;
 
 		e->path = get_str(d, &len);
 		if (d->bad || d->p >= d->end)
@@ -454,7 +455,11 @@ static const char *get_entries(struct in *d, struct list *l, bool pyc)
 		if (strlen(e->path) != len)
 			return "a path holding a NUL";
 		e->type = (enum node_type) * d->p++;
-		e->mode = (uint32_t)get_uv(d);
+		/* Read whole, so a value past the field's width is refused, not cut (K1). */
+		v = get_uv(d);
+		if (v > 07777)
+			return "a mode with more than permission bits";
+		e->mode = (uint32_t)v;
 		e->mtime_ns = (int64_t)get_uv(d);
 		if (e->type == NODE_FILE) {
 			if (d->bad || d->end - d->p < (ptrdiff_t)sizeof(e->key.b))
@@ -463,7 +468,10 @@ static const char *get_entries(struct in *d, struct list *l, bool pyc)
 			d->p += sizeof(e->key.b);
 			e->size = get_uv(d);
 			e->neutral_size = get_uv(d);
-			e->inserts = (uint32_t)get_uv(d);
+			v = get_uv(d);
+			if (v > UINT32_MAX)
+				return "prefix inserts past 2^32";
+			e->inserts = (uint32_t)v;
 			e->reloc = (const uint8_t *)get_str(d, &e->reloc_len);
 			if (!e->reloc_len)
 				e->reloc = NULL;
