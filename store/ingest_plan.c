@@ -71,9 +71,8 @@ static const struct pkgrec *pyc_rec(const struct link_plan *plan, const struct l
 	const struct link_entry *s = link_plan_find(plan, e->pyc_of);
 	const struct pkgrec *rec =
 	        s && s->type == LINK_FILE && s->pkg != LINK_GENERATED ? pkgs[s->pkg].rec : NULL;
-	const char *pyver = link_plan_python(plan);
 
-	return rec && pyver && strcmp(pkgrec_pyver(rec), pyver) == 0 ? rec : NULL;
+	return rec && pkgrec_compiled_for(rec, link_plan_python(plan)) ? rec : NULL;
 }
 
 /* A pyc the compiler did not make (its source does not compile) is not in the tree, nor a

@@ -85,8 +85,8 @@ int install_make_parents(int dfd, const char *rel, mode_t mode);
 
 /* ---- install_sources.c ---- */
 
-/* Where each package not placed yet comes from: the store (its record), a cache's
- * extracted package, a cache's archive, or the channel. */
+/* Where each package comes from: the store (its record), a cache's extracted package, a
+ * cache's archive, or the channel. */
 int install_find_sources(struct install *ins, struct cfs_err *err);
 /* The packages to fetch, into dl/, through the mirrors. */
 int install_download(struct install *ins, struct cfs_err *err);

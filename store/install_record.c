@@ -27,9 +27,7 @@
 
 bool install_rec_compiled(const struct source *s, const struct link_plan *plan)
 {
-	const char *pyver = link_plan_python(plan);
-
-	return s->rec && pyver && strcmp(pkgrec_pyver(s->rec), pyver) == 0;
+	return s->rec && pkgrec_compiled_for(s->rec, link_plan_python(plan));
 }
 
 bool install_compiles(const struct install *ins, const struct link_plan *plan)

@@ -79,8 +79,8 @@ static int store_source(struct install *ins, struct source *s, struct cfs_err *e
 	return 0;
 }
 
-/* Where each package not placed yet comes from: the store, a cache's extracted package, a
- * cache's archive, or the channel. */
+/* Where each package comes from: the store, a cache's extracted package, a cache's
+ * archive, or the channel. */
 int install_find_sources(struct install *ins, struct cfs_err *err)
 {
 	struct pkgcache *cache = NULL;
@@ -93,8 +93,6 @@ int install_find_sources(struct install *ins, struct cfs_err *err)
 		struct source *s = &ins->src[i];
 		char *archive = NULL, *extracted = NULL;
 
-		if (s->rec || s->dir || s->files || s->archive || s->fetch)
-			continue;
 		r = store_source(ins, s, err);
 		if (r || s->rec)
 			continue;

@@ -163,7 +163,7 @@ int pkgrec_set_meta(struct pkgrec_builder *b, const struct pkgrec_meta *m)
 int pkgrec_builder_from(const struct pkgrec *rec, const char *pyver, struct pkgrec_builder **ret)
 {
 	struct pkgrec_builder *b = NULL;
-	bool own = strcmp(pyver ? pyver : "", rec->pyver) == 0;
+	bool own = pkgrec_compiled_for(rec, pyver);
 	int r = pkgrec_builder_new(rec->sha256, rec->md5, rec->size, pyver, &b);
 
 	for (size_t i = 0; !r && i < rec->ninfo; i++)
@@ -633,6 +633,11 @@ const struct pkgrec_meta *pkgrec_meta(const struct pkgrec *rec)
 const char *pkgrec_pyver(const struct pkgrec *rec)
 {
 	return rec->pyver;
+}
+
+bool pkgrec_compiled_for(const struct pkgrec *rec, const char *pyver)
+{
+	return pyver && strcmp(rec->pyver, pyver) == 0;
 }
 
 int pkgrec_info(const struct pkgrec *rec, const char *name, const uint8_t **ret, size_t *ret_len)

@@ -83,6 +83,9 @@ const char *pkgrec_sha256(const struct pkgrec *rec); /* "" when unknown */
 const char *pkgrec_md5(const struct pkgrec *rec);
 uint64_t pkgrec_size(const struct pkgrec *rec);
 const char *pkgrec_pyver(const struct pkgrec *rec);
+/* Its pycs are those of python pyver ("3.11"; NULL: no python), the ones an environment
+ * of that python takes: for another, its noarch sources are compiled again. */
+bool pkgrec_compiled_for(const struct pkgrec *rec, const char *pyver);
 /* The conda-meta record it keeps, NULL when none (format 1, or none was made). */
 const struct pkgrec_meta *pkgrec_meta(const struct pkgrec *rec);
 /* An info/ file by its path ("info/paths.json"): -ENOENT when the package has none. */
