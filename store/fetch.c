@@ -82,6 +82,7 @@ struct fetch {
 	uint64_t sample_ms[RATE_SAMPLES], sample_net[RATE_SAMPLES];
 	size_t nsamples;
 	uint64_t last_report_ms;
+	const struct fetch_hooks *hooks; /* never NULL */
 	struct cfs_err *err;
 };
 
@@ -325,8 +326,11 @@ static int slot_finish(struct slot *s)
 	if (renameat(f->dir_fd, part, f->dir_fd, name) < 0)
 		r = err_set(f->err, neg_errno(), "%s: rename: %s", part, strerror(errno));
 	slot_close(s);
-	if (!r)
+	if (!r) {
 		f->done++;
+		if (f->hooks->done)
+			f->hooks->done(s->item, f->hooks->arg);
+	}
 	return r;
 }
 
@@ -446,13 +450,12 @@ static int slot_done(struct slot *s, CURLcode rc)
 	return err_set(f->err, -EIO, "%s: %s", it->url, reason);
 }
 
-static void report(struct fetch *f, void (*progress)(const struct fetch_progress *, void *),
-                   void *arg, bool last)
+static void report(struct fetch *f, bool last)
 {
 	uint64_t t = now_ms();
 	size_t i, oldest;
 
-	if (!progress || (!last && t - f->last_report_ms < REPORT_MS))
+	if (!f->hooks->progress || (!last && t - f->last_report_ms < REPORT_MS))
 		return;
 	f->last_report_ms = t;
 	/* Keep ~3 s of samples: one per report, the oldest dropped when full. */
@@ -473,7 +476,7 @@ static void report(struct fetch *f, void (*progress)(const struct fetch_progress
 	                                               (double)(t - f->sample_ms[oldest])
 	                                     : 0.0;
 	f->p.done = f->done;
-	progress(&f->p, arg);
+	f->hooks->progress(&f->p, f->hooks->arg);
 }
 
 /* Start items until `parallel` are under way, and retries whose time has come. */
@@ -519,7 +522,7 @@ static int poll_ms(const struct fetch *f)
 	return (int)wait;
 }
 
-static int run(struct fetch *f, void (*progress)(const struct fetch_progress *, void *), void *arg)
+static int run(struct fetch *f)
 {
 	int running, left, r;
 	CURLMsg *msg;
@@ -545,9 +548,11 @@ static int run(struct fetch *f, void (*progress)(const struct fetch_progress *, 
 			if (r < 0)
 				return r;
 		}
-		report(f, progress, arg, false);
+		report(f, false);
 		if (f->done == f->n)
 			break;
+		if (f->hooks->stop && f->hooks->stop(f->hooks->arg))
+			return err_set(f->err, -ECANCELED, "fetch: stopped");
 		mc = curl_multi_poll(f->multi, NULL, 0, poll_ms(f), NULL);
 		if (mc != CURLM_OK)
 			return err_set(f->err, -EIO, "fetch: %s", curl_multi_strerror(mc));
@@ -556,10 +561,14 @@ static int run(struct fetch *f, void (*progress)(const struct fetch_progress *, 
 }
 
 int fetch_all(const struct fetch_item *items, size_t n, int dir_fd, unsigned parallel,
-              void (*progress)(const struct fetch_progress *p, void *arg), void *arg,
-              struct cfs_err *err)
+              const struct fetch_hooks *hooks, struct cfs_err *err)
 {
-	struct fetch f = {.items = items, .n = n, .dir_fd = dir_fd, .err = err};
+	static const struct fetch_hooks none;
+	struct fetch f = {.items = items,
+	                  .n = n,
+	                  .dir_fd = dir_fd,
+	                  .hooks = hooks ? hooks : &none,
+	                  .err = err};
 	int r = 0;
 
 	for (size_t i = 0; i < n; i++)
@@ -597,8 +606,8 @@ int fetch_all(const struct fetch_item *items, size_t n, int dir_fd, unsigned par
 	}
 	/* One connection per transfer, reused across items of the same host. */
 	curl_multi_setopt(f.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)f.nslots);
-	r = run(&f, progress, arg);
-	report(&f, progress, arg, true);
+	r = run(&f);
+	report(&f, true);
 out:
 	for (unsigned i = 0; f.slots && i < f.nslots; i++) {
 		struct slot *s = &f.slots[i];

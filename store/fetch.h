@@ -8,6 +8,7 @@
 
 #include "condafs/store.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,19 @@ struct fetch_progress {
 	double rate;                 /* bytes/s received over the last few seconds */
 };
 
+/* What fetch_all tells its caller while it runs, on its own thread; each may be NULL. */
+struct fetch_hooks {
+	/* At most ~8 times a second, and once at the end (after a failure too). */
+	void (*progress)(const struct fetch_progress *p, void *arg);
+	/* items[i] is whole under its name (F1): the caller may read it now, on another
+	 * thread, while the rest download. */
+	void (*done)(size_t i, void *arg);
+	/* Asked at least every 125 ms: true stops every transfer, and fetch_all returns
+	 * -ECANCELED (the caller failed for a reason of its own). */
+	bool (*stop)(void *arg);
+	void *arg;
+};
+
 /*
  * Download every item into dir_fd as name: written as name.part and renamed to name when
  * complete; nothing is synced (fetch.c F1: the caller checks every digest). At most `parallel`
@@ -36,8 +50,8 @@ struct fetch_progress {
  * cut short (also: fewer bytes than the expected size), and HTTP 5xx/408/429; 404 and other
  * 4xx fail at once, and so does a response longer than the expected size. Proxies come from the
  * usual variables (http_proxy, https_proxy, no_proxy, all_proxy: libcurl's defaults);
- * $SSL_CERT_FILE, when set, replaces the system's CA certificates for https. progress,
- * when not NULL, is called at most ~8 times a second and once at the end (after a failure too).
+ * $SSL_CERT_FILE, when set, replaces the system's CA certificates for https. hooks may be
+ * NULL.
  *
  * On the first failure the other transfers are stopped (their parts stay, to be resumed;
  * an empty one is removed) and it returns the errno that fits with "<url>: <reason>" (the HTTP
@@ -46,8 +60,7 @@ struct fetch_progress {
  * name that is not one path component. Completed files stay.
  */
 int fetch_all(const struct fetch_item *items, size_t n, int dir_fd, unsigned parallel,
-              void (*progress)(const struct fetch_progress *p, void *arg), void *arg,
-              struct cfs_err *err);
+              const struct fetch_hooks *hooks, struct cfs_err *err);
 
 /*
  * Channel mirrors, as conda's and pixi's mirror settings: rules "FROM=TO" (e.g.

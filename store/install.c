@@ -606,11 +606,9 @@ int store_install(struct store *st, const char *lock, const struct install_opts 
 		r = install_find_sources(&ins, err);
 	/* The caches' archives first: one that fails its digest is downloaded. */
 	if (!r)
-		r = install_unpack_all(&ins, true, err);
+		r = install_unpack_cached(&ins, err);
 	if (!r)
-		r = install_download(&ins, err);
-	if (!r)
-		r = install_unpack_all(&ins, false, err);
+		r = install_fetch_unpack(&ins, err);
 	if (!r)
 		r = link_and_store(&ins, hash, ret_result, err);
 	if (r)

@@ -88,11 +88,12 @@ int install_make_parents(int dfd, const char *rel, mode_t mode);
 /* Where each package comes from: the store (its record), a cache's extracted package, a
  * cache's archive, or the channel. */
 int install_find_sources(struct install *ins, struct cfs_err *err);
-/* The packages to fetch, into dl/, through the mirrors. */
-int install_download(struct install *ins, struct cfs_err *err);
-/* Check and extract, in parallel, the caches' archives (cached) or the downloaded ones
- * (N1); a cache's archive that fails its digest is left to download, with a warning. */
-int install_unpack_all(struct install *ins, bool cached, struct cfs_err *err);
+/* Check and unpack, in parallel, the caches' archives (N1); one that fails its digest is
+ * left to download, with a warning. */
+int install_unpack_cached(struct install *ins, struct cfs_err *err);
+/* Download the packages to fetch, into dl/, through the mirrors, each checked and unpacked
+ * (N1) as soon as it is whole, beside the rest's downloads; a failed archive stops them. */
+int install_fetch_unpack(struct install *ins, struct cfs_err *err);
 
 /* ---- install_record.c ---- */
 

@@ -115,51 +115,6 @@ int install_find_sources(struct install *ins, struct cfs_err *err)
 	return r;
 }
 
-static void on_fetch(const struct fetch_progress *p, void *arg)
-{
-	const struct install *ins = arg;
-	struct install_fetch f = {p->done, p->total, p->bytes, p->bytes_total, p->rate};
-
-	ins->opts->fetching(ins->opts->ingest.ctx, &f);
-}
-
-int install_download(struct install *ins, struct cfs_err *err)
-{
-	struct mirrors *m = NULL;
-	struct fetch_item *items = calloc(ins->n ? ins->n : 1, sizeof(*items));
-	char **urls = calloc(ins->n ? ins->n : 1, sizeof(*urls));
-	size_t k = 0;
-	int r = items && urls ? mirrors_new(&m) : -ENOMEM;
-
-	if (r) {
-		r = err_set(err, r, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; !r && i < ins->opts->nmirrors; i++)
-		r = mirrors_add(m, ins->opts->mirrors[i], err);
-	for (size_t i = 0; !r && i < ins->n; i++) {
-		if (!ins->src[i].fetch || ins->src[i].dir || ins->src[i].files)
-			continue;
-		r = mirrors_map(m, ins->src[i].p->url, &urls[k]);
-		if (r) {
-			r = err_set(err, r, "out of memory");
-			break;
-		}
-		items[k] = (struct fetch_item){.url = urls[k], .name = ins->src[i].fn};
-		k++;
-	}
-	if (!r && k)
-		r = fetch_all(items, k, ins->dl_fd, FETCH_PARALLEL,
-		              ins->opts->fetching ? on_fetch : NULL, ins, err);
-out:
-	for (size_t i = 0; urls && i < k; i++)
-		free(urls[i]);
-	free(urls);
-	free(items);
-	mirrors_free(m);
-	return r;
-}
-
 /* Copy the archive at fd into dl/ (N1): the copy is ours, the original its owner's. */
 static int copy_in(struct install *ins, struct source *s, int fd, struct cfs_err *err)
 {
@@ -284,20 +239,102 @@ out:
 	return r;
 }
 
-/* Unpacking in parallel: checking and unpacking the archives is most of a cold install,
- * and each is independent of the others. */
+/*
+ * Unpacking in parallel: checking and unpacking the archives is most of a cold install, and
+ * each is independent of the others. A pool's workers take archives as they are queued:
+ * the caches' all at once, downloads as each is whole, while the rest download (the
+ * download's thread is the pool's too once it is done). Of those queued, the largest is
+ * taken first: a large archive is one stream to decompress, on one thread, and taken last
+ * (as a lock's order often has it: libtorch, then pytorch) it would end the unpacking with
+ * the other threads idle.
+ */
 #define UNPACK_THREADS_MAX 8
 
 struct unpack_pool {
 	struct install *ins;
-	bool cached;   /* this round: the caches' archives, else the downloaded ones */
-	size_t *order; /* the sources to unpack, largest archive first */
-	size_t n;
+	size_t *queue; /* sources to unpack: [next, n) not taken yet */
+	off_t *size;   /* of each queued source's archive (-1: cannot be looked at) */
+	size_t n, next;
+	bool closed; /* nothing more will be queued */
 	pthread_mutex_t mu;
-	size_t next, failed; /* the failed package's index, SIZE_MAX: none yet */
+	pthread_cond_t more;
+	size_t failed; /* the failed package's index, SIZE_MAX: none yet */
 	int r;
 	struct cfs_err *err;
 };
+
+static int pool_init(struct unpack_pool *p, struct install *ins, struct cfs_err *err)
+{
+	*p = (struct unpack_pool){.ins = ins, .failed = SIZE_MAX, .err = err};
+	p->queue = malloc((ins->n ? ins->n : 1) * sizeof(*p->queue));
+	p->size = malloc((ins->n ? ins->n : 1) * sizeof(*p->size));
+	if (!p->queue || !p->size) {
+		free(p->queue);
+		free(p->size);
+		return err_set(err, -ENOMEM, "out of memory");
+	}
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->more, NULL);
+	return 0;
+}
+
+static void pool_release(struct unpack_pool *p)
+{
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->more);
+	free(p->queue);
+	free(p->size);
+}
+
+/* Queue source i (its archive whole: a cache's, or downloaded into dl/). */
+static void pool_add(struct unpack_pool *p, size_t i)
+{
+	const struct source *s = &p->ins->src[i];
+	struct stat sb;
+	int r = s->archive ? stat(s->archive, &sb)
+	                   : fstatat(p->ins->dl_fd, s->fn, &sb, AT_SYMLINK_NOFOLLOW);
+
+	pthread_mutex_lock(&p->mu);
+	p->queue[p->n] = i;
+	/* One that cannot be looked at goes last, for unpack to say why. */
+	p->size[p->n++] = r == 0 ? sb.st_size : -1;
+	pthread_cond_signal(&p->more);
+	pthread_mutex_unlock(&p->mu);
+}
+
+static void pool_close(struct unpack_pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	p->closed = true;
+	pthread_cond_broadcast(&p->more);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* The next source to unpack (the largest queued), SIZE_MAX when none will come; p->mu held. */
+static size_t pool_take(struct unpack_pool *p)
+{
+	size_t best;
+
+	while (p->next == p->n && !p->closed)
+		pthread_cond_wait(&p->more, &p->mu);
+	if (p->next == p->n)
+		return SIZE_MAX;
+	best = p->next;
+	for (size_t k = p->next + 1; k < p->n; k++)
+		if (p->size[k] > p->size[best] ||
+		    (p->size[k] == p->size[best] && p->queue[k] < p->queue[best]))
+			best = k;
+	if (best != p->next) {
+		size_t qi = p->queue[best];
+		off_t sz = p->size[best];
+
+		p->queue[best] = p->queue[p->next];
+		p->size[best] = p->size[p->next];
+		p->queue[p->next] = qi;
+		p->size[p->next] = sz;
+	}
+	return p->queue[p->next++];
+}
 
 static void *unpack_worker(void *arg)
 {
@@ -311,7 +348,7 @@ static void *unpack_worker(void *arg)
 		int r;
 
 		pthread_mutex_lock(&p->mu);
-		i = p->next < p->n ? p->order[p->next++] : SIZE_MAX;
+		i = pool_take(p);
 		/* After a failure, only what comes before it in the lock's order: whatever
 		 * the order of unpacking, the failure reported is the first of the lock's. */
 		skip = i != SIZE_MAX && i > p->failed;
@@ -335,75 +372,175 @@ static void *unpack_worker(void *arg)
 	}
 }
 
-struct sized {
-	size_t i;
-	off_t size;
-};
-
-static int size_desc(const void *a, const void *b)
+/* Start the workers of a pool of one thread per core, the calling thread one of them (it
+ * takes its turn in pool_finish), and no more than the `count` sources it will unpack;
+ * *ret_started of them run. */
+static void pool_start(struct unpack_pool *p, size_t count, pthread_t *th, size_t *ret_started)
 {
-	const struct sized *x = a, *y = b;
-
-	if (x->size != y->size)
-		return x->size < y->size ? 1 : -1;
-	return (x->i > y->i) - (x->i < y->i);
-}
-
-/* The sources this round unpacks, largest archive first: a large archive is one stream to
- * decompress, on one thread, and taken last (as a lock's order often has it: libtorch,
- * then pytorch) it would end the round with the other threads idle. An archive that
- * cannot be looked at sorts last, for unpack to say why. */
-static int unpack_order(struct unpack_pool *p)
-{
-	struct install *ins = p->ins;
-	struct sized *v = malloc((ins->n ? ins->n : 1) * sizeof(*v));
-	struct stat sb;
-
-	p->order = malloc((ins->n ? ins->n : 1) * sizeof(*p->order));
-	if (!v || !p->order) {
-		free(v);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < ins->n; i++) {
-		const struct source *s = &ins->src[i];
-		int r;
-
-		if (s->rec || s->dir || s->files || (p->cached && !s->archive))
-			continue;
-		r = s->archive ? stat(s->archive, &sb)
-		               : fstatat(ins->dl_fd, s->fn, &sb, AT_SYMLINK_NOFOLLOW);
-		v[p->n++] = (struct sized){i, r == 0 ? sb.st_size : -1};
-	}
-	if (p->n)
-		qsort(v, p->n, sizeof(*v), size_desc);
-	for (size_t k = 0; k < p->n; k++)
-		p->order[k] = v[k].i;
-	free(v);
-	return 0;
-}
-
-int install_unpack_all(struct install *ins, bool cached, struct cfs_err *err)
-{
-	struct unpack_pool p = {.ins = ins, .cached = cached, .failed = SIZE_MAX, .err = err};
-	pthread_t th[UNPACK_THREADS_MAX];
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	size_t n = cpus < 1 ? 1 : cpus > UNPACK_THREADS_MAX ? UNPACK_THREADS_MAX : (size_t)cpus;
-	size_t started = 0;
+	size_t n = cpus <= 1                   ? 0
+	           : cpus > UNPACK_THREADS_MAX ? UNPACK_THREADS_MAX - 1
+	                                       : (size_t)cpus - 1;
 
-	if (unpack_order(&p) < 0) {
-		free(p.order);
-		return err_set(err, -ENOMEM, "out of memory");
-	}
-	if (n > p.n)
-		n = p.n ? p.n : 1;
-	pthread_mutex_init(&p.mu, NULL);
-	for (; started + 1 < n; started++)
-		if (pthread_create(&th[started], NULL, unpack_worker, &p) != 0)
+	if (n + 1 > count)
+		n = count ? count - 1 : 0;
+	for (*ret_started = 0; *ret_started < n; (*ret_started)++)
+		if (pthread_create(&th[*ret_started], NULL, unpack_worker, p) != 0)
 			break;
-	unpack_worker(&p);
+}
+
+/* The calling thread's turn, then every worker's end. */
+static void pool_finish(struct unpack_pool *p, const pthread_t *th, size_t started)
+{
+	pool_close(p);
+	unpack_worker(p);
 	for (size_t i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
-	pthread_mutex_destroy(&p.mu);
-	free(p.order);
-	return p.r;
+}
+
+int install_unpack_cached(struct install *ins, struct cfs_err *err)
+{
+	struct unpack_pool p;
+	pthread_t th[UNPACK_THREADS_MAX];
+	size_t started;
+	int r = pool_init(&p, ins, err);
+
+	if (r)
+		return r;
+	for (size_t i = 0; i < ins->n; i++)
+		if (ins->src[i].archive && !ins->src[i].rec && !ins->src[i].dir &&
+		    !ins->src[i].files)
+			pool_add(&p, i);
+	pool_start(&p, p.n, th, &started);
+	pool_finish(&p, th, started);
+	r = p.r;
+	pool_release(&p);
+	return r;
+}
+
+struct fetching {
+	const struct install *ins;
+	struct unpack_pool *pool;
+	const size_t *src; /* the source of each fetch item */
+};
+
+static void on_fetch(const struct fetch_progress *p, void *arg)
+{
+	const struct fetching *f = arg;
+	struct install_fetch ip = {p->done, p->total, p->bytes, p->bytes_total, p->rate};
+
+	f->ins->opts->fetching(f->ins->opts->ingest.ctx, &ip);
+}
+
+static void on_fetched(size_t item, void *arg)
+{
+	const struct fetching *f = arg;
+
+	pool_add(f->pool, f->src[item]);
+}
+
+/* An archive failed (its digest, its unpacking): the downloads are for nothing. */
+static bool on_fetch_stop(void *arg)
+{
+	const struct fetching *f = arg;
+	bool failed;
+
+	pthread_mutex_lock(&f->pool->mu);
+	failed = f->pool->failed != SIZE_MAX;
+	pthread_mutex_unlock(&f->pool->mu);
+	return failed;
+}
+
+/* Sources by their archives' sizes in the lock, largest first, then in the lock's order. */
+static int by_size_desc(const void *a, const void *b, void *arg)
+{
+	const struct install *ins = arg;
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	uint64_t sx = ins->src[x].p->size, sy = ins->src[y].p->size;
+
+	if (sx != sy)
+		return sx < sy ? 1 : -1;
+	return (x > y) - (x < y);
+}
+
+/*
+ * The k sources of src to download, largest first when the lock gives every size (pixi's
+ * does), else in the lock's order. Four at once, the last to end is then a small one: on a
+ * slow link, a large archive begun late (libtorch, near the end of a lock) would be the
+ * last, and its unpacking, which waits for its last byte (N1), the install's.
+ */
+static void fetch_order(struct install *ins, size_t *src, size_t k)
+{
+	for (size_t j = 0; j < k; j++)
+		if (!ins->src[src[j]].p->size)
+			return;
+	if (k)
+		qsort_r(src, k, sizeof(*src), by_size_desc, ins);
+}
+
+int install_fetch_unpack(struct install *ins, struct cfs_err *err)
+{
+	struct mirrors *m = NULL;
+	struct fetch_item *items = calloc(ins->n ? ins->n : 1, sizeof(*items));
+	size_t *src = calloc(ins->n ? ins->n : 1, sizeof(*src));
+	char **urls = calloc(ins->n ? ins->n : 1, sizeof(*urls));
+	pthread_t th[UNPACK_THREADS_MAX];
+	struct unpack_pool p;
+	struct fetching f = {ins, &p, src};
+	struct fetch_hooks hooks = {.done = on_fetched, .stop = on_fetch_stop, .arg = &f};
+	struct cfs_err ferr = {{0}};
+	size_t k = 0, started;
+	bool pool = false;
+	int r = items && src && urls ? mirrors_new(&m) : -ENOMEM;
+
+	if (r) {
+		r = err_set(err, r, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; !r && i < ins->opts->nmirrors; i++)
+		r = mirrors_add(m, ins->opts->mirrors[i], err);
+	for (size_t i = 0; !r && i < ins->n; i++)
+		if (ins->src[i].fetch && !ins->src[i].dir && !ins->src[i].files)
+			src[k++] = i;
+	fetch_order(ins, src, k);
+	for (size_t j = 0; !r && j < k; j++) {
+		r = mirrors_map(m, ins->src[src[j]].p->url, &urls[j]);
+		if (r)
+			r = err_set(err, r, "out of memory");
+		items[j] = (struct fetch_item){.url = urls[j], .name = ins->src[src[j]].fn};
+	}
+	if (r || !k)
+		goto out;
+	r = pool_init(&p, ins, err);
+	if (r)
+		goto out;
+	pool = true;
+	if (ins->opts->fetching)
+		hooks.progress = on_fetch;
+	/* The calling thread downloads first: on a fast link that is most of a core. */
+	pool_start(&p, k, th, &started);
+	r = fetch_all(items, k, ins->dl_fd, FETCH_PARALLEL, &hooks, &ferr);
+	if (r && r != -ECANCELED) {
+		/* The install fails: what is queued is unpacked for nothing. */
+		pthread_mutex_lock(&p.mu);
+		p.next = p.n;
+		pthread_mutex_unlock(&p.mu);
+	}
+	pool_finish(&p, th, started);
+	/* A failed archive stopped the downloads (-ECANCELED): its failure is the one to
+	 * report. Any other failure of the download is, as none of the rest can be had. */
+	if (r && r != -ECANCELED)
+		*err = ferr;
+	else
+		r = p.r;
+out:
+	if (pool)
+		pool_release(&p);
+	for (size_t i = 0; urls && i < k; i++)
+		free(urls[i]);
+	free(urls);
+	free(src);
+	free(items);
+	mirrors_free(m);
+	return r;
 }

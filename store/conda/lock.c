@@ -792,6 +792,24 @@ static bool pixi_selects(int version, const struct ynode *sel, const struct ynod
 	return true;
 }
 
+/* The record's archive size: 0 (unknown) unless it is a plain decimal byte count. It only
+ * orders downloads (store/install_sources.c), so a lock that says it otherwise is not
+ * refused for it. */
+static uint64_t get_size(const struct ynode *rec)
+{
+	const char *s = get_str(rec, "size");
+	uint64_t v = 0;
+
+	if (!s || !*s || strlen(s) > 18)
+		return 0;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return 0;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	return v;
+}
+
 static int pixi_conda(struct pkgset *set, const struct ynode *rec, const struct condaloc *cl,
                       const char *loc, const char *where, struct cfs_err *err)
 {
@@ -814,6 +832,7 @@ static int pixi_conda(struct pkgset *set, const struct ynode *rec, const struct 
 	if (cl->name) {
 		p.md5 = get_str(rec, "md5");
 		p.sha256 = get_str(rec, "sha256");
+		p.size = get_size(rec);
 	} else if (!p.build) {
 		/* A source package is built at install time; its lock record may have no build
 		 * string yet. */

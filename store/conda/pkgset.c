@@ -221,7 +221,7 @@ int pkgset_new(struct pkgset **ret)
 
 int pkgset_add(struct pkgset *set, const struct pkg *p, const char *where, struct cfs_err *err)
 {
-	struct pkg c = {.kind = p->kind};
+	struct pkg c = {.kind = p->kind, .size = p->size};
 	char *md5 = NULL, *sha256 = NULL;
 	int r;
 

@@ -3,13 +3,13 @@
  * fetch_drive: store/fetch.c and store/conda/pkgcache.c from the command line, for
  * tests/integ/store_fetch.py.
  *
- *   fetch_drive fetch DIR PARALLEL URL=NAME[@SIZE]...
- *       every "progress: DONE/TOTAL BYTES/BYTES_TOTAL RATE" line on stderr, then "rc=0" on
- *       stdout; on failure "rc=-ERRNO" on stdout, "fetch_drive: MESSAGE" on stderr, exit 1.
- *   fetch_drive map RULE... -- URL
- *       the URL mapped through the rules on stdout; a refused rule: its message, exit 1.
- *   fetch_drive find DIR... -- FN SHA256|- MD5|-
- *       "archive: PATH|-" and "extracted: PATH|-" on stdout (default caches included).
+ *   fetch_drive fetch DIR PARALLEL[/K] URL=NAME[@SIZE]...
+ *       every "progress: DONE/TOTAL BYTES/BYTES_TOTAL RATE" line on stderr, and "done: NAME
+ *       SIZE" as each item is whole (SIZE: its file's, then), then "rc=0" on stdout; with /K,
+ *       the stop hook asks to stop once K items are whole; on failure "rc=-ERRNO" on stdout,
+ * "fetch_drive: MESSAGE" on stderr, exit 1. fetch_drive map RULE... -- URL the URL mapped through
+ * the rules on stdout; a refused rule: its message, exit 1. fetch_drive find DIR... -- FN SHA256|-
+ * MD5|- "archive: PATH|-" and "extracted: PATH|-" on stdout (default caches included).
  */
 #include "fetch.h"
 #include "pkgcache.h"
@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void on_progress(const struct fetch_progress *p, void *arg)
@@ -28,10 +29,38 @@ static void on_progress(const struct fetch_progress *p, void *arg)
 	        p->bytes, p->bytes_total, p->rate);
 }
 
+struct drive {
+	const struct fetch_item *items;
+	int dir_fd;
+	unsigned long stop_after, ndone; /* stop_after 0: never */
+};
+
+static void on_done(size_t i, void *arg)
+{
+	struct drive *d = arg;
+	struct stat sb;
+
+	d->ndone++;
+	if (fstatat(d->dir_fd, d->items[i].name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+		sb.st_size = -1;
+	fprintf(stderr, "done: %s %lld\n", d->items[i].name, (long long)sb.st_size);
+}
+
+static bool on_stop(void *arg)
+{
+	const struct drive *d = arg;
+
+	return d->stop_after && d->ndone >= d->stop_after;
+}
+
 static int cmd_fetch(int argc, char **argv)
 {
 	struct cfs_err err = {{0}};
+	struct fetch_hooks hooks;
 	struct fetch_item *items;
+	struct drive d;
+	char *end;
+	unsigned long parallel;
 	int dir_fd, r, n = argc - 2;
 
 	if (argc < 2)
@@ -62,8 +91,11 @@ static int cmd_fetch(int argc, char **argv)
 			items[i].size = strtoull(at + 1, NULL, 10);
 		}
 	}
-	r = fetch_all(items, (size_t)n, dir_fd, (unsigned)strtoul(argv[1], NULL, 10), on_progress,
-	              NULL, &err);
+	parallel = strtoul(argv[1], &end, 10);
+	d = (struct drive){items, dir_fd, *end == '/' ? strtoul(end + 1, NULL, 10) : 0, 0};
+	hooks = (struct fetch_hooks){
+	        .progress = on_progress, .done = on_done, .stop = on_stop, .arg = &d};
+	r = fetch_all(items, (size_t)n, dir_fd, (unsigned)parallel, &hooks, &err);
 	printf("rc=%d\n", r);
 	if (r < 0)
 		fprintf(stderr, "fetch_drive: %s\n", err.msg);

@@ -976,12 +976,15 @@ def same_bytes(a, b):
 
 class Channel:
     """A conda channel directory served over HTTP on 127.0.0.1, for --channel-mirror
-    url=<it>. Counts the GETs of each file, and can stall one response half-way (stall())
-    until release()."""
+    url=<it>. Counts the GETs of each file, keeps their order, can stall one response
+    half-way (stall()) until release(), and hold the next n requests until all n came
+    (hold())."""
 
     def __init__(self, directory, url):
         self.url = url
         self.gets = {}
+        self.order = []
+        self.gate, self.gate_left = None, 0
         self.lock = threading.Lock()
         self.stall_name = None
         self.half_sent = threading.Event()
@@ -996,9 +999,18 @@ class Channel:
                 name = os.path.basename(self.path)
                 with outer.lock:
                     outer.gets[name] = outer.gets.get(name, 0) + 1
+                    outer.order.append(name)
                     stall = name == outer.stall_name
                     if stall:
                         outer.stall_name = None
+                    gate = outer.gate if outer.gate_left > 0 else None
+                    if gate:
+                        outer.gate_left -= 1
+                if gate:
+                    try:
+                        gate.wait(60)
+                    except threading.BrokenBarrierError:
+                        pass
                 if stall:
                     self.send_half()
                 else:
@@ -1035,6 +1047,16 @@ class Channel:
 
     def release(self):
         self.released.set()
+
+    def hold(self, n):
+        """The next n GETs are answered only once all n have come (or after 60 s)."""
+        with self.lock:
+            self.gate, self.gate_left = threading.Barrier(n), n
+
+    def requested(self):
+        """The file names GET so far, in the order the requests came."""
+        with self.lock:
+            return list(self.order)
 
     def count(self):
         """{file name: GETs so far}."""

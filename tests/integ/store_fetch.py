@@ -10,6 +10,7 @@ Mirror rules map as conda's do (longest FROM, '/' boundary) and a malformed rule
 The package caches (store/conda/pkgcache.c) give the corpus's archives and extracted directories,
 conda's and rattler's layouts, and refuse an extracted directory recording another digest."""
 
+import errno
 import hashlib
 import http.client
 import http.server
@@ -214,7 +215,14 @@ def drive(*args, env=None):
 
 
 def errors(r):
-    return [l for l in r.err.splitlines() if l and not l.startswith("progress: ")]
+    return [l for l in r.err.splitlines()
+            if l and not l.startswith("progress: ") and not l.startswith("done: ")]
+
+
+def dones(r):
+    """The done hook's calls: [(name, its file's size then)], in order."""
+    return [(l.split()[1], int(l.split()[2])) for l in r.err.splitlines()
+            if l.startswith("done: ")]
 
 
 def progress(r):
@@ -282,6 +290,8 @@ with t.section("parallel downloads of every archive"):
             p and p[-1][:2] == (len(items), len(items)) and p[-1][3] == 0 and
             p[-1][2] == sum(archives[fn][1]["size"] for fn in archives), p[-3:])
     t.check("progress never goes back", all(a[0] <= b[0] for a, b in zip(p, p[1:])), p)
+    t.eq("the done hook: once for each item, each whole under its name when told",
+         sorted(dones(r)), sorted((fn, archives[fn][1]["size"]) for fn in archives))
 
 with t.section("known sizes: the total is their sum"):
     d = fresh_dir("sized")
@@ -408,6 +418,19 @@ with t.section("404 fails at once and stops the others"):
             not os.path.exists(os.path.join(d, big)), os.listdir(d))
     t.check("no empty .part left for the missing file",
             not os.path.exists(os.path.join(d, small + ".part")), os.listdir(d))
+
+with t.section("the stop hook stops every transfer"):
+    d = fresh_dir("stop")
+    # One small file, then slow ones: the hook asks to stop once the small one is whole.
+    fns = [small, big, medium]
+    items = [item(srv.url("plain" if fn == small else "slow", archives[fn][0]), fn)
+             for fn in fns]
+    r = drive("fetch", d, "3/1", *items)
+    t.check("fails (-ECANCELED) with one line", r.rc == 1 and
+            f"rc=-{errno.ECANCELED}" in r.out and errors(r) == ["fetch_drive: fetch: stopped"], r)
+    t.eq("the small file done, nothing else", dones(r), [(small, archives[small][1]["size"])])
+    t.check("the slow transfers were stopped: only the small file has its name",
+            [n for n in os.listdir(d) if not n.endswith(".part")] == [small], os.listdir(d))
 
 with t.section("a response longer than the expected size"):
     d = fresh_dir("toolong")

@@ -226,6 +226,47 @@ with t.section("every corpus environment from the channel over HTTP"):
          sorted(n for n, c in ch.count().items() if c > 1), [])
     t.verify_clean("verify exits 0", store)
 
+def pkg_name(url):
+    """The package name of an archive's URL (or an explicit lock's line)."""
+    return os.path.basename(url.split("#")[0]).rsplit("-", 2)[0]
+
+
+with t.section("downloads: four at once, largest first when the lock gives sizes"):
+    # The first four requests are the four transfers begun at once: held by the server
+    # until all four came, none ends before the fourth begins.
+    for fmt, what in (("explicit", "the first four by name (the lock gives no size)"),
+                      ("pixi_lock", "the four largest (pixi.lock gives every size)")):
+        lock = t.env("sci")["locks"][fmt]
+        with open(t.env("sci")["locks"]["explicit"]) as f:
+            urls = [ln.split("#")[0] for ln in f.read().split() if ln.startswith("https://")]
+        size = {os.path.basename(u): os.path.getsize(os.path.join(channel, *u.split("/")[-2:]))
+                for u in urls}
+        names = [os.path.basename(u) for u in urls]
+        want = (sorted(names, key=pkg_name)[:4] if fmt == "explicit"
+                else sorted(names, key=lambda n: -size[n])[:4])
+        before = len(ch.requested())
+        ch.hold(4)
+        r = install(t.path(f"store-order-{fmt}"), lock, "--channel-mirror", ch.mirror())
+        t.ok(f"{fmt}: install", r)
+        t.eq(f"{fmt}: the first four requests are {what}",
+             sorted(ch.requested()[before:before + 4]), sorted(want))
+
+with t.section("an environment ingested from a prefix is no package source"):
+    # Its files are what conda linked in a prefix its owner could change: kernel, which
+    # shares python, numpy and more with sci, fetches every archive into a store holding
+    # sci ingested.
+    st = t.path("store-ingested")
+    t.ok("ingest of sci's prefix", t.ingest(st, t.env("sci")["prefix"]))
+    with open(t.env("kernel")["locks"]["explicit"]) as f:
+        names = [os.path.basename(ln.split("#")[0]) for ln in f.read().split()
+                 if ln.startswith("https://")]
+    before = ch.count()
+    t.ok("install of kernel beside it", install(st, t.env("kernel")["locks"]["explicit"],
+                                                "--channel-mirror", ch.mirror()))
+    after = ch.count()
+    t.eq("every archive of kernel's lock was fetched once, those of sci's packages too",
+         [n for n in names if after.get(n, 0) - before.get(n, 0) != 1], [])
+
 with t.section("served by condafsd: the trees, python, the entry points"):
     with t.daemon(store) as dm:
         for name, h in hashes.items():
@@ -651,7 +692,8 @@ with t.section("bad input stores nothing"):
     t.fails_clearly("a lock with PyPI packages is refused whole", r, "PyPI", "pyjwt")
     # A wrong digest: the first package's md5 changed.
     with open(t.env("sci")["locks"]["explicit"]) as f:
-        lines = f.read().splitlines()
+        orig = f.read().splitlines()
+    lines = list(orig)
     i = next(k for k, ln in enumerate(lines) if ln.startswith("https://"))
     url, digest = lines[i].split("#")
     lines[i] = url + "#" + ("0" * len(digest))
@@ -661,6 +703,38 @@ with t.section("bad input stores nothing"):
     r = install(bad_store, wrong, "--channel-mirror", ch.mirror())
     t.fails_clearly("a digest that does not match names the archive and both digests", r,
                     os.path.basename(url), "0" * len(digest), "mismatch")
+    # A wrong digest for the fifth package (by name: the order downloads begin in, four at
+    # once, when the lock gives no sizes), with the first stalled half-way by the server:
+    # the fifth is fetched once one of the three beside the first is done, its mismatch
+    # stops the downloads, and the install does not wait for the stalled one (it would
+    # for ever: the rest of it never comes; retried, it would be requested again).
+    lines = list(orig)
+    by_name = sorted((k for k, ln in enumerate(lines) if ln.startswith("https://")),
+                     key=lambda k: pkg_name(lines[k]))
+    stalled = os.path.basename(lines[by_name[0]].split("#")[0])
+    url5, digest5 = lines[by_name[4]].split("#")
+    lines[by_name[4]] = url5 + "#" + ("0" * len(digest5))
+    wrong5 = t.path("bad", "wrong-digest-5.txt")
+    with open(wrong5, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    ch.stall(stalled)
+    before = ch.count().get(stalled, 0)
+    p = subprocess.Popen([t.condafs, "--store", bad_store, "install", wrong5,
+                          "--channel-mirror", ch.mirror()],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        t.check(f"{stalled} is half-sent", ch.half_sent.wait(300))
+        try:
+            p.wait(120)
+        except subprocess.TimeoutExpired:
+            p.kill()
+        r = t.finish_proc(p)
+    finally:
+        ch.release()
+    t.fails_clearly(f"with {stalled} stalled: the fifth's mismatch", r,
+                    os.path.basename(url5), "0" * len(digest5), "mismatch")
+    t.eq(f"{stalled} was requested once: not waited for, nor retried",
+         ch.count().get(stalled, 0), before + 1)
     r = install(bad_store, t.env("sci")["locks"]["explicit"],
                 "--channel-mirror", f"{URL}=http://127.0.0.1:1")
     t.fails_clearly("an unreachable channel", r, "127.0.0.1:1")

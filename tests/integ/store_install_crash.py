@@ -5,13 +5,15 @@ install of the corpus's small environment (its lock without the PyPI line, which
 refuses), each into a fresh store, each point reached deterministically, with no sleep:
 
 - during a download: the test's HTTP server sends half of python's archive and blocks.
-  Once it has sent that half the install is in its downloads, which cannot end, and is
-  killed (checked: nothing is unpacked yet);
+  Once it has sent that half the install is in its downloads, which cannot end; once every
+  other package is unpacked into its data file (archives are checked and unpacked as each
+  is whole, beside the downloads: checked), it is killed (checked: python's archive is
+  still a part);
 - the other seven through strace, which sends SIGKILL on entry to the N-th matching system
   call (`-e inject=SYSCALL:signal=KILL:when=N`; `-P PATH` counts only calls naming PATH;
   the kernel skips the call itself):
-  - during unpacking: the openat that would make numpy's data file, while the packages
-    before it are unpacked into theirs (checked: several are there, numpy's is not);
+  - during unpacking: the openat that would make the smallest archive's data file
+    (checked: the install's pkgs/ is there, that file is not);
   - while python is written out of its data file for the .pyc compiler: the openat that
     would make lib/python3.11/os.py (checked: python3.11/ is there, os.py is not);
   - at the store phase's first syncfs, when no package's data file is left (the records
@@ -209,20 +211,39 @@ with t.section("a reference install of small, traced"):
     t.eq("tmp/ is empty", tmp_entries(store), [])
 
 with open(lock) as f:
-    python = next(os.path.basename(u) for u in f.read().split() if "/python-3" in u)
-python = python.split("#")[0]
+    urls = [u.split("#")[0] for u in f.read().split() if u.startswith(("http:", "https:"))]
+python = next(os.path.basename(u) for u in urls if "/python-3" in u)
 
-with t.section(f"kill -9 during the download of {python}"):
+
+def dist_of(url):
+    return re.sub(r"\.(conda|tar\.bz2)$", "", os.path.basename(url))
+
+
+def work_dir(store, sub):
+    """The listing of sub (dl, pkgs) in the install's one temporary directory, or None."""
+    d = [os.path.join(store, "tmp", e, sub) for e in tmp_entries(store)]
+    return sorted(os.listdir(d[0])) if len(d) == 1 and os.path.isdir(d[0]) else None
+
+
+with t.section(f"kill -9 during the download of {python}, the others unpacked meanwhile"):
     store = t.path("store-download")
     ch.stall(python)
     p = subprocess.Popen(install_cmd(store, lock), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
     try:
         t.check("the server sent half of the archive", ch.half_sent.wait(300))
-        # The install cannot have left its downloads: one of them is still half-sent.
-        tmp = tmp_entries(store)
-        t.eq("the kill lands in the downloads: nothing unpacked yet",
-             [os.listdir(os.path.join(store, "tmp", d, "pkgs")) for d in tmp], [[]])
+        # Each archive is checked and unpacked as soon as it is whole, beside the
+        # downloads: every other one is, while python's cannot end.
+        others = sorted(f"{dist_of(u)}.data" for u in urls if os.path.basename(u) != python)
+        # A download is removed once unpacked: then only python's part is left in dl/.
+        deadline = time.monotonic() + 120
+        while ((work_dir(store, "pkgs"), work_dir(store, "dl")) != (others, [f"{python}.part"])
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        t.eq("while python downloads, every other package is unpacked into its data file",
+             work_dir(store, "pkgs"), others)
+        t.eq("the kill lands in the downloads: python's archive is still a part, every "
+             "other download unpacked and removed", work_dir(store, "dl"), [f"{python}.part"])
         p.kill()
         r = t.finish_proc(p)
     finally:
@@ -240,20 +261,18 @@ with t.section("kill -9 while python is written out for the compiler (openat of 
             not os.path.exists(os.path.join(landed[0], "os.py")), landed)
     after_kill(store, lock, want, "absent", ref_export, r)
 
-# Archives are unpacked largest first: the smallest one's data file is made last.
-with open(lock) as f:
-    urls = [u.split("#")[0] for u in f.read().split() if u.startswith(("http:", "https:"))]
-last = min(urls, key=lambda u: os.path.getsize(os.path.join(channel, *u.split("/")[-2:])))
-last = re.sub(r"\.(conda|tar\.bz2)$", "", os.path.basename(last))
+# The smallest archive: whatever order the archives are unpacked in (as each download is
+# whole, the largest of those waiting first), the install is unpacking when it makes its
+# data file.
+small = dist_of(min(urls, key=lambda u: os.path.getsize(os.path.join(channel,
+                                                                      *u.split("/")[-2:]))))
 
-with t.section(f"kill -9 while packages are unpacked into data files (openat of {last}'s)"):
+with t.section(f"kill -9 while packages are unpacked into data files (openat of {small}'s)"):
     store = t.path("store-unpack")
-    r = traced_install(store, lock, "openat", f"{last}.data", 1)
-    pkgs = [os.path.join(store, "tmp", d, "pkgs") for d in tmp_entries(store)]
-    data = [n for p in pkgs for n in os.listdir(p) if os.path.isfile(os.path.join(p, n))]
-    t.check("the kill lands in the unpacking: the larger packages' data files are there, "
-            "the smallest's is not", len(pkgs) == 1 and len(data) > 5 and
-            f"{last}.data" not in data, data)
+    r = traced_install(store, lock, "openat", f"{small}.data", 1)
+    data = work_dir(store, "pkgs")
+    t.check(f"the kill lands in the unpacking: the install's pkgs/ is there, {small}'s data "
+            "file is not", data is not None and f"{small}.data" not in data, data)
     after_kill(store, lock, want, "absent", ref_export, r)
 
 with t.section("kill -9 at the store phase's first syncfs: the data files are gone by then"):

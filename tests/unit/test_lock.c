@@ -338,6 +338,9 @@ static void test_fixture_contents(void)
 	/* a wheel from a local find-links path */
 	check_pkg(set, PKG_PYPI, "requests", "2.31.0", NULL);
 	check_pkg(set, PKG_PYPI, "charset-normalizer", "3.3.2", NULL);
+	/* the archive's size, which orders downloads (0: not given) */
+	p = find(set, PKG_CONDA, "bzip2");
+	CHECK(p && p->size == 122325);
 	pkgset_free(set);
 
 	/* v6: name, version and build come from the file name */
@@ -349,6 +352,7 @@ static void test_fixture_contents(void)
 	p = find(set, PKG_CONDA, "flask");
 	CHECK(p && p->subdir && strcmp(p->subdir, "noarch") == 0);
 	CHECK(p && p->md5 && strcmp(p->md5, "2da939620e3a741f61fc1cb136df66fb") == 0);
+	CHECK(p && p->size == 0);
 	pkgset_free(set);
 
 	/* a source package: no hashes, no channel, an empty build */

@@ -17,13 +17,13 @@
 #define CH "https://channel.example.invalid/conda-forge"
 
 static const struct pkg base[] = {
-        {PKG_PYPI, "Charset_Normalizer", "3.3.2", NULL, NULL, NULL, NULL, NULL, NULL},
+        {PKG_PYPI, "Charset_Normalizer", "3.3.2", NULL, NULL, NULL, NULL, NULL, NULL, 0},
         {PKG_CONDA, "zlib", "1.3.1", "h4ab18f5_1", CH "/linux-64/", NULL,
-         "57D7DC60E9325E3DE37FF8DFFD18E814", NULL, NULL},
-        {PKG_CONDA, "python", "3.12.1", "hab00c5b_1_cpython", CH, "linux-64", NULL, NULL, NULL},
+         "57D7DC60E9325E3DE37FF8DFFD18E814", NULL, NULL, 0},
+        {PKG_CONDA, "python", "3.12.1", "hab00c5b_1_cpython", CH, "linux-64", NULL, NULL, NULL, 0},
         {PKG_CONDA, "tzdata", "2024a", "h0c530f3_0", "conda-forge", "noarch", NULL,
-         "7b2b69c54ec62a243eb6fba2391b5e443421608c3ae5dbff938ad33ca8db5122", NULL},
-        {PKG_PYPI, "requests", "2.31.0", NULL, NULL, NULL, NULL, NULL, NULL},
+         "7b2b69c54ec62a243eb6fba2391b5e443421608c3ae5dbff938ad33ca8db5122", NULL, 0},
+        {PKG_PYPI, "requests", "2.31.0", NULL, NULL, NULL, NULL, NULL, NULL, 0},
 };
 #define NBASE (sizeof(base) / sizeof(base[0]))
 
@@ -108,7 +108,7 @@ static void test_build(void)
 /* The channel pkgset_add keeps for what a source wrote. */
 static void check_channel(const char *written, const char *kept)
 {
-	const struct pkg p = {PKG_CONDA, "zlib", "1", "h_0", written, NULL, NULL, NULL, NULL};
+	const struct pkg p = {PKG_CONDA, "zlib", "1", "h_0", written, NULL, NULL, NULL, NULL, 0};
 	struct pkgset *set = make("linux-64", &p, 1, NULL);
 
 	CHECK_STR(set ? pkgset_at(set, 0)->channel : NULL, kept);
@@ -164,37 +164,40 @@ static void check_finish_fails(const char *platform, const struct pkg *pkgs, siz
 static void test_refusals(void)
 {
 	check_add_fails(
-	        (struct pkg){PKG_CONDA, "zlib", "1.3 1", "h_0", NULL, NULL, NULL, NULL, NULL},
+	        (struct pkg){PKG_CONDA, "zlib", "1.3 1", "h_0", NULL, NULL, NULL, NULL, NULL, 0},
 	        "lock.txt:3: zlib: '1.3 1' is not a version");
-	check_add_fails((struct pkg){PKG_CONDA, "", "1", "h_0", NULL, NULL, NULL, NULL, NULL},
+	check_add_fails((struct pkg){PKG_CONDA, "", "1", "h_0", NULL, NULL, NULL, NULL, NULL, 0},
 	                "lock.txt:3: '' is not a package name");
-	check_add_fails((struct pkg){PKG_CONDA, "zlib", "1", NULL, NULL, NULL, NULL, NULL, NULL},
+	check_add_fails((struct pkg){PKG_CONDA, "zlib", "1", NULL, NULL, NULL, NULL, NULL, NULL, 0},
 	                "zlib: '' is not a build string");
-	check_add_fails((struct pkg){PKG_CONDA, "zlib", "1", "h\n0", NULL, NULL, NULL, NULL, NULL},
-	                "is not a build string");
-	check_add_fails((struct pkg){PKG_PYPI, "idna", "3.7", "py_0", NULL, NULL, NULL, NULL, NULL},
-	                "idna: a pip package has no build string");
-	check_add_fails((struct pkg){PKG_CONDA, "zlib", "1", "h_0", NULL, NULL, "abc", NULL, NULL},
-	                "zlib: md5 'abc' is not 32 hex digits");
+	check_add_fails(
+	        (struct pkg){PKG_CONDA, "zlib", "1", "h\n0", NULL, NULL, NULL, NULL, NULL, 0},
+	        "is not a build string");
+	check_add_fails(
+	        (struct pkg){PKG_PYPI, "idna", "3.7", "py_0", NULL, NULL, NULL, NULL, NULL, 0},
+	        "idna: a pip package has no build string");
+	check_add_fails(
+	        (struct pkg){PKG_CONDA, "zlib", "1", "h_0", NULL, NULL, "abc", NULL, NULL, 0},
+	        "zlib: md5 'abc' is not 32 hex digits");
 	check_add_fails(
 	        (struct pkg){PKG_CONDA, "zlib", "1", "h_0", NULL, NULL, NULL,
 	                     "zz2b69c54ec62a243eb6fba2391b5e443421608c3ae5dbff938ad33ca8db5122",
-	                     NULL},
+	                     NULL, 0},
 	        "is not 64 hex digits");
 
 	const struct pkg dup[] = {
-	        {PKG_CONDA, "zlib", "1.3.1", "h_0", NULL, NULL, NULL, NULL, NULL},
-	        {PKG_CONDA, "zlib", "1.2.13", "h_1", NULL, NULL, NULL, NULL, NULL},
+	        {PKG_CONDA, "zlib", "1.3.1", "h_0", NULL, NULL, NULL, NULL, NULL, 0},
+	        {PKG_CONDA, "zlib", "1.2.13", "h_1", NULL, NULL, NULL, NULL, NULL, 0},
 	};
 	check_finish_fails("linux-64", dup, 2, "env.yml: zlib is listed twice (");
 	/* PEP 503 makes these one name */
 	const struct pkg pdup[] = {
-	        {PKG_PYPI, "Typing_Extensions", "4.9.0", NULL, NULL, NULL, NULL, NULL, NULL},
-	        {PKG_PYPI, "typing.extensions", "4.9.0", NULL, NULL, NULL, NULL, NULL, NULL},
+	        {PKG_PYPI, "Typing_Extensions", "4.9.0", NULL, NULL, NULL, NULL, NULL, NULL, 0},
+	        {PKG_PYPI, "typing.extensions", "4.9.0", NULL, NULL, NULL, NULL, NULL, NULL, 0},
 	};
 	check_finish_fails("linux-64", pdup, 2, "pypi:typing-extensions is listed twice");
 	const struct pkg wrong[] = {
-	        {PKG_CONDA, "zlib", "1.3.1", "h_0", NULL, "osx-64", NULL, NULL, NULL},
+	        {PKG_CONDA, "zlib", "1.3.1", "h_0", NULL, "osx-64", NULL, NULL, NULL, 0},
 	};
 	check_finish_fails("linux-64", wrong, 1, "zlib is a package for osx-64, not for linux-64");
 	check_finish_fails("linux 64", NULL, 0, "'linux 64' is not a platform name");
@@ -203,8 +206,8 @@ static void test_refusals(void)
 
 	/* one name in both kinds is not a duplicate */
 	const struct pkg both[] = {
-	        {PKG_CONDA, "requests", "2.31.0", "pyhd8ed1ab_0", NULL, NULL, NULL, NULL, NULL},
-	        {PKG_PYPI, "requests", "2.31.0", NULL, NULL, NULL, NULL, NULL, NULL},
+	        {PKG_CONDA, "requests", "2.31.0", "pyhd8ed1ab_0", NULL, NULL, NULL, NULL, NULL, 0},
+	        {PKG_PYPI, "requests", "2.31.0", NULL, NULL, NULL, NULL, NULL, NULL, 0},
 	};
 	struct pkgset *set = make("linux-64", both, 2, NULL);
 
@@ -276,7 +279,7 @@ static void test_hash(void)
 
 	/* a source package's empty build keeps its separator */
 	const struct pkg src[] = {
-	        {PKG_CONDA, "child-package", "0.1.0", "", NULL, "noarch", NULL, NULL, NULL},
+	        {PKG_CONDA, "child-package", "0.1.0", "", NULL, "noarch", NULL, NULL, NULL, 0},
 	};
 	set = make("linux-64", src, 1, NULL);
 	hash_of(set, got);
@@ -317,9 +320,16 @@ static void test_match(void)
 
 	/* a lock without channels or hashes checks names, versions and builds only */
 	for (size_t i = 0; i < NBASE; i++)
-		l[i] = (struct pkg){base[i].kind,  base[i].name, base[i].version,
-		                    base[i].build, NULL,         NULL,
-		                    NULL,          NULL,         NULL};
+		l[i] = (struct pkg){base[i].kind,
+		                    base[i].name,
+		                    base[i].version,
+		                    base[i].build,
+		                    NULL,
+		                    NULL,
+		                    NULL,
+		                    NULL,
+		                    NULL,
+		                    0};
 	check_match(l, NBASE, "linux-64", 0, NULL);
 
 	/* one channel, spelled as URL, URL with subdir and slash, or short name */
@@ -340,8 +350,8 @@ static void test_match(void)
 	            "pypi:requests 2.31.0: missing from the lock");
 
 	memcpy(l, base, sizeof(base));
-	l[NBASE] =
-	        (struct pkg){PKG_CONDA, "xz", "5.2.6", "h166bdaf_0", NULL, NULL, NULL, NULL, NULL};
+	l[NBASE] = (struct pkg){PKG_CONDA, "xz", "5.2.6", "h166bdaf_0", NULL,
+	                        NULL,      NULL, NULL,    NULL,         0};
 	check_match(l, NBASE + 1, "linux-64", -EINVAL,
 	            "xz 5.2.6 h166bdaf_0: in the lock, not in the environment");
 
@@ -389,7 +399,7 @@ static void test_match(void)
 		for (size_t i = 0; i < 200; i++) {
 			snprintf(names[i], sizeof(names[i]), "extra-pkg-%03zu", i);
 			many[i] = (struct pkg){PKG_CONDA, names[i], "1.0", "h_0", NULL,
-			                       NULL,      NULL,     NULL,  NULL};
+			                       NULL,      NULL,     NULL,  NULL,  0};
 		}
 		lk = make("linux-64", many, 200, NULL);
 		CHECK(pkgset_match(have, lk, &err) == -EINVAL);
@@ -404,9 +414,9 @@ static void test_match(void)
 	{
 		const struct pkg h1[] = {{PKG_CONDA, "zlib", "1.2.11", "h7b6447c_3",
 		                          "https://repo.example.invalid/pkgs/main", NULL, NULL,
-		                          NULL, NULL}};
+		                          NULL, NULL, 0}};
 		const struct pkg l1[] = {{PKG_CONDA, "zlib", "1.2.11", "h7b6447c_3", "defaults",
-		                          NULL, NULL, NULL, NULL}};
+		                          NULL, NULL, NULL, NULL, 0}};
 		struct pkgset *a = make("linux-64", h1, 1, NULL),
 		              *b = make("linux-64", l1, 1, NULL);
 		struct cfs_err err = {{0}};

@@ -154,8 +154,9 @@ static void test_packages(void)
 	                "linux-64",
 	                "0123456789abcdef0123456789abcdef",
 	                NULL,
-	                NULL};
-	struct pkg p = {PKG_PYPI, "my-pkg", "2.0", NULL, NULL, NULL, NULL, NULL, NULL};
+	                NULL,
+	                0};
+	struct pkg p = {PKG_PYPI, "my-pkg", "2.0", NULL, NULL, NULL, NULL, NULL, NULL, 0};
 	size_t len;
 	char *text = NULL, *text2 = NULL;
 
@@ -268,7 +269,7 @@ static void test_cuda(void)
 	                          " \"unique_bytes\": 1, \"created\": 1, \"last_used\": 0,"
 	                          " \"source_prefix\": \"/p\", \"broken\": false, \"cuda\": [1]}]";
 	struct pkg c = {PKG_CONDA, "cuda-version", "12.1", "h1d6eff3_3", NULL,
-	                NULL,      NULL,           NULL,   NULL};
+	                NULL,      NULL,           NULL,   NULL,         0};
 	struct report_env *back = NULL;
 	struct store_env env = {0};
 	struct cfs_err err = {{0}};

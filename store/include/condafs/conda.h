@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum pkg_kind {
 	PKG_CONDA = 0,
@@ -32,6 +33,9 @@ struct pkg {
 	/* Where the archive (conda) or the wheel/sdist (pypi) is, as the lock or record says
 	 * (without a "#digest"); NULL when the source does not say. Not part of the hash. */
 	const char *url;
+	/* The archive's size in bytes, as the lock says (pixi.lock); 0: it does not. Not
+	 * part of the hash. */
+	uint64_t size;
 };
 
 struct pkgset;
