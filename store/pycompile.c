@@ -377,10 +377,20 @@ int pycompile_plan(const struct link_plan *plan, const char *python_dir, int cwd
 		nsh = n / JOBS_MIN ? n / JOBS_MIN : 1;
 	{
 		char *const envp[] = {home, "PYTHONDONTWRITEBYTECODE=1", "LC_ALL=C.UTF-8", NULL};
+		uint64_t total = 0, sum = 0;
+		size_t hi = 0;
 
+		for (size_t i = 0; i < n; i++)
+			total += jobs[i].len;
+		/* Shares of about equal bytes, not of equal counts: a source compiles in about
+		 * the time its size says, and the compilers should end together (pip's sources
+		 * halved by count were 2.7 and 3.3 MB). */
 		for (size_t k = 0; k < nsh; k++) {
-			size_t lo = n * k / nsh, hi = n * (k + 1) / nsh;
+			size_t lo = hi;
 
+			while (hi < n && (k + 1 == nsh || hi == lo ||
+			                  sum + jobs[hi].len / 2 < total * (k + 1) / nsh))
+				sum += jobs[hi++].len;
 			sh[k] = (struct share){.jobs = jobs + lo,
 			                       .n = hi - lo,
 			                       .exe = exe,
