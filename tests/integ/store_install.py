@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -735,6 +736,19 @@ with t.section("bad input stores nothing"):
                     os.path.basename(url5), "0" * len(digest5), "mismatch")
     t.eq(f"{stalled} was requested once: not waited for, nor retried",
          ch.count().get(stalled, 0), before + 1)
+    # An archive the channel does not have (the last by name: the others are downloaded and
+    # unpacked meanwhile, and stop): the download's failure is the one line.
+    lines = list(orig)
+    last = max((k for k, ln in enumerate(lines) if ln.startswith("https://")),
+               key=lambda k: pkg_name(lines[k]))
+    gone = re.sub(r"_(\d+)(\.conda|\.tar\.bz2)#", r"_9\1\2#", lines[last])
+    lines[last] = gone
+    missing = t.path("bad", "missing-archive.txt")
+    with open(missing, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    r = install(bad_store, missing, "--channel-mirror", ch.mirror())
+    t.fails_clearly("an archive the channel does not have: its URL and HTTP 404", r,
+                    os.path.basename(gone.split("#")[0]), "HTTP 404")
     r = install(bad_store, t.env("sci")["locks"]["explicit"],
                 "--channel-mirror", f"{URL}=http://127.0.0.1:1")
     t.fails_clearly("an unreachable channel", r, "127.0.0.1:1")
