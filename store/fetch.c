@@ -580,11 +580,13 @@ int fetch_all(const struct fetch_item *items, size_t n, int dir_fd, unsigned par
 		return err_set(err, -EIO, "fetch: libcurl: %s", curl_easy_strerror(curl_init_rc));
 	f.p.total = n;
 	for (size_t i = 0; i < n; i++) {
-		if (!items[i].size) {
+		uint64_t size = items[i].size ? items[i].size : items[i].size_hint;
+
+		if (!size) {
 			f.p.bytes_total = 0;
 			break;
 		}
-		f.p.bytes_total += items[i].size;
+		f.p.bytes_total += size;
 	}
 	/* OpenSSL's own variable, which conda and pixi honour too: libcurl built with a CA
 	 * bundle of its own would ignore it. */

@@ -16,6 +16,9 @@ struct fetch_item {
 	const char *url;  /* http, https or file URL (already mapped through mirrors) */
 	const char *name; /* the file to create in dir_fd: one path component */
 	uint64_t size;    /* expected size, 0 when unknown */
+	/* Without a size, what the progress counts on (0: nothing): a lock's word, which a
+	 * longer or shorter response does not fail. */
+	uint64_t size_hint;
 };
 
 struct fetch_progress {

@@ -507,7 +507,11 @@ int install_fetch_unpack(struct install *ins, struct cfs_err *err)
 		r = mirrors_map(m, ins->src[src[j]].p->url, &urls[j]);
 		if (r)
 			r = err_set(err, r, "out of memory");
-		items[j] = (struct fetch_item){.url = urls[j], .name = ins->src[src[j]].fn};
+		/* The lock's size, for the progress's total only: the digest says whether an
+		 * archive is the lock's, and a lock whose size is off fails nothing for it. */
+		items[j] = (struct fetch_item){.url = urls[j],
+		                               .name = ins->src[src[j]].fn,
+		                               .size_hint = ins->src[src[j]].p->size};
 	}
 	if (r || !k)
 		goto out;

@@ -3,7 +3,7 @@
  * fetch_drive: store/fetch.c and store/conda/pkgcache.c from the command line, for
  * tests/integ/store_fetch.py.
  *
- *   fetch_drive fetch DIR PARALLEL[/K] URL=NAME[@SIZE]...
+ *   fetch_drive fetch DIR PARALLEL[/K] URL=NAME[@SIZE|@~HINT]...
  *       every "progress: DONE/TOTAL BYTES/BYTES_TOTAL RATE" line on stderr, and "done: NAME
  *       SIZE" as each item is whole (SIZE: its file's, then), then "rc=0" on stdout; with /K,
  *       the stop hook asks to stop once K items are whole; on failure "rc=-ERRNO" on stdout,
@@ -88,7 +88,10 @@ static int cmd_fetch(int argc, char **argv)
 		at = strrchr(eq + 1, '@');
 		if (at) {
 			*at = '\0';
-			items[i].size = strtoull(at + 1, NULL, 10);
+			if (at[1] == '~')
+				items[i].size_hint = strtoull(at + 2, NULL, 10);
+			else
+				items[i].size = strtoull(at + 1, NULL, 10);
 		}
 	}
 	parallel = strtoul(argv[1], &end, 10);

@@ -303,6 +303,19 @@ with t.section("known sizes: the total is their sum"):
             r.rc == 0 and p and p[-1] == (6, 6, total, total), r)
     same_files("6 archives", d, {fn: src(fn) for fn in fns})
 
+with t.section("hinted sizes (a lock's): the total, and a wrong hint fails nothing"):
+    d = fresh_dir("hinted")
+    fns = by_size[:4]
+    # The first hint too small, the second too large: the bytes are what came.
+    hints = [archives[fn][1]["size"] + delta for fn, delta in zip(fns, (-100, 100, 0, 0))]
+    r = drive("fetch", d, 2, *[f"{srv.url('plain', archives[fn][0])}={fn}@~{h}"
+                               for fn, h in zip(fns, hints)])
+    total = sum(archives[fn][1]["size"] for fn in fns)
+    p = progress(r)
+    t.check("succeeds; the last progress: every byte that came, of the hints' sum",
+            r.rc == 0 and p and p[-1] == (4, 4, total, sum(hints)), r)
+    same_files("4 archives", d, {fn: src(fn) for fn in fns})
+
 with t.section("a transfer cut short is resumed with a Range request"):
     d = fresh_dir("cut")
     rel = archives[medium][0]

@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import pty
 import re
 import shutil
 import stat
@@ -251,6 +252,40 @@ with t.section("downloads: four at once, largest first when the lock gives sizes
         t.ok(f"{fmt}: install", r)
         t.eq(f"{fmt}: the first four requests are {what}",
              sorted(ch.requested()[before:before + 4]), sorted(want))
+
+def on_tty(cmd):
+    """cmd's exit status and what it wrote to its stderr, a pseudo-terminal."""
+    master, slave = pty.openpty()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            b = os.read(master, 65536)
+        except OSError:  # EIO: the terminal's last writer is gone
+            break
+        if not b:
+            break
+        out += b
+    os.close(master)
+    return p.wait(300), out.decode(errors="replace")
+
+
+with t.section("the download's progress bar on a terminal: the lock's total when it has one"):
+    with open(t.env("sci")["locks"]["explicit"]) as f:
+        n_sci = sum(1 for ln in f.read().split() if ln.startswith("https://"))
+    for fmt, total in (("explicit", "? (it gives no size)"), ("pixi_lock", "the lock's sum")):
+        rc, err = on_tty([t.condafs, "--store", t.path(f"store-tty-{fmt}"), "install",
+                          t.env("sci")["locks"][fmt], "--channel-mirror", ch.mirror()])
+        bars = re.findall(r"\r\[[# ]{24}\] (\d+)/(\d+) packages  ([^/]+)/([^ ]+(?: \S+)?)  ",
+                          err)
+        t.check(f"{fmt}: installs, its bar redrawn in place", rc == 0 and len(bars) > 1,
+                (rc, err[-500:]))
+        if bars:
+            last = bars[-1]
+            t.check(f"{fmt}: the last bar: every package, their bytes of {total}",
+                    last[0] == last[1] == str(n_sci) and
+                    (last[3] == "?" if fmt == "explicit" else last[3] == last[2]), last)
 
 with t.section("an environment ingested from a prefix is no package source"):
     # Its files are what conda linked in a prefix its owner could change: kernel, which
