@@ -465,9 +465,10 @@ static int by_size_desc(const void *a, const void *b, void *arg)
 
 /*
  * The k sources of src to download, largest first when the lock gives every size (pixi's
- * does), else in the lock's order. Four at once, the last to end is then a small one: on a
- * slow link, a large archive begun late (libtorch, near the end of a lock) would be the
- * last, and its unpacking, which waits for its last byte (N1), the install's.
+ * does), else in the set's order (by name). From a server that limits each connection, a
+ * large archive begun late (libtorch, 25th of torch's 50) would arrive well after the
+ * rest, and its unpacking, which waits for its last byte (N1), end the install; over a
+ * link the connections share, the order changes nothing.
  */
 static void fetch_order(struct install *ins, size_t *src, size_t k)
 {
