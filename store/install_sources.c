@@ -475,8 +475,7 @@ static void fetch_order(struct install *ins, size_t *src, size_t k)
 	for (size_t j = 0; j < k; j++)
 		if (!ins->src[src[j]].p->size)
 			return;
-	if (k)
-		qsort_r(src, k, sizeof(*src), by_size_desc, ins);
+	qsort_r(src, k, sizeof(*src), by_size_desc, ins);
 }
 
 int install_fetch_unpack(struct install *ins, struct cfs_err *err)

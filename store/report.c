@@ -274,14 +274,7 @@ static int bad(struct cfs_err *err, const char *name, const char *what, size_t i
 
 static bool get_u64(const struct ynode *n, const char *key, uint64_t *ret)
 {
-	const char *s = ynode_str(ynode_get(n, key));
-	char *end;
-
-	if (!s || *s < '0' || *s > '9')
-		return false;
-	errno = 0;
-	*ret = strtoull(s, &end, 10);
-	return !errno && !*end;
+	return ynode_u64(ynode_get(n, key), ret);
 }
 
 static bool get_i64(const struct ynode *n, const char *key, int64_t *ret)

@@ -793,21 +793,13 @@ static bool pixi_selects(int version, const struct ynode *sel, const struct ynod
 }
 
 /* The record's archive size: 0 (unknown) unless it is a plain decimal byte count. It only
- * orders downloads (store/install_sources.c), so a lock that says it otherwise is not
- * refused for it. */
+ * orders downloads and totals their progress (store/install_sources.c), so a lock that
+ * says it otherwise is not refused for it. */
 static uint64_t get_size(const struct ynode *rec)
 {
-	const char *s = get_str(rec, "size");
-	uint64_t v = 0;
+	uint64_t v;
 
-	if (!s || !*s || strlen(s) > 18)
-		return 0;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return 0;
-		v = v * 10 + (uint64_t)(*s - '0');
-	}
-	return v;
+	return ynode_u64(ynode_get(rec, "size"), &v) ? v : 0;
 }
 
 static int pixi_conda(struct pkgset *set, const struct ynode *rec, const struct condaloc *cl,

@@ -840,6 +840,18 @@ const char *ynode_str(const struct ynode *n)
 	return n && n->kind == YNODE_SCALAR && !n->null ? n->str : NULL;
 }
 
+bool ynode_u64(const struct ynode *n, uint64_t *ret)
+{
+	const char *s = ynode_str(n);
+	char *end;
+
+	if (!s || *s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	*ret = strtoull(s, &end, 10);
+	return !errno && !*end;
+}
+
 bool ynode_is_quoted(const struct ynode *n)
 {
 	return n && n->kind == YNODE_SCALAR && n->quoted;

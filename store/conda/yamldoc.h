@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct yamldoc;
 struct ynode;
@@ -45,6 +46,8 @@ bool ynode_is_seq(const struct ynode *n);
 size_t ynode_line(const struct ynode *n);
 /* The text of a scalar; NULL for a null (plain "", "~", "null") and for collections. */
 const char *ynode_str(const struct ynode *n);
+/* A scalar that is a plain decimal count (digits only, in range): true and *ret. */
+bool ynode_u64(const struct ynode *n, uint64_t *ret);
 /* A scalar written as a string (a JSON string, a quoted YAML scalar), not a word such as
  * a number, true or null: what a writer must quote again. */
 bool ynode_is_quoted(const struct ynode *n);
