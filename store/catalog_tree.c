@@ -48,13 +48,17 @@ static const char *const tsql[T_COUNT] = {
         [T_ENV] = "SELECT id, root, nodes, tree, hash, removed FROM envs WHERE id = ?1",
         [T_ENV_SET] = "UPDATE envs SET nodes = ?2, tree = ?3 WHERE id = ?1",
         [T_ENVS] = "SELECT id, removed FROM envs ORDER BY hash, removed, id",
-        /* ?1 key (or id), ?2 names gained (negative: lost), ?3 their environment (C2, C7). */
+        /* ?1 key (or the ids ?1 to ?4), ?2 names gained by each (negative: lost), ?3 their
+         * environment (C2, C7). */
         [T_OBJ_COUNT] = "UPDATE objects SET refs = " REFS_NEW ", esum = " OBJ_DELTA(
                 "esum") ", esq = esq + ?2 * ?3 * ?3, owner = " OWNER_NEW " WHERE key = ?1",
-        [T_OBJ_COUNT_ID] = "UPDATE objects SET refs = " REFS_NEW ", esum = " OBJ_DELTA(
-                "esum") ", esq = esq + ?2 * ?3 * ?3, owner = " OWNER_NEW " WHERE id = ?1",
-        [T_GRP_COUNT] = "UPDATE groups SET refs = refs + ?2, nlink = nlink + ?3 WHERE id = ?1",
-        [T_GRP_DROP] = "DELETE FROM groups WHERE id = ?1 AND refs <= 0",
+        [T_OBJ_COUNT_ID] =
+                "UPDATE objects SET refs = " REFS_NEW
+                ", esum = " OBJ_DELTA("esum") ", esq = esq + ?2 * ?3 * ?3, owner = " OWNER_NEW
+                                              " WHERE id BETWEEN ?1 AND ?4",
+        [T_GRP_COUNT] = "UPDATE groups SET refs = refs + ?2, nlink = nlink + ?3"
+                        " WHERE id BETWEEN ?1 AND ?4",
+        [T_GRP_DROP] = "DELETE FROM groups WHERE id BETWEEN ?1 AND ?2 AND refs <= 0",
         [T_OBJ_BY_KEY] = "SELECT o.id, o.key, o.size, o.stored, o.refs, o.kind, o.pack,"
                          " o.pack_off, p.key FROM objects o LEFT JOIN objects p ON p.id = o.pack"
                          " WHERE o.key = ?1",
